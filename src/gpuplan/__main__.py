@@ -1,0 +1,5 @@
+import sys
+
+from gpuplan.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""``gpuplan models [QUERY]``: the presets."""
+
+from __future__ import annotations
+
+import argparse
+
+from gpuplan.cli.common import add_output_arguments, print_json, render_table
+from gpuplan.model.params import count_params
+from gpuplan.model.presets import load_presets
+from gpuplan.units import format_count
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("models", help="the presets: id, Hugging Face id, family, parameter count",
+                       description="List the model presets, optionally filtered by a case-insensitive QUERY.")
+    p.add_argument("query", nargs="?", default="", help="substring of the id, Hugging Face id or family")
+    add_output_arguments(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    q = args.query.lower()
+    presets = [p for p in load_presets().values()
+               if q in p.id or q in (p.hf_id or "").lower() or q in p.family or any(q in a.lower() for a in p.aliases)]
+    rows = []
+    for p in presets:
+        c = count_params(p.spec())
+        rows.append({"id": p.id, "hf_id": p.hf_id, "family": p.family, "params": c.total, "active": c.active,
+                     "published_params": p.published_params})
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print(f"no preset matches {args.query!r}")
+        return 0
+    print(render_table(["id", "Hugging Face id", "family", "params", "active"],
+                       [(r["id"], r["hf_id"] or "-", r["family"], format_count(r["params"]),
+                         format_count(r["active"]) if r["active"] != r["params"] else "") for r in rows], "lllrr"))
+    return 0

@@ -1,0 +1,92 @@
+"""Shared CLI plumbing: model arguments, JSON vs table output, count parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from gpuplan.errors import InputError
+from gpuplan.model.spec import ModelSpec
+from gpuplan.units import parse_count
+
+
+def count(field: str) -> Callable[[str], int]:
+    """argparse type for counts written 7e9, 7B, 2T or 128k; errors name the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_count(text, field)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be >= 1")
+        return value
+
+    parse.__name__ = field
+    return parse
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="preset id, Hugging Face id, or path to a config.json (or its folder)")
+    g = parser.add_argument_group("model from raw dimensions (instead of MODEL)")
+    g.add_argument("--layers", type=count("--layers"), help="number of transformer layers")
+    g.add_argument("--hidden", type=count("--hidden"), help="hidden size")
+    g.add_argument("--heads", type=count("--heads"), help="attention heads")
+    g.add_argument("--kv-heads", type=count("--kv-heads"), help="key/value heads (GQA/MQA); default = heads")
+    g.add_argument("--head-dim", type=count("--head-dim"), help="head dimension; default hidden/heads")
+    g.add_argument("--ffn", type=count("--ffn"), help="MLP intermediate size; default 8h/3 rounded to 256 (gated)")
+    g.add_argument("--vocab", type=count("--vocab"), help="vocabulary size (default 32000)")
+    g.add_argument("--experts", type=count("--experts"), help="routed experts per layer (MoE)")
+    g.add_argument("--top-k", type=count("--top-k"), help="experts per token (MoE)")
+    g.add_argument("--params", type=count("--params"),
+                   help="parameter count only (7e9, 7B): enough for time and for model states")
+
+
+def model_from_args(args: argparse.Namespace, *, allow_params_only: bool = False) -> ModelSpec | None:
+    """Resolve MODEL or the raw dimensions; ``None`` means only ``--params`` was given."""
+    from gpuplan.model.resolve import resolve_model, spec_from_dims
+
+    dims = {k: getattr(args, k, None) for k in ("layers", "hidden", "heads")}
+    if args.model:
+        if any(dims.values()):
+            raise InputError("model", args.model, "give MODEL or --layers/--hidden/--heads, not both")
+        return resolve_model(args.model)
+    if any(dims.values()):
+        missing = [f"--{k}" for k, v in dims.items() if not v]
+        if missing:
+            raise InputError(missing[0], None, "is required with raw dimensions (--layers, --hidden and --heads)")
+        return spec_from_dims(layers=args.layers, hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
+                              ffn=args.ffn, vocab=args.vocab or 32000, head_dim=args.head_dim,
+                              experts=args.experts or 0, top_k=args.top_k or 0)
+    if getattr(args, "params", None):
+        if allow_params_only:
+            return None
+        raise InputError("--params", args.params, "is not enough for this command: give MODEL or the dimensions")
+    raise InputError("model", None, "missing: give a preset id (see `gpuplan models`), a config.json path, "
+                     "or --layers/--hidden/--heads")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, explain: bool = False) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON (bytes, FLOP, seconds)")
+    if explain:
+        parser.add_argument("--explain", action="store_true", help="print each number with its formula and source")
+
+
+def print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """Plain-text table; ``align`` is one char per column ('l' or 'r'), default: first left, rest right."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

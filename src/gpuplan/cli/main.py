@@ -1,0 +1,75 @@
+"""The ``gpuplan`` command. Each subcommand lives in its own module exposing ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from gpuplan import __version__
+from gpuplan.errors import InputError
+
+# (command, module): a module is imported only when its command is defined, so a missing optional
+# dependency of one command never breaks the others.
+COMMANDS = (
+    ("models", "gpuplan.cli.cmd_models"),
+    ("gpus", "gpuplan.cli.cmd_gpus"),
+    ("params", "gpuplan.cli.cmd_params"),
+    ("train", "gpuplan.cli.cmd_train"),
+    ("infer", "gpuplan.cli.cmd_infer"),
+    ("time", "gpuplan.cli.cmd_time"),
+    ("plan", "gpuplan.cli.cmd_plan"),
+    ("verify", "gpuplan.cli.cmd_verify"),
+    ("serve", "gpuplan.cli.cmd_serve"),
+    ("sweep", "gpuplan.cli.cmd_sweep"),
+    ("compare", "gpuplan.cli.cmd_compare"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpuplan",
+        description="Will it fit, on which GPUs, with which parallel layout, how long, at what cost: "
+                    "memory, compute and cluster planning for LLM training, fine-tuning and serving.",
+        epilog="Memory is shown in GiB (2^30 bytes). Counts accept 7e9, 7B, 2T, 128k. Exit codes: 0 ok, "
+               "2 bad input, 3 --check and it does not fit.")
+    parser.add_argument("--version", action="version", version=f"gpuplan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built yet
+                continue
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except InputError as exc:
+        print(f"gpuplan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, not bad input: say so briefly; GPUPLAN_DEBUG=1 shows the traceback
+        if os.environ.get("GPUPLAN_DEBUG"):
+            raise
+        print(f"gpuplan {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set GPUPLAN_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Typed input errors: every message names the field, the value and the rule."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad user input. The CLI turns it into exit code 2; the web API into HTTP 422."""
+
+    def __init__(self, field: str, value: object, rule: str, hint: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        self.hint = hint
+        message = f"{field}={value!r}: {rule}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+def require_positive_int(field: str, value: object) -> int:
+    """Return ``value`` as an int if it is an integer >= 1, else raise InputError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(field, value, "must be an integer >= 1")
+    return value
+
+
+def require_nonnegative_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(field, value, "must be an integer >= 0")
+    return value

@@ -1,0 +1,145 @@
+"""The accelerator catalog: ``gpuplan/data/gpus.toml`` loaded into :class:`GpuSpec` records in base units.
+
+Marketed memory is stored as the datasheet's decimal GB x 1e9, even though vendors' HBM "GB" is physically GiB
+(an "80GB" H100 carries 80 GiB of HBM); ``memory_usable_bytes`` is what a process actually sees, which is the
+figure to plan with. Throughput is dense (no sparsity) peak FLOP/s per dtype; a dtype that is absent is unknown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.units import GB, MiB
+
+# TOML key -> dtype name; every value is in units of 10^12 per second.
+_THROUGHPUT_KEYS = {"fp32_TFLOPs": "fp32", "tf32_TFLOPs": "tf32", "bf16_TFLOPs": "bf16", "fp16_TFLOPs": "fp16",
+                    "fp8_TFLOPs": "fp8", "int8_TOPs": "int8", "fp4_TFLOPs": "fp4"}
+_REQUIRED_STR = ("id", "name", "vendor", "interconnect", "source", "source_note")
+_REQUIRED_NUM = ("memory_marketed_GB", "memory_usable_MiB", "fp16_TFLOPs", "hbm_bandwidth_GBps",
+                 "interconnect_GBps", "tdp_W")
+_OPTIONAL = ("memory_usable_note",)
+_ALLOWED = {*_REQUIRED_STR, *_REQUIRED_NUM, *_OPTIONAL, *_THROUGHPUT_KEYS, "aliases"}
+_DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float8": "fp8"}
+
+
+class CatalogError(ValueError):
+    """The packaged catalog data is malformed (a bug in gpus.toml, not bad user input)."""
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One accelerator, all quantities in base units (bytes, FLOP/s, bytes/s, W)."""
+
+    id: str
+    name: str
+    vendor: str
+    aliases: tuple[str, ...]
+    memory_marketed_bytes: int
+    memory_usable_bytes: int
+    peak_flop_per_s: dict[str, float] = field(hash=False)  # dense peak per dtype; treat as read-only
+    hbm_bandwidth_bytes_per_s: float
+    interconnect: str
+    interconnect_bytes_per_s: float  # per GPU, one direction, to peers inside the node
+    tdp_w: float
+    source: str
+    notes: str
+
+    def peak_flop_per_s_for(self, dtype: str) -> float | None:
+        """Dense peak FLOP/s (OP/s for int8) for ``dtype``, or None when the catalog has no figure."""
+        key = dtype.strip().lower()
+        return self.peak_flop_per_s.get(_DTYPE_ALIASES.get(key, key))
+
+
+def _normalize(name: str) -> str:
+    """Lower-case and collapse spaces/underscores to '-' so 'H100 SXM' and 'h100_sxm' match 'h100-sxm'."""
+    return "-".join(name.strip().lower().replace("_", " ").split())
+
+
+def _positive(gpu_id: str, entry: dict[str, Any], key: str) -> float:
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: key {key!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _parse_entry(entry: dict[str, Any]) -> GpuSpec:
+    """Validate one ``[[gpu]]`` table and convert it to a :class:`GpuSpec`."""
+    gpu_id = str(entry.get("id", "<missing id>"))
+    for key in (*_REQUIRED_STR, *_REQUIRED_NUM, "aliases"):
+        if key not in entry:
+            raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: missing required key {key!r}")
+    unknown = sorted(set(entry) - _ALLOWED)
+    if unknown:
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: unknown key(s) {unknown}")
+    for key in (k for k in (*_REQUIRED_STR, *_OPTIONAL) if k in entry):
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: key {key!r} must be a non-empty string")
+    aliases = entry["aliases"]
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: key 'aliases' must be a list of non-empty strings")
+    nums = {key: _positive(gpu_id, entry, key) for key in _REQUIRED_NUM}
+    peaks = {dtype: _positive(gpu_id, entry, key) * 1e12 for key, dtype in _THROUGHPUT_KEYS.items() if key in entry}
+    notes = entry["source_note"] + (f" Usable memory: {entry['memory_usable_note']}."
+                                    if "memory_usable_note" in entry else "")
+    return GpuSpec(
+        id=gpu_id, name=entry["name"], vendor=entry["vendor"], aliases=tuple(aliases),
+        memory_marketed_bytes=round(nums["memory_marketed_GB"] * GB),
+        memory_usable_bytes=round(nums["memory_usable_MiB"] * MiB),
+        peak_flop_per_s=peaks,
+        hbm_bandwidth_bytes_per_s=nums["hbm_bandwidth_GBps"] * GB,
+        interconnect=entry["interconnect"],
+        interconnect_bytes_per_s=nums["interconnect_GBps"] * GB,
+        tdp_w=nums["tdp_W"],
+        source=entry["source"],
+        notes=notes,
+    )
+
+
+def parse_catalog(data: dict[str, Any]) -> dict[str, GpuSpec]:
+    """Validate parsed TOML (``{"gpu": [...]}``) into ``{id: GpuSpec}``; ids and aliases must be unique."""
+    entries = data.get("gpu")
+    if not isinstance(entries, list) or not entries:
+        raise CatalogError("gpus.toml: expected one or more [[gpu]] tables")
+    catalog: dict[str, GpuSpec] = {}
+    seen: dict[str, str] = {}  # normalized id/alias -> owning id
+    for entry in entries:
+        spec = _parse_entry(entry)
+        if spec.id != _normalize(spec.id):
+            raise CatalogError(f"gpus.toml: gpu {spec.id!r}: id must be lower-case with '-' separators")
+        for name in (spec.id, *spec.aliases):
+            owner = seen.setdefault(_normalize(name), spec.id)
+            if owner != spec.id or (name == spec.id and spec.id in catalog):
+                raise CatalogError(f"gpus.toml: gpu {spec.id!r}: name {name!r} already used by {owner!r}")
+        catalog[spec.id] = spec
+    return catalog
+
+
+@cache
+def load_catalog() -> dict[str, GpuSpec]:
+    """Load and validate the packaged catalog (cached; do not mutate the returned objects)."""
+    text = resources.files("gpuplan").joinpath("data", "gpus.toml").read_text(encoding="utf-8")
+    return parse_catalog(tomllib.loads(text))
+
+
+@cache
+def _name_index() -> dict[str, str]:
+    """Normalized id/alias -> catalog id."""
+    return {_normalize(n): spec.id for spec in load_catalog().values() for n in (spec.id, *spec.aliases)}
+
+
+def get_gpu(name: str) -> GpuSpec:
+    """Resolve an id or alias (case-insensitive) to its spec; unknown names raise InputError naming the closest."""
+    index = _name_index()
+    gpu_id = index.get(_normalize(str(name)))
+    if gpu_id is not None:
+        return load_catalog()[gpu_id]
+    close = difflib.get_close_matches(_normalize(str(name)), list(index), n=6, cutoff=0.5)
+    ids = list(dict.fromkeys(index[c] for c in close))[:3]
+    hint = f"closest: {', '.join(ids)}" if ids else f"known: {', '.join(sorted(load_catalog()))}"
+    raise InputError("gpu", name, "unknown GPU", hint=hint)

@@ -1,0 +1,219 @@
+"""Build a ``ModelSpec`` from a Hugging Face ``config.json`` (a dict), offline.
+
+Defaults for keys a config may omit follow the transformers 5 configuration classes of each ``model_type``
+(e.g. ``Gemma2Config.head_dim = 256``, ``Qwen3Config.head_dim = 128``, ``FalconConfig.ffn_hidden_size = 4h``).
+No remote code is ever run: only the listed ``model_type`` values are understood.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
+
+SUPPORTED_MODEL_TYPES = (
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
+    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2",
+)
+
+_LAYOUT = {
+    "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "olmo2": "olmo2",
+    "gemma2": "gemma", "gemma3_text": "gemma", "mixtral": "mixtral", "qwen2_moe": "qwen_moe",
+    "qwen3_moe": "qwen_moe", "deepseek_v2": "deepseek", "deepseek_v3": "deepseek", "phi3": "phi3",
+    "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
+}
+
+
+class _Cfg:
+    """Typed access to a config dict; missing or mistyped keys raise InputError naming the key."""
+
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.data, self.source = data, source
+
+    def int(self, *keys: str, default: int | None = None) -> int:
+        for key in keys:
+            value = self.data.get(key)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise InputError(f"{self.source}: {key}", value, "must be an integer")
+                return value
+        if default is None:
+            raise InputError(f"{self.source}: {keys[0]}", None, "missing required key in config.json")
+        return default
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.data.get(key)
+        return None if value is None else self.int(key)
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InputError(f"{self.source}: {key}", value, "must be true or false")
+        return value
+
+    def str(self, *keys: str, default: str) -> str:
+        for key in keys:
+            if self.data.get(key) is not None:
+                return str(self.data[key])
+        return default
+
+
+def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ...], int | None]:
+    """Per-layer "full"/"sliding" attention and the window, as each family's config class derives them."""
+    window = c.opt_int("sliding_window")
+    raw = c.data.get("layer_types")
+    if raw:
+        types = tuple("sliding" if "sliding" in str(t) else "full" for t in raw)
+    elif model_type == "gemma2":
+        types = tuple("sliding" if (i + 1) % 2 else "full" for i in range(n_layers))
+    elif model_type in ("gemma3_text", "gemma3"):
+        pattern = c.int("sliding_window_pattern", default=6)
+        types = tuple("sliding" if (i + 1) % pattern else "full" for i in range(n_layers))
+    elif model_type in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"):
+        if not c.bool("use_sliding_window", False):
+            return (), None
+        start = c.int("max_window_layers", default=28)
+        types = tuple("sliding" if i >= start else "full" for i in range(n_layers))
+    elif model_type in ("mistral", "mixtral", "phi3") and window:
+        types = ("sliding",) * n_layers
+    else:
+        return (), None
+    if "sliding" not in types:
+        return (), None
+    if window is None:
+        window = 4096
+    return types, window
+
+
+def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
+    if model_type == "mixtral":
+        return MoESpec(num_experts=c.int("num_local_experts", default=8), top_k=c.int("num_experts_per_tok", default=2),
+                       expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
+    if model_type in ("qwen2_moe", "qwen3_moe"):
+        n_exp = c.int("num_experts")
+        step = c.int("decoder_sparse_step", default=1)
+        dense_only = set(c.data.get("mlp_only_layers") or [])
+        layers = tuple(i not in dense_only and n_exp > 0 and (i + 1) % step == 0 for i in range(n_layers))
+        shared = c.int("shared_expert_intermediate_size", default=0) if model_type == "qwen2_moe" else 0
+        return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok"),
+                       expert_ffn_size=c.int("moe_intermediate_size"), moe_layers=layers,
+                       num_shared_experts=1 if shared else 0, shared_expert_ffn_size=shared,
+                       shared_expert_gate=bool(shared))
+    if model_type in ("deepseek_v2", "deepseek_v3"):
+        first_dense = c.int("first_k_dense_replace", default=0)
+        layers = tuple(i >= first_dense for i in range(n_layers))
+        n_shared = c.int("n_shared_experts", default=0)
+        f_e = c.int("moe_intermediate_size")
+        return MoESpec(num_experts=c.int("n_routed_experts"), top_k=c.int("num_experts_per_tok"),
+                       expert_ffn_size=f_e, moe_layers=layers, num_shared_experts=n_shared,
+                       shared_expert_ffn_size=n_shared * f_e)
+    return None
+
+
+def spec_from_config(config: dict[str, Any], name: str = "custom", source: str = "config.json") -> ModelSpec:
+    """Translate a Hugging Face config dict into a validated ModelSpec."""
+    if not isinstance(config, dict):
+        raise InputError(source, type(config).__name__, "config.json must hold a JSON object")
+    model_type = config.get("model_type")
+    if model_type == "gemma3" and isinstance(config.get("text_config"), dict):
+        config = {"model_type": "gemma3_text", **config["text_config"]}
+        model_type = "gemma3_text"
+    if model_type not in _LAYOUT:
+        raise InputError(f"{source}: model_type", model_type,
+                         f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+    c = _Cfg(config, source)
+    if model_type == "gpt2":
+        return _gpt2_spec(c, name)
+    h = c.int("hidden_size")
+    n_layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    kv_heads = c.int("num_key_value_heads", "num_kv_heads", default=heads)
+    head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
+    if head_dim_default is None:
+        if h % heads:
+            raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
+        head_dim_default = h // heads
+    head_dim = c.int("head_dim", default=head_dim_default)
+    layer_types, window = _layer_types(c, model_type, n_layers)
+    family_bias = {"qwen2": (True, False), "qwen2_moe": (True, False), "gpt_neox": (True, True)}
+    attn_bias = c.bool("attention_bias", False)
+    qkv_bias, o_bias = family_bias.get(model_type, (attn_bias, attn_bias))
+    if model_type == "gpt_neox":
+        qkv_bias = o_bias = c.bool("attention_bias", True)
+    kw: dict[str, Any] = dict(
+        name=name, family=model_type, layout=_LAYOUT[model_type], num_layers=n_layers, hidden_size=h,
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+        vocab_size=c.int("vocab_size"), max_position=c.int("max_position_embeddings", default=4096),
+        activation=c.str("hidden_activation", "hidden_act", default="silu"),
+        qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=c.bool("mlp_bias", False),
+        tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"),
+        layer_types=layer_types, sliding_window=window,
+    )
+    if model_type == "gpt_neox":
+        kw.update(ffn_size=c.int("intermediate_size"), gated_mlp=False, norm="layernorm", mlp_bias=True,
+                  parallel_residual=c.bool("use_parallel_residual", True), activation=c.str("hidden_act", default="gelu"))
+    elif model_type == "falcon":
+        kw.update(_falcon_kw(c, h, heads))
+    elif model_type in ("deepseek_v2", "deepseek_v3"):
+        kw.update(ffn_size=c.int("intermediate_size"), mla=MLASpec(
+            q_lora_rank=c.opt_int("q_lora_rank") or 0, kv_lora_rank=c.int("kv_lora_rank"),
+            qk_rope_head_dim=c.int("qk_rope_head_dim"), qk_nope_head_dim=c.int("qk_nope_head_dim"),
+            v_head_dim=c.int("v_head_dim")),
+            head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
+            mtp_layers=c.int("num_nextn_predict_layers", default=0))
+    else:
+        kw.update(ffn_size=c.int("intermediate_size"))
+    moe = _moe(c, model_type, n_layers)
+    if moe is not None:
+        kw["moe"] = moe
+        if model_type == "mixtral" or not any(not x for x in moe.moe_layers):
+            kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
+    return ModelSpec(**kw)
+
+
+def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
+    """Falcon variants: multi-query (7B), new decoder architecture with grouped KV (40B/180B)."""
+    new_arch = c.bool("new_decoder_architecture", False)
+    if new_arch:
+        kv = c.int("num_kv_heads", default=heads)
+        n_ln = c.int("num_ln_in_parallel_attn", default=2)
+        norms = ("ln_attn", "ln_mlp") if n_ln == 2 else ("input_layernorm",)
+    else:
+        kv = 1 if c.bool("multi_query", True) else heads
+        norms = ("input_layernorm",) if c.bool("parallel_attn", True) else ("input_layernorm", "post_attention_layernorm")
+    bias = c.bool("bias", False)
+    return dict(num_kv_heads=kv, ffn_size=c.int("ffn_hidden_size", default=4 * h), gated_mlp=False, norm="layernorm",
+                qkv_bias=bias, o_bias=bias, mlp_bias=bias, activation="gelu", layer_norm_names=norms,
+                parallel_residual=c.bool("parallel_attn", True) or new_arch)
+
+
+def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
+    h = c.int("n_embd", "hidden_size")
+    heads = c.int("n_head", "num_attention_heads")
+    if h % heads:
+        raise InputError("n_head", heads, f"must divide n_embd={h}")
+    return ModelSpec(
+        name=name, family="gpt2", layout="gpt2", num_layers=c.int("n_layer", "num_hidden_layers"), hidden_size=h,
+        num_heads=heads, num_kv_heads=heads, head_dim=h // heads, ffn_size=c.int("n_inner", default=4 * h),
+        vocab_size=c.int("vocab_size"), max_position=c.int("n_positions", "max_position_embeddings", default=1024),
+        gated_mlp=False, activation=c.str("activation_function", default="gelu_new"), norm="layernorm",
+        qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a config.json (or a folder holding one). Errors name the path and what is wrong."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise InputError("model", str(path), "no such config.json file or folder holding one")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError("model", str(p), f"is not valid JSON ({exc})") from None

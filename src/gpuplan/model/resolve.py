@@ -1,0 +1,69 @@
+"""Turn what the user typed (preset id, Hugging Face id, path, or raw dimensions) into a ModelSpec."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gpuplan.errors import InputError
+from gpuplan.model.hf_config import load_config_file, spec_from_config
+from gpuplan.model.presets import closest_presets, find_preset
+from gpuplan.model.spec import ModelSpec
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Preset id or Hugging Face id (offline via presets) → local path → hub fetch (optional, online)."""
+    preset = find_preset(name)
+    if preset is not None:
+        return preset.spec()
+    path = Path(name).expanduser()
+    if path.exists() or name.endswith(".json"):
+        return spec_from_config(load_config_file(path), name=path.stem if path.is_file() else path.name,
+                                source=str(path))
+    if "/" in name and not name.startswith((".", "/")):
+        return spec_from_config(fetch_hub_config(name), name=name.split("/")[-1].lower(), source=name)
+    raise InputError("model", name, "is not a preset, a Hugging Face id or a config.json path",
+                     hint="closest presets: " + ", ".join(closest_presets(name)) + "; list them with `gpuplan models`")
+
+
+def fetch_hub_config(repo_id: str) -> dict:
+    """Download only ``config.json`` of ``repo_id`` with huggingface_hub (extra ``[hub]``); never remote code."""
+    offline_hint = ("download its config.json and pass the file's path, e.g. "
+                    f"`gpuplan params ./config.json` (from https://huggingface.co/{repo_id}/blob/main/config.json)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise InputError("model", repo_id, "is not a preset and HF_HUB_OFFLINE is set", hint=offline_hint)
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise InputError("model", repo_id, "is not a preset; fetching by hub id needs `pip install gpuplan[hub]`",
+                         hint=offline_hint) from None
+    try:
+        local = hf_hub_download(repo_id, "config.json")
+    except Exception as exc:  # network errors, gated repos, missing files: all end the same way for the user
+        raise InputError("model", repo_id, f"could not fetch config.json ({type(exc).__name__})",
+                         hint=offline_hint) from None
+    return load_config_file(local)
+
+
+def spec_from_dims(*, layers: int, hidden: int, heads: int, kv_heads: int | None = None, ffn: int | None = None,
+                   vocab: int = 32000, head_dim: int | None = None, seq: int = 4096, gated: bool = True,
+                   tie: bool = False, experts: int = 0, top_k: int = 0, expert_ffn: int | None = None) -> ModelSpec:
+    """A Llama-style model from raw dimensions (``--layers --hidden --heads`` ...). ``ffn`` defaults to the
+    Llama rule 8h/3 rounded up to a multiple of 256 for gated MLPs, else 4h."""
+    from gpuplan.model.spec import MoESpec
+
+    if head_dim is None:
+        if hidden % heads:
+            raise InputError("heads", heads, f"must divide hidden={hidden} when --head-dim is not given")
+        head_dim = hidden // heads
+    if ffn is None:
+        ffn = -(-(8 * hidden // 3) // 256) * 256 if gated else 4 * hidden
+    moe = None
+    if experts:
+        moe = MoESpec(num_experts=experts, top_k=top_k or 2, expert_ffn_size=expert_ffn or ffn,
+                      moe_layers=(True,) * layers)
+    return ModelSpec(
+        name="custom", family="custom", layout="mixtral" if moe else ("llama" if gated else "gpt_neox"),
+        num_layers=layers, hidden_size=hidden, num_heads=heads, num_kv_heads=kv_heads or heads, head_dim=head_dim,
+        ffn_size=ffn, vocab_size=vocab, max_position=seq, gated_mlp=gated, tie_embeddings=tie, moe=moe,
+        norm="rmsnorm" if gated else "layernorm", qkv_bias=not gated, o_bias=not gated, mlp_bias=not gated)

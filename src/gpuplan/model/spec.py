@@ -1,0 +1,172 @@
+"""The typed model description every estimate starts from.
+
+A ``ModelSpec`` is built from a preset, a Hugging Face ``config.json`` (``gpuplan.model.hf_config``) or raw
+dimensions, and validated once on construction; everything downstream can trust it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuplan.errors import InputError
+
+# Naming schemes for the tensor table: how a family names its checkpoint tensors.
+LAYOUTS = (
+    "llama",  # llama, mistral, qwen2, qwen3, and raw dimensions
+    "olmo2",
+    "gemma",  # gemma2, gemma3_text: four norms per layer
+    "mixtral",
+    "qwen_moe",  # qwen2_moe, qwen3_moe
+    "deepseek",  # deepseek_v2, deepseek_v3 (MLA + MoE)
+    "phi3",
+    "gpt2",
+    "gpt_neox",
+    "falcon",
+)
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    """Mixture-of-experts feed-forward layers.
+
+    ``moe_layers`` holds, per decoder layer, whether its MLP is a routed MoE block (dense-first layers such as
+    DeepSeek's ``first_k_dense_replace`` or Qwen's ``mlp_only_layers`` are False).
+    """
+
+    num_experts: int
+    top_k: int
+    expert_ffn_size: int
+    moe_layers: tuple[bool, ...]
+    num_shared_experts: int = 0
+    shared_expert_ffn_size: int = 0  # intermediate size of the whole shared-expert MLP
+    shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid gate Linear(h, 1) on the shared expert
+
+    @property
+    def num_moe_layers(self) -> int:
+        return sum(self.moe_layers)
+
+
+@dataclass(frozen=True)
+class MLASpec:
+    """DeepSeek multi-head latent attention (DeepSeek-V2 paper, arXiv:2405.04434, section 2.1).
+
+    ``q_lora_rank`` 0 means queries are projected directly (DeepSeek-V2-Lite: ``q_lora_rank: null``).
+    """
+
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_rope_head_dim: int
+    qk_nope_head_dim: int
+    v_head_dim: int
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_rope_head_dim + self.qk_nope_head_dim
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Decoder-only transformer dimensions and structure.
+
+    Attributes follow Hugging Face config names where one exists. ``ffn_size`` is the dense MLP's intermediate
+    size (for gated MLPs the size of each of gate and up). ``layer_types`` gives "full" or "sliding" per layer.
+    """
+
+    name: str
+    family: str  # the config's model_type, or "custom"
+    layout: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    ffn_size: int
+    vocab_size: int
+    max_position: int = 4096
+    gated_mlp: bool = True  # SwiGLU/GeGLU (gate, up, down) vs plain two-matrix MLP
+    activation: str = "silu"
+    norm: str = "rmsnorm"  # rmsnorm | layernorm
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    tie_embeddings: bool = False
+    qk_norm: bool = False
+    learned_positions: bool = False  # GPT-2 style position embedding table
+    parallel_residual: bool = False  # GPT-NeoX / Falcon: attention and MLP read the same input
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] = ()
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
+    layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the concatenated query heads."""
+        if self.mla:
+            return self.num_heads * self.mla.qk_head_dim
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the concatenated key (or value) heads: num_kv_heads * head_dim."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.moe is not None and self.moe.moe_layers[layer]
+
+    def is_sliding_layer(self, layer: int) -> bool:
+        return bool(self.layer_types) and self.layer_types[layer] == "sliding"
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(name, value, "must be an integer >= 1")
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """Raise InputError naming the field, the value and the rule for any inconsistent dimension."""
+    for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "ffn_size",
+                 "vocab_size", "max_position"):
+        _positive(name, getattr(spec, name))
+    if spec.layout not in LAYOUTS:
+        raise InputError("layout", spec.layout, f"must be one of {', '.join(LAYOUTS)}")
+    if spec.num_heads % spec.num_kv_heads:
+        raise InputError("num_kv_heads", spec.num_kv_heads,
+                         f"must divide num_attention_heads={spec.num_heads} (GQA groups must be whole)")
+    if spec.norm not in ("rmsnorm", "layernorm"):
+        raise InputError("norm", spec.norm, "must be rmsnorm or layernorm")
+    if spec.layer_types:
+        if len(spec.layer_types) != spec.num_layers:
+            raise InputError("layer_types", len(spec.layer_types),
+                             f"must list one type per layer (num_hidden_layers={spec.num_layers})")
+        bad = sorted(set(spec.layer_types) - {"full", "sliding"})
+        if bad:
+            raise InputError("layer_types", bad[0], "must be full or sliding")
+    if spec.sliding_window is not None:
+        _positive("sliding_window", spec.sliding_window)
+    if spec.moe:
+        m = spec.moe
+        _positive("num_experts", m.num_experts)
+        _positive("num_experts_per_tok", m.top_k)
+        _positive("moe_intermediate_size", m.expert_ffn_size)
+        if m.top_k > m.num_experts:
+            raise InputError("num_experts_per_tok", m.top_k, f"must be <= num_experts={m.num_experts}")
+        if len(m.moe_layers) != spec.num_layers:
+            raise InputError("moe_layers", len(m.moe_layers), f"must have num_hidden_layers={spec.num_layers} entries")
+        if m.num_shared_experts < 0 or m.shared_expert_ffn_size < 0:
+            raise InputError("n_shared_experts", m.num_shared_experts, "must be >= 0")
+    if spec.mla:
+        for name in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+            _positive(name, getattr(spec.mla, name))
+        if spec.mla.q_lora_rank < 0:
+            raise InputError("q_lora_rank", spec.mla.q_lora_rank, "must be >= 0 (0 = no query compression)")
+    if spec.mtp_layers < 0:
+        raise InputError("num_nextn_predict_layers", spec.mtp_layers, "must be >= 0")

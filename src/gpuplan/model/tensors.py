@@ -1,0 +1,235 @@
+"""The tensor table: every weight tensor of a model, with its checkpoint name and shape.
+
+Names are those of the model's ``model.safetensors.index.json`` on the Hugging Face hub (one tensor per expert,
+e.g. ``model.layers.0.block_sparse_moe.experts.3.w1.weight`` for Mixtral), which users, PEFT and checkpoints know.
+Parameter counts, freezing by glob, LoRA targeting and tensor-parallel sharding all work on this table.
+
+Each tensor records how Megatron-style tensor parallelism splits it (``tp``): ``column`` (output features split,
+weight dim 0 of a [out, in] Linear), ``row`` (input features split), ``vocab`` (embedding / output rows split) or
+``replicated`` (norms, routers, biases of row-parallel layers). Shapes are the checkpoint's: GPT-2's Conv1D
+weights are stored [in, out].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from math import prod
+
+from gpuplan.model.spec import ModelSpec
+
+COMPONENTS = ("embedding", "attention", "mlp", "experts", "router", "norm", "lm_head")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    component: str  # one of COMPONENTS
+    module: str  # the leaf module name, as PEFT's target_modules matches it ("q_proj", "w1", "c_attn")
+    layer: int | None = None
+    expert: int | None = None
+    tp: str = "replicated"  # column | row | vocab | replicated
+    linear: bool = False  # the weight matrix of a Linear layer (LoRA target, quantizable)
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def is_bias(self) -> bool:
+        return self.name.endswith(".bias")
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.tensors: list[TensorInfo] = []
+
+    def linear(self, prefix: str, out_f: int, in_f: int, component: str, tp: str, *, layer: int | None = None,
+               expert: int | None = None, bias: bool = False, transposed: bool = False) -> None:
+        module = prefix.rsplit(".", 1)[-1]
+        shape = (in_f, out_f) if transposed else (out_f, in_f)
+        self.tensors.append(TensorInfo(f"{prefix}.weight", shape, component, module, layer, expert, tp, True))
+        if bias:
+            # A column-parallel bias is split with its outputs; a row-parallel bias is added after the all-reduce.
+            bias_tp = "column" if tp == "column" else "replicated"
+            self.tensors.append(TensorInfo(f"{prefix}.bias", (out_f,), component, module, layer, expert, bias_tp))
+
+    def norm(self, prefix: str, size: int, *, layer: int | None = None, bias: bool = False,
+             component: str = "norm") -> None:
+        module = prefix.rsplit(".", 1)[-1]
+        self.tensors.append(TensorInfo(f"{prefix}.weight", (size,), component, module, layer))
+        if bias:
+            self.tensors.append(TensorInfo(f"{prefix}.bias", (size,), component, module, layer))
+
+    def raw(self, name: str, shape: tuple[int, ...], component: str, tp: str, layer: int | None = None) -> None:
+        module = name.rsplit(".", 2)[-2]
+        self.tensors.append(TensorInfo(name, shape, component, module, layer, None, tp))
+
+
+def _gated_mlp(b: _Builder, p: str, h: int, f: int, component: str, *, layer: int, expert: int | None = None,
+               bias: bool = False, names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")) -> None:
+    gate, up, down = names
+    b.linear(f"{p}.{gate}", f, h, component, "column", layer=layer, expert=expert, bias=bias)
+    b.linear(f"{p}.{up}", f, h, component, "column", layer=layer, expert=expert, bias=bias)
+    b.linear(f"{p}.{down}", h, f, component, "row", layer=layer, expert=expert, bias=bias)
+
+
+def _qkvo(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
+    h = s.hidden_size
+    b.linear(f"{p}.q_proj", s.q_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
+    b.linear(f"{p}.k_proj", s.kv_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
+    b.linear(f"{p}.v_proj", s.kv_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
+    b.linear(f"{p}.o_proj", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
+
+
+def _mla(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
+    """DeepSeek MLA projections (transformers DeepseekV3Attention; DeepSeek-V2 paper eq. 9-19)."""
+    m, h, heads = s.mla, s.hidden_size, s.num_heads
+    assert m is not None
+    if m.q_lora_rank:
+        b.linear(f"{p}.q_a_proj", m.q_lora_rank, h, "attention", "replicated", layer=i, bias=s.qkv_bias)
+        b.norm(f"{p}.q_a_layernorm", m.q_lora_rank, layer=i, component="attention")
+        b.linear(f"{p}.q_b_proj", heads * m.qk_head_dim, m.q_lora_rank, "attention", "column", layer=i)
+    else:
+        b.linear(f"{p}.q_proj", heads * m.qk_head_dim, h, "attention", "column", layer=i)
+    b.linear(f"{p}.kv_a_proj_with_mqa", m.kv_lora_rank + m.qk_rope_head_dim, h, "attention", "replicated",
+             layer=i, bias=s.qkv_bias)
+    b.norm(f"{p}.kv_a_layernorm", m.kv_lora_rank, layer=i, component="attention")
+    b.linear(f"{p}.kv_b_proj", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, "attention", "column",
+             layer=i)
+    b.linear(f"{p}.o_proj", h, heads * m.v_head_dim, "attention", "row", layer=i, bias=s.o_bias)
+
+
+def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
+    """Router, routed experts and shared experts of one MoE layer, in the family's checkpoint names."""
+    m, h = s.moe, s.hidden_size
+    assert m is not None
+    if s.layout == "mixtral":
+        b.linear(f"{p}.gate", m.num_experts, h, "router", "replicated", layer=i)
+        for e in range(m.num_experts):
+            _gated_mlp(b, f"{p}.experts.{e}", h, m.expert_ffn_size, "experts", layer=i, expert=e,
+                       names=("w1", "w3", "w2"))
+        return
+    b.linear(f"{p}.gate", m.num_experts, h, "router", "replicated", layer=i)
+    for e in range(m.num_experts):
+        _gated_mlp(b, f"{p}.experts.{e}", h, m.expert_ffn_size, "experts", layer=i, expert=e)
+    if m.shared_expert_ffn_size:
+        shared = "shared_experts" if s.layout == "deepseek" else "shared_expert"
+        _gated_mlp(b, f"{p}.{shared}", h, m.shared_expert_ffn_size, "mlp", layer=i)
+    if m.shared_expert_gate:
+        b.linear(f"{p}.shared_expert_gate", 1, h, "router", "replicated", layer=i)
+
+
+def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
+    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3)."""
+    h, p = s.hidden_size, f"model.layers.{i}"
+    if s.layout == "phi3":
+        b.linear(f"{p}.self_attn.qkv_proj", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i,
+                 bias=s.qkv_bias)
+        b.linear(f"{p}.self_attn.o_proj", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
+    elif s.mla:
+        _mla(b, f"{p}.self_attn", s, i)
+    else:
+        _qkvo(b, f"{p}.self_attn", s, i)
+    if s.qk_norm:
+        # OLMo-2 normalises the whole projection; Qwen3 and Gemma 3 normalise each head.
+        q, k = (s.q_dim, s.kv_dim) if s.layout == "olmo2" else (s.head_dim, s.head_dim)
+        b.norm(f"{p}.self_attn.q_norm", q, layer=i, component="attention")
+        b.norm(f"{p}.self_attn.k_norm", k, layer=i, component="attention")
+    if s.is_moe_layer(i):
+        _moe_block(b, f"{p}.block_sparse_moe" if s.layout == "mixtral" else f"{p}.mlp", s, i)
+    elif s.layout == "phi3":
+        b.linear(f"{p}.mlp.gate_up_proj", 2 * s.ffn_size, h, "mlp", "column", layer=i, bias=s.mlp_bias)
+        b.linear(f"{p}.mlp.down_proj", h, s.ffn_size, "mlp", "row", layer=i, bias=s.mlp_bias)
+    else:
+        _gated_mlp(b, f"{p}.mlp", h, s.ffn_size, "mlp", layer=i, bias=s.mlp_bias)
+    norms = {
+        "olmo2": ("post_attention_layernorm", "post_feedforward_layernorm"),
+        "gemma": ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                  "post_feedforward_layernorm"),
+    }.get(s.layout, ("input_layernorm", "post_attention_layernorm"))
+    for n in norms:
+        b.norm(f"{p}.{n}", h, layer=i)
+
+
+def _llama_like(s: ModelSpec) -> list[TensorInfo]:
+    b, h = _Builder(), s.hidden_size
+    b.raw("model.embed_tokens.weight", (s.vocab_size, h), "embedding", "vocab")
+    for i in range(s.num_layers):
+        _decoder_layer(b, s, i)
+    b.norm("model.norm", h)
+    if not s.tie_embeddings:
+        b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
+def _gpt2(s: ModelSpec) -> list[TensorInfo]:
+    """GPT-2 (transformers GPT2LMHeadModel): Conv1D weights stored [in, out], biases everywhere, tied head."""
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    b.raw("transformer.wte.weight", (s.vocab_size, h), "embedding", "vocab")
+    b.raw("transformer.wpe.weight", (s.max_position, h), "embedding", "replicated")
+    for i in range(s.num_layers):
+        p = f"transformer.h.{i}"
+        b.norm(f"{p}.ln_1", h, layer=i, bias=True)
+        b.linear(f"{p}.attn.c_attn", 3 * h, h, "attention", "column", layer=i, bias=True, transposed=True)
+        b.linear(f"{p}.attn.c_proj", h, h, "attention", "row", layer=i, bias=True, transposed=True)
+        b.norm(f"{p}.ln_2", h, layer=i, bias=True)
+        b.linear(f"{p}.mlp.c_fc", f, h, "mlp", "column", layer=i, bias=True, transposed=True)
+        b.linear(f"{p}.mlp.c_proj", h, f, "mlp", "row", layer=i, bias=True, transposed=True)
+    b.norm("transformer.ln_f", h, bias=True)
+    if not s.tie_embeddings:
+        b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
+def _gpt_neox(s: ModelSpec) -> list[TensorInfo]:
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    b.raw("gpt_neox.embed_in.weight", (s.vocab_size, h), "embedding", "vocab")
+    for i in range(s.num_layers):
+        p = f"gpt_neox.layers.{i}"
+        b.norm(f"{p}.input_layernorm", h, layer=i, bias=True)
+        b.norm(f"{p}.post_attention_layernorm", h, layer=i, bias=True)
+        b.linear(f"{p}.attention.query_key_value", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i,
+                 bias=s.qkv_bias)
+        b.linear(f"{p}.attention.dense", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
+        b.linear(f"{p}.mlp.dense_h_to_4h", f, h, "mlp", "column", layer=i, bias=s.mlp_bias)
+        b.linear(f"{p}.mlp.dense_4h_to_h", h, f, "mlp", "row", layer=i, bias=s.mlp_bias)
+    b.norm("gpt_neox.final_layer_norm", h, bias=True)
+    if not s.tie_embeddings:
+        b.raw("embed_out.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
+def _falcon(s: ModelSpec) -> list[TensorInfo]:
+    """Falcon (transformers FalconForCausalLM). ``spec.layer_norm_names`` lists the per-layer norms."""
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    b.raw("transformer.word_embeddings.weight", (s.vocab_size, h), "embedding", "vocab")
+    norms = s.layer_norm_names or ("input_layernorm",)
+    for i in range(s.num_layers):
+        p = f"transformer.h.{i}"
+        b.linear(f"{p}.self_attention.query_key_value", s.q_dim + 2 * s.kv_dim, h, "attention", "column",
+                 layer=i, bias=s.qkv_bias)
+        b.linear(f"{p}.self_attention.dense", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
+        b.linear(f"{p}.mlp.dense_h_to_4h", f, h, "mlp", "column", layer=i, bias=s.mlp_bias)
+        b.linear(f"{p}.mlp.dense_4h_to_h", h, f, "mlp", "row", layer=i, bias=s.mlp_bias)
+        for n in norms:
+            b.norm(f"{p}.{n}", h, layer=i, bias=True)
+    b.norm("transformer.ln_f", h, bias=True)
+    if not s.tie_embeddings:
+        b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
+_BUILDERS = {"gpt2": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+
+
+@lru_cache(maxsize=64)
+def tensor_table(spec: ModelSpec) -> tuple[TensorInfo, ...]:
+    """All parameter tensors of ``spec`` in checkpoint order (embedding, layers, final norm, head).
+
+    Buffers (rotary caches, DeepSeek-V3's ``e_score_correction_bias``) are not parameters and are not listed;
+    DeepSeek-V3's multi-token-prediction layers are not built by transformers and are counted separately
+    (``gpuplan.model.params.mtp_params``).
+    """
+    return tuple(_BUILDERS.get(spec.layout, _llama_like)(spec))

@@ -1,0 +1,51 @@
+"""Build a transformers model on the meta device and list its parameters under checkpoint names.
+
+transformers 5 fuses MoE experts into 3-D ``gate_up_proj`` [E, 2f, h] and ``down_proj`` [E, h, f] tensors and
+renames a few modules; checkpoints (``model.safetensors.index.json``) keep one tensor per expert. This maps the
+former to the latter so the tensor table can be compared name by name.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+
+def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    if cfg.get("q_lora_rank") == 0:
+        cfg["q_lora_rank"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conf = AutoConfig.for_model(model_type, **cfg)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(conf)
+    mixtral = model_type == "mixtral"
+    out: dict[str, tuple[int, ...]] = {}
+    for name, p in model.named_parameters():
+        shape = tuple(p.shape)
+        if mixtral:
+            name = re.sub(r"\.mlp\.", ".block_sparse_moe.", name)
+        if model_type == "gpt_neox" and name == "lm_head.weight":
+            name = "embed_out.weight"
+        m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
+        if m:
+            prefix, kind = m.groups()
+            n_exp = shape[0]
+            gate, up, down = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
+            for e in range(n_exp):
+                if kind == "gate_up_proj":
+                    f = shape[1] // 2
+                    out[f"{prefix}.{e}.{gate}.weight"] = (f, shape[2])
+                    out[f"{prefix}.{e}.{up}.weight"] = (f, shape[2])
+                else:
+                    out[f"{prefix}.{e}.{down}.weight"] = (shape[1], shape[2])
+            continue
+        out[name] = shape
+    return out

@@ -1,0 +1,213 @@
+"""The hardware catalog: every entry is complete and plausible, anchor figures match datasheets, names resolve."""
+
+import copy
+import subprocess
+import sys
+import tomllib
+from importlib import resources
+
+import pytest
+
+from gpuplan.errors import InputError
+from gpuplan.hardware.catalog import CatalogError, GpuSpec, get_gpu, load_catalog, parse_catalog
+from gpuplan.units import GB, MiB
+
+CATALOG = load_catalog()
+IDS = sorted(CATALOG)
+T = 1e12
+
+REQUIRED_IDS = {
+    "a100-40gb", "a100-80gb", "a800", "h100-sxm", "h100-pcie", "h800", "h20", "h200", "b200", "gb200", "l40s",
+    "a40", "l20", "rtx-4090", "rtx-3090", "v100-16gb", "v100-32gb", "t4", "ascend-910b", "mi300x", "mi325x",
+}
+
+
+def _raw_catalog() -> dict:
+    return tomllib.loads(resources.files("gpuplan").joinpath("data", "gpus.toml").read_text(encoding="utf-8"))
+
+
+def test_catalog_has_required_gpus():
+    assert REQUIRED_IDS <= set(CATALOG)
+
+
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_entry_complete_and_positive(gpu_id):
+    g = CATALOG[gpu_id]
+    assert g.id == gpu_id and g.id == g.id.lower()
+    for text in (g.name, g.vendor, g.interconnect, g.source, g.notes):
+        assert isinstance(text, str) and text.strip()
+    assert isinstance(g.aliases, tuple)
+    for value in (g.memory_marketed_bytes, g.memory_usable_bytes):
+        assert isinstance(value, int) and value > 0
+    for value in (g.hbm_bandwidth_bytes_per_s, g.interconnect_bytes_per_s, g.tdp_w):
+        assert value > 0
+    assert g.peak_flop_per_s, "no throughput figures"
+    assert set(g.peak_flop_per_s) <= {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"}
+    assert all(v > 0 for v in g.peak_flop_per_s.values())
+    assert g.peak_flop_per_s_for("fp16") is not None
+
+
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_usable_memory_close_to_marketed(gpu_id):
+    g = CATALOG[gpu_id]
+    # Usable can exceed marketed (vendors' HBM "GB" is physically GiB) but never by more than GiB/GB + slack;
+    # the lower bound catches a MiB/GB mix-up.
+    assert g.memory_usable_bytes <= 1.1 * g.memory_marketed_bytes
+    assert g.memory_usable_bytes >= 0.9 * g.memory_marketed_bytes
+
+
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_throughput_ordering(gpu_id):
+    g = CATALOG[gpu_id]
+    peaks = g.peak_flop_per_s
+    if "bf16" in peaks and "fp8" in peaks:
+        assert peaks["bf16"] <= peaks["fp8"]
+    if "fp8" in peaks and "fp4" in peaks:
+        assert peaks["fp8"] <= peaks["fp4"]
+    if "fp32" in peaks:
+        assert peaks["fp32"] <= peaks["fp16"]
+    if "tf32" in peaks and "bf16" in peaks:
+        assert peaks["tf32"] <= peaks["bf16"]
+    assert g.interconnect_bytes_per_s < g.hbm_bandwidth_bytes_per_s
+
+
+# (gpu id, attribute or dtype, expected value, relative tolerance)
+SPOT_CHECKS = [
+    ("a100-40gb", "bf16", 312 * T, 0.0),
+    ("a100-40gb", "memory_usable_bytes", 40960 * MiB, 0.0),
+    ("a100-40gb", "hbm_bandwidth_bytes_per_s", 1555 * GB, 0.0),
+    ("a100-80gb", "bf16", 312 * T, 0.0),
+    ("a100-80gb", "memory_usable_bytes", 81920 * MiB, 0.0),
+    ("a100-80gb", "hbm_bandwidth_bytes_per_s", 2039 * GB, 0.0),
+    ("a800", "interconnect_bytes_per_s", 200 * GB, 0.0),
+    ("h100-sxm", "bf16", 989.4 * T, 0.005),
+    ("h100-sxm", "fp8", 1978.9 * T, 0.005),
+    ("h100-sxm", "memory_usable_bytes", 81559 * MiB, 0.0),
+    ("h100-sxm", "memory_marketed_bytes", 80 * GB, 0.0),
+    ("h100-sxm", "hbm_bandwidth_bytes_per_s", 3350 * GB, 0.0),
+    ("h100-sxm", "interconnect_bytes_per_s", 450 * GB, 0.0),
+    ("h100-sxm", "tdp_w", 700, 0.0),
+    ("h100-pcie", "bf16", 756 * T, 0.005),
+    ("h100-pcie", "hbm_bandwidth_bytes_per_s", 2000 * GB, 0.0),
+    ("h800", "bf16", 989.4 * T, 0.005),
+    ("h800", "interconnect_bytes_per_s", 200 * GB, 0.0),
+    ("h20", "bf16", 148 * T, 0.0),
+    ("h20", "memory_marketed_bytes", 96 * GB, 0.0),
+    ("h20", "hbm_bandwidth_bytes_per_s", 4000 * GB, 0.0),
+    ("h200", "bf16", 989.4 * T, 0.005),
+    ("h200", "memory_marketed_bytes", 141 * GB, 0.0),
+    ("h200", "memory_usable_bytes", 143771 * MiB, 0.0),
+    ("h200", "hbm_bandwidth_bytes_per_s", 4800 * GB, 0.0),
+    ("b200", "bf16", 2250 * T, 0.0),
+    ("b200", "fp8", 4500 * T, 0.0),
+    ("b200", "fp4", 9000 * T, 0.0),
+    ("gb200", "bf16", 2500 * T, 0.0),
+    ("rtx-4090", "memory_usable_bytes", 24564 * MiB, 0.0),
+    ("rtx-4090", "bf16", 165.2 * T, 0.0),
+    ("ascend-910b", "fp16", 320 * T, 0.0),
+    ("ascend-910b", "memory_marketed_bytes", 64 * GB, 0.0),
+    ("mi300x", "bf16", 1307.4 * T, 0.005),
+    ("mi300x", "memory_marketed_bytes", 192 * GB, 0.0),
+    ("mi300x", "hbm_bandwidth_bytes_per_s", 5300 * GB, 0.0),
+    ("mi325x", "memory_marketed_bytes", 256 * GB, 0.0),
+    ("mi325x", "hbm_bandwidth_bytes_per_s", 6000 * GB, 0.0),
+]
+
+
+@pytest.mark.parametrize(("gpu_id", "what", "expected", "rel"), SPOT_CHECKS, ids=lambda v: str(v))
+def test_spot_checks(gpu_id, what, expected, rel):
+    g = CATALOG[gpu_id]
+    actual = getattr(g, what) if hasattr(g, what) else g.peak_flop_per_s_for(what)
+    assert actual == pytest.approx(expected, rel=rel, abs=0)
+
+
+@pytest.mark.parametrize(("derived", "base"), [("h800", "h100-sxm"), ("h200", "h100-sxm"), ("a800", "a100-80gb"),
+                                               ("mi325x", "mi300x")])
+def test_same_silicon_same_compute(derived, base):
+    assert CATALOG[derived].peak_flop_per_s == CATALOG[base].peak_flop_per_s
+
+
+def test_unsupported_dtypes_are_unknown_not_guessed():
+    assert get_gpu("v100-16gb").peak_flop_per_s_for("bf16") is None
+    assert get_gpu("t4").peak_flop_per_s_for("bf16") is None
+    assert get_gpu("a100-80gb").peak_flop_per_s_for("fp8") is None
+    assert get_gpu("h100-sxm").peak_flop_per_s_for("fp4") is None
+    assert get_gpu("h100-sxm").peak_flop_per_s_for("fp64") is None
+    assert get_gpu("h100-sxm").peak_flop_per_s_for("BFloat16") == get_gpu("h100-sxm").peak_flop_per_s["bf16"]
+
+
+@pytest.mark.parametrize(("name", "gpu_id"), [
+    ("h100", "h100-sxm"), ("H100-SXM5-80GB", "h100-sxm"), ("H100 SXM", "h100-sxm"), ("h100_sxm", "h100-sxm"),
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("  H100-PCIE ", "h100-pcie"), ("A100-SXM4-40GB", "a100-40gb"),
+    ("a100", "a100-80gb"), ("RTX 4090", "rtx-4090"), ("NVIDIA GeForce RTX 3090", "rtx-3090"), ("Tesla T4", "t4"),
+    ("v100", "v100-16gb"), ("910B", "ascend-910b"), ("AMD Instinct MI300X", "mi300x"), ("MI325X", "mi325x"),
+    ("GB200", "gb200"), ("NVIDIA B200", "b200"),
+])
+def test_alias_resolution(name, gpu_id):
+    assert get_gpu(name).id == gpu_id
+    assert get_gpu(name) is CATALOG[gpu_id]
+
+
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_every_alias_resolves_to_its_entry(gpu_id):
+    for alias in (gpu_id, gpu_id.upper(), *CATALOG[gpu_id].aliases):
+        assert get_gpu(alias).id == gpu_id
+
+
+def test_unknown_gpu_names_closest_match():
+    with pytest.raises(InputError) as info:
+        get_gpu("h100-sxn")
+    err = info.value
+    assert err.field == "gpu" and err.value == "h100-sxn" and err.rule == "unknown GPU"
+    assert err.hint is not None and err.hint.startswith("closest:") and "h100-sxm" in err.hint
+
+
+def test_unknown_gpu_without_close_match_lists_known_ids():
+    with pytest.raises(InputError) as info:
+        get_gpu("zzzzzz")
+    assert "h100-sxm" in info.value.hint
+
+
+def test_catalog_is_cached_and_spec_is_frozen_and_hashable():
+    assert load_catalog() is CATALOG
+    g = CATALOG["h100-sxm"]
+    assert isinstance(g, GpuSpec)
+    with pytest.raises(AttributeError):
+        g.tdp_w = 1.0  # type: ignore[misc]
+    assert len({g, CATALOG["h200"], g}) == 2
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda e: e.pop("tdp_W"), "missing required key 'tdp_W'"),
+    (lambda e: e.pop("source"), "missing required key 'source'"),
+    (lambda e: e.update(hbm_bandwidth_GBps=0), "'hbm_bandwidth_GBps' must be a positive number"),
+    (lambda e: e.update(bf16_TFLOPs=-1.0), "'bf16_TFLOPs' must be a positive number"),
+    (lambda e: e.update(memory_usable_MiB="80GB"), "'memory_usable_MiB' must be a positive number"),
+    (lambda e: e.update(bf16_TFLOPS=1.0), "unknown key(s) ['bf16_TFLOPS']"),
+    (lambda e: e.update(aliases="h100"), "'aliases' must be a list"),
+])
+def test_validation_names_gpu_and_key(mutate, message):
+    data = copy.deepcopy(_raw_catalog())
+    entry = next(e for e in data["gpu"] if e["id"] == "h100-sxm")
+    mutate(entry)
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(data)
+    assert "'h100-sxm'" in str(info.value) and message in str(info.value)
+
+
+def test_validation_rejects_duplicate_names():
+    data = copy.deepcopy(_raw_catalog())
+    entry = next(e for e in data["gpu"] if e["id"] == "h200")
+    entry["aliases"].append("H100")
+    with pytest.raises(CatalogError, match="'H100' already used by 'h100-sxm'"):
+        parse_catalog(data)
+    data = copy.deepcopy(_raw_catalog())
+    data["gpu"].append(copy.deepcopy(data["gpu"][0]))
+    with pytest.raises(CatalogError, match="already used"):
+        parse_catalog(data)
+
+
+def test_core_import_pulls_no_numpy_or_torch():
+    code = ("import sys, gpuplan.hardware.catalog as c; c.load_catalog(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
