@@ -10,9 +10,17 @@ from gpuplan.model.tensors import tensor_table
 
 PRESETS = sorted(load_presets())
 
-# Published figures that are not the count of the released architecture, with the reason.
-# (preset id -> relative tolerance to use instead of the printed precision)
+# Published figures that name a size class rather than count the released weights, with the reason.
+# (preset id -> relative tolerance used instead of the printed precision)
 LOOSE = {
+    "llama-2-70b-hf": 0.02,  # "70B" names the class; the checkpoint holds 68.98B
+    "meta-llama-3-70b": 0.01, "llama-3.3-70b-instruct": 0.01,  # "70B" for 70.55B
+    "mistral-7b-v0.1": 0.01,  # "7.3B" in the announcement; the checkpoint holds 7.24B
+    "phi-4": 0.05,  # "14B" for 14.66B
+    "falcon-40b": 0.05,  # "40B" for 41.30B
+    "gpt2-xl": 0.05,  # "1.5B" for 1.56B
+    "qwen2.5-32b": 0.01,  # the card prints 32.5B; the safetensors hold 32.76B
+
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},
     # Korthikanti et al. 2022 Table 3 names the models by rounded size.
@@ -29,12 +37,17 @@ def test_count_matches_published(preset_id):
     preset = load_presets()[preset_id]
     published, half_unit = parse_published(preset.published_params)
     total = count_params(preset.spec()).total
-    tol = max(half_unit, LOOSE.get(preset_id, 0.0) * published)
+    # One unit of the last printed digit: model cards both round (8.03B) and truncate (7.61B for 7.6156B).
+    tol = max(2 * half_unit, LOOSE.get(preset_id, 0.0) * published)
     assert abs(total - published) <= tol, (
         f"{preset_id}: computed {total:,} vs published {preset.published_params} ({preset.published_params_source})")
     if preset.published_active_params:
+        # Publishers differ on whether the input embedding (a lookup, no FLOPs) counts as activated:
+        # DeepSeek-V2-Lite's 2.4B excludes it, DeepSeek-V3's 37B and Mixtral's 12.9B include it.
         active, half = parse_published(preset.published_active_params)
-        assert abs(count_params(preset.spec()).active - active) <= max(half, 0.03 * active)
+        counts = count_params(preset.spec())
+        tol = max(half, 0.03 * active)
+        assert min(abs(counts.active - active), abs(counts.active - counts.embedding - active)) <= tol
 
 
 @pytest.mark.parametrize("preset_id", PRESETS)
