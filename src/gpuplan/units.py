@@ -3,6 +3,7 @@ conversions happen here and in the data loaders only."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from gpuplan.errors import InputError
@@ -41,6 +42,8 @@ def parse_count(text: str | int | float, field: str = "count") -> int:
     if not m:
         raise InputError(field, text, "must be a number such as 7e9, 7B, 2T or 128k")
     value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+    if not math.isfinite(value):
+        raise InputError(field, text, "must be a finite number")
     return int(round(value))
 
 

@@ -79,14 +79,27 @@ def print_json(payload: Any) -> None:
     sys.stdout.write("\n")
 
 
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and fullwidth characters (Chinese) take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """Plain-text table; ``align`` is one char per column ('l' or 'r'), default: first left, rest right."""
+    """Plain-text table; ``align`` is one char per column ('l' or 'r'), default: first left, rest right.
+    Widths are terminal columns, so Chinese labels line up."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(headers))]
     align = align or "l" + "r" * (len(headers) - 1)
+
+    def pad(c: str, w: int, a: str) -> str:
+        fill = " " * (w - display_width(c))
+        return c + fill if a == "l" else fill + c
+
     lines = []
     for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip())
+        lines.append("  ".join(pad(c, w, a) for c, w, a in zip(r, widths, align)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

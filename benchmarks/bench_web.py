@@ -1,0 +1,232 @@
+"""Load test of the JSON API on loopback: latency percentiles and errors at N concurrent clients.
+
+Starts `gpuplan serve` on 127.0.0.1 (a free port) in a child process, warms it up, then drives it with N clients,
+each on its own keep-alive HTTP/1.1 connection (a small asyncio client, so the load generator costs little CPU
+on the same machine). Bounded: stops after --requests requests or --duration seconds, whichever comes first, and
+only ever talks to 127.0.0.1.
+
+Two ways of loading it:
+- closed: every client sends its next request as soon as the previous answer arrives (the server is saturated;
+  latency then measures queueing: about clients / throughput);
+- paced: every client sends one request every 1/--rate seconds (people with the page open); latency is measured
+  from the planned send time, so a slow answer also counts against the requests it delayed.
+
+Every request is a different estimate (batch, sequence length and model vary), so the server's result cache does
+not answer them; --repeat sends one request over and over to measure the cached path.
+
+    python benchmarks/bench_web.py                       # train estimate, 50 clients, closed and paced
+    python benchmarks/bench_web.py --command time --mode paced --rate 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+HOST = "127.0.0.1"  # loopback only
+MODELS = ("llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.1", "qwen2.5-14b")
+GPUS = ("h100-sxm", "a100-80gb", "h200", "a800")
+
+
+def body_for(command: str, i: int, repeat: bool) -> dict:
+    """The i-th request: all different unless ``repeat``."""
+    if repeat:
+        i = 0
+    model = MODELS[(i // 4096) % len(MODELS)]
+    gpu = GPUS[(i // 1024) % len(GPUS)]
+    batch = 1 + i % 64
+    seq = 256 * (1 + (i // 64) % 16)
+    if command == "train":
+        return {"model": model, "gpu": gpu, "batch": batch, "seq": seq}
+    if command == "infer":
+        return {"model": model, "gpu": gpu, "batch": batch, "context": seq * 4}
+    if command == "time":
+        return {"model": model, "gpu": gpu, "tokens": f"{1 + i % 999}B", "gpus": 8 * (1 + (i // 999) % 64)}
+    if command == "params":
+        return {"layers": 1 + i % 96, "hidden": 128 * (1 + (i // 96) % 64), "heads": 8}
+    raise SystemExit(f"no request template for {command!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, workers: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gpuplan", "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1", timeout=1) as r:
+                return proc if r.status == 200 else proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start within 30 s")
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.connect()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n").encode()
+        self.writer.write(head + payload)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, close = 0, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and "close" in value.lower():
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def drive(port: int, command: str, clients: int, requests: int, duration_s: float, mode: str, rate: float,
+                repeat: bool, start_index: int = 0) -> dict:
+    path = f"/api/v1/{command}"
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    counter = iter(range(start_index, start_index + requests))
+    t_end = time.monotonic() + duration_s
+
+    async def one_client(k: int) -> None:
+        client = Client(port)
+        next_send = time.monotonic() + (k / clients) / rate if mode == "paced" else 0.0
+        while time.monotonic() < t_end:
+            i = next(counter, None)
+            if i is None:
+                break
+            payload = json.dumps(body_for(command, i, repeat)).encode()
+            if mode == "paced":
+                delay = next_send - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                planned = next_send
+                next_send += 1.0 / rate
+            else:
+                planned = time.monotonic()
+            try:
+                status, data = await asyncio.wait_for(client.post(path, payload), timeout=10)
+                if status != 200:
+                    key = f"HTTP {status}"
+                    errors[key] = errors.get(key, 0) + 1
+                    if len(errors) == 1 and errors[key] == 1:
+                        print(f"first error: {data[:300]!r}", file=sys.stderr)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                key = type(exc).__name__
+                errors[key] = errors.get(key, 0) + 1
+                client.close()
+            latencies.append(time.monotonic() - planned)
+        client.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one_client(k) for k in range(clients)))
+    wall = time.monotonic() - t0
+    lat_ms = sorted(x * 1000 for x in latencies)
+
+    def pct(p: float) -> float:
+        return lat_ms[min(len(lat_ms) - 1, int(round(p / 100 * (len(lat_ms) - 1))))] if lat_ms else float("nan")
+
+    return {"mode": mode + (f" {rate:g}/s each" if mode == "paced" else ""), "clients": clients,
+            "requests": len(lat_ms), "errors": sum(errors.values()), "error_kinds": errors,
+            "wall_s": wall, "req_per_s": len(lat_ms) / wall if wall else 0.0,
+            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": lat_ms[-1] if lat_ms else float("nan"),
+            "mean_ms": statistics.fmean(lat_ms) if lat_ms else float("nan")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--command", default="train", help="endpoint to load (train, infer, time, params)")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=3000, help="requests per run (bound)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run at most (bound)")
+    ap.add_argument("--mode", choices=("closed", "paced", "both"), default="both")
+    ap.add_argument("--rate", type=float, default=4.0, help="paced mode: requests per second per client")
+    ap.add_argument("--repeat", action="store_true", help="send the same request every time (cached path)")
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.clients < 1 or args.requests < 1 or args.duration <= 0 or args.rate <= 0:
+        ap.error("--clients, --requests, --duration and --rate must be positive")
+
+    load_before = os.getloadavg()[0]  # other work on the machine skews the figures: it is printed with them
+    port = free_port()
+    server = start_server(port, args.workers)
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1") as r:
+            available = json.load(r)["commands"]
+        if args.command not in available:
+            raise SystemExit(f"gpuplan {args.command} is not in this build (available: {', '.join(available)})")
+        warm = asyncio.run(drive(port, args.command, min(args.clients, 8), 200, 30, "closed", 1.0, args.repeat,
+                                 start_index=10**6))
+        if warm["errors"]:
+            raise SystemExit(f"warm-up failed: {warm['error_kinds']}")
+        modes = ("closed", "paced") if args.mode == "both" else (args.mode,)
+        results = []
+        for n, mode in enumerate(modes):
+            results.append(asyncio.run(drive(port, args.command, args.clients, args.requests, args.duration, mode,
+                                             args.rate, args.repeat, start_index=n * args.requests)))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"POST /api/v1/{args.command} on {HOST}, {args.workers} server worker(s), "
+          f"{'one repeated request' if args.repeat else 'all requests different'}; "
+          f"{os.cpu_count()} CPUs shared by server and load generator; load average before {load_before:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}")
+    head = f"{'mode':<16}{'clients':>8}{'requests':>9}{'errors':>7}{'req/s':>8}{'p50 ms':>8}{'p90 ms':>8}" \
+           f"{'p99 ms':>8}{'max ms':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(f"{r['mode']:<16}{r['clients']:>8}{r['requests']:>9}{r['errors']:>7}{r['req_per_s']:>8.0f}"
+              f"{r['p50_ms']:>8.1f}{r['p90_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}")
+        if r["errors"]:
+            print(f"  errors: {r['error_kinds']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""``gpuplan compare A.toml B.toml``: scenarios side by side (their options, memory per GPU, fit)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gpuplan.cli.common import add_output_arguments, print_json, render_table
+from gpuplan.errors import InputError
+from gpuplan.i18n import add_lang_argument, lang_of, memory_label, t, tr_headers
+from gpuplan.report import MEMORY_KEYS
+from gpuplan.units import GiB
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="two or more scenario files side by side",
+                       description="Evaluate scenario files (see `--config` on train/infer) with the command each "
+                                   "names (`command = \"train\"`, the default, or \"infer\") and show their options, "
+                                   "memory per GPU and fit side by side.")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files (.toml, or .yaml with PyYAML)")
+    p.add_argument("--command", dest="default_command", choices=("train", "infer"), default="train",
+                   help="command for scenarios that name none (default train)")
+    add_output_arguments(p)
+    add_lang_argument(p)
+    return p
+
+
+def evaluate_scenario(path: str, default_command: str = "train") -> dict[str, Any]:
+    """Load ``path`` and evaluate it with its command; {name, path, command, options, argv, result}."""
+    from gpuplan.advise.runner import runner
+    from gpuplan.scenario import load_scenario, scenario_defaults
+
+    scenario = load_scenario(path)
+    command = scenario.command or default_command
+    if command not in ("train", "infer"):
+        raise InputError(f"{Path(path).name}: command", command, "compare handles train and infer scenarios")
+    r = runner(command)
+    options = scenario_defaults(r.parser, scenario, command)
+    return {"name": scenario.name, "path": scenario.path, "command": command, "options": scenario.options,
+            "resolved": options, "defaults": {k: r.defaults.get(k) for k in options},
+            "argv": ["gpuplan", command, *r.argv(options)], "result": r.run_json(options)}
+
+
+def _cell(value: Any, lang: str) -> str:
+    if value is None:
+        return t("word.na", lang)
+    if isinstance(value, bool):
+        return t("word.yes" if value else "word.no", lang)
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _diff(values: list[Any], scale: float = 1.0) -> str:
+    a, b = values
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return ""
+    d = (b - a) / scale if scale != 1.0 else b - a
+    if scale != 1.0:
+        return f"{d:+,.2f}"
+    return f"{d:+,}" if isinstance(d, int) else f"{d:+,.4g}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.scenarios) < 2:
+        raise InputError("SCENARIO", args.scenarios, "give at least two scenario files to compare")
+    lang = lang_of(args)
+    results = [evaluate_scenario(path, args.default_command) for path in args.scenarios]
+    if args.json:
+        print_json({"scenarios": results})
+        return 0
+    two = len(results) == 2
+    headers = [t("header.option", lang)] + [r["name"] for r in results]
+    rows: list[list[str]] = [["command"] + [r["command"] for r in results]]
+    dests: list[str] = []
+    for r in results:
+        dests.extend(k for k in r["resolved"] if k not in dests)
+    for dest in dests:
+        values = []
+        for r in results:
+            if dest in r["resolved"]:
+                values.append(r["resolved"][dest])
+            else:  # not in this file: the command's default
+                from gpuplan.advise.runner import runner
+
+                values.append(runner(r["command"]).defaults.get(dest))
+        rows.append([dest.replace("_", "-")] + [_cell(v, lang) for v in values])
+    print(render_table(headers, rows, "l" * len(headers)))
+    print()
+    mem_rows: list[list[str]] = []
+    for key in MEMORY_KEYS:
+        values = [r["result"].get("memory", {}).get(key, 0) for r in results]
+        if not any(values):
+            continue
+        mem_rows.append([memory_label(key, lang)] + [f"{v / GiB:,.2f}" for v in values]
+                        + ([_diff(values, GiB)] if two else []))
+    for key in ("kv_cache_bytes_per_token", "max_batch", "fits"):
+        values = [r["result"].get(key) for r in results]
+        if all(v is None for v in values):
+            continue
+        label = t(f"header.{key}", lang) if key == "fits" else key
+        mem_rows.append([label] + [_cell(v, lang) for v in values] + ([_diff(values)] if two else []))
+    trainable = [(r["result"].get("params") or {}).get("trainable") for r in results]
+    if any(trainable):
+        mem_rows.append([t("header.trainable", lang)] + [_cell(v, lang) for v in trainable]
+                        + ([_diff(trainable)] if two else []))
+    mem_headers = tr_headers(["component"], lang) + [f"{r['name']} (GiB)" for r in results] + (
+        [f"{t('compare.difference', lang)} (GiB)"] if two else [])
+    print(render_table(mem_headers, mem_rows))
+    for r in results:
+        for w in r["result"].get("warnings", []):
+            print(f"{r['name']}: {t('section.warnings', lang)}: {w}")
+    return 0

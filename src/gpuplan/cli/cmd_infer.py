@@ -1,0 +1,206 @@
+"""``gpuplan infer MODEL``: memory per GPU for serving, KV cache, how many sequences fit, how fast."""
+
+from __future__ import annotations
+
+import argparse
+
+from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
+from gpuplan.errors import InputError
+from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
+from gpuplan.infer.engines import HfProfile, VllmProfile
+from gpuplan.infer.parallel import ServingLayout
+from gpuplan.infer.quant import WEIGHT_CHOICES, format_from_quantization_config, normalize_dtype, parse_weights
+from gpuplan.infer.source import config_dtype, max_context, quantization_config, raw_config
+from gpuplan.infer.speed import SpeedAssumptions
+from gpuplan.units import GiB, format_bytes, format_seconds
+
+DEFAULT_CONTEXT = 4096
+
+
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be > 0")
+        return value
+
+    return parse
+
+
+def _nonneg_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be >= 0")
+        return value
+
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "infer", help="memory per GPU for serving, KV cache, how many sequences fit, speed",
+        description="Serving memory per GPU (weights in any format, KV cache, prefill/decode peak), the KV capacity "
+                    "and concurrency an engine gets, and a roofline speed estimate.")
+    add_model_arguments(p)
+    add_output_arguments(p, explain=True)
+    w = p.add_argument_group("workload")
+    w.add_argument("--batch", type=count("--batch"), default=1, help="concurrent sequences (default 1)")
+    w.add_argument("--context", type=count("--context"),
+                   help=f"tokens per sequence, prompt + output (default {DEFAULT_CONTEXT}, capped by the model)")
+    w.add_argument("--prompt", type=count("--prompt"), help="prompt tokens prefilled at once (default: --context)")
+    w.add_argument("--weights", default="auto", metavar="FORMAT",
+                   help="auto (the config's quantization_config or dtype), " + ", ".join(WEIGHT_CHOICES))
+    w.add_argument("--dtype", help="dtype of unquantized tensors and activations (default: the config's)")
+    w.add_argument("--group-size", type=int, help="GPTQ/AWQ group size (default 128; -1 = per channel)")
+    w.add_argument("--kv-dtype", default="auto", help="auto (= --dtype), bf16, fp16, fp32, fp8, int8, int4")
+    w.add_argument("--rope-scaling", type=_positive_float("--rope-scaling"), metavar="FACTOR",
+                   help="serve beyond max_position_embeddings with RoPE scaling of this factor (e.g. YaRN 4)")
+    e = p.add_argument_group("engine and layout")
+    e.add_argument("--engine", default="hf", help="hf (transformers generate, default) or vllm")
+    for flag, helptext in (("--tp", "tensor-parallel GPUs"), ("--pp", "pipeline stages"),
+                           ("--ep", "expert-parallel ranks (MoE)"), ("--dp", "data-parallel replicas")):
+        e.add_argument(flag, type=count(flag), default=1, help=f"{helptext} (default 1)")
+    e.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit, max batch, longest context, speed")
+    e.add_argument("--gpu-memory-gib", type=_positive_float("--gpu-memory-gib"),
+                   help="device memory the process sees, GiB (default: the catalog's usable memory)")
+    e.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
+    v = p.add_argument_group("vLLM options (--engine vllm)")
+    v.add_argument("--gpu-memory-utilization", type=_positive_float("--gpu-memory-utilization"), default=0.9)
+    v.add_argument("--block-size", type=int, default=16)
+    v.add_argument("--max-num-seqs", type=count("--max-num-seqs"), default=256)
+    v.add_argument("--max-num-batched-tokens", type=count("--max-num-batched-tokens"), default=8192)
+    v.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    v.add_argument("--non-torch-gib", type=_nonneg_float("--non-torch-gib"),
+                   help="memory outside PyTorch (default 0.5 GiB at TP=1, 1.5 GiB with TP>1)")
+    v.add_argument("--cuda-graph-gib", type=_nonneg_float("--cuda-graph-gib"), default=0.5)
+    a = p.add_argument_group("assumptions")
+    a.add_argument("--cuda-context-gib", type=_nonneg_float("--cuda-context-gib"), default=0.5,
+                   help="CUDA context of a PyTorch process (hf; default 0.5)")
+    a.add_argument("--compute-efficiency", type=_positive_float("--compute-efficiency"), default=0.5,
+                   help="achieved/peak FLOP/s in prefill (default 0.5)")
+    a.add_argument("--bandwidth-efficiency", type=_positive_float("--bandwidth-efficiency"), default=0.8,
+                   help="achieved/peak HBM bandwidth in decode (default 0.8)")
+    try:
+        from gpuplan.advise import add_advise_argument
+        add_advise_argument(p)
+    except ImportError:  # pragma: no cover - the advisor is optional
+        pass
+    try:
+        from gpuplan.scenario import add_config_argument
+        add_config_argument(p, "infer")
+    except ImportError:  # pragma: no cover
+        pass
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    """(spec, InferConfig) from the parsed arguments; shared with the web API."""
+    from gpuplan.hardware.catalog import get_gpu
+
+    spec = model_from_args(args)
+    raw = raw_config(args.model)
+    dtype = normalize_dtype(args.dtype, "--dtype") if args.dtype else config_dtype(raw)
+    if args.weights.strip().lower() == "auto":
+        qc = quantization_config(raw)
+        fmt = format_from_quantization_config(qc, dtype) if qc else parse_weights(dtype, dtype=dtype)
+    else:
+        fmt = parse_weights(args.weights, dtype=dtype, group_size=args.group_size)
+    limit, why = max_context(spec, raw, args.rope_scaling)
+    context = args.context or min(DEFAULT_CONTEXT, limit)
+    kv_dtype = None if args.kv_dtype.strip().lower() == "auto" else args.kv_dtype
+    vllm = VllmProfile(gpu_memory_utilization=args.gpu_memory_utilization, block_size=args.block_size,
+                       max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+                       enforce_eager=args.enforce_eager,
+                       non_torch_bytes=None if args.non_torch_gib is None else int(args.non_torch_gib * GiB),
+                       cuda_graph_bytes=int(args.cuda_graph_gib * GiB))
+    if args.gpu_memory_utilization > 1:
+        raise InputError("--gpu-memory-utilization", args.gpu_memory_utilization, "must be in (0, 1]")
+    cfg = InferConfig(
+        batch=args.batch, context=context, prompt=args.prompt, weights=fmt, kv_dtype=kv_dtype, engine=args.engine,
+        layout=ServingLayout(tp=args.tp, pp=args.pp, ep=args.ep, dp=args.dp),
+        gpu=get_gpu(args.gpu) if args.gpu else None,
+        gpu_memory_bytes=int(args.gpu_memory_gib * GiB) if args.gpu_memory_gib else None,
+        max_context=limit, max_context_source=why, vllm=vllm,
+        hf=HfProfile(cuda_context_bytes=int(args.cuda_context_gib * GiB)),
+        speed=SpeedAssumptions(compute_efficiency=args.compute_efficiency,
+                               bandwidth_efficiency=args.bandwidth_efficiency))
+    return spec, cfg
+
+
+def evaluate(args: argparse.Namespace):
+    spec, cfg = config_from_args(args)
+    report = estimate_inference(spec, cfg)
+    out = report.as_dict()
+    if getattr(args, "explain", False):
+        out["terms"] = [t.as_dict() for t in report.memory.terms]
+    return spec, cfg, report, out
+
+
+def payload(args: argparse.Namespace) -> dict:
+    """The JSON of ``gpuplan infer --json`` (used in-process by the advisor, sweep and compare)."""
+    return evaluate(args)[3]
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, cfg, report, out = evaluate(args)
+    if args.json:
+        try:
+            from gpuplan.advise import attach_advice
+            attach_advice(args, "infer", out)
+        except ImportError:  # pragma: no cover
+            pass
+        print_json(out)
+    else:
+        print(_render(spec, cfg, report, explain=args.explain))
+        if getattr(args, "advise", False):
+            from gpuplan.advise import print_advice
+            print_advice(args, "infer")
+    return 3 if args.check and report.fits is False else 0
+
+
+def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool) -> str:
+    m = r.memory
+    lay = cfg.layout
+    lines = [f"{spec.name}: {cfg.engine} serving, batch {cfg.batch} x {cfg.context} tokens, weights {cfg.weights.name}, "
+             f"KV {cfg.kv_dtype or cfg.weights.dtype}, tp={lay.tp} pp={lay.pp} ep={lay.ep} dp={lay.dp} "
+             f"({lay.gpus} GPUs); per GPU:"]
+    rows = [("weights", format_bytes(m.weights_bytes)), ("KV cache", format_bytes(m.kv_cache_bytes)),
+            ("activations (peak transient)", format_bytes(m.activations_bytes)),
+            ("logits / sampler", format_bytes(m.logits_bytes)), ("buffers (context, reserve, graphs)",
+                                                                 format_bytes(m.buffers_bytes)),
+            ("allocated peak", format_bytes(m.allocated_peak_bytes)), ("total on device", format_bytes(m.total_bytes))]
+    lines.append(render_table(["component", "GiB"], rows))
+    lines.append(f"KV cache per token: {r.kv_cache_bytes_per_token:,} bytes; per sequence at {cfg.context} tokens: "
+                 f"{format_bytes(r.kv_cache_bytes_per_sequence)}; peak phase: {m.peak_phase}")
+    if r.engine.get("name") == "vllm":
+        e = r.engine
+        lines.append(f"vLLM: {e['num_gpu_blocks']:,} KV blocks of {e['block_size']} tokens = {e['kv_cache_tokens']:,} "
+                     f"tokens; max concurrency at {cfg.context} tokens: {e['max_concurrency']} "
+                     f"({e['max_concurrency_exact']:.2f}x)")
+    if r.fits is not None:
+        lines.append(f"fits on {cfg.gpu.id if cfg.gpu else 'the device'}: {'yes' if r.fits else 'NO'}"
+                     + (f"; max batch at {cfg.context} tokens: {r.max_batch}" if r.max_batch is not None else "")
+                     + (f"; longest context at batch {cfg.batch}: {r.max_context:,}" if r.max_context is not None else ""))
+    if r.speed:
+        s = r.speed
+        cb = s["compute_bound_batch"]
+        lines.append(f"speed ({s['compute_dtype']}): TTFT {format_seconds(s['ttft_s'])}, decode "
+                     f"{s['decode_tokens_per_s_per_seq']:.1f} tok/s per sequence, {s['decode_tokens_per_s']:.0f} tok/s "
+                     f"in all ({s['decode_bound']}-bound); batch 1: {s['decode_tokens_per_s_batch1']:.1f} tok/s; "
+                     f"compute-bound from batch {cb if cb is not None else 'never (KV traffic dominates)'}")
+    for a in m.assumptions:
+        lines.append(f"assumption: {a}")
+    for w in m.warnings:
+        lines.append(f"warning: {w}")
+    if explain:
+        lines.append("terms:")
+        for t in m.terms:
+            lines.append(f"  {t.key} = {t.value:,.0f}  [{t.formula}]  source: {t.source}  inputs: {t.inputs}")
+    return "\n".join(lines)

@@ -1,0 +1,309 @@
+"""``gpuplan plan MODEL``: the parallel layouts that fit, ranked, with why the winner wins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE, _positive_float
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
+                                render_table)
+from gpuplan.errors import InputError
+from gpuplan.units import GiB, format_count
+
+DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
+LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "micro_batch", "recompute")
+
+
+def _int_list(field: str):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be integers, comma-separated") from None
+        if not values or any(v < 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be integers >= 0, comma-separated")
+        return values
+
+    parse.__name__ = field
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("plan", help="the parallel layouts that fit, ranked",
+                       description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO x micro-batch x recompute, keep the "
+                                   "layouts the training-memory engine says fit, rank them by a transparent step-time "
+                                   "model, and explain why the winner wins. Give --gpus N, or --tokens and --days.")
+    add_model_arguments(p)
+    add_output_arguments(p, explain=True)
+    p.add_argument("--gpu", action="append", required=True,
+                   help="catalog id; repeat or comma-separate to compare GPU types")
+    p.add_argument("--gpus", type=count("--gpus"), help="GPU count to plan for")
+    p.add_argument("--tokens", type=count("--tokens"), help="training tokens (for days, and with --days)")
+    p.add_argument("--days", type=_positive_float("--days"), help="deadline: find the fewest GPUs that meet it")
+    p.add_argument("--seq", type=count("--seq"), help=f"sequence length (default {DEFAULT_SEQ})")
+    p.add_argument("--global-batch", type=count("--global-batch"),
+                   help="sequences per optimizer step (default: 4M tokens / seq)")
+    p.add_argument("--rank", choices=("time", "cost", "gpus"),
+                   help="order: time (default with --gpus), gpus (default with --days), cost (GPU-hours)")
+    p.add_argument("--top", type=count("--top"), default=5, help="plans to show (default 5)")
+    p.add_argument("--precision", choices=tuple(PRECISION_DTYPE), default="bf16")
+    p.add_argument("--framework", choices=("megatron", "deepspeed", "torch"), default="megatron",
+                   help="memory semantics (default megatron: TP/SP/PP, distributed optimizer)")
+    p.add_argument("--attention-flops", choices=("full", "causal", "none"), default="full",
+                   help="FLOP convention for MFU (default full, as Megatron/torchtitan/Llama 3)")
+    g = p.add_argument_group("restrict the search (comma lists)")
+    for name in ("tp", "pp", "cp", "ep", "vpp", "zero", "micro-batch"):
+        g.add_argument(f"--{name}", type=_int_list(f"--{name}"))
+    g.add_argument("--recompute", help="none,selective,full (any subset)")
+    g.add_argument("--compare", action="append", default=[],
+                   help="a layout to compare with the winner, e.g. 'tp=4,pp=4' (unset fields from the winner)")
+    n = p.add_argument_group("cluster and efficiency inputs")
+    n.add_argument("--gpus-per-node", type=count("--gpus-per-node"), default=8)
+    n.add_argument("--gpu-multiple", type=count("--gpu-multiple"),
+                   help="GPU counts tried with --days are multiples of this (default: the node size)")
+    n.add_argument("--inter-node-gbps", type=_positive_float("--inter-node-gbps"),
+                   help="per-GPU network bandwidth, GB/s one direction (400 Gb/s NIC = 50)")
+    n.add_argument("--intra-node-gbps", type=_positive_float("--intra-node-gbps"),
+                   help="per-GPU NVLink/HCCS bandwidth, GB/s one direction (default: the catalog)")
+    n.add_argument("--gemm-efficiency", type=_positive_float("--gemm-efficiency"),
+                   help="fraction of peak large GEMMs reach (default: measured MAMF per GPU family)")
+    n.add_argument("--attention-efficiency", type=_positive_float("--attention-efficiency"))
+    n.add_argument("--tp-overlap", type=float, default=0.0, help="fraction of TP traffic hidden (default 0)")
+    n.add_argument("--dp-overlap", type=float, default=1.0, help="fraction of backward that can hide DP traffic")
+    n.add_argument("--price", help="USD per GPU-hour, a price-table id, or 'table'")
+    p.add_argument("--check", action="store_true", help="exit 3 when no layout fits")
+    return p
+
+
+def model_argument(args: argparse.Namespace) -> str:
+    """MODEL, or the raw-dimension options, as typed (for the reproducing `gpuplan train` command)."""
+    if args.model:
+        return args.model
+    flags = [("layers", "--layers"), ("hidden", "--hidden"), ("heads", "--heads"), ("kv_heads", "--kv-heads"),
+             ("head_dim", "--head-dim"), ("ffn", "--ffn"), ("vocab", "--vocab"), ("experts", "--experts"),
+             ("top_k", "--top-k")]
+    return " ".join(f"{flag} {getattr(args, name)}" for name, flag in flags if getattr(args, name, None))
+
+
+def _pins(args: argparse.Namespace):
+    from gpuplan.plan.space import Pins
+
+    rc = None
+    if args.recompute:
+        rc = tuple(r.strip() for r in args.recompute.split(",") if r.strip())
+        bad = [r for r in rc if r not in ("none", "selective", "full")]
+        if bad:
+            raise InputError("--recompute", args.recompute, "must be a subset of none,selective,full")
+    return Pins(tp=args.tp, pp=args.pp, cp=args.cp, ep=args.ep, vpp=args.vpp, zero=args.zero,
+                micro_batch=args.micro_batch, recompute=rc)
+
+
+def _parse_compare(text: str) -> dict:
+    out: dict = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key == "mb":
+            key = "micro_batch"
+        if key not in LAYOUT_FIELDS or not value.strip():
+            raise InputError("--compare", text, f"fields are {', '.join(LAYOUT_FIELDS)} as name=value")
+        if key == "recompute":
+            if value.strip() not in ("none", "selective", "full"):
+                raise InputError("--compare", text, "recompute must be none, selective or full")
+            out[key] = value.strip()
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise InputError("--compare", text, f"{key} must be an integer") from None
+            if out[key] < (0 if key == "zero" else 1):
+                raise InputError("--compare", text, f"{key} must be >= {0 if key == 'zero' else 1}")
+    return out
+
+
+def _compare_layouts(specs: list[dict], win) -> tuple:
+    from gpuplan.compute.steptime import Layout
+
+    out = []
+    for d in specs:
+        base = {f: getattr(win.layout, f) for f in LAYOUT_FIELDS}
+        base.update(d)
+        if "dp" not in d:
+            rest = win.gpus // (base["tp"] * base["pp"] * base["cp"])
+            base["dp"] = max(1, rest)
+        out.append(Layout(**base))
+    return tuple(out)
+
+
+def _context(args, spec, gpu, seq, global_batch, flop_per_token, pins):
+    from gpuplan.compute.comm import default_network
+    from gpuplan.compute.steptime import Tuning, Workload, make_device
+    from gpuplan.plan.memory import TrainOptions
+    from gpuplan.plan.search import SearchContext, Target
+
+    dtype = PRECISION_DTYPE[args.precision]
+    dev, dev_sources = make_device(gpu, dtype, gemm_eff=args.gemm_efficiency,
+                                   attention_eff=args.attention_efficiency)
+    net = default_network(gpu, gpus_per_node=args.gpus_per_node,
+                          inter_node_bytes_per_s=args.inter_node_gbps * 1e9 if args.inter_node_gbps else None,
+                          intra_node_bytes_per_s=args.intra_node_gbps * 1e9 if args.intra_node_gbps else None,
+                          single_node=bool(args.gpus and args.gpus <= args.gpus_per_node))
+    for name in ("tp_overlap", "dp_overlap"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise InputError(f"--{name.replace('_', '-')}", getattr(args, name), "must be a fraction in [0, 1]")
+    tune = Tuning(tp_overlap=args.tp_overlap, dp_overlap=args.dp_overlap)
+    target = Target(gpus=args.gpus, days=args.days, tokens=args.tokens,
+                    gpu_multiple=args.gpu_multiple or args.gpus_per_node)
+    rank = args.rank or ("time" if args.gpus else "gpus")
+    ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=Workload(seq, global_batch),
+                        flop_per_token=flop_per_token, target=target, pins=pins,
+                        opts=TrainOptions(precision=args.precision, framework=args.framework), tune=tune, rank=rank)
+    sources = dev_sources + [f"intra-node {net.intra_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.intra_source}",
+                             f"inter-node {net.inter_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.inter_source}",
+                             f"collective bus efficiency {net.bus_efficiency:g}"] + list(tune.sources)
+    return ctx, sources
+
+
+def _nothing_fits(args, results, spec) -> int:
+    from gpuplan.plan.search import least_memory
+    from gpuplan.plan.explain import describe
+
+    lines = []
+    for gpu, res in results:
+        if res is None:
+            continue
+        low = least_memory(res)
+        if args.gpus:
+            msg = f"no layout of {args.gpus:,} x {gpu.id} fits {spec.name}"
+        else:
+            msg = f"no layout on {gpu.id} meets {args.days:g} days and fits {spec.name}"
+        if low is not None:
+            msg += (f"; the least memory found: {low[0] / GiB:,.1f} GiB per GPU with "
+                    f"{describe(low[1])} ({gpu.memory_usable_bytes / GiB:,.1f} GiB usable)")
+        lines.append(msg)
+        n = _smallest_fitting(res)
+        if n is not None:
+            lines.append(f"  the smallest GPU count with a layout that fits: {n[0]:,} ({describe(n[1])})")
+    print("gpuplan plan: " + "\n".join(lines or ["no layout fits"]), file=sys.stderr)
+    return 3 if args.check else 2
+
+
+def _smallest_fitting(res):
+    """Double the GPU count (from one node) until the most memory-frugal layouts fit."""
+    from gpuplan.compute.steptime import Layout
+    from gpuplan.plan.space import tp_options
+
+    ctx = res.ctx
+    spec, node = ctx.spec, ctx.net.gpus_per_node
+    tp = max(tp_options(spec, node))
+    n = node
+    while n <= (1 << 17):
+        for pp in (p for p in range(1, spec.num_layers + 1) if (n // tp) % p == 0):
+            dp = n // (tp * pp)
+            if ctx.work.global_batch % dp:
+                continue
+            lay = Layout(tp=tp, pp=pp, dp=dp, zero=3 if dp > 1 else 0, micro_batch=1, recompute="full")
+            r = res.checker(lay)
+            if r.total_bytes is not None and r.total_bytes <= ctx.gpu.memory_usable_bytes:
+                return n, lay
+        n *= 2
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpuplan.compute.flops import training_flops
+    from gpuplan.hardware.catalog import get_gpu
+    from gpuplan.plan.explain import alternatives, describe, layout_dict, why_winner
+    from gpuplan.plan.memory import engine_shards_layouts, train_command
+    from gpuplan.plan.search import rank_key, search
+
+    spec = model_from_args(args)
+    if (args.gpus is None) == (args.days is None):
+        raise InputError("--gpus", args.gpus, "give --gpus N, or --days with --tokens")
+    seq = args.seq or DEFAULT_SEQ
+    global_batch = args.global_batch or max(1, DEFAULT_BATCH_TOKENS // seq)
+    flops = training_flops(spec, seq=seq, attention=args.attention_flops)
+    pins = _pins(args)
+    gpu_ids = [g.strip() for item in args.gpu for g in item.split(",") if g.strip()]
+    compare = [_parse_compare(c) for c in args.compare]
+    price_arg = args.price
+    results, all_plans, assumptions, warnings = [], [], [], []
+    if not engine_shards_layouts(spec):
+        warnings.append("the training-memory engine does not model parallel layouts yet: every memory figure is "
+                        "for one GPU holding the whole model, so large models will not fit")
+    for gid in gpu_ids:
+        gpu = get_gpu(gid)
+        ctx, sources = _context(args, spec, gpu, seq, global_batch, flops.model_flop_per_token, pins)
+        res = search(ctx, top=args.top)
+        results.append((gpu, res))
+        assumptions += [f"{gpu.id}: {s}" for s in sources]
+        all_plans += res.plans
+    if not all_plans:
+        return _nothing_fits(args, results, spec)
+    rank = results[0][1].ctx.rank
+    all_plans.sort(key=lambda c: rank_key(c, rank))
+    plans = all_plans[: args.top]
+    win = plans[0]
+    win_res = next(r for g, r in results if g.id == win.gpu_id)
+    from gpuplan.compute.prices import resolve_price
+
+    prices = {g.id: resolve_price(price_arg, g.id) for g, _ in results} if price_arg else {}
+    alts = alternatives(win, win_res, _compare_layouts(compare, win))
+    assumptions += [f"sequence {seq}, global batch {global_batch} sequences ({global_batch * seq:,} tokens)",
+                    f"MFU counts model FLOPs with the {args.attention_flops} attention convention "
+                    f"({flops.model_flop_per_token:.4g} FLOP/token)",
+                    "step-time model: gpuplan.compute.steptime (validation in docs/time-model.md)"]
+
+    def plan_dict(c):
+        price = prices.get(c.gpu_id)
+        d = {**layout_dict(c.layout), "gpus": c.gpus, "gpu": c.gpu_id, "memory_total_bytes": c.memory_total_bytes,
+             "days": c.days, "step_s": c.seconds_per_step, "mfu": c.mfu,
+             "tokens_per_s_per_gpu": c.tokens_per_s_per_gpu, "gpu_hours": c.gpu_hours,
+             "cost_usd": (c.gpu_hours * price.usd_per_gpu_hour) if price and c.gpu_hours else None,
+             "bubble_fraction": c.step.bubble_fraction,
+             "step_breakdown_s": {k: v for k, v in c.step.parts.items() if v},
+             "train_command": train_command(model_argument(args), c.layout, seq, global_batch,
+                                            win_res.ctx.opts, c.gpu_id)}
+        return d
+
+    if args.json:
+        print_json({"plans": [plan_dict(c) for c in plans],
+                    "evaluated": sum(r.pool.evaluated for _, r in results),
+                    "memory_checks": sum(r.checker.calls for _, r in results),
+                    "why": why_winner(win, win_res), "alternatives": [a.as_dict() for a in alts],
+                    "assumptions": assumptions, "warnings": warnings})
+        return 0
+    target = f"{args.gpus:,} GPUs" if args.gpus else f"{args.days:g} days for {format_count(args.tokens)} tokens"
+    print(f"{spec.name}: {format_count(flops.weight_params)} params, seq {seq}, global batch {global_batch}; "
+          f"{target}; ranked by {rank}")
+    rows = []
+    for c in plans:
+        cost = plan_dict(c)["cost_usd"]
+        rows.append((describe(c.layout), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
+                     f"{c.seconds_per_step:.2f}", f"{c.mfu:.1%}", "-" if c.days is None else f"{c.days:,.1f}",
+                     "-" if cost is None else f"{cost:,.0f}"))
+    print(render_table(["layout", "gpu", "GPUs", "GiB/GPU", "step s", "MFU", "days", "cost USD"], rows,
+                       "llrrrrrr"))
+    print("\nwhy it wins:")
+    for line in why_winner(win, win_res):
+        print(f"- {line}")
+    print("\nalternatives:")
+    for a in alts:
+        print(f"- {a.label}: {a.verdict}")
+    for gpu, res in results[1:] if len(results) > 1 else ():
+        if res.plans:
+            b = res.plans[0]
+            print(f"- best on {gpu.id}: {describe(b.layout)}, {b.gpus:,} GPUs, "
+                  f"{'-' if b.days is None else f'{b.days:.1f} days'}")
+    if args.explain:
+        print("\nmemory of the winner, as gpuplan train computes it:")
+        print(f"  {plan_dict(win)['train_command']}")
+        print("\nassumptions:")
+        for a in assumptions:
+            print(f"- {a}")
+    for w in warnings:
+        print(f"warning: {w}")
+    return 0

@@ -1,0 +1,236 @@
+"""``gpuplan train MODEL``: memory per GPU for one training or fine-tuning step, and whether it fits."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
+from gpuplan.errors import InputError
+from gpuplan.report import MEMORY_KEYS
+from gpuplan.train import config as C
+from gpuplan.units import MiB, format_bytes, format_count
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in str(text).split(",") if x.strip())
+
+
+def _fraction(name: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number") from None
+        if not 0.0 <= v < 1.0:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be in [0, 1)")
+        return v
+    return parse
+
+
+def _mib(name: str):
+    def parse(text: str) -> int:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number of MiB") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be >= 0")
+        return int(v * MiB)
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="memory per GPU for training or fine-tuning, and whether it fits",
+                       description="Per-GPU memory of one steady-state training step: weights, gradients, optimizer "
+                                   "states, master weights, activations, logits, buffers, the phase-aware peak "
+                                   "(what torch.cuda.max_memory_allocated() shows) and the device total.")
+    add_model_arguments(p)
+    add_output_arguments(p, explain=True)
+    w = p.add_argument_group("workload")
+    w.add_argument("--batch", type=count("--batch"), default=1, help="micro-batch per GPU (default 1)")
+    w.add_argument("--seq", type=count("--seq"), default=2048, help="sequence length in tokens (default 2048)")
+    w.add_argument("--grad-accum", type=count("--grad-accum"), default=1, help="gradient accumulation steps")
+    w.add_argument("--precision", choices=C.PRECISIONS, default="bf16",
+                   help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half "
+                        "params + fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)")
+    w.add_argument("--framework", choices=C.FRAMEWORKS, default="torch",
+                   help="torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron (18 B/param)")
+    w.add_argument("--optimizer", choices=C.OPTIMIZERS, default="adamw")
+    w.add_argument("--optimizer-impl", choices=C.OPTIMIZER_IMPLS, default="foreach",
+                   help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop")
+    w.add_argument("--recompute", choices=C.RECOMPUTE, default="none",
+                   help="full = Hugging Face gradient checkpointing; selective = attention core recomputed")
+    w.add_argument("--attention", choices=C.ATTENTIONS, default="sdpa")
+    w.add_argument("--activation-model", choices=C.ACTIVATION_MODELS, default="framework",
+                   help="framework (what transformers saves, default) or korthikanti (the paper's sbh(34+5as/h))")
+    w.add_argument("--loss", choices=C.LOSS_IMPLS, default="standard",
+                   help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time)")
+    w.add_argument("--loss-chunk", type=count("--loss-chunk"), default=1024, help="tokens per loss chunk")
+    w.add_argument("--keep-logits", action="store_true", help="the training loop keeps outputs.logits alive")
+    w.add_argument("--dropout", type=_fraction("--dropout"), default=0.0, help="hidden/attention dropout (default 0)")
+    f = p.add_argument_group("fine-tuning")
+    f.add_argument("--method", choices=C.METHODS, default="full")
+    f.add_argument("--trainable", type=_names, default=(), metavar="GLOB[,GLOB]",
+                   help="trainable parameters by Hugging Face name, e.g. 'model.layers.[0-5].*' (--method freeze)")
+    f.add_argument("--lora-rank", type=count("--lora-rank"), default=16)
+    f.add_argument("--lora-targets", type=_names, default=C.ALL_LINEAR, metavar="NAME[,NAME]",
+                   help="module names as PEFT's target_modules (default all-linear)")
+    f.add_argument("--lora-dropout", type=_fraction("--lora-dropout"), default=0.0)
+    par = p.add_argument_group("parallel layout (per GPU, most loaded rank)")
+    par.add_argument("--gpus", type=count("--gpus"), help="total GPUs (infers --dp)")
+    for flag, text in (("--dp", "data parallel"), ("--tp", "tensor parallel"), ("--pp", "pipeline stages"),
+                       ("--ep", "expert parallel"), ("--cp", "context parallel"),
+                       ("--vpp", "virtual stages per pipeline rank (interleaved)")):
+        par.add_argument(flag, type=count(flag), default=1, help=f"{text} degree (default 1)")
+    par.add_argument("--sp", action="store_true", help="sequence parallelism (with --tp)")
+    par.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
+                     help="ZeRO stage (DeepSpeed semantics; FSDP2 with --framework torch --zero 3)")
+    par.add_argument("--microbatches", type=count("--microbatches"), help="micro-batches per step (pipeline)")
+    par.add_argument("--offload", choices=C.OFFLOADS, default="none", help="optimizer (and params) to CPU")
+    par.add_argument("--per-rank", action="store_true", help="show every distinct rank (pipeline stages)")
+    o = p.add_argument_group("fit and overheads")
+    o.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom")
+    o.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
+    o.add_argument("--max-batch", action="store_true", help="find the largest micro-batch that fits --gpu")
+    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu")
+    o.add_argument("--cuda-context", type=_mib("--cuda-context"), metavar="MIB", help="CUDA context (default 512)")
+    o.add_argument("--workspace", type=_mib("--workspace"), metavar="MIB", help="library workspaces (default 40)")
+    o.add_argument("--allocator-reserve", type=_fraction("--allocator-reserve"), metavar="FRACTION",
+                   help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)")
+    try:
+        from gpuplan.advise import add_advise_argument
+        add_advise_argument(p)
+    except ImportError:  # pragma: no cover - the advisor is optional
+        pass
+    try:
+        from gpuplan.scenario import add_config_argument
+        add_config_argument(p, "train")
+    except ImportError:  # pragma: no cover
+        pass
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
+    ov = C.Overheads(cuda_context_bytes=args.cuda_context, workspace_bytes=args.workspace,
+                     allocator_reserve_fraction=args.allocator_reserve)
+    return C.TrainConfig(
+        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision,
+        framework=args.framework, optimizer=args.optimizer, optimizer_impl=args.optimizer_impl,
+        recompute=args.recompute, attention=args.attention, activation_model=args.activation_model,
+        method=args.method, trainable=tuple(args.trainable), lora_rank=args.lora_rank,
+        lora_targets=tuple(args.lora_targets), lora_dropout=args.lora_dropout, loss_impl=args.loss,
+        loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
+        gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
+        zero=args.zero, microbatches=args.microbatches, offload=args.offload)
+
+
+def _capacity(args: argparse.Namespace) -> int | None:
+    if not args.gpu:
+        return None
+    from gpuplan.hardware.catalog import get_gpu
+    return get_gpu(args.gpu).memory_usable_bytes
+
+
+def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """(spec, report, payload) for the parsed options."""
+    from gpuplan.train.engine import estimate_training
+
+    spec = model_from_args(args, allow_params_only=True)
+    cfg = config_from_args(args)
+    cap = _capacity(args)
+    report = estimate_training(spec, cfg, params_total=args.params, capacity_bytes=cap)
+    payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": args.gpu, **report.as_dict()}
+    if args.max_batch or args.max_seq:
+        if cap is None or spec is None:
+            raise InputError("--max-batch" if args.max_batch else "--max-seq", True,
+                             "needs --gpu and a model with dimensions")
+        from gpuplan.train.search import max_batch, max_seq
+        if args.max_batch:
+            payload["max_batch"] = max_batch(spec, cfg, cap)
+        if args.max_seq:
+            payload["max_seq"] = max_seq(spec, cfg, cap)
+    if getattr(args, "explain", False):
+        payload["terms"] = [t.as_dict() for t in report.memory.terms]
+    return spec, report, payload
+
+
+def payload(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON of ``gpuplan train --json`` (used in-process by the advisor, sweep and compare)."""
+    return evaluate(args)[2]
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, report, out = evaluate(args)
+    if args.json:
+        try:
+            from gpuplan.advise import attach_advice
+            attach_advice(args, "train", out)
+        except ImportError:  # pragma: no cover
+            pass
+        print_json(out)
+    else:
+        print(render(spec, report, out, args))
+        if getattr(args, "advise", False):
+            from gpuplan.advise import print_advice
+            print_advice(args, "train")
+    if args.check and report.fits is False:
+        return 3
+    return 0
+
+
+def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace) -> str:
+    m = report.memory
+    lines = []
+    name = spec.name if spec else f"{format_count(report.params_total)} parameters"
+    lines.append(f"{name}: {format_count(report.params_total)} params, {format_count(report.params_trainable)} "
+                 f"trainable; batch {args.batch} x seq {args.seq}, {args.precision}, {args.optimizer} "
+                 f"({args.optimizer_impl}), recompute {args.recompute}, {args.method}")
+    rows = [(k.removesuffix("_bytes").replace("_", " "), format_bytes(getattr(m, k)))
+            for k in MEMORY_KEYS[:-2] if getattr(m, k)]
+    rows.append(("allocated peak", format_bytes(m.allocated_peak_bytes) + f"  ({m.peak_phase})"))
+    rows.append(("total (device)", format_bytes(m.total_bytes)))
+    lines.append(render_table(["component", "size"], rows, "lr"))
+    lines.append("components are sizes; the peak is the highest phase, not their sum")
+    if report.capacity_bytes is not None:
+        verdict = "fits" if report.fits else "does NOT fit"
+        lines.append(f"{args.gpu}: {format_bytes(report.capacity_bytes)} usable -> {verdict} "
+                     f"(headroom {format_bytes(report.headroom_bytes)})")
+    for key in ("max_batch", "max_seq"):
+        if key in out:
+            lines.append(f"{key.replace('_', ' ')}: {out[key]:,}")
+    if getattr(args, "explain", False):
+        lines.append("")
+        lines.append("phases:")
+        lines.append(render_table(["phase", "allocated"], [(p.name, format_bytes(p.bytes)) for p in report.phases],
+                                  "lr"))
+        lines.append("")
+        for t in m.terms:
+            val = format_bytes(t.value) if t.key.endswith("_bytes") else str(t.value)
+            lines.append(f"{t.key} = {val}")
+            lines.append(f"    formula: {t.formula}")
+            if t.source:
+                lines.append(f"    source:  {t.source}")
+            if t.inputs:
+                lines.append(f"    inputs:  {_short(t.inputs)}")
+    if m.assumptions:
+        lines.append("assumptions:")
+        lines.extend(f"  - {a}" for a in m.assumptions)
+    if m.warnings:
+        lines.append("warnings:")
+        lines.extend(f"  ! {w}" for w in m.warnings)
+    return "\n".join(lines)
+
+
+def _short(inputs: dict[str, Any]) -> str:
+    parts = []
+    for k, v in inputs.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{kk}={vv:,}" if isinstance(vv, int) else f"{kk}={vv}" for kk, vv in v.items())
+            parts.append(f"{k}: {{{v}}}")
+        else:
+            parts.append(f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}")
+    return "; ".join(parts)
+
+
+

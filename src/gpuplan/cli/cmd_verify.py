@@ -1,0 +1,161 @@
+"""``gpuplan verify MODEL``: run the real model in PyTorch and compare measured memory with the estimate.
+
+PyTorch and transformers (extra ``[verify]``) are imported only when the command runs, never for ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
+from gpuplan.errors import InputError
+from gpuplan.units import format_bytes
+from gpuplan.verify.setup import (ATTENTIONS, INFER_DTYPES, METHODS, OPTIMIZER_IMPLS, OPTIMIZERS, PRECISIONS,
+                                  RECOMPUTE_MODES, PrefillSetup, TrainSetup)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "verify", help="runs the real model in PyTorch and compares measured memory with the estimate",
+        description="Build the Hugging Face transformers model from its config (random weights, no download), run "
+                    "the step the estimate describes (a steady-state training step, or an inference prefill) and "
+                    "print estimate vs measurement per component and for the peak. Default back end: a CPU trace "
+                    "on fake tensors (no GPU needed); --device cuda runs it for real. Needs gpuplan[verify].",
+        epilog="error = (estimate - measured) / measured; negative = underestimate (an OOM risk).")
+    add_model_arguments(p)
+    p.add_argument("--workload", choices=("train", "infer"), default="train",
+                   help="a training step (default) or an inference prefill")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: trace on fake tensors (default); cuda: a real step on the GPU")
+    p.add_argument("--batch", type=count("--batch"), default=1, help="micro-batch (train) or sequences (infer)")
+    t = p.add_argument_group("training step (--workload train)")
+    t.add_argument("--seq", type=count("--seq"), default=2048, help="sequence length (default 2048)")
+    t.add_argument("--precision", choices=PRECISIONS, default="bf16", help="parameter / compute recipe")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    t.add_argument("--optimizer-impl", choices=OPTIMIZER_IMPLS, default="foreach",
+                   help="PyTorch optimizer implementation (default foreach, as on CUDA)")
+    t.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none",
+                   help="full = Hugging Face gradient checkpointing")
+    t.add_argument("--attention", choices=ATTENTIONS, default="sdpa")
+    t.add_argument("--method", choices=METHODS, default="full")
+    t.add_argument("--trainable", type=_names, default=(), help="GLOB[,GLOB] of trainable parameter names (freeze)")
+    t.add_argument("--lora-rank", type=count("--lora-rank"), default=16)
+    t.add_argument("--lora-targets", type=_names, default=("all-linear",),
+                   help="module names NAME[,NAME] as PEFT's target_modules (default all-linear)")
+    t.add_argument("--keep-logits", action="store_true", help="the loop keeps the model output through backward")
+    i = p.add_argument_group("inference prefill (--workload infer)")
+    i.add_argument("--context", type=count("--context"), default=2048, help="prompt tokens per sequence")
+    i.add_argument("--weights", choices=INFER_DTYPES, default="bf16", help="weight dtype")
+    add_output_arguments(p)
+    return p
+
+
+def model_config(args: argparse.Namespace, spec) -> dict[str, Any]:
+    """The config.json dict the model is built from: the preset's, the file's, the hub's, or one made from the
+    raw dimensions."""
+    from gpuplan.model.hf_config import load_config_file
+    from gpuplan.model.presets import find_preset
+    from gpuplan.verify.build import config_from_spec
+
+    if not args.model:
+        return config_from_spec(spec)
+    preset = find_preset(args.model)
+    if preset is not None:
+        return dict(preset.config)
+    from pathlib import Path
+
+    path = Path(args.model).expanduser()
+    if path.exists() or args.model.endswith(".json"):
+        return load_config_file(path)
+    from gpuplan.model.resolve import fetch_hub_config
+
+    return fetch_hub_config(args.model)
+
+
+def _setup(args: argparse.Namespace) -> TrainSetup | PrefillSetup:
+    if args.workload == "infer":
+        return PrefillSetup(batch=args.batch, context=args.context, dtype=args.weights, attention=args.attention)
+    return TrainSetup(batch=args.batch, seq=args.seq, precision=args.precision, optimizer=args.optimizer,
+                      optimizer_impl=args.optimizer_impl, recompute=args.recompute, attention=args.attention,
+                      method=args.method, trainable=args.trainable, lora_rank=args.lora_rank,
+                      lora_targets=args.lora_targets, keep_logits=args.keep_logits)
+
+
+def _measure(config: dict, setup, device: str):
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise InputError("verify", "PyTorch", "is not installed", hint="pip install 'gpuplan[verify]'") from None
+    if device == "cuda":
+        from gpuplan.verify import cuda
+
+        fn = cuda.measure_prefill_cuda if isinstance(setup, PrefillSetup) else cuda.measure_training_cuda
+    else:
+        from gpuplan.verify import trace
+
+        fn = trace.measure_prefill if isinstance(setup, PrefillSetup) else trace.measure_training
+    return fn(config, setup)
+
+
+def _estimate(spec, setup, attention: str) -> tuple[dict[str, int] | None, str | None]:
+    from gpuplan.verify.estimate import EstimateUnavailable, prefill_estimate, training_estimate
+
+    try:
+        if isinstance(setup, PrefillSetup):
+            return prefill_estimate(spec, _with_attention(setup, attention)), None
+        return training_estimate(spec, _with_attention(setup, attention)), None
+    except EstimateUnavailable as exc:
+        return None, str(exc)
+
+
+def _with_attention(setup, attention: str):
+    from dataclasses import replace
+
+    return setup if setup.attention == attention else replace(setup, attention=attention)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpuplan.verify.compare import compare_memory, verify_payload
+
+    spec = model_from_args(args)
+    setup = _setup(args)
+    config = model_config(args, spec)
+    measured = _measure(config, setup, args.device)
+    estimate, missing = _estimate(spec, setup, measured.extra.get("attention", setup.attention))
+    detail = measured.as_dict()
+    if missing:
+        detail["notes"].append(f"no estimate: {missing}")
+    if args.json:
+        if estimate is None:
+            print_json({"estimate": None, "measured": measured.memory_dict(), "error_pct": None,
+                        "backend": measured.backend, "detail": detail})
+        else:
+            print_json(verify_payload(estimate, measured.memory_dict(), measured.backend, detail))
+        return 0
+    what = (f"prefill {setup.batch}x{setup.context}" if isinstance(setup, PrefillSetup)
+            else f"training step {setup.batch}x{setup.seq}")
+    print(f"{spec.name}: {what}, {measured.backend} back end ({measured.wall_s:.1f} s)")
+    if estimate is None:
+        rows = [(k, "", format_bytes(v, digits=3), "") for k, v in measured.memory_dict().items() if v]
+    else:
+        rows = [(r.key, format_bytes(r.estimate_bytes, digits=3), format_bytes(r.measured_bytes, digits=3),
+                 "" if r.error_pct is None else f"{r.error_pct:+.2f} %")
+                for r in compare_memory(estimate, measured.memory_dict())]
+    print(render_table(["component", "estimate", "measured", "error"], rows))
+    if measured.peak_phase:
+        print(f"measured peak during: {measured.peak_phase}")
+    for key in ("reserved_peak_bytes", "device_used_bytes"):
+        if key in measured.extra:
+            print(f"{key.replace('_bytes', '').replace('_', ' ')}: {format_bytes(measured.extra[key], digits=3)}")
+    if "step_time_s" in measured.extra:
+        print(f"step time: {measured.extra['step_time_s']:.3f} s")
+    for note in detail["notes"]:
+        print(f"note: {note}", file=sys.stderr if note.startswith("no estimate") else sys.stdout)
+    return 0

@@ -1,0 +1,125 @@
+"""Time of the compute kernels of one decoder layer on one GPU: GEMMs on a roofline, FlashAttention, elementwise.
+
+    GEMM [M,K]×[K,N]:  t = max(2·M·N·K / (peak · gemm_eff),  e·(M·K + K·N + M·N) / (HBM · hbm_eff))
+
+so a GEMM's efficiency depends on its size: large square GEMMs run at ``gemm_eff`` of peak (the measured
+"maximum achievable matmul FLOPS"), thin ones — a small micro-batch, or a hidden size cut eight ways by tensor
+parallelism — become memory-bound. On GPUs whose SM count is known the compute time is further divided by
+the tile/wave quantization efficiency (NVIDIA Deep Learning Performance Guide, "Matrix Multiplication
+Background": output tiles of 128×256 are spread over the SMs in waves; a partial last wave leaves SMs idle).
+Attention matmuls run at ``attention_eff`` (FlashAttention kernels), the elementwise work (norms, residual adds,
+SwiGLU, RoPE, cross-entropy) at HBM bandwidth. Ignores: kernel launch
+gaps, the overlap of elementwise work with GEMMs in fused kernels, split-K and stream-K kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Fraction of dense peak that large BF16 GEMMs reach (cuBLAS via torch.matmul, best shape of a sweep): Stas Bekman,
+# ml-engineering compute/accelerator/README.md "Maximum Achievable Matmul FLOPS comparison table".
+GEMM_EFFICIENCY = {
+    "ampere-sxm": (0.859, "ml-engineering MAMF table: A100 SXM 267.9 of 312 TFLOP/s (85.9 %), CUDA 12.1"),
+    "hopper-sxm": (0.801, "ml-engineering MAMF table: H100 SXM 792.1 of 989 TFLOP/s (80.1 %), CUDA 12.1"),
+}
+GEMM_EFFICIENCY_FALLBACK = (0.75, "no published MAMF for this GPU: 0.75 assumed (MI250X measures 76.7 % in the same "
+                                  "table); pass --gemm-efficiency")
+ATTENTION_EFFICIENCY = (0.50, "FlashAttention-2 (Dao 2023, arXiv:2307.08691): forward 50-73 % of A100 peak, backward "
+                              "lower; FlashAttention-3 (Shah et al. 2024, arXiv:2407.08608): forward up to 75 % of "
+                              "H100 FP16 peak; 0.50 taken for forward + backward")
+ATTENTION_BACKWARD_FACTOR = 2.5  # FlashAttention backward: 5 matmuls (recomputes QKᵀ) vs 2 in the forward
+# Streaming multiprocessors per GPU, for wave quantization (NVIDIA A100 and H100 architecture whitepapers: A100 108
+# SMs, H100 SXM5 132 SMs; A800/H800/H200 use the same dies and SM counts).
+SM_COUNT = {"a100-40gb": 108, "a100-80gb": 108, "a800": 108, "h100-sxm": 132, "h800": 132, "h200": 132}
+GEMM_TILE = (128, 256)  # output tile (M x N) of cuBLAS's large bf16 kernels (CUTLASS 128x256x64 on SM80/SM90)
+HBM_EFFICIENCY = (0.90, "STREAM-like copy kernels reach about 90 % of datasheet HBM bandwidth (e.g. 3.57 of 3.94 "
+                        "TB/s measured on H100 NVL in public measurements); 0.90 assumed for elementwise kernels")
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the kernel model needs of a GPU: dense peak for the compute dtype, HBM bandwidth, efficiencies."""
+
+    peak_flop_per_s: float
+    hbm_bytes_per_s: float
+    gemm_eff: float
+    attention_eff: float
+    hbm_eff: float
+    elem_bytes: int = 2  # bf16/fp16 activations
+    sms: int | None = None  # SM count for wave quantization; None = not modelled
+
+
+def wave_efficiency(m: float, n: float, sms: int | None) -> float:
+    """Useful fraction of the SM-tile slots a GEMM occupies: m·n / (waves · SMs · tile), waves =
+    ceil(ceil(m/tm)·ceil(n/tn) / SMs). 1.0 when the SM count is unknown."""
+    if not sms:
+        return 1.0
+    tm, tn = GEMM_TILE
+    tiles = math.ceil(m / tm) * math.ceil(n / tn)
+    waves = math.ceil(tiles / sms)
+    return min(1.0, m * n / (waves * sms * tm * tn))
+
+
+def gemm_s(m: float, n: float, k: float, dev: Device) -> float:
+    """Roofline time of one [m,k]×[k,n] GEMM in the compute dtype, with wave quantization."""
+    if m <= 0 or n <= 0 or k <= 0:
+        return 0.0
+    compute = 2.0 * m * n * k / (dev.peak_flop_per_s * dev.gemm_eff * wave_efficiency(m, n, dev.sms))
+    memory = dev.elem_bytes * (m * k + k * n + m * n) / (dev.hbm_bytes_per_s * dev.hbm_eff)
+    return max(compute, memory)
+
+
+def attention_fwd_s(flop: float, dev: Device) -> float:
+    """FlashAttention forward at ``attention_eff`` of peak (the parameter-free QKᵀ and attention·V matmuls)."""
+    return flop / (dev.peak_flop_per_s * dev.attention_eff)
+
+
+# Unfused attention (Megatron-LM before FlashAttention): scores [b, heads/tp, s, s] are materialized. Bytes moved
+# per score element by the elementwise kernels, from the tensors Korthikanti et al. 2022 (section 4.1, the 5·a·s²·b
+# term) list: forward writes the fp16 scores (2), the fused scale-mask-softmax reads and writes them (2 + 2), attention
+# dropout reads (2), writes its output (2) and a 1-byte mask (1) = 11; backward reads the output gradient and mask
+# and writes the dropout gradient (2 + 1 + 2), the softmax backward reads that and the probabilities and writes its
+# gradient (2 + 2 + 2), and the mask/scale backward passes it on (2) = 13.
+UNFUSED_SCORE_BYTES_FWD = 11
+UNFUSED_SCORE_BYTES_BWD = 13
+
+
+def unfused_attention_s(batch: float, heads: float, seq_q: float, seq_k: float, d_qk: int, d_v: int,
+                        dev: Device) -> tuple[float, float]:
+    """(forward, backward) seconds of materialized attention for ``heads`` heads: QKᵀ and P·V as batched GEMMs on
+    the roofline (per head [s_q, d]×[d, s_k]) plus the score-sized elementwise traffic."""
+    n = batch * heads
+    gemm_f = n * (gemm_s(seq_q, seq_k, d_qk, dev) + gemm_s(seq_q, d_v, seq_k, dev))
+    scores = n * seq_q * seq_k
+    fwd = gemm_f + elementwise_s(scores * UNFUSED_SCORE_BYTES_FWD, dev)
+    bwd = 2 * gemm_f + elementwise_s(scores * UNFUSED_SCORE_BYTES_BWD, dev)
+    return fwd, bwd
+
+
+def dropout_bytes_per_elem() -> float:
+    """Hidden dropout: forward reads and writes the activation and writes a 1-byte mask (5 bytes per bf16
+    element); backward reads the gradient and the mask and writes the gradient (5)."""
+    return 10.0
+
+
+def elementwise_s(n_bytes: float, dev: Device) -> float:
+    """Memory-bound kernels: bytes moved / (HBM × hbm_eff)."""
+    return n_bytes / (dev.hbm_bytes_per_s * dev.hbm_eff)
+
+
+def layer_elementwise_elems_per_token(h: int, q_dim: int, kv_dim: int, ffn: int, tp: int, sp: bool,
+                                      gated: bool) -> float:
+    """Elements read + written per token by one layer's forward elementwise kernels on one TP rank, counted op by
+    op for a Llama layer: 2 RMSNorms (read h, write h), 2 residual adds (read 2h, write h), RoPE on q and k (read
+    and write), SwiGLU (read 2·ffn, write ffn; GELU: read and write ffn). Norms and residuals run on 1/tp of the
+    tokens with sequence parallelism, on all of them without; the rest is split by TP."""
+    replicated = 2 * 2 * h + 2 * 3 * h
+    sharded = 2 * (q_dim + kv_dim) + (3 * ffn if gated else 2 * ffn)
+    return replicated / (tp if sp else 1) + sharded / tp
+
+
+def loss_elems_per_token(vocab: int, tp: int) -> float:
+    """Cross-entropy over vocab-parallel logits in fp32: about four passes over [tokens, vocab/tp] (upcast,
+    softmax statistics, gradient write, read for the head's backward), counted as bf16-element equivalents."""
+    return 4 * 2 * vocab / tp

@@ -1,0 +1,68 @@
+"""The dated GPU rental price table (``gpuplan/data/prices.toml``) and the ``--price`` argument."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from gpuplan.errors import InputError
+
+
+@dataclass(frozen=True)
+class Price:
+    id: str
+    gpu: str
+    usd_per_gpu_hour: float
+    date: str
+    kind: str
+    source: str
+    low: float | None = None
+    high: float | None = None
+
+
+@cache
+def load_prices() -> tuple[Price, ...]:
+    """All entries of the packaged price table, validated."""
+    text = resources.files("gpuplan").joinpath("data", "prices.toml").read_text(encoding="utf-8")
+    out = []
+    for raw in tomllib.loads(text).get("price", []):
+        price = Price(id=raw["id"], gpu=raw["gpu"], usd_per_gpu_hour=float(raw["usd_per_gpu_hour"]),
+                      date=str(raw["date"]), kind=raw["kind"], source=raw["source"],
+                      low=raw.get("usd_per_gpu_hour_low"), high=raw.get("usd_per_gpu_hour_high"))
+        if not price.usd_per_gpu_hour > 0 or not price.source.strip():
+            raise ValueError(f"prices.toml: entry {price.id!r} needs a positive price and a source")
+        out.append(price)
+    return tuple(out)
+
+
+def resolve_price(value: str | float | None, gpu_id: str | None) -> Price | None:
+    """``--price``: a number (USD per GPU-hour), a table id, or ``table`` (the newest entry for ``gpu_id``)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None:
+        if not number > 0 or number != number:
+            raise InputError("--price", value, "must be a positive number of USD per GPU-hour")
+        return Price(id="user", gpu=gpu_id or "", usd_per_gpu_hour=number, date="", kind="user",
+                     source="--price given by the user")
+    prices = load_prices()
+    key = str(value).strip().lower()
+    if key == "table":
+        if gpu_id is None:
+            raise InputError("--price", value, "needs --gpu to pick an entry of the price table")
+        mine = [p for p in prices if p.gpu == gpu_id]
+        if not mine:
+            ids = ", ".join(f"{p.id} ({p.gpu})" for p in prices)
+            raise InputError("--price", value, f"the price table has no entry for GPU {gpu_id!r}",
+                             hint=f"give a number of USD per GPU-hour; entries: {ids}")
+        return max(mine, key=lambda p: p.date)
+    for p in prices:
+        if p.id == key:
+            return p
+    raise InputError("--price", value, "is not a number, 'table' or a price-table id",
+                     hint="entries: " + ", ".join(p.id for p in prices))

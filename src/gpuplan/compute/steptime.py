@@ -1,0 +1,353 @@
+"""A transparent step-time model for one training step of a parallel layout (Megatron-style TP/SP, PP, DP/ZeRO,
+EP, CP, recomputation).
+
+Per micro-batch on the most loaded pipeline stage:
+
+    t_micro = forward + backward (2× the GEMMs, 2.5× attention, 2× elementwise) + recomputation
+              + TP all-gather/reduce-scatter (4 per layer each way; not overlapped unless --tp-overlap)
+              + EP all-to-all (dispatch + combine each way) + exposed CP ring passes + pipeline send/recv
+
+    step = (m + (p − 1)/v) · t_micro  +  exposed DP gradient sync  +  optimizer update
+
+with m micro-batches per pipeline, p stages and v virtual stages: the bubble fraction is (p−1)/(v·m + p − 1)
+(Narayanan et al. 2021, arXiv:2104.04473, sections 2.2.1-2.2.2). DP gradient reduce-scatter/all-reduce overlaps
+with the backward of the last micro-batch (Megatron ``--overlap-grad-reduce``); ZeRO-2 reduces every micro-batch
+and ZeRO-3 also gathers parameters every micro-batch (DeepSpeed semantics). Every efficiency and bandwidth is a
+named input (``Efficiencies``, ``Network``) with its source. Ignores: stragglers, data loading, checkpointing,
+the embedding lookup, and uneven expert load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from gpuplan.compute import comm
+from gpuplan.compute.flops import keys_per_query
+from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
+                                     elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
+                                     unfused_attention_s)
+from gpuplan.errors import InputError
+from gpuplan.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Parallel degrees and per-GPU batch. GPUs = tp·pp·dp·cp; EP is carved out of dp·cp (it divides dp·cp)."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1
+    zero: int = 1
+    micro_batch: int = 1
+    recompute: str = "none"
+    sp: bool | None = None  # sequence parallelism; default on whenever tp > 1 (Megatron practice)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def seq_parallel(self) -> bool:
+        return self.tp > 1 if self.sp is None else self.sp
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Overlap fractions and wire formats: named inputs with sources."""
+
+    tp_overlap: float = 0.0  # Megatron-Core --tp-comm-overlap (Transformer Engine userbuffers) is opt-in
+    dp_overlap: float = 1.0  # --overlap-grad-reduce / --overlap-param-gather (Megatron-Core distributed optimizer)
+    pp_overlap: float = 0.0
+    ep_overlap: float = 0.0
+    grad_reduce_bytes: int = 4  # fp32 gradient reduction
+    param_gather_bytes: int = 2  # bf16 parameter all-gather (ZeRO-1/2 after the step, ZeRO-3 every micro-batch)
+    optimizer_bytes_per_param: int = 30  # Adam update traffic per local (sharded) parameter, read + write
+    sources: tuple[str, ...] = (
+        "tp_overlap 0: Megatron-Core --tp-comm-overlap is off by default",
+        "dp_overlap 1: Megatron-Core --overlap-grad-reduce/--overlap-param-gather hide DP traffic behind backward / "
+        "forward compute",
+        "grad_reduce_bytes 4: fp32 gradient reduction, Megatron-LM --accumulate-allreduce-grads-in-fp32 (the "
+        "usual setting with bf16, and the 18 bytes/param recipe the memory engine uses)",
+        "optimizer 30 B/param over HBM: Adam reads and writes fp32 m and v (16), reads the fp32 gradient and master "
+        "weight and writes the master and the bf16 weight (4 + 4 + 4 + 2)",
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    seq: int
+    global_batch: int  # sequences per optimizer step
+    attention_impl: str = "flash"  # flash | unfused (materialized scores, Megatron-LM before FlashAttention)
+    dropout: bool = False  # hidden and attention dropout (GPT-3 / Megatron 2022 training); Llama-style: none
+
+
+@dataclass
+class StepTime:
+    """Seconds of one optimizer step and where they go (on the slowest pipeline stage)."""
+
+    step_s: float
+    microbatches: int
+    parts: dict[str, float] = field(default_factory=dict)  # seconds per component over the whole step
+    bubble_fraction: float = 0.0
+
+    def fraction(self, key: str) -> float:
+        return self.parts.get(key, 0.0) / self.step_s if self.step_s else 0.0
+
+
+@dataclass(frozen=True)
+class _LayerShape:
+    """One decoder layer as the kernel model sees it (all per layer, unsharded)."""
+
+    gemms: tuple[tuple[int, int, str], ...]  # (out, in, tp kind) of the non-expert linears
+    expert: tuple[int, int, int, int] | None  # (experts, top_k, hidden, expert ffn); gated experts
+    attn_fwd_flop_per_token: float  # causal: what FlashAttention executes
+    params: int
+    expert_params: int
+
+
+@lru_cache(maxsize=32)
+def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, int]:
+    """Per-layer shapes, plus (head parameters, non-layer parameters)."""
+    from gpuplan.model.tensors import tensor_table
+
+    by_layer: dict[int, list] = {}
+    head_params = other = 0
+    for t in tensor_table(spec):
+        if t.layer is None:
+            if t.component == "lm_head" or (spec.tie_embeddings and t.component == "embedding"):
+                head_params = spec.vocab_size * spec.hidden_size
+            other += t.numel
+            continue
+        by_layer.setdefault(t.layer, []).append(t)
+    d_qk = spec.mla.qk_head_dim if spec.mla else spec.head_dim
+    d_v = spec.mla.v_head_dim if spec.mla else spec.head_dim
+    layers = []
+    for i in range(spec.num_layers):
+        ts = by_layer.get(i, [])
+        gemms = tuple((t.shape[0], t.shape[1], t.tp) for t in ts if t.linear and t.component != "experts")
+        ex = sum(t.numel for t in ts if t.component == "experts")
+        expert = None
+        if spec.is_moe_layer(i) and spec.moe is not None:
+            expert = (spec.moe.num_experts, spec.moe.top_k, spec.hidden_size, spec.moe.expert_ffn_size)
+        window = spec.sliding_window if spec.is_sliding_layer(i) else None
+        attn = 2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, "causal")
+        layers.append(_LayerShape(gemms, expert, attn, sum(t.numel for t in ts), ex))
+    return tuple(layers), head_params, other
+
+
+def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
+    """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
+    t = 0.0
+    for out_f, in_f, kind in shape.gemms:
+        if kind == "column":
+            t += gemm_s(tokens, out_f / lay.tp, in_f, dev)
+        elif kind == "row":
+            t += gemm_s(tokens, out_f, in_f / lay.tp, dev)
+        else:
+            t += gemm_s(tokens, out_f, in_f, dev)
+    if shape.expert is not None:
+        n_exp, top_k, h, f = shape.expert
+        local = max(1, n_exp // lay.ep)
+        m = tokens * top_k * lay.ep / n_exp  # tokens per expert, balanced routing
+        t += local * (2 * gemm_s(m, f / lay.tp, h, dev) + gemm_s(m, h, f / lay.tp, dev))
+    return t
+
+
+def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout, dev: Device, work: Workload
+                 ) -> tuple[float, float, float]:
+    """(forward, backward, attention-core forward) seconds of one layer for one micro-batch on one GPU."""
+    gemm = _gemm_pass_s(shape, tokens, lay, dev)
+    if work.attention_impl == "unfused":
+        d_qk = spec.mla.qk_head_dim if spec.mla else spec.head_dim
+        d_v = spec.mla.v_head_dim if spec.mla else spec.head_dim
+        seq_q = tokens / lay.micro_batch
+        attn, attn_b = unfused_attention_s(lay.micro_batch, spec.num_heads / lay.tp, seq_q, work.seq, d_qk, d_v, dev)
+    else:
+        attn = attention_fwd_s(shape.attn_fwd_flop_per_token * tokens / lay.tp, dev)
+        attn_b = ATTENTION_BACKWARD_FACTOR * attn
+    ffn = spec.ffn_size if shape.expert is None else shape.expert[1] * shape.expert[3]
+    elems = layer_elementwise_elems_per_token(spec.hidden_size, spec.q_dim, spec.kv_dim, ffn, lay.tp,
+                                              lay.seq_parallel, spec.gated_mlp)
+    elem = elementwise_s(elems * tokens * dev.elem_bytes, dev)
+    if work.dropout:
+        elem_d = elementwise_s(2 * spec.hidden_size * tokens / (lay.tp if lay.seq_parallel else 1)
+                               * dropout_bytes_per_elem() / 2, dev)
+    else:
+        elem_d = 0.0
+    fwd = gemm + attn + elem + elem_d
+    bwd = 2 * gemm + attn_b + 2 * elem + elem_d
+    return fwd, bwd, attn
+
+
+@lru_cache(maxsize=4096)
+def _stage_layers(n_layers: int, pp: int, head_layers: float) -> tuple[int, bool]:
+    """The most loaded pipeline stage as (its layers, whether it runs the output head and loss). The last stage
+    also runs the head (``head_layers`` in layer-time units), so it is given as many layers as balances the
+    pipeline best — what Llama 3 did by removing one layer from its first and last stages."""
+    if pp == 1:
+        return n_layers, head_layers > 0
+    best = (math.inf, n_layers, True)
+    for last in range(0, n_layers + 1):
+        rest = n_layers - last
+        others = math.ceil(rest / (pp - 1)) if rest else 0
+        if last + head_layers >= others:
+            candidate = (last + head_layers, last, head_layers > 0)
+        else:
+            candidate = (float(others), others, False)
+        if candidate[0] < best[0]:
+            best = candidate
+    return best[1], best[2]
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Compute of one micro-batch on the most loaded stage: everything that does not depend on dp, ZeRO, vpp."""
+
+    fwd: float
+    bwd: float
+    fwd_layer: float
+    attn_layer: float
+    n_layers: int
+    n_moe: int
+    local_params: float  # parameters one GPU holds before ZeRO sharding
+    tokens: float
+    act_bytes: float  # one [tokens, h] activation in the compute dtype
+
+
+@lru_cache(maxsize=4096)
+def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
+           pp: int) -> _Stage:
+    shapes, head_params, _ = _profile(spec, work.seq)
+    lay = Layout(tp=tp, ep=ep, cp=cp, micro_batch=mb, sp=sp)
+    tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
+    cache: dict[_LayerShape, tuple[float, float, float]] = {}
+    for sh in shapes:
+        if sh not in cache:
+            cache[sh] = _layer_times(spec, sh, tokens, lay, dev, work)
+    fwd_l, bwd_l, attn_l = max(cache.values(), key=lambda x: x[0] + x[1])
+    head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
+        loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
+    head_layers = 3 * head_fwd / (fwd_l + bwd_l) if head_params else 0.0
+    n_stage, head_share = _stage_layers(spec.num_layers, pp, head_layers)
+    n_stage = max(n_stage, 1)
+    fwd = n_stage * fwd_l + (head_fwd if head_share else 0.0)
+    bwd = n_stage * bwd_l + (2 * head_fwd if head_share else 0.0)
+    layer_params = max(sh.params for sh in shapes)
+    layer_experts = max(sh.expert_params for sh in shapes)
+    dense = n_stage * (layer_params - layer_experts) + (head_params if head_share else 0)
+    local = dense / tp + n_stage * layer_experts / (tp * ep)
+    n_moe = sum(1 for sh in shapes if sh.expert is not None)
+    return _Stage(fwd, bwd, fwd_l, attn_l, n_stage, math.ceil(n_moe / pp) if n_moe else 0, local, tokens,
+                  tokens * spec.hidden_size * dev.elem_bytes)
+
+
+def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: comm.Network,
+              tune: Tuning | None = None) -> StepTime:
+    """Seconds of one optimizer step of ``lay`` (see the module docstring for the formula)."""
+    tune = tune or Tuning()
+    if work.global_batch % (lay.dp * lay.micro_batch):
+        raise InputError("--global-batch", work.global_batch,
+                         f"must be a multiple of dp x micro-batch = {lay.dp * lay.micro_batch}")
+    if work.seq % lay.cp:
+        raise InputError("--cp", lay.cp, f"must divide the sequence length {work.seq}")
+    if work.attention_impl not in ("flash", "unfused"):
+        raise InputError("--attention-impl", work.attention_impl, "must be flash or unfused")
+    m = work.global_batch // (lay.dp * lay.micro_batch)
+    sp = lay.seq_parallel
+    st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp)
+    fwd, bwd, n_stage, lat = st.fwd, st.bwd, st.n_layers, net.latency_s
+    recompute = {"full": n_stage * st.fwd_layer, "selective": n_stage * st.attn_layer, "none": 0.0}[lay.recompute]
+    passes = 3 if lay.recompute == "full" else 2  # forward, backward (+ the recomputed forward)
+
+    # tensor parallel: 2 all-gathers + 2 reduce-scatters of [tokens, h] per layer each way (all-reduces without SP)
+    tp_bw = net.bandwidth(comm.group_spans_nodes(1, lay.tp, net.gpus_per_node))
+    tp_one = 2 * comm.all_gather_s(st.act_bytes, lay.tp, tp_bw, lat) + 2 * comm.reduce_scatter_s(
+        st.act_bytes, lay.tp, tp_bw, lat)
+    tp_s = (1 - tune.tp_overlap) * tp_one * passes * n_stage
+
+    # expert parallel: dispatch + combine all-to-all per MoE layer each way
+    ep_s = 0.0
+    if st.n_moe and lay.ep > 1:
+        top_k = spec.moe.top_k if spec.moe else 1
+        ep_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node))
+        a2a = comm.all_to_all_s(st.act_bytes / (lay.tp if sp else 1) * top_k, lay.ep, ep_bw, lat)
+        ep_s = (1 - tune.ep_overlap) * 2 * a2a * passes * st.n_moe
+
+    # context parallel: ring passes of K and V, hidden behind the attention core when it is long enough
+    cp_s = 0.0
+    if lay.cp > 1:
+        cp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp, lay.cp, net.gpus_per_node))
+        kv_bytes = 2 * st.tokens * spec.kv_dim / lay.tp * dev.elem_bytes
+        ring = (lay.cp - 1) * comm.p2p_s(kv_bytes, cp_bw, lat)
+        cp_s = n_stage * (max(0.0, ring - st.attn_layer)
+                          + max(0.0, 2 * ring - ATTENTION_BACKWARD_FACTOR * st.attn_layer))
+
+    # pipeline send/recv of activations (forward) and their gradients (backward), per virtual stage
+    pp_s = 0.0
+    if lay.pp > 1:
+        pp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp * lay.dp, lay.pp, net.gpus_per_node))
+        pp_s = (1 - tune.pp_overlap) * 2 * lay.vpp * comm.p2p_s(st.act_bytes / (lay.tp if sp else 1), pp_bw, lat)
+
+    # data parallel over dp·cp ranks, with ZeRO stage semantics
+    dp_ranks = lay.dp * lay.cp
+    dp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp, dp_ranks, net.gpus_per_node))
+    rs = comm.reduce_scatter_s(st.local_params * tune.grad_reduce_bytes, dp_ranks, dp_bw, lat)
+    ag = comm.all_gather_s(st.local_params * tune.param_gather_bytes, dp_ranks, dp_bw, lat)
+    hide_b, hide_f = tune.dp_overlap * (bwd + recompute), tune.dp_overlap * fwd
+    micro_dp = 0.0
+    if lay.zero == 0:
+        dp_s = max(0.0, comm.all_reduce_s(st.local_params * tune.grad_reduce_bytes, dp_ranks, dp_bw, lat) - hide_b)
+    elif lay.zero == 1:
+        dp_s = max(0.0, rs - hide_b) + max(0.0, ag - hide_f)
+    elif lay.zero == 2:
+        micro_dp = max(0.0, rs - hide_b)
+        dp_s = max(0.0, ag - hide_f)
+    else:
+        micro_dp = max(0.0, ag - hide_f) + max(0.0, ag + rs - hide_b)
+        dp_s = 0.0
+
+    # optimizer update over the local (ZeRO-sharded) parameters, memory-bound
+    opt_s = elementwise_s(st.local_params / (dp_ranks if lay.zero >= 1 else 1) * tune.optimizer_bytes_per_param, dev)
+
+    t_micro = fwd + bwd + recompute + tp_s + ep_s + cp_s + pp_s + micro_dp
+    bubble_slots = (lay.pp - 1) / lay.vpp
+    step = (m + bubble_slots) * t_micro + dp_s + opt_s
+    parts = {
+        "compute": m * (fwd + bwd), "recompute": m * recompute, "bubble": bubble_slots * t_micro,
+        "tp_comm": m * tp_s, "ep_comm": m * ep_s, "cp_comm": m * cp_s, "pp_comm": m * pp_s,
+        "dp_comm": m * micro_dp + dp_s, "optimizer": opt_s,
+    }
+    return StepTime(step_s=step, microbatches=m, parts=parts,
+                    bubble_fraction=(lay.pp - 1) / (lay.vpp * m + lay.pp - 1))
+
+
+def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, attention_eff: float | None = None,
+                hbm_eff: float | None = None) -> tuple[Device, list[str]]:
+    """A kernel-model Device for a catalog GpuSpec, and the sources of its efficiencies."""
+    from gpuplan.compute.kernels import (ATTENTION_EFFICIENCY, GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK,
+                                         HBM_EFFICIENCY, SM_COUNT)
+    from gpuplan.compute.mfu import mfu_family
+
+    peak = gpu.peak_flop_per_s_for(dtype)
+    if peak is None:
+        raise InputError("--precision", dtype, f"{gpu.id} has no {dtype} peak in the catalog")
+    g_eff, g_src = GEMM_EFFICIENCY.get(mfu_family(gpu.id) or "", GEMM_EFFICIENCY_FALLBACK)
+    sources = [f"GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
+               f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
+               f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
+               f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
+    dev = Device(peak_flop_per_s=peak, hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s, gemm_eff=gemm_eff or g_eff,
+                 attention_eff=attention_eff or ATTENTION_EFFICIENCY[0], hbm_eff=hbm_eff or HBM_EFFICIENCY[0],
+                 elem_bytes=1 if dtype == "fp8" else 2 if dtype in ("bf16", "fp16") else 4, sms=SM_COUNT.get(gpu.id))
+    return dev, sources
+
+
+def model_flops_utilization(model_flop_per_token: float, work: Workload, step_s: float, gpus: int,
+                            peak_flop_per_s: float) -> float:
+    """MFU of a step: model FLOPs of the global batch / (step seconds × GPUs × peak)."""
+    return model_flop_per_token * work.global_batch * work.seq / (step_s * gpus * peak_flop_per_s)

@@ -1,0 +1,208 @@
+"""Training time, GPU count, GPU-hours, cost and energy from total FLOPs, peak FLOP/s and MFU.
+
+    seconds = total model FLOPs / (peak FLOP/s per GPU × GPUs × MFU)            (seed 004 §7.2.3)
+
+Given any two of GPUs, days and MFU the third follows; a published per-GPU throughput (tokens/s/GPU) can stand in
+for MFU. Energy is GPU board power × PUE × time (Touvron et al. 2023, LLaMA section 6: MWh = GPU-h × power × PUE,
+PUE 1.1); it leaves out CPUs, network and storage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from gpuplan.compute.mfu import check_mfu, default_mfu, family_tiers
+from gpuplan.compute.prices import Price
+from gpuplan.errors import InputError
+from gpuplan.report import Term
+from gpuplan.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+
+DEFAULT_PUE = 1.1
+PUE_SOURCE = ("Touvron et al. 2023, LLaMA (arXiv:2302.13971) section 6.1: PUE 1.1; with 0.385 kg CO2eq/kWh it "
+              "reproduces Llama 2's Table 2 (1,720,320 A100-hours x 400 W -> 291.42 tCO2eq)")
+
+
+def run_seconds(total_flop: float, peak_flop_per_s: float, gpus: float, mfu: float) -> float:
+    """Wall-clock seconds: FLOPs / (peak × GPUs × MFU). Seed 004 §7.2.3; ignores restarts and stalls (fold those
+    into MFU, or read the answer as time with the cluster busy)."""
+    return total_flop / (peak_flop_per_s * gpus * mfu)
+
+
+def gpus_for_seconds(total_flop: float, peak_flop_per_s: float, seconds: float, mfu: float) -> float:
+    """GPUs (fractional) needed to finish in ``seconds``: FLOPs / (peak × MFU × seconds). Seed 004 §7.3 step 2."""
+    return total_flop / (peak_flop_per_s * mfu * seconds)
+
+
+def mfu_for(total_flop: float, peak_flop_per_s: float, gpus: float, seconds: float) -> float:
+    """The MFU a run of ``gpus`` must reach to finish in ``seconds``."""
+    return total_flop / (peak_flop_per_s * gpus * seconds)
+
+
+def gpu_hours(total_flop: float, peak_flop_per_s: float, mfu: float) -> float:
+    """GPU-hours: FLOPs / (peak × MFU) / 3600 — independent of the GPU count at a fixed MFU."""
+    return total_flop / (peak_flop_per_s * mfu) / SECONDS_PER_HOUR
+
+
+def cost_usd(hours: float, usd_per_gpu_hour: float) -> float:
+    """Rental cost: GPU-hours × price per GPU-hour."""
+    return hours * usd_per_gpu_hour
+
+
+def energy_kwh(hours: float, power_w: float, pue: float) -> float:
+    """Facility energy: GPU-hours × board power (kW) × PUE. Board power is the TDP unless given; real average draw
+    is lower, CPUs/NICs/switches are left out."""
+    return hours * power_w / 1000.0 * pue
+
+
+@dataclass
+class RunEstimate:
+    """The answer of ``gpuplan time``. Integers/floats in base units; ``days`` are 86,400 s."""
+
+    total_flop: float
+    recompute_flop: float
+    tokens: int
+    peak_flop_per_s: float
+    mfu: float
+    mfu_source: str
+    gpus: int | None
+    gpus_exact: float | None
+    seconds: float | None
+    gpu_hours: float
+    tokens_per_s_per_gpu: float
+    achieved_flop_per_s_per_gpu: float
+    price: Price | None
+    cost_usd: float | None
+    cost_usd_range: tuple[float, float] | None
+    power_w_per_gpu: float
+    pue: float
+    energy_kwh: float
+    co2_kg: float | None
+    solved_for: str
+    terms: list[Term] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def days(self) -> float | None:
+        return None if self.seconds is None else self.seconds / SECONDS_PER_DAY
+
+
+def _solve_gpus_default_mfu(total_flop: float, peak: float, seconds: float, gpu_id: str,
+                            multiple: int) -> tuple[int, float, float, str]:
+    """Smallest GPU count (a multiple of ``multiple``) meeting the deadline with the MFU of its own size tier."""
+    for tier in family_tiers(gpu_id):
+        exact = gpus_for_seconds(total_flop, peak, seconds, tier.mfu)
+        n = max(multiple, math.ceil(exact / multiple) * multiple)
+        if tier.min_gpus <= n and (tier.max_gpus is None or n <= tier.max_gpus):
+            return n, exact, tier.mfu, tier.source
+        if n < tier.min_gpus:  # this tier's MFU would already do with fewer GPUs than the tier starts at
+            n = max(n, tier.min_gpus)
+            return n, exact, tier.mfu, tier.source
+    tier = family_tiers(gpu_id)[-1]
+    exact = gpus_for_seconds(total_flop, peak, seconds, tier.mfu)
+    return max(multiple, math.ceil(exact / multiple) * multiple), exact, tier.mfu, tier.source
+
+
+def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: float, tokens: int,
+                 peak_flop_per_s: float, gpu_id: str | None, gpus: int | None = None, days: float | None = None,
+                 mfu: float | None = None, tokens_per_s_per_gpu: float | None = None, gpu_multiple: int = 1,
+                 price: Price | None = None, power_w: float | None = None, pue: float = DEFAULT_PUE,
+                 co2_kg_per_kwh: float | None = None) -> RunEstimate:
+    """Solve the time equation for whichever of GPUs, days or MFU is missing and add GPU-hours, cost, energy.
+
+    * ``gpus`` given: days follow (MFU given, from ``tokens_per_s_per_gpu``, or the published default for the size);
+    * ``days`` given: the smallest GPU count that meets the deadline, rounded up to ``gpu_multiple``;
+    * both given and no MFU: the MFU the run needs;
+    * neither: GPU-hours, cost and energy only (they do not depend on the count at a fixed MFU).
+    """
+    if tokens < 1:
+        raise InputError("--tokens", tokens, "must be >= 1")
+    if gpus is not None and gpus < 1:
+        raise InputError("--gpus", gpus, "must be >= 1")
+    if days is not None and not days > 0:
+        raise InputError("--days", days, "must be > 0")
+    if gpu_multiple < 1:
+        raise InputError("--gpu-multiple", gpu_multiple, "must be >= 1")
+    if not pue >= 1:
+        raise InputError("--pue", pue, "must be >= 1 (facility energy / IT energy)")
+    if mfu is not None and tokens_per_s_per_gpu is not None:
+        raise InputError("--mfu", mfu, "give --mfu or --tokens-per-gpu-s, not both")
+    assumptions: list[str] = []
+    warnings: list[str] = []
+    if tokens_per_s_per_gpu is not None:
+        if not tokens_per_s_per_gpu > 0:
+            raise InputError("--tokens-per-gpu-s", tokens_per_s_per_gpu, "must be > 0")
+        mfu = tokens_per_s_per_gpu * flop_per_token / peak_flop_per_s
+        mfu_source = (f"implied by {tokens_per_s_per_gpu:,.0f} tokens/s/GPU x {flop_per_token:.4g} FLOP/token / "
+                      f"{peak_flop_per_s / 1e12:g} TFLOP/s peak")
+        if mfu > 1:
+            warnings.append(f"the throughput given implies MFU {mfu:.2f} > 1: check the FLOP convention or the peak")
+    elif mfu is not None:
+        check_mfu(mfu)
+        mfu_source = "--mfu given by the user"
+
+    seconds = exact = None
+    n = gpus
+    if gpus is not None and days is not None:
+        if mfu is not None:
+            raise InputError("--days", days, "give two of --gpus, --days and --mfu; the third is solved for")
+        seconds = days * SECONDS_PER_DAY
+        mfu = mfu_for(total_flop, peak_flop_per_s, gpus, seconds)
+        mfu_source = "required to finish in the deadline on the GPUs given"
+        solved = "mfu"
+        if mfu > 0.6:
+            warnings.append(f"needs MFU {mfu:.0%}: above what published large runs reach (38-56 %)")
+    elif days is not None:
+        seconds_goal = days * SECONDS_PER_DAY
+        if mfu is None:
+            if gpu_id is None:
+                raise InputError("--mfu", None, "is required without --gpu")
+            n, exact, mfu, mfu_source = _solve_gpus_default_mfu(total_flop, peak_flop_per_s, seconds_goal, gpu_id,
+                                                                gpu_multiple)
+        else:
+            exact = gpus_for_seconds(total_flop, peak_flop_per_s, seconds_goal, mfu)
+            n = max(gpu_multiple, math.ceil(exact / gpu_multiple) * gpu_multiple)
+        seconds = run_seconds(total_flop, peak_flop_per_s, n, mfu)
+        solved = "gpus"
+    else:
+        if mfu is None:
+            if gpu_id is None:
+                raise InputError("--mfu", None, "is required without --gpu")
+            entry = default_mfu(gpu_id, gpus or 1)
+            mfu, mfu_source = entry.mfu, entry.source
+            if gpus is None:
+                assumptions.append("no --gpus or --days: MFU default for the smallest clusters used for GPU-hours")
+        if gpus is not None:
+            seconds = run_seconds(total_flop, peak_flop_per_s, gpus, mfu)
+            solved = "days"
+        else:
+            solved = "gpu_hours"
+
+    hours = gpu_hours(total_flop, peak_flop_per_s, mfu)  # = GPUs x seconds / 3600 whenever both are known
+    achieved = mfu * peak_flop_per_s
+    tps = achieved / flop_per_token if flop_per_token else 0.0
+    cost = cost_range = None
+    if price is not None:
+        cost = cost_usd(hours, price.usd_per_gpu_hour)
+        if price.low is not None and price.high is not None:
+            cost_range = (cost_usd(hours, price.low), cost_usd(hours, price.high))
+    watts = power_w
+    if watts is None or not watts > 0:
+        raise InputError("--gpu-power-w", power_w, "must be > 0 (watts per GPU)")
+    kwh = energy_kwh(hours, watts, pue)
+    co2 = None if co2_kg_per_kwh is None else kwh * co2_kg_per_kwh
+    terms = [
+        Term("total_flop", total_flop, "FLOP/token × tokens", "gpuplan.compute.flops",
+             {"flop_per_token": flop_per_token, "tokens": tokens}),
+        Term("seconds", seconds or 0.0, "total_flop / (peak × GPUs × MFU)", "seed 004 §7.2.3",
+             {"peak_flop_per_s": peak_flop_per_s, "gpus": n, "mfu": mfu}),
+        Term("gpu_hours", hours, "total_flop / (peak × MFU) / 3600  (= GPUs × seconds / 3600)", ""),
+        Term("energy_kwh", kwh, "GPU-hours × power_w / 1000 × PUE", PUE_SOURCE, {"power_w": watts, "pue": pue}),
+    ]
+    return RunEstimate(total_flop=total_flop, recompute_flop=recompute_flop, tokens=tokens,
+                       peak_flop_per_s=peak_flop_per_s, mfu=mfu, mfu_source=mfu_source, gpus=n, gpus_exact=exact,
+                       seconds=seconds, gpu_hours=hours, tokens_per_s_per_gpu=tps,
+                       achieved_flop_per_s_per_gpu=achieved, price=price, cost_usd=cost, cost_usd_range=cost_range,
+                       power_w_per_gpu=watts, pue=pue, energy_kwh=kwh, co2_kg=co2, solved_for=solved, terms=terms,
+                       assumptions=assumptions, warnings=warnings)

@@ -1,0 +1,335 @@
+"""``estimate_inference(spec, cfg) -> InferReport``: memory per GPU for serving, KV capacity, fit, speed.
+
+Components are computed per pipeline stage for one GPU of that stage; the report is for the most loaded GPU.
+``--engine hf`` predicts ``torch.cuda.max_memory_allocated()`` of ``model.generate``: weights + KV cache + the
+largest transient of the prefill or of a decode step (``allocated_peak_bytes``); ``total_bytes`` adds the CUDA
+context and the allocator's reserve. ``--engine vllm`` reproduces vLLM's start-up arithmetic (``engines.py``): the
+KV pool fills what ``gpu_memory_utilization`` leaves, and the question becomes how many sequences it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.hardware.catalog import GpuSpec
+from gpuplan.infer import activations as act
+from gpuplan.infer import kv
+from gpuplan.infer.engines import (HfProfile, VllmProfile, blocks_per_request, check_engine, vllm_available_kv_bytes,
+                                   vllm_num_blocks)
+from gpuplan.infer.explain import explain
+from gpuplan.infer.parallel import ServingLayout, stage_layers, stage_weight_bytes, validate_layout
+from gpuplan.infer.quant import DTYPE_BYTES, WeightBytes, WeightFormat, weight_bytes
+from gpuplan.infer.speed import SpeedAssumptions, SpeedInputs, compute_bound_batch, decode_step_s, prefill_s
+from gpuplan.model.params import count_params
+from gpuplan.model.spec import ModelSpec
+from gpuplan.model.tensors import tensor_table
+from gpuplan.report import MemoryReport, fits
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """One serving question. ``prompt`` (prefill length) defaults to ``context`` (the worst case)."""
+
+    batch: int = 1
+    context: int = 4096
+    prompt: int | None = None
+    weights: WeightFormat = field(default_factory=lambda: WeightFormat("bf16", "float"))
+    kv_dtype: str | None = None  # None: the weights' unquantized dtype
+    engine: str = "hf"
+    layout: ServingLayout = field(default_factory=ServingLayout)
+    gpu: GpuSpec | None = None
+    gpu_memory_bytes: int | None = None  # device total as the process sees it; default the catalog's usable memory
+    max_context: int | None = None  # longest context the model serves; None: spec.max_position
+    max_context_source: str = ""
+    hf: HfProfile = field(default_factory=HfProfile)
+    vllm: VllmProfile = field(default_factory=VllmProfile)
+    speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
+    search: bool = True  # compute max_batch and the longest context when a GPU is given
+
+
+@dataclass
+class InferReport:
+    memory: MemoryReport
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes_per_sequence: int
+    fits: bool | None
+    max_batch: int | None = None
+    max_context: int | None = None
+    params_total: int = 0
+    params_active: int = 0
+    weights: dict[str, Any] = field(default_factory=dict)
+    layout: dict[str, int] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    speed: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        m = self.memory
+        out: dict[str, Any] = {
+            "memory": m.memory_dict(),
+            "params": {"total": self.params_total, "active": self.params_active, "trainable": 0},
+            "fits": self.fits,
+            "peak_phase": m.peak_phase,
+            "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
+            "kv_cache_bytes_per_sequence": self.kv_cache_bytes_per_sequence,
+        }
+        if self.max_batch is not None:
+            out["max_batch"] = self.max_batch
+        if self.max_context is not None:
+            out["max_context"] = self.max_context
+        out.update(weights=self.weights, layout=self.layout, engine=self.engine, speed=self.speed,
+                   assumptions=m.assumptions, warnings=m.warnings)
+        return out
+
+
+@dataclass
+class _Ctx:
+    """What does not change when only the batch or the context changes (so searches are cheap)."""
+
+    spec: ModelSpec
+    cfg: InferConfig
+    engine: str
+    kv_dtype: str
+    dtype_bytes: float
+    wb: WeightBytes
+    stage_weights: list[int]
+    stages: list[range]
+    capacity: int | None
+
+
+def _prepare(spec: ModelSpec, cfg: InferConfig) -> _Ctx:
+    engine = check_engine(cfg.engine)
+    validate_layout(spec, cfg.layout)
+    kv.kv_elements_per_token_layer(spec, cfg.layout.tp)  # validates TP against the (KV) heads
+    kv_dtype = kv.check_kv_dtype(cfg.kv_dtype or cfg.weights.dtype, engine)
+    if engine == "vllm":
+        cfg.vllm.validate()
+    fmt = cfg.weights
+    if engine == "hf" and fmt.family == "gguf":
+        # transformers dequantizes GGUF checkpoints to the torch dtype when loading them.
+        fmt = WeightFormat(fmt.dtype, "float", dtype=fmt.dtype)
+    wb = weight_bytes(spec, fmt, engine=engine)
+    capacity = cfg.gpu_memory_bytes if cfg.gpu_memory_bytes else (cfg.gpu.memory_usable_bytes if cfg.gpu else None)
+    return _Ctx(spec, cfg, engine, kv_dtype, DTYPE_BYTES[cfg.weights.dtype], wb,
+                stage_weight_bytes(spec, wb.per_tensor, cfg.layout), stage_layers(spec.num_layers, cfg.layout.pp),
+                capacity)
+
+
+def _check_context(spec: ModelSpec, cfg: InferConfig, context: int, prompt: int) -> None:
+    limit = cfg.max_context or spec.max_position
+    if context > limit:
+        src = cfg.max_context_source or f"max_position_embeddings={spec.max_position}, no rope_scaling"
+        raise InputError("--context", context, f"exceeds the longest context the model serves ({limit}: {src})",
+                         hint="pass --rope-scaling FACTOR if you serve it with RoPE scaling (e.g. YaRN)")
+    if prompt > context:
+        raise InputError("--prompt", prompt, f"must be <= --context ({context})")
+
+
+def _hf_stage(c: _Ctx, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
+    spec, cfg, b = c.spec, c.cfg, c.dtype_bytes
+    layers, last = c.stages[s], s == len(c.stages) - 1
+    tp = cfg.layout.tp
+    kw = dict(kv_dtype=c.kv_dtype, engine="hf", tp=tp, layers=layers, unquantized_dtype=cfg.weights.dtype)
+    kv_pre = kv.kv_cache_bytes(spec, batch=batch, context=context, prompt=prompt, phase="prefill", **kw)
+    kv_dec = kv.kv_cache_bytes(spec, batch=batch, context=context, prompt=prompt, phase="decode", **kw)
+    trans, where = act.hf_prefill_transient_bytes(spec, batch=batch, prompt=prompt, dtype_bytes=b, layers=layers,
+                                                  last_stage=last, tp=tp, dtype=cfg.weights.dtype)
+    logits = act.hf_logits_bytes(spec, batch=batch, dtype_bytes=b, fp32_copies=cfg.hf.logits_fp32_copies) if last else 0
+    dec = act.hf_decode_transient_bytes(spec, batch=batch, context=context,
+                                        kv_elements_layer=kv.kv_elements_per_token_layer(spec, tp),
+                                        kv_element_bytes=kv.element_bytes(c.kv_dtype, "hf"), dtype_bytes=b,
+                                        quantized_cache=c.kv_dtype in ("int8", "int4"))
+    w = c.stage_weights[s]
+    prefill_peak = w + kv_pre + max(trans, logits)
+    decode_peak = w + kv_dec + dec + logits
+    peak, phase = (prefill_peak, f"prefill ({where})") if prefill_peak >= decode_peak else (decode_peak, "decode")
+    reserve = int(cfg.hf.allocator_reserve_fraction * (peak - w))  # weights sit in exact-size segments
+    return dict(weights=w, kv=max(kv_pre, kv_dec), kv_prefill=kv_pre, kv_decode=kv_dec, activations=trans,
+                logits=logits, decode_transient=dec, peak=peak, phase=phase, reserve=reserve,
+                buffers=cfg.hf.cuda_context_bytes + reserve, total=peak + cfg.hf.cuda_context_bytes + reserve)
+
+
+def _vllm_request_bytes(c: _Ctx, layers: range, context: int) -> int:
+    """KV bytes one request of ``context`` tokens pins on this GPU, in whole blocks (windows applied)."""
+    spec, bs = c.spec, c.cfg.vllm.block_size
+    per_layer = kv.kv_elements_per_token_layer(spec, c.cfg.layout.tp) * kv.element_bytes(c.kv_dtype, "vllm")
+    total = 0.0
+    for i in layers:
+        held = kv.tokens_held(spec, i, context=context, prompt=context, engine="vllm", phase="decode", block_size=bs)
+        total += per_layer * blocks_per_request(held, bs) * bs
+    return int(total)
+
+
+def _vllm_stage(c: _Ctx, s: int, batch: int, context: int) -> dict[str, Any]:
+    spec, cfg, p = c.spec, c.cfg, c.cfg.vllm
+    if c.capacity is None:
+        raise InputError("--gpu", None, "--engine vllm sizes its KV pool from the GPU's memory",
+                         hint="give --gpu ID or --gpu-memory-gib")
+    layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
+    layer_act, sampler = act.vllm_profile_activation_bytes(
+        spec, max_num_batched_tokens=p.max_num_batched_tokens, max_num_seqs=p.max_num_seqs,
+        dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
+        last_stage=last)
+    act_peak = max(layer_act, sampler)
+    w, non_torch = c.stage_weights[s], p.non_torch_for(tp)
+    available = vllm_available_kv_bytes(total_gpu_bytes=c.capacity, utilization=p.gpu_memory_utilization,
+                                        weights_bytes=w, non_torch_bytes=non_torch, activation_peak_bytes=act_peak)
+    per_token = kv.kv_bytes_per_token(spec, kv_dtype=c.kv_dtype, tp=tp, layers=layers, engine="vllm")
+    block_bytes = p.block_size * per_token
+    blocks = vllm_num_blocks(available, block_bytes)
+    pool = int(blocks * block_bytes)
+    per_request = _vllm_request_bytes(c, layers, context)
+    concurrency = min(p.max_num_seqs, pool // per_request) if per_request else p.max_num_seqs
+    graphs = 0 if p.enforce_eager else p.cuda_graph_bytes
+    peak = w + pool + act_peak
+    return dict(weights=w, kv=pool, activations=layer_act, logits=sampler, peak=peak, phase="steady state",
+                buffers=non_torch + graphs, total=peak + non_torch + graphs, available=available, blocks=blocks,
+                block_bytes=block_bytes, per_request=per_request, concurrency=concurrency,
+                non_torch=non_torch, graphs=graphs, act_peak=act_peak)
+
+
+def _stage(c: _Ctx, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
+    return _vllm_stage(c, s, batch, context) if c.engine == "vllm" else _hf_stage(c, s, batch, context, prompt)
+
+
+def _worst(c: _Ctx, batch: int, context: int, prompt: int) -> tuple[int, dict[str, Any]]:
+    rows = [_stage(c, s, batch, context, prompt) for s in range(len(c.stages))]
+    if c.engine == "vllm":
+        s = min(range(len(rows)), key=lambda i: (rows[i]["concurrency"], -rows[i]["total"]))
+    else:
+        s = max(range(len(rows)), key=lambda i: rows[i]["total"])
+    return s, rows[s]
+
+
+def _fits(c: _Ctx, row: dict[str, Any], batch: int) -> bool | None:
+    if c.capacity is None:
+        return None
+    if c.engine == "vllm":
+        return bool(row["total"] <= c.capacity and row["available"] > 0 and batch <= row["concurrency"])
+    return fits(row["total"], c.capacity)
+
+
+def _search(c: _Ctx, hi: int, ok) -> int:
+    """Largest n in [1, hi] with ok(n) (monotone), 0 when none."""
+    if not ok(1):
+        return 0
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def estimate_inference(spec: ModelSpec, cfg: InferConfig) -> InferReport:
+    """Per-GPU serving memory of ``spec`` under ``cfg``; see the module docstring."""
+    c = _prepare(spec, cfg)
+    prompt = cfg.prompt or cfg.context
+    _check_context(spec, cfg, cfg.context, prompt)
+    s, row = _worst(c, cfg.batch, cfg.context, prompt)
+    mem = MemoryReport(weights_bytes=row["weights"], kv_cache_bytes=row["kv"], activations_bytes=row["activations"],
+                       logits_bytes=row["logits"], buffers_bytes=row["buffers"], allocated_peak_bytes=row["peak"],
+                       total_bytes=row["total"], peak_phase=row["phase"])
+    tp = cfg.layout.tp
+    per_token = int(round(kv.kv_bytes_per_token(spec, kv_dtype=c.kv_dtype, tp=tp, layers=c.stages[s],
+                                                engine=c.engine)))
+    per_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.engine, tp=tp,
+                                layers=c.stages[s], unquantized_dtype=cfg.weights.dtype)
+    ok = _fits(c, row, cfg.batch)
+    report = InferReport(memory=mem, kv_cache_bytes_per_token=per_token, kv_cache_bytes_per_sequence=per_seq, fits=ok)
+    counts = count_params(spec)
+    report.params_total, report.params_active = counts.total, counts.active
+    report.layout = {"tp": tp, "pp": cfg.layout.pp, "ep": cfg.layout.ep, "dp": cfg.layout.dp,
+                     "gpus": cfg.layout.gpus, "stage": s}
+    report.weights = _weights_info(c)
+    explain(c, report, row, s, prompt)
+    if c.engine == "vllm":
+        p = cfg.vllm
+        report.engine = {"name": "vllm", "num_gpu_blocks": row["blocks"], "block_size": p.block_size,
+                         "kv_cache_tokens": row["blocks"] * p.block_size, "available_kv_bytes": row["available"],
+                         "activation_peak_bytes": row["act_peak"], "non_torch_bytes": row["non_torch"],
+                         "cuda_graph_bytes": row["graphs"], "max_concurrency": row["concurrency"],
+                         "max_concurrency_exact": (row["blocks"] * p.block_size / cfg.context),
+                         "request_kv_bytes": row["per_request"]}
+    else:
+        report.engine = {"name": "hf", "prefill_peak_phase": row["phase"], "kv_cache_prefill_bytes": row["kv_prefill"],
+                         "kv_cache_decode_bytes": row["kv_decode"], "decode_transient_bytes": row["decode_transient"]}
+    if c.capacity is not None and cfg.search:
+        _capacity_search(c, report, prompt)
+    if cfg.gpu is not None:
+        report.speed = _speed(c, report, s, prompt)
+    return report
+
+
+def _capacity_search(c: _Ctx, report: InferReport, prompt: int) -> None:
+    cfg, limit = c.cfg, c.cfg.max_context or c.spec.max_position
+    if c.engine == "vllm":
+        row = _worst(c, cfg.batch, cfg.context, prompt)[1]
+        report.max_batch = row["concurrency"] if row["available"] > 0 else 0
+
+        def ok_ctx(n: int) -> bool:
+            r = _worst(c, cfg.batch, n, n)[1]
+            return r["available"] > 0 and cfg.batch <= min(cfg.vllm.max_num_seqs, r["kv"] // max(1, r["per_request"]))
+    else:
+        def ok_batch(n: int) -> bool:
+            return bool(_fits(c, _worst(c, n, cfg.context, prompt)[1], n))
+
+        hi = 1
+        while hi < 1 << 22 and ok_batch(hi * 2):
+            hi *= 2
+        report.max_batch = _search(c, hi * 2, ok_batch)
+
+        def ok_ctx(n: int) -> bool:
+            p = min(cfg.prompt, n) if cfg.prompt else n
+            return bool(_fits(c, _worst(c, cfg.batch, n, p)[1], cfg.batch))
+    report.max_context = _search(c, limit, ok_ctx)
+
+
+def _weights_info(c: _Ctx) -> dict[str, Any]:
+    fmt = c.cfg.weights
+    info: dict[str, Any] = {"format": fmt.name, "dtype": fmt.dtype, "total_bytes": c.wb.total,
+                            "by_component_bytes": dict(c.wb.by_component),
+                            "quantized_params": c.wb.quantized_params, "unquantized_params": c.wb.unquantized_params}
+    if c.wb.gguf_types:
+        info["gguf_tensor_types"] = dict(sorted(c.wb.gguf_types.items()))
+    if fmt.family in ("gptq", "awq"):
+        info["group_size"] = fmt.group_size
+    if fmt.source:
+        info["source"] = fmt.source
+    return info
+
+
+def _speed(c: _Ctx, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
+    cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
+    assert gpu is not None
+    dtype = cfg.weights.compute_dtype
+    peak = gpu.peak_flop_per_s_for(dtype) or gpu.peak_flop_per_s_for("bf16") or gpu.peak_flop_per_s_for("fp16")
+    if not peak:
+        report.memory.warnings.append(f"{gpu.id} has no peak FLOP/s for {dtype} in the catalog: no speed estimate")
+        return None
+    expert_b = sum(c.wb.per_tensor[t.name] for t in tensor_table(spec) if t.component == "experts")
+    scale = 1 / cfg.layout.ep if cfg.layout.ep > 1 else 1 / cfg.layout.tp
+    dense_b = sum(c.stage_weights) - expert_b * scale  # a token passes every stage: all of one GPU per stage
+    kv_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.engine,
+                               tp=cfg.layout.tp, unquantized_dtype=cfg.weights.dtype)
+    inp = SpeedInputs(weights_read_bytes=dense_b, expert_bytes=expert_b * scale, kv_read_bytes_per_seq=kv_seq,
+                      peak_flop_per_s=peak, bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
+                      link_bytes_per_s=gpu.interconnect_bytes_per_s, tp=cfg.layout.tp, dtype_bytes=c.dtype_bytes)
+    a = cfg.speed
+    step1 = decode_step_s(spec, inp, a, batch=1, context=cfg.context)
+    stepb = decode_step_s(spec, inp, a, batch=cfg.batch, context=cfg.context)
+    ttft = prefill_s(spec, inp, a, batch=1, prompt=prompt)
+    return {
+        "peak_flop_per_s": peak, "compute_dtype": dtype, "hbm_bandwidth_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
+        "prefill_s": prefill_s(spec, inp, a, batch=cfg.batch, prompt=prompt), "ttft_s": ttft,
+        "decode_step_s": stepb["step_s"], "decode_bound": stepb["bound"],
+        "decode_tokens_per_s_per_seq": 1 / stepb["step_s"],
+        "decode_tokens_per_s": cfg.batch * cfg.layout.dp / stepb["step_s"],
+        "decode_tokens_per_s_batch1": 1 / step1["step_s"],
+        "compute_bound_batch": compute_bound_batch(spec, inp, a, context=cfg.context),
+        "assumptions": {"compute_efficiency": a.compute_efficiency, "bandwidth_efficiency": a.bandwidth_efficiency,
+                        "interconnect_efficiency": a.interconnect_efficiency},
+    }

@@ -1,0 +1,103 @@
+"""Serving engine profiles: what Hugging Face transformers and vLLM allocate besides the weights.
+
+``HfProfile``: ``model.generate`` with the default ``DynamicCache`` and SDPA attention; the device additionally
+holds the CUDA context and what the caching allocator keeps reserved beyond the allocated peak.
+
+``VllmProfile``: vLLM's start-up arithmetic (``Worker.determine_num_available_blocks`` in V0,
+``Worker.determine_available_memory`` in V1, memory profiling as reworked in vLLM PR #10511):
+
+    available_kv = total_gpu_memory x gpu_memory_utilization - weights - non_torch_memory - torch_activation_peak
+    num_gpu_blocks = available_kv // (block_size x KV bytes per token of the GPU's layers)
+
+and at most ``num_gpu_blocks`` x ``block_size`` tokens are cached; a request of ``context`` tokens needs
+ceil(context / block_size) blocks per full-attention layer group, so concurrency at ``context`` is
+num_gpu_blocks // blocks_per_request (capped by ``max_num_seqs``). CUDA graphs are captured after the KV cache is
+allocated and take memory beyond the budget (vLLM logs "Graph capturing finished ..., took X GiB").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuplan.errors import InputError
+from gpuplan.units import GiB
+
+ENGINES = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class HfProfile:
+    """Assumptions for ``--engine hf`` (named inputs, each with its source)."""
+
+    cuda_context_bytes: int = GiB // 2
+    """CUDA context + cuBLAS/cuDNN handles of a PyTorch process: 0.4-0.6 GiB on CUDA 12 with lazy module loading
+    (nvidia-smi of a process that has only run ``torch.cuda.init()``; vLLM logs its non-torch memory at 0.1-0.6
+    GiB on top of a context that is already there)."""
+    allocator_reserve_fraction: float = 0.05
+    """Share of the allocated peak above the weights that the PyTorch caching allocator keeps reserved but unused
+    (block rounding and fragmentation from the cache's repeated ``torch.cat``; weights are loaded once into
+    exact-size segments): ``memory_reserved - max_memory_allocated`` relative to the transient part."""
+    logits_fp32_copies: int = 3
+    """fp32 [batch, vocab] tensors of one sampling step: generate's logits copy, processed scores, probabilities."""
+
+
+@dataclass(frozen=True)
+class VllmProfile:
+    """vLLM engine arguments and the start-up overheads it subtracts (defaults: vLLM EngineArgs, v0.6 - v0.10)."""
+
+    gpu_memory_utilization: float = 0.9
+    block_size: int = 16
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    """Tokens of the profiling run. Chunked prefill (V1 default, online serving): 8192; without chunked prefill
+    (V0 before 0.7) vLLM used max(max_model_len, 2048) -- pass that to compare with logs of those versions."""
+    non_torch_bytes: int | None = None
+    """Memory vLLM measures outside PyTorch's allocator (``non_torch_memory`` in its log). None: 0.5 GiB at TP=1,
+    1.5 GiB with TP > 1 (NCCL and custom all-reduce buffers); published logs show 0.11-1.79 GiB at TP=1 and
+    1.4-3.6 GiB at TP 2-4 (vLLM PR #10511, issue #5711-era logs)."""
+    cuda_graph_bytes: int = GiB // 2
+    """CUDA graph pool, captured after the KV cache is allocated (outside the utilization budget); logs report
+    0.27-0.69 GiB for 7-14B models at the default capture sizes. 0 with --enforce-eager."""
+    sampler_bytes_per_logit: float = 32.0
+    """Bytes per vocabulary entry per row of the profiling sampler run: fp32 logits (4), top-k/top-p sort values (4)
+    and int64 indices (8), softmax and cumulative sum (4 + 4), probabilities and logprobs (4 + 4)."""
+    enforce_eager: bool = False
+
+    def non_torch_for(self, tp: int) -> int:
+        if self.non_torch_bytes is not None:
+            return self.non_torch_bytes
+        return GiB // 2 if tp == 1 else 3 * GiB // 2
+
+    def validate(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise InputError("--gpu-memory-utilization", self.gpu_memory_utilization, "must be in (0, 1]")
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError("--" + name.replace("_", "-"), value, "must be >= 1")
+        if self.block_size not in (1, 8, 16, 32, 64, 128):
+            raise InputError("--block-size", self.block_size, "vLLM supports block sizes 1, 8, 16, 32, 64, 128")
+
+
+def check_engine(engine: str) -> str:
+    key = engine.strip().lower()
+    if key not in ENGINES:
+        raise InputError("--engine", engine, "must be hf or vllm")
+    return key
+
+
+def vllm_available_kv_bytes(*, total_gpu_bytes: int, utilization: float, weights_bytes: int, non_torch_bytes: int,
+                            activation_peak_bytes: int) -> int:
+    """total x utilization - weights - non-torch - activation peak (vLLM ``determine_available_memory``)."""
+    return int(total_gpu_bytes * utilization) - weights_bytes - non_torch_bytes - activation_peak_bytes
+
+
+def vllm_num_blocks(available_kv_bytes: int, block_bytes: float) -> int:
+    """vLLM's ``num_gpu_blocks = available // block bytes`` (0 when nothing is left)."""
+    if available_kv_bytes <= 0 or block_bytes <= 0:
+        return 0
+    return int(available_kv_bytes // block_bytes)
+
+
+def blocks_per_request(tokens: int, block_size: int) -> int:
+    return -(-tokens // block_size)

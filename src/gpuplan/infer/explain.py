@@ -1,0 +1,94 @@
+"""The explained terms, assumptions and warnings of an inference estimate (``--explain``, JSON ``terms``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gpuplan.infer import kv
+from gpuplan.report import Term
+from gpuplan.units import format_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gpuplan.infer.engine import InferReport, _Ctx
+
+
+def explain(c: "_Ctx", report: "InferReport", row: dict[str, Any], s: int, prompt: int) -> None:
+    """Add the terms, assumptions and warnings of one estimate to ``report.memory``."""
+    spec, cfg, mem = c.spec, c.cfg, report.memory
+    tp = cfg.layout.tp
+    elems = kv.kv_elements_per_token_layer(spec, tp)
+    kv_formula = ("(kv_lora_rank + qk_rope_head_dim) x b x layers" if spec.mla else
+                  "2 x kv_heads_per_gpu x head_dim x b x layers")
+    mem.terms += [
+        Term("weights_bytes", row["weights"], f"sum over tensors of their {cfg.weights.name} bytes, TP/EP/PP share",
+             "gpuplan.infer.quant (format layouts), gpuplan.infer.parallel", {"format": cfg.weights.name}),
+        Term("kv_cache_bytes_per_token", report.kv_cache_bytes_per_token, kv_formula,
+             "DeepSeek-V2 paper section 2.1.3 (MLA); source document 002 section 3.5",
+             {"elements_per_layer": elems, "kv_dtype": c.kv_dtype, "layers": len(c.stages[s])}),
+    ]
+    mem.assumptions.append(f"engine {c.engine}; weights {cfg.weights.name} "
+                           f"(unquantized tensors {cfg.weights.dtype}); KV cache {c.kv_dtype}")
+    if c.engine == "hf":
+        h = cfg.hf
+        mem.terms += [
+            Term("activations_bytes", row["activations"], "largest live transient of the prefill forward",
+                 "gpuplan.infer.activations (transformers 5 eager code paths)", {"prompt": prompt, "batch": cfg.batch}),
+            Term("logits_bytes", row["logits"], "B x V x (b + 4 x fp32_copies), logits_to_keep=1",
+                 "transformers generation/utils.py _sample", {"fp32_copies": h.logits_fp32_copies}),
+            Term("allocated_peak_bytes", row["peak"],
+                 "max(weights + KV(prompt) + prefill transient, weights + KV(context) + decode transient + logits)",
+                 "torch.cuda.max_memory_allocated() of model.generate", {"phase": row["phase"]}),
+            Term("buffers_bytes", row["buffers"], "CUDA context + allocator reserve fraction x (peak - weights)",
+                 "HfProfile", {"cuda_context_bytes": h.cuda_context_bytes,
+                               "allocator_reserve_fraction": h.allocator_reserve_fraction}),
+        ]
+        mem.assumptions += [
+            f"transformers generate, DynamicCache, SDPA attention, logits_to_keep=1, prefill of {prompt} tokens",
+            f"CUDA context {format_bytes(h.cuda_context_bytes)}, allocator reserve "
+            f"{h.allocator_reserve_fraction:.0%} of the allocated peak above the weights",
+        ]
+        if spec.sliding_window and prompt > spec.sliding_window:
+            mem.warnings.append("transformers keeps the whole prompt's K/V storage in sliding-window layers until the "
+                                "first decode step (DynamicSlidingWindowLayer slices a view); the prefill peak counts it")
+        if cfg.weights.family == "gguf":
+            mem.warnings.append("transformers dequantizes GGUF weights to the torch dtype when loading: weights are "
+                                f"counted in {cfg.weights.dtype}; use --engine vllm (or llama.cpp) to run them quantized")
+        if spec.moe and cfg.weights.family in ("nf4", "bnb-int8"):
+            mem.warnings.append("transformers 5 stores MoE experts as fused 3-D parameters, which its bitsandbytes "
+                                "integration (nn.Linear only) leaves unquantized; counted in " + cfg.weights.dtype)
+        if cfg.layout.tp > 1 or cfg.layout.pp > 1:
+            mem.warnings.append("hf with --tp/--pp: transformers tp_plan / device_map splits assumed to shard like "
+                                "Megatron (heads and MLP columns per rank, whole layers per stage)")
+    else:
+        p = cfg.vllm
+        mem.terms += [
+            Term("available_kv_bytes", row["available"],
+                 "total_gpu_memory x gpu_memory_utilization - weights - non_torch - activation peak",
+                 "vLLM Worker.determine_available_memory (memory profiling, vLLM PR #10511)",
+                 {"total_gpu_memory": c.capacity, "gpu_memory_utilization": p.gpu_memory_utilization}),
+            Term("num_gpu_blocks", row["blocks"], "available_kv // (block_size x KV bytes per token)",
+                 "vLLM start-up log '# GPU blocks' / 'GPU KV cache size'", {"block_size": p.block_size,
+                                                                         "block_bytes": row["block_bytes"]}),
+            Term("activations_bytes", row["act_peak"],
+                 "max(profile forward of max_num_batched_tokens, sampler on max_num_seqs rows)",
+                 "vLLM profile_run", {"max_num_batched_tokens": p.max_num_batched_tokens,
+                                      "max_num_seqs": p.max_num_seqs}),
+        ]
+        mem.assumptions += [
+            f"vLLM gpu_memory_utilization {p.gpu_memory_utilization}, block_size {p.block_size}, max_num_seqs "
+            f"{p.max_num_seqs}, max_num_batched_tokens {p.max_num_batched_tokens}",
+            f"non-torch memory {format_bytes(row['non_torch'])}, CUDA graphs {format_bytes(row['graphs'])} "
+            "(outside the utilization budget)",
+            f"device memory {format_bytes(c.capacity or 0)} as the process sees it",
+        ]
+        if any(spec.is_sliding_layer(i) for i in range(spec.num_layers)):
+            mem.warnings.append("sliding-window layers: vLLM's hybrid KV cache manager (V1 >= 0.10) keeps only the "
+                                "window per request; the pool is counted as if every layer cached every token")
+        if row["available"] <= 0:
+            mem.warnings.append("no memory left for the KV cache: vLLM would fail at start-up "
+                                "('No available memory for the cache blocks')")
+        elif row["concurrency"] < 1:
+            mem.warnings.append(f"the KV pool ({format_bytes(row['kv'])}) cannot hold one request of "
+                                f"{cfg.context} tokens: vLLM refuses this max_model_len")
+    if cfg.layout.dp > 1:
+        mem.assumptions.append(f"{cfg.layout.dp} data-parallel replicas: memory per GPU is unchanged")

@@ -1,0 +1,139 @@
+"""Why the winning layout wins, and why the obvious alternatives lose (they do not fit, or they are slower)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuplan.compute.steptime import Layout
+from gpuplan.plan.search import Candidate, SearchResult, best_where
+from gpuplan.units import GiB
+
+PART_WORDS = {
+    "compute": "GEMM and attention compute (smaller GEMMs run less efficiently)",
+    "recompute": "activation recomputation",
+    "bubble": "the pipeline bubble",
+    "tp_comm": "tensor-parallel all-gathers/reduce-scatters",
+    "ep_comm": "expert-parallel all-to-all",
+    "cp_comm": "context-parallel ring exchange",
+    "pp_comm": "pipeline send/receive",
+    "dp_comm": "data-parallel gradient/parameter sync not hidden by compute",
+    "optimizer": "the optimizer update",
+}
+
+
+@dataclass
+class Alternative:
+    label: str
+    candidate: Candidate | None
+    verdict: str
+
+    def as_dict(self) -> dict:
+        c = self.candidate
+        return {"label": self.label, "verdict": self.verdict,
+                "layout": None if c is None else layout_dict(c.layout),
+                "memory_total_bytes": None if c is None else c.memory_total_bytes,
+                "days": None if c is None else c.days, "gpus": None if c is None else c.gpus,
+                "step_s": None if c is None else c.seconds_per_step}
+
+
+def layout_dict(lay: Layout) -> dict:
+    return {"dp": lay.dp, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep, "cp": lay.cp, "vpp": lay.vpp, "zero": lay.zero,
+            "micro_batch": lay.micro_batch, "recompute": lay.recompute}
+
+
+def describe(lay: Layout) -> str:
+    parts = [f"TP{lay.tp}", f"PP{lay.pp}" + (f"x{lay.vpp}" if lay.vpp > 1 else ""), f"DP{lay.dp}"]
+    if lay.cp > 1:
+        parts.append(f"CP{lay.cp}")
+    if lay.ep > 1:
+        parts.append(f"EP{lay.ep}")
+    parts += [f"ZeRO-{lay.zero}", f"mb{lay.micro_batch}", f"recompute {lay.recompute}"]
+    return " ".join(parts)
+
+
+def _gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / GiB:,.1f} GiB"
+
+
+def why_winner(c: Candidate, result: SearchResult) -> list[str]:
+    st = c.step
+    share = sorted(((v / st.step_s, k) for k, v in st.parts.items() if v > 0), reverse=True)
+    lines = [f"{describe(c.layout)} on {c.gpus:,} x {c.gpu_id}: step {st.step_s:.3f} s, MFU {c.mfu:.1%}, "
+             f"{c.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; memory {_gib(c.memory_total_bytes)} of "
+             f"{_gib(c.capacity_bytes)} usable"]
+    lines.append("step time: " + ", ".join(f"{PART_WORDS[k].split(' (')[0]} {f:.0%}" for f, k in share if f >= 0.005))
+    if c.layout.pp > 1:
+        lines.append(f"pipeline: {c.layout.pp} stages x {c.layout.vpp} virtual, {st.microbatches} micro-batches -> "
+                     f"bubble (p-1)/(v*m+p-1) = {st.bubble_fraction:.1%}")
+    ctx = result.ctx
+    if ctx.target.gpus is not None:
+        lines.append(f"the fastest of the layouts that fit: {result.pool.evaluated:,} layouts timed, "
+                     f"{result.checker.calls} memory-engine calls, {result.pool.pruned} ruled out without a call")
+    else:
+        lines.append(f"the smallest GPU count meeting {ctx.target.days:g} days among {result.pool.evaluated:,} "
+                     f"layouts timed ({result.checker.calls} memory-engine calls)")
+    return lines
+
+
+def _versus(alt: Candidate, win: Candidate, deadline: bool) -> str:
+    if alt.memory_total_bytes is None and alt.memory_note:
+        return alt.memory_note
+    if alt.fits is False:
+        return f"does not fit: needs {_gib(alt.memory_total_bytes)} per GPU, {_gib(alt.capacity_bytes)} usable"
+    if deadline and alt.gpus != win.gpus:
+        return (f"fits, but needs {alt.gpus:,} GPUs ({alt.gpus - win.gpus:+,}) to meet the deadline"
+                + (f" ({alt.days:.1f} days)" if alt.days else ""))
+    slower = alt.seconds_per_step / win.seconds_per_step - 1
+    if abs(slower) < 0.005:
+        return f"fits and is as fast (step {alt.seconds_per_step:.3f} s, within 0.5 %)"
+    diff = max(((alt.step.parts.get(k, 0) - win.step.parts.get(k, 0), k) for k in PART_WORDS), default=(0, ""))
+    why = f"; mostly {PART_WORDS[diff[1]]}" if diff[0] > 0 else ""
+    return f"fits, but {slower:+.1%} step time ({alt.seconds_per_step:.3f} s){why}"
+
+
+def alternatives(win: Candidate, result: SearchResult, compare: tuple[Layout, ...] = ()) -> list[Alternative]:
+    """The obvious alternatives to ``win``: the fastest layout overall, no pipeline, no tensor parallelism,
+    pure sharded data parallel (FSDP/ZeRO-3), the other recompute modes, and layouts the user asked about."""
+    deadline = result.ctx.target.gpus is None
+    out: list[Alternative] = []
+    first = result.rejected[0] if result.rejected else None
+    if first is not None:
+        out.append(Alternative(f"faster on paper: {describe(first.layout)}", first, _versus(first, win, deadline)))
+    w = win.layout
+    checks = [
+        ("no pipeline parallelism (PP1)", lambda c: c.layout.pp == 1, w.pp > 1),
+        ("no tensor parallelism (TP1)", lambda c: c.layout.tp == 1, w.tp > 1),
+        ("pure sharded data parallel (TP1 PP1 ZeRO-3, FSDP-style)",
+         lambda c: c.layout.tp == 1 and c.layout.pp == 1 and c.layout.zero == 3,
+         not (w.tp == 1 and w.pp == 1 and w.zero == 3)),
+        ("tensor parallelism across the whole node (TP8)", lambda c: c.layout.tp == 8, w.tp != 8),
+    ]
+    for label, keep, wanted in checks:
+        if not wanted:
+            continue
+        best, rejected = best_where(result, keep)
+        if best is None:
+            sized = [c.memory_total_bytes for c in rejected if c.memory_total_bytes is not None]
+            verdict = (f"none of the {len(rejected)} fastest layouts of this kind fits" if rejected
+                       else "no layout of this kind is in the search space")
+            if sized:
+                verdict += f" (the least memory among them: {_gib(min(sized))}, {_gib(win.capacity_bytes)} usable)"
+            out.append(Alternative(label, None, verdict))
+        else:
+            out.append(Alternative(f"{label}: {describe(best.layout)}", best, _versus(best, win, deadline)))
+    for rc in ("none", "selective", "full"):
+        if rc == w.recompute:
+            continue
+        c = _exact(result, Layout(tp=w.tp, pp=w.pp, dp=w.dp, cp=w.cp, ep=w.ep, vpp=w.vpp, zero=w.zero,
+                                  micro_batch=w.micro_batch, recompute=rc))
+        out.append(Alternative(f"same layout, recompute {rc}", c, _versus(c, win, deadline)))
+    for lay in compare:
+        c = _exact(result, lay)
+        out.append(Alternative(f"requested: {describe(lay)}", c, _versus(c, win, deadline)))
+    return out
+
+
+def _exact(result: SearchResult, lay: Layout) -> Candidate:
+    c = result.pool.candidate(lay)
+    result.pool.memory(c)
+    return c

@@ -1,0 +1,95 @@
+"""The planner's memory check: one call into the training-memory engine (``gpuplan train``'s numbers, exactly).
+
+A layout becomes a ``TrainConfig`` (Megatron-style: sequence parallelism with TP, interleaved schedule with VPP,
+micro-batches in flight from the global batch) and ``estimate_training`` decides. Results are cached per layout;
+an ``InputError`` from the engine (a combination it does not model or allow) marks the layout as unsupported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from gpuplan.compute.steptime import Layout
+from gpuplan.errors import InputError
+from gpuplan.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Training options that are not part of the layout (passed through to the memory engine)."""
+
+    precision: str = "bf16"
+    framework: str = "megatron"
+    optimizer: str = "adamw"
+    attention: str = "flash"
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    total_bytes: int | None  # None: the engine refused the combination
+    reason: str = ""
+
+
+def train_config(lay: Layout, seq: int, global_batch: int, opts: TrainOptions):
+    """The ``TrainConfig`` of ``gpuplan train`` for this layout."""
+    from gpuplan.train.config import TrainConfig
+
+    microbatches = global_batch // (lay.dp * lay.micro_batch)
+    return TrainConfig(batch=lay.micro_batch, seq=seq, grad_accum=microbatches, precision=opts.precision,
+                       framework=opts.framework, optimizer=opts.optimizer, attention=opts.attention,
+                       recompute=lay.recompute, gpus=lay.gpus, dp=lay.dp, tp=lay.tp, pp=lay.pp, ep=lay.ep, cp=lay.cp,
+                       vpp=lay.vpp, sp=lay.seq_parallel, zero=lay.zero, microbatches=microbatches)
+
+
+def train_command(model: str, lay: Layout, seq: int, global_batch: int, opts: TrainOptions,
+                  gpu: str | None = None) -> str:
+    """The ``gpuplan train`` command line that reproduces the planner's memory figure for ``lay``."""
+    m = global_batch // (lay.dp * lay.micro_batch)
+    parts = [f"gpuplan train {model}", f"--batch {lay.micro_batch} --seq {seq} --grad-accum {m}",
+             f"--precision {opts.precision} --framework {opts.framework} --optimizer {opts.optimizer}",
+             f"--attention {opts.attention} --recompute {lay.recompute}",
+             f"--gpus {lay.gpus} --dp {lay.dp} --tp {lay.tp} --pp {lay.pp} --ep {lay.ep} --cp {lay.cp} --vpp {lay.vpp}",
+             ("--sp " if lay.seq_parallel else "") + f"--zero {lay.zero} --microbatches {m}"]
+    if gpu:
+        parts.append(f"--gpu {gpu}")
+    return " ".join(parts)
+
+
+class MemoryChecker:
+    """Caches engine calls per layout and counts them."""
+
+    def __init__(self, spec: ModelSpec, seq: int, global_batch: int, opts: TrainOptions) -> None:
+        self.spec, self.seq, self.global_batch, self.opts = spec, seq, global_batch, opts
+        self.calls = 0
+        self._cache: dict[Layout, MemoryResult] = {}
+
+    def __call__(self, lay: Layout) -> MemoryResult:
+        hit = self._cache.get(lay)
+        if hit is not None:
+            return hit
+        from gpuplan.train.engine import estimate_training
+
+        self.calls += 1
+        try:
+            report = estimate_training(self.spec, train_config(lay, self.seq, self.global_batch, self.opts))
+            result = MemoryResult(int(report.memory.total_bytes))
+        except InputError as exc:
+            result = MemoryResult(None, str(exc))
+        self._cache[lay] = result
+        return result
+
+
+@lru_cache(maxsize=8)
+def engine_shards_layouts(spec: ModelSpec) -> bool:
+    """Whether the memory engine models parallel layouts yet: tensor parallelism must lower per-GPU memory."""
+    from gpuplan.train.engine import estimate_training
+    from gpuplan.train.config import TrainConfig
+
+    try:
+        one = estimate_training(spec, TrainConfig(seq=512, framework="megatron")).memory.total_bytes
+        two = estimate_training(spec, TrainConfig(seq=512, framework="megatron", tp=2, gpus=2, sp=True)
+                                ).memory.total_bytes
+    except InputError:
+        return False
+    return two < one

@@ -1,0 +1,133 @@
+"""The layouts the planner considers, and the rules that prune the rest (each rule is written down here).
+
+* TP: powers of two up to the node size (TP traffic needs the intra-node link) that divide the attention heads
+  and the KV heads (Megatron: ``num_query_groups % tp == 0``).
+* CP: powers of two with at least 1,024 tokens per rank and ``seq % (2·cp) == 0`` (Megatron's load-balanced
+  causal split cuts each sequence into 2·cp chunks).
+* PP: any degree up to the number of layers that divides the GPUs left (uneven stages allowed, as Llama 3 ran 126
+  layers on 16 stages); VPP (interleaving) 2 or 4 when each virtual stage keeps at least one layer and the
+  micro-batch count is a multiple of PP (Megatron's interleaved-schedule requirement).
+* DP is what is left: GPUs / (TP·PP·CP); the global batch must split into dp × micro-batch × micro-batches.
+* EP (MoE only): divides the routed experts and dp·cp.
+* ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16; recompute none, selective, full.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Iterator
+
+from gpuplan.compute.steptime import Layout
+from gpuplan.model.spec import ModelSpec
+
+MIN_TOKENS_PER_CP_RANK = 1024
+MICRO_BATCHES = (1, 2, 4, 8, 16)
+RECOMPUTE = ("none", "selective", "full")
+VPP = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Degrees the user fixed (None = search). Each is a tuple of allowed values."""
+
+    tp: tuple[int, ...] | None = None
+    pp: tuple[int, ...] | None = None
+    cp: tuple[int, ...] | None = None
+    ep: tuple[int, ...] | None = None
+    vpp: tuple[int, ...] | None = None
+    zero: tuple[int, ...] | None = None
+    micro_batch: tuple[int, ...] | None = None
+    recompute: tuple[str, ...] | None = None
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v <= n:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def tp_options(spec: ModelSpec, gpus_per_node: int) -> list[int]:
+    return [t for t in _pow2_upto(gpus_per_node) if spec.num_heads % t == 0 and spec.num_kv_heads % t == 0]
+
+
+def cp_options(seq: int) -> list[int]:
+    return [c for c in _pow2_upto(seq // MIN_TOKENS_PER_CP_RANK or 1) if seq % (2 * c) == 0 or c == 1]
+
+
+def ep_options(spec: ModelSpec, dp_cp: int) -> list[int]:
+    if spec.moe is None:
+        return [1]
+    return [e for e in _divisors(spec.moe.num_experts) if dp_cp % e == 0]
+
+
+def _allowed(values: list, pin: tuple | None) -> list:
+    return values if pin is None else [v for v in values if v in pin]
+
+
+def shapes_for(spec: ModelSpec, gpus: int, seq: int, gpus_per_node: int, pins: Pins
+               ) -> Iterator[tuple[int, int, int, int]]:
+    """(tp, cp, pp, dp) for a fixed GPU count."""
+    for tp in _allowed(tp_options(spec, gpus_per_node), pins.tp):
+        if gpus % tp:
+            continue
+        for cp in _allowed(cp_options(seq), pins.cp):
+            if (gpus // tp) % cp:
+                continue
+            rest = gpus // (tp * cp)
+            for pp in _allowed([p for p in _divisors(rest) if p <= spec.num_layers], pins.pp):
+                yield tp, cp, pp, rest // pp
+
+
+def layouts_for_shape(spec: ModelSpec, tp: int, cp: int, pp: int, dp: int, global_batch: int, pins: Pins
+                      ) -> Iterator[Layout]:
+    """Every (ep, vpp, zero, micro-batch, recompute) completion of a shape that the global batch allows."""
+    if global_batch % dp:
+        return
+    per_dp = global_batch // dp
+    zeros = _allowed([0, 1, 2, 3] if dp * cp > 1 else [0], pins.zero)
+    for ep in _allowed(ep_options(spec, dp * cp), pins.ep):
+        for mb in _allowed([b for b in MICRO_BATCHES if per_dp % b == 0], pins.micro_batch):
+            m = per_dp // mb
+            vpps = [1] if pp == 1 else [v for v in VPP if v == 1 or (m % pp == 0 and spec.num_layers >= pp * v)]
+            for vpp in _allowed(vpps, pins.vpp):
+                for zero in zeros:
+                    for rc in _allowed(list(RECOMPUTE), pins.recompute):
+                        yield Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, zero=zero, micro_batch=mb,
+                                     recompute=rc)
+
+
+RECOMPUTE_ORDER = {"none": 0, "selective": 1, "full": 2}
+
+
+def placement(lay: Layout) -> tuple[int, int, int, int, int]:
+    """The degrees that place the model on GPUs: (tp, pp, dp, cp, ep)."""
+    return lay.tp, lay.pp, lay.dp, lay.cp, lay.ep
+
+
+def memory_dominates(failed: Layout, other: Layout) -> bool:
+    """True when ``other`` needs at least the memory of ``failed``, so that if ``failed`` does not fit neither does
+    ``other``: the same placement, a micro-batch at least as large, no more recomputation, a ZeRO stage no higher
+    and at least as much interleaving (interleaving adds micro-batches in flight, it never frees memory)."""
+    return placement(failed) == placement(other) and (
+        other.micro_batch >= failed.micro_batch
+        and RECOMPUTE_ORDER[other.recompute] <= RECOMPUTE_ORDER[failed.recompute]
+        and other.zero <= failed.zero and other.vpp >= failed.vpp)
+
+
+def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
+    """The layout of ``lay``'s placement that needs the least memory among those the search allows: the smallest
+    micro-batch, the most recomputation, the highest ZeRO stage, no interleaving."""
+    per_dp = global_batch // lay.dp
+    mbs = _allowed([b for b in MICRO_BATCHES if per_dp % b == 0], pins.micro_batch) or [lay.micro_batch]
+    rcs = _allowed(list(RECOMPUTE), pins.recompute) or [lay.recompute]
+    zeros = _allowed([0, 1, 2, 3] if lay.dp * lay.cp > 1 else [0], pins.zero) or [lay.zero]
+    vpps = _allowed([1], pins.vpp) or [lay.vpp]
+    return Layout(tp=lay.tp, pp=lay.pp, dp=lay.dp, cp=lay.cp, ep=lay.ep, vpp=min(vpps), zero=max(zeros),
+                  micro_batch=min(mbs), recompute=max(rcs, key=RECOMPUTE_ORDER.__getitem__))

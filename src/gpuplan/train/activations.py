@@ -1,0 +1,249 @@
+"""Activations saved for backward, per decoder layer, as Hugging Face transformers 5 / PyTorch 2.x save them.
+
+Each block below lists the tensors autograd keeps from the forward to the backward pass, derived from the
+modelling code (transformers ``models/llama/modeling_llama.py``, ``integrations/sdpa_attention.py``,
+``integrations/moe.py``) and the saved-variable rules of ``torch/csrc/autograd/FunctionsManual.cpp`` /
+``tools/autograd/derivatives.yaml``: ``linear`` keeps its input only when its weight needs a gradient, ``mul`` keeps
+each operand the other one's gradient needs, ``silu``/``gelu`` keep their input, softmax its output, and
+``_scaled_dot_product_flash_attention`` keeps q, k, v, the output and an fp32 logsumexp. A tensor shared by several
+consumers (the norm output read by q, k and v) is counted once. Everything is checked against CPU fake-tensor
+traces of the real models (``gpuplan verify``); for a Llama-style layer in bf16 with SDPA this gives
+``s·b·(20h + 4·kv_dim + 8·ffn + 8) + 4·b·heads·s`` bytes.
+
+Sizes are ``Act(tok, sq, fixed)``: bytes = tok·(b·s) + sq·(b·s²) + fixed (weight-sized tensors such as the half
+copies autocast caches). What is ignored: tensors below one element per token (index scalars), CUDA-specific
+padding of the flash/efficient-attention logsumexp (rounded to 32/128 positions), and kernels' own scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpuplan.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Act:
+    """bytes = tok·tokens + sq·(batch·seq²) + fixed."""
+
+    tok: float = 0.0
+    sq: float = 0.0
+    fixed: int = 0
+
+    def __add__(self, other: "Act") -> "Act":
+        return Act(self.tok + other.tok, self.sq + other.sq, self.fixed + other.fixed)
+
+    def scale(self, k: float) -> "Act":
+        return Act(self.tok * k, self.sq * k, int(self.fixed * k))
+
+    def bytes(self, batch: int, seq: int) -> int:
+        return int(self.tok * batch * seq + self.sq * batch * seq * seq + self.fixed)
+
+
+@dataclass(frozen=True)
+class ActContext:
+    """Element sizes and switches the saved set depends on."""
+
+    e: int  # compute dtype bytes (linear / attention outputs)
+    r: int  # parameter / residual-stream dtype bytes (fp32 under autocast)
+    amp: bool = False
+    fp8: bool = False
+    attention: str = "sdpa"
+    dropout: float = 0.0
+    lora_rank: int = 16
+    lora_bytes: int = 4  # PEFT's autocast_adapter_dtype=True keeps adapters in fp32
+    lora_dropout: bool = False
+    selective: bool = False  # attention core recomputed (Megatron selective recompute)
+
+
+@dataclass
+class _Saved:
+    """Saved tensors of one block, keyed by tensor identity so shared tensors count once."""
+
+    items: dict[str, Act] = field(default_factory=dict)
+
+    def save(self, key: str, act: Act) -> None:
+        self.items.setdefault(key, act)
+
+    def total(self) -> Act:
+        out = Act()
+        for a in self.items.values():
+            out = out + a
+        return out
+
+
+def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float, x_rg: bool, in_f: int,
+           out_f: int, w_rg: bool, lora: bool) -> bool:
+    """``F.linear``: grad_weight needs the input (saved when the weight trains); grad_input needs only the weight.
+    Under autocast the input is cast to half per call (a new tensor each time) and the weight's half copy is
+    kept while the input needs a gradient. A LoRA adapter (PEFT ``lora.Linear``) casts the input to its fp32
+    dtype and keeps it, plus its rank-r intermediate. Returns whether the output requires grad."""
+    if w_rg:
+        if c.amp and x_bytes_tok != 2 * in_f:  # autocast casts fp32 inputs; half inputs pass through
+            sv.save(f"{name}.in_half", Act(tok=2 * in_f))
+        elif c.fp8:
+            sv.save(f"{name}.in_fp8", Act(tok=in_f))
+        else:
+            sv.save(x_key, Act(tok=x_bytes_tok))
+    if c.amp and x_rg:
+        sv.save(f"{name}.w_half", Act(fixed=2 * in_f * out_f))
+    if lora:
+        ab = 2 if c.amp else c.lora_bytes
+        if c.lora_dropout:
+            sv.save(f"{name}.lora_mask", Act(tok=in_f))
+            sv.save(f"{name}.lora_in", Act(tok=ab * in_f))
+        elif ab != x_bytes_tok / in_f or c.amp:
+            sv.save(f"{name}.lora_in", Act(tok=ab * in_f))
+        else:
+            sv.save(x_key, Act(tok=x_bytes_tok))
+        sv.save(f"{name}.lora_mid", Act(tok=ab * c.lora_rank))
+    return x_rg or w_rg or lora
+
+
+def rmsnorm(sv: _Saved, c: ActContext, name: str, x_key: str, in_bytes: int, x_rg: bool, width: int, rows: int,
+            w_rg: bool) -> tuple[str, int, bool]:
+    """Hugging Face RMSNorm: ``x32 = x.float(); x32 * rsqrt(x32.pow(2).mean(-1) + eps)`` then ``weight * normed``.
+    Keeps the fp32 upcast (the input itself when already fp32) and rsqrt when the input needs a gradient, and the
+    normalised tensor when the weight trains. Returns (output key, output bytes per element, requires grad)."""
+    if x_rg:
+        sv.save(x_key if in_bytes == 4 else f"{name}.x32", Act(tok=4 * width))
+        sv.save(f"{name}.rstd", Act(tok=4 * rows))
+    if w_rg:
+        sv.save(f"{name}.normed", Act(tok=in_bytes * width))
+    return f"{name}.out", max(c.r, in_bytes), x_rg or w_rg
+
+
+def layernorm(sv: _Saved, c: ActContext, name: str, x_key: str, in_bytes: int, x_rg: bool, width: int,
+              w_rg: bool) -> tuple[str, int, bool]:
+    """``aten.native_layer_norm`` keeps its input, mean and rstd (fp32) for either gradient."""
+    if x_rg or w_rg:
+        sv.save(x_key, Act(tok=in_bytes * width))
+        sv.save(f"{name}.stats", Act(tok=8))
+    return f"{name}.out", in_bytes, x_rg or w_rg
+
+
+def norm(sv: _Saved, c: ActContext, spec: ModelSpec, name: str, x_key: str, in_bytes: int, x_rg: bool, width: int,
+         w_rg: bool, rows: int = 1) -> tuple[str, int, bool]:
+    if spec.norm == "layernorm":
+        return layernorm(sv, c, name, x_key, in_bytes, x_rg, width, w_rg)
+    return rmsnorm(sv, c, name, x_key, in_bytes, x_rg, width, rows, w_rg)
+
+
+def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg: bool, window: int | None,
+                   ) -> None:
+    """Attention core after the projections and rotary embedding.
+
+    SDPA / flash (``_scaled_dot_product_flash_attention``; GQA handled by the kernel, no ``repeat_kv`` when no mask
+    is passed): keeps q, k, v, the output (which o_proj reads, same storage) and the fp32 logsumexp (b·heads·s).
+    Eager (``eager_attention_forward``): ``repeat_kv`` copies of k and v, the fp32 softmax output and its half copy
+    (b·heads·s² each), the probabilities' dropout mask when dropout is on, and a contiguous copy of the output.
+    Selective recompute drops the s² terms (Korthikanti et al. 2022, section 5)."""
+    if not (q_rg or kv_rg):
+        return
+    e, qd, kvd, heads = c.e, spec.q_dim, spec.kv_dim, spec.num_heads
+    vd = spec.num_heads * spec.mla.v_head_dim if spec.mla else spec.kv_dim
+    if c.attention in ("sdpa", "flash") or c.selective:
+        if spec.mla:
+            kvd = qd  # MLA expands k per head; v has v_head_dim per head
+        sv.save("attn.q", Act(tok=e * qd))
+        sv.save("attn.k", Act(tok=e * kvd))
+        sv.save("attn.v", Act(tok=e * vd))
+        sv.save("attn.out", Act(tok=e * (vd if spec.mla else qd)))
+        sv.save("attn.lse", Act(tok=4 * heads))
+        return
+    rep = spec.num_heads // spec.num_kv_heads
+    sv.save("attn.q", Act(tok=e * qd))
+    sv.save("attn.k_rep", Act(tok=e * (qd if rep > 1 or spec.mla else kvd)))
+    sv.save("attn.v_rep", Act(tok=e * (vd if spec.mla else (qd if rep > 1 else kvd))))
+    sq = 4.0 * heads if e < 4 or c.amp else 4.0 * heads
+    if e < 4:
+        sq += e * heads  # probabilities cast back to the query dtype, kept by the second matmul
+    if c.dropout > 0:
+        sq += 1.0 * heads
+    if window is not None:
+        sq = sq  # eager attention still materialises the full s x s scores; the window only masks them
+    sv.save("attn.probs", Act(sq=sq))
+    sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
+
+
+def gated_mlp(sv: _Saved, c: ActContext, prefix: str, y_key: str, y_bytes: int, y_rg: bool, h: int, f: int,
+              flags: dict[str, tuple[bool, bool]], names: tuple[str, str, str]) -> bool:
+    """``down(act(gate(y)) * up(y))``: act keeps its input (gate's output); the product keeps up's output when the
+    activation needs a gradient and the activation's output when up's output does; down keeps the product when
+    its weight trains; plus the linear inputs."""
+    g, u, d = names
+    gw, gl = flags.get(g, (True, False))
+    uw, ul = flags.get(u, (True, False))
+    dw, dl = flags.get(d, (True, False))
+    g_rg = linear(sv, c, f"{prefix}.{g}", y_key, y_bytes * h, y_rg, h, f, gw, gl)
+    u_rg = linear(sv, c, f"{prefix}.{u}", y_key, y_bytes * h, y_rg, h, f, uw, ul)
+    e = c.e
+    if g_rg:
+        sv.save(f"{prefix}.gate_out", Act(tok=e * f))
+        sv.save(f"{prefix}.up_out", Act(tok=e * f))
+    if u_rg:
+        sv.save(f"{prefix}.act_out", Act(tok=e * f))
+    return linear(sv, c, f"{prefix}.{d}", f"{prefix}.prod", e * f, g_rg or u_rg, f, h, dw, dl)
+
+
+def plain_mlp(sv: _Saved, c: ActContext, spec: ModelSpec, prefix: str, y_key: str, y_bytes: int, y_rg: bool,
+              names: tuple[str, str], flags: dict[str, tuple[bool, bool]]) -> bool:
+    """``proj(act(fc(y)))`` (GPT-2, GPT-NeoX, Falcon). GELU keeps its input; GPT-2's ``gelu_new`` is a Python
+    tanh formula that keeps four ffn-sized tensors (transformers ``activations.NewGELUActivation``)."""
+    fc, proj = names
+    h, f, e = spec.hidden_size, spec.ffn_size, c.e
+    fw, fl = flags.get(fc, (True, False))
+    pw, pl = flags.get(proj, (True, False))
+    fc_rg = linear(sv, c, f"{prefix}.{fc}", y_key, y_bytes * h, y_rg, h, f, fw, fl)
+    if fc_rg:
+        sv.save(f"{prefix}.fc_out", Act(tok=e * f))
+        if spec.activation in ("gelu_new", "gelu_fast"):
+            sv.save(f"{prefix}.gelu_parts", Act(tok=3 * e * f))
+    return linear(sv, c, f"{prefix}.{proj}", f"{prefix}.act_out", e * f, fc_rg, f, h, pw, pl)
+
+
+def moe_block(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: int, y_rg: bool,
+              flags: dict[str, tuple[bool, bool]]) -> bool:
+    """transformers 5 MoE: top-k router with fp32 softmax, then ``grouped_mm`` experts over the S = tokens·k routed
+    rows (integrations/moe.py ``grouped_mm_experts_forward``): keeps the gathered inputs, the gate_up output, the
+    activation, the product, the routing weights and the down output (for the weighting), and three int64 index
+    vectors of length S. Shared experts run on every token."""
+    m = spec.moe
+    assert m is not None
+    h, e, k, E = spec.hidden_size, c.e, m.top_k, m.num_experts
+    rw, rl = flags.get("gate", (True, False))
+    r_rg = linear(sv, c, "router", y_key, y_bytes * h, y_rg, h, E, rw, rl)
+    if r_rg:
+        sv.save("router.probs", Act(tok=4 * E))
+        sv.save("router.topk", Act(tok=12 * k + 4))
+    exp_w = any(v[0] for key, v in flags.items() if key.startswith("experts."))
+    exp_l = any(v[1] for key, v in flags.items() if key.startswith("experts."))
+    sv.save("moe.index", Act(tok=24 * k))
+    if exp_w or exp_l:
+        sv.save("moe.gathered", Act(tok=(c.r if c.amp else e) * h * k))
+    if exp_l:
+        sv.save("moe.lora_mid", Act(tok=3 * c.lora_bytes * c.lora_rank * k))
+    f = m.expert_ffn_size
+    x_rg = y_rg or exp_w or exp_l
+    ex = c.r if c.amp else e  # grouped_mm is not autocast: under autocast the experts run in fp32
+    if x_rg:
+        sv.save("moe.gate_up", Act(tok=2 * ex * f * k))
+        sv.save("moe.act", Act(tok=ex * f * k))
+        if exp_w or exp_l:
+            sv.save("moe.prod", Act(tok=ex * f * k))
+    if r_rg:
+        sv.save("moe.down_out", Act(tok=ex * h * k))
+    if x_rg:
+        sv.save("moe.weights", Act(tok=4 * k))
+    out_rg = x_rg or r_rg
+    if m.shared_expert_ffn_size:
+        shared = "shared_experts" if spec.layout == "deepseek" else "shared_expert"
+        sflags = {n.removeprefix(f"{shared}."): v for n, v in flags.items()}
+        s_rg = gated_mlp(sv, c, shared, y_key, y_bytes, y_rg, h, m.shared_expert_ffn_size, sflags,
+                         ("gate_proj", "up_proj", "down_proj"))
+        if m.shared_expert_gate:
+            gw, gl = flags.get("shared_expert_gate", (True, False))
+            linear(sv, c, "shared_gate", y_key, y_bytes * h, y_rg, h, 1, gw, gl)
+            sv.save("shared.gated", Act(tok=e * h + e))
+        out_rg = out_rg or s_rg
+    return out_rg

@@ -1,0 +1,158 @@
+"""``TrainConfig``: every option of one training (or fine-tuning) step, typed, defaulted and validated once.
+
+Field names follow the command-line options of ``gpuplan train`` (INTERFACE.md). Defaults describe a plain
+single-GPU PyTorch / Hugging Face run: bf16 model, AdamW with the foreach implementation (PyTorch's CUDA
+default), SDPA attention, no recompute, full fine-tuning, every parallel degree 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from gpuplan.errors import InputError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "amp-bf16", "amp-fp16", "mixed-bf16", "mixed-fp16", "fp8")
+FRAMEWORKS = ("torch", "deepspeed", "megatron")
+OPTIMIZERS = ("sgd", "sgdm", "adam", "adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "adafactor", "lion")
+OPTIMIZER_IMPLS = ("foreach", "fused", "for-loop")
+RECOMPUTE = ("none", "selective", "full")
+ATTENTIONS = ("sdpa", "flash", "eager")
+METHODS = ("full", "freeze", "lora", "qlora")
+ACTIVATION_MODELS = ("framework", "korthikanti")
+LOSS_IMPLS = ("standard", "chunked", "fused")
+OFFLOADS = ("none", "optimizer", "optimizer+params")
+SCHEDULES = ("1f1b", "interleaved")
+
+# Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
+# every Linear except the output head.
+ALL_LINEAR = ("all-linear",)
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Memory outside the tensors PyTorch's allocator reports, as named inputs (see gpuplan.train.overheads)."""
+
+    cuda_context_bytes: int | None = None  # None: the default of gpuplan.train.overheads
+    workspace_bytes: int | None = None
+    allocator_reserve_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training step in steady state. ``batch`` is the micro-batch per GPU (per data-parallel rank)."""
+
+    batch: int = 1
+    seq: int = 2048
+    grad_accum: int = 1
+    precision: str = "bf16"
+    framework: str = "torch"
+    optimizer: str = "adamw"
+    optimizer_impl: str = "foreach"
+    recompute: str = "none"
+    attention: str = "sdpa"
+    activation_model: str = "framework"
+    method: str = "full"
+    trainable: tuple[str, ...] = ()  # globs over Hugging Face parameter names (method "freeze")
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    lora_dropout: float = 0.0
+    qlora_block_size: int = 64
+    qlora_double_quant: bool = True
+    loss_impl: str = "standard"
+    loss_chunk_tokens: int = 1024
+    keep_logits: bool = False  # the training loop holds the model output (logits) through backward
+    dropout: float = 0.0  # hidden and attention dropout probability (Hugging Face Llama-style models: 0)
+    overheads: Overheads = field(default_factory=Overheads)
+    # parallel layout (issue 4); all 1 = one GPU
+    gpus: int | None = None
+    dp: int = 1
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    cp: int = 1
+    vpp: int = 1
+    sp: bool = False
+    zero: int = 0
+    microbatches: int | None = None
+    schedule: str = "1f1b"
+    offload: str = "none"
+    reshard_after_forward: bool = True
+    bucket_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def with_(self, **changes: object) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of one micro-batch on one GPU (before context parallelism splits the sequence)."""
+        return self.batch * self.seq
+
+    @property
+    def world_size(self) -> int:
+        return self.dp * self.tp * self.pp * self.cp
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(name, value, f"must be one of {', '.join(allowed)}")
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(name, value, "must be an integer >= 1")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise InputError naming the option, the value and the rule for any invalid setting."""
+    for name in ("batch", "seq", "grad_accum", "lora_rank", "qlora_block_size", "loss_chunk_tokens", "dp", "tp",
+                 "pp", "ep", "cp", "vpp"):
+        _positive(f"--{name.replace('_', '-')}", getattr(cfg, name))
+    _choice("--precision", cfg.precision, PRECISIONS)
+    _choice("--framework", cfg.framework, FRAMEWORKS)
+    _choice("--optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("--optimizer-impl", cfg.optimizer_impl, OPTIMIZER_IMPLS)
+    _choice("--recompute", cfg.recompute, RECOMPUTE)
+    _choice("--attention", cfg.attention, ATTENTIONS)
+    _choice("--activation-model", cfg.activation_model, ACTIVATION_MODELS)
+    _choice("--method", cfg.method, METHODS)
+    _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
+    _choice("--offload", cfg.offload, OFFLOADS)
+    _choice("--schedule", cfg.schedule, SCHEDULES)
+    if cfg.zero not in (0, 1, 2, 3):
+        raise InputError("--zero", cfg.zero, "must be 0, 1, 2 or 3")
+    if cfg.gpus is not None:
+        _positive("--gpus", cfg.gpus)
+    if cfg.microbatches is not None:
+        _positive("--microbatches", cfg.microbatches)
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise InputError("--dropout", cfg.dropout, "must be in [0, 1)")
+    if not 0.0 <= cfg.lora_dropout < 1.0:
+        raise InputError("--lora-dropout", cfg.lora_dropout, "must be in [0, 1)")
+    if cfg.method == "freeze" and not cfg.trainable:
+        raise InputError("--trainable", "", "is required with --method freeze",
+                         hint="e.g. --trainable 'model.layers.[0-5].*' (globs over Hugging Face parameter names)")
+    if cfg.trainable and cfg.method != "freeze":
+        raise InputError("--trainable", ",".join(cfg.trainable), "is only used with --method freeze")
+    if cfg.method in ("lora", "qlora") and not cfg.lora_targets:
+        raise InputError("--lora-targets", "", "must name at least one module (or all-linear)")
+    if cfg.method == "qlora" and cfg.precision in ("fp32", "amp-bf16", "amp-fp16", "fp8"):
+        raise InputError("--precision", cfg.precision, "QLoRA computes in bf16 or fp16: use bf16 or fp16",
+                         hint="the 4-bit base is dequantized to the compute dtype")
+    if cfg.precision == "fp8" and cfg.framework == "torch" and cfg.method != "full":
+        raise InputError("--precision", "fp8", "fp8 training is modelled for full training only")
+    ov = cfg.overheads
+    for name in ("cuda_context_bytes", "workspace_bytes"):
+        v = getattr(ov, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise InputError(f"--{name.replace('_bytes', '').replace('_', '-')}", v, "must be a size >= 0")
+    frac = ov.allocator_reserve_fraction
+    if frac is not None and not 0.0 <= frac < 1.0:
+        raise InputError("--allocator-reserve", frac, "must be a fraction in [0, 1)")
+    if cfg.sp and cfg.tp == 1:
+        raise InputError("--sp", True, "sequence parallelism needs --tp > 1")
+    if cfg.vpp > 1 and cfg.pp == 1:
+        raise InputError("--vpp", cfg.vpp, "interleaved pipeline stages need --pp > 1")

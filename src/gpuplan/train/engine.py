@@ -1,0 +1,205 @@
+"""``estimate_training``: per-GPU memory of one steady-state training step, every number explained.
+
+Pure Python; the caller resolves the model (``gpuplan.model.resolve``) and the GPU (``gpuplan.hardware``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.model.tensors import tensor_table
+from gpuplan.report import MemoryReport, Term, fits
+from gpuplan.train.activations import ActContext
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.korthikanti import korthikanti_layer
+from gpuplan.train.logits import LossMemory, loss_memory
+from gpuplan.train.model_acts import ModelActs, model_acts
+from gpuplan.train.overheads import overhead_bytes
+from gpuplan.train.peak import Phase, PhaseInputs, peak, phases
+from gpuplan.train.peft import trainability
+from gpuplan.train.precision import Recipe, recipe_for
+from gpuplan.train.states import LORA_BYTES, ModelStates, model_states, params_only_states
+
+_MLP_FIRST = ("down_proj", "w2", "dense_4h_to_h")
+_AFTER_ATTN_CORE = ("o_proj", "dense", "post_attention_layernorm", "ln_2", "shared_expert_gate")
+
+
+@dataclass
+class TrainReport:
+    """The answer of ``gpuplan train``: memory per GPU (most loaded rank), parameters, fit."""
+
+    memory: MemoryReport
+    params_total: int
+    params_trainable: int
+    fits: bool | None = None
+    capacity_bytes: int | None = None
+    phases: list[Phase] = field(default_factory=list)
+    host_bytes: int = 0
+    per_rank: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def headroom_bytes(self) -> int | None:
+        return None if self.capacity_bytes is None else self.capacity_bytes - self.memory.total_bytes
+
+    def as_dict(self) -> dict[str, object]:
+        m = self.memory
+        out: dict[str, object] = {
+            "memory": {**m.memory_dict(), "peak_phase": m.peak_phase},
+            "params": {"total": self.params_total, "trainable": self.params_trainable},
+            "fits": self.fits,
+            "capacity_bytes": self.capacity_bytes,
+            "headroom_bytes": self.headroom_bytes,
+            "host_bytes": self.host_bytes,
+            "phases": [{"phase": p.name, "bytes": p.bytes} for p in self.phases],
+            "assumptions": list(m.assumptions),
+            "warnings": list(m.warnings),
+        }
+        if self.per_rank:
+            out["per_rank"] = self.per_rank
+        return out
+
+
+def activation_context(cfg: TrainConfig, recipe: Recipe) -> ActContext:
+    return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
+                      fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
+                      dropout=cfg.dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
+                      lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective")
+
+
+def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total: int | None = None,
+                      capacity_bytes: int | None = None) -> TrainReport:
+    """Memory of one training step on one GPU. ``spec`` None: model states from ``params_total`` only."""
+    recipe = recipe_for(cfg.precision, cfg.framework)
+    if spec is None:
+        if not params_total:
+            from gpuplan.errors import InputError
+            raise InputError("model", None, "give a model or --params")
+        return _params_only(params_total, cfg, recipe, capacity_bytes)
+    states = model_states(spec, cfg, recipe)
+    c = activation_context(cfg, recipe)
+    tr = trainability(spec, cfg)
+    acts = model_acts(spec, tr, c, cfg.recompute)
+    b, s = cfg.batch, cfg.seq
+    loss = loss_memory(b * s, spec.vocab_size, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size)
+    kept, full = _activation_lists(spec, cfg, acts, b, s)
+    g = _grad_split(spec, states)
+    bwd_extra = _bwd_extra(spec, cfg, acts, g, b, s)
+    static = states.weights_bytes + states.master_weights_bytes + states.optimizer_bytes
+    pin = PhaseInputs(
+        static_bytes=static, kept_bytes=kept, full_bytes=full, bwd_extra_bytes=bwd_extra,
+        # under full recompute the checkpoint holds the layer input beside its rebuilt tensors, unless the first
+        # norm's saved fp32 upcast is that very tensor (fp32 residual stream)
+        rebuilt_extra_bytes=tuple(k if cfg.recompute == "full" and c.r < 4 else 0 for k in kept),
+        layer_grad_bytes=g["layers"],
+        shared_bytes=acts.shared.bytes(b, s), head_bytes=acts.head.bytes(b, s),
+        head_norm_bytes=acts.head_norm.bytes(b, s), head_grad_bytes=g["head"],
+        embed_grad_bytes=g["embed"], tied_extra_bytes=g["tied_extra"],
+        loss_forward_bytes=loss.forward_peak_bytes,
+        loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
+        norm_bwd_bytes=_norm_bwd_per_token(spec, c) * b * s,
+        step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.recompute == "full")
+    ps = phases(pin)
+    top = peak(ps)
+    mem = _memory_report(spec, cfg, recipe, states, acts, loss, kept, top, b, s)
+    return TrainReport(mem, states.total_params, states.trainable_params, fits(mem.total_bytes, capacity_bytes),
+                       capacity_bytes, ps)
+
+
+def _activation_lists(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, b: int, s: int
+                      ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if cfg.activation_model == "korthikanti":
+        per = tuple(korthikanti_layer(spec, recompute=cfg.recompute, tp=1, sp=False).bytes(b, s)
+                    for _ in range(spec.num_layers))
+        return per, per
+    return tuple(a.bytes(b, s) for a in acts.kept), tuple(la.saved.bytes(b, s) for la in acts.layers)
+
+
+def _norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:
+    """Temporaries of a norm's backward beyond the incoming gradient (traced): Hugging Face RMSNorm's Python
+    backward peaks with four fp32 h-sized tensors plus, for a half input, the half copy of the upcast gradient:
+    (20 - 2r)·h per token with r the residual dtype size; LayerNorm's fused kernel only writes grad_input."""
+    if spec.norm == "rmsnorm":
+        return (20 - 2 * c.r) * spec.hidden_size
+    return c.e * spec.hidden_size
+
+
+def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: int, s: int) -> tuple[int, ...]:
+    """Per layer, the highest of its backward points: layer gradients existing then + bytes beyond its saved set."""
+    if cfg.activation_model == "korthikanti":
+        return tuple(g["mlp_first"][i] for i in range(spec.num_layers))
+    out = []
+    for i, la in enumerate(acts.layers):
+        grads = {"none": 0, "mlp_first": g["mlp_first"][i], "mlp_all": g["mlp_all"][i], "after_attn": g["attn"][i],
+                 "layer": g["layers"][i]}
+        out.append(max(0, max(grads[p.grads] + p.extra.bytes(b, s) for p in la.points)))
+    return tuple(out)
+
+
+def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
+    """Gradients per layer, the first one each layer's backward creates, the head's and the embedding's."""
+    L = spec.num_layers
+    layers = [0] * L
+    first = [0] * L
+    mlp = [0] * L
+    attn = [0] * L  # gradients that exist when the attention core's backward runs: MLP, second norm, o_proj
+    head = embed = tied_extra = 0
+    for t, gb in zip(tensor_table(spec), st.grad_bytes_by_tensor):
+        if not gb:
+            continue
+        if t.layer is not None:
+            layers[t.layer] += gb
+            if t.component in ("mlp", "experts"):
+                mlp[t.layer] += gb
+            if t.component in ("mlp", "experts", "router") or t.module in _AFTER_ATTN_CORE:
+                attn[t.layer] += gb
+            if t.module in _MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
+                first[t.layer] += gb
+        elif t.component == "lm_head" or t.component == "norm":
+            head += gb
+        elif t.component == "embedding" and spec.tie_embeddings and t.tp == "vocab":
+            head += gb
+            tied_extra = 2 * gb  # autograd sums the two gradients out of place: buffer + new + sum
+        else:
+            embed += gb
+    return {"layers": tuple(layers), "mlp_first": tuple(first), "mlp_all": tuple(mlp), "attn": tuple(attn), "head": head, "embed": embed,
+            "tied_extra": tied_extra}
+
+
+def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs,
+                   loss: LossMemory, kept: tuple[int, ...], top: Phase, b: int, s: int) -> MemoryReport:
+    act_bytes = sum(kept) + acts.shared.bytes(b, s) + acts.head.bytes(b, s)
+    logits = max(loss.forward_peak_bytes, loss.backward_peak_bytes)
+    m = MemoryReport(weights_bytes=st.weights_bytes, gradients_bytes=st.gradients_bytes,
+                     optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
+                     activations_bytes=act_bytes, logits_bytes=logits,
+                     buffers_bytes=st.optimizer.step_temp_bytes, allocated_peak_bytes=top.bytes,
+                     peak_phase=top.name)
+    ov = overhead_bytes(cfg.overheads, top.bytes)
+    m.total_bytes = top.bytes + ov.total
+    from gpuplan.train.explain import assumptions, terms, warnings
+    m.terms = terms(spec, cfg, recipe, st, acts, loss, kept, top, ov, b, s)
+    m.assumptions = assumptions(spec, cfg, recipe, st, ov)
+    m.warnings = warnings(spec, cfg, st)
+    return m
+
+
+def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_bytes: int | None) -> TrainReport:
+    st = params_only_states(params_total, cfg, recipe)
+    static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes
+    ps = [Phase("end of backward", static + st.gradients_bytes),
+          Phase("optimizer step", static + st.gradients_bytes + st.optimizer.step_temp_bytes)]
+    top = peak(ps)
+    m = MemoryReport(weights_bytes=st.weights_bytes, gradients_bytes=st.gradients_bytes,
+                     optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
+                     buffers_bytes=st.optimizer.step_temp_bytes, allocated_peak_bytes=top.bytes,
+                     peak_phase=top.name)
+    ov = overhead_bytes(cfg.overheads, top.bytes)
+    m.total_bytes = top.bytes + ov.total
+    m.warnings = ["only --params was given: activations and logits need the model's dimensions and are left out"]
+    m.assumptions = [f"precision {recipe.name}: {recipe.param_bytes} + {recipe.grad_bytes} + {recipe.master_bytes} "
+                     f"bytes/param (+ optimizer states); {recipe.source}"]
+    m.terms = [Term("weights_bytes", st.weights_bytes, "P × param_bytes", recipe.source,
+                    {"P": params_total, "param_bytes": recipe.param_bytes})]
+    return TrainReport(m, params_total, params_total, fits(m.total_bytes, capacity_bytes), capacity_bytes, ps)

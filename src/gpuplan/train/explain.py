@@ -1,0 +1,109 @@
+"""The explained terms, assumptions and warnings of a training estimate (``--explain``, JSON, web page)."""
+
+from __future__ import annotations
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.report import Term
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.logits import LossMemory
+from gpuplan.train.model_acts import ModelActs
+from gpuplan.train.overheads import OverheadBytes
+from gpuplan.train.peak import Phase
+from gpuplan.train.precision import Recipe
+from gpuplan.train.states import ModelStates
+
+
+def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs, loss: LossMemory,
+          kept: tuple[int, ...], top: Phase, ov: OverheadBytes, b: int, s: int) -> list[Term]:
+    P, Pt = st.total_params, st.trainable_params
+    out = [
+        Term("weights_bytes", st.weights_bytes,
+             "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, fp32 LoRA adapters)",
+             recipe.source, {"params": P, "param_bytes": recipe.param_bytes, "quantized_params": st.quantized_params,
+                             "lora_params": st.lora_params}),
+        Term("gradients_bytes", st.gradients_bytes, "trainable × grad_bytes (created by backward)", recipe.source,
+             {"trainable": Pt, "grad_bytes": recipe.grad_bytes}),
+        Term("master_weights_bytes", st.master_weights_bytes, "trainable × master_bytes", recipe.source,
+             {"trainable": Pt, "master_bytes": recipe.master_bytes}),
+        Term("optimizer_bytes", st.optimizer_bytes, f"{cfg.optimizer} states over the trainable tensors",
+             "torch/optim (states per element) or bitsandbytes (8-bit blocks)",
+             {"optimizer": cfg.optimizer, "state_bytes": recipe.state_bytes}),
+        Term("optimizer_step_temp_bytes", st.optimizer.step_temp_bytes, st.optimizer.note,
+             "torch/optim/adam.py _multi_tensor_adam / _single_tensor_adam / _fused_adam",
+             {"impl": cfg.optimizer_impl}),
+    ]
+    if cfg.activation_model == "korthikanti":
+        out.append(Term("activations_per_layer_bytes", kept[0] if kept else 0,
+                        "s·b·h·(34 + 5·a·s/h) (selective: 34·s·b·h; full: 2·s·b·h)",
+                        "Korthikanti et al. 2022, arXiv:2205.05198, section 4 / Table 2",
+                        {"s": s, "b": b, "h": spec.hidden_size, "a": spec.num_heads}))
+    out.append(Term("activations_kept_bytes", sum(kept), "Σ layers kept (layer inputs only under full recompute)",
+                    "Hugging Face gradient checkpointing = torch.utils.checkpoint(use_reentrant=False) per layer",
+                    {"recompute": cfg.recompute, "layers": spec.num_layers}))
+    if cfg.activation_model != "korthikanti":
+        la = acts.layers[-1] if acts.layers else None
+        if la is not None:
+            items = {k: round(a.bytes(b, s)) for k, a in la.items}
+            out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
+                            "Σ tensors saved for backward by one decoder layer (shared tensors once)",
+                            "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
+                            {"b": b, "s": s, "saved": items}))
+        out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
+                        "transformers RotaryEmbedding (computed once per forward)", {}))
+        out.append(Term("activations_head_bytes", acts.head.bytes(b, s),
+                        "final norm saved tensors + output head input", "transformers *ForCausalLM", {}))
+    out.append(Term("logits_bytes", max(loss.forward_peak_bytes, loss.backward_peak_bytes), loss.formula,
+                    "transformers loss/loss_utils.py ForCausalLMLoss (logits.float() + cross_entropy)",
+                    {"tokens": b * s, "vocab": spec.vocab_size, "impl": cfg.loss_impl}))
+    out.append(Term("allocated_peak_bytes", top.bytes, f"max over phases; peak in '{top.name}'",
+                    "gpuplan.train.peak", {"phase": top.name}))
+    out.append(Term("cuda_context_bytes", ov.cuda_context_bytes, "named input", "gpuplan.train.overheads", {}))
+    out.append(Term("workspace_bytes", ov.workspace_bytes, "named input", "gpuplan.train.overheads", {}))
+    out.append(Term("allocator_reserve_bytes", ov.allocator_reserve_bytes, "fraction × allocated_peak_bytes",
+                    "gpuplan.train.overheads", {"fraction": ov.allocator_reserve_fraction}))
+    out.append(Term("total_bytes", top.bytes + ov.total,
+                    "allocated_peak + cuda_context + workspace + allocator_reserve", "gpuplan.train.overheads", {}))
+    return out
+
+
+def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ov: OverheadBytes) -> list[str]:
+    out = [
+        f"precision {recipe.name}: weights {recipe.param_bytes} B, gradients {recipe.grad_bytes} B, master "
+        f"{recipe.master_bytes} B per parameter, optimizer states {recipe.state_bytes} B per element "
+        f"({recipe.source})",
+        f"optimizer {cfg.optimizer} ({cfg.optimizer_impl}): {st.optimizer.note}",
+        "steady state (second and later steps): optimizer states exist, gradients are created by backward "
+        "(zero_grad(set_to_none=True)); the first step's peak is never higher",
+        f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}; "
+        "Hugging Face transformers 5 modelling code (MoE experts as grouped_mm)",
+        f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
+        + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
+           "; the loop drops outputs.logits after taking the loss"),
+        f"CUDA context {ov.cuda_context_bytes / 2**20:.0f} MiB, workspaces {ov.workspace_bytes / 2**20:.0f} MiB, "
+        f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak (named inputs, "
+        "gpuplan.train.overheads)",
+    ]
+    if cfg.method in ("lora", "qlora"):
+        out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
+                   "(PEFT autocast_adapter_dtype=True)")
+    if cfg.method == "qlora":
+        out.append(f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
+                   f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+    return out
+
+
+def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
+    out: list[str] = []
+    if spec.moe and cfg.method == "freeze" and spec.layout in ("mixtral", "qwen_moe", "deepseek"):
+        out.append("transformers >= 5 stores each layer's routed experts as fused 3-D tensors: freezing some "
+                   "experts by requires_grad is not possible there; the estimate follows the per-expert "
+                   "checkpoint tensors (as transformers 4, Megatron or DeepSpeed modules)")
+    if cfg.optimizer.startswith("paged"):
+        out.append("paged optimizer states live in CUDA unified memory and can spill to host memory under pressure; "
+                   "they are counted on the GPU")
+    if spec.mla:
+        out.append("MLA attention activations follow the modelling code but are not yet checked against a trace")
+    if spec.layout in ("gemma", "olmo2", "gpt2", "gpt_neox", "falcon", "phi3"):
+        out.append(f"the {spec.layout} layer's saved activations are derived from the modelling code, not yet "
+                   "checked against a trace")
+    return out

@@ -1,0 +1,226 @@
+"""One decoder layer's saved activations, composed from the blocks of ``gpuplan.train.activations``.
+
+Layouts: pre-norm RMSNorm layers (Llama, Mistral, Qwen2/3, Mixtral, Qwen-MoE, DeepSeek, Phi-3, OLMo-2, Gemma) and
+pre-norm LayerNorm layers with fused QKV and a plain MLP (GPT-2, GPT-NeoX, Falcon). The first group is checked
+against traces of transformers 5 (Llama, Qwen2, Mixtral, Qwen3-MoE); the others follow the same rules from the
+modelling code and are approximations until traced (OLMo-2 and Gemma place their norms differently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.train.activations import (Act, ActContext, _Saved, attention_core, gated_mlp, linear, moe_block, norm,
+                                       plain_mlp)
+
+Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
+
+
+@dataclass(frozen=True)
+class BwdPoint:
+    """One high-water mark inside a layer's backward: the layer's gradients that exist by then (``grads``: none,
+    mlp_first, mlp_all, after_attn or layer) and the activation bytes beyond the layer's full saved set."""
+
+    name: str
+    grads: str
+    extra: Act
+
+
+@dataclass(frozen=True)
+class LayerActs:
+    saved: Act  # everything the layer keeps for backward
+    out_rg: bool  # the layer output requires grad
+    points: tuple[BwdPoint, ...]  # backward high-water marks (traced), see _bwd_points
+    items: tuple[tuple[str, Act], ...]
+
+
+def _flag(flags: Flags, name: str) -> tuple[bool, bool]:
+    return flags.get(name, (False, False))
+
+
+def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: int, y_rg: bool,
+               flags: Flags) -> bool:
+    h, e = spec.hidden_size, c.e
+    if spec.mla:
+        return _mla(sv, c, spec, y_key, y_b, y_rg, flags)
+    fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
+    qkv = spec.q_dim + 2 * spec.kv_dim
+    if spec.layout in fused:
+        name = fused[spec.layout]
+        w, lo = _flag(flags, name)
+        q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
+        if q_rg:
+            sv.save("attn.v", Act(tok=e * qkv))  # v is a view of the fused output, which stays alive
+            if spec.layout == "gpt2":
+                sv.save("attn.q", Act(tok=e * qkv))
+                sv.save("attn.k", Act(tok=e * qkv))
+    else:
+        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, "q_proj"))
+        k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "k_proj"))
+        v_rg = linear(sv, c, "v_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "v_proj"))
+        if spec.qk_norm:
+            whole = spec.layout == "olmo2"
+            _, _, q_rg = norm(sv, c, spec, "q_norm", "q_proj.out", e, q_rg, spec.q_dim,
+                              _flag(flags, "q_norm")[0], rows=1 if whole else spec.num_heads)
+            _, _, k_rg = norm(sv, c, spec, "k_norm", "k_proj.out", e, k_rg, spec.kv_dim,
+                              _flag(flags, "k_norm")[0], rows=1 if whole else spec.num_kv_heads)
+        kv_rg = k_rg or v_rg
+    window = spec.sliding_window if spec.is_sliding_layer(i) else None
+    attention_core(sv, c, spec, q_rg, kv_rg, window)
+    o_name = {"gpt2": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout, "o_proj")
+    o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
+    return linear(sv, c, o_name, o_key, e * spec.q_dim, q_rg or kv_rg, spec.q_dim, h, *_flag(flags, o_name))
+
+
+def _mla(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg: bool, flags: Flags) -> bool:
+    """DeepSeek MLA (transformers DeepseekV3Attention): low-rank q and kv projections with their RMSNorms, then
+    attention over per-head q/k of qk_head_dim and v of v_head_dim. Approximation, not yet traced."""
+    m, h, e, heads = spec.mla, spec.hidden_size, c.e, spec.num_heads
+    assert m is not None
+    if m.q_lora_rank:
+        qa = linear(sv, c, "q_a_proj", y_key, y_b * h, y_rg, h, m.q_lora_rank, *_flag(flags, "q_a_proj"))
+        _, _, qa = norm(sv, c, spec, "q_a_layernorm", "q_a.out", e, qa, m.q_lora_rank,
+                        _flag(flags, "q_a_layernorm")[0])
+        q_rg = linear(sv, c, "q_b_proj", "q_a_layernorm.out", e * m.q_lora_rank, qa, m.q_lora_rank,
+                      heads * m.qk_head_dim, *_flag(flags, "q_b_proj"))
+    else:
+        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, heads * m.qk_head_dim, *_flag(flags, "q_proj"))
+    kva = linear(sv, c, "kv_a_proj_with_mqa", y_key, y_b * h, y_rg, h, m.kv_lora_rank + m.qk_rope_head_dim,
+                 *_flag(flags, "kv_a_proj_with_mqa"))
+    _, _, kva = norm(sv, c, spec, "kv_a_layernorm", "kv_a.out", e, kva, m.kv_lora_rank,
+                     _flag(flags, "kv_a_layernorm")[0])
+    kv_rg = linear(sv, c, "kv_b_proj", "kv_a_layernorm.out", e * m.kv_lora_rank, kva, m.kv_lora_rank,
+                   heads * (m.qk_nope_head_dim + m.v_head_dim), *_flag(flags, "kv_b_proj"))
+    if kv_rg:
+        sv.save("kv_b.out", Act(tok=e * heads * (m.qk_nope_head_dim + m.v_head_dim)))  # v is a view of it
+    attention_core(sv, c, spec, q_rg, kv_rg, None)
+    vd = heads * m.v_head_dim
+    o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
+    return linear(sv, c, "o_proj", o_key, e * vd, q_rg or kv_rg, vd, h, *_flag(flags, "o_proj"))
+
+
+def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: int, y_rg: bool,
+         flags: Flags) -> bool:
+    h = spec.hidden_size
+    if spec.is_moe_layer(i):
+        return moe_block(sv, c, spec, y_key, y_b, y_rg, flags)
+    if spec.layout in ("gpt2", "gpt_neox", "falcon"):
+        names = ("c_fc", "c_proj") if spec.layout == "gpt2" else ("dense_h_to_4h", "dense_4h_to_h")
+        return plain_mlp(sv, c, spec, "mlp", y_key, y_b, y_rg, names, flags)
+    if spec.layout == "phi3":
+        fused = _Saved()
+        w, lo = _flag(flags, "gate_up_proj")
+        rg = linear(sv, c, "gate_up_proj", y_key, y_b * h, y_rg, h, 2 * spec.ffn_size, w, lo)
+        if rg:
+            fused.save("gate_up", Act(tok=2 * c.e * spec.ffn_size))
+            fused.save("act", Act(tok=c.e * spec.ffn_size))
+        for k, a in fused.items.items():
+            sv.save(k, a)
+        return linear(sv, c, "down_proj", "prod", c.e * spec.ffn_size, rg, spec.ffn_size, h,
+                      *_flag(flags, "down_proj"))
+    return gated_mlp(sv, c, "mlp", y_key, y_b, y_rg, h, spec.ffn_size, flags, ("gate_proj", "up_proj", "down_proj"))
+
+
+def _norm_names(spec: ModelSpec) -> tuple[str, str]:
+    return {"gpt2": ("ln_1", "ln_2"), "falcon": ("input_layernorm", "input_layernorm")}.get(
+        spec.layout, ("input_layernorm", "post_attention_layernorm"))
+
+
+def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
+    """Saved activations of layer ``i`` whose input requires grad when ``x_rg``."""
+    sv = _Saved()
+    h, r, e = spec.hidden_size, c.r, c.e
+    n1, n2 = _norm_names(spec)
+    y_key, y_b, y_rg = norm(sv, c, spec, n1, "x", r, x_rg, h, _flag(flags, n1)[0])
+    norm1_part = sv.total()
+    a_rg = _attention(sv, c, spec, i, y_key, y_b, y_rg, flags)
+    attn_part = sv.total()
+    if c.dropout > 0:
+        sv.save("attn.resid_mask", Act(tok=h))
+    if spec.parallel_residual:
+        y2_key, y2_b, y2_rg = (y_key, y_b, y_rg) if n1 == n2 else norm(sv, c, spec, n2, "x", r, x_rg, h,
+                                                                       _flag(flags, n2)[0])
+    else:
+        h1_rg = x_rg or a_rg
+        y2_key, y2_b, y2_rg = norm(sv, c, spec, n2, "h1", r, h1_rg, h, _flag(flags, n2)[0])
+    norm2_part = sv.total()
+    m_rg = _mlp(sv, c, spec, i, y2_key, y2_b, y2_rg, flags)
+    if c.dropout > 0:
+        sv.save("mlp.resid_mask", Act(tok=h))
+    saved = sv.total()
+    points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part)
+    return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()))
+
+
+def _minus(a: Act, b: Act) -> Act:
+    return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed)
+
+
+def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, attn: Act, norm2: Act
+                ) -> tuple[BwdPoint, ...]:
+    """High-water marks of one layer's backward, measured in traces of transformers 5 (bytes beyond the layer's
+    full saved set, with the layer gradients existing at that moment):
+
+    - MoE routing (before any expert gradient): the index backward of ``weighted_out[inv_perm]`` clones, zeroes and
+      ``index_put``s S·h tensors, then ``mul`` backward makes two more: 3·S·h·w (+ S·h·ex for the cast to the
+      experts' dtype when the routing weights are fp32, as Mixtral's are), S = k rows per token;
+    - after ``mul`` backward of the gated MLP, with down's weight gradient: the product's gradient and those of the
+      activation and up outputs, less the product: 2·e·f per token dense, S·ex·(2f - h) for MoE;
+    - after gate/up backward, with all MLP gradients: the gate_up gradient and input gradient replace the gate_up
+      output and gathered input while the activation and product are gone: -2·e·f per row;
+    - the second norm's backward: the MLP's saved tensors are released; Hugging Face's RMSNorm backward holds four
+      fp32 h-sized temporaries (with the incoming gradient: (20 - 2r)·h per token, r the residual dtype size);
+    - the attention core's backward (``_attn_bwd_transient``), with the MLP, second-norm and o_proj gradients;
+    - the first norm's backward, with all the layer's gradients, only the first norm's saved tensors left.
+    """
+    e, h = c.e, spec.hidden_size
+    norm_tmp = Act(tok=float((20 - 2 * c.r) * h)) if spec.norm == "rmsnorm" else Act(tok=float(e * h))
+    pts: list[BwdPoint] = []
+    if spec.is_moe_layer(i):
+        m = spec.moe
+        assert m is not None
+        ex = c.r if c.amp else e  # grouped_mm is not autocast: experts run in the weights' dtype
+        w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
+        wt = max(w, ex)
+        k, f = m.top_k, m.expert_ffn_size
+        pts.append(BwdPoint("moe routing", "none", Act(tok=k * h * (3 * wt + (ex if wt != ex else 0)))))
+        pts.append(BwdPoint("mlp", "mlp_first", Act(tok=ex * k * (2 * f - h))))
+        pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * ex * k * f)))
+    else:
+        pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size)))
+        pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size)))
+    pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + norm_tmp))
+    pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + _attn_bwd_transient(spec, c)))
+    pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + norm_tmp))
+    return tuple(pts)
+
+
+def _attn_bwd_transient(spec: ModelSpec, c: ActContext) -> Act:
+    """Gradients alive at the attention core's backward high-water mark (traced), once the MLP's and the second
+    norm's saved tensors are released. Eager: the probabilities' gradient is upcast to fp32 for the softmax
+    backward, which writes another fp32 s² tensor while the half probabilities are gone: (8 - e)·heads·s² in half
+    precision, 8·heads·s² in fp32. SDPA/flash: grad q, k, v and the output gradient, e·(2·q_dim + 2·kv_dim)."""
+    e, heads = c.e, spec.num_heads
+    if c.attention == "eager" and not c.selective:
+        return Act(sq=float((8 - e) * heads if e < 4 else 8 * heads))
+    return Act(tok=e * (2 * spec.q_dim + 2 * spec.kv_dim))
+
+
+def _mlp_bwd_extra(spec: ModelSpec, i: int, c: ActContext) -> tuple[Act, Act]:
+    """Activation gradients alive in the MLP's backward beyond the saved set, at two points (traced):
+
+    1. after ``mul`` backward: the product's gradient and those of the activation and up outputs, less the product
+       (and for MoE the weighted down output) that down's backward released: 2·e·f per token dense,
+       S·e·(2f - h) for MoE (S = k routed rows per token);
+    2. after the gate/up weight gradients: the activation and product are gone, the gate_up gradient and the input
+       gradient replace the gate_up output and the gathered input: -2·e·f per routed row.
+    """
+    e = c.e
+    if spec.is_moe_layer(i):
+        m = spec.moe
+        assert m is not None
+        ex = c.r if c.amp else e  # grouped_mm is not autocast: experts run in the weights' dtype
+        k, f, h = m.top_k, m.expert_ffn_size, spec.hidden_size
+        return Act(tok=ex * k * (2 * f - h)), Act(tok=-2.0 * ex * k * f)
+    return Act(tok=2 * e * spec.ffn_size), Act(tok=-2.0 * e * spec.ffn_size)

@@ -1,0 +1,47 @@
+"""Logits and the cross-entropy loss: often the largest single term for 128k-256k vocabularies.
+
+Hugging Face ``ForCausalLMLoss`` (transformers ``loss/loss_utils.py``) upcasts the logits with ``logits.float()``
+and calls ``cross_entropy`` = ``log_softmax`` + ``nll_loss``; ``log_softmax`` keeps its fp32 output for backward.
+With T = b·s tokens, V the vocabulary and e the logits' dtype size (2 in bf16, 4 in fp32), traces show:
+
+- forward high-water mark: half logits + fp32 logits + log-softmax output = (e + 4 + 4)·T·V (8·T·V in fp32, where
+  ``.float()`` returns the same tensor);
+- saved until backward: the log-softmax output, 4·T·V;
+- start of backward: ``nll_loss`` backward's gradient, ``log_softmax`` backward's output and the saved output:
+  12·T·V bytes, the peak of the loss region.
+
+A training loop that keeps ``outputs.logits`` alive (``keep_logits``) adds e·T·V through the backward.
+Chunked or fused cross-entropy (e.g. Liger-Kernel's fused linear cross-entropy) never holds more than one chunk of
+logits: the same factors apply to ``chunk`` tokens instead of T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LossMemory:
+    forward_peak_bytes: int  # loss-region tensors at their forward high-water mark
+    saved_bytes: int  # kept from the end of forward to the start of backward
+    backward_peak_bytes: int  # loss-region tensors at the start of backward
+    formula: str
+
+
+def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
+                keep_logits: bool = False, hidden: int = 0) -> LossMemory:
+    """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary."""
+    e = logits_bytes
+    if impl == "standard":
+        tv = tokens * vocab
+        held = e * tv if keep_logits else 0
+        fwd = (e + 8 if e < 4 else 8) * tv
+        return LossMemory(fwd, 4 * tv + held, 12 * tv + held,
+                          f"fwd ({e}+4+4 if half else 8)·T·V; saved 4·T·V; bwd 12·T·V (T={tokens}, V={vocab})")
+    chunk = min(tokens, chunk_tokens)
+    cv = chunk * vocab
+    fwd = (e + 8 if e < 4 else 8) * cv
+    # fused linear cross-entropy computes the hidden-state gradient during forward and keeps it (T·h·e)
+    saved = e * tokens * hidden if impl == "fused" else 0
+    return LossMemory(fwd, saved, 12 * cv + saved,
+                      f"{impl} cross-entropy over chunks of {chunk} tokens: fwd (e+8)·chunk·V, bwd 12·chunk·V")

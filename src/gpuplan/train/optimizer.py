@@ -1,0 +1,102 @@
+"""Optimizer states and the temporaries of ``optimizer.step()``.
+
+States per trainable element (torch.optim and bitsandbytes):
+
+| optimizer | states | source |
+|---|---|---|
+| sgd | 0 | torch/optim/sgd.py (momentum=0 keeps no buffer) |
+| sgdm, lion | 1 (momentum / exp_avg) | torch/optim/sgd.py ``momentum_buffer``; Lion paper (Chen et al. 2023) Alg. 1 |
+| adam, adamw | 2 (exp_avg, exp_avg_sq) | torch/optim/adam.py ``_init_group`` |
+| adamw-8bit | 2 x (1 byte + one fp32 absmax per 256-element block) | bitsandbytes ``Optimizer8bit`` (block-wise quantization, Dettmers et al. 2022) |
+| adafactor | row + column second moments of each matrix (full for vectors), no momentum | torch/optim/_adafactor.py; Shazeer & Stern 2018 |
+
+Temporaries during ``step()`` (the peak of the optimizer phase):
+- ``foreach`` Adam/AdamW: ``exp_avg_sq_sqrt = torch._foreach_sqrt(exp_avg_sqs)`` allocates one state-sized tensor per
+  parameter, for all parameters of a (device, dtype) group at once (torch/optim/adam.py ``_multi_tensor_adam``).
+- ``for-loop`` Adam/AdamW: ``(exp_avg_sq.sqrt() / bias_correction2_sqrt)`` holds two temporaries of the largest
+  single parameter (``_single_tensor_adam``).
+- ``fused``: one CUDA kernel per tensor list, no temporaries (``_fused_adam``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# bitsandbytes 8-bit optimizers: block-wise dynamic quantization with 256-element blocks, fp32 absmax per block;
+# tensors with fewer than 4096 elements keep 32-bit states (bnb.optim.optimizer.Optimizer8bit, min_8bit_size=4096).
+BNB_BLOCK = 256
+BNB_MIN_8BIT_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class OptimizerMemory:
+    states_bytes: int
+    step_temp_bytes: int
+    paged: bool
+    note: str
+
+
+def states_per_element(optimizer: str) -> int:
+    """Number of parameter-sized state tensors (for the optimizers that keep whole tensors)."""
+    return {"sgd": 0, "sgdm": 1, "lion": 1, "adam": 2, "adamw": 2, "paged-adamw": 2}.get(optimizer, 2)
+
+
+def eight_bit_state_bytes(numel: int) -> int:
+    """Two 8-bit states plus one fp32 absmax per 256-element block each; small tensors stay fp32 (8 bytes)."""
+    if numel < BNB_MIN_8BIT_SIZE:
+        return 8 * numel
+    blocks = -(-numel // BNB_BLOCK)
+    return 2 * (numel + 4 * blocks)
+
+
+def adafactor_state_elements(shape: tuple[int, ...]) -> int:
+    """Factored second moment: row and column accumulators for a matrix, a full accumulator for a vector."""
+    if len(shape) >= 2:
+        rows = 1
+        for d in shape[:-1]:
+            rows *= d
+        lead = 1
+        for d in shape[:-2]:
+            lead *= d
+        return rows + lead * shape[-1]
+    return shape[0] if shape else 1
+
+
+def optimizer_memory(optimizer: str, impl: str, shapes: list[tuple[int, ...]], state_bytes: int,
+                     step_operand_bytes: int | None = None) -> OptimizerMemory:
+    """States and step temporaries for the trainable tensors ``shapes``.
+
+    ``state_bytes``: bytes per state element (4 = fp32; torch.optim keeps the parameter dtype).
+    ``step_operand_bytes``: element size of the tensors the step's temporaries take (the states' by default).
+    """
+    numels = [_numel(s) for s in shapes]
+    total = sum(numels)
+    largest = max(numels, default=0)
+    tmp_b = step_operand_bytes or state_bytes
+    paged = optimizer.startswith("paged")
+    base = optimizer.removeprefix("paged-")
+    if base == "adamw-8bit":
+        states = sum(eight_bit_state_bytes(n) for n in numels)
+        return OptimizerMemory(states, 0, paged, "bitsandbytes 8-bit block-wise states, fused update kernel")
+    if base == "adafactor":
+        states = sum(adafactor_state_elements(s) for s in shapes) * state_bytes
+        # torch.optim.Adafactor (for-loop): grad**2 and the update are full-size temporaries of one tensor
+        return OptimizerMemory(states, 2 * largest * tmp_b, paged, "factored second moments, no momentum")
+    n_states = states_per_element(base)
+    states = n_states * total * state_bytes
+    if base == "lion" or n_states == 0 or impl == "fused":
+        temp = 0 if base != "lion" else 2 * largest * tmp_b
+        note = "fused kernel, no step temporaries" if impl == "fused" and base != "lion" else "per-tensor update"
+        return OptimizerMemory(states, temp, paged, note)
+    if base in ("adam", "adamw"):
+        if impl == "foreach":
+            return OptimizerMemory(states, total * tmp_b, paged, "foreach: _foreach_sqrt(exp_avg_sqs) temporary")
+        return OptimizerMemory(states, 2 * largest * tmp_b, paged, "for-loop: sqrt and division of one tensor")
+    return OptimizerMemory(states, 0, paged, "in-place foreach update")
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

@@ -1,0 +1,115 @@
+"""Which parameters train: full, freezing by glob, LoRA adapters, QLoRA's 4-bit NF4 base.
+
+Globs are matched against Hugging Face checkpoint names of the tensor table with ``fnmatch`` rules (``*`` matches
+across dots, ``[0-5]`` one character), e.g. ``model.layers.[0-5].block_sparse_moe.experts.[01].*``.
+LoRA targets follow PEFT's ``target_modules``: a module is targeted when its leaf name is listed
+(``q_proj``, ``w1``); ``all-linear`` targets every linear layer but the output head
+(peft/tuners/tuners_utils.py ``_maybe_include_all_linear_layers``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+
+from gpuplan.errors import InputError
+from gpuplan.model.spec import ModelSpec
+from gpuplan.model.tensors import TensorInfo, tensor_table
+from gpuplan.train.config import TrainConfig
+
+# QLoRA (Dettmers et al. 2023, arXiv:2305.14314, section 3): NF4 with block size 64; double quantization stores the
+# first-level absmax in 8 bits with one fp32 second-level constant per 256 blocks: 4 + 8/64 + 32/(64*256) = 4.127 bits.
+NF4_BITS = 4
+DQ_SECOND_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class Trainability:
+    """Per tensor of the table: does the base weight train, does a LoRA adapter sit on it."""
+
+    base_trainable: tuple[bool, ...]
+    lora: tuple[bool, ...]
+    quantized: tuple[bool, ...]
+
+
+
+@lru_cache(maxsize=64)
+def layer_flags(spec: ModelSpec, tr: Trainability) -> tuple[tuple[tuple[str, tuple[bool, bool]], ...], ...]:
+    """Per layer: sorted (module leaf name, (any base tensor of it trains, LoRA on it)); routed experts are keyed
+    ``experts.<leaf>`` (all experts of a layer together)."""
+    per: list[dict[str, tuple[bool, bool]]] = [{} for _ in range(spec.num_layers)]
+    for t, rg, lo in zip(tensor_table(spec), tr.base_trainable, tr.lora):
+        if t.layer is None:
+            continue
+        key = _module_key(t)
+        old = per[t.layer].get(key, (False, False))
+        per[t.layer][key] = (old[0] or rg, old[1] or lo)
+    return tuple(tuple(sorted(d.items())) for d in per)
+
+
+def _module_key(t: TensorInfo) -> str:
+    """Module path inside a layer, e.g. ``self_attn.q_proj`` or ``experts`` (all experts of a layer together)."""
+    if t.expert is not None:
+        return f"experts.{t.module}"
+    return t.module
+
+
+def lora_target_match(t: TensorInfo, targets: tuple[str, ...]) -> bool:
+    if not t.linear or t.is_bias:
+        return False
+    if "all-linear" in targets:
+        return t.component != "lm_head"
+    return t.module in targets
+
+
+def trainability(spec: ModelSpec, cfg: TrainConfig) -> Trainability:
+    return _trainability(spec, cfg.method, cfg.trainable, cfg.lora_targets)
+
+
+@lru_cache(maxsize=64)
+def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...]) -> Trainability:
+    table = tensor_table(spec)
+    n = len(table)
+    if method == "full":
+        return Trainability((True,) * n, (False,) * n, (False,) * n)
+    if method == "freeze":
+        rg = tuple(any(fnmatchcase(t.name, g) for g in globs) for t in table)
+        if not any(rg):
+            example = table[min(len(table) - 1, 3)].name
+            raise InputError("--trainable", ",".join(globs), "matches no parameter of this model",
+                             hint=f"names look like {example!r}; list them with `gpuplan params MODEL --tensors`")
+        return Trainability(rg, (False,) * n, (False,) * n)
+    lora = tuple(lora_target_match(t, targets) for t in table)
+    if not any(lora):
+        names = sorted({t.module for t in table if t.linear})
+        raise InputError("--lora-targets", ",".join(targets), "matches no linear module of this model",
+                         hint=f"modules: {', '.join(names)} or all-linear")
+    quant = tuple(method == "qlora" and t.linear and not t.is_bias and t.component not in ("lm_head", "router")
+                  for t in table)
+    return Trainability((False,) * n, lora, quant)
+
+
+def lora_params(t: TensorInfo, rank: int) -> int:
+    """LoRA A [r, in] and B [out, r]: r * (in + out) parameters (Hu et al. 2021, arXiv:2106.09685, section 4.1)."""
+    out_f, in_f = t.shape[0], t.shape[-1]
+    return rank * (in_f + out_f)
+
+
+def nf4_bytes(numel: int, block: int = 64, double_quant: bool = True) -> int:
+    """Bytes of an NF4-quantized weight: 4-bit codes plus block absmax (8-bit + fp32 per 256 blocks when double
+    quantized, else fp32), QLoRA paper section 3 (bitsandbytes ``quantize_4bit``)."""
+    blocks = -(-numel // block)
+    codes = -(-numel * NF4_BITS // 8)
+    if double_quant:
+        return codes + blocks + 4 * -(-blocks // DQ_SECOND_BLOCK)
+    return codes + 4 * blocks
+
+
+def trainable_params(spec: ModelSpec, cfg: TrainConfig) -> int:
+    """Trainable parameters: matched base tensors plus LoRA adapters."""
+    table = tensor_table(spec)
+    tr = trainability(spec, cfg)
+    base = sum(t.numel for t, rg in zip(table, tr.base_trainable) if rg)
+    adapters = sum(lora_params(t, cfg.lora_rank) for t, lo in zip(table, tr.lora) if lo)
+    return base + adapters

@@ -1,0 +1,137 @@
+"""Build the real Hugging Face transformers model from a ``config.json`` dict, with random weights.
+
+Must be called inside a ``FakeTensorMode``: parameters are then fake tensors on a fake ``cpu`` device and no
+memory is used. Nothing is downloaded and no remote code runs (``AutoConfig.for_model`` only knows the model types
+built into transformers).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.model.spec import ModelSpec
+from gpuplan.verify.setup import TrainSetup
+
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def hf_config(config: dict[str, Any], attention: str):
+    """A transformers ``PretrainedConfig`` for ``config`` (a config.json dict with ``model_type``)."""
+    from transformers import AutoConfig
+
+    cfg = dict(config)
+    model_type = cfg.pop("model_type", None)
+    if not model_type:
+        raise InputError("config.model_type", None, "is required to build the model in PyTorch")
+    if model_type == "gemma3" and isinstance(cfg.get("text_config"), dict):
+        model_type, cfg = "gemma3_text", dict(cfg["text_config"])
+        cfg.pop("model_type", None)
+    if cfg.get("q_lora_rank") == 0:  # presets write config.json's null as 0 (TOML has no null)
+        cfg["q_lora_rank"] = None
+    if model_type == "mistral":  # presets omit config.json's `"sliding_window": null`; MistralConfig's default is 4096
+        cfg.setdefault("sliding_window", None)
+    for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
+        cfg.pop(key, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            conf = AutoConfig.for_model(model_type, **cfg)
+        except ValueError as exc:
+            raise InputError("config.model_type", model_type, f"transformers cannot build it ({exc})") from None
+    conf._attn_implementation = attention
+    conf.use_cache = False
+    return conf
+
+
+def build_model(config: dict[str, Any], *, dtype: str, attention: str):
+    """``AutoModelForCausalLM.from_config`` in ``dtype`` (fp32 | bf16 | fp16) with the given attention.
+
+    A model class without an SDPA path in transformers (Gemma 2) gets eager attention, as transformers itself
+    falls back to when no implementation is requested; ``model.config._attn_implementation`` says which ran."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = AutoModelForCausalLM.from_config(hf_config(config, attention), dtype=torch_dtype,
+                                                     attn_implementation=attention)
+        except ValueError as exc:
+            if attention != "sdpa" or "scaled_dot_product_attention" not in str(exc):
+                raise
+            attention = "eager"
+            model = AutoModelForCausalLM.from_config(hf_config(config, attention), dtype=torch_dtype,
+                                                     attn_implementation=attention)
+    return model
+
+
+def prepare_for_training(model, setup: TrainSetup):
+    """Apply recompute, freezing or LoRA; returns the module to train (a PEFT wrapper for LoRA)."""
+    model.train()
+    if setup.recompute == "full":
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if setup.method == "freeze":
+        matched = 0
+        for name, p in model.named_parameters():
+            keep = any(fnmatch.fnmatchcase(name, g) for g in setup.trainable)
+            p.requires_grad_(keep)
+            matched += keep
+        if not matched:
+            raise InputError("trainable", ",".join(setup.trainable), "matches no parameter name of this model",
+                             hint="names look like model.layers.0.self_attn.q_proj.weight")
+    elif setup.method == "lora":
+        model = add_lora(model, setup)
+    return model
+
+
+def add_lora(model, setup: TrainSetup):
+    """PEFT LoRA with its defaults (``bias="none"``, adapters upcast to fp32 when the base model is bf16/fp16:
+    ``get_peft_model(autocast_adapter_dtype=True)``)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise InputError("method", "lora", "verifying LoRA needs PEFT: pip install 'gpuplan[verify]'") from None
+    from gpuplan.verify.setup import ALL_LINEAR
+
+    if ALL_LINEAR in setup.lora_targets:
+        targets: str | list[str] = ALL_LINEAR
+    else:
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        missing = [t for t in setup.lora_targets if t not in names]
+        if missing:
+            raise InputError("lora_targets", ",".join(missing), "are not module names of this model")
+        targets = list(setup.lora_targets)
+    lcfg = LoraConfig(r=setup.lora_rank, lora_alpha=setup.lora_alpha, target_modules=targets,
+                      lora_dropout=setup.lora_dropout, bias="none", task_type="CAUSAL_LM")
+    from gpuplan.verify.patches import module_to_patch
+
+    with module_to_patch(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*did not match any targeted module")
+        return get_peft_model(model, lcfg)
+
+
+def config_from_spec(spec: ModelSpec) -> dict[str, Any]:
+    """A Llama / Mixtral / GPT-NeoX ``config.json`` dict for a model given only by raw dimensions."""
+    if spec.layout == "gpt_neox":
+        return {"model_type": "gpt_neox", "hidden_size": spec.hidden_size, "num_hidden_layers": spec.num_layers,
+                "num_attention_heads": spec.num_heads, "intermediate_size": spec.ffn_size,
+                "vocab_size": spec.vocab_size, "max_position_embeddings": spec.max_position,
+                "tie_word_embeddings": spec.tie_embeddings, "rotary_pct": 1.0}
+    cfg: dict[str, Any] = {
+        "model_type": "mixtral" if spec.moe else "llama", "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_layers, "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads, "head_dim": spec.head_dim, "intermediate_size": spec.ffn_size,
+        "vocab_size": spec.vocab_size, "max_position_embeddings": spec.max_position,
+        "tie_word_embeddings": spec.tie_embeddings}
+    if spec.moe:
+        cfg.update(num_local_experts=spec.moe.num_experts, num_experts_per_tok=spec.moe.top_k,
+                   intermediate_size=spec.moe.expert_ffn_size)
+    return cfg

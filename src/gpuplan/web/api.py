@@ -1,0 +1,80 @@
+"""From an API request to the CLI's JSON: model checks, count limits, the CLI parser, the command, a small cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.units import parse_count
+from gpuplan.web.bridge import Command, build_argv, parse_args, run_command
+from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
+
+CACHE_ENTRIES = 512
+
+
+def _normalize(command: Command, body: dict[str, Any]) -> dict[str, Any]:
+    """Drop absent options; parse counts ('7B', '128k') and hold them to the API's bounds."""
+    values = {k: v for k, v in body.items() if v is not None}
+    for opt in command.options:
+        v = values.get(opt.dest)
+        if v is None or opt.kind != "count":
+            continue
+        try:
+            n = parse_count(v, opt.dest)
+        except OverflowError:  # '1e999': parse_count lets float('inf') through to int()
+            raise InputError(opt.dest, v, "must be a finite count") from None
+        if not 1 <= n <= opt.maximum:
+            raise InputError(opt.dest, v, f"must be a count between 1 and {opt.maximum:,}")
+        values[opt.dest] = n
+    check_dimensions(values)
+    return values
+
+
+def compute(command: Command, body: dict[str, Any]) -> Any:
+    """The JSON ``gpuplan <command> ... --json`` prints for this request."""
+    values = _normalize(command, body)
+    model, config = values.pop("model", None), values.pop("config", None)
+    if model is not None and config is not None:
+        raise InputError("config", "(object)", "give 'model' or 'config', not both")
+    if config is not None:
+        spec_from_pasted(config)  # every problem reported on 'config' before the CLI sees it
+        with pasted_config_file(config) as path:
+            return run_command(command, parse_args(command, build_argv(command, values, path)))
+    if model is not None:
+        model = check_model_name(model)
+    try:
+        return run_command(command, parse_args(command, build_argv(command, values, model)))
+    except InputError as exc:
+        if exc.value is None and exc.field in values:  # argparse names the option, not the value it refused
+            raise InputError(exc.field, values[exc.field], exc.rule, exc.hint) from None
+        raise
+
+
+class ResultCache:
+    """Least-recently-used results by (command, canonical request). Estimates are pure functions of the request
+    and the packaged data, so a repeated request (the page going back to a state, a shared link) is answered
+    from here."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self._data: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, command: Command, body: dict[str, Any]) -> Any:
+        key = (command.name, json.dumps(body, sort_keys=True, separators=(",", ":"), default=str))
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+        result = compute(command, body)
+        with self._lock:
+            self.misses += 1
+            self._data[key] = result
+            if len(self._data) > self.entries:
+                self._data.popitem(last=False)
+        return result

@@ -1,0 +1,271 @@
+"""The FastAPI application: the page at ``/``, the JSON API under ``/api/v1/``, OpenAPI docs at ``/docs``.
+
+No ``from __future__ import annotations`` here: FastAPI reads the request models from real annotations.
+"""
+
+
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gpuplan import __version__
+from gpuplan.errors import InputError
+from gpuplan.web import limits
+from gpuplan.web.api import ResultCache
+from gpuplan.web.bridge import MODEL_COMMANDS, Command, describe, load_commands
+from gpuplan.web.schemas import ErrorBody, request_model
+
+API = "/api/v1"
+log = logging.getLogger("gpuplan.web")
+# Commands that can take long (a layout search) run in a worker thread (see answers_inline).
+THREADED = frozenset({"plan"})
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed request (not JSON)"},
+    413: {"model": ErrorBody, "description": "request body too large"},
+    422: {"model": ErrorBody, "description": "bad input: the field, the value and the rule"},
+}
+
+
+def _short(value: Any, limit: int = 200) -> Any:
+    """The refused value, JSON-safe and short."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def error_response(status: int, field: str, value: Any, rule: str, hint: str | None = None,
+                   errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    value = _short(value)
+    message = f"{field}={value!r}: {rule}" + (f" ({hint})" if hint else "")
+    body = {"field": field, "value": value, "rule": rule, "hint": hint, "message": message,
+            "errors": errors or [{"field": field, "value": value, "rule": rule}]}
+    return JSONResponse(body, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: read the request body (at most ``max_bytes``, else 413) before the app sees it, whether or
+    not a Content-Length was sent; the app then receives the buffered body."""
+
+    def __init__(self, app: Any, max_bytes: int = limits.MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        too_large = error_response(413, "body", None, f"must be at most {self.max_bytes} bytes")
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+# Everything the page loads comes from this server; nothing inline, no other origin.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                                 b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+COUNT_RULE = "must be a count: an integer >= 1, or text such as 7e9, 7B, 2T or 128k"
+
+
+def api_field(field: str) -> str:
+    """A CLI field name as the API spells it: '--kv-heads' -> 'kv_heads', 'config: hidden_size' -> 'config.hidden_size'."""
+    if field.startswith("--"):
+        return field[2:].replace("-", "_")
+    return field.replace(": ", ".")
+
+
+def _validation_errors(exc: RequestValidationError) -> JSONResponse:
+    """pydantic's errors, one per field (the alternatives of a union joined by 'or')."""
+    by_field: dict[str, dict[str, Any]] = {}
+    malformed = False
+    for e in exc.errors():
+        loc = [p for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+        if e.get("type") == "json_invalid" or not loc or not isinstance(loc[0], str):
+            malformed = malformed or e.get("type") in ("json_invalid", "model_attributes_type", "dict_type")
+            field = "body"
+        else:
+            field = loc[0][2:] if loc[0].startswith("f_") else loc[0]
+        rule = e.get("msg", "invalid")
+        if len(loc) > 1 and loc[1] in ("constrained-int", "constrained-str"):  # a count: int or '7B'
+            if loc[1] == "constrained-str" and isinstance(e.get("input"), int):
+                continue  # an integer was given: the text alternative says nothing useful
+            le = (e.get("ctx") or {}).get("le")
+            rule = f"must be at most {le}" if e.get("type") == "less_than_equal" and le else COUNT_RULE
+        if field in by_field:
+            if rule not in by_field[field]["rule"]:
+                by_field[field]["rule"] += " or " + rule[0].lower() + rule[1:]
+        else:
+            by_field[field] = {"field": field, "value": _short(e.get("input")), "rule": rule}
+    errors = list(by_field.values()) or [{"field": "body", "value": None, "rule": "invalid request"}]
+    first = errors[0]
+    status = 400 if malformed and first["field"] == "body" else 422
+    return error_response(status, first["field"], first["value"], first["rule"], errors=errors)
+
+
+def answers_inline(command: Command, values: dict[str, Any]) -> bool:
+    """Quick estimates are answered on the event loop (no thread hand-off); a layout search, the advisor (many
+    estimates) and a command read back from its printed output (which waits for a process-wide lock) go to a
+    worker thread so that they never hold the other requests up."""
+    return (command.name not in THREADED and not values.get("advise")
+            and callable(getattr(command.module, "payload", None)))
+
+
+def _compute_route(app: FastAPI, command: Command, cache: ResultCache) -> None:
+    model = request_model(command)
+
+    async def endpoint(request: Request, body: model = Body(...)) -> Response:  # type: ignore[valid-type]
+        values = body.model_dump(by_alias=True, exclude_none=True)
+        if answers_inline(command, values):
+            result = cache.get_or_compute(command, values)
+        else:
+            result = await run_in_threadpool(cache.get_or_compute, command, values)
+        return JSONResponse(result)
+
+    endpoint.__name__ = f"{command.name}_endpoint"
+    app.add_api_route(f"{API}/{command.name}", endpoint, methods=["POST"], summary=f"gpuplan {command.name}",
+                      description=(command.description + "\n\nThe JSON is what `gpuplan " + command.name +
+                                   " --json` prints for the same options."),
+                      response_model=dict[str, Any], responses=ERROR_RESPONSES, tags=["estimates"])
+
+
+def _list_route(app: FastAPI, command: Command, cache: ResultCache) -> None:
+    async def endpoint(q: str = Query("", max_length=100, description="case-insensitive substring")) -> Response:
+        return JSONResponse(cache.get_or_compute(command, {"query": q} if q else {}))
+
+    endpoint.__name__ = f"{command.name}_endpoint"
+    app.add_api_route(f"{API}/{command.name}", endpoint, methods=["GET"], summary=f"gpuplan {command.name}",
+                      description=command.description + f"\n\nThe JSON of `gpuplan {command.name} [QUERY] --json`.",
+                      response_model=list[dict[str, Any]], responses=ERROR_RESPONSES, tags=["catalogs"])
+
+
+def static_dir() -> str:
+    return str(resources.files("gpuplan.web") / "static")
+
+
+def create_app() -> FastAPI:
+    """The application. Routes exist for the commands this build has (the engines land one by one)."""
+    commands = load_commands()
+    cache = ResultCache()
+    app = FastAPI(title="gpuplan", version=__version__, docs_url=None, redoc_url=None,
+                  description="Memory, compute, time and cost of LLM training and serving. Every estimate endpoint "
+                              "returns the JSON the `gpuplan` command prints with `--json`; integers are bytes, "
+                              "FLOP and seconds. Errors carry the field, the value and the rule.")
+    app.state.cache = cache
+    app.state.commands = commands
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        hide = limits.hide_private_paths
+        return error_response(422, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        field = "body" if exc.status_code == 400 else "path"
+        return error_response(exc.status_code, field, request.url.path if field == "path" else None, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_errors(exc)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return error_response(400, "body", None, "JSON nested too deeply")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse({"field": "server", "value": None, "rule": f"internal error: {type(exc).__name__}",
+                             "hint": "please report it", "message": f"internal error: {type(exc).__name__}: {exc}",
+                             "errors": []}, status_code=500)
+
+    @app.get(API, tags=["meta"], summary="version, commands and request limits")
+    async def index() -> dict[str, Any]:
+        return {"version": __version__, "commands": list(commands),
+                "limits": {"max_body_bytes": limits.MAX_BODY_BYTES, "max_config_bytes": limits.MAX_CONFIG_BYTES}}
+
+    @app.get(f"{API}/options", tags=["meta"], summary="every option of every command, from the CLI's parsers")
+    async def options() -> dict[str, Any]:
+        return describe(commands.values())
+
+    @app.get(f"{API}/presets/{{preset_id:path}}", tags=["catalogs"], responses=ERROR_RESPONSES,
+             summary="one preset: its source and its config.json")
+    async def preset(preset_id: str) -> dict[str, Any]:
+        from gpuplan.model.presets import load_presets
+
+        pid = limits.check_model_name(preset_id)
+        p = load_presets()[pid]
+        return {"id": p.id, "hf_id": p.hf_id, "aliases": list(p.aliases), "family": p.family,
+                "published_params": p.published_params, "published_params_source": p.published_params_source,
+                "config_source": p.config_source, "config": p.config}
+
+    for name, command in commands.items():
+        if name in MODEL_COMMANDS:
+            _compute_route(app, command, cache)
+        else:
+            _list_route(app, command, cache)
+
+    static = static_dir()
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(f"{static}/index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:  # served from the package: FastAPI's default docs load from a CDN
+        return FileResponse(f"{static}/docs.html", media_type="text/html; charset=utf-8")
+
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    return app

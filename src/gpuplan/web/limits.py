@@ -1,0 +1,150 @@
+"""What the web API accepts: size limits on bodies and pasted configs, and the only ways a request names a model.
+
+A request names a model in one of three ways, never by a path or a URL:
+1. ``model``: a preset id, alias or Hugging Face id that a preset carries (resolved offline; anything else is
+   refused, the API never fetches from the hub);
+2. ``config``: a pasted ``config.json`` object, at most ``MAX_CONFIG_BYTES`` once serialized, checked by
+   :func:`check_config` and parsed by ``gpuplan.model.hf_config.spec_from_config`` (no remote code);
+3. the raw-dimension options (``layers``, ``hidden``, ``heads``...), as on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from gpuplan.errors import InputError
+
+MAX_BODY_BYTES = 256 * 1024  # whole request body
+MAX_CONFIG_BYTES = 64 * 1024  # a pasted config.json, serialized compactly
+MAX_MODEL_NAME_CHARS = 200
+
+# Keys of a config.json that set how many layers, experts or MTP modules the tensor table enumerates: bounded so
+# one request cannot make the server enumerate billions of tensors. Real models stay far below (DeepSeek-V3: 61
+# layers x 256 experts).
+_LAYER_KEYS = ("num_hidden_layers", "n_layer")
+_EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+MAX_CONFIG_LAYERS = 2048
+MAX_CONFIG_EXPERTS = 8192
+MAX_CONFIG_LAYER_EXPERTS = 1 << 15  # routed experts summed over layers; DeepSeek-V3 has 61 x 256 = 15,616
+MAX_CONFIG_MTP = 16
+
+
+def _int_at(config: dict[str, Any], keys: tuple[str, ...]) -> int:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def check_config(config: Any) -> dict[str, Any]:
+    """Refuse a pasted config that is not an object, is too large, or asks for more layers/experts than any real
+    model; return it unchanged otherwise (``spec_from_config`` checks the rest)."""
+    if not isinstance(config, dict):
+        raise InputError("config", type(config).__name__, "must be a JSON object (the content of config.json)")
+    size = len(json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_CONFIG_BYTES:
+        raise InputError("config", f"{size} bytes", f"must be at most {MAX_CONFIG_BYTES} bytes")
+    for cfg in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+        layers, experts = _int_at(cfg, _LAYER_KEYS), _int_at(cfg, _EXPERT_KEYS)
+        if layers > MAX_CONFIG_LAYERS:
+            raise InputError("config.num_hidden_layers", layers, f"must be at most {MAX_CONFIG_LAYERS} in the web API")
+        if experts > MAX_CONFIG_EXPERTS:
+            raise InputError("config.num_experts", experts, f"must be at most {MAX_CONFIG_EXPERTS} in the web API")
+        if layers * experts > MAX_CONFIG_LAYER_EXPERTS:
+            raise InputError("config", f"{layers} layers x {experts} experts",
+                             f"layers x experts must be at most {MAX_CONFIG_LAYER_EXPERTS} in the web API")
+        mtp = _int_at(cfg, ("num_nextn_predict_layers",))
+        if mtp > MAX_CONFIG_MTP:
+            raise InputError("config.num_nextn_predict_layers", mtp, f"must be at most {MAX_CONFIG_MTP}")
+        types = cfg.get("layer_types")
+        if isinstance(types, list) and len(types) > MAX_CONFIG_LAYERS:
+            raise InputError("config.layer_types", f"{len(types)} entries", f"must be at most {MAX_CONFIG_LAYERS}")
+    return config
+
+
+def spec_from_pasted(config: Any):
+    """Validate and parse a pasted config into a ModelSpec; every failure is an InputError on ``config``."""
+    from gpuplan.model.hf_config import spec_from_config
+
+    check_config(config)
+    try:
+        return spec_from_config(config, name=_file_stem(config), source="config")
+    except InputError:
+        raise
+    except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError, IndexError) as exc:
+        raise InputError("config", None, f"could not be read as a model ({type(exc).__name__}: {exc})") from None
+
+
+def check_dimensions(values: dict[str, Any]) -> None:
+    """Raw dimensions: the same bound on layers x experts as for a pasted config."""
+    layers, experts = values.get("layers") or 0, values.get("experts") or 0
+    if isinstance(layers, int) and isinstance(experts, int) and layers * experts > MAX_CONFIG_LAYER_EXPERTS:
+        raise InputError("experts", experts, f"layers x experts must be at most {MAX_CONFIG_LAYER_EXPERTS} "
+                         f"in the web API (here {layers} x {experts})")
+
+
+def check_model_name(name: str) -> str:
+    """A ``model`` field must name a preset: the API resolves presets only, offline."""
+    from gpuplan.model.presets import closest_presets, find_preset
+
+    if len(name) > MAX_MODEL_NAME_CHARS:
+        raise InputError("model", name[:40] + "...", f"must be at most {MAX_MODEL_NAME_CHARS} characters")
+    preset = find_preset(name)
+    if preset is None:
+        close = closest_presets(name)
+        raise InputError("model", name, "is not a preset (the web API resolves presets only; paste the "
+                         "config.json into 'config' for other models)",
+                         hint=("closest: " + ", ".join(close)) if close else "see /api/v1/models")
+    return preset.id
+
+
+_PRIVATE_DIR: str | None = None
+
+
+def _file_stem(config: dict[str, Any]) -> str:
+    """A safe file name for the model's display name: the last part of ``_name_or_path``, else 'pasted'."""
+    raw = str(config.get("_name_or_path") or "").replace("\\", "/").split("/")[-1][:64]
+    stem = "".join(ch for ch in raw if ch.isascii() and (ch.isalnum() or ch in "-._")).strip(".")
+    return stem or "pasted"
+
+
+@contextmanager
+def pasted_config_file(config: dict[str, Any]) -> Iterator[str]:
+    """Hand a pasted config to a CLI command that only accepts a path: write it into a folder the server creates
+    itself (private, random name) and delete both after the call. The request never names a path."""
+    global _PRIVATE_DIR
+    if _PRIVATE_DIR is None or not os.path.isdir(_PRIVATE_DIR):
+        _PRIVATE_DIR = tempfile.mkdtemp(prefix="gpuplan-web-")
+    folder = tempfile.mkdtemp(dir=_PRIVATE_DIR)
+    path = os.path.join(folder, _file_stem(config) + ".json")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        yield path
+    finally:
+        with _suppress_oserror():
+            os.unlink(path)
+        with _suppress_oserror():
+            os.rmdir(folder)
+
+
+def hide_private_paths(text: str | None) -> str | None:
+    """Replace the server's own temporary file names in a message by 'config' (a pasted config's file)."""
+    if not text or _PRIVATE_DIR is None or _PRIVATE_DIR not in text:
+        return text
+    import re
+
+    return re.sub(re.escape(_PRIVATE_DIR) + r"[^\s:'\"]*", "config", text)
+
+
+@contextmanager
+def _suppress_oserror() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass

@@ -1,0 +1,175 @@
+"""estimate_inference: vLLM KV blocks against published start-up logs, the Hugging Face generate peak against
+what PyTorch allocates, parallel layouts, capacity searches and invariants."""
+
+import pytest
+
+from gpuplan.errors import InputError
+from gpuplan.hardware.catalog import get_gpu
+from gpuplan.infer.engine import InferConfig, estimate_inference
+from gpuplan.infer.engines import VllmProfile
+from gpuplan.infer.parallel import ServingLayout, stage_layers
+from gpuplan.infer.quant import parse_weights
+from gpuplan.model.hf_config import spec_from_config
+from gpuplan.units import GiB
+
+from infer_reference import build, generate_peak_bytes
+
+LLAMA2_7B = dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                 num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+LLAMA3_8B = dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                 num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192)
+QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                 num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768)
+MIXTRAL = dict(model_type="mixtral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+               num_attention_heads=32, num_key_value_heads=8, vocab_size=32000, num_local_experts=8,
+               num_experts_per_tok=2, max_position_embeddings=32768)
+
+
+def test_vllm_blocks_llama2_7b_a100_pr2031():
+    """vLLM PR #2031 (github.com/vllm-project/vllm/pull/2031, Dec 2023): 'Llama2-7B with TP=1 and 1xA100-80GB
+    ... This PR: # GPU blocks: 7351' (fp16, gpu_memory_utilization 0.9, block_size 16; that vLLM profiled
+    max(max_model_len, 2048) = 4096 tokens). gpuplan must be within 5 %."""
+    r = estimate_inference(spec_from_config(LLAMA2_7B), InferConfig(
+        context=4096, engine="vllm", weights=parse_weights("fp16"), gpu=get_gpu("a100-80gb"),
+        vllm=VllmProfile(max_num_batched_tokens=4096)))
+    assert r.engine["num_gpu_blocks"] == pytest.approx(7351, rel=0.05)
+
+
+def test_vllm_kv_memory_llama3_8b_pr10511():
+    """vLLM PR #10511 (memory profiling overhaul, Dec 2024), `vllm serve meta-llama/Meta-Llama-3-8B` on an 80 GB
+    card reporting total_gpu_memory 79.22GiB, gpu_memory_utilization 0.90: model weights 14.96GiB,
+    available_kv_cache_memory 53.29GiB -> 53.29 GiB / 2 MiB per 16-token block = 27284 GPU blocks."""
+    r = estimate_inference(spec_from_config(LLAMA3_8B), InferConfig(
+        context=8192, engine="vllm", gpu=get_gpu("h100-sxm"), gpu_memory_bytes=int(79.22 * GiB),
+        vllm=VllmProfile(max_num_batched_tokens=8192)))
+    assert r.memory.weights_bytes / GiB == pytest.approx(14.96, abs=0.01)
+    assert r.engine["available_kv_bytes"] / GiB == pytest.approx(53.29, rel=0.05)
+    assert r.engine["num_gpu_blocks"] == pytest.approx(int(53.29 * GiB // (2 * 2**20)), rel=0.05)
+    assert r.engine["kv_cache_tokens"] == 16 * r.engine["num_gpu_blocks"]
+    assert r.max_batch == min(256, r.engine["num_gpu_blocks"] // 512)
+
+
+@pytest.mark.parametrize("name,cfg,batch,prompt,tol", [
+    ("llama", dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=2,
+                   num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, max_position_embeddings=4096),
+     2, 512, 0.02),
+    ("mixtral", dict(model_type="mixtral", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                     num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, num_local_experts=4,
+                     num_experts_per_tok=2, max_position_embeddings=4096), 4, 512, 0.02),
+    ("gemma2", dict(model_type="gemma2", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=1000, sliding_window=256,
+                    max_position_embeddings=4096), 2, 512, 0.05),
+])
+def test_hf_generate_peak_matches_pytorch_on_cpu(name, cfg, batch, prompt, tol):
+    """allocated_peak - weights against the profiler's allocation peak of model.generate on CPU (2 new tokens).
+    The CUDA comparison belongs to `gpuplan verify`; this pins the structure of the transient terms."""
+    measured = generate_peak_bytes(build(cfg), batch, prompt, 2)
+    r = estimate_inference(spec_from_config(cfg), InferConfig(batch=batch, context=prompt + 2, prompt=prompt))
+    ours = r.memory.allocated_peak_bytes - r.memory.weights_bytes
+    assert ours == pytest.approx(measured, rel=tol)
+
+
+def test_hf_peak_terms_add_up():
+    spec = spec_from_config(QWEN25_7B)
+    r = estimate_inference(spec, InferConfig(batch=2, context=4096))
+    m = r.memory
+    assert m.peak_phase.startswith("prefill")
+    assert m.allocated_peak_bytes == m.weights_bytes + r.engine["kv_cache_prefill_bytes"] + m.activations_bytes
+    assert m.total_bytes == m.allocated_peak_bytes + m.buffers_bytes
+    assert r.fits is None and r.max_batch is None
+
+
+def test_max_batch_is_the_edge_of_fitting():
+    spec, gpu = spec_from_config(QWEN25_7B), get_gpu("h100-sxm")
+    r = estimate_inference(spec, InferConfig(batch=1, context=32768, gpu=gpu))
+    assert r.max_batch >= 1
+    at = estimate_inference(spec, InferConfig(batch=r.max_batch, context=32768, gpu=gpu, search=False))
+    over = estimate_inference(spec, InferConfig(batch=r.max_batch + 1, context=32768, gpu=gpu, search=False))
+    assert at.fits and not over.fits
+    longest = estimate_inference(spec, InferConfig(batch=1, context=r.max_context, gpu=gpu, search=False))
+    assert longest.fits
+
+
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
+def test_memory_grows_with_batch_and_context(engine):
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    totals = [estimate_inference(spec, InferConfig(batch=b, context=c, engine=engine, gpu=gpu, search=False))
+              for b, c in ((1, 1024), (2, 1024), (2, 4096))]
+    if engine == "hf":
+        assert totals[0].memory.total_bytes < totals[1].memory.total_bytes < totals[2].memory.total_bytes
+    else:  # the pool is fixed; what shrinks is how many requests it holds
+        assert totals[0].engine["max_concurrency"] >= totals[2].engine["max_concurrency"]
+
+
+def test_more_tp_never_raises_per_gpu_memory():
+    spec, gpu = spec_from_config(MIXTRAL), get_gpu("h100-sxm")
+    prev = None
+    for tp in (1, 2, 4, 8):
+        r = estimate_inference(spec, InferConfig(batch=4, context=4096, gpu=gpu, layout=ServingLayout(tp=tp),
+                                                 search=False))
+        if prev is not None:
+            assert r.memory.weights_bytes < prev.memory.weights_bytes
+            assert r.memory.total_bytes < prev.memory.total_bytes
+        prev = r
+
+
+def test_expert_parallel_holds_whole_experts():
+    spec, gpu = spec_from_config(MIXTRAL), get_gpu("h100-sxm")
+    tp8 = estimate_inference(spec, InferConfig(engine="vllm", gpu=gpu, layout=ServingLayout(tp=8), search=False))
+    ep8 = estimate_inference(spec, InferConfig(engine="vllm", gpu=gpu, layout=ServingLayout(tp=8, ep=8),
+                                               search=False))
+    assert ep8.memory.weights_bytes == pytest.approx(tp8.memory.weights_bytes, rel=0.01)
+    with pytest.raises(InputError, match="must divide the number of experts"):
+        estimate_inference(spec, InferConfig(layout=ServingLayout(tp=4, dp=3, ep=3)))
+
+
+def test_pipeline_stages_follow_vllm_partition():
+    assert [len(r) for r in stage_layers(30, 4)] == [7, 8, 8, 7]
+    spec = spec_from_config(QWEN25_7B)
+    r = estimate_inference(spec, InferConfig(layout=ServingLayout(pp=4)))
+    whole = estimate_inference(spec, InferConfig())
+    assert r.memory.weights_bytes < whole.memory.weights_bytes / 3
+
+
+@pytest.mark.parametrize("cfg,match", [
+    (InferConfig(context=40000), "exceeds the longest context"),
+    (InferConfig(layout=ServingLayout(tp=3)), "must divide the number of attention heads"),
+    (InferConfig(layout=ServingLayout(tp=7)), "multiple of the number of KV heads"),
+    (InferConfig(engine="tgi"), "must be hf or vllm"),
+    (InferConfig(engine="vllm"), "sizes its KV pool"),
+    (InferConfig(context=1000, prompt=2000), "--prompt"),
+])
+def test_bad_input_is_input_error(cfg, match):
+    with pytest.raises(InputError, match=match):
+        estimate_inference(spec_from_config(QWEN25_7B), cfg)
+
+
+def test_rope_scaling_raises_the_limit():
+    spec = spec_from_config(QWEN25_7B)
+    r = estimate_inference(spec, InferConfig(context=131072, max_context=131072, max_context_source="yarn x4"))
+    assert r.kv_cache_bytes_per_sequence == 131072 * 57344
+
+
+def test_vllm_window_layers_raise_concurrency():
+    gemma = dict(model_type="gemma2", hidden_size=3584, intermediate_size=14336, num_hidden_layers=42,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=256000,
+                 sliding_window=4096, max_position_embeddings=8192)
+    spec, gpu = spec_from_config(gemma), get_gpu("h100-sxm")
+    r = estimate_inference(spec, InferConfig(context=8192, engine="vllm", gpu=gpu, search=False))
+    uniform = r.engine["num_gpu_blocks"] // 512
+    assert r.engine["max_concurrency"] > uniform  # half the layers keep only 4096 + 16 tokens
+
+
+def test_speed_roofline_shapes():
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    s1 = estimate_inference(spec, InferConfig(batch=1, context=2048, engine="vllm", gpu=gpu)).speed
+    s64 = estimate_inference(spec, InferConfig(batch=64, context=2048, engine="vllm", gpu=gpu)).speed
+    # batch 1 decode reads all 16 GB of weights per token: about 3.35 TB/s x 0.8 / 16.1 GB ~ 160 tokens/s
+    assert 120 < s1["decode_tokens_per_s_per_seq"] < 200
+    assert s64["decode_tokens_per_s"] > 20 * s1["decode_tokens_per_s"]
+    assert s64["decode_tokens_per_s_per_seq"] < s1["decode_tokens_per_s_per_seq"]
+    # at 2048 tokens each sequence's KV read (268 MB) costs more time than its FLOPs: never compute-bound
+    assert s1["compute_bound_batch"] is None
+    short = estimate_inference(spec, InferConfig(batch=1, context=256, engine="vllm", gpu=gpu)).speed
+    # weights 16.06 GB / (2.68 TB/s) = 6.0 ms against (32.6 - 12.5) us per sequence -> about 300
+    assert 200 < short["compute_bound_batch"] < 400

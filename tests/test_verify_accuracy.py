@@ -1,0 +1,55 @@
+"""CI accuracy gate: gpuplan's estimate against the CPU trace of the real model, on tiny configurations.
+
+Targets (issue 7): |error| of allocated_peak_bytes <= 3 %, and no underestimate beyond 1 %. The full matrix on
+real model sizes is benchmarks/accuracy.py (docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from gpuplan.model.hf_config import spec_from_config  # noqa: E402
+from gpuplan.verify import PrefillSetup, TrainSetup, measure_prefill, measure_training  # noqa: E402
+from gpuplan.verify.compare import error_pct  # noqa: E402
+from gpuplan.verify.estimate import prefill_estimate, training_estimate  # noqa: E402
+
+MAX_ERROR_PCT = 3.0
+MAX_UNDERESTIMATE_PCT = 1.0
+
+LLAMA = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1024, "max_position_embeddings": 512}
+QWEN2 = {"model_type": "qwen2", "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1024, "max_position_embeddings": 512,
+         "tie_word_embeddings": True}
+
+CASES = [
+    ("llama bf16 foreach", LLAMA, TrainSetup(batch=2, seq=128)),
+    ("llama amp-bf16", LLAMA, TrainSetup(batch=2, seq=128, precision="amp-bf16")),
+    ("llama fp32 fused", LLAMA, TrainSetup(batch=2, seq=128, precision="fp32", optimizer_impl="fused")),
+    ("qwen2 tied+bias recompute", QWEN2, TrainSetup(batch=2, seq=128, recompute="full")),
+    ("llama lora q,v", LLAMA, TrainSetup(batch=2, seq=128, method="lora", lora_targets=("q_proj", "v_proj"))),
+]
+
+
+def _check(estimate: int, measured: int) -> None:
+    e = error_pct(estimate, measured)
+    assert e is not None
+    assert e >= -MAX_UNDERESTIMATE_PCT, f"underestimate {e:+.2f} % (estimate {estimate:,} B, measured {measured:,} B)"
+    assert abs(e) <= MAX_ERROR_PCT, f"error {e:+.2f} % (estimate {estimate:,} B, measured {measured:,} B)"
+
+
+@pytest.mark.parametrize("name,config,setup", CASES, ids=[c[0] for c in CASES])
+def test_training_peak_within_target(name, config, setup):
+    measured = measure_training(config, setup).allocated_peak_bytes
+    estimate = training_estimate(spec_from_config(config), setup)["allocated_peak_bytes"]
+    _check(estimate, measured)
+
+
+def test_prefill_peak_within_target():
+    setup = PrefillSetup(batch=2, context=128)
+    measured = measure_prefill(LLAMA, setup).allocated_peak_bytes
+    estimate = prefill_estimate(spec_from_config(LLAMA), setup)["allocated_peak_bytes"]
+    _check(estimate, measured)

@@ -1,0 +1,264 @@
+"""End-to-end tests of the page in headless Chromium (Debian's `chromium` driven by Playwright's Python API).
+
+Skipped, with the reason, when Playwright or a Chromium binary is absent (`.ci/install-web.sh` installs both).
+Screenshots of every tab are saved to artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [webtest] extra")
+
+CHROMIUM = os.environ.get("GPUPLAN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium binary at {CHROMIUM} (apt-get install chromium, or set GPUPLAN_CHROMIUM)",
+                allow_module_level=True)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+TINY_CONFIG = ('{"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, '
+               '"num_key_value_heads": 2, "intermediate_size": 688, "vocab_size": 1000, "_name_or_path": "org/tiny"}')
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    from gpuplan.web.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as exc:  # a Chromium that cannot start here is an environment problem, not a page bug
+            pytest.skip(f"Chromium at {CHROMIUM} does not start: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def commands(base_url):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base_url + "/api/v1") as r:
+        return json.load(r)["commands"]
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
+    yield pg
+    context.close()
+    assert not errors, f"errors on the page (JavaScript, Content-Security-Policy): {errors}"
+
+
+def open_page(page, url: str):
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    settle(page)
+
+
+def settle(page):
+    # selectors, not wait_for_function: the page's Content-Security-Policy forbids the eval the latter needs
+    page.wait_for_selector("body:not(.busy)", state="attached", timeout=15000)
+    page.wait_for_selector("#result > *", state="attached", timeout=15000)
+
+
+def after(page, action):
+    """Do ``action`` and wait for the estimate request it triggers and for the page to show the answer."""
+    with page.expect_response(lambda r: "/api/v1/" in r.url and r.request.method == "POST", timeout=15000):
+        action()
+    settle(page)
+
+
+def result_text(page) -> str:
+    return page.inner_text("#result")
+
+
+def shot(page, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"web-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+def pick_model(page, query: str, expect_id: str):
+    page.click("#model-search")
+    page.fill("#model-search", query)
+    page.wait_for_selector(f"#model-list li[data-id='{expect_id}']")
+    after(page, lambda: page.click(f"#model-list li[data-id='{expect_id}']"))
+    assert page.input_value("#model-search") == expect_id
+
+
+def test_train_pick_model_change_batch_and_gpu_updates_result_and_chart(page, base_url, commands):
+    if "train" not in commands:
+        pytest.skip("gpuplan train is not in this build yet")
+    open_page(page, base_url + "/?tab=train&lang=en")
+    pick_model(page, "qwen2.5 7b", "qwen2.5-7b")
+    chart1, text1 = page.inner_html("svg.chart"), result_text(page)
+    after(page, lambda: page.fill("[data-opt=batch]", "8"))
+    chart2, text2 = page.inner_html("svg.chart"), result_text(page)
+    assert chart2 != chart1 and text2 != text1
+    after(page, lambda: page.select_option("#gpu", "a100-40gb"))
+    assert "a100-40gb" in page.inner_html("svg.chart")  # the capacity line is the new GPU's
+    assert page.inner_text("#result") != text2
+    assert "batch=8" in page.url and "gpu=a100-40gb" in page.url and "model=qwen2.5-7b" in page.url
+
+
+def test_time_pick_model_change_gpus_and_gpu_updates_result(page, base_url, commands):
+    if "time" not in commands:
+        pytest.skip("gpuplan time is not in this build yet")
+    open_page(page, base_url + "/?tab=time&lang=en")
+    pick_model(page, "llama 3.1 70", "llama-3.1-70b")
+    text1 = result_text(page)
+    after(page, lambda: page.fill("[data-opt=gpus]", "512"))
+    days_512 = page.inner_text(".stat[data-key=days] .stat-v")
+    text2 = result_text(page)
+    assert text2 != text1
+    after(page, lambda: page.fill("[data-opt=gpus]", "1024"))
+    days_1024 = page.inner_text(".stat[data-key=days] .stat-v")
+    assert float(days_1024.split()[0].replace(",", "")) < float(days_512.split()[0].replace(",", ""))
+    after(page, lambda: page.select_option("#gpu", "a100-80gb"))
+    assert result_text(page) != text2
+    assert "gpus=1024" in page.url and "gpu=a100-80gb" in page.url
+    assert "gpuplan time llama-3.1-70b" in page.inner_text("#cli") and "--gpus 1024" in page.inner_text("#cli")
+
+
+def test_language_switch_and_default_from_browser(page, browser, base_url):
+    open_page(page, base_url + "/?tab=time")
+    assert page.inner_text("#model-card h2") == "Model"
+    page.click("#lang-toggle")
+    assert page.inner_text("#model-card h2") == "模型"
+    assert "lang=zh" in page.url
+    assert page.inner_text("#tabs [data-tab=infer]") == "推理"
+    context = browser.new_context(locale="zh-CN")
+    zh = context.new_page()
+    try:
+        open_page(zh, base_url + "/")
+        assert zh.inner_text("#model-card h2") == "模型"
+    finally:
+        context.close()
+
+
+def test_shared_link_reproduces_the_result(page, browser, base_url, commands):
+    tab = "train" if "train" in commands else "time"
+    open_page(page, base_url + f"/?tab={tab}&lang=en")
+    pick_model(page, "mistral", "mistral-7b-v0.1")
+    after(page, lambda: page.select_option("#gpu", "a100-80gb"))
+    option = "batch" if tab == "train" else "gpus"
+    after(page, lambda: page.fill(f"[data-opt={option}]", "4"))
+    link, text = page.url, result_text(page)
+    other = browser.new_context(locale="en-US").new_page()
+    try:
+        open_page(other, link)
+        assert other.input_value("#model-search") == "mistral-7b-v0.1"
+        assert other.input_value("#gpu") == "a100-80gb"
+        assert other.input_value(f"[data-opt={option}]") == "4"
+        assert result_text(other) == text
+    finally:
+        other.context.close()
+
+
+def test_pasted_config_and_its_link(page, browser, base_url, commands):
+    tab = "train" if "train" in commands else "time"
+    open_page(page, base_url + f"/?tab={tab}&lang=en")
+    page.check("input[name=mode][value=config]")
+    after(page, lambda: page.fill("#config-text", TINY_CONFIG))
+    assert "#cfg=" in page.url
+    assert "./config.json" in page.inner_text("#cli")
+    text = result_text(page)
+    assert "Error" not in text
+    other = browser.new_context(locale="en-US").new_page()
+    try:
+        open_page(other, page.url)
+        assert other.is_checked("input[name=mode][value=config]")
+        assert result_text(other) == text
+    finally:
+        other.context.close()
+
+
+def test_bad_input_shows_the_field_and_rule(page, base_url, commands):
+    tab = "train" if "train" in commands else "time"
+    option = "batch" if tab == "train" else "gpus"
+    open_page(page, base_url + f"/?tab={tab}&lang=en")
+    after(page, lambda: page.fill(f"[data-opt={option}]", "lots"))
+    assert page.is_visible(".error")
+    assert option in page.inner_text(".error")
+    assert "invalid" in page.get_attribute(f"[data-opt={option}]", "class")
+
+
+def test_screenshots_of_each_tab(page, browser, base_url, commands):
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    for tab in ("train", "infer", "time", "plan"):
+        after(page, lambda: page.click(f"#tabs [data-tab={tab}]")) if tab in commands else \
+            page.click(f"#tabs [data-tab={tab}]")
+        if tab in commands and tab != "plan":  # plan may answer that no layout fits: also a result
+            assert page.locator("#result .error").count() == 0, page.inner_text("#result")
+        shot(page, f"{tab}-en")
+    page.click("#lang-toggle")
+    shot(page, "plan-zh")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True).new_page()
+    try:
+        open_page(phone, base_url + "/?tab=time&model=qwen2.5-72b&gpu=h800&tokens=1T&gpus=256")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
+        shot(phone, "time-zh-phone")
+    finally:
+        phone.context.close()
+
+
+def test_advice_apply_makes_it_fit(page, base_url, commands):
+    if "train" not in commands:
+        pytest.skip("gpuplan train is not in this build yet")
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-70b&gpu=h100-sxm")
+    assert page.is_visible(".badge.bad")
+    after(page, lambda: page.check("[data-opt=advise]"))
+    rows = page.locator("table.advice tbody tr")
+    if rows.count() == 0:
+        pytest.skip("the advisor offered no change for this case")
+    fitting = [i for i in range(rows.count()) if rows.nth(i).locator("td").nth(2).inner_text() == "✓"]
+    assert fitting, "no advised change fits"
+    after(page, lambda: rows.nth(fitting[0]).locator("button.apply").click())
+    assert page.is_visible(".badge.ok")
+    shot(page, "train-advice-en")
+
+
+def test_raw_dimensions_from_a_link(page, base_url, commands):
+    tab = "train" if "train" in commands else "time"
+    open_page(page, base_url + f"/?tab={tab}&lang=en&layers=16&hidden=2048&heads=16&gpu=h100-sxm")
+    assert page.is_checked("input[name=mode][value=dims]")
+    assert page.input_value("#mode-dims [data-opt=layers]") == "16"
+    assert "--layers 16 --hidden 2048 --heads 16" in page.inner_text("#cli")
+    text = result_text(page)
+    after(page, lambda: page.fill("#mode-dims [data-opt=layers]", "24"))
+    assert result_text(page) != text and "layers=24" in page.url
