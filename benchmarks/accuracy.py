@@ -138,7 +138,7 @@ def _measure(config: dict, kind: str, opts: dict) -> tuple[dict[str, int], dict]
     kw = dict(world_size=opts["world"], batch=opts["batch"], seq=opts["seq"], recompute=bool(opts.get("recompute")))
     r = distributed.measure_fsdp2_step(config, **kw) if kind == F else distributed.measure_tp_step(config, **kw)
     return {"allocated_peak_bytes": int(r["peak_bytes"])}, {"peak_phase": r.get("peak_phase", ""),
-                                                            "attention": "sdpa",
+                                                            "attention": "sdpa", "at_peak": r.get("at_peak"),
                                                             "trace_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -184,6 +184,10 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
         gc.collect()
     try:
         out["estimate"] = _estimate(spec, kind, opts, out.get("attention") or opts.get("attention", "sdpa"))
+        if kind in (F, P):  # does the estimate see the layout at all?
+            one = _estimate(spec, T, {"batch": opts["batch"], "seq": opts["seq"],
+                                      "recompute": "full" if opts.get("recompute") else "none"}, "sdpa")
+            out["layout_ignored"] = one["allocated_peak_bytes"] == out["estimate"]["allocated_peak_bytes"]
     except Exception as exc:
         out["estimate_error"] = f"{type(exc).__name__}: {exc}"
     try:
@@ -232,10 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         todo = [e for e in MATRIX if (not args.only or re.search(args.only, e[0]))
                 and not (args.resume and e[0] in results and "error" not in results[e[0]])]
-        previous_s = meta.get("suite_s", 0) if args.resume else 0
-        meta = {"versions": _versions(), "started": meta.get("started") if args.resume else None,
-                "workers": args.workers}
-        meta["started"] = meta["started"] or time.strftime("%Y-%m-%d %H:%M")
+        runs = [r for r in meta.get("runs", []) if r["rows"]] if results else []
+        run = {"started": time.strftime("%Y-%m-%d %H:%M"), "s": 0, "rows": len(todo), "workers": args.workers}
+        meta = {"versions": _versions(), "runs": runs + [run]}
         t0 = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             for fut in cf.as_completed(futures):
                 r = fut.result()
                 results[r["id"]] = r
-                meta["suite_s"] = previous_s + round(time.perf_counter() - t0)
+                run["s"] = round(time.perf_counter() - t0)
                 _save(results, meta)
                 status = r.get("error") or r.get("estimate_error") or "ok"
                 print(f"[{time.perf_counter() - t0:6.0f}s] {r['id']}: {status}", flush=True)

@@ -26,6 +26,8 @@ def _gib(x: float | None) -> str:
 
 def _component_miss(r: dict) -> str:
     """The component whose estimate is furthest (in bytes) from the measurement."""
+    if r.get("layout_ignored"):
+        return "the estimate ignores the layout (equals the one-GPU estimate)"
     est, mea = r.get("estimate") or {}, r.get("measured") or {}
     keys = [k for k in mea if k != "allocated_peak_bytes" and k in est]
     if not keys:
@@ -49,7 +51,8 @@ def _summary(rows: list[dict], key) -> dict:
 
 
 def _gpuplan_err(r: dict) -> float | None:
-    return err((r.get("estimate") or {}).get("allocated_peak_bytes"), (r.get("measured") or {}).get("allocated_peak_bytes"))
+    return err((r.get("estimate") or {}).get("allocated_peak_bytes"),
+               (r.get("measured") or {}).get("allocated_peak_bytes"))
 
 
 def _peer_err(name: str):
@@ -57,7 +60,8 @@ def _peer_err(name: str):
 
 
 def _summary_rows(rows: list[dict]) -> list[str]:
-    out = ["| tool | rows answered | median abs. error | max abs. error | underestimates (of which > 1 %) | within 1 % | within 3 % |",
+    out = ["| tool | rows answered | median abs. error | max abs. error | underestimates (of which > 1 %) "
+           "| within 1 % | within 3 % |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for label, key in (("gpuplan", _gpuplan_err), *((lab, _peer_err(k)) for k, lab in PEERS)):
         s = _summary(rows, key)
@@ -102,8 +106,8 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
         "",
         f"Environment: torch {v.get('torch', '?')}, transformers {v.get('transformers', '?')}, peft "
         f"{v.get('peft', '?')}, accelerate {v.get('accelerate', '?')}, deepspeed {v.get('deepspeed', '?')}; "
-        f"run started {meta.get('started', '?')}, {meta.get('suite_s', '?')} s on {meta.get('workers', '?')} "
-        "worker processes.",
+        + "; ".join(f"{r['rows']} rows measured from {r['started']} in {r['s']} s ({r['workers']} worker processes, "
+                    "2 shared CPU cores)" for r in meta.get("runs", [])) + ".",
         "",
         "Reproduce: `pip install -e '.[verify,bench]' && python benchmarks/accuracy.py` (raw bytes: "
         "`benchmarks/results/accuracy.json`); one row: e.g. `gpuplan verify llama-3.1-8b --batch 1 --seq 2048`.",
@@ -124,13 +128,17 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
         "sequence); DeepSpeed's estimators give model states only, for its mixed-precision recipe; Megatron-LM's "
         "`theoretical_memory_usage` assumes bf16 mixed precision with fp32 master weights (18 bytes/parameter) and "
         "its own activation formula. \"—\": the tool cannot answer that configuration (LoRA, freezing, inference for "
-        "Megatron/DeepSpeed). Details and sources: `benchmarks/accuracy_peers.py`.",
+        "Megatron/DeepSpeed). accelerate and DeepSpeed are the installed packages' own functions (extra `bench`); "
+        "Megatron-LM's formulas are reproduced from its `theoretical_memory_usage.py` (not a pip package). "
+        "llm-analysis was not installed for this run and is not in the table. Details and sources: "
+        "`benchmarks/accuracy_peers.py`.",
         "",
         "## Per configuration",
         "",
         "Sizes in GiB (2^30 bytes).",
         "",
-        "| configuration | measured peak | gpuplan | error | accelerate | DeepSpeed | Megatron | peak phase | largest component difference |",
+        "| configuration | measured peak | gpuplan | error | accelerate | DeepSpeed | Megatron | peak phase "
+        "| largest component difference |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:

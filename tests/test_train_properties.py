@@ -84,12 +84,16 @@ def test_freeze_at_most_full(c, glob):
 @settings(max_examples=60, deadline=None)
 @given(configs)
 def test_recompute_order(c):
-    # With eager attention Hugging Face checkpointing keeps the additive b·s² causal mask (an input of every
-    # checkpointed layer) through backward, so when the peak sits in the bottom layer's backward (gradients
-    # dominate) full recompute can exceed no recompute by that mask (traced); the order holds for SDPA/flash.
+    # When the peak sits in the bottom layer's backward (gradients dominate), Hugging Face checkpointing still holds
+    # that layer's input beside the rebuilt activations (traced), so full recompute may exceed the others by one
+    # b·s·h input; with eager attention it also keeps the additive b·s² causal mask (an input of every
+    # checkpointed layer), so the order is checked for SDPA/flash with that one-input slack.
     c = {**c, "attention": "sdpa"}
     full, selective, none = (_peak(c, recompute=r) for r in ("full", "selective", "none"))
-    assert full <= selective <= none
+    spec = SPECS[c["model"]]
+    one_input = c["batch"] * c["seq"] * spec.hidden_size * (4 if c["precision"] in ("fp32", "amp-bf16") else 2)
+    assert selective <= none
+    assert full <= selective + one_input
 
 
 @settings(max_examples=30, deadline=None)

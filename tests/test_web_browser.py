@@ -195,7 +195,9 @@ def test_pasted_config_and_its_link(page, browser, base_url, commands):
     page.check("input[name=mode][value=config]")
     after(page, lambda: page.fill("#config-text", TINY_CONFIG))
     assert "#cfg=" in page.url
-    assert "./config.json" in page.inner_text("#cli")
+    from playwright.sync_api import expect  # retries until the page has re-rendered (slow under load)
+
+    expect(page.locator("#cli")).to_contain_text("./config.json", timeout=15000)
     text = result_text(page)
     assert "Error" not in text
     other = browser.new_context(locale="en-US").new_page()

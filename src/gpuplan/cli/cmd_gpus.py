@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
             if q in g.id or q in g.name.lower() or q in g.vendor.lower() or any(q in a.lower() for a in g.aliases)]
     if args.json:
         print_json([{"id": g.id, "name": g.name, "vendor": g.vendor, "memory_usable_bytes": g.memory_usable_bytes,
-                     "memory_marketed_bytes": g.memory_marketed_bytes, "peak_flop_per_s": g.peak_flop_per_s,
+                     "memory_marketed_bytes": g.memory_marketed_bytes,
+                     "memory_nvidia_smi_bytes": g.memory_nvidia_smi_bytes, "peak_flop_per_s": g.peak_flop_per_s,
                      "hbm_bandwidth_bytes_per_s": g.hbm_bandwidth_bytes_per_s, "interconnect": g.interconnect,
                      "interconnect_bytes_per_s": g.interconnect_bytes_per_s, "tdp_w": g.tdp_w, "source": g.source}
                     for g in gpus])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from gpuplan.i18n import lang_of, memory_label, t, tr_headers
 from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
 from gpuplan.errors import InputError
 from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
@@ -158,25 +159,23 @@ def run(args: argparse.Namespace) -> int:
             pass
         print_json(out)
     else:
-        print(_render(spec, cfg, report, explain=args.explain))
+        print(_render(spec, cfg, report, explain=args.explain, lang=lang_of(args)))
         if getattr(args, "advise", False):
             from gpuplan.advise import print_advice
             print_advice(args, "infer")
     return 3 if args.check and report.fits is False else 0
 
 
-def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool) -> str:
+def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en") -> str:
     m = r.memory
     lay = cfg.layout
     lines = [f"{spec.name}: {cfg.engine} serving, batch {cfg.batch} x {cfg.context} tokens, weights {cfg.weights.name}, "
              f"KV {cfg.kv_dtype or cfg.weights.dtype}, tp={lay.tp} pp={lay.pp} ep={lay.ep} dp={lay.dp} "
              f"({lay.gpus} GPUs); per GPU:"]
-    rows = [("weights", format_bytes(m.weights_bytes)), ("KV cache", format_bytes(m.kv_cache_bytes)),
-            ("activations (peak transient)", format_bytes(m.activations_bytes)),
-            ("logits / sampler", format_bytes(m.logits_bytes)), ("buffers (context, reserve, graphs)",
-                                                                 format_bytes(m.buffers_bytes)),
-            ("allocated peak", format_bytes(m.allocated_peak_bytes)), ("total on device", format_bytes(m.total_bytes))]
-    lines.append(render_table(["component", "GiB"], rows))
+    keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
+            "allocated_peak_bytes", "total_bytes")
+    rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in keys]
+    lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
     lines.append(f"KV cache per token: {r.kv_cache_bytes_per_token:,} bytes; per sequence at {cfg.context} tokens: "
                  f"{format_bytes(r.kv_cache_bytes_per_sequence)}; peak phase: {m.peak_phase}")
     if r.engine.get("name") == "vllm":
@@ -185,7 +184,11 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool) -> str:
                      f"tokens; max concurrency at {cfg.context} tokens: {e['max_concurrency']} "
                      f"({e['max_concurrency_exact']:.2f}x)")
     if r.fits is not None:
-        lines.append(f"fits on {cfg.gpu.id if cfg.gpu else 'the device'}: {'yes' if r.fits else 'NO'}"
+        gpu = cfg.gpu.id if cfg.gpu else "the device"
+        capacity = cfg.gpu_memory_bytes or (cfg.gpu.memory_usable_bytes if cfg.gpu else 0)
+        room = format_bytes(abs(capacity - m.total_bytes))
+        lines.append((t("fit.fits" if r.fits else "fit.does_not_fit", lang, gpu=gpu, capacity=format_bytes(capacity),
+                        headroom=room, over=room))
                      + (f"; max batch at {cfg.context} tokens: {r.max_batch}" if r.max_batch is not None else "")
                      + (f"; longest context at batch {cfg.batch}: {r.max_context:,}" if r.max_context is not None else ""))
     if r.speed:
@@ -195,12 +198,15 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool) -> str:
                      f"{s['decode_tokens_per_s_per_seq']:.1f} tok/s per sequence, {s['decode_tokens_per_s']:.0f} tok/s "
                      f"in all ({s['decode_bound']}-bound); batch 1: {s['decode_tokens_per_s_batch1']:.1f} tok/s; "
                      f"compute-bound from batch {cb if cb is not None else 'never (KV traffic dominates)'}")
-    for a in m.assumptions:
-        lines.append(f"assumption: {a}")
-    for w in m.warnings:
-        lines.append(f"warning: {w}")
+    if m.assumptions:
+        lines.append(t("section.assumptions", lang) + ":")
+        lines.extend(f"  - {a}" for a in m.assumptions)
+    if m.warnings:
+        lines.append(t("section.warnings", lang) + ":")
+        lines.extend(f"  - {w}" for w in m.warnings)
     if explain:
         lines.append("terms:")
-        for t in m.terms:
-            lines.append(f"  {t.key} = {t.value:,.0f}  [{t.formula}]  source: {t.source}  inputs: {t.inputs}")
+        for term in m.terms:
+            lines.append(f"  {term.key} = {term.value:,.0f}  [{term.formula}]  source: {term.source}  "
+                         f"inputs: {term.inputs}")
     return "\n".join(lines)

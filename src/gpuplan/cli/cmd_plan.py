@@ -124,20 +124,6 @@ def _parse_compare(text: str) -> dict:
     return out
 
 
-def _compare_layouts(specs: list[dict], win) -> tuple:
-    from gpuplan.compute.steptime import Layout
-
-    out = []
-    for d in specs:
-        base = {f: getattr(win.layout, f) for f in LAYOUT_FIELDS}
-        base.update(d)
-        if "dp" not in d:
-            rest = win.gpus // (base["tp"] * base["pp"] * base["cp"])
-            base["dp"] = max(1, rest)
-        out.append(Layout(**base))
-    return tuple(out)
-
-
 def _context(args, spec, gpu, seq, global_batch, flop_per_token, pins):
     from gpuplan.compute.comm import default_network
     from gpuplan.compute.steptime import Tuning, Workload, make_device
@@ -251,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     from gpuplan.compute.prices import resolve_price
 
     prices = {g.id: resolve_price(price_arg, g.id) for g, _ in results} if price_arg else {}
-    alts = alternatives(win, win_res, _compare_layouts(compare, win))
+    alts = alternatives(win, win_res, tuple(compare))
     assumptions += [f"sequence {seq}, global batch {global_batch} sequences ({global_batch * seq:,} tokens)",
                     f"MFU counts model FLOPs with the {args.attention_flops} attention convention "
                     f"({flops.model_flop_per_token:.4g} FLOP/token)",
@@ -293,11 +279,16 @@ def run(args: argparse.Namespace) -> int:
     print("\nalternatives:")
     for a in alts:
         print(f"- {a.label}: {a.verdict}")
-    for gpu, res in results[1:] if len(results) > 1 else ():
+    for gpu, res in results:
+        if gpu.id == win.gpu_id:
+            continue
         if res.plans:
             b = res.plans[0]
             print(f"- best on {gpu.id}: {describe(b.layout)}, {b.gpus:,} GPUs, "
-                  f"{'-' if b.days is None else f'{b.days:.1f} days'}")
+                  f"{'-' if b.days is None else f'{b.days:.1f} days'}, MFU {b.mfu:.1%}, "
+                  f"{b.memory_total_bytes / GiB:,.1f} GiB of {gpu.memory_usable_bytes / GiB:,.1f} GiB")
+        else:
+            print(f"- {gpu.id}: no layout fits" + ("" if args.gpus else " and meets the deadline"))
     if args.explain:
         print("\nmemory of the winner, as gpuplan train computes it:")
         print(f"  {plan_dict(win)['train_command']}")

@@ -88,6 +88,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="ZeRO stage (DeepSpeed semantics; FSDP2 with --framework torch --zero 3)")
     par.add_argument("--microbatches", type=count("--microbatches"), help="micro-batches per step (pipeline)")
     par.add_argument("--offload", choices=C.OFFLOADS, default="none", help="optimizer (and params) to CPU")
+    par.add_argument("--no-reshard", action="store_true",
+                     help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward "
+                          "(reshard_after_forward=False)")
     par.add_argument("--per-rank", action="store_true", help="show every distinct rank (pipeline stages)")
     o = p.add_argument_group("fit and overheads")
     o.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom")
@@ -122,7 +125,8 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         lora_targets=tuple(args.lora_targets), lora_dropout=args.lora_dropout, loss_impl=args.loss,
         loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
         gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
-        zero=args.zero, microbatches=args.microbatches, offload=args.offload)
+        zero=args.zero, microbatches=args.microbatches, offload=args.offload,
+        reshard_after_forward=not args.no_reshard)
 
 
 def _capacity(args: argparse.Namespace) -> int | None:
@@ -196,6 +200,18 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         verdict = "fits" if report.fits else "does NOT fit"
         lines.append(f"{args.gpu}: {format_bytes(report.capacity_bytes)} usable -> {verdict} "
                      f"(headroom {format_bytes(report.headroom_bytes)})")
+    if getattr(args, "per_rank", False) and report.per_rank:
+        lines.append("")
+        lines.append("per rank (tensor/expert-parallel rank 0 of each pipeline stage):")
+        rows = [(r["stage"], r["layers"], ("E" if r["embedding"] else "") + ("H" if r["head"] else ""),
+                 format_count(r["params"]), format_bytes(r["weights_bytes"]), format_bytes(r["gradients_bytes"]),
+                 format_bytes(r["optimizer_bytes"] + r["master_weights_bytes"]),
+                 format_bytes(r["activations_bytes"]), f"{r['inflight_microbatches']:g}",
+                 format_bytes(r["allocated_peak_bytes"]), format_bytes(r["total_bytes"]), r["peak_phase"])
+                for r in report.per_rank]
+        lines.append(render_table(["stage", "layers", "E/H", "params", "weights", "grads", "optim+master",
+                                   "activations", "in flight", "peak", "total", "peak phase"], rows,
+                                  "rllrrrrrrrrl"))
     for key in ("max_batch", "max_seq"):
         if key in out:
             lines.append(f"{key.replace('_', ' ')}: {out[key]:,}")

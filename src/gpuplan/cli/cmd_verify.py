@@ -9,7 +9,8 @@ import argparse
 import sys
 from typing import Any
 
-from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
+                                render_table)
 from gpuplan.errors import InputError
 from gpuplan.units import format_bytes
 from gpuplan.verify.setup import (ATTENTIONS, INFER_DTYPES, METHODS, OPTIMIZER_IMPLS, OPTIMIZERS, PRECISIONS,

@@ -27,6 +27,27 @@ COMMANDS = (
 )
 
 
+# Commands whose options can come from a scenario file, and those that draw their result with --plot.
+_SCENARIO_COMMANDS = ("train", "infer", "time", "plan", "verify", "sweep")
+_PLOT_COMMANDS = ("train", "infer")
+
+
+def _add_common_options(name: str, p: argparse.ArgumentParser) -> None:
+    """--lang on every command; --config and --plot where they apply (each helper is safe to call twice)."""
+    from gpuplan.i18n import add_lang_argument
+
+    if not any("--lang" in a.option_strings for a in p._actions):
+        add_lang_argument(p)
+    if name in _SCENARIO_COMMANDS:
+        from gpuplan.scenario import add_config_argument
+
+        add_config_argument(p, name)
+    if name in _PLOT_COMMANDS and not any("--plot" in a.option_strings for a in p._actions):
+        from gpuplan.plot import add_plot_argument
+
+        add_plot_argument(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpuplan",
@@ -44,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         p = module.add_parser(sub)
+        _add_common_options(name, p)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -55,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        if getattr(args, "plot", None) and args.command in _PLOT_COMMANDS:
+            from gpuplan.plot import plot_payload
+
+            plot_payload(args, importlib.import_module(dict(COMMANDS)[args.command]).payload(args))
+        return code
     except InputError as exc:
         print(f"gpuplan {args.command}: error: {exc}", file=sys.stderr)
         return 2

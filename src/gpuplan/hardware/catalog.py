@@ -1,8 +1,10 @@
 """The accelerator catalog: ``gpuplan/data/gpus.toml`` loaded into :class:`GpuSpec` records in base units.
 
 Marketed memory is stored as the datasheet's decimal GB x 1e9, even though vendors' HBM "GB" is physically GiB
-(an "80GB" H100 carries 80 GiB of HBM); ``memory_usable_bytes`` is what a process actually sees, which is the
-figure to plan with. Throughput is dense (no sparsity) peak FLOP/s per dtype; a dtype that is absent is unknown.
+(an "80GB" H100 carries 80 GiB of HBM); ``memory_usable_bytes`` is the total the CUDA runtime reports to a process
+(``torch.cuda.get_device_properties(i).total_memory``), which is the figure to plan with; ``memory_nvidia_smi_bytes``
+is the larger nvidia-smi "Total" (the driver reserves the difference), or None where the catalog has none.
+Throughput is dense (no sparsity) peak FLOP/s per dtype; a dtype that is absent is unknown.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ _REQUIRED_STR = ("id", "name", "vendor", "interconnect", "source", "source_note"
 _REQUIRED_NUM = ("memory_marketed_GB", "memory_usable_MiB", "fp16_TFLOPs", "hbm_bandwidth_GBps",
                  "interconnect_GBps", "tdp_W")
 _OPTIONAL = ("memory_usable_note",)
-_ALLOWED = {*_REQUIRED_STR, *_REQUIRED_NUM, *_OPTIONAL, *_THROUGHPUT_KEYS, "aliases"}
+_OPTIONAL_NUM = ("memory_nvidia_smi_MiB",)
+_ALLOWED = {*_REQUIRED_STR, *_REQUIRED_NUM, *_OPTIONAL, *_OPTIONAL_NUM, *_THROUGHPUT_KEYS, "aliases"}
 _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float8": "fp8"}
 
 
@@ -41,7 +44,8 @@ class GpuSpec:
     vendor: str
     aliases: tuple[str, ...]
     memory_marketed_bytes: int
-    memory_usable_bytes: int
+    memory_usable_bytes: int  # CUDA-runtime total (torch total_memory / cudaMemGetInfo total)
+    memory_nvidia_smi_bytes: int | None  # nvidia-smi "Total"; >= memory_usable_bytes; None when unknown or not NVIDIA
     peak_flop_per_s: dict[str, float] = field(hash=False)  # dense peak per dtype; treat as read-only
     hbm_bandwidth_bytes_per_s: float
     interconnect: str
@@ -83,7 +87,11 @@ def _parse_entry(entry: dict[str, Any]) -> GpuSpec:
     aliases = entry["aliases"]
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
         raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: key 'aliases' must be a list of non-empty strings")
-    nums = {key: _positive(gpu_id, entry, key) for key in _REQUIRED_NUM}
+    nums = {key: _positive(gpu_id, entry, key) for key in (*_REQUIRED_NUM, *_OPTIONAL_NUM) if key in entry}
+    smi_mib = nums.get("memory_nvidia_smi_MiB")
+    if smi_mib is not None and smi_mib < nums["memory_usable_MiB"]:
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: 'memory_nvidia_smi_MiB' ({smi_mib:g}) is below "
+                           f"'memory_usable_MiB' ({nums['memory_usable_MiB']:g}); the driver only ever subtracts")
     peaks = {dtype: _positive(gpu_id, entry, key) * 1e12 for key, dtype in _THROUGHPUT_KEYS.items() if key in entry}
     notes = entry["source_note"] + (f" Usable memory: {entry['memory_usable_note']}."
                                     if "memory_usable_note" in entry else "")
@@ -91,6 +99,7 @@ def _parse_entry(entry: dict[str, Any]) -> GpuSpec:
         id=gpu_id, name=entry["name"], vendor=entry["vendor"], aliases=tuple(aliases),
         memory_marketed_bytes=round(nums["memory_marketed_GB"] * GB),
         memory_usable_bytes=round(nums["memory_usable_MiB"] * MiB),
+        memory_nvidia_smi_bytes=None if smi_mib is None else round(smi_mib * MiB),
         peak_flop_per_s=peaks,
         hbm_bandwidth_bytes_per_s=nums["hbm_bandwidth_GBps"] * GB,
         interconnect=entry["interconnect"],

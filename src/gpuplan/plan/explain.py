@@ -81,6 +81,9 @@ def _versus(alt: Candidate, win: Candidate, deadline: bool) -> str:
     if alt.fits is False:
         return f"does not fit: needs {_gib(alt.memory_total_bytes)} per GPU, {_gib(alt.capacity_bytes)} usable"
     if deadline and alt.gpus != win.gpus:
+        if alt.memory_forced:
+            return (f"fits only from {alt.gpus:,} GPUs ({alt.gpus - win.gpus:+,}): fewer data-parallel replicas "
+                    f"leave too much optimizer state per GPU; at that size {alt.days:.1f} days")
         return (f"fits, but needs {alt.gpus:,} GPUs ({alt.gpus - win.gpus:+,}) to meet the deadline"
                 + (f" ({alt.days:.1f} days)" if alt.days else ""))
     slower = alt.seconds_per_step / win.seconds_per_step - 1
@@ -91,7 +94,7 @@ def _versus(alt: Candidate, win: Candidate, deadline: bool) -> str:
     return f"fits, but {slower:+.1%} step time ({alt.seconds_per_step:.3f} s){why}"
 
 
-def alternatives(win: Candidate, result: SearchResult, compare: tuple[Layout, ...] = ()) -> list[Alternative]:
+def alternatives(win: Candidate, result: SearchResult, compare: tuple[dict, ...] = ()) -> list[Alternative]:
     """The obvious alternatives to ``win``: the fastest layout overall, no pipeline, no tensor parallelism,
     pure sharded data parallel (FSDP/ZeRO-3), the other recompute modes, and layouts the user asked about."""
     deadline = result.ctx.target.gpus is None
@@ -100,12 +103,13 @@ def alternatives(win: Candidate, result: SearchResult, compare: tuple[Layout, ..
     if first is not None:
         out.append(Alternative(f"faster on paper: {describe(first.layout)}", first, _versus(first, win, deadline)))
     w = win.layout
+    top_zero = max(result.ctx.pins.zero or (0,))
     checks = [
         ("no pipeline parallelism (PP1)", lambda c: c.layout.pp == 1, w.pp > 1),
         ("no tensor parallelism (TP1)", lambda c: c.layout.tp == 1, w.tp > 1),
-        ("pure sharded data parallel (TP1 PP1 ZeRO-3, FSDP-style)",
-         lambda c: c.layout.tp == 1 and c.layout.pp == 1 and c.layout.zero == 3,
-         not (w.tp == 1 and w.pp == 1 and w.zero == 3)),
+        (f"pure data parallel (TP1 PP1, ZeRO-{top_zero})",
+         lambda c: c.layout.tp == 1 and c.layout.pp == 1 and c.layout.zero == top_zero,
+         not (w.tp == 1 and w.pp == 1 and w.zero == top_zero)),
         ("tensor parallelism across the whole node (TP8)", lambda c: c.layout.tp == 8, w.tp != 8),
     ]
     for label, keep, wanted in checks:
@@ -113,11 +117,14 @@ def alternatives(win: Candidate, result: SearchResult, compare: tuple[Layout, ..
             continue
         best, rejected = best_where(result, keep)
         if best is None:
-            sized = [c.memory_total_bytes for c in rejected if c.memory_total_bytes is not None]
+            sized = [c.memory_total_bytes or c.known_bytes for c in rejected
+                     if (c.memory_total_bytes or c.known_bytes) is not None]
             verdict = (f"none of the {len(rejected)} fastest layouts of this kind fits" if rejected
+                       else "no layout of this kind meets the deadline (the global batch caps DP)" if deadline
                        else "no layout of this kind is in the search space")
             if sized:
-                verdict += f" (the least memory among them: {_gib(min(sized))}, {_gib(win.capacity_bytes)} usable)"
+                verdict += (f" (the least memory among them, or among variants that need less: {_gib(min(sized))}; "
+                            f"{_gib(win.capacity_bytes)} usable)")
             out.append(Alternative(label, None, verdict))
         else:
             out.append(Alternative(f"{label}: {describe(best.layout)}", best, _versus(best, win, deadline)))
@@ -127,9 +134,20 @@ def alternatives(win: Candidate, result: SearchResult, compare: tuple[Layout, ..
         c = _exact(result, Layout(tp=w.tp, pp=w.pp, dp=w.dp, cp=w.cp, ep=w.ep, vpp=w.vpp, zero=w.zero,
                                   micro_batch=w.micro_batch, recompute=rc))
         out.append(Alternative(f"same layout, recompute {rc}", c, _versus(c, win, deadline)))
-    for lay in compare:
-        c = _exact(result, lay)
-        out.append(Alternative(f"requested: {describe(lay)}", c, _versus(c, win, deadline)))
+    for fields in compare:
+        label = "requested " + ",".join(f"{k}={v}" for k, v in fields.items())
+        best, rejected = best_where(result, lambda c, f=fields: all(getattr(c.layout, k) == v for k, v in f.items()),
+                                    max_checks=200)
+        if best is not None:
+            out.append(Alternative(f"{label}: {describe(best.layout)}", best, _versus(best, win, deadline)))
+        elif rejected:
+            low = min(rejected, key=lambda c: c.memory_total_bytes or float("inf"))
+            out.append(Alternative(f"{label}: {describe(low.layout)}", low,
+                                   f"no such layout fits among the {len(rejected)} fastest; "
+                                   + _versus(low, win, deadline)))
+        else:
+            out.append(Alternative(label, None, "no such layout in the search space (check the GPU count, the "
+                                                "global batch and the --tp/--pp/... restrictions)"))
     return out
 
 

@@ -93,3 +93,50 @@ def engine_shards_layouts(spec: ModelSpec) -> bool:
     except InputError:
         return False
     return two < one
+
+
+@lru_cache(maxsize=8)
+def engine_zero_stages(framework: str) -> tuple[int, ...]:
+    """The ZeRO stages the memory engine accepts for ``framework`` (e.g. Megatron: 0 and 1, its distributed
+    optimizer), asked of the engine itself on a tiny model."""
+    from gpuplan.model.resolve import spec_from_dims
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.engine import estimate_training
+
+    spec = spec_from_dims(layers=2, hidden=256, heads=4, vocab=1024)
+    out = []
+    for zero in (0, 1, 2, 3):
+        try:
+            estimate_training(spec, TrainConfig(seq=256, framework=framework, dp=2, gpus=2, zero=zero))
+        except InputError:
+            continue
+        out.append(zero)
+    return tuple(out)
+
+
+def selective_saves_memory(spec: ModelSpec, seq: int, opts: TrainOptions) -> bool:
+    """Whether selective recomputation needs less memory than none for this model and attention, asked of the
+    engine on one layout. With FlashAttention nothing s²-sized is saved, so selective recomputation (which exists
+    to drop the attention scores) saves nothing and only costs time."""
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.engine import estimate_training
+
+    small = _first_layers(spec, 2)
+    try:
+        none, sel = (estimate_training(small, TrainConfig(seq=seq, precision=opts.precision, framework=opts.framework,
+                                                         optimizer=opts.optimizer, attention=opts.attention,
+                                                         recompute=rc)).memory.total_bytes
+                     for rc in ("none", "selective"))
+    except InputError:
+        return True
+    return sel < none
+
+
+def _first_layers(spec: ModelSpec, n: int) -> ModelSpec:
+    """The same model cut to its first ``n`` layers (a cheap stand-in for per-layer questions)."""
+    from dataclasses import replace
+
+    if spec.num_layers <= n:
+        return spec
+    moe = spec.moe and replace(spec.moe, moe_layers=spec.moe.moe_layers[:n])
+    return replace(spec, num_layers=n, layer_types=spec.layer_types[:n], moe=moe)

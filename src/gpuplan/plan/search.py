@@ -31,6 +31,12 @@ from gpuplan.units import SECONDS_PER_DAY
 RANKS = ("time", "cost", "gpus")
 
 
+def describe_short(lay: Layout) -> str:
+    return (f"TP{lay.tp} PP{lay.pp} DP{lay.dp}" + (f" CP{lay.cp}" if lay.cp > 1 else "")
+            + (f" EP{lay.ep}" if lay.ep > 1 else "")
+            + f" ZeRO-{lay.zero} mb{lay.micro_batch} recompute {lay.recompute}")
+
+
 @dataclass(frozen=True)
 class Target:
     """What the plan must achieve: a fixed GPU count, or a deadline for a number of tokens."""
@@ -53,6 +59,8 @@ class Candidate:
     capacity_bytes: int
     memory_total_bytes: int | None = None
     memory_note: str = ""
+    known_bytes: int | None = None  # ruled out without a call: what a variant needing less memory already needs
+    memory_forced: bool = False  # deadline mode: more DP than the deadline needs, because fewer did not fit
 
     @property
     def gpus(self) -> int:
@@ -98,6 +106,8 @@ class Pool:
         self.ctx, self.check = ctx, checker
         self.heap: list[tuple[tuple, int, Candidate]] = []
         self.failed: dict[tuple, list[Layout]] = {}
+        self.failed_bytes: dict[Layout, int] = {}
+        self.rejected_all: list[Candidate] = []
         self.probed: set[tuple] = set()
         self.frugal_bytes: dict[tuple, tuple[int, Layout]] = {}
         # (tp, pp, cp) -> (dp, ep) pairs whose most frugal layout did not fit: every layout of that shape with
@@ -143,13 +153,14 @@ class Pool:
         r = self.check(frugal)
         if r.total_bytes is not None and r.total_bytes > capacity:
             self.failed.setdefault(placement(frugal), []).append(frugal)
+            self.failed_bytes[frugal] = r.total_bytes
             self.frugal_bytes[placement(frugal)] = (r.total_bytes, frugal)
             self.dead.setdefault((lay.tp, lay.pp, lay.cp), []).append((lay.dp, lay.ep))
 
     def memory(self, c: Candidate) -> bool:
         """Check ``c`` (engine call unless ruled out by a failed check); True when it fits. The first check of a
-        placement checks its most memory-frugal layout first: when even that does not fit, one call rules out
-        the whole placement."""
+        placement checks its most memory-frugal layout first: when even that does not fit, one call rules out the
+        whole placement; in deadline mode a (tp, pp, cp) shape is probed at its widest DP/EP first."""
         if c.memory_total_bytes is not None:
             return bool(c.fits)
         key = placement(c.layout)
@@ -165,12 +176,15 @@ class Pool:
                 self._probe(c.layout, c.capacity_bytes)
         if self._ruled_out(c.layout):
             self.pruned += 1
-            c.memory_note = ("does not fit: a layout with the same placement and less memory (smaller micro-batch, "
-                             "more recomputation or a higher ZeRO stage) already does not")
-            if key in self.frugal_bytes:
-                need, frugal = self.frugal_bytes[key]
-                c.memory_note = (f"does not fit: even the most frugal variant of this placement needs "
-                                 f"{need / 2**30:,.1f} GiB per GPU ({c.capacity_bytes / 2**30:,.1f} GiB usable)")
+            c.memory_note = ("does not fit: a variant with the same placement and less memory (smaller micro-batch, "
+                             "more recomputation, a higher ZeRO stage or more sharding) already does not")
+            known = [(b, f) for f, b in self.failed_bytes.items() if f.tp == c.layout.tp and f.pp == c.layout.pp
+                     and f.cp == c.layout.cp and f.dp >= c.layout.dp and f.ep >= c.layout.ep]
+            if known:
+                need, f = min(known, key=lambda x: x[0])
+                c.known_bytes = need
+                c.memory_note = (f"does not fit: even {describe_short(f)} needs {need / 2**30:,.1f} GiB per GPU "
+                                 f"({c.capacity_bytes / 2**30:,.1f} GiB usable)")
             return False
         r = self.check(c.layout)
         if r.total_bytes is None:
@@ -179,6 +193,8 @@ class Pool:
         c.memory_total_bytes = r.total_bytes
         if not c.fits:
             self.failed.setdefault(key, []).append(c.layout)
+            self.failed_bytes[c.layout] = r.total_bytes
+
         return bool(c.fits)
 
     def take(self, want: int, keep: Callable[[Candidate], bool] = lambda c: True, max_checks: int | None = None
@@ -202,6 +218,7 @@ class Pool:
                 skipped.append(item)
             else:
                 rejected.append(c)
+                self.rejected_all.append(c)
                 nxt = self.next_dp.pop(c.layout, None)
                 if nxt is not None:
                     n = nxt()  # the same template at the next larger DP (less memory with ZeRO)
@@ -268,7 +285,7 @@ def _push_template(ctx, pool, tp, cp, pp, mb, vpp, zero, rc, ep, dps, deadline_s
 
 
 def _template_candidate(ctx: SearchContext, pool: Pool, tpl: tuple, dps: list[int], start: int,
-                        deadline_s: float) -> Candidate | None:
+                        deadline_s: float, forced: bool = False) -> Candidate | None:
     """The template's layout at the smallest DP (from ``dps[start:]``) that meets the deadline, found by bisection
     (more DP never slows a run down in the model); registers the next larger DP as its fallback for when memory
     does not fit."""
@@ -300,8 +317,9 @@ def _template_candidate(ctx: SearchContext, pool: Pool, tpl: tuple, dps: list[in
         else:
             lo = mid + 1
     c = cand(ok[lo])
+    c.memory_forced = forced
     nxt = dps.index(ok[lo]) + 1
-    pool.next_dp[c.layout] = lambda: _template_candidate(ctx, pool, tpl, dps, nxt, deadline_s)
+    pool.next_dp[c.layout] = lambda: _template_candidate(ctx, pool, tpl, dps, nxt, deadline_s, forced=True)
     return c
 
 
@@ -323,6 +341,23 @@ def search(ctx: SearchContext, top: int = 5, max_gpus: int = 1 << 20) -> SearchR
         raise InputError("--gpus", tgt.gpus, "give --gpus, or --days with --tokens (not both)")
     if tgt.days is not None and not tgt.tokens:
         raise InputError("--tokens", tgt.tokens, "is required with --days")
+    from dataclasses import replace
+
+    from gpuplan.plan.memory import engine_zero_stages
+
+    allowed = engine_zero_stages(ctx.opts.framework)
+    zeros = tuple(z for z in (ctx.pins.zero or (0, 1, 2, 3)) if z in allowed)
+    if not zeros:
+        raise InputError("--zero", ",".join(map(str, ctx.pins.zero or ())),
+                         f"the memory engine models ZeRO stages {', '.join(map(str, allowed))} for "
+                         f"--framework {ctx.opts.framework}")
+    ctx.pins = replace(ctx.pins, zero=zeros)
+    from gpuplan.plan.memory import selective_saves_memory
+
+    rcs = ctx.pins.recompute or ("none", "selective", "full")
+    if "selective" in rcs and "none" in rcs and not selective_saves_memory(ctx.spec, ctx.work.seq, ctx.opts):
+        # the same memory as no recomputation and more time: never the better choice, so not searched
+        ctx.pins = replace(ctx.pins, recompute=tuple(r for r in rcs if r != "selective"))
     checker = MemoryChecker(ctx.spec, ctx.work.seq, ctx.work.global_batch, ctx.opts)
     pool = Pool(ctx, checker)
     if tgt.gpus is not None:
@@ -344,9 +379,11 @@ def search(ctx: SearchContext, top: int = 5, max_gpus: int = 1 << 20) -> SearchR
 
 def best_where(result: SearchResult, keep: Callable[[Candidate], bool], max_checks: int = 25
                ) -> tuple[Candidate | None, list[Candidate]]:
-    """The best fitting candidate satisfying ``keep`` (for explanations), and the rejected ones met on the way."""
+    """The best fitting candidate satisfying ``keep`` (for explanations), and the rejected ones satisfying it (met
+    now or earlier in the search)."""
+    before = [c for c in result.pool.rejected_all if keep(c)]
     found, rejected = result.pool.take(1, keep, max_checks)
-    return (found[0] if found else None), rejected
+    return (found[0] if found else None), before + rejected
 
 
 def least_memory(result: SearchResult) -> tuple[int, Layout] | None:

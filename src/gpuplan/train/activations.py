@@ -155,13 +155,9 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     sv.save("attn.q", Act(tok=e * qd))
     sv.save("attn.k_rep", Act(tok=e * (qd if rep > 1 or spec.mla else kvd)))
     sv.save("attn.v_rep", Act(tok=e * (vd if spec.mla else (qd if rep > 1 else kvd))))
-    sq = 4.0 * heads if e < 4 or c.amp else 4.0 * heads
-    if e < 4:
-        sq += e * heads  # probabilities cast back to the query dtype, kept by the second matmul
-    if c.dropout > 0:
-        sq += 1.0 * heads
-    if window is not None:
-        sq = sq  # eager attention still materialises the full s x s scores; the window only masks them
+    # the fp32 softmax output; in half precision also its copy cast back to the query dtype (kept by the second
+    # matmul); a dropout mask when dropout is on. A sliding window only masks the full s x s scores.
+    sq = 4.0 * heads + (e * heads if e < 4 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
     sv.save("attn.probs", Act(sq=sq))
     sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
 

@@ -21,7 +21,6 @@ METHODS = ("full", "freeze", "lora", "qlora")
 ACTIVATION_MODELS = ("framework", "korthikanti")
 LOSS_IMPLS = ("standard", "chunked", "fused")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
-SCHEDULES = ("1f1b", "interleaved")
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
 # every Linear except the output head.
@@ -74,10 +73,8 @@ class TrainConfig:
     sp: bool = False
     zero: int = 0
     microbatches: int | None = None
-    schedule: str = "1f1b"
     offload: str = "none"
-    reshard_after_forward: bool = True
-    bucket_bytes: int | None = None
+    reshard_after_forward: bool = True  # FSDP2 with --zero 3 (--zero 2 never reshards)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -121,7 +118,6 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--method", cfg.method, METHODS)
     _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
     _choice("--offload", cfg.offload, OFFLOADS)
-    _choice("--schedule", cfg.schedule, SCHEDULES)
     if cfg.zero not in (0, 1, 2, 3):
         raise InputError("--zero", cfg.zero, "must be 0, 1, 2 or 3")
     if cfg.gpus is not None:

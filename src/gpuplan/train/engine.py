@@ -6,9 +6,11 @@ Pure Python; the caller resolves the model (``gpuplan.model.resolve``) and the G
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
+from gpuplan.parallel.layout import Layout, resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
 from gpuplan.train.activations import ActContext
 from gpuplan.train.config import TrainConfig
@@ -76,6 +78,10 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
             from gpuplan.errors import InputError
             raise InputError("model", None, "give a model or --params")
         return _params_only(params_total, cfg, recipe, capacity_bytes)
+    layout = resolve_layout(spec, cfg)
+    if not layout.is_single:
+        from gpuplan.train.distributed import estimate_distributed
+        return estimate_distributed(spec, cfg, layout, capacity_bytes)
     states = model_states(spec, cfg, recipe)
     c = activation_context(cfg, recipe)
     tr = trainability(spec, cfg)
@@ -137,6 +143,7 @@ def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: i
     return tuple(out)
 
 
+@lru_cache(maxsize=256)
 def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
     """Gradients per layer, the first one each layer's backward creates, the head's and the embedding's."""
     L = spec.num_layers
@@ -186,7 +193,8 @@ def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelS
 
 
 def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_bytes: int | None) -> TrainReport:
-    st = params_only_states(params_total, cfg, recipe)
+    layout = resolve_layout(None, cfg)
+    st = params_only_states(params_total, cfg, recipe, layout)
     static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes
     ps = [Phase("end of backward", static + st.gradients_bytes),
           Phase("optimizer step", static + st.gradients_bytes + st.optimizer.step_temp_bytes)]
@@ -202,4 +210,42 @@ def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_b
                      f"bytes/param (+ optimizer states); {recipe.source}"]
     m.terms = [Term("weights_bytes", st.weights_bytes, "P × param_bytes", recipe.source,
                     {"P": params_total, "param_bytes": recipe.param_bytes})]
+    if not layout.is_single:
+        m.assumptions.append(f"layout dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp}, ZeRO-{layout.zero} "
+                             f"({cfg.framework}): parameters split evenly over tp·pp, states sharded over dp·cp")
     return TrainReport(m, params_total, params_total, fits(m.total_bytes, capacity_bytes), capacity_bytes, ps)
+
+
+def _explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe,
+                      st: object, row: dict) -> None:
+    """Terms, assumptions and warnings of a distributed estimate (the most loaded rank)."""
+    from gpuplan.parallel.dataparallel import RankStates
+
+    assert isinstance(st, RankStates)
+    m.terms = [
+        Term("weights_bytes", st.weights_bytes, "Σ local tensors × param bytes (/D when parameters are sharded)",
+             recipe.source, {"scheme": st.scheme, "D": layout.shard_degree}),
+        Term("gradients_bytes", st.gradients_bytes, "local trainable × grad bytes (/D from ZeRO-2 / FSDP)",
+             recipe.source, {}),
+        Term("optimizer_bytes", st.optimizer_bytes, "states of the local trainable tensors (/D from ZeRO-1)",
+             "gpuplan.parallel.dataparallel", {}),
+        Term("allocated_peak_bytes", m.allocated_peak_bytes, f"max over phases of the most loaded stage ({row['stage']})",
+             "gpuplan.train.distributed", {"inflight_microbatches": row["inflight_microbatches"]}),
+    ]
+    m.assumptions = [
+        f"layout: dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp} ep={layout.ep} vpp={layout.vpp}"
+        f"{' sp' if layout.sp else ''} = {layout.world} GPUs; {st.scheme}; {layout.microbatches} micro-batches",
+        f"precision {recipe.name}: {recipe.source}",
+        "the row shown is the most loaded rank (tensor/expert-parallel rank 0 of the heaviest pipeline stage); "
+        "--per-rank lists every stage",
+        "vocabulary " + ("replicated (torch TP plans)" if cfg.framework == "torch" else "split over tp "
+                         "(Megatron VocabParallelEmbedding)"),
+        "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
+    ]
+    if layout.kv_replicated:
+        m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    m.warnings = []
+    if layout.pp > 1 and layout.microbatches < layout.pp:
+        m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")
+    if cfg.offload != "none":
+        m.warnings.append(f"offloaded to host memory per GPU: {st.host_bytes / 2**30:.1f} GiB (host_bytes)")

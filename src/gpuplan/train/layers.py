@@ -188,8 +188,10 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         pts.append(BwdPoint("mlp", "mlp_first", Act(tok=ex * k * (2 * f - h))))
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * ex * k * f)))
     else:
-        pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size)))
-        pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size)))
+        # under autocast down's backward also releases the half copy of its weight (gate/up's after theirs)
+        hf = spec.hidden_size * spec.ffn_size if c.amp else 0
+        pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size, fixed=-2 * hf)))
+        pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size, fixed=-6 * hf)))
     pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + norm_tmp))
     pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + _attn_bwd_transient(spec, c)))
     pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + norm_tmp))

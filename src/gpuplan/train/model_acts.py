@@ -43,7 +43,9 @@ def _representatives(spec: ModelSpec) -> tuple[int, ...]:
                  for i in range(spec.num_layers))
 
 
+@lru_cache(maxsize=512)
 def model_acts(spec: ModelSpec, tr: Trainability, c: ActContext, recompute: str) -> ModelActs:
+    """Cached: every ``Act`` is a per-token (and per-b·s²) coefficient, independent of batch and sequence."""
     table = tensor_table(spec)
     embed_rg = any(rg or lo for t, rg, lo in zip(table, tr.base_trainable, tr.lora) if t.component == "embedding")
     # gradient checkpointing with a frozen embedding needs the layer inputs to require grad: PEFT and the Trainer

@@ -42,6 +42,14 @@ class PhaseInputs:
     norm_bwd_bytes: int  # the final norm's backward temporaries (RMSNorm: four fp32 h-sized tensors)
     step_temp_bytes: int
     recompute_full: bool
+    # distributed runs (gpuplan.train.distributed); zero on one GPU
+    held_bytes: int = 0  # activations of other in-flight micro-batches, gradients of earlier micro-steps
+    act_extra_bytes: int = 0  # buffers live through forward and backward (FSDP root and all-gather, p2p, all-to-all)
+    layer_extra_bytes: int = 0  # buffers live during a layer's backward (FSDP prefetch and reduce-scatter)
+    end_extra_bytes: int = 0  # buffers at the end of backward (FSDP root reduce-scatter input)
+    opt_grads_bytes: int | None = None  # gradients during the step when they differ from backward's (sharded)
+    has_head: bool = True  # the rank computes the output head and loss (last pipeline stage)
+    first_layer: int = 0  # model index of the first layer in ``kept_bytes`` (pipeline stages)
 
 
 @dataclass(frozen=True)
@@ -52,27 +60,33 @@ class Phase:
 
 def phases(p: PhaseInputs) -> list[Phase]:
     kept = sum(p.kept_bytes)
-    out = [Phase("forward", p.static_bytes + kept + p.shared_bytes + p.head_bytes + p.loss_forward_bytes),
-           Phase("loss backward", p.static_bytes + kept + p.shared_bytes + p.head_bytes + p.loss_backward_bytes)]
-    out.append(Phase("final norm backward", p.static_bytes + kept + p.shared_bytes + p.head_norm_bytes
-                     + p.head_grad_bytes + p.residual_grad_bytes + p.norm_bwd_bytes))
+    base = p.static_bytes + p.held_bytes + p.act_extra_bytes + kept + p.shared_bytes
+    out = []
+    if p.has_head:
+        out += [Phase("forward", base + p.head_bytes + p.loss_forward_bytes),
+                Phase("loss backward", base + p.head_bytes + p.loss_backward_bytes),
+                Phase("final norm backward", base + p.head_norm_bytes + p.head_grad_bytes + p.residual_grad_bytes
+                      + p.norm_bwd_bytes)]
+    else:
+        out.append(Phase("forward", base))
     if p.recompute_full and p.full_bytes:
-        out.append(Phase("forward (recomputed layer)", p.static_bytes + kept + p.shared_bytes + max(p.full_bytes)))
+        out.append(Phase("forward (recomputed layer)", base + max(p.full_bytes)))
     grads_above = p.head_grad_bytes
     alive = kept
     best = Phase("layer backward", 0)
     for i in reversed(range(len(p.kept_bytes))):
         layer_alive = alive - p.kept_bytes[i] + p.full_bytes[i] + p.rebuilt_extra_bytes[i]
-        at = (p.static_bytes + grads_above + layer_alive + p.shared_bytes + p.residual_grad_bytes
-              + p.bwd_extra_bytes[i])
+        at = (p.static_bytes + p.held_bytes + p.act_extra_bytes + p.layer_extra_bytes + grads_above + layer_alive
+              + p.shared_bytes + p.residual_grad_bytes + p.bwd_extra_bytes[i])
         if at > best.bytes:
-            best = Phase(f"layer {i} backward", at)
+            best = Phase(f"layer {p.first_layer + i} backward", at)
         grads_above += p.layer_grad_bytes[i]
         alive -= p.kept_bytes[i]
     out.append(best)
     all_grads = grads_above + p.embed_grad_bytes
-    out.append(Phase("end of backward", p.static_bytes + all_grads + p.tied_extra_bytes))
-    out.append(Phase("optimizer step", p.static_bytes + all_grads + p.step_temp_bytes))
+    out.append(Phase("end of backward", p.static_bytes + all_grads + p.tied_extra_bytes + p.end_extra_bytes))
+    opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes
+    out.append(Phase("optimizer step", p.static_bytes + opt_grads + p.step_temp_bytes))
     return out
 
 

@@ -24,9 +24,11 @@ NF4_BITS = 4
 DQ_SECOND_BLOCK = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trainability:
-    """Per tensor of the table: does the base weight train, does a LoRA adapter sit on it."""
+    """Per tensor of the table: does the base weight train, does a LoRA adapter sit on it. Compared and hashed by
+    identity: ``trainability`` returns one cached object per (model, method, globs, targets), so caches keyed on it
+    stay cheap for models with tens of thousands of tensors."""
 
     base_trainable: tuple[bool, ...]
     lora: tuple[bool, ...]

@@ -9,9 +9,10 @@ quantized linears), gradients / master / states only for trainable tensors, LoRA
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gpuplan.model.spec import ModelSpec
-from gpuplan.model.tensors import TensorInfo, tensor_table
+from gpuplan.model.tensors import tensor_table
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, nf4_bytes, trainability
@@ -20,7 +21,7 @@ from gpuplan.train.precision import Recipe
 LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelStates:
     total_params: int
     trainable_params: int
@@ -38,12 +39,30 @@ class ModelStates:
 
 
 def model_states(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> ModelStates:
+    """Cached per (model, trainable set, LoRA/QLoRA settings, optimizer, recipe): independent of batch and seq."""
+    return _states(spec, trainability(spec, cfg), _StateKey(cfg.lora_rank, cfg.qlora_block_size,
+                                                            cfg.qlora_double_quant, cfg.optimizer,
+                                                            effective_impl(cfg)), recipe)
+
+
+def effective_impl(cfg: TrainConfig) -> str:
+    """DeepSpeed and Megatron step Adam with fused multi-tensor kernels (DeepSpeed ``FusedAdam``, Megatron's
+    Apex/Transformer Engine ``FusedAdam``): no step temporaries, whatever --optimizer-impl says."""
+    return cfg.optimizer_impl if cfg.framework == "torch" else "fused"
+
+
+@dataclass(frozen=True)
+class _StateKey:
+    lora_rank: int
+    qlora_block_size: int
+    qlora_double_quant: bool
+    optimizer: str
+    optimizer_impl: str
+
+
+@lru_cache(maxsize=256)
+def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -> ModelStates:
     table = tensor_table(spec)
-    tr = trainability(spec, cfg)
-    return _states(table, tr, cfg, recipe)
-
-
-def _states(table: tuple[TensorInfo, ...], tr: Trainability, cfg: TrainConfig, recipe: Recipe) -> ModelStates:
     weights = grads = master = 0
     total = trainable = n_lora = n_quant = 0
     grad_by: list[int] = []
@@ -82,9 +101,21 @@ def _states(table: tuple[TensorInfo, ...], tr: Trainability, cfg: TrainConfig, r
     return ModelStates(total, trainable, weights, grads, master, opt, tuple(grad_by), n_lora, n_quant)
 
 
-def params_only_states(params_total: int, cfg: TrainConfig, recipe: Recipe) -> ModelStates:
-    """Model states from a parameter count alone (``--params``): every parameter trains, one flat tensor."""
-    opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, [(params_total,)], recipe.state_bytes)
-    return ModelStates(params_total, params_total, params_total * recipe.param_bytes,
-                       params_total * recipe.grad_bytes, params_total * recipe.master_bytes, opt,
-                       (params_total * recipe.grad_bytes,), 0, 0)
+def params_only_states(params_total: int, cfg: TrainConfig, recipe: Recipe, layout=None) -> ModelStates:
+    """Model states from a parameter count alone (``--params``): every parameter trains, one flat tensor. With a
+    layout: split evenly over tp·pp, then ZeRO stage k shards optimizer states (k >= 1), gradients (k >= 2) and
+    parameters (k = 3) over dp·cp (the ZeRO paper's accounting, arXiv:1910.02054 section 5)."""
+    p = params_total
+    tp_pp, D, z = 1, 1, 0
+    if layout is not None:
+        tp_pp, D, z = layout.tp * layout.pp, layout.shard_degree, layout.zero
+    local = -(-p // tp_pp)
+    opt = optimizer_memory(cfg.optimizer, effective_impl(cfg), [(local // (D if z >= 1 else 1),)], recipe.state_bytes)
+    if cfg.framework == "deepspeed" and z >= 1 and recipe.master_bytes:
+        # DeepSpeed converts its gradient partition to fp32 in step() (stage_1_and_2.py / stage3.py)
+        opt = OptimizerMemory(opt.states_bytes, opt.step_temp_bytes + 4 * (local // D), opt.paged,
+                              opt.note + "; fp32 gradient partition in step()")
+    return ModelStates(p, p, local * recipe.param_bytes // (D if z >= 3 else 1),
+                       local * recipe.grad_bytes // (D if z >= 2 else 1),
+                       local * recipe.master_bytes // (D if z >= 1 else 1), opt,
+                       (local * recipe.grad_bytes,), 0, 0)

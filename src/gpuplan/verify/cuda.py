@@ -30,7 +30,8 @@ def require_cuda():
     import torch
 
     if not torch.cuda.is_available():
-        build = "a CPU-only PyTorch build" if torch.version.cuda is None else f"PyTorch built for CUDA {torch.version.cuda}"
+        build = ("a CPU-only PyTorch build" if torch.version.cuda is None
+                 else f"PyTorch built for CUDA {torch.version.cuda}")
         raise CudaUnavailable("--device", "cuda", f"no CUDA device is available ({build}, torch {torch.__version__})",
                               hint="run without --device to use the CPU trace, which needs no GPU")
     return torch

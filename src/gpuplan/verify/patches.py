@@ -1,6 +1,7 @@
 """The few changes a fake-tensor trace needs so that it allocates what a real CUDA run allocates.
 
-Patches 1 to 3 and 6 apply inside ``trace_patches()``, 4 and 5 where their helpers are called; all are undone on exit:
+Patches 1 to 3 and 6 apply inside ``trace_patches()``, 4, 5 and 7 where their functions are called; all are
+undone on exit:
 
 1. **Packed-sequence detection.** ``transformers.masking_utils.find_packed_sequence_indices`` cannot read a fake
    tensor's values, so it treats every fake input as possibly packed; ``create_causal_mask`` then materialises a

@@ -11,8 +11,8 @@ Recipe (works with torch 2.13 + transformers 5):
 - the patches in ``gpuplan.verify.patches`` (packed-sequence mask, 512-byte allocator rounding).
 
 The step is what Hugging Face ``Trainer`` does: ``loss = model(input_ids, labels).loss`` (the output and its
-logits are dropped before backward unless ``keep_logits``), ``loss.backward()``, ``optimizer.step()``, ``optimizer.zero_grad()``
-(gradients set to None). Input ids and labels are two ``[batch, seq]`` int64 tensors; no attention mask is passed
+logits are dropped before backward unless ``keep_logits``), ``loss.backward()``, ``optimizer.step()``,
+``optimizer.zero_grad()`` (gradients set to None). Input ids and labels are two ``[batch, seq]`` int64 tensors; no attention mask is passed
 (as with an all-ones mask, which transformers drops for SDPA).
 """
 
@@ -113,7 +113,8 @@ class _Phases:
 def _optimizer(params: list, setup: TrainSetup):
     import torch
 
-    impl = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[setup.optimizer_impl]
+    impls = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}
+    impl = impls[setup.optimizer_impl]
     if setup.optimizer in ("adamw", "adam"):
         cls = torch.optim.AdamW if setup.optimizer == "adamw" else torch.optim.Adam
         return cls(params, lr=1e-5, **impl)

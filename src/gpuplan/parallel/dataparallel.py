@@ -1,0 +1,161 @@
+"""Model states of one rank under data parallelism: DDP, ZeRO-1/2/3 (DeepSpeed), FSDP2, Megatron's distributed
+optimizer, and CPU offload. Inputs are the tensors the rank holds after tensor/pipeline/expert splits.
+
+| framework, --zero | weights | gradients | master + optimizer | buffers | source |
+|---|---|---|---|---|---|
+| torch 0 (DDP) | full | full | full | gradient buckets = a second copy of the gradients | torch/nn/parallel/distributed.py (``gradient_as_bucket_view=False``) |
+| torch 1 | full | full | /D | DDP buckets | ``ZeroRedundancyOptimizer`` |
+| torch 2, 3 (FSDP2) | /D (padded dim-0 shards) | /D | /D | all-gather / reduce-scatter buffers, root unsharded | torch/distributed/fsdp/_fully_shard; traced rules in /tmp measurements |
+| deepspeed 1 | full | full | /D (+ fp32 gradient partition /D at step) | all-gather and reduce buckets | deepspeed/runtime/zero/stage_1_and_2.py |
+| deepspeed 2 | full | /D (+ reduce bucket) | /D (+ fp32 partition /D at step) | reduce bucket | same |
+| deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
+| megatron 1 (distributed optimizer) | bf16 full | fp32 full | /D | - | Megatron-LM: 6 + 12/D bytes per parameter |
+
+D is the shard degree: dp·cp for dense tensors, dp·cp·tp/ep for routed experts under expert parallelism.
+The ZeRO paper's accounting (arXiv:1910.02054, Figure 1: 7.5B parameters, 64 GPUs: 120 / 31.4 / 16.6 / 1.9 GB)
+is what the weights + gradients + master + optimizer keys sum to for ``--precision mixed-* --optimizer adam``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuplan.model.tensors import TensorInfo
+from gpuplan.parallel.layout import Layout
+from gpuplan.parallel.shard import StageShard
+from gpuplan.train.optimizer import optimizer_memory
+from gpuplan.train.peft import Trainability, lora_params
+from gpuplan.train.precision import Recipe
+
+BLOCK = 512  # CUDA caching allocator block (c10/cuda/CUDACachingAllocator.cpp kMinBlockSize)
+# DeepSpeed defaults (deepspeed/runtime/zero/config.py): buckets are counted in elements
+DS_REDUCE_BUCKET_ELEMENTS = 500_000_000
+DS_ALLGATHER_BUCKET_ELEMENTS = 500_000_000
+DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000
+DS_PERSISTENCE_THRESHOLD = 100_000
+
+
+def round_block(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+@dataclass(frozen=True)
+class RankStates:
+    weights_bytes: int
+    gradients_bytes: int  # persistent after backward (sharded where the scheme shards them)
+    master_weights_bytes: int
+    optimizer_bytes: int
+    step_temp_bytes: int  # optimizer-step temporaries (foreach scratch, fp32 gradient partition)
+    persistent_buffers_bytes: int  # buckets allocated once (DDP, DeepSpeed)
+    host_bytes: int  # offloaded to CPU memory
+    trainable_params: int
+    scheme: str
+
+
+def _fsdp_dtypes(recipe: Recipe) -> tuple[int, int, int]:
+    """(shard, compute, reduce) element sizes of FSDP2: fp32 shards with a bf16 MixedPrecisionPolicy for the
+    amp/mixed recipes (param_dtype=bf16, reduce_dtype=fp32), bf16 shards without a policy for bf16."""
+    if recipe.param_bytes == 4 and recipe.compute_bytes < 4 or recipe.master_bytes:
+        return 4, 2, 4
+    return recipe.param_bytes, recipe.param_bytes, recipe.param_bytes
+
+
+def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe, layout: Layout,
+                framework: str, optimizer: str, impl: str, offload: str, lora_rank: int) -> RankStates:
+    """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank)."""
+    fsdp = framework == "torch" and layout.zero >= 2
+    zero, ds, mg = layout.zero, framework == "deepspeed", framework == "megatron"
+    w = g = m = trainable = 0
+    persist = 0
+    base_shapes: list[tuple[int, ...]] = []
+    replicated = 0  # trainable elements not split by TP (plain tensors beside DTensors)
+    lora_shapes: list[tuple[int, ...]] = []
+    sb, _, _ = _fsdp_dtypes(recipe)
+    for lt in shard.tensors:
+        t = table[lt.index]
+        D = layout.expert_shard_degree if lt.expert else layout.shard_degree
+        rg, lo = tr.base_trainable[lt.index], tr.lora[lt.index]
+        frac = lt.numel / t.numel
+        if fsdp:
+            rows = -(-lt.dim0 // D)
+            local = rows * (lt.numel // max(lt.dim0, 1))
+            w += round_block(local * sb)
+            if rg:
+                g += local * sb
+                trainable += lt.numel
+                base_shapes.append((local,))
+        else:
+            shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
+            w += (lt.numel // D if shard_w else lt.numel) * recipe.param_bytes
+            if rg:
+                trainable += lt.numel
+                g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes
+                m += (lt.numel // D if zero >= 1 else lt.numel) * recipe.master_bytes
+                base_shapes.append((lt.numel // D if zero >= 1 else lt.numel,))
+                if layout.tp > 1 and lt.numel == t.numel:
+                    replicated += lt.numel // D if zero >= 1 else lt.numel
+        if lo:
+            a = int(lora_params(t, lora_rank) * frac)
+            trainable += a
+            w += a * 4
+            g += a * 4
+            lora_shapes.append((a,))
+    state_b = sb if fsdp else recipe.state_bytes
+    opt = optimizer_memory(optimizer, impl, base_shapes, state_b)
+    lopt = optimizer_memory(optimizer, impl, lora_shapes, 4)
+    states, temp = opt.states_bytes + lopt.states_bytes, opt.step_temp_bytes + lopt.step_temp_bytes
+    if framework == "torch" and layout.tp > 1 and impl == "foreach" and opt.step_temp_bytes:
+        # DTensor and plain parameters sit in separate optimizer groups that step one after the other: the foreach
+        # scratch is the larger group's (traced with DTensor TP)
+        split = sum(n for (n,) in base_shapes) - replicated
+        temp = max(split, replicated) * state_b + lopt.step_temp_bytes
+    scheme = _scheme(framework, layout)
+    if (ds or (framework == "torch" and zero == 1)) and zero >= 1 and recipe.master_bytes:
+        temp += trainable // layout.shard_degree * 4  # fp32 gradient partition built in step()
+    if framework == "torch" and zero <= 1 and layout.shard_degree > 1:
+        persist += g  # DDP gradient buckets (gradient_as_bucket_view=False)
+    if ds and zero in (1, 2):
+        total = sum(lt.numel for lt in shard.tensors)
+        persist += min(DS_REDUCE_BUCKET_ELEMENTS, total) * recipe.grad_bytes
+        if zero == 1:
+            persist += min(DS_ALLGATHER_BUCKET_ELEMENTS, total) * recipe.param_bytes
+    if mg and zero == 0:
+        temp += 0
+    host = 0
+    if offload != "none":
+        host = m + states + (trainable // max(1, layout.shard_degree)) * 4
+        m, states, temp = 0, 0, 0
+        if offload == "optimizer+params":
+            host += w
+            w = 0
+    return RankStates(w, g, m, states, temp, persist, host, trainable, scheme)
+
+
+def _scheme(framework: str, layout: Layout) -> str:
+    if layout.shard_degree == 1:
+        return "no data parallelism"
+    if framework == "torch":
+        return {0: "DDP", 1: "DDP + ZeroRedundancyOptimizer", 2: "FSDP2 (no reshard after forward)",
+                3: "FSDP2"}[layout.zero]
+    if framework == "megatron":
+        return "Megatron distributed optimizer" if layout.zero else "Megatron DDP (fp32 main grads)"
+    return f"DeepSpeed ZeRO-{layout.zero}" if layout.zero else "DeepSpeed data parallel"
+
+
+def deepspeed_estimator_bytes(stage: int, total_params: int, gpus: int, largest_layer_params: int = 0,
+                              offload_optimizer: bool = False, offload_params: bool = False) -> tuple[int, int]:
+    """DeepSpeed's own model-state estimator, (GPU bytes, CPU bytes) per GPU, single node, for comparison:
+    ``estimate_zero2_model_states_mem_needs`` (stage_1_and_2.py): 4P + 16P/N (offload: 2P on GPU) and
+    ``estimate_zero3_model_states_mem_needs`` (stage3.py): 4·largest_layer + 18P/N (offload optimizer:
+    4·largest + 2P/N; offload params too: 4·largest). CPU side uses its additional_buffer_factor 1.5."""
+    P, N = total_params, gpus
+    if stage == 2:
+        if offload_optimizer:
+            return 2 * P, int(P * max(4 * N, 16) * 1.5)
+        return 4 * P + int(16 * P / N), int(P * 4 * N * 1.5)
+    largest = 4 * largest_layer_params
+    if offload_optimizer:
+        if offload_params:
+            return largest, int(P * max(4 * N, 18) * 1.5)
+        return largest + int(2 * P / N), int(P * max(4 * N, 16) * 1.5)
+    return largest + int(18 * P / N), int(P * 4 * N * 1.5)

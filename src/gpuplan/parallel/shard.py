@@ -1,0 +1,110 @@
+"""Which tensors of the table a rank holds, and how much of each: tensor, pipeline and expert parallel splits.
+
+- Tensor parallel (Megatron-LM ``ColumnParallelLinear`` / ``RowParallelLinear``; Shoeybi et al. 2019): column
+  tensors keep out/tp rows, row tensors in/tp columns, biases of column layers are split, those of row layers and
+  norms replicated. The vocabulary (embedding, output head) is split (``VocabParallelEmbedding``) with Megatron and
+  DeepSpeed; with ``--framework torch`` it stays replicated, as in transformers' and the traced DTensor TP plans.
+  Routed experts are tensor-split like the MLP unless expert parallelism is on.
+- KV heads fewer than tp are replicated: each rank keeps the k/v projections of the one KV head its query heads
+  use (``head_dim`` rows each).
+- Pipeline parallel: layers split as evenly as possible, the earlier stages taking the remainder; the embedding
+  lives on the first stage, the final norm and output head on the last (with tied embeddings both hold a copy,
+  Megatron's ``shared_embedding``).
+- Expert parallel: a rank holds ``num_experts / ep`` routed experts of each MoE layer; shared experts, attention
+  and routers are replicated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.model.tensors import TensorInfo, tensor_table
+from gpuplan.parallel.layout import Layout
+
+
+@dataclass(frozen=True)
+class LocalTensor:
+    index: int  # position in the tensor table
+    numel: int  # elements this rank holds
+    dim0: int  # its first dimension on this rank (FSDP shards dim 0)
+    expert: bool  # a routed expert tensor (sharded over the expert-data-parallel group)
+
+
+@dataclass(frozen=True, eq=False)
+class StageShard:
+    stage: int
+    layers: tuple[int, ...]
+    first: bool
+    last: bool
+    tensors: tuple[LocalTensor, ...]
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+
+def stage_layers(num_layers: int, pp: int) -> list[tuple[int, ...]]:
+    """Layers per pipeline stage: as even as possible, earlier stages take the remainder."""
+    base, extra = divmod(num_layers, pp)
+    out, start = [], 0
+    for s in range(pp):
+        n = base + (1 if s < extra else 0)
+        out.append(tuple(range(start, start + n)))
+        start += n
+    return out
+
+
+def _tp_local(t: TensorInfo, spec: ModelSpec, tp: int, vocab_split: bool, kv_rep: bool) -> tuple[int, int]:
+    """(numel, dim0) of tensor ``t`` on one tensor-parallel rank."""
+    shape = t.shape
+    if tp == 1:
+        return t.numel, shape[0]
+    kind = t.tp
+    if kind == "vocab" and not vocab_split:
+        kind = "replicated"
+    if kind == "replicated":
+        return t.numel, shape[0]
+    if kv_rep and t.module in ("k_proj", "v_proj"):
+        rows = spec.head_dim  # one KV head per rank
+        rest = t.numel // shape[0]
+        return rows * rest, rows
+    if kind in ("column", "vocab"):
+        rows = -(-shape[0] // tp)
+        return rows * (t.numel // shape[0]), rows
+    cols = -(-shape[-1] // tp)  # row-parallel: split the input features
+    return (t.numel // shape[-1]) * cols, shape[0]
+
+
+@lru_cache(maxsize=64)
+def stage_shards(spec: ModelSpec, layout: Layout, framework: str) -> tuple[StageShard, ...]:
+    """The tensors each pipeline stage's rank holds (tensor-parallel rank 0, expert-parallel rank 0)."""
+    table = tensor_table(spec)
+    vocab_split = framework != "torch"
+    per_stage = stage_layers(spec.num_layers, layout.pp)
+    owner = {layer: s for s, layers in enumerate(per_stage) for layer in layers}
+    local_experts = (spec.moe.num_experts // layout.ep) if spec.moe else 0
+    out = []
+    for s, layers in enumerate(per_stage):
+        first, last = s == 0, s == layout.pp - 1
+        held: list[LocalTensor] = []
+        for i, t in enumerate(table):
+            if t.layer is not None:
+                if owner[t.layer] != s:
+                    continue
+            elif t.component == "embedding":
+                tied_head = spec.tie_embeddings and t.tp == "vocab"
+                if not (first or (last and tied_head)):
+                    continue
+            elif not last:  # final norm, output head
+                continue
+            if t.expert is not None and layout.ep > 1:
+                if t.expert >= local_experts:
+                    continue
+                held.append(LocalTensor(i, t.numel, t.shape[0], True))
+                continue
+            n, d0 = _tp_local(t, spec, layout.tp, vocab_split, layout.kv_replicated)
+            held.append(LocalTensor(i, n, d0, t.expert is not None))
+        out.append(StageShard(s, layers, first, last, tuple(held)))
+    return tuple(out)

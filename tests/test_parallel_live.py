@@ -1,0 +1,147 @@
+"""Per-rank estimates against live traces of real PyTorch parallelism (FSDP2 ``fully_shard`` and DTensor tensor
+parallelism on a fake process group, ``gpuplan.verify.distributed``). The models here are not among the
+configurations the parallel engine was calibrated on (benchmarks/parallel_accuracy.py): an uneven vocabulary
+(padded FSDP2 shards), tied embeddings with fp32 shards / bf16 compute and checkpointing, a mixture of experts,
+and tensor parallelism at world 2. Each trace takes a few seconds on the CPU.
+
+Compared: the allocated peak (within 2 %) and each phase's peak (forward, backward, optimizer step).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("torch.distributed.fsdp")
+
+from gpuplan.model.hf_config import spec_from_config  # noqa: E402
+from gpuplan.train.config import TrainConfig  # noqa: E402
+from gpuplan.train.engine import estimate_training  # noqa: E402
+
+TOLERANCE = 0.02
+MISTRAL_ODD = dict(model_type="mistral", hidden_size=1024, intermediate_size=2816, num_hidden_layers=6,
+                   num_attention_heads=16, num_key_value_heads=4, vocab_size=32001, max_position_embeddings=4096,
+                   tie_word_embeddings=False, sliding_window=None)
+LLAMA_TIED = dict(model_type="llama", hidden_size=768, intermediate_size=2048, num_hidden_layers=4,
+                  num_attention_heads=12, num_key_value_heads=4, vocab_size=50000, max_position_embeddings=4096,
+                  tie_word_embeddings=True)
+MIXTRAL_SMALL = dict(model_type="mixtral", hidden_size=512, intermediate_size=1024, num_hidden_layers=4,
+                     num_attention_heads=8, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+                     vocab_size=8000, max_position_embeddings=4096, tie_word_embeddings=False, sliding_window=None)
+QWEN2_SMALL = dict(model_type="qwen2", hidden_size=1024, intermediate_size=2816, num_hidden_layers=6,
+                   num_attention_heads=16, num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096,
+                   tie_word_embeddings=False)
+
+# (id, config, layout, trace keyword arguments, TrainConfig fields, batch, seq)
+CASES = [
+    ("fsdp2 W4 bf16 uneven vocab", MISTRAL_ODD, "fsdp2", dict(world_size=4, shard_dtype="bf16"),
+     dict(dp=4, zero=3, precision="bf16"), 2, 512),
+    ("fsdp2 W4 fp32 shards bf16 compute tied AC", LLAMA_TIED, "fsdp2",
+     dict(world_size=4, shard_dtype="fp32", param_dtype="bf16", reduce_dtype="fp32", recompute=True),
+     dict(dp=4, zero=3, precision="amp-bf16", recompute="full"), 4, 512),
+    ("fsdp2 W4 bf16 MoE", MIXTRAL_SMALL, "fsdp2", dict(world_size=4, shard_dtype="bf16"),
+     dict(dp=4, zero=3, precision="bf16"), 2, 512),
+    ("tp W2 bf16", QWEN2_SMALL, "tp", dict(world_size=2, dtype="bf16"), dict(tp=2, precision="bf16"), 2, 512),
+]
+PHASES = {"forward": ("forward",), "optimizer": ("optimizer step",)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_estimate_matches_live_trace(case):
+    from gpuplan.verify.distributed import measure_fsdp2_step, measure_tp_step
+
+    _, config, layout, trace_kw, train_kw, batch, seq = case
+    fn = measure_fsdp2_step if layout == "fsdp2" else measure_tp_step
+    measured = fn(dict(config), batch=batch, seq=seq, **trace_kw)
+    report = estimate_training(spec_from_config(dict(config)), TrainConfig(batch=batch, seq=seq, framework="torch",
+                                                                           **train_kw))
+    peak = report.memory.allocated_peak_bytes
+    assert abs(peak - measured["peak_bytes"]) / measured["peak_bytes"] < TOLERANCE, (peak, measured["peak_bytes"])
+    est = {p.name: p.bytes for p in report.phases}
+    backward = max(v for k, v in est.items() if k not in ("forward", "optimizer step"))
+    for phase, got in (("forward", est["forward"]), ("backward", backward), ("optimizer", est["optimizer step"])):
+        want = measured["phases"][phase]["peak_bytes"]
+        assert abs(got - want) / want < TOLERANCE, (phase, got, want)
+
+
+# A small vocabulary moves the FSDP2 peak from the loss into the top layer's backward, where the trace holds the
+# root + that layer's unsharded parameters + the prefetched all-gather of the next, but no reduce-scatter input yet
+# (it is the first group to reduce). The estimate books a reduce-scatter input for every layer: +1 layer (+7 %).
+SMALL_VOCAB = dict(model_type="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=4,
+                   num_attention_heads=32, num_key_value_heads=4, vocab_size=2048, max_position_embeddings=4096,
+                   tie_word_embeddings=False)
+
+
+@pytest.mark.xfail(strict=True, reason="FSDP2 layer-backward buffers are modelled position-independent "
+                                      "(first layer in backward has no reduce-scatter input yet)")
+def test_fsdp2_peak_inside_the_top_layer_backward():
+    test_estimate_matches_live_trace(("fsdp2 W4 bf16 small vocab", SMALL_VOCAB, "fsdp2",
+                                      dict(world_size=4, shard_dtype="bf16"), dict(dp=4, zero=3, precision="bf16"),
+                                      2, 1024))
+
+
+def _accumulation_trace(config: dict, batch: int, seq: int, recompute: str) -> tuple[int, int]:
+    """Peak bytes of the first micro-step of a step and of a later one (every .grad exists from the start)."""
+    import warnings
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from gpuplan.verify.build import build_model, prepare_for_training
+    from gpuplan.verify.patches import quiet_transformers, trace_patches
+    from gpuplan.verify.setup import TrainSetup
+
+    quiet_transformers()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore")
+        model = prepare_for_training(build_model(dict(config), dtype="bf16", attention="sdpa"),
+                                     TrainSetup(batch=batch, seq=seq, recompute=recompute))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+        ids = torch.randint(0, config["vocab_size"], (batch, seq))
+
+        def micro() -> None:
+            model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+
+        micro()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        peaks = []
+        tracker = MemTracker()
+        tracker.track_external(model, opt, ids)
+        with tracker:
+            for _ in range(2):
+                tracker.reset_mod_stats()
+                micro()
+                peaks.append(sum(d["Total"] for d in tracker.get_tracker_snapshot("peak").values()))
+    return peaks[0], peaks[1]
+
+
+@pytest.mark.xfail(strict=True, reason="gradients counted twice in layer-backward phases under accumulation")
+def test_gradient_accumulation_adds_what_the_trace_adds():
+    # later micro-steps hold every gradient from the start of backward; the estimate with accumulation must rise
+    # by what the trace's later micro-step adds over its first (DDP's buckets, dp = 2, are the same in both)
+    config = dict(SMALL_VOCAB, hidden_size=1024, intermediate_size=4096, num_hidden_layers=8,
+                  num_attention_heads=16)
+    first, later = _accumulation_trace(config, 2, 1024, "full")
+    spec = spec_from_config(dict(config))
+    one, acc = (estimate_training(spec, TrainConfig(batch=2, seq=1024, recompute="full", dp=2, grad_accum=k))
+                for k in (1, 3))
+
+    def fwd_bwd(r) -> int:
+        return max(p.bytes for p in r.phases if p.name != "optimizer step")
+
+    assert abs((fwd_bwd(acc) - fwd_bwd(one)) - (later - first)) < TOLERANCE * later
+
+
+def test_fsdp2_rank_0_is_the_most_loaded_rank():
+    # uneven dim 0 (vocab 32001 at W = 4): shards are padded alike on every rank, but AdamW states follow the real
+    # (unpadded) rows, so the last rank holds slightly less; the estimate reports rank 0
+    from gpuplan.verify.distributed import measure_fsdp2_step
+
+    first, last = (measure_fsdp2_step(dict(MISTRAL_ODD), world_size=4, rank=r, batch=2, seq=512)["peak_bytes"]
+                   for r in (0, 3))
+    assert first > last
+    est = estimate_training(spec_from_config(dict(MISTRAL_ODD)), TrainConfig(batch=2, seq=512, dp=4, zero=3))
+    assert abs(est.memory.allocated_peak_bytes - first) < TOLERANCE * first
