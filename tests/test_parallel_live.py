@@ -145,3 +145,91 @@ def test_fsdp2_rank_0_is_the_most_loaded_rank():
     assert first > last
     est = estimate_training(spec_from_config(dict(MISTRAL_ODD)), TrainConfig(batch=2, seq=512, dp=4, zero=3))
     assert abs(est.memory.allocated_peak_bytes - first) < TOLERANCE * first
+
+
+PIPE = dict(model_type="llama", hidden_size=1024, intermediate_size=4096, num_hidden_layers=8, num_attention_heads=16,
+            num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096, tie_word_embeddings=False)
+
+
+def _first_stage_1f1b_trace(pp: int, microbatches: int, batch: int, seq: int) -> int:
+    """Peak bytes of pipeline stage 0 (embedding + the first L/pp layers) running one 1F1B step on its own:
+    min(pp, m) warm-up forwards, then backward / forward alternating (the output gradient of stage 1 stands in as
+    ones), then AdamW; the second step is traced. Point-to-point buffers beyond the stage's own output and the
+    received gradient are not modelled here."""
+    import warnings
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from gpuplan.verify.build import build_model
+    from gpuplan.verify.patches import quiet_transformers, trace_patches
+    from gpuplan.verify.trace import _peak_tracker_class
+
+    k = PIPE["num_hidden_layers"] // pp
+
+    class Stage0(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.embed, self.rotary = model.model.embed_tokens, model.model.rotary_emb
+            self.layers = torch.nn.ModuleList(list(model.model.layers[:k]))
+
+        def forward(self, ids):
+            h = self.embed(ids)
+            pos = torch.arange(ids.shape[1]).unsqueeze(0)
+            pe = self.rotary(h, pos)
+            for layer in self.layers:
+                h = layer(h, attention_mask=None, position_ids=pos, position_embeddings=pe)
+                h = h[0] if isinstance(h, tuple) else h
+            return h
+
+    class Tracker(_peak_tracker_class()):  # module hooks off: the stage runs forward several times per step
+        def _pre_fw_hook(self, *a, **k): ...
+        def _post_fw_hook(self, *a, **k): ...
+        def _pre_bw_hook(self, *a, **k): ...
+        def _post_bw_hook(self, *a, **k): ...
+
+    quiet_transformers()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore")
+        stage = Stage0(build_model(dict(PIPE), dtype="bf16", attention="sdpa"))
+        opt = torch.optim.AdamW(stage.parameters(), lr=1e-4, foreach=True)
+        ids = torch.randint(0, PIPE["vocab_size"], (batch, seq))
+
+        def step() -> None:
+            inflight = [stage(ids) for _ in range(min(pp, microbatches))]
+            done = len(inflight)
+            for _ in range(microbatches):
+                out = inflight.pop(0)
+                out.backward(torch.ones_like(out))
+                del out
+                if done < microbatches:
+                    inflight.append(stage(ids))
+                    done += 1
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        step()
+        tracker = Tracker()
+        tracker.track_external(stage, opt, ids)
+        with tracker:
+            step()
+        return sum(d["Total"] for d in tracker.get_tracker_snapshot("peak").values())
+
+
+def _first_stage_estimate(pp: int, microbatches: int, batch: int, seq: int) -> int:
+    r = estimate_training(spec_from_config(dict(PIPE)), TrainConfig(batch=batch, seq=seq, pp=pp,
+                                                                     microbatches=microbatches))
+    return r.per_rank[0]["allocated_peak_bytes"]
+
+
+@pytest.mark.parametrize("pp,microbatches", [(2, 1), (4, 8), (8, 16)])
+def test_first_pipeline_stage_matches_an_emulated_1f1b_trace(pp, microbatches):
+    measured = _first_stage_1f1b_trace(pp, microbatches, 1, 1024)
+    assert abs(_first_stage_estimate(pp, microbatches, 1, 1024) - measured) < TOLERANCE * measured
+
+
+@pytest.mark.xfail(strict=True, reason="with m == pp the stage never holds pp micro-batches and the gradients at once")
+def test_first_pipeline_stage_with_as_many_microbatches_as_stages():
+    # pp in flight only before the first backward (no gradients yet); once gradients exist, fewer are in flight
+    measured = _first_stage_1f1b_trace(4, 4, 1, 1024)
+    assert abs(_first_stage_estimate(4, 4, 1, 1024) - measured) < TOLERANCE * measured

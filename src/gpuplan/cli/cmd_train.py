@@ -184,22 +184,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace) -> str:
+    from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+
+    lang = lang_of(args)
     m = report.memory
     lines = []
     name = spec.name if spec else f"{format_count(report.params_total)} parameters"
     lines.append(f"{name}: {format_count(report.params_total)} params, {format_count(report.params_trainable)} "
                  f"trainable; batch {args.batch} x seq {args.seq}, {args.precision}, {args.optimizer} "
                  f"({args.optimizer_impl}), recompute {args.recompute}, {args.method}")
-    rows = [(k.removesuffix("_bytes").replace("_", " "), format_bytes(getattr(m, k)))
-            for k in MEMORY_KEYS[:-2] if getattr(m, k)]
-    rows.append(("allocated peak", format_bytes(m.allocated_peak_bytes) + f"  ({m.peak_phase})"))
-    rows.append(("total (device)", format_bytes(m.total_bytes)))
-    lines.append(render_table(["component", "size"], rows, "lr"))
+    rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
+    rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
+                 + f"  ({m.peak_phase})"))
+    rows.append((memory_label("total_bytes", lang), format_bytes(m.total_bytes)))
+    lines.append(render_table(tr_headers(["component", "GiB"], lang), rows, "lr"))
     lines.append("components are sizes; the peak is the highest phase, not their sum")
     if report.capacity_bytes is not None:
-        verdict = "fits" if report.fits else "does NOT fit"
-        lines.append(f"{args.gpu}: {format_bytes(report.capacity_bytes)} usable -> {verdict} "
-                     f"(headroom {format_bytes(report.headroom_bytes)})")
+        room = format_bytes(abs(report.headroom_bytes))
+        lines.append(t("fit.fits" if report.fits else "fit.does_not_fit", lang, gpu=args.gpu,
+                       capacity=format_bytes(report.capacity_bytes), headroom=room, over=room))
+    else:
+        lines.append(t("fit.no_gpu", lang))
     if getattr(args, "per_rank", False) and report.per_rank:
         lines.append("")
         lines.append("per rank (tensor/expert-parallel rank 0 of each pipeline stage):")
@@ -221,19 +226,19 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.append(render_table(["phase", "allocated"], [(p.name, format_bytes(p.bytes)) for p in report.phases],
                                   "lr"))
         lines.append("")
-        for t in m.terms:
-            val = format_bytes(t.value) if t.key.endswith("_bytes") else str(t.value)
-            lines.append(f"{t.key} = {val}")
-            lines.append(f"    formula: {t.formula}")
-            if t.source:
-                lines.append(f"    source:  {t.source}")
-            if t.inputs:
-                lines.append(f"    inputs:  {_short(t.inputs)}")
+        for term in m.terms:
+            val = format_bytes(term.value) if term.key.endswith("_bytes") else str(term.value)
+            lines.append(f"{term.key} = {val}")
+            lines.append(f"    formula: {term.formula}")
+            if term.source:
+                lines.append(f"    source:  {term.source}")
+            if term.inputs:
+                lines.append(f"    inputs:  {_short(term.inputs)}")
     if m.assumptions:
-        lines.append("assumptions:")
+        lines.append(t("section.assumptions", lang) + ":")
         lines.extend(f"  - {a}" for a in m.assumptions)
     if m.warnings:
-        lines.append("warnings:")
+        lines.append(t("section.warnings", lang) + ":")
         lines.extend(f"  ! {w}" for w in m.warnings)
     return "\n".join(lines)
 

@@ -56,6 +56,17 @@ class _Cfg:
             raise InputError(f"{self.source}: {key}", value, "must be true or false")
         return value
 
+    def fraction(self, *keys: str, default: float = 0.0) -> float:
+        """The largest of the dropout probabilities named (``default``, the config class's, for a missing key)."""
+        out = 0.0
+        for key in keys:
+            value = self.data.get(key, default)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not 0.0 <= value < 1.0:
+                    raise InputError(f"{self.source}: {key}", value, "must be a probability in [0, 1)")
+                out = max(out, float(value))
+        return out
+
     def str(self, *keys: str, default: str) -> str:
         for key in keys:
             if self.data.get(key) is not None:
@@ -154,6 +165,10 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
         qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"),
         layer_types=layer_types, sliding_window=window,
+        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", "hidden_dropout"),
+        # Gemma2Config defaults: 50.0 and 30.0 (None turns soft-capping off)
+        attn_softcap=c.data.get("attn_logit_softcapping", 50.0 if model_type == "gemma2" else None),
+        final_softcap=c.data.get("final_logit_softcapping", 30.0 if model_type == "gemma2" else None),
     )
     if model_type == "gpt_neox":
         kw.update(ffn_size=c.int("intermediate_size"), gated_mlp=False, norm="layernorm", mlp_bias=True,
@@ -203,7 +218,8 @@ def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
         num_heads=heads, num_kv_heads=heads, head_dim=h // heads, ffn_size=c.int("n_inner", default=4 * h),
         vocab_size=c.int("vocab_size"), max_position=c.int("n_positions", "max_position_embeddings", default=1024),
         gated_mlp=False, activation=c.str("activation_function", default="gelu_new"), norm="layernorm",
-        qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True)
+        qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
+        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config defaults
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -99,6 +99,9 @@ class ModelSpec:
     mla: MLASpec | None = None
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
     layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
+    hidden_dropout: float = 0.0  # residual / embedding dropout of the config (GPT-2 resid_pdrop, embd_pdrop)
+    attn_softcap: float | None = None  # Gemma 2 attn_logit_softcapping: scores = cap·tanh(scores / cap)
+    final_softcap: float | None = None  # Gemma 2 final_logit_softcapping: logits = cap·tanh(logits / cap)
 
     def __post_init__(self) -> None:
         validate_spec(self)

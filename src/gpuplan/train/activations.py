@@ -101,15 +101,17 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
 
 
 def rmsnorm(sv: _Saved, c: ActContext, name: str, x_key: str, in_bytes: int, x_rg: bool, width: int, rows: int,
-            w_rg: bool) -> tuple[str, int, bool]:
+            w_rg: bool, normed_bytes: int | None = None) -> tuple[str, int, bool]:
     """Hugging Face RMSNorm: ``x32 = x.float(); x32 * rsqrt(x32.pow(2).mean(-1) + eps)`` then ``weight * normed``.
     Keeps the fp32 upcast (the input itself when already fp32) and rsqrt when the input needs a gradient, and the
-    normalised tensor when the weight trains. Returns (output key, output bytes per element, requires grad)."""
+    normalised tensor when the weight trains: cast back to the input dtype first (Llama), or in fp32 where the
+    weight multiplies before the cast (``normed_bytes`` 4: Gemma's ``(x·(1 + w)).type_as(x)``, OLMo-2's
+    ``(w·x).to(dtype)``). Returns (output key, output bytes per element, requires grad)."""
     if x_rg:
         sv.save(x_key if in_bytes == 4 else f"{name}.x32", Act(tok=4 * width))
         sv.save(f"{name}.rstd", Act(tok=4 * rows))
     if w_rg:
-        sv.save(f"{name}.normed", Act(tok=in_bytes * width))
+        sv.save(f"{name}.normed", Act(tok=(normed_bytes or in_bytes) * width))
     return f"{name}.out", max(c.r, in_bytes), x_rg or w_rg
 
 
@@ -126,7 +128,8 @@ def norm(sv: _Saved, c: ActContext, spec: ModelSpec, name: str, x_key: str, in_b
          w_rg: bool, rows: int = 1) -> tuple[str, int, bool]:
     if spec.norm == "layernorm":
         return layernorm(sv, c, name, x_key, in_bytes, x_rg, width, w_rg)
-    return rmsnorm(sv, c, name, x_key, in_bytes, x_rg, width, rows, w_rg)
+    normed = 4 if spec.layout in ("gemma", "olmo2") else None
+    return rmsnorm(sv, c, name, x_key, in_bytes, x_rg, width, rows, w_rg, normed)
 
 
 def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg: bool, window: int | None,
@@ -159,6 +162,10 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     # matmul); a dropout mask when dropout is on. A sliding window only masks the full s x s scores.
     sq = 4.0 * heads + (e * heads if e < 4 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
     sv.save("attn.probs", Act(sq=sq))
+    if spec.attn_softcap:
+        # Gemma 2 soft-capping ``tanh(scores / cap) * cap`` on the scores (in the compute dtype): tanh keeps its
+        # output (transformers models/gemma2 ``eager_attention_forward``; traced)
+        sv.save("attn.softcap_tanh", Act(sq=float(e * heads)))
     sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
 
 
@@ -194,7 +201,8 @@ def plain_mlp(sv: _Saved, c: ActContext, spec: ModelSpec, prefix: str, y_key: st
     if fc_rg:
         sv.save(f"{prefix}.fc_out", Act(tok=e * f))
         if spec.activation in ("gelu_new", "gelu_fast"):
-            sv.save(f"{prefix}.gelu_parts", Act(tok=3 * e * f))
+            # pow(x, 3) is on CUDA autocast's fp32 list: under autocast the tanh formula's parts are fp32
+            sv.save(f"{prefix}.gelu_parts", Act(tok=3 * (4 if c.amp else e) * f))
     return linear(sv, c, f"{prefix}.{proj}", f"{prefix}.act_out", e * f, fc_rg, f, h, pw, pl)
 
 

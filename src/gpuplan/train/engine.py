@@ -62,10 +62,13 @@ class TrainReport:
         return out
 
 
-def activation_context(cfg: TrainConfig, recipe: Recipe) -> ActContext:
+def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None = None) -> ActContext:
+    """Element sizes and switches of the activation model. Dropout: ``--dropout`` or, when larger, the model
+    config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
+    dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
     return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
                       fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
-                      dropout=cfg.dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
+                      dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective")
 
 
@@ -83,12 +86,12 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         from gpuplan.train.distributed import estimate_distributed
         return estimate_distributed(spec, cfg, layout, capacity_bytes)
     states = model_states(spec, cfg, recipe)
-    c = activation_context(cfg, recipe)
+    c = activation_context(cfg, recipe, spec)
     tr = trainability(spec, cfg)
     acts = model_acts(spec, tr, c, cfg.recompute)
     b, s = cfg.batch, cfg.seq
     loss = loss_memory(b * s, spec.vocab_size, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
-                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size)
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
     kept, full = _activation_lists(spec, cfg, acts, b, s)
     g = _grad_split(spec, states)
     bwd_extra = _bwd_extra(spec, cfg, acts, g, b, s)

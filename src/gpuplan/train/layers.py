@@ -51,10 +51,12 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
         w, lo = _flag(flags, name)
         q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
         if q_rg:
-            sv.save("attn.v", Act(tok=e * qkv))  # v is a view of the fused output, which stays alive
+            # v is a view of the fused output, which stays alive; GPT-2 has no rotary embedding, so its q and k
+            # are views of that storage too (traced)
+            sv.save("attn.v", Act(tok=e * qkv))
             if spec.layout == "gpt2":
-                sv.save("attn.q", Act(tok=e * qkv))
-                sv.save("attn.k", Act(tok=e * qkv))
+                sv.save("attn.q", Act())
+                sv.save("attn.k", Act())
     else:
         q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, "q_proj"))
         k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "k_proj"))
@@ -132,13 +134,27 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
     sv = _Saved()
     h, r, e = spec.hidden_size, c.r, c.e
     n1, n2 = _norm_names(spec)
-    y_key, y_b, y_rg = norm(sv, c, spec, n1, "x", r, x_rg, h, _flag(flags, n1)[0])
+    post = spec.layout in ("gemma", "olmo2")  # norms on the attention / MLP outputs before the residual add
+    if spec.layout == "olmo2":  # no input norm: attention reads the residual stream
+        y_key, y_b, y_rg = "x", r, x_rg
+    else:
+        y_key, y_b, y_rg = norm(sv, c, spec, n1, "x", r, x_rg, h, _flag(flags, n1)[0])
     norm1_part = sv.total()
     a_rg = _attention(sv, c, spec, i, y_key, y_b, y_rg, flags)
+    if post:
+        _, _, a_rg = norm(sv, c, spec, "post_attention_layernorm", "attn.o_out", e, a_rg, h,
+                          _flag(flags, "post_attention_layernorm")[0])
     attn_part = sv.total()
     if c.dropout > 0:
         sv.save("attn.resid_mask", Act(tok=h))
-    if spec.parallel_residual:
+    if post:
+        h1_rg = x_rg or a_rg
+        if spec.layout == "gemma":
+            y2_key, y2_b, y2_rg = norm(sv, c, spec, "pre_feedforward_layernorm", "h1", r, h1_rg, h,
+                                       _flag(flags, "pre_feedforward_layernorm")[0])
+        else:
+            y2_key, y2_b, y2_rg = "h1", r, h1_rg
+    elif spec.parallel_residual:
         y2_key, y2_b, y2_rg = (y_key, y_b, y_rg) if n1 == n2 else norm(sv, c, spec, n2, "x", r, x_rg, h,
                                                                        _flag(flags, n2)[0])
     else:
@@ -146,6 +162,9 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
         y2_key, y2_b, y2_rg = norm(sv, c, spec, n2, "h1", r, h1_rg, h, _flag(flags, n2)[0])
     norm2_part = sv.total()
     m_rg = _mlp(sv, c, spec, i, y2_key, y2_b, y2_rg, flags)
+    if post:
+        _, _, m_rg = norm(sv, c, spec, "post_feedforward_layernorm", "mlp.out", e, m_rg, h,
+                          _flag(flags, "post_feedforward_layernorm")[0])
     if c.dropout > 0:
         sv.save("mlp.resid_mask", Act(tok=h))
     saved = sv.total()

@@ -10,6 +10,10 @@ With T = b·s tokens, V the vocabulary and e the logits' dtype size (2 in bf16, 
 - start of backward: ``nll_loss`` backward's gradient, ``log_softmax`` backward's output and the saved output:
   12·T·V bytes, the peak of the loss region.
 
+Gemma 2's final soft-capping (``logits = tanh(logits / cap) * cap`` in the logits' dtype before the loss,
+transformers ``Gemma2ForCausalLM.forward``) adds the tanh output, which autograd keeps until the start of backward:
+e·T·V more in each of the three figures (traced).
+
 A training loop that keeps ``outputs.logits`` alive (``keep_logits``) adds e·T·V through the backward.
 Chunked or fused cross-entropy (e.g. Liger-Kernel's fused linear cross-entropy) never holds more than one chunk of
 logits: the same factors apply to ``chunk`` tokens instead of T.
@@ -29,18 +33,18 @@ class LossMemory:
 
 
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
-                keep_logits: bool = False, hidden: int = 0) -> LossMemory:
+                keep_logits: bool = False, hidden: int = 0, softcap: bool = False) -> LossMemory:
     """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary."""
     e = logits_bytes
     if impl == "standard":
         tv = tokens * vocab
-        held = e * tv if keep_logits else 0
-        fwd = (e + 8 if e < 4 else 8) * tv
+        held = (e * tv if keep_logits else 0) + (e * tv if softcap else 0)
+        fwd = (e + 8 if e < 4 else 8) * tv + (e * tv if softcap else 0)
         return LossMemory(fwd, 4 * tv + held, 12 * tv + held,
                           f"fwd ({e}+4+4 if half else 8)·T·V; saved 4·T·V; bwd 12·T·V (T={tokens}, V={vocab})")
     chunk = min(tokens, chunk_tokens)
     cv = chunk * vocab
-    fwd = (e + 8 if e < 4 else 8) * cv
+    fwd = (e + 8 + (e if softcap else 0) if e < 4 else 8 + (e if softcap else 0)) * cv
     # fused linear cross-entropy computes the hidden-state gradient during forward and keeps it (T·h·e)
     saved = e * tokens * hidden if impl == "fused" else 0
     return LossMemory(fwd, saved, 12 * cv + saved,

@@ -1,6 +1,6 @@
 """The few changes a fake-tensor trace needs so that it allocates what a real CUDA run allocates.
 
-Patches 1 to 3 and 6 apply inside ``trace_patches()``, 4, 5 and 7 where their functions are called; all are
+Patches 1 to 3, 6 and 8 apply inside ``trace_patches()``, 4, 5 and 7 where their functions are called; all are
 undone on exit:
 
 1. **Packed-sequence detection.** ``transformers.masking_utils.find_packed_sequence_indices`` cannot read a fake
@@ -40,6 +40,11 @@ undone on exit:
    to a bf16 matmul output — GPT-2's ``gelu_new`` (``pow(x, 3)``) then keeps its MLP activations in fp32 on a GPU.
    During autocast the trace casts half-precision inputs of those functions to fp32, as CUDA autocast does.
 
+8. **Dropout as CUDA runs it.** On a CUDA tensor ``torch.dropout`` calls the fused ``aten.native_dropout``
+   (``aten/src/ATen/native/Dropout.cpp``, ``is_fused_kernel_acceptable``: CUDA/XPU input, 0 < p < 1), which keeps
+   a one-byte bool mask for backward; on the CPU it multiplies by a noise tensor of the input's dtype (2 or 4 bytes
+   per element). During training the trace routes ``F.dropout`` to ``native_dropout``, as CUDA does.
+
 What the trace still cannot see: the CUDA context, cuBLAS / flash-attention workspaces, NCCL buffers, blocks the
 caching allocator does not split (up to 1 MiB of a large segment, counted in ``max_memory_allocated``) and
 fragmentation — the CUDA backend (``gpuplan verify --device cuda``) measures those.
@@ -63,7 +68,7 @@ def cuda_block_bytes(nbytes: int) -> int:
 
 @contextlib.contextmanager
 def trace_patches() -> Iterator[None]:
-    """Apply patches 1 to 3 and 6 of the module docstring for the duration of the block."""
+    """Apply patches 1 to 3, 6 and 8 of the module docstring for the duration of the block."""
     import torch
     from torch.distributed._tools import mem_tracker
     from transformers import masking_utils
@@ -86,7 +91,15 @@ def trace_patches() -> Iterator[None]:
     saved_sdpa = torch.nn.functional.scaled_dot_product_attention
     cuda_sdpa = _cuda_sdpa_with_dropout(torch, saved_sdpa)
 
+    saved_dropout = torch.nn.functional.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if training and 0.0 < p < 1.0 and input.numel() > 0 and not inplace:
+            return torch.ops.aten.native_dropout(input, p, True)[0]
+        return saved_dropout(input, p, training, inplace)
+
     masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
+    torch.nn.functional.dropout = dropout
     mem_tracker._WeakRefInfo._calculate_mem_consumed = _calculate_mem_consumed
     moe._can_use_grouped_mm = _can_use_grouped_mm
     torch.nn.functional.scaled_dot_product_attention = cuda_sdpa
@@ -97,6 +110,7 @@ def trace_patches() -> Iterator[None]:
         mem_tracker._WeakRefInfo._calculate_mem_consumed = saved_calc
         moe._can_use_grouped_mm = saved_can_grouped
         torch.nn.functional.scaled_dot_product_attention = saved_sdpa
+        torch.nn.functional.dropout = saved_dropout
 
 
 def _cuda_sdpa_with_dropout(torch, original):
