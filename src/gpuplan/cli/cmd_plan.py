@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE, _positive_float
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
+from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
 from gpuplan.units import GiB, format_count
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="catalog id; repeat or comma-separate to compare GPU types")
     p.add_argument("--gpus", type=count("--gpus"), help="GPU count to plan for")
     p.add_argument("--tokens", type=count("--tokens"), help="training tokens (for days, and with --days)")
-    p.add_argument("--days", type=_positive_float("--days"), help="deadline: find the fewest GPUs that meet it")
+    p.add_argument("--days", type=real("--days", above=0), help="deadline: find the fewest GPUs that meet it")
     p.add_argument("--seq", type=count("--seq"), help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--global-batch", type=count("--global-batch"),
                    help="sequences per optimizer step (default: 4M tokens / seq)")
@@ -62,13 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     n.add_argument("--gpus-per-node", type=count("--gpus-per-node"), default=8)
     n.add_argument("--gpu-multiple", type=count("--gpu-multiple"),
                    help="GPU counts tried with --days are multiples of this (default: the node size)")
-    n.add_argument("--inter-node-gbps", type=_positive_float("--inter-node-gbps"),
+    n.add_argument("--inter-node-gbps", type=real("--inter-node-gbps", above=0),
                    help="per-GPU network bandwidth, GB/s one direction (400 Gb/s NIC = 50)")
-    n.add_argument("--intra-node-gbps", type=_positive_float("--intra-node-gbps"),
+    n.add_argument("--intra-node-gbps", type=real("--intra-node-gbps", above=0),
                    help="per-GPU NVLink/HCCS bandwidth, GB/s one direction (default: the catalog)")
-    n.add_argument("--gemm-efficiency", type=_positive_float("--gemm-efficiency"),
+    n.add_argument("--gemm-efficiency", type=real("--gemm-efficiency", above=0, at_most=1),
                    help="fraction of peak large GEMMs reach (default: measured MAMF per GPU family)")
-    n.add_argument("--attention-efficiency", type=_positive_float("--attention-efficiency"))
+    n.add_argument("--attention-efficiency", type=real("--attention-efficiency", above=0, at_most=1))
     n.add_argument("--tp-overlap", type=float, default=0.0, help="fraction of TP traffic hidden (default 0)")
     n.add_argument("--dp-overlap", type=float, default=1.0, help="fraction of backward that can hide DP traffic")
     n.add_argument("--price", help="USD per GPU-hour, a price-table id, or 'table'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
 from gpuplan.units import format_count
@@ -12,20 +12,6 @@ from gpuplan.units import format_count
 DEFAULT_SEQ = 4096
 PRECISION_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "amp-bf16": "bf16", "amp-fp16": "fp16",
                    "mixed-bf16": "bf16", "mixed-fp16": "fp16", "fp8": "fp8"}
-
-
-def _positive_float(field: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be > 0")
-        return value
-
-    parse.__name__ = field
-    return parse
 
 
 def add_compute_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +23,7 @@ def add_compute_arguments(p: argparse.ArgumentParser) -> None:
                         "causal = half (NeMo), none = plain 6·P (default full)")
     g.add_argument("--precision", choices=tuple(PRECISION_DTYPE), default="bf16",
                    help="training precision; picks the GPU's peak FLOP/s for that dtype (default bf16)")
-    g.add_argument("--peak-tflops", type=_positive_float("--peak-tflops"),
+    g.add_argument("--peak-tflops", type=real("--peak-tflops", above=0),
                    help="override the GPU's dense peak (TFLOP/s), or give it for a GPU not in the catalog")
 
 
@@ -51,11 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=count("--tokens"), required=True, help="training tokens (2T, 15.6e12)")
     p.add_argument("--gpu", help="catalog id (h100-sxm, a800, ascend-910b; see `gpuplan gpus`)")
     p.add_argument("--gpus", type=count("--gpus"), help="number of GPUs (solve for days)")
-    p.add_argument("--days", type=_positive_float("--days"), help="deadline in days (solve for GPUs)")
-    p.add_argument("--mfu", type=_positive_float("--mfu"),
+    p.add_argument("--days", type=real("--days", above=0), help="deadline in days (solve for GPUs)")
+    p.add_argument("--mfu", type=real("--mfu", above=0, at_most=1),
                    help="model FLOPs utilization as a fraction (0.40); default: published figure for the GPU family "
                         "and cluster size")
-    p.add_argument("--tokens-per-gpu-s", type=_positive_float("--tokens-per-gpu-s"),
+    p.add_argument("--tokens-per-gpu-s", type=real("--tokens-per-gpu-s", above=0),
                    help="a measured or published throughput per GPU, instead of --mfu")
     p.add_argument("--gpu-multiple", type=count("--gpu-multiple"), default=1,
                    help="round a solved GPU count up to a multiple of this (8 = whole nodes)")
@@ -71,9 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c = p.add_argument_group("cost and energy")
     c.add_argument("--price", help="USD per GPU-hour, a price-table id, or 'table' (newest entry for --gpu)")
     c.add_argument("--list-prices", action="store_true", help="print the dated price table and exit")
-    c.add_argument("--gpu-power-w", type=_positive_float("--gpu-power-w"), help="watts per GPU (default: its TDP)")
-    c.add_argument("--pue", type=_positive_float("--pue"), default=None, help="power usage effectiveness (default 1.1)")
-    c.add_argument("--co2-kg-per-kwh", type=_positive_float("--co2-kg-per-kwh"),
+    c.add_argument("--gpu-power-w", type=real("--gpu-power-w", above=0), help="watts per GPU (default: its TDP)")
+    c.add_argument("--pue", type=real("--pue", above=0), default=None, help="power usage effectiveness (default 1.1)")
+    c.add_argument("--co2-kg-per-kwh", type=real("--co2-kg-per-kwh", above=0),
                    help="grid carbon intensity; adds CO2 (LLaMA papers used 0.385)")
     return p
 

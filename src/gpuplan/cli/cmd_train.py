@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gpuplan.cli.common import add_model_arguments, add_output_arguments, count, model_from_args, print_json, render_table
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json, real,
+                                render_table)
 from gpuplan.errors import InputError
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.train import config as C
@@ -14,30 +15,6 @@ from gpuplan.units import MiB, format_bytes, format_count
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in str(text).split(",") if x.strip())
-
-
-def _fraction(name: str):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number") from None
-        if not 0.0 <= v < 1.0:
-            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be in [0, 1)")
-        return v
-    return parse
-
-
-def _mib(name: str):
-    def parse(text: str) -> int:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be a number of MiB") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name}={text!r}: must be >= 0")
-        return int(v * MiB)
-    return parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time)")
     w.add_argument("--loss-chunk", type=count("--loss-chunk"), default=1024, help="tokens per loss chunk")
     w.add_argument("--keep-logits", action="store_true", help="the training loop keeps outputs.logits alive")
-    w.add_argument("--dropout", type=_fraction("--dropout"), default=0.0, help="hidden/attention dropout (default 0)")
+    w.add_argument("--dropout", type=real("--dropout", at_least=0, below=1), default=0.0,
+                   help="hidden/attention dropout (default 0)")
     f = p.add_argument_group("fine-tuning")
     f.add_argument("--method", choices=C.METHODS, default="full")
     f.add_argument("--trainable", type=_names, default=(), metavar="GLOB[,GLOB]",
@@ -76,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("--lora-rank", type=count("--lora-rank"), default=16)
     f.add_argument("--lora-targets", type=_names, default=C.ALL_LINEAR, metavar="NAME[,NAME]",
                    help="module names as PEFT's target_modules (default all-linear)")
-    f.add_argument("--lora-dropout", type=_fraction("--lora-dropout"), default=0.0)
+    f.add_argument("--lora-dropout", type=real("--lora-dropout", at_least=0, below=1), default=0.0)
     par = p.add_argument_group("parallel layout (per GPU, most loaded rank)")
     par.add_argument("--gpus", type=count("--gpus"), help="total GPUs (infers --dp)")
     for flag, text in (("--dp", "data parallel"), ("--tp", "tensor parallel"), ("--pp", "pipeline stages"),
@@ -97,9 +75,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     o.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
     o.add_argument("--max-batch", action="store_true", help="find the largest micro-batch that fits --gpu")
     o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu")
-    o.add_argument("--cuda-context", type=_mib("--cuda-context"), metavar="MIB", help="CUDA context (default 512)")
-    o.add_argument("--workspace", type=_mib("--workspace"), metavar="MIB", help="library workspaces (default 40)")
-    o.add_argument("--allocator-reserve", type=_fraction("--allocator-reserve"), metavar="FRACTION",
+    o.add_argument("--cuda-context", type=real("--cuda-context", at_least=0, scale=MiB, as_int=True), metavar="MIB",
+                   help="CUDA context (default 512)")
+    o.add_argument("--workspace", type=real("--workspace", at_least=0, scale=MiB, as_int=True), metavar="MIB",
+                   help="library workspaces (default 40)")
+    o.add_argument("--allocator-reserve", type=real("--allocator-reserve", at_least=0, below=1), metavar="FRACTION",
                    help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)")
     try:
         from gpuplan.advise import add_advise_argument
@@ -252,6 +232,5 @@ def _short(inputs: dict[str, Any]) -> str:
         else:
             parts.append(f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}")
     return "; ".join(parts)
-
 
 

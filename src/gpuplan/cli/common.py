@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,28 @@ def count(field: str) -> Callable[[str], int]:
         if value < 1:
             raise argparse.ArgumentTypeError(f"{field}={text!r}: must be >= 1")
         return value
+
+    parse.__name__ = field
+    return parse
+
+
+def real(field: str, *, above: float | None = None, at_least: float | None = None, below: float | None = None,
+         at_most: float | None = None, scale: float = 1.0, as_int: bool = False) -> Callable[[str], float]:
+    """argparse type for a real number within bounds; the error names the option, the value and the range.
+    ``scale`` converts the unit typed (e.g. MiB) to the unit stored (bytes)."""
+    bounds = ((">", above), (">=", at_least), ("<", below), ("<=", at_most))
+    rules = [f"{op} {v:g}" for op, v in bounds if v is not None]
+    checks = ((float.__gt__, above), (float.__ge__, at_least), (float.__lt__, below), (float.__le__, at_most))
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be a number") from None
+        ok = math.isfinite(value) and all(cmp(value, v) for cmp, v in checks if v is not None)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be " + (" and ".join(rules) or "finite"))
+        return int(value * scale) if as_int else value * scale
 
     parse.__name__ = field
     return parse
