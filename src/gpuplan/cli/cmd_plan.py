@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
                     "assumptions": assumptions, "warnings": warnings})
         return 0
     target = f"{args.gpus:,} GPUs" if args.gpus else f"{args.days:g} days for {format_count(args.tokens)} tokens"
-    print(f"{spec.name}: {format_count(flops.weight_params)} params, seq {seq}, global batch {global_batch}; "
+    print(f"{spec.name}: {format_count(flops.weight_params)} params in matrix multiplies (6·P), seq {seq}, global batch {global_batch}; "
           f"{target}; ranked by {rank}")
     rows = []
     for c in plans:

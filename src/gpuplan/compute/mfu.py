@@ -63,7 +63,8 @@ def default_mfu(gpu_id: str, gpus: int) -> MfuDefault:
     """The published MFU for ``gpu_id``'s family at a cluster of ``gpus``; InputError when none exists."""
     family = mfu_family(gpu_id)
     if family is None:
-        raise InputError("--mfu", None, f"has no published default for GPU {gpu_id!r}", hint=NO_DEFAULT_HINT)
+        raise InputError("--mfu", "(not given)", f"is required for --gpu {gpu_id}: no published MFU for that GPU",
+                         hint=NO_DEFAULT_HINT)
     for entry in MFU_DEFAULTS:
         if entry.family == family and entry.min_gpus <= gpus and (entry.max_gpus is None or gpus <= entry.max_gpus):
             return entry
@@ -74,7 +75,8 @@ def family_tiers(gpu_id: str) -> tuple[MfuDefault, ...]:
     """All size tiers of ``gpu_id``'s family, smallest clusters first (used to solve GPUs for a deadline)."""
     family = mfu_family(gpu_id)
     if family is None:
-        raise InputError("--mfu", None, f"has no published default for GPU {gpu_id!r}", hint=NO_DEFAULT_HINT)
+        raise InputError("--mfu", "(not given)", f"is required for --gpu {gpu_id}: no published MFU for that GPU",
+                         hint=NO_DEFAULT_HINT)
     return tuple(e for e in MFU_DEFAULTS if e.family == family)
 
 
