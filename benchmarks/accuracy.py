@@ -6,7 +6,7 @@ step), gpuplan estimates the same step, and accelerate, DeepSpeed and Megatron-L
 can (``accuracy_peers.py``). Writes ``benchmarks/results/accuracy.json`` (raw bytes, one entry per configuration,
 saved as it goes) and ``docs/accuracy.md``.
 
-    python benchmarks/accuracy.py                 # the whole matrix (about 30 minutes on 2 cores)
+    python benchmarks/accuracy.py                 # the whole matrix (about 5 minutes on 2 cores)
     python benchmarks/accuracy.py --only llama    # configurations whose id matches a regex
     python benchmarks/accuracy.py --report-only   # rewrite docs/accuracy.md from the saved JSON
 
@@ -80,6 +80,21 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("llama-3.1-70b bf16 recompute b1 s2048", "llama-3.1-70b", T, dict(batch=1, seq=2048, recompute="full")),
     ("llama-3.1-70b lora q,v recompute b1 s2048", "llama-3.1-70b", T,
      dict(batch=1, seq=2048, recompute="full", method="lora", lora_targets=("q_proj", "v_proj"))),
+    # architectures traced at real width with a few layers (``layers``: num_hidden_layers of the traced config)
+    ("deepseek-v2-lite 4 layers bf16 b4 s2048 (MLA)", "deepseek-v2-lite", T, dict(batch=4, seq=2048, layers=4)),
+    ("deepseek-v2-lite 4 layers lora all-linear b2 s2048", "deepseek-v2-lite", T,
+     dict(batch=2, seq=2048, method="lora", layers=4)),
+    ("olmo-2-7b 4 layers bf16 b2 s4096", "olmo-2-1124-7b", T, dict(batch=2, seq=4096, layers=4)),
+    ("olmo-2-7b 4 layers amp-bf16 b2 s2048", "olmo-2-1124-7b", T, dict(batch=2, seq=2048, precision="amp-bf16",
+                                                                        layers=4)),
+    ("phi-3-mini 4 layers bf16 b4 s4096 (window mask)", "phi-3-mini-4k-instruct", T, dict(batch=4, seq=4096, layers=4)),
+    ("phi-3-mini 4 layers bf16 b8 s1024", "phi-3-mini-4k-instruct", T, dict(batch=8, seq=1024, layers=4)),
+    ("gpt-neox-20b 4 layers bf16 b2 s2048", "gpt-neox-20b", T, dict(batch=2, seq=2048, layers=4)),
+    ("falcon-7b 4 layers bf16 b2 s2048 (MQA, math SDPA)", "falcon-7b", T, dict(batch=2, seq=2048, layers=4)),
+    ("gemma-2-2b 4 layers amp-bf16 b2 s2048 (eager)", "gemma-2-2b", T,
+     dict(batch=2, seq=2048, precision="amp-bf16", attention="eager", layers=4)),
+    ("qwen3-30b-a3b 4 layers lora all-linear b2 s2048", "qwen3-30b-a3b", T,
+     dict(batch=2, seq=2048, method="lora", layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
     ("infer llama-3.1-8b b8 ctx2048", "llama-3.1-8b", I, dict(batch=8, context=2048)),
     ("infer qwen2.5-7b b4 ctx4096", "qwen2.5-7b", I, dict(batch=4, context=4096)),
@@ -172,6 +187,15 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
     preset = find_preset(preset_id)
     config, spec = dict(preset.config), preset.spec()
     out: dict = {"id": cid, "model": preset_id, "kind": kind, "options": opts}
+    opts = dict(opts)
+    layers = opts.pop("layers", None)
+    if layers:  # the same model with fewer layers: real widths, a fast trace
+        from gpuplan.model.hf_config import spec_from_config
+
+        config["n_layer" if "n_layer" in config else "num_hidden_layers"] = layers
+        if isinstance(config.get("layer_types"), list):
+            config["layer_types"] = config["layer_types"][:layers]
+        spec = spec_from_config(config, preset_id)
     t0 = time.perf_counter()
     try:
         out["measured"], info = _measure(config, kind, opts)
@@ -236,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         todo = [e for e in MATRIX if (not args.only or re.search(args.only, e[0]))
                 and not (args.resume and e[0] in results and "error" not in results[e[0]])]
-        runs = [r for r in meta.get("runs", []) if r["rows"]] if results else []
+        # earlier runs stay listed only while some of their rows remain (a partial re-run with --only / --resume)
+        full = not args.only and not args.resume
+        runs = [r for r in meta.get("runs", []) if r["rows"]] if results and not full else []
         run = {"started": time.strftime("%Y-%m-%d %H:%M"), "s": 0, "rows": len(todo), "workers": args.workers}
         meta = {"versions": _versions(), "runs": runs + [run]}
         t0 = time.perf_counter()

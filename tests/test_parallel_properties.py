@@ -221,7 +221,7 @@ def test_world_size_mismatch_is_refused_naming_every_degree(gpus, tp, pp, cp):
         msg = str(e)
         if gpus % (tp * pp * cp):
             assert e.field == "--gpus"
-            for degree in ("dp=", "tp=", "pp=", "cp=", "ep="):
+            for degree in ("dp=", "tp=", "pp=", "cp=", "ep=", "vpp=", "microbatches=", "world size="):
                 assert degree in msg, msg
         else:
             assert e.field in ("--tp", "--pp", "--cp"), msg
@@ -269,24 +269,21 @@ def test_expert_parallel_borrows_tensor_parallel_ranks():
     assert r.memory.allocated_peak_bytes > 0
 
 
-_NOT_YET = pytest.mark.xfail(strict=True, reason="layout error does not list every degree yet (PARALLEL-CHECK)")
-
-
 @pytest.mark.parametrize("model,argv", [
     ("llama-3.1-8b", ["--tp", "3"]),
     ("llama-3.1-8b", ["--gpus", "12", "--tp", "8"]),
-    pytest.param("llama-3.1-8b", ["--pp", "33"], marks=_NOT_YET),
-    pytest.param("llama-3.1-8b", ["--cp", "3"], marks=_NOT_YET),
-    pytest.param("llama-3.1-8b", ["--ep", "2", "--dp", "2"], marks=_NOT_YET),
-    pytest.param("llama-3.1-8b", ["--pp", "2", "--vpp", "2", "--microbatches", "3"], marks=_NOT_YET),
-    pytest.param("mixtral-8x7b-v0.1", ["--ep", "3", "--dp", "3"], marks=_NOT_YET),
+    pytest.param("llama-3.1-8b", ["--pp", "33"]),
+    pytest.param("llama-3.1-8b", ["--cp", "3"]),
+    pytest.param("llama-3.1-8b", ["--ep", "2", "--dp", "2"]),
+    pytest.param("llama-3.1-8b", ["--pp", "2", "--vpp", "2", "--microbatches", "3"]),
+    pytest.param("mixtral-8x7b-v0.1", ["--ep", "3", "--dp", "3"]),
 ])
 def test_cli_refuses_invalid_layouts_with_exit_2_naming_every_degree(capsys, model, argv):
     from gpuplan.cli.main import main
 
     assert main(["train", model, *argv]) == 2
     err = capsys.readouterr().err
-    for degree in ("dp=", "tp=", "pp=", "cp=", "ep="):
+    for degree in ("dp=", "tp=", "pp=", "cp=", "ep=", "vpp=", "microbatches=", "world size="):
         assert degree in err, err
 
 

@@ -5,7 +5,7 @@ optimizer, and CPU offload. Inputs are the tensors the rank holds after tensor/p
 |---|---|---|---|---|---|
 | torch 0 (DDP) | full | full | full | gradient buckets = a second copy of the gradients | torch/nn/parallel/distributed.py (``gradient_as_bucket_view=False``) |
 | torch 1 | full | full | /D | DDP buckets | ``ZeroRedundancyOptimizer`` |
-| torch 2, 3 (FSDP2) | /D (padded dim-0 shards) | /D | /D | all-gather / reduce-scatter buffers, root unsharded | torch/distributed/fsdp/_fully_shard; traced rules in /tmp measurements |
+| torch 2, 3 (FSDP2) | /D (padded dim-0 shards) | /D | /D | all-gather / reduce-scatter buffers, root unsharded | torch/distributed/fsdp/_fully_shard; traced rules in gpuplan.train.distributed |
 | deepspeed 1 | full | full | /D (+ fp32 gradient partition /D at step) | all-gather and reduce buckets | deepspeed/runtime/zero/stage_1_and_2.py |
 | deepspeed 2 | full | /D (+ reduce bucket) | /D (+ fp32 partition /D at step) | reduce bucket | same |
 | deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
@@ -122,17 +122,27 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     if mg and zero == 0:
         temp += 0
     host = 0
-    if offload != "none":
+    if offload != "none" and fsdp:
+        # FSDP2 CPUOffloadPolicy (_fsdp_param.py offload_to_cpu): sharded parameters, their gradients (moved to the
+        # CPU after each reduce-scatter, in the shard dtype) and the optimizer states live in host memory; the GPU
+        # keeps only the all-gather / reduce-scatter buffers of the layers in flight
+        host, w, g, m, states, temp = w + g + m + states, 0, 0, 0, 0, 0
+    elif offload != "none":
+        # ZeRO-Offload (Ren et al. 2021; DeepSpeed offload_optimizer): fp32 master, optimizer states and the fp32
+        # gradient partition on the host, the step on the CPU; from ZeRO-2 the gradient partition is copied there
+        # during backward (stage_1_and_2.py / stage3.py cpu_offload), only the reduce buckets stay on the GPU
         host = m + states + (trainable // max(1, layout.shard_degree)) * 4
         m, states, temp = 0, 0, 0
-        if offload == "optimizer+params":
+        if zero >= 2:
+            g = 0
+        if offload == "optimizer+params":  # ZeRO-Infinity offload_param (ZeRO-3): the fp16 partitions too
             host += w
             w = 0
     return RankStates(w, g, m, states, temp, persist, host, trainable, scheme)
 
 
 def _scheme(framework: str, layout: Layout) -> str:
-    if layout.shard_degree == 1:
+    if layout.shard_degree == 1 and layout.zero == 0:
         return "no data parallelism"
     if framework == "torch":
         return {0: "DDP", 1: "DDP + ZeroRedundancyOptimizer", 2: "FSDP2 (no reshard after forward)",

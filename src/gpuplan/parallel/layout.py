@@ -36,6 +36,7 @@ class Layout:
     zero: int
     microbatches: int
     kv_replicated: bool
+    offload: str = "none"
 
     @property
     def world(self) -> int:
@@ -54,54 +55,72 @@ class Layout:
 
     @property
     def is_single(self) -> bool:
-        return self.world == 1 and self.ep == 1
+        """One GPU with none of the data-parallel machinery: ZeRO stages and offload (ZeRO-Offload's single-GPU
+        case) take the per-rank path even at world size 1."""
+        return self.world == 1 and self.ep == 1 and self.zero == 0 and self.offload == "none"
 
 
-def _degrees(cfg: TrainConfig, dp: int) -> str:
-    return f"dp={dp}, tp={cfg.tp}, pp={cfg.pp}, cp={cfg.cp}, ep={cfg.ep}"
+def _degrees(cfg: TrainConfig, dp: int, micro: int) -> str:
+    """Every degree of the layout, as torchtitan's ParallelDims errors print them."""
+    world = dp * cfg.tp * cfg.pp * cfg.cp
+    return (f"dp={dp}, tp={cfg.tp}, pp={cfg.pp}, cp={cfg.cp}, ep={cfg.ep}, vpp={cfg.vpp}, microbatches={micro}, "
+            f"world size={world}" + (f", --gpus={cfg.gpus}" if cfg.gpus is not None else ""))
 
 
 def resolve_layout(spec: ModelSpec | None, cfg: TrainConfig) -> Layout:
-    """Infer dp from --gpus and check every rule; errors name every degree."""
+    """Infer dp from --gpus and check every rule; every error lists all the degrees."""
     dp = cfg.dp
     inner = cfg.tp * cfg.pp * cfg.cp
-    if cfg.gpus is not None:
-        if cfg.dp == 1 and cfg.gpus % inner == 0:
-            dp = cfg.gpus // inner
-        if dp * inner != cfg.gpus:
-            raise InputError("--gpus", cfg.gpus, f"must equal dp·tp·pp·cp ({_degrees(cfg, dp)} gives {dp * inner})",
-                             hint="choose degrees whose product is the GPU count, or leave --dp out to infer it")
+    if cfg.gpus is not None and cfg.dp == 1 and cfg.gpus % inner == 0:
+        dp = cfg.gpus // inner
+    micro = cfg.microbatches or (cfg.pp if cfg.pp > 1 else cfg.grad_accum)
+
+    def refuse(field: str, value: object, rule: str, hint: str | None = None) -> InputError:
+        return InputError(field, value, f"{rule} (layout: {_degrees(cfg, dp, micro)})", hint=hint)
+
+    if cfg.gpus is not None and dp * inner != cfg.gpus:
+        raise refuse("--gpus", cfg.gpus, f"must equal dp·tp·pp·cp = {dp * inner}",
+                     hint="choose degrees whose product is the GPU count, or leave --dp out to infer it")
     if cfg.ep > 1:
         if spec is not None and spec.moe is None:
-            raise InputError("--ep", cfg.ep, "expert parallelism needs a mixture-of-experts model")
+            raise refuse("--ep", cfg.ep, "expert parallelism needs a mixture-of-experts model",
+                         hint="leave --ep at 1 for a dense model")
         if (dp * cfg.cp * cfg.tp) % cfg.ep:
-            raise InputError("--ep", cfg.ep, f"must divide dp·cp·tp = {dp * cfg.cp * cfg.tp} ({_degrees(cfg, dp)})",
-                             hint="expert parallelism borrows data-, context- and tensor-parallel ranks (torchtitan)")
+            raise refuse("--ep", cfg.ep, f"must divide dp·cp·tp = {dp * cfg.cp * cfg.tp}",
+                         hint="expert parallelism borrows data-, context- and tensor-parallel ranks (torchtitan)")
         if spec is not None and spec.moe is not None and spec.moe.num_experts % cfg.ep:
-            raise InputError("--ep", cfg.ep, f"must divide the number of experts ({spec.moe.num_experts})")
+            raise refuse("--ep", cfg.ep, f"must divide the number of experts ({spec.moe.num_experts})")
     kv_rep = False
     if spec is not None and cfg.tp > 1:
         if spec.num_heads % cfg.tp:
-            raise InputError("--tp", cfg.tp, f"must divide the attention heads ({spec.num_heads}) "
-                             f"({_degrees(cfg, dp)})")
+            raise refuse("--tp", cfg.tp, f"must divide the attention heads ({spec.num_heads})")
         if spec.num_kv_heads % cfg.tp:
             if cfg.tp % spec.num_kv_heads:
-                raise InputError("--tp", cfg.tp, f"must divide the KV heads ({spec.num_kv_heads}) or be a multiple "
-                                 "of them (then KV heads are replicated)")
+                raise refuse("--tp", cfg.tp, f"must divide the KV heads ({spec.num_kv_heads}) or be a multiple "
+                             "of them (then KV heads are replicated)")
             kv_rep = True
         ffn = spec.moe.expert_ffn_size if spec.moe and all(spec.moe.moe_layers) else spec.ffn_size
         if ffn % cfg.tp:
-            raise InputError("--tp", cfg.tp, f"must divide the MLP width ({ffn})")
-    if spec is not None:
-        if cfg.pp * cfg.vpp > spec.num_layers:
-            raise InputError("--pp", cfg.pp, f"pp·vpp = {cfg.pp * cfg.vpp} exceeds the {spec.num_layers} layers")
+            raise refuse("--tp", cfg.tp, f"must divide the MLP width ({ffn})")
+    if spec is not None and cfg.pp * cfg.vpp > spec.num_layers:
+        raise refuse("--pp", cfg.pp, f"pp·vpp = {cfg.pp * cfg.vpp} exceeds the {spec.num_layers} layers")
     if cfg.seq % cfg.cp:
-        raise InputError("--cp", cfg.cp, f"must divide --seq {cfg.seq} (each rank takes seq/cp tokens)")
-    micro = cfg.microbatches or (cfg.pp if cfg.pp > 1 else cfg.grad_accum)
+        raise refuse("--cp", cfg.cp, f"must divide --seq {cfg.seq} (each rank takes seq/cp tokens)")
     if cfg.vpp > 1 and micro % cfg.pp:
-        raise InputError("--microbatches", micro, f"the interleaved schedule needs a multiple of --pp {cfg.pp}")
+        raise refuse("--microbatches", micro, f"the interleaved schedule needs a multiple of --pp {cfg.pp}")
+    if cfg.offload != "none":
+        need = 3 if cfg.offload == "optimizer+params" else (2 if cfg.framework == "torch" else 1)
+        if cfg.framework == "megatron" and cfg.offload == "optimizer+params":
+            raise refuse("--offload", cfg.offload, "Megatron offloads optimizer states only",
+                         hint="use --offload optimizer with --zero 1 (distributed optimizer)")
+        if cfg.zero < need:
+            what = {3: "parameter offload is ZeRO-3's (DeepSpeed offload_param, FSDP2 CPUOffloadPolicy)",
+                    2: "PyTorch offloads through FSDP2 (CPUOffloadPolicy of fully_shard)",
+                    1: "optimizer offload runs on ZeRO's partitioned optimizer (ZeRO-Offload)"}[need]
+            raise refuse("--offload", cfg.offload, f"needs --zero {need} or more: {what}",
+                         hint=f"add --zero {need if cfg.framework != 'megatron' else 1}")
     if cfg.zero and cfg.framework == "megatron" and cfg.zero > 1:
-        raise InputError("--zero", cfg.zero, "Megatron shards optimizer states only (distributed optimizer = --zero "
-                         "1); use --framework deepspeed or torch for ZeRO-2/3")
+        raise refuse("--zero", cfg.zero, "Megatron shards optimizer states only (distributed optimizer = --zero 1)",
+                     hint="use --framework deepspeed or torch for ZeRO-2/3")
     return Layout(dp=dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp, ep=cfg.ep, vpp=cfg.vpp, sp=cfg.sp, zero=cfg.zero,
-                  microbatches=micro, kv_replicated=kv_rep)
+                  microbatches=micro, kv_replicated=kv_rep, offload=cfg.offload)

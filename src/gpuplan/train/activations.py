@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpuplan.model.spec import ModelSpec
+from gpuplan.train.peft import peft_fused_moe
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class ActContext:
     lora_bytes: int = 4  # PEFT's autocast_adapter_dtype=True keeps adapters in fp32
     lora_dropout: bool = False
     selective: bool = False  # attention core recomputed (Megatron selective recompute)
+    batched: bool = False  # more than one sequence per micro-batch (broadcast matmuls copy instead of viewing)
+    window_mask: bool = False  # the sequence is longer than the sliding window: SDPA gets an explicit mask
 
 
 @dataclass
@@ -145,6 +148,17 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         return
     e, qd, kvd, heads = c.e, spec.q_dim, spec.kv_dim, spec.num_heads
     vd = spec.num_heads * spec.mla.v_head_dim if spec.mla else spec.kv_dim
+    if sdpa_math(spec, c):
+        # PyTorch's math SDPA (aten ``_scaled_dot_product_attention_math``) upcasts half inputs to fp32 and keeps
+        # the scaled q, k, v and the fp32 probabilities; the output copy o_proj reads is in the compute dtype
+        # one K/V head broadcast over the query heads: a view for one sequence, a copy per head for several
+        kv_sz = qd if c.batched else kvd
+        sv.save("attn.q", Act(tok=4 * qd))
+        sv.save("attn.k", Act(tok=4 * kv_sz))
+        sv.save("attn.v", Act(tok=4 * kv_sz))
+        sv.save("attn.probs", Act(sq=4.0 * heads))
+        sv.save("attn.out", Act(tok=e * qd))
+        return
     if c.attention in ("sdpa", "flash") or c.selective:
         if spec.mla:
             kvd = qd  # MLA expands k per head; v has v_head_dim per head
@@ -153,6 +167,14 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         sv.save("attn.v", Act(tok=e * vd))
         sv.save("attn.out", Act(tok=e * (vd if spec.mla else qd)))
         sv.save("attn.lse", Act(tok=4 * heads))
+        if window is not None and c.window_mask and not c.selective:
+            # transformers materialises the sliding-window mask; SDPA converts it to the query dtype per call and
+            # the memory-efficient kernel keeps it (``attn_bias``) for backward: [b, 1, s, s]
+            sv.save("attn.mask", Act(sq=float(e)))
+        elif spec.layout in ("gpt_neox", "phi3") and not c.selective:
+            # rotary applied with ``torch.cat`` leaves q contiguous as [b, heads, s, d]; the flash kernel's output
+            # takes q's layout, so ``transpose(1, 2).contiguous()`` copies it for the output projection (traced)
+            sv.save("attn.out_kernel", Act(tok=e * qd))
         return
     rep = spec.num_heads // spec.num_kv_heads
     sv.save("attn.q", Act(tok=e * qd))
@@ -167,6 +189,15 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         # output (transformers models/gemma2 ``eager_attention_forward``; traced)
         sv.save("attn.softcap_tanh", Act(sq=float(e * heads)))
     sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
+
+
+def sdpa_math(spec: ModelSpec, c: ActContext) -> bool:
+    """SDPA falls back to the math kernel on CUDA too: Falcon's multi-query layers pass one K/V head against many
+    query heads without ``enable_gqa`` and always an explicit mask (transformers ``FalconAttention``,
+    ``allow_is_causal_skip=False``), which flash, memory-efficient and cuDNN attention all reject
+    (``sdp_utils.cpp`` ``check_batch_size_and_num_heads_dense``)."""
+    return (c.attention in ("sdpa", "flash") and not c.selective and spec.layout == "falcon"
+            and spec.num_kv_heads == 1 < spec.num_heads)
 
 
 def gated_mlp(sv: _Saved, c: ActContext, prefix: str, y_key: str, y_bytes: int, y_rg: bool, h: int, f: int,
@@ -191,8 +222,10 @@ def gated_mlp(sv: _Saved, c: ActContext, prefix: str, y_key: str, y_bytes: int, 
 
 def plain_mlp(sv: _Saved, c: ActContext, spec: ModelSpec, prefix: str, y_key: str, y_bytes: int, y_rg: bool,
               names: tuple[str, str], flags: dict[str, tuple[bool, bool]]) -> bool:
-    """``proj(act(fc(y)))`` (GPT-2, GPT-NeoX, Falcon). GELU keeps its input; GPT-2's ``gelu_new`` is a Python
-    tanh formula that keeps four ffn-sized tensors (transformers ``activations.NewGELUActivation``)."""
+    """``proj(act(fc(y)))`` (GPT-2, GPT-NeoX, Falcon). GELU keeps its input; the Python tanh formulas of
+    transformers ``activations.py`` keep more ffn-sized tensors (traced): ``gelu_new`` (NewGELUActivation) its
+    input, the tanh output and both factors of the last product (4); ``gelu_fast`` (FastGELUActivation) also the
+    three operands of its inner products (7)."""
     fc, proj = names
     h, f, e = spec.hidden_size, spec.ffn_size, c.e
     fw, fl = flags.get(fc, (True, False))
@@ -200,10 +233,31 @@ def plain_mlp(sv: _Saved, c: ActContext, spec: ModelSpec, prefix: str, y_key: st
     fc_rg = linear(sv, c, f"{prefix}.{fc}", y_key, y_bytes * h, y_rg, h, f, fw, fl)
     if fc_rg:
         sv.save(f"{prefix}.fc_out", Act(tok=e * f))
-        if spec.activation in ("gelu_new", "gelu_fast"):
+        if spec.activation == "gelu_new":
             # pow(x, 3) is on CUDA autocast's fp32 list: under autocast the tanh formula's parts are fp32
             sv.save(f"{prefix}.gelu_parts", Act(tok=3 * (4 if c.amp else e) * f))
+        elif spec.activation == "gelu_fast":
+            sv.save(f"{prefix}.gelu_parts", Act(tok=6 * e * f))
     return linear(sv, c, f"{prefix}.{proj}", f"{prefix}.act_out", e * f, fc_rg, f, h, pw, pl)
+
+
+def peft_expert_weights(spec: ModelSpec, c: ActContext, flags: dict[str, tuple[bool, bool]]) -> Act:
+    """PEFT's ``ParamWrapper`` on fused 3-D experts (peft/tuners/lora/layer.py, ``_activate_lora`` with
+    ``torch.nn.utils.parametrize``): every forward builds W + ΔW of the whole expert stack with ``baddbmm`` from the
+    two factors cast to the weights' dtype, and ``grouped_mm`` keeps that full tensor for the input gradient:
+    E·(2f·h + f·h) weight-sized bytes per layer, independent of batch and sequence, plus the cast factors
+    (rank 2r over the fused gate_up, r over down). Traced with PEFT 0.21 / transformers 5 (Mixtral)."""
+    m = spec.moe
+    assert m is not None
+    h, f, E, r, p = spec.hidden_size, m.expert_ffn_size, m.num_experts, c.lora_rank, c.r
+    fused = peft_fused_moe(spec) or {}
+    kinds = {fused.get(key.removeprefix("experts.")) for key, v in flags.items() if key.startswith("experts.") and v[1]}
+    out = 0
+    if "gate_up" in kinds:
+        out += p * E * (2 * f * h + 2 * r * (2 * f + h))
+    if "down" in kinds:
+        out += p * E * (f * h + r * (f + h))
+    return Act(fixed=out)
 
 
 def moe_block(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: int, y_rg: bool,
@@ -216,18 +270,30 @@ def moe_block(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: i
     assert m is not None
     h, e, k, E = spec.hidden_size, c.e, m.top_k, m.num_experts
     rw, rl = flags.get("gate", (True, False))
+    fused = peft_fused_moe(spec)
+    if fused is not None and rl:
+        # PEFT's ParamWrapper on the router weight: W + ΔW is formed each forward and trains like a weight
+        sv.save("router.peft_weight", Act(fixed=c.r * h * E))
+        rw, rl = True, False
+    if spec.layout == "deepseek" and rw and c.r < 4:
+        # DeepSeek's gate computes ``F.linear(x.float(), weight.float())``: it keeps fp32 copies of its input and
+        # of its weight (transformers models/deepseek_v2 ``DeepseekV2Moe.route``; traced)
+        sv.save("router.in32", Act(tok=4 * h, fixed=4 * h * E))
     r_rg = linear(sv, c, "router", y_key, y_bytes * h, y_rg, h, E, rw, rl)
     if r_rg:
         sv.save("router.probs", Act(tok=4 * E))
         sv.save("router.topk", Act(tok=12 * k + 4))
     exp_w = any(v[0] for key, v in flags.items() if key.startswith("experts."))
     exp_l = any(v[1] for key, v in flags.items() if key.startswith("experts."))
+    f = m.expert_ffn_size
+    if fused is not None and exp_l:
+        sv.save("moe.peft_weights", peft_expert_weights(spec, c, flags))
+        exp_w, exp_l = True, False  # the experts then run and save as with trainable weights
     sv.save("moe.index", Act(tok=24 * k))
     if exp_w or exp_l:
         sv.save("moe.gathered", Act(tok=(c.r if c.amp else e) * h * k))
     if exp_l:
         sv.save("moe.lora_mid", Act(tok=3 * c.lora_bytes * c.lora_rank * k))
-    f = m.expert_ffn_size
     x_rg = y_rg or exp_w or exp_l
     ex = c.r if c.amp else e  # grouped_mm is not autocast: under autocast the experts run in fp32
     if x_rg:

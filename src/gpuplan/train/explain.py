@@ -101,9 +101,34 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     if cfg.optimizer.startswith("paged"):
         out.append("paged optimizer states live in CUDA unified memory and can spill to host memory under pressure; "
                    "they are counted on the GPU")
-    if spec.mla:
-        out.append("MLA attention activations follow the modelling code but are not yet checked against a trace")
-    if spec.layout in ("gemma", "olmo2", "gpt2", "gpt_neox", "falcon", "phi3"):
-        out.append(f"the {spec.layout} layer's saved activations are derived from the modelling code, not yet "
-                   "checked against a trace")
+    out += _peft_fused_expert_warnings(spec, cfg)
+    if spec.layout == "falcon" and spec.num_kv_heads == 1 < spec.num_heads and cfg.attention != "eager":
+        out.append("Falcon multi-query attention with SDPA runs PyTorch's math kernel (one K/V head without "
+                   "enable_gqa, explicit mask): fp32 [batch, heads, seq, seq] probabilities are kept per layer")
     return out
+
+
+def _peft_fused_expert_warnings(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
+    """What PEFT really does to transformers-5 fused experts when LoRA targets them."""
+    from gpuplan.model.tensors import tensor_table
+    from gpuplan.train.peft import param_wrapped, peft_adapter_params, peft_fused_moe, trainability, trainable_params
+
+    if cfg.method not in ("lora", "qlora") or peft_fused_moe(spec) is None or spec.moe is None:
+        return []
+    tr = trainability(spec, cfg)
+    kinds = {param_wrapped(spec, t) for t, lo in zip(tensor_table(spec), tr.lora) if lo} - {None}
+    if not kinds & {"gate_up", "down"}:
+        return []
+    m = spec.moe
+    per_layer = (2 if "gate_up" in kinds else 0) + (1 if "down" in kinds else 0)
+    weight_b = {"fp32": 4, "amp-bf16": 4, "amp-fp16": 4}.get(cfg.precision, 2)
+    stack = per_layer * m.num_experts * m.expert_ffn_size * spec.hidden_size * weight_b
+    n_moe = sum(1 for i in range(spec.num_layers) if spec.is_moe_layer(i))
+    return [f"LoRA on fused experts: transformers 5 stores each layer's experts as 3-D tensors, and PEFT (>= 0.19, "
+            f"target_parameters / ParamWrapper) adapts them as one stack (lora_A [r·E, in], lora_B [out, r·E]; the "
+            f"fused gate_up gets rank 2r) and materialises W + ΔW of the whole expert stack on every forward, kept "
+            f"for backward: {stack / 2**30:.2f} GiB per MoE layer x {n_moe} layers of activations that "
+            f"per-expert LoRA would not have. Memory follows PEFT's adapters ({peft_adapter_params(spec, cfg):,} "
+            f"LoRA parameters, which PEFT reports); the trainable figure counts per-expert LoRA "
+            f"({trainable_params(spec, cfg):,} in all). Target only the attention projections to avoid the "
+            f"materialised stacks"]

@@ -1,9 +1,9 @@
 """One decoder layer's saved activations, composed from the blocks of ``gpuplan.train.activations``.
 
-Layouts: pre-norm RMSNorm layers (Llama, Mistral, Qwen2/3, Mixtral, Qwen-MoE, DeepSeek, Phi-3, OLMo-2, Gemma) and
-pre-norm LayerNorm layers with fused QKV and a plain MLP (GPT-2, GPT-NeoX, Falcon). The first group is checked
-against traces of transformers 5 (Llama, Qwen2, Mixtral, Qwen3-MoE); the others follow the same rules from the
-modelling code and are approximations until traced (OLMo-2 and Gemma place their norms differently).
+Layouts: pre-norm RMSNorm layers (Llama, Mistral, Qwen2/3, Mixtral, Qwen-MoE, DeepSeek, Phi-3), Gemma 2 (four
+norms per layer: before and after attention and MLP) and OLMo-2 (norms on the attention and MLP outputs only), and
+LayerNorm layers with fused QKV and a plain MLP (GPT-2, GPT-NeoX, Falcon). Each is checked against CPU traces of
+transformers 5 at real widths (``benchmarks/accuracy.py``, ``tests/test_train_accuracy_fixes.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import (Act, ActContext, _Saved, attention_core, gated_mlp, linear, moe_block, norm,
-                                       plain_mlp)
+                                       plain_mlp, sdpa_math)
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
 
@@ -50,7 +50,7 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
         name = fused[spec.layout]
         w, lo = _flag(flags, name)
         q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
-        if q_rg:
+        if q_rg and not sdpa_math(spec, c):
             # v is a view of the fused output, which stays alive; GPT-2 has no rotary embedding, so its q and k
             # are views of that storage too (traced)
             sv.save("attn.v", Act(tok=e * qkv))
@@ -77,7 +77,7 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
 
 def _mla(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg: bool, flags: Flags) -> bool:
     """DeepSeek MLA (transformers DeepseekV3Attention): low-rank q and kv projections with their RMSNorms, then
-    attention over per-head q/k of qk_head_dim and v of v_head_dim. Approximation, not yet traced."""
+    attention over per-head q/k of qk_head_dim and v of v_head_dim (traced: DeepSeek-V2-Lite shapes)."""
     m, h, e, heads = spec.mla, spec.hidden_size, c.e, spec.num_heads
     assert m is not None
     if m.q_lora_rank:
@@ -96,6 +96,7 @@ def _mla(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg:
                    heads * (m.qk_nope_head_dim + m.v_head_dim), *_flag(flags, "kv_b_proj"))
     if kv_rg:
         sv.save("kv_b.out", Act(tok=e * heads * (m.qk_nope_head_dim + m.v_head_dim)))  # v is a view of it
+        sv.save("attn.v", Act())  # counted in kv_b.out (traced: the attention kernel keeps the view)
     attention_core(sv, c, spec, q_rg, kv_rg, None)
     vd = heads * m.v_head_dim
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
@@ -168,7 +169,7 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
     if c.dropout > 0:
         sv.save("mlp.resid_mask", Act(tok=h))
     saved = sv.total()
-    points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part)
+    points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
     return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()))
 
 
@@ -176,8 +177,8 @@ def _minus(a: Act, b: Act) -> Act:
     return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed)
 
 
-def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, attn: Act, norm2: Act
-                ) -> tuple[BwdPoint, ...]:
+def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, attn: Act, norm2: Act,
+                items: dict[str, Act] | None = None) -> tuple[BwdPoint, ...]:
     """High-water marks of one layer's backward, measured in traces of transformers 5 (bytes beyond the layer's
     full saved set, with the layer gradients existing at that moment):
 
@@ -194,6 +195,7 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
     - the first norm's backward, with all the layer's gradients, only the first norm's saved tensors left.
     """
     e, h = c.e, spec.hidden_size
+    items = items or {}
     norm_tmp = Act(tok=float((20 - 2 * c.r) * h)) if spec.norm == "rmsnorm" else Act(tok=float(e * h))
     pts: list[BwdPoint] = []
     if spec.is_moe_layer(i):
@@ -203,7 +205,13 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
         wt = max(w, ex)
         k, f = m.top_k, m.expert_ffn_size
-        pts.append(BwdPoint("moe routing", "none", Act(tok=k * h * (3 * wt + (ex if wt != ex else 0)))))
+        routing = Act(tok=k * h * (3 * wt + (ex if wt != ex else 0)))
+        pts.append(BwdPoint("moe routing", "none", routing))
+        if "moe.peft_weights" in items:
+            # PEFT's W + ΔW of the down stack gets a full weight gradient (E·f·h) beside down's input and output
+            # gradients, before baddbmm's backward reduces it to the adapter factors (traced, Mixtral)
+            pts.append(BwdPoint("peft expert weight gradient", "none",
+                                Act(tok=ex * k * (f + h), fixed=c.r * m.num_experts * f * h)))
         pts.append(BwdPoint("mlp", "mlp_first", Act(tok=ex * k * (2 * f - h))))
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * ex * k * f)))
     else:
@@ -223,6 +231,10 @@ def _attn_bwd_transient(spec: ModelSpec, c: ActContext) -> Act:
     backward, which writes another fp32 s² tensor while the half probabilities are gone: (8 - e)·heads·s² in half
     precision, 8·heads·s² in fp32. SDPA/flash: grad q, k, v and the output gradient, e·(2·q_dim + 2·kv_dim)."""
     e, heads = c.e, spec.num_heads
+    if sdpa_math(spec, c):
+        # the probabilities' fp32 gradient and the softmax backward's output; with several sequences one of the
+        # per-head K/V copies is already released by then (traced)
+        return Act(sq=8.0 * heads, tok=-4.0 * spec.q_dim if c.batched else 0.0)
     if c.attention == "eager" and not c.selective:
         return Act(sq=float((8 - e) * heads if e < 4 else 8 * heads))
     return Act(tok=e * (2 * spec.q_dim + 2 * spec.kv_dim))

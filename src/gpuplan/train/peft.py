@@ -57,9 +57,39 @@ def _module_key(t: TensorInfo) -> str:
     return t.module
 
 
-def lora_target_match(t: TensorInfo, targets: tuple[str, ...]) -> bool:
+# PEFT >= 0.19 on transformers 5 MoE models whose experts are fused 3-D parameters
+# (peft/utils/transformers_weight_conversion.py ``_MOE_TARGET_MODULE_MAPPING`` / ``_MOE_FUSED_TARGETS`` and
+# transformers ``conversion_mapping._MODEL_TO_CONVERSION_PATTERN``): the checkpoint-era module names in
+# ``target_modules`` become ``target_parameters`` -- the router weight and the stacked ``gate_up_proj`` /
+# ``down_proj`` of each layer's experts -- each adapted by a ``ParamWrapper`` with lora_A [r·E, in] and
+# lora_B [out, r·E]; ``gate_up_proj`` fuses two projections, so its rank (and alpha) is doubled. The names are
+# dropped from ``target_modules``, so plain Linear layers of the same name (shared experts, dense MLP layers of
+# Qwen2-MoE-style models) get no adapter.
+PEFT_FUSED_MOE: dict[str, dict[str, str]] = {
+    "mixtral": {"w1": "gate_up", "w3": "gate_up", "w2": "down", "gate": "router"},
+    **{f: {"gate_proj": "gate_up", "up_proj": "gate_up", "down_proj": "down", "gate": "router"}
+       for f in ("qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe")},
+}
+
+
+def peft_fused_moe(spec: ModelSpec) -> dict[str, str] | None:
+    """PEFT's renaming of LoRA targets for this model (None: plain ``lora.Linear`` modules everywhere)."""
+    return PEFT_FUSED_MOE.get(spec.family) if spec.moe else None
+
+
+def param_wrapped(spec: ModelSpec, t: TensorInfo) -> str | None:
+    """``gate_up``, ``down`` or ``router`` when PEFT adapts this tensor through a ``ParamWrapper``."""
+    m = peft_fused_moe(spec)
+    if m is None or t.component not in ("experts", "router"):
+        return None
+    return m.get(t.module)
+
+
+def lora_target_match(t: TensorInfo, targets: tuple[str, ...], fused: dict[str, str] | None = None) -> bool:
     if not t.linear or t.is_bias:
         return False
+    if fused is not None and t.module in fused and t.component not in ("experts", "router"):
+        return False  # PEFT moved this name to target_parameters (fused experts): the Linear gets no adapter
     if "all-linear" in targets:
         return t.component != "lm_head"
     return t.module in targets
@@ -82,7 +112,8 @@ def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets:
             raise InputError("--trainable", ",".join(globs), "matches no parameter of this model",
                              hint=f"names look like {example!r}; list them with `gpuplan params MODEL --tensors`")
         return Trainability(rg, (False,) * n, (False,) * n)
-    lora = tuple(lora_target_match(t, targets) for t in table)
+    fused = peft_fused_moe(spec)
+    lora = tuple(lora_target_match(t, targets, fused) for t in table)
     if not any(lora):
         names = sorted({t.module for t in table if t.linear})
         raise InputError("--lora-targets", ",".join(targets), "matches no linear module of this model",
@@ -92,10 +123,22 @@ def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets:
     return Trainability((False,) * n, lora, quant)
 
 
-def lora_params(t: TensorInfo, rank: int) -> int:
-    """LoRA A [r, in] and B [out, r]: r * (in + out) parameters (Hu et al. 2021, arXiv:2106.09685, section 4.1)."""
+def lora_params(t: TensorInfo, rank: int, wrapped: str | None = None) -> int:
+    """LoRA A [r, in] and B [out, r]: r * (in + out) parameters (Hu et al. 2021, arXiv:2106.09685, section 4.1).
+    One expert's share of PEFT's fused ``gate_up_proj`` adapter (``wrapped`` "gate_up": rank 2r over in and the
+    fused 2·out): r·(in + 2·out) for each of the gate and up tensors, 2r·(in + 2·out) per expert in all."""
     out_f, in_f = t.shape[0], t.shape[-1]
+    if wrapped == "gate_up":
+        return rank * (in_f + 2 * out_f)
     return rank * (in_f + out_f)
+
+
+def lora_shapes(t: TensorInfo, rank: int, wrapped: str | None = None) -> list[tuple[int, int]]:
+    """Shapes of the adapter tensors, per checkpoint tensor (the optimizer's per-tensor temporaries)."""
+    out_f, in_f = t.shape[0], t.shape[-1]
+    if wrapped == "gate_up":
+        return [(rank, in_f), (2 * out_f, rank)]
+    return [(rank, in_f), (out_f, rank)]
 
 
 def nf4_bytes(numel: int, block: int = 64, double_quant: bool = True) -> int:
@@ -108,8 +151,16 @@ def nf4_bytes(numel: int, block: int = 64, double_quant: bool = True) -> int:
     return codes + 4 * blocks
 
 
+def peft_adapter_params(spec: ModelSpec, cfg: TrainConfig) -> int:
+    """LoRA parameters PEFT really creates: as ``trainable_params`` but with fused experts' gate_up at rank 2r."""
+    tr = trainability(spec, cfg)
+    return sum(lora_params(t, cfg.lora_rank, param_wrapped(spec, t)) for t, lo in zip(tensor_table(spec), tr.lora)
+               if lo)
+
+
 def trainable_params(spec: ModelSpec, cfg: TrainConfig) -> int:
-    """Trainable parameters: matched base tensors plus LoRA adapters."""
+    """Trainable parameters: matched base tensors plus LoRA adapters, counted per expert for MoE models (the
+    source documents' convention; ``peft_adapter_params`` gives PEFT's own count for fused experts)."""
     table = tensor_table(spec)
     tr = trainability(spec, cfg)
     base = sum(t.numel for t, rg in zip(table, tr.base_trainable) if rg)

@@ -15,7 +15,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
-from gpuplan.train.peft import Trainability, lora_params, nf4_bytes, trainability
+from gpuplan.train.peft import Trainability, lora_params, lora_shapes, nf4_bytes, param_wrapped, trainability
 from gpuplan.train.precision import Recipe
 
 LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
@@ -85,12 +85,15 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
             master += n * recipe.master_bytes
             shapes_base.append(t.shape)
         if lo:
-            a = lora_params(t, cfg.lora_rank)
-            n_lora += a
-            trainable += a
+            # the trainable figure counts per-expert LoRA (the source documents' convention); memory follows the
+            # adapters PEFT really builds (fused experts: rank 2r on gate_up, see gpuplan.train.peft)
+            wrapped = param_wrapped(spec, t)
+            a = lora_params(t, cfg.lora_rank, wrapped)
+            n_lora += lora_params(t, cfg.lora_rank)
+            trainable += lora_params(t, cfg.lora_rank)
             weights += a * LORA_BYTES
             g += a * LORA_BYTES
-            shapes_lora += [(cfg.lora_rank, t.shape[-1]), (t.shape[0], cfg.lora_rank)]
+            shapes_lora += lora_shapes(t, cfg.lora_rank, wrapped)
         grads += g
         grad_by.append(g)
     opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_base, recipe.state_bytes)

@@ -29,7 +29,9 @@ undone on exit:
    (DeepSeek: q/k 192, v 128) the CPU falls back to the math path and materialises ``[batch, heads, seq, seq]``
    scores and probabilities. CUDA (sm80+) runs flash attention there (half precision, no mask, equal head sizes
    up to 256; it regenerates the dropout mask from a Philox seed) or else the memory-efficient kernel, both
-   keeping O(seq) state. In those two cases the trace calls the CUDA kernels' fake implementations
+   keeping O(seq) state. With an explicit mask (sliding-window layers longer than the window, e.g. Phi-3) CUDA
+   flash is out and the memory-efficient kernel runs (it keeps the mask as its ``attn_bias``, and its output is
+   laid out [batch, seq, heads, dim], so transformers' transpose back needs no copy). In those cases the trace calls the CUDA kernels' fake implementations
    (``aten._scaled_dot_product_flash_attention`` / ``_scaled_dot_product_efficient_attention``; K/V heads are
    repeated for the latter under GQA). Otherwise the CPU flash kernel keeps what CUDA flash keeps (output and
    log-sum-exp) and is used as is. cuDNN attention, which PyTorch may prefer on Hopper, is not modelled.
@@ -117,7 +119,8 @@ def _cuda_sdpa_with_dropout(torch, original):
     """``scaled_dot_product_attention`` that runs the kernel CUDA would pick where the CPU's differs (patch 6)."""
 
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if dropout_p <= 0.0 and query.shape[-1] == value.shape[-1]:
+        masked = attn_mask is not None and query.shape[-3] == key.shape[-3] == value.shape[-3]
+        if dropout_p <= 0.0 and query.shape[-1] == value.shape[-1] and not masked:
             return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                             scale=scale, enable_gqa=enable_gqa)
         half = query.dtype in (torch.float16, torch.bfloat16)

@@ -13,6 +13,7 @@ from gpuplan.web.bridge import Command, build_argv, parse_args, run_command
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
 
 CACHE_ENTRIES = 512
+RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their canonical form only
 
 
 def _normalize(command: Command, body: dict[str, Any]) -> dict[str, Any]:
@@ -53,28 +54,59 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
         raise
 
 
+def encode(result: Any) -> bytes:
+    """The response body: compact UTF-8 JSON, byte for byte what Starlette's ``JSONResponse`` renders."""
+    return json.dumps(result, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
 class ResultCache:
-    """Least-recently-used results by (command, canonical request). Estimates are pure functions of the request
-    and the packaged data, so a repeated request (the page going back to a state, a shared link) is answered
-    from here."""
+    """Least-recently-used response bodies. Estimates are pure functions of the request and the packaged data, so
+    a repeated request (the page going back to a state, a shared link, a script polling) is answered from here.
+
+    Two keys lead to the same stored bytes: the canonical request (options parsed and sorted), and, for small
+    bodies, the raw request body as received, which answers an identical repeat before any JSON decoding or
+    validation. Only successful answers are stored."""
 
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self.entries = entries
-        self._data: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._data: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._raw: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get_or_compute(self, command: Command, body: dict[str, Any]) -> Any:
+    def _put(self, table: OrderedDict, key: Any, data: bytes) -> None:
+        with self._lock:
+            table[key] = data
+            table.move_to_end(key)
+            if len(table) > self.entries:
+                table.popitem(last=False)
+
+    def get_raw(self, name: str, raw: bytes) -> bytes | None:
+        """The stored answer to this exact request body, if any."""
+        if len(raw) > RAW_KEY_MAX_BYTES:
+            return None
+        with self._lock:
+            data = self._raw.get((name, raw))
+            if data is not None:
+                self._raw.move_to_end((name, raw))
+                self.hits += 1
+            return data
+
+    def put_raw(self, name: str, raw: bytes, data: bytes) -> None:
+        if len(raw) <= RAW_KEY_MAX_BYTES:
+            self._put(self._raw, (name, raw), data)
+
+    def answer(self, command: Command, body: dict[str, Any]) -> bytes:
+        """The JSON body answering ``body`` (validated request values), computed once per canonical request."""
         key = (command.name, json.dumps(body, sort_keys=True, separators=(",", ":"), default=str))
         with self._lock:
-            if key in self._data:
+            data = self._data.get(key)
+            if data is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
-                return self._data[key]
-        result = compute(command, body)
+                return data
+        data = encode(compute(command, body))
         with self._lock:
             self.misses += 1
-            self._data[key] = result
-            if len(self._data) > self.entries:
-                self._data.popitem(last=False)
-        return result
+        self._put(self._data, key, data)
+        return data

@@ -21,6 +21,7 @@ from gpuplan.errors import InputError
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
 from gpuplan.web.bridge import MODEL_COMMANDS, Command, describe, load_commands
+from gpuplan.web.fastpath import FastPath
 from gpuplan.web.schemas import ErrorBody, request_model
 
 API = "/api/v1"
@@ -61,10 +62,12 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
-        too_large = error_response(413, "body", None, f"must be at most {self.max_bytes} bytes")
+        def too_large() -> JSONResponse:
+            return error_response(413, "body", None, f"must be at most {self.max_bytes} bytes")
+
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await too_large(scope, receive, send)
+            return await too_large()(scope, receive, send)
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -73,7 +76,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await too_large(scope, receive, send)
+                return await too_large()(scope, receive, send)
             if not message.get("more_body"):
                 break
         body, sent = b"".join(chunks), False
@@ -125,6 +128,12 @@ def api_field(field: str) -> str:
     return field.replace(": ", ".")
 
 
+def input_error_response(exc: InputError) -> JSONResponse:
+    """422 with the field, the value and the rule of a refused input (the server's own file names hidden)."""
+    hide = limits.hide_private_paths
+    return error_response(422, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
+
+
 def _validation_errors(exc: RequestValidationError) -> JSONResponse:
     """pydantic's errors, one per field (the alternatives of a union joined by 'or')."""
     by_field: dict[str, dict[str, Any]] = {}
@@ -161,27 +170,45 @@ def answers_inline(command: Command, values: dict[str, Any]) -> bool:
             and callable(getattr(command.module, "payload", None)))
 
 
-def _compute_route(app: FastAPI, command: Command, cache: ResultCache) -> None:
+class GpuplanAPI(FastAPI):
+    """FastAPI, with a short way in front for valid JSON estimate requests (see :mod:`gpuplan.web.fastpath`)."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        route = self.fast_path.route(scope) if self.fast_path is not None else None
+        if route is not None:
+            return await self.fast_path(route, scope, receive, send, super().__call__)
+        await super().__call__(scope, receive, send)
+
+
+def json_bytes_response(data: bytes) -> Response:
+    return Response(data, media_type="application/json")
+
+
+def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache) -> None:
     model = request_model(command)
 
     async def endpoint(request: Request, body: model = Body(...)) -> Response:  # type: ignore[valid-type]
         values = body.model_dump(by_alias=True, exclude_none=True)
         if answers_inline(command, values):
-            result = cache.get_or_compute(command, values)
+            data = cache.answer(command, values)
         else:
-            result = await run_in_threadpool(cache.get_or_compute, command, values)
-        return JSONResponse(result)
+            data = await run_in_threadpool(cache.answer, command, values)
+        return json_bytes_response(data)
 
     endpoint.__name__ = f"{command.name}_endpoint"
     app.add_api_route(f"{API}/{command.name}", endpoint, methods=["POST"], summary=f"gpuplan {command.name}",
                       description=(command.description + "\n\nThe JSON is what `gpuplan " + command.name +
                                    " --json` prints for the same options."),
                       response_model=dict[str, Any], responses=ERROR_RESPONSES, tags=["estimates"])
+    if app.fast_path is not None:
+        app.fast_path.add(f"{API}/{command.name}", command, model)
 
 
 def _list_route(app: FastAPI, command: Command, cache: ResultCache) -> None:
     async def endpoint(q: str = Query("", max_length=100, description="case-insensitive substring")) -> Response:
-        return JSONResponse(cache.get_or_compute(command, {"query": q} if q else {}))
+        return json_bytes_response(cache.answer(command, {"query": q} if q else {}))
 
     endpoint.__name__ = f"{command.name}_endpoint"
     app.add_api_route(f"{API}/{command.name}", endpoint, methods=["GET"], summary=f"gpuplan {command.name}",
@@ -193,21 +220,22 @@ def static_dir() -> str:
     return str(resources.files("gpuplan.web") / "static")
 
 
-def create_app() -> FastAPI:
+def create_app() -> GpuplanAPI:
     """The application. Routes exist for the commands this build has (the engines land one by one)."""
     commands = load_commands()
     cache = ResultCache()
-    app = FastAPI(title="gpuplan", version=__version__, docs_url=None, redoc_url=None,
-                  description="Memory, compute, time and cost of LLM training and serving. Every estimate endpoint "
-                              "returns the JSON the `gpuplan` command prints with `--json`; integers are bytes, "
-                              "FLOP and seconds. Errors carry the field, the value and the rule.")
+    app = GpuplanAPI(title="gpuplan", version=__version__, docs_url=None, redoc_url=None,
+                     description="Memory, compute, time and cost of LLM training and serving. Every estimate "
+                                 "endpoint returns the JSON the `gpuplan` command prints with `--json`; integers are "
+                                 "bytes, FLOP and seconds. Errors carry the field, the value and the rule.")
+    app.fast_path = FastPath(cache, max_body_bytes=limits.MAX_BODY_BYTES, inline=answers_inline,
+                             input_error=input_error_response, extra_headers=SECURITY_HEADERS)
     app.state.cache = cache
     app.state.commands = commands
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
-        hide = limits.hide_private_paths
-        return error_response(422, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
+        return input_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

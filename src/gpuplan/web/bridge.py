@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from gpuplan.errors import InputError
+from gpuplan.web.fastparse import fast_namespace
 
 # Commands the API offers, in the order the CLI lists them.
 API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
@@ -244,11 +245,15 @@ def _flag_to_dest(command: Command, message: str) -> str:
 
 
 def parse_args(command: Command, argv: list[str]) -> argparse.Namespace:
-    """Parse exactly as the CLI does; argparse's complaints become InputError naming the option."""
-    try:
-        args = command.parser.parse_args(argv)
-    except _ParserError as exc:
-        raise InputError(_flag_to_dest(command, exc.message), None, exc.message) from None
+    """Parse exactly as the CLI does; argparse's complaints become InputError naming the option. The regular
+    argument lists that :func:`build_argv` makes are read by :func:`.fastparse.fast_namespace` (argparse's rules
+    without its cost); anything else, every error included, by argparse itself."""
+    args = fast_namespace(command.parser, argv)
+    if args is None:
+        try:
+            args = command.parser.parse_args(argv)
+        except _ParserError as exc:
+            raise InputError(_flag_to_dest(command, exc.message), None, exc.message) from None
     args.command = command.name
     if hasattr(args, "json"):
         args.json = True

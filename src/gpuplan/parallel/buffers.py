@@ -1,0 +1,76 @@
+"""Communication and gather buffers of one pipeline stage's rank (point-to-point, all-to-all, ring attention,
+FSDP2 / ZeRO-3 all-gather and reduce-scatter), placed in the phases of a step (``gpuplan.train.peak``)."""
+
+from __future__ import annotations
+
+from gpuplan.parallel.dataparallel import _fsdp_dtypes, round_block
+from gpuplan.train.peak import Phase, PhaseInputs
+
+
+def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dict:
+    """Communication and gather buffers: live through forward and backward ('act'), in every layer's backward
+    ('layer'), per layer of the stage in backward on top of 'act' ('bwd', position-dependent), in the top layer's
+    forward on top of 'act' ('fwd': at its pre-forward, at the end of its forward) and at the end of backward
+    ('end').
+
+    FSDP2 (rules traced with a fake process group, L(i) = layer i's all-gather in the compute dtype, L = the largest):
+    the root group stays unsharded from its pre-forward to the final callback; with reshard_after_forward one
+    all-gather buffer is kept after each copy-out (root + L through the loss), the forward boundary holds the next
+    layer's unsharded parameters and two all-gather buffers (root + L(top) + 2L), the end of the top layer's
+    forward its unsharded parameters beside the kept buffer; without resharding the boundary holds two all-gather
+    buffers and the end of forward one beside every unsharded layer; in backward layer i holds its own
+    unsharded parameters, the prefetched all-gather of layer i-1 (none for the stage's first layer) and the
+    reduce-scatter input of layer i+1 (none for the top layer, the first to reduce). Without resharding every
+    layer stays unsharded through forward, and layer i's are freed at its post-backward: layer i's backward holds
+    root + L(0..i) and no prefetch. DeepSpeed ZeRO-3 gathers and prefetches like the resharding case."""
+    act = layer = end = 0
+    fwd = (0, 0)
+    n = len(shard.layers)
+    bwd = [0] * n
+    h = spec.hidden_size
+    if layout.pp > 1:
+        act += 2 * b * sl * h * e  # p2p send and receive buffers of one micro-batch's hidden states
+    if layout.ep > 1 and spec.moe:
+        act += 2 * spec.moe.top_k * b * sl * h * e  # all-to-all dispatch and combine of the routed rows
+    if layout.cp > 1:
+        act += 4 * b * sl * spec.kv_dim * e  # ring attention: K and V blocks in flight, double-buffered
+    if (fsdp or ds3) and n:
+        sb, cb, rb = _fsdp_dtypes(recipe)
+        D = layout.shard_degree
+        per_layer: dict[int, int] = {}
+        root = 0
+        for lt in shard.tensors:
+            t = table[lt.index]
+            padded = -(-lt.dim0 // D) * D * (lt.numel // max(lt.dim0, 1))
+            if t.layer is None:
+                root += padded
+            else:
+                per_layer[t.layer] = per_layer.get(t.layer, 0) + padded
+        ag = [round_block(per_layer.get(i, 0) * cb) for i in shard.layers]
+        rs = [round_block(per_layer.get(i, 0) * rb) for i in shard.layers]
+        L = max(ag)
+        root_b = root * cb if fsdp else 0
+        raf = layout.zero == 3 and cfg.reshard_after_forward
+        if raf or ds3:
+            act += root_b + L
+            fwd = (ag[-1] + L, ag[-1])
+            for k in range(n):
+                bwd[k] = ag[k] + (ag[k - 1] if k > 0 else 0) + (rs[k + 1] if k + 1 < n else 0) - L
+        else:
+            act += root_b + sum(ag)
+            fwd = (2 * L, L)
+            for k in range(n):
+                bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
+        end += round_block(root * rb) if fsdp else 0
+    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd}
+
+
+def forward_boundary(ps: list[Phase], pin: PhaseInputs, extra: tuple[int, int]) -> list[Phase]:
+    """The forward phase also covers two moments of the stage's top layer where gather buffers peak beyond the ones
+    live through the loss: its pre-forward (``extra[0]``; its activations do not exist yet) and the end of its
+    forward before it reshards (``extra[1]``; all activations of the stage exist)."""
+    if not any(extra) or not pin.kept_bytes or ps[0].name != "forward":
+        return ps
+    base = pin.static_bytes + pin.held_bytes + pin.act_extra_bytes + pin.shared_bytes + sum(pin.kept_bytes)
+    at = max(base - pin.kept_bytes[-1] + extra[0], base + extra[1])
+    return [Phase("forward", max(ps[0].bytes, at))] + ps[1:]

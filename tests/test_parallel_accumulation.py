@@ -1,0 +1,61 @@
+"""Gradient accumulation and pipeline micro-batches: from the second micro-batch of a step on, every gradient
+already exists and backward adds into it in place (AccumulateGrad; Megatron's main_grad), so the step's peak rises
+by at most the gradients that did not exist yet at the first micro-batch's peak, never by a second copy of them.
+The live trace of the rise is tests/test_parallel_live.py::test_gradient_accumulation_adds_what_the_trace_adds."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuplan.model.presets import find_preset
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.engine import estimate_training
+
+SPEC = find_preset("llama-3.1-8b").spec()
+
+
+def _fwd_bwd(r) -> int:
+    return max(p.bytes for p in r.phases if p.name != "optimizer step")
+
+
+@pytest.mark.parametrize("kw", [
+    dict(dp=2),  # DDP
+    dict(dp=2, recompute="full"),
+    dict(dp=4, zero=1, framework="deepspeed", precision="mixed-bf16"),
+    dict(dp=4, zero=2, framework="deepspeed", precision="mixed-bf16"),
+    dict(dp=4, zero=3, framework="torch", precision="amp-bf16"),  # FSDP2
+    dict(dp=2, zero=1, framework="megatron", precision="mixed-bf16", recompute="full"),
+])
+def test_accumulation_adds_at_most_one_set_of_gradients(kw):
+    one = estimate_training(SPEC, TrainConfig(seq=2048, **kw))
+    acc = estimate_training(SPEC, TrainConfig(seq=2048, grad_accum=4, **kw))
+    rise = _fwd_bwd(acc) - _fwd_bwd(one)
+    assert 0 <= rise <= acc.memory.gradients_bytes
+    # no phase of the step can hold more gradients than the end of backward, where all of them exist
+    ends = {p.name: p.bytes for p in acc.phases}
+    layer = max(v for k, v in ends.items() if k.startswith("layer "))
+    activations = acc.memory.activations_bytes + acc.memory.buffers_bytes + acc.memory.logits_bytes
+    assert layer <= ends["end of backward"] + activations
+
+
+@pytest.mark.parametrize("recompute", ["none", "full"])
+def test_megatron_main_grad_buffer_is_resident_from_the_first_micro_batch(recompute):
+    # the fp32 main_grad buffer is allocated at wrap time: accumulating changes nothing, and the forward pass
+    # already holds every gradient
+    kw = dict(dp=2, zero=1, framework="megatron", precision="mixed-bf16", recompute=recompute)
+    one = estimate_training(SPEC, TrainConfig(**kw))
+    acc = estimate_training(SPEC, TrainConfig(grad_accum=4, **kw))
+    assert acc.memory.allocated_peak_bytes == one.memory.allocated_peak_bytes
+    m = one.memory
+    forward = next(p.bytes for p in one.phases if p.name == "forward")
+    assert forward >= m.weights_bytes + m.master_weights_bytes + m.optimizer_bytes + m.gradients_bytes
+
+
+def test_pipeline_stage_with_one_micro_batch_per_stage_never_holds_all_gradients_and_pp_micro_batches():
+    # 1F1B, m == pp: stage 0 holds pp micro-batches only before its first backward (no gradients yet); once
+    # gradients exist at most pp - 1 are in flight
+    spec = find_preset("llama-3.1-70b").spec()
+    kw = dict(tp=8, pp=4, dp=2, seq=4096, recompute="full")
+    m4 = estimate_training(spec, TrainConfig(microbatches=4, **kw)).per_rank[0]["allocated_peak_bytes"]
+    m8 = estimate_training(spec, TrainConfig(microbatches=8, **kw)).per_rank[0]["allocated_peak_bytes"]
+    assert m4 < m8
