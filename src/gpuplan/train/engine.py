@@ -142,10 +142,13 @@ def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: i
     if cfg.activation_model == "korthikanti":
         return tuple(g["mlp_first"][i] for i in range(spec.num_layers))
     out = []
+    points: dict[int, list[tuple[str, int]]] = {}  # identical layers share one object: size their points once
     for i, la in enumerate(acts.layers):
+        if id(la) not in points:
+            points[id(la)] = [(p.grads, p.extra.bytes(b, s)) for p in la.points]
         grads = {"none": 0, "mlp_first": g["mlp_first"][i], "mlp_all": g["mlp_all"][i], "after_attn": g["attn"][i],
                  "layer": g["layers"][i]}
-        out.append(max(0, max(grads[p.grads] + p.extra.bytes(b, s) for p in la.points)))
+        out.append(max(0, max(grads[kind] + extra for kind, extra in points[id(la)])))
     return tuple(out)
 
 
