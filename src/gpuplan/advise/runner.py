@@ -47,7 +47,9 @@ class CommandRunner:
                 raise InputError("command", command, "is not available in this version of gpuplan") from None
             raise
         top = argparse.ArgumentParser(prog="gpuplan")
-        parser = module.add_parser(top.add_subparsers(dest="command"))
+        from gpuplan.cli.main import add_command_parser
+
+        parser = add_command_parser(command, module, top.add_subparsers(dest="command"))
         defaults: dict[str, Any] = {}
         for action in parser._actions:
             if action.dest in (argparse.SUPPRESS, "help") or action.default is argparse.SUPPRESS:

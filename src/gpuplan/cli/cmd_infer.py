@@ -64,16 +64,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="achieved/peak FLOP/s in prefill (default 0.5)")
     a.add_argument("--bandwidth-efficiency", type=real("--bandwidth-efficiency", above=0, at_most=1), default=0.8,
                    help="achieved/peak HBM bandwidth in decode (default 0.8)")
-    try:
-        from gpuplan.advise import add_advise_argument
-        add_advise_argument(p)
-    except ImportError:  # pragma: no cover - the advisor is optional
-        pass
-    try:
-        from gpuplan.scenario import add_config_argument
-        add_config_argument(p, "infer")
-    except ImportError:  # pragma: no cover
-        pass
     return p
 
 

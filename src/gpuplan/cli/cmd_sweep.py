@@ -34,8 +34,10 @@ def _engine_parser(command: str) -> argparse.ArgumentParser | None:
         if exc.name == f"gpuplan.cli.cmd_{command}":
             return None
         raise
+    from gpuplan.cli.main import add_command_parser
+
     top = argparse.ArgumentParser(prog="gpuplan")
-    return module.add_parser(top.add_subparsers(dest="command"))
+    return add_command_parser(command, module, top.add_subparsers(dest="command"))
 
 
 def _values(text: str) -> list[int]:

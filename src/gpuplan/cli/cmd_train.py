@@ -81,16 +81,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="library workspaces (default 40)")
     o.add_argument("--allocator-reserve", type=real("--allocator-reserve", at_least=0, below=1), metavar="FRACTION",
                    help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)")
-    try:
-        from gpuplan.advise import add_advise_argument
-        add_advise_argument(p)
-    except ImportError:  # pragma: no cover - the advisor is optional
-        pass
-    try:
-        from gpuplan.scenario import add_config_argument
-        add_config_argument(p, "train")
-    except ImportError:  # pragma: no cover
-        pass
     return p
 
 

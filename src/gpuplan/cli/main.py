@@ -30,14 +30,19 @@ COMMANDS = (
 # Commands whose options can come from a scenario file, and those that draw their result with --plot.
 _SCENARIO_COMMANDS = ("train", "infer", "time", "plan", "verify", "sweep")
 _PLOT_COMMANDS = ("train", "infer")
+_ADVISE_COMMANDS = ("train", "infer")
 
 
 def _add_common_options(name: str, p: argparse.ArgumentParser) -> None:
-    """--lang on every command; --config and --plot where they apply (each helper is safe to call twice)."""
+    """--lang on every command; --advise, --config and --plot where they apply (each helper is safe to call twice)."""
     from gpuplan.i18n import add_lang_argument
 
     if not any("--lang" in a.option_strings for a in p._actions):
         add_lang_argument(p)
+    if name in _ADVISE_COMMANDS:
+        from gpuplan.advise import add_advise_argument
+
+        add_advise_argument(p)
     if name in _SCENARIO_COMMANDS:
         from gpuplan.scenario import add_config_argument
 
@@ -46,6 +51,14 @@ def _add_common_options(name: str, p: argparse.ArgumentParser) -> None:
         from gpuplan.plot import add_plot_argument
 
         add_plot_argument(p)
+
+
+def add_command_parser(name: str, module, sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The parser of command ``name`` with the options every entry point shares (the CLI, the web API, the advisor
+    and sweep all build command parsers through here, so they accept the same options)."""
+    p = module.add_parser(sub)
+    _add_common_options(name, p)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == module_name:  # command not built yet
                 continue
             raise
-        p = module.add_parser(sub)
-        _add_common_options(name, p)
+        p = add_command_parser(name, module, sub)
         p.set_defaults(_run=module.run)
     return parser
 

@@ -192,7 +192,9 @@ def load_commands(names: tuple[str, ...] = API_COMMANDS) -> dict[str, Command]:
             if exc.name == module_name:
                 continue  # command not built yet
             raise
-        parser = module.add_parser(sub)
+        from gpuplan.cli.main import add_command_parser
+
+        parser = add_command_parser(name, module, sub)
         takes_model = any(a.dest == "model" for a in parser._actions)
         out[name] = Command(name=name, module=module, parser=parser, options=_options(parser),
                             takes_model=takes_model, description=parser.description or "")
