@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import warnings
 
+from gpuplan.verify.cpu_profile import generate_peak_bytes
+
 CASES = {
     "llama (GQA)": dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=2,
                         num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, max_position_embeddings=4096),
@@ -36,7 +38,6 @@ NEW_TOKENS = 2
 
 def measured_peak(config: dict, batch: int, prompt: int) -> int:
     import torch
-    from torch.profiler import ProfilerActivity, profile
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -48,17 +49,7 @@ def measured_peak(config: dict, batch: int, prompt: int) -> int:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kw), dtype=torch.bfloat16).eval()
     model.generation_config.pad_token_id = 0
-    ids = torch.randint(1, kw["vocab_size"], (batch, prompt))
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, torch.no_grad():
-        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
-                       min_new_tokens=NEW_TOKENS, do_sample=False)
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    current = peak = 0
-    for e in events:
-        current += e.nbytes()
-        peak = max(peak, current)
-    return peak
+    return generate_peak_bytes(model, batch, prompt, NEW_TOKENS)
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from gpuplan.infer.parallel import ServingLayout, stage_layers
 from gpuplan.infer.quant import parse_weights
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.units import GiB
+from gpuplan.verify.cpu_profile import generate_peak_bytes
 
-from infer_reference import build, generate_peak_bytes
+from infer_reference import build
 
 LLAMA2_7B = dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from gpuplan.i18n import lang_of, memory_label, t, tr_headers
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json, real,
-                                render_table)
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
+                                real, render_table)
 from gpuplan.errors import InputError
 from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
 from gpuplan.infer.engines import HfProfile, VllmProfile
@@ -117,19 +117,8 @@ def payload(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     spec, cfg, report, out = evaluate(args)
-    if args.json:
-        try:
-            from gpuplan.advise import attach_advice
-            attach_advice(args, "infer", out)
-        except ImportError:  # pragma: no cover
-            pass
-        print_json(out)
-    else:
-        print(_render(spec, cfg, report, explain=args.explain, lang=lang_of(args)))
-        if getattr(args, "advise", False):
-            from gpuplan.advise import print_advice
-            print_advice(args, "infer")
-    return 3 if args.check and report.fits is False else 0
+    return finish_estimate(args, "infer", out,
+                           lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args)), report.fits)
 
 
 def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en") -> str:

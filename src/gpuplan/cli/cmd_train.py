@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json, real,
-                                render_table)
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
+                                real, render_table)
 from gpuplan.errors import InputError
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.train import config as C
@@ -136,21 +136,7 @@ def payload(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     spec, report, out = evaluate(args)
-    if args.json:
-        try:
-            from gpuplan.advise import attach_advice
-            attach_advice(args, "train", out)
-        except ImportError:  # pragma: no cover
-            pass
-        print_json(out)
-    else:
-        print(render(spec, report, out, args))
-        if getattr(args, "advise", False):
-            from gpuplan.advise import print_advice
-            print_advice(args, "train")
-    if args.check and report.fits is False:
-        return 3
-    return 0
+    return finish_estimate(args, "train", out, lambda: render(spec, report, out, args), report.fits)
 
 
 def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace) -> str:

@@ -109,6 +109,22 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+def finish_estimate(args: argparse.Namespace, command: str, payload: dict[str, Any], render: Callable[[], str],
+                    fits: bool | None) -> int:
+    """Print an estimate as JSON (with ``advice`` under --advise) or as text (then the advice); the exit code is 3
+    when --check was given and it does not fit. Shared by ``train`` and ``infer``."""
+    from gpuplan.advise import attach_advice, print_advice
+
+    if args.json:
+        attach_advice(args, command, payload)
+        print_json(payload)
+    else:
+        print(render())
+        if getattr(args, "advise", False):
+            print_advice(args, command)
+    return 3 if getattr(args, "check", False) and fits is False else 0
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
     """Plain-text table; ``align`` is one char per column ('l' or 'r'), default: first left, rest right.
     Widths are terminal columns, so Chinese labels line up."""
