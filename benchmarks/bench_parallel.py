@@ -14,6 +14,8 @@ from gpuplan.parallel.layout import resolve_layout
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.engine import estimate_training
 
+from bench_train import mean_seconds  # sibling script: run as python benchmarks/bench_parallel.py
+
 CASES = [
     ("llama-3.1-8b", TrainConfig(dp=8, zero=3)),
     ("llama-3.1-8b", TrainConfig(dp=8, zero=3, framework="deepspeed", offload="optimizer")),
@@ -28,20 +30,13 @@ CLI = [sys.executable, "-m", "gpuplan", "train", "llama-3.1-70b", "--gpus", "64"
        "--zero", "1", "--per-rank"]
 
 
-def _time(fn, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
-
-
 def main() -> None:
     print(f"{'model':18s} {'layout':58s} {'first ms':>9s} {'new batch ms':>13s}")
     for name, cfg in CASES:
         spec = find_preset(name).spec()
-        first = _time(lambda: estimate_training(spec, cfg), 1)
+        first = mean_seconds(lambda: estimate_training(spec, cfg), 1)
         batches = iter(range(2, 10_000))
-        varied = _time(lambda: estimate_training(spec, cfg.with_(batch=next(batches))), 20)
+        varied = mean_seconds(lambda: estimate_training(spec, cfg.with_(batch=next(batches))), 20)
         lay = resolve_layout(spec, cfg)
         label = (f"{cfg.framework} gpus={lay.world} dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={lay.vpp} ep={lay.ep} "
                  f"zero={lay.zero}")

@@ -21,7 +21,8 @@ CASES = [
 ]
 
 
-def _time(fn, repeat: int) -> float:
+def mean_seconds(fn, repeat: int) -> float:
+    """Mean wall time of ``fn()`` over ``repeat`` calls (also used by bench_parallel.py)."""
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
@@ -32,10 +33,10 @@ def main() -> None:
     print(f"{'model':20s} {'config':44s} {'first ms':>9s} {'warm ms':>9s} {'new batch ms':>13s}")
     for name, cfg in CASES:
         spec = find_preset(name).spec()
-        first = _time(lambda: estimate_training(spec, cfg), 1)
-        warm = _time(lambda: estimate_training(spec, cfg), 200)
+        first = mean_seconds(lambda: estimate_training(spec, cfg), 1)
+        warm = mean_seconds(lambda: estimate_training(spec, cfg), 200)
         batches = iter(range(2, 10_000))
-        varied = _time(lambda: estimate_training(spec, cfg.with_(batch=next(batches))), 200)
+        varied = mean_seconds(lambda: estimate_training(spec, cfg.with_(batch=next(batches))), 200)
         label = f"b{cfg.batch} s{cfg.seq} {cfg.precision} {cfg.method} rc={cfg.recompute}"
         print(f"{name:20s} {label:44s} {first * 1e3:9.2f} {warm * 1e3:9.3f} {varied * 1e3:13.3f}")
     print("first = cold (tensor table, layer caches built); warm = same config again; new batch = a batch never "
