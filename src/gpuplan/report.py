@@ -7,7 +7,7 @@ so ``--explain`` and the web page can show where it comes from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 MEMORY_KEYS = (
     "weights_bytes", "gradients_bytes", "optimizer_bytes", "master_weights_bytes", "activations_bytes",
@@ -47,9 +47,20 @@ class MemoryReport:
     allocated_peak_bytes: int = 0
     total_bytes: int = 0
     peak_phase: str = ""
-    terms: list[Term] = field(default_factory=list)
+    # the explained terms, or a function that builds them on first use (most JSON answers never ask for them)
+    _terms: list[Term] | Callable[[], list[Term]] = field(default_factory=list, repr=False, compare=False)
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def terms(self) -> list[Term]:
+        if callable(self._terms):
+            self._terms = self._terms()
+        return self._terms
+
+    @terms.setter
+    def terms(self, value: list[Term] | Callable[[], list[Term]]) -> None:
+        self._terms = value
 
     def memory_dict(self) -> dict[str, int]:
         return {k: int(getattr(self, k)) for k in MEMORY_KEYS}

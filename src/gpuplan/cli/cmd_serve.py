@@ -37,11 +37,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"gpuplan: serving on http://{args.host}:{args.port}/ (API at /api/v1, docs at /docs); Ctrl-C stops",
           file=sys.stderr)
+    # uvicorn logs each request at level info: below that, the access log is switched off rather than formatted
+    # and dropped on every request
+    options = dict(host=args.host, port=args.port, log_level=args.log_level,
+                   access_log=args.log_level in ("info", "debug"))
     if args.workers > 1:  # worker processes import the app factory themselves
-        uvicorn.run("gpuplan.web.app:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level)
+        uvicorn.run("gpuplan.web.app:create_app", factory=True, workers=args.workers, **options)
     else:
         from gpuplan.web.app import create_app
 
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(create_app(), **options)
     return 0

@@ -99,15 +99,17 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: object) -> None:
+    """``name``: the option (``--gpus``) or a field name (``lora_rank``, written ``--lora-rank`` in the error)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(name, value, "must be an integer >= 1")
+        flag = name if name.startswith("--") else f"--{name.replace('_', '-')}"
+        raise InputError(flag, value, "must be an integer >= 1")
 
 
 def validate(cfg: TrainConfig) -> None:
     """Raise InputError naming the option, the value and the rule for any invalid setting."""
     for name in ("batch", "seq", "grad_accum", "lora_rank", "qlora_block_size", "loss_chunk_tokens", "dp", "tp",
                  "pp", "ep", "cp", "vpp"):
-        _positive(f"--{name.replace('_', '-')}", getattr(cfg, name))
+        _positive(name, getattr(cfg, name))
     _choice("--precision", cfg.precision, PRECISIONS)
     _choice("--framework", cfg.framework, FRAMEWORKS)
     _choice("--optimizer", cfg.optimizer, OPTIMIZERS)

@@ -12,7 +12,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.layout import Layout, resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
-from gpuplan.train.activations import ActContext
+from gpuplan.train.activations import Act, ActContext
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import LossMemory, loss_memory
@@ -103,7 +103,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         static_bytes=static, kept_bytes=kept, full_bytes=full, bwd_extra_bytes=bwd_extra,
         # under full recompute the checkpoint holds the layer input beside its rebuilt tensors, unless the first
         # norm's saved fp32 upcast is that very tensor (fp32 residual stream)
-        rebuilt_extra_bytes=tuple(k if cfg.recompute == "full" and c.r < 4 else 0 for k in kept),
+        rebuilt_extra_bytes=kept if cfg.recompute == "full" and c.r < 4 else (0,) * len(kept),
         layer_grad_bytes=g["layers"],
         shared_bytes=acts.shared.bytes(b, s), head_bytes=acts.head.bytes(b, s),
         head_norm_bytes=acts.head_norm.bytes(b, s), head_grad_bytes=g["head"],
@@ -125,7 +125,13 @@ def _activation_lists(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, b: int
         per = tuple(korthikanti_layer(spec, recompute=cfg.recompute, tp=1, sp=False).bytes(b, s)
                     for _ in range(spec.num_layers))
         return per, per
-    return tuple(a.bytes(b, s) for a in acts.kept), tuple(la.saved.bytes(b, s) for la in acts.layers)
+    return _sizes(acts.kept, b, s), _sizes(tuple(la.saved for la in acts.layers), b, s)
+
+
+def _sizes(items: tuple[Act, ...], b: int, s: int) -> tuple[int, ...]:
+    """Bytes of each item; identical layers share one object, which is sized once."""
+    memo: dict[int, int] = {}
+    return tuple([memo[k] if (k := id(a)) in memo else memo.setdefault(k, a.bytes(b, s)) for a in items])
 
 
 def _norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:
@@ -142,13 +148,14 @@ def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: i
     if cfg.activation_model == "korthikanti":
         return tuple(g["mlp_first"][i] for i in range(spec.num_layers))
     out = []
-    points: dict[int, list[tuple[str, int]]] = {}  # identical layers share one object: size their points once
-    for i, la in enumerate(acts.layers):
-        if id(la) not in points:
-            points[id(la)] = [(p.grads, p.extra.bytes(b, s)) for p in la.points]
-        grads = {"none": 0, "mlp_first": g["mlp_first"][i], "mlp_all": g["mlp_all"][i], "after_attn": g["attn"][i],
-                 "layer": g["layers"][i]}
-        out.append(max(0, max(grads[kind] + extra for kind, extra in points[id(la)])))
+    done: dict[tuple, int] = {}  # identical layers share one object and gradient sizes: evaluate each once
+    for key in zip(map(id, acts.layers), g["mlp_first"], g["mlp_all"], g["attn"], g["layers"]):
+        top = done.get(key)
+        if top is None:
+            grads = {"none": 0, "mlp_first": key[1], "mlp_all": key[2], "after_attn": key[3], "layer": key[4]}
+            la = acts.layers[len(out)]
+            top = done[key] = max(0, max(grads[p.grads] + p.extra.bytes(b, s) for p in la.points))
+        out.append(top)
     return tuple(out)
 
 
@@ -195,7 +202,7 @@ def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelS
     ov = overhead_bytes(cfg.overheads, top.bytes)
     m.total_bytes = top.bytes + ov.total
     from gpuplan.train.explain import assumptions, terms, warnings
-    m.terms = terms(spec, cfg, recipe, st, acts, loss, kept, top, ov, b, s)
+    m.terms = lambda: terms(spec, cfg, recipe, st, acts, loss, kept, top, ov, b, s)
     m.assumptions = assumptions(spec, cfg, recipe, st, ov)
     m.warnings = warnings(spec, cfg, st)
     return m

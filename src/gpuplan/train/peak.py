@@ -73,16 +73,18 @@ def phases(p: PhaseInputs) -> list[Phase]:
         out.append(Phase("forward (recomputed layer)", base + max(p.full_bytes)))
     grads_above = p.head_grad_bytes
     alive = kept
-    best = Phase("layer backward", 0)
-    for i in reversed(range(len(p.kept_bytes))):
-        layer_alive = alive - p.kept_bytes[i] + p.full_bytes[i] + p.rebuilt_extra_bytes[i]
-        at = (p.static_bytes + p.held_bytes + p.act_extra_bytes + p.layer_extra_bytes + grads_above + layer_alive
-              + p.shared_bytes + p.residual_grad_bytes + p.bwd_extra_bytes[i])
-        if at > best.bytes:
-            best = Phase(f"layer {p.first_layer + i} backward", at)
-        grads_above += p.layer_grad_bytes[i]
-        alive -= p.kept_bytes[i]
-    out.append(best)
+    fixed = (p.static_bytes + p.held_bytes + p.act_extra_bytes + p.layer_extra_bytes + p.shared_bytes
+             + p.residual_grad_bytes)
+    best_i, best_bytes = None, 0
+    kept_b, full_b, rebuilt_b, bwd_b, grad_b = (p.kept_bytes, p.full_bytes, p.rebuilt_extra_bytes,
+                                               p.bwd_extra_bytes, p.layer_grad_bytes)
+    for i in reversed(range(len(kept_b))):
+        at = fixed + grads_above + alive - kept_b[i] + full_b[i] + rebuilt_b[i] + bwd_b[i]
+        if at > best_bytes:
+            best_i, best_bytes = i, at
+        grads_above += grad_b[i]
+        alive -= kept_b[i]
+    out.append(Phase("layer backward" if best_i is None else f"layer {p.first_layer + best_i} backward", best_bytes))
     all_grads = grads_above + p.embed_grad_bytes
     out.append(Phase("end of backward", p.static_bytes + all_grads + p.tied_extra_bytes + p.end_extra_bytes))
     opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes

@@ -19,9 +19,9 @@ RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their ca
 def _normalize(command: Command, body: dict[str, Any]) -> dict[str, Any]:
     """Drop absent options; parse counts ('7B', '128k') and hold them to the API's bounds."""
     values = {k: v for k, v in body.items() if v is not None}
-    for opt in command.options:
-        v = values.get(opt.dest)
-        if v is None or opt.kind != "count":
+    for dest, v in values.items():
+        opt = command.by_dest.get(dest)
+        if opt is None or opt.kind != "count":
             continue
         try:
             n = parse_count(v, opt.dest)

@@ -20,7 +20,7 @@ import io
 import json
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Iterable
 
 from gpuplan.errors import InputError
@@ -111,7 +111,16 @@ class Command:
     description: str
 
     def option(self, dest: str) -> Option | None:
-        return next((o for o in self.options if o.dest == dest), None)
+        return self.by_dest.get(dest)
+
+    @cached_property
+    def by_dest(self) -> dict[str, Option]:
+        return {o.dest: o for o in self.options}
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Each option's place in :attr:`options` (argument lists are built in that order)."""
+        return {o.dest: i for i, o in enumerate(self.options)}
 
 
 def _kind(action: argparse.Action) -> str:
@@ -205,8 +214,9 @@ def build_argv(command: Command, values: dict[str, Any], model: str | None) -> l
     """Turn validated option values into the argument list the CLI would receive."""
     argv: list[str] = []
     positionals: list[str] = []
-    for opt in command.options:
-        value = values.get(opt.dest)
+    by_dest = command.by_dest
+    for dest in sorted((d for d in values if d in by_dest), key=command.order.__getitem__):
+        opt, value = by_dest[dest], values[dest]
         if value is None:
             continue
         if opt.positional:
