@@ -20,6 +20,7 @@ from gpuplan import __version__
 from gpuplan.errors import InputError
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
+from gpuplan.web.body import read_body, replaying
 from gpuplan.web.bridge import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.web.fastpath import FastPath
 from gpuplan.web.schemas import ErrorBody, request_model
@@ -68,27 +69,13 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await too_large()(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await too_large()(scope, receive, send)
-            if not message.get("more_body"):
-                break
-        body, sent = b"".join(chunks), False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        read = await read_body(receive, self.max_bytes)
+        if read is None:
+            return  # the client went away
+        body, _ = read
+        if len(body) > self.max_bytes:
+            return await too_large()(scope, receive, send)
+        await self.app(scope, replaying(body, False, receive), send)
 
 
 # Everything the page loads comes from this server; nothing inline, no other origin.

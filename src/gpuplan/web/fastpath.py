@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from gpuplan.errors import InputError
 from gpuplan.web.api import ResultCache
+from gpuplan.web.body import read_body, replaying
 from gpuplan.web.bridge import Command
 
 ASGIApp = Callable[[dict, Any, Any], Awaitable[None]]
@@ -60,27 +61,12 @@ class FastPath:
         if content_type != JSON_TYPE or declared is not None and (not declared.isdigit()
                                                                   or int(declared) > self.max_body_bytes):
             return await full(scope, receive, send)
-        chunks, size, more = [], 0, False
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = bool(message.get("more_body"))
-            if size > self.max_body_bytes or not more:
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": more}
-
-        if more or size > self.max_body_bytes:
+        read = await read_body(receive, self.max_body_bytes)
+        if read is None:
+            return  # the client went away
+        body, more = read
+        replay = replaying(body, more, receive)
+        if more or len(body) > self.max_body_bytes:
             return await full(scope, replay, send)
         command, model = route
         data = self.cache.get_raw(command.name, body)
