@@ -7,6 +7,7 @@ import argparse
 from gpuplan.i18n import lang_of, memory_label, t, tr_headers
 from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
                                 real, render_table)
+from gpuplan.cli.render import note_lines, term_lines
 from gpuplan.errors import InputError
 from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
 from gpuplan.infer.engines import HfProfile, VllmProfile
@@ -153,15 +154,8 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
                      f"{s['decode_tokens_per_s_per_seq']:.1f} tok/s per sequence, {s['decode_tokens_per_s']:.0f} tok/s "
                      f"in all ({s['decode_bound']}-bound); batch 1: {s['decode_tokens_per_s_batch1']:.1f} tok/s; "
                      f"compute-bound from batch {cb if cb is not None else 'never (KV traffic dominates)'}")
-    if m.assumptions:
-        lines.append(t("section.assumptions", lang) + ":")
-        lines.extend(f"  - {a}" for a in m.assumptions)
-    if m.warnings:
-        lines.append(t("section.warnings", lang) + ":")
-        lines.extend(f"  - {w}" for w in m.warnings)
+    lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
-        lines.append("terms:")
-        for term in m.terms:
-            lines.append(f"  {term.key} = {term.value:,.0f}  [{term.formula}]  source: {term.source}  "
-                         f"inputs: {term.inputs}")
+        lines.append("")
+        lines.extend(term_lines(m.terms))
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from typing import Any
 
 from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
                                 real, render_table)
+from gpuplan.cli.render import note_lines, term_lines
 from gpuplan.errors import InputError
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.train import config as C
@@ -182,31 +183,7 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.append(render_table(["phase", "allocated"], [(p.name, format_bytes(p.bytes)) for p in report.phases],
                                   "lr"))
         lines.append("")
-        for term in m.terms:
-            val = format_bytes(term.value) if term.key.endswith("_bytes") else str(term.value)
-            lines.append(f"{term.key} = {val}")
-            lines.append(f"    formula: {term.formula}")
-            if term.source:
-                lines.append(f"    source:  {term.source}")
-            if term.inputs:
-                lines.append(f"    inputs:  {_short(term.inputs)}")
-    if m.assumptions:
-        lines.append(t("section.assumptions", lang) + ":")
-        lines.extend(f"  - {a}" for a in m.assumptions)
-    if m.warnings:
-        lines.append(t("section.warnings", lang) + ":")
-        lines.extend(f"  ! {w}" for w in m.warnings)
+        lines.extend(term_lines(m.terms))
+    lines.extend(note_lines(m.assumptions, m.warnings, lang))
     return "\n".join(lines)
-
-
-def _short(inputs: dict[str, Any]) -> str:
-    parts = []
-    for k, v in inputs.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{kk}={vv:,}" if isinstance(vv, int) else f"{kk}={vv}" for kk, vv in v.items())
-            parts.append(f"{k}: {{{v}}}")
-        else:
-            parts.append(f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}")
-    return "; ".join(parts)
-
 

@@ -1,0 +1,52 @@
+"""Text blocks that several commands print: explained terms, assumptions and warnings."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from gpuplan.report import Term
+from gpuplan.units import format_bytes
+
+
+def term_lines(terms: Iterable[Term]) -> list[str]:
+    """Each term as ``key = value`` with its formula, source and inputs on the lines below (``--explain``)."""
+    lines = []
+    for term in terms:
+        value = format_bytes(term.value) if term.key.endswith("_bytes") else f"{term.value:,}"
+        lines.append(f"{term.key} = {value}")
+        lines.append(f"    formula: {term.formula}")
+        if term.source:
+            lines.append(f"    source:  {term.source}")
+        if term.inputs:
+            lines.append(f"    inputs:  {short_inputs(term.inputs)}")
+    return lines
+
+
+def short_inputs(inputs: dict[str, Any]) -> str:
+    """``a=1,024; b: {c=2}``: integers with thousands separators, one level of nesting."""
+    parts = []
+    for k, v in inputs.items():
+        if isinstance(v, dict):
+            inner = ", ".join(f"{kk}={vv:,}" if _is_int(vv) else f"{kk}={vv}" for kk, vv in v.items())
+            parts.append(f"{k}: {{{inner}}}")
+        else:
+            parts.append(f"{k}={v:,}" if _is_int(v) else f"{k}={v}")
+    return "; ".join(parts)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def note_lines(assumptions: Sequence[str], warnings: Sequence[str], lang: str) -> list[str]:
+    """The assumptions (``-``) and warnings (``!``) sections; empty sections are left out."""
+    from gpuplan.i18n import t
+
+    lines = []
+    if assumptions:
+        lines.append(t("section.assumptions", lang) + ":")
+        lines.extend(f"  - {a}" for a in assumptions)
+    if warnings:
+        lines.append(t("section.warnings", lang) + ":")
+        lines.extend(f"  ! {w}" for w in warnings)
+    return lines
