@@ -84,6 +84,40 @@ def test_hub_id_offline_error(monkeypatch, capsys):
     assert "HF_HUB_OFFLINE" in err and "config.json" in err
 
 
+def test_hub_id_unreachable_answers_at_once(monkeypatch, capsys):
+    """No network: one short connect attempt, then the offline hint (not huggingface_hub's retries)."""
+    import socket
+
+    pytest.importorskip("huggingface_hub")
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    calls = []
+
+    def refuse(address, timeout=None):
+        calls.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert main(["params", "some-org/some-unknown-model"]) == 2
+    err = capsys.readouterr().err
+    assert len(calls) == 1 and "cannot be reached" in err and "Network is unreachable" in err
+    assert "config.json" in err
+
+
+def test_hub_id_from_local_cache(monkeypatch, tmp_path, capsys):
+    """A config.json fetched before comes from huggingface_hub's cache without the network."""
+    hub = pytest.importorskip("huggingface_hub")
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_8B))
+
+    def cached(repo_id, filename, local_files_only=False, **kw):
+        assert local_files_only, "the network must not be tried when the cache has the file"
+        return str(tmp_path / "config.json")
+
+    monkeypatch.setattr(hub, "hf_hub_download", cached)
+    assert main(["params", "some-org/cached-model", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 8_030_261_248
+
+
 def test_bad_dims_exit_2(capsys):
     assert main(["params", "--layers", "2", "--hidden", "100", "--heads", "3"]) == 2
     assert "heads=3" in capsys.readouterr().err

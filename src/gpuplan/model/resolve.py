@@ -37,12 +37,43 @@ def fetch_hub_config(repo_id: str) -> dict:
     except ImportError:
         raise InputError("model", repo_id, "is not a preset; fetching by hub id needs `pip install gpuplan[hub]`",
                          hint=offline_hint) from None
+    try:  # a config.json fetched before is read from the local hub cache, online or not
+        return load_config_file(hf_hub_download(repo_id, "config.json", local_files_only=True))
+    except Exception:
+        pass
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise InputError("model", repo_id, f"is not a preset and the hub cannot be reached ({unreachable})",
+                         hint=offline_hint)
     try:
         local = hf_hub_download(repo_id, "config.json")
     except Exception as exc:  # network errors, gated repos, missing files: all end the same way for the user
         raise InputError("model", repo_id, f"could not fetch config.json ({type(exc).__name__})",
                          hint=offline_hint) from None
     return load_config_file(local)
+
+
+def _hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the hub endpoint (``HF_ENDPOINT``, default huggingface.co) cannot be reached, or None. One TCP connect
+    with a short timeout, so an offline machine gets its answer at once rather than after huggingface_hub's
+    retries (about 20 s). Skipped behind a proxy, where only the proxy can tell."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    try:
+        from huggingface_hub import constants
+        endpoint = urlparse(constants.ENDPOINT)
+    except Exception:
+        return None
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
+    return None
 
 
 def spec_from_dims(*, layers: int, hidden: int, heads: int, kv_heads: int | None = None, ffn: int | None = None,
