@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from gpuplan.cli.main import main as cli_main  # noqa: E402
 from gpuplan.errors import InputError  # noqa: E402
-from gpuplan.web import bridge, limits  # noqa: E402
+from gpuplan.cli import bridge
+from gpuplan.web import limits  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
 
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,

@@ -14,10 +14,10 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from gpuplan.web import bridge  # noqa: E402
+from gpuplan.cli import bridge  # noqa: E402
 from gpuplan.web.api import _normalize  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
-from gpuplan.web.fastparse import fast_namespace  # noqa: E402
+from gpuplan.cli.fastparse import fast_namespace  # noqa: E402
 
 MODELS = ("llama-3.1-8b", "qwen2.5-7b", "mixtral-8x7b")
 

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 from gpuplan.hardware.catalog import load_catalog  # noqa: E402
 from gpuplan.model.presets import load_presets  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
-from gpuplan.web.bridge import load_commands  # noqa: E402
+from gpuplan.cli.bridge import load_commands  # noqa: E402
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

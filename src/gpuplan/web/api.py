@@ -9,7 +9,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.units import parse_count
-from gpuplan.web.bridge import Command, build_argv, parse_args, run_command
+from gpuplan.cli.bridge import Command, build_argv, parse_args, run_command
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
 
 CACHE_ENTRIES = 512

@@ -21,7 +21,7 @@ from gpuplan.errors import InputError
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
-from gpuplan.web.bridge import MODEL_COMMANDS, Command, describe, load_commands
+from gpuplan.cli.bridge import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.web.fastpath import FastPath
 from gpuplan.web.schemas import ErrorBody, request_model
 

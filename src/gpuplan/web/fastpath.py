@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from gpuplan.errors import InputError
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
-from gpuplan.web.bridge import Command
+from gpuplan.cli.bridge import Command
 
 ASGIApp = Callable[[dict, Any, Any], Awaitable[None]]
 JSON_TYPE = b"application/json"

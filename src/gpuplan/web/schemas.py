@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gpuplan.web.bridge import MAX_SAFE_INT, Command, Option
+from gpuplan.cli.bridge import MAX_SAFE_INT, Command, Option
 from gpuplan.web.limits import MAX_MODEL_NAME_CHARS
 
 COUNT_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*[kKmMbBgGtTpP]?\s*$"

@@ -1,14 +1,15 @@
-"""The web API's link to the CLI: the same parsers, the same options, the same JSON.
+"""Option values to the CLI's commands: the same parsers, the same options, the same JSON, for the web API
+(``gpuplan.web``) and the Python API (``gpuplan.api``).
 
-Each API endpoint runs the CLI command of the same name. Its options are read from that command's own argparse
-parser (so every CLI option is reachable from the API and the page, and a new option appears there without an
-edit here), a request becomes an argument list, the parser checks it exactly as on the command line, and the
-command produces its JSON. A command module may expose ``payload(args) -> dict`` (the JSON ``--json`` prints); the
-bridge calls it when present, and otherwise runs ``run(args)`` with ``--json`` and reads what it prints.
+Each command's options are read from its own argparse parser (so every CLI option is reachable from the API, the
+page and Python, and a new option appears there without an edit here), the values become an argument list, the
+parser checks it exactly as on the command line, and the command produces its JSON. A command module may expose
+``payload(args) -> dict`` (the JSON ``--json`` prints); the bridge calls it when present, and otherwise runs
+``run(args)`` with ``--json`` and reads what it prints.
 
-Safety: options that name files (``--config``, ``--plot``...) are not offered; a model is only ever a preset (a
-pasted ``config.json`` arrives as a JSON object, see :mod:`gpuplan.web.limits`); nothing here reads a path or a
-URL that a request names.
+Options that name files (``--config``, ``--plot``...) are not offered. Which models a caller may name is the
+caller's rule: the web API takes presets and pasted configs only (:mod:`gpuplan.web.limits`) and never reads a
+path or a URL that a request names; the Python API takes whatever the command line takes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from functools import cached_property, lru_cache
 from typing import Any, Callable, Iterable
 
 from gpuplan.errors import InputError
-from gpuplan.web.fastparse import fast_namespace
+from gpuplan.cli.fastparse import fast_namespace
 
 # Commands the API offers, in the order the CLI lists them.
 API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
