@@ -76,7 +76,7 @@ SURFACE = {
     "time": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--attention-flops", "--co2-kg-per-kwh", "--config", "--days", "--explain", "--gpu",
+            "--attention-flops", "--check", "--co2-kg-per-kwh", "--config", "--days", "--explain", "--gpu",
             "--gpu-multiple", "--gpu-power-w", "--gpus", "--json", "--lang", "--list-prices", "--lora-rank",
             "--lora-targets", "--method", "--mfu", "--peak-tflops", "--precision", "--price", "--pue",
             "--recompute", "--seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
@@ -191,8 +191,8 @@ def _named_options(section: str) -> dict[str, set[str]]:
     return named
 
 
-# Which commands each promised list applies to: the common options to the two memory commands (time has no
-# --check or --advise; docs/interface.md's second part has the table per command).
+# Which commands each promised list applies to: the common options to the two memory commands (time has --check
+# but no --advise; docs/interface.md's second part has the table per command).
 SECTION_COMMANDS = {"common": ("train", "infer"), "training": ("train",), "inference": ("infer",),
                     "time": ("time",)}
 

@@ -12,6 +12,10 @@ How a command uses it::
     lang = lang_of(args)                            # in run
     print(render_table(tr_headers(["component", "GiB"], lang), rows))
     print(t("fits", lang), t("memory.weights_bytes", lang))
+
+Lines that also go into JSON (assumptions, warnings) can be made with ``message(key, **fields)``: the value is the
+English text, so the JSON and any code comparing strings see English, and ``localize(line, lang)`` prints it in the
+output language. Any other string (free text written in the engines) prints as it is.
 """
 
 from __future__ import annotations
@@ -105,3 +109,33 @@ def add_lang_argument(parser: argparse.ArgumentParser) -> None:
 def lang_of(args: argparse.Namespace) -> str:
     """The language a command should print in: ``--lang`` when given (or absent from the parser), else the locale."""
     return normalize_lang(getattr(args, "lang", None))
+
+
+def headers(prefix: str, names: Iterable[str], lang: str | None) -> list[str]:
+    """Table headers from keys ``<prefix>.<name>`` (``headers("gpus.header", ["id", "name"], "zh")``)."""
+    return [t(f"{prefix}.{name}", lang) for name in names]
+
+
+class Message(str):
+    """A line whose value is its English text (what JSON carries and code compares), which also remembers its key
+    and fields so that human-readable output can print it in another language with :func:`localize`."""
+
+    key: str
+    fields: dict[str, Any]
+
+    def __new__(cls, key: str, **fields: Any) -> "Message":
+        obj = super().__new__(cls, t(key, "en", **fields))
+        obj.key, obj.fields = key, fields
+        return obj
+
+
+def message(key: str, **fields: Any) -> Message:
+    """``Message(key, **fields)``: English as a string, translatable later."""
+    return Message(key, **fields)
+
+
+def localize(text: str, lang: str | None) -> str:
+    """``text`` in ``lang`` when it is a :class:`Message`; any other string (free text) is returned unchanged."""
+    if not isinstance(text, Message):
+        return text
+    return t(text.key, lang, **{k: localize(v, lang) if isinstance(v, str) else v for k, v in text.fields.items()})

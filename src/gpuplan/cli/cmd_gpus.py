@@ -6,6 +6,7 @@ import argparse
 
 from gpuplan.cli.common import add_output_arguments, print_json, render_table
 from gpuplan.hardware.catalog import load_catalog
+from gpuplan.i18n import headers, lang_of
 from gpuplan.units import GiB
 
 
@@ -38,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     rows = [(g.id, g.name, f"{g.memory_usable_bytes / GiB:,.1f}", f"{g.memory_marketed_bytes / 1e9:,.0f}",
              _tflops(g, "bf16"), _tflops(g, "fp8"), f"{g.hbm_bandwidth_bytes_per_s / 1e9:,.0f}",
              f"{g.interconnect} {g.interconnect_bytes_per_s / 1e9:,.0f}", f"{g.tdp_w:,.0f}") for g in gpus]
-    print(render_table(["id", "name", "usable GiB", "marketed GB", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB/s",
-                        "interconnect GB/s (one way)", "TDP W"], rows, "llrrrrrlr"))
+    names = ("id", "name", "usable", "marketed", "bf16", "fp8", "hbm", "interconnect", "tdp")
+    print(render_table(headers("gpus.header", names, lang_of(args)), rows, "llrrrrrlr"))
     return 0

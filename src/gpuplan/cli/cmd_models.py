@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gpuplan.cli.common import add_output_arguments, print_json, render_table
+from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
 from gpuplan.model.presets import load_presets
 from gpuplan.units import format_count
@@ -30,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
+    lang = lang_of(args)
     if not rows:
-        print(f"no preset matches {args.query!r}")
+        print(t("models.none", lang, query=repr(args.query)))
         return 0
-    print(render_table(["id", "Hugging Face id", "family", "params", "active"],
+    print(render_table(headers("models.header", ("id", "hf_id", "family", "params", "active"), lang),
                        [(r["id"], r["hf_id"] or "-", r["family"], format_count(r["params"]),
                          format_count(r["active"]) if r["active"] != r["params"] else "") for r in rows], "lllrr"))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gpuplan.cli.common import add_model_arguments, add_output_arguments, model_from_args, print_json, render_table
+from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
 from gpuplan.model.tensors import COMPONENTS
 from gpuplan.units import format_count
@@ -22,16 +23,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     spec = model_from_args(args)
     counts = count_params(spec)
+    lang = lang_of(args)
     if args.tensors:
         from gpuplan.model.tensors import tensor_table
 
         table = tensor_table(spec)
         if args.json:
-            print_json([{"name": t.name, "shape": list(t.shape), "component": t.component, "tp": t.tp}
-                        for t in table])
+            print_json([{"name": x.name, "shape": list(x.shape), "component": x.component, "tp": x.tp}
+                        for x in table])
         else:
-            print(render_table(["tensor", "shape", "component", "params"],
-                               [(t.name, "x".join(map(str, t.shape)), t.component, f"{t.numel:,}") for t in table],
+            print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
+                               [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
+                                 f"{x.numel:,}") for x in table],
                                "llll"))
         return 0
     if args.json:
@@ -40,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
             payload.pop("mtp")
         print_json(payload)
         return 0
-    rows = [(c, f"{getattr(counts, c):,}", format_count(getattr(counts, c))) for c in COMPONENTS
-            if getattr(counts, c)]
-    rows.append(("total", f"{counts.total:,}", format_count(counts.total)))
+    rows = [(t(f"component.{c}", lang), f"{getattr(counts, c):,}", format_count(getattr(counts, c)))
+            for c in COMPONENTS if getattr(counts, c)]
+    rows.append((t("params.total", lang), f"{counts.total:,}", format_count(counts.total)))
     if counts.active != counts.total:
-        rows.append(("active per token", f"{counts.active:,}", format_count(counts.active)))
+        rows.append((t("params.active", lang), f"{counts.active:,}", format_count(counts.active)))
     if counts.mtp:
-        rows.append(("MTP modules (not in total)", f"{counts.mtp:,}", format_count(counts.mtp)))
-    print(f"{spec.name} ({spec.family}): {spec.num_layers} layers, hidden {spec.hidden_size}, "
-          f"{spec.num_heads} heads / {spec.num_kv_heads} KV heads, vocab {spec.vocab_size}")
-    print(render_table(["component", "parameters", ""], rows))
+        rows.append((t("params.mtp", lang), f"{counts.mtp:,}", format_count(counts.mtp)))
+    print(t("params.summary", lang, name=spec.name, family=spec.family, layers=spec.num_layers,
+            hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads, vocab=spec.vocab_size))
+    print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))
     return 0

@@ -9,6 +9,7 @@ from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE
 from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
+from gpuplan.i18n import headers, lang_of, localize, message, t
 from gpuplan.units import GiB, format_count
 
 DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
@@ -157,23 +158,24 @@ def _nothing_fits(args, results, spec) -> int:
     from gpuplan.plan.search import least_memory
     from gpuplan.plan.explain import describe
 
+    lang = "en" if args.json else lang_of(args)  # with --json (and through the web API) messages stay English
     lines = []
     for gpu, res in results:
         if res is None:
             continue
         low = least_memory(res)
         if args.gpus:
-            msg = f"no layout of {args.gpus:,} x {gpu.id} fits {spec.name}"
+            msg = t("plan.no_layout_gpus", lang, gpus=f"{args.gpus:,}", gpu=gpu.id, model=spec.name)
         else:
-            msg = f"no layout on {gpu.id} meets {args.days:g} days and fits {spec.name}"
+            msg = t("plan.no_layout_days", lang, gpu=gpu.id, days=f"{args.days:g}", model=spec.name)
         if low is not None:
-            msg += (f"; the least memory found: {low[0] / GiB:,.1f} GiB per GPU with "
-                    f"{describe(low[1])} ({gpu.memory_usable_bytes / GiB:,.1f} GiB usable)")
+            msg += t("plan.least_memory", lang, memory=f"{low[0] / GiB:,.1f}", layout=describe(low[1]),
+                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}")
         lines.append(msg)
         n = _smallest_fitting(res)
         if n is not None:
-            lines.append(f"  the smallest GPU count with a layout that fits: {n[0]:,} ({describe(n[1])})")
-    print("gpuplan plan: " + "\n".join(lines or ["no layout fits"]), file=sys.stderr)
+            lines.append(t("plan.smallest_count", lang, gpus=f"{n[0]:,}", layout=describe(n[1])))
+    print("gpuplan plan: " + "\n".join(lines or [t("plan.none", lang)]), file=sys.stderr)
     return 3 if args.check else 2
 
 
@@ -218,8 +220,7 @@ def run(args: argparse.Namespace) -> int:
     price_arg = args.price
     results, all_plans, assumptions, warnings = [], [], [], []
     if not engine_shards_layouts(spec):
-        warnings.append("the training-memory engine does not model parallel layouts yet: every memory figure is "
-                        "for one GPU holding the whole model, so large models will not fit")
+        warnings.append(message("plan.warn.no_layouts"))
     for gid in gpu_ids:
         gpu = get_gpu(gid)
         ctx, sources = _context(args, spec, gpu, seq, global_batch, flops.model_flop_per_token, pins)
@@ -238,10 +239,11 @@ def run(args: argparse.Namespace) -> int:
 
     prices = {g.id: resolve_price(price_arg, g.id) for g, _ in results} if price_arg else {}
     alts = alternatives(win, win_res, tuple(compare))
-    assumptions += [f"sequence {seq}, global batch {global_batch} sequences ({global_batch * seq:,} tokens)",
-                    f"MFU counts model FLOPs with the {args.attention_flops} attention convention "
-                    f"({flops.model_flop_per_token:.4g} FLOP/token)",
-                    "step-time model: gpuplan.compute.steptime (validation in docs/time-model.md)"]
+    assumptions += [message("plan.assume.batch", seq=seq, global_batch=global_batch,
+                            tokens=f"{global_batch * seq:,}"),
+                    message("plan.assume.mfu", convention=args.attention_flops,
+                            flop=f"{flops.model_flop_per_token:.4g}"),
+                    message("plan.assume.steptime")]
 
     def plan_dict(c):
         price = prices.get(c.gpu_id)
@@ -260,23 +262,25 @@ def run(args: argparse.Namespace) -> int:
                     "evaluated": sum(r.pool.evaluated for _, r in results),
                     "memory_checks": sum(r.checker.calls for _, r in results),
                     "why": why_winner(win, win_res), "alternatives": [a.as_dict() for a in alts],
-                    "assumptions": assumptions, "warnings": warnings})
+                    "assumptions": [str(a) for a in assumptions], "warnings": [str(w) for w in warnings]})
         return 0
-    target = f"{args.gpus:,} GPUs" if args.gpus else f"{args.days:g} days for {format_count(args.tokens)} tokens"
-    print(f"{spec.name}: {format_count(flops.weight_params)} params in matrix multiplies (6·P), seq {seq}, global batch {global_batch}; "
-          f"{target}; ranked by {rank}")
+    lang = lang_of(args)
+    target = (t("plan.target_gpus", lang, gpus=f"{args.gpus:,}") if args.gpus else
+              t("plan.target_days", lang, days=f"{args.days:g}", tokens=format_count(args.tokens)))
+    print(t("plan.summary", lang, model=spec.name, params=format_count(flops.weight_params), seq=seq,
+            global_batch=global_batch, target=target, rank=t(f"plan.rank.{rank}", lang)))
     rows = []
     for c in plans:
         cost = plan_dict(c)["cost_usd"]
         rows.append((describe(c.layout), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
                      f"{c.seconds_per_step:.2f}", f"{c.mfu:.1%}", "-" if c.days is None else f"{c.days:,.1f}",
                      "-" if cost is None else f"{cost:,.0f}"))
-    print(render_table(["layout", "gpu", "GPUs", "GiB/GPU", "step s", "MFU", "days", "cost USD"], rows,
-                       "llrrrrrr"))
-    print("\nwhy it wins:")
+    names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
+    print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
+    print(f"\n{t('plan.why', lang)}:")
     for line in why_winner(win, win_res):
         print(f"- {line}")
-    print("\nalternatives:")
+    print(f"\n{t('plan.alternatives', lang)}:")
     for a in alts:
         print(f"- {a.label}: {a.verdict}")
     for gpu, res in results:
@@ -284,17 +288,18 @@ def run(args: argparse.Namespace) -> int:
             continue
         if res.plans:
             b = res.plans[0]
-            print(f"- best on {gpu.id}: {describe(b.layout)}, {b.gpus:,} GPUs, "
-                  f"{'-' if b.days is None else f'{b.days:.1f} days'}, MFU {b.mfu:.1%}, "
-                  f"{b.memory_total_bytes / GiB:,.1f} GiB of {gpu.memory_usable_bytes / GiB:,.1f} GiB")
+            days = "-" if b.days is None else t("plan.days", lang, days=f"{b.days:.1f}")
+            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=describe(b.layout), gpus=f"{b.gpus:,}", days=days,
+                           mfu=f"{b.mfu:.1%}", memory=f"{b.memory_total_bytes / GiB:,.1f}",
+                           usable=f"{gpu.memory_usable_bytes / GiB:,.1f}"))
         else:
-            print(f"- {gpu.id}: no layout fits" + ("" if args.gpus else " and meets the deadline"))
+            print("- " + t("plan.none_on" if args.gpus else "plan.none_on_deadline", lang, gpu=gpu.id))
     if args.explain:
-        print("\nmemory of the winner, as gpuplan train computes it:")
+        print(f"\n{t('plan.winner_memory', lang)}:")
         print(f"  {plan_dict(win)['train_command']}")
-        print("\nassumptions:")
+        print(f"\n{t('section.assumptions', lang)}:")
         for a in assumptions:
-            print(f"- {a}")
+            print(f"- {localize(a, lang)}")
     for w in warnings:
-        print(f"warning: {w}")
+        print(f"{t('word.warning', lang)}: {localize(w, lang)}")
     return 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
-                                render_table)
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, real,
+                                model_from_args, render_table)
 from gpuplan.errors import InputError
-from gpuplan.units import format_count
+from gpuplan.i18n import headers, lang_of, localize, message, t
+from gpuplan.units import format_bytes, format_count
 
 DEFAULT_SEQ = 4096
 PRECISION_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "amp-bf16": "bf16", "amp-fp16": "fp16",
@@ -61,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--pue", type=real("--pue", above=0), default=None, help="power usage effectiveness (default 1.1)")
     c.add_argument("--co2-kg-per-kwh", type=real("--co2-kg-per-kwh", above=0),
                    help="grid carbon intensity; adds CO2 (LLaMA papers used 0.385)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, "
+                        "or (full training with --gpu) the GPU count, given or solved, is below the fewest of those "
+                        "GPUs that hold the training states (weights, gradients, AdamW states under --precision) "
+                        "fully sharded, ZeRO-3; either case also prints a warning, with or without --check")
     return p
 
 
@@ -92,7 +101,7 @@ def flops_from_args(args: argparse.Namespace):
     seq = args.seq
     if spec is not None and seq is None:
         seq = DEFAULT_SEQ
-        notes.append(f"sequence length {DEFAULT_SEQ} assumed for the attention term (pass --seq)")
+        notes.append(message("time.assume.seq", seq=DEFAULT_SEQ))
     targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()) if getattr(
         args, "lora_targets", None) else None
     flops = training_flops(spec, seq=seq, params=args.params, attention=args.attention_flops,
@@ -103,23 +112,71 @@ def flops_from_args(args: argparse.Namespace):
     return flops, spec, notes + list(flops.notes)
 
 
-def _list_prices() -> int:
+def _list_prices(lang: str) -> int:
     from gpuplan.compute.prices import load_prices
 
     rows = [(p.id, p.gpu, f"{p.usd_per_gpu_hour:.2f}" + (f" ({p.low:.2f}-{p.high:.2f})" if p.low else ""), p.date,
              p.kind) for p in load_prices()]
-    print(render_table(["id", "gpu", "USD/GPU-hour", "date", "kind"], rows, "llrll"))
+    print(render_table(headers("prices.header", ("id", "gpu", "usd", "date", "kind"), lang), rows, "llrll"))
     for p in load_prices():
         print(f"- {p.id}: {p.source}")
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class TimeRun:
+    """Everything ``gpuplan time`` prints: the FLOP count, the solved run and what it rests on."""
+
+    flops: Any
+    spec: Any
+    est: Any
+    peak: float
+    gpu: Any
+    price: Any
+    pue: float
+    floor: Any = None  # StatesFloor with --gpu and full training, else None
+    assumptions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def memory_short(self) -> bool:
+        """The GPU count is below the fewest GPUs that hold the training states fully sharded."""
+        return self.floor is not None and self.est.gpus is not None and self.est.gpus < self.floor.min_gpus
+
+    @property
+    def cannot_work(self) -> bool:
+        return self.est.mfu_impossible or self.memory_short
+
+
+def _states_floor(args: argparse.Namespace, run: TimeRun) -> None:
+    """The memory floor: with --gpu and full training, the fewest GPUs holding the training states (ZeRO-3); a
+    warning (which states the floor and what it leaves out) when the run has fewer GPUs. Fine-tuning methods keep
+    fewer states and are not checked."""
+    from gpuplan.compute.timecost import states_floor, states_per_gpu_bytes
+
+    gpu = run.gpu
+    if gpu is None or getattr(args, "method", "full") != "full":
+        return
+    if run.spec is not None:
+        from gpuplan.model.params import count_params
+
+        params = count_params(run.spec).total
+    else:
+        params = args.params
+    run.floor = floor = states_floor(params, args.precision, gpu.memory_usable_bytes)
+    if run.memory_short:
+        per_gpu = states_per_gpu_bytes(params, args.precision, run.est.gpus)
+        run.warnings.append(message("time.warn.memory", gpus=f"{run.est.gpus:,}", gpu=gpu.id,
+                                    precision=args.precision, states=format_bytes(floor.states_bytes),
+                                    per_gpu=format_bytes(per_gpu), usable=format_bytes(floor.usable_bytes),
+                                    min_gpus=f"{floor.min_gpus:,}"))
+
+
+def evaluate(args: argparse.Namespace) -> TimeRun:
+    """Solve the run for the parsed options (no printing)."""
     from gpuplan.compute.prices import resolve_price
     from gpuplan.compute.timecost import DEFAULT_PUE, PUE_SOURCE, estimate_run
 
-    if args.list_prices:
-        return _list_prices()
     flops, spec, notes = flops_from_args(args)
     peak, gpu_id, gpu = peak_from_args(args)
     power = args.gpu_power_w or (gpu.tdp_w if gpu else None)
@@ -133,73 +190,114 @@ def run(args: argparse.Namespace) -> int:
                        gpu_id=gpu_id, gpus=args.gpus, days=args.days, mfu=args.mfu,
                        tokens_per_s_per_gpu=args.tokens_per_gpu_s, gpu_multiple=args.gpu_multiple, price=price,
                        power_w=power, pue=pue, co2_kg_per_kwh=args.co2_kg_per_kwh)
+    dtype = PRECISION_DTYPE[args.precision]
+    energy = (message("time.assume.energy", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}", source=PUE_SOURCE)
+              if args.pue is None else
+              message("time.assume.energy_given", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}"))
     assumptions = notes + est.assumptions + [
-        f"MFU {est.mfu:.4g}: {est.mfu_source}",
-        f"peak {peak / 1e12:g} TFLOP/s dense {PRECISION_DTYPE[args.precision]}" + (f" ({gpu.name})" if gpu else ""),
-        f"attention FLOPs convention: {flops.attention_convention}",
-        f"energy: {est.power_w_per_gpu:g} W per GPU x PUE {pue:g} ({PUE_SOURCE if args.pue is None else 'given'})",
+        message("time.assume.mfu", mfu=f"{est.mfu:.4g}", source=est.mfu_source),
+        message("time.assume.peak_gpu", peak=f"{peak / 1e12:g}", dtype=dtype, gpu=gpu.name) if gpu else
+        message("time.assume.peak", peak=f"{peak / 1e12:g}", dtype=dtype),
+        message("time.assume.attention", convention=flops.attention_convention),
+        energy,
     ]
     if price is not None:
-        assumptions.append(f"price {price.usd_per_gpu_hour:g} USD/GPU-hour: {price.source}"
-                           + (f" (published {price.date})" if price.date else ""))
-    if args.json:
-        payload = {
-            "total_flop": est.total_flop, "days": est.days, "gpus": est.gpus, "gpu_hours": est.gpu_hours,
-            "cost_usd": est.cost_usd, "solved_for": est.solved_for, "gpus_exact": est.gpus_exact,
-            "seconds": est.seconds, "mfu": est.mfu, "tokens": est.tokens,
-            "required_flop_per_s": est.total_flop / (args.days * 86400) if args.days else None,
-            "flop_per_token": flops.model_flop_per_token, "dense_flop_per_token": flops.dense_flop_per_token,
-            "attention_flop_per_token": flops.attention_flop_per_token,
-            "recompute_flop": est.recompute_flop, "hardware_flop": est.total_flop + est.recompute_flop,
-            "weight_params": flops.weight_params, "trainable_params": flops.trainable_params,
-            "peak_flop_per_s": est.peak_flop_per_s, "achieved_flop_per_s_per_gpu": est.achieved_flop_per_s_per_gpu,
-            "tokens_per_s_per_gpu": est.tokens_per_s_per_gpu,
-            "price_usd_per_gpu_hour": price.usd_per_gpu_hour if price else None,
-            "cost_usd_range": list(est.cost_usd_range) if est.cost_usd_range else None,
-            "power_w_per_gpu": est.power_w_per_gpu, "pue": est.pue, "energy_kwh": est.energy_kwh,
-            "co2_kg": est.co2_kg, "assumptions": assumptions, "warnings": est.warnings,
-        }
-        if args.explain:
-            payload["terms"] = [t.as_dict() for t in (*flops.terms, *est.terms)]
-        print_json(payload)
-        return 0
-    name = spec.name if spec is not None else f"{format_count(flops.weight_params)} parameters"
-    print(f"{name}: {format_count(args.tokens)} tokens on {gpu.name if gpu else 'a custom GPU'}")
+        fields = {"price": f"{price.usd_per_gpu_hour:g}", "source": price.source}
+        assumptions.append(message("time.assume.price_dated", **fields, date=price.date) if price.date else
+                           message("time.assume.price", **fields))
+    run = TimeRun(flops, spec, est, peak, gpu, price, pue, assumptions=assumptions, warnings=list(est.warnings))
+    _states_floor(args, run)
+    return run
+
+
+def _json(args: argparse.Namespace, r: TimeRun) -> dict[str, Any]:
+    est, flops, price = r.est, r.flops, r.price
+    out = {
+        "total_flop": est.total_flop, "days": est.days, "gpus": est.gpus, "gpu_hours": est.gpu_hours,
+        "cost_usd": est.cost_usd, "solved_for": est.solved_for, "gpus_exact": est.gpus_exact,
+        "seconds": est.seconds, "mfu": est.mfu, "tokens": est.tokens,
+        "required_flop_per_s": est.total_flop / (args.days * 86400) if args.days else None,
+        "flop_per_token": flops.model_flop_per_token, "dense_flop_per_token": flops.dense_flop_per_token,
+        "attention_flop_per_token": flops.attention_flop_per_token,
+        "recompute_flop": est.recompute_flop, "hardware_flop": est.total_flop + est.recompute_flop,
+        "weight_params": flops.weight_params, "trainable_params": flops.trainable_params,
+        "peak_flop_per_s": est.peak_flop_per_s, "achieved_flop_per_s_per_gpu": est.achieved_flop_per_s_per_gpu,
+        "tokens_per_s_per_gpu": est.tokens_per_s_per_gpu,
+        "price_usd_per_gpu_hour": price.usd_per_gpu_hour if price else None,
+        "cost_usd_range": list(est.cost_usd_range) if est.cost_usd_range else None,
+        "power_w_per_gpu": est.power_w_per_gpu, "pue": est.pue, "energy_kwh": est.energy_kwh,
+        "co2_kg": est.co2_kg, "min_gpus_for_states": r.floor.min_gpus if r.floor else None,
+        "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings],
+    }
+    if args.explain:
+        out["terms"] = [term.as_dict() for term in (*flops.terms, *est.terms)]
+    return out
+
+
+def payload(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON of ``gpuplan time --json`` (the web API and the Python API call it in-process)."""
+    return _json(args, evaluate(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_prices:
+        return _list_prices(lang_of(args))
+    r = evaluate(args)
+    return finish_estimate(args, "time", _json(args, r) if args.json else {}, lambda: render(r, args),
+                           not r.cannot_work)
+
+
+def render(r: TimeRun, args: argparse.Namespace) -> str:
+    """The human-readable answer in ``--lang``."""
+    lang = lang_of(args)
+    est, flops, gpu, peak = r.est, r.flops, r.gpu, r.peak
+
+    def tr(key: str, **fields: Any) -> str:
+        return t(key, lang, **fields)
+
+    name = r.spec.name if r.spec is not None else tr("time.params_name", params=format_count(flops.weight_params))
+    lines = [tr("time.summary", name=name, tokens=format_count(args.tokens),
+                gpu=gpu.name if gpu else tr("time.custom_gpu"))]
     rows = [
-        ("FLOP per token", f"{flops.model_flop_per_token:.4g}",
-         f"dense {flops.dense_flop_per_token:.4g} + attention {flops.attention_flop_per_token:.4g}"),
-        ("total FLOPs (model)", f"{est.total_flop:.4g}", "FLOP/token x tokens; MFU counts these"),
+        (tr("time.row.flop_per_token"), f"{flops.model_flop_per_token:.4g}",
+         tr("time.note.flop_split", dense=f"{flops.dense_flop_per_token:.4g}",
+            attention=f"{flops.attention_flop_per_token:.4g}")),
+        (tr("time.row.total_flop"), f"{est.total_flop:.4g}", tr("time.note.total_flop")),
     ]
     if est.recompute_flop:
-        rows.append(("recompute FLOPs", f"{est.recompute_flop:.4g}", f"--recompute {args.recompute}, not in MFU"))
-    rows.append(("MFU", f"{est.mfu:.1%}", "solved for" if est.solved_for == "mfu" else "used"))
+        rows.append((tr("time.row.recompute_flop"), f"{est.recompute_flop:.4g}",
+                     tr("time.note.recompute", mode=args.recompute)))
+    rows.append((tr("time.row.mfu"), f"{est.mfu:.1%}",
+                 tr("time.note.solved") if est.solved_for == "mfu" else tr("time.note.used")))
     if est.gpus is not None:
-        extra = f"{est.gpus_exact:,.1f} needed" if est.gpus_exact is not None else "given"
-        rows.append(("GPUs", f"{est.gpus:,}", extra))
+        extra = (tr("time.note.gpus_needed", gpus=f"{est.gpus_exact:,.1f}") if est.gpus_exact is not None
+                 else tr("time.note.given"))
+        rows.append((tr("time.row.gpus"), f"{est.gpus:,}", extra))
     if est.days is not None:
-        rows.append(("days", f"{est.days:,.2f}", "solved for" if est.solved_for == "days" else "at that GPU count"))
+        rows.append((tr("time.row.days"), f"{est.days:,.2f}",
+                     tr("time.note.solved") if est.solved_for == "days" else tr("time.note.at_gpus")))
     if args.days:
-        rows.append(("required cluster TFLOP/s", f"{est.total_flop / (args.days * 86400) / 1e12:,.0f}",
-                     "model FLOPs / deadline (effective, after MFU)"))
+        rows.append((tr("time.row.required"), f"{est.total_flop / (args.days * 86400) / 1e12:,.0f}",
+                     tr("time.note.required")))
     rows += [
-        ("GPU-hours", f"{est.gpu_hours:,.0f}", ""),
-        ("tokens/s per GPU", f"{est.tokens_per_s_per_gpu:,.0f}", ""),
-        ("achieved TFLOP/s per GPU", f"{est.achieved_flop_per_s_per_gpu / 1e12:,.1f}",
-         f"of {peak / 1e12:g} peak"),
+        (tr("time.row.gpu_hours"), f"{est.gpu_hours:,.0f}", ""),
+        (tr("time.row.tokens_per_s"), f"{est.tokens_per_s_per_gpu:,.0f}", ""),
+        (tr("time.row.achieved"), f"{est.achieved_flop_per_s_per_gpu / 1e12:,.1f}",
+         tr("time.note.of_peak", peak=f"{peak / 1e12:g}")),
     ]
     if est.cost_usd is not None:
-        rng = (f"range {est.cost_usd_range[0]:,.0f}-{est.cost_usd_range[1]:,.0f}" if est.cost_usd_range else "")
-        rows.append(("cost (USD)", f"{est.cost_usd:,.0f}", rng))
-    rows.append(("energy (MWh)", f"{est.energy_kwh / 1000:,.1f}", f"{est.power_w_per_gpu:g} W x PUE {pue:g}"))
+        rng = (tr("time.note.cost_range", low=f"{est.cost_usd_range[0]:,.0f}", high=f"{est.cost_usd_range[1]:,.0f}")
+               if est.cost_usd_range else "")
+        rows.append((tr("time.row.cost"), f"{est.cost_usd:,.0f}", rng))
+    rows.append((tr("time.row.energy"), f"{est.energy_kwh / 1000:,.1f}", f"{est.power_w_per_gpu:g} W x PUE {r.pue:g}"))
     if est.co2_kg is not None:
-        rows.append(("CO2 (t)", f"{est.co2_kg / 1000:,.2f}", f"{args.co2_kg_per_kwh:g} kg/kWh"))
-    print(render_table(["quantity", "value", "note"], rows, "lrl"))
+        rows.append((tr("time.row.co2"), f"{est.co2_kg / 1000:,.2f}", f"{args.co2_kg_per_kwh:g} kg/kWh"))
+    lines.append(render_table(headers("time.header", ("quantity", "value", "note"), lang), rows, "lrl"))
     if args.explain:
-        for t in (*flops.terms, *est.terms):
-            print(f"- {t.key} = {t.value:.6g}: {t.formula}" + (f"  [{t.source}]" if t.source else ""))
-    print("assumptions:")
-    for a in assumptions:
-        print(f"- {a}")
-    for w in est.warnings:
-        print(f"warning: {w}")
-    return 0
+        for term in (*flops.terms, *est.terms):
+            lines.append(f"- {term.key} = {term.value:.6g}: {term.formula}"
+                         + (f"  [{term.source}]" if term.source else ""))
+    lines.append(tr("section.assumptions") + ":")
+    lines.extend(f"- {localize(a, lang)}" for a in r.assumptions)
+    lines.extend(f"{tr('word.warning')}: {localize(w, lang)}" for w in r.warnings)
+    return "\n".join(lines)

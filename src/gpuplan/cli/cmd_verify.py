@@ -12,6 +12,7 @@ from typing import Any
 from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
+from gpuplan.i18n import headers, lang_of, localize, memory_label, message, t
 from gpuplan.units import format_bytes
 from gpuplan.verify.setup import (ATTENTIONS, INFER_DTYPES, METHODS, OPTIMIZER_IMPLS, OPTIMIZERS, PRECISIONS,
                                   RECOMPUTE_MODES, PrefillSetup, TrainSetup)
@@ -123,7 +124,7 @@ def _with_attention(setup, attention: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpuplan.verify.compare import compare_memory, verify_payload
+    from gpuplan.verify.compare import verify_payload
 
     spec = model_from_args(args)
     setup = _setup(args)
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     estimate, missing = _estimate(spec, setup, measured.extra.get("attention", setup.attention))
     detail = measured.as_dict()
     if missing:
-        detail["notes"].append(f"no estimate: {missing}")
+        detail["notes"].append(message("verify.no_estimate", reason=missing))
     if args.json:
         if estimate is None:
             print_json({"estimate": None, "measured": measured.memory_dict(), "error_pct": None,
@@ -140,23 +141,42 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_json(verify_payload(estimate, measured.memory_dict(), measured.backend, detail))
         return 0
-    what = (f"prefill {setup.batch}x{setup.context}" if isinstance(setup, PrefillSetup)
-            else f"training step {setup.batch}x{setup.seq}")
-    print(f"{spec.name}: {what}, {measured.backend} back end ({measured.wall_s:.1f} s)")
+    lang = lang_of(args)
+    print(render(spec, setup, measured, estimate, detail, lang))
+    for note in detail["notes"]:
+        if _to_stderr(note):
+            print(t("verify.note", lang, note=localize(note, lang)), file=sys.stderr)
+    return 0
+
+
+def _to_stderr(note: str) -> bool:
+    return getattr(note, "key", None) == "verify.no_estimate"
+
+
+def render(spec, setup, measured, estimate: dict[str, int] | None, detail: dict[str, Any], lang: str) -> str:
+    """The human-readable comparison in ``lang`` (the "no estimate" note is left to stderr)."""
+    from gpuplan.verify.compare import compare_memory
+
+    def label(key: str) -> str:  # English keeps the JSON key, other languages the component's name
+        return key if lang == "en" else memory_label(key, lang)
+
+    what = (t("verify.prefill", lang, batch=setup.batch, context=setup.context) if isinstance(setup, PrefillSetup)
+            else t("verify.train_step", lang, batch=setup.batch, seq=setup.seq))
+    lines = [t("verify.summary", lang, name=spec.name, what=what, backend=measured.backend,
+               seconds=f"{measured.wall_s:.1f}")]
     if estimate is None:
-        rows = [(k, "", format_bytes(v, digits=3), "") for k, v in measured.memory_dict().items() if v]
+        rows = [(label(k), "", format_bytes(v, digits=3), "") for k, v in measured.memory_dict().items() if v]
     else:
-        rows = [(r.key, format_bytes(r.estimate_bytes, digits=3), format_bytes(r.measured_bytes, digits=3),
+        rows = [(label(r.key), format_bytes(r.estimate_bytes, digits=3), format_bytes(r.measured_bytes, digits=3),
                  "" if r.error_pct is None else f"{r.error_pct:+.2f} %")
                 for r in compare_memory(estimate, measured.memory_dict())]
-    print(render_table(["component", "estimate", "measured", "error"], rows))
+    lines.append(render_table(headers("verify.header", ("component", "estimate", "measured", "error"), lang), rows))
     if measured.peak_phase:
-        print(f"measured peak during: {measured.peak_phase}")
+        lines.append(t("verify.peak_phase", lang, phase=measured.peak_phase))
     for key in ("reserved_peak_bytes", "device_used_bytes"):
         if key in measured.extra:
-            print(f"{key.replace('_bytes', '').replace('_', ' ')}: {format_bytes(measured.extra[key], digits=3)}")
+            lines.append(f"{t('verify.' + key, lang)}: {format_bytes(measured.extra[key], digits=3)}")
     if "step_time_s" in measured.extra:
-        print(f"step time: {measured.extra['step_time_s']:.3f} s")
-    for note in detail["notes"]:
-        print(f"note: {note}", file=sys.stderr if note.startswith("no estimate") else sys.stdout)
-    return 0
+        lines.append(t("verify.step_time", lang, seconds=f"{measured.extra['step_time_s']:.3f}"))
+    lines.extend(t("verify.note", lang, note=localize(note, lang)) for note in detail["notes"] if not _to_stderr(note))
+    return "\n".join(lines)

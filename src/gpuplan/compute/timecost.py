@@ -5,6 +5,9 @@
 Given any two of GPUs, days and MFU the third follows; a published per-GPU throughput (tokens/s/GPU) can stand in
 for MFU. Energy is GPU board power × PUE × time (Touvron et al. 2023, LLaMA section 6: MWh = GPU-h × power × PUE,
 PUE 1.1); it leaves out CPUs, network and storage.
+
+Two checks say when a run as given cannot work: an MFU solved from a GPU count and a deadline above 1, and a GPU
+count below ``states_floor`` (the fewest GPUs that hold the training states fully sharded).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from gpuplan.compute.mfu import check_mfu, default_mfu, family_tiers
 from gpuplan.compute.prices import Price
 from gpuplan.errors import InputError
+from gpuplan.i18n import message
 from gpuplan.report import Term
 from gpuplan.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
@@ -87,6 +91,11 @@ class RunEstimate:
     def days(self) -> float | None:
         return None if self.seconds is None else self.seconds / SECONDS_PER_DAY
 
+    @property
+    def mfu_impossible(self) -> bool:
+        """The MFU solved from a GPU count and a deadline is above 1: those GPUs cannot do it even at peak."""
+        return self.solved_for == "mfu" and self.mfu > 1
+
 
 def _solve_gpus_default_mfu(total_flop: float, peak: float, seconds: float, gpu_id: str,
                             multiple: int) -> tuple[int, float, float, str]:
@@ -134,13 +143,13 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
         if not tokens_per_s_per_gpu > 0:
             raise InputError("--tokens-per-gpu-s", tokens_per_s_per_gpu, "must be > 0")
         mfu = tokens_per_s_per_gpu * flop_per_token / peak_flop_per_s
-        mfu_source = (f"implied by {tokens_per_s_per_gpu:,.0f} tokens/s/GPU x {flop_per_token:.4g} FLOP/token / "
-                      f"{peak_flop_per_s / 1e12:g} TFLOP/s peak")
+        mfu_source = message("time.assume.mfu_implied", tokens_per_s=f"{tokens_per_s_per_gpu:,.0f}",
+                             flop_per_token=f"{flop_per_token:.4g}", peak=f"{peak_flop_per_s / 1e12:g}")
         if mfu > 1:
-            warnings.append(f"the throughput given implies MFU {mfu:.2f} > 1: check the FLOP convention or the peak")
+            warnings.append(message("time.warn.implied_mfu", mfu=f"{mfu:.2f}"))
     elif mfu is not None:
         check_mfu(mfu)
-        mfu_source = "--mfu given by the user"
+        mfu_source = message("time.assume.mfu_user")
 
     seconds = exact = None
     n = gpus
@@ -149,10 +158,13 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
             raise InputError("--days", days, "give two of --gpus, --days and --mfu; the third is solved for")
         seconds = days * SECONDS_PER_DAY
         mfu = mfu_for(total_flop, peak_flop_per_s, gpus, seconds)
-        mfu_source = "required to finish in the deadline on the GPUs given"
+        mfu_source = message("time.assume.mfu_deadline")
         solved = "mfu"
-        if mfu > 0.6:
-            warnings.append(f"needs MFU {mfu:.0%}: above what published large runs reach (38-56 %)")
+        if mfu > 1:
+            warnings.append(message("time.warn.mfu_impossible", days=f"{days:g}", gpus=f"{gpus:,}", mfu=f"{mfu:.2f}",
+                                    days_at_peak=f"{days * mfu:,.1f}", min_gpus=f"{math.ceil(gpus * mfu):,}"))
+        elif mfu > 0.6:
+            warnings.append(message("time.warn.mfu_high", mfu=f"{mfu:.0%}"))
     elif days is not None:
         seconds_goal = days * SECONDS_PER_DAY
         if mfu is None:
@@ -172,7 +184,7 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
             entry = default_mfu(gpu_id, gpus or 1)
             mfu, mfu_source = entry.mfu, entry.source
             if gpus is None:
-                assumptions.append("no --gpus or --days: MFU default for the smallest clusters used for GPU-hours")
+                assumptions.append(message("time.assume.no_count"))
         if gpus is not None:
             seconds = run_seconds(total_flop, peak_flop_per_s, gpus, mfu)
             solved = "days"
@@ -206,3 +218,43 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
                        achieved_flop_per_s_per_gpu=achieved, price=price, cost_usd=cost, cost_usd_range=cost_range,
                        power_w_per_gpu=watts, pue=pue, energy_kwh=kwh, co2_kg=co2, solved_for=solved, terms=terms,
                        assumptions=assumptions, warnings=warnings)
+
+
+@dataclass(frozen=True)
+class StatesFloor:
+    """The fewest GPUs of one kind that hold a model's training states (weights, gradients, optimizer states and
+    master weights) fully sharded over all of them (ZeRO-3 / FSDP). A lower bound on the GPU count of a run:
+    activations, temporary buffers and the CUDA context come on top."""
+
+    min_gpus: int
+    states_bytes: int  # all training states, unsharded (what one GPU would hold)
+    per_gpu_bytes: int  # per GPU at min_gpus
+    usable_bytes: int
+    precision: str
+
+
+def states_per_gpu_bytes(params_total: int, precision: str, gpus: int) -> int:
+    """Weights + gradients + optimizer states + master weights per GPU with every state sharded over ``gpus`` data-
+    parallel ranks (ZeRO-3 with PyTorch FSDP2, AdamW; the ZeRO paper's accounting, arXiv:1910.02054 section 5), from
+    the training-memory engine's parameter-count path (gpuplan.train.engine.estimate_training with params only).
+    Ignores activations, logits, optimizer-step temporaries and the CUDA context."""
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.engine import estimate_training
+
+    cfg = TrainConfig(precision=precision, optimizer="adamw", framework="torch", dp=gpus, zero=3 if gpus > 1 else 0)
+    m = estimate_training(None, cfg, params_total=params_total).memory
+    return m.weights_bytes + m.gradients_bytes + m.optimizer_bytes + m.master_weights_bytes
+
+
+def states_floor(params_total: int, precision: str, usable_bytes: int) -> StatesFloor:
+    """The smallest N with ``states_per_gpu_bytes(P, precision, N) <= usable_bytes``: start from
+    ceil(states / usable), then step down (or up) while the engine's per-GPU figure says so."""
+    if usable_bytes < 1:
+        raise InputError("--gpu", usable_bytes, "has no usable memory in the catalog")
+    states = states_per_gpu_bytes(params_total, precision, 1)
+    n = max(1, -(-states // usable_bytes))
+    while n > 1 and states_per_gpu_bytes(params_total, precision, n - 1) <= usable_bytes:
+        n -= 1
+    while states_per_gpu_bytes(params_total, precision, n) > usable_bytes:
+        n += 1
+    return StatesFloor(n, states, states_per_gpu_bytes(params_total, precision, n), usable_bytes, precision)
