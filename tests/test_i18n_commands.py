@@ -209,3 +209,26 @@ def test_message_is_english_text_that_localizes():
     assert nested == "MFU 0.4: --mfu given by the user"
     assert localize(nested, "zh") == "算力利用率 MFU 0.4: 由 --mfu 指定"
     assert localize("free text from an engine", "zh") == "free text from an engine"
+
+
+def test_train_lines_around_the_tables(capsys):
+    argv = ("train", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--pp", "2", "--per-rank", "--max-batch",
+            "--explain")
+    out = zh(capsys, *argv)
+    for text in ("参数量 8.03B, 可训练 8.03B", "各组成部分是各自的大小", "每个 rank", "在途微批", "最大批大小:",
+                 "各阶段显存:"):
+        assert text in out, text
+    absent(["components are sizes", "per rank", "in flight", "max batch",
+            "allocated"], out)
+    english = en(capsys, *argv)
+    assert "components are sizes; the peak is the highest phase, not their sum" in english
+    assert "max batch: " in english and "phases:" in english
+
+
+def test_infer_lines_around_the_table(capsys):
+    argv = ("infer", "llama-3.1-70b", "--weights", "awq", "--engine", "vllm", "--gpu", "a100-80gb", "--tp", "2")
+    out = zh(capsys, *argv)
+    for text in ("vllm 推理", "每 token 的 KV 缓存", "个 KV 块", "最大批大小", "最长上下文", "首 token 延迟", "起受算力限制"):
+        assert text in out, text
+    absent(["serving", "KV cache per token", "max concurrency", "longest context", "decode", "compute-bound"], out)
+    assert "KV cache per token: 163,840 bytes" in en(capsys, *argv)

@@ -125,35 +125,38 @@ def run(args: argparse.Namespace) -> int:
 def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en") -> str:
     m = r.memory
     lay = cfg.layout
-    lines = [f"{spec.name}: {cfg.engine} serving, batch {cfg.batch} x {cfg.context} tokens, weights {cfg.weights.name}, "
-             f"KV {cfg.kv_dtype or cfg.weights.dtype}, tp={lay.tp} pp={lay.pp} ep={lay.ep} dp={lay.dp} "
-             f"({lay.gpus} GPUs); per GPU:"]
+    lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
+               weights=cfg.weights.name, kv=cfg.kv_dtype or cfg.weights.dtype, tp=lay.tp, pp=lay.pp, ep=lay.ep,
+               dp=lay.dp, gpus=lay.gpus)]
     keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
             "allocated_peak_bytes", "total_bytes")
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in keys]
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
-    lines.append(f"KV cache per token: {r.kv_cache_bytes_per_token:,} bytes; per sequence at {cfg.context} tokens: "
-                 f"{format_bytes(r.kv_cache_bytes_per_sequence)}; peak phase: {m.peak_phase}")
+    lines.append(t("infer.kv_line", lang, per_token=f"{r.kv_cache_bytes_per_token:,}", context=cfg.context,
+                   per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=m.peak_phase))
     if r.engine.get("name") == "vllm":
         e = r.engine
-        lines.append(f"vLLM: {e['num_gpu_blocks']:,} KV blocks of {e['block_size']} tokens = {e['kv_cache_tokens']:,} "
-                     f"tokens; max concurrency at {cfg.context} tokens: {e['max_concurrency']} "
-                     f"({e['max_concurrency_exact']:.2f}x)")
+        lines.append(t("infer.vllm_line", lang, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
+                       tokens=f"{e['kv_cache_tokens']:,}", context=cfg.context, concurrency=e["max_concurrency"],
+                       exact=f"{e['max_concurrency_exact']:.2f}"))
     if r.fits is not None:
         gpu = cfg.gpu.id if cfg.gpu else "the device"
         capacity = cfg.gpu_memory_bytes or (cfg.gpu.memory_usable_bytes if cfg.gpu else 0)
         room = format_bytes(abs(capacity - m.total_bytes))
         lines.append((t("fit.fits" if r.fits else "fit.does_not_fit", lang, gpu=gpu, capacity=format_bytes(capacity),
                         headroom=room, over=room))
-                     + (f"; max batch at {cfg.context} tokens: {r.max_batch}" if r.max_batch is not None else "")
-                     + (f"; longest context at batch {cfg.batch}: {r.max_context:,}" if r.max_context is not None else ""))
+                     + (t("infer.max_batch", lang, context=cfg.context, n=r.max_batch) if r.max_batch is not None
+                        else "")
+                     + (t("infer.max_context", lang, batch=cfg.batch, n=f"{r.max_context:,}")
+                        if r.max_context is not None else ""))
     if r.speed:
         s = r.speed
         cb = s["compute_bound_batch"]
-        lines.append(f"speed ({s['compute_dtype']}): TTFT {format_seconds(s['ttft_s'])}, decode "
-                     f"{s['decode_tokens_per_s_per_seq']:.1f} tok/s per sequence, {s['decode_tokens_per_s']:.0f} tok/s "
-                     f"in all ({s['decode_bound']}-bound); batch 1: {s['decode_tokens_per_s_batch1']:.1f} tok/s; "
-                     f"compute-bound from batch {cb if cb is not None else 'never (KV traffic dominates)'}")
+        bound = (t("infer.compute_bound_from", lang, n=cb) if cb is not None
+                 else t("infer.compute_bound_never", lang))
+        lines.append(t("infer.speed", lang, dtype=s["compute_dtype"], ttft=format_seconds(s["ttft_s"]),
+                       per_seq=f"{s['decode_tokens_per_s_per_seq']:.1f}", total=f"{s['decode_tokens_per_s']:.0f}",
+                       bound=s["decode_bound"], batch1=f"{s['decode_tokens_per_s_batch1']:.1f}", compute_bound=bound))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
         lines.append("")

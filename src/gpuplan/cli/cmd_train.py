@@ -141,21 +141,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace) -> str:
-    from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+    from gpuplan.i18n import headers, lang_of, memory_label, t, tr_headers
 
     lang = lang_of(args)
     m = report.memory
     lines = []
-    name = spec.name if spec else f"{format_count(report.params_total)} parameters"
-    lines.append(f"{name}: {format_count(report.params_total)} params, {format_count(report.params_trainable)} "
-                 f"trainable; batch {args.batch} x seq {args.seq}, {args.precision}, {args.optimizer} "
-                 f"({args.optimizer_impl}), recompute {args.recompute}, {args.method}")
+    name = spec.name if spec else t("train.params_name", lang, params=format_count(report.params_total))
+    lines.append(t("train.summary", lang, name=name, params=format_count(report.params_total),
+                   trainable=format_count(report.params_trainable), batch=args.batch, seq=args.seq,
+                   precision=args.precision, optimizer=args.optimizer, impl=args.optimizer_impl,
+                   recompute=args.recompute, method=args.method))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
                  + f"  ({m.peak_phase})"))
     rows.append((memory_label("total_bytes", lang), format_bytes(m.total_bytes)))
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows, "lr"))
-    lines.append("components are sizes; the peak is the highest phase, not their sum")
+    lines.append(t("train.components_note", lang))
     if report.capacity_bytes is not None:
         room = format_bytes(abs(report.headroom_bytes))
         lines.append(t("fit.fits" if report.fits else "fit.does_not_fit", lang, gpu=args.gpu,
@@ -164,24 +165,24 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.append(t("fit.no_gpu", lang))
     if getattr(args, "per_rank", False) and report.per_rank:
         lines.append("")
-        lines.append("per rank (tensor/expert-parallel rank 0 of each pipeline stage):")
+        lines.append(t("train.per_rank_title", lang))
         rows = [(r["stage"], r["layers"], ("E" if r["embedding"] else "") + ("H" if r["head"] else ""),
                  format_count(r["params"]), format_bytes(r["weights_bytes"]), format_bytes(r["gradients_bytes"]),
                  format_bytes(r["optimizer_bytes"] + r["master_weights_bytes"]),
                  format_bytes(r["activations_bytes"]), f"{r['inflight_microbatches']:g}",
                  format_bytes(r["allocated_peak_bytes"]), format_bytes(r["total_bytes"]), r["peak_phase"])
                 for r in report.per_rank]
-        lines.append(render_table(["stage", "layers", "E/H", "params", "weights", "grads", "optim+master",
-                                   "activations", "in flight", "peak", "total", "peak phase"], rows,
-                                  "rllrrrrrrrrl"))
+        lines.append(render_table(headers("train.rank", ["stage", "layers", "eh", "params", "weights", "grads", "optim",
+                                                         "activations", "in_flight", "peak", "total", "peak_phase"],
+                                          lang), rows, "rllrrrrrrrrl"))
     for key in ("max_batch", "max_seq"):
         if key in out:
-            lines.append(f"{key.replace('_', ' ')}: {out[key]:,}")
+            lines.append(t(f"train.{key}", lang, n=f"{out[key]:,}"))
     if getattr(args, "explain", False):
         lines.append("")
-        lines.append("phases:")
-        lines.append(render_table(["phase", "allocated"], [(p.name, format_bytes(p.bytes)) for p in report.phases],
-                                  "lr"))
+        lines.append(t("section.phases", lang) + ":")
+        lines.append(render_table([t("train.phase_column", lang), t("header.allocated", lang)],
+                                  [(p.name, format_bytes(p.bytes)) for p in report.phases], "lr"))
         lines.append("")
         lines.extend(term_lines(m.terms))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))

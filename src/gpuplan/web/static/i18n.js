@@ -77,6 +77,7 @@ window.GP_I18N = {
       "speed.decode_tokens_per_s": "decode tokens/s (all sequences)", "speed.decode_tokens_per_s_per_seq": "decode tokens/s per sequence",
       why: "Why the first plan wins", alternatives: "The obvious alternatives", phases: "Memory by phase",
       advice_assumptions: "Assumptions of the advice",
+      min_gpus_for_states: "fewest GPUs that hold the training states (fully sharded)",
     },
   },
   zh: {
@@ -180,6 +181,7 @@ window.GP_I18N = {
       memory_total_bytes: "每卡显存", micro_batch: "微批", recompute: "重计算", zero: "ZeRO", step_s: "每步时间",
       tokens_per_s_per_gpu: "每卡 token/s", train_command: "对应的训练命令", label: "方案", verdict: "结论",
       bubble_fraction: "流水线气泡比例", evaluated: "评估的布局数", memory_checks: "显存引擎调用次数",
+      min_gpus_for_states: "放得下训练状态的最少 GPU 数（完全分片）", required_flop_per_s: "所需集群算力",
     },
   },
 };
