@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from gpuplan.cli.bridge import Command, build_argv, load_commands, parse_args, run_command
+from gpuplan.cli.bridge import Command, evaluate, load_commands
 from gpuplan.errors import InputError
 
 __all__ = ["run", "options", "models", "gpus", "params", "train", "infer", "time", "plan"]
@@ -61,12 +61,7 @@ def run(command: str, model: str | None = None, /, **opts: Any) -> Any:
         if isinstance(value, (list, tuple)) and opt.kind not in ("list", "append"):
             value = ",".join(map(str, value))  # NAME[,NAME] options: a list is their comma-separated text
         values[name] = value
-    try:
-        return run_command(cmd, parse_args(cmd, build_argv(cmd, values, model)))
-    except InputError as exc:
-        if exc.value is None and exc.field in values:  # argparse names the option, not the value it refused
-            raise InputError(exc.field, values[exc.field], exc.rule, exc.hint) from None
-        raise
+    return evaluate(cmd, values, model)
 
 
 def models(query: str | None = None) -> Any:

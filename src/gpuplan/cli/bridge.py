@@ -273,6 +273,17 @@ def parse_args(command: Command, argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any:
+    """The JSON of ``command`` for option ``values`` (keyed by dest) and MODEL: argument list, parser, command. A
+    value the parser refuses is named in the InputError (argparse names only the option)."""
+    try:
+        return run_command(command, parse_args(command, build_argv(command, values, model)))
+    except InputError as exc:
+        if exc.value is None and exc.field in values:
+            raise InputError(exc.field, values[exc.field], exc.rule, exc.hint) from None
+        raise
+
+
 _STDOUT_LOCK = threading.Lock()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.units import parse_count
-from gpuplan.cli.bridge import Command, build_argv, parse_args, run_command
+from gpuplan.cli.bridge import Command, evaluate
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
 
 CACHE_ENTRIES = 512
@@ -43,15 +43,8 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
     if config is not None:
         spec_from_pasted(config)  # every problem reported on 'config' before the CLI sees it
         with pasted_config_file(config) as path:
-            return run_command(command, parse_args(command, build_argv(command, values, path)))
-    if model is not None:
-        model = check_model_name(model)
-    try:
-        return run_command(command, parse_args(command, build_argv(command, values, model)))
-    except InputError as exc:
-        if exc.value is None and exc.field in values:  # argparse names the option, not the value it refused
-            raise InputError(exc.field, values[exc.field], exc.rule, exc.hint) from None
-        raise
+            return evaluate(command, values, path)
+    return evaluate(command, values, None if model is None else check_model_name(model))
 
 
 def encode(result: Any) -> bytes:
