@@ -9,7 +9,9 @@ with the matching ``TrainConfig`` (``dp=W, zero=3`` for FSDP2, ``tp=W`` for TP; 
     python benchmarks/parallel_accuracy.py             # compare with the stored traces, write docs/accuracy-parallel.md
     python benchmarks/parallel_accuracy.py --trace     # re-trace every row first (about 10 minutes on 2 cores)
     python benchmarks/parallel_accuracy.py --only qwen2-0.5b --trace
-    python benchmarks/parallel_accuracy.py --trace --only 'v2048|v4096'   # the held-out rows (about 2 minutes)
+    python benchmarks/parallel_accuracy.py --trace --only 'v2048|v4096'   # the layer-dominated rows (5 minutes)
+    python benchmarks/parallel_accuracy.py --alive 'fsdp2 llama-2048x4-v2048 W4 bf16 noAC raf=False'
+        # one row re-traced: what is alive at each phase's peak, by module and op, beside the estimate's phases
 
 Exit status 1 when a row is outside ±2 %.
 
@@ -98,17 +100,21 @@ def case_id(c: dict) -> str:
             f"raf={c['reshard_after_forward']}")
 
 
-def trace(c: dict) -> dict:
-    """Run the fake-process-group trace of one case; keep the numbers the report uses."""
+def _measure(c: dict, alive: bool = False) -> dict:
     from gpuplan.verify.distributed import measure_fsdp2_step, measure_tp_step
 
     cfg = dict(CONFIGS[c["config"]])
     if c["layout"] == "fsdp2":
-        r = measure_fsdp2_step(cfg, world_size=c["world_size"], batch=BATCH, seq=SEQ, recompute=c["recompute"],
-                               reshard_after_forward=c["reshard_after_forward"], **PRECISIONS[c["precision"]][0])
-    else:
-        r = measure_tp_step(cfg, world_size=c["world_size"], batch=BATCH, seq=SEQ, dtype="bf16",
-                            recompute=c["recompute"])
+        return measure_fsdp2_step(cfg, world_size=c["world_size"], batch=BATCH, seq=SEQ, recompute=c["recompute"],
+                                  reshard_after_forward=c["reshard_after_forward"], alive=alive,
+                                  **PRECISIONS[c["precision"]][0])
+    return measure_tp_step(cfg, world_size=c["world_size"], batch=BATCH, seq=SEQ, dtype="bf16",
+                           recompute=c["recompute"], alive=alive)
+
+
+def trace(c: dict) -> dict:
+    """Run the fake-process-group trace of one case; keep the numbers the report uses."""
+    r = _measure(c)
     return {**c, "peak_bytes": r["peak_bytes"], "peak_phase": r["peak_phase"],
             "phase_peak_bytes": {k: v["peak_bytes"] for k, v in r["phases"].items()}, "at_peak": r["at_peak"]}
 
@@ -153,8 +159,10 @@ def _summary(results: list[dict]) -> str:
     if not errs:
         return "no rows"
     within = sum(e <= TOLERANCE_PCT for e in errs)
+    phases = "; ".join(f"{k} max |error| {max(abs(r['phase_error_pct'][k]) for r in results):.2f} %"
+                       for k in ("forward", "backward", "optimizer"))
     return (f"{len(results)} rows; {within} within ±{TOLERANCE_PCT:g} %; median |error| {errs[len(errs) // 2]:.3f} %, "
-            f"max {errs[-1]:.3f} %.")
+            f"max {errs[-1]:.3f} %. Phases: {phases}.")
 
 
 def _table(results: list[dict]) -> list[str]:
@@ -186,7 +194,9 @@ def report(results: list[dict]) -> str:
         "NCCL buffers, allocator reserve.",
         "",
         "Error columns: the allocated peak, then each phase's peak (forward; backward = the highest backward phase "
-        "of the estimate; optimizer step) against the trace's phase peaks.",
+        "of the estimate; optimizer step) against the trace's phase peaks. The trace's phases follow program order: "
+        "forward is the model call with the loss, backward `loss.backward()` up to `optimizer.step()`, optimizer "
+        "the step and `zero_grad()`.",
         "",
         "## Calibration matrix",
         "",
@@ -200,9 +210,12 @@ def report(results: list[dict]) -> str:
         "",
         "Small vocabularies (2048, 4096 tied), so the peak moves into a decoder layer's forward or backward, and "
         "fp32 shards without a policy. Held out when the rules above were written; the position-dependent FSDP2 "
-        "buffers (first and last layer in backward, no-reshard freeing at post-backward, the forward boundary) and "
-        "the replicated norm-backward temporaries under TP were then derived from these rows' per-layer "
-        "breakdowns, so they are no longer independent of the engine.",
+        "buffers (first and last layer in backward, no-reshard freeing at post-backward), the replicated "
+        "norm-backward temporaries under TP and the forward pass's moments (the top layer's pre-forward with two "
+        "all-gather buffers; what its forward still references at its end or, checkpointed, inside its MLP; the "
+        "embedding output the model holds; the last all-gather result kept through the loss without resharding; "
+        "`gpuplan.train.peak.forward_peak`) were then derived from these rows' per-layer breakdowns and live "
+        "storages (`--alive`), so they are no longer independent of the engine.",
         "",
         _summary(held),
         "",
@@ -211,12 +224,33 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def alive_report(case: str) -> str:
+    """One row re-traced with the live storages at each phase peak (activations and temporaries by the module and
+    op that made them), beside the estimate's phases."""
+    c = next((x for x in cases() if case_id(x) == case), None)
+    if c is None:
+        raise SystemExit(f"no row {case!r}; rows: " + "; ".join(case_id(x) for x in cases()))
+    r = _measure(c, alive=True)
+    lines = [f"# {case}", "", "estimate phases: " + ", ".join(f"{p.name} {p.bytes:,}" for p in estimate(c).phases)]
+    for phase, rec in r["phases"].items():
+        lines += ["", f"## {phase} peak {rec['peak_bytes']:,} B in {rec.get('module') or '-'}", "",
+                  "| bytes | count | category | module | op |", "|---:|---:|---|---|---|"]
+        lines += [f"| {a['bytes']:,} | {a['count']} | {a['category']} | {a['module']} | {a['op']} |"
+                  for a in rec["alive"]]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", action="store_true", help="re-trace the rows (needs torch + transformers)")
     ap.add_argument("--only", default="", help="regex over case ids")
     ap.add_argument("--no-doc", action="store_true", help="print only, do not rewrite docs/accuracy-parallel.md")
+    ap.add_argument("--alive", metavar="CASE", help="re-trace one row (its case id) and list what is alive at each "
+                    "phase's peak")
     a = ap.parse_args(argv)
+    if a.alive:
+        print(alive_report(a.alive), end="")
+        return 0
     stored = json.loads(MEASURED.read_text()) if MEASURED.exists() else []
     by_id = {case_id(m): m for m in stored}
     wanted = [c for c in cases() if re.search(a.only, case_id(c))]

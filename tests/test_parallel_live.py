@@ -74,7 +74,6 @@ SMALL_VOCAB = dict(model_type="llama", hidden_size=2048, intermediate_size=5632,
 
 
 def test_fsdp2_peak_inside_the_top_layer_backward():
-    # the forward phase is not compared here: the top layer's own forward temporaries are not modelled (-3.4 %)
     from gpuplan.verify.distributed import measure_fsdp2_step
 
     measured = measure_fsdp2_step(dict(SMALL_VOCAB), world_size=4, batch=2, seq=1024, shard_dtype="bf16")
@@ -86,6 +85,11 @@ def test_fsdp2_peak_inside_the_top_layer_backward():
     backward = max(p.bytes for p in report.phases if p.name.startswith("layer "))
     want = measured["phases"]["backward"]["peak_bytes"]
     assert abs(backward - want) < TOLERANCE * want, (backward, want)
+    # the forward peaks at the end of the top layer, with what its forward still references (its input, h1, the
+    # MLP output and the new output) beside its unsharded parameters and kept all-gather result (-3.4 % without)
+    forward = next(p.bytes for p in report.phases if p.name == "forward")
+    want = measured["phases"]["forward"]["peak_bytes"]
+    assert abs(forward - want) < 0.005 * want, (forward, want)
 
 
 def test_fsdp2_without_resharding_frees_each_layer_at_its_post_backward():

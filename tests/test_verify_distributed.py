@@ -115,3 +115,24 @@ def test_bad_layouts_are_refused():
         measure_tp_step(CONFIG, world_size=4, batch=1, seq=8)
     with pytest.raises(InputError, match="param_dtype"):
         measure_fsdp2_step(CONFIG, world_size=4, batch=1, seq=8, param_dtype="int8")
+
+
+def test_phases_follow_program_order():
+    """Between ``loss.backward()`` returning and ``optimizer.step()`` every gradient is alive and no module runs;
+    that moment belongs to backward (as in ``gpuplan.verify.trace``), not to forward."""
+    cfg = dict(CONFIG, num_key_value_heads=4, intermediate_size=172)
+    result = measure_tp_step(cfg, world_size=2, batch=1, seq=16)
+    assert result["phases"]["forward"]["breakdown"]["grads_bytes"] == 0
+    assert result["phases"]["backward"]["peak_bytes"] >= result["backward_end"]["total_bytes"]
+
+
+def test_alive_accounts_for_every_byte_at_each_peak():
+    result = measure_fsdp2_step(CONFIG, world_size=WORLD, batch=2, seq=16, reshard_after_forward=False, alive=True)
+    for phase, rec in result["phases"].items():
+        assert sum(a["bytes"] for a in rec["alive"]) == rec["peak_bytes"], phase
+    forward = result["phases"]["forward"]
+    # tiny activations: the forward peaks at the top layer's pre-forward, where layer 0's all-gather result (kept
+    # until the next copy-out) and layer 1's are both alive
+    assert forward["module"].endswith("model.layers.1")
+    gathers = sorted((a["module"], a["bytes"]) for a in forward["alive"] if a["category"] == "All Gather")
+    assert gathers == [(f"model.layers.{i}", result["group_all_gather_bytes"][f"model.layers.{i}"]) for i in (0, 1)]

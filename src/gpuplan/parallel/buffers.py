@@ -4,26 +4,29 @@ FSDP2 / ZeRO-3 all-gather and reduce-scatter), placed in the phases of a step (`
 from __future__ import annotations
 
 from gpuplan.parallel.dataparallel import _fsdp_dtypes, round_block
-from gpuplan.train.peak import Phase, PhaseInputs
 
 
 def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dict:
     """Communication and gather buffers: live through forward and backward ('act'), in every layer's backward
     ('layer'), per layer of the stage in backward on top of 'act' ('bwd', position-dependent), in the top layer's
-    forward on top of 'act' ('fwd': at its pre-forward, at the end of its forward) and at the end of backward
-    ('end').
+    forward on top of 'act' ('fwd': at its pre-forward, through its forward), from the top layer's end through
+    the loss forward ('tail') and at the end of backward ('end'); ``gpuplan.train.peak`` places them.
 
-    FSDP2 (rules traced with a fake process group, L(i) = layer i's all-gather in the compute dtype, L = the largest):
-    the root group stays unsharded from its pre-forward to the final callback; with reshard_after_forward one
-    all-gather buffer is kept after each copy-out (root + L through the loss), the forward boundary holds the next
-    layer's unsharded parameters and two all-gather buffers (root + L(top) + 2L), the end of the top layer's
-    forward its unsharded parameters beside the kept buffer; without resharding the boundary holds two all-gather
-    buffers and the end of forward one beside every unsharded layer; in backward layer i holds its own
+    FSDP2 (rules traced with a fake process group, L(i) = layer i's all-gather in the compute dtype, L = the
+    largest): the root group stays unsharded from its pre-forward to the final callback. In forward each
+    all-gather result is kept after its copy-out until the next group's copy-out
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py ``wait_for_unshard``, ``comm_ctx.all_gather_state``)
+    and the last one until the root's post-forward, after the loss (torch/distributed/fsdp/_fully_shard/
+    _fsdp_state.py ``_post_forward``). With reshard_after_forward: root + L through the loss, the
+    top layer's pre-forward holds its unsharded parameters and two all-gather buffers (root + L(top) + 2L), its
+    forward its unsharded parameters beside the kept buffer (root + L(top) + L). Without resharding every layer
+    stays unsharded through forward (root + ΣL(i)); the pre-forward adds two all-gather buffers, the top layer's
+    forward and the tail (final norm, head, loss) the kept one, L(top). In backward layer i holds its own
     unsharded parameters, the prefetched all-gather of layer i-1 (none for the stage's first layer) and the
-    reduce-scatter input of layer i+1 (none for the top layer, the first to reduce). Without resharding every
-    layer stays unsharded through forward, and layer i's are freed at its post-backward: layer i's backward holds
-    root + L(0..i) and no prefetch. DeepSpeed ZeRO-3 gathers and prefetches like the resharding case."""
-    act = layer = end = 0
+    reduce-scatter input of layer i+1 (none for the top layer, the first to reduce); without resharding layer i's
+    parameters are freed at its post-backward: layer i's backward holds root + L(0..i) and no prefetch.
+    DeepSpeed ZeRO-3 gathers and prefetches like the resharding case."""
+    act = layer = end = tail = 0
     fwd = (0, 0)
     n = len(shard.layers)
     bwd = [0] * n
@@ -58,19 +61,10 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
                 bwd[k] = ag[k] + (ag[k - 1] if k > 0 else 0) + (rs[k + 1] if k + 1 < n else 0) - L
         else:
             act += root_b + sum(ag)
-            fwd = (2 * L, L)
+            fwd = (2 * L, ag[-1])
+            tail = ag[-1] if fsdp else 0
             for k in range(n):
                 bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
         end += round_block(root * rb) if fsdp else 0
-    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd}
+    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail}
 
-
-def forward_boundary(ps: list[Phase], pin: PhaseInputs, extra: tuple[int, int]) -> list[Phase]:
-    """The forward phase also covers two moments of the stage's top layer where gather buffers peak beyond the ones
-    live through the loss: its pre-forward (``extra[0]``; its activations do not exist yet) and the end of its
-    forward before it reshards (``extra[1]``; all activations of the stage exist)."""
-    if not any(extra) or not pin.kept_bytes or ps[0].name != "forward":
-        return ps
-    base = pin.static_bytes + pin.held_bytes + pin.act_extra_bytes + pin.shared_bytes + sum(pin.kept_bytes)
-    at = max(base - pin.kept_bytes[-1] + extra[0], base + extra[1])
-    return [Phase("forward", max(ps[0].bytes, at))] + ps[1:]

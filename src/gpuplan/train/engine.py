@@ -111,7 +111,8 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         loss_forward_bytes=loss.forward_peak_bytes,
         loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
         norm_bwd_bytes=_norm_bwd_per_token(spec, c) * b * s,
-        step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.recompute == "full")
+        step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.recompute == "full",
+        **_forward_moments(spec, cfg, acts, c, b, s))
     ps = phases(pin)
     top = peak(ps)
     mem = _memory_report(spec, cfg, recipe, states, acts, loss, kept, top, b, s)
@@ -126,6 +127,20 @@ def _activation_lists(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, b: int
                     for _ in range(spec.num_layers))
         return per, per
     return _sizes(acts.kept, b, s), _sizes(tuple(la.saved for la in acts.layers), b, s)
+
+
+def _forward_moments(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, c: ActContext, b: int, s: int
+                     ) -> dict[str, int]:
+    """The forward pass's moments beyond the kept activations (``gpuplan.train.peak.forward_peak``): the top
+    layer's input and forward high-water mark (``forward_end``; ``checkpointed_forward`` under full recompute),
+    what the model's forward holds through the stack and the final norm's temporaries. None for the Korthikanti
+    activation model, whose per-layer figure has no forward breakdown."""
+    if cfg.activation_model == "korthikanti" or not acts.layers:
+        return {}
+    top = acts.layers[-1]
+    high = top.fwd_ckpt[0] + top.fwd_ckpt[1] if cfg.recompute == "full" else top.fwd_end
+    return {"fwd_in_bytes": c.r * spec.hidden_size * b * s, "fwd_high_bytes": high.bytes(b, s),
+            "stack_held_bytes": acts.stack_held.bytes(b, s), "head_fwd_bytes": acts.head_fwd.bytes(b, s)}
 
 
 def _sizes(items: tuple[Act, ...], b: int, s: int) -> tuple[int, ...]:

@@ -33,6 +33,9 @@ class LayerActs:
     out_rg: bool  # the layer output requires grad
     points: tuple[BwdPoint, ...]  # backward high-water marks (traced), see _bwd_points
     items: tuple[tuple[str, Act], ...]
+    fwd_end: Act = Act()  # residual-stream tensors still referenced when its forward returns, beyond ``saved``
+    fwd_ckpt: tuple[Act, Act] = (Act(), Act())  # checkpointed forward's high-water mark beyond its input:
+    # (residual-stream tensors, tensors inside the column/row-parallel pair)
 
 
 def _flag(flags: Flags, name: str) -> tuple[bool, bool]:
@@ -170,7 +173,59 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
         sv.save("mlp.resid_mask", Act(tok=h))
     saved = sv.total()
     points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
-    return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()))
+    return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()),
+                     fwd_end=forward_end(spec, c, i, sv.items),
+                     fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
+
+
+def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -> Act:
+    """Tensors a layer's forward still references at its last moment, beyond its saved set (per token; transformers
+    ``models/llama/modeling_llama.py`` ``LlamaModel.forward`` / ``LlamaDecoderLayer.forward`` and kin, traced under
+    FSDP2, ``benchmarks/parallel_accuracy.py --alive``, and on one GPU): the layer input x (the caller's
+    ``hidden_states = decoder_layer(hidden_states, ...)`` holds it until the call returns; saved only
+    when the first norm keeps the fp32 stream itself), the residual h1 = x + attention (``residual``, until the
+    second add; saved only in an fp32 stream or by a LayerNorm), and then the MLP output (e·h) beside the new
+    output (r·h): (r·[x unsaved] + r·[h1 unsaved] + e + r)·h, 10·h bytes per token in bf16. GPT-2's block also
+    keeps its attention output (``attn_output``) to the end; parallel-residual layers (GPT-NeoX, Falcon) hold
+    the attention output and the partial sum ``mlp + attn`` instead of h1. A routed MoE block peaks before its
+    sum over the k experts: the weighted expert outputs and their re-ordered copy, 2·w·k·h with w the routing
+    weights' dtype (fp32 for Mixtral and DeepSeek-V2). Ignores scalars below one element per token."""
+    h, r, e = spec.hidden_size, c.r, c.e
+    tail = (e + r) * h
+    if spec.is_moe_layer(i):
+        m = spec.moe
+        assert m is not None
+        w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
+        tail = max(tail, 2 * w * m.top_k * h)
+    tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout == "gpt2" else 0)
+    if spec.parallel_residual:
+        tok += 2 * e * h
+    elif "h1" not in items:
+        tok += r * h
+    return Act(tok=float(tok))
+
+
+def checkpointed_forward(spec: ModelSpec, c: ActContext, i: int, y2_key: str, y2_bytes: int,
+                         items: dict[str, Act], mlp_saved: Act) -> tuple[Act, Act]:
+    """The forward high-water mark of a layer under full recompute (non-reentrant ``torch.utils.checkpoint``:
+    nothing is saved, every temporary lives while Python references it), beyond the layer input the checkpoint
+    keeps, inside the MLP (traced on one GPU and under FSDP2): the residual h1 (r·h; GPT-NeoX/Falcon: the
+    attention output, e·h; GPT-2 both) and the MLP input (the second norm's output, y2·h) beside the MLP's
+    working set. Gated: the activation output, up's output and their product, 3·e·f (gate's output is freed
+    once the activation has read it; a fused gate_up keeps its 2f output: 4·e·f). Plain (GPT-2, GPT-NeoX):
+    the fc output and the activation's output or, for the tanh GELU formulas, its temporaries (the
+    ``gelu_parts`` of ``gpuplan.train.activations.plain_mlp``). MoE: the block's saved set, an upper bound (the
+    forward phase of a small Mixtral trace: +1.2 %). Returns (residual-stream part, part inside the
+    column/row-parallel pair)."""
+    h, r, e, f = spec.hidden_size, c.r, c.e, spec.ffn_size
+    res = (e if spec.parallel_residual else r) * h + (e * h if spec.layout == "gpt2" else 0)
+    stream = Act(tok=float(res + (0 if y2_key in ("x", "h1") else y2_bytes * h)))
+    if spec.is_moe_layer(i):
+        return Act(tok=float(r * h)), mlp_saved
+    if spec.layout in ("gpt2", "gpt_neox", "falcon"):
+        parts = items.get("mlp.gelu_parts", Act()).tok
+        return stream, Act(tok=float(e * f + max(e * f, parts)))
+    return stream, Act(tok=float((4 if spec.layout == "phi3" else 3) * e * f))
 
 
 def _minus(a: Act, b: Act) -> Act:

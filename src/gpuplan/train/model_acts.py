@@ -26,6 +26,8 @@ class ModelActs:
     head: Act  # final norm and output-head input (and autocast's half head weight), released first in backward
     head_norm: Act  # the final norm's part of ``head`` (still held while its backward runs)
     embed_rg: bool  # the embedding output requires grad (the embedding trains)
+    stack_held: Act = Act()  # referenced by the model's forward through the decoder stack beyond what layers keep
+    head_fwd: Act = Act()  # the final norm's forward temporaries beyond ``head``
 
 
 @lru_cache(maxsize=4096)
@@ -68,8 +70,33 @@ def model_acts(spec: ModelSpec, tr: Trainability, c: ActContext, recompute: str)
         else:
             kept.append(la.saved)
         x_rg = la.out_rg
-    head, head_norm = _head(spec, tr, c, x_rg)
-    return ModelActs(tuple(layers), tuple(kept), _shared(spec, c, recompute), head, head_norm, embed_rg)
+    head, head_norm, head_fwd = _head(spec, tr, c, x_rg)
+    return ModelActs(tuple(layers), tuple(kept), _shared(spec, c, recompute), head, head_norm, embed_rg,
+                     _stack_held(spec, c, layers[0] if layers else None, recompute), head_fwd)
+
+
+def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompute: str) -> Act:
+    """What the model's forward keeps referenced until the decoder stack and the final norm have run, beyond the
+    layers' kept sets (traced: FSDP2 Llama/Qwen2 rows of ``benchmarks/parallel_accuracy.py``, one-GPU Gemma 2):
+
+    - the embedding output (transformers ``inputs_embeds``, a local of ``LlamaModel.forward`` and its kin):
+      r·h per token, unless it is the first layer's input and that layer keeps it (its first norm saves an fp32
+      stream itself; full recompute keeps every layer input). With learned positions or embedding dropout the
+      stack's input is a new tensor and the embedding output is always extra (GPT-2's position embeddings,
+      s·h, are ignored);
+    - eager attention's materialised masks (``create_causal_mask`` / ``create_sliding_window_causal_mask``,
+      [b, 1, s, s] in the model dtype), one per attention kind (full, sliding), less the one full recompute
+      already keeps (``_shared``)."""
+    if first is None:
+        return Act()
+    fresh = spec.learned_positions or c.dropout > 0
+    out = Act()
+    if fresh or not (recompute == "full" or any(k == "x" for k, _ in first.items)):
+        out = Act(tok=float(c.r * spec.hidden_size))
+    if c.attention == "eager":
+        kinds = len({spec.is_sliding_layer(i) for i in range(spec.num_layers)})
+        out = out + Act(sq=float(c.r * (kinds - (1 if recompute == "full" else 0))))
+    return out
 
 
 def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
@@ -87,8 +114,11 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     return out
 
 
-def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple[Act, Act]:
-    """The final norm's saved tensors and the output head's input; under autocast the head's half weight copy."""
+def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple[Act, Act, Act]:
+    """The final norm's saved tensors and the output head's input; under autocast the head's half weight copy.
+    Third: the final norm's forward temporaries beyond those (traced, transformers 5 Llama): the stack's output,
+    its input, until the norm returns (unless it saves it: fp32 stream, LayerNorm), and for a half stream
+    RMSNorm's fp32 product ``x32 * rsqrt(...)`` before the cast back (4·h)."""
     table = tensor_table(spec)
     sv = _Saved()
     h, r = spec.hidden_size, c.r
@@ -100,4 +130,5 @@ def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple
     if head:
         t, rg, lo = head[0]
         linear(sv, c, "lm_head", y_key, y_b * h, y_rg, h, spec.vocab_size, rg, lo)
-    return sv.total(), norm_part
+    fwd = (0 if "x_final" in sv.items else r * h) + (4 * h if spec.norm == "rmsnorm" and r < 4 else 0)
+    return sv.total(), norm_part, Act(tok=float(fwd))

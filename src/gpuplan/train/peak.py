@@ -5,7 +5,12 @@ Steady state is the second and later steps: optimizer states exist from the star
 only before ``optimizer.step()`` (no states yet), so its peak is never higher. Phases, with S = weights + master
 weights + optimizer states (+ persistent buffers):
 
-- ``forward``: S + every layer's saved activations + shared tensors + the loss region's forward high-water mark;
+- ``forward``: S + shared tensors + the highest of four moments (``forward_peak``): the top layer's pre-forward
+  (the layers below it kept, its input), the top layer's forward high-water mark (every layer kept, plus what
+  its forward still references: ``gpuplan.train.layers.forward_end``, or ``checkpointed_forward`` under full
+  recompute), the final norm (head tensors plus its fp32 product and input) and the loss region's forward
+  high-water mark; the embedding output (and eager attention's masks) are held through all but the last
+  (``gpuplan.train.model_acts``);
 - ``loss backward``: the same with the loss region's backward high-water mark (``gpuplan.train.logits``);
 - ``final norm backward``: the output head's gradient exists, the final RMSNorm's backward holds four fp32
   h-sized temporaries (traced);
@@ -50,6 +55,14 @@ class PhaseInputs:
     opt_grads_bytes: int | None = None  # gradients during the step when they differ from backward's (sharded)
     has_head: bool = True  # the rank computes the output head and loss (last pipeline stage)
     first_layer: int = 0  # model index of the first layer in ``kept_bytes`` (pipeline stages)
+    # forward moments (``forward_peak``)
+    fwd_in_bytes: int = 0  # the top layer's input, alive at its pre-forward (its saved set does not exist yet)
+    fwd_high_bytes: int = 0  # the top layer's forward high-water mark beyond its kept set
+    stack_held_bytes: int = 0  # embedding output, eager masks: referenced until the final norm has run
+    head_fwd_bytes: int = 0  # the final norm's forward temporaries beyond head_bytes
+    fwd_pre_buf_bytes: int = 0  # gather buffers at the top layer's pre-forward beyond act_extra_bytes
+    fwd_high_buf_bytes: int = 0  # gather buffers through the top layer's forward beyond act_extra_bytes
+    tail_buf_bytes: int = 0  # buffers from the top layer's end through the loss forward beyond act_extra_bytes
 
 
 @dataclass(frozen=True)
@@ -61,14 +74,11 @@ class Phase:
 def phases(p: PhaseInputs) -> list[Phase]:
     kept = sum(p.kept_bytes)
     base = p.static_bytes + p.held_bytes + p.act_extra_bytes + kept + p.shared_bytes
-    out = []
+    out = [Phase("forward", forward_peak(p, base))]
     if p.has_head:
-        out += [Phase("forward", base + p.head_bytes + p.loss_forward_bytes),
-                Phase("loss backward", base + p.head_bytes + p.loss_backward_bytes),
+        out += [Phase("loss backward", base + p.head_bytes + p.loss_backward_bytes),
                 Phase("final norm backward", base + p.head_norm_bytes + p.head_grad_bytes + p.residual_grad_bytes
                       + p.norm_bwd_bytes)]
-    else:
-        out.append(Phase("forward", base))
     if p.recompute_full and p.full_bytes:
         out.append(Phase("forward (recomputed layer)", base + max(p.full_bytes)))
     grads_above = p.head_grad_bytes
@@ -89,6 +99,33 @@ def phases(p: PhaseInputs) -> list[Phase]:
     out.append(Phase("end of backward", p.static_bytes + all_grads + p.tied_extra_bytes + p.end_extra_bytes))
     opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes
     out.append(Phase("optimizer step", p.static_bytes + opt_grads + p.step_temp_bytes))
+    return out
+
+
+def forward_peak(p: PhaseInputs, base: int) -> int:
+    """The forward pass's high-water mark, ``base`` = S + held + buffers live through the step + every layer's
+    kept activations + shared tensors. The highest of:
+
+    - the top layer's pre-forward: its kept set does not exist yet, its input does; gather buffers of its
+      all-gather (FSDP2: the previous layer's kept all-gather result beside the new one);
+    - the top layer's forward high-water mark: what its forward still references beyond its kept set, with its
+      gathered parameters (FSDP2: torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py ``wait_for_unshard``
+      keeps each all-gather result in ``comm_ctx.all_gather_state`` until the next one's copy-out);
+    - the final norm (head tensors + its forward temporaries) and the loss region (head tensors + the loss's
+      forward high-water mark), each with the buffers held from the top layer's end through the loss: FSDP2
+      frees the last all-gather result only in the root's post-forward, after the loss
+      (torch/distributed/fsdp/_fully_shard/_fsdp_state.py ``_post_forward``).
+
+    What the model's forward holds through the stack (``stack_held_bytes``: the embedding output, eager
+    attention's masks) is referenced at every moment but the loss."""
+    out = base
+    if p.kept_bytes:
+        top = p.kept_bytes[-1]
+        out = max(out, base - top + p.fwd_in_bytes + p.stack_held_bytes + p.fwd_pre_buf_bytes,
+                  base + p.fwd_high_bytes + p.stack_held_bytes + p.fwd_high_buf_bytes)
+    if p.has_head:
+        out = max(out, base + p.head_bytes + p.head_fwd_bytes + p.stack_held_bytes + p.tail_buf_bytes,
+                  base + p.head_bytes + p.loss_forward_bytes + p.tail_buf_bytes)
     return out
 
 

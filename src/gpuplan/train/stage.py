@@ -1,0 +1,170 @@
+"""The part of a pipeline stage's rank that does not depend on its place in the schedule: model states, every
+layer's kept and rebuilt activations, backward high-water marks, gradients as created and as kept, communication
+buffers and the forward moments, gathered into ``gpuplan.train.peak.PhaseInputs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.model.tensors import tensor_table
+from gpuplan.parallel.buffers import buffers as _buffers
+from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states
+from gpuplan.parallel.layout import Layout
+from gpuplan.parallel.shard import StageShard
+from gpuplan.train.activations import Act
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.korthikanti import korthikanti_layer
+from gpuplan.train.logits import loss_memory
+from gpuplan.train.peak import PhaseInputs
+from gpuplan.train.precision import Recipe, recipe_for
+from gpuplan.train.rank_acts import (_bwd_high, _bytes, _layer_split, _rank_points, _split_kept,
+                                     forward_moments)
+
+def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
+    """The activation model's element sizes: FSDP2 computes in its MixedPrecisionPolicy's param dtype."""
+    from gpuplan.train.engine import activation_context
+
+    fsdp = cfg.framework == "torch" and layout.zero >= 2
+    act_recipe = recipe_for("bf16") if fsdp and _fsdp_dtypes(recipe)[1] == 2 and recipe.param_bytes == 4 else recipe
+    if fsdp and recipe.master_bytes:
+        act_recipe = recipe_for("bf16")
+    c = activation_context(cfg, act_recipe, spec)
+    if layout.cp > 1 and c.window_mask:
+        # context parallelism runs causal SDPA per ring block without an explicit mask (torch
+        # distributed/tensor/experimental/_attention.py supports is_causal only): no s x s sliding-window mask
+        c = replace(c, window_mask=False)
+    return c
+
+
+def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe, shard: StageShard, tr, c,
+                 acts) -> dict:
+    """Everything of a stage that does not depend on its position in the pipeline schedule."""
+    from gpuplan.train.engine import _norm_bwd_per_token
+    from gpuplan.train.states import effective_impl
+
+    table = tensor_table(spec)
+    fsdp = cfg.framework == "torch" and layout.zero >= 2
+    ds3 = cfg.framework == "deepspeed" and layout.zero == 3
+    st = rank_states(shard, table, tr, recipe, layout, cfg.framework, cfg.optimizer, effective_impl(cfg),
+                     cfg.offload, cfg.lora_rank)
+    b, s = cfg.batch, cfg.seq
+    sl = s // layout.cp
+    tp, sp = layout.tp, layout.sp
+    layers = shard.layers
+    if cfg.activation_model == "korthikanti":
+        per = korthikanti_layer(spec, recompute=cfg.recompute, tp=tp, sp=sp)
+        kept = [_bytes(per, b, sl, s) for _ in layers]
+        full = list(kept)
+        extra_pts = [() for _ in layers]
+    else:
+        kept, full, extra_pts = [], [], []
+        for i in layers:
+            la = acts.layers[i]
+            f = _bytes(_layer_split(la, tp, sp), b, sl, s)
+            full.append(f)
+            if cfg.recompute == "full":
+                kept.append(_bytes(Act(tok=c.r * spec.hidden_size).scale(1 / tp if sp else 1.0), b, sl, s))
+            else:
+                kept.append(_bytes(_split_kept(acts.kept[i], la, tp, sp), b, sl, s) if cfg.recompute == "selective"
+                            else f)
+            extra_pts.append(_rank_points(spec, c, la, tp, sp))
+    # gradients of each layer: persistent (as the scheme keeps them) and at their creation (unsharded)
+    g_layer, g_groups, g_head, g_embed, g_root_keep = _grads(spec, shard, table, tr, recipe, layout, cfg, layers)
+    # schemes whose gradients are reduced out of the buffer backward creates (ZeRO-2/3, FSDP) hold that layer's
+    # unsharded gradients until its reduce-scatter even when accumulating; the others accumulate in place
+    sharded_grads = fsdp or layout.zero >= 2
+    no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
+    bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3)
+    bwd = [_bwd_high(pts, groups, tp, b, sl, s) + o for pts, groups, o in zip(extra_pts, g_groups, bufs["bwd"])]
+    bwd_acc = bwd if sharded_grads else [_bwd_high(pts, no_groups, tp, b, sl, s) + o
+                                         for pts, o in zip(extra_pts, bufs["bwd"])]
+    tied_extra = g_head if spec.tie_embeddings and shard.first and shard.last else 0
+    head_b = _bytes(acts.head.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
+    head_norm_b = _bytes(acts.head_norm.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
+    vocab = spec.vocab_size // tp if cfg.framework != "torch" else spec.vocab_size
+    loss = loss_memory(b * sl, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
+    static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes + st.persistent_buffers_bytes
+    head_grad = g_head if shard.last else 0
+    # each further micro-batch in flight: the stage's kept activations and, except under Megatron (which frees the
+    # sent output's storage, deallocate_pipeline_outputs), the stage output kept for its backward
+    # (torch.distributed.pipelining stage.py ``fwd_cache``; DeepSpeed's pipe buffers)
+    out_b = c.e * spec.hidden_size * b * sl // (tp if sp else 1)
+    per_mb = sum(kept) + (out_b if layout.pp > 1 and not shard.last and cfg.framework != "megatron" else 0)
+    embed_grad = g_embed if shard.first and not (shard.last and spec.tie_embeddings) else 0
+    first = PhaseInputs(
+        static_bytes=static, kept_bytes=tuple(kept), full_bytes=tuple(full),
+        bwd_extra_bytes=tuple(bwd),
+        rebuilt_extra_bytes=tuple(k if cfg.recompute == "full" and c.r < 4 else 0 for k in kept),
+        layer_grad_bytes=tuple(g_layer), shared_bytes=_bytes(acts.shared, b, sl, s), head_bytes=head_b,
+        head_norm_bytes=head_norm_b, head_grad_bytes=head_grad, embed_grad_bytes=embed_grad,
+        tied_extra_bytes=tied_extra, loss_forward_bytes=loss.forward_peak_bytes if shard.last else 0,
+        loss_backward_bytes=loss.backward_peak_bytes if shard.last else 0,
+        residual_grad_bytes=c.r * spec.hidden_size * b * sl // (tp if sp else 1),
+        norm_bwd_bytes=_norm_bwd_per_token(spec, c) * b * sl // (tp if sp else 1),
+        step_temp_bytes=st.step_temp_bytes, recompute_full=cfg.recompute == "full",
+        held_bytes=0, act_extra_bytes=bufs["act"],
+        layer_extra_bytes=bufs["layer"], end_extra_bytes=bufs["end"],
+        opt_grads_bytes=st.gradients_bytes, has_head=shard.last, first_layer=layers[0] if layers else 0,
+        fwd_pre_buf_bytes=bufs["fwd"][0], fwd_high_buf_bytes=bufs["fwd"][1], tail_buf_bytes=bufs["tail"],
+        **forward_moments(spec, cfg, c, acts, shard, tp, sp, b, sl, s))
+    # later micro-batches of the step (gradient accumulation, pipeline micro-batches after the first backward):
+    # every gradient already exists in its persistent form from the start; backward adds into it in place
+    # (AccumulateGrad, Megatron's main_grad), so only the unsharded gradients of the layer being reduced come on top
+    # (sharded schemes), and FSDP's root keeps its unsharded gradients until the end of backward
+    grads_held = sum(g_layer) + g_root_keep
+    later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=tuple(bwd_acc),
+                    head_grad_bytes=head_grad if fsdp else 0, embed_grad_bytes=embed_grad if fsdp else 0,
+                    opt_grads_bytes=0)
+    return {"st": st, "first": first, "later": later, "per_mb": per_mb, "grads_held": grads_held,
+            "kept": sum(kept), "head": head_b, "shared": _bytes(acts.shared, b, sl, s),
+            "logits": max(loss.forward_peak_bytes, loss.backward_peak_bytes) if shard.last else 0,
+            "buffers": st.persistent_buffers_bytes + bufs["act"] + bufs["layer"] + st.step_temp_bytes}
+
+
+def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
+    """Per layer of the stage: gradient bytes kept after backward, the bytes existing at each backward point of the
+    layer (as created, before any reduce-scatter), the head's and the embedding's (FSDP: unsharded, as the root
+    holds them through backward), and the head's + embedding's as kept after backward."""
+    from gpuplan.train.engine import _AFTER_ATTN_CORE, _MLP_FIRST
+
+    idx = {layer: n for n, layer in enumerate(layers)}
+    root_keep = 0  # the head's and embedding's gradients as kept after backward (FSDP: the sharded ones)
+    kept = [0] * len(layers)
+    new = [{"none": 0, "mlp_first": 0, "mlp_all": 0, "after_attn": 0, "layer": 0} for _ in layers]
+    head = embed = 0
+    fsdp = cfg.framework == "torch" and layout.zero >= 2
+    sb, cb, _ = _fsdp_dtypes(recipe)
+    offloaded = cfg.offload != "none" and (fsdp or layout.zero >= 2)  # reduced gradients go to host memory
+    for lt in shard.tensors:
+        t = table[lt.index]
+        if not tr.base_trainable[lt.index]:
+            continue
+        D = layout.expert_shard_degree if lt.expert else layout.shard_degree
+        if fsdp:
+            created, keep = lt.numel * cb, lt.numel // D * sb
+        else:
+            created = lt.numel * recipe.grad_bytes
+            keep = created // D if layout.zero >= 2 else created
+        if offloaded:
+            keep = 0
+        if t.layer is not None:
+            n = idx[t.layer]
+            kept[n] += keep
+            new[n]["layer"] += created
+            if t.component in ("mlp", "experts"):
+                new[n]["mlp_all"] += created
+            if t.component in ("mlp", "experts", "router") or t.module in _AFTER_ATTN_CORE:
+                new[n]["after_attn"] += created
+            if t.module in _MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
+                new[n]["mlp_first"] += created
+            continue
+        root_keep += keep
+        if t.component in ("lm_head", "norm") or (spec.tie_embeddings and t.component == "embedding"
+                                                 and t.tp == "vocab" and shard.last):
+            head += created if fsdp else keep
+        else:
+            embed += created if fsdp else keep
+    return kept, new, head, embed, root_keep

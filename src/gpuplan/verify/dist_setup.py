@@ -1,0 +1,99 @@
+"""Set-up of the distributed traces (``gpuplan.verify.distributed``): a fake process group acting as one rank of
+``world_size``, the patches the trace needs, the transformers model on fake tensors, and input checks.
+
+- DTensor's sharding propagation computes output shapes by running each op on fake tensors in whatever fake mode
+  is active (``torch.distributed.tensor._sharding_prop.detect_fake_mode``): inside our fake mode it finds ours,
+  and the tracker, which skips only ops run under a *different* fake mode, counts those shape-only tensors. The
+  propagation is given its own private fake mode for the duration of the trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from gpuplan.errors import InputError, require_positive_int
+from gpuplan.verify.build import TORCH_DTYPES
+
+
+def _dtype_name(field: str, value: str | None, allow_none: bool = False) -> str | None:
+    if value is None and allow_none:
+        return None
+    if value not in TORCH_DTYPES:
+        raise InputError(field, value, f"must be one of {', '.join(TORCH_DTYPES)}")
+    return value
+
+
+def _torch_dtype(name: str | None):
+    import torch
+
+    return None if name is None else getattr(torch, TORCH_DTYPES[name])
+
+
+@contextlib.contextmanager
+def _distributed_patches() -> Iterator[None]:
+    """``gpuplan.verify.patches.trace_patches`` plus the DTensor one: sharding propagation gets a private fake
+    mode (module docstring); undone on exit."""
+    import torch.distributed.tensor._sharding_prop as sharding_prop
+
+    from gpuplan.verify.patches import quiet_transformers, trace_patches
+
+    quiet_transformers()
+    saved = sharding_prop.detect_fake_mode
+
+    def detect_fake_mode(*args, **kwargs):  # noqa: ARG001 - same signature as torch._guards.detect_fake_mode
+        return None
+
+    sharding_prop.detect_fake_mode = detect_fake_mode
+    try:
+        with trace_patches():
+            yield
+    finally:
+        sharding_prop.detect_fake_mode = saved
+
+
+@contextlib.contextmanager
+def _fake_process_group(world_size: int, rank: int) -> Iterator[Any]:
+    """Initialise the default process group as rank ``rank`` of a fake group and yield a 1-D cpu mesh."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("a process group is already initialised in this process")
+    dist.init_process_group("fake", rank=rank, world_size=world_size, store=FakeStore())
+    try:
+        yield init_device_mesh("cpu", (world_size,))
+    finally:
+        dist.destroy_process_group()
+
+
+def _training_model(config: Mapping[str, Any], dtype: str, recompute: bool, batch: int, seq: int):
+    """The transformers causal LM in training mode (call inside ``FakeTensorMode``), its input ids and labels."""
+    import torch
+
+    from gpuplan.verify.build import build_model, prepare_for_training
+    from gpuplan.verify.setup import TrainSetup
+
+    model = build_model(dict(config), dtype=dtype, attention="sdpa")
+    model = prepare_for_training(model, TrainSetup(batch=batch, seq=seq, recompute="full" if recompute else "none"))
+    ids = torch.randint(0, model.config.get_text_config().vocab_size, (batch, seq))
+    return model, ids, ids.clone()
+
+
+def _decoder_layers(model) -> list:
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise InputError("config", type(model).__name__, "needs a decoder stack at model.model.layers")
+    return list(layers)
+
+
+def _common_inputs(config: object, world_size: int, rank: int, batch: int, seq: int) -> None:
+    if not isinstance(config, Mapping) or not config.get("model_type"):
+        raise InputError("config", type(config).__name__, "must be a config.json dict with a model_type")
+    require_positive_int("world_size", world_size)
+    require_positive_int("batch", batch)
+    require_positive_int("seq", seq)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise InputError("rank", rank, f"must be an integer in [0, {world_size})")
