@@ -161,8 +161,15 @@ def peft_adapter_params(spec: ModelSpec, cfg: TrainConfig) -> int:
 def trainable_params(spec: ModelSpec, cfg: TrainConfig) -> int:
     """Trainable parameters: matched base tensors plus LoRA adapters, counted per expert for MoE models (the
     source documents' convention; ``peft_adapter_params`` gives PEFT's own count for fused experts)."""
+    return _trainable_params(spec, cfg.method, cfg.trainable, cfg.lora_targets, cfg.lora_rank)
+
+
+@lru_cache(maxsize=64)
+def _trainable_params(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...],
+                      rank: int) -> int:
+    """Cached: a layout search asks for the same count once per layout (45,000 tensors for DeepSeek-V3)."""
     table = tensor_table(spec)
-    tr = trainability(spec, cfg)
+    tr = _trainability(spec, method, globs, targets)
     base = sum(t.numel for t, rg in zip(table, tr.base_trainable) if rg)
-    adapters = sum(lora_params(t, cfg.lora_rank) for t, lo in zip(table, tr.lora) if lo)
+    adapters = sum(lora_params(t, rank) for t, lo in zip(table, tr.lora) if lo)
     return base + adapters
