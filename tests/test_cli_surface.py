@@ -54,7 +54,8 @@ SURFACE = {
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--activation-model", "--advise", "--allocator-reserve", "--attention", "--batch", "--check",
-            "--config", "--cp", "--cuda-context", "--dp", "--dropout", "--ep", "--explain", "--framework",
+            "--config", "--cp", "--cuda-context", "--dp", "--dp-shard", "--dropout", "--ep", "--explain",
+            "--framework",
             "--gpu", "--gpus", "--grad-accum", "--json", "--keep-logits", "--lang", "--lora-dropout",
             "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--max-batch", "--max-seq", "--method",
             "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl", "--per-rank",
@@ -111,7 +112,8 @@ SURFACE = {
         options=DIMENSIONS | frozenset({
             "--activation-model", "--allocator-reserve", "--attention", "--bandwidth-efficiency", "--batch",
             "--block-size", "--compute-efficiency", "--config", "--context", "--cp", "--cuda-context",
-            "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dropout", "--dtype", "--enforce-eager",
+            "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dp-shard", "--dropout", "--dtype",
+            "--enforce-eager",
             "--engine", "--ep", "--framework", "--gpu", "--gpu-memory-gib", "--gpu-memory-utilization",
             "--gpus", "--grad-accum", "--group-size", "--json", "--keep-logits", "--kv-dtype", "--lang",
             "--lora-dropout", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk",

@@ -65,6 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     par.add_argument("--sp", action="store_true", help="sequence parallelism (with --tp)")
     par.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
                      help="ZeRO stage (DeepSpeed semantics; FSDP2 with --framework torch --zero 3)")
+    par.add_argument("--dp-shard", type=count("--dp-shard"), metavar="N",
+                     help="hybrid sharding (HSDP, DeepSpeed MiCS, Megatron optimizer instances): with --zero 1-3, "
+                          "shard states (and FSDP2/ZeRO-3 parameters) over N·cp ranks, replicate over dp/N groups; "
+                          "N divides dp (default: all data-parallel ranks)")
     par.add_argument("--microbatches", type=count("--microbatches"), help="micro-batches per step (pipeline)")
     par.add_argument("--offload", choices=C.OFFLOADS, default="none", help="optimizer (and params) to CPU")
     par.add_argument("--no-reshard", action="store_true",
@@ -97,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
         gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
         zero=args.zero, microbatches=args.microbatches, offload=args.offload,
-        reshard_after_forward=not args.no_reshard)
+        reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard)
 
 
 def _capacity(args: argparse.Namespace) -> int | None:

@@ -122,3 +122,31 @@ def group_spans_nodes(stride: int, size: int, gpus_per_node: int) -> bool:
     (megatron/core/parallel_state.py, order "tp-cp-ep-dp-pp"); a group fits in a node when stride × size does.
     """
     return size > 1 and stride * size > gpus_per_node
+
+
+def data_parallel_s(zero: int, grad_bytes: float, param_bytes: float, shard_ranks: int, replicas: int,
+                    shard_bw: float, replica_bw: float, latency_s: float, hide_bwd_s: float, hide_fwd_s: float
+                    ) -> tuple[float, float]:
+    """Exposed data-parallel seconds (per micro-batch, once per step) for one rank's local parameters,
+    ``grad_bytes`` / ``param_bytes`` of them in the gradient-reduction and gather formats; backward traffic hides
+    behind ``hide_bwd_s``, gathers for forward behind ``hide_fwd_s``.
+
+    - ZeRO-0: all-reduce of the gradients over the shard_ranks·replicas ranks once per step;
+    - ZeRO-1: reduce-scatter + all-gather once per step; ZeRO-2: reduce-scatter every micro-batch, all-gather once;
+      ZeRO-3: all-gather in forward and again in backward, reduce-scatter every micro-batch (DeepSpeed semantics);
+    - hybrid sharding (``replicas`` > 1): those collectives run inside the shard group, and the reduced gradient
+      shard (grad_bytes / shard_ranks) is all-reduced across the replicas with each reduce-scatter (FSDP2 HSDP:
+      torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py ``foreach_reduce``; DeepSpeed MiCS:
+      deepspeed/runtime/zero/mics.py ``allreduce_mics_shard_grads``; Megatron partial distributed optimizer:
+      megatron/core/distributed/param_and_grad_buffer.py).
+    Ignores: the hierarchical all-gather of MiCS (``mics_hierarchical_params_gather``)."""
+    rs = reduce_scatter_s(grad_bytes, shard_ranks, shard_bw, latency_s)
+    rs += all_reduce_s(grad_bytes / shard_ranks, replicas, replica_bw, latency_s)
+    ag = all_gather_s(param_bytes, shard_ranks, shard_bw, latency_s)
+    if zero == 0:
+        return 0.0, max(0.0, all_reduce_s(grad_bytes, shard_ranks * replicas, shard_bw, latency_s) - hide_bwd_s)
+    if zero == 1:
+        return 0.0, max(0.0, rs - hide_bwd_s) + max(0.0, ag - hide_fwd_s)
+    if zero == 2:
+        return max(0.0, rs - hide_bwd_s), max(0.0, ag - hide_fwd_s)
+    return max(0.0, ag - hide_fwd_s) + max(0.0, ag + rs - hide_bwd_s), 0.0

@@ -46,6 +46,7 @@ class Layout:
     micro_batch: int = 1
     recompute: str = "none"
     sp: bool | None = None  # sequence parallelism; default on whenever tp > 1 (Megatron practice)
+    dp_shard: int | None = None  # hybrid sharding: ZeRO shard group of dp_shard·cp ranks (None: all of dp)
 
     @property
     def gpus(self) -> int:
@@ -255,6 +256,8 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
                          f"must be a multiple of dp x micro-batch = {lay.dp * lay.micro_batch}")
     if work.seq % lay.cp:
         raise InputError("--cp", lay.cp, f"must divide the sequence length {work.seq}")
+    if lay.dp_shard is not None and (lay.dp_shard < 1 or lay.dp % lay.dp_shard or lay.zero < 1):
+        raise InputError("--dp-shard", lay.dp_shard, f"must divide dp = {lay.dp}, with ZeRO stage >= 1")
     if work.attention_impl not in ("flash", "unfused"):
         raise InputError("--attention-impl", work.attention_impl, "must be flash or unfused")
     m = work.global_batch // (lay.dp * lay.micro_batch)
@@ -293,26 +296,19 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
         pp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp * lay.dp, lay.pp, net.gpus_per_node))
         pp_s = (1 - tune.pp_overlap) * 2 * lay.vpp * comm.p2p_s(st.act_bytes / (lay.tp if sp else 1), pp_bw, lat)
 
-    # data parallel over dp·cp ranks, with ZeRO stage semantics
-    dp_ranks = lay.dp * lay.cp
-    dp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp, dp_ranks, net.gpus_per_node))
-    rs = comm.reduce_scatter_s(st.local_params * tune.grad_reduce_bytes, dp_ranks, dp_bw, lat)
-    ag = comm.all_gather_s(st.local_params * tune.param_gather_bytes, dp_ranks, dp_bw, lat)
-    hide_b, hide_f = tune.dp_overlap * (bwd + recompute), tune.dp_overlap * fwd
-    micro_dp = 0.0
-    if lay.zero == 0:
-        dp_s = max(0.0, comm.all_reduce_s(st.local_params * tune.grad_reduce_bytes, dp_ranks, dp_bw, lat) - hide_b)
-    elif lay.zero == 1:
-        dp_s = max(0.0, rs - hide_b) + max(0.0, ag - hide_f)
-    elif lay.zero == 2:
-        micro_dp = max(0.0, rs - hide_b)
-        dp_s = max(0.0, ag - hide_f)
-    else:
-        micro_dp = max(0.0, ag - hide_f) + max(0.0, ag + rs - hide_b)
-        dp_s = 0.0
+    # data parallel over dp·cp ranks with ZeRO stage semantics; hybrid sharding: shard groups of dp_shard·cp ranks
+    # (contiguous in the tp-cp-dp order) replicated dp/dp_shard times
+    shard_ranks = (lay.dp_shard or lay.dp) * lay.cp
+    replicas = lay.dp // (lay.dp_shard or lay.dp)
+    shard_bw = net.bandwidth(comm.group_spans_nodes(lay.tp, shard_ranks, net.gpus_per_node))
+    rep_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * shard_ranks, replicas, net.gpus_per_node))
+    micro_dp, dp_s = comm.data_parallel_s(lay.zero, st.local_params * tune.grad_reduce_bytes,
+                                          st.local_params * tune.param_gather_bytes, shard_ranks, replicas, shard_bw,
+                                          rep_bw, lat, tune.dp_overlap * (bwd + recompute), tune.dp_overlap * fwd)
 
     # optimizer update over the local (ZeRO-sharded) parameters, memory-bound
-    opt_s = elementwise_s(st.local_params / (dp_ranks if lay.zero >= 1 else 1) * tune.optimizer_bytes_per_param, dev)
+    opt_s = elementwise_s(st.local_params / (shard_ranks if lay.zero >= 1 else 1) * tune.optimizer_bytes_per_param,
+                          dev)
 
     t_micro = fwd + bwd + recompute + tp_s + ep_s + cp_s + pp_s + micro_dp
     bubble_slots = (lay.pp - 1) / lay.vpp

@@ -25,7 +25,12 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
     unsharded parameters, the prefetched all-gather of layer i-1 (none for the stage's first layer) and the
     reduce-scatter input of layer i+1 (none for the top layer, the first to reduce); without resharding layer i's
     parameters are freed at its post-backward: layer i's backward holds root + L(0..i) and no prefetch.
-    DeepSpeed ZeRO-3 gathers and prefetches like the resharding case."""
+    DeepSpeed ZeRO-3 gathers and prefetches like the resharding case.
+
+    Hybrid sharding (``--dp-shard``): every gather and reduce-scatter runs inside the shard group, so L(i) is
+    layer i's parameters padded to a multiple of the shard degree N·cp (the same unsharded size); the replicas'
+    all-reduce adds nothing on the GPU beyond ``hsdp_offload_bytes`` (traced: 2 × 4 and 4 × 2 meshes hold exactly
+    what a 4- and 2-way FSDP2 run holds)."""
     act = layer = end = tail = 0
     fwd = (0, 0)
     n = len(shard.layers)
@@ -66,5 +71,23 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
             for k in range(n):
                 bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
         end += round_block(root * rb) if fsdp else 0
+        if fsdp and layout.replicas > 1 and cfg.offload != "none":
+            held, root_held = hsdp_offload_bytes([per_layer.get(i, 0) for i in shard.layers], root, D, rb)
+            for k in range(n):
+                bwd[k] += sum(held[k + 1:])
+            end += sum(held) + root_held
     return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail}
 
+
+def hsdp_offload_bytes(layer_padded: list[int], root_padded: int, shard_degree: int, reduce_bytes: int
+                       ) -> tuple[list[int], int]:
+    """GPU bytes that FSDP2 hybrid sharding with ``CPUOffloadPolicy`` keeps per FSDP group until the end of
+    backward: (per layer of the stage, root). Each group's reduce-scatter output, padded numel / (N·cp) elements in
+    the reduce dtype, is all-reduced across the replicas in place and then copied to the host; FSDP2 keeps a
+    reference to it (``AllReduceState``, torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py
+    ``post_backward``) until ``finalize_backward`` at the end of backward, so the GPU copy outlives the host copy.
+    Without offload that output is the sharded gradient itself (reduce dtype = shard dtype in every recipe here:
+    ``_fsdp_dtypes``), so nothing extra. Ignores a reduce dtype that differs from the shard dtype (then the
+    reduce-dtype output is held beside the cast gradient the same way; no recipe here uses one)."""
+    layers = [round_block(n // shard_degree * reduce_bytes) for n in layer_padded]
+    return layers, round_block(root_padded // shard_degree * reduce_bytes)

@@ -11,7 +11,13 @@ optimizer, and CPU offload. Inputs are the tensors the rank holds after tensor/p
 | deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
 | megatron 1 (distributed optimizer) | bf16 full | fp32 full | /D | - | Megatron-LM: 6 + 12/D bytes per parameter |
 
-D is the shard degree: dp·cp for dense tensors, dp·cp·tp/ep for routed experts under expert parallelism.
+D is the shard degree: dp·cp for dense tensors, dp·cp·tp/ep for routed experts under expert parallelism. With
+hybrid sharding (``--dp-shard N``) dp becomes N in both: states are split over a shard group of N·cp ranks and
+replicated over dp/N groups (FSDP2 on a 2-D mesh, torch/distributed/fsdp/_fully_shard/_fsdp_init.py HSDPMeshInfo;
+DeepSpeed MiCS, deepspeed/runtime/zero/mics.py; Megatron's partial distributed optimizer,
+``num_distributed_optimizer_instances``). The replicas' gradient all-reduce runs in place on the reduced shard
+(``foreach_reduce`` in _fsdp_collectives.py; ``all_reduce_coalesced`` in mics.py), so model states per rank are
+those of a plain N·cp-way shard; DDP's buckets still follow the dp·cp ranks that average gradients.
 The ZeRO paper's accounting (arXiv:1910.02054, Figure 1: 7.5B parameters, 64 GPUs: 120 / 31.4 / 16.6 / 1.9 GB)
 is what the weights + gradients + master + optimizer keys sum to for ``--precision mixed-* --optimizer adam``.
 """
@@ -112,7 +118,7 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     scheme = _scheme(framework, layout)
     if (ds or (framework == "torch" and zero == 1)) and zero >= 1 and recipe.master_bytes:
         temp += trainable // layout.shard_degree * 4  # fp32 gradient partition built in step()
-    if framework == "torch" and zero <= 1 and layout.shard_degree > 1:
+    if framework == "torch" and zero <= 1 and layout.dp_ranks > 1:
         persist += g  # DDP gradient buckets (gradient_as_bucket_view=False)
     if ds and zero in (1, 2):
         total = sum(lt.numel for lt in shard.tensors)
@@ -142,14 +148,21 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
 
 
 def _scheme(framework: str, layout: Layout) -> str:
-    if layout.shard_degree == 1 and layout.zero == 0:
+    if layout.dp_ranks == 1 and layout.zero == 0:
         return "no data parallelism"
     if framework == "torch":
-        return {0: "DDP", 1: "DDP + ZeroRedundancyOptimizer", 2: "FSDP2 (no reshard after forward)",
+        name = {0: "DDP", 1: "DDP + ZeroRedundancyOptimizer", 2: "FSDP2 (no reshard after forward)",
                 3: "FSDP2"}[layout.zero]
-    if framework == "megatron":
-        return "Megatron distributed optimizer" if layout.zero else "Megatron DDP (fp32 main grads)"
-    return f"DeepSpeed ZeRO-{layout.zero}" if layout.zero else "DeepSpeed data parallel"
+        hybrid = "HSDP" if layout.zero >= 2 else "optimizer shard groups"
+    elif framework == "megatron":
+        name = "Megatron distributed optimizer" if layout.zero else "Megatron DDP (fp32 main grads)"
+        hybrid = f"{layout.replicas} distributed optimizer instances"
+    else:
+        name = f"DeepSpeed ZeRO-{layout.zero}" if layout.zero else "DeepSpeed data parallel"
+        hybrid = "MiCS"
+    if layout.replicas > 1:
+        name += f" [{hybrid}: {layout.shard_degree}-way shards × {layout.replicas} replicas]"
+    return name
 
 
 def deepspeed_estimator_bytes(stage: int, total_params: int, gpus: int, largest_layer_params: int = 0,

@@ -12,7 +12,11 @@ Rules (torchtitan ``distributed/parallel_dims.py``; Megatron-LM ``parallel_state
   replicated when they divide ``tp`` (each rank keeps the KV heads its query heads need, as vLLM and
   transformers' TP plans do);
 - ``pp · vpp <= layers``; the interleaved schedule needs ``microbatches % pp == 0`` (Megatron);
-- ZeRO / FSDP shard over the data-parallel ranks of a replica: ``dp · cp`` (CP ranks hold the same parameters).
+- ZeRO / FSDP shard over the data-parallel ranks of a replica: ``dp · cp`` (CP ranks hold the same parameters);
+  with hybrid sharding (``--dp-shard N``: FSDP2 on a 2-D mesh, torchtitan's ``dp_replicate × dp_shard``; DeepSpeed
+  MiCS; Megatron's partial distributed optimizer) over ``N · cp`` of them, replicated over ``dp / N`` groups:
+  ``N`` divides ``dp``, and EP borrows ranks inside the shard group, ``ep`` divides ``N · cp · tp`` (torchtitan
+  ``parallel_dims.py``: ``(dp_shard * cp * tp) % ep == 0``).
 """
 
 from __future__ import annotations
@@ -37,21 +41,41 @@ class Layout:
     microbatches: int
     kv_replicated: bool
     offload: str = "none"
+    dp_shard: int = 0  # data-parallel ranks of one shard group (hybrid sharding); 0: all of dp
 
     @property
     def world(self) -> int:
         return self.dp * self.tp * self.pp * self.cp
 
     @property
-    def shard_degree(self) -> int:
-        """Ranks a ZeRO/FSDP shard of a dense parameter is split over (dp x cp)."""
+    def dp_ranks(self) -> int:
+        """Ranks that hold the same (dense) parameters and average their gradients: dp·cp."""
         return self.dp * self.cp
 
     @property
+    def shard_dp(self) -> int:
+        """Data-parallel ranks of one shard group: ``--dp-shard`` N, else dp (torchtitan ``dp_shard``)."""
+        return self.dp_shard or self.dp
+
+    @property
+    def replicas(self) -> int:
+        """Shard groups holding the same states under hybrid sharding: dp / N (torchtitan ``dp_replicate``,
+        Megatron ``num_distributed_optimizer_instances``, DeepSpeed MiCS replication groups); 1 otherwise."""
+        return self.dp // self.shard_dp
+
+    @property
+    def shard_degree(self) -> int:
+        """Ranks a ZeRO/FSDP shard of a dense parameter is split over: N·cp (``--dp-shard`` N, default dp), as
+        torchtitan's ``dp_shard_cp`` mesh dimension (torchtitan/distributed/parallel_dims.py)."""
+        return self.shard_dp * self.cp
+
+    @property
     def expert_shard_degree(self) -> int:
-        """Ranks that hold the same routed experts: with EP the experts are split over ep of the dp·cp·tp ranks
-        (and not tensor-split), so dp·cp·tp / ep ranks share each expert; without EP, dp·cp (like dense)."""
-        return self.dp * self.cp * self.tp // self.ep if self.ep > 1 else self.shard_degree
+        """Ranks that hold the same routed experts and shard them: with EP the experts are split over ep of the
+        shard group's N·cp·tp ranks (and not tensor-split), so N·cp·tp / ep ranks share each expert (torchtitan
+        ``dp_shard_in_ep`` with etp = 1; Megatron: expert data-parallel size / optimizer instances); without EP,
+        N·cp like dense tensors."""
+        return self.shard_degree * self.tp // self.ep if self.ep > 1 else self.shard_degree
 
     @property
     def is_single(self) -> bool:
@@ -64,7 +88,8 @@ def _degrees(cfg: TrainConfig, dp: int, micro: int) -> str:
     """Every degree of the layout, as torchtitan's ParallelDims errors print them."""
     world = dp * cfg.tp * cfg.pp * cfg.cp
     return (f"dp={dp}, tp={cfg.tp}, pp={cfg.pp}, cp={cfg.cp}, ep={cfg.ep}, vpp={cfg.vpp}, microbatches={micro}, "
-            f"world size={world}" + (f", --gpus={cfg.gpus}" if cfg.gpus is not None else ""))
+            f"world size={world}" + (f", --gpus={cfg.gpus}" if cfg.gpus is not None else "")
+            + (f", --dp-shard={cfg.dp_shard}" if cfg.dp_shard is not None else ""))
 
 
 def resolve_layout(spec: ModelSpec | None, cfg: TrainConfig) -> Layout:
@@ -81,13 +106,20 @@ def resolve_layout(spec: ModelSpec | None, cfg: TrainConfig) -> Layout:
     if cfg.gpus is not None and dp * inner != cfg.gpus:
         raise refuse("--gpus", cfg.gpus, f"must equal dp·tp·pp·cp = {dp * inner}",
                      hint="choose degrees whose product is the GPU count, or leave --dp out to infer it")
+    if cfg.dp_shard is not None and dp % cfg.dp_shard:
+        divisors = ", ".join(str(d) for d in range(1, dp + 1) if dp % d == 0)
+        raise refuse("--dp-shard", cfg.dp_shard, f"must divide dp = {dp} (one of {divisors})",
+                     hint="the shard groups tile the data-parallel ranks: dp = shard groups × --dp-shard")
+    shard_dp = cfg.dp_shard or dp
     if cfg.ep > 1:
         if spec is not None and spec.moe is None:
             raise refuse("--ep", cfg.ep, "expert parallelism needs a mixture-of-experts model",
                          hint="leave --ep at 1 for a dense model")
-        if (dp * cfg.cp * cfg.tp) % cfg.ep:
-            raise refuse("--ep", cfg.ep, f"must divide dp·cp·tp = {dp * cfg.cp * cfg.tp}",
-                         hint="expert parallelism borrows data-, context- and tensor-parallel ranks (torchtitan)")
+        if (shard_dp * cfg.cp * cfg.tp) % cfg.ep:
+            what = "--dp-shard·cp·tp" if cfg.dp_shard is not None else "dp·cp·tp"
+            raise refuse("--ep", cfg.ep, f"must divide {what} = {shard_dp * cfg.cp * cfg.tp}",
+                         hint="expert parallelism borrows data-, context- and tensor-parallel ranks of a shard "
+                              "group (torchtitan)")
         if spec is not None and spec.moe is not None and spec.moe.num_experts % cfg.ep:
             raise refuse("--ep", cfg.ep, f"must divide the number of experts ({spec.moe.num_experts})")
     kv_rep = False
@@ -123,4 +155,5 @@ def resolve_layout(spec: ModelSpec | None, cfg: TrainConfig) -> Layout:
         raise refuse("--zero", cfg.zero, "Megatron shards optimizer states only (distributed optimizer = --zero 1)",
                      hint="use --framework deepspeed or torch for ZeRO-2/3")
     return Layout(dp=dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp, ep=cfg.ep, vpp=cfg.vpp, sp=cfg.sp, zero=cfg.zero,
-                  microbatches=micro, kv_replicated=kv_rep, offload=cfg.offload)
+                  microbatches=micro, kv_replicated=kv_rep, offload=cfg.offload,
+                  dp_shard=cfg.dp_shard if cfg.dp_shard is not None else 0)

@@ -75,6 +75,7 @@ class TrainConfig:
     microbatches: int | None = None
     offload: str = "none"
     reshard_after_forward: bool = True  # FSDP2 with --zero 3 (--zero 2 never reshards)
+    dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -154,3 +155,35 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError("--sp", True, "sequence parallelism needs --tp > 1")
     if cfg.vpp > 1 and cfg.pp == 1:
         raise InputError("--vpp", cfg.vpp, "interleaved pipeline stages need --pp > 1")
+    if cfg.dp_shard is not None:
+        _validate_dp_shard(cfg)
+
+
+def _validate_dp_shard(cfg: TrainConfig) -> None:
+    """Hybrid sharding (``--dp-shard N``) exists where a framework shards over a subgroup of the data-parallel ranks
+    and replicates across groups; divisibility by dp is checked once dp is known (``gpuplan.parallel.layout``).
+
+    - torch: FSDP2 ``fully_shard(mesh=2-D DeviceMesh)`` (torch/distributed/fsdp/_fully_shard/_fsdp_init.py,
+      HSDPMeshInfo; torchtitan ``data_parallel_replicate_degree`` / ``data_parallel_shard_degree``) for
+      --zero 2/3; ``ZeroRedundancyOptimizer(process_group=...)`` over the shard group for --zero 1;
+    - deepspeed: MiCS (``zero_optimization.mics_shard_size``), built on ZeRO-3 only: deepspeed/runtime/engine.py
+      ``_configure_zero_optimizer`` returns the MiCS optimizer for stage 3 and ignores the field below it;
+      deepspeed/runtime/zero/mics.py refuses CPU offload ("Local sharding has no support for CPU offloading");
+      AutoEP with ZeRO-3 refuses MiCS (engine.py);
+    - megatron: the partial distributed optimizer, ``--num-distributed-optimizer-instances = dp / N``
+      (megatron/core/parallel_state.py: intra-partial data-parallel groups of dp·cp / instances ranks;
+      megatron/core/distributed/distributed_data_parallel_config.py), so with --zero 1 only."""
+    _positive("--dp-shard", cfg.dp_shard)
+    if cfg.zero < 1:
+        raise InputError("--dp-shard", cfg.dp_shard, "hybrid sharding splits ZeRO/FSDP states: it needs --zero 1, 2 "
+                         "or 3", hint="add --zero 3 (FSDP2 / ZeRO-3), or leave --dp-shard out for plain replicas")
+    if cfg.framework == "deepspeed":
+        if cfg.zero != 3:
+            raise InputError("--dp-shard", cfg.dp_shard, "DeepSpeed's hybrid sharding (MiCS, mics_shard_size) "
+                             "exists for ZeRO-3 only", hint="add --zero 3")
+        if cfg.offload != "none":
+            raise InputError("--dp-shard", cfg.dp_shard, "DeepSpeed MiCS has no CPU offload (zero/mics.py)",
+                             hint="leave --offload at none, or --dp-shard out")
+        if cfg.ep > 1:
+            raise InputError("--dp-shard", cfg.dp_shard, "DeepSpeed expert parallelism with ZeRO-3 does not "
+                             "support MiCS (runtime/engine.py)", hint="leave --ep at 1, or --dp-shard out")

@@ -151,6 +151,8 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
                      buffers_bytes=row["buffers_bytes"], allocated_peak_bytes=top.bytes,
                      total_bytes=row["total_bytes"], peak_phase=f"stage {row['stage']}: {top.name}")
     _explain_parallel(m, spec, cfg, layout, recipe, st, row)
+    if layout.replicas > 1:
+        m.assumptions.append(hybrid_sharding_note(cfg.framework, layout))
     params_total = _params_total(spec)
     from gpuplan.train.peft import trainable_params
     return TrainReport(m, params_total, trainable_params(spec, cfg), fits(m.total_bytes, capacity_bytes),
@@ -160,6 +162,24 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
 @lru_cache(maxsize=64)
 def _params_total(spec: ModelSpec) -> int:
     return sum(t.numel for t in tensor_table(spec))
+
+
+def hybrid_sharding_note(framework: str, layout: Layout) -> str:
+    """The assumption line of hybrid sharding (``--dp-shard``): what is split over the shard group and what the
+    replicas add (an in-place all-reduce of each reduced gradient shard: torch/distributed/fsdp/_fully_shard/
+    _fsdp_collectives.py ``foreach_reduce``; deepspeed/runtime/zero/mics.py ``allreduce_mics_shard_grads``;
+    Megatron-LM megatron/core/distributed/param_and_grad_buffer.py, partial distributed optimizer)."""
+    what = {"torch": "FSDP2 on a 2-D mesh (dp_replicate × dp_shard)" if layout.zero >= 2
+            else "ZeroRedundancyOptimizer over the shard group", "deepspeed": "DeepSpeed MiCS (mics_shard_size)",
+            "megatron": f"--num-distributed-optimizer-instances {layout.replicas}"}[framework]
+    fsdp = framework == "torch" and layout.zero >= 2
+    sharded = ("parameters, gradients and optimizer states" if fsdp or layout.zero == 3 else
+               "gradients and optimizer states" if layout.zero == 2 else "optimizer states")
+    extra = ("; with CPU offload each group's reduced gradient shard stays on the GPU until the end of backward "
+             "(FSDP2 AllReduceState)" if fsdp and layout.offload != "none" else " (no extra buffer)")
+    return (f"hybrid sharding, {what}: {sharded} split over {layout.shard_degree} ranks (--dp-shard "
+            f"{layout.shard_dp} × cp {layout.cp}), replicated over {layout.replicas} groups; the gradient shards are "
+            f"all-reduced across the groups in place{extra}")
 
 
 NCCL_BUFFER_BYTES = 2 * 4 * (1 << 20) * 8  # NCCL_BUFFSIZE 4 MiB x 2 (send/recv) x 8 channels, per communicator

@@ -243,7 +243,9 @@ def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_b
                     {"P": params_total, "param_bytes": recipe.param_bytes})]
     if not layout.is_single:
         m.assumptions.append(f"layout dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp}, ZeRO-{layout.zero} "
-                             f"({cfg.framework}): parameters split evenly over tp·pp, states sharded over dp·cp")
+                             f"({cfg.framework}): parameters split evenly over tp·pp, states sharded over "
+                             + (f"{layout.shard_degree} ranks (--dp-shard × cp), {layout.replicas} replicas"
+                                if layout.replicas > 1 else "dp·cp"))
     return TrainReport(m, params_total, params_total, fits(m.total_bytes, capacity_bytes), capacity_bytes, ps)
 
 

@@ -53,9 +53,15 @@ def _distributed_patches() -> Iterator[None]:
         sharding_prop.detect_fake_mode = saved
 
 
+HSDP_MESH_DIMS = ("dp_replicate", "dp_shard")  # torchtitan's names; FSDP2 replicates over dim 0, shards over dim 1
+
+
 @contextlib.contextmanager
-def _fake_process_group(world_size: int, rank: int) -> Iterator[Any]:
-    """Initialise the default process group as rank ``rank`` of a fake group and yield a 1-D cpu mesh."""
+def _fake_process_group(world_size: int, rank: int, replicate: int = 1) -> Iterator[Any]:
+    """Initialise the default process group as rank ``rank`` of a fake group and yield a cpu mesh: 1-D, or with
+    ``replicate`` > 1 the 2-D (replicate × shard) mesh of hybrid sharding, dims named ``HSDP_MESH_DIMS``
+    (``fully_shard`` needs names on a 2-D mesh: torch/distributed/fsdp/_fully_shard/_fsdp_init.py). The fake
+    backend builds the sub-groups of each mesh dimension too."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.testing._internal.distributed.fake_pg import FakeStore
@@ -64,7 +70,10 @@ def _fake_process_group(world_size: int, rank: int) -> Iterator[Any]:
         raise RuntimeError("a process group is already initialised in this process")
     dist.init_process_group("fake", rank=rank, world_size=world_size, store=FakeStore())
     try:
-        yield init_device_mesh("cpu", (world_size,))
+        if replicate > 1:
+            yield init_device_mesh("cpu", (replicate, world_size // replicate), mesh_dim_names=HSDP_MESH_DIMS)
+        else:
+            yield init_device_mesh("cpu", (world_size,))
     finally:
         dist.destroy_process_group()
 
@@ -97,3 +106,12 @@ def _common_inputs(config: object, world_size: int, rank: int, batch: int, seq: 
     require_positive_int("seq", seq)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise InputError("rank", rank, f"must be an integer in [0, {world_size})")
+
+
+def _replicate_degree(replicate: object, world_size: int) -> int:
+    """The replicate degree of a hybrid-sharded trace: an integer >= 1 that divides ``world_size``."""
+    require_positive_int("replicate", replicate)
+    if world_size % replicate:
+        divisors = ", ".join(str(d) for d in range(1, world_size + 1) if world_size % d == 0)
+        raise InputError("replicate", replicate, f"must divide world_size {world_size} (one of {divisors})")
+    return replicate

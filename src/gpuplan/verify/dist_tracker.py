@@ -6,6 +6,8 @@ gradients waiting for their reduce-scatter), and the tracker snapshots as plain 
   (``torch/optim/adam.py``, ``_init_group``): they are left out of device memory.
 - Unsharded gradients are filed as backward temporaries until their FSDP group's post-backward hook runs; at each
   phase peak they are moved to ``unsharded_grads_bytes``.
+- Hybrid sharding (a 2-D mesh): what FSDP2 holds for the replicas' all-reduce beyond the sharded gradients is
+  reported at each phase peak as ``all_reduce_held`` (``_all_reduce_held_bytes``).
 """
 
 from __future__ import annotations
@@ -227,6 +229,26 @@ def _pending_grad_bytes(tracker) -> int:
     return total
 
 
+def _all_reduce_held_bytes(tracker) -> int:
+    """Bytes FSDP2 keeps for the replicas' all-reduce of hybrid sharding that are not a sharded gradient: each
+    group's ``AllReduceState.all_reduce_input`` (the reduce-scatter output, all-reduced in place and held until
+    ``finalize_backward``, torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py ``post_backward``) unless its
+    storage is the group's sharded gradients (reduce dtype = shard dtype, no CPU offload). 0 on a 1-D mesh."""
+    total = 0
+    for module in tracker._root_mod.modules():
+        state = getattr(module, "_get_fsdp_state", None)
+        group = state()._fsdp_param_group if state else None
+        held = getattr(group, "_all_reduce_state", None) if group is not None else None
+        if held is None:
+            continue
+        winfo, _ = tracker._WINFO.get(held.all_reduce_input.untyped_storage(), (None, None))
+        grads = {id(tracker._WINFO.get(g._local_tensor.untyped_storage(), (None, None))[0])
+                 for g in (p.sharded_param.grad for p in group.fsdp_params) if g is not None}
+        if winfo is not None and id(winfo) not in grads:
+            total += winfo.mem_consumed
+    return total
+
+
 def _group_is_gathered(module) -> bool:
     """Whether the FSDP group of ``module`` holds allocated unsharded (all-gathered) parameter storage."""
     state = getattr(module, "_get_fsdp_state", None)
@@ -238,8 +260,9 @@ def _group_is_gathered(module) -> bool:
 
 
 def _all_gather_bytes(module) -> int:
-    """Bytes of the all-gather buffer of ``module``'s FSDP group, one flat allocation of ``world_size`` x the
-    padded shards in the compute dtype (``MixedPrecisionPolicy.param_dtype``, else the parameter dtype)."""
+    """Bytes of the all-gather buffer of ``module``'s FSDP group, one flat allocation of the shard group's size
+    (``world_size``, or its shard dimension on a 2-D mesh) x the padded shards in the compute dtype
+    (``MixedPrecisionPolicy.param_dtype``, else the parameter dtype)."""
     from gpuplan.verify.patches import cuda_block_bytes
 
     group = module._get_fsdp_state()._fsdp_param_group

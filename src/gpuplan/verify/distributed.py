@@ -8,7 +8,10 @@ buffer FSDP2 and DTensor allocate around them is allocated as on a GPU. Two step
 ``optimizer.step()``, ``zero_grad(set_to_none=True)``); the second one, with optimizer states present, is the
 steady state that is reported, as the peak of each phase with its breakdown.
 
-- FSDP2: ``fully_shard`` on every decoder layer and on the root, counted by
+- FSDP2: ``fully_shard`` on every decoder layer and on the root (on a 1-D mesh, or for hybrid sharding on a
+  2-D replicate × shard mesh: gathers and reduce-scatters inside the shard group, an all-reduce of each reduced
+  gradient shard across the replicas, torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py
+  ``foreach_reduce``), counted by
   ``torch.distributed._tools.fsdp2_mem_tracker.FSDPMemTracker``, which files every live storage as sharded or
   unsharded parameter, all-gather or reduce-scatter buffer, sharded or unsharded gradient, optimizer state,
   activation (made in forward) or temporary (made in backward: activation gradients, recomputed activations).
@@ -35,10 +38,10 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.verify.dist_setup import (_common_inputs, _decoder_layers, _distributed_patches, _dtype_name,
-                                       _fake_process_group, _torch_dtype, _training_model)
-from gpuplan.verify.dist_tracker import (_FSDP_KEYS, _TP_KEYS, _all_gather_bytes, _group_is_gathered,
-                                         _innermost_module, _peaks, _pending_grad_bytes, _snapshot_bytes, _two_steps,
-                                         _watched)
+                                       _fake_process_group, _replicate_degree, _torch_dtype, _training_model)
+from gpuplan.verify.dist_tracker import (_FSDP_KEYS, _TP_KEYS, _all_gather_bytes, _all_reduce_held_bytes,
+                                         _group_is_gathered, _innermost_module, _peaks, _pending_grad_bytes,
+                                         _snapshot_bytes, _two_steps, _watched)
 
 # Megatron split of a Llama-style decoder layer (module names as in transformers' Llama/Qwen2/Mistral).
 TP_COLUMN_MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")
@@ -57,10 +60,15 @@ def measure_fsdp2_step(
     reduce_dtype: str | None = None,
     recompute: bool = False,
     reshard_after_forward: bool = True,
+    replicate: int = 1,
     lr: float = 1e-4,
     alive: bool = False,
 ) -> dict:
     """Per-rank memory (bytes) of a steady-state FSDP2 training step with AdamW (foreach, the CUDA default).
+
+    ``replicate`` > 1 traces hybrid sharding (HSDP): ``world_size`` ranks as a (replicate, world_size /
+    replicate) mesh named ("dp_replicate", "dp_shard") like torchtitan's, parameters sharded over the second
+    dimension and replicated over the first.
 
     ``config`` is a config.json dict. ``shard_dtype`` is the dtype the model is built in (the sharded
     parameters, gradients and AdamW states); ``param_dtype``/``reduce_dtype`` form ``MixedPrecisionPolicy``
@@ -79,6 +87,7 @@ def measure_fsdp2_step(
     ``param_numel`` and ``sharded_param_numel`` (this rank's shards, without padding).
     """
     _common_inputs(config, world_size, rank, batch, seq)
+    replicate = _replicate_degree(replicate, world_size)
     shard_dtype = _dtype_name("shard_dtype", shard_dtype)
     param_dtype = _dtype_name("param_dtype", param_dtype, allow_none=True)
     reduce_dtype = _dtype_name("reduce_dtype", reduce_dtype, allow_none=True)
@@ -93,9 +102,10 @@ def measure_fsdp2_step(
         gathered = [name or "root" for name, module in tracker._root_mod.named_modules()
                     if _group_is_gathered(module)]
         return _innermost_module(tracker) | {"unsharded_groups": gathered,
-                                             "pending_grads": _pending_grad_bytes(tracker)}
+                                             "pending_grads": _pending_grad_bytes(tracker),
+                                             "all_reduce_held": _all_reduce_held_bytes(tracker)}
 
-    with _distributed_patches(), _fake_process_group(world_size, rank) as mesh, FakeTensorMode():
+    with _distributed_patches(), _fake_process_group(world_size, rank, replicate) as mesh, FakeTensorMode():
         model, ids, labels = _training_model(config, shard_dtype, recompute, batch, seq)
         param_numel = sum(p.numel() for p in model.parameters())
         for layer in _decoder_layers(model):
@@ -118,6 +128,7 @@ def measure_fsdp2_step(
     return {
         "layout": "fsdp2",
         "world_size": world_size, "rank": rank, "batch": batch, "seq": seq,
+        "replicate": replicate, "shard": world_size // replicate,
         "shard_dtype": shard_dtype, "param_dtype": param_dtype, "reduce_dtype": reduce_dtype,
         "recompute": recompute, "reshard_after_forward": reshard_after_forward,
         **peaks,
