@@ -77,17 +77,23 @@ def _tp_local(t: TensorInfo, spec: ModelSpec, tp: int, vocab_split: bool, kv_rep
     return (t.numel // shape[-1]) * cols, shape[0]
 
 
-@lru_cache(maxsize=64)
 def stage_shards(spec: ModelSpec, layout: Layout, framework: str) -> tuple[StageShard, ...]:
     """The tensors each pipeline stage's rank holds (tensor-parallel rank 0, expert-parallel rank 0)."""
+    return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, framework != "torch")
+
+
+@lru_cache(maxsize=256)
+def _stage_shards(spec: ModelSpec, pp: int, tp: int, ep: int, kv_replicated: bool, vocab_split: bool
+                  ) -> tuple[StageShard, ...]:
+    """Cached by the degrees that decide it: a layout search revisits the same tp/pp/ep with other dp, ZeRO
+    stages and micro-batches."""
     table = tensor_table(spec)
-    vocab_split = framework != "torch"
-    per_stage = stage_layers(spec.num_layers, layout.pp)
+    per_stage = stage_layers(spec.num_layers, pp)
     owner = {layer: s for s, layers in enumerate(per_stage) for layer in layers}
-    local_experts = (spec.moe.num_experts // layout.ep) if spec.moe else 0
+    local_experts = (spec.moe.num_experts // ep) if spec.moe else 0
     out = []
     for s, layers in enumerate(per_stage):
-        first, last = s == 0, s == layout.pp - 1
+        first, last = s == 0, s == pp - 1
         held: list[LocalTensor] = []
         for i, t in enumerate(table):
             if t.layer is not None:
@@ -99,12 +105,12 @@ def stage_shards(spec: ModelSpec, layout: Layout, framework: str) -> tuple[Stage
                     continue
             elif not last:  # final norm, output head
                 continue
-            if t.expert is not None and layout.ep > 1:
+            if t.expert is not None and ep > 1:
                 if t.expert >= local_experts:
                     continue
                 held.append(LocalTensor(i, t.numel, t.shape[0], True))
                 continue
-            n, d0 = _tp_local(t, spec, layout.tp, vocab_split, layout.kv_replicated)
+            n, d0 = _tp_local(t, spec, tp, vocab_split, kv_replicated)
             held.append(LocalTensor(i, n, d0, t.expert is not None))
         out.append(StageShard(s, layers, first, last, tuple(held)))
     return tuple(out)
