@@ -13,7 +13,7 @@ weights are stored [in, out].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import prod
 
 from gpuplan.model.spec import ModelSpec
@@ -32,8 +32,8 @@ class TensorInfo:
     tp: str = "replicated"  # column | row | vocab | replicated
     linear: bool = False  # the weight matrix of a Linear layer (LoRA target, quantizable)
 
-    @property
-    def numel(self) -> int:
+    @cached_property
+    def numel(self) -> int:  # read in every per-rank loop over the table (45,000 tensors for DeepSeek-V3)
         return prod(self.shape)
 
     @property
