@@ -131,7 +131,12 @@ def hf_prefill_transient_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtyp
     best, where = 0.0, ""
     sliding_masked = spec.sliding_window is not None and prompt > spec.sliding_window
     eager = hf_attention_impl(spec) == "eager"
+    kinds: set[tuple[bool, bool]] = set()
     for i in layers:
+        kind = (spec.is_sliding_layer(i), spec.is_moe_layer(i))
+        if kind in kinds:  # a later layer of the same kind holds the same: the first one names the peak
+            continue
+        kinds.add(kind)
         masked = (sliding_masked and spec.is_sliding_layer(i)) or eager
         attn = base + (2 * h + hf_attention_elements(spec, masked_gqa=masked) / tp) * dtype_bytes
         if eager:

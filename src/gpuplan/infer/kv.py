@@ -119,12 +119,15 @@ def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, 
     elems = kv_elements_per_token_layer(spec, tp)
     eb = element_bytes(kv_dtype, engine)
     quantized_hf = engine == "hf" and kv_dtype in ("int8", "int4")
-    total = 0.0
+    count: dict[bool, list[int]] = {}  # sliding or not: [a layer of that kind, how many]
     for i in layers:
-        held = tokens_held(spec, i, context=context, prompt=prompt, engine=engine, phase=phase)
+        count.setdefault(spec.is_sliding_layer(i), [i, 0])[1] += 1
+    total = 0.0
+    for layer, n in count.values():
+        held = tokens_held(spec, layer, context=context, prompt=prompt, engine=engine, phase=phase)
         if quantized_hf and phase == "decode":
             resid = min(held, HF_QUANT_RESIDUAL_TOKENS)
-            total += elems * ((held - resid) * eb + resid * KV_DTYPE_BYTES[unquantized_dtype])
+            total += n * elems * ((held - resid) * eb + resid * KV_DTYPE_BYTES[unquantized_dtype])
         else:
-            total += elems * held * eb
+            total += n * elems * held * eb
     return int(math.ceil(total * batch))
