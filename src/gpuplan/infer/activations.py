@@ -10,6 +10,9 @@ where PyTorch does not route them through its allocator).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from gpuplan.infer.kv import attention_kinds
 from gpuplan.model.spec import ModelSpec
 
 FP32 = 4
@@ -101,13 +104,23 @@ def hf_mask_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtype_bytes: floa
     """Attention masks built once per forward and kept for all layers. SDPA gets ``None`` (``is_causal``) for
     full attention without padding, and a bool [B, 1, T, T] mask for sliding layers once T exceeds the window;
     eager attention gets an additive mask [B, 1, T, T] in the model dtype per layer type (full, sliding)."""
-    sliding = any(spec.is_sliding_layer(i) for i in range(spec.num_layers)) and spec.sliding_window is not None
+    kinds = {spec.is_sliding_layer(i) for i, _ in attention_kinds(spec, range(spec.num_layers))}
+    sliding = True in kinds and spec.sliding_window is not None
     if hf_attention_impl(spec) == "eager":
-        kinds = (2 if sliding and any(not spec.is_sliding_layer(i) for i in range(spec.num_layers)) else 1)
-        return int(kinds * batch * prompt * prompt * dtype_bytes)
+        masks = 2 if sliding and False in kinds else 1  # one per layer type (full, sliding)
+        return int(masks * batch * prompt * prompt * dtype_bytes)
     if sliding and prompt > (spec.sliding_window or 0):
         return batch * prompt * prompt
     return 0
+
+
+@lru_cache(maxsize=512)
+def _first_of_each_kind(spec: ModelSpec, layers: range) -> tuple[int, ...]:
+    """The first layer of each kind (sliding or full attention, MoE or dense MLP), in order."""
+    firsts: dict[tuple[bool, bool], int] = {}
+    for i in layers:
+        firsts.setdefault((spec.is_sliding_layer(i), spec.is_moe_layer(i)), i)
+    return tuple(firsts.values())
 
 
 def hf_prefill_transient_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtype_bytes: float,
@@ -131,12 +144,7 @@ def hf_prefill_transient_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtyp
     best, where = 0.0, ""
     sliding_masked = spec.sliding_window is not None and prompt > spec.sliding_window
     eager = hf_attention_impl(spec) == "eager"
-    kinds: set[tuple[bool, bool]] = set()
-    for i in layers:
-        kind = (spec.is_sliding_layer(i), spec.is_moe_layer(i))
-        if kind in kinds:  # a later layer of the same kind holds the same: the first one names the peak
-            continue
-        kinds.add(kind)
+    for i in _first_of_each_kind(spec, layers):  # later layers of a kind hold the same; the first names the peak
         masked = (sliding_masked and spec.is_sliding_layer(i)) or eager
         attn = base + (2 * h + hf_attention_elements(spec, masked_gqa=masked) / tp) * dtype_bytes
         if eager:

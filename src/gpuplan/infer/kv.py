@@ -21,6 +21,7 @@ zero point per group of 64 (``q_group_size``), and keeps up to ``residual_length
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
@@ -108,6 +109,15 @@ def tokens_held(spec: ModelSpec, layer: int, *, context: int, prompt: int, engin
     return length if phase == "prefill" else min(length, w)
 
 
+@lru_cache(maxsize=512)
+def attention_kinds(spec: ModelSpec, layers: range) -> tuple[tuple[int, int], ...]:
+    """The layers grouped by attention kind (sliding window or full): (first layer of the kind, how many)."""
+    count: dict[bool, list[int]] = {}
+    for i in layers:
+        count.setdefault(spec.is_sliding_layer(i), [i, 0])[1] += 1
+    return tuple((first, n) for first, n in count.values())
+
+
 def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, engine: str, tp: int = 1,
                    layers: range | None = None, prompt: int | None = None, phase: str = "decode",
                    unquantized_dtype: str = "bf16") -> int:
@@ -119,11 +129,8 @@ def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, 
     elems = kv_elements_per_token_layer(spec, tp)
     eb = element_bytes(kv_dtype, engine)
     quantized_hf = engine == "hf" and kv_dtype in ("int8", "int4")
-    count: dict[bool, list[int]] = {}  # sliding or not: [a layer of that kind, how many]
-    for i in layers:
-        count.setdefault(spec.is_sliding_layer(i), [i, 0])[1] += 1
     total = 0.0
-    for layer, n in count.values():
+    for layer, n in attention_kinds(spec, layers):
         held = tokens_held(spec, layer, context=context, prompt=prompt, engine=engine, phase=phase)
         if quantized_hf and phase == "decode":
             resid = min(held, HF_QUANT_RESIDUAL_TOKENS)
