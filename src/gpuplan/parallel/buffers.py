@@ -27,11 +27,18 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
     parameters are freed at its post-backward: layer i's backward holds root + L(0..i) and no prefetch.
     DeepSpeed ZeRO-3 gathers and prefetches like the resharding case.
 
+    The stage's first layer's pre-forward ('first', beyond 'act', when the root group holds parameters): the
+    root group's all-gather result, R = root parameters padded to the shard degree in the compute dtype, is still
+    held when the first layer's all-gather and copy-out run, since it is freed only at the next group's copy-out
+    (``wait_for_unshard`` as above): root unsharded + R + L(0) unsharded + L(0)'s buffer, i.e. R + 2·L(0) − L
+    with resharding and R + 2·L(0) − ΣL(i) without (traced: FSDP2 Qwen3-1.7B shape at world 2 in fp32, where
+    R = 536,879,104 B outweighs a layer's buffer).
+
     Hybrid sharding (``--dp-shard``): every gather and reduce-scatter runs inside the shard group, so L(i) is
     layer i's parameters padded to a multiple of the shard degree N·cp (the same unsharded size); the replicas'
     all-reduce adds nothing on the GPU beyond ``hsdp_offload_bytes`` (traced: 2 × 4 and 4 × 2 meshes hold exactly
     what a 4- and 2-way FSDP2 run holds)."""
-    act = layer = end = tail = 0
+    act = layer = end = tail = first = 0
     fwd = (0, 0)
     n = len(shard.layers)
     bwd = [0] * n
@@ -59,14 +66,19 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
         L = max(ag)
         root_b = root * cb if fsdp else 0
         raf = layout.zero == 3 and cfg.reshard_after_forward
+        root_ag = round_block(root * cb) if fsdp and root else 0
         if raf or ds3:
             act += root_b + L
             fwd = (ag[-1] + L, ag[-1])
+            if root_ag:
+                first = root_ag + 2 * ag[0] - L
             for k in range(n):
                 bwd[k] = ag[k] + (ag[k - 1] if k > 0 else 0) + (rs[k + 1] if k + 1 < n else 0) - L
         else:
             act += root_b + sum(ag)
             fwd = (2 * L, ag[-1])
+            if root_ag:
+                first = root_ag + 2 * ag[0] - sum(ag)
             tail = ag[-1] if fsdp else 0
             for k in range(n):
                 bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
@@ -76,7 +88,7 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
             for k in range(n):
                 bwd[k] += sum(held[k + 1:])
             end += sum(held) + root_held
-    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail}
+    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail, "first": first}
 
 
 def hsdp_offload_bytes(layer_padded: list[int], root_padded: int, shard_degree: int, reduce_bytes: int

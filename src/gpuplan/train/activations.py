@@ -10,8 +10,8 @@ consumers (the norm output read by q, k and v) is counted once. Everything is ch
 traces of the real models (``gpuplan verify``); for a Llama-style layer in bf16 with SDPA this gives
 ``s·b·(20h + 4·kv_dim + 8·ffn + 8) + 4·b·heads·s`` bytes.
 
-Sizes are ``Act(tok, sq, fixed)``: bytes = tok·(b·s) + sq·(b·s²) + fixed (weight-sized tensors such as the half
-copies autocast caches). What is ignored: tensors below one element per token (index scalars), CUDA-specific
+Sizes are ``Act(tok, sq, fixed, seq_sq)``: bytes = tok·(b·s) + sq·(b·s²) + fixed (weight-sized tensors such as the
+half copies autocast caches) + seq_sq·s² (a mask built once and expanded over the batch). What is ignored: tensors below one element per token (index scalars), CUDA-specific
 padding of the flash/efficient-attention logsumexp (rounded to 32/128 positions), and kernels' own scratch.
 """
 
@@ -25,20 +25,22 @@ from gpuplan.train.peft import peft_fused_moe
 
 @dataclass(frozen=True)
 class Act:
-    """bytes = tok·tokens + sq·(batch·seq²) + fixed."""
+    """bytes = tok·tokens + sq·(batch·seq²) + fixed + seq_sq·seq² (one [1, 1, s, s] tensor expanded over the
+    batch, as transformers' boolean masks are)."""
 
     tok: float = 0.0
     sq: float = 0.0
     fixed: int = 0
+    seq_sq: float = 0.0
 
     def __add__(self, other: "Act") -> "Act":
-        return Act(self.tok + other.tok, self.sq + other.sq, self.fixed + other.fixed)
+        return Act(self.tok + other.tok, self.sq + other.sq, self.fixed + other.fixed, self.seq_sq + other.seq_sq)
 
     def scale(self, k: float) -> "Act":
-        return Act(self.tok * k, self.sq * k, int(self.fixed * k))
+        return Act(self.tok * k, self.sq * k, int(self.fixed * k), self.seq_sq * k)
 
     def bytes(self, batch: int, seq: int) -> int:
-        return int(self.tok * batch * seq + self.sq * batch * seq * seq + self.fixed)
+        return int(self.tok * batch * seq + self.sq * batch * seq * seq + self.fixed + self.seq_sq * seq * seq)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     if c.attention in ("sdpa", "flash") or c.selective:
         if spec.mla:
             kvd = qd  # MLA expands k per head; v has v_head_dim per head
+        elif sdpa_repeats_kv(spec, c, window):
+            kvd = vd = qd
         sv.save("attn.q", Act(tok=e * qd))
         sv.save("attn.k", Act(tok=e * kvd))
         sv.save("attn.v", Act(tok=e * vd))
@@ -189,6 +193,22 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         # output (transformers models/gemma2 ``eager_attention_forward``; traced)
         sv.save("attn.softcap_tanh", Act(sq=float(e * heads)))
     sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
+
+
+def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
+    """Whether SDPA gets K and V repeated to every query head, as copies the kernel keeps for backward: k and v
+    saved as [b, heads, s, head_dim] (e·q_dim bytes per token each) instead of the KV-head width (e·kv_dim).
+
+    transformers ``integrations/sdpa_attention.py`` ``sdpa_attention_forward`` passes ``enable_gqa=True`` only
+    without a mask (``use_gqa_in_sdpa``: ``attention_mask is None``); with one, here the sliding-window mask of a
+    layer whose window is shorter than the sequence (``ActContext.window_mask``), it calls ``repeat_kv``:
+    ``x[:, :, None].expand(b, kv, rep, s, d).reshape(b, kv·rep, s, d)``. With several KV heads that reshape
+    copies; with one KV head (Gemma 3, ``num_key_value_heads`` 1) the merged dimension has size 1 and the reshape
+    is a stride-0 view of k, so nothing new is kept (both traced: Mistral-7B and Gemma-3-1B shapes at seq 4096,
+    window 1024 / 512). Without GQA (kv = heads) ``repeat_kv`` returns its input. Selective recompute does not
+    keep the attention core."""
+    return (window is not None and c.window_mask and not c.selective and c.attention in ("sdpa", "flash")
+            and 1 < spec.num_kv_heads < spec.num_heads)
 
 
 def sdpa_math(spec: ModelSpec, c: ActContext) -> bool:

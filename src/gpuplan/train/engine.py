@@ -139,8 +139,10 @@ def _forward_moments(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, c: ActC
         return {}
     top = acts.layers[-1]
     high = top.fwd_ckpt[0] + top.fwd_ckpt[1] if cfg.recompute == "full" else top.fwd_end
-    return {"fwd_in_bytes": c.r * spec.hidden_size * b * s, "fwd_high_bytes": high.bytes(b, s),
-            "stack_held_bytes": acts.stack_held.bytes(b, s), "head_fwd_bytes": acts.head_fwd.bytes(b, s)}
+    fwd_in = c.r * spec.hidden_size * b * s
+    return {"fwd_in_bytes": fwd_in, "fwd_high_bytes": high.bytes(b, s),
+            "stack_held_bytes": acts.stack_held.bytes(b, s), "head_fwd_bytes": acts.head_fwd.bytes(b, s),
+            "first_in_bytes": fwd_in + acts.first_held.bytes(b, s)}
 
 
 def _sizes(items: tuple[Act, ...], b: int, s: int) -> tuple[int, ...]:

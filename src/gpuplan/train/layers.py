@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import (Act, ActContext, _Saved, attention_core, gated_mlp, linear, moe_block, norm,
-                                       plain_mlp, sdpa_math)
+                                       plain_mlp, sdpa_math, sdpa_repeats_kv)
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
 
@@ -47,13 +47,14 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
     h, e = spec.hidden_size, c.e
     if spec.mla:
         return _mla(sv, c, spec, y_key, y_b, y_rg, flags)
+    window = spec.sliding_window if spec.is_sliding_layer(i) else None
     fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
     qkv = spec.q_dim + 2 * spec.kv_dim
     if spec.layout in fused:
         name = fused[spec.layout]
         w, lo = _flag(flags, name)
         q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
-        if q_rg and not sdpa_math(spec, c):
+        if q_rg and not sdpa_math(spec, c) and not sdpa_repeats_kv(spec, c, window):
             # v is a view of the fused output, which stays alive; GPT-2 has no rotary embedding, so its q and k
             # are views of that storage too (traced)
             sv.save("attn.v", Act(tok=e * qkv))
@@ -71,7 +72,6 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
             _, _, k_rg = norm(sv, c, spec, "k_norm", "k_proj.out", e, k_rg, spec.kv_dim,
                               _flag(flags, "k_norm")[0], rows=1 if whole else spec.num_kv_heads)
         kv_rg = k_rg or v_rg
-    window = spec.sliding_window if spec.is_sliding_layer(i) else None
     attention_core(sv, c, spec, q_rg, kv_rg, window)
     o_name = {"gpt2": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout, "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
@@ -229,7 +229,7 @@ def checkpointed_forward(spec: ModelSpec, c: ActContext, i: int, y2_key: str, y2
 
 
 def _minus(a: Act, b: Act) -> Act:
-    return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed)
+    return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed, a.seq_sq - b.seq_sq)
 
 
 def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, attn: Act, norm2: Act,

@@ -28,6 +28,7 @@ class ModelActs:
     embed_rg: bool  # the embedding output requires grad (the embedding trains)
     stack_held: Act = Act()  # referenced by the model's forward through the decoder stack beyond what layers keep
     head_fwd: Act = Act()  # the final norm's forward temporaries beyond ``head``
+    first_held: Act = Act()  # held by the model's forward at the first layer's pre-forward beyond its input
 
 
 @lru_cache(maxsize=4096)
@@ -72,7 +73,8 @@ def model_acts(spec: ModelSpec, tr: Trainability, c: ActContext, recompute: str)
         x_rg = la.out_rg
     head, head_norm, head_fwd = _head(spec, tr, c, x_rg)
     return ModelActs(tuple(layers), tuple(kept), _shared(spec, c, recompute), head, head_norm, embed_rg,
-                     _stack_held(spec, c, layers[0] if layers else None, recompute), head_fwd)
+                     _stack_held(spec, c, layers[0] if layers else None, recompute), head_fwd,
+                     _first_held(spec, c, recompute))
 
 
 def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompute: str) -> Act:
@@ -84,31 +86,65 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
       stream itself; full recompute keeps every layer input). With learned positions or embedding dropout the
       stack's input is a new tensor and the embedding output is always extra (GPT-2's position embeddings,
       s·h, are ignored);
-    - eager attention's materialised masks (``create_causal_mask`` / ``create_sliding_window_causal_mask``,
-      [b, 1, s, s] in the model dtype), one per attention kind (full, sliding), less the one full recompute
-      already keeps (``_shared``)."""
+    - the attention masks the model materialises (``attention_masks``), unless full recompute keeps them
+      through backward anyway (``_shared``)."""
     if first is None:
         return Act()
     fresh = spec.learned_positions or c.dropout > 0
     out = Act()
     if fresh or not (recompute == "full" or any(k == "x" for k, _ in first.items)):
         out = Act(tok=float(c.r * spec.hidden_size))
-    if c.attention == "eager":
-        kinds = len({spec.is_sliding_layer(i) for i in range(spec.num_layers)})
-        out = out + Act(sq=float(c.r * (kinds - (1 if recompute == "full" else 0))))
+    if recompute != "full":
+        out = out + attention_masks(spec, c)
     return out
+
+
+def _first_held(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
+    """What the model's forward references at the first decoder layer's pre-forward beyond that layer's input
+    (r·h per token) and the shared tensors: the attention masks unless full recompute counts them in ``_shared``,
+    and the embedding output when the stack's input is another tensor (learned positions, embedding dropout:
+    r·h). ``gpuplan.train.peak.forward_peak`` places it beside FSDP2's root all-gather buffer."""
+    out = Act() if recompute == "full" else attention_masks(spec, c)
+    if spec.learned_positions or c.dropout > 0:
+        out = out + Act(tok=float(c.r * spec.hidden_size))
+    return out
+
+
+def attention_masks(spec: ModelSpec, c: ActContext) -> Act:
+    """The [b, 1, s, s] masks the model's forward builds once and passes to its layers (transformers
+    ``masking_utils.py`` ``create_causal_mask`` / ``create_sliding_window_causal_mask``, called in
+    ``LlamaModel.forward`` and kin):
+
+    - eager attention: one additive mask per attention kind among the layers (full, sliding), in the model
+      dtype (r), always materialised (``eager_mask``: ``torch.where`` over the expanded boolean mask writes
+      b·s² elements);
+    - SDPA: the full causal mask is skipped (``allow_is_causal_skip``: ``is_causal=True`` instead), and so is
+      the sliding one while the window covers the sequence; a window shorter than the sequence
+      (``ActContext.window_mask``) gives a boolean mask for the sliding layers (``sdpa_mask``: built as
+      [1, 1, s, s], 1 byte per element, and ``expand``-ed over the batch, so s² bytes whatever the batch). The
+      per-call additive copy SDPA keeps is a layer tensor (``attn.mask``).
+
+    Ignores padding masks (the traced batches have none) and the cached per-layer-type dict itself."""
+    if c.attention == "eager":
+        return Act(sq=float(c.r * len({spec.is_sliding_layer(i) for i in range(spec.num_layers)})))
+    if c.window_mask and any(spec.is_sliding_layer(i) for i in range(spec.num_layers)):
+        return Act(seq_sq=1.0)
+    return Act()
 
 
 def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     """Rotary cos/sin (b·s·head_dim each, in the residual dtype, built once per forward and passed to every layer);
-    under full recompute eager attention's additive causal mask (b·s², residual dtype; without recompute no saved
-    tensor holds it: traced); the embedding dropout mask."""
+    under full recompute the attention masks (``attention_masks``): each is an input of every checkpointed
+    layer of its kind, which non-reentrant ``torch.utils.checkpoint`` holds for the recomputation until that
+    layer's backward, so they live through the whole backward (traced: eager Llama; Gemma 2's two eager masks;
+    Mistral's and Gemma 3's boolean sliding-window mask under SDPA, 16 MiB at 1 × 4096); without recompute no
+    saved tensor holds them (traced); the embedding dropout mask."""
     out = Act()
     if not spec.learned_positions:
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
         out = out + Act(tok=2 * c.r * rot)
-    if c.attention == "eager" and recompute == "full":
-        out = out + Act(sq=float(c.r))  # the additive causal mask, an input every checkpointed layer keeps
+    if recompute == "full":
+        out = out + attention_masks(spec, c)
     if c.dropout > 0:
         out = out + Act(tok=spec.hidden_size)
     return out

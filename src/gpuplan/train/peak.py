@@ -5,8 +5,9 @@ Steady state is the second and later steps: optimizer states exist from the star
 only before ``optimizer.step()`` (no states yet), so its peak is never higher. Phases, with S = weights + master
 weights + optimizer states (+ persistent buffers):
 
-- ``forward``: S + shared tensors + the highest of four moments (``forward_peak``): the top layer's pre-forward
-  (the layers below it kept, its input), the top layer's forward high-water mark (every layer kept, plus what
+- ``forward``: S + shared tensors + the highest of five moments (``forward_peak``): the first layer's
+  pre-forward (FSDP2's root all-gather result still held), the top layer's pre-forward (the layers below it kept,
+  its input), the top layer's forward high-water mark (every layer kept, plus what
   its forward still references: ``gpuplan.train.layers.forward_end``, or ``checkpointed_forward`` under full
   recompute), the final norm (head tensors plus its fp32 product and input) and the loss region's forward
   high-water mark; the embedding output (and eager attention's masks) are held through all but the last
@@ -18,7 +19,11 @@ weights + optimizer states (+ persistent buffers):
   0..i (layer i rebuilt in full under recompute) + the incoming residual gradient + the MLP's backward
   high-water mark: the larger of (down's weight gradient + temporaries after ``mul`` backward) and (all MLP weight
   gradients + what is left once gate/up backward ran), from traces (``gpuplan.train.layers``);
-- ``end of backward``: S + all gradients (+ a second output-head-sized gradient while tied embeddings sum theirs);
+- ``end of backward``: S + all gradients + the larger of (a second output-head-sized gradient while tied
+  embeddings sum theirs, plus the buffers at the end of backward: FSDP2's root reduce-scatter input) and, when an
+  untied embedding trains, the incoming residual gradient (r·h per local token) that ``embedding_dense_backward``
+  reads while it writes the embedding gradient (torch ``aten/src/ATen/native/Embedding.cpp``; traced: DTensor
+  TP Llama-2-7B shape in fp32, 33,554,432 B at 4 × 512);
 - ``optimizer step``: S + all gradients + the step's temporaries (``gpuplan.train.optimizer``).
 """
 
@@ -63,6 +68,8 @@ class PhaseInputs:
     fwd_pre_buf_bytes: int = 0  # gather buffers at the top layer's pre-forward beyond act_extra_bytes
     fwd_high_buf_bytes: int = 0  # gather buffers through the top layer's forward beyond act_extra_bytes
     tail_buf_bytes: int = 0  # buffers from the top layer's end through the loss forward beyond act_extra_bytes
+    first_in_bytes: int = 0  # the first layer's input and what the model holds at its pre-forward (no kept set yet)
+    first_pre_buf_bytes: int = 0  # gather buffers at the first layer's pre-forward beyond act_extra_bytes
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,10 @@ def phases(p: PhaseInputs) -> list[Phase]:
         alive -= kept_b[i]
     out.append(Phase("layer backward" if best_i is None else f"layer {p.first_layer + best_i} backward", best_bytes))
     all_grads = grads_above + p.embed_grad_bytes
-    out.append(Phase("end of backward", p.static_bytes + all_grads + p.tied_extra_bytes + p.end_extra_bytes))
+    end = p.tied_extra_bytes + p.end_extra_bytes
+    if p.embed_grad_bytes:
+        end = max(end, p.residual_grad_bytes)
+    out.append(Phase("end of backward", p.static_bytes + all_grads + end))
     opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes
     out.append(Phase("optimizer step", p.static_bytes + opt_grads + p.step_temp_bytes))
     return out
@@ -106,6 +116,10 @@ def forward_peak(p: PhaseInputs, base: int) -> int:
     """The forward pass's high-water mark, ``base`` = S + held + buffers live through the step + every layer's
     kept activations + shared tensors. The highest of:
 
+    - the first layer's pre-forward: no layer's kept set exists yet; its input, what the model's forward holds
+      then (``first_in_bytes``) and the gather buffers of that moment (``first_pre_buf_bytes``; FSDP2: the
+      root group's all-gather result, kept until the first layer's copy-out, beside the first layer's buffer and
+      unsharded parameters, ``gpuplan.parallel.buffers``): base − Σkept + first_in + first_pre_buf;
     - the top layer's pre-forward: its kept set does not exist yet, its input does; gather buffers of its
       all-gather (FSDP2: the previous layer's kept all-gather result beside the new one);
     - the top layer's forward high-water mark: what its forward still references beyond its kept set, with its
@@ -121,7 +135,8 @@ def forward_peak(p: PhaseInputs, base: int) -> int:
     out = base
     if p.kept_bytes:
         top = p.kept_bytes[-1]
-        out = max(out, base - top + p.fwd_in_bytes + p.stack_held_bytes + p.fwd_pre_buf_bytes,
+        out = max(out, base - sum(p.kept_bytes) + p.first_in_bytes + p.first_pre_buf_bytes,
+                  base - top + p.fwd_in_bytes + p.stack_held_bytes + p.fwd_pre_buf_bytes,
                   base + p.fwd_high_bytes + p.stack_held_bytes + p.fwd_high_buf_bytes)
     if p.has_head:
         out = max(out, base + p.head_bytes + p.head_fwd_bytes + p.stack_held_bytes + p.tail_buf_bytes,

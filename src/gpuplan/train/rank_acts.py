@@ -15,7 +15,8 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import Act
 from gpuplan.train.config import TrainConfig
 
-_REPLICATED_PREFIXES = ("x", "h1", "input_layernorm", "post_attention_layernorm", "ln_1", "ln_2", "router",
+_REPLICATED_PREFIXES = ("x", "h1", "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                        "post_feedforward_layernorm", "attn.mask", "ln_1", "ln_2", "router",
                         "moe.index", "moe.gathered", "moe.weights", "moe.down_out", "q_proj.in_half", "k_proj.in_half",
                         "v_proj.in_half", "mlp.gate_proj.in_half", "mlp.up_proj.in_half", "shared_gate", "rotary",
                         "q_a", "kv_a", "attn.resid_mask", "mlp.resid_mask")
@@ -42,7 +43,7 @@ def _layer_split(la, tp: int, sp: bool) -> Act:
 
 
 def _bytes(a: Act, b: int, s_local: int, s: int) -> int:
-    return int(a.tok * b * s_local + a.sq * b * s_local * s + a.fixed)
+    return int(a.tok * b * s_local + a.sq * b * s_local * s + a.fixed + a.seq_sq * s_local * s)
 
 
 def _split_kept(kept: Act, la, tp: int, sp: bool) -> Act:
@@ -94,7 +95,7 @@ def _rank_points(spec: ModelSpec, c, la, tp: int, sp: bool) -> tuple[tuple[str, 
 
 
 def _minus(a: Act, b: Act) -> Act:
-    return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed)
+    return Act(a.tok - b.tok, a.sq - b.sq, a.fixed - b.fixed, a.seq_sq - b.seq_sq)
 
 
 def _suffix_matching(items: tuple[tuple[str, Act], ...], target: Act) -> tuple[tuple[str, Act], ...] | None:
@@ -112,7 +113,8 @@ def forward_moments(spec: ModelSpec, cfg: TrainConfig, c, acts, shard, tp: int, 
     """A stage rank's forward moments beyond its kept activations (``gpuplan.train.peak.forward_peak``): the top
     layer's input (r·h per local token) and forward high-water mark (``LayerActs.fwd_end``, or ``fwd_ckpt`` under
     full recompute), what the model's forward holds through the stack (first stage: the embedding output, eager
-    masks) and the final norm's temporaries (last stage). Residual-stream tensors are replicated over
+    masks) and the final norm's temporaries (last stage), and the first layer's input with what the model holds
+    at its pre-forward (``first_in_bytes``). Residual-stream tensors are replicated over
     tensor-parallel ranks unless sequence parallelism splits them (the [b, 1, s, s] masks never are); the
     checkpointed MLP working set is split by the column/row pair. None for the Korthikanti activation model (no
     forward breakdown)."""
@@ -124,8 +126,13 @@ def forward_moments(spec: ModelSpec, cfg: TrainConfig, c, acts, shard, tp: int, 
         high = top.fwd_ckpt[0].scale(rep) + top.fwd_ckpt[1].scale(1.0 / tp)
     else:
         high = top.fwd_end.scale(rep)
-    return {"fwd_in_bytes": _bytes(Act(tok=float(c.r * spec.hidden_size)).scale(rep), b, sl, s),
+    fwd_in = _bytes(Act(tok=float(c.r * spec.hidden_size)).scale(rep), b, sl, s)
+    first = acts.first_held
+    return {"fwd_in_bytes": fwd_in,
+            "first_in_bytes": fwd_in + (_bytes(Act(tok=first.tok * rep, sq=first.sq, seq_sq=first.seq_sq), b, sl, s)
+                                        if shard.first else 0),
             "fwd_high_bytes": _bytes(high, b, sl, s),
-            "stack_held_bytes": _bytes(Act(tok=acts.stack_held.tok * rep, sq=acts.stack_held.sq), b, sl, s)
+            "stack_held_bytes": _bytes(Act(tok=acts.stack_held.tok * rep, sq=acts.stack_held.sq,
+                                                    seq_sq=acts.stack_held.seq_sq), b, sl, s)
             if shard.first else 0,
             "head_fwd_bytes": _bytes(acts.head_fwd.scale(rep), b, sl, s) if shard.last else 0}

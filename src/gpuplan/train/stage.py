@@ -109,6 +109,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         layer_extra_bytes=bufs["layer"], end_extra_bytes=bufs["end"],
         opt_grads_bytes=st.gradients_bytes, has_head=shard.last, first_layer=layers[0] if layers else 0,
         fwd_pre_buf_bytes=bufs["fwd"][0], fwd_high_buf_bytes=bufs["fwd"][1], tail_buf_bytes=bufs["tail"],
+        first_pre_buf_bytes=bufs["first"],
         **forward_moments(spec, cfg, c, acts, shard, tp, sp, b, sl, s))
     # later micro-batches of the step (gradient accumulation, pipeline micro-batches after the first backward):
     # every gradient already exists in its persistent form from the start; backward adds into it in place
