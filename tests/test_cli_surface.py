@@ -89,8 +89,8 @@ SURFACE = {
             "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days",
             "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
-            "--lang", "--micro-batch", "--pp", "--precision", "--price", "--rank", "--recompute", "--seq",
-            "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
+            "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
+            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
         }),
     ),
     "verify": Surface(

@@ -33,7 +33,8 @@ def brute_force(ctx, gpus):
     check = MemoryChecker(ctx.spec, ctx.work.seq, ctx.work.global_batch, TrainOptions())
     best = None
     for tp, cp, pp, dp in shapes_for(ctx.spec, gpus, ctx.work.seq, 8, ctx.pins):
-        for lay in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins):
+        for lay in (v for base in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins)
+                    for v in with_hsdp(ctx, base)):
             mem = check(lay).total_bytes
             if mem is None or mem > ctx.gpu.memory_usable_bytes:
                 continue
@@ -82,16 +83,17 @@ def test_plan_json_interface_and_parity_with_train(capsys):
     data = json.loads(capsys.readouterr().out)
     p = data["plans"][0]
     for key in ("dp", "tp", "pp", "ep", "cp", "zero", "micro_batch", "recompute", "gpus", "memory_total_bytes",
-                "days"):
+                "days", "dp_shard"):
         assert key in p
     assert p["gpus"] == p["dp"] * p["tp"] * p["pp"] * p["cp"] == 8
     assert data["evaluated"] > data["memory_checks"] > 0
     assert data["why"] and data["alternatives"]
-    # The memory figure is gpuplan train's, exactly: run the command the plan prints.
-    argv = p["train_command"].split()[1:] + ["--json"]
-    assert main(argv) == 0
-    train = json.loads(capsys.readouterr().out)
-    assert train["memory"]["total_bytes"] == p["memory_total_bytes"]
+    # The memory figure is gpuplan train's, exactly: run the command the plan prints, for every row.
+    for p in data["plans"]:
+        argv = p["train_command"].split()[1:] + ["--json"]
+        assert main(argv) == 0
+        train = json.loads(capsys.readouterr().out)
+        assert train["memory"]["total_bytes"] == p["memory_total_bytes"]
 
 
 def test_plan_compares_gpu_types_and_requested_layouts(capsys):
@@ -128,16 +130,29 @@ class ShardedMemory:
 
         self.calls += 1
         p = self.PARAMS / (lay.tp * lay.pp)
-        shard = {0: 1, 1: lay.dp * lay.cp, 2: lay.dp * lay.cp, 3: lay.dp * lay.cp}[lay.zero]
+        ranks = (lay.dp_shard or lay.dp) * lay.cp  # hybrid sharding: the shard group only
+        shard = {0: 1, 1: ranks, 2: ranks, 3: ranks}[lay.zero]
         states = p * (2 + 4) + p * 12 / shard if lay.zero < 3 else p * 18 / shard
         act = {"none": 3e8, "selective": 2e8, "full": 4e7}[lay.recompute] * lay.micro_batch * lay.vpp / lay.tp
         return MemoryResult(int(states + act * min(lay.pp, 8)))
 
 
+def with_hsdp(ctx, lay):
+    """``lay`` and every hybrid-sharding variant of it in the search space (no pruning)."""
+    from dataclasses import replace
+
+    from gpuplan.plan.search import hsdp_allowed
+    from gpuplan.plan.space import dp_shard_options
+
+    extra = dp_shard_options(lay, ctx.net.gpus_per_node) if hsdp_allowed(ctx, lay) else []
+    return [lay] + [replace(lay, dp_shard=n) for n in extra]
+
+
 def brute_force_fake(ctx, gpus, fake):
     best = None
     for tp, cp, pp, dp in shapes_for(ctx.spec, gpus, ctx.work.seq, 8, ctx.pins):
-        for lay in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins):
+        for lay in (v for base in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins)
+                    for v in with_hsdp(ctx, base)):
             if fake(lay).total_bytes > ctx.gpu.memory_usable_bytes:
                 continue
             t = step_time(ctx.spec, lay, ctx.work, ctx.dev, ctx.net).step_s

@@ -13,7 +13,7 @@ from gpuplan.i18n import headers, lang_of, localize, message, t
 from gpuplan.units import GiB, format_count
 
 DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
-LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "micro_batch", "recompute")
+LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "micro_batch", "recompute", "dp_shard")
 
 
 def _int_list(field: str):
@@ -32,7 +32,8 @@ def _int_list(field: str):
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="the parallel layouts that fit, ranked",
-                       description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO x micro-batch x recompute, keep the "
+                       description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO (full or hybrid sharding) x "
+                                   "micro-batch x recompute, keep the "
                                    "layouts the training-memory engine says fit, rank them by a transparent step-time "
                                    "model, and explain why the winner wins. Give --gpus N, or --tokens and --days.")
     add_model_arguments(p)
@@ -57,6 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     for name in ("tp", "pp", "cp", "ep", "vpp", "zero", "micro-batch"):
         g.add_argument(f"--{name}", type=_int_list(f"--{name}"))
     g.add_argument("--recompute", help="none,selective,full (any subset)")
+    g.add_argument("--no-hsdp", action="store_true",
+                   help="shard ZeRO/FSDP states over all data-parallel ranks only (no hybrid sharding, --dp-shard)")
     g.add_argument("--compare", action="append", default=[],
                    help="a layout to compare with the winner, e.g. 'tp=4,pp=4' (unset fields from the winner)")
     n = p.add_argument_group("cluster and efficiency inputs")
@@ -97,7 +100,7 @@ def _pins(args: argparse.Namespace):
         if bad:
             raise InputError("--recompute", args.recompute, "must be a subset of none,selective,full")
     return Pins(tp=args.tp, pp=args.pp, cp=args.cp, ep=args.ep, vpp=args.vpp, zero=args.zero,
-                micro_batch=args.micro_batch, recompute=rc)
+                micro_batch=args.micro_batch, recompute=rc, hsdp=not args.no_hsdp)
 
 
 def _parse_compare(text: str) -> dict:
@@ -120,7 +123,7 @@ def _parse_compare(text: str) -> dict:
                 out[key] = int(value)
             except ValueError:
                 raise InputError("--compare", text, f"{key} must be an integer") from None
-            if out[key] < (0 if key == "zero" else 1):
+            if out[key] < (0 if key == "zero" else 1):  # dp_shard=N: hybrid sharding over N data-parallel ranks
                 raise InputError("--compare", text, f"{key} must be >= {0 if key == 'zero' else 1}")
     return out
 

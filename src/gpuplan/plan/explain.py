@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpuplan.compute.steptime import Layout
-from gpuplan.plan.search import Candidate, SearchResult, best_where
+from gpuplan.plan.search import Candidate, SearchResult, best_where, hsdp_allowed
+from gpuplan.plan.space import dp_shard_options
 from gpuplan.units import GiB
 
 PART_WORDS = {
@@ -38,11 +39,13 @@ class Alternative:
 
 def layout_dict(lay: Layout) -> dict:
     return {"dp": lay.dp, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep, "cp": lay.cp, "vpp": lay.vpp, "zero": lay.zero,
-            "micro_batch": lay.micro_batch, "recompute": lay.recompute}
+            "micro_batch": lay.micro_batch, "recompute": lay.recompute, "dp_shard": lay.dp_shard}
 
 
 def describe(lay: Layout) -> str:
     parts = [f"TP{lay.tp}", f"PP{lay.pp}" + (f"x{lay.vpp}" if lay.vpp > 1 else ""), f"DP{lay.dp}"]
+    if lay.dp_shard is not None:
+        parts.append(f"(HSDP {lay.dp_shard})")
     if lay.cp > 1:
         parts.append(f"CP{lay.cp}")
     if lay.ep > 1:
@@ -128,11 +131,11 @@ def alternatives(win: Candidate, result: SearchResult, compare: tuple[dict, ...]
             out.append(Alternative(label, None, verdict))
         else:
             out.append(Alternative(f"{label}: {describe(best.layout)}", best, _versus(best, win, deadline)))
+    out += _sharding_alternatives(win, result, deadline)
     for rc in ("none", "selective", "full"):
         if rc == w.recompute:
             continue
-        c = _exact(result, Layout(tp=w.tp, pp=w.pp, dp=w.dp, cp=w.cp, ep=w.ep, vpp=w.vpp, zero=w.zero,
-                                  micro_batch=w.micro_batch, recompute=rc))
+        c = _exact(result, replace(w, recompute=rc))
         out.append(Alternative(f"same layout, recompute {rc}", c, _versus(c, win, deadline)))
     for fields in compare:
         label = "requested " + ",".join(f"{k}={v}" for k, v in fields.items())
@@ -145,10 +148,38 @@ def alternatives(win: Candidate, result: SearchResult, compare: tuple[dict, ...]
             out.append(Alternative(f"{label}: {describe(low.layout)}", low,
                                    f"no such layout fits among the {len(rejected)} fastest; "
                                    + _versus(low, win, deadline)))
+        elif "dp_shard" in fields and _valid_shard(w, fields):
+            # a shard-group size the search did not time: the winner with it (and the other requested fields)
+            c = _exact(result, replace(w, **fields))
+            out.append(Alternative(f"{label}: {describe(c.layout)}", c, _versus(c, win, deadline)))
         else:
             out.append(Alternative(label, None, "no such layout in the search space (check the GPU count, the "
                                                 "global batch and the --tp/--pp/... restrictions)"))
     return out
+
+
+def _sharding_alternatives(win: Candidate, result: SearchResult, deadline: bool) -> list[Alternative]:
+    """Full sharding instead of the winner's hybrid sharding, or hybrid sharding inside one node instead of the
+    winner's full sharding (when the framework has it for this layout)."""
+    w = win.layout
+    if w.dp_shard is not None:
+        c = _exact(result, replace(w, dp_shard=None))
+        return [Alternative(f"full sharding instead of HSDP (ZeRO-{w.zero} states over all {w.dp * w.cp} "
+                            f"data-parallel ranks)", c, _versus(c, win, deadline))]
+    options = dp_shard_options(w, result.ctx.net.gpus_per_node) if hsdp_allowed(result.ctx, w) else []
+    if not options:
+        return []
+    n = options[0]
+    c = _exact(result, replace(w, dp_shard=n))
+    return [Alternative(f"hybrid sharding instead of full sharding (HSDP {n}: shard groups of {n * w.cp} ranks, "
+                        f"{w.dp // n} replicas)", c, _versus(c, win, deadline))]
+
+
+def _valid_shard(w: Layout, fields: dict) -> bool:
+    """Whether the winner with ``fields`` replaced is a hybrid-sharding layout on the same GPUs."""
+    lay = replace(w, **fields)
+    return (lay.gpus == w.gpus and lay.zero >= 1 and lay.dp_shard is not None and 1 <= lay.dp_shard <= lay.dp
+            and lay.dp % lay.dp_shard == 0 and (lay.dp_shard * lay.cp * lay.tp) % lay.ep == 0)
 
 
 def _exact(result: SearchResult, lay: Layout) -> Candidate:

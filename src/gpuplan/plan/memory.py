@@ -39,7 +39,8 @@ def train_config(lay: Layout, seq: int, global_batch: int, opts: TrainOptions):
     return TrainConfig(batch=lay.micro_batch, seq=seq, grad_accum=microbatches, precision=opts.precision,
                        framework=opts.framework, optimizer=opts.optimizer, attention=opts.attention,
                        recompute=lay.recompute, gpus=lay.gpus, dp=lay.dp, tp=lay.tp, pp=lay.pp, ep=lay.ep, cp=lay.cp,
-                       vpp=lay.vpp, sp=lay.seq_parallel, zero=lay.zero, microbatches=microbatches)
+                       vpp=lay.vpp, sp=lay.seq_parallel, zero=lay.zero, microbatches=microbatches,
+                       dp_shard=lay.dp_shard)
 
 
 def train_command(model: str, lay: Layout, seq: int, global_batch: int, opts: TrainOptions,
@@ -50,7 +51,8 @@ def train_command(model: str, lay: Layout, seq: int, global_batch: int, opts: Tr
              f"--precision {opts.precision} --framework {opts.framework} --optimizer {opts.optimizer}",
              f"--attention {opts.attention} --recompute {lay.recompute}",
              f"--gpus {lay.gpus} --dp {lay.dp} --tp {lay.tp} --pp {lay.pp} --ep {lay.ep} --cp {lay.cp} --vpp {lay.vpp}",
-             ("--sp " if lay.seq_parallel else "") + f"--zero {lay.zero} --microbatches {m}"]
+             ("--sp " if lay.seq_parallel else "") + f"--zero {lay.zero} --microbatches {m}"
+             + (f" --dp-shard {lay.dp_shard}" if lay.dp_shard is not None else "")]
     if gpu:
         parts.append(f"--gpu {gpu}")
     return " ".join(parts)
@@ -63,6 +65,10 @@ class MemoryChecker:
         self.spec, self.seq, self.global_batch, self.opts = spec, seq, global_batch, opts
         self.calls = 0
         self._cache: dict[Layout, MemoryResult] = {}
+
+    def cached(self, lay: Layout) -> MemoryResult | None:
+        """The result for ``lay`` if the engine was already asked, else None (no call)."""
+        return self._cache.get(lay)
 
     def __call__(self, lay: Layout) -> MemoryResult:
         hit = self._cache.get(lay)
@@ -112,6 +118,28 @@ def engine_zero_stages(framework: str) -> tuple[int, ...]:
             continue
         out.append(zero)
     return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def engine_hsdp_support(framework: str) -> tuple[tuple[int, ...], bool]:
+    """The ZeRO stages with which the memory engine accepts hybrid sharding (``dp_shard``) for ``framework``, and
+    whether it accepts it together with expert parallelism, asked of the engine itself on tiny models (e.g.
+    DeepSpeed: MiCS, ZeRO-3 only and not with EP; Megatron: the partial distributed optimizer, ZeRO-1)."""
+    from gpuplan.model.resolve import spec_from_dims
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.engine import estimate_training
+
+    def accepts(spec, **kw) -> bool:
+        try:
+            estimate_training(spec, TrainConfig(seq=256, framework=framework, dp=4, gpus=4, dp_shard=2, **kw))
+        except InputError:
+            return False
+        return True
+
+    dense = spec_from_dims(layers=2, hidden=256, heads=4, vocab=1024)
+    stages = tuple(z for z in (1, 2, 3) if accepts(dense, zero=z))
+    moe = spec_from_dims(layers=2, hidden=256, heads=4, vocab=1024, experts=4, top_k=2)
+    return stages, any(accepts(moe, zero=z, ep=2) for z in stages)
 
 
 def selective_saves_memory(spec: ModelSpec, seq: int, opts: TrainOptions) -> bool:

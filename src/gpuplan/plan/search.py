@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from collections.abc import Callable
 
 from gpuplan.compute import comm
@@ -24,15 +25,16 @@ from gpuplan.compute.steptime import (Device, Layout, StepTime, Tuning, Workload
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
 from gpuplan.plan.memory import MemoryChecker, TrainOptions
-from gpuplan.plan.space import (Pins, _allowed, cp_options, layouts_for_shape, memory_dominates, most_frugal, placement,
-                                shapes_for, tp_options)
+from gpuplan.plan.space import (Pins, _allowed, cp_options, dp_shard_options, layouts_for_shape, memory_dominates,
+                                most_frugal, placement, shapes_for, tp_options)
 from gpuplan.units import SECONDS_PER_DAY
 
 RANKS = ("time", "cost", "gpus")
 
 
 def describe_short(lay: Layout) -> str:
-    return (f"TP{lay.tp} PP{lay.pp} DP{lay.dp}" + (f" CP{lay.cp}" if lay.cp > 1 else "")
+    return (f"TP{lay.tp} PP{lay.pp} DP{lay.dp}" + (f" (HSDP {lay.dp_shard})" if lay.dp_shard is not None else "")
+            + (f" CP{lay.cp}" if lay.cp > 1 else "")
             + (f" EP{lay.ep}" if lay.ep > 1 else "")
             + f" ZeRO-{lay.zero} mb{lay.micro_batch} recompute {lay.recompute}")
 
@@ -99,6 +101,33 @@ def rank_key(c: Candidate, rank: str) -> tuple:
     return (t, c.gpus)
 
 
+@dataclass
+class Deferred:
+    """A hybrid-sharding variant of a timed layout, not timed yet: it sits in the rank order at a lower bound of its
+    step time and is timed only when the search reaches that bound. Hybrid sharding changes only the data-parallel
+    traffic and the optimizer update, so the step is at least the full-sharding step less its exposed
+    data-parallel seconds (counted in the pipeline bubble's slots too: at most ``(pp-1)/vpp`` of the ``m``
+    micro-batches' share), plus the optimizer update's growth: it is memory-bound over the local shard
+    (gpuplan.compute.steptime), dp/dp_shard times larger."""
+
+    base: Candidate
+    dp_shard: int
+    seconds_per_step: float
+    days: float | None
+
+    @cached_property
+    def layout(self) -> Layout:
+        return replace(self.base.layout, dp_shard=self.dp_shard)
+
+    @property
+    def gpus(self) -> int:
+        return self.base.gpus
+
+    @property
+    def gpu_hours(self) -> float | None:
+        return None if self.days is None else self.gpus * self.days * 24
+
+
 class Pool:
     """Candidates in rank order with lazy memory checks (and, in deadline mode, a next-larger-DP fallback)."""
 
@@ -138,6 +167,19 @@ class Pool:
         heapq.heappush(self.heap, (rank_key(c, self.ctx.rank), self._n, c))
         self.note_extent(c.layout.tp, c.layout.pp, c.layout.cp, c.layout.dp, c.layout.ep)
 
+    def defer(self, base: Candidate, shards: list[int]) -> None:
+        """Queue ``base``'s hybrid-sharding variants with these ``dp_shard`` values, each at a lower bound of its
+        step time."""
+        st, lay = base.step, base.layout
+        bubble_slots = (lay.pp - 1) / lay.vpp
+        floor = st.step_s - st.parts.get("dp_comm", 0.0) * (1 + bubble_slots / st.microbatches)
+        opt = st.parts.get("optimizer", 0.0)
+        for n in shards:
+            bound = floor + opt * (lay.dp / n - 1)
+            d = Deferred(base, n, bound, None if base.days is None else base.days * bound / st.step_s)
+            self._n += 1
+            heapq.heappush(self.heap, (rank_key(d, self.ctx.rank), self._n, d))
+
     def note_extent(self, tp: int, pp: int, cp: int, dp: int, ep: int) -> None:
         w = self.widest.get((tp, pp, cp), (0, 0))
         self.widest[(tp, pp, cp)] = (max(w[0], dp), max(w[1], ep))
@@ -174,12 +216,15 @@ class Pool:
             self.probed.add(key)
             if most_frugal(c.layout, self.ctx.pins, self.ctx.work.global_batch) != c.layout:
                 self._probe(c.layout, c.capacity_bytes)
-        if self._ruled_out(c.layout):
+        cached = getattr(self.check, "cached", None)
+        if self._ruled_out(c.layout) and (cached is None or cached(c.layout) is None):
             self.pruned += 1
             c.memory_note = ("does not fit: a variant with the same placement and less memory (smaller micro-batch, "
                              "more recomputation, a higher ZeRO stage or more sharding) already does not")
-            known = [(b, f) for f, b in self.failed_bytes.items() if f.tp == c.layout.tp and f.pp == c.layout.pp
-                     and f.cp == c.layout.cp and f.dp >= c.layout.dp and f.ep >= c.layout.ep]
+            known = [(b, f) for f, b in self.failed_bytes.items() if memory_dominates(f, c.layout)]
+            known = known or [(b, f) for f, b in self.failed_bytes.items() if f.tp == c.layout.tp
+                              and f.pp == c.layout.pp and f.cp == c.layout.cp and f.dp >= c.layout.dp
+                              and f.ep >= c.layout.ep and f.dp_shard is None]
             if known:
                 need, f = min(known, key=lambda x: x[0])
                 c.known_bytes = need
@@ -209,6 +254,9 @@ class Pool:
             if not keep(c):
                 skipped.append(item)
                 continue
+            if isinstance(c, Deferred):  # reached its bound: time it, it ranks from here on
+                self.push(self.candidate(c.layout))
+                continue
             if max_checks is not None and checks >= max_checks:
                 skipped.append(item)
                 break
@@ -229,12 +277,37 @@ class Pool:
         return found, rejected
 
 
+def hsdp_allowed(ctx: SearchContext, lay: Layout) -> bool:
+    """Whether ``lay`` gets hybrid-sharding variants: asked for, and a combination the framework has."""
+    from gpuplan.plan.memory import engine_hsdp_support
+
+    if not ctx.pins.hsdp:
+        return False
+    stages, with_ep = engine_hsdp_support(ctx.opts.framework)
+    return lay.zero in stages and (lay.ep == 1 or with_ep)
+
+
+def hsdp_variants(ctx: SearchContext, lay: Layout) -> list[Layout]:
+    """``lay`` with each searched ``dp_shard`` (gpuplan.plan.space.dp_shard_options)."""
+    if not hsdp_allowed(ctx, lay):
+        return []
+    return [replace(lay, dp_shard=n) for n in dp_shard_options(lay, ctx.net.gpus_per_node)]
+
+
 def _fixed_gpus(ctx: SearchContext, pool: Pool) -> None:
     n = ctx.target.gpus
     assert n is not None
+    shards: dict[tuple, list[int]] = {}  # (tp, cp, dp, ep, zero) -> the dp_shard values searched
     for tp, cp, pp, dp in shapes_for(ctx.spec, n, ctx.work.seq, ctx.net.gpus_per_node, ctx.pins):
         for lay in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins):
-            pool.push(pool.candidate(lay))
+            c = pool.candidate(lay)
+            pool.push(c)
+            if lay.zero and c.step.parts.get("dp_comm", 0.0) > 0:  # HSDP changes only exposed DP traffic
+                key = (tp, cp, dp, lay.ep, lay.zero)
+                if key not in shards:
+                    shards[key] = ([v.dp_shard for v in hsdp_variants(ctx, lay)])
+                if shards[key]:
+                    pool.defer(c, shards[key])
 
 
 def _dp_values(global_batch: int, mb: int, base: int, multiple: int, max_gpus: int) -> list[int]:
@@ -279,9 +352,17 @@ def _deadline(ctx: SearchContext, pool: Pool, max_gpus: int) -> None:
 
 
 def _push_template(ctx, pool, tp, cp, pp, mb, vpp, zero, rc, ep, dps, deadline_s) -> None:
-    first = _template_candidate(ctx, pool, (tp, cp, pp, mb, vpp, zero, rc, ep), dps, 0, deadline_s)
+    first = _template_candidate(ctx, pool, (tp, cp, pp, mb, vpp, zero, rc, ep, None), dps, 0, deadline_s)
     if first is not None:
         pool.push(first)
+    # hybrid sharding inside one node: the template with dp_shard = the node's share of data-parallel ranks
+    probe = Layout(tp=tp, cp=cp, dp=max(dps), ep=ep, zero=zero)
+    if zero and hsdp_allowed(ctx, probe) and tp * cp <= ctx.net.gpus_per_node:
+        n = ctx.net.gpus_per_node // (tp * cp)
+        if n * cp > 1 and (n * cp * tp) % ep == 0:
+            hsdp = _template_candidate(ctx, pool, (tp, cp, pp, mb, vpp, zero, rc, ep, n), dps, 0, deadline_s)
+            if hsdp is not None:
+                pool.push(hsdp)
 
 
 def _template_candidate(ctx: SearchContext, pool: Pool, tpl: tuple, dps: list[int], start: int,
@@ -289,18 +370,19 @@ def _template_candidate(ctx: SearchContext, pool: Pool, tpl: tuple, dps: list[in
     """The template's layout at the smallest DP (from ``dps[start:]``) that meets the deadline, found by bisection
     (more DP never slows a run down in the model); registers the next larger DP as its fallback for when memory
     does not fit."""
-    tp, cp, pp, mb, vpp, zero, rc, ep = tpl
+    tp, cp, pp, mb, vpp, zero, rc, ep, shard = tpl
     if dps:
         pool.note_extent(tp, pp, cp, dps[-1], ep)
     dead = max((d for d, e in pool.dead.get((tp, pp, cp), ()) if ep <= e), default=0)
     ok = [dp for dp in dps[start:] if dp > dead and not ((vpp > 1 and (ctx.work.global_batch // (dp * mb)) % pp)
-                                           or (zero > 0 and dp * cp == 1) or (dp * cp) % ep)]
+                                           or (zero > 0 and dp * cp == 1) or (dp * cp) % ep
+                                           or (shard is not None and (dp % shard or dp <= shard)))]
     made: dict[int, Candidate] = {}
 
     def cand(dp: int) -> Candidate:
         if dp not in made:
             made[dp] = pool.candidate(Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, zero=zero,
-                                             micro_batch=mb, recompute=rc))
+                                             micro_batch=mb, recompute=rc, dp_shard=shard))
         return made[dp]
 
     def meets(dp: int) -> bool:
@@ -341,8 +423,6 @@ def search(ctx: SearchContext, top: int = 5, max_gpus: int = 1 << 20) -> SearchR
         raise InputError("--gpus", tgt.gpus, "give --gpus, or --days with --tokens (not both)")
     if tgt.days is not None and not tgt.tokens:
         raise InputError("--tokens", tgt.tokens, "is required with --days")
-    from dataclasses import replace
-
     from gpuplan.plan.memory import engine_zero_stages
 
     allowed = engine_zero_stages(ctx.opts.framework)

@@ -10,6 +10,15 @@
 * DP is what is left: GPUs / (TP·PP·CP); the global batch must split into dp × micro-batch × micro-batches.
 * EP (MoE only): divides the routed experts and dp·cp.
 * ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16; recompute none, selective, full.
+* Hybrid sharding (HSDP, ``--dp-shard N``; ZeRO >= 1, dp > 1, where the framework has it): ZeRO/FSDP states sharded
+  over a group of N·cp ranks and replicated over dp/N groups. N is the largest divisor of dp whose shard group stays
+  inside one node (tp·cp·N <= GPUs per node: its reduce-scatters and all-gathers use NVLink, only the replicas'
+  all-reduce of 1/N of the gradients crosses the network; torchtitan ``data_parallel_shard_degree`` = one node; 1
+  when tp·cp fills a node), then 2 and 4 times that (a shard group of a few nodes), each below dp, sharding over
+  more than one rank and, with EP, with ep dividing N·cp·tp. A layout's HSDP variants are timed only when its
+  full-sharding layout leaves data-parallel traffic exposed (they change only that traffic and the optimizer
+  update, which runs on a larger shard, and they need more memory), and only once the search reaches a lower bound
+  of their step time (gpuplan.plan.search.Deferred). With a deadline (``--days``) the one-node N is searched.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ class Pins:
     zero: tuple[int, ...] | None = None
     micro_batch: tuple[int, ...] | None = None
     recompute: tuple[str, ...] | None = None
+    hsdp: bool = True  # also search hybrid sharding (dp_shard); False: ZeRO states over all data-parallel ranks
 
 
 def _pow2_upto(n: int) -> list[int]:
@@ -65,6 +75,30 @@ def ep_options(spec: ModelSpec, dp_cp: int) -> list[int]:
     if spec.moe is None:
         return [1]
     return [e for e in _divisors(spec.moe.num_experts) if dp_cp % e == 0]
+
+
+HSDP_NODE_MULTIPLES = (1, 2, 4)  # shard groups of one node, and of 2 and 4 times that
+
+
+def dp_shard_options(lay: Layout, gpus_per_node: int) -> list[int]:
+    """The hybrid-sharding degrees searched for ``lay`` (see the module docstring): the largest divisor N of dp with
+    tp·cp·N <= ``gpus_per_node`` (shard group inside one node), then 2N and 4N, keeping those that divide dp, are
+    below dp (dp itself is full sharding), shard over more than one rank (N·cp > 1) and let EP borrow ranks of one
+    shard group (ep divides N·cp·tp, as the memory engine requires). Empty without ZeRO or data parallelism."""
+    if lay.zero < 1 or lay.dp <= 1:
+        return []
+    node = max(d for d in _divisors(lay.dp) if lay.tp * lay.cp * d <= gpus_per_node or d == 1)
+    out = []
+    for k in HSDP_NODE_MULTIPLES:
+        n = node * k
+        if n < lay.dp and lay.dp % n == 0 and n * lay.cp > 1 and (n * lay.cp * lay.tp) % lay.ep == 0:
+            out.append(n)
+    return out
+
+
+def shard_ranks(lay: Layout) -> int:
+    """Data-parallel ranks one ZeRO shard spans (1 without ZeRO): dp_shard, else dp."""
+    return 1 if lay.zero == 0 else (lay.dp_shard or lay.dp)
 
 
 def _allowed(values: list, pin: tuple | None) -> list:
@@ -107,23 +141,25 @@ RECOMPUTE_ORDER = {"none": 0, "selective": 1, "full": 2}
 
 
 def placement(lay: Layout) -> tuple[int, int, int, int, int]:
-    """The degrees that place the model on GPUs: (tp, pp, dp, cp, ep)."""
+    """The degrees that place the model on GPUs: (tp, pp, dp, cp, ep) (the ZeRO shard group, like the ZeRO stage,
+    is a variant of a placement)."""
     return lay.tp, lay.pp, lay.dp, lay.cp, lay.ep
 
 
 def memory_dominates(failed: Layout, other: Layout) -> bool:
     """True when ``other`` needs at least the memory of ``failed``, so that if ``failed`` does not fit neither does
-    ``other``: the same placement, a micro-batch at least as large, no more recomputation, a ZeRO stage no higher
-    and at least as much interleaving (interleaving adds micro-batches in flight, it never frees memory)."""
+    ``other``: the same placement, a micro-batch at least as large, no more recomputation, a ZeRO stage no higher,
+    ZeRO states sharded over no more ranks (hybrid sharding keeps dp/dp_shard copies) and at least as much
+    interleaving (interleaving adds micro-batches in flight, it never frees memory)."""
     return placement(failed) == placement(other) and (
         other.micro_batch >= failed.micro_batch
         and RECOMPUTE_ORDER[other.recompute] <= RECOMPUTE_ORDER[failed.recompute]
-        and other.zero <= failed.zero and other.vpp >= failed.vpp)
+        and other.zero <= failed.zero and shard_ranks(other) <= shard_ranks(failed) and other.vpp >= failed.vpp)
 
 
 def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
     """The layout of ``lay``'s placement that needs the least memory among those the search allows: the smallest
-    micro-batch, the most recomputation, the highest ZeRO stage, no interleaving."""
+    micro-batch, the most recomputation, the highest ZeRO stage over all data-parallel ranks, no interleaving."""
     per_dp = global_batch // lay.dp
     mbs = _allowed([b for b in MICRO_BATCHES if per_dp % b == 0], pins.micro_batch) or [lay.micro_batch]
     rcs = _allowed(list(RECOMPUTE), pins.recompute) or [lay.recompute]
