@@ -19,28 +19,13 @@ import json
 import sys
 from pathlib import Path
 
+from gpuplan.verify.reference_configs import TRACE_CONFIGS, TRACE_PRECISIONS
+
 DATA = Path(__file__).resolve().parent / "data" / "hsdp_traces.json"
 BATCH, SEQ = 2, 1024
 
-CONFIGS = {
-    # TinyLlama-1.1B dimensions, 8 of 22 layers: the peak sits at the loss
-    "llama-2048x8": dict(model_type="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=8,
-                         num_attention_heads=32, num_key_value_heads=4, vocab_size=32000,
-                         max_position_embeddings=2048, tie_word_embeddings=False),
-    # the same layers with a 2,048-token vocabulary: the peak moves into a decoder layer
-    "llama-2048x4-v2048": dict(model_type="llama", hidden_size=2048, intermediate_size=5632, num_hidden_layers=4,
-                               num_attention_heads=32, num_key_value_heads=4, vocab_size=2048,
-                               max_position_embeddings=4096, tie_word_embeddings=False),
-    # Qwen/Qwen2-0.5B dimensions, 6 of 24 layers, vocabulary 151,937 (odd: padded shards), tied embeddings
-    "qwen2-896x6-v151937-tied": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864,
-                                     num_hidden_layers=6, num_attention_heads=14, num_key_value_heads=2,
-                                     vocab_size=151937, max_position_embeddings=32768, tie_word_embeddings=True),
-}
-# measured precision -> (trace keyword arguments, gpuplan --precision)
-PRECISIONS = {
-    "bf16": (dict(shard_dtype="bf16"), "bf16"),
-    "fp32-shard/bf16-compute": (dict(shard_dtype="fp32", param_dtype="bf16", reduce_dtype="fp32"), "amp-bf16"),
-}
+CONFIGS = {name: TRACE_CONFIGS[name] for name in ("llama-2048x8", "llama-2048x4-v2048", "qwen2-896x6-v151937-tied")}
+PRECISIONS = {name: TRACE_PRECISIONS[name] for name in ("bf16", "fp32-shard/bf16-compute")}
 
 
 def cases() -> list[dict]:
@@ -135,5 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     sys.exit(main())
