@@ -126,7 +126,7 @@ def _activation_lists(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, b: int
         per = tuple(korthikanti_layer(spec, recompute=cfg.recompute, tp=1, sp=False).bytes(b, s)
                     for _ in range(spec.num_layers))
         return per, per
-    return _sizes(acts.kept, b, s), _sizes(tuple(la.saved for la in acts.layers), b, s)
+    return _sizes(acts.kept_groups, b, s), _sizes(acts.saved_groups, b, s)
 
 
 def _forward_moments(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, c: ActContext, b: int, s: int
@@ -145,10 +145,11 @@ def _forward_moments(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, c: ActC
             "first_in_bytes": fwd_in + acts.first_held.bytes(b, s)}
 
 
-def _sizes(items: tuple[Act, ...], b: int, s: int) -> tuple[int, ...]:
-    """Bytes of each item; identical layers share one object, which is sized once."""
-    memo: dict[int, int] = {}
-    return tuple([memo[k] if (k := id(a)) in memo else memo.setdefault(k, a.bytes(b, s)) for a in items])
+def _sizes(grouped: tuple[tuple[Act, ...], tuple[int, ...]], b: int, s: int) -> tuple[int, ...]:
+    """Bytes of each layer's item from (distinct items, each layer's index): each distinct one sized once."""
+    distinct, index = grouped
+    sizes = [a.bytes(b, s) for a in distinct]
+    return tuple(map(sizes.__getitem__, index))
 
 
 def _norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:
@@ -164,16 +165,24 @@ def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: i
     """Per layer, the highest of its backward points: layer gradients existing then + bytes beyond its saved set."""
     if cfg.activation_model == "korthikanti":
         return tuple(g["mlp_first"][i] for i in range(spec.num_layers))
-    out = []
-    done: dict[tuple, int] = {}  # identical layers share one object and gradient sizes: evaluate each once
-    for key in zip(map(id, acts.layers), g["mlp_first"], g["mlp_all"], g["attn"], g["layers"]):
-        top = done.get(key)
-        if top is None:
-            grads = {"none": 0, "mlp_first": key[1], "mlp_all": key[2], "after_attn": key[3], "layer": key[4]}
-            la = acts.layers[len(out)]
-            top = done[key] = max(0, max(grads[p.grads] + p.extra.bytes(b, s) for p in la.points))
-        out.append(top)
-    return tuple(out)
+    layers, layer_index = acts.layer_groups
+    pairs, pair_index = _pair_groups(layer_index, g["row_index"])  # distinct (layer, gradient sizes) pairs
+    tops = []
+    for li, ri in pairs:
+        first, mlp_all, attn, layer = g["rows"][ri]
+        grads = {"none": 0, "mlp_first": first, "mlp_all": mlp_all, "after_attn": attn, "layer": layer}
+        tops.append(max(0, max(grads[p.grads] + p.extra.bytes(b, s) for p in layers[li].points)))
+    return tuple(map(tops.__getitem__, pair_index))
+
+
+@lru_cache(maxsize=256)
+def _pair_groups(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """The distinct (a[i], b[i]) pairs and each position's index into them."""
+    from gpuplan.train.model_acts import groups
+
+    pairs: dict[tuple[int, int], tuple[int, int]] = {}
+    keyed = tuple(pairs.setdefault(p, p) for p in zip(a, b))  # one object per distinct pair
+    return groups(keyed)
 
 
 @lru_cache(maxsize=256)
@@ -203,8 +212,16 @@ def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
             tied_extra = 2 * gb  # autograd sums the two gradients out of place: buffer + new + sum
         else:
             embed += gb
-    return {"layers": tuple(layers), "mlp_first": tuple(first), "mlp_all": tuple(mlp), "attn": tuple(attn), "head": head, "embed": embed,
-            "tied_extra": tied_extra}
+    rows, row_index = _row_groups(tuple(zip(first, mlp, attn, layers)))
+    return {"layers": tuple(layers), "mlp_first": tuple(first), "mlp_all": tuple(mlp), "attn": tuple(attn),
+            "head": head, "embed": embed, "tied_extra": tied_extra, "rows": rows, "row_index": row_index}
+
+
+def _row_groups(rows: tuple[tuple[int, ...], ...]) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The distinct per-layer gradient rows (mlp_first, mlp_all, attn, layer) and each layer's index into them."""
+    distinct: dict[tuple[int, ...], int] = {}
+    index = tuple(distinct.setdefault(r, len(distinct)) for r in rows)
+    return tuple(distinct), index
 
 
 def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs,

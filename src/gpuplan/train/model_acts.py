@@ -9,7 +9,7 @@ during backward one layer at a time is recomputed and holds its full saved set.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
@@ -29,6 +29,34 @@ class ModelActs:
     stack_held: Act = Act()  # referenced by the model's forward through the decoder stack beyond what layers keep
     head_fwd: Act = Act()  # the final norm's forward temporaries beyond ``head``
     first_held: Act = Act()  # held by the model's forward at the first layer's pre-forward beyond its input
+
+    # Identical layers share one object: these group them once per (cached) ModelActs, so that an estimate sizes
+    # each distinct layer once and spreads the figures over the layers at C speed.
+    @cached_property
+    def kept_groups(self) -> tuple[tuple[Act, ...], tuple[int, ...]]:
+        return groups(self.kept)
+
+    @cached_property
+    def saved_groups(self) -> tuple[tuple[Act, ...], tuple[int, ...]]:
+        return groups(tuple(la.saved for la in self.layers))
+
+    @cached_property
+    def layer_groups(self) -> tuple[tuple[LayerActs, ...], tuple[int, ...]]:
+        return groups(self.layers)
+
+
+def groups(items: tuple) -> tuple[tuple, tuple[int, ...]]:
+    """(the distinct objects of ``items`` by identity, in order; each item's index into them)."""
+    seen: dict[int, int] = {}
+    distinct: list = []
+    index = []
+    for item in items:
+        k = seen.get(id(item))
+        if k is None:
+            k = seen[id(item)] = len(distinct)
+            distinct.append(item)
+        index.append(k)
+    return tuple(distinct), tuple(index)
 
 
 @lru_cache(maxsize=4096)
