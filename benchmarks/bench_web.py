@@ -7,9 +7,9 @@ only ever talks to 127.0.0.1.
 
 Two ways of loading it:
 - closed: every client sends its next request as soon as the previous answer arrives (the server is saturated;
-  latency then measures queueing: about clients / throughput). Its p99 is about twice its p50: the slowest
-  requests all come from one or two of the 50 connections (measured), whose request keeps arriving just after
-  the server's event loop collected a round, so each waits two rounds of the other clients' requests, not one;
+  latency then measures queueing: about clients / throughput). The server's fast path yields to its event loop
+  once per request so that every connection is answered in the round its request arrived in (without it, one or
+  two of the 50 connections kept waiting two rounds and the p99 was about twice the p50);
 - paced: every client sends one request every 1/--rate seconds (people with the page open); latency is measured
   from the planned send time, so a slow answer also counts against the requests it delayed.
 

@@ -17,6 +17,7 @@ thread (a layout search, the advisor), and any unexpected exception (logged and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Awaitable, Callable
 
@@ -69,6 +70,10 @@ class FastPath:
         if more or len(body) > self.max_body_bytes:
             return await full(scope, replay, send)
         command, model = route
+        # Yield once before computing: the event loop then collects the requests that arrived while this batch
+        # was being read, and they are answered in this round. Without it, under saturation one or two connections
+        # kept missing the round and waited two (closed-loop p99 about twice the p50; benchmarks/bench_web.py).
+        await asyncio.sleep(0)
         data = self.cache.get_raw(command.name, body)
         if data is None:
             try:
