@@ -20,7 +20,8 @@ from gpuplan.compute.steptime import Workload, make_device
 from gpuplan.hardware.catalog import get_gpu
 from gpuplan.plan.explain import alternatives, describe
 from gpuplan.plan.memory import engine_shards_layouts
-from gpuplan.plan.search import SearchContext, Target, search
+from gpuplan.plan.candidates import SearchContext, Target
+from gpuplan.plan.search import search
 
 
 def one_run(spec, gpu, seq: int, global_batch: int, gpus: int):

@@ -11,7 +11,8 @@ from gpuplan.compute.steptime import Workload, make_device, step_time
 from gpuplan.hardware.catalog import get_gpu
 from gpuplan.model.resolve import spec_from_dims
 from gpuplan.plan.memory import MemoryChecker, TrainOptions
-from gpuplan.plan.search import SearchContext, Target, search
+from gpuplan.plan.candidates import SearchContext, Target
+from gpuplan.plan.search import search
 from gpuplan.plan.space import Pins, layouts_for_shape, shapes_for
 
 SMALL = dict(layers=8, hidden=1024, heads=16, vocab=32000)

@@ -13,7 +13,8 @@ from gpuplan.compute.published import llama2_70b
 from gpuplan.compute.steptime import Layout, Workload, make_device
 from gpuplan.hardware.catalog import get_gpu
 from gpuplan.plan.memory import TrainOptions, engine_shards_layouts
-from gpuplan.plan.search import SearchContext, Target, search
+from gpuplan.plan.candidates import SearchContext, Target
+from gpuplan.plan.search import search
 
 SPEC = llama2_70b()
 pytestmark = pytest.mark.skipif(not engine_shards_layouts(SPEC),

@@ -132,7 +132,7 @@ def _context(args, spec, gpu, seq, global_batch, flop_per_token, pins):
     from gpuplan.compute.comm import default_network
     from gpuplan.compute.steptime import Tuning, Workload, make_device
     from gpuplan.plan.memory import TrainOptions
-    from gpuplan.plan.search import SearchContext, Target
+    from gpuplan.plan.candidates import SearchContext, Target
 
     dtype = PRECISION_DTYPE[args.precision]
     dev, dev_sources = make_device(gpu, dtype, gemm_eff=args.gemm_efficiency,
@@ -209,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     from gpuplan.hardware.catalog import get_gpu
     from gpuplan.plan.explain import alternatives, describe, layout_dict, why_winner
     from gpuplan.plan.memory import engine_shards_layouts, train_command
-    from gpuplan.plan.search import rank_key, search
+    from gpuplan.plan.candidates import rank_key
+    from gpuplan.plan.search import search
 
     spec = model_from_args(args)
     if (args.gpus is None) == (args.days is None):

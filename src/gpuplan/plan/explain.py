@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gpuplan.compute.steptime import Layout
-from gpuplan.plan.search import Candidate, SearchResult, best_where, hsdp_allowed
+from gpuplan.plan.candidates import Candidate
+from gpuplan.plan.search import SearchResult, best_where, hsdp_allowed
 from gpuplan.plan.space import dp_shard_options
 from gpuplan.units import GiB
 

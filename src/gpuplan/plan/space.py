@@ -18,7 +18,7 @@
   more than one rank and, with EP, with ep dividing N·cp·tp. A layout's HSDP variants are timed only when its
   full-sharding layout leaves data-parallel traffic exposed (they change only that traffic and the optimizer
   update, which runs on a larger shard, and they need more memory), and only once the search reaches a lower bound
-  of their step time (gpuplan.plan.search.Deferred). With a deadline (``--days``) the one-node N is searched.
+  of their step time (gpuplan.plan.candidates.Deferred). With a deadline (``--days``) the one-node N is searched.
 """
 
 from __future__ import annotations
