@@ -65,6 +65,16 @@ def test_only_the_combinations_the_memory_engine_has_are_searched():
     assert engine_hsdp_support("torch") == ((1, 2, 3), True)
 
 
+def test_torch_zero1_hybrid_is_not_proposed(capsys):
+    """torch's ZeRO-1 over a shard group keeps DDP's all-reduce over every rank, which the step-time model's hybrid
+    collectives do not describe; ZeRO-2/3 (FSDP2 on a 2-D mesh) are searched."""
+    argv = ["--framework", "torch", "--gpu", "h100", "--inter-node-gbps", "2"]
+    rows = _plan(capsys, *SLOW, "--zero", "1", "--top", "20", *argv)["plans"]
+    assert rows and all(r["dp_shard"] is None for r in rows)
+    rows = _plan(capsys, *SLOW, "--zero", "2", "--top", "20", *argv)["plans"]
+    assert any(r["dp_shard"] for r in rows)
+
+
 # --- HSDP wins where it should, and loses where only full sharding fits ------------------------------------------
 
 def test_hsdp_wins_on_a_slow_network_and_train_reproduces_its_memory(capsys):

@@ -139,7 +139,9 @@ def data_parallel_s(zero: int, grad_bytes: float, param_bytes: float, shard_rank
       torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py ``foreach_reduce``; DeepSpeed MiCS:
       deepspeed/runtime/zero/mics.py ``allreduce_mics_shard_grads``; Megatron partial distributed optimizer:
       megatron/core/distributed/param_and_grad_buffer.py).
-    Ignores: the hierarchical all-gather of MiCS (``mics_hierarchical_params_gather``)."""
+    Ignores: the hierarchical all-gather of MiCS (``mics_hierarchical_params_gather``). Not described: torch's
+    ZeRO-1 over a shard group (``ZeroRedundancyOptimizer(process_group=...)`` beside DDP), whose gradients are
+    still all-reduced over every rank (the planner does not propose it)."""
     rs = reduce_scatter_s(grad_bytes, shard_ranks, shard_bw, latency_s)
     rs += all_reduce_s(grad_bytes / shard_ranks, replicas, replica_bw, latency_s)
     ag = all_gather_s(param_bytes, shard_ranks, shard_bw, latency_s)

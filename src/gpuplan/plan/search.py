@@ -182,6 +182,11 @@ def hsdp_allowed(ctx: SearchContext, lay: Layout) -> bool:
 
     if not ctx.pins.hsdp:
         return False
+    if ctx.opts.framework == "torch" and lay.zero == 1:
+        # torch's ZeRO-1 over a shard group (ZeroRedundancyOptimizer) keeps DDP's gradient all-reduce over all
+        # ranks, which the step-time model's hybrid collectives (reduce-scatter in the group, all-reduce of the
+        # shard across replicas; gpuplan.compute.comm.data_parallel_s) do not describe: not proposed
+        return False
     stages, with_ep = engine_hsdp_support(ctx.opts.framework)
     return lay.zero in stages and (lay.ep == 1 or with_ep)
 
