@@ -16,12 +16,7 @@ TRACER = "src/gpuplan/verify"  # a held-out row records which files of the trace
 # What the estimate misses in held-out rows, found with --alive (regex over case ids, text). A note is printed
 # under the held-out table only while a row it matches is off by more than NOTE_THRESHOLD_PCT (peak or a phase).
 NOTE_THRESHOLD_PCT = 0.25
-HELDOUT_NOTES = (
-    (r"fsdp2 llama-4096x2-mha W8 fp32-shard/bf16-compute AC raf=False",
-     "Backward inside layer 0's `post_attention_layernorm` backward (after the MLP's weight gradients exist, "
-     "with layer 1's fp32 reduce-scatter input still held): the RMSNorm backward's fp32 h-sized temporaries "
-     "there are not a high-water point of the estimate's layer backward (16,295,936 B missing)."),
-)
+HELDOUT_NOTES: tuple[tuple[str, str], ...] = ()
 # Rules written from held-out rows after the matrix was traced: those rows no longer test them independently.
 HELDOUT_RULES = (
     "K and V repeated to every query head when SDPA gets a sliding-window mask with several KV heads, none with "
@@ -34,6 +29,9 @@ HELDOUT_RULES = (
     "`gpuplan.train.peak.forward_peak`; the forward phase of the Qwen3 W2 fp32 AC row)",
     "the incoming residual gradient at the embedding's backward (`gpuplan.train.peak`, end of backward; the "
     "backward phase of the TP Llama-2-7B W4 fp32 row)",
+    "a half-input RMSNorm's fifth fp32 backward temporary, the upcast copy's first gradient, beside the residual "
+    "gradient in a layer's norm backward (`gpuplan.train.layers.norm_bwd_temporaries`; the FSDP2 Llama-2-7B W8 "
+    "fp32-shard/bf16-compute AC row)",
 )
 
 

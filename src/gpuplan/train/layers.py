@@ -25,6 +25,7 @@ class BwdPoint:
     name: str
     grads: str
     extra: Act
+    temporaries: Act = Act()  # the part of ``extra`` that is not a released saved tensor (norm points)
 
 
 @dataclass(frozen=True)
@@ -244,14 +245,18 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
       activation and up outputs, less the product: 2·e·f per token dense, S·ex·(2f - h) for MoE;
     - after gate/up backward, with all MLP gradients: the gate_up gradient and input gradient replace the gate_up
       output and gathered input while the activation and product are gone: -2·e·f per row;
-    - the second norm's backward: the MLP's saved tensors are released; Hugging Face's RMSNorm backward holds four
-      fp32 h-sized temporaries (with the incoming gradient: (20 - 2r)·h per token, r the residual dtype size);
+    - the second norm's backward: the MLP's saved tensors are released; the norm's own backward peaks with its
+      saved fp32 input beside four or five fp32 h-sized temporaries, its normed copy released
+      (``norm_bwd_temporaries``);
     - the attention core's backward (``_attn_bwd_transient``), with the MLP, second-norm and o_proj gradients;
     - the first norm's backward, with all the layer's gradients, only the first norm's saved tensors left.
     """
     e, h = c.e, spec.hidden_size
     items = items or {}
-    norm_tmp = Act(tok=float((20 - 2 * c.r) * h)) if spec.norm == "rmsnorm" else Act(tok=float(e * h))
+    second = {"gemma": "pre_feedforward_layernorm", "olmo2": "post_attention_layernorm"}.get(
+        spec.layout, _norm_names(spec)[1])
+    tmp2 = norm_bwd_temporaries(spec, c, items.get(f"{second}.normed", Act()))
+    tmp1 = norm_bwd_temporaries(spec, c, items.get(f"{_norm_names(spec)[0]}.normed", Act()))
     pts: list[BwdPoint] = []
     if spec.is_moe_layer(i):
         m = spec.moe
@@ -274,10 +279,33 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         hf = spec.hidden_size * spec.ffn_size if c.amp else 0
         pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size, fixed=-2 * hf)))
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size, fixed=-6 * hf)))
-    pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + norm_tmp))
+    pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + tmp2, tmp2))
     pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + _attn_bwd_transient(spec, c)))
-    pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + norm_tmp))
+    pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + tmp1, tmp1))
     return tuple(pts)
+
+
+def norm_bwd_temporaries(spec: ModelSpec, c: ActContext, normed: Act) -> Act:
+    """A decoder layer's norm backward at its high-water mark, beyond that norm's saved tensors (per token).
+
+    RMSNorm as transformers runs it under autograd (``models/llama/modeling_llama.py`` ``LlamaRMSNorm.forward``:
+    ``x32 = x.to(float32); x32 * rsqrt(x32.pow(2).mean(-1) + eps)``, then ``weight * normed``): the weight's
+    ``mul`` backward consumes the incoming gradient and releases the saved normed tensor; ``mul(x32, rsqrt)``
+    backward gives x32 its first fp32 gradient; ``mean`` backward writes an fp32 h-sized gradient and ``pow``
+    backward computes ``grad · (2 · x32.pow(1))``: the ``pow``, ``mul.Scalar`` and ``mul.Tensor`` results, while
+    the saved x32 is still held. For a half input x32 is a copy whose first gradient waits in its own fp32
+    buffer (five fp32 h-sized tensors); for an fp32 input x32 is the residual stream itself and that gradient is
+    summed in place into the residual gradient (four). So (16 + 4·[r < 4])·h − normed bytes, r the residual
+    dtype size, normed: r·h for Llama's cast-back copy, 4·h for Gemma's and OLMo-2's fp32 one, 0 when the weight
+    is frozen. The residual gradient beside it is counted by the caller. Traced: FSDP2 Llama-2-7B shape, fp32
+    shards / bf16 compute, checkpointed, 2 × 1024, rank 0 at layer 0's ``post_attention_layernorm`` backward,
+    six fp32 h-sized tensors there with x32, 201,326,592 B (``benchmarks/parallel_accuracy.py --alive``); one
+    GPU, checkpointed Llama layers in bf16 and fp32 (``tests/test_norm_backward.py``). LayerNorm's
+    fused kernel only writes its input gradient: e·h. Ignores the per-row statistics' gradients (4 B a token)."""
+    h = spec.hidden_size
+    if spec.norm != "rmsnorm":
+        return Act(tok=float(c.e * h))
+    return Act(tok=(16.0 + (4.0 if c.r < 4 else 0.0)) * h - normed.tok)
 
 
 def _attn_bwd_transient(spec: ModelSpec, c: ActContext) -> Act:

@@ -87,7 +87,7 @@ def _rank_points(spec: ModelSpec, c, la, tp: int, sp: bool) -> tuple[tuple[str, 
         if p.name not in ("second norm", "first norm"):
             out.append((p.grads, p.extra.scale(1.0 / tp)))
             continue
-        released = _minus(norm_tmp, p.extra)
+        released = _minus(p.temporaries, p.extra)
         suffix = _suffix_matching(la.items, released)
         rank_released = released.scale(1.0 / tp) if suffix is None else _split(suffix, tp, sp)
         out.append((p.grads, _minus(norm_tmp + partial, rank_released)))
