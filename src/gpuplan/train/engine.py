@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Hashable, Iterable
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
@@ -178,11 +179,7 @@ def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: i
 @lru_cache(maxsize=256)
 def _pair_groups(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """The distinct (a[i], b[i]) pairs and each position's index into them."""
-    from gpuplan.train.model_acts import groups
-
-    pairs: dict[tuple[int, int], tuple[int, int]] = {}
-    keyed = tuple(pairs.setdefault(p, p) for p in zip(a, b))  # one object per distinct pair
-    return groups(keyed)
+    return _by_value(zip(a, b))
 
 
 @lru_cache(maxsize=256)
@@ -212,16 +209,16 @@ def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
             tied_extra = 2 * gb  # autograd sums the two gradients out of place: buffer + new + sum
         else:
             embed += gb
-    rows, row_index = _row_groups(tuple(zip(first, mlp, attn, layers)))
+    rows, row_index = _by_value(zip(first, mlp, attn, layers))  # distinct per-layer gradient rows
     return {"layers": tuple(layers), "mlp_first": tuple(first), "mlp_all": tuple(mlp), "attn": tuple(attn),
             "head": head, "embed": embed, "tied_extra": tied_extra, "rows": rows, "row_index": row_index}
 
 
-def _row_groups(rows: tuple[tuple[int, ...], ...]) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    """The distinct per-layer gradient rows (mlp_first, mlp_all, attn, layer) and each layer's index into them."""
-    distinct: dict[tuple[int, ...], int] = {}
-    index = tuple(distinct.setdefault(r, len(distinct)) for r in rows)
-    return tuple(distinct), index
+def _by_value(items: Iterable[Hashable]) -> tuple[tuple, tuple[int, ...]]:
+    """(the distinct values of ``items``, in order; each item's index into them)."""
+    index_of: dict = {}
+    index = tuple(index_of.setdefault(x, len(index_of)) for x in items)
+    return tuple(index_of), index
 
 
 def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs,
