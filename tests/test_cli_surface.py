@@ -59,8 +59,8 @@ SURFACE = {
             "--gpu", "--gpus", "--grad-accum", "--json", "--keep-logits", "--lang", "--lora-dropout",
             "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--max-batch", "--max-seq", "--method",
             "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl", "--per-rank",
-            "--plot", "--pp", "--precision", "--recompute", "--seq", "--sp", "--tp", "--trainable", "--vpp",
-            "--workspace", "--zero"
+            "--plot", "--pp", "--precision", "--recompute", "--seq", "--sp", "--tp", "--trainable",
+            "--transformers-version", "--vpp", "--workspace", "--zero"
         }),
     ),
     "infer": Surface(
@@ -120,7 +120,8 @@ SURFACE = {
             "--max-num-batched-tokens", "--max-num-seqs", "--method", "--microbatches", "--mode",
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
-            "--tp", "--trainable", "--values", "--vpp", "--weights", "--workspace", "--zero"
+            "--tp", "--trainable", "--transformers-version", "--values", "--vpp", "--weights", "--workspace",
+            "--zero"
         }),
     ),
     "compare": Surface(

@@ -12,6 +12,7 @@ from gpuplan.errors import InputError
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.train import config as C
 from gpuplan.units import MiB, format_bytes, format_count
+from gpuplan.versions import DEFAULT_TRANSFORMERS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     w.add_argument("--keep-logits", action="store_true", help="the training loop keeps outputs.logits alive")
     w.add_argument("--dropout", type=real("--dropout", at_least=0, below=1), default=0.0,
                    help="hidden/attention dropout (default 0)")
+    w.add_argument("--transformers-version", metavar="X.Y",
+                   help=f"the transformers release the run uses; rules that changed between releases follow it "
+                        f"(default {DEFAULT_TRANSFORMERS}, the newest traced)")
     f = p.add_argument_group("fine-tuning")
     f.add_argument("--method", choices=C.METHODS, default="full")
     f.add_argument("--trainable", type=_names, default=(), metavar="GLOB[,GLOB]",
@@ -101,7 +105,8 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
         gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
         zero=args.zero, microbatches=args.microbatches, offload=args.offload,
-        reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard)
+        reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard,
+        transformers_version=args.transformers_version)
 
 
 def _capacity(args: argparse.Namespace) -> int | None:

@@ -59,6 +59,8 @@ class ActContext:
     selective: bool = False  # attention core recomputed (Megatron selective recompute)
     batched: bool = False  # more than one sequence per micro-batch (broadcast matmuls copy instead of viewing)
     window_mask: bool = False  # the sequence is longer than the sliding window: SDPA gets an explicit mask
+    full_mask: bool = False  # every layer passes SDPA a materialised causal mask (Falcon builds it itself)
+    mqa_math: bool = False  # Falcon's own SDPA call with one K/V head (gpuplan.versions.FALCON_SDPA_MATH)
 
 
 @dataclass
@@ -171,8 +173,8 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         sv.save("attn.v", Act(tok=e * vd))
         sv.save("attn.out", Act(tok=e * (vd if spec.mla else qd)))
         sv.save("attn.lse", Act(tok=4 * heads))
-        if window is not None and c.window_mask and not c.selective:
-            # transformers materialises the sliding-window mask; SDPA converts it to the query dtype per call and
+        if explicit_mask(c, window) and not c.selective:
+            # transformers materialises the (sliding-window) mask; SDPA converts it to the query dtype per call and
             # the memory-efficient kernel keeps it (``attn_bias``) for backward: [b, 1, s, s]
             sv.save("attn.mask", Act(sq=float(e)))
         elif spec.layout in ("gpt_neox", "phi3") and not c.selective:
@@ -207,16 +209,22 @@ def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
     is a stride-0 view of k, so nothing new is kept (both traced: Mistral-7B and Gemma-3-1B shapes at seq 4096,
     window 1024 / 512). Without GQA (kv = heads) ``repeat_kv`` returns its input. Selective recompute does not
     keep the attention core."""
-    return (window is not None and c.window_mask and not c.selective and c.attention in ("sdpa", "flash")
+    return (explicit_mask(c, window) and not c.selective and c.attention in ("sdpa", "flash")
             and 1 < spec.num_kv_heads < spec.num_heads)
 
 
+def explicit_mask(c: ActContext, window: int | None) -> bool:
+    """SDPA receives a materialised mask: a sliding-window layer shorter than the sequence, or a model whose
+    modelling code always materialises its causal mask (Falcon from transformers 5.25)."""
+    return c.full_mask or (window is not None and c.window_mask)
+
+
 def sdpa_math(spec: ModelSpec, c: ActContext) -> bool:
-    """SDPA falls back to the math kernel on CUDA too: Falcon's multi-query layers pass one K/V head against many
-    query heads without ``enable_gqa`` and always an explicit mask (transformers ``FalconAttention``,
-    ``allow_is_causal_skip=False``), which flash, memory-efficient and cuDNN attention all reject
-    (``sdp_utils.cpp`` ``check_batch_size_and_num_heads_dense``)."""
-    return (c.attention in ("sdpa", "flash") and not c.selective and spec.layout == "falcon"
+    """SDPA falls back to the math kernel on CUDA too: up to transformers 5.24 Falcon's multi-query layers call SDPA
+    themselves with one K/V head against many query heads, without ``enable_gqa`` and with an explicit mask,
+    which flash, memory-efficient and cuDNN attention all reject (``sdp_utils.cpp``
+    ``check_batch_size_and_num_heads_dense``). ``gpuplan.versions.FALCON_SDPA_MATH``."""
+    return (c.mqa_math and c.attention in ("sdpa", "flash") and not c.selective and spec.layout == "falcon"
             and spec.num_kv_heads == 1 < spec.num_heads)
 
 

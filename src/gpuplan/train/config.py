@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from gpuplan.errors import InputError
+from gpuplan.versions import transformers_release
 
 PRECISIONS = ("fp32", "bf16", "fp16", "amp-bf16", "amp-fp16", "mixed-bf16", "mixed-fp16", "fp8")
 FRAMEWORKS = ("torch", "deepspeed", "megatron")
@@ -76,6 +77,7 @@ class TrainConfig:
     offload: str = "none"
     reshard_after_forward: bool = True  # FSDP2 with --zero 3 (--zero 2 never reshards)
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
+    transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -157,6 +159,7 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError("--vpp", cfg.vpp, "interleaved pipeline stages need --pp > 1")
     if cfg.dp_shard is not None:
         _validate_dp_shard(cfg)
+    transformers_release(cfg.transformers_version)
 
 
 def _validate_dp_shard(cfg: TrainConfig) -> None:

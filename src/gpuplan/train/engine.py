@@ -23,6 +23,7 @@ from gpuplan.train.peak import Phase, PhaseInputs, peak, phases
 from gpuplan.train.peft import trainability
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.states import LORA_BYTES, ModelStates, model_states, params_only_states
+from gpuplan.versions import FALCON_SDPA_MATH, transformers_release
 
 _MLP_FIRST = ("down_proj", "w2", "dense_4h_to_h")
 _AFTER_ATTN_CORE = ("o_proj", "dense", "post_attention_layernorm", "ln_2", "shared_expert_gate")
@@ -73,7 +74,18 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective",
                       batched=cfg.batch > 1,
                       window_mask=spec is not None and spec.sliding_window is not None
-                      and cfg.seq > spec.sliding_window)
+                      and cfg.seq > spec.sliding_window,
+                      **release_switches(spec, cfg))
+
+
+def release_switches(spec: ModelSpec | None, cfg: TrainConfig) -> dict[str, bool]:
+    """Switches that follow the modelling code of the transformers release the run uses (gpuplan.versions).
+    Falcon materialises its causal mask in every release traced (``FalconModel.forward``: ``create_causal_mask(...,
+    allow_is_causal_skip=False)``, so ALiBi can be added to it); its multi-query layers ran the math kernel up to
+    5.24."""
+    falcon = spec is not None and spec.layout == "falcon"
+    release = transformers_release(cfg.transformers_version)
+    return {"full_mask": falcon, "mqa_math": falcon and FALCON_SDPA_MATH.holds(release)}
 
 
 def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total: int | None = None,

@@ -11,6 +11,8 @@ from gpuplan.train.overheads import OverheadBytes
 from gpuplan.train.peak import Phase
 from gpuplan.train.precision import Recipe
 from gpuplan.train.states import ModelStates
+from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH, transformers_release, version_text,
+                              version_warnings)
 
 
 def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs, loss: LossMemory,
@@ -75,7 +77,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "steady state (second and later steps): optimizer states exist, gradients are created by backward "
         "(zero_grad(set_to_none=True)); the first step's peak is never higher",
         f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}; "
-        "Hugging Face transformers 5 modelling code (MoE experts as grouped_mm)",
+        f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
+        f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)",
         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
         + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
            "; the loop drops outputs.logits after taking the loss"),
@@ -102,9 +105,12 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
         out.append("paged optimizer states live in CUDA unified memory and can spill to host memory under pressure; "
                    "they are counted on the GPU")
     out += _peft_fused_expert_warnings(spec, cfg)
-    if spec.layout == "falcon" and spec.num_kv_heads == 1 < spec.num_heads and cfg.attention != "eager":
-        out.append("Falcon multi-query attention with SDPA runs PyTorch's math kernel (one K/V head without "
-                   "enable_gqa, explicit mask): fp32 [batch, heads, seq, seq] probabilities are kept per layer")
+    release = transformers_release(cfg.transformers_version)
+    out += version_warnings(release)
+    if spec.layout == "falcon" and cfg.attention != "eager":
+        for rule in (FALCON_SDPA_MATH, FALCON_SHARED_SDPA):
+            if rule.holds(release) and spec.num_kv_heads == 1 < spec.num_heads:
+                out.append(f"transformers {version_text(release)}: {rule.what}")
     return out
 
 

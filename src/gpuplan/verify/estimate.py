@@ -34,7 +34,10 @@ def _engine(module: str, name: str):
 def train_config(setup: TrainSetup, **extra: Any):
     """The training engine's ``TrainConfig`` for ``setup`` (one GPU, no parallelism)."""
     from gpuplan.train.config import TrainConfig
+    from gpuplan.versions import installed_version
 
+    # the trace runs the installed transformers, so the estimate takes that release's rules
+    extra.setdefault("transformers_version", installed_version("transformers"))
     return TrainConfig(batch=setup.batch, seq=setup.seq, precision=setup.precision, optimizer=setup.optimizer,
                        optimizer_impl=setup.optimizer_impl, recompute=setup.recompute, attention=setup.attention,
                        method=setup.method, trainable=setup.trainable, lora_rank=setup.lora_rank,

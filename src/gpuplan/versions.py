@@ -1,0 +1,99 @@
+"""The library releases whose internals gpuplan's activation rules describe, and the rules that depend on them.
+
+What a training step keeps alive is decided by transformers' modelling code and PyTorch's kernels, so a release
+can move a number without any change of the model. Each such rule is keyed here by the first release it holds
+for; ``--transformers-version`` picks the release an estimate describes (default: the newest traced one), and
+``gpuplan verify`` passes the installed release so a trace is always compared with the rules of that release.
+``benchmarks/drift.py`` re-traces the rule probes under the newest releases and prints which rules moved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gpuplan.errors import InputError
+
+# Releases the CPU traces were taken with (constraints.txt pins the one the accuracy tables use).
+TRACED_TRANSFORMERS = ((5, 23), (5, 25))
+TRACED_TORCH = "2.13"
+DEFAULT_TRANSFORMERS = "5.25"
+
+Version = tuple[int, ...]
+
+# X[.Y[.Z]], then PEP 440 pre/post/dev parts and a local label: 5.25, 5.25.0, 5.26.0.dev0, 2.13.0+cpu
+_VERSION_RE = re.compile(r"^\s*v?(\d{1,4})(?:\.(\d{1,4}))?(?:\.(\d{1,4}))?(?:\.?(?:dev|rc|a|b|post)\d*)*"
+                         r"(?:\+[0-9A-Za-z.]+)?\s*$")
+
+
+def parse_version(field: str, text: str) -> Version:
+    """``"5.25.0"``, ``"5.25"``, ``"5.26.0.dev0"`` -> (5, 25); major and minor are what the rules key on."""
+    m = _VERSION_RE.match(str(text))
+    if not m:
+        raise InputError(field, text, "must be a release number such as 5.25 or 5.25.0")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+@dataclass(frozen=True)
+class VersionRule:
+    """A behaviour of one library that holds from ``since`` (inclusive) to ``until`` (exclusive)."""
+
+    name: str
+    library: str
+    since: Version | None
+    until: Version | None
+    what: str
+    source: str
+
+    def holds(self, version: Version) -> bool:
+        return (self.since is None or version >= self.since) and (self.until is None or version < self.until)
+
+
+FALCON_SDPA_MATH = VersionRule(
+    "falcon-mqa-sdpa-math", "transformers", None, (5, 25),
+    "Falcon multi-query attention calls SDPA itself with one K/V head, no enable_gqa and an explicit mask: PyTorch "
+    "runs the math kernel and keeps fp32 [batch, heads, seq, seq] probabilities per layer",
+    "transformers <= 5.24 models/falcon/modeling_falcon.py FalconAttention.forward (torch.nn.functional."
+    "scaled_dot_product_attention); torch sdp_utils.cpp check_batch_size_and_num_heads_dense")
+FALCON_SHARED_SDPA = VersionRule(
+    "falcon-mqa-shared-sdpa", "transformers", (5, 25), None,
+    "Falcon multi-query attention goes through the shared sdpa_attention_forward: with the mask Falcon always "
+    "materialises, K/V are repeated to every query head (a stride-0 view of the one K/V head) and the "
+    "memory-efficient kernel keeps the [batch, 1, seq, seq] mask per layer",
+    "transformers 5.25 models/falcon/modeling_falcon.py FalconAttention.forward (ALL_ATTENTION_FUNCTIONS), "
+    "integrations/sdpa_attention.py use_gqa_in_sdpa / repeat_kv")
+
+RULES = (FALCON_SDPA_MATH, FALCON_SHARED_SDPA)
+
+
+def transformers_release(text: str | None) -> Version:
+    """The release an estimate describes: ``text`` or the default."""
+    return parse_version("--transformers-version", text or DEFAULT_TRANSFORMERS)
+
+
+def version_text(version: Version) -> str:
+    return ".".join(str(x) for x in version)
+
+
+def version_warnings(version: Version) -> list[str]:
+    """A release outside the traced range is used with the nearest traced release's rules, and said so."""
+    low, high = TRACED_TRANSFORMERS[0], TRACED_TRANSFORMERS[-1]
+    if version > high:
+        return [f"transformers {version_text(version)} is newer than the newest release gpuplan's activation rules "
+                f"were traced with ({version_text(high)}); the rules of {version_text(high)} are used "
+                "(benchmarks/drift.py re-traces them under a new release)"]
+    if version < low:
+        return [f"transformers {version_text(version)} is older than the oldest release gpuplan's activation "
+                f"rules were traced with ({version_text(low)}); the rules of {version_text(low)} are used for "
+                "everything not keyed to a release"]
+    return []
+
+
+def installed_version(package: str) -> str | None:
+    """The installed release of ``package`` from its metadata (no import), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
