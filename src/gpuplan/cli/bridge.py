@@ -63,6 +63,7 @@ class Option:
     group: str
     positional: bool = False
     required: bool = False
+    bounds: tuple[tuple[str, float], ...] = ()  # a number's range: ('gt', 0), ('le', 1)... (JSON Schema's words)
 
     @property
     def maximum(self) -> int:
@@ -75,6 +76,8 @@ class Option:
             out["choices"] = list(self.choices)
         if self.kind in ("count", "int"):
             out["maximum"] = self.maximum
+        if self.bounds:
+            out["bounds"] = dict(self.bounds)
         return out
 
 
@@ -179,7 +182,8 @@ def _options(parser: argparse.ArgumentParser) -> tuple[Option, ...]:
                           default=None if a.default is argparse.SUPPRESS else a.default,
                           help=(a.help or "") % {"default": a.default} if "%(" in (a.help or "") else (a.help or ""),
                           group=group_of.get(id(a), ""), positional=not a.option_strings,
-                          required=bool(a.required) and bool(a.option_strings)))
+                          required=bool(a.required) and bool(a.option_strings),
+                          bounds=tuple((getattr(a.type, "bounds", None) or {}).items())))
     return tuple(out)
 
 

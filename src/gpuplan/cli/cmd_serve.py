@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 WEB_EXTRA_HINT = "the web page needs FastAPI and uvicorn: pip install 'gpuplan[web]'"
@@ -19,6 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="worker processes (default 1; each answers requests on its own CPU core)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn log level (default warning)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="seconds a slow request (a layout search, advice) may take before it is answered 504 "
+                        "(default 120, or GPUPLAN_WEB_TIME_LIMIT)")
+    p.add_argument("--max-queue", type=int, default=None, metavar="N",
+                   help="slow requests that may wait for a worker thread; more are answered 503 "
+                        "(default 8, or GPUPLAN_WEB_MAX_QUEUE)")
     return p
 
 
@@ -29,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--port", args.port, "must be between 0 and 65535")
     if args.workers < 1:
         raise InputError("--workers", args.workers, "must be >= 1")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise InputError("--time-limit", args.time_limit, "must be a number of seconds > 0")
+    if args.max_queue is not None and args.max_queue < 0:
+        raise InputError("--max-queue", args.max_queue, "must be >= 0")
     try:
         import fastapi  # noqa: F401
         import uvicorn
@@ -41,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     # and dropped on every request
     options = dict(host=args.host, port=args.port, log_level=args.log_level,
                    access_log=args.log_level in ("info", "debug"))
+    from gpuplan.web.slow import MAX_QUEUE_ENV, TIME_LIMIT_ENV
+
+    # Through the environment, so that worker processes (which build their own app) get the same limits.
+    if args.time_limit is not None:
+        os.environ[TIME_LIMIT_ENV] = repr(args.time_limit)
+    if args.max_queue is not None:
+        os.environ[MAX_QUEUE_ENV] = str(args.max_queue)
     if args.workers > 1:  # worker processes import the app factory themselves
         uvicorn.run("gpuplan.web.app:create_app", factory=True, workers=args.workers, **options)
     else:

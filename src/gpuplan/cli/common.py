@@ -48,6 +48,9 @@ def real(field: str, *, above: float | None = None, at_least: float | None = Non
         return int(value * scale) if as_int else value * scale
 
     parse.__name__ = field
+    # The range in JSON Schema's words (gt, ge, lt, le), for the web API's request schema.
+    limits = (("gt", above), ("ge", at_least), ("lt", below), ("le", at_most))
+    parse.bounds = {k: v for k, v in limits if v is not None}  # type: ignore[attr-defined]
     return parse
 
 

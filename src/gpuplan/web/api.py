@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from gpuplan.errors import InputError
 from gpuplan.units import parse_count
 from gpuplan.cli.bridge import Command, evaluate
+from gpuplan.web.jsonsafe import echo, find_non_finite, show
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
 
 CACHE_ENTRIES = 512
@@ -34,8 +36,54 @@ def _normalize(command: Command, body: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+# Option kinds whose numbers a user types freely (counts are capped by the schema, choices are fixed).
+_NUMERIC_KINDS = frozenset({"int", "float", "value"})
+
+
+def _suspects(command: Command, values: dict[str, Any]) -> list[str]:
+    """The numbers in a request extreme enough to overflow an estimate (the likely cause when one does)."""
+    out = []
+    for dest, value in values.items():
+        opt = command.by_dest.get(dest)
+        if opt is None or opt.kind not in _NUMERIC_KINDS or isinstance(value, bool):
+            continue
+        try:
+            x = float(value)  # numbers given as text ('1e300') too
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(x) or abs(x) >= 1e12 or 0 < abs(x) <= 1e-12:
+            out.append(dest)
+    return out
+
+
+def out_of_range(command: Command, values: dict[str, Any], detail: str) -> InputError:
+    """A 422 for inputs that make the engine overflow or divide by zero: on the extreme number when there is one."""
+    suspects = _suspects(command, values)
+    if not suspects:
+        return InputError("body", None, f"the inputs are outside the range the estimate can handle ({detail})",
+                          hint="use sizes and rates real runs have")
+    also = f"; also check {', '.join(suspects[1:])}" if len(suspects) > 1 else ""
+    return InputError(suspects[0], echo(values[suspects[0]]),
+                      f"is outside the range the estimate can handle ({detail})",
+                      hint="use a value real runs have" + also)
+
+
 def compute(command: Command, body: dict[str, Any]) -> Any:
-    """The JSON ``gpuplan <command> ... --json`` prints for this request."""
+    """The JSON ``gpuplan <command> ... --json`` prints for this request. Overflow, division by zero and other
+    arithmetic failures on the request's numbers are input errors (422), never server errors."""
+    try:
+        return _compute(command, body)
+    except InputError as exc:
+        suspects = _suspects(command, body)
+        if exc.field == command.name and exc.value is None and len(suspects) == 1:
+            # the command refused the request as a whole ('no layout meets 1e-300 days'): name the extreme number
+            raise InputError(suspects[0], echo(body[suspects[0]]), exc.rule, exc.hint) from None
+        raise
+    except (ArithmeticError, ValueError) as exc:  # OverflowError, ZeroDivisionError, math domain errors
+        raise out_of_range(command, body, f"{type(exc).__name__}: {exc}") from None
+
+
+def _compute(command: Command, body: dict[str, Any]) -> Any:
     values = _normalize(command, body)
     model, config = values.pop("model", None), values.pop("config", None)
     if model is not None and config is not None:
@@ -47,9 +95,24 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
     return evaluate(command, values, None if model is None else check_model_name(model))
 
 
+class NonFiniteResult(ValueError):
+    """An estimate came out as NaN or infinity at ``path``: JSON cannot carry it and it means nothing."""
+
+    def __init__(self, path: str, value: float) -> None:
+        super().__init__(f"{path} = {show(value)}")
+        self.path, self.value = path, value
+
+
 def encode(result: Any) -> bytes:
-    """The response body: compact UTF-8 JSON, byte for byte what Starlette's ``JSONResponse`` renders."""
-    return json.dumps(result, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    """The response body: compact UTF-8 JSON, byte for byte what Starlette's ``JSONResponse`` renders. A NaN or
+    infinity anywhere raises :class:`NonFiniteResult` (json refuses it; the search runs only then)."""
+    try:
+        return json.dumps(result, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    except ValueError:
+        where = find_non_finite(result)
+        if where is None:
+            raise
+        raise NonFiniteResult(*where) from None
 
 
 class ResultCache:
@@ -89,16 +152,33 @@ class ResultCache:
         if len(raw) <= RAW_KEY_MAX_BYTES:
             self._put(self._raw, (name, raw), data)
 
+    @staticmethod
+    def _key(command: Command, body: dict[str, Any]) -> tuple[str, str]:
+        return command.name, json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+
+    def cached(self, command: Command, body: dict[str, Any]) -> bytes | None:
+        """The stored answer to ``body``, if any (a slow request answered before needs no worker thread)."""
+        key = self._key(command, body)
+        with self._lock:
+            data = self._data.get(key)
+            if data is not None:
+                self._data.move_to_end(key)
+                self.hits += 1
+            return data
+
     def answer(self, command: Command, body: dict[str, Any]) -> bytes:
         """The JSON body answering ``body`` (validated request values), computed once per canonical request."""
-        key = (command.name, json.dumps(body, sort_keys=True, separators=(",", ":"), default=str))
+        key = self._key(command, body)
         with self._lock:
             data = self._data.get(key)
             if data is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
                 return data
-        data = encode(compute(command, body))
+        try:
+            data = encode(compute(command, body))
+        except NonFiniteResult as exc:
+            raise out_of_range(command, body, f"the estimate's {exc.path} would be {show(exc.value)}") from None
         with self._lock:
             self.misses += 1
         self._put(self._data, key, data)

@@ -6,14 +6,15 @@ No ``from __future__ import annotations`` here: FastAPI reads the request models
 
 import json
 import logging
+import math
 from importlib import resources
 from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpuplan import __version__
@@ -23,7 +24,10 @@ from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
 from gpuplan.cli.bridge import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.web.fastpath import FastPath
+from gpuplan.web.jsonsafe import NON_FINITE_RULE, NonFiniteNumber, echo
+from gpuplan.web.jsonsafe import loads as strict_loads
 from gpuplan.web.schemas import ErrorBody, request_model
+from gpuplan.web.slow import SlowGate, SlowRefused
 
 API = "/api/v1"
 log = logging.getLogger("gpuplan.web")
@@ -34,23 +38,42 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "request body too large"},
     422: {"model": ErrorBody, "description": "bad input: the field, the value and the rule"},
 }
+# Estimates also answer these (the list and detail routes do not).
+ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    415: {"model": ErrorBody, "description": "the body is not declared as application/json"},
+    503: {"model": ErrorBody, "description": "too many slow requests (layout searches, advice) queued; see "
+                                             "Retry-After"},
+    504: {"model": ErrorBody, "description": "a slow request found no answer within the server's time limit"},
+}
 
 
 def _short(value: Any, limit: int = 200) -> Any:
-    """The refused value, JSON-safe and short."""
-    if isinstance(value, (bool, int, float)) or value is None:
+    """The refused value, JSON-safe and short (NaN and infinities as their names: JSON has no such numbers)."""
+    if isinstance(value, float):
+        return echo(value)
+    if isinstance(value, (bool, int)) or value is None:
         return value
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def error_response(status: int, field: str, value: Any, rule: str, hint: str | None = None,
-                   errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+                   errors: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     value = _short(value)
     message = f"{field}={value!r}: {rule}" + (f" ({hint})" if hint else "")
     body = {"field": field, "value": value, "rule": rule, "hint": hint, "message": message,
             "errors": errors or [{"field": field, "value": value, "rule": rule}]}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def internal_error_response(exc: BaseException) -> JSONResponse:
+    """The 500 of a bug: JSON like every other error, with the exception's type and message."""
+    name = type(exc).__name__
+    return JSONResponse({"field": "server", "value": None, "rule": f"internal error: {name}",
+                         "hint": "please report it", "message": f"internal error: {name}: {exc}", "errors": []},
+                        status_code=500)
 
 
 class BodyLimit:
@@ -87,22 +110,29 @@ SECURITY_HEADERS = [
 ]
 
 
-class SecurityHeaders:
-    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+async def guarded(app: Any, scope: dict, receive: Any, send: Any) -> None:
+    """Run ``app`` with :data:`SECURITY_HEADERS` on every HTTP response, and answer a JSON 500 when an exception
+    escapes before any response started (an error handler that failed itself). This wraps the whole Starlette
+    stack, so the 500s its outermost layer writes carry the headers too (middleware added with ``add_middleware``
+    sits inside that layer)."""
+    if scope["type"] != "http":
+        return await app(scope, receive, send)
+    started = False
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    async def send_with_headers(message: dict) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    try:
+        await app(scope, receive, send_with_headers)
+    except Exception as exc:
+        if started:
+            raise  # the 500 went out already (Starlette re-raises after sending it, for the server's log)
+        log.exception("internal error on %s", scope.get("path"))
+        await internal_error_response(exc)(scope, receive, send_with_headers)
 
 
 COUNT_RULE = "must be a count: an integer >= 1, or text such as 7e9, 7B, 2T or 128k"
@@ -121,6 +151,54 @@ def input_error_response(exc: InputError) -> JSONResponse:
     return error_response(422, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
 
 
+JSON_TYPE_RULE = "must be application/json"
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """application/json or application/*+json, with any parameters. No header at all is read as JSON, as FastAPI
+    reads it."""
+    if content_type is None:
+        return True
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or mime.startswith("application/") and mime.endswith("+json")
+
+
+class NonFiniteInBody(StarletteHTTPException):
+    """A NaN or Infinity literal in a request body. An HTTPException, because FastAPI turns any other exception
+    raised while it decodes a body into a bare 400."""
+
+    def __init__(self, exc: NonFiniteNumber) -> None:
+        super().__init__(422, str(exc))
+        self.field, self.value = exc.field, exc.value
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body may not hold NaN, Infinity or -Infinity (Python's json accepts them)."""
+
+    async def json(self) -> Any:
+        try:
+            return strict_loads(await self.body())
+        except NonFiniteNumber as exc:
+            raise NonFiniteInBody(exc) from None
+
+
+class JSONRoute(APIRoute):
+    """An estimate route: the body must be declared as JSON (else 415) and is decoded by
+    :class:`StrictJSONRequest`."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if not is_json_type(content_type):
+                return error_response(415, "content-type", content_type, JSON_TYPE_RULE,
+                                      "send the body as JSON with the header 'Content-Type: application/json'")
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
+
 def _validation_errors(exc: RequestValidationError) -> JSONResponse:
     """pydantic's errors, one per field (the alternatives of a union joined by 'or')."""
     by_field: dict[str, dict[str, Any]] = {}
@@ -133,6 +211,10 @@ def _validation_errors(exc: RequestValidationError) -> JSONResponse:
         else:
             field = loc[0][2:] if loc[0].startswith("f_") else loc[0]
         rule = e.get("msg", "invalid")
+        raw = e.get("input")
+        if isinstance(raw, float) and not math.isfinite(raw):  # 1e999 decodes to infinity
+            by_field.setdefault(field, {"field": field, "value": _short(raw), "rule": NON_FINITE_RULE})
+            continue
         if len(loc) > 1 and loc[1] in ("constrained-int", "constrained-str"):  # a count: int or '7B'
             if loc[1] == "constrained-str" and isinstance(e.get("input"), int):
                 continue  # an integer was given: the text alternative says nothing useful
@@ -158,22 +240,26 @@ def answers_inline(command: Command, values: dict[str, Any]) -> bool:
 
 
 class GpuplanAPI(FastAPI):
-    """FastAPI, with a short way in front for valid JSON estimate requests (see :mod:`gpuplan.web.fastpath`)."""
+    """FastAPI, with a short way in front for valid JSON estimate requests (see :mod:`gpuplan.web.fastpath`), and
+    the whole stack :func:`guarded` (security headers on every reply, a JSON 500 whatever fails)."""
 
     fast_path: FastPath | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         route = self.fast_path.route(scope) if self.fast_path is not None else None
         if route is not None:
-            return await self.fast_path(route, scope, receive, send, super().__call__)
-        await super().__call__(scope, receive, send)
+            return await self.fast_path(route, scope, receive, send, self._full)
+        await guarded(super().__call__, scope, receive, send)
+
+    async def _full(self, scope: dict, receive: Any, send: Any) -> None:
+        await guarded(super().__call__, scope, receive, send)
 
 
 def json_bytes_response(data: bytes) -> Response:
     return Response(data, media_type="application/json")
 
 
-def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache) -> None:
+def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache, gate: SlowGate) -> None:
     model = request_model(command)
 
     async def endpoint(request: Request, body: model = Body(...)) -> Response:  # type: ignore[valid-type]
@@ -181,14 +267,15 @@ def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache) -> Non
         if answers_inline(command, values):
             data = cache.answer(command, values)
         else:
-            data = await run_in_threadpool(cache.answer, command, values)
+            data = cache.cached(command, values) or await gate.run(cache.answer, command, values)
         return json_bytes_response(data)
 
     endpoint.__name__ = f"{command.name}_endpoint"
-    app.add_api_route(f"{API}/{command.name}", endpoint, methods=["POST"], summary=f"gpuplan {command.name}",
+    app.router.add_api_route(f"{API}/{command.name}", endpoint, methods=["POST"], summary=f"gpuplan {command.name}",
                       description=(command.description + "\n\nThe JSON is what `gpuplan " + command.name +
                                    " --json` prints for the same options."),
-                      response_model=dict[str, Any], responses=ERROR_RESPONSES, tags=["estimates"])
+                      response_model=dict[str, Any], responses=ESTIMATE_RESPONSES, tags=["estimates"],
+                      route_class_override=JSONRoute)
     if app.fast_path is not None:
         app.fast_path.add(f"{API}/{command.name}", command, model)
 
@@ -207,10 +294,13 @@ def static_dir() -> str:
     return str(resources.files("gpuplan.web") / "static")
 
 
-def create_app() -> GpuplanAPI:
-    """The application. Routes exist for the commands this build has (the engines land one by one)."""
+def create_app(time_limit: float | None = None, max_queue: int | None = None) -> GpuplanAPI:
+    """The application. Routes exist for the commands this build has (the engines land one by one). Slow requests
+    get ``time_limit`` seconds and at most ``max_queue`` wait (see :mod:`gpuplan.web.slow`; None: the
+    environment's setting or the default)."""
     commands = load_commands()
     cache = ResultCache()
+    gate = SlowGate(time_limit, max_queue)
     app = GpuplanAPI(title="gpuplan", version=__version__, docs_url=None, redoc_url=None,
                      description="Memory, compute, time and cost of LLM training and serving. Every estimate "
                                  "endpoint returns the JSON the `gpuplan` command prints with `--json`; integers are "
@@ -219,6 +309,7 @@ def create_app() -> GpuplanAPI:
                              input_error=input_error_response, extra_headers=SECURITY_HEADERS)
     app.state.cache = cache
     app.state.commands = commands
+    app.state.slow = gate
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -227,7 +318,17 @@ def create_app() -> GpuplanAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         field = "body" if exc.status_code == 400 else "path"
-        return error_response(exc.status_code, field, request.url.path if field == "path" else None, str(exc.detail))
+        return error_response(exc.status_code, field, request.url.path if field == "path" else None, str(exc.detail),
+                              headers=exc.headers)  # a 405 names the allowed methods in 'Allow'
+
+    @app.exception_handler(NonFiniteInBody)
+    async def _non_finite(request: Request, exc: NonFiniteInBody) -> JSONResponse:
+        return error_response(422, exc.field, exc.value, NON_FINITE_RULE)
+
+    @app.exception_handler(SlowRefused)
+    async def _slow(request: Request, exc: SlowRefused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(exc.status, "server", None, exc.rule, exc.hint, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -240,14 +341,13 @@ def create_app() -> GpuplanAPI:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"field": "server", "value": None, "rule": f"internal error: {type(exc).__name__}",
-                             "hint": "please report it", "message": f"internal error: {type(exc).__name__}: {exc}",
-                             "errors": []}, status_code=500)
+        return internal_error_response(exc)
 
     @app.get(API, tags=["meta"], summary="version, commands and request limits")
     async def index() -> dict[str, Any]:
         return {"version": __version__, "commands": list(commands),
-                "limits": {"max_body_bytes": limits.MAX_BODY_BYTES, "max_config_bytes": limits.MAX_CONFIG_BYTES}}
+                "limits": {"max_body_bytes": limits.MAX_BODY_BYTES, "max_config_bytes": limits.MAX_CONFIG_BYTES,
+                           "time_limit_s": gate.time_limit, "max_queue": gate.max_queue}}
 
     @app.get(f"{API}/options", tags=["meta"], summary="every option of every command, from the CLI's parsers")
     async def options() -> dict[str, Any]:
@@ -266,7 +366,7 @@ def create_app() -> GpuplanAPI:
 
     for name, command in commands.items():
         if name in MODEL_COMMANDS:
-            _compute_route(app, command, cache)
+            _compute_route(app, command, cache, gate)
         else:
             _list_route(app, command, cache)
 
@@ -282,5 +382,4 @@ def create_app() -> GpuplanAPI:
         return FileResponse(f"{static}/docs.html", media_type="text/html; charset=utf-8")
 
     app.add_middleware(BodyLimit)
-    app.add_middleware(SecurityHeaders)
     return app

@@ -5,20 +5,19 @@ dependency solving and middleware stack (about a tenth of a millisecond per requ
 
 1. the body is read (a declared or actual size over the limit goes the full way, where it gets its 413);
 2. an identical body seen before is answered from the result cache without decoding it;
-3. otherwise the body is decoded with ``json.loads`` and validated against the same pydantic request model, in
+3. otherwise the body is decoded with ``json.loads`` (refusing NaN and Infinity) and validated against the same pydantic request model, in
    the same (Python) mode as FastAPI's body handling; the values are the ones the endpoint would see;
 4. a quick estimate is computed through the same cache; a bad input gets the same 422 body the app's
    ``InputError`` handler writes.
 
 Everything else goes the full way with the body replayed, so its answer is exactly the app's: another content
-type, a body that is not JSON or fails validation (FastAPI words those errors), a command that runs in a worker
+type, a body that is not JSON, holds NaN or Infinity, or fails validation (FastAPI words those errors), a command that runs in a worker
 thread (a layout search, the advisor), and any unexpected exception (logged and answered 500 there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Awaitable, Callable
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from gpuplan.errors import InputError
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
+from gpuplan.web.jsonsafe import loads as strict_loads
 from gpuplan.cli.bridge import Command
 
 ASGIApp = Callable[[dict, Any, Any], Awaitable[None]]
@@ -77,16 +77,19 @@ class FastPath:
         data = self.cache.get_raw(command.name, body)
         if data is None:
             try:
-                decoded = json.loads(body)
+                decoded = strict_loads(body)
                 values = model.model_validate(decoded).model_dump(by_alias=True, exclude_none=True)
-            except (ValueError, ValidationError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+            except (ValueError, ValidationError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN too
                 return await full(scope, replay, send)
             if not self.inline(command, values):
                 return await full(scope, replay, send)
             try:
                 data = self.cache.answer(command, values)
             except InputError as exc:
-                response = self.input_error(exc)
+                try:
+                    response = self.input_error(exc)
+                except Exception:  # the full way answers it (a JSON 500 at worst) and logs it
+                    return await full(scope, replay, send)
                 return await self._send(send, response.status_code, response.body, response.raw_headers)
             except Exception:
                 return await full(scope, replay, send)

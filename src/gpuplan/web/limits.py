@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from gpuplan.errors import InputError
+from gpuplan.web.jsonsafe import NON_FINITE_RULE, find_non_finite, show
 
 MAX_BODY_BYTES = 256 * 1024  # whole request body
 MAX_CONFIG_BYTES = 64 * 1024  # a pasted config.json, serialized compactly
@@ -46,7 +47,13 @@ def check_config(config: Any) -> dict[str, Any]:
     model; return it unchanged otherwise (``spec_from_config`` checks the rest)."""
     if not isinstance(config, dict):
         raise InputError("config", type(config).__name__, "must be a JSON object (the content of config.json)")
-    size = len(json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(config, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+    except ValueError:  # NaN or infinity in it (1e999 decodes to infinity): the search runs only then
+        where = find_non_finite(config, "config")
+        if where is None:
+            raise
+        raise InputError(where[0], show(where[1]), NON_FINITE_RULE) from None
     if size > MAX_CONFIG_BYTES:
         raise InputError("config", f"{size} bytes", f"must be at most {MAX_CONFIG_BYTES} bytes")
     for cfg in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):

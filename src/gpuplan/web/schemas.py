@@ -10,6 +10,13 @@ from gpuplan.cli.bridge import MAX_SAFE_INT, Command, Option
 from gpuplan.web.limits import MAX_MODEL_NAME_CHARS
 
 COUNT_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*[kKmMbBgGtTpP]?\s*$"
+# A finite decimal number as text (the page sends what was typed); never 'nan' or 'inf'.
+NUMBER_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+# Numbers without a stated range still stay far from overflow (JSON numbers beyond 1.8e308 decode to infinity).
+FLOAT_LIMIT = 1e300
+# The ways of naming a model (the CLI refuses a request with none). train and time also take a bare parameter count.
+MODEL_WAYS: tuple[tuple[str, ...], ...] = (("model",), ("config",), ("layers", "hidden", "heads"))
+PARAMS_ONLY_COMMANDS = frozenset({"train", "time"})
 MAX_STR_CHARS = 1000
 MAX_LIST_ITEMS = 64
 
@@ -25,6 +32,16 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list, description="all problems when there are several")
 
 
+def _finite(bounds: dict[str, float]) -> Any:
+    """A finite float within ``bounds`` (gt/ge/lt/le), and within +-FLOAT_LIMIT where a side is open."""
+    limits = dict(bounds)
+    if "gt" not in limits and "ge" not in limits:
+        limits["ge"] = -FLOAT_LIMIT
+    if "lt" not in limits and "le" not in limits:
+        limits["le"] = FLOAT_LIMIT
+    return Annotated[float, Field(allow_inf_nan=False, **limits)]
+
+
 def _field_type(opt: Option) -> Any:
     if opt.kind == "bool":
         return bool
@@ -34,12 +51,13 @@ def _field_type(opt: Option) -> Any:
     if opt.kind == "int":
         return Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
     if opt.kind == "float":
-        return Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+        return _finite(dict(opt.bounds))
     if opt.kind == "choice":
         return Literal[tuple(opt.choices)]  # type: ignore[misc]
+    if opt.kind == "value" and opt.bounds:  # a real number with a range: as a number, or as text of one
+        return Union[_finite(dict(opt.bounds)), Annotated[str, Field(max_length=64, pattern=NUMBER_PATTERN)]]
     if opt.kind == "value":
-        return Union[Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)],
-                     Annotated[str, Field(max_length=200)]]
+        return Union[_finite({}), Annotated[str, Field(max_length=200)]]
     if opt.kind == "append":
         return Union[Annotated[str, Field(max_length=MAX_STR_CHARS)],
                      Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=MAX_LIST_ITEMS)]]
@@ -57,8 +75,17 @@ def _description(opt: Option) -> str:
     return text
 
 
+def _model_ways(command: Command) -> dict[str, Any]:
+    """JSON Schema for 'a model must be named', one way or another (an empty body is refused)."""
+    ways = [list(w) for w in MODEL_WAYS if all(k in ("model", "config") or k in command.by_dest for k in w)]
+    if command.name in PARAMS_ONLY_COMMANDS and "params" in command.by_dest:
+        ways.append(["params"])
+    return {"anyOf": [{"required": w} for w in ways]}
+
+
 def request_model(command: Command) -> type[BaseModel]:
-    """A pydantic model with one optional field per CLI option (absent = the CLI's default)."""
+    """A pydantic model with one field per CLI option: required where the CLI requires the option, else optional
+    (absent = the CLI's default). The schema also says that a model must be named; the CLI checks that."""
     fields: dict[str, Any] = {}
     if command.takes_model:
         fields["f_model"] = (Optional[Annotated[str, Field(max_length=MAX_MODEL_NAME_CHARS)]], Field(
@@ -68,8 +95,12 @@ def request_model(command: Command) -> type[BaseModel]:
         fields["f_config"] = (Optional[dict[str, Any]], Field(
             None, alias="config", description="a pasted config.json object (at most 64 KiB), instead of 'model'"))
     for opt in command.options:
-        fields["f_" + opt.dest] = (Optional[_field_type(opt)], Field(None, alias=opt.dest,
-                                                                     description=_description(opt)))
+        if opt.required:
+            fields["f_" + opt.dest] = (_field_type(opt), Field(alias=opt.dest, description=_description(opt)))
+        else:
+            fields["f_" + opt.dest] = (Optional[_field_type(opt)], Field(None, alias=opt.dest,
+                                                                         description=_description(opt)))
     title = command.name.capitalize() + "Request"
-    return create_model(title, __config__=ConfigDict(extra="forbid", populate_by_name=True, title=title),
-                        **fields)
+    extra = _model_ways(command) if command.takes_model else None
+    return create_model(title, __config__=ConfigDict(extra="forbid", populate_by_name=True, title=title,
+                                                     json_schema_extra=extra), **fields)
