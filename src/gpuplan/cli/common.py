@@ -21,13 +21,11 @@ def count(field: str) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = parse_count(text, field)
+            value = parse_count(text, field, bound)
         except InputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{field}={text!r}: must be >= 1")
-        if value > bound:
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be at most {bound:,}")
         return value
 
     parse.__name__ = field
