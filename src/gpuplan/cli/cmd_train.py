@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     o.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom")
     o.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
     o.add_argument("--max-batch", action="store_true", help="find the largest micro-batch that fits --gpu")
-    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu")
+    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu (a multiple of --cp)")
     o.add_argument("--cuda-context", type=real("--cuda-context", at_least=0, scale=MiB, as_int=True), metavar="MIB",
                    help="CUDA context (default 512)")
     o.add_argument("--workspace", type=real("--workspace", at_least=0, scale=MiB, as_int=True), metavar="MIB",
