@@ -28,11 +28,11 @@ def write(tmp_path, name: str, text: str) -> str:
 
 
 def test_toml_values_become_the_options(tmp_path):
-    path = write(tmp_path, "s.toml", 'command = "params"\nmodel = "llama-3.1-8b"\njson = true\nlayers = "4k"\n')
+    path = write(tmp_path, "s.toml", 'command = "params"\nmodel = "llama-3.1-8b"\njson = true\nhidden = "4k"\n')
     top = command_parser("params")
-    # layers and a MODEL together are refused later by the command; here only parsing is checked
+    # hidden and a MODEL together are refused later by the command; here only parsing is checked
     args = top.parse_args(["params", "--config", path])
-    assert args.model == "llama-3.1-8b" and args.json is True and args.layers == 4000
+    assert args.model == "llama-3.1-8b" and args.json is True and args.hidden == 4000
 
 
 def test_command_line_wins_over_the_file(tmp_path):

@@ -11,10 +11,22 @@ class InputError(ValueError):
         self.value = value
         self.rule = rule
         self.hint = hint
-        message = f"{field}={value!r}: {rule}"
+        message = f"{field}={_short_repr(value)}: {rule}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)
+
+
+MAX_VALUE_CHARS = 200
+
+
+def _short_repr(value: object) -> str:
+    """The value as typed, cut to MAX_VALUE_CHARS: a message must stay one readable line whatever was passed."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # deeply nested data, or an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 3] + "..."
 
 
 def require_positive_int(field: str, value: object) -> int:

@@ -50,9 +50,23 @@ class Scenario:
 def _read_mapping(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise InputError("--config", str(path), f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError("--config", str(path), f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                         hint="save the scenario as UTF-8") from None
+    try:
+        data = _parse(path, suffix, text)
+    except RecursionError:  # arrays or tables nested thousands deep: no scenario looks like that
+        raise InputError("--config", str(path), "is nested too deeply (a scenario is a flat table of options)") \
+            from None
+    if not isinstance(data, dict):
+        raise InputError("--config", str(path), "must hold a table of options (key = value) at the top level")
+    return data
+
+
+def _parse(path: Path, suffix: str, text: str) -> Any:
     if suffix == ".toml":
         try:
             data: Any = tomllib.loads(text)
@@ -72,8 +86,6 @@ def _read_mapping(path: Path) -> dict[str, Any]:
             data = {}
     else:
         raise InputError("--config", str(path), "must end in .toml, .yaml or .yml")
-    if not isinstance(data, dict):
-        raise InputError("--config", str(path), "must hold a table of options (key = value) at the top level")
     return data
 
 

@@ -24,27 +24,41 @@ _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12, "
 _COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgtp]?)\s*$", re.IGNORECASE)
 
 
-def parse_count(text: str | int | float, field: str = "count") -> int:
+def parse_count(text: str | int | float, field: str = "count", maximum: int | None = None) -> int:
     """Parse a count such as ``7e9``, ``7B``, ``2T``, ``128k`` or ``4096`` into an int.
 
     Suffixes are decimal (k=1e3, M=1e6, B/G=1e9, T=1e12, P=1e15); ``128k`` as a context length is 128,000
-    (write 131072 for the binary value).
+    (write 131072 for the binary value). The text is read exactly (``0.1k`` is 100), a count must be a whole
+    number (``2.5`` is refused, never rounded) and at most ``maximum`` (default 2^53 - 1, the largest integer
+    JSON keeps exact).
     """
+    from decimal import Decimal, DecimalException, localcontext
+
+    from gpuplan.limits import MAX_SAFE_INT
+
     if isinstance(text, bool):
         raise InputError(field, text, "must be a number such as 7e9, 7B, 2T or 128k")
     if isinstance(text, int):
-        return text
-    if isinstance(text, float):
-        if text != text or text in (float("inf"), float("-inf")):
+        value = Decimal(text)
+    elif isinstance(text, float):
+        if not math.isfinite(text):
             raise InputError(field, text, "must be a finite number")
-        return int(round(text))
-    m = _COUNT_RE.match(str(text))
-    if not m:
-        raise InputError(field, text, "must be a number such as 7e9, 7B, 2T or 128k")
-    value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if not math.isfinite(value):
-        raise InputError(field, text, "must be a finite number")
-    return int(round(value))
+        value = Decimal(text)
+    else:
+        m = _COUNT_RE.match(str(text))
+        if not m:
+            raise InputError(field, text, "must be a number such as 7e9, 7B, 2T or 128k")
+        try:
+            with localcontext(prec=60):  # exact for every count that passes the bound below
+                value = Decimal(m.group(1)) * _SUFFIX[m.group(2).lower()]
+        except DecimalException:  # an exponent beyond any context: far above any bound
+            raise InputError(field, text, "must be a finite count") from None
+    bound = MAX_SAFE_INT if maximum is None else maximum
+    if value > bound:  # compared before int(): 1e999999999 must not become a billion-digit integer
+        raise InputError(field, text, f"must be at most {bound:,}" + (" (2^53 - 1)" if bound == MAX_SAFE_INT else ""))
+    if value != value.to_integral_value():
+        raise InputError(field, text, "must be a whole number (counts are not rounded)")
+    return int(value)
 
 
 def parse_positive_count(text: str | int | float, field: str) -> int:

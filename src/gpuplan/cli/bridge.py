@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from gpuplan.errors import InputError
 from gpuplan.cli.fastparse import fast_namespace
+from gpuplan.limits import COUNT_BOUNDS, MAX_SAFE_INT, count_bound  # noqa: F401 - MAX_SAFE_INT re-exported
 
 # Commands the API offers, in the order the CLI lists them.
 API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
@@ -37,16 +38,9 @@ HIDDEN_DESTS = frozenset({"help", "json", "check", "lang", "config", "plot", "ou
                           "progress", "tensors", "model", "list_prices"})
 _FILE_WORDS = ("FILE", "PATH", "DIR")
 
-# Upper bounds the API puts on counts (the CLI has none). Structural sizes drive per-layer and per-expert loops,
-# so they are kept to what real models use, with room to spare; everything else is bounded only to stay exact
-# in a JSON double (2^53).
-COUNT_CAPS = {
-    "layers": 2048, "hidden": 1 << 20, "heads": 1 << 14, "kv_heads": 1 << 14, "head_dim": 1 << 16,
-    "ffn": 1 << 22, "vocab": 1 << 24, "experts": 8192, "top_k": 1024, "lora_rank": 1 << 16,
-    "batch": 1 << 20, "microbatches": 1 << 20, "grad_accum": 1 << 20, "seq": 1 << 27, "context": 1 << 27,
-    "gpus": 1 << 20, "dp": 1 << 20, "tp": 1 << 12, "pp": 2048, "ep": 8192, "cp": 1 << 12, "vpp": 2048,
-}
-MAX_SAFE_INT = (1 << 53) - 1
+# Upper bounds on counts: one table in the core (gpuplan.limits), which the command line's count parser applies
+# too; kept under these names for the web API's schemas.
+COUNT_CAPS = COUNT_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ class Option:
 
     @property
     def maximum(self) -> int:
-        return COUNT_CAPS.get(self.dest, MAX_SAFE_INT)
+        return count_bound(self.dest)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"name": self.dest, "flag": self.flag, "kind": self.kind, "default": _jsonable(self.default),

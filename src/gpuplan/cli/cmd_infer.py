@@ -143,6 +143,8 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
         gpu = cfg.gpu.id if cfg.gpu else "the device"
         capacity = cfg.gpu_memory_bytes or (cfg.gpu.memory_usable_bytes if cfg.gpu else 0)
         room = format_bytes(abs(capacity - m.total_bytes))
+        if r.fits is False and r.engine.get("kv_shortfall_bytes"):  # vLLM: the KV pool, not the total, is short
+            room = format_bytes(r.engine["kv_shortfall_bytes"])
         lines.append((t("fit.fits" if r.fits else "fit.does_not_fit", lang, gpu=gpu, capacity=format_bytes(capacity),
                         headroom=room, over=room))
                      + (t("infer.max_batch", lang, context=cfg.context, n=r.max_batch) if r.max_batch is not None

@@ -9,6 +9,7 @@ from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE
 from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
+from gpuplan.limits import count_bound
 from gpuplan.i18n import headers, lang_of, localize, message, t
 from gpuplan.units import GiB, format_count
 
@@ -16,14 +17,18 @@ DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
 LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "micro_batch", "recompute", "dp_shard")
 
 
-def _int_list(field: str):
+def _int_list(field: str, least: int = 1):
+    """argparse type for a comma list of whole numbers >= ``least`` (0 for --zero), at most the option's bound."""
+    bound = count_bound(field)
+
     def parse(text: str) -> tuple[int, ...]:
         try:
             values = tuple(int(v) for v in text.split(",") if v.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be integers, comma-separated") from None
-        if not values or any(v < 0 for v in values):
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be integers >= 0, comma-separated")
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be whole numbers, comma-separated") from None
+        if not values or any(not least <= v <= bound for v in values):
+            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be whole numbers from {least} to {bound:,}, "
+                                             "comma-separated")
         return values
 
     parse.__name__ = field
@@ -56,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="FLOP convention for MFU (default full, as Megatron/torchtitan/Llama 3)")
     g = p.add_argument_group("restrict the search (comma lists)")
     for name in ("tp", "pp", "cp", "ep", "vpp", "zero", "micro-batch"):
-        g.add_argument(f"--{name}", type=_int_list(f"--{name}"))
+        g.add_argument(f"--{name}", type=_int_list(f"--{name}", 0 if name == "zero" else 1))
     g.add_argument("--recompute", help="none,selective,full (any subset)")
     g.add_argument("--no-hsdp", action="store_true",
                    help="shard ZeRO/FSDP states over all data-parallel ranks only (no hybrid sharding, --dp-shard)")
@@ -157,12 +162,12 @@ def _context(args, spec, gpu, seq, global_batch, flop_per_token, pins):
     return ctx, sources
 
 
-def _nothing_fits(args, results, spec) -> int:
+def _nothing_fits(args, results, spec, warnings) -> int:
     from gpuplan.plan.search import least_memory
     from gpuplan.plan.explain import describe
 
     lang = "en" if args.json else lang_of(args)  # with --json (and through the web API) messages stay English
-    lines = []
+    lines, smallest = [], {}
     for gpu, res in results:
         if res is None:
             continue
@@ -178,7 +183,12 @@ def _nothing_fits(args, results, spec) -> int:
         n = _smallest_fitting(res)
         if n is not None:
             lines.append(t("plan.smallest_count", lang, gpus=f"{n[0]:,}", layout=describe(n[1])))
-    print("gpuplan plan: " + "\n".join(lines or [t("plan.none", lang)]), file=sys.stderr)
+            smallest[gpu.id] = n[0]
+    lines = lines or [t("plan.none", lang)]
+    if args.json:  # still one JSON document on stdout: no plans, and why
+        print_json({"plans": [], "reason": "\n".join(line.strip() for line in lines),
+                    "smallest_gpus": smallest, "warnings": [str(w) for w in warnings]})
+    print("gpuplan plan: " + "\n".join(lines), file=sys.stderr)
     return 3 if args.check else 2
 
 
@@ -219,7 +229,12 @@ def run(args: argparse.Namespace) -> int:
     global_batch = args.global_batch or max(1, DEFAULT_BATCH_TOKENS // seq)
     flops = training_flops(spec, seq=seq, attention=args.attention_flops)
     pins = _pins(args)
+    from gpuplan.plan.space import check_pins
+
+    check_pins(spec, pins, seq, args.gpus_per_node)
     gpu_ids = [g.strip() for item in args.gpu for g in item.split(",") if g.strip()]
+    if not gpu_ids:
+        raise InputError("--gpu", ",".join(args.gpu), "must name a catalog GPU", hint="see `gpuplan gpus`")
     compare = [_parse_compare(c) for c in args.compare]
     price_arg = args.price
     results, all_plans, assumptions, warnings = [], [], [], []
@@ -233,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         assumptions += [f"{gpu.id}: {s}" for s in sources]
         all_plans += res.plans
     if not all_plans:
-        return _nothing_fits(args, results, spec)
+        return _nothing_fits(args, results, spec, warnings)
     rank = results[0][1].ctx.rank
     all_plans.sort(key=lambda c: rank_key(c, rank))
     plans = all_plans[: args.top]
@@ -248,6 +263,11 @@ def run(args: argparse.Namespace) -> int:
                     message("plan.assume.mfu", convention=args.attention_flops,
                             flop=f"{flops.model_flop_per_token:.4g}"),
                     message("plan.assume.steptime")]
+    from gpuplan.train.precision import framework_precision_note
+
+    note = framework_precision_note(args.precision, args.framework)
+    if note:
+        assumptions.append(note)
 
     def plan_dict(c):
         price = prices.get(c.gpu_id)

@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "with --params P alone (no MODEL).")
     add_model_arguments(p)
     add_output_arguments(p, explain=True)
-    p.add_argument("--tokens", type=count("--tokens"), required=True, help="training tokens (2T, 15.6e12)")
+    p.add_argument("--tokens", type=count("--tokens"),
+                   help="training tokens (2T, 15.6e12); required, except with --list-prices")
     p.add_argument("--gpu", help="catalog id (h100-sxm, a800, ascend-910b; see `gpuplan gpus`)")
     p.add_argument("--gpus", type=count("--gpus"), help="number of GPUs (solve for days)")
     p.add_argument("--days", type=real("--days", above=0), help="deadline in days (solve for GPUs)")
@@ -177,6 +178,8 @@ def evaluate(args: argparse.Namespace) -> TimeRun:
     from gpuplan.compute.prices import resolve_price
     from gpuplan.compute.timecost import DEFAULT_PUE, PUE_SOURCE, estimate_run
 
+    if args.tokens is None:
+        raise InputError("--tokens", None, "is required: the training tokens, e.g. --tokens 2T")
     flops, spec, notes = flops_from_args(args)
     peak, gpu_id, gpu = peak_from_args(args)
     power = args.gpu_power_w or (gpu.tdp_w if gpu else None)
@@ -189,7 +192,8 @@ def evaluate(args: argparse.Namespace) -> TimeRun:
                        flop_per_token=flops.model_flop_per_token, tokens=args.tokens, peak_flop_per_s=peak,
                        gpu_id=gpu_id, gpus=args.gpus, days=args.days, mfu=args.mfu,
                        tokens_per_s_per_gpu=args.tokens_per_gpu_s, gpu_multiple=args.gpu_multiple, price=price,
-                       power_w=power, pue=pue, co2_kg_per_kwh=args.co2_kg_per_kwh)
+                       power_w=power, pue=pue, co2_kg_per_kwh=args.co2_kg_per_kwh,
+                       step_tokens=args.seq or (DEFAULT_SEQ if spec is not None else 1))
     dtype = PRECISION_DTYPE[args.precision]
     energy = (message("time.assume.energy", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}", source=PUE_SOURCE)
               if args.pue is None else

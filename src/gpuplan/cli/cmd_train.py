@@ -83,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     o.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom")
     o.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
     o.add_argument("--max-batch", action="store_true", help="find the largest micro-batch that fits --gpu")
-    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu")
+    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu (a multiple of --cp)")
     o.add_argument("--cuda-context", type=real("--cuda-context", at_least=0, scale=MiB, as_int=True), metavar="MIB",
                    help="CUDA context (default 512)")
     o.add_argument("--workspace", type=real("--workspace", at_least=0, scale=MiB, as_int=True), metavar="MIB",
@@ -124,6 +124,7 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     cfg = config_from_args(args)
     cap = _capacity(args)
     report = estimate_training(spec, cfg, params_total=args.params, capacity_bytes=cap)
+    _add_notes(args, spec, report.memory)
     payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": args.gpu, **report.as_dict()}
     if args.max_batch or args.max_seq:
         if cap is None or spec is None:
@@ -137,6 +138,25 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     if getattr(args, "explain", False):
         payload["terms"] = [t.as_dict() for t in report.memory.terms]
     return spec, report, payload
+
+
+def _add_notes(args: argparse.Namespace, spec: Any, memory: Any) -> None:
+    """Notes about the inputs themselves: a precision the framework maps to another, a sequence beyond the
+    model's context length (inference refuses one; training still runs, with position embeddings it never learnt)."""
+    from gpuplan.train.precision import framework_precision_note
+
+    note = framework_precision_note(args.precision, args.framework)
+    if note:
+        memory.assumptions = [*memory.assumptions, note]
+    if spec is None or spec.family == "custom" or not args.model:
+        return
+    from gpuplan.infer.source import max_context, raw_config
+
+    limit, why = max_context(spec, raw_config(args.model))
+    if args.seq > limit:
+        memory.warnings = [*memory.warnings, f"--seq {args.seq:,} is beyond the model's context length {limit:,} "
+                           f"({why}): the memory is estimated, but positions past it were never trained; extend "
+                           "the context (RoPE scaling) before training at this length"]
 
 
 def payload(args: argparse.Namespace) -> dict[str, Any]:

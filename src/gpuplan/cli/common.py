@@ -9,16 +9,19 @@ import sys
 from typing import Any, Callable, Sequence
 
 from gpuplan.errors import InputError
+from gpuplan.limits import count_bound
 from gpuplan.model.spec import ModelSpec
 from gpuplan.units import parse_count
 
 
 def count(field: str) -> Callable[[str], int]:
-    """argparse type for counts written 7e9, 7B, 2T or 128k; errors name the option."""
+    """argparse type for counts written 7e9, 7B, 2T or 128k: whole numbers from 1 up to the option's bound in
+    gpuplan.limits (the web API states the same bounds); errors name the option."""
+    bound = count_bound(field)
 
     def parse(text: str) -> int:
         try:
-            value = parse_count(text, field)
+            value = parse_count(text, field, bound)
         except InputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         if value < 1:
@@ -101,8 +104,27 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, explain: bool = Fal
 
 
 def print_json(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """Print ``payload``. JSON has no Infinity or NaN: inputs that would lead to one are refused where they enter
+    the core, so a non-finite number here is a bug, reported loudly (exit 1, naming the key) rather than printed
+    as text that other JSON readers reject."""
+    try:
+        text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"the result holds a non-finite number at {_non_finite_key(payload)!r}") from None
+    sys.stdout.write(text + "\n")
+
+
+def _non_finite_key(payload: Any, path: str = "") -> str:
+    """The JSON path of the first non-finite number in ``payload`` (for the error message)."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return path or "value"
+    items = payload.items() if isinstance(payload, dict) else enumerate(payload) if isinstance(
+        payload, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite_key(value, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return ""
 
 
 def display_width(text: str) -> int:

@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gpuplan",
         description="Will it fit, on which GPUs, with which parallel layout, how long, at what cost: "
                     "memory, compute and cluster planning for LLM training, fine-tuning and serving.",
-        epilog="Memory is shown in GiB (2^30 bytes). Counts accept 7e9, 7B, 2T, 128k. Exit codes: 0 ok, "
-               "2 bad input, 3 --check and it does not fit.")
+        epilog="Memory is shown in GiB (2^30 bytes). Counts accept 7e9, 7B, 2T, 128k: whole numbers, each "
+               "within its bound (gpuplan/limits.py). Exit codes: 0 ok, 2 bad input, 3 --check and it does not "
+               "fit.")
     parser.add_argument("--version", action="version", version=f"gpuplan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS:

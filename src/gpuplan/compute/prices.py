@@ -37,6 +37,9 @@ def load_prices() -> tuple[Price, ...]:
     return tuple(out)
 
 
+MAX_USD_PER_GPU_HOUR = 1e6  # no GPU rents for more; the bound keeps every cost a finite number
+
+
 def resolve_price(value: str | float | None, gpu_id: str | None) -> Price | None:
     """``--price``: a number (USD per GPU-hour), a table id, or ``table`` (the newest entry for ``gpu_id``)."""
     if value is None:
@@ -46,8 +49,9 @@ def resolve_price(value: str | float | None, gpu_id: str | None) -> Price | None
     except (TypeError, ValueError):
         number = None
     if number is not None:
-        if not number > 0 or number != number:
-            raise InputError("--price", value, "must be a positive number of USD per GPU-hour")
+        if not 0 < number <= MAX_USD_PER_GPU_HOUR:  # also refuses nan and inf
+            raise InputError("--price", value, f"must be a positive number of USD per GPU-hour, at most "
+                             f"{MAX_USD_PER_GPU_HOUR:,.0f}")
         return Price(id="user", gpu=gpu_id or "", usd_per_gpu_hour=number, date="", kind="user",
                      source="--price given by the user")
     prices = load_prices()

@@ -19,6 +19,7 @@ from gpuplan.compute.mfu import check_mfu, default_mfu, family_tiers
 from gpuplan.compute.prices import Price
 from gpuplan.errors import InputError
 from gpuplan.i18n import message
+from gpuplan.limits import MAX_GPUS, require_finite
 from gpuplan.report import Term
 from gpuplan.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
@@ -117,13 +118,17 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
                  peak_flop_per_s: float, gpu_id: str | None, gpus: int | None = None, days: float | None = None,
                  mfu: float | None = None, tokens_per_s_per_gpu: float | None = None, gpu_multiple: int = 1,
                  price: Price | None = None, power_w: float | None = None, pue: float = DEFAULT_PUE,
-                 co2_kg_per_kwh: float | None = None) -> RunEstimate:
+                 co2_kg_per_kwh: float | None = None, step_tokens: int = 1) -> RunEstimate:
     """Solve the time equation for whichever of GPUs, days or MFU is missing and add GPU-hours, cost, energy.
 
     * ``gpus`` given: days follow (MFU given, from ``tokens_per_s_per_gpu``, or the published default for the size);
     * ``days`` given: the smallest GPU count that meets the deadline, rounded up to ``gpu_multiple``;
     * both given and no MFU: the MFU the run needs;
     * neither: GPU-hours, cost and energy only (they do not depend on the count at a fixed MFU).
+
+    Physically absurd answers are refused with the reason (InputError): a run shorter than one optimizer step
+    (each GPU processes at least ``step_tokens`` tokens, one sequence, per step, and at best at its peak), more GPUs
+    than ``MAX_GPUS`` (more than exist), and any result that is not a finite number.
     """
     if tokens < 1:
         raise InputError("--tokens", tokens, "must be >= 1")
@@ -135,6 +140,12 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
         raise InputError("--gpu-multiple", gpu_multiple, "must be >= 1")
     if not pue >= 1:
         raise InputError("--pue", pue, "must be >= 1 (facility energy / IT energy)")
+    require_finite("--peak-tflops", peak_flop_per_s)
+    if days is not None:
+        _check_not_shorter_than_a_step(days, step_tokens * flop_per_token / peak_flop_per_s)
+    if gpus is not None and tokens < gpus * step_tokens:
+        raise InputError("--tokens", tokens, f"is less than one optimizer step on {gpus:,} GPUs (each GPU takes at "
+                         f"least one sequence of {step_tokens:,} tokens per step: {gpus * step_tokens:,} tokens)")
     if mfu is not None and tokens_per_s_per_gpu is not None:
         raise InputError("--mfu", mfu, "give --mfu or --tokens-per-gpu-s, not both")
     assumptions: list[str] = []
@@ -174,7 +185,12 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
                                                                 gpu_multiple)
         else:
             exact = gpus_for_seconds(total_flop, peak_flop_per_s, seconds_goal, mfu)
+            _check_gpu_count(exact, days)  # before rounding: an infinite count has no ceiling
             n = max(gpu_multiple, math.ceil(exact / gpu_multiple) * gpu_multiple)
+        _check_gpu_count(n, days)
+        if tokens < n * step_tokens:
+            raise InputError("--days", days, f"is shorter than one optimizer step: meeting it takes {n:,} GPUs, and "
+                             f"{tokens:,} tokens do not give each GPU one sequence of {step_tokens:,} tokens")
         seconds = run_seconds(total_flop, peak_flop_per_s, n, mfu)
         solved = "gpus"
     else:
@@ -204,6 +220,10 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
         raise InputError("--gpu-power-w", power_w, "must be > 0 (watts per GPU)")
     kwh = energy_kwh(hours, watts, pue)
     co2 = None if co2_kg_per_kwh is None else kwh * co2_kg_per_kwh
+    for name, value in (("total_flop", total_flop), ("mfu", mfu), ("seconds", seconds or 0.0), ("gpu_hours", hours),
+                        ("cost_usd", cost or 0.0), ("energy_kwh", kwh), ("co2_kg", co2 or 0.0),
+                        ("tokens_per_s_per_gpu", tps), ("required_flop_per_s", _required(total_flop, days))):
+        require_finite(name, value)
     terms = [
         Term("total_flop", total_flop, "FLOP/token × tokens", "gpuplan.compute.flops",
              {"flop_per_token": flop_per_token, "tokens": tokens}),
@@ -218,6 +238,25 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
                        achieved_flop_per_s_per_gpu=achieved, price=price, cost_usd=cost, cost_usd_range=cost_range,
                        power_w_per_gpu=watts, pue=pue, energy_kwh=kwh, co2_kg=co2, solved_for=solved, terms=terms,
                        assumptions=assumptions, warnings=warnings)
+
+
+def _required(total_flop: float, days: float | None) -> float:
+    """FLOP/s the whole cluster must sustain to finish in ``days`` (0 without a deadline)."""
+    return total_flop / (days * SECONDS_PER_DAY) if days else 0.0
+
+
+def _check_not_shorter_than_a_step(days: float, step_s: float) -> None:
+    """A deadline shorter than one optimizer step (one sequence on one GPU at 100 % of its peak) has no answer."""
+    if days * SECONDS_PER_DAY < step_s:
+        raise InputError("--days", days, f"is shorter than one optimizer step: one sequence on one GPU takes at "
+                         f"least {step_s:.3g} s at 100 % of its peak")
+
+
+def _check_gpu_count(n: float, days: float) -> None:
+    """A solved GPU count above MAX_GPUS is more GPUs than exist: refuse it rather than print it."""
+    if not n <= MAX_GPUS:
+        raise InputError("--days", days, f"would need {n:.3g} GPUs, more than exist (at most {MAX_GPUS:.0e} "
+                         "is accepted)", hint="give a longer deadline")
 
 
 @dataclass(frozen=True)

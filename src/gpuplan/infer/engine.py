@@ -249,7 +249,9 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig) -> InferReport:
     if c.engine == "vllm":
         p = cfg.vllm
         report.engine = {"name": "vllm", "num_gpu_blocks": row["blocks"], "block_size": p.block_size,
-                         "kv_cache_tokens": row["blocks"] * p.block_size, "available_kv_bytes": row["available"],
+                         "kv_cache_tokens": row["blocks"] * p.block_size,
+                         "available_kv_bytes": max(0, row["available"]),  # a pool cannot be negative
+                         "kv_shortfall_bytes": max(0, -row["available"]),
                          "activation_peak_bytes": row["act_peak"], "non_torch_bytes": row["non_torch"],
                          "cuda_graph_bytes": row["graphs"], "max_concurrency": row["concurrency"],
                          "max_concurrency_exact": (row["blocks"] * p.block_size / cfg.context),

@@ -85,8 +85,11 @@ def explain(c: "_Ctx", report: "InferReport", row: dict[str, Any], s: int, promp
             mem.warnings.append("sliding-window layers: vLLM's hybrid KV cache manager (V1 >= 0.10) keeps only the "
                                 "window per request; the pool is counted as if every layer cached every token")
         if row["available"] <= 0:
-            mem.warnings.append("no memory left for the KV cache: vLLM would fail at start-up "
-                                "('No available memory for the cache blocks')")
+            mem.warnings.append(f"no memory left for the KV cache: gpu_memory_utilization "
+                                f"{cfg.vllm.gpu_memory_utilization:g} x {format_bytes(c.capacity or 0)} is "
+                                f"{format_bytes(-row['available'])} short of weights, activation peak and non-torch "
+                                "memory, so nothing fits and vLLM would fail at start-up ('No available memory for "
+                                "the cache blocks'); raise --gpu-memory-utilization or use more GPUs")
         elif row["concurrency"] < 1:
             mem.warnings.append(f"the KV pool ({format_bytes(row['kv'])}) cannot hold one request of "
                                 f"{cfg.context} tokens: vLLM refuses this max_model_len")

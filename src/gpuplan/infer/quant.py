@@ -65,6 +65,12 @@ class WeightFormat:
             raise InputError("--weights", self.name, f"unknown format family {self.family!r}")
         if self.dtype not in DTYPE_BYTES:
             raise InputError("--dtype", self.dtype, "must be fp32, bf16 or fp16")
+        if self.family not in ("float", "gguf") and not 1 <= self.bits <= 16:
+            raise InputError("bits", self.bits, "must be a bit width from 1 to 16")
+        if self.group_size != -1 and self.group_size < 1:
+            raise InputError("group_size", self.group_size, "must be a positive integer or -1 (per channel)")
+        if len(self.block) != 2 or any(b < 1 for b in self.block):
+            raise InputError("weight_block_size", list(self.block), "must be two positive integers [rows, columns]")
 
     @property
     def compute_dtype(self) -> str:
@@ -115,16 +121,24 @@ def format_from_quantization_config(qc: dict[str, Any], dtype: str = "bf16") -> 
     if not isinstance(qc, dict):
         raise InputError("quantization_config", type(qc).__name__, "must be a JSON object")
     method = str(qc.get("quant_method", "")).lower()
-    skip = tuple(str(s) for s in (qc.get("modules_to_not_convert") or qc.get("ignore") or ()))
+    skipped = qc.get("modules_to_not_convert") or qc.get("ignore") or ()
+    if not isinstance(skipped, (list, tuple)):
+        raise InputError("quantization_config.modules_to_not_convert", skipped, "must be a list of module names")
+    skip = tuple(str(s) for s in skipped)
     src = f"config.json quantization_config (quant_method={method})"
     if method in ("gptq", "awq"):
-        bits, g = int(qc.get("bits", qc.get("w_bit", 4))), int(qc.get("group_size", qc.get("q_group_size", 128)))
+        bits = _qc_int(qc, "bits", "w_bit", default=4)
+        g = _qc_int(qc, "group_size", "q_group_size", default=128)
+        if not 1 <= bits <= 16:
+            raise InputError("quantization_config.bits", bits, "must be a bit width from 1 to 16")
+        if g != -1 and g < 1:
+            raise InputError("quantization_config.group_size", g, "must be a positive integer or -1 (per channel)")
         return WeightFormat(method, method, dtype=dtype, bits=bits, group_size=g, skip=skip, source=src)
     if method == "fp8":
         blk = qc.get("weight_block_size")
         if blk:
-            return WeightFormat("fp8-block", "fp8-block", dtype=dtype, bits=8, block=(int(blk[0]), int(blk[1])),
-                                skip=skip, source=src)
+            return WeightFormat("fp8-block", "fp8-block", dtype=dtype, bits=8,
+                                block=_block(blk, "quantization_config.weight_block_size"), skip=skip, source=src)
         return WeightFormat("fp8", "fp8", dtype=dtype, bits=8, skip=skip, source=src)
     if method == "bitsandbytes":
         if qc.get("load_in_8bit"):
@@ -134,7 +148,8 @@ def format_from_quantization_config(qc: dict[str, Any], dtype: str = "bf16") -> 
     if method == "mxfp4":
         return WeightFormat("mxfp4", "mxfp4", dtype=dtype, bits=4, skip=skip, source=src)
     if method == "modelopt":
-        algo = str(qc.get("quant_algo", (qc.get("quantization") or {}).get("quant_algo", ""))).upper()
+        inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else {}
+        algo = str(qc.get("quant_algo", inner.get("quant_algo", ""))).upper()
         fam = "nvfp4" if "FP4" in algo else "fp8"
         return WeightFormat(fam, fam, dtype=dtype, bits=4 if fam == "nvfp4" else 8, skip=skip, source=src)
     if method == "compressed-tensors":
@@ -144,25 +159,49 @@ def format_from_quantization_config(qc: dict[str, Any], dtype: str = "bf16") -> 
                           "or pass --weights explicitly")
 
 
+def _qc_int(qc: dict[str, Any], *keys: str, default: int, where: str = "quantization_config") -> int:
+    """An integer field of a quantization config (the first of ``keys`` present), named in the error when it is
+    not one; ranges are checked by WeightFormat."""
+    for key in keys:
+        value = qc.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{where}.{key}", value, "must be an integer")
+        return value
+    return default
+
+
+def _block(value: Any, where: str) -> tuple[int, int]:
+    """A [rows, columns] block size of block-wise fp8 scales."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+        raise InputError(where, value, "must be two positive integers [rows, columns], e.g. [128, 128]")
+    return int(value[0]), int(value[1])
+
+
 def _compressed_tensors(qc: dict[str, Any], dtype: str, skip: tuple[str, ...], src: str) -> WeightFormat:
     groups = qc.get("config_groups") or {}
     scheme = next(iter(groups.values()), {}) if isinstance(groups, dict) else {}
-    w = (scheme or {}).get("weights") or {}
-    a = (scheme or {}).get("input_activations") or {}
-    bits, wtype = int(w.get("num_bits", 8)), str(w.get("type", "int"))
+    scheme = scheme if isinstance(scheme, dict) else {}
+    w = scheme.get("weights") or {}
+    a = scheme.get("input_activations") or {}
+    if not isinstance(w, dict):
+        raise InputError("quantization_config.config_groups.weights", w, "must be an object")
+    where = "quantization_config.config_groups.weights"
+    bits, wtype = _qc_int(w, "num_bits", default=8, where=where), str(w.get("type", "int"))
     if wtype == "float" and bits == 4:
         return WeightFormat("nvfp4", "nvfp4", dtype=dtype, bits=4, skip=skip, source=src)
     if wtype == "float" and bits == 8:
         if str(w.get("strategy")) == "block":
-            blk = w.get("block_structure") or [128, 128]
-            return WeightFormat("fp8-block", "fp8-block", dtype=dtype, bits=8, block=(int(blk[0]), int(blk[1])),
-                                skip=skip, source=src)
+            blk = _block(w.get("block_structure") or [128, 128], f"{where}.block_structure")
+            return WeightFormat("fp8-block", "fp8-block", dtype=dtype, bits=8, block=blk, skip=skip, source=src)
         return WeightFormat("fp8", "fp8", dtype=dtype, bits=8, skip=skip, source=src)
     if bits == 8:
         fam = "w8a8" if a else "int8"
         return WeightFormat(fam, fam, dtype=dtype, bits=8, skip=skip, source=src)
-    g = w.get("group_size") or -1
-    return WeightFormat(f"int{bits}", "gptq", dtype=dtype, bits=bits, group_size=int(g), skip=skip, source=src)
+    g = _qc_int(w, "group_size", default=-1, where=where) or -1
+    return WeightFormat(f"int{bits}", "gptq", dtype=dtype, bits=bits, group_size=g, skip=skip, source=src)
 
 
 def _skipped(t: TensorInfo, fmt: WeightFormat) -> bool:

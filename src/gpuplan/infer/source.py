@@ -4,10 +4,12 @@ pre-quantized checkpoint's ``quantization_config`` and RoPE scaling (which raise
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from gpuplan.errors import InputError
+from gpuplan.limits import MAX_POSITION, MAX_ROPE_FACTOR
 from gpuplan.model.spec import ModelSpec
 
 RAW_DIMS_CONTEXT_LIMIT = 1 << 24
@@ -20,16 +22,14 @@ def raw_config(name: str | None) -> dict[str, Any] | None:
         return None
     from gpuplan.model.hf_config import load_config_file
     from gpuplan.model.presets import find_preset
+    from gpuplan.model.resolve import fetch_hub_config, model_source
 
-    preset = find_preset(name)
-    if preset is not None:
-        return dict(preset.config)
-    path = Path(name).expanduser()
-    if path.exists() or name.endswith(".json"):
-        return load_config_file(path)
-    if "/" in name:
-        from gpuplan.model.resolve import fetch_hub_config
-
+    kind, path = model_source(name)  # the same reading of MODEL as resolve_model
+    if kind == "preset":
+        return dict(find_preset(name).config)  # type: ignore[union-attr]
+    if kind == "path":
+        return load_config_file(path)  # type: ignore[arg-type]
+    if kind == "hub":
         return fetch_hub_config(name)
     return None
 
@@ -66,6 +66,7 @@ def max_context(spec: ModelSpec, cfg: dict[str, Any] | None, rope_factor: float 
     if rope_factor is not None:
         if rope_factor < 1:
             raise InputError("--rope-scaling", rope_factor, "must be >= 1")
+        _check_rope_factor("--rope-scaling", rope_factor)
         return int(spec.max_position * rope_factor), f"max_position_embeddings={spec.max_position} x --rope-scaling {rope_factor:g}"
     if not cfg:
         if spec.family == "custom":  # raw dimensions: no config, so no position limit is known
@@ -73,11 +74,24 @@ def max_context(spec: ModelSpec, cfg: dict[str, Any] | None, rope_factor: float 
         return spec.max_position, f"max_position_embeddings={spec.max_position}"
     c = _text_config(cfg)
     rope = c.get("rope_scaling") or c.get("rope_parameters")
+    if rope is not None and not isinstance(rope, dict):
+        raise InputError("rope_scaling", rope, "must be an object such as {\"rope_type\": \"yarn\", \"factor\": 4.0} "
+                         "or null")
     if isinstance(rope, dict):
         kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
         factor = rope.get("factor")
-        if kind != "default" and isinstance(factor, (int, float)) and factor > 1:
-            original = int(rope.get("original_max_position_embeddings") or spec.max_position)
+        if kind != "default" and isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 1:
+            _check_rope_factor("rope_scaling.factor", factor)
+            original = rope.get("original_max_position_embeddings") or spec.max_position
+            if isinstance(original, bool) or not isinstance(original, int) or not 1 <= original <= MAX_POSITION:
+                raise InputError("rope_scaling.original_max_position_embeddings", original,
+                                 f"must be an integer from 1 to {MAX_POSITION:,}")
             limit = max(spec.max_position, int(original * factor))
             return limit, f"rope_scaling {kind} x{factor:g} over {original}"
     return spec.max_position, f"max_position_embeddings={spec.max_position}, no rope_scaling"
+
+
+def _check_rope_factor(field: str, factor: float) -> None:
+    """A RoPE scaling factor multiplies the context: real ones are 2 to 64 (YaRN, Llama 3.1's 8, LongRoPE's 32)."""
+    if not math.isfinite(factor) or factor > MAX_ROPE_FACTOR:
+        raise InputError(field, factor, f"must be a finite factor of at most {MAX_ROPE_FACTOR:g}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuplan.errors import InputError
+from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
@@ -43,6 +44,23 @@ class _Cfg:
         if default is None:
             raise InputError(f"{self.source}: {keys[0]}", None, "missing required key in config.json")
         return default
+
+    def pos_int(self, *keys: str, default: int | None = None) -> int:
+        """An integer >= 1: the sizes and steps used as divisors or loop strides."""
+        value = self.int(*keys, default=default)
+        if value < 1:
+            key = next((k for k in keys if self.data.get(k) is not None), keys[0])
+            raise InputError(f"{self.source}: {key}", value, "must be an integer >= 1")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        """A list of integers (layer indices such as ``mlp_only_layers``); absent or null: empty."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise InputError(f"{self.source}: {key}", value, "must be a list of integers")
+        return value
 
     def opt_int(self, key: str) -> int | None:
         value = self.data.get(key)
@@ -78,12 +96,15 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     """Per-layer "full"/"sliding" attention and the window, as each family's config class derives them."""
     window = c.opt_int("sliding_window")
     raw = c.data.get("layer_types")
+    if raw is not None and (not isinstance(raw, list) or not all(isinstance(t, str) for t in raw)):
+        raise InputError(f"{c.source}: layer_types", raw, "must be a list of attention types, one string per layer "
+                         "(\"full_attention\", \"sliding_attention\")")
     if raw:
-        types = tuple("sliding" if "sliding" in str(t) else "full" for t in raw)
+        types = tuple("sliding" if "sliding" in t else "full" for t in raw)
     elif model_type == "gemma2":
         types = tuple("sliding" if (i + 1) % 2 else "full" for i in range(n_layers))
     elif model_type in ("gemma3_text", "gemma3"):
-        pattern = c.int("sliding_window_pattern", default=6)
+        pattern = c.pos_int("sliding_window_pattern", default=6)
         types = tuple("sliding" if (i + 1) % pattern else "full" for i in range(n_layers))
     elif model_type in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"):
         if not c.bool("use_sliding_window", False):
@@ -107,8 +128,8 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
                        expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
     if model_type in ("qwen2_moe", "qwen3_moe"):
         n_exp = c.int("num_experts")
-        step = c.int("decoder_sparse_step", default=1)
-        dense_only = set(c.data.get("mlp_only_layers") or [])
+        step = c.pos_int("decoder_sparse_step", default=1)
+        dense_only = set(c.int_list("mlp_only_layers"))
         layers = tuple(i not in dense_only and n_exp > 0 and (i + 1) % step == 0 for i in range(n_layers))
         shared = c.int("shared_expert_intermediate_size", default=0) if model_type == "qwen2_moe" else 0
         return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok"),
@@ -131,6 +152,9 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     if not isinstance(config, dict):
         raise InputError(source, type(config).__name__, "config.json must hold a JSON object")
     model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise InputError(f"{source}: model_type", model_type,
+                         f"must be a string naming the architecture; supported: {', '.join(sorted(_LAYOUT))}")
     if model_type == "gemma3" and isinstance(config.get("text_config"), dict):
         config = {"model_type": "gemma3_text", **config["text_config"]}
         model_type = "gemma3_text"
@@ -140,10 +164,12 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     c = _Cfg(config, source)
     if model_type == "gpt2":
         return _gpt2_spec(c, name)
-    h = c.int("hidden_size")
-    n_layers = c.int("num_hidden_layers")
-    heads = c.int("num_attention_heads")
-    kv_heads = c.int("num_key_value_heads", "num_kv_heads", default=heads)
+    h = c.pos_int("hidden_size")
+    n_layers = c.pos_int("num_hidden_layers")
+    if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
+        raise InputError(f"{source}: num_hidden_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
+    heads = c.pos_int("num_attention_heads")
+    kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
     head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
     if head_dim_default is None:
         if h % heads:
@@ -209,8 +235,8 @@ def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
 
 
 def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
-    h = c.int("n_embd", "hidden_size")
-    heads = c.int("n_head", "num_attention_heads")
+    h = c.pos_int("n_embd", "hidden_size")
+    heads = c.pos_int("n_head", "num_attention_heads")
     if h % heads:
         raise InputError("n_head", heads, f"must divide n_embd={h}")
     return ModelSpec(
@@ -223,13 +249,22 @@ def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a config.json (or a folder holding one). Errors name the path and what is wrong."""
+    """Read a config.json (or a folder holding one). Errors name the path and what is wrong. A UTF-8 byte-order
+    mark, which some Windows editors write, is accepted."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
     if not p.is_file():
         raise InputError("model", str(path), "no such config.json file or folder holding one")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError("model", str(p), f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError("model", str(p), f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
         raise InputError("model", str(p), f"is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError("model", str(p), "is nested too deeply to be a config.json") from None

@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from gpuplan.errors import InputError
+from gpuplan.limits import MAX_MODEL_NAME_CHARS
 from gpuplan.model.hf_config import load_config_file, spec_from_config
 from gpuplan.model.presets import closest_presets, find_preset
 from gpuplan.model.spec import ModelSpec
 
 
+# A Hugging Face repo id is exactly ``org/name``: one slash, names of letters, digits, '-', '_' and '.'.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_model_name(name: str) -> str:
+    """Refuse a MODEL that no preset, path or hub id can be: too long, or holding control characters."""
+    if len(name) > MAX_MODEL_NAME_CHARS:
+        raise InputError("model", name, f"must be at most {MAX_MODEL_NAME_CHARS} characters (a preset id, a "
+                         "Hugging Face id org/name, or a path to a config.json)")
+    if any(ord(ch) < 32 for ch in name):
+        raise InputError("model", name, "must not hold control characters")
+    return name
+
+
+def model_source(name: str) -> tuple[str, Path | None]:
+    """How MODEL is read: ("preset", None), ("path", path) or ("hub", None). An existing file or folder is a
+    path; so is anything written like one (ending in .json, starting with '.', '/' or '~', or with more than one
+    slash); a hub id is exactly org/name."""
+    from gpuplan.model.presets import find_preset
+
+    check_model_name(name)
+    if find_preset(name) is not None:
+        return "preset", None
+    path = Path(name).expanduser()
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name the file system cannot hold
+        exists = False
+    if exists or name.endswith(".json") or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        return "path", path
+    if _HUB_ID.fullmatch(name):
+        return "hub", None
+    return "unknown", None
+
+
 def resolve_model(name: str) -> ModelSpec:
     """Preset id or Hugging Face id (offline via presets) → local path → hub fetch (optional, online)."""
-    preset = find_preset(name)
-    if preset is not None:
-        return preset.spec()
-    path = Path(name).expanduser()
-    if path.exists() or name.endswith(".json"):
+    kind, path = model_source(name)
+    if kind == "preset":
+        return find_preset(name).spec()  # type: ignore[union-attr]
+    if kind == "path":
+        assert path is not None
         return spec_from_config(load_config_file(path), name=path.stem if path.is_file() else path.name,
                                 source=str(path))
-    if "/" in name and not name.startswith((".", "/")):
+    if kind == "hub":
         return spec_from_config(fetch_hub_config(name), name=name.split("/")[-1].lower(), source=name)
     raise InputError("model", name, "is not a preset, a Hugging Face id or a config.json path",
                      hint="closest presets: " + ", ".join(closest_presets(name)) + "; list them with `gpuplan models`")

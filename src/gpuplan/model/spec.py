@@ -134,11 +134,20 @@ def _positive(name: str, value: object) -> None:
         raise InputError(name, value, "must be an integer >= 1")
 
 
+def _at_most(name: str, value: int, bound: int) -> None:
+    if value > bound:
+        raise InputError(name, value, f"must be at most {bound:,} (far beyond any real model; a larger value would "
+                         "make the estimate enumerate that many layers or tensors)")
+
+
 def validate_spec(spec: ModelSpec) -> None:
-    """Raise InputError naming the field, the value and the rule for any inconsistent dimension."""
-    for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "ffn_size",
-                 "vocab_size", "max_position"):
+    """Raise InputError naming the field, the value and the rule for any inconsistent or out-of-range dimension
+    (the bounds, shared with the command line and the web API, are in gpuplan.limits)."""
+    from gpuplan.limits import COUNT_BOUNDS, MAX_LAYER_EXPERTS, MAX_MTP_LAYERS, MAX_POSITION, SPEC_BOUNDS
+
+    for name, bound in SPEC_BOUNDS.items():
         _positive(name, getattr(spec, name))
+        _at_most(name, getattr(spec, name), bound)
     if spec.layout not in LAYOUTS:
         raise InputError("layout", spec.layout, f"must be one of {', '.join(LAYOUTS)}")
     if spec.num_heads % spec.num_kv_heads:
@@ -155,21 +164,34 @@ def validate_spec(spec: ModelSpec) -> None:
             raise InputError("layer_types", bad[0], "must be full or sliding")
     if spec.sliding_window is not None:
         _positive("sliding_window", spec.sliding_window)
+        _at_most("sliding_window", spec.sliding_window, MAX_POSITION)
     if spec.moe:
         m = spec.moe
         _positive("num_experts", m.num_experts)
         _positive("num_experts_per_tok", m.top_k)
         _positive("moe_intermediate_size", m.expert_ffn_size)
+        _at_most("num_experts", m.num_experts, COUNT_BOUNDS["experts"])
+        _at_most("num_experts_per_tok", m.top_k, COUNT_BOUNDS["top_k"])
+        _at_most("moe_intermediate_size", m.expert_ffn_size, COUNT_BOUNDS["ffn"])
+        _at_most("layers x experts", m.num_experts * m.num_moe_layers, MAX_LAYER_EXPERTS)
         if m.top_k > m.num_experts:
             raise InputError("num_experts_per_tok", m.top_k, f"must be <= num_experts={m.num_experts}")
         if len(m.moe_layers) != spec.num_layers:
             raise InputError("moe_layers", len(m.moe_layers), f"must have num_hidden_layers={spec.num_layers} entries")
         if m.num_shared_experts < 0 or m.shared_expert_ffn_size < 0:
             raise InputError("n_shared_experts", m.num_shared_experts, "must be >= 0")
+        _at_most("n_shared_experts", m.num_shared_experts, COUNT_BOUNDS["experts"])
+        _at_most("shared_expert_intermediate_size", m.shared_expert_ffn_size, COUNT_BOUNDS["ffn"] * 64)
     if spec.mla:
         for name in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
             _positive(name, getattr(spec.mla, name))
+            _at_most(name, getattr(spec.mla, name), COUNT_BOUNDS["hidden"])
         if spec.mla.q_lora_rank < 0:
             raise InputError("q_lora_rank", spec.mla.q_lora_rank, "must be >= 0 (0 = no query compression)")
     if spec.mtp_layers < 0:
         raise InputError("num_nextn_predict_layers", spec.mtp_layers, "must be >= 0")
+    _at_most("num_nextn_predict_layers", spec.mtp_layers, MAX_MTP_LAYERS)
+    for name in ("attn_softcap", "final_softcap"):
+        cap = getattr(spec, name)
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < 1e300):
+            raise InputError(name, cap, "must be a positive number or null (no soft-capping)")

@@ -50,6 +50,33 @@ class Pins:
     hsdp: bool = True  # also search hybrid sharding (dp_shard); False: ZeRO states over all data-parallel ranks
 
 
+def check_pins(spec: ModelSpec, pins: Pins, seq: int, gpus_per_node: int) -> None:
+    """Refuse a pinned degree that no layout can have, naming the option and the rule (rather than answering that
+    no layout fits): TP by the rules above, CP by the sequence, EP on a dense model or not dividing the experts,
+    PP above the layer count, VPP, micro-batch or ZeRO outside what is searched."""
+    from gpuplan.errors import InputError
+
+    rules = [
+        ("--tp", pins.tp, tp_options(spec, gpus_per_node),
+         f"must be a power of two up to the GPUs per node ({gpus_per_node}) dividing the attention heads "
+         f"({spec.num_heads}) and KV heads ({spec.num_kv_heads})"),
+        ("--cp", pins.cp, cp_options(seq),
+         f"must be a power of two with seq % (2·cp) == 0 and at least {MIN_TOKENS_PER_CP_RANK} tokens per rank "
+         f"(seq {seq})"),
+        ("--ep", pins.ep, [1] if spec.moe is None else _divisors(spec.moe.num_experts),
+         "must be 1: the model is dense (no experts)" if spec.moe is None else
+         f"must divide the routed experts ({spec.moe.num_experts if spec.moe else 0})"),
+        ("--pp", pins.pp, range(1, spec.num_layers + 1), f"must be from 1 to the {spec.num_layers} layers"),
+        ("--vpp", pins.vpp, VPP, "must be 1, 2 or 4"),
+        ("--micro-batch", pins.micro_batch, MICRO_BATCHES, "must be one of " + ", ".join(map(str, MICRO_BATCHES))),
+        ("--zero", pins.zero, (0, 1, 2, 3), "must be 0, 1, 2 or 3"),
+    ]
+    for flag, pinned, allowed, rule in rules:
+        bad = [v for v in pinned or () if v not in allowed]
+        if bad:
+            raise InputError(flag, bad[0], rule)
+
+
 def _pow2_upto(n: int) -> list[int]:
     out, v = [], 1
     while v <= n:

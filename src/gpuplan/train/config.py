@@ -102,10 +102,15 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: object) -> None:
-    """``name``: the option (``--gpus``) or a field name (``lora_rank``, written ``--lora-rank`` in the error)."""
+    """``name``: the option (``--gpus``) or a field name (``lora_rank``, written ``--lora-rank`` in the error). The
+    upper bound is the option's in gpuplan.limits, shared with the command line and the web API."""
+    from gpuplan.limits import count_bound
+
+    flag = name if name.startswith("--") else f"--{name.replace('_', '-')}"
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        flag = name if name.startswith("--") else f"--{name.replace('_', '-')}"
         raise InputError(flag, value, "must be an integer >= 1")
+    if value > count_bound(name):
+        raise InputError(flag, value, f"must be at most {count_bound(name):,}")
 
 
 def validate(cfg: TrainConfig) -> None:

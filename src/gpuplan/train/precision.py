@@ -40,6 +40,18 @@ class Recipe:
         return self.compute_bytes < 4
 
 
+def framework_precision_note(precision: str, framework: str) -> str | None:
+    """What ``--precision bf16``/``fp16`` becomes under DeepSpeed or Megatron, said in the output (the recipe below
+    maps it silently): their half-precision modes keep fp32 master weights and optimizer states."""
+    if framework not in ("deepspeed", "megatron") or precision not in ("bf16", "fp16"):
+        return None
+    how = ("DeepSpeed's bf16/fp16 modes keep fp32 master weights and fp32 optimizer states"
+           if framework == "deepspeed" else
+           f"Megatron's --{precision} keeps fp32 master weights, fp32 main gradients and fp32 optimizer states")
+    return (f"--precision {precision} with --framework {framework} is counted as mixed-{precision}: {how} "
+            "(there is no pure half-precision training mode)")
+
+
 def recipe_for(precision: str, framework: str = "torch") -> Recipe:
     """The recipe for ``--precision`` under ``--framework``.
 

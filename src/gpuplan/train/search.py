@@ -45,7 +45,10 @@ def max_batch(spec: ModelSpec, cfg: TrainConfig, capacity_bytes: int, limit: int
 
 
 def max_seq(spec: ModelSpec, cfg: TrainConfig, capacity_bytes: int, limit: int | None = None) -> int:
-    """Longest sequence whose total fits (0: not even 1 token); capped by ``limit`` (default 16M tokens)."""
-    return largest_fitting(
-        lambda s: estimate_training(spec, cfg.with_(seq=s)).memory.total_bytes <= capacity_bytes, 1,
-        limit or MAX_SEARCH)
+    """Longest sequence whose total fits (0: not even the shortest); capped by ``limit`` (default 16M tokens).
+    Context parallelism gives each rank seq/cp tokens, so only multiples of cp are valid lengths: the search runs
+    over k·cp."""
+    step = cfg.cp
+    return step * largest_fitting(
+        lambda k: estimate_training(spec, cfg.with_(seq=k * step)).memory.total_bytes <= capacity_bytes, 1,
+        max(1, (limit or MAX_SEARCH) // step))
