@@ -49,6 +49,7 @@ class CaseMap:
     note: str
     reason: str
     not_expressible: str | None
+    refused: bool  # gpuplan is expected to refuse the published configuration (the refusal is the finding)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Row:
     key: str | None
     note: str
     reason: str
-    status: str  # "ok" | "not expressible" | "failed"
+    status: str  # "ok" | "not expressible" | "refused" (expected, a finding) | "failed" (unexpected)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +75,8 @@ def load_case_map(path: Path = CASE_MAP) -> tuple[list[CaseMap], dict[str, dict[
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     cases = [CaseMap(id=c["id"], stack=c.get("stack", ""), command=c.get("command"), model=c.get("model"),
                      args=dict(c.get("args", {})), key=c.get("key"), unit=c.get("unit"), derive=c.get("derive"),
-                     note=c.get("note", ""), reason=c.get("reason", ""), not_expressible=c.get("not_expressible"))
+                     note=c.get("note", ""), reason=c.get("reason", ""), not_expressible=c.get("not_expressible"),
+                     refused=bool(c.get("refused", False)))
              for c in data.get("case", [])]
     return cases, dict(data.get("config", {}))
 
@@ -190,8 +192,8 @@ def run_case(case: CaseMap, entry: dict[str, Any], config_paths: dict[str, str])
     try:
         row.estimate = evaluate(case, config_paths)
     except Exception as exc:  # one case that gpuplan refuses must not hide the others
-        row.status = "failed"
-        row.reason = f"gpuplan refused: {exc}" + (f" Why: {case.reason}" if case.reason else "")
+        row.status = "refused" if case.refused else "failed"
+        row.reason = f"{exc}" + (f" Why: {case.reason}" if case.reason else "")
         return row
     row.error_pct = error_pct(row.estimate, row.measured)
     if row.error_pct is not None and abs(row.error_pct) > TOLERANCE_PCT:
@@ -220,7 +222,7 @@ class Summary:
     within_5_pct: int
     under_5_pct: int  # estimate below the measurement by more than 5 %: the OOM (or optimism) risk
     over_5_pct: int
-    not_expressible: int
+    not_expressible: int  # not expressible, refused or failed
 
 
 def summarize(rows: list[Row]) -> list[Summary]:
@@ -253,8 +255,8 @@ def fmt_value(value: float | None, unit: str | None) -> str:
 def fmt_err(row: Row) -> str:
     if row.status == "not expressible":
         return "not expressible"
-    if row.status == "failed":
-        return "failed"
+    if row.status in ("refused", "failed"):
+        return row.status
     return f"{row.error_pct:+.1f} %"
 
 
@@ -278,18 +280,18 @@ def summary_line(s: Summary) -> str:
     med = "—" if s.median_abs_error_pct is None else f"{s.median_abs_error_pct:.1f} %"
     return (f"{GROUP_TITLE.get(s.group, s.group)} ({s.group}): {s.cases} cases, {s.compared} compared, "
             f"median |error| {med}, within ±5 % {s.within_5_pct}, under −5 % {s.under_5_pct}, "
-            f"over +5 % {s.over_5_pct}, not expressible or failed {s.not_expressible}")
+            f"over +5 % {s.over_5_pct}, not expressible or refused {s.not_expressible}")
 
 
 def render_markdown(rows: list[Row], summaries: list[Summary]) -> str:
     out = ["| case | group | stack | measured | gpuplan | error | reason (beyond ±5 %) |",
            "|---|---|---|---:|---:|---:|---|"]
     for r in rows:
-        reason = f"not expressible: {r.reason}" if r.status == "not expressible" else r.reason
+        reason = f"{r.status}: {r.reason}" if r.status != "ok" else r.reason
         out.append(f"| `{r.id}` | {GROUP_TITLE.get(r.group, r.group)} | {r.stack} | {fmt_value(r.measured, r.unit)}"
                    f" | {fmt_value(r.estimate, r.unit)} | {fmt_err(r)} | {reason} |")
     out += ["", "| group | cases | compared | median \\|error\\| | within ±5 % | under −5 % | over +5 % |"
-            " not expressible |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            " not expressible or refused |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
         med = "—" if s.median_abs_error_pct is None else f"{s.median_abs_error_pct:.1f} %"
         out.append(f"| {GROUP_TITLE.get(s.group, s.group)} | {s.cases} | {s.compared} | {med} | {s.within_5_pct} |"
