@@ -333,9 +333,10 @@ def write(report: Report) -> list[Finding]:
 
 def _summary(report: Report) -> str:
     n_blocks = len({(f.block.path, f.block.fence) for f in report.findings})
-    slow = sorted(((s, c) for c, (s) in {f.shown.command: f.seconds for f in report.findings}.items()),
-                  reverse=True)[:3]
-    lines = [f"{n_blocks} blocks, {len(report.findings)} commands checked; {len(report.stale)} stale; "
+    seconds = {f.shown.command: f.seconds for f in report.findings}
+    slow = sorted(((s, c) for c, s in seconds.items()), reverse=True)[:3]
+    lines = [f"{n_blocks} blocks, {len(report.findings)} commands checked in {sum(seconds.values()):.1f} s; "
+             f"{len(report.stale)} stale; "
              f"{len(report.skipped)} blocks skipped; {len(report.prose)} stale prose figures"]
     lines += [f"  skipped {b.path.name}:{b.fence + 1} ({b.commands[0].command}): {b.skip}" for b in report.skipped]
     lines += [f"  slowest {s:.2f} s: {c}" for s, c in slow]
