@@ -99,25 +99,23 @@ def compare(base: dict, new: dict) -> tuple[list[list[str]], bool]:
     for name, probe in PROBES.items():
         b, n = base["probes"].get(name, {}), new["probes"].get(name, {})
         if "error" in b or "error" in n or not b or not n:
-            rows.append([name, "-", "-", "-", "-", f"trace failed: {(n or b).get('error', 'missing')}", ""])
+            rows.append([name, "-", "-", "-", f"trace failed: {(n or b).get('error', 'missing')}", ""])
             ok = False
             continue
-        key = max(probe.keys, key=lambda k: abs(_pct(n["measured"][k], b["measured"][k])))
-        moved = _pct(n["measured"][key], b["measured"][key])
-        err_old = _pct(_estimate(probe, n["attention"], base["versions"]["transformers"])[key], n["measured"][key])
+        moved = max((_pct(n["measured"][k], b["measured"][k]) for k in probe.keys), key=abs)
         est_new = _estimate(probe, n["attention"], new["versions"]["transformers"])
-        errs = {k: _pct(est_new[k], n["measured"][k]) for k in probe.keys}
-        worst = max(errs, key=lambda k: abs(errs[k]))
-        described = abs(errs[worst]) <= TOLERANCE_PCT
+        est_old = _estimate(probe, n["attention"], base["versions"]["transformers"])
+        key = max(probe.keys, key=lambda k: abs(_pct(est_new[k], n["measured"][k])))
+        err_new, err_old = _pct(est_new[key], n["measured"][key]), _pct(est_old[key], n["measured"][key])
+        described = abs(err_new) <= TOLERANCE_PCT
         ok &= described
         if abs(moved) < MOVED_PCT:
-            status = "same" if described else "NOT DESCRIBED (unmoved)"
+            status = "same" if described else "NOT DESCRIBED (trace unmoved)"
         else:
             status = "moved, rules follow" if described else "MOVED: rule out of date"
-        rules = ", ".join(f"{r} ({_span(keyed[r])})" for r in probe.rules if r in keyed) or "not keyed to a release"
-        rows.append([name, key, f"{b['measured'][key]:,}", f"{n['measured'][key]:,}", f"{moved:+.2f} %",
-                     f"{status}; new-release estimate {errs[worst]:+.2f} % ({worst}), with the old rules "
-                     f"{err_old:+.2f} %", rules])
+        rules = "; ".join(f"{r} ({_span(keyed[r])})" for r in probe.rules if r in keyed) or "-"
+        rows.append([name, f"{moved:+.2f} %", f"{err_new:+.2f} % ({key.removesuffix('_bytes')})",
+                     f"{err_old:+.2f} %", status, rules])
     return rows, ok
 
 
@@ -129,17 +127,20 @@ def _span(rule) -> str:
     return f"{rule.library} {' '.join(x for x in (low, high) if x)}"
 
 
+HEAD = ["probe", "trace moved", "estimate, newest rules", "pinned rules", "status", "release-keyed rules"]
+
+
 def _print(base: dict, new: dict, rows: list[list[str]]) -> None:
     def vs(d: dict) -> str:
         return ", ".join(f"{k} {v}" for k, v in d["versions"].items() if v)
 
     print(f"pinned: {vs(base)}")
     print(f"newest: {vs(new)}")
-    head = ["probe", "key", "pinned trace B", "newest trace B", "moved", "status", "release-keyed rules"]
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head) - 2)]
-    for r in [head] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
-        print("      " + r[-2] + ("; rules: " + r[-1] if r[-1] else ""))
+    print("(trace moved: largest change of a checked key between the two traces; estimate: error against the "
+          f"newest trace, worst key; tolerance ±{TOLERANCE_PCT} %)")
+    widths = [max(len(r[i]) for r in [HEAD] + rows) for i in range(len(HEAD))]
+    for r in [HEAD] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:

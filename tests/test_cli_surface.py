@@ -104,7 +104,7 @@ SURFACE = {
     "serve": Surface(
         positionals=(),
         options=frozenset({
-            "--host", "--lang", "--log-level", "--port", "--workers"
+            "--host", "--lang", "--log-level", "--max-queue", "--port", "--time-limit", "--workers"
         }),
     ),
     "sweep": Surface(

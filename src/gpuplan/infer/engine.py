@@ -9,96 +9,25 @@ KV pool fills what ``gpu_memory_utilization`` leaves, and the question becomes h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from gpuplan.errors import InputError
-from gpuplan.hardware.catalog import GpuSpec
 from gpuplan.infer import activations as act
 from gpuplan.infer import kv
-from gpuplan.infer.engines import (HfProfile, VllmProfile, blocks_per_request, check_engine, vllm_available_kv_bytes,
+from gpuplan.infer.engines import (blocks_per_request, check_engine, vllm_available_kv_bytes,
                                    vllm_num_blocks)
+from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
 from gpuplan.infer.explain import explain
-from gpuplan.infer.parallel import ServingLayout, stage_layers, stage_weight_bytes, validate_layout
-from gpuplan.infer.quant import DTYPE_BYTES, WeightBytes, WeightFormat, weight_bytes
-from gpuplan.infer.speed import SpeedAssumptions, SpeedInputs, compute_bound_batch, decode_step_s, prefill_s
+from gpuplan.infer.parallel import stage_layers, stage_weight_bytes, validate_layout
+from gpuplan.infer.quant import DTYPE_BYTES, WeightFormat, weight_bytes
+from gpuplan.infer.speed import SpeedInputs, compute_bound_batch, decode_step_s, prefill_s
 from gpuplan.model.params import count_params
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.report import MemoryReport, fits
 
 
-@dataclass(frozen=True)
-class InferConfig:
-    """One serving question. ``prompt`` (prefill length) defaults to ``context`` (the worst case)."""
-
-    batch: int = 1
-    context: int = 4096
-    prompt: int | None = None
-    weights: WeightFormat = field(default_factory=lambda: WeightFormat("bf16", "float"))
-    kv_dtype: str | None = None  # None: the weights' unquantized dtype
-    engine: str = "hf"
-    layout: ServingLayout = field(default_factory=ServingLayout)
-    gpu: GpuSpec | None = None
-    gpu_memory_bytes: int | None = None  # device total as the process sees it; default the catalog's usable memory
-    max_context: int | None = None  # longest context the model serves; None: spec.max_position
-    max_context_source: str = ""
-    hf: HfProfile = field(default_factory=HfProfile)
-    vllm: VllmProfile = field(default_factory=VllmProfile)
-    speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
-    search: bool = True  # compute max_batch and the longest context when a GPU is given
-
-
-@dataclass
-class InferReport:
-    memory: MemoryReport
-    kv_cache_bytes_per_token: int
-    kv_cache_bytes_per_sequence: int
-    fits: bool | None
-    max_batch: int | None = None
-    max_context: int | None = None
-    params_total: int = 0
-    params_active: int = 0
-    weights: dict[str, Any] = field(default_factory=dict)
-    layout: dict[str, int] = field(default_factory=dict)
-    engine: dict[str, Any] = field(default_factory=dict)
-    speed: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        m = self.memory
-        out: dict[str, Any] = {
-            "memory": m.memory_dict(),
-            "params": {"total": self.params_total, "active": self.params_active, "trainable": 0},
-            "fits": self.fits,
-            "peak_phase": m.peak_phase,
-            "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
-            "kv_cache_bytes_per_sequence": self.kv_cache_bytes_per_sequence,
-        }
-        if self.max_batch is not None:
-            out["max_batch"] = self.max_batch
-        if self.max_context is not None:
-            out["max_context"] = self.max_context
-        out.update(weights=self.weights, layout=self.layout, engine=self.engine, speed=self.speed,
-                   assumptions=m.assumptions, warnings=m.warnings)
-        return out
-
-
-@dataclass
-class _Ctx:
-    """What does not change when only the batch or the context changes (so searches are cheap)."""
-
-    spec: ModelSpec
-    cfg: InferConfig
-    engine: str
-    kv_dtype: str
-    dtype_bytes: float
-    wb: WeightBytes
-    stage_weights: list[int]
-    stages: list[range]
-    capacity: int | None
-
-
-def _prepare(spec: ModelSpec, cfg: InferConfig) -> _Ctx:
+def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
     engine = check_engine(cfg.engine)
     validate_layout(spec, cfg.layout)
     kv.kv_elements_per_token_layer(spec, cfg.layout.tp)  # validates TP against the (KV) heads
@@ -111,7 +40,7 @@ def _prepare(spec: ModelSpec, cfg: InferConfig) -> _Ctx:
         fmt = WeightFormat(fmt.dtype, "float", dtype=fmt.dtype)
     wb = weight_bytes(spec, fmt, engine=engine)
     capacity = cfg.gpu_memory_bytes if cfg.gpu_memory_bytes else (cfg.gpu.memory_usable_bytes if cfg.gpu else None)
-    return _Ctx(spec, cfg, engine, kv_dtype, DTYPE_BYTES[cfg.weights.dtype], wb,
+    return EstimateContext(spec, cfg, engine, kv_dtype, DTYPE_BYTES[cfg.weights.dtype], wb,
                 stage_weight_bytes(spec, wb.per_tensor, cfg.layout), stage_layers(spec.num_layers, cfg.layout.pp),
                 capacity)
 
@@ -126,7 +55,7 @@ def _check_context(spec: ModelSpec, cfg: InferConfig, context: int, prompt: int)
         raise InputError("--prompt", prompt, f"must be <= --context ({context})")
 
 
-def _hf_stage(c: _Ctx, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
+def _hf_stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
     spec, cfg, b = c.spec, c.cfg, c.dtype_bytes
     layers, last = c.stages[s], s == len(c.stages) - 1
     tp = cfg.layout.tp
@@ -150,7 +79,7 @@ def _hf_stage(c: _Ctx, s: int, batch: int, context: int, prompt: int) -> dict[st
                 buffers=cfg.hf.cuda_context_bytes + reserve, total=peak + cfg.hf.cuda_context_bytes + reserve)
 
 
-def _vllm_request_bytes(c: _Ctx, layers: range, context: int) -> int:
+def _vllm_request_bytes(c: EstimateContext, layers: range, context: int) -> int:
     """KV bytes one request of ``context`` tokens pins on this GPU, in whole blocks (windows applied)."""
     spec, bs = c.spec, c.cfg.vllm.block_size
     per_layer = kv.kv_elements_per_token_layer(spec, c.cfg.layout.tp) * kv.element_bytes(c.kv_dtype, "vllm")
@@ -161,7 +90,7 @@ def _vllm_request_bytes(c: _Ctx, layers: range, context: int) -> int:
     return int(total)
 
 
-def _vllm_stage(c: _Ctx, s: int, batch: int, context: int) -> dict[str, Any]:
+def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[str, Any]:
     spec, cfg, p = c.spec, c.cfg, c.cfg.vllm
     if c.capacity is None:
         raise InputError("--gpu", None, "--engine vllm sizes its KV pool from the GPU's memory",
@@ -189,11 +118,11 @@ def _vllm_stage(c: _Ctx, s: int, batch: int, context: int) -> dict[str, Any]:
                 non_torch=non_torch, graphs=graphs, act_peak=act_peak)
 
 
-def _stage(c: _Ctx, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
+def _stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
     return _vllm_stage(c, s, batch, context) if c.engine == "vllm" else _hf_stage(c, s, batch, context, prompt)
 
 
-def _worst(c: _Ctx, batch: int, context: int, prompt: int) -> tuple[int, dict[str, Any]]:
+def _worst(c: EstimateContext, batch: int, context: int, prompt: int) -> tuple[int, dict[str, Any]]:
     rows = [_stage(c, s, batch, context, prompt) for s in range(len(c.stages))]
     if c.engine == "vllm":
         s = min(range(len(rows)), key=lambda i: (rows[i]["concurrency"], -rows[i]["total"]))
@@ -202,7 +131,7 @@ def _worst(c: _Ctx, batch: int, context: int, prompt: int) -> tuple[int, dict[st
     return s, rows[s]
 
 
-def _fits(c: _Ctx, row: dict[str, Any], batch: int) -> bool | None:
+def _fits(c: EstimateContext, row: dict[str, Any], batch: int) -> bool | None:
     if c.capacity is None:
         return None
     if c.engine == "vllm":
@@ -210,7 +139,7 @@ def _fits(c: _Ctx, row: dict[str, Any], batch: int) -> bool | None:
     return fits(row["total"], c.capacity)
 
 
-def _search(c: _Ctx, hi: int, ok) -> int:
+def _search(c: EstimateContext, hi: int, ok) -> int:
     """Largest n in [1, hi] with ok(n) (monotone), 0 when none."""
     if not ok(1):
         return 0
@@ -266,7 +195,7 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig) -> InferReport:
     return report
 
 
-def _capacity_search(c: _Ctx, report: InferReport, prompt: int) -> None:
+def _capacity_search(c: EstimateContext, report: InferReport, prompt: int) -> None:
     cfg, limit = c.cfg, c.cfg.max_context or c.spec.max_position
     if c.engine == "vllm":
         row = _worst(c, cfg.batch, cfg.context, prompt)[1]
@@ -290,7 +219,7 @@ def _capacity_search(c: _Ctx, report: InferReport, prompt: int) -> None:
     report.max_context = _search(c, limit, ok_ctx)
 
 
-def _weights_info(c: _Ctx) -> dict[str, Any]:
+def _weights_info(c: EstimateContext) -> dict[str, Any]:
     fmt = c.cfg.weights
     info: dict[str, Any] = {"format": fmt.name, "dtype": fmt.dtype, "total_bytes": c.wb.total,
                             "by_component_bytes": dict(c.wb.by_component),
@@ -304,7 +233,7 @@ def _weights_info(c: _Ctx) -> dict[str, Any]:
     return info
 
 
-def _speed(c: _Ctx, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
+def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
     cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
     assert gpu is not None
     dtype = cfg.weights.compute_dtype

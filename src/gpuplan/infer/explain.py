@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuplan.infer import kv
+from gpuplan.infer.config import EstimateContext, InferReport
 from gpuplan.report import Term
 from gpuplan.units import format_bytes
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gpuplan.infer.engine import InferReport, _Ctx
-
-
-def explain(c: "_Ctx", report: "InferReport", row: dict[str, Any], s: int, prompt: int) -> None:
+def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int, prompt: int) -> None:
     """Add the terms, assumptions and warnings of one estimate to ``report.memory``."""
     spec, cfg, mem = c.spec, c.cfg, report.memory
     tp = cfg.layout.tp

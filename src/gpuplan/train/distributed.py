@@ -28,11 +28,13 @@ from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard, stage_shards
 from gpuplan.report import MemoryReport, fits
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.explain import explain_parallel
 from gpuplan.train.model_acts import model_acts
 from gpuplan.train.overheads import overhead_bytes
 from gpuplan.train.peak import Phase, peak, phases
 from gpuplan.train.peft import trainability
 from gpuplan.train.precision import Recipe, recipe_for
+from gpuplan.train.report import TrainReport
 from gpuplan.train.stage import _context, _stage_parts
 
 
@@ -122,8 +124,6 @@ def _merge(a: list[Phase], b: list[Phase]) -> list[Phase]:
 
 def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capacity_bytes: int | None):
     """All stages; the report is the most loaded rank's, with one per-rank row per stage."""
-    from gpuplan.train.engine import TrainReport, _explain_parallel
-
     recipe = recipe_for(cfg.precision, cfg.framework)
     rows, best = [], None
     memo: dict = {}  # stage-invariant parts of identical stages, computed once
@@ -150,7 +150,7 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
                      activations_bytes=row["activations_bytes"], logits_bytes=row["logits_bytes"],
                      buffers_bytes=row["buffers_bytes"], allocated_peak_bytes=top.bytes,
                      total_bytes=row["total_bytes"], peak_phase=f"stage {row['stage']}: {top.name}")
-    _explain_parallel(m, spec, cfg, layout, recipe, st, row)
+    explain_parallel(m, spec, cfg, layout, recipe, st, row)
     if layout.replicas > 1:
         m.assumptions.append(hybrid_sharding_note(cfg.framework, layout))
     params_total = _params_total(spec)

@@ -5,16 +5,17 @@ Pure Python; the caller resolves the model (``gpuplan.model.resolve``) and the G
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Hashable, Iterable
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
-from gpuplan.parallel.layout import Layout, resolve_layout
+from gpuplan.parallel.layout import resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
 from gpuplan.train.activations import Act, ActContext
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
+from gpuplan.train.distributed import estimate_distributed
 from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import LossMemory, loss_memory
 from gpuplan.train.model_acts import ModelActs, model_acts
@@ -22,70 +23,8 @@ from gpuplan.train.overheads import overhead_bytes
 from gpuplan.train.peak import Phase, PhaseInputs, peak, phases
 from gpuplan.train.peft import trainability
 from gpuplan.train.precision import Recipe, recipe_for
-from gpuplan.train.states import LORA_BYTES, ModelStates, model_states, params_only_states
-from gpuplan.versions import FALCON_SDPA_MATH, transformers_release
-
-_MLP_FIRST = ("down_proj", "w2", "dense_4h_to_h")
-_AFTER_ATTN_CORE = ("o_proj", "dense", "post_attention_layernorm", "ln_2", "shared_expert_gate")
-
-
-@dataclass
-class TrainReport:
-    """The answer of ``gpuplan train``: memory per GPU (most loaded rank), parameters, fit."""
-
-    memory: MemoryReport
-    params_total: int
-    params_trainable: int
-    fits: bool | None = None
-    capacity_bytes: int | None = None
-    phases: list[Phase] = field(default_factory=list)
-    host_bytes: int = 0
-    per_rank: list[dict[str, object]] = field(default_factory=list)
-
-    @property
-    def headroom_bytes(self) -> int | None:
-        return None if self.capacity_bytes is None else self.capacity_bytes - self.memory.total_bytes
-
-    def as_dict(self) -> dict[str, object]:
-        m = self.memory
-        out: dict[str, object] = {
-            "memory": {**m.memory_dict(), "peak_phase": m.peak_phase},
-            "params": {"total": self.params_total, "trainable": self.params_trainable},
-            "fits": self.fits,
-            "capacity_bytes": self.capacity_bytes,
-            "headroom_bytes": self.headroom_bytes,
-            "host_bytes": self.host_bytes,
-            "phases": [{"phase": p.name, "bytes": p.bytes} for p in self.phases],
-            "assumptions": list(m.assumptions),
-            "warnings": list(m.warnings),
-        }
-        if self.per_rank:
-            out["per_rank"] = self.per_rank
-        return out
-
-
-def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None = None) -> ActContext:
-    """Element sizes and switches of the activation model. Dropout: ``--dropout`` or, when larger, the model
-    config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
-    dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
-    return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
-                      fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
-                      dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
-                      lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective",
-                      batched=cfg.batch > 1,
-                      window_mask=spec is not None and spec.sliding_window is not None
-                      and cfg.seq > spec.sliding_window,
-                      **release_switches(spec, cfg))
-
-
-def release_switches(spec: ModelSpec | None, cfg: TrainConfig) -> dict[str, bool]:
-    """Switches that follow the modelling code of the transformers release the run uses (gpuplan.versions).
-    Falcon materialises its causal mask in every release traced (``FalconModel.forward``: ``create_causal_mask(...,
-    allow_is_causal_skip=False)``, so ALiBi can be added to it); its multi-query layers ran the math kernel up to
-    5.24."""
-    falcon = spec is not None and spec.layout == "falcon"
-    release = transformers_release(cfg.transformers_version)
-    return {"full_mask": falcon, "mqa_math": falcon and FALCON_SDPA_MATH.holds(release)}
+from gpuplan.train.report import TrainReport
+from gpuplan.train.states import ModelStates, model_states, params_only_states
 
 
 def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total: int | None = None,
@@ -99,7 +38,6 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         return _params_only(params_total, cfg, recipe, capacity_bytes)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:
-        from gpuplan.train.distributed import estimate_distributed
         return estimate_distributed(spec, cfg, layout, capacity_bytes)
     states = model_states(spec, cfg, recipe)
     c = activation_context(cfg, recipe, spec)
@@ -123,7 +61,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         embed_grad_bytes=g["embed"], tied_extra_bytes=g["tied_extra"],
         loss_forward_bytes=loss.forward_peak_bytes,
         loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
-        norm_bwd_bytes=_norm_bwd_per_token(spec, c) * b * s,
+        norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * s,
         step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.recompute == "full",
         **_forward_moments(spec, cfg, acts, c, b, s))
     ps = phases(pin)
@@ -165,15 +103,6 @@ def _sizes(grouped: tuple[tuple[Act, ...], tuple[int, ...]], b: int, s: int) -> 
     return tuple(map(sizes.__getitem__, index))
 
 
-def _norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:
-    """Temporaries of a norm's backward beyond the incoming gradient (traced): Hugging Face RMSNorm's Python
-    backward peaks with four fp32 h-sized tensors plus, for a half input, the half copy of the upcast gradient:
-    (20 - 2r)·h per token with r the residual dtype size; LayerNorm's fused kernel only writes grad_input."""
-    if spec.norm == "rmsnorm":
-        return (20 - 2 * c.r) * spec.hidden_size
-    return c.e * spec.hidden_size
-
-
 def _bwd_extra(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, g: dict, b: int, s: int) -> tuple[int, ...]:
     """Per layer, the highest of its backward points: layer gradients existing then + bytes beyond its saved set."""
     if cfg.activation_model == "korthikanti":
@@ -210,9 +139,9 @@ def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
             layers[t.layer] += gb
             if t.component in ("mlp", "experts"):
                 mlp[t.layer] += gb
-            if t.component in ("mlp", "experts", "router") or t.module in _AFTER_ATTN_CORE:
+            if t.component in ("mlp", "experts", "router") or t.module in AFTER_ATTN_CORE:
                 attn[t.layer] += gb
-            if t.module in _MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
+            if t.module in MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
                 first[t.layer] += gb
         elif t.component == "lm_head" or t.component == "norm":
             head += gb
@@ -275,38 +204,3 @@ def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_b
                              + (f"{layout.shard_degree} ranks (--dp-shard × cp), {layout.replicas} replicas"
                                 if layout.replicas > 1 else "dp·cp"))
     return TrainReport(m, params_total, params_total, fits(m.total_bytes, capacity_bytes), capacity_bytes, ps)
-
-
-def _explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe,
-                      st: object, row: dict) -> None:
-    """Terms, assumptions and warnings of a distributed estimate (the most loaded rank)."""
-    from gpuplan.parallel.dataparallel import RankStates
-
-    assert isinstance(st, RankStates)
-    m.terms = [
-        Term("weights_bytes", st.weights_bytes, "Σ local tensors × param bytes (/D when parameters are sharded)",
-             recipe.source, {"scheme": st.scheme, "D": layout.shard_degree}),
-        Term("gradients_bytes", st.gradients_bytes, "local trainable × grad bytes (/D from ZeRO-2 / FSDP)",
-             recipe.source, {}),
-        Term("optimizer_bytes", st.optimizer_bytes, "states of the local trainable tensors (/D from ZeRO-1)",
-             "gpuplan.parallel.dataparallel", {}),
-        Term("allocated_peak_bytes", m.allocated_peak_bytes, f"max over phases of the most loaded stage ({row['stage']})",
-             "gpuplan.train.distributed", {"inflight_microbatches": row["inflight_microbatches"]}),
-    ]
-    m.assumptions = [
-        f"layout: dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp} ep={layout.ep} vpp={layout.vpp}"
-        f"{' sp' if layout.sp else ''} = {layout.world} GPUs; {st.scheme}; {layout.microbatches} micro-batches",
-        f"precision {recipe.name}: {recipe.source}",
-        "the row shown is the most loaded rank (tensor/expert-parallel rank 0 of the heaviest pipeline stage); "
-        "--per-rank lists every stage",
-        "vocabulary " + ("replicated (torch TP plans)" if cfg.framework == "torch" else "split over tp "
-                         "(Megatron VocabParallelEmbedding)"),
-        "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
-    ]
-    if layout.kv_replicated:
-        m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
-    m.warnings = []
-    if layout.pp > 1 and layout.microbatches < layout.pp:
-        m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")
-    if cfg.offload != "none":
-        m.warnings.append(f"offloaded to host memory per GPU: {st.host_bytes / 2**30:.1f} GiB (host_bytes)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gpuplan.model.spec import ModelSpec
-from gpuplan.report import Term
+from gpuplan.parallel.layout import Layout
+from gpuplan.report import MemoryReport, Term
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
@@ -138,3 +139,38 @@ def _peft_fused_expert_warnings(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
             f"LoRA parameters, which PEFT reports); the trainable figure counts per-expert LoRA "
             f"({trainable_params(spec, cfg):,} in all). Target only the attention projections to avoid the "
             f"materialised stacks"]
+
+
+def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe,
+                      st: object, row: dict) -> None:
+    """Terms, assumptions and warnings of a distributed estimate (the most loaded rank)."""
+    from gpuplan.parallel.dataparallel import RankStates
+
+    assert isinstance(st, RankStates)
+    m.terms = [
+        Term("weights_bytes", st.weights_bytes, "Σ local tensors × param bytes (/D when parameters are sharded)",
+             recipe.source, {"scheme": st.scheme, "D": layout.shard_degree}),
+        Term("gradients_bytes", st.gradients_bytes, "local trainable × grad bytes (/D from ZeRO-2 / FSDP)",
+             recipe.source, {}),
+        Term("optimizer_bytes", st.optimizer_bytes, "states of the local trainable tensors (/D from ZeRO-1)",
+             "gpuplan.parallel.dataparallel", {}),
+        Term("allocated_peak_bytes", m.allocated_peak_bytes, f"max over phases of the most loaded stage ({row['stage']})",
+             "gpuplan.train.distributed", {"inflight_microbatches": row["inflight_microbatches"]}),
+    ]
+    m.assumptions = [
+        f"layout: dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp} ep={layout.ep} vpp={layout.vpp}"
+        f"{' sp' if layout.sp else ''} = {layout.world} GPUs; {st.scheme}; {layout.microbatches} micro-batches",
+        f"precision {recipe.name}: {recipe.source}",
+        "the row shown is the most loaded rank (tensor/expert-parallel rank 0 of the heaviest pipeline stage); "
+        "--per-rank lists every stage",
+        "vocabulary " + ("replicated (torch TP plans)" if cfg.framework == "torch" else "split over tp "
+                         "(Megatron VocabParallelEmbedding)"),
+        "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
+    ]
+    if layout.kv_replicated:
+        m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    m.warnings = []
+    if layout.pp > 1 and layout.microbatches < layout.pp:
+        m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")
+    if cfg.offload != "none":
+        m.warnings.append(f"offloaded to host memory per GPU: {st.host_bytes / 2**30:.1f} GiB (host_bytes)")

@@ -14,6 +14,7 @@ from functools import lru_cache
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import Act
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.context import norm_bwd_per_token
 
 _REPLICATED_PREFIXES = ("x", "h1", "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                         "post_feedforward_layernorm", "attn.mask", "ln_1", "ln_2", "router",
@@ -76,11 +77,9 @@ def _rank_points(spec: ModelSpec, c, la, tp: int, sp: bool) -> tuple[tuple[str, 
         return tuple((p.grads, p.extra) for p in la.points)
     if sp:
         return tuple((p.grads, p.extra.scale(1.0 / tp)) for p in la.points)
-    from gpuplan.train.engine import _norm_bwd_per_token
-
     # + the input gradient of the column-parallel layers after the norm, all-reduced out of place (DTensor
     # Partial -> Replicate): the partial sum and the reduced copy are both alive (traced, W 2 and 4: + e·h)
-    norm_tmp = Act(tok=float(_norm_bwd_per_token(spec, c)))
+    norm_tmp = Act(tok=float(norm_bwd_per_token(spec, c)))
     partial = Act(tok=float(c.e * spec.hidden_size))
     out = []
     for p in la.points:

@@ -15,6 +15,7 @@ from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
 from gpuplan.train.activations import Act
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import loss_memory
 from gpuplan.train.peak import PhaseInputs
@@ -24,8 +25,6 @@ from gpuplan.train.rank_acts import (_bwd_high, _bytes, _layer_split, _rank_poin
 
 def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
     """The activation model's element sizes: FSDP2 computes in its MixedPrecisionPolicy's param dtype."""
-    from gpuplan.train.engine import activation_context
-
     fsdp = cfg.framework == "torch" and layout.zero >= 2
     act_recipe = recipe_for("bf16") if fsdp and _fsdp_dtypes(recipe)[1] == 2 and recipe.param_bytes == 4 else recipe
     if fsdp and recipe.master_bytes:
@@ -41,7 +40,6 @@ def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
 def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe, shard: StageShard, tr, c,
                  acts) -> dict:
     """Everything of a stage that does not depend on its position in the pipeline schedule."""
-    from gpuplan.train.engine import _norm_bwd_per_token
     from gpuplan.train.states import effective_impl
 
     table = tensor_table(spec)
@@ -103,7 +101,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         tied_extra_bytes=tied_extra, loss_forward_bytes=loss.forward_peak_bytes if shard.last else 0,
         loss_backward_bytes=loss.backward_peak_bytes if shard.last else 0,
         residual_grad_bytes=c.r * spec.hidden_size * b * sl // (tp if sp else 1),
-        norm_bwd_bytes=_norm_bwd_per_token(spec, c) * b * sl // (tp if sp else 1),
+        norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * sl // (tp if sp else 1),
         step_temp_bytes=st.step_temp_bytes, recompute_full=cfg.recompute == "full",
         held_bytes=0, act_extra_bytes=bufs["act"],
         layer_extra_bytes=bufs["layer"], end_extra_bytes=bufs["end"],
@@ -129,8 +127,6 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     """Per layer of the stage: gradient bytes kept after backward, the bytes existing at each backward point of the
     layer (as created, before any reduce-scatter), the head's and the embedding's (FSDP: unsharded, as the root
     holds them through backward), and the head's + embedding's as kept after backward."""
-    from gpuplan.train.engine import _AFTER_ATTN_CORE, _MLP_FIRST
-
     idx = {layer: n for n, layer in enumerate(layers)}
     root_keep = 0  # the head's and embedding's gradients as kept after backward (FSDP: the sharded ones)
     kept = [0] * len(layers)
@@ -157,9 +153,9 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
             new[n]["layer"] += created
             if t.component in ("mlp", "experts"):
                 new[n]["mlp_all"] += created
-            if t.component in ("mlp", "experts", "router") or t.module in _AFTER_ATTN_CORE:
+            if t.component in ("mlp", "experts", "router") or t.module in AFTER_ATTN_CORE:
                 new[n]["after_attn"] += created
-            if t.module in _MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
+            if t.module in MLP_FIRST or (t.module == "c_proj" and t.component == "mlp"):
                 new[n]["mlp_first"] += created
             continue
         root_keep += keep

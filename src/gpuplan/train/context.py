@@ -1,0 +1,49 @@
+"""What the activation model of one step depends on: element sizes, switches, and the few layer facts the
+single-GPU engine and the per-rank (parallel) estimate both use."""
+
+from __future__ import annotations
+
+from gpuplan.model.spec import ModelSpec
+from gpuplan.train.activations import ActContext
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.precision import Recipe
+from gpuplan.train.states import LORA_BYTES
+from gpuplan.versions import FALCON_SDPA_MATH, transformers_release
+
+# The first module whose weight gradient a layer's backward creates (the MLP's output projection), and the modules
+# whose gradients exist once backward has passed the attention core.
+MLP_FIRST = ("down_proj", "w2", "dense_4h_to_h")
+AFTER_ATTN_CORE = ("o_proj", "dense", "post_attention_layernorm", "ln_2", "shared_expert_gate")
+
+
+def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None = None) -> ActContext:
+    """Element sizes and switches of the activation model. Dropout: ``--dropout`` or, when larger, the model
+    config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
+    dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
+    return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
+                      fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
+                      dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
+                      lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective",
+                      batched=cfg.batch > 1,
+                      window_mask=spec is not None and spec.sliding_window is not None
+                      and cfg.seq > spec.sliding_window,
+                      **release_switches(spec, cfg))
+
+
+def release_switches(spec: ModelSpec | None, cfg: TrainConfig) -> dict[str, bool]:
+    """Switches that follow the modelling code of the transformers release the run uses (gpuplan.versions).
+    Falcon materialises its causal mask in every release traced (``FalconModel.forward``: ``create_causal_mask(...,
+    allow_is_causal_skip=False)``, so ALiBi can be added to it); its multi-query layers ran the math kernel up to
+    5.24."""
+    falcon = spec is not None and spec.layout == "falcon"
+    release = transformers_release(cfg.transformers_version)
+    return {"full_mask": falcon, "mqa_math": falcon and FALCON_SDPA_MATH.holds(release)}
+
+
+def norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:
+    """Temporaries of a norm's backward beyond the incoming gradient (traced): Hugging Face RMSNorm's Python
+    backward peaks with four fp32 h-sized tensors plus, for a half input, the half copy of the upcast gradient:
+    (20 - 2r)·h per token with r the residual dtype size; LayerNorm's fused kernel only writes grad_input."""
+    if spec.norm == "rmsnorm":
+        return (20 - 2 * c.r) * spec.hidden_size
+    return c.e * spec.hidden_size
