@@ -261,11 +261,20 @@ def test_plan_json_when_nothing_fits(capsys):
     (("--tp", "0"), "--tp"),
     (("--tp", "3"), "--tp"),
     (("--ep", "2"), "--ep"),
-    (("--micro-batch", "3"), "--micro-batch"),
+    (("--micro-batch", "0"), "--micro-batch"),
+    (("--vpp", "33"), "--vpp"),
 ])
 def test_plan_names_the_bad_pin(capsys, extra, field):
     err = refused(capsys, "plan", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", *extra, field=field)
     assert "no layout" not in err
+
+
+def test_plan_searches_a_pinned_micro_batch_outside_the_default_set(capsys):
+    """A published run used micro-batch 6 (MosaicML MPT-7B on 8 x H100): pinned, it is searched, not refused."""
+    code, out, err = run(capsys, "plan", "llama-3.2-1b", "--gpu", "h100-sxm", "--gpus", "8", "--global-batch", "48",
+                         "--micro-batch", "6", "--json")
+    assert code == 0, err
+    assert {p["micro_batch"] for p in json.loads(out)["plans"]} == {6}
 
 
 def test_plan_empty_gpu(capsys):

@@ -27,7 +27,8 @@ def add_compute_arguments(p: argparse.ArgumentParser) -> None:
                         "causal = half (NeMo), none = plain 6·P (default full)")
     g.add_argument("--precision", choices=tuple(PRECISION_DTYPE), default="bf16",
                    help="training precision; picks the GPU's peak FLOP/s for that dtype (default bf16)")
-    g.add_argument("--peak-tflops", type=real("--peak-tflops", above=0),
+    # 1 GFLOP/s to 1 EFLOP/s per device: beyond any accelerator in either direction, so the answer stays finite
+    g.add_argument("--peak-tflops", type=real("--peak-tflops", at_least=1e-3, at_most=1e6),
                    help="override the GPU's dense peak (TFLOP/s), or give it for a GPU not in the catalog")
 
 
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=real("--mfu", above=0, at_most=1),
                    help="model FLOPs utilization as a fraction (0.40); default: published figure for the GPU family "
                         "and cluster size")
-    p.add_argument("--tokens-per-gpu-s", type=real("--tokens-per-gpu-s", above=0),
+    p.add_argument("--tokens-per-gpu-s", type=real("--tokens-per-gpu-s", at_least=1e-3, at_most=1e9),
                    help="a measured or published throughput per GPU, instead of --mfu")
     p.add_argument("--gpu-multiple", type=count("--gpu-multiple"), default=1,
                    help="round a solved GPU count up to a multiple of this (8 = whole nodes)")

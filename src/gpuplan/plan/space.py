@@ -9,7 +9,8 @@
   micro-batch count is a multiple of PP (Megatron's interleaved-schedule requirement).
 * DP is what is left: GPUs / (TP·PP·CP); the global batch must split into dp × micro-batch × micro-batches.
 * EP (MoE only): divides the routed experts and dp·cp.
-* ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16; recompute none, selective, full.
+* ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16 (or the pinned ones); recompute none,
+  selective, full.
 * Hybrid sharding (HSDP, ``--dp-shard N``; ZeRO >= 1, dp > 1, where the framework has it): ZeRO/FSDP states sharded
   over a group of N·cp ranks and replicated over dp/N groups. N is the largest divisor of dp whose shard group stays
   inside one node (tp·cp·N <= GPUs per node: its reduce-scatters and all-gathers use NVLink, only the replicas'
@@ -53,7 +54,8 @@ class Pins:
 def check_pins(spec: ModelSpec, pins: Pins, seq: int, gpus_per_node: int) -> None:
     """Refuse a pinned degree that no layout can have, naming the option and the rule (rather than answering that
     no layout fits): TP by the rules above, CP by the sequence, EP on a dense model or not dividing the experts,
-    PP above the layer count, VPP, micro-batch or ZeRO outside what is searched."""
+    PP or VPP above the layer count, a ZeRO stage that does not exist (a pinned micro-batch or VPP is searched
+    whatever its value)."""
     from gpuplan.errors import InputError
 
     rules = [
@@ -67,8 +69,7 @@ def check_pins(spec: ModelSpec, pins: Pins, seq: int, gpus_per_node: int) -> Non
          "must be 1: the model is dense (no experts)" if spec.moe is None else
          f"must divide the routed experts ({spec.moe.num_experts if spec.moe else 0})"),
         ("--pp", pins.pp, range(1, spec.num_layers + 1), f"must be from 1 to the {spec.num_layers} layers"),
-        ("--vpp", pins.vpp, VPP, "must be 1, 2 or 4"),
-        ("--micro-batch", pins.micro_batch, MICRO_BATCHES, "must be one of " + ", ".join(map(str, MICRO_BATCHES))),
+        ("--vpp", pins.vpp, range(1, spec.num_layers + 1), f"must be from 1 to the {spec.num_layers} layers"),
         ("--zero", pins.zero, (0, 1, 2, 3), "must be 0, 1, 2 or 3"),
     ]
     for flag, pinned, allowed, rule in rules:
@@ -132,6 +133,16 @@ def _allowed(values: list, pin: tuple | None) -> list:
     return values if pin is None else [v for v in values if v in pin]
 
 
+def micro_batches(pins: Pins) -> list[int]:
+    """The searched micro-batches, or the pinned ones whatever their value (a published run may use 6)."""
+    return sorted(pins.micro_batch) if pins.micro_batch else list(MICRO_BATCHES)
+
+
+def virtual_stages(pins: Pins) -> list[int]:
+    """The searched virtual-stage counts, or the pinned ones (Megatron takes any count the layers allow)."""
+    return sorted(pins.vpp) if pins.vpp else list(VPP)
+
+
 def shapes_for(spec: ModelSpec, gpus: int, seq: int, gpus_per_node: int, pins: Pins
                ) -> Iterator[tuple[int, int, int, int]]:
     """(tp, cp, pp, dp) for a fixed GPU count."""
@@ -154,9 +165,10 @@ def layouts_for_shape(spec: ModelSpec, tp: int, cp: int, pp: int, dp: int, globa
     per_dp = global_batch // dp
     zeros = _allowed([0, 1, 2, 3] if dp * cp > 1 else [0], pins.zero)
     for ep in _allowed(ep_options(spec, dp * cp), pins.ep):
-        for mb in _allowed([b for b in MICRO_BATCHES if per_dp % b == 0], pins.micro_batch):
+        for mb in [b for b in micro_batches(pins) if per_dp % b == 0]:
             m = per_dp // mb
-            vpps = [1] if pp == 1 else [v for v in VPP if v == 1 or (m % pp == 0 and spec.num_layers >= pp * v)]
+            vpps = [1] if pp == 1 else [v for v in virtual_stages(pins)
+                                        if v == 1 or (m % pp == 0 and spec.num_layers >= pp * v)]
             for vpp in _allowed(vpps, pins.vpp):
                 for zero in zeros:
                     for rc in _allowed(list(RECOMPUTE), pins.recompute):
@@ -188,7 +200,7 @@ def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
     """The layout of ``lay``'s placement that needs the least memory among those the search allows: the smallest
     micro-batch, the most recomputation, the highest ZeRO stage over all data-parallel ranks, no interleaving."""
     per_dp = global_batch // lay.dp
-    mbs = _allowed([b for b in MICRO_BATCHES if per_dp % b == 0], pins.micro_batch) or [lay.micro_batch]
+    mbs = [b for b in micro_batches(pins) if per_dp % b == 0] or [lay.micro_batch]
     rcs = _allowed(list(RECOMPUTE), pins.recompute) or [lay.recompute]
     zeros = _allowed([0, 1, 2, 3] if lay.dp * lay.cp > 1 else [0], pins.zero) or [lay.zero]
     vpps = _allowed([1], pins.vpp) or [lay.vpp]

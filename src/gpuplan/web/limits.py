@@ -17,21 +17,22 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from gpuplan.errors import InputError
+from gpuplan.limits import COUNT_BOUNDS, MAX_LAYER_EXPERTS, MAX_MODEL_NAME_CHARS, MAX_MTP_LAYERS  # noqa: F401
 from gpuplan.web.jsonsafe import NON_FINITE_RULE, find_non_finite, show
 
 MAX_BODY_BYTES = 256 * 1024  # whole request body
 MAX_CONFIG_BYTES = 64 * 1024  # a pasted config.json, serialized compactly
-MAX_MODEL_NAME_CHARS = 200
 
 # Keys of a config.json that set how many layers, experts or MTP modules the tensor table enumerates: bounded so
 # one request cannot make the server enumerate billions of tensors. Real models stay far below (DeepSeek-V3: 61
 # layers x 256 experts).
 _LAYER_KEYS = ("num_hidden_layers", "n_layer")
 _EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
-MAX_CONFIG_LAYERS = 2048
-MAX_CONFIG_EXPERTS = 8192
-MAX_CONFIG_LAYER_EXPERTS = 1 << 15  # routed experts summed over layers; DeepSeek-V3 has 61 x 256 = 15,616
-MAX_CONFIG_MTP = 16
+# The same bounds the core applies to --layers / --experts (gpuplan.limits), checked here before parsing.
+MAX_CONFIG_LAYERS = COUNT_BOUNDS["layers"]
+MAX_CONFIG_EXPERTS = COUNT_BOUNDS["experts"]
+MAX_CONFIG_LAYER_EXPERTS = MAX_LAYER_EXPERTS
+MAX_CONFIG_MTP = MAX_MTP_LAYERS
 
 
 def _int_at(config: dict[str, Any], keys: tuple[str, ...]) -> int:
