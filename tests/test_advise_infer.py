@@ -10,7 +10,8 @@ import json
 import pytest
 
 from gpuplan.advise import advise, render_advice
-from gpuplan.advise.runner import options_from_args, runner
+from gpuplan.advise.runner import options_from_args, runner  # noqa: F401
+from gpuplan.cli.main import build_parser
 from gpuplan.cli.main import main
 
 BASE = ["llama-3.1-70b", "--gpu", "h100-sxm", "--batch", "8", "--context", "8192"]
@@ -26,7 +27,7 @@ def infer_json(argv: list[str]) -> dict:
 
 @pytest.fixture(scope="module")
 def result():
-    return advise("infer", options_from_args(runner("infer").parser.parse_args(BASE), "infer"))
+    return advise("infer", options_from_args(build_parser().parse_args(["infer", *BASE]), "infer"))
 
 
 def test_70b_in_bf16_does_not_fit_one_h100(result):

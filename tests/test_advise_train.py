@@ -10,7 +10,8 @@ import json
 import pytest
 
 from gpuplan.advise import advise, render_advice
-from gpuplan.advise.runner import options_from_args, runner
+from gpuplan.advise.runner import options_from_args, runner  # noqa: F401
+from gpuplan.cli.main import build_parser
 from gpuplan.cli.main import main
 
 # seed 002 §8's case: full fine-tuning of a 70B model on one H100 cannot fit (≥ 16 bytes/param of model states)
@@ -27,7 +28,7 @@ def train_json(argv: list[str]) -> dict:
 
 
 def options(argv: list[str]) -> dict:
-    return options_from_args(runner("train").parser.parse_args(argv), "train")
+    return options_from_args(build_parser().parse_args(["train", *argv]), "train")
 
 
 @pytest.fixture(scope="module")

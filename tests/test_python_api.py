@@ -49,8 +49,8 @@ def test_shortcuts_and_listings():
 
 
 @pytest.mark.parametrize("options, field, words", [
-    ({"batch": 0}, "batch", ">= 1"),
-    ({"precision": "fp64"}, "precision", "invalid choice"),
+    ({"batch": 0}, "batch", "between 1 and"),
+    ({"precision": "fp64"}, "precision", "must be one of"),
     ({"bacth": 2}, "bacth", "did you mean batch"),
     ({"keep_logits": "yes"}, "keep_logits", "True or False"),
 ])

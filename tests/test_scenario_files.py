@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from gpuplan.errors import InputError
+from gpuplan.options import command_options
 from gpuplan.scenario import add_config_argument, dump_scenario, explicit_options, load_scenario, scenario_defaults
 
 
@@ -110,7 +111,7 @@ def test_round_trip(tmp_path):
     path = write(tmp_path, "rt.toml", text)
     scenario = load_scenario(path)
     assert scenario.name == "round trip"
-    assert scenario_defaults(sub, scenario, "params") == {"model": "llama-3.1-8b", "json": True, "vocab": 128000,
+    assert scenario_defaults(command_options("params"), scenario, "params") == {"model": "llama-3.1-8b", "json": True, "vocab": 128000,
                                                           "kv_heads": 8}
     again = top.parse_args(["params", "--config", path])
     assert {k: v for k, v in vars(again).items() if k != "config"} == \

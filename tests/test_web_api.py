@@ -82,7 +82,7 @@ def test_engine_endpoints_equal_cli_json(client, capsys, command):
         "infer-advise": (["llama-3.1-70b", "--gpu", "rtx-4090", "--advise", "--context", "32768"],
                          {"model": "llama-3.1-70b", "gpu": "rtx-4090", "advise": True, "context": 32768}),
     }
-    if command.endswith("advise") and "advise" not in {o.dest for o in client.app.state.commands[
+    if command.endswith("advise") and "advise" not in {o.name for o in client.app.state.commands[
             command.split("-")[0]].options}:
         pytest.skip(f"{command}: no --advise in this build yet")
     argv, body = cases[command]
@@ -260,63 +260,14 @@ def test_cache_answers_repeats(client):
     assert cache.hits == before + 1
 
 
-# ---- the bridge, on a stand-in command ----------------------------------------------------------------------------
+# ---- the bridge: values, never an argument list ------------------------------------------------------------------
 
-def _fake_command(with_payload: bool) -> bridge.Command:
-    def add_parser(sub):
-        p = sub.add_parser("fake", description="a stand-in")
-        p.add_argument("model", nargs="?")
-        p.add_argument("--json", action="store_true")
-        p.add_argument("--batch", type=int, default=1)
-        p.add_argument("--mode", choices=("a", "b"), default="a")
-        p.add_argument("--fast", action="store_true")
-        p.add_argument("--out-file", metavar="FILE")
-        p.add_argument("--names", nargs="+")
-        return p
-
-    def payload(args):
-        if args.batch > 100:
-            raise InputError("--batch", args.batch, "must be at most 100")
-        return {"model": args.model, "batch": args.batch, "mode": args.mode, "fast": args.fast}
-
-    def run(args):
-        print(json.dumps(payload(args)))
-        return 0
-
-    module = types.SimpleNamespace(add_parser=add_parser, run=run, **({"payload": payload} if with_payload else {}))
-    root = bridge._Parser(prog="gpuplan")
-    parser = add_parser(root.add_subparsers())
-    return bridge.Command("fake", module, parser, bridge._options(parser), True, "")
-
-
-@pytest.mark.parametrize("with_payload", [True, False])
-def test_bridge_runs_the_command_through_its_parser(with_payload):
-    cmd = _fake_command(with_payload)
-    assert [o.dest for o in cmd.options] == ["batch", "mode", "fast", "names"]  # no json, model, file option
-    argv = bridge.build_argv(cmd, {"batch": 3, "mode": "b", "fast": True}, "m-1")
-    assert argv == ["--batch=3", "--mode=b", "--fast", "--", "m-1"]
-    out = bridge.run_command(cmd, bridge.parse_args(cmd, argv))
-    assert out == {"model": "m-1", "batch": 3, "mode": "b", "fast": True}
-    with pytest.raises(InputError) as exc:
-        bridge.parse_args(cmd, ["--mode=c"])
-    assert exc.value.field == "mode"
-    with pytest.raises(InputError) as exc:
-        bridge.run_command(cmd, bridge.parse_args(cmd, ["--batch=101"]))
-    assert exc.value.field == "--batch"
-
-
-def test_list_items_cannot_smuggle_options():
-    cmd = _fake_command(True)
-    assert bridge.build_argv(cmd, {"names": ["a", "b"]}, None) == ["--names", "a", "b"]
-    with pytest.raises(InputError) as exc:
-        bridge.build_argv(cmd, {"names": ["a", "--config=/etc/passwd"]}, None)
-    assert exc.value.field == "names"
-
-
-def test_model_argument_that_looks_like_an_option_stays_positional():
-    cmd = _fake_command(True)
-    out = bridge.run_command(cmd, bridge.parse_args(cmd, bridge.build_argv(cmd, {}, "--batch=7")))
-    assert out["model"] == "--batch=7" and out["batch"] == 1
+def test_model_that_looks_like_an_option_stays_the_model():
+    seen = {}
+    train = bridge.Command("train", bridge.load_commands()["train"].spec, lambda args: seen.update(vars(args)) or {})
+    bridge.evaluate(train, {"batch": 3, "lora_targets": ["q_proj", "--config=/etc/passwd"]}, "--batch=7")
+    assert seen["model"] == "--batch=7" and seen["batch"] == 3
+    assert seen["lora_targets"] == ("q_proj", "--config=/etc/passwd") and seen["config"] is None
 
 
 # ---- gpuplan serve --------------------------------------------------------------------------------------------------

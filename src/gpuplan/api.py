@@ -10,7 +10,7 @@
 
 Options are the command-line options with underscores for dashes (``grad_accum=8``, ``lora_targets=["q_proj",
 "v_proj"]``); values are Python numbers, booleans and strings, or the texts the command line takes
-(``tokens="15T"``). The command's own parser checks them, so what the CLI refuses raises
+(``tokens="15T"``). The command's declared options (:mod:`gpuplan.options`) check them, so what the CLI refuses raises
 :class:`gpuplan.errors.InputError` here, naming the option, the value and the rule; an option the command does not
 have is refused the same way. MODEL is anything the command line takes: a preset id, a Hugging Face id, a path to
 a ``config.json``; or leave it out and give dimensions (``layers=32, hidden=4096, heads=32``) or ``params="7B"``.
@@ -46,22 +46,13 @@ def run(command: str, model: str | None = None, /, **opts: Any) -> Any:
     cmd = _command(command)
     if model is not None and not cmd.takes_model:
         raise InputError("model", model, f"`gpuplan {command}` takes no model")
-    values: dict[str, Any] = {}
     for name, value in opts.items():
-        opt = cmd.by_dest.get(name)
-        if opt is None:
+        if name not in cmd.by_dest and not (name == "query" and cmd.query is not None):
             close = difflib.get_close_matches(name, list(cmd.by_dest), n=3)
             raise InputError(name, value, f"is not an option of `gpuplan {command}`",
                              hint=f"did you mean {', '.join(close)}?" if close else
                              f"gpuplan.api.options({command!r}) lists them")
-        if value is None:
-            continue
-        if opt.kind == "bool" and not isinstance(value, bool):
-            raise InputError(name, value, "must be True or False")
-        if isinstance(value, (list, tuple)) and opt.kind not in ("list", "append"):
-            value = ",".join(map(str, value))  # NAME[,NAME] options: a list is their comma-separated text
-        values[name] = value
-    return evaluate(cmd, values, model)
+    return evaluate(cmd, opts, model)
 
 
 def models(query: str | None = None) -> Any:

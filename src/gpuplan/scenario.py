@@ -13,8 +13,8 @@ is for; checked when given), ``name`` (a label for ``gpuplan compare``) and ``de
     seq = 4096
     recompute = "full"
 
-Values go through the option's own parser (``"7B"`` or ``7000000000`` for a count, a choice checked against the
-allowed ones), flags are booleans, comma lists may be written as arrays. Options given on the command line win over
+Values go through the option's declaration in :mod:`gpuplan.options` (``"7B"`` or ``7000000000`` for a count, a
+choice checked against the allowed ones), flags are booleans, comma lists may be written as arrays. Options given on the command line win over
 the file: the file's values become the parser's defaults for that one parse. TOML is read with the standard
 library's ``tomllib``; YAML needs PyYAML (``pip install 'gpuplan[yaml]'``).
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gpuplan.errors import InputError
+from gpuplan.options import CommandOptions, Option
 
 RESERVED_KEYS = ("command", "name", "description")
 
@@ -111,87 +112,76 @@ def load_scenario(path: str | Path) -> Scenario:
                     description=str(data.get("description") or ""), options=options)
 
 
-def _find_action(parser: argparse.ArgumentParser, key: str) -> argparse.Action | None:
+def _find_option(spec: CommandOptions, key: str) -> Option | None:
     bare = key.lstrip("-")
-    for action in parser._actions:
-        if action.dest in (argparse.SUPPRESS, "help", "config"):
+    for opt in spec.options:
+        if opt.name == "config":
             continue
-        if f"--{bare}" in action.option_strings or action.dest == bare.replace("-", "_"):
-            return action
+        if f"--{bare}" in opt.flags or opt.name == bare.replace("-", "_"):
+            return opt
     return None
 
 
-def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+def _option_names(spec: CommandOptions) -> list[str]:
     names = []
-    for action in parser._actions:
-        if action.dest in (argparse.SUPPRESS, "help", "config"):
-            continue
-        longs = [o[2:] for o in action.option_strings if o.startswith("--")]
-        names.extend(longs or [action.dest])
+    for opt in spec.options:
+        if opt.name != "config":
+            names.extend([f[2:] for f in opt.flags if f.startswith("--")] or [opt.name])
     return names
 
 
-def _convert_one(action: argparse.Action, field_name: str, value: Any) -> Any:
+def _convert_one(opt: Option, field_name: str, value: Any) -> Any:
     if isinstance(value, (dict, list)):
         raise InputError(field_name, value, "must be a single value here")
-    if isinstance(value, bool) and action.type is not bool:
+    if isinstance(value, bool):
         raise InputError(field_name, value, "is not a flag: give a value, not true/false")
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(field_name, value, "must be a finite number")
     converted: Any = value
-    if action.type is not None:
-        text = value if isinstance(value, str) else str(value)
+    if opt.kind not in ("text", "positional", "append") and not (opt.kind == "choice" and isinstance(opt.choices[0], str)):
         try:
-            converted = action.type(text)
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            converted = opt.parse(value if isinstance(value, str) else str(value))
+        except (TypeError, ValueError) as exc:
             raise InputError(field_name, value, str(exc) or "is not a valid value") from None
-    if action.choices is not None and converted not in action.choices:
-        allowed = ", ".join(str(c) for c in action.choices)
+    if opt.choices is not None and converted not in opt.choices:
+        allowed = ", ".join(str(c) for c in opt.choices)
         raise InputError(field_name, value, f"must be one of {allowed}")
     return converted
 
 
-def _convert(action: argparse.Action, field_name: str, value: Any) -> Any:
-    """Turn a file value into what argparse would have stored for the same option on the command line."""
-    if action.nargs == 0:  # flags: store_true / store_false / store_const / BooleanOptionalAction / count
+def _convert(opt: Option, field_name: str, value: Any) -> Any:
+    """Turn a file value into what the command line would have stored for the same option."""
+    if opt.kind == "flag":
         if not isinstance(value, bool):
             raise InputError(field_name, value, "is a flag: write true or false")
-        if isinstance(action, argparse.BooleanOptionalAction):
-            return value
-        return action.const if value else action.default
-    if isinstance(action, argparse._CountAction):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(field_name, value, "must be an integer >= 0")
         return value
-    if isinstance(action, argparse._AppendAction):
+    if opt.kind == "append" or opt.nargs == "+":
         items = value if isinstance(value, list) else [value]
-        return [_convert_one(action, field_name, v) for v in items]
-    if action.nargs in ("*", "+") or isinstance(action.nargs, int):
-        items = value if isinstance(value, list) else [value]
-        return [_convert_one(action, field_name, v) for v in items]
+        return [_convert_one(opt, field_name, v) for v in items]
     if isinstance(value, list):  # options written NAME[,NAME] on the command line
         if any(isinstance(v, (dict, list, bool)) for v in value):
             raise InputError(field_name, value, "a list here holds plain values only")
         value = ",".join(str(v) for v in value)
-    return _convert_one(action, field_name, value)
+    return _convert_one(opt, field_name, value)
 
 
-def scenario_defaults(parser: argparse.ArgumentParser, scenario: Scenario,
-                      command: str | None = None) -> dict[str, Any]:
-    """The scenario's options as ``{dest: value}`` for ``parser``; unknown keys and bad values raise InputError."""
+def scenario_defaults(spec: CommandOptions, scenario: Scenario, command: str | None = None) -> dict[str, Any]:
+    """The scenario's options as ``{name: value}`` for command ``spec``; unknown keys and bad values raise
+    InputError."""
+    command = command or spec.name
     if command and scenario.command and scenario.command != command:
         raise InputError(f"{Path(scenario.path).name}: command", scenario.command,
                          f"this scenario is for `gpuplan {scenario.command}`, not `gpuplan {command}`")
     out: dict[str, Any] = {}
     for key, value in scenario.options.items():
         field_name = f"{Path(scenario.path).name}: {key}"
-        action = _find_action(parser, key)
-        if action is None:
-            close = difflib.get_close_matches(key.lstrip("-"), _option_names(parser), n=3)
+        opt = _find_option(spec, key)
+        if opt is None:
+            close = difflib.get_close_matches(key.lstrip("-"), _option_names(spec), n=3)
             hint = ("did you mean " + ", ".join(close) + "?") if close else "see --help for the options"
             where = f"`gpuplan {command}`" if command else "this command"
             raise InputError(field_name, value, f"is not an option of {where}", hint=hint)
-        out[action.dest] = _convert(action, field_name, value)
+        out[opt.name] = _convert(opt, field_name, value)
     return out
 
 
@@ -217,7 +207,17 @@ def _config_path(tokens: list[str]) -> str | None:
 
 
 def add_config_argument(parser: argparse.ArgumentParser, command: str | None = None) -> None:
-    """Give ``parser`` a ``--config FILE`` option whose file supplies defaults under the explicit options.
+    """Give ``parser`` the ``--config FILE`` option (as declared in gpuplan.options) and :func:`hook_config`."""
+    if getattr(parser, "_gpuplan_config", False):
+        return
+    from gpuplan.options.common import CONFIG
+
+    parser.add_argument(CONFIG.flag, metavar=CONFIG.metavar, default=None, help=CONFIG.help)
+    hook_config(parser, command or _command_of(parser))
+
+
+def hook_config(parser: argparse.ArgumentParser, command: str | None) -> None:
+    """Make ``parser``'s ``--config FILE`` supply defaults under the explicit options.
 
     The parser's ``parse_known_args`` is wrapped on this instance only: the arguments are scanned for
     ``--config``; when there is one, the file's values are installed as defaults, the arguments parsed (explicit
@@ -226,10 +226,8 @@ def add_config_argument(parser: argparse.ArgumentParser, command: str | None = N
     """
     if getattr(parser, "_gpuplan_config", False):
         return
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="scenario file (.toml, or .yaml with PyYAML) holding any of these options; options "
-                             "given on the command line win")
-    command = command or _command_of(parser)
+    from gpuplan.options import command_options
+
     original = parser.parse_known_args
 
     def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
@@ -237,8 +235,8 @@ def add_config_argument(parser: argparse.ArgumentParser, command: str | None = N
         if not path:
             return original(args, namespace)
         try:
-            values = scenario_defaults(parser, load_scenario(path), command)
-        except InputError as exc:
+            values = scenario_defaults(command_options(command), load_scenario(path), command)
+        except (InputError, KeyError) as exc:
             parser.error(f"--config: {exc}")
         saved_actions = [(a, a.default, a.required) for a in parser._actions]
         saved_defaults = dict(parser._defaults)

@@ -6,24 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gpuplan.cli.common import add_output_arguments, print_json, render_table
+from gpuplan.cli.common import print_json, render_table
 from gpuplan.errors import InputError
-from gpuplan.i18n import add_lang_argument, lang_of, memory_label, t, tr_headers
+from gpuplan.i18n import lang_of, memory_label, t, tr_headers
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.units import GiB
+from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("compare", help="two or more scenario files side by side",
-                       description="Evaluate scenario files (see `--config` on train/infer) with the command each "
-                                   "names (`command = \"train\"`, the default, or \"infer\") and show their options, "
-                                   "memory per GPU and fit side by side.")
-    p.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files (.toml, or .yaml with PyYAML)")
-    p.add_argument("--command", dest="default_command", choices=("train", "infer"), default="train",
-                   help="command for scenarios that name none (default train)")
-    add_output_arguments(p)
-    add_lang_argument(p)
-    return p
+    return command_parser(sub, "compare")
 
 
 def evaluate_scenario(path: str, default_command: str = "train") -> dict[str, Any]:
@@ -36,7 +28,7 @@ def evaluate_scenario(path: str, default_command: str = "train") -> dict[str, An
     if command not in ("train", "infer"):
         raise InputError(f"{Path(path).name}: command", command, "compare handles train and infer scenarios")
     r = runner(command)
-    options = scenario_defaults(r.parser, scenario, command)
+    options = scenario_defaults(r.spec, scenario, command)
     return {"name": scenario.name, "path": scenario.path, "command": command, "options": scenario.options,
             "resolved": options, "defaults": {k: r.defaults.get(k) for k in options},
             "argv": ["gpuplan", command, *r.argv(options)], "result": r.run_json(options)}

@@ -5,67 +5,24 @@ from __future__ import annotations
 import argparse
 
 from gpuplan.i18n import lang_of, memory_label, t, tr_headers
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
-                                real, render_table)
+from gpuplan.cli.common import (finish_estimate, model_from_args,
+                                render_table)
 from gpuplan.cli.render import note_lines, term_lines
 from gpuplan.errors import InputError
 from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
 from gpuplan.infer.engines import HfProfile, VllmProfile
 from gpuplan.infer.parallel import ServingLayout
-from gpuplan.infer.quant import WEIGHT_CHOICES, format_from_quantization_config, normalize_dtype, parse_weights
+from gpuplan.infer.quant import format_from_quantization_config, normalize_dtype, parse_weights
 from gpuplan.infer.source import config_dtype, max_context, quantization_config, raw_config
 from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.units import GiB, format_bytes, format_seconds
+from gpuplan.cli.parsers import command_parser
+from gpuplan.options.infer import DEFAULT_CONTEXT
 
-DEFAULT_CONTEXT = 4096
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "infer", help="memory per GPU for serving, KV cache, how many sequences fit, speed",
-        description="Serving memory per GPU (weights in any format, KV cache, prefill/decode peak), the KV capacity "
-                    "and concurrency an engine gets, and a roofline speed estimate.")
-    add_model_arguments(p)
-    add_output_arguments(p, explain=True)
-    w = p.add_argument_group("workload")
-    w.add_argument("--batch", type=count("--batch"), default=1, help="concurrent sequences (default 1)")
-    w.add_argument("--context", type=count("--context"),
-                   help=f"tokens per sequence, prompt + output (default {DEFAULT_CONTEXT}, capped by the model)")
-    w.add_argument("--prompt", type=count("--prompt"), help="prompt tokens prefilled at once (default: --context)")
-    w.add_argument("--weights", default="auto", metavar="FORMAT",
-                   help="auto (the config's quantization_config or dtype), " + ", ".join(WEIGHT_CHOICES))
-    w.add_argument("--dtype", help="dtype of unquantized tensors and activations (default: the config's)")
-    w.add_argument("--group-size", type=int, help="GPTQ/AWQ group size (default 128; -1 = per channel)")
-    w.add_argument("--kv-dtype", default="auto", help="auto (= --dtype), bf16, fp16, fp32, fp8, int8, int4")
-    w.add_argument("--rope-scaling", type=real("--rope-scaling", above=0), metavar="FACTOR",
-                   help="serve beyond max_position_embeddings with RoPE scaling of this factor (e.g. YaRN 4)")
-    e = p.add_argument_group("engine and layout")
-    e.add_argument("--engine", default="hf", help="hf (transformers generate, default) or vllm")
-    for flag, helptext in (("--tp", "tensor-parallel GPUs"), ("--pp", "pipeline stages"),
-                           ("--ep", "expert-parallel ranks (MoE)"), ("--dp", "data-parallel replicas")):
-        e.add_argument(flag, type=count(flag), default=1, help=f"{helptext} (default 1)")
-    e.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit, max batch, longest context, speed")
-    e.add_argument("--gpu-memory-gib", type=real("--gpu-memory-gib", above=0),
-                   help="device memory the process sees, GiB (default: the catalog's usable memory)")
-    e.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
-    v = p.add_argument_group("vLLM options (--engine vllm)")
-    v.add_argument("--gpu-memory-utilization", type=real("--gpu-memory-utilization", above=0, at_most=1),
-                   default=0.9)
-    v.add_argument("--block-size", type=int, default=16)
-    v.add_argument("--max-num-seqs", type=count("--max-num-seqs"), default=256)
-    v.add_argument("--max-num-batched-tokens", type=count("--max-num-batched-tokens"), default=8192)
-    v.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
-    v.add_argument("--non-torch-gib", type=real("--non-torch-gib", at_least=0),
-                   help="memory outside PyTorch (default 0.5 GiB at TP=1, 1.5 GiB with TP>1)")
-    v.add_argument("--cuda-graph-gib", type=real("--cuda-graph-gib", at_least=0), default=0.5)
-    a = p.add_argument_group("assumptions")
-    a.add_argument("--cuda-context-gib", type=real("--cuda-context-gib", at_least=0), default=0.5,
-                   help="CUDA context of a PyTorch process (hf; default 0.5)")
-    a.add_argument("--compute-efficiency", type=real("--compute-efficiency", above=0, at_most=1), default=0.5,
-                   help="achieved/peak FLOP/s in prefill (default 0.5)")
-    a.add_argument("--bandwidth-efficiency", type=real("--bandwidth-efficiency", above=0, at_most=1), default=0.8,
-                   help="achieved/peak HBM bandwidth in decode (default 0.8)")
-    return p
+    return command_parser(sub, "infer")
 
 
 def config_from_args(args: argparse.Namespace):

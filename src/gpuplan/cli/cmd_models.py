@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import add_output_arguments, print_json, render_table
+from gpuplan.cli.common import print_json, render_table
 from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
 from gpuplan.model.presets import load_presets
 from gpuplan.units import format_count
+from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("models", help="the presets: id, Hugging Face id, family, parameter count",
-                       description="List the model presets, optionally filtered by a case-insensitive QUERY.")
-    p.add_argument("query", nargs="?", default="", help="substring of the id, Hugging Face id or family")
-    add_output_arguments(p)
-    return p
+    return command_parser(sub, "models")
 
 
-def run(args: argparse.Namespace) -> int:
-    q = args.query.lower()
+def payload(args) -> list[dict]:
+    """The JSON of ``gpuplan models [QUERY] --json``."""
+    q = (args.query or "").lower()
     presets = [p for p in load_presets().values()
                if q in p.id or q in (p.hf_id or "").lower() or q in p.family or any(q in a.lower() for a in p.aliases)]
     rows = []
@@ -28,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
         c = count_params(p.spec())
         rows.append({"id": p.id, "hf_id": p.hf_id, "family": p.family, "params": c.total, "active": c.active,
                      "published_params": p.published_params})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = payload(args)
     if args.json:
         print_json(rows)
         return 0

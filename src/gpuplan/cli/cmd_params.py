@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import add_model_arguments, add_output_arguments, model_from_args, print_json, render_table
+from gpuplan.cli.common import model_from_args, print_json, render_table
 from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
 from gpuplan.model.tensors import COMPONENTS
 from gpuplan.units import format_count
+from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("params", help="the parameter count, exact, by component",
-                       description="Exact parameter count by component, from the model's tensor table.")
-    add_model_arguments(p)
-    add_output_arguments(p)
-    p.add_argument("--tensors", action="store_true", help="list every tensor with its checkpoint name and shape")
-    return p
+    return command_parser(sub, "params")
+
+
+def _json(counts) -> dict:
+    out = counts.as_dict()
+    if not out["mtp"]:
+        out.pop("mtp")
+    return out
+
+
+def payload(args) -> dict:
+    """The JSON of ``gpuplan params --json`` (without --tensors)."""
+    return _json(count_params(model_from_args(args)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
                                "llll"))
         return 0
     if args.json:
-        payload = counts.as_dict()
-        if not payload["mtp"]:
-            payload.pop("mtp")
-        print_json(payload)
+        print_json(_json(counts))
         return 0
     rows = [(t(f"component.{c}", lang), f"{getattr(counts, c):,}", format_count(getattr(counts, c)))
             for c in COMPONENTS if getattr(counts, c)]

@@ -4,85 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import SimpleNamespace
 
 from gpuplan.cli.cmd_time import DEFAULT_SEQ, PRECISION_DTYPE
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, real, model_from_args, print_json,
+from gpuplan.cli.common import (model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
-from gpuplan.limits import count_bound
 from gpuplan.i18n import headers, lang_of, localize, message, t
 from gpuplan.units import GiB, format_count
+from gpuplan.cli.parsers import command_parser
 
 DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024
 LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "micro_batch", "recompute", "dp_shard")
 
 
-def _int_list(field: str, least: int = 1):
-    """argparse type for a comma list of whole numbers >= ``least`` (0 for --zero), at most the option's bound."""
-    bound = count_bound(field)
-
-    def parse(text: str) -> tuple[int, ...]:
-        try:
-            values = tuple(int(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be whole numbers, comma-separated") from None
-        if not values or any(not least <= v <= bound for v in values):
-            raise argparse.ArgumentTypeError(f"{field}={text!r}: must be whole numbers from {least} to {bound:,}, "
-                                             "comma-separated")
-        return values
-
-    parse.__name__ = field
-    return parse
-
-
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("plan", help="the parallel layouts that fit, ranked",
-                       description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO (full or hybrid sharding) x "
-                                   "micro-batch x recompute, keep the "
-                                   "layouts the training-memory engine says fit, rank them by a transparent step-time "
-                                   "model, and explain why the winner wins. Give --gpus N, or --tokens and --days.")
-    add_model_arguments(p)
-    add_output_arguments(p, explain=True)
-    p.add_argument("--gpu", action="append", required=True,
-                   help="catalog id; repeat or comma-separate to compare GPU types")
-    p.add_argument("--gpus", type=count("--gpus"), help="GPU count to plan for")
-    p.add_argument("--tokens", type=count("--tokens"), help="training tokens (for days, and with --days)")
-    p.add_argument("--days", type=real("--days", above=0), help="deadline: find the fewest GPUs that meet it")
-    p.add_argument("--seq", type=count("--seq"), help=f"sequence length (default {DEFAULT_SEQ})")
-    p.add_argument("--global-batch", type=count("--global-batch"),
-                   help="sequences per optimizer step (default: 4M tokens / seq)")
-    p.add_argument("--rank", choices=("time", "cost", "gpus"),
-                   help="order: time (default with --gpus), gpus (default with --days), cost (GPU-hours)")
-    p.add_argument("--top", type=count("--top"), default=5, help="plans to show (default 5)")
-    p.add_argument("--precision", choices=tuple(PRECISION_DTYPE), default="bf16")
-    p.add_argument("--framework", choices=("megatron", "deepspeed", "torch"), default="megatron",
-                   help="memory semantics (default megatron: TP/SP/PP, distributed optimizer)")
-    p.add_argument("--attention-flops", choices=("full", "causal", "none"), default="full",
-                   help="FLOP convention for MFU (default full, as Megatron/torchtitan/Llama 3)")
-    g = p.add_argument_group("restrict the search (comma lists)")
-    for name in ("tp", "pp", "cp", "ep", "vpp", "zero", "micro-batch"):
-        g.add_argument(f"--{name}", type=_int_list(f"--{name}", 0 if name == "zero" else 1))
-    g.add_argument("--recompute", help="none,selective,full (any subset)")
-    g.add_argument("--no-hsdp", action="store_true",
-                   help="shard ZeRO/FSDP states over all data-parallel ranks only (no hybrid sharding, --dp-shard)")
-    g.add_argument("--compare", action="append", default=[],
-                   help="a layout to compare with the winner, e.g. 'tp=4,pp=4' (unset fields from the winner)")
-    n = p.add_argument_group("cluster and efficiency inputs")
-    n.add_argument("--gpus-per-node", type=count("--gpus-per-node"), default=8)
-    n.add_argument("--gpu-multiple", type=count("--gpu-multiple"),
-                   help="GPU counts tried with --days are multiples of this (default: the node size)")
-    n.add_argument("--inter-node-gbps", type=real("--inter-node-gbps", above=0),
-                   help="per-GPU network bandwidth, GB/s one direction (400 Gb/s NIC = 50)")
-    n.add_argument("--intra-node-gbps", type=real("--intra-node-gbps", above=0),
-                   help="per-GPU NVLink/HCCS bandwidth, GB/s one direction (default: the catalog)")
-    n.add_argument("--gemm-efficiency", type=real("--gemm-efficiency", above=0, at_most=1),
-                   help="fraction of peak large GEMMs reach (default: measured MAMF per GPU family)")
-    n.add_argument("--attention-efficiency", type=real("--attention-efficiency", above=0, at_most=1))
-    n.add_argument("--tp-overlap", type=float, default=0.0, help="fraction of TP traffic hidden (default 0)")
-    n.add_argument("--dp-overlap", type=float, default=1.0, help="fraction of backward that can hide DP traffic")
-    n.add_argument("--price", help="USD per GPU-hour, a price-table id, or 'table'")
-    p.add_argument("--check", action="store_true", help="exit 3 when no layout fits")
-    return p
+    return command_parser(sub, "plan")
 
 
 def model_argument(args: argparse.Namespace) -> str:
@@ -163,10 +100,20 @@ def _context(args, spec, gpu, seq, global_batch, flop_per_token, pins):
 
 
 def _nothing_fits(args, results, spec, warnings) -> int:
+    lang = "en" if args.json else lang_of(args)  # with --json (and through the web API) messages stay English
+    lines, smallest = _why_nothing_fits(args, results, spec, lang)
+    if args.json:  # still one JSON document on stdout: no plans, and why
+        print_json({"plans": [], "reason": "\n".join(line.strip() for line in lines),
+                    "smallest_gpus": smallest, "warnings": [str(w) for w in warnings]})
+    print("gpuplan plan: " + "\n".join(lines), file=sys.stderr)
+    return 3 if args.check else 2
+
+
+def _why_nothing_fits(args, results, spec, lang: str) -> tuple[list[str], dict[str, int]]:
+    """The lines saying why no layout fits on each GPU, and the smallest GPU count that would fit."""
     from gpuplan.plan.search import least_memory
     from gpuplan.plan.explain import describe
 
-    lang = "en" if args.json else lang_of(args)  # with --json (and through the web API) messages stay English
     lines, smallest = [], {}
     for gpu, res in results:
         if res is None:
@@ -184,12 +131,7 @@ def _nothing_fits(args, results, spec, warnings) -> int:
         if n is not None:
             lines.append(t("plan.smallest_count", lang, gpus=f"{n[0]:,}", layout=describe(n[1])))
             smallest[gpu.id] = n[0]
-    lines = lines or [t("plan.none", lang)]
-    if args.json:  # still one JSON document on stdout: no plans, and why
-        print_json({"plans": [], "reason": "\n".join(line.strip() for line in lines),
-                    "smallest_gpus": smallest, "warnings": [str(w) for w in warnings]})
-    print("gpuplan plan: " + "\n".join(lines), file=sys.stderr)
-    return 3 if args.check else 2
+    return lines or [t("plan.none", lang)], smallest
 
 
 def _smallest_fitting(res):
@@ -214,10 +156,11 @@ def _smallest_fitting(res):
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def _search(args) -> SimpleNamespace:
+    """The layout search for the parsed options: the ranked plans (none when nothing fits) and what they rest on."""
     from gpuplan.compute.flops import training_flops
     from gpuplan.hardware.catalog import get_gpu
-    from gpuplan.plan.explain import alternatives, describe, layout_dict, why_winner
+    from gpuplan.plan.explain import alternatives, layout_dict
     from gpuplan.plan.memory import engine_shards_layouts, train_command
     from gpuplan.plan.candidates import rank_key
     from gpuplan.plan.search import search
@@ -248,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         assumptions += [f"{gpu.id}: {s}" for s in sources]
         all_plans += res.plans
     if not all_plans:
-        return _nothing_fits(args, results, spec, warnings)
+        return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=[])
     rank = results[0][1].ctx.rank
     all_plans.sort(key=lambda c: rank_key(c, rank))
     plans = all_plans[: args.top]
@@ -281,13 +224,42 @@ def run(args: argparse.Namespace) -> int:
                                             win_res.ctx.opts, c.gpu_id)}
         return d
 
+    return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=plans, win=win, win_res=win_res,
+                           alts=alts, assumptions=assumptions, flops=flops, seq=seq, global_batch=global_batch,
+                           rank=rank, plan_dict=plan_dict)
+
+
+def _json(r: SimpleNamespace) -> dict:
+    from gpuplan.plan.explain import why_winner
+
+    return {"plans": [r.plan_dict(c) for c in r.plans],
+            "evaluated": sum(res.pool.evaluated for _, res in r.results),
+            "memory_checks": sum(res.checker.calls for _, res in r.results),
+            "why": why_winner(r.win, r.win_res), "alternatives": [a.as_dict() for a in r.alts],
+            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings]}
+
+
+def payload(args) -> dict:
+    """The JSON of ``gpuplan plan --json`` when a layout fits; when none does, InputError with the reasons."""
+    r = _search(args)
+    if not r.plans:
+        lines, _ = _why_nothing_fits(args, r.results, r.spec, "en")
+        raise InputError("plan", None, "; ".join(x.strip() for line in lines for x in line.splitlines() if x.strip()))
+    return _json(r)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpuplan.plan.explain import describe, why_winner
+
+    r = _search(args)
+    if not r.plans:
+        return _nothing_fits(args, r.results, r.spec, r.warnings)
     if args.json:
-        print_json({"plans": [plan_dict(c) for c in plans],
-                    "evaluated": sum(r.pool.evaluated for _, r in results),
-                    "memory_checks": sum(r.checker.calls for _, r in results),
-                    "why": why_winner(win, win_res), "alternatives": [a.as_dict() for a in alts],
-                    "assumptions": [str(a) for a in assumptions], "warnings": [str(w) for w in warnings]})
+        print_json(_json(r))
         return 0
+    spec, results, warnings, plans, win, win_res = r.spec, r.results, r.warnings, r.plans, r.win, r.win_res
+    alts, assumptions, flops, seq, global_batch, rank, plan_dict = (r.alts, r.assumptions, r.flops, r.seq,
+                                                                     r.global_batch, r.rank, r.plan_dict)
     lang = lang_of(args)
     target = (t("plan.target_gpus", lang, gpus=f"{args.gpus:,}") if args.gpus else
               t("plan.target_days", lang, days=f"{args.days:g}", tokens=format_count(args.tokens)))

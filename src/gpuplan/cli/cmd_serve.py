@@ -6,28 +6,13 @@ import argparse
 import math
 import os
 import sys
+from gpuplan.cli.parsers import command_parser
 
 WEB_EXTRA_HINT = "the web page needs FastAPI and uvicorn: pip install 'gpuplan[web]'"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="the web page and the JSON API",
-                       description="Serve the page at / and the JSON API under /api/v1/ (OpenAPI docs at /docs). "
-                                   "Needs the [web] extra: pip install 'gpuplan[web]'.")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes (default 1; each answers requests on its own CPU core)")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
-                   help="uvicorn log level (default warning)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S",
-                   help="seconds a slow request (a layout search, advice) may take before it is answered 504 "
-                        "(default 120, or GPUPLAN_WEB_TIME_LIMIT)")
-    p.add_argument("--max-queue", type=int, default=None, metavar="N",
-                   help="slow requests that may wait for a worker thread; more are answered 503 "
-                        "(default 8, or GPUPLAN_WEB_MAX_QUEUE)")
-    return p
+    return command_parser(sub, "serve")
 
 
 def run(args: argparse.Namespace) -> int:

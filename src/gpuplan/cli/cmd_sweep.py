@@ -9,82 +9,23 @@ usable capacity as a line.
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib
 from typing import Any
 
 from gpuplan.cli.common import print_json, render_table
 from gpuplan.errors import InputError
-from gpuplan.i18n import add_lang_argument, lang_of, memory_label, t, tr_headers
+from gpuplan.i18n import lang_of, memory_label, t, tr_headers
 from gpuplan.report import MEMORY_KEYS
-from gpuplan.units import GiB, parse_count
+from gpuplan.units import GiB
+from gpuplan.cli.parsers import command_parser
+from gpuplan.options.sweep import OWN as _OWN, SKIP as _SKIP
 
-OVER = ("batch", "seq", "gpus", "context")
 # the option each swept quantity sets, per command
 OVER_DEST = {"train": {"batch": "batch", "seq": "seq", "gpus": "gpus"},
              "infer": {"batch": "batch", "seq": "context", "context": "context", "gpus": "gpus"}}
-_OWN = {"model", "over", "values", "mode", "plot", "json", "lang", "help", "config"}
-_SKIP = {"advise", "check", "explain", "per_rank", "max_batch", "max_seq"}
-
-
-def _engine_parser(command: str) -> argparse.ArgumentParser | None:
-    try:
-        module = importlib.import_module(f"gpuplan.cli.cmd_{command}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"gpuplan.cli.cmd_{command}":
-            return None
-        raise
-    from gpuplan.cli.main import add_command_parser
-
-    top = argparse.ArgumentParser(prog="gpuplan")
-    return add_command_parser(command, module, top.add_subparsers(dest="command"))
-
-
-def _values(text: str) -> list[int]:
-    out = []
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        try:
-            value = parse_count(item.strip(), "--values")
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"--values={text!r}: every value must be >= 1")
-        out.append(value)
-    if not out:
-        raise argparse.ArgumentTypeError(f"--values={text!r}: give values such as 1,2,4,8")
-    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="memory per GPU against batch, sequence, GPU count or context (table, chart)",
-                       description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None)
-    p.add_argument("model", nargs="?", help="preset id, Hugging Face id, or path to a config.json (or its folder)")
-    p.add_argument("--over", required=True, choices=OVER, help="the option to sweep")
-    p.add_argument("--values", required=True, type=_values, help="comma-separated values: 1,2,4,8 or 1k,2k,4k")
-    p.add_argument("--mode", choices=("train", "infer"),
-                   help="which command computes each point (default: infer for --over context, else train)")
-    p.add_argument("--plot", metavar="FILE", help="also draw the sweep to FILE.png or FILE.svg (needs matplotlib)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON (bytes)")
-    add_lang_argument(p)
-    for command, title in (("train", "options of `gpuplan train`"), ("infer", "options of `gpuplan infer`")):
-        engine = _engine_parser(command)
-        if engine is None:
-            continue
-        group = p.add_argument_group(title)
-        for action in engine._actions:
-            if not action.option_strings or action.dest in _OWN | _SKIP or action.dest == argparse.SUPPRESS:
-                continue
-            if any(o in p._option_string_actions for o in action.option_strings):
-                continue  # same option already added (from train): one definition serves both
-            a = copy.copy(action)
-            a.default, a.required = argparse.SUPPRESS, False
-            group._add_action(a)
-    from gpuplan.scenario import add_config_argument
-
-    add_config_argument(p, "sweep")  # a scenario file may hold the sweep's and the command's options
-    return p
+    return command_parser(sub, "sweep")
 
 
 def _mode(args: argparse.Namespace) -> str:

@@ -7,72 +7,17 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, real,
-                                model_from_args, render_table)
+from gpuplan.cli.common import (finish_estimate, model_from_args, render_table)
 from gpuplan.errors import InputError
 from gpuplan.i18n import headers, lang_of, localize, message, t
 from gpuplan.units import format_bytes, format_count
+from gpuplan.cli.parsers import command_parser
+from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
-DEFAULT_SEQ = 4096
-PRECISION_DTYPE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "amp-bf16": "bf16", "amp-fp16": "fp16",
-                   "mixed-bf16": "bf16", "mixed-fp16": "fp16", "fp8": "fp8"}
-
-
-def add_compute_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``time`` and ``plan``: what counts as a FLOP and which peak applies."""
-    g = p.add_argument_group("FLOP counting")
-    g.add_argument("--seq", type=count("--seq"), help=f"sequence length for the attention term (default {DEFAULT_SEQ})")
-    g.add_argument("--attention-flops", choices=("full", "causal", "none"), default="full",
-                   help="attention term: full = 12·L·h·s (torchtitan, MosaicML, Megatron papers, Llama 3), "
-                        "causal = half (NeMo), none = plain 6·P (default full)")
-    g.add_argument("--precision", choices=tuple(PRECISION_DTYPE), default="bf16",
-                   help="training precision; picks the GPU's peak FLOP/s for that dtype (default bf16)")
-    # 1 GFLOP/s to 1 EFLOP/s per device: beyond any accelerator in either direction, so the answer stays finite
-    g.add_argument("--peak-tflops", type=real("--peak-tflops", at_least=1e-3, at_most=1e6),
-                   help="override the GPU's dense peak (TFLOP/s), or give it for a GPU not in the catalog")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("time", help="FLOPs, days, GPU count, GPU-hours and cost of a training run",
-                       description="Training FLOPs (6·P per token plus attention), then days = FLOPs / (peak × GPUs "
-                                   "× MFU). Give two of --gpus, --days and --mfu and the third is solved for. Works "
-                                   "with --params P alone (no MODEL).")
-    add_model_arguments(p)
-    add_output_arguments(p, explain=True)
-    p.add_argument("--tokens", type=count("--tokens"),
-                   help="training tokens (2T, 15.6e12); required, except with --list-prices")
-    p.add_argument("--gpu", help="catalog id (h100-sxm, a800, ascend-910b; see `gpuplan gpus`)")
-    p.add_argument("--gpus", type=count("--gpus"), help="number of GPUs (solve for days)")
-    p.add_argument("--days", type=real("--days", above=0), help="deadline in days (solve for GPUs)")
-    p.add_argument("--mfu", type=real("--mfu", above=0, at_most=1),
-                   help="model FLOPs utilization as a fraction (0.40); default: published figure for the GPU family "
-                        "and cluster size")
-    p.add_argument("--tokens-per-gpu-s", type=real("--tokens-per-gpu-s", at_least=1e-3, at_most=1e9),
-                   help="a measured or published throughput per GPU, instead of --mfu")
-    p.add_argument("--gpu-multiple", type=count("--gpu-multiple"), default=1,
-                   help="round a solved GPU count up to a multiple of this (8 = whole nodes)")
-    add_compute_arguments(p)
-    f = p.add_argument_group("fine-tuning and recomputation")
-    f.add_argument("--method", choices=("full", "freeze", "lora", "qlora"), default="full")
-    f.add_argument("--trainable-params", type=count("--trainable-params"),
-                   help="trainable parameters with --method freeze (frozen ones cost 4·P, trainable 6·P)")
-    f.add_argument("--lora-rank", type=count("--lora-rank"), help="LoRA rank (default 16)")
-    f.add_argument("--lora-targets", help="PEFT target_modules leaf names, comma-separated (default all linear)")
-    f.add_argument("--recompute", choices=("none", "selective", "full"), default="none",
-                   help="activation recomputation; its FLOPs are reported apart from model FLOPs")
-    c = p.add_argument_group("cost and energy")
-    c.add_argument("--price", help="USD per GPU-hour, a price-table id, or 'table' (newest entry for --gpu)")
-    c.add_argument("--list-prices", action="store_true", help="print the dated price table and exit")
-    c.add_argument("--gpu-power-w", type=real("--gpu-power-w", above=0), help="watts per GPU (default: its TDP)")
-    c.add_argument("--pue", type=real("--pue", above=0), default=None, help="power usage effectiveness (default 1.1)")
-    c.add_argument("--co2-kg-per-kwh", type=real("--co2-kg-per-kwh", above=0),
-                   help="grid carbon intensity; adds CO2 (LLaMA papers used 0.385)")
-    p.add_argument("--check", action="store_true",
-                   help="exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, "
-                        "or (full training with --gpu) the GPU count, given or solved, is below the fewest of those "
-                        "GPUs that hold the training states (weights, gradients, AdamW states under --precision) "
-                        "fully sharded, ZeRO-3; either case also prints a warning, with or without --check")
-    return p
+    return command_parser(sub, "time")
 
 
 def peak_from_args(args: argparse.Namespace) -> tuple[float, str | None, object | None]:

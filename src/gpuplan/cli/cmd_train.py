@@ -5,92 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, finish_estimate, model_from_args,
-                                real, render_table)
+from gpuplan.cli.common import (finish_estimate, model_from_args,
+                                render_table)
 from gpuplan.cli.render import note_lines, term_lines
 from gpuplan.errors import InputError
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.train import config as C
-from gpuplan.units import MiB, format_bytes, format_count
-from gpuplan.versions import DEFAULT_TRANSFORMERS
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in str(text).split(",") if x.strip())
+from gpuplan.units import format_bytes, format_count
+from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="memory per GPU for training or fine-tuning, and whether it fits",
-                       description="Per-GPU memory of one steady-state training step: weights, gradients, optimizer "
-                                   "states, master weights, activations, logits, buffers, the phase-aware peak "
-                                   "(what torch.cuda.max_memory_allocated() shows) and the device total.")
-    add_model_arguments(p)
-    add_output_arguments(p, explain=True)
-    w = p.add_argument_group("workload")
-    w.add_argument("--batch", type=count("--batch"), default=1, help="micro-batch per GPU (default 1)")
-    w.add_argument("--seq", type=count("--seq"), default=2048, help="sequence length in tokens (default 2048)")
-    w.add_argument("--grad-accum", type=count("--grad-accum"), default=1, help="gradient accumulation steps")
-    w.add_argument("--precision", choices=C.PRECISIONS, default="bf16",
-                   help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half "
-                        "params + fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)")
-    w.add_argument("--framework", choices=C.FRAMEWORKS, default="torch",
-                   help="torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron (18 B/param)")
-    w.add_argument("--optimizer", choices=C.OPTIMIZERS, default="adamw")
-    w.add_argument("--optimizer-impl", choices=C.OPTIMIZER_IMPLS, default="foreach",
-                   help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop")
-    w.add_argument("--recompute", choices=C.RECOMPUTE, default="none",
-                   help="full = Hugging Face gradient checkpointing; selective = attention core recomputed")
-    w.add_argument("--attention", choices=C.ATTENTIONS, default="sdpa")
-    w.add_argument("--activation-model", choices=C.ACTIVATION_MODELS, default="framework",
-                   help="framework (what transformers saves, default) or korthikanti (the paper's sbh(34+5as/h))")
-    w.add_argument("--loss", choices=C.LOSS_IMPLS, default="standard",
-                   help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time)")
-    w.add_argument("--loss-chunk", type=count("--loss-chunk"), default=1024, help="tokens per loss chunk")
-    w.add_argument("--keep-logits", action="store_true", help="the training loop keeps outputs.logits alive")
-    w.add_argument("--dropout", type=real("--dropout", at_least=0, below=1), default=0.0,
-                   help="hidden/attention dropout (default 0)")
-    w.add_argument("--transformers-version", metavar="X.Y",
-                   help=f"the transformers release the run uses; rules that changed between releases follow it "
-                        f"(default {DEFAULT_TRANSFORMERS}, the newest traced)")
-    f = p.add_argument_group("fine-tuning")
-    f.add_argument("--method", choices=C.METHODS, default="full")
-    f.add_argument("--trainable", type=_names, default=(), metavar="GLOB[,GLOB]",
-                   help="trainable parameters by Hugging Face name, e.g. 'model.layers.[0-5].*' (--method freeze)")
-    f.add_argument("--lora-rank", type=count("--lora-rank"), default=16)
-    f.add_argument("--lora-targets", type=_names, default=C.ALL_LINEAR, metavar="NAME[,NAME]",
-                   help="module names as PEFT's target_modules (default all-linear)")
-    f.add_argument("--lora-dropout", type=real("--lora-dropout", at_least=0, below=1), default=0.0)
-    par = p.add_argument_group("parallel layout (per GPU, most loaded rank)")
-    par.add_argument("--gpus", type=count("--gpus"), help="total GPUs (infers --dp)")
-    for flag, text in (("--dp", "data parallel"), ("--tp", "tensor parallel"), ("--pp", "pipeline stages"),
-                       ("--ep", "expert parallel"), ("--cp", "context parallel"),
-                       ("--vpp", "virtual stages per pipeline rank (interleaved)")):
-        par.add_argument(flag, type=count(flag), default=1, help=f"{text} degree (default 1)")
-    par.add_argument("--sp", action="store_true", help="sequence parallelism (with --tp)")
-    par.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
-                     help="ZeRO stage (DeepSpeed semantics; FSDP2 with --framework torch --zero 3)")
-    par.add_argument("--dp-shard", type=count("--dp-shard"), metavar="N",
-                     help="hybrid sharding (HSDP, DeepSpeed MiCS, Megatron optimizer instances): with --zero 1-3, "
-                          "shard states (and FSDP2/ZeRO-3 parameters) over N·cp ranks, replicate over dp/N groups; "
-                          "N divides dp (default: all data-parallel ranks)")
-    par.add_argument("--microbatches", type=count("--microbatches"), help="micro-batches per step (pipeline)")
-    par.add_argument("--offload", choices=C.OFFLOADS, default="none", help="optimizer (and params) to CPU")
-    par.add_argument("--no-reshard", action="store_true",
-                     help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward "
-                          "(reshard_after_forward=False)")
-    par.add_argument("--per-rank", action="store_true", help="show every distinct rank (pipeline stages)")
-    o = p.add_argument_group("fit and overheads")
-    o.add_argument("--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom")
-    o.add_argument("--check", action="store_true", help="exit 3 when it does not fit")
-    o.add_argument("--max-batch", action="store_true", help="find the largest micro-batch that fits --gpu")
-    o.add_argument("--max-seq", action="store_true", help="find the longest sequence that fits --gpu (a multiple of --cp)")
-    o.add_argument("--cuda-context", type=real("--cuda-context", at_least=0, scale=MiB, as_int=True), metavar="MIB",
-                   help="CUDA context (default 512)")
-    o.add_argument("--workspace", type=real("--workspace", at_least=0, scale=MiB, as_int=True), metavar="MIB",
-                   help="library workspaces (default 40)")
-    o.add_argument("--allocator-reserve", type=real("--allocator-reserve", at_least=0, below=1), metavar="FRACTION",
-                   help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)")
-    return p
+    return command_parser(sub, "train")
 
 
 def config_from_args(args: argparse.Namespace) -> C.TrainConfig:

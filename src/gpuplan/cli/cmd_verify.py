@@ -9,53 +9,17 @@ import argparse
 import sys
 from typing import Any
 
-from gpuplan.cli.common import (add_model_arguments, add_output_arguments, count, model_from_args, print_json,
+from gpuplan.cli.common import (model_from_args, print_json,
                                 render_table)
 from gpuplan.errors import InputError
 from gpuplan.i18n import headers, lang_of, localize, memory_label, message, t
 from gpuplan.units import format_bytes
-from gpuplan.verify.setup import (ATTENTIONS, INFER_DTYPES, METHODS, OPTIMIZER_IMPLS, OPTIMIZERS, PRECISIONS,
-                                  RECOMPUTE_MODES, PrefillSetup, TrainSetup)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+from gpuplan.verify.setup import (PrefillSetup, TrainSetup)
+from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "verify", help="runs the real model in PyTorch and compares measured memory with the estimate",
-        description="Build the Hugging Face transformers model from its config (random weights, no download), run "
-                    "the step the estimate describes (a steady-state training step, or an inference prefill) and "
-                    "print estimate vs measurement per component and for the peak. Default back end: a CPU trace "
-                    "on fake tensors (no GPU needed); --device cuda runs it for real. Needs gpuplan[verify].",
-        epilog="error = (estimate - measured) / measured; negative = underestimate (an OOM risk).")
-    add_model_arguments(p)
-    p.add_argument("--workload", choices=("train", "infer"), default="train",
-                   help="a training step (default) or an inference prefill")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cpu: trace on fake tensors (default); cuda: a real step on the GPU")
-    p.add_argument("--batch", type=count("--batch"), default=1, help="micro-batch (train) or sequences (infer)")
-    t = p.add_argument_group("training step (--workload train)")
-    t.add_argument("--seq", type=count("--seq"), default=2048, help="sequence length (default 2048)")
-    t.add_argument("--precision", choices=PRECISIONS, default="bf16", help="parameter / compute recipe")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
-    t.add_argument("--optimizer-impl", choices=OPTIMIZER_IMPLS, default="foreach",
-                   help="PyTorch optimizer implementation (default foreach, as on CUDA)")
-    t.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none",
-                   help="full = Hugging Face gradient checkpointing")
-    t.add_argument("--attention", choices=ATTENTIONS, default="sdpa")
-    t.add_argument("--method", choices=METHODS, default="full")
-    t.add_argument("--trainable", type=_names, default=(), help="GLOB[,GLOB] of trainable parameter names (freeze)")
-    t.add_argument("--lora-rank", type=count("--lora-rank"), default=16)
-    t.add_argument("--lora-targets", type=_names, default=("all-linear",),
-                   help="module names NAME[,NAME] as PEFT's target_modules (default all-linear)")
-    t.add_argument("--keep-logits", action="store_true", help="the loop keeps the model output through backward")
-    i = p.add_argument_group("inference prefill (--workload infer)")
-    i.add_argument("--context", type=count("--context"), default=2048, help="prompt tokens per sequence")
-    i.add_argument("--weights", choices=INFER_DTYPES, default="bf16", help="weight dtype")
-    add_output_arguments(p)
-    return p
+    return command_parser(sub, "verify")
 
 
 def model_config(args: argparse.Namespace, spec) -> dict[str, Any]:

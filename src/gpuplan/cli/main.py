@@ -1,4 +1,5 @@
-"""The ``gpuplan`` command. Each subcommand lives in its own module exposing ``add_parser`` and ``run``."""
+"""The ``gpuplan`` command. Each subcommand lives in its own module exposing ``add_parser`` (its parser, generated
+from the declared options in :mod:`gpuplan.options`) and ``run``."""
 
 from __future__ import annotations
 
@@ -27,38 +28,8 @@ COMMANDS = (
 )
 
 
-# Commands whose options can come from a scenario file, and those that draw their result with --plot.
-_SCENARIO_COMMANDS = ("train", "infer", "time", "plan", "verify", "sweep")
+# Commands that draw their result with --plot.
 _PLOT_COMMANDS = ("train", "infer")
-_ADVISE_COMMANDS = ("train", "infer")
-
-
-def _add_common_options(name: str, p: argparse.ArgumentParser) -> None:
-    """--lang on every command; --advise, --config and --plot where they apply (each helper is safe to call twice)."""
-    from gpuplan.i18n import add_lang_argument
-
-    if not any("--lang" in a.option_strings for a in p._actions):
-        add_lang_argument(p)
-    if name in _ADVISE_COMMANDS:
-        from gpuplan.advise import add_advise_argument
-
-        add_advise_argument(p)
-    if name in _SCENARIO_COMMANDS:
-        from gpuplan.scenario import add_config_argument
-
-        add_config_argument(p, name)
-    if name in _PLOT_COMMANDS and not any("--plot" in a.option_strings for a in p._actions):
-        from gpuplan.plot import add_plot_argument
-
-        add_plot_argument(p)
-
-
-def add_command_parser(name: str, module, sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """The parser of command ``name`` with the options every entry point shares (the CLI, the web API, the advisor
-    and sweep all build command parsers through here, so they accept the same options)."""
-    p = module.add_parser(sub)
-    _add_common_options(name, p)
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == module_name:  # command not built yet
                 continue
             raise
-        p = add_command_parser(name, module, sub)
+        p = module.add_parser(sub)  # generated from the command's declared options (gpuplan.options)
         p.set_defaults(_run=module.run)
     return parser
 

@@ -1,4 +1,4 @@
-"""From an API request to the CLI's JSON: model checks, count limits, the CLI parser, the command, a small cache."""
+"""From an API request to a command's JSON: model checks, the declared options, the command, a small cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections import OrderedDict
 from typing import Any
 
 from gpuplan.errors import InputError
-from gpuplan.units import parse_count
 from gpuplan.cli.bridge import Command, evaluate
 from gpuplan.web.jsonsafe import echo, find_non_finite, show
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
@@ -18,26 +17,8 @@ CACHE_ENTRIES = 512
 RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their canonical form only
 
 
-def _normalize(command: Command, body: dict[str, Any]) -> dict[str, Any]:
-    """Drop absent options; parse counts ('7B', '128k') and hold them to the API's bounds."""
-    values = {k: v for k, v in body.items() if v is not None}
-    for dest, v in values.items():
-        opt = command.by_dest.get(dest)
-        if opt is None or opt.kind != "count":
-            continue
-        try:
-            n = parse_count(v, opt.dest)
-        except OverflowError:  # '1e999': parse_count lets float('inf') through to int()
-            raise InputError(opt.dest, v, "must be a finite count") from None
-        if not 1 <= n <= opt.maximum:
-            raise InputError(opt.dest, v, f"must be a count between 1 and {opt.maximum:,}")
-        values[opt.dest] = n
-    check_dimensions(values)
-    return values
-
-
 # Option kinds whose numbers a user types freely (counts are capped by the schema, choices are fixed).
-_NUMERIC_KINDS = frozenset({"int", "float", "value"})
+_NUMERIC_KINDS = frozenset({"int", "float", "real", "names", "int_list", "values"})
 
 
 def _suspects(command: Command, values: dict[str, Any]) -> list[str]:
@@ -84,7 +65,8 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
 
 
 def _compute(command: Command, body: dict[str, Any]) -> Any:
-    values = _normalize(command, body)
+    values = {k: v for k, v in body.items() if v is not None}
+    check_dimensions(values)
     model, config = values.pop("model", None), values.pop("config", None)
     if model is not None and config is not None:
         raise InputError("config", "(object)", "give 'model' or 'config', not both")

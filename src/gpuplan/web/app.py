@@ -232,11 +232,9 @@ def _validation_errors(exc: RequestValidationError) -> JSONResponse:
 
 
 def answers_inline(command: Command, values: dict[str, Any]) -> bool:
-    """Quick estimates are answered on the event loop (no thread hand-off); a layout search, the advisor (many
-    estimates) and a command read back from its printed output (which waits for a process-wide lock) go to a
-    worker thread so that they never hold the other requests up."""
-    return (command.name not in THREADED and not values.get("advise")
-            and callable(getattr(command.module, "payload", None)))
+    """Quick estimates are answered on the event loop (no thread hand-off); a layout search and the advisor (many
+    estimates) go to a worker thread so that they never hold the other requests up."""
+    return command.name not in THREADED and not values.get("advise")
 
 
 class GpuplanAPI(FastAPI):
@@ -349,7 +347,7 @@ def create_app(time_limit: float | None = None, max_queue: int | None = None) ->
                 "limits": {"max_body_bytes": limits.MAX_BODY_BYTES, "max_config_bytes": limits.MAX_CONFIG_BYTES,
                            "time_limit_s": gate.time_limit, "max_queue": gate.max_queue}}
 
-    @app.get(f"{API}/options", tags=["meta"], summary="every option of every command, from the CLI's parsers")
+    @app.get(f"{API}/options", tags=["meta"], summary="every option of every command, as declared (gpuplan.options)")
     async def options() -> dict[str, Any]:
         return describe(commands.values())
 

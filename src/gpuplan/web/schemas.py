@@ -1,4 +1,4 @@
-"""Request and response shapes for the OpenAPI schema, built from the CLI's options (see :mod:`.bridge`)."""
+"""Request and response shapes for the OpenAPI schema, built from the declared options (:mod:`gpuplan.options`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gpuplan.cli.bridge import MAX_SAFE_INT, Command, Option
+from gpuplan.cli.bridge import Command
+from gpuplan.limits import MAX_SAFE_INT
+from gpuplan.options import Option
 from gpuplan.web.limits import MAX_MODEL_NAME_CHARS
 
 COUNT_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*[kKmMbBgGtTpP]?\s*$"
@@ -43,31 +45,30 @@ def _finite(bounds: dict[str, float]) -> Any:
 
 
 def _field_type(opt: Option) -> Any:
-    if opt.kind == "bool":
+    kind = opt.kind
+    if kind == "flag":
         return bool
-    if opt.kind == "count":
+    if kind == "count":
         return Union[Annotated[int, Field(ge=1, le=opt.maximum)],
                      Annotated[str, Field(max_length=32, pattern=COUNT_PATTERN)]]
-    if opt.kind == "int":
+    if kind == "int":
         return Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
-    if opt.kind == "float":
+    if kind == "float":
         return _finite(dict(opt.bounds))
-    if opt.kind == "choice":
+    if kind == "choice":
         return Literal[tuple(opt.choices)]  # type: ignore[misc]
-    if opt.kind == "value" and opt.bounds:  # a real number with a range: as a number, or as text of one
+    if kind == "real":  # a real number with a range: as a number, or as text of one
         return Union[_finite(dict(opt.bounds)), Annotated[str, Field(max_length=64, pattern=NUMBER_PATTERN)]]
-    if opt.kind == "value":
+    if kind in ("names", "int_list", "values"):  # comma lists, as text (numbers are read as their text)
         return Union[_finite({}), Annotated[str, Field(max_length=200)]]
-    if opt.kind == "append":
+    if kind == "append":
         return Union[Annotated[str, Field(max_length=MAX_STR_CHARS)],
                      Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=MAX_LIST_ITEMS)]]
-    if opt.kind == "list":
-        return Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=MAX_LIST_ITEMS)]
     return Annotated[str, Field(max_length=MAX_STR_CHARS)]
 
 
 def _description(opt: Option) -> str:
-    text = f"`{opt.flag}`" + (f": {opt.help}" if opt.help else "")
+    text = f"`{opt.label}`" + (f": {opt.help}" if opt.help else "")
     if opt.default not in (None, False):
         text += f" (CLI default: {opt.default})"
     if opt.kind == "count":
@@ -84,8 +85,8 @@ def _model_ways(command: Command) -> dict[str, Any]:
 
 
 def request_model(command: Command) -> type[BaseModel]:
-    """A pydantic model with one field per CLI option: required where the CLI requires the option, else optional
-    (absent = the CLI's default). The schema also says that a model must be named; the CLI checks that."""
+    """A pydantic model with one field per offered option: required where the option is, else optional (absent =
+    its default). The schema also says that a model must be named; the command checks that."""
     fields: dict[str, Any] = {}
     if command.takes_model:
         fields["f_model"] = (Optional[Annotated[str, Field(max_length=MAX_MODEL_NAME_CHARS)]], Field(
@@ -96,9 +97,9 @@ def request_model(command: Command) -> type[BaseModel]:
             None, alias="config", description="a pasted config.json object (at most 64 KiB), instead of 'model'"))
     for opt in command.options:
         if opt.required:
-            fields["f_" + opt.dest] = (_field_type(opt), Field(alias=opt.dest, description=_description(opt)))
+            fields["f_" + opt.name] = (_field_type(opt), Field(alias=opt.name, description=_description(opt)))
         else:
-            fields["f_" + opt.dest] = (Optional[_field_type(opt)], Field(None, alias=opt.dest,
+            fields["f_" + opt.name] = (Optional[_field_type(opt)], Field(None, alias=opt.name,
                                                                          description=_description(opt)))
     title = command.name.capitalize() + "Request"
     extra = _model_ways(command) if command.takes_model else None

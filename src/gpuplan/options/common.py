@@ -1,0 +1,54 @@
+"""Options several commands share: the model (a name or raw dimensions), output, language, scenario files."""
+
+from __future__ import annotations
+
+from gpuplan.options.field import Option
+
+DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
+
+MODEL = Option("model", "positional", nargs="?", api=False,
+               help="preset id, Hugging Face id, or path to a config.json (or its folder)",
+               help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径")
+
+
+def _dim(name: str, help: str, help_zh: str) -> Option:
+    return Option(name, "count", "--" + name.replace("_", "-"), help=help, help_zh=help_zh, group=DIMENSIONS_GROUP)
+
+
+DIMENSIONS = (
+    _dim("layers", "number of transformer layers", "Transformer 层数"),
+    _dim("hidden", "hidden size", "隐藏层维度"),
+    _dim("heads", "attention heads", "注意力头数"),
+    _dim("kv_heads", "key/value heads (GQA/MQA); default = heads", "键/值头数（GQA/MQA）；默认等于注意力头数"),
+    _dim("head_dim", "head dimension; default hidden/heads", "每个头的维度；默认 hidden/heads"),
+    _dim("ffn", "MLP intermediate size; default 8h/3 rounded to 256 (gated)",
+         "MLP 中间层维度；默认 8h/3 向上取整到 256（门控）"),
+    _dim("vocab", "vocabulary size (default 32000)", "词表大小（默认 32000）"),
+    _dim("experts", "routed experts per layer (MoE)", "每层路由专家数（MoE）"),
+    _dim("top_k", "experts per token (MoE)", "每个 token 激活的专家数（MoE）"),
+    _dim("params", "parameter count only (7e9, 7B): enough for time and for model states",
+         "仅给出参数量（7e9、7B）：足以估算训练时间和模型状态"),
+)
+MODEL_OPTIONS = (MODEL, *DIMENSIONS)
+
+JSON = Option("json", "flag", "--json", default=False, api=False,
+              help="print machine-readable JSON (bytes, FLOP, seconds)")
+EXPLAIN = Option("explain", "flag", "--explain", default=False,
+                 help="print each number with its formula and source", help_zh="列出每个数字的公式和来源")
+LANG = Option("lang", "choice", "--lang", choices=("en", "zh"), api=False,
+              help="language of the human-readable output (default from the locale: LANG/LC_ALL); "
+                   "JSON keys stay English")
+ADVISE = Option("advise", "flag", "--advise", default=False,
+                help="when it does not fit (or to save memory): every change that helps, re-estimated, "
+                     "ranked by its cost in speed (needs --gpu)",
+                help_zh="放不下时（或为了省显存）：列出每个有帮助的改动，重新估算，并按速度代价排序（需要 --gpu）")
+CONFIG = Option("config", "text", "--config", metavar="FILE", api=False,
+                help="scenario file (.toml, or .yaml with PyYAML) holding any of these options; options "
+                     "given on the command line win")
+PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
+              help="also draw the memory breakdown to FILE.png or FILE.svg "
+                   "(needs matplotlib: pip install 'gpuplan[plot]')")
+
+
+def check(help: str) -> Option:
+    return Option("check", "flag", "--check", default=False, api=False, help=help)

@@ -1,0 +1,25 @@
+"""The options of ``gpuplan models``."""
+
+from __future__ import annotations
+
+from gpuplan.options.command import CommandOptions
+from gpuplan.options.common import JSON, LANG
+from gpuplan.options.field import Option
+
+MODELS = CommandOptions(
+    "models",
+    help="the presets: id, Hugging Face id, family, parameter count",
+    description="List the model presets, optionally filtered by a case-insensitive QUERY.",
+    options=(
+        Option(
+            "query",
+            "positional",
+            default="",
+            help="substring of the id, Hugging Face id or family",
+            nargs="?",
+            api=False,
+        ),
+        JSON,
+        LANG,
+    ),
+)

@@ -1,0 +1,53 @@
+"""The options of ``gpuplan serve``."""
+
+from __future__ import annotations
+
+from gpuplan.options.command import CommandOptions
+from gpuplan.options.common import LANG
+from gpuplan.options.field import Option
+
+SERVE = CommandOptions(
+    "serve",
+    help="the web page and the JSON API",
+    description="Serve the page at / and the JSON API under /api/v1/ (OpenAPI docs at /docs). Needs the [web] extra: pip install 'gpuplan[web]'.",
+    options=(
+        Option(
+            "host",
+            "text",
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+        ),
+        Option("port", "int", "--port", default=8000, help="port (default 8000)"),
+        Option(
+            "workers",
+            "int",
+            "--workers",
+            default=1,
+            help="worker processes (default 1; each answers requests on its own CPU core)",
+        ),
+        Option(
+            "log_level",
+            "choice",
+            "--log-level",
+            default="warning",
+            help="uvicorn log level (default warning)",
+            choices=("critical", "error", "warning", "info", "debug"),
+        ),
+        Option(
+            "time_limit",
+            "float",
+            "--time-limit",
+            help="seconds a slow request (a layout search, advice) may take before it is answered 504 (default 120, or GPUPLAN_WEB_TIME_LIMIT)",
+            metavar="S",
+        ),
+        Option(
+            "max_queue",
+            "int",
+            "--max-queue",
+            help="slow requests that may wait for a worker thread; more are answered 503 (default 8, or GPUPLAN_WEB_MAX_QUEUE)",
+            metavar="N",
+        ),
+        LANG,
+    ),
+)

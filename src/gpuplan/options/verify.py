@@ -1,0 +1,143 @@
+"""The options of ``gpuplan verify``."""
+
+from __future__ import annotations
+
+from gpuplan.options.command import CommandOptions
+from gpuplan.options.common import CONFIG, JSON, LANG, MODEL_OPTIONS
+from gpuplan.options.field import Option
+from gpuplan.verify.setup import (
+    ATTENTIONS,
+    INFER_DTYPES,
+    METHODS,
+    OPTIMIZER_IMPLS,
+    OPTIMIZERS,
+    PRECISIONS,
+    RECOMPUTE_MODES,
+)
+
+VERIFY = CommandOptions(
+    "verify",
+    help="runs the real model in PyTorch and compares measured memory with the estimate",
+    description="Build the Hugging Face transformers model from its config (random weights, no download), run the step the estimate describes (a steady-state training step, or an inference prefill) and print estimate vs measurement per component and for the peak. Default back end: a CPU trace on fake tensors (no GPU needed); --device cuda runs it for real. Needs gpuplan[verify].",
+    epilog="error = (estimate - measured) / measured; negative = underestimate (an OOM risk).",
+    options=(
+        *MODEL_OPTIONS,
+        Option(
+            "workload",
+            "choice",
+            "--workload",
+            default="train",
+            help="a training step (default) or an inference prefill",
+            choices=("train", "infer"),
+        ),
+        Option(
+            "device",
+            "choice",
+            "--device",
+            default="cpu",
+            help="cpu: trace on fake tensors (default); cuda: a real step on the GPU",
+            choices=("cpu", "cuda"),
+            api=False,
+        ),
+        Option("batch", "count", "--batch", default=1, help="micro-batch (train) or sequences (infer)"),
+        Option(
+            "seq",
+            "count",
+            "--seq",
+            default=2048,
+            help="sequence length (default 2048)",
+            group="training step (--workload train)",
+        ),
+        Option(
+            "precision",
+            "choice",
+            "--precision",
+            default="bf16",
+            help="parameter / compute recipe",
+            group="training step (--workload train)",
+            choices=PRECISIONS,
+        ),
+        Option(
+            "optimizer",
+            "choice",
+            "--optimizer",
+            default="adamw",
+            group="training step (--workload train)",
+            choices=OPTIMIZERS,
+        ),
+        Option(
+            "optimizer_impl",
+            "choice",
+            "--optimizer-impl",
+            default="foreach",
+            help="PyTorch optimizer implementation (default foreach, as on CUDA)",
+            group="training step (--workload train)",
+            choices=OPTIMIZER_IMPLS,
+        ),
+        Option(
+            "recompute",
+            "choice",
+            "--recompute",
+            default="none",
+            help="full = Hugging Face gradient checkpointing",
+            group="training step (--workload train)",
+            choices=RECOMPUTE_MODES,
+        ),
+        Option(
+            "attention",
+            "choice",
+            "--attention",
+            default="sdpa",
+            group="training step (--workload train)",
+            choices=ATTENTIONS,
+        ),
+        Option(
+            "method", "choice", "--method", default="full", group="training step (--workload train)", choices=METHODS
+        ),
+        Option(
+            "trainable",
+            "names",
+            "--trainable",
+            default=(),
+            help="GLOB[,GLOB] of trainable parameter names (freeze)",
+            group="training step (--workload train)",
+        ),
+        Option("lora_rank", "count", "--lora-rank", default=16, group="training step (--workload train)"),
+        Option(
+            "lora_targets",
+            "names",
+            "--lora-targets",
+            default=("all-linear",),
+            help="module names NAME[,NAME] as PEFT's target_modules (default all-linear)",
+            group="training step (--workload train)",
+        ),
+        Option(
+            "keep_logits",
+            "flag",
+            "--keep-logits",
+            default=False,
+            help="the loop keeps the model output through backward",
+            group="training step (--workload train)",
+        ),
+        Option(
+            "context",
+            "count",
+            "--context",
+            default=2048,
+            help="prompt tokens per sequence",
+            group="inference prefill (--workload infer)",
+        ),
+        Option(
+            "weights",
+            "choice",
+            "--weights",
+            default="bf16",
+            help="weight dtype",
+            group="inference prefill (--workload infer)",
+            choices=INFER_DTYPES,
+        ),
+        JSON,
+        LANG,
+        CONFIG,
+    ),
+)
