@@ -293,6 +293,9 @@ def _explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout
     ]
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    if cfg.method == "qlora":
+        from gpuplan.train.explain import qlora_base_note
+        m.assumptions.append(qlora_base_note(cfg, layout))
     m.warnings = []
     if layout.pp > 1 and layout.microbatches < layout.pp:
         m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")

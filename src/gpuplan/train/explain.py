@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpuplan.parallel.layout import Layout
 from gpuplan.model.spec import ModelSpec
 from gpuplan.report import Term
 from gpuplan.train.config import TrainConfig
@@ -87,9 +88,25 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
     if cfg.method == "qlora":
-        out.append(f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
-                   f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+        out.append(qlora_base_note(cfg))
     return out
+
+
+def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
+    """The assumption line naming QLoRA's base format, and with a parallel layout how each rank holds it (see
+    ``gpuplan.parallel.dataparallel.quantized_weight_bytes``)."""
+    note = (f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
+            f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+    if layout is None:
+        return note
+    share = "the whole 4-bit base"
+    if layout.tp > 1 or layout.pp > 1:
+        share = "its tensor/pipeline-parallel share of the 4-bit base"
+    how = f"each rank holds {share}"
+    if layout.shard_degree > 1 and (layout.zero >= 3 or (cfg.framework == "torch" and layout.zero >= 2)):
+        how = (f"each rank holds 1/{layout.shard_degree} of {share} (ZeRO-3/FSDP shard the packed NF4 "
+               "storage)")
+    return f"{note}; {how}"
 
 
 def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:

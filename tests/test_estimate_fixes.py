@@ -1,0 +1,54 @@
+"""Regression tests of estimates that were silently wrong: each names the rule it guards."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuplan.model.presets import find_preset
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.engine import estimate_training
+
+MISTRAL = find_preset("mistral-7b-v0.3").spec()
+
+
+def _mem(spec, **kw):
+    return estimate_training(spec, TrainConfig(**kw)).memory
+
+
+# --- QLoRA keeps its 4-bit base under every parallel layout --------------------------------------------------------
+
+@pytest.mark.parametrize("layout", [dict(dp=2), dict(gpus=2), dict(zero=1), dict(zero=2),
+                                    dict(zero=2, framework="deepspeed"), dict(dp=2, zero=1, framework="deepspeed")])
+def test_qlora_base_stays_nf4_without_sharding_it(layout):
+    """DDP, ZeRO-1/2 and FSDP2 without resharding on one rank keep the whole base: NF4, as on one GPU (mistral-7b
+    was sized as a bf16 base, 4.01 -> 13.66 GiB)."""
+    one = _mem(MISTRAL, method="qlora").weights_bytes
+    assert one < 4.1 * 2**30
+    assert _mem(MISTRAL, method="qlora", **layout).weights_bytes == pytest.approx(one, rel=1e-3)
+
+
+@pytest.mark.parametrize("layout,parts", [(dict(tp=2), 2), (dict(pp=2), 2), (dict(dp=2, zero=3), 2), (dict(dp=2, zero=2), 2),
+                                          (dict(dp=4, zero=3, framework="deepspeed"), 4),
+                                          (dict(tp=2, dp=2, zero=3), 4)])
+def test_qlora_base_split_like_the_bf16_base(layout, parts):
+    """TP/PP ranks hold their share of the NF4 base and ZeRO-3/FSDP shard it: about 1/parts of the one-GPU NF4
+    weights (the unquantized head, embedding and norms split the same way or stay whole)."""
+    one = _mem(MISTRAL, method="qlora").weights_bytes
+    got = _mem(MISTRAL, method="qlora", **layout).weights_bytes
+    lora = _mem(MISTRAL, method="lora", **layout).weights_bytes
+    assert got < 0.6 * one and got < 0.4 * lora
+    assert got > one / parts * 0.9
+
+
+def test_qlora_zero2_one_gpu_large_model():
+    """qwen2.5-72b QLoRA with --zero 2 on one GPU: the NF4 base (39.16 GiB), not bf16 (136.21 GiB), and FSDP2's
+    unsharded layers are NF4 too."""
+    spec = find_preset("qwen2.5-72b").spec()
+    m = _mem(spec, method="qlora", zero=2)
+    assert m.weights_bytes == pytest.approx(_mem(spec, method="qlora").weights_bytes, rel=1e-4)
+    assert m.weights_bytes < 40 * 2**30
+
+
+def test_qlora_assumption_names_the_base_format():
+    a = estimate_training(MISTRAL, TrainConfig(method="qlora", dp=2, zero=3)).memory.assumptions
+    assert any("QLoRA NF4 base" in x and "1/2" in x for x in a)
