@@ -52,3 +52,28 @@ def test_qlora_zero2_one_gpu_large_model():
 def test_qlora_assumption_names_the_base_format():
     a = estimate_training(MISTRAL, TrainConfig(method="qlora", dp=2, zero=3)).memory.assumptions
     assert any("QLoRA NF4 base" in x and "1/2" in x for x in a)
+
+
+# --- Adafactor's factored states on every layout ---------------------------------------------------------------------
+
+LLAMA8 = find_preset("llama-3.1-8b").spec()
+
+
+@pytest.mark.parametrize("layout,shards", [(dict(dp=2, gpus=2), 1), (dict(dp=2), 1), (dict(zero=2), 1),
+                                           (dict(framework="deepspeed", zero=1), 1), (dict(tp=2), 1),
+                                           (dict(dp=2, zero=1), 2), (dict(dp=4, zero=3), 4),
+                                           (dict(dp=2, zero=2, framework="deepspeed"), 2)])
+def test_adafactor_states_stay_factored(layout, shards):
+    """llama-3.1-8b Adafactor: about 6 MB of row/column accumulators on one GPU; a second GPU sized them as full
+    per-element second moments (15 GiB). Each layout holds at most the one-GPU figure (in the layout's state
+    dtype), split over the ranks that shard states."""
+    fw = layout.get("framework", "torch")
+    one = _mem(LLAMA8, optimizer="adafactor", framework=fw).optimizer_bytes
+    got = _mem(LLAMA8, optimizer="adafactor", **layout).optimizer_bytes
+    assert one < 16 * 2**20
+    assert got <= one / shards * 1.01 + 4096
+
+
+def test_adafactor_lora_states_same_on_every_layout():
+    one = _mem(LLAMA8, optimizer="adafactor", method="lora").optimizer_bytes
+    assert _mem(LLAMA8, optimizer="adafactor", method="lora", dp=2).optimizer_bytes == one
