@@ -77,3 +77,22 @@ def test_adafactor_states_stay_factored(layout, shards):
 def test_adafactor_lora_states_same_on_every_layout():
     one = _mem(LLAMA8, optimizer="adafactor", method="lora").optimizer_bytes
     assert _mem(LLAMA8, optimizer="adafactor", method="lora", dp=2).optimizer_bytes == one
+
+
+# --- a parameter count alone cannot size LoRA, QLoRA, freezing or Adafactor -----------------------------------------
+
+@pytest.mark.parametrize("opts,flag", [(dict(method="lora"), "--method"), (dict(method="qlora"), "--method"),
+                                       (dict(method="freeze", trainable=("*mlp*",)), "--method"),
+                                       (dict(optimizer="adafactor"), "--optimizer")])
+def test_params_only_refuses_what_needs_shapes(opts, flag):
+    """``--params 7B --method lora`` printed a full fine-tune labelled lora."""
+    from gpuplan.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        estimate_training(None, TrainConfig(**opts), params_total=7_000_000_000)
+    assert flag in str(err.value)
+
+
+def test_params_only_full_still_sized():
+    m = estimate_training(None, TrainConfig(), params_total=7_000_000_000).memory
+    assert m.weights_bytes == 14_000_000_000
