@@ -96,3 +96,27 @@ def test_params_only_refuses_what_needs_shapes(opts, flag):
 def test_params_only_full_still_sized():
     m = estimate_training(None, TrainConfig(), params_total=7_000_000_000).memory
     assert m.weights_bytes == 14_000_000_000
+
+
+# --- the quantized KV cache: per sequence = per token × tokens ------------------------------------------------------
+
+@pytest.mark.parametrize("kv_dtype", ["int8", "int4", "bf16"])
+@pytest.mark.parametrize("context", [100, 1000, 4096])
+def test_hf_kv_per_sequence_is_per_token_times_context(kv_dtype, context):
+    """transformers' QuantizedCache quantizes the whole prompt at prefill: with the prompt the whole context nothing
+    waits in the unquantized residual (llama-3.1-8b int8 at 4096 tokens: 293,076,992 B per sequence counted 128
+    bf16 tokens beside 69,632 B/token × 4096 = 285,212,672 B)."""
+    from gpuplan.infer.kv import kv_bytes_per_token, kv_cache_bytes
+
+    per_token = kv_bytes_per_token(LLAMA8, kv_dtype=kv_dtype, engine="hf")
+    assert kv_cache_bytes(LLAMA8, batch=1, context=context, kv_dtype=kv_dtype, engine="hf") == per_token * context
+
+
+def test_hf_quantized_residual_holds_at_most_127_generated_tokens():
+    from gpuplan.infer.kv import kv_bytes_per_token, kv_cache_bytes
+
+    per_token = kv_bytes_per_token(LLAMA8, kv_dtype="int8", engine="hf")
+    bf16_token = kv_bytes_per_token(LLAMA8, kv_dtype="bf16", engine="hf")
+    for prompt, resid in ((4000, 96), (1000, 127), (4095, 1)):
+        got = kv_cache_bytes(LLAMA8, batch=1, context=4096, prompt=prompt, kv_dtype="int8", engine="hf")
+        assert got == per_token * (4096 - resid) + bf16_token * resid
