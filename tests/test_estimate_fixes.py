@@ -120,3 +120,24 @@ def test_hf_quantized_residual_holds_at_most_127_generated_tokens():
     for prompt, resid in ((4000, 96), (1000, 127), (4095, 1)):
         got = kv_cache_bytes(LLAMA8, batch=1, context=4096, prompt=prompt, kv_dtype="int8", engine="hf")
         assert got == per_token * (4096 - resid) + bf16_token * resid
+
+
+# --- time: GPUs -> days -> GPUs reproduces the count -----------------------------------------------------------------
+
+def test_time_days_to_gpus_round_trip():
+    """llama-3.1-70b, 15T tokens on H100: 4,096 GPUs give D days, and D days asked for 4,097 GPUs (a plain ceil of
+    4096.000000000001)."""
+    from gpuplan import api
+
+    days = api.time("llama-3.1-70b", tokens="15T", gpus=4096, gpu="h100-sxm")["days"]
+    assert api.time("llama-3.1-70b", tokens="15T", days=days, gpu="h100-sxm")["gpus"] == 4096
+
+
+def test_round_up_gpus_tolerance():
+    from gpuplan.compute.timecost import round_up_gpus
+
+    assert round_up_gpus(4096 * (1 + 1e-15)) == 4096
+    assert round_up_gpus(4096.001) == 4097
+    assert round_up_gpus(0.3) == 1
+    assert round_up_gpus(8.0000000001, 8) == 8
+    assert round_up_gpus(8.5, 8) == 16
