@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpuplan.parallel.layout import Layout
 from gpuplan.model.spec import ModelSpec
+from gpuplan.parallel.layout import Layout
 from gpuplan.report import Term
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.logits import LossMemory
