@@ -98,12 +98,28 @@ class RunEstimate:
         return self.solved_for == "mfu" and self.mfu > 1
 
 
+GPU_COUNT_REL_TOL = 1e-9  # far above float rounding (~1e-16 per operation), far below one GPU in a billion
+
+
+def round_up_gpus(exact: float, multiple: int = 1, rel_tol: float = GPU_COUNT_REL_TOL) -> int:
+    """The smallest multiple of ``multiple`` (at least ``multiple``) that is >= ``exact``, where ``exact`` within a
+    relative ``rel_tol`` of a multiple counts as that multiple. ``exact`` comes from a chain of float products and
+    quotients (days -> seconds -> FLOPs / (peak × MFU × seconds)), so a deadline that N GPUs meet exactly can come
+    back as N·(1 + 1e-16) and a plain ceil would ask for N + 1: the round trip GPUs -> days -> GPUs must reproduce
+    its input (IEEE 754 rounding: each operation is within half an ulp, 2**-53 relative)."""
+    units = exact / multiple
+    nearest = round(units)
+    if nearest >= 1 and abs(units - nearest) <= rel_tol * nearest:
+        return nearest * multiple
+    return max(1, math.ceil(units)) * multiple
+
+
 def _solve_gpus_default_mfu(total_flop: float, peak: float, seconds: float, gpu_id: str,
                             multiple: int) -> tuple[int, float, float, str]:
     """Smallest GPU count (a multiple of ``multiple``) meeting the deadline with the MFU of its own size tier."""
     for tier in family_tiers(gpu_id):
         exact = gpus_for_seconds(total_flop, peak, seconds, tier.mfu)
-        n = max(multiple, math.ceil(exact / multiple) * multiple)
+        n = round_up_gpus(exact, multiple)
         if tier.min_gpus <= n and (tier.max_gpus is None or n <= tier.max_gpus):
             return n, exact, tier.mfu, tier.source
         if n < tier.min_gpus:  # this tier's MFU would already do with fewer GPUs than the tier starts at
@@ -111,7 +127,7 @@ def _solve_gpus_default_mfu(total_flop: float, peak: float, seconds: float, gpu_
             return n, exact, tier.mfu, tier.source
     tier = family_tiers(gpu_id)[-1]
     exact = gpus_for_seconds(total_flop, peak, seconds, tier.mfu)
-    return max(multiple, math.ceil(exact / multiple) * multiple), exact, tier.mfu, tier.source
+    return round_up_gpus(exact, multiple), exact, tier.mfu, tier.source
 
 
 def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: float, tokens: int,
@@ -186,7 +202,7 @@ def estimate_run(*, total_flop: float, recompute_flop: float, flop_per_token: fl
         else:
             exact = gpus_for_seconds(total_flop, peak_flop_per_s, seconds_goal, mfu)
             _check_gpu_count(exact, days)  # before rounding: an infinite count has no ceiling
-            n = max(gpu_multiple, math.ceil(exact / gpu_multiple) * gpu_multiple)
+            n = round_up_gpus(exact, gpu_multiple)
         _check_gpu_count(n, days)
         if tokens < n * step_tokens:
             raise InputError("--days", days, f"is shorter than one optimizer step: meeting it takes {n:,} GPUs, and "

@@ -15,7 +15,10 @@ layer holds ``prompt`` tokens at the prefill peak and ``min(context, window)`` d
 
 Quantized caches: vLLM's ``--kv-cache-dtype fp8`` is 1 byte per element (per-layer scalar scales ignored).
 transformers' ``QuantizedCache`` (int4 via quanto, int8 via HQQ) stores ``nbits`` per element plus an fp16 scale and
-zero point per group of 64 (``q_group_size``), and keeps up to ``residual_length`` = 128 recent tokens unquantized.
+zero point per group of 64 (``q_group_size``). The prefill quantizes the whole prompt; decode tokens wait in an
+unquantized residual until it would reach ``residual_length`` = 128, then everything is quantized again
+(``hf_residual_tokens``). So a sequence's cache is ``kv_bytes_per_token`` × its tokens, plus, during generation, the
+residual tokens' extra (unquantized minus quantized) bytes.
 """
 
 from __future__ import annotations
@@ -118,12 +121,24 @@ def attention_kinds(spec: ModelSpec, layers: range) -> tuple[tuple[int, int], ..
     return tuple((first, n) for first, n in count.values())
 
 
+def hf_residual_tokens(held: int, *, context: int, prompt: int) -> int:
+    """Tokens one layer of transformers' ``QuantizedCache`` holds unquantized, at most, while generating from
+    ``prompt`` to ``context`` tokens. transformers cache_utils.py ``QuantizedLayer.update``: the first call (the
+    prefill) quantizes all its tokens and leaves the residual empty; each later call appends to the residual unless
+    ``residual + new >= residual_length``, in which case the residual and the new tokens are quantized with the rest
+    and the residual is emptied. So after n decode tokens the residual holds n mod 128 tokens: never more than
+    min(context - prompt, 127), and none when the whole context is the prompt. Bounding by that maximum keeps the
+    decode figure an upper bound over the generation (an unquantized token costs more than a quantized one)."""
+    return max(0, min(held, context - prompt, HF_QUANT_RESIDUAL_TOKENS - 1))
+
+
 def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, engine: str, tp: int = 1,
                    layers: range | None = None, prompt: int | None = None, phase: str = "decode",
                    unquantized_dtype: str = "bf16") -> int:
     """Bytes of the KV cache of ``batch`` sequences of ``context`` tokens on one GPU (the layers of its pipeline
-    stage), with sliding windows applied per engine. transformers' int4/int8 cache keeps up to 128 recent tokens
-    per layer in ``unquantized_dtype``."""
+    stage), with sliding windows applied per engine. transformers' int4/int8 cache keeps the tokens generated since
+    its last requantization in ``unquantized_dtype`` (``hf_residual_tokens``: none when ``prompt`` is the whole
+    context, so then the cache is exactly ``kv_bytes_per_token`` × tokens held)."""
     layers = layers if layers is not None else range(spec.num_layers)
     prompt = context if prompt is None else prompt
     elems = kv_elements_per_token_layer(spec, tp)
@@ -133,7 +148,7 @@ def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, 
     for layer, n in attention_kinds(spec, layers):
         held = tokens_held(spec, layer, context=context, prompt=prompt, engine=engine, phase=phase)
         if quantized_hf and phase == "decode":
-            resid = min(held, HF_QUANT_RESIDUAL_TOKENS)
+            resid = hf_residual_tokens(held, context=context, prompt=prompt)
             total += n * elems * ((held - resid) * eb + resid * KV_DTYPE_BYTES[unquantized_dtype])
         else:
             total += n * elems * held * eb

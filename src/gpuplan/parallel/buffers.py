@@ -3,10 +3,10 @@ FSDP2 / ZeRO-3 all-gather and reduce-scatter), placed in the phases of a step (`
 
 from __future__ import annotations
 
-from gpuplan.parallel.dataparallel import _fsdp_dtypes, round_block
+from gpuplan.parallel.dataparallel import _fsdp_dtypes, quantized_weight_bytes, round_block
 
 
-def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dict:
+def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quantized: tuple[bool, ...] = ()) -> dict:
     """Communication and gather buffers: live through forward and backward ('act'), in every layer's backward
     ('layer'), per layer of the stage in backward on top of 'act' ('bwd', position-dependent), in the top layer's
     forward on top of 'act' ('fwd': at its pre-forward, through its forward), from the top layer's end through
@@ -37,7 +37,12 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
     Hybrid sharding (``--dp-shard``): every gather and reduce-scatter runs inside the shard group, so L(i) is
     layer i's parameters padded to a multiple of the shard degree N·cp (the same unsharded size); the replicas'
     all-reduce adds nothing on the GPU beyond ``hsdp_offload_bytes`` (traced: 2 × 4 and 4 × 2 meshes hold exactly
-    what a 4- and 2-way FSDP2 run holds)."""
+    what a 4- and 2-way FSDP2 run holds).
+
+    QLoRA (``quantized`` flags per tensor of the table): a quantized base tensor is gathered as its packed NF4
+    storage (FSDP-QLoRA shards and all-gathers ``bnb_4bit_quant_storage``; dequantization happens inside the
+    layer's forward), so L(i) counts its NF4 bytes; being frozen it has no gradient to reduce-scatter (FSDP2 reduces
+    only parameters with gradients, ``_fsdp_param_group.py`` ``post_backward``)."""
     act = layer = end = tail = first = 0
     fwd = (0, 0)
     n = len(shard.layers)
@@ -52,16 +57,20 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3) -> dic
     if (fsdp or ds3) and n:
         sb, cb, rb = _fsdp_dtypes(recipe)
         D = layout.shard_degree
-        per_layer: dict[int, int] = {}
+        per_layer: dict[int, int] = {}  # padded elements that carry gradients (reduce-scatter)
+        gather: dict[int, int] = {}  # all-gather bytes per layer beyond per_layer's (NF4 base tensors)
         root = 0
         for lt in shard.tensors:
             t = table[lt.index]
             padded = -(-lt.dim0 // D) * D * (lt.numel // max(lt.dim0, 1))
-            if t.layer is None:
+            if quantized and quantized[lt.index] and t.layer is not None:
+                nf4 = quantized_weight_bytes(padded, cfg.qlora_block_size, cfg.qlora_double_quant)
+                gather[t.layer] = gather.get(t.layer, 0) + nf4
+            elif t.layer is None:
                 root += padded
             else:
                 per_layer[t.layer] = per_layer.get(t.layer, 0) + padded
-        ag = [round_block(per_layer.get(i, 0) * cb) for i in shard.layers]
+        ag = [round_block(per_layer.get(i, 0) * cb + gather.get(i, 0)) for i in shard.layers]
         rs = [round_block(per_layer.get(i, 0) * rb) for i in shard.layers]
         L = max(ag)
         root_b = root * cb if fsdp else 0

@@ -30,7 +30,7 @@ from gpuplan.model.tensors import TensorInfo
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
 from gpuplan.train.optimizer import optimizer_memory
-from gpuplan.train.peft import Trainability, lora_params
+from gpuplan.train.peft import Trainability, lora_params, nf4_bytes
 from gpuplan.train.precision import Recipe
 
 BLOCK = 512  # CUDA caching allocator block (c10/cuda/CUDACachingAllocator.cpp kMinBlockSize)
@@ -66,9 +66,39 @@ def _fsdp_dtypes(recipe: Recipe) -> tuple[int, int, int]:
     return recipe.param_bytes, recipe.param_bytes, recipe.param_bytes
 
 
+def local_shape(t: TensorInfo, numel: int, dim0: int) -> tuple[int, ...]:
+    """The shape of the part of ``t`` a rank holds after tensor/expert splits (``gpuplan.parallel.shard``): the
+    whole tensor, dim 0 split (column-parallel, vocabulary, replicated KV heads) or the last dimension split
+    (row-parallel)."""
+    shape = t.shape
+    if numel == t.numel or len(shape) < 2:
+        return shape if numel == t.numel else (numel,)
+    if dim0 != shape[0]:
+        return (dim0,) + tuple(shape[1:])
+    lead = 1
+    for d in shape[:-1]:
+        lead *= d
+    return tuple(shape[:-1]) + (numel // lead,)
+
+
+def quantized_weight_bytes(numel: int, block: int, double_quant: bool) -> int:
+    """Bytes of a rank's piece of a QLoRA NF4 base weight: the 4-bit codes and block constants of ``numel``
+    elements (``gpuplan.train.peft.nf4_bytes``). The base stays 4-bit under every layout: DDP replicas each load the
+    quantized model (bitsandbytes ``Linear4bit`` per process); tensor/pipeline splits hold their share of it; ZeRO-3
+    and FSDP shard the packed storage like any frozen parameter (FSDP-QLoRA: bitsandbytes >= 0.43
+    ``bnb_4bit_quant_storage``, Hugging Face docs "FSDP + QLoRA" and "DeepSpeed ZeRO-3 + QLoRA"; torchao
+    ``NF4Tensor`` under FSDP2 in torchtune), so a shard of n elements is the NF4 size of n elements."""
+    return nf4_bytes(numel, block, double_quant)
+
+
 def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe, layout: Layout,
-                framework: str, optimizer: str, impl: str, offload: str, lora_rank: int) -> RankStates:
-    """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank)."""
+                framework: str, optimizer: str, impl: str, offload: str, lora_rank: int, qlora_block_size: int = 64,
+                qlora_double_quant: bool = True) -> RankStates:
+    """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank).
+
+    QLoRA's quantized base tensors are held as NF4 (``quantized_weight_bytes``). Adafactor's factored states
+    follow each tensor's local shape (``local_shape``), divided over the shard degree where the scheme shards
+    optimizer states (``gpuplan.train.optimizer.optimizer_memory`` ``state_shards``)."""
     fsdp = framework == "torch" and layout.zero >= 2
     zero, ds, mg = layout.zero, framework == "deepspeed", framework == "megatron"
     w = g = m = trainable = 0
@@ -76,28 +106,35 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     base_shapes: list[tuple[int, ...]] = []
     replicated = 0  # trainable elements not split by TP (plain tensors beside DTensors)
     lora_shapes: list[tuple[int, ...]] = []
+    factored: list[tuple[tuple[int, ...], int]] = []  # (local shape, shards) of each trainable base tensor
+    lora_factored: list[tuple[tuple[int, ...], int]] = []
     sb, _, _ = _fsdp_dtypes(recipe)
     for lt in shard.tensors:
         t = table[lt.index]
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
-        rg, lo = tr.base_trainable[lt.index], tr.lora[lt.index]
+        rg, lo, q = tr.base_trainable[lt.index], tr.lora[lt.index], tr.quantized[lt.index]
         frac = lt.numel / t.numel
         if fsdp:
             rows = -(-lt.dim0 // D)
             local = rows * (lt.numel // max(lt.dim0, 1))
-            w += round_block(local * sb)
+            w += round_block(quantized_weight_bytes(local, qlora_block_size, qlora_double_quant) if q
+                             else local * sb)
             if rg:
                 g += local * sb
                 trainable += lt.numel
                 base_shapes.append((local,))
+                factored.append((local_shape(t, lt.numel, lt.dim0), D))
         else:
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
-            w += (lt.numel // D if shard_w else lt.numel) * recipe.param_bytes
+            held = lt.numel // D if shard_w else lt.numel
+            w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant) if q
+                  else held * recipe.param_bytes)
             if rg:
                 trainable += lt.numel
                 g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes
                 m += (lt.numel // D if zero >= 1 else lt.numel) * recipe.master_bytes
                 base_shapes.append((lt.numel // D if zero >= 1 else lt.numel,))
+                factored.append((local_shape(t, lt.numel, lt.dim0), D if zero >= 1 else 1))
                 if layout.tp > 1 and lt.numel == t.numel:
                     replicated += lt.numel // D if zero >= 1 else lt.numel
         if lo:
@@ -106,9 +143,13 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
             w += a * 4
             g += a * 4
             lora_shapes.append((a,))
+            # A [r, in] and B [out, r] with this rank's share of in and out: Adafactor factors each adapter
+            out_f, in_f = t.shape[0], t.shape[-1]
+            lora_factored += [((lora_rank, max(1, round(in_f * frac))), 1),
+                              ((max(1, round(out_f * frac)), lora_rank), 1)]
     state_b = sb if fsdp else recipe.state_bytes
-    opt = optimizer_memory(optimizer, impl, base_shapes, state_b)
-    lopt = optimizer_memory(optimizer, impl, lora_shapes, 4)
+    opt = optimizer_memory(optimizer, impl, base_shapes, state_b, state_shards=factored)
+    lopt = optimizer_memory(optimizer, impl, lora_shapes, 4, state_shards=lora_factored)
     states, temp = opt.states_bytes + lopt.states_bytes, opt.step_temp_bytes + lopt.step_temp_bytes
     if framework == "torch" and layout.tp > 1 and impl == "foreach" and opt.step_temp_bytes:
         # DTensor and plain parameters sit in separate optimizer groups that step one after the other: the foreach

@@ -35,6 +35,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         if not params_total:
             from gpuplan.errors import InputError
             raise InputError("model", None, "give a model or --params")
+        _check_params_only(cfg)
         return _params_only(params_total, cfg, recipe, capacity_bytes)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:
@@ -178,6 +179,23 @@ def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelS
     m.assumptions = assumptions(spec, cfg, recipe, st, ov)
     m.warnings = warnings(spec, cfg, st)
     return m
+
+
+def _check_params_only(cfg: TrainConfig) -> None:
+    """Refuse what a parameter count cannot size, rather than answer for something else. LoRA/QLoRA adapters are
+    r·(in + out) per targeted linear layer and QLoRA quantizes only the linear weights (Hu et al. 2021,
+    arXiv:2106.09685 section 4.1; Dettmers et al. 2023, arXiv:2305.14314 section 3), freezing matches parameter
+    names, and Adafactor's factored states are row + column sums of each matrix (Shazeer & Stern 2018): all need
+    the model's tensor shapes, which ``--params`` does not give."""
+    from gpuplan.errors import InputError
+
+    hint = "give a model (preset, Hugging Face id or config.json) or its dimensions (--layers, --hidden, --heads)"
+    if cfg.method != "full":
+        raise InputError("--method", cfg.method, f"{cfg.method} cannot be sized from --params alone: it depends on "
+                         "the shapes (and names) of the model's tensors", hint=hint)
+    if cfg.optimizer == "adafactor":
+        raise InputError("--optimizer", cfg.optimizer, "Adafactor's factored states depend on each matrix's shape, "
+                         "which --params alone does not give", hint=hint)
 
 
 def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_bytes: int | None) -> TrainReport:

@@ -91,9 +91,25 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
     if cfg.method == "qlora":
-        out.append(f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
-                   f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+        out.append(qlora_base_note(cfg))
     return out
+
+
+def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
+    """The assumption line naming QLoRA's base format, and with a parallel layout how each rank holds it (see
+    ``gpuplan.parallel.dataparallel.quantized_weight_bytes``)."""
+    note = (f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
+            f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+    if layout is None:
+        return note
+    share = "the whole 4-bit base"
+    if layout.tp > 1 or layout.pp > 1:
+        share = "its tensor/pipeline-parallel share of the 4-bit base"
+    how = f"each rank holds {share}"
+    if layout.shard_degree > 1 and (layout.zero >= 3 or (cfg.framework == "torch" and layout.zero >= 2)):
+        how = (f"each rank holds 1/{layout.shard_degree} of {share} (ZeRO-3/FSDP shard the packed NF4 "
+               "storage)")
+    return f"{note}; {how}"
 
 
 def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
@@ -169,6 +185,8 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
     ]
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    if cfg.method == "qlora":
+        m.assumptions.append(qlora_base_note(cfg, layout))
     m.warnings = []
     if layout.pp > 1 and layout.microbatches < layout.pp:
         m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")

@@ -62,12 +62,25 @@ def adafactor_state_elements(shape: tuple[int, ...]) -> int:
     return shape[0] if shape else 1
 
 
+def adafactor_sharded_elements(shape: tuple[int, ...], shards: int) -> int:
+    """Adafactor state elements of a tensor of ``shape`` whose states are split over ``shards`` ranks: the factored
+    row and column accumulators of the whole (local) matrix, divided evenly (rounded up). The factorization is a
+    property of the parameter's shape, not of how a ZeRO/FSDP partition stores it: FSDP2 keeps the states as
+    DTensors of the parameter's shape (``new_zeros`` of the sharded gradient, dim-0 sharded), torch's
+    ``ZeroRedundancyOptimizer`` gives each rank whole parameters; so every layout holds its share of the same
+    factored states (Shazeer & Stern 2018, section 3; torch/optim/_adafactor.py ``row_var`` / ``col_var``)."""
+    return -(-adafactor_state_elements(shape) // max(1, shards))
+
+
 def optimizer_memory(optimizer: str, impl: str, shapes: list[tuple[int, ...]], state_bytes: int,
-                     step_operand_bytes: int | None = None) -> OptimizerMemory:
+                     step_operand_bytes: int | None = None,
+                     state_shards: list[tuple[tuple[int, ...], int]] | None = None) -> OptimizerMemory:
     """States and step temporaries for the trainable tensors ``shapes``.
 
     ``state_bytes``: bytes per state element (4 = fp32; torch.optim keeps the parameter dtype).
     ``step_operand_bytes``: element size of the tensors the step's temporaries take (the states' by default).
+    ``state_shards``: for shape-dependent states (Adafactor), each tensor's unflattened local shape and the ranks its
+    states are split over; ``shapes`` may then be flat shards (their sizes still give the step temporaries).
     """
     numels = [_numel(s) for s in shapes]
     total = sum(numels)
@@ -79,7 +92,10 @@ def optimizer_memory(optimizer: str, impl: str, shapes: list[tuple[int, ...]], s
         states = sum(eight_bit_state_bytes(n) for n in numels)
         return OptimizerMemory(states, 0, paged, "bitsandbytes 8-bit block-wise states, fused update kernel")
     if base == "adafactor":
-        states = sum(adafactor_state_elements(s) for s in shapes) * state_bytes
+        if state_shards is not None:
+            states = sum(adafactor_sharded_elements(s, k) for s, k in state_shards) * state_bytes
+        else:
+            states = sum(adafactor_state_elements(s) for s in shapes) * state_bytes
         # torch.optim.Adafactor (for-loop): grad**2 and the update are full-size temporaries of one tensor
         return OptimizerMemory(states, 2 * largest * tmp_b, paged, "factored second moments, no momentum")
     n_states = states_per_element(base)

@@ -46,7 +46,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     fsdp = cfg.framework == "torch" and layout.zero >= 2
     ds3 = cfg.framework == "deepspeed" and layout.zero == 3
     st = rank_states(shard, table, tr, recipe, layout, cfg.framework, cfg.optimizer, effective_impl(cfg),
-                     cfg.offload, cfg.lora_rank)
+                     cfg.offload, cfg.lora_rank, cfg.qlora_block_size, cfg.qlora_double_quant)
     b, s = cfg.batch, cfg.seq
     sl = s // layout.cp
     tp, sp = layout.tp, layout.sp
@@ -74,7 +74,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     # unsharded gradients until its reduce-scatter even when accumulating; the others accumulate in place
     sharded_grads = fsdp or layout.zero >= 2
     no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
-    bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3)
+    bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized)
     bwd = [_bwd_high(pts, groups, tp, b, sl, s) + o for pts, groups, o in zip(extra_pts, g_groups, bufs["bwd"])]
     bwd_acc = bwd if sharded_grads else [_bwd_high(pts, no_groups, tp, b, sl, s) + o
                                          for pts, o in zip(extra_pts, bufs["bwd"])]
