@@ -24,8 +24,8 @@ CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CONFIG)
 PRESETS = sorted(load_presets())
 GPUS = sorted(load_catalog())
-COUNTS = {o.dest for c in load_commands().values() for o in c.options if o.kind == "count"}
-FLOATS = {o.dest for c in load_commands().values() for o in c.options if o.kind == "float"}
+COUNTS = {o.name for c in load_commands().values() for o in c.options if o.kind == "count"}
+FLOATS = {o.name for c in load_commands().values() for o in c.options if o.kind in ("float", "real")}
 DIMENSIONS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "top_k", "params")
 
 
