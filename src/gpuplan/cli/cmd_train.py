@@ -33,19 +33,37 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     w.add_argument("--precision", choices=C.PRECISIONS, default="bf16",
                    help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half "
                         "params + fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)")
-    w.add_argument("--framework", choices=C.FRAMEWORKS, default="torch",
-                   help="torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron (18 B/param)")
-    w.add_argument("--optimizer", choices=C.OPTIMIZERS, default="adamw")
-    w.add_argument("--optimizer-impl", choices=C.OPTIMIZER_IMPLS, default="foreach",
-                   help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop")
-    w.add_argument("--recompute", choices=C.RECOMPUTE, default="none",
-                   help="full = Hugging Face gradient checkpointing; selective = attention core recomputed")
+    from gpuplan.train.stacks import stack_names
+    w.add_argument("--stack", choices=stack_names(), default="torch",
+                   help="the training stack whose defaults apply to every option below not given (default torch: "
+                        "a plain PyTorch / Hugging Face loop); the assumptions list what it set, with sources")
+    w.add_argument("--framework", choices=C.FRAMEWORKS,
+                   help="sharding semantics: torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron "
+                        "(18 B/param) (default: the stack's)")
+    w.add_argument("--optimizer", choices=C.OPTIMIZERS, help="default: the stack's (adamw)")
+    w.add_argument("--optimizer-impl", choices=C.OPTIMIZER_IMPLS,
+                   help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop "
+                        "(default: the stack's)")
+    w.add_argument("--optimizer-in-backward", choices=("on", "off"),
+                   help="on: each parameter is stepped as soon as its gradient exists (torchtune optimizer_in_bwd), "
+                        "so the full gradient set never does (default: the stack's, off)")
+    w.add_argument("--recompute", choices=C.RECOMPUTE,
+                   help="full = Hugging Face gradient checkpointing; selective = see --selective-policy "
+                        "(default: the stack's, none)")
+    w.add_argument("--selective-policy", choices=C.SELECTIVE_POLICIES,
+                   help="what --recompute selective recomputes: attention (the attention core, Megatron) or op "
+                        "(torchtitan's op-level policy: matmul outputs saved, every second one recomputed) "
+                        "(default: the stack's)")
     w.add_argument("--attention", choices=C.ATTENTIONS, default="sdpa")
     w.add_argument("--activation-model", choices=C.ACTIVATION_MODELS, default="framework",
                    help="framework (what transformers saves, default) or korthikanti (the paper's sbh(34+5as/h))")
-    w.add_argument("--loss", choices=C.LOSS_IMPLS, default="standard",
-                   help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time)")
-    w.add_argument("--loss-chunk", type=count("--loss-chunk"), default=1024, help="tokens per loss chunk")
+    w.add_argument("--loss", choices=C.LOSS_IMPLS,
+                   help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time) "
+                        "(default: the stack's, standard)")
+    w.add_argument("--loss-chunk", type=count("--loss-chunk"), help="tokens per loss chunk (default: the stack's, 1024)")
+    w.add_argument("--loss-parallel", choices=("on", "off"),
+                   help="on: under --tp each rank keeps 1/tp of the vocabulary's logits (torchtitan loss_parallel, "
+                        "Megatron's vocab-parallel cross-entropy) (default: the stack's)")
     w.add_argument("--keep-logits", action="store_true", help="the training loop keeps outputs.logits alive")
     w.add_argument("--dropout", type=real("--dropout", at_least=0, below=1), default=0.0,
                    help="hidden/attention dropout (default 0)")
@@ -88,6 +106,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="CUDA context (default 512)")
     o.add_argument("--workspace", type=real("--workspace", at_least=0, scale=MiB, as_int=True), metavar="MIB",
                    help="library workspaces (default 40)")
+    o.add_argument("--cuda-module-loading", choices=C.CUDA_MODULE_LOADING,
+                   help="lazy (PyTorch >= 2.0) or eager (older PyTorch: every kernel loaded with the context); sizes "
+                        "the default CUDA context (default: the stack's, lazy)")
     o.add_argument("--allocator-reserve", type=real("--allocator-reserve", at_least=0, below=1), metavar="FRACTION",
                    help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)")
     return p
@@ -97,9 +118,11 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
     ov = C.Overheads(cuda_context_bytes=args.cuda_context, workspace_bytes=args.workspace,
                      allocator_reserve_fraction=args.allocator_reserve)
     return C.TrainConfig(
-        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision,
+        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision, stack=args.stack,
         framework=args.framework, optimizer=args.optimizer, optimizer_impl=args.optimizer_impl,
-        recompute=args.recompute, attention=args.attention, activation_model=args.activation_model,
+        optimizer_in_backward=_on_off(args.optimizer_in_backward), recompute=args.recompute,
+        selective_policy=args.selective_policy, loss_parallel=_on_off(args.loss_parallel),
+        cuda_module_loading=args.cuda_module_loading, attention=args.attention, activation_model=args.activation_model,
         method=args.method, trainable=tuple(args.trainable), lora_rank=args.lora_rank,
         lora_targets=tuple(args.lora_targets), lora_dropout=args.lora_dropout, loss_impl=args.loss,
         loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
@@ -107,6 +130,10 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         zero=args.zero, microbatches=args.microbatches, offload=args.offload,
         reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard,
         transformers_version=args.transformers_version)
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
 
 
 def _capacity(args: argparse.Namespace) -> int | None:
@@ -124,7 +151,8 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     cfg = config_from_args(args)
     cap = _capacity(args)
     report = estimate_training(spec, cfg, params_total=args.params, capacity_bytes=cap)
-    _add_notes(args, spec, report.memory)
+    _add_notes(args, cfg, spec, report.memory)
+    args.resolved = cfg  # the stack-resolved settings, for the text summary
     payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": args.gpu, **report.as_dict()}
     if args.max_batch or args.max_seq:
         if cap is None or spec is None:
@@ -140,12 +168,12 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     return spec, report, payload
 
 
-def _add_notes(args: argparse.Namespace, spec: Any, memory: Any) -> None:
+def _add_notes(args: argparse.Namespace, cfg: C.TrainConfig, spec: Any, memory: Any) -> None:
     """Notes about the inputs themselves: a precision the framework maps to another, a sequence beyond the
     model's context length (inference refuses one; training still runs, with position embeddings it never learnt)."""
     from gpuplan.train.precision import framework_precision_note
 
-    note = framework_precision_note(args.precision, args.framework)
+    note = framework_precision_note(args.precision, cfg.framework)
     if note:
         memory.assumptions = [*memory.assumptions, note]
     if spec is None or spec.family == "custom" or not args.model:
@@ -174,12 +202,13 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
 
     lang = lang_of(args)
     m = report.memory
+    cfg = args.resolved if hasattr(args, "resolved") else config_from_args(args)
     lines = []
     name = spec.name if spec else t("train.params_name", lang, params=format_count(report.params_total))
     lines.append(t("train.summary", lang, name=name, params=format_count(report.params_total),
                    trainable=format_count(report.params_trainable), batch=args.batch, seq=args.seq,
-                   precision=args.precision, optimizer=args.optimizer, impl=args.optimizer_impl,
-                   recompute=args.recompute, method=args.method))
+                   precision=args.precision, optimizer=cfg.optimizer, impl=cfg.optimizer_impl,
+                   recompute=cfg.recompute, method=args.method))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
                  + f"  ({m.peak_phase})"))
