@@ -54,12 +54,13 @@ SURFACE = {
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--activation-model", "--advise", "--allocator-reserve", "--attention", "--batch", "--check",
-            "--config", "--cp", "--cuda-context", "--dp", "--dp-shard", "--dropout", "--ep", "--explain",
+            "--config", "--cp", "--cuda-context", "--cuda-module-loading", "--dp", "--dp-shard", "--dropout", "--ep", "--explain",
             "--framework",
             "--gpu", "--gpus", "--grad-accum", "--json", "--keep-logits", "--lang", "--lora-dropout",
-            "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--max-batch", "--max-seq", "--method",
-            "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl", "--per-rank",
-            "--plot", "--pp", "--precision", "--recompute", "--seq", "--sp", "--tp", "--trainable",
+            "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--loss-parallel", "--max-batch", "--max-seq",
+            "--method", "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl",
+            "--optimizer-in-backward", "--per-rank", "--plot", "--pp", "--precision", "--recompute",
+            "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero"
         }),
     ),
@@ -121,7 +122,8 @@ SURFACE = {
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
             "--tp", "--trainable", "--transformers-version", "--values", "--vpp", "--weights", "--workspace",
-            "--zero"
+            "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
+            "--stack"
         }),
     ),
     "compare": Surface(

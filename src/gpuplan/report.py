@@ -47,6 +47,10 @@ class MemoryReport:
     allocated_peak_bytes: int = 0
     total_bytes: int = 0
     peak_phase: str = ""
+    # training only (not in MEMORY_KEYS): the caching allocator's reserved peak (torch.cuda.max_memory_reserved())
+    # and CUDA managed memory outside the allocator (bitsandbytes paged optimizer states)
+    reserved_bytes: int = 0
+    managed_bytes: int = 0
     # the explained terms, or a function that builds them on first use (most JSON answers never ask for them)
     _terms: list[Term] | Callable[[], list[Term]] = field(default_factory=list, repr=False, compare=False)
     assumptions: list[str] = field(default_factory=list)

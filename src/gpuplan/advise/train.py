@@ -10,6 +10,8 @@ from gpuplan.advise.runner import runner
 from gpuplan.advise.timefactor import (ASSUMPTIONS, TrainPoint, steptime_gpu_seconds_per_token,
                                       train_gpu_seconds_per_token)
 from gpuplan.errors import InputError
+from gpuplan.train.config import STACK_FIELDS as _FIELDS
+from gpuplan.train.stacks import stack_value
 from gpuplan.progress import progress
 from gpuplan.units import GiB
 
@@ -51,6 +53,10 @@ def _targets(value: Any) -> tuple[str, ...] | None:
     return None if items in (("all-linear",), ()) else items
 
 
+# options a training stack can set (gpuplan.train.config.STACK_FIELDS), by option dest
+STACK_DESTS = {"loss": "loss_impl", "loss_chunk": "loss_chunk_tokens"}
+STACK_FIELDS = frozenset(_FIELDS) | frozenset(STACK_DESTS)
+
 class TrainAdvice:
     """Builds the candidate changes for one `gpuplan train` setup and ranks what they give."""
 
@@ -71,6 +77,8 @@ class TrainAdvice:
     # -- evaluation ---------------------------------------------------------------------------------------------
     def _o(self, options: Mapping[str, Any], dest: str, default: Any = None) -> Any:
         v = options.get(dest, self.r.defaults.get(dest))
+        if v is None and dest in STACK_FIELDS:  # not given: the stack's default (gpuplan.train.stacks)
+            v = stack_value(self._o(options, "stack"), STACK_DESTS.get(dest, dest), self._o(options, "method", "full"))
         return default if v is None else v
 
     def _evaluate(self, options: dict[str, Any]) -> Outcome:

@@ -23,9 +23,11 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
     ov = C.Overheads(cuda_context_bytes=args.cuda_context, workspace_bytes=args.workspace,
                      allocator_reserve_fraction=args.allocator_reserve)
     return C.TrainConfig(
-        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision,
+        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision, stack=args.stack,
         framework=args.framework, optimizer=args.optimizer, optimizer_impl=args.optimizer_impl,
-        recompute=args.recompute, attention=args.attention, activation_model=args.activation_model,
+        optimizer_in_backward=_on_off(args.optimizer_in_backward), recompute=args.recompute,
+        selective_policy=args.selective_policy, loss_parallel=_on_off(args.loss_parallel),
+        cuda_module_loading=args.cuda_module_loading, attention=args.attention, activation_model=args.activation_model,
         method=args.method, trainable=tuple(args.trainable), lora_rank=args.lora_rank,
         lora_targets=tuple(args.lora_targets), lora_dropout=args.lora_dropout, loss_impl=args.loss,
         loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
@@ -33,6 +35,10 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         zero=args.zero, microbatches=args.microbatches, offload=args.offload,
         reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard,
         transformers_version=args.transformers_version)
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
 
 
 def _capacity(args: argparse.Namespace) -> int | None:
@@ -50,7 +56,8 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     cfg = config_from_args(args)
     cap = _capacity(args)
     report = estimate_training(spec, cfg, params_total=args.params, capacity_bytes=cap)
-    _add_notes(args, spec, report.memory)
+    _add_notes(args, cfg, spec, report.memory)
+    args.resolved = cfg  # the stack-resolved settings, for the text summary
     payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": args.gpu, **report.as_dict()}
     if args.max_batch or args.max_seq:
         if cap is None or spec is None:
@@ -66,12 +73,12 @@ def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     return spec, report, payload
 
 
-def _add_notes(args: argparse.Namespace, spec: Any, memory: Any) -> None:
+def _add_notes(args: argparse.Namespace, cfg: C.TrainConfig, spec: Any, memory: Any) -> None:
     """Notes about the inputs themselves: a precision the framework maps to another, a sequence beyond the
     model's context length (inference refuses one; training still runs, with position embeddings it never learnt)."""
     from gpuplan.train.precision import framework_precision_note
 
-    note = framework_precision_note(args.precision, args.framework)
+    note = framework_precision_note(args.precision, cfg.framework)
     if note:
         memory.assumptions = [*memory.assumptions, note]
     if spec is None or spec.family == "custom" or not args.model:
@@ -100,12 +107,13 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
 
     lang = lang_of(args)
     m = report.memory
+    cfg = args.resolved if hasattr(args, "resolved") else config_from_args(args)
     lines = []
     name = spec.name if spec else t("train.params_name", lang, params=format_count(report.params_total))
     lines.append(t("train.summary", lang, name=name, params=format_count(report.params_total),
                    trainable=format_count(report.params_trainable), batch=args.batch, seq=args.seq,
-                   precision=args.precision, optimizer=args.optimizer, impl=args.optimizer_impl,
-                   recompute=args.recompute, method=args.method))
+                   precision=args.precision, optimizer=cfg.optimizer, impl=cfg.optimizer_impl,
+                   recompute=cfg.recompute, method=args.method))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
                  + f"  ({m.peak_phase})"))

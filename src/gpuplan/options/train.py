@@ -14,6 +14,7 @@ from gpuplan.options.common import (
 )
 from gpuplan.options.field import Option
 from gpuplan.train import config as C
+from gpuplan.train.stacks import stack_names
 from gpuplan.versions import DEFAULT_TRANSFORMERS
 
 TRAIN = CommandOptions(
@@ -39,32 +40,62 @@ TRAIN = CommandOptions(
             choices=C.PRECISIONS,
         ),
         Option(
+            "stack",
+            "choice",
+            "--stack",
+            default="torch",
+            help="the training stack whose defaults apply to every option below not given (default torch: a plain "
+            "PyTorch / Hugging Face loop); the assumptions list what it set, with sources",
+            group="workload",
+            choices=stack_names(),
+        ),
+        Option(
             "framework",
             "choice",
             "--framework",
-            default="torch",
-            help="torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron (18 B/param)",
+            help="sharding semantics: torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron "
+            "(18 B/param) (default: the stack's)",
             group="workload",
             choices=C.FRAMEWORKS,
         ),
-        Option("optimizer", "choice", "--optimizer", default="adamw", group="workload", choices=C.OPTIMIZERS),
+        Option("optimizer", "choice", "--optimizer", help="default: the stack's (adamw)", group="workload",
+               choices=C.OPTIMIZERS),
         Option(
             "optimizer_impl",
             "choice",
             "--optimizer-impl",
-            default="foreach",
-            help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop",
+            help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop "
+            "(default: the stack's)",
             group="workload",
             choices=C.OPTIMIZER_IMPLS,
+        ),
+        Option(
+            "optimizer_in_backward",
+            "choice",
+            "--optimizer-in-backward",
+            help="on: each parameter is stepped as soon as its gradient exists (torchtune optimizer_in_bwd), so the "
+            "full gradient set never does (default: the stack's, off)",
+            group="workload",
+            choices=("on", "off"),
         ),
         Option(
             "recompute",
             "choice",
             "--recompute",
-            default="none",
-            help="full = Hugging Face gradient checkpointing; selective = attention core recomputed",
+            help="full = Hugging Face gradient checkpointing; selective = see --selective-policy (default: the "
+            "stack's, none)",
             group="workload",
             choices=C.RECOMPUTE,
+        ),
+        Option(
+            "selective_policy",
+            "choice",
+            "--selective-policy",
+            help="what --recompute selective recomputes: attention (the attention core, Megatron) or op "
+            "(torchtitan's op-level policy: matmul outputs saved, every second one recomputed) (default: the "
+            "stack's)",
+            group="workload",
+            choices=C.SELECTIVE_POLICIES,
         ),
         Option("attention", "choice", "--attention", default="sdpa", group="workload", choices=C.ATTENTIONS),
         Option(
@@ -80,12 +111,22 @@ TRAIN = CommandOptions(
             "loss",
             "choice",
             "--loss",
-            default="standard",
-            help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time)",
+            help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time) "
+            "(default: the stack's, standard)",
             group="workload",
             choices=C.LOSS_IMPLS,
         ),
-        Option("loss_chunk", "count", "--loss-chunk", default=1024, help="tokens per loss chunk", group="workload"),
+        Option("loss_chunk", "count", "--loss-chunk", help="tokens per loss chunk (default: the stack's, 1024)",
+               group="workload"),
+        Option(
+            "loss_parallel",
+            "choice",
+            "--loss-parallel",
+            help="on: under --tp each rank keeps 1/tp of the vocabulary's logits (torchtitan loss_parallel, "
+            "Megatron's vocab-parallel cross-entropy) (default: the stack's)",
+            group="workload",
+            choices=("on", "off"),
+        ),
         Option(
             "keep_logits",
             "flag",
@@ -296,6 +337,15 @@ TRAIN = CommandOptions(
             bounds=(("ge", 0),),
             scale=1048576,
             as_int=True,
+        ),
+        Option(
+            "cuda_module_loading",
+            "choice",
+            "--cuda-module-loading",
+            help="lazy (PyTorch >= 2.0) or eager (older PyTorch: every kernel loaded with the context); sizes the "
+            "default CUDA context (default: the stack's, lazy)",
+            group="fit and overheads",
+            choices=C.CUDA_MODULE_LOADING,
         ),
         Option(
             "allocator_reserve",

@@ -77,9 +77,14 @@ def _tp_local(t: TensorInfo, spec: ModelSpec, tp: int, vocab_split: bool, kv_rep
     return (t.numel // shape[-1]) * cols, shape[0]
 
 
-def stage_shards(spec: ModelSpec, layout: Layout, framework: str) -> tuple[StageShard, ...]:
-    """The tensors each pipeline stage's rank holds (tensor-parallel rank 0, expert-parallel rank 0)."""
-    return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, framework != "torch")
+def stage_shards(spec: ModelSpec, layout: Layout, framework: str, vocab_split: bool | None = None
+                 ) -> tuple[StageShard, ...]:
+    """The tensors each pipeline stage's rank holds (tensor-parallel rank 0, expert-parallel rank 0).
+    ``vocab_split``: the embedding and output head are split over tp (default: Megatron and DeepSpeed only; a
+    torch plan with loss parallel splits them too, torchtitan ``apply_tp``: RowwiseParallel embedding,
+    ColwiseParallel output)."""
+    split = framework != "torch" if vocab_split is None else vocab_split
+    return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, split)
 
 
 @lru_cache(maxsize=256)

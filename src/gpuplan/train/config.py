@@ -7,7 +7,7 @@ default), SDPA attention, no recompute, full fine-tuning, every parallel degree 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from gpuplan.errors import InputError
 from gpuplan.versions import transformers_release
@@ -21,6 +21,8 @@ ATTENTIONS = ("sdpa", "flash", "eager")
 METHODS = ("full", "freeze", "lora", "qlora")
 ACTIVATION_MODELS = ("framework", "korthikanti")
 LOSS_IMPLS = ("standard", "chunked", "fused")
+SELECTIVE_POLICIES = ("attention", "op")
+CUDA_MODULE_LOADING = ("lazy", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
@@ -45,10 +47,14 @@ class TrainConfig:
     seq: int = 2048
     grad_accum: int = 1
     precision: str = "bf16"
-    framework: str = "torch"
-    optimizer: str = "adamw"
-    optimizer_impl: str = "foreach"
-    recompute: str = "none"
+    # the training stack whose defaults fill every stack-settable field left None (gpuplan.train.stacks); a field
+    # given explicitly wins over the stack
+    stack: str = "torch"
+    framework: str | None = None
+    optimizer: str | None = None
+    optimizer_impl: str | None = None
+    recompute: str | None = None
+    selective_policy: str | None = None  # what --recompute selective recomputes: attention core | op-level policy
     attention: str = "sdpa"
     activation_model: str = "framework"
     method: str = "full"
@@ -58,8 +64,11 @@ class TrainConfig:
     lora_dropout: float = 0.0
     qlora_block_size: int = 64
     qlora_double_quant: bool = True
-    loss_impl: str = "standard"
-    loss_chunk_tokens: int = 1024
+    loss_impl: str | None = None
+    loss_chunk_tokens: int | None = None
+    loss_parallel: bool | None = None  # tensor parallelism keeps 1/tp of the vocabulary's logits per rank
+    optimizer_in_backward: bool | None = None  # each parameter stepped as soon as its gradient is accumulated
+    cuda_module_loading: str | None = None  # CUDA_MODULE_LOADING: lazy (PyTorch >= 2.0) or eager (all kernels)
     keep_logits: bool = False  # the training loop holds the model output (logits) through backward
     dropout: float = 0.0  # hidden and attention dropout probability (Hugging Face Llama-style models: 0)
     overheads: Overheads = field(default_factory=Overheads)
@@ -78,12 +87,20 @@ class TrainConfig:
     reshard_after_forward: bool = True  # FSDP2 with --zero 3 (--zero 2 never reshards)
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
     transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
+    # (field, value, source) of each field the stack filled in; set by __post_init__
+    stack_settings: tuple[tuple[str, object, str], ...] = field(default=(), compare=False, repr=False)
+    # the stack-settable fields that were not given (None) and were resolved
+    resolved_fields: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        resolve_stack(self)
         validate(self)
 
     def with_(self, **changes: object) -> "TrainConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). Changing the stack resolves again every field the
+        previous stack filled in."""
+        if "stack" in changes:
+            changes = {**{k: None for k in self.resolved_fields if k not in changes}, **changes}
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
@@ -92,8 +109,50 @@ class TrainConfig:
         return self.batch * self.seq
 
     @property
+    def act_mode(self) -> str:
+        """The activation model's recompute mode: none | selective (attention core) | op (torchtitan's op-level
+        selective checkpointing, gpuplan.train.checkpointing) | full."""
+        if self.recompute == "selective" and self.selective_policy == "op":
+            return "op"
+        return self.recompute  # type: ignore[return-value]
+
+    @property
+    def checkpointed(self) -> bool:
+        """Each layer runs under torch.utils.checkpoint and is rebuilt in full during backward."""
+        return self.act_mode in ("full", "op")
+
+    @property
     def world_size(self) -> int:
         return self.dp * self.tp * self.pp * self.cp
+
+
+# The stack-settable fields; what the default stack (``torch``) gives each is in data/stacks/torch.toml.
+STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
+                "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "cuda_module_loading")
+
+
+def resolve_stack(cfg: TrainConfig) -> None:
+    """Fill every stack-settable field left None: from the stack's defaults, else from the ``torch`` stack (a
+    plain PyTorch / Hugging Face loop). Records what a non-default stack set, with its source."""
+    from gpuplan.train.stacks import load_stack
+
+    stack = load_stack(cfg.stack)
+    base = load_stack("torch")
+    single = (cfg.gpus or 1) == 1 and cfg.dp * cfg.tp * cfg.pp * cfg.cp * cfg.ep == 1
+    settings, resolved = [], []
+    for name in STACK_FIELDS:
+        if getattr(cfg, name) is not None:
+            continue
+        d = stack.default(name, cfg.method, single)
+        if d is not None and cfg.stack != "torch":
+            settings.append((name, d.value, d.source))
+        else:
+            d = base.default(name, cfg.method, single)
+        assert d is not None, f"torch.toml lacks a default for {name}"
+        object.__setattr__(cfg, name, d.value)
+        resolved.append(name)
+    object.__setattr__(cfg, "stack_settings", tuple(settings))
+    object.__setattr__(cfg, "resolved_fields", tuple(resolved))
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -127,6 +186,15 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--activation-model", cfg.activation_model, ACTIVATION_MODELS)
     _choice("--method", cfg.method, METHODS)
     _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
+    _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
+    _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
+    if cfg.optimizer_in_backward and ((cfg.gpus or 1) > 1 or cfg.world_size > 1):
+        raise InputError("--optimizer-in-backward", True, "is modelled for one GPU only",
+                         hint="leave it off (--optimizer-in-backward off) for a parallel layout")
+    if cfg.optimizer_in_backward and cfg.grad_accum > 1:
+        raise InputError("--optimizer-in-backward", True, "steps each parameter during backward, so it cannot "
+                         "accumulate gradients over micro-batches: needs --grad-accum 1",
+                         hint="torchtune's recipes refuse optimizer_in_bwd with gradient_accumulation_steps > 1")
     _choice("--offload", cfg.offload, OFFLOADS)
     if cfg.zero not in (0, 1, 2, 3):
         raise InputError("--zero", cfg.zero, "must be 0, 1, 2 or 3")
@@ -165,6 +233,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_shard is not None:
         _validate_dp_shard(cfg)
     transformers_release(cfg.transformers_version)
+    _check_stack_support(cfg)
 
 
 def _validate_dp_shard(cfg: TrainConfig) -> None:
@@ -195,3 +264,21 @@ def _validate_dp_shard(cfg: TrainConfig) -> None:
         if cfg.ep > 1:
             raise InputError("--dp-shard", cfg.dp_shard, "DeepSpeed expert parallelism with ZeRO-3 does not "
                              "support MiCS (runtime/engine.py)", hint="leave --ep at 1, or --dp-shard out")
+
+
+def _check_stack_support(cfg: TrainConfig) -> None:
+    """A parallel axis, optimizer or method the stack has no implementation of is refused (gpuplan.train.stacks)."""
+    from gpuplan.train.stacks import check_support, load_stack
+
+    used = {k: v for k, v in (("tp", cfg.tp), ("pp", cfg.pp), ("cp", cfg.cp), ("ep", cfg.ep)) if v > 1}
+    if cfg.dp > 1 or (cfg.gpus or 1) > 1 and not used:
+        used["dp"] = cfg.gpus if cfg.dp == 1 else cfg.dp
+    if cfg.sp:
+        used["sp"] = True
+    if cfg.zero:
+        used["zero"] = cfg.zero
+    if cfg.dp_shard is not None:
+        used["dp_shard"] = cfg.dp_shard
+    if cfg.offload != "none":
+        used["offload"] = cfg.offload
+    check_support(load_stack(cfg.stack), used, cfg.optimizer, cfg.method)

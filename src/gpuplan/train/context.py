@@ -23,7 +23,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
     return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
                       fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
                       dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
-                      lora_dropout=cfg.lora_dropout > 0, selective=cfg.recompute == "selective",
+                      lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",
                       batched=cfg.batch > 1,
                       window_mask=spec is not None and spec.sliding_window is not None
                       and cfg.seq > spec.sliding_window,

@@ -73,7 +73,7 @@ def estimate_rank(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Rec
     ``memo`` (one dict per estimate) their stage-invariant part is computed once."""
     tr = trainability(spec, cfg)
     c = _context(spec, cfg, layout, recipe)
-    acts = model_acts(spec, tr, c, cfg.recompute)
+    acts = model_acts(spec, tr, c, cfg.act_mode)
     key = None
     if memo is not None:
         key = (shard.first, shard.last, tuple(id(acts.layers[i]) for i in shard.layers),
@@ -127,18 +127,20 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
     recipe = recipe_for(cfg.precision, cfg.framework)
     rows, best = [], None
     memo: dict = {}  # stage-invariant parts of identical stages, computed once
-    for shard in stage_shards(spec, layout, cfg.framework):
+    for shard in stage_shards(spec, layout, cfg.framework, cfg.framework != "torch" or bool(cfg.loss_parallel)):
         st, ps, info = estimate_rank(spec, cfg, layout, recipe, shard, memo)
         top = peak(ps)
-        ov = overhead_bytes(cfg.overheads, top.bytes)
+        ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading)
         nccl = 0 if layout.world == 1 else _nccl_bytes()
-        total = top.bytes + ov.total + nccl
+        managed = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
+        total = top.bytes + ov.total + nccl + managed
         row = {"stage": shard.stage, "layers": f"{shard.layers[0]}-{shard.layers[-1]}" if shard.layers else "-",
                "embedding": shard.first, "head": shard.last, "params": shard.numel,
                "weights_bytes": st.weights_bytes, "gradients_bytes": st.gradients_bytes,
                "master_weights_bytes": st.master_weights_bytes, "optimizer_bytes": st.optimizer_bytes,
                "activations_bytes": info["activations"], "logits_bytes": info["logits"],
                "buffers_bytes": info["buffers"] + nccl, "allocated_peak_bytes": top.bytes, "total_bytes": total,
+               "reserved_bytes": top.bytes + ov.in_allocator, "managed_bytes": managed,
                "peak_phase": top.name, "inflight_microbatches": info["inflight"], "host_bytes": st.host_bytes}
         row.update({k: int(round(v)) for k, v in row.items() if k.endswith("_bytes")})  # JSON bytes are integers
         rows.append(row)
@@ -149,7 +151,8 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
                      optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
                      activations_bytes=row["activations_bytes"], logits_bytes=row["logits_bytes"],
                      buffers_bytes=row["buffers_bytes"], allocated_peak_bytes=top.bytes,
-                     total_bytes=row["total_bytes"], peak_phase=f"stage {row['stage']}: {top.name}")
+                     total_bytes=row["total_bytes"], peak_phase=f"stage {row['stage']}: {top.name}",
+                     reserved_bytes=row["reserved_bytes"], managed_bytes=row["managed_bytes"])
     explain_parallel(m, spec, cfg, layout, recipe, st, row)
     if layout.replicas > 1:
         m.assumptions.append(hybrid_sharding_note(cfg.framework, layout))

@@ -20,10 +20,11 @@ from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import LossMemory, loss_memory
 from gpuplan.train.model_acts import ModelActs, model_acts
 from gpuplan.train.overheads import overhead_bytes
-from gpuplan.train.peak import Phase, PhaseInputs, peak, phases
+from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases
 from gpuplan.train.peft import trainability
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.report import TrainReport
+from gpuplan.train.optimizer import allocator_states_bytes, managed_bytes
 from gpuplan.train.states import ModelStates, model_states, params_only_states
 
 
@@ -43,19 +44,22 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     states = model_states(spec, cfg, recipe)
     c = activation_context(cfg, recipe, spec)
     tr = trainability(spec, cfg)
-    acts = model_acts(spec, tr, c, cfg.recompute)
+    acts = model_acts(spec, tr, c, cfg.act_mode)
     b, s = cfg.batch, cfg.seq
     loss = loss_memory(b * s, spec.vocab_size, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
     kept, full = _activation_lists(spec, cfg, acts, b, s)
     g = _grad_split(spec, states)
+    in_bwd = bool(cfg.optimizer_in_backward)
+    if in_bwd:
+        g = _no_grads(g)
     bwd_extra = _bwd_extra(spec, cfg, acts, g, b, s)
-    static = states.weights_bytes + states.master_weights_bytes + states.optimizer_bytes
+    static = states.weights_bytes + states.master_weights_bytes + allocator_states_bytes(states.optimizer)
     pin = PhaseInputs(
         static_bytes=static, kept_bytes=kept, full_bytes=full, bwd_extra_bytes=bwd_extra,
         # under full recompute the checkpoint holds the layer input beside its rebuilt tensors, unless the first
         # norm's saved fp32 upcast is that very tensor (fp32 residual stream)
-        rebuilt_extra_bytes=kept if cfg.recompute == "full" and c.r < 4 else (0,) * len(kept),
+        rebuilt_extra_bytes=_rebuilt_extra(spec, cfg, c, kept, b, s),
         layer_grad_bytes=g["layers"],
         shared_bytes=acts.shared.bytes(b, s), head_bytes=acts.head.bytes(b, s),
         head_norm_bytes=acts.head_norm.bytes(b, s), head_grad_bytes=g["head"],
@@ -63,8 +67,11 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         loss_forward_bytes=loss.forward_peak_bytes,
         loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
         norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * s,
-        step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.recompute == "full",
+        step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.checkpointed,
         **_forward_moments(spec, cfg, acts, c, b, s))
+    if in_bwd:
+        pin = optimizer_in_backward(pin, max(states.grad_bytes_by_tensor, default=0), states.optimizer,
+                                    states.gradients_bytes)
     ps = phases(pin)
     top = peak(ps)
     mem = _memory_report(spec, cfg, recipe, states, acts, loss, kept, top, b, s)
@@ -90,11 +97,24 @@ def _forward_moments(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, c: ActC
     if cfg.activation_model == "korthikanti" or not acts.layers:
         return {}
     top = acts.layers[-1]
-    high = top.fwd_ckpt[0] + top.fwd_ckpt[1] if cfg.recompute == "full" else top.fwd_end
+    high = top.fwd_ckpt[0] + top.fwd_ckpt[1] if cfg.checkpointed else top.fwd_end
     fwd_in = c.r * spec.hidden_size * b * s
     return {"fwd_in_bytes": fwd_in, "fwd_high_bytes": high.bytes(b, s),
             "stack_held_bytes": acts.stack_held.bytes(b, s), "head_fwd_bytes": acts.head_fwd.bytes(b, s),
             "first_in_bytes": fwd_in + acts.first_held.bytes(b, s)}
+
+
+def _rebuilt_extra(spec: ModelSpec, cfg: TrainConfig, c: ActContext, kept: tuple[int, ...], b: int, s: int
+                   ) -> tuple[int, ...]:
+    """Per layer, what a checkpointed layer still holds beside its rebuilt saved set: its input (r·h per token),
+    unless the first norm's saved fp32 upcast is that very tensor (fp32 residual stream). Under the op-level
+    policy the saved projection outputs are handed to the recomputation (torch/utils/checkpoint.py
+    _CachedTorchDispatchMode pops them), so only the input stays beside the rebuilt set."""
+    if not cfg.checkpointed or c.r >= 4:
+        return (0,) * len(kept)
+    if cfg.act_mode == "op":
+        return (c.r * spec.hidden_size * b * s,) * len(kept)
+    return kept
 
 
 def _sizes(grouped: tuple[tuple[Act, ...], tuple[int, ...]], b: int, s: int) -> tuple[int, ...]:
@@ -156,6 +176,14 @@ def _grad_split(spec: ModelSpec, st: ModelStates) -> dict:
             "head": head, "embed": embed, "tied_extra": tied_extra, "rows": rows, "row_index": row_index}
 
 
+def _no_grads(g: dict) -> dict:
+    """The gradient split with no gradient kept: under optimizer-in-backward each is freed by its own step
+    (``gpuplan.train.peak.optimizer_in_backward`` adds the one alive at a time)."""
+    zero = tuple(0 for _ in g["layers"])
+    return {**g, "layers": zero, "mlp_first": zero, "mlp_all": zero, "attn": zero, "head": 0, "embed": 0,
+            "tied_extra": 0, "rows": ((0, 0, 0, 0),), "row_index": tuple(0 for _ in g["layers"])}
+
+
 def _by_value(items: Iterable[Hashable]) -> tuple[tuple, tuple[int, ...]]:
     """(the distinct values of ``items``, in order; each item's index into them)."""
     index_of: dict = {}
@@ -167,13 +195,17 @@ def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelS
                    loss: LossMemory, kept: tuple[int, ...], top: Phase, b: int, s: int) -> MemoryReport:
     act_bytes = sum(kept) + acts.shared.bytes(b, s) + acts.head.bytes(b, s)
     logits = max(loss.forward_peak_bytes, loss.backward_peak_bytes)
-    m = MemoryReport(weights_bytes=st.weights_bytes, gradients_bytes=st.gradients_bytes,
+    # under optimizer-in-backward at most the largest gradient exists at a time
+    grads = max(st.grad_bytes_by_tensor, default=0) if cfg.optimizer_in_backward else st.gradients_bytes
+    m = MemoryReport(weights_bytes=st.weights_bytes, gradients_bytes=grads,
                      optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
                      activations_bytes=act_bytes, logits_bytes=logits,
                      buffers_bytes=st.optimizer.step_temp_bytes, allocated_peak_bytes=top.bytes,
                      peak_phase=top.name)
-    ov = overhead_bytes(cfg.overheads, top.bytes)
-    m.total_bytes = top.bytes + ov.total
+    ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading)
+    m.reserved_bytes = top.bytes + ov.in_allocator
+    m.managed_bytes = managed_bytes(st.optimizer)
+    m.total_bytes = m.reserved_bytes + ov.cuda_context_bytes + m.managed_bytes
     from gpuplan.train.explain import assumptions, terms, warnings
     m.terms = lambda: terms(spec, cfg, recipe, st, acts, loss, kept, top, ov, b, s)
     m.assumptions = assumptions(spec, cfg, recipe, st, ov)
@@ -209,7 +241,8 @@ def _params_only(params_total: int, cfg: TrainConfig, recipe: Recipe, capacity_b
                      optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
                      buffers_bytes=st.optimizer.step_temp_bytes, allocated_peak_bytes=top.bytes,
                      peak_phase=top.name)
-    ov = overhead_bytes(cfg.overheads, top.bytes)
+    ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading)
+    m.reserved_bytes = top.bytes + ov.in_allocator
     m.total_bytes = top.bytes + ov.total
     m.warnings = ["only --params was given: activations and logits need the model's dimensions and are left out"]
     m.assumptions = [f"precision {recipe.name}: {recipe.param_bytes} + {recipe.grad_bytes} + {recipe.master_bytes} "

@@ -8,6 +8,7 @@ from gpuplan.report import MemoryReport, Term
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
+from gpuplan.train.optimizer import managed_bytes
 from gpuplan.train.overheads import OverheadBytes
 from gpuplan.train.peak import Phase
 from gpuplan.train.precision import Recipe
@@ -64,8 +65,13 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
     out.append(Term("workspace_bytes", ov.workspace_bytes, "named input", "gpuplan.train.overheads", {}))
     out.append(Term("allocator_reserve_bytes", ov.allocator_reserve_bytes, "fraction × allocated_peak_bytes",
                     "gpuplan.train.overheads", {"fraction": ov.allocator_reserve_fraction}))
-    out.append(Term("total_bytes", top.bytes + ov.total,
-                    "allocated_peak + cuda_context + workspace + allocator_reserve", "gpuplan.train.overheads", {}))
+    managed = managed_bytes(st.optimizer)
+    out.append(Term("reserved_bytes", top.bytes + ov.in_allocator, "allocated_peak + workspace + allocator_reserve",
+                    "gpuplan.train.overheads (torch.cuda.max_memory_reserved())", {}))
+    out.append(Term("managed_bytes", managed, "paged optimizer states (CUDA managed memory)",
+                    "gpuplan.train.optimizer.managed_bytes", {"optimizer": cfg.optimizer}))
+    out.append(Term("total_bytes", top.bytes + ov.total + managed,
+                    "reserved + cuda_context + managed", "gpuplan.train.overheads", {}))
     return out
 
 
@@ -77,7 +83,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         f"optimizer {cfg.optimizer} ({cfg.optimizer_impl}): {st.optimizer.note}",
         "steady state (second and later steps): optimizer states exist, gradients are created by backward "
         "(zero_grad(set_to_none=True)); the first step's peak is never higher",
-        f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}; "
+        f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}"
+        f"{' (' + cfg.selective_policy + ' policy)' if cfg.recompute == 'selective' else ''}; "
         f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
         f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)",
         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
@@ -87,6 +94,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak (named inputs, "
         "gpuplan.train.overheads)",
     ]
+    out += stack_assumptions(cfg)
     if cfg.method in ("lora", "qlora"):
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
@@ -112,6 +120,27 @@ def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
     return f"{note}; {how}"
 
 
+def stack_assumptions(cfg: TrainConfig) -> list[str]:
+    """What the stack (``--stack``) set, each with its source, and the behaviours that follow."""
+    out = []
+    if cfg.stack != "torch":
+        from gpuplan.train.stacks import load_stack
+        stack = load_stack(cfg.stack)
+        out.append(f"stack {stack.name} ({stack.title}, {stack.version}): options not given take its defaults")
+        out += [f"stack {stack.name} set {name.replace('_', '-')} = {value} ({source})"
+                for name, value, source in cfg.stack_settings]
+    if cfg.act_mode == "op":
+        out.append("selective recompute, op-level policy: each layer keeps its input, the outputs of its odd-numbered "
+                   "bias-free projections and the attention kernel's output; backward rebuilds the layer "
+                   "(gpuplan.train.checkpointing)")
+    if cfg.optimizer_in_backward:
+        out.append("optimizer in backward: each parameter is stepped and its gradient freed as soon as it is "
+                   "accumulated; at most one parameter's gradient exists (gpuplan.train.peak.optimizer_in_backward)")
+    if cfg.cuda_module_loading == "eager":
+        out.append("CUDA modules loaded eagerly: the CUDA context includes every kernel of the library")
+    return out
+
+
 def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     out: list[str] = []
     if spec.moe and cfg.method == "freeze" and spec.layout in ("mixtral", "qwen_moe", "deepseek"):
@@ -119,8 +148,9 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
                    "experts by requires_grad is not possible there; the estimate follows the per-expert "
                    "checkpoint tensors (as transformers 4, Megatron or DeepSpeed modules)")
     if cfg.optimizer.startswith("paged"):
-        out.append("paged optimizer states live in CUDA unified memory and can spill to host memory under pressure; "
-                   "they are counted on the GPU")
+        out.append("paged optimizer states live in CUDA managed memory, outside PyTorch's allocator, and can spill "
+                   "to host memory under pressure: reported as managed_bytes, counted in total_bytes (on the GPU) "
+                   "but not in allocated_peak_bytes or reserved_bytes")
     out += _peft_fused_expert_warnings(spec, cfg)
     release = transformers_release(cfg.transformers_version)
     out += version_warnings(release)
@@ -179,10 +209,13 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         f"precision {recipe.name}: {recipe.source}",
         "the row shown is the most loaded rank (tensor/expert-parallel rank 0 of the heaviest pipeline stage); "
         "--per-rank lists every stage",
-        "vocabulary " + ("replicated (torch TP plans)" if cfg.framework == "torch" else "split over tp "
+        "vocabulary " + ("replicated (torch TP plans)" if cfg.framework == "torch" and not cfg.loss_parallel else
+                         "split over tp with loss parallel: each rank keeps 1/tp of the logits (torchtitan "
+                         "loss_parallel)" if cfg.framework == "torch" else "split over tp "
                          "(Megatron VocabParallelEmbedding)"),
         "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
     ]
+    m.assumptions += stack_assumptions(cfg)
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
     if cfg.method == "qlora":

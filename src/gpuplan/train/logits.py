@@ -15,6 +15,12 @@ transformers ``Gemma2ForCausalLM.forward``) adds the tanh output, which autograd
 e·T·V more in each of the three figures (traced).
 
 A training loop that keeps ``outputs.logits`` alive (``keep_logits``) adds e·T·V through the backward.
+Loss parallel (``vocab_parallel``: torch ``loss_parallel()`` over logits sharded on the vocabulary, V = the rank's
+columns) runs the decomposition of torch/distributed/tensor/parallel/loss.py instead of the fused kernels:
+``_log_softmax`` keeps the fp32 input, ``shifted = x - max`` and ``exp(shifted)`` beside the result, so the forward
+high-water mark is (e + 4 + 4 + 4)·T·V; the saved result is 4·T·V; ``_nll_loss_and_log_softmax_backward`` holds the
+saved result, ``zeros_like`` (the one-hot gradient), ``exp(x)`` and their sum, 16·T·V.
+
 Chunked or fused cross-entropy (e.g. Liger-Kernel's fused linear cross-entropy) never holds more than one chunk of
 logits: the same factors apply to ``chunk`` tokens instead of T.
 """
@@ -33,9 +39,15 @@ class LossMemory:
 
 
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
-                keep_logits: bool = False, hidden: int = 0, softcap: bool = False) -> LossMemory:
+                keep_logits: bool = False, hidden: int = 0, softcap: bool = False,
+                vocab_parallel: bool = False) -> LossMemory:
     """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary."""
     e = logits_bytes
+    if impl == "standard" and vocab_parallel:
+        tv = tokens * vocab
+        held = (e * tv if keep_logits else 0) + (e * tv if softcap else 0)
+        return LossMemory((e + 12) * tv + (e * tv if softcap else 0), 4 * tv + held, 16 * tv + held,
+                          f"loss parallel: fwd (e+12)·T·V; saved 4·T·V; bwd 16·T·V (T={tokens}, V={vocab} per rank)")
     if impl == "standard":
         tv = tokens * vocab
         held = (e * tv if keep_logits else 0) + (e * tv if softcap else 0)

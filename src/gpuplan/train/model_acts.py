@@ -14,6 +14,7 @@ from functools import cached_property, lru_cache
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.train.activations import Act, ActContext, _Saved, linear, norm
+from gpuplan.train.checkpointing import op_sac_kept
 from gpuplan.train.layers import LayerActs, decoder_layer
 from gpuplan.train.peft import Trainability, layer_flags
 
@@ -94,6 +95,8 @@ def model_acts(spec: ModelSpec, tr: Trainability, c: ActContext, recompute: str)
         layers.append(la)
         if recompute == "full":
             kept.append(Act(tok=r * h))
+        elif recompute == "op":  # torchtitan's op-level selective checkpointing (gpuplan.train.checkpointing)
+            kept.append(op_sac_kept(spec, c, i))
         elif recompute == "selective":
             kept.append(_layer(spec, reps[i], replace(c, selective=True), flags[i], x_rg).saved)
         else:
@@ -120,9 +123,9 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
         return Act()
     fresh = spec.learned_positions or c.dropout > 0
     out = Act()
-    if fresh or not (recompute == "full" or any(k == "x" for k, _ in first.items)):
+    if fresh or not (recompute in ("full", "op") or any(k == "x" for k, _ in first.items)):
         out = Act(tok=float(c.r * spec.hidden_size))
-    if recompute != "full":
+    if recompute not in ("full", "op"):
         out = out + attention_masks(spec, c)
     return out
 
@@ -132,7 +135,7 @@ def _first_held(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     (r·h per token) and the shared tensors: the attention masks unless full recompute counts them in ``_shared``,
     and the embedding output when the stack's input is another tensor (learned positions, embedding dropout:
     r·h). ``gpuplan.train.peak.forward_peak`` places it beside FSDP2's root all-gather buffer."""
-    out = Act() if recompute == "full" else attention_masks(spec, c)
+    out = Act() if recompute in ("full", "op") else attention_masks(spec, c)
     if spec.learned_positions or c.dropout > 0:
         out = out + Act(tok=float(c.r * spec.hidden_size))
     return out
@@ -171,7 +174,7 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     if not spec.learned_positions:
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
         out = out + Act(tok=2 * c.r * rot)
-    if recompute == "full":
+    if recompute in ("full", "op"):
         out = out + attention_masks(spec, c)
     if c.dropout > 0:
         out = out + Act(tok=spec.hidden_size)

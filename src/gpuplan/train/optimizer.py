@@ -36,6 +36,20 @@ class OptimizerMemory:
     note: str
 
 
+def managed_bytes(opt: OptimizerMemory) -> int:
+    """Optimizer states in CUDA managed memory, outside PyTorch's caching allocator: bitsandbytes' paged
+    optimizers allocate their states with ``cudaMallocManaged`` (bitsandbytes functional.py ``get_paged`` /
+    ``GlobalPageManager``; csrc ``cget_managed_ptr``), so ``torch.cuda.max_memory_allocated()`` and
+    ``max_memory_reserved()`` never count them; the driver may page them to host memory under pressure. The CPU
+    cannot show this (no CUDA allocator): the published torchtune RTX 4090 rows rely on it."""
+    return opt.states_bytes if opt.paged else 0
+
+
+def allocator_states_bytes(opt: OptimizerMemory) -> int:
+    """Optimizer states the caching allocator holds (all but the paged ones, ``managed_bytes``)."""
+    return opt.states_bytes - managed_bytes(opt)
+
+
 def states_per_element(optimizer: str) -> int:
     """Number of parameter-sized state tensors (for the optimizers that keep whole tensors)."""
     return {"sgd": 0, "sgdm": 1, "lion": 1, "adam": 2, "adamw": 2, "paged-adamw": 2}.get(optimizer, 2)

@@ -29,7 +29,7 @@ weights + optimizer states (+ persistent buffers):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,26 @@ def phases(p: PhaseInputs) -> list[Phase]:
     opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes
     out.append(Phase("optimizer step", p.static_bytes + opt_grads + p.step_temp_bytes))
     return out
+
+
+def optimizer_in_backward(p: PhaseInputs, largest_grad_bytes: int, opt: "object", all_grads_bytes: int
+                          ) -> PhaseInputs:
+    """Optimizer in backward: each parameter is stepped by its own optimizer from a post-accumulate-grad hook and
+    its gradient freed at once (torchtune ``optimizer_in_bwd``: recipes/full_finetune_single_device.py registers
+    ``torch.Tensor.register_post_accumulate_grad_hook`` with ``optimizer.step(); optimizer.zero_grad()`` per
+    parameter; PyTorch tutorial "How to save memory by fusing the optimizer step into the backward pass").
+
+    The full set of gradients never exists: at any moment at most one parameter's gradient G_max (the largest)
+    and that step's temporaries (one tensor's share of the step temporaries: T·G_max/G_all) are alive. So every
+    layer-backward point carries G_max instead of the gradients created so far, the end of backward holds G_max
+    (the embedding's), and there is no separate optimizer-step phase above the static states. The caller passes
+    ``p`` built with no gradients (``bwd_extra_bytes`` without the layer's own ones)."""
+    step_temp = getattr(opt, "step_temp_bytes", 0)
+    one_temp = step_temp * largest_grad_bytes // all_grads_bytes if all_grads_bytes else 0
+    alive = largest_grad_bytes + one_temp
+    return replace(p, layer_grad_bytes=(0,) * len(p.layer_grad_bytes), head_grad_bytes=0, embed_grad_bytes=0,
+                   tied_extra_bytes=0, layer_extra_bytes=p.layer_extra_bytes + alive,
+                   end_extra_bytes=p.end_extra_bytes + alive, step_temp_bytes=0, opt_grads_bytes=0)
 
 
 def forward_peak(p: PhaseInputs, base: int) -> int:

@@ -121,7 +121,7 @@ def forward_moments(spec: ModelSpec, cfg: TrainConfig, c, acts, shard, tp: int, 
         return {}
     rep = 1.0 / tp if sp else 1.0
     top = acts.layers[shard.layers[-1]]
-    if cfg.recompute == "full":
+    if cfg.checkpointed:
         high = top.fwd_ckpt[0].scale(rep) + top.fwd_ckpt[1].scale(1.0 / tp)
     else:
         high = top.fwd_end.scale(rep)

@@ -29,7 +29,8 @@ class TrainReport:
     def as_dict(self) -> dict[str, object]:
         m = self.memory
         out: dict[str, object] = {
-            "memory": {**m.memory_dict(), "peak_phase": m.peak_phase},
+            "memory": {**m.memory_dict(), "reserved_bytes": int(m.reserved_bytes), "managed_bytes": int(m.managed_bytes),
+                       "peak_phase": m.peak_phase},
             "params": {"total": self.params_total, "trainable": self.params_trainable},
             "fits": self.fits,
             "capacity_bytes": self.capacity_bytes,

@@ -14,6 +14,7 @@ from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
 from gpuplan.train.activations import Act
+from gpuplan.train.checkpointing import op_sac_kept
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.korthikanti import korthikanti_layer
@@ -22,6 +23,22 @@ from gpuplan.train.peak import PhaseInputs
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.rank_acts import (_bwd_high, _bytes, _layer_split, _rank_points, _split_kept,
                                      forward_moments)
+
+def vocab_parallel_logits(vocab: int, tp: int, cfg: TrainConfig) -> int:
+    """The vocabulary columns of the logits one tensor-parallel rank holds.
+
+    With loss parallel each rank keeps its 1/tp slice of the logits through the cross-entropy: torchtitan
+    ``apply_tp`` plans the output projection ``ColwiseParallel(output_layouts=Shard(-1), use_local_output=False)``
+    and runs the loss under ``torch.distributed.tensor.parallel.loss_parallel()`` (torchtitan
+    parallelisms/parallelize_llama.py, commit 004b3148; torch/distributed/tensor/parallel/loss.py computes the
+    log-softmax on the local shard with all-reduced max and sum); Megatron splits them the same way
+    (megatron/core/tensor_parallel/cross_entropy.py ``vocab_parallel_cross_entropy``). The loss region's factors
+    (``gpuplan.train.logits``) then apply to V/tp columns. Without it (transformers' TP plans, DTensor plans that
+    leave the head replicated) every rank holds the whole vocabulary's logits."""
+    if cfg.framework != "torch" or cfg.loss_parallel:
+        return -(-vocab // tp)
+    return vocab
+
 
 def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
     """The activation model's element sizes: FSDP2 computes in its MixedPrecisionPolicy's param dtype."""
@@ -62,8 +79,10 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
             la = acts.layers[i]
             f = _bytes(_layer_split(la, tp, sp), b, sl, s)
             full.append(f)
-            if cfg.recompute == "full":
+            if cfg.act_mode == "full":
                 kept.append(_bytes(Act(tok=c.r * spec.hidden_size).scale(1 / tp if sp else 1.0), b, sl, s))
+            elif cfg.act_mode == "op":
+                kept.append(_bytes(op_sac_kept(spec, c, i, tp, sp), b, sl, s))
             else:
                 kept.append(_bytes(_split_kept(acts.kept[i], la, tp, sp), b, sl, s) if cfg.recompute == "selective"
                             else f)
@@ -81,10 +100,13 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     tied_extra = g_head if spec.tie_embeddings and shard.first and shard.last else 0
     head_b = _bytes(acts.head.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     head_norm_b = _bytes(acts.head_norm.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
-    vocab = spec.vocab_size // tp if cfg.framework != "torch" else spec.vocab_size
+    vocab = vocab_parallel_logits(spec.vocab_size, tp, cfg)
     loss = loss_memory(b * sl, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
-                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
-    static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes + st.persistent_buffers_bytes
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
+                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1)
+    # paged optimizer states sit in CUDA managed memory, outside the allocator (gpuplan.train.optimizer)
+    paged = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
+    static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes - paged + st.persistent_buffers_bytes
     head_grad = g_head if shard.last else 0
     # each further micro-batch in flight: the stage's kept activations and, except under Megatron (which frees the
     # sent output's storage, deallocate_pipeline_outputs), the stage output kept for its backward
@@ -95,14 +117,16 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     first = PhaseInputs(
         static_bytes=static, kept_bytes=tuple(kept), full_bytes=tuple(full),
         bwd_extra_bytes=tuple(bwd),
-        rebuilt_extra_bytes=tuple(k if cfg.recompute == "full" and c.r < 4 else 0 for k in kept),
+        rebuilt_extra_bytes=tuple((k if cfg.act_mode == "full" else
+                                   _bytes(Act(tok=c.r * spec.hidden_size).scale(1 / tp if sp else 1.0), b, sl, s))
+                                  if cfg.checkpointed and c.r < 4 else 0 for k in kept),
         layer_grad_bytes=tuple(g_layer), shared_bytes=_bytes(acts.shared, b, sl, s), head_bytes=head_b,
         head_norm_bytes=head_norm_b, head_grad_bytes=head_grad, embed_grad_bytes=embed_grad,
         tied_extra_bytes=tied_extra, loss_forward_bytes=loss.forward_peak_bytes if shard.last else 0,
         loss_backward_bytes=loss.backward_peak_bytes if shard.last else 0,
         residual_grad_bytes=c.r * spec.hidden_size * b * sl // (tp if sp else 1),
         norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * sl // (tp if sp else 1),
-        step_temp_bytes=st.step_temp_bytes, recompute_full=cfg.recompute == "full",
+        step_temp_bytes=st.step_temp_bytes, recompute_full=cfg.checkpointed,
         held_bytes=0, act_extra_bytes=bufs["act"],
         layer_extra_bytes=bufs["layer"], end_extra_bytes=bufs["end"],
         opt_grads_bytes=st.gradients_bytes, has_head=shard.last, first_layer=layers[0] if layers else 0,

@@ -209,3 +209,80 @@ def measure_tp_step(
         "param_numel": param_numel,
         "local_param_numel": local_numel,
     }
+
+
+def measure_op_sac_saved(config: Mapping[str, Any], *, batch: int, seq: int) -> dict:
+    """What torchtitan's op-level selective checkpointing policy saves for one decoder layer of the transformers
+    model (fp32, SDPA, under fake tensors): the layer runs inside ``torch.utils.checkpoint`` with
+    ``create_selective_checkpoint_contexts`` and a policy of the same rule as torchtitan's (``_save_list`` = mm,
+    SDPA flash / efficient, reduce-scatter; every second mm recomputed; torchtitan
+    parallelisms/parallelize_llama.py, commit 004b3148). Returns the bytes of the outputs the policy marks
+    MUST_SAVE in the forward plus the layer input (``saved_bytes``), and the number of mm calls (``mm_calls``).
+    On the CPU SDPA runs the math kernel, so the attention output and its logsumexp are not among the saved
+    outputs here; ``gpuplan.train.checkpointing`` adds them for the flash / efficient kernels."""
+    _common_inputs(config, 1, 0, batch, seq)
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+    save_ops = {torch.ops.aten.mm.default, torch.ops.aten._scaled_dot_product_efficient_attention.default,
+                torch.ops.aten._scaled_dot_product_flash_attention.default}
+    seen = {"mm": 0, "bytes": 0}
+
+    def policy(ctx, func, *args, **kwargs):
+        if ctx.is_recompute:
+            return CheckpointPolicy.PREFER_RECOMPUTE
+        if func == torch.ops.aten.mm.default:
+            seen["mm"] += 1
+        save = func in save_ops and not (func == torch.ops.aten.mm.default and seen["mm"] % 2 == 0)
+        return CheckpointPolicy.MUST_SAVE if save else CheckpointPolicy.PREFER_RECOMPUTE
+
+    def record(func, out):
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return sum(t.untyped_storage().nbytes() for t in outs if isinstance(t, torch.Tensor))
+
+    def ctx_fn():
+        fwd, rec = create_selective_checkpoint_contexts(policy)
+        return _RecordingContext(fwd, policy, record, seen, torch), rec
+
+    with FakeTensorMode():
+        model, ids, _ = _training_model(config, "fp32", False, batch, seq)
+        layer = _decoder_layers(model)[0]
+        hidden = model.model.embed_tokens(ids).detach().requires_grad_(True)
+        pos = torch.arange(seq).unsqueeze(0).expand(batch, -1)
+        emb = model.model.rotary_emb(hidden, pos)
+        def run(x):
+            y = layer(x, attention_mask=None, position_ids=pos, position_embeddings=emb)
+            return y[0] if isinstance(y, tuple) else y
+
+        out = checkpoint(run, hidden, use_reentrant=False, context_fn=ctx_fn)
+        del out
+        seen["bytes"] += hidden.untyped_storage().nbytes()
+    return {"saved_bytes": seen["bytes"], "mm_calls": seen["mm"]}
+
+
+class _RecordingContext:
+    """Wraps the forward context of ``create_selective_checkpoint_contexts`` to add up the bytes of the outputs
+    the policy saves (the dispatch mode it returns decides; this only observes)."""
+
+    def __init__(self, inner, policy, record, seen, torch) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class _Observe(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                if func in (torch.ops.aten.mm.default,) and seen["mm"] % 2 == 1:
+                    seen["bytes"] += record(func, out)
+                return out
+
+        self._inner, self._observe = inner, _Observe()
+
+    def __enter__(self):
+        self._inner.__enter__()
+        self._observe.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._observe.__exit__(*exc)
+        return self._inner.__exit__(*exc)
