@@ -24,6 +24,9 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         conf = AutoConfig.for_model(model_type, **cfg)
+        if "text_config" in cfg:  # a multimodal wrapper: gpuplan estimates its text model
+            conf = conf.get_text_config()
+            model_type = conf.model_type
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(conf)
     mixtral = model_type == "mixtral"
