@@ -19,6 +19,7 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     logging.set_verbosity_error()
     cfg = dict(config)
     model_type = cfg.pop("model_type")
+    model_type = {"kimi_k2": "deepseek_v3"}.get(model_type, model_type)  # a DeepseekV3ForCausalLM config
     if cfg.get("q_lora_rank") == 0:
         cfg["q_lora_rank"] = None
     with warnings.catch_warnings():

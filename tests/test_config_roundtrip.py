@@ -43,6 +43,7 @@ def _hf_config(preset_id: str):
     p = load_presets()[preset_id]
     cfg = dict(p.config)
     model_type = cfg.pop("model_type")
+    model_type = {"kimi_k2": "deepseek_v3"}.get(model_type, model_type)  # a DeepseekV3ForCausalLM config
     cfg.update(dict.fromkeys(_nulls().get(preset_id, ()), None))
     if cfg.get("q_lora_rank") == 0:
         cfg["q_lora_rank"] = None

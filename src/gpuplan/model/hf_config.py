@@ -23,8 +23,12 @@ from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3",
+    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
 )
+
+# model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
+# ``DeepseekV3ForCausalLM`` with DeepSeek-V3's keys (moonshotai/Kimi-K2-Instruct config.json).
+_SAME_AS = {"kimi_k2": "deepseek_v3"}
 
 # Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
 # model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).
@@ -178,9 +182,10 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     if model_type in _MULTIMODAL or (model_type not in _LAYOUT and isinstance(config.get("text_config"), dict)):
         config, notes = _text_part(config, model_type, source)
         model_type = config["model_type"]
+    model_type = _SAME_AS.get(model_type, model_type)
     if model_type not in _LAYOUT:
         raise InputError(f"{source}: model_type", model_type,
-                         f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+                         f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     c = _Cfg(config, source)
     if model_type == "gpt2":
         return _gpt2_spec(c, name)
@@ -247,6 +252,7 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
         raise InputError(f"{source}: text_config", inner, f"model_type {model_type} is multimodal: its config.json "
                          "must hold the text model's keys in a text_config object")
     text_type = inner.get("model_type") or _MULTIMODAL.get(model_type)
+    text_type = _SAME_AS.get(text_type, text_type) if isinstance(text_type, str) else text_type
     if not isinstance(text_type, str) or text_type not in _LAYOUT:
         raise InputError(f"{source}: text_config.model_type", text_type,
                          f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
