@@ -24,6 +24,7 @@ from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
+    "glm4_moe",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -38,8 +39,8 @@ _MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral"}
 _ALIASES = {
     "num_experts": ("num_experts", "num_local_experts"),  # qwen2_moe, qwen3_moe
     "num_local_experts": ("num_local_experts", "num_experts"),  # mixtral
-    "n_routed_experts": ("n_routed_experts", "num_local_experts", "num_experts"),  # deepseek_v2/v3
-    "num_nextn_predict_layers": ("num_nextn_predict_layers", "num_mtp_layers"),  # deepseek_v3
+    "n_routed_experts": ("n_routed_experts", "num_local_experts", "num_experts"),  # deepseek_v2/v3, glm4_moe
+    "num_nextn_predict_layers": ("num_nextn_predict_layers", "num_mtp_layers"),  # deepseek_v3, glm4_moe
 }
 
 _LAYOUT = {
@@ -47,7 +48,12 @@ _LAYOUT = {
     "gemma2": "gemma", "gemma3_text": "gemma", "mixtral": "mixtral", "qwen2_moe": "qwen_moe",
     "qwen3_moe": "qwen_moe", "deepseek_v2": "deepseek", "deepseek_v3": "deepseek", "phi3": "phi3",
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
+    # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
+    "glm4_moe": "deepseek",
 }
+_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
+# max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig)
+_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072}
 
 
 class _Cfg:
@@ -159,10 +165,11 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
                        expert_ffn_size=c.int("moe_intermediate_size"), moe_layers=layers,
                        num_shared_experts=1 if shared else 0, shared_expert_ffn_size=shared,
                        shared_expert_gate=bool(shared))
-    if model_type in ("deepseek_v2", "deepseek_v3"):
-        first_dense = c.int("first_k_dense_replace", default=0)
+    if model_type in _DEEPSEEK_MOE:
+        glm = model_type == "glm4_moe"  # Glm4MoeConfig defaults: 1 dense layer, 1 shared expert
+        first_dense = c.int("first_k_dense_replace", default=1 if glm else 0)
         layers = tuple(i >= first_dense for i in range(n_layers))
-        n_shared = c.int("n_shared_experts", default=0)
+        n_shared = c.int("n_shared_experts", default=1 if glm else 0)
         f_e = c.int("moe_intermediate_size")
         return MoESpec(num_experts=c.int(*_ALIASES["n_routed_experts"]), top_k=c.int("num_experts_per_tok"),
                        expert_ffn_size=f_e, moe_layers=layers, num_shared_experts=n_shared,
@@ -197,9 +204,9 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
     head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
     if head_dim_default is None:
-        if h % heads:
+        if h % heads and c.data.get("head_dim") is None:
             raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
-        head_dim_default = h // heads
+        head_dim_default = max(1, h // heads)
     head_dim = c.int("head_dim", default=head_dim_default)
     layer_types, window = _layer_types(c, model_type, n_layers)
     family_bias = {"qwen2": (True, False), "qwen2_moe": (True, False), "gpt_neox": (True, True)}
@@ -207,15 +214,18 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     qkv_bias, o_bias = family_bias.get(model_type, (attn_bias, attn_bias))
     if model_type == "gpt_neox":
         qkv_bias = o_bias = c.bool("attention_bias", True)
+    if model_type == "glm4_moe":  # attention_bias adds q/k/v biases only (Glm4MoeAttention: o_proj bias=False)
+        o_bias = False
     kw: dict[str, Any] = dict(
         name=name, family=model_type, notes=notes, layout=_LAYOUT[model_type], num_layers=n_layers, hidden_size=h,
         num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
         vocab_size=c.int("vocab_size"), max_position=c.int("max_position_embeddings",
-                                                                    default=2048 if model_type == "falcon" else 4096),
+                                                                    default=_MAX_POSITION.get(model_type, 4096)),
         activation=c.str("hidden_activation", "hidden_act", default="silu"),
         qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=c.bool("mlp_bias", False),
         tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
-        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"),
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2") or (
+            model_type == "glm4_moe" and c.bool("use_qk_norm", False)),
         layer_types=layer_types, sliding_window=window,
         hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", "hidden_dropout"),
         # Gemma2Config defaults: 50.0 and 30.0 (None turns soft-capping off)
@@ -236,6 +246,8 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
     else:
         kw.update(ffn_size=c.int("intermediate_size"))
+    if model_type == "glm4_moe":
+        kw.update(mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=1))
     moe = _moe(c, model_type, n_layers)
     if moe is not None:
         kw["moe"] = moe

@@ -17,7 +17,7 @@ LAYOUTS = (
     "gemma",  # gemma2, gemma3_text: four norms per layer
     "mixtral",
     "qwen_moe",  # qwen2_moe, qwen3_moe
-    "deepseek",  # deepseek_v2, deepseek_v3 (MLA + MoE)
+    "deepseek",  # deepseek_v2, deepseek_v3, kimi_k2 (MLA + MoE); glm4_moe (grouped-query attention + the same MoE)
     "phi3",
     "gpt2",
     "gpt_neox",
