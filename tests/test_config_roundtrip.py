@@ -29,7 +29,7 @@ def _nulls() -> dict[str, tuple[str, ...]]:
         if entry.name.endswith(".toml"):
             for block in entry.read_text(encoding="utf-8").split("\n[[preset]]\n")[1:]:
                 pid = re.search(r'^id = "([^"]+)"', block, re.M).group(1)
-                out[pid] = tuple(re.findall(r"^# (\w+) = null in config\.json", block, re.M))
+                out[pid] = tuple(re.findall(r"^# ([\w.]+) = null in config\.json", block, re.M))
     return out
 
 
@@ -44,7 +44,12 @@ def _hf_config(preset_id: str):
     cfg = dict(p.config)
     model_type = cfg.pop("model_type")
     model_type = {"kimi_k2": "deepseek_v3"}.get(model_type, model_type)  # a DeepseekV3ForCausalLM config
-    cfg.update(dict.fromkeys(_nulls().get(preset_id, ()), None))
+    for key in _nulls().get(preset_id, ()):
+        outer, _, inner = key.rpartition(".")  # text_config.sliding_window: a key of the nested text model
+        if outer:
+            cfg[outer] = {**cfg[outer], inner: None}
+        else:
+            cfg[key] = None
     if cfg.get("q_lora_rank") == 0:
         cfg["q_lora_rank"] = None
     with warnings.catch_warnings():
