@@ -19,11 +19,15 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     logging.set_verbosity_error()
     cfg = dict(config)
     model_type = cfg.pop("model_type")
+    model_type = {"kimi_k2": "deepseek_v3"}.get(model_type, model_type)  # a DeepseekV3ForCausalLM config
     if cfg.get("q_lora_rank") == 0:
         cfg["q_lora_rank"] = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         conf = AutoConfig.for_model(model_type, **cfg)
+        if "text_config" in cfg:  # a multimodal wrapper: gpuplan estimates its text model
+            conf = conf.get_text_config()
+            model_type = conf.model_type
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(conf)
     mixtral = model_type == "mixtral"

@@ -20,12 +20,17 @@ LOOSE = {
     "falcon-40b": 0.05,  # "40B" for 41.30B
     "gpt2-xl": 0.05,  # "1.5B" for 1.56B
     "qwen2.5-32b": 0.01,  # the card prints 32.5B; the safetensors hold 32.76B
+    # "355B" / "106B" name the class: transformers builds 352.8B / 106.85B, the checkpoints add one MTP layer
+    "glm-4.5": 0.01, "glm-4.6": 0.01, "glm-4.5-air": 0.01,
 
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},
     # Korthikanti et al. 2022 Table 3 names the models by rounded size.
     **{p: 0.03 for p in PRESETS if p.startswith("megatron-")},
 }
+
+# Activated counts that name a class: GLM-4.5-Air's "12B" for 12.80B without the embedding.
+LOOSE_ACTIVE = {"glm-4.5-air": 0.07}
 
 
 def test_at_least_40_presets():
@@ -46,7 +51,7 @@ def test_count_matches_published(preset_id):
         # DeepSeek-V2-Lite's 2.4B excludes it, DeepSeek-V3's 37B and Mixtral's 12.9B include it.
         active, half = parse_published(preset.published_active_params)
         counts = count_params(preset.spec())
-        tol = max(half, 0.03 * active)
+        tol = max(half, LOOSE_ACTIVE.get(preset_id, 0.03) * active)
         assert min(abs(counts.active - active), abs(counts.active - counts.embedding - active)) <= tol
 
 

@@ -106,3 +106,18 @@ def test_olmo2_post_norms():
 def test_deepseek_mla_and_fp32_router():
     """DeepSeek: MLA's v is a view of kv_b_proj's output; the router keeps fp32 copies of its input."""
     _probe("deepseek-mla-router")
+
+
+def test_glm4_moe_follows_the_deepseek_layout():
+    """GLM-4.5 is estimated with the DeepSeek MoE rules (fp32 sigmoid router, shared experts) and llama-style
+    attention. Traced on transformers 5.23: activations -2.8 %, peak -1.3 % (partial rotary 0.5; -3.0 % / -1.4 %
+    with full rotary): the sigmoid group-limited router's saved tensors, not yet a rule of their own, are the gap
+    left, so this probe holds a wider bound than the others until they are."""
+    p = PROBES["glm4-moe-sigmoid-router"]
+    m = measure_training(p.config, p.setup)
+    measured = m.memory_dict()
+    estimate = training_estimate(spec_from_config(p.config),
+                                 TrainSetup(**{**p.setup.__dict__, "attention": m.extra["attention"]}))
+    for key in p.keys:
+        err = error_pct(estimate[key], measured[key])
+        assert err is not None and abs(err) <= 4.0, f"{key}: {err:+.2f} %"

@@ -16,16 +16,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "params")
 
 
-def _json(counts) -> dict:
+def _json(counts, spec) -> dict:
     out = counts.as_dict()
     if not out["mtp"]:
         out.pop("mtp")
+    if spec.notes:  # what the count leaves out (a multimodal model's vision tower)
+        out["warnings"] = list(spec.notes)
     return out
 
 
 def payload(args) -> dict:
     """The JSON of ``gpuplan params --json`` (without --tensors)."""
-    return _json(count_params(model_from_args(args)))
+    spec = model_from_args(args)
+    return _json(count_params(spec), spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                                "llll"))
         return 0
     if args.json:
-        print_json(_json(counts))
+        print_json(_json(counts, spec))
         return 0
     rows = [(t(f"component.{c}", lang), f"{getattr(counts, c):,}", format_count(getattr(counts, c)))
             for c in COMPONENTS if getattr(counts, c)]
@@ -58,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
     print(t("params.summary", lang, name=spec.name, family=spec.family, layers=spec.num_layers,
             hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads, vocab=spec.vocab_size))
     print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))
+    for note in spec.notes:
+        print(f"{t('word.warning', lang)}: {note}")
     return 0

@@ -180,7 +180,7 @@ def _search(args) -> SimpleNamespace:
         raise InputError("--gpu", ",".join(args.gpu), "must name a catalog GPU", hint="see `gpuplan gpus`")
     compare = [_parse_compare(c) for c in args.compare]
     price_arg = args.price
-    results, all_plans, assumptions, warnings = [], [], [], []
+    results, all_plans, assumptions, warnings = [], [], [], list(spec.notes)
     if not engine_shards_layouts(spec):
         warnings.append(message("plan.warn.no_layouts"))
     for gid in gpu_ids:

@@ -44,7 +44,7 @@ def flops_from_args(args: argparse.Namespace):
     from gpuplan.compute.flops import training_flops
 
     spec = model_from_args(args, allow_params_only=True)
-    notes = []
+    notes = list(spec.notes) if spec is not None else []
     seq = args.seq
     if spec is not None and seq is None:
         seq = DEFAULT_SEQ

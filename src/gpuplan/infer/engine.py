@@ -175,6 +175,7 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig) -> InferReport:
                      "gpus": cfg.layout.gpus, "stage": s}
     report.weights = _weights_info(c)
     explain(c, report, row, s, prompt)
+    mem.warnings[:0] = spec.notes  # what the model spec leaves out (a multimodal model's vision tower)
     if c.engine == "vllm":
         p = cfg.vllm
         report.engine = {"name": "vllm", "num_gpu_blocks": row["blocks"], "block_size": p.block_size,

@@ -58,7 +58,8 @@ def quantization_config(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
 def max_context(spec: ModelSpec, cfg: dict[str, Any] | None, rope_factor: float | None = None) -> tuple[int, str]:
     """Longest context the model serves, and why.
 
-    Without RoPE scaling: ``max_position_embeddings``. With ``rope_scaling`` / ``rope_parameters`` of a scaling type
+    Without RoPE scaling: ``max_position_embeddings``. With ``rope_scaling`` / ``rope_parameters`` (transformers 5,
+    for Gemma 3 one entry per attention type, of which the full-attention one bounds the context) of a scaling type
     (yarn, dynamic, linear, longrope, llama3): max(max_position, original_max_position x factor) -- Llama 3.1's
     config already states the extended length; Qwen2.5's YaRN recipe (factor 4 over 32768) gives 131072.
     ``rope_factor`` is the user saying they enable such scaling at serve time (``--rope-scaling``).
@@ -77,6 +78,8 @@ def max_context(spec: ModelSpec, cfg: dict[str, Any] | None, rope_factor: float 
     if rope is not None and not isinstance(rope, dict):
         raise InputError("rope_scaling", rope, "must be an object such as {\"rope_type\": \"yarn\", \"factor\": 4.0} "
                          "or null")
+    if isinstance(rope, dict) and isinstance(rope.get("full_attention"), dict):
+        rope = rope["full_attention"]  # transformers 5, per attention type (Gemma 3): the global layers' RoPE
     if isinstance(rope, dict):
         kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
         factor = rope.get("factor")

@@ -3,6 +3,12 @@
 Defaults for keys a config may omit follow the transformers 5 configuration classes of each ``model_type``
 (e.g. ``Gemma2Config.head_dim = 256``, ``Qwen3Config.head_dim = 128``, ``FalconConfig.ffn_hidden_size = 4h``).
 No remote code is ever run: only the listed ``model_type`` values are understood.
+
+Keys are read under every name transformers 4 or 5 writes them: transformers 5 saves a config's
+``attribute_map`` aliases (Qwen3-MoE ``num_local_experts`` for ``num_experts``, DeepSeek ``num_local_experts``
+for ``n_routed_experts``) and replaces ``rope_theta`` / ``rope_scaling`` by ``rope_parameters`` (which changes no
+size; ``gpuplan.infer.source.max_context`` reads either). A multimodal wrapper (``text_config`` inside) is
+estimated by its text part, with a note on the spec naming the parts left out.
 """
 
 from __future__ import annotations
@@ -17,15 +23,37 @@ from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2",
+    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
+    "glm4_moe",
 )
+
+# model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
+# ``DeepseekV3ForCausalLM`` with DeepSeek-V3's keys (moonshotai/Kimi-K2-Instruct config.json).
+_SAME_AS = {"kimi_k2": "deepseek_v3"}
+
+# Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
+# model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).
+_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral"}
+
+# Names transformers' ``attribute_map`` gives a key, which ``save_pretrained`` may write instead of the key.
+_ALIASES = {
+    "num_experts": ("num_experts", "num_local_experts"),  # qwen2_moe, qwen3_moe
+    "num_local_experts": ("num_local_experts", "num_experts"),  # mixtral
+    "n_routed_experts": ("n_routed_experts", "num_local_experts", "num_experts"),  # deepseek_v2/v3, glm4_moe
+    "num_nextn_predict_layers": ("num_nextn_predict_layers", "num_mtp_layers"),  # deepseek_v3, glm4_moe
+}
 
 _LAYOUT = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "olmo2": "olmo2",
     "gemma2": "gemma", "gemma3_text": "gemma", "mixtral": "mixtral", "qwen2_moe": "qwen_moe",
     "qwen3_moe": "qwen_moe", "deepseek_v2": "deepseek", "deepseek_v3": "deepseek", "phi3": "phi3",
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
+    # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
+    "glm4_moe": "deepseek",
 }
+_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
+# max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig)
+_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072}
 
 
 class _Cfg:
@@ -42,7 +70,8 @@ class _Cfg:
                     raise InputError(f"{self.source}: {key}", value, "must be an integer")
                 return value
         if default is None:
-            raise InputError(f"{self.source}: {keys[0]}", None, "missing required key in config.json")
+            also = f" (nor {', '.join(keys[1:])})" if len(keys) > 1 else ""
+            raise InputError(f"{self.source}: {keys[0]}", None, f"missing required key in config.json{also}")
         return default
 
     def pos_int(self, *keys: str, default: int | None = None) -> int:
@@ -124,10 +153,10 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
 
 def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
     if model_type == "mixtral":
-        return MoESpec(num_experts=c.int("num_local_experts", default=8), top_k=c.int("num_experts_per_tok", default=2),
+        return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=8), top_k=c.int("num_experts_per_tok", default=2),
                        expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
     if model_type in ("qwen2_moe", "qwen3_moe"):
-        n_exp = c.int("num_experts")
+        n_exp = c.int(*_ALIASES["num_experts"])
         step = c.pos_int("decoder_sparse_step", default=1)
         dense_only = set(c.int_list("mlp_only_layers"))
         layers = tuple(i not in dense_only and n_exp > 0 and (i + 1) % step == 0 for i in range(n_layers))
@@ -136,12 +165,13 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
                        expert_ffn_size=c.int("moe_intermediate_size"), moe_layers=layers,
                        num_shared_experts=1 if shared else 0, shared_expert_ffn_size=shared,
                        shared_expert_gate=bool(shared))
-    if model_type in ("deepseek_v2", "deepseek_v3"):
-        first_dense = c.int("first_k_dense_replace", default=0)
+    if model_type in _DEEPSEEK_MOE:
+        glm = model_type == "glm4_moe"  # Glm4MoeConfig defaults: 1 dense layer, 1 shared expert
+        first_dense = c.int("first_k_dense_replace", default=1 if glm else 0)
         layers = tuple(i >= first_dense for i in range(n_layers))
-        n_shared = c.int("n_shared_experts", default=0)
+        n_shared = c.int("n_shared_experts", default=1 if glm else 0)
         f_e = c.int("moe_intermediate_size")
-        return MoESpec(num_experts=c.int("n_routed_experts"), top_k=c.int("num_experts_per_tok"),
+        return MoESpec(num_experts=c.int(*_ALIASES["n_routed_experts"]), top_k=c.int("num_experts_per_tok"),
                        expert_ffn_size=f_e, moe_layers=layers, num_shared_experts=n_shared,
                        shared_expert_ffn_size=n_shared * f_e)
     return None
@@ -155,12 +185,14 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     if not isinstance(model_type, str):
         raise InputError(f"{source}: model_type", model_type,
                          f"must be a string naming the architecture; supported: {', '.join(sorted(_LAYOUT))}")
-    if model_type == "gemma3" and isinstance(config.get("text_config"), dict):
-        config = {"model_type": "gemma3_text", **config["text_config"]}
-        model_type = "gemma3_text"
+    notes: tuple[str, ...] = ()
+    if model_type in _MULTIMODAL or (model_type not in _LAYOUT and isinstance(config.get("text_config"), dict)):
+        config, notes = _text_part(config, model_type, source)
+        model_type = config["model_type"]
+    model_type = _SAME_AS.get(model_type, model_type)
     if model_type not in _LAYOUT:
         raise InputError(f"{source}: model_type", model_type,
-                         f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+                         f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     c = _Cfg(config, source)
     if model_type == "gpt2":
         return _gpt2_spec(c, name)
@@ -172,9 +204,9 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
     head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
     if head_dim_default is None:
-        if h % heads:
+        if h % heads and c.data.get("head_dim") is None:
             raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
-        head_dim_default = h // heads
+        head_dim_default = max(1, h // heads)
     head_dim = c.int("head_dim", default=head_dim_default)
     layer_types, window = _layer_types(c, model_type, n_layers)
     family_bias = {"qwen2": (True, False), "qwen2_moe": (True, False), "gpt_neox": (True, True)}
@@ -182,14 +214,18 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     qkv_bias, o_bias = family_bias.get(model_type, (attn_bias, attn_bias))
     if model_type == "gpt_neox":
         qkv_bias = o_bias = c.bool("attention_bias", True)
+    if model_type == "glm4_moe":  # attention_bias adds q/k/v biases only (Glm4MoeAttention: o_proj bias=False)
+        o_bias = False
     kw: dict[str, Any] = dict(
-        name=name, family=model_type, layout=_LAYOUT[model_type], num_layers=n_layers, hidden_size=h,
+        name=name, family=model_type, notes=notes, layout=_LAYOUT[model_type], num_layers=n_layers, hidden_size=h,
         num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
-        vocab_size=c.int("vocab_size"), max_position=c.int("max_position_embeddings", default=4096),
+        vocab_size=c.int("vocab_size"), max_position=c.int("max_position_embeddings",
+                                                                    default=_MAX_POSITION.get(model_type, 4096)),
         activation=c.str("hidden_activation", "hidden_act", default="silu"),
         qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=c.bool("mlp_bias", False),
         tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
-        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2"),
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2") or (
+            model_type == "glm4_moe" and c.bool("use_qk_norm", False)),
         layer_types=layer_types, sliding_window=window,
         hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", "hidden_dropout"),
         # Gemma2Config defaults: 50.0 and 30.0 (None turns soft-capping off)
@@ -207,15 +243,47 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             qk_rope_head_dim=c.int("qk_rope_head_dim"), qk_nope_head_dim=c.int("qk_nope_head_dim"),
             v_head_dim=c.int("v_head_dim")),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
-            mtp_layers=c.int("num_nextn_predict_layers", default=0))
+            mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
     else:
         kw.update(ffn_size=c.int("intermediate_size"))
+    if model_type == "glm4_moe":
+        kw.update(mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=1))
     moe = _moe(c, model_type, n_layers)
     if moe is not None:
         kw["moe"] = moe
         if model_type == "mixtral" or not any(not x for x in moe.moe_layers):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
+
+
+def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The ``text_config`` of a multimodal wrapper, and the note naming what is left out: every other
+    ``*_config`` sub-model (vision tower, audio encoder) and the projector between it and the text model."""
+    inner = config.get("text_config")
+    if not isinstance(inner, dict):
+        raise InputError(f"{source}: text_config", inner, f"model_type {model_type} is multimodal: its config.json "
+                         "must hold the text model's keys in a text_config object")
+    text_type = inner.get("model_type") or _MULTIMODAL.get(model_type)
+    text_type = _SAME_AS.get(text_type, text_type) if isinstance(text_type, str) else text_type
+    if not isinstance(text_type, str) or text_type not in _LAYOUT:
+        raise InputError(f"{source}: text_config.model_type", text_type,
+                         f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+    parts = [_part_summary(k, v) for k, v in config.items()
+             if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
+    left_out = ", ".join([*parts, "the multimodal projector"])
+    note = (f"{model_type} is multimodal: only its text model ({text_type}, text_config) is estimated; "
+            f"left out: {left_out}")
+    return {**inner, "model_type": text_type}, (note,)
+
+
+def _part_summary(key: str, sub: dict[str, Any]) -> str:
+    """``vision_config (siglip_vision_model, 27 layers, hidden 1152)``: what a left-out sub-model is."""
+    facts = [str(sub["model_type"])] if isinstance(sub.get("model_type"), str) else []
+    for name, label in (("num_hidden_layers", "layers"), ("depth", "layers"), ("hidden_size", "hidden")):
+        value = sub.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            facts.append(f"{value} {label}" if label == "layers" else f"{label} {value}")
+    return f"{key} ({', '.join(facts)})" if facts else key
 
 
 def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -25,6 +25,7 @@ class Preset:
     config_source: str
     config: dict[str, Any]
     file: str
+    left_out: str | None = None  # a multimodal checkpoint whose preset is its text model: the parts left out
 
     def spec(self) -> ModelSpec:
         return _spec(self.id)
@@ -58,7 +59,8 @@ def load_presets() -> dict[str, Preset]:
                 family=str(cfg.get("model_type", "")), published_params=raw["published_params"],
                 published_params_source=raw.get("published_params_source", ""),
                 published_active_params=raw.get("published_active_params"),
-                config_source=raw.get("config_source", ""), config=cfg, file=entry.name)
+                config_source=raw.get("config_source", ""), config=cfg, file=entry.name,
+                left_out=raw.get("left_out"))
             if p.id in out:
                 raise ValueError(f"duplicate preset id {p.id!r} in {entry.name}")
             out[p.id] = p
@@ -97,4 +99,9 @@ def closest_presets(name: str, n: int = 5) -> list[str]:
 @lru_cache(maxsize=128)
 def _spec(preset_id: str) -> ModelSpec:
     p = load_presets()[preset_id]
-    return spec_from_config(p.config, name=p.id, source=f"preset {p.id}")
+    spec = spec_from_config(p.config, name=p.id, source=f"preset {p.id}")
+    if p.left_out:
+        note = (f"{p.hf_id or p.id} is multimodal: only its text model ({spec.family}) is estimated; "
+                f"left out: {p.left_out}")
+        spec = replace(spec, notes=(*spec.notes, note))
+    return spec

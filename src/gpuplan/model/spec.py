@@ -6,7 +6,7 @@ dimensions, and validated once on construction; everything downstream can trust 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gpuplan.errors import InputError
 
@@ -17,7 +17,7 @@ LAYOUTS = (
     "gemma",  # gemma2, gemma3_text: four norms per layer
     "mixtral",
     "qwen_moe",  # qwen2_moe, qwen3_moe
-    "deepseek",  # deepseek_v2, deepseek_v3 (MLA + MoE)
+    "deepseek",  # deepseek_v2, deepseek_v3, kimi_k2 (MLA + MoE); glm4_moe (grouped-query attention + the same MoE)
     "phi3",
     "gpt2",
     "gpt_neox",
@@ -102,6 +102,9 @@ class ModelSpec:
     hidden_dropout: float = 0.0  # residual / embedding dropout of the config (GPT-2 resid_pdrop, embd_pdrop)
     attn_softcap: float | None = None  # Gemma 2 attn_logit_softcapping: scores = cap·tanh(scores / cap)
     final_softcap: float | None = None  # Gemma 2 final_logit_softcapping: logits = cap·tanh(logits / cap)
+    # What the estimate leaves out of the named model (a multimodal checkpoint's vision tower), said in every
+    # output's assumptions; not part of the architecture, so equal specs stay equal.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         validate_spec(self)

@@ -40,7 +40,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         return _params_only(params_total, cfg, recipe, capacity_bytes)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:
-        return estimate_distributed(spec, cfg, layout, capacity_bytes)
+        return _with_spec_notes(spec, estimate_distributed(spec, cfg, layout, capacity_bytes))
     states = model_states(spec, cfg, recipe)
     c = activation_context(cfg, recipe, spec)
     tr = trainability(spec, cfg)
@@ -75,8 +75,15 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     ps = phases(pin)
     top = peak(ps)
     mem = _memory_report(spec, cfg, recipe, states, acts, loss, kept, top, b, s)
-    return TrainReport(mem, states.total_params, states.trainable_params, fits(mem.total_bytes, capacity_bytes),
-                       capacity_bytes, ps)
+    return _with_spec_notes(spec, TrainReport(mem, states.total_params, states.trainable_params,
+                                              fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps))
+
+
+def _with_spec_notes(spec: ModelSpec, report: TrainReport) -> TrainReport:
+    """Put what the model spec leaves out (a multimodal model's vision tower) first among the warnings."""
+    if spec.notes:
+        report.memory.warnings = [*spec.notes, *report.memory.warnings]
+    return report
 
 
 def _activation_lists(spec: ModelSpec, cfg: TrainConfig, acts: ModelActs, b: int, s: int
