@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from gpuplan.hardware.catalog import load_catalog  # noqa: E402
 from gpuplan.model.presets import load_presets  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
-from gpuplan.cli.bridge import load_commands  # noqa: E402
+from gpuplan.commands.registry import load_commands  # noqa: E402
 
 CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "422"]}}})
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CONFIG)
 PRESETS = sorted(load_presets())
 GPUS = sorted(load_catalog())
-COUNTS = {o.dest for c in load_commands().values() for o in c.options if o.kind == "count"}
-FLOATS = {o.dest for c in load_commands().values() for o in c.options if o.kind == "float"}
+COUNTS = {o.name for c in load_commands().values() for o in c.options if o.kind == "count"}
+FLOATS = {o.name for c in load_commands().values() for o in c.options if o.kind == "float"}
 DIMENSIONS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "top_k", "params")
 
 

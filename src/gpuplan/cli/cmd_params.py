@@ -1,52 +1,41 @@
-"""``gpuplan params MODEL``: the exact parameter count by component."""
+"""``gpuplan params MODEL``: the exact parameter count by component, printed."""
 
 from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import model_from_args, print_json, render_table
+from gpuplan.cli.common import print_json
+from gpuplan.cli.parsers import command_parser
+from gpuplan.cli.render import render_table
+from gpuplan.commands.params import counts_json, tensors_json
 from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
+from gpuplan.model.resolve import model_from_options
 from gpuplan.model.tensors import COMPONENTS
 from gpuplan.units import format_count
-from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "params")
 
 
-def _json(counts) -> dict:
-    out = counts.as_dict()
-    if not out["mtp"]:
-        out.pop("mtp")
-    return out
-
-
-def payload(args) -> dict:
-    """The JSON of ``gpuplan params --json`` (without --tensors)."""
-    return _json(count_params(model_from_args(args)))
-
-
 def run(args: argparse.Namespace) -> int:
-    spec = model_from_args(args)
-    counts = count_params(spec)
+    spec = model_from_options(args)
     lang = lang_of(args)
     if args.tensors:
+        if args.json:
+            print_json(tensors_json(spec))
+            return 0
         from gpuplan.model.tensors import tensor_table
 
-        table = tensor_table(spec)
-        if args.json:
-            print_json([{"name": x.name, "shape": list(x.shape), "component": x.component, "tp": x.tp}
-                        for x in table])
-        else:
-            print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
-                               [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
-                                 f"{x.numel:,}") for x in table],
-                               "llll"))
+        print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
+                           [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
+                             f"{x.numel:,}") for x in tensor_table(spec)],
+                           "llll"))
         return 0
+    counts = count_params(spec)
     if args.json:
-        print_json(_json(counts))
+        print_json(counts_json(counts))
         return 0
     rows = [(t(f"component.{c}", lang), f"{getattr(counts, c):,}", format_count(getattr(counts, c)))
             for c in COMPONENTS if getattr(counts, c)]

@@ -26,7 +26,7 @@ from gpuplan.errors import InputError
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
 from gpuplan.web.jsonsafe import loads as strict_loads
-from gpuplan.cli.bridge import Command
+from gpuplan.commands.registry import Command
 
 ASGIApp = Callable[[dict, Any, Any], Awaitable[None]]
 JSON_TYPE = b"application/json"
