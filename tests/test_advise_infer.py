@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from gpuplan.advise import advise, render_advice
+from gpuplan.advise import advise
+from gpuplan.cli.advice import render_advice
 from gpuplan.advise.runner import options_from_args, runner  # noqa: F401
 from gpuplan.cli.main import build_parser
 from gpuplan.cli.main import main

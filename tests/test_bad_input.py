@@ -213,11 +213,11 @@ def test_counts_are_bounded_and_whole(capsys, argv, field):
 
 
 def test_cli_and_web_share_one_table_of_bounds():
-    from gpuplan.cli import bridge
+    from gpuplan.commands import registry
     from gpuplan.limits import COUNT_BOUNDS
 
-    assert bridge.COUNT_CAPS is COUNT_BOUNDS
-    train = bridge.load_commands()["train"]
+    assert registry.COUNT_CAPS is COUNT_BOUNDS
+    train = registry.load_commands()["train"]
     assert train.option("layers").maximum == COUNT_BOUNDS["layers"]
 
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from gpuplan.cli.main import main as cli_main  # noqa: E402
 from gpuplan.errors import InputError  # noqa: E402
-from gpuplan.cli import bridge
+from gpuplan.commands import registry
 from gpuplan.web import limits  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
 
@@ -119,7 +119,7 @@ def test_every_cli_option_is_in_the_request_schema(client):
     comps = schema["components"]["schemas"]
     for name in client.app.state.commands:
         dests = _cli_dests(name)
-        if name in bridge.MODEL_COMMANDS:
+        if name in registry.MODEL_COMMANDS:
             props = set(comps[name.capitalize() + "Request"]["properties"])
             assert {"model", "config"} <= props
         else:
@@ -132,7 +132,7 @@ def test_options_endpoint_describes_the_cli_options(client):
     opts = client.get("/api/v1/options").json()
     assert set(opts) == set(client.app.state.commands)
     params = {o["name"]: o for o in opts["params"]["options"]}
-    assert params["layers"]["kind"] == "count" and params["layers"]["maximum"] == bridge.COUNT_CAPS["layers"]
+    assert params["layers"]["kind"] == "count" and params["layers"]["maximum"] == registry.COUNT_CAPS["layers"]
     assert params["layers"]["flag"] == "--layers"
     for hidden in ("json", "config", "plot", "list_prices", "model"):
         assert all(hidden not in {o["name"] for o in c["options"]} for c in opts.values())
@@ -260,12 +260,12 @@ def test_cache_answers_repeats(client):
     assert cache.hits == before + 1
 
 
-# ---- the bridge: values, never an argument list ------------------------------------------------------------------
+# ---- the registry: values, never an argument list ------------------------------------------------------------------
 
 def test_model_that_looks_like_an_option_stays_the_model():
     seen = {}
-    train = bridge.Command("train", bridge.load_commands()["train"].spec, lambda args: seen.update(vars(args)) or {})
-    bridge.evaluate(train, {"batch": 3, "lora_targets": ["q_proj", "--config=/etc/passwd"]}, "--batch=7")
+    train = registry.Command("train", registry.load_commands()["train"].spec, lambda args: seen.update(vars(args)) or {})
+    registry.evaluate(train, {"batch": 3, "lora_targets": ["q_proj", "--config=/etc/passwd"]}, "--batch=7")
     assert seen["model"] == "--batch=7" and seen["batch"] == 3
     assert seen["lora_targets"] == ("q_proj", "--config=/etc/passwd") and seen["config"] is None
 

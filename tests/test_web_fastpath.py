@@ -13,14 +13,14 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from gpuplan.cli import bridge  # noqa: E402
+from gpuplan.commands import registry  # noqa: E402
 from gpuplan.cli.main import build_parser  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
 
 MODELS = ("llama-3.1-8b", "qwen2.5-7b", "mixtral-8x7b")
 
 
-def _requests(command: bridge.Command) -> list[dict]:
+def _requests(command: registry.Command) -> list[dict]:
     """Valid requests touching every offered option kind: each choice value, every switch, counts and numbers."""
     out: list[dict] = []
     base = {"model": MODELS[0]} if command.takes_model else {}
@@ -46,7 +46,7 @@ def _requests(command: bridge.Command) -> list[dict]:
     return out
 
 
-def _argv(command: bridge.Command, values: dict) -> list[str]:
+def _argv(command: registry.Command, values: dict) -> list[str]:
     argv = [command.name]
     for name, value in values.items():
         if name in ("model", "query"):
@@ -62,7 +62,7 @@ def _argv(command: bridge.Command, values: dict) -> list[str]:
 
 @pytest.mark.parametrize("name", ["params", "train", "infer", "time", "plan", "models", "gpus"])
 def test_options_model_reads_values_as_the_cli_parser(name):
-    command = bridge.load_commands()[name]
+    command = registry.load_commands()[name]
     parser = build_parser()
     for values in _requests(command):
         expected = vars(parser.parse_args(_argv(command, values)))

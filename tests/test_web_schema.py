@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from gpuplan.hardware.catalog import load_catalog  # noqa: E402
 from gpuplan.model.presets import load_presets  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
-from gpuplan.cli.bridge import load_commands  # noqa: E402
+from gpuplan.commands.registry import load_commands  # noqa: E402
 
 CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "422"]}}})
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CONFIG)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from gpuplan.cli.bridge import Command, evaluate, load_commands
+from gpuplan.commands.registry import Command, evaluate, load_commands
 from gpuplan.errors import InputError
 
 __all__ = ["run", "options", "models", "gpus", "params", "train", "infer", "time", "plan"]

@@ -26,14 +26,14 @@ MIN_CONTEXT = 256
 
 class InferAdvice:
     def __init__(self, options: Mapping[str, Any]) -> None:
-        from gpuplan.cli.common import model_from_args
+        from gpuplan.model.resolve import model_from_options
         from gpuplan.hardware.catalog import get_gpu
 
         self.r = runner("infer")
         self.base = {k: v for k, v in options.items() if k in self.r.defaults}
         if not self.base.get("gpu"):
             raise InputError("--advise", True, "needs --gpu: the advice is about fitting a GPU's memory")
-        self.spec = model_from_args(self.r.namespace(self.base))
+        self.spec = model_from_options(self.r.namespace(self.base))
         self.get_gpu = get_gpu
         self.advisor = Advisor(self.base, self._evaluate, self.r.argv, world=self._world)
 

@@ -8,10 +8,10 @@ the command line that reproduces them. The advisor, ``gpuplan sweep`` and ``gpup
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from gpuplan.commands import payload_function
 from gpuplan.errors import InputError
 from gpuplan.options import CommandOptions, Option, Values, command_options
 
@@ -34,9 +34,8 @@ class CommandRunner:
             spec = command_options(command)
         except KeyError:
             raise InputError("command", command, "is not available in this version of gpuplan") from None
-        # the command's JSON payload (the function the CLI's --json and the APIs print)
-        module = importlib.import_module(f"gpuplan.cli.cmd_{command}")
-        return cls(command, spec, module.payload)
+        # the command's JSON payload (what the CLI's --json and the APIs print)
+        return cls(command, spec, payload_function(command))
 
     @property
     def defaults(self) -> dict[str, Any]:

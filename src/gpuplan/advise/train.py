@@ -61,14 +61,14 @@ class TrainAdvice:
     """Builds the candidate changes for one `gpuplan train` setup and ranks what they give."""
 
     def __init__(self, options: Mapping[str, Any], *, max_gpus: int = MAX_GPUS) -> None:
-        from gpuplan.cli.common import model_from_args
+        from gpuplan.model.resolve import model_from_options
         from gpuplan.hardware.catalog import get_gpu
 
         self.r = runner("train")
         self.base = {k: v for k, v in options.items() if k in self.r.defaults}
         if not self.base.get("gpu"):
             raise InputError("--advise", True, "needs --gpu: the advice is about fitting a GPU's memory")
-        self.spec = model_from_args(self.r.namespace(self.base), allow_params_only=True)
+        self.spec = model_from_options(self.r.namespace(self.base), allow_params_only=True)
         self.get_gpu = get_gpu
         self.max_gpus = max_gpus
         self.advisor = Advisor(self.base, self._evaluate, self.r.argv, world=lambda o: _prod(_layout(o)),

@@ -1,37 +1,22 @@
-"""``gpuplan compare A.toml B.toml``: scenarios side by side (their options, memory per GPU, fit)."""
+"""``gpuplan compare A.toml B.toml``: scenarios side by side (their options, memory per GPU, fit), printed."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from gpuplan.cli.common import print_json, render_table
-from gpuplan.errors import InputError
+from gpuplan.advise.runner import runner
+from gpuplan.cli.common import print_json
+from gpuplan.cli.parsers import command_parser
+from gpuplan.cli.render import render_table
+from gpuplan.commands.compare import payload
 from gpuplan.i18n import lang_of, memory_label, t, tr_headers
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.units import GiB
-from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "compare")
-
-
-def evaluate_scenario(path: str, default_command: str = "train") -> dict[str, Any]:
-    """Load ``path`` and evaluate it with its command; {name, path, command, options, argv, result}."""
-    from gpuplan.advise.runner import runner
-    from gpuplan.scenario import load_scenario, scenario_defaults
-
-    scenario = load_scenario(path)
-    command = scenario.command or default_command
-    if command not in ("train", "infer"):
-        raise InputError(f"{Path(path).name}: command", command, "compare handles train and infer scenarios")
-    r = runner(command)
-    options = scenario_defaults(r.spec, scenario, command)
-    return {"name": scenario.name, "path": scenario.path, "command": command, "options": scenario.options,
-            "resolved": options, "defaults": {k: r.defaults.get(k) for k in options},
-            "argv": ["gpuplan", command, *r.argv(options)], "result": r.run_json(options)}
 
 
 def _cell(value: Any, lang: str) -> str:
@@ -59,13 +44,12 @@ def _diff(values: list[Any], scale: float = 1.0) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if len(args.scenarios) < 2:
-        raise InputError("SCENARIO", args.scenarios, "give at least two scenario files to compare")
-    lang = lang_of(args)
-    results = [evaluate_scenario(path, args.default_command) for path in args.scenarios]
+    out = payload(args)
     if args.json:
-        print_json({"scenarios": results})
+        print_json(out)
         return 0
+    lang = lang_of(args)
+    results = out["scenarios"]
     two = len(results) == 2
     headers = [t("header.option", lang)] + [r["name"] for r in results]
     rows: list[list[str]] = [["command"] + [r["command"] for r in results]]
@@ -78,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
             if dest in r["resolved"]:
                 values.append(r["resolved"][dest])
             else:  # not in this file: the command's default
-                from gpuplan.advise.runner import runner
-
                 values.append(runner(r["command"]).defaults.get(dest))
         rows.append([dest.replace("_", "-")] + [_cell(v, lang) for v in values])
     print(render_table(headers, rows, "l" * len(headers)))

@@ -1,76 +1,20 @@
-"""``gpuplan infer MODEL``: memory per GPU for serving, KV cache, how many sequences fit, how fast."""
+"""``gpuplan infer MODEL``: memory per GPU for serving, KV cache, how many sequences fit, how fast, printed."""
 
 from __future__ import annotations
 
 import argparse
 
-from gpuplan.i18n import lang_of, memory_label, t, tr_headers
-from gpuplan.cli.common import (finish_estimate, model_from_args,
-                                render_table)
-from gpuplan.cli.render import note_lines, term_lines
-from gpuplan.errors import InputError
-from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
-from gpuplan.infer.engines import HfProfile, VllmProfile
-from gpuplan.infer.parallel import ServingLayout
-from gpuplan.infer.quant import format_from_quantization_config, normalize_dtype, parse_weights
-from gpuplan.infer.source import config_dtype, max_context, quantization_config, raw_config
-from gpuplan.infer.speed import SpeedAssumptions
-from gpuplan.units import GiB, format_bytes, format_seconds
+from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
-from gpuplan.options.infer import DEFAULT_CONTEXT
-
+from gpuplan.cli.render import note_lines, render_table, term_lines
+from gpuplan.commands.infer import evaluate
+from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+from gpuplan.infer.config import InferConfig, InferReport
+from gpuplan.units import format_bytes, format_seconds
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "infer")
-
-
-def config_from_args(args: argparse.Namespace):
-    """(spec, InferConfig) from the parsed arguments; shared with the web API."""
-    from gpuplan.hardware.catalog import get_gpu
-
-    spec = model_from_args(args)
-    raw = raw_config(args.model)
-    dtype = normalize_dtype(args.dtype, "--dtype") if args.dtype else config_dtype(raw)
-    if args.weights.strip().lower() == "auto":
-        qc = quantization_config(raw)
-        fmt = format_from_quantization_config(qc, dtype) if qc else parse_weights(dtype, dtype=dtype)
-    else:
-        fmt = parse_weights(args.weights, dtype=dtype, group_size=args.group_size)
-    limit, why = max_context(spec, raw, args.rope_scaling)
-    context = args.context or min(DEFAULT_CONTEXT, limit)
-    kv_dtype = None if args.kv_dtype.strip().lower() == "auto" else args.kv_dtype
-    vllm = VllmProfile(gpu_memory_utilization=args.gpu_memory_utilization, block_size=args.block_size,
-                       max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-                       enforce_eager=args.enforce_eager,
-                       non_torch_bytes=None if args.non_torch_gib is None else int(args.non_torch_gib * GiB),
-                       cuda_graph_bytes=int(args.cuda_graph_gib * GiB))
-    if args.gpu_memory_utilization > 1:
-        raise InputError("--gpu-memory-utilization", args.gpu_memory_utilization, "must be in (0, 1]")
-    cfg = InferConfig(
-        batch=args.batch, context=context, prompt=args.prompt, weights=fmt, kv_dtype=kv_dtype, engine=args.engine,
-        layout=ServingLayout(tp=args.tp, pp=args.pp, ep=args.ep, dp=args.dp),
-        gpu=get_gpu(args.gpu) if args.gpu else None,
-        gpu_memory_bytes=int(args.gpu_memory_gib * GiB) if args.gpu_memory_gib else None,
-        max_context=limit, max_context_source=why, vllm=vllm,
-        hf=HfProfile(cuda_context_bytes=int(args.cuda_context_gib * GiB)),
-        speed=SpeedAssumptions(compute_efficiency=args.compute_efficiency,
-                               bandwidth_efficiency=args.bandwidth_efficiency))
-    return spec, cfg
-
-
-def evaluate(args: argparse.Namespace):
-    spec, cfg = config_from_args(args)
-    report = estimate_inference(spec, cfg)
-    out = report.as_dict()
-    if getattr(args, "explain", False):
-        out["terms"] = [t.as_dict() for t in report.memory.terms]
-    return spec, cfg, report, out
-
-
-def payload(args: argparse.Namespace) -> dict:
-    """The JSON of ``gpuplan infer --json`` (used in-process by the advisor, sweep and compare)."""
-    return evaluate(args)[3]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,32 +1,19 @@
-"""``gpuplan models [QUERY]``: the presets."""
+"""``gpuplan models [QUERY]``: the presets, printed."""
 
 from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import print_json, render_table
-from gpuplan.i18n import headers, lang_of, t
-from gpuplan.model.params import count_params
-from gpuplan.model.presets import load_presets
-from gpuplan.units import format_count
+from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
+from gpuplan.cli.render import render_table
+from gpuplan.commands.models import payload
+from gpuplan.i18n import headers, lang_of, t
+from gpuplan.units import format_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "models")
-
-
-def payload(args) -> list[dict]:
-    """The JSON of ``gpuplan models [QUERY] --json``."""
-    q = (args.query or "").lower()
-    presets = [p for p in load_presets().values()
-               if q in p.id or q in (p.hf_id or "").lower() or q in p.family or any(q in a.lower() for a in p.aliases)]
-    rows = []
-    for p in presets:
-        c = count_params(p.spec())
-        rows.append({"id": p.id, "hf_id": p.hf_id, "family": p.family, "params": c.total, "active": c.active,
-                     "published_params": p.published_params})
-    return rows
 
 
 def run(args: argparse.Namespace) -> int:

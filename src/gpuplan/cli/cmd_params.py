@@ -1,56 +1,42 @@
-"""``gpuplan params MODEL``: the exact parameter count by component."""
+"""``gpuplan params MODEL``: the exact parameter count by component, printed."""
 
 from __future__ import annotations
 
 import argparse
 
-from gpuplan.cli.common import model_from_args, print_json, render_table
+from gpuplan.cli.common import print_json
+from gpuplan.cli.parsers import command_parser
+from gpuplan.cli.render import render_table
+from gpuplan.commands.params import payload, tensors_json
 from gpuplan.i18n import headers, lang_of, t
 from gpuplan.model.params import count_params
+from gpuplan.model.resolve import model_from_options
 from gpuplan.model.tensors import COMPONENTS
 from gpuplan.units import format_count
-from gpuplan.cli.parsers import command_parser
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "params")
 
 
-def _json(counts, spec) -> dict:
-    out = counts.as_dict()
-    if not out["mtp"]:
-        out.pop("mtp")
-    if spec.notes:  # what the count leaves out (a multimodal model's vision tower)
-        out["warnings"] = list(spec.notes)
-    return out
-
-
-def payload(args) -> dict:
-    """The JSON of ``gpuplan params --json`` (without --tensors)."""
-    spec = model_from_args(args)
-    return _json(count_params(spec), spec)
-
-
 def run(args: argparse.Namespace) -> int:
-    spec = model_from_args(args)
-    counts = count_params(spec)
+    spec = model_from_options(args)
     lang = lang_of(args)
     if args.tensors:
+        if args.json:
+            print_json(tensors_json(spec))
+            return 0
         from gpuplan.model.tensors import tensor_table
 
-        table = tensor_table(spec)
-        if args.json:
-            print_json([{"name": x.name, "shape": list(x.shape), "component": x.component, "tp": x.tp}
-                        for x in table])
-        else:
-            print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
-                               [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
-                                 f"{x.numel:,}") for x in table],
-                               "llll"))
+        print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
+                           [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
+                             f"{x.numel:,}") for x in tensor_table(spec)],
+                           "llll"))
         return 0
     if args.json:
-        print_json(_json(counts, spec))
+        print_json(payload(args))
         return 0
+    counts = count_params(spec)
     rows = [(t(f"component.{c}", lang), f"{getattr(counts, c):,}", format_count(getattr(counts, c)))
             for c in COMPONENTS if getattr(counts, c)]
     rows.append((t("params.total", lang), f"{counts.total:,}", format_count(counts.total)))
@@ -61,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     print(t("params.summary", lang, name=spec.name, family=spec.family, layers=spec.num_layers,
             hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads, vocab=spec.vocab_size))
     print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))
-    for note in spec.notes:
+    for note in spec.notes:  # what the count leaves out (a multimodal model's vision tower)
         print(f"{t('word.warning', lang)}: {note}")
     return 0

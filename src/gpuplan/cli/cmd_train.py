@@ -1,100 +1,20 @@
-"""``gpuplan train MODEL``: memory per GPU for one training or fine-tuning step, and whether it fits."""
+"""``gpuplan train MODEL``: memory per GPU for one training or fine-tuning step, printed as a table."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from gpuplan.cli.common import (finish_estimate, model_from_args,
-                                render_table)
-from gpuplan.cli.render import note_lines, term_lines
-from gpuplan.errors import InputError
-from gpuplan.report import MEMORY_KEYS
-from gpuplan.train import config as C
-from gpuplan.units import format_bytes, format_count
+from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
+from gpuplan.cli.render import note_lines, render_table, term_lines
+from gpuplan.commands.train import evaluate
+from gpuplan.report import MEMORY_KEYS
+from gpuplan.units import format_bytes, format_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return command_parser(sub, "train")
-
-
-def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
-    ov = C.Overheads(cuda_context_bytes=args.cuda_context, workspace_bytes=args.workspace,
-                     allocator_reserve_fraction=args.allocator_reserve)
-    return C.TrainConfig(
-        batch=args.batch, seq=args.seq, grad_accum=args.grad_accum, precision=args.precision, stack=args.stack,
-        framework=args.framework, optimizer=args.optimizer, optimizer_impl=args.optimizer_impl,
-        optimizer_in_backward=_on_off(args.optimizer_in_backward), recompute=args.recompute,
-        selective_policy=args.selective_policy, loss_parallel=_on_off(args.loss_parallel),
-        cuda_module_loading=args.cuda_module_loading, attention=args.attention, activation_model=args.activation_model,
-        method=args.method, trainable=tuple(args.trainable), lora_rank=args.lora_rank,
-        lora_targets=tuple(args.lora_targets), lora_dropout=args.lora_dropout, loss_impl=args.loss,
-        loss_chunk_tokens=args.loss_chunk, keep_logits=args.keep_logits, dropout=args.dropout, overheads=ov,
-        gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
-        zero=args.zero, microbatches=args.microbatches, offload=args.offload,
-        reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard,
-        transformers_version=args.transformers_version)
-
-
-def _on_off(value: str | None) -> bool | None:
-    return None if value is None else value == "on"
-
-
-def _capacity(args: argparse.Namespace) -> int | None:
-    if not args.gpu:
-        return None
-    from gpuplan.hardware.catalog import get_gpu
-    return get_gpu(args.gpu).memory_usable_bytes
-
-
-def evaluate(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """(spec, report, payload) for the parsed options."""
-    from gpuplan.train.engine import estimate_training
-
-    spec = model_from_args(args, allow_params_only=True)
-    cfg = config_from_args(args)
-    cap = _capacity(args)
-    report = estimate_training(spec, cfg, params_total=args.params, capacity_bytes=cap)
-    _add_notes(args, cfg, spec, report.memory)
-    args.resolved = cfg  # the stack-resolved settings, for the text summary
-    payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": args.gpu, **report.as_dict()}
-    if args.max_batch or args.max_seq:
-        if cap is None or spec is None:
-            raise InputError("--max-batch" if args.max_batch else "--max-seq", True,
-                             "needs --gpu and a model with dimensions")
-        from gpuplan.train.search import max_batch, max_seq
-        if args.max_batch:
-            payload["max_batch"] = max_batch(spec, cfg, cap)
-        if args.max_seq:
-            payload["max_seq"] = max_seq(spec, cfg, cap)
-    if getattr(args, "explain", False):
-        payload["terms"] = [t.as_dict() for t in report.memory.terms]
-    return spec, report, payload
-
-
-def _add_notes(args: argparse.Namespace, cfg: C.TrainConfig, spec: Any, memory: Any) -> None:
-    """Notes about the inputs themselves: a precision the framework maps to another, a sequence beyond the
-    model's context length (inference refuses one; training still runs, with position embeddings it never learnt)."""
-    from gpuplan.train.precision import framework_precision_note
-
-    note = framework_precision_note(args.precision, cfg.framework)
-    if note:
-        memory.assumptions = [*memory.assumptions, note]
-    if spec is None or spec.family == "custom" or not args.model:
-        return
-    from gpuplan.infer.source import max_context, raw_config
-
-    limit, why = max_context(spec, raw_config(args.model))
-    if args.seq > limit:
-        memory.warnings = [*memory.warnings, f"--seq {args.seq:,} is beyond the model's context length {limit:,} "
-                           f"({why}): the memory is estimated, but positions past it were never trained; extend "
-                           "the context (RoPE scaling) before training at this length"]
-
-
-def payload(args: argparse.Namespace) -> dict[str, Any]:
-    """The JSON of ``gpuplan train --json`` (used in-process by the advisor, sweep and compare)."""
-    return evaluate(args)[2]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,13 +27,12 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
 
     lang = lang_of(args)
     m = report.memory
-    cfg = args.resolved if hasattr(args, "resolved") else config_from_args(args)
     lines = []
     name = spec.name if spec else t("train.params_name", lang, params=format_count(report.params_total))
     lines.append(t("train.summary", lang, name=name, params=format_count(report.params_total),
                    trainable=format_count(report.params_trainable), batch=args.batch, seq=args.seq,
-                   precision=args.precision, optimizer=cfg.optimizer, impl=cfg.optimizer_impl,
-                   recompute=cfg.recompute, method=args.method))
+                   precision=args.precision, optimizer=report.config.optimizer, impl=report.config.optimizer_impl,
+                   recompute=report.config.recompute, method=args.method))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
                  + f"  ({m.peak_phase})"))
@@ -150,4 +69,3 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.extend(term_lines(m.terms))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     return "\n".join(lines)
-

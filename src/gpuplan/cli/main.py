@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args._run(args) or 0)
         if getattr(args, "plot", None) and args.command in _PLOT_COMMANDS:
+            from gpuplan.commands import payload_function
             from gpuplan.plot import plot_payload
 
-            plot_payload(args, importlib.import_module(dict(COMMANDS)[args.command]).payload(args))
+            plot_payload(args, payload_function(args.command)(args))
         return code
     except InputError as exc:
         print(f"gpuplan {args.command}: error: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""Text blocks that several commands print: explained terms, assumptions and warnings."""
+"""Text that several commands print: tables, explained terms, assumptions and warnings."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Iterable, Sequence
 
 from gpuplan.report import Term
@@ -50,3 +51,27 @@ def note_lines(assumptions: Sequence[str], warnings: Sequence[str], lang: str) -
         lines.append(t("section.warnings", lang) + ":")
         lines.extend(f"  ! {w}" for w in warnings)
     return lines
+
+
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and fullwidth characters (Chinese) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """Plain-text table; ``align`` is one char per column ('l' or 'r'), default: first left, rest right.
+    Widths are terminal columns, so Chinese labels line up."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def pad(c: str, w: int, a: str) -> str:
+        fill = " " * (w - display_width(c))
+        return c + fill if a == "l" else fill + c
+
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(pad(c, w, a) for c, w, a in zip(r, widths, align)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

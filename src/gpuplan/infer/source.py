@@ -5,7 +5,6 @@ pre-quantized checkpoint's ``quantization_config`` and RoPE scaling (which raise
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from gpuplan.errors import InputError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.limits import MAX_MODEL_NAME_CHARS
@@ -61,6 +62,33 @@ def resolve_model(name: str) -> ModelSpec:
         return spec_from_config(fetch_hub_config(name), name=name.split("/")[-1].lower(), source=name)
     raise InputError("model", name, "is not a preset, a Hugging Face id or a config.json path",
                      hint="closest presets: " + ", ".join(closest_presets(name)) + "; list them with `gpuplan models`")
+
+
+def model_from_options(values: Any, *, allow_params_only: bool = False) -> ModelSpec | None:
+    """The model that option values name: MODEL or the raw dimensions (``--layers``, ``--hidden``, ``--heads``...);
+    ``None`` when only ``--params`` was given and ``allow_params_only``. ``values`` is read by attribute (checked
+    :class:`gpuplan.options.Values` or parsed command-line arguments)."""
+    model = getattr(values, "model", None)
+    dims = {k: getattr(values, k, None) for k in ("layers", "hidden", "heads")}
+    if model:
+        if any(dims.values()):
+            raise InputError("model", model, "give MODEL or --layers/--hidden/--heads, not both")
+        return resolve_model(model)
+    if any(dims.values()):
+        missing = [f"--{k}" for k, v in dims.items() if not v]
+        if missing:
+            raise InputError(missing[0], None, "is required with raw dimensions (--layers, --hidden and --heads)")
+        extra = {k: getattr(values, k, None) for k in ("kv_heads", "ffn", "vocab", "head_dim", "experts", "top_k")}
+        return spec_from_dims(layers=dims["layers"], hidden=dims["hidden"], heads=dims["heads"],
+                              kv_heads=extra["kv_heads"], ffn=extra["ffn"], vocab=extra["vocab"] or 32000,
+                              head_dim=extra["head_dim"], experts=extra["experts"] or 0, top_k=extra["top_k"] or 0)
+    params = getattr(values, "params", None)
+    if params:
+        if allow_params_only:
+            return None
+        raise InputError("--params", params, "is not enough for this command: give MODEL or the dimensions")
+    raise InputError("model", None, "missing: give a preset id (see `gpuplan models`), a config.json path, "
+                     "or --layers/--hidden/--heads")
 
 
 def fetch_hub_config(repo_id: str) -> dict:

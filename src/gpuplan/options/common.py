@@ -19,7 +19,8 @@ DIMENSIONS = (
     _dim("layers", "number of transformer layers", "Transformer 层数"),
     _dim("hidden", "hidden size", "隐藏层维度"),
     _dim("heads", "attention heads", "注意力头数"),
-    _dim("kv_heads", "key/value heads (GQA/MQA); default = heads", "键/值头数（GQA/MQA）；默认等于注意力头数"),
+    _dim("kv_heads", "key/value heads (GQA/MQA); default = heads",
+         "键/值头数（GQA/MQA）；默认等于注意力头数"),
     _dim("head_dim", "head dimension; default hidden/heads", "每个头的维度；默认 hidden/heads"),
     _dim("ffn", "MLP intermediate size; default 8h/3 rounded to 256 (gated)",
          "MLP 中间层维度；默认 8h/3 向上取整到 256（门控）"),
@@ -41,7 +42,8 @@ LANG = Option("lang", "choice", "--lang", choices=("en", "zh"), api=False,
 ADVISE = Option("advise", "flag", "--advise", default=False,
                 help="when it does not fit (or to save memory): every change that helps, re-estimated, "
                      "ranked by its cost in speed (needs --gpu)",
-                help_zh="放不下时（或为了省显存）：列出每个有帮助的改动，重新估算，并按速度代价排序（需要 --gpu）")
+                help_zh="放不下时（或为了省显存）：列出每个有帮助的改动，"
+                        "重新估算，并按速度代价排序（需要 --gpu）")
 CONFIG = Option("config", "text", "--config", metavar="FILE", api=False,
                 help="scenario file (.toml, or .yaml with PyYAML) holding any of these options; options "
                      "given on the command line win")

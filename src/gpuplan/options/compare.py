@@ -9,7 +9,9 @@ from gpuplan.options.field import Option
 COMPARE = CommandOptions(
     "compare",
     help="two or more scenario files side by side",
-    description='Evaluate scenario files (see `--config` on train/infer) with the command each names (`command = "train"`, the default, or "infer") and show their options, memory per GPU and fit side by side.',
+    description='Evaluate scenario files (see `--config` on train/infer) with the command each names '
+                '(`command = "train"`, the default, or "infer") and show their options, memory per GPU and fit side '
+                'by side.',
     options=(
         Option(
             "scenarios",

@@ -9,7 +9,8 @@ from gpuplan.options.field import Option
 GPUS = CommandOptions(
     "gpus",
     help="the hardware catalog: memory, peak FLOP/s per dtype, bandwidth, interconnect",
-    description="The accelerator catalog. Peak FLOP/s are dense (no sparsity); memory is what a process sees (usable) next to the datasheet figure (marketed).",
+    description="The accelerator catalog. Peak FLOP/s are dense (no sparsity); memory is what a process sees (usable) "
+                "next to the datasheet figure (marketed).",
     options=(
         Option("query", "positional", default="", help="substring of the id, name or vendor", nargs="?", api=False),
         JSON,

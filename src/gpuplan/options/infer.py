@@ -20,7 +20,8 @@ DEFAULT_CONTEXT = 4096
 INFER = CommandOptions(
     "infer",
     help="memory per GPU for serving, KV cache, how many sequences fit, speed",
-    description="Serving memory per GPU (weights in any format, KV cache, prefill/decode peak), the KV capacity and concurrency an engine gets, and a roofline speed estimate.",
+    description="Serving memory per GPU (weights in any format, KV cache, prefill/decode peak), the KV capacity and "
+                "concurrency an engine gets, and a roofline speed estimate.",
     options=(
         *MODEL_OPTIONS,
         JSON,

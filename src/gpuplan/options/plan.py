@@ -10,7 +10,9 @@ from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 PLAN = CommandOptions(
     "plan",
     help="the parallel layouts that fit, ranked",
-    description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO (full or hybrid sharding) x micro-batch x recompute, keep the layouts the training-memory engine says fit, rank them by a transparent step-time model, and explain why the winner wins. Give --gpus N, or --tokens and --days.",
+    description="Search TP x PP (x VPP) x DP x EP x CP x ZeRO (full or hybrid sharding) x micro-batch x recompute, "
+                "keep the layouts the training-memory engine says fit, rank them by a transparent step-time model, and "
+                "explain why the winner wins. Give --gpus N, or --tokens and --days.",
     options=(
         *MODEL_OPTIONS,
         JSON,

@@ -9,7 +9,8 @@ from gpuplan.options.field import Option
 SERVE = CommandOptions(
     "serve",
     help="the web page and the JSON API",
-    description="Serve the page at / and the JSON API under /api/v1/ (OpenAPI docs at /docs). Needs the [web] extra: pip install 'gpuplan[web]'.",
+    description="Serve the page at / and the JSON API under /api/v1/ (OpenAPI docs at /docs). Needs the [web] extra: "
+                "pip install 'gpuplan[web]'.",
     options=(
         Option(
             "host",
@@ -38,14 +39,16 @@ SERVE = CommandOptions(
             "time_limit",
             "float",
             "--time-limit",
-            help="seconds a slow request (a layout search, advice) may take before it is answered 504 (default 120, or GPUPLAN_WEB_TIME_LIMIT)",
+            help="seconds a slow request (a layout search, advice) may take before it is answered 504 (default 120, or "
+                 "GPUPLAN_WEB_TIME_LIMIT)",
             metavar="S",
         ),
         Option(
             "max_queue",
             "int",
             "--max-queue",
-            help="slow requests that may wait for a worker thread; more are answered 503 (default 8, or GPUPLAN_WEB_MAX_QUEUE)",
+            help="slow requests that may wait for a worker thread; more are answered 503 (default 8, or "
+                 "GPUPLAN_WEB_MAX_QUEUE)",
             metavar="N",
         ),
         LANG,

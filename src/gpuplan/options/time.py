@@ -21,7 +21,8 @@ PRECISION_DTYPE = {
 TIME = CommandOptions(
     "time",
     help="FLOPs, days, GPU count, GPU-hours and cost of a training run",
-    description="Training FLOPs (6·P per token plus attention), then days = FLOPs / (peak × GPUs × MFU). Give two of --gpus, --days and --mfu and the third is solved for. Works with --params P alone (no MODEL).",
+    description="Training FLOPs (6·P per token plus attention), then days = FLOPs / (peak × GPUs × MFU). Give two of "
+                "--gpus, --days and --mfu and the third is solved for. Works with --params P alone (no MODEL).",
     options=(
         *MODEL_OPTIONS,
         JSON,
@@ -36,7 +37,8 @@ TIME = CommandOptions(
             "mfu",
             "real",
             "--mfu",
-            help="model FLOPs utilization as a fraction (0.40); default: published figure for the GPU family and cluster size",
+            help="model FLOPs utilization as a fraction (0.40); default: published figure for the GPU family and "
+                 "cluster size",
             bounds=(("gt", 0), ("le", 1)),
         ),
         Option(
@@ -65,7 +67,8 @@ TIME = CommandOptions(
             "choice",
             "--attention-flops",
             default="full",
-            help="attention term: full = 12·L·h·s (torchtitan, MosaicML, Megatron papers, Llama 3), causal = half (NeMo), none = plain 6·P (default full)",
+            help="attention term: full = 12·L·h·s (torchtitan, MosaicML, Megatron papers, Llama 3), causal = half "
+                 "(NeMo), none = plain 6·P (default full)",
             group="FLOP counting",
             choices=("full", "causal", "none"),
         ),
@@ -166,7 +169,10 @@ TIME = CommandOptions(
             "flag",
             "--check",
             default=False,
-            help="exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, or (full training with --gpu) the GPU count, given or solved, is below the fewest of those GPUs that hold the training states (weights, gradients, AdamW states under --precision) fully sharded, ZeRO-3; either case also prints a warning, with or without --check",
+            help="exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, or (full "
+                 "training with --gpu) the GPU count, given or solved, is below the fewest of those GPUs that hold the "
+                 "training states (weights, gradients, AdamW states under --precision) fully sharded, ZeRO-3; either "
+                 "case also prints a warning, with or without --check",
             api=False,
         ),
         LANG,

@@ -20,7 +20,9 @@ from gpuplan.versions import DEFAULT_TRANSFORMERS
 TRAIN = CommandOptions(
     "train",
     help="memory per GPU for training or fine-tuning, and whether it fits",
-    description="Per-GPU memory of one steady-state training step: weights, gradients, optimizer states, master weights, activations, logits, buffers, the phase-aware peak (what torch.cuda.max_memory_allocated() shows) and the device total.",
+    description="Per-GPU memory of one steady-state training step: weights, gradients, optimizer states, master "
+                "weights, activations, logits, buffers, the phase-aware peak (what torch.cuda.max_memory_allocated() "
+                "shows) and the device total.",
     options=(
         *MODEL_OPTIONS,
         JSON,
@@ -35,7 +37,8 @@ TRAIN = CommandOptions(
             "choice",
             "--precision",
             default="bf16",
-            help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half params + fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)",
+            help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half params + "
+                 "fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)",
             group="workload",
             choices=C.PRECISIONS,
         ),
@@ -252,7 +255,9 @@ TRAIN = CommandOptions(
             "dp_shard",
             "count",
             "--dp-shard",
-            help="hybrid sharding (HSDP, DeepSpeed MiCS, Megatron optimizer instances): with --zero 1-3, shard states (and FSDP2/ZeRO-3 parameters) over N·cp ranks, replicate over dp/N groups; N divides dp (default: all data-parallel ranks)",
+            help="hybrid sharding (HSDP, DeepSpeed MiCS, Megatron optimizer instances): with --zero 1-3, shard states "
+                 "(and FSDP2/ZeRO-3 parameters) over N·cp ranks, replicate over dp/N groups; N divides dp (default: "
+                 "all data-parallel ranks)",
             group="parallel layout (per GPU, most loaded rank)",
             metavar="N",
         ),
@@ -277,7 +282,8 @@ TRAIN = CommandOptions(
             "flag",
             "--no-reshard",
             default=False,
-            help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward (reshard_after_forward=False)",
+            help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward "
+                 "(reshard_after_forward=False)",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(

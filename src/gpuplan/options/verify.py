@@ -18,7 +18,10 @@ from gpuplan.verify.setup import (
 VERIFY = CommandOptions(
     "verify",
     help="runs the real model in PyTorch and compares measured memory with the estimate",
-    description="Build the Hugging Face transformers model from its config (random weights, no download), run the step the estimate describes (a steady-state training step, or an inference prefill) and print estimate vs measurement per component and for the peak. Default back end: a CPU trace on fake tensors (no GPU needed); --device cuda runs it for real. Needs gpuplan[verify].",
+    description="Build the Hugging Face transformers model from its config (random weights, no download), run the step "
+                "the estimate describes (a steady-state training step, or an inference prefill) and print estimate vs "
+                "measurement per component and for the peak. Default back end: a CPU trace on fake tensors (no GPU "
+                "needed); --device cuda runs it for real. Needs gpuplan[verify].",
     epilog="error = (estimate - measured) / measured; negative = underestimate (an OOM risk).",
     options=(
         *MODEL_OPTIONS,

@@ -7,7 +7,7 @@ default), SDPA attention, no recompute, full fine-tuning, every parallel degree 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 from gpuplan.errors import InputError
 from gpuplan.versions import transformers_release

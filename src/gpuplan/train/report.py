@@ -21,6 +21,7 @@ class TrainReport:
     phases: list[Phase] = field(default_factory=list)
     host_bytes: int = 0
     per_rank: list[dict[str, object]] = field(default_factory=list)
+    config: object | None = None  # the TrainConfig as resolved (stack defaults filled in), for the summary
 
     @property
     def headroom_bytes(self) -> int | None:

@@ -8,8 +8,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from gpuplan.commands.registry import Command, evaluate
 from gpuplan.errors import InputError
-from gpuplan.cli.bridge import Command, evaluate
 from gpuplan.web.jsonsafe import echo, find_non_finite, show
 from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
 

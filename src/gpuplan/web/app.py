@@ -18,11 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpuplan import __version__
+from gpuplan.commands.registry import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.errors import InputError
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
-from gpuplan.cli.bridge import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.web.fastpath import FastPath
 from gpuplan.web.jsonsafe import NON_FINITE_RULE, NonFiniteNumber, echo
 from gpuplan.web.jsonsafe import loads as strict_loads

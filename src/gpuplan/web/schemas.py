@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gpuplan.cli.bridge import Command
+from gpuplan.commands.registry import Command
 from gpuplan.limits import MAX_SAFE_INT
 from gpuplan.options import Option
 from gpuplan.web.limits import MAX_MODEL_NAME_CHARS

@@ -45,6 +45,10 @@
     return d[key] !== undefined ? d[key] : (window.GP_I18N.en[key] !== undefined ? window.GP_I18N.en[key] : key);
   }
   function optLabel(o) { return (window.GP_I18N[st.lang].opt || {})[o.name] || o.flag; }
+  // Help in the page's language: a text of i18n.js, else the option's own help_zh (from /api/v1/options), else English.
+  function optHelp(o) {
+    return (window.GP_I18N[st.lang].help || {})[o.name] || (st.lang === "zh" && o.help_zh) || o.help;
+  }
   function compLabel(k) { return (t("comp") || {})[k] || k.replace(/_bytes$/, "").replace(/_/g, " "); }
   function applyLang() {
     document.documentElement.lang = st.lang === "zh" ? "zh-CN" : "en";
@@ -437,7 +441,7 @@
     if (o.kind === "bool") {
       const on = val === undefined || val === "" ? Boolean(o.default) : (val === "1" || val === "true");
       input = el("input", { type: "checkbox", id, "data-opt": o.name, checked: on, onchange: onChange });
-      return el("div", { class: "field check" }, input, el("label", { for: id, text: optLabel(o), title: o.help }));
+      return el("div", { class: "field check" }, input, el("label", { for: id, text: optLabel(o), title: optHelp(o) }));
     }
     if (o.kind === "choice") {
       input = el("select", { id, "data-opt": o.name, onchange: onChange },
@@ -451,7 +455,7 @@
         oninput: onChange,
       });
     }
-    const help = (window.GP_I18N[st.lang].help || {})[o.name] || o.help;
+    const help = optHelp(o);
     return el("div", { class: "field" }, el("label", { for: id, text: optLabel(o), title: o.flag }), input,
       help ? el("small", { class: "help", text: help }) : null);
   }

@@ -1,4 +1,5 @@
-// Page text in English and Chinese. Option labels fall back to the CLI flag, help to the CLI's own help text.
+// Page text in English and Chinese. Option labels fall back to the CLI flag; help to the option's help_zh (zh),
+// then its English help.
 "use strict";
 window.GP_I18N = {
   en: {

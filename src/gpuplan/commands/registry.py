@@ -1,8 +1,10 @@
-"""Option values to a command's JSON, for the web API (``gpuplan.web``) and the Python API (``gpuplan.api``).
+"""The commands the web API (``gpuplan.web``) and the Python API (``gpuplan.api``) offer, and option values to
+a command's JSON.
 
 Each command's options are its declarations in :mod:`gpuplan.options` (the same ones the command line's parser is
 generated from): the values are checked and converted by them, the command's defaults fill in the rest, and the
-command's ``payload`` computes the JSON that ``--json`` prints. No argument list and no parser is involved.
+command's ``payload`` (:mod:`gpuplan.commands`) computes the JSON that ``--json`` prints, with the advice under
+``advise``. No argument list and no parser is involved.
 
 Options that name files or only shape the printed text (``--config``, ``--plot``, ``--json``...) are not offered.
 Which models a caller may name is the caller's rule: the web API takes presets and pasted configs only
@@ -12,15 +14,15 @@ command line takes.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Callable, Iterable
 
-from gpuplan.limits import COUNT_BOUNDS, MAX_SAFE_INT  # noqa: F401 - MAX_SAFE_INT re-exported
+from gpuplan.commands import payload_function
+from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.options import CommandOptions, Option, command_options
 
-# Commands the API offers, in the order the CLI lists them.
+# Commands the APIs offer, in the order the CLI lists them.
 API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
 # Computing commands take a model (preset, pasted config or raw dimensions).
 MODEL_COMMANDS = ("params", "train", "infer", "time", "plan")
@@ -64,8 +66,7 @@ class Command:
 @lru_cache(maxsize=1)
 def load_commands(names: tuple[str, ...] = API_COMMANDS) -> dict[str, Command]:
     """The API's commands, keyed by name."""
-    return {name: Command(name, command_options(name),
-                          importlib.import_module(f"gpuplan.cli.cmd_{name}").payload) for name in names}
+    return {name: Command(name, command_options(name), payload_function(name)) for name in names}
 
 
 def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any:
@@ -75,14 +76,14 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     checked = command.spec.check(values, offered=table.values())
     if model is not None:
         checked["model"] = model
-    args = command.spec.values(checked)
+    opts = command.spec.values(checked)
     if "json" in command.spec.by_name:
-        args.json = True
-    out = command.payload(args)
-    if getattr(args, "advise", False):
+        opts.json = True
+    out = command.payload(opts)
+    if getattr(opts, "advise", False):
         from gpuplan.advise import attach_advice
 
-        attach_advice(args, command.name, out)
+        attach_advice(opts, command.name, out)
     return out
 
 

@@ -1,0 +1,67 @@
+"""``gpuplan infer MODEL``: memory per GPU for serving, KV cache, how many sequences fit, how fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
+from gpuplan.infer.engines import HfProfile, VllmProfile
+from gpuplan.infer.parallel import ServingLayout
+from gpuplan.infer.quant import format_from_quantization_config, normalize_dtype, parse_weights
+from gpuplan.infer.source import config_dtype, max_context, quantization_config, raw_config
+from gpuplan.infer.speed import SpeedAssumptions
+from gpuplan.model.resolve import model_from_options
+from gpuplan.model.spec import ModelSpec
+from gpuplan.options.infer import DEFAULT_CONTEXT
+from gpuplan.units import GiB
+
+
+def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
+    """(spec, InferConfig) for the option values."""
+    from gpuplan.hardware.catalog import get_gpu
+
+    spec = model_from_options(values)
+    raw = raw_config(values.model)
+    dtype = normalize_dtype(values.dtype, "--dtype") if values.dtype else config_dtype(raw)
+    if values.weights.strip().lower() == "auto":
+        qc = quantization_config(raw)
+        fmt = format_from_quantization_config(qc, dtype) if qc else parse_weights(dtype, dtype=dtype)
+    else:
+        fmt = parse_weights(values.weights, dtype=dtype, group_size=values.group_size)
+    limit, why = max_context(spec, raw, values.rope_scaling)
+    context = values.context or min(DEFAULT_CONTEXT, limit)
+    kv_dtype = None if values.kv_dtype.strip().lower() == "auto" else values.kv_dtype
+    vllm = VllmProfile(gpu_memory_utilization=values.gpu_memory_utilization, block_size=values.block_size,
+                       max_num_seqs=values.max_num_seqs, max_num_batched_tokens=values.max_num_batched_tokens,
+                       enforce_eager=values.enforce_eager,
+                       non_torch_bytes=None if values.non_torch_gib is None else int(values.non_torch_gib * GiB),
+                       cuda_graph_bytes=int(values.cuda_graph_gib * GiB))
+    if values.gpu_memory_utilization > 1:
+        raise InputError("--gpu-memory-utilization", values.gpu_memory_utilization, "must be in (0, 1]")
+    cfg = InferConfig(
+        batch=values.batch, context=context, prompt=values.prompt, weights=fmt, kv_dtype=kv_dtype,
+        engine=values.engine, layout=ServingLayout(tp=values.tp, pp=values.pp, ep=values.ep, dp=values.dp),
+        gpu=get_gpu(values.gpu) if values.gpu else None,
+        gpu_memory_bytes=int(values.gpu_memory_gib * GiB) if values.gpu_memory_gib else None,
+        max_context=limit, max_context_source=why, vllm=vllm,
+        hf=HfProfile(cuda_context_bytes=int(values.cuda_context_gib * GiB)),
+        speed=SpeedAssumptions(compute_efficiency=values.compute_efficiency,
+                               bandwidth_efficiency=values.bandwidth_efficiency))
+    return spec, cfg
+
+
+def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str, Any]]:
+    """(spec, config, report, payload) for the option values."""
+    spec, cfg = config_from_options(values)
+    report = estimate_inference(spec, cfg)
+    out = report.as_dict()
+    if getattr(values, "explain", False):
+        out["terms"] = [t.as_dict() for t in report.memory.terms]
+    return spec, cfg, report, out
+
+
+def payload(values: Any) -> dict[str, Any]:
+    """The JSON of ``gpuplan infer --json`` (without the advice; used in-process by the advisor, sweep and
+    compare)."""
+    return evaluate(values)[3]

@@ -1,0 +1,95 @@
+"""``gpuplan train MODEL``: memory per GPU for one training or fine-tuning step, and whether it fits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gpuplan.errors import InputError
+from gpuplan.model.resolve import model_from_options
+from gpuplan.model.spec import ModelSpec
+from gpuplan.train import config as C
+
+if TYPE_CHECKING:
+    from gpuplan.train.report import TrainReport
+
+
+def config_from_options(values: Any) -> C.TrainConfig:
+    ov = C.Overheads(cuda_context_bytes=values.cuda_context, workspace_bytes=values.workspace,
+                     allocator_reserve_fraction=values.allocator_reserve)
+    return C.TrainConfig(
+        batch=values.batch, seq=values.seq, grad_accum=values.grad_accum, precision=values.precision,
+        stack=values.stack, framework=values.framework, optimizer=values.optimizer,
+        optimizer_impl=values.optimizer_impl, optimizer_in_backward=_on_off(values.optimizer_in_backward),
+        recompute=values.recompute, selective_policy=values.selective_policy,
+        loss_parallel=_on_off(values.loss_parallel), cuda_module_loading=values.cuda_module_loading,
+        attention=values.attention, activation_model=values.activation_model,
+        method=values.method, trainable=tuple(values.trainable), lora_rank=values.lora_rank,
+        lora_targets=tuple(values.lora_targets), lora_dropout=values.lora_dropout, loss_impl=values.loss,
+        loss_chunk_tokens=values.loss_chunk, keep_logits=values.keep_logits, dropout=values.dropout, overheads=ov,
+        gpus=values.gpus, dp=values.dp, tp=values.tp, pp=values.pp, ep=values.ep, cp=values.cp, vpp=values.vpp,
+        sp=values.sp, zero=values.zero, microbatches=values.microbatches, offload=values.offload,
+        reshard_after_forward=not values.no_reshard, dp_shard=values.dp_shard,
+        transformers_version=values.transformers_version)
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+def _capacity(values: Any) -> int | None:
+    if not values.gpu:
+        return None
+    from gpuplan.hardware.catalog import get_gpu
+
+    return get_gpu(values.gpu).memory_usable_bytes
+
+
+def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, Any]]:
+    """(spec, report, payload) for the option values; spec is None when only ``--params`` was given."""
+    from gpuplan.train.engine import estimate_training
+
+    spec = model_from_options(values, allow_params_only=True)
+    cfg = config_from_options(values)
+    cap = _capacity(values)
+    report = estimate_training(spec, cfg, params_total=values.params, capacity_bytes=cap)
+    _add_notes(values, cfg, spec, report.memory)
+    report.config = cfg  # the stack-resolved settings, for the text summary
+    payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": values.gpu, **report.as_dict()}
+    if values.max_batch or values.max_seq:
+        if cap is None or spec is None:
+            raise InputError("--max-batch" if values.max_batch else "--max-seq", True,
+                             "needs --gpu and a model with dimensions")
+        from gpuplan.train.search import max_batch, max_seq
+
+        if values.max_batch:
+            payload["max_batch"] = max_batch(spec, cfg, cap)
+        if values.max_seq:
+            payload["max_seq"] = max_seq(spec, cfg, cap)
+    if getattr(values, "explain", False):
+        payload["terms"] = [t.as_dict() for t in report.memory.terms]
+    return spec, report, payload
+
+
+def _add_notes(values: Any, cfg: C.TrainConfig, spec: ModelSpec | None, memory: Any) -> None:
+    """Notes about the inputs themselves: a precision the framework maps to another, a sequence beyond the
+    model's context length (inference refuses one; training still runs, with position embeddings it never learnt)."""
+    from gpuplan.train.precision import framework_precision_note
+
+    note = framework_precision_note(values.precision, cfg.framework)
+    if note:
+        memory.assumptions = [*memory.assumptions, note]
+    if spec is None or spec.family == "custom" or not values.model:
+        return
+    from gpuplan.infer.source import max_context, raw_config
+
+    limit, why = max_context(spec, raw_config(values.model))
+    if values.seq > limit:
+        memory.warnings = [*memory.warnings, f"--seq {values.seq:,} is beyond the model's context length {limit:,} "
+                           f"({why}): the memory is estimated, but positions past it were never trained; extend "
+                           "the context (RoPE scaling) before training at this length"]
+
+
+def payload(values: Any) -> dict[str, Any]:
+    """The JSON of ``gpuplan train --json`` (without the advice; used in-process by the advisor, sweep and
+    compare)."""
+    return evaluate(values)[2]
