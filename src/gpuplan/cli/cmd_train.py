@@ -34,7 +34,11 @@ def config_from_args(args: argparse.Namespace) -> C.TrainConfig:
         gpus=args.gpus, dp=args.dp, tp=args.tp, pp=args.pp, ep=args.ep, cp=args.cp, vpp=args.vpp, sp=args.sp,
         zero=args.zero, microbatches=args.microbatches, offload=args.offload,
         reshard_after_forward=not args.no_reshard, dp_shard=args.dp_shard,
-        transformers_version=args.transformers_version)
+        transformers_version=args.transformers_version, qlora_base=args.qlora_base,
+        qlora_group_size=args.qlora_group_size, recompute_offload=_on_off(args.recompute_offload),
+        ds_reduce_bucket=args.ds_reduce_bucket, ds_overlap_comm=args.ds_overlap_comm,
+        ds_contiguous_gradients=_on_off(args.ds_contiguous_gradients), ds_prefetch_bucket=args.ds_prefetch_bucket,
+        ds_max_live_params=args.ds_max_live_params)
 
 
 def _on_off(value: str | None) -> bool | None:
