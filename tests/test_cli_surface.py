@@ -61,7 +61,9 @@ SURFACE = {
             "--method", "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl",
             "--optimizer-in-backward", "--per-rank", "--plot", "--pp", "--precision", "--recompute",
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
-            "--transformers-version", "--vpp", "--workspace", "--zero"
+            "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
+            "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
+            "--ds-prefetch-bucket", "--ds-max-live-params"
         }),
     ),
     "infer": Surface(
@@ -123,7 +125,8 @@ SURFACE = {
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
             "--tp", "--trainable", "--transformers-version", "--values", "--vpp", "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
-            "--stack"
+            "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
+            "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params"
         }),
     ),
     "compare": Surface(

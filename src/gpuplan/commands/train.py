@@ -29,7 +29,11 @@ def config_from_options(values: Any) -> C.TrainConfig:
         gpus=values.gpus, dp=values.dp, tp=values.tp, pp=values.pp, ep=values.ep, cp=values.cp, vpp=values.vpp,
         sp=values.sp, zero=values.zero, microbatches=values.microbatches, offload=values.offload,
         reshard_after_forward=not values.no_reshard, dp_shard=values.dp_shard,
-        transformers_version=values.transformers_version)
+        transformers_version=values.transformers_version, qlora_base=values.qlora_base,
+        qlora_group_size=values.qlora_group_size, recompute_offload=_on_off(values.recompute_offload),
+        ds_reduce_bucket=values.ds_reduce_bucket, ds_overlap_comm=values.ds_overlap_comm,
+        ds_contiguous_gradients=_on_off(values.ds_contiguous_gradients), ds_prefetch_bucket=values.ds_prefetch_bucket,
+        ds_max_live_params=values.ds_max_live_params)
 
 
 def _on_off(value: str | None) -> bool | None:

@@ -100,6 +100,15 @@ TRAIN = CommandOptions(
             group="workload",
             choices=C.SELECTIVE_POLICIES,
         ),
+        Option(
+            "recompute_offload",
+            "choice",
+            "--recompute-offload",
+            help="on: with --recompute full each checkpointed layer's input is kept in host memory (Unsloth's "
+            "offloaded gradient checkpointing) (default: the stack's, off)",
+            group="workload",
+            choices=("on", "off"),
+        ),
         Option("attention", "choice", "--attention", default="sdpa", group="workload", choices=C.ATTENTIONS),
         Option(
             "activation_model",
@@ -178,6 +187,24 @@ TRAIN = CommandOptions(
         ),
         Option(
             "lora_dropout", "real", "--lora-dropout", default=0.0, group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
+        ),
+        Option(
+            "qlora_base",
+            "choice",
+            "--qlora-base",
+            default="nf4",
+            help="the 4-bit base of --method qlora: nf4 (bitsandbytes) or gptq (an AutoGPTQ int4 checkpoint, e.g. "
+            "Qwen-*-Chat-Int4: its matmuls keep each dequantized fp16 weight for backward)",
+            group="fine-tuning",
+            choices=C.QLORA_BASES,
+        ),
+        Option(
+            "qlora_group_size",
+            "count",
+            "--qlora-group-size",
+            default=128,
+            help="GPTQ group size (the checkpoint's quantization_config group_size, default 128)",
+            group="fine-tuning",
         ),
         Option(
             "gpus",
@@ -285,6 +312,50 @@ TRAIN = CommandOptions(
             help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward "
                  "(reshard_after_forward=False)",
             group="parallel layout (per GPU, most loaded rank)",
+        ),
+        Option(
+            "ds_reduce_bucket",
+            "count",
+            "--ds-reduce-bucket",
+            help="DeepSpeed reduce_bucket_size in elements: ZeRO-1/2's ipg buffer through backward, ZeRO-3's "
+            "reduce bucket (default: the stack's, DeepSpeed's 5e8)",
+            group="parallel layout (per GPU, most loaded rank)",
+            metavar="ELEMENTS",
+        ),
+        Option(
+            "ds_overlap_comm",
+            "choice",
+            "--ds-overlap-comm",
+            help="DeepSpeed overlap_comm: on doubles ZeRO-1/2's ipg buffer; auto = DeepSpeed's default (on for "
+            "ZeRO-3 only) (default: the stack's)",
+            group="parallel layout (per GPU, most loaded rank)",
+            choices=C.DS_OVERLAP_COMM,
+        ),
+        Option(
+            "ds_contiguous_gradients",
+            "choice",
+            "--ds-contiguous-gradients",
+            help="DeepSpeed contiguous_gradients: off drops the reduce buffers (default: the stack's, on)",
+            group="parallel layout (per GPU, most loaded rank)",
+            choices=("on", "off"),
+        ),
+        Option(
+            "ds_prefetch_bucket",
+            "count",
+            "--ds-prefetch-bucket",
+            help="DeepSpeed stage3_prefetch_bucket_size in elements: ZeRO-3 parameters prefetched ahead of the "
+            "layer computing (default: the stack's, 5e7)",
+            group="parallel layout (per GPU, most loaded rank)",
+            metavar="ELEMENTS",
+        ),
+        Option(
+            "ds_max_live_params",
+            "count",
+            "--ds-max-live-params",
+            help="DeepSpeed stage3_max_live_parameters in elements: caps ZeRO-3's gathered parameters (default: "
+            "the stack's, 1e9)",
+            group="parallel layout (per GPU, most loaded rank)",
+            metavar="ELEMENTS",
         ),
         Option(
             "per_rank",

@@ -4,6 +4,7 @@ FSDP2 / ZeRO-3 all-gather and reduce-scatter), placed in the phases of a step (`
 from __future__ import annotations
 
 from gpuplan.parallel.dataparallel import _fsdp_dtypes, quantized_weight_bytes, round_block
+from gpuplan.parallel.deepspeed import zero3_prefetch_bytes
 
 
 def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quantized: tuple[bool, ...] = ()) -> dict:
@@ -25,7 +26,9 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
     unsharded parameters, the prefetched all-gather of layer i-1 (none for the stage's first layer) and the
     reduce-scatter input of layer i+1 (none for the top layer, the first to reduce); without resharding layer i's
     parameters are freed at its post-backward: layer i's backward holds root + L(0..i) and no prefetch.
-    DeepSpeed ZeRO-3 gathers and prefetches like the resharding case.
+    DeepSpeed ZeRO-3 gathers like the resharding case, but prefetches in backward only what its coordinator
+    allows: at most ``stage3_prefetch_bucket_size`` elements of the next layer and what
+    ``stage3_max_live_parameters`` leaves beside the current one (``gpuplan.parallel.deepspeed``).
 
     The stage's first layer's pre-forward ('first', beyond 'act', when the root group holds parameters): the
     root group's all-gather result, R = root parameters padded to the shard degree in the compute dtype, is still
@@ -64,7 +67,8 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             t = table[lt.index]
             padded = -(-lt.dim0 // D) * D * (lt.numel // max(lt.dim0, 1))
             if quantized and quantized[lt.index] and t.layer is not None:
-                nf4 = quantized_weight_bytes(padded, cfg.qlora_block_size, cfg.qlora_double_quant)
+                nf4 = quantized_weight_bytes(padded, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_base,
+                                             t.shape, cfg.qlora_group_size)
                 gather[t.layer] = gather.get(t.layer, 0) + nf4
             elif t.layer is None:
                 root += padded
@@ -82,7 +86,10 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             if root_ag:
                 first = root_ag + 2 * ag[0] - L
             for k in range(n):
-                bwd[k] = ag[k] + (ag[k - 1] if k > 0 else 0) + (rs[k + 1] if k + 1 < n else 0) - L
+                ahead = ag[k - 1] if k > 0 else 0
+                if ds3:
+                    ahead = zero3_prefetch_bytes(ahead, ag[k], cfg.ds_prefetch_bucket, cfg.ds_max_live_params, cb)
+                bwd[k] = ag[k] + ahead + (rs[k + 1] if k + 1 < n else 0) - L
         else:
             act += root_b + sum(ag)
             fwd = (2 * L, ag[-1])

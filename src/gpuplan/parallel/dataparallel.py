@@ -6,9 +6,9 @@ optimizer, and CPU offload. Inputs are the tensors the rank holds after tensor/p
 | torch 0 (DDP) | full | full | full | gradient buckets = a second copy of the gradients | torch/nn/parallel/distributed.py (``gradient_as_bucket_view=False``) |
 | torch 1 | full | full | /D | DDP buckets | ``ZeroRedundancyOptimizer`` |
 | torch 2, 3 (FSDP2) | /D (padded dim-0 shards) | /D | /D | all-gather / reduce-scatter buffers, root unsharded | torch/distributed/fsdp/_fully_shard; traced rules in gpuplan.train.distributed |
-| deepspeed 1 | full | full | /D (+ fp32 gradient partition /D at step) | all-gather and reduce buckets | deepspeed/runtime/zero/stage_1_and_2.py |
-| deepspeed 2 | full | /D (+ reduce bucket) | /D (+ fp32 partition /D at step) | reduce bucket | same |
-| deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
+| deepspeed 1 | full | full | /D (+ fp32 gradient partition /D at step) | reduce (ipg) buckets in backward | deepspeed/runtime/zero/stage_1_and_2.py |
+| deepspeed 2 | full | /D | /D (+ fp32 partition /D at step) | reduce (ipg) buckets in backward | same |
+| deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | reduce bucket, gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
 | megatron 1 (distributed optimizer) | bf16 full | fp32 full | /D | - | Megatron-LM: 6 + 12/D bytes per parameter |
 
 D is the shard degree: dp·cp for dense tensors, dp·cp·tp/ep for routed experts under expert parallelism. With
@@ -25,6 +25,7 @@ is what the weights + gradients + master + optimizer keys sum to for ``--precisi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpuplan.model.tensors import TensorInfo
 from gpuplan.parallel.layout import Layout
@@ -32,12 +33,14 @@ from gpuplan.parallel.shard import StageShard
 from gpuplan.train.optimizer import optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, nf4_bytes
 from gpuplan.train.precision import Recipe
+from gpuplan.train.quantbase import base_weight_bytes
+
+if TYPE_CHECKING:
+    from gpuplan.parallel.deepspeed import ZeroBuckets
 
 BLOCK = 512  # CUDA caching allocator block (c10/cuda/CUDACachingAllocator.cpp kMinBlockSize)
-# DeepSpeed defaults (deepspeed/runtime/zero/config.py): buckets are counted in elements
-DS_REDUCE_BUCKET_ELEMENTS = 500_000_000
-DS_ALLGATHER_BUCKET_ELEMENTS = 500_000_000
-DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000
+# DeepSpeed stage3_param_persistence_threshold default (deepspeed/runtime/zero/config.py), in elements; the bucket
+# sizes are options (gpuplan.parallel.deepspeed)
 DS_PERSISTENCE_THRESHOLD = 100_000
 
 
@@ -81,19 +84,24 @@ def local_shape(t: TensorInfo, numel: int, dim0: int) -> tuple[int, ...]:
     return tuple(shape[:-1]) + (numel // lead,)
 
 
-def quantized_weight_bytes(numel: int, block: int, double_quant: bool) -> int:
-    """Bytes of a rank's piece of a QLoRA NF4 base weight: the 4-bit codes and block constants of ``numel``
-    elements (``gpuplan.train.peft.nf4_bytes``). The base stays 4-bit under every layout: DDP replicas each load the
+def quantized_weight_bytes(numel: int, block: int, double_quant: bool, kind: str = "nf4",
+                           shape: tuple[int, ...] = (), group_size: int = 128) -> int:
+    """Bytes of a rank's piece of a QLoRA 4-bit base weight: the 4-bit codes and block constants of ``numel``
+    elements (``gpuplan.train.peft.nf4_bytes``), or for a GPTQ base (``kind`` gptq) that fraction of the whole
+    [out, in] ``shape``'s AutoGPTQ storage (``gpuplan.train.quantbase``). The base stays 4-bit under every layout: DDP replicas each load the
     quantized model (bitsandbytes ``Linear4bit`` per process); tensor/pipeline splits hold their share of it; ZeRO-3
     and FSDP shard the packed storage like any frozen parameter (FSDP-QLoRA: bitsandbytes >= 0.43
     ``bnb_4bit_quant_storage``, Hugging Face docs "FSDP + QLoRA" and "DeepSpeed ZeRO-3 + QLoRA"; torchao
     ``NF4Tensor`` under FSDP2 in torchtune), so a shard of n elements is the NF4 size of n elements."""
-    return nf4_bytes(numel, block, double_quant)
+    if kind == "nf4" or not shape:
+        return nf4_bytes(numel, block, double_quant)
+    return base_weight_bytes(kind, numel, shape, block, double_quant, group_size)
 
 
 def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe, layout: Layout,
                 framework: str, optimizer: str, impl: str, offload: str, lora_rank: int, qlora_block_size: int = 64,
-                qlora_double_quant: bool = True) -> RankStates:
+                qlora_double_quant: bool = True, qlora_base: str = "nf4", qlora_group_size: int = 128,
+                ds_buckets: "ZeroBuckets | None" = None) -> RankStates:
     """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank).
 
     QLoRA's quantized base tensors are held as NF4 (``quantized_weight_bytes``). Adafactor's factored states
@@ -117,8 +125,8 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
         if fsdp:
             rows = -(-lt.dim0 // D)
             local = rows * (lt.numel // max(lt.dim0, 1))
-            w += round_block(quantized_weight_bytes(local, qlora_block_size, qlora_double_quant) if q
-                             else local * sb)
+            w += round_block(quantized_weight_bytes(local, qlora_block_size, qlora_double_quant, qlora_base,
+                                                    t.shape, qlora_group_size) if q else local * sb)
             if rg:
                 g += local * sb
                 trainable += lt.numel
@@ -127,8 +135,8 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
         else:
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
             held = lt.numel // D if shard_w else lt.numel
-            w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant) if q
-                  else held * recipe.param_bytes)
+            w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant, qlora_base, t.shape,
+                                         qlora_group_size) if q else held * recipe.param_bytes)
             if rg:
                 trainable += lt.numel
                 g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes
@@ -161,11 +169,10 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
         temp += trainable // layout.shard_degree * 4  # fp32 gradient partition built in step()
     if framework == "torch" and zero <= 1 and layout.dp_ranks > 1:
         persist += g  # DDP gradient buckets (gradient_as_bucket_view=False)
-    if ds and zero in (1, 2):
-        total = sum(lt.numel for lt in shard.tensors)
-        persist += min(DS_REDUCE_BUCKET_ELEMENTS, total) * recipe.grad_bytes
-        if zero == 1:
-            persist += min(DS_ALLGATHER_BUCKET_ELEMENTS, total) * recipe.param_bytes
+    if ds and ds_buckets is not None:
+        # ZeRO-3's reduce bucket is allocated once with the optimizer; ZeRO-1/2's live through backward only
+        # (gpuplan.parallel.deepspeed, placed by gpuplan.train.stage)
+        persist += ds_buckets.persistent_bytes
     if mg and zero == 0:
         temp += 0
     host = 0

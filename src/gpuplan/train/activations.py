@@ -61,6 +61,9 @@ class ActContext:
     window_mask: bool = False  # the sequence is longer than the sliding window: SDPA gets an explicit mask
     full_mask: bool = False  # every layer passes SDPA a materialised causal mask (Falcon builds it itself)
     mqa_math: bool = False  # Falcon's own SDPA call with one K/V head (gpuplan.versions.FALCON_SDPA_MATH)
+    # QLoRA over a GPTQ base: each quantized linear's matmul keeps its dequantized fp16 weight
+    # (gpuplan.train.quantbase)
+    dequant_kept: bool = False
 
 
 @dataclass
@@ -83,7 +86,8 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
            out_f: int, w_rg: bool, lora: bool) -> bool:
     """``F.linear``: grad_weight needs the input (saved when the weight trains); grad_input needs only the weight.
     Under autocast the input is cast to half per call (a new tensor each time) and the weight's half copy is
-    kept while the input needs a gradient. A LoRA adapter (PEFT ``lora.Linear``) casts the input to its fp32
+    kept while the input needs a gradient, as is a GPTQ base's dequantized fp16 weight
+    (``gpuplan.train.quantbase``). A LoRA adapter (PEFT ``lora.Linear``) casts the input to its fp32
     dtype and keeps it, plus its rank-r intermediate. Returns whether the output requires grad."""
     if w_rg:
         if c.amp and x_bytes_tok != 2 * in_f:  # autocast casts fp32 inputs; half inputs pass through
@@ -94,6 +98,9 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
             sv.save(x_key, Act(tok=x_bytes_tok))
     if c.amp and x_rg:
         sv.save(f"{name}.w_half", Act(fixed=2 * in_f * out_f))
+    if c.dequant_kept and x_rg and name not in ("router", "lm_head"):  # both stay unquantized
+        # GPTQ's torch.matmul(x, dequantized weight): the fp16 weight is saved for the input's gradient
+        sv.save(f"{name}.w_dequant", Act(fixed=2 * in_f * out_f))
     if lora:
         ab = 2 if c.amp else c.lora_bytes
         if c.lora_dropout:

@@ -61,3 +61,19 @@ def op_sac_kept(spec: ModelSpec, c: ActContext, layer: int, tp: int = 1, sp: boo
     if c.attention in ("sdpa", "flash"):
         tok += c.e * spec.num_heads * spec.head_dim / tp + 4 * spec.num_heads / tp
     return Act(tok=float(tok))
+
+
+def offloaded_inputs(kept_bytes: tuple[int, ...], offload: bool) -> tuple[tuple[int, ...], int]:
+    """(per layer, what stays on the GPU between a checkpointed layer's forward and backward; bytes in host memory).
+
+    Unsloth's offloaded gradient checkpointing (``use_gradient_checkpointing="unsloth"``; unsloth_zoo
+    gradient_checkpointing.py ``Unsloth_Offloaded_Gradient_Checkpointer``, first released in unsloth/models/
+    _utils.py, April 2024) copies each decoder layer's input to the CPU (``hidden_states.to("cpu",
+    non_blocking=True)``), runs the layer under ``no_grad`` and saves only the CPU copy; its backward copies it
+    back to the GPU and recomputes the layer there. So under full recomputation the layer inputs (``kept_bytes``)
+    move to host memory, and only the layer being recomputed holds its input on the GPU again (the rebuilt set's
+    input, which the engine counts already). The CPU can show the saved set (a CPU tensor instead of a device
+    one) but not the device residency, so this follows the source."""
+    if not offload:
+        return kept_bytes, 0
+    return (0,) * len(kept_bytes), sum(kept_bytes)

@@ -24,6 +24,8 @@ LOSS_IMPLS = ("standard", "chunked", "fused")
 SELECTIVE_POLICIES = ("attention", "op")
 CUDA_MODULE_LOADING = ("lazy", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
+QLORA_BASES = ("nf4", "gptq")
+DS_OVERLAP_COMM = ("auto", "on", "off")
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
 # every Linear except the output head.
@@ -64,11 +66,22 @@ class TrainConfig:
     lora_dropout: float = 0.0
     qlora_block_size: int = 64
     qlora_double_quant: bool = True
+    # the 4-bit base QLoRA trains over: bitsandbytes NF4 or a GPTQ checkpoint (gpuplan.train.quantbase)
+    qlora_base: str = "nf4"
+    qlora_group_size: int = 128  # GPTQ quantization_config group_size (columns per scale/zero group)
     loss_impl: str | None = None
     loss_chunk_tokens: int | None = None
     loss_parallel: bool | None = None  # tensor parallelism keeps 1/tp of the vocabulary's logits per rank
     optimizer_in_backward: bool | None = None  # each parameter stepped as soon as its gradient is accumulated
     cuda_module_loading: str | None = None  # CUDA_MODULE_LOADING: lazy (PyTorch >= 2.0) or eager (all kernels)
+    # checkpointed layer inputs kept in host memory (Unsloth's offloaded gradient checkpointing)
+    recompute_offload: bool | None = None
+    # DeepSpeed ZeRO communication buffers, in elements (gpuplan.parallel.deepspeed); used with --framework deepspeed
+    ds_reduce_bucket: int | None = None
+    ds_overlap_comm: str | None = None  # auto: DeepSpeed's rule (on for ZeRO-3 only)
+    ds_contiguous_gradients: bool | None = None
+    ds_prefetch_bucket: int | None = None
+    ds_max_live_params: int | None = None
     keep_logits: bool = False  # the training loop holds the model output (logits) through backward
     dropout: float = 0.0  # hidden and attention dropout probability (Hugging Face Llama-style models: 0)
     overheads: Overheads = field(default_factory=Overheads)
@@ -128,7 +141,9 @@ class TrainConfig:
 
 # The stack-settable fields; what the default stack (``torch``) gives each is in data/stacks/torch.toml.
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
-                "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "cuda_module_loading")
+                "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "cuda_module_loading",
+                "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
+                "ds_prefetch_bucket", "ds_max_live_params")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:
@@ -174,8 +189,9 @@ def _positive(name: str, value: object) -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise InputError naming the option, the value and the rule for any invalid setting."""
-    for name in ("batch", "seq", "grad_accum", "lora_rank", "qlora_block_size", "loss_chunk_tokens", "dp", "tp",
-                 "pp", "ep", "cp", "vpp"):
+    for name in ("batch", "seq", "grad_accum", "lora_rank", "qlora_block_size", "qlora_group_size",
+                 "loss_chunk_tokens", "dp", "tp", "pp", "ep", "cp", "vpp", "ds_reduce_bucket", "ds_prefetch_bucket",
+                 "ds_max_live_params"):
         _positive(name, getattr(cfg, name))
     _choice("--precision", cfg.precision, PRECISIONS)
     _choice("--framework", cfg.framework, FRAMEWORKS)
@@ -188,6 +204,11 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
     _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
     _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
+    _choice("--qlora-base", cfg.qlora_base, QLORA_BASES)
+    _choice("--ds-overlap-comm", cfg.ds_overlap_comm, DS_OVERLAP_COMM)
+    if cfg.recompute_offload and cfg.recompute != "full":
+        raise InputError("--recompute-offload", "on", "offloads the inputs of checkpointed layers: it needs "
+                         "--recompute full", hint="add --recompute full, or leave --recompute-offload off")
     if cfg.optimizer_in_backward and ((cfg.gpus or 1) > 1 or cfg.world_size > 1):
         raise InputError("--optimizer-in-backward", True, "is modelled for one GPU only",
                          hint="leave it off (--optimizer-in-backward off) for a parallel layout")

@@ -7,6 +7,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import ActContext
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.precision import Recipe
+from gpuplan.train.quantbase import keeps_dequantized_weight
 from gpuplan.train.states import LORA_BYTES
 from gpuplan.versions import FALCON_SDPA_MATH, transformers_release
 
@@ -25,6 +26,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",
                       batched=cfg.batch > 1,
+                      dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and cfg.seq > spec.sliding_window,
                       **release_switches(spec, cfg))

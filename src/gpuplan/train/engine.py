@@ -14,6 +14,7 @@ from gpuplan.parallel.layout import resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
 from gpuplan.train.activations import Act, ActContext
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.checkpointing import offloaded_inputs
 from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.distributed import estimate_distributed
 from gpuplan.train.korthikanti import korthikanti_layer
@@ -49,6 +50,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     loss = loss_memory(b * s, spec.vocab_size, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
     kept, full = _activation_lists(spec, cfg, acts, b, s)
+    on_gpu, host = offloaded_inputs(kept, bool(cfg.recompute_offload) and cfg.act_mode == "full")
     g = _grad_split(spec, states)
     in_bwd = bool(cfg.optimizer_in_backward)
     if in_bwd:
@@ -56,7 +58,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     bwd_extra = _bwd_extra(spec, cfg, acts, g, b, s)
     static = states.weights_bytes + states.master_weights_bytes + allocator_states_bytes(states.optimizer)
     pin = PhaseInputs(
-        static_bytes=static, kept_bytes=kept, full_bytes=full, bwd_extra_bytes=bwd_extra,
+        static_bytes=static, kept_bytes=on_gpu, full_bytes=full, bwd_extra_bytes=bwd_extra,
         # under full recompute the checkpoint holds the layer input beside its rebuilt tensors, unless the first
         # norm's saved fp32 upcast is that very tensor (fp32 residual stream)
         rebuilt_extra_bytes=_rebuilt_extra(spec, cfg, c, kept, b, s),
@@ -74,9 +76,13 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
                                     states.gradients_bytes)
     ps = phases(pin)
     top = peak(ps)
-    mem = _memory_report(spec, cfg, recipe, states, acts, loss, kept, top, b, s)
+    mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s)
+    if host:
+        mem.assumptions.append(f"checkpointed layer inputs in host memory (Unsloth offloaded gradient "
+                               f"checkpointing): {host / 2**30:.2f} GiB in host_bytes")
     return _with_spec_notes(spec, TrainReport(mem, states.total_params, states.trainable_params,
-                                              fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps))
+                                              fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps,
+                                              host_bytes=host))
 
 
 def _with_spec_notes(spec: ModelSpec, report: TrainReport) -> TrainReport:

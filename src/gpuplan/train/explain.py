@@ -106,8 +106,10 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
 def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
     """The assumption line naming QLoRA's base format, and with a parallel layout how each rank holds it (see
     ``gpuplan.parallel.dataparallel.quantized_weight_bytes``)."""
-    note = (f"QLoRA NF4 base, block {cfg.qlora_block_size}, double quantization "
-            f"{'on' if cfg.qlora_double_quant else 'off'}; output head and routers stay unquantized")
+    from gpuplan.train.quantbase import base_note
+
+    note = (base_note(cfg.qlora_base, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_group_size)
+            + "; output head and routers stay unquantized")
     if layout is None:
         return note
     share = "the whole 4-bit base"
@@ -115,7 +117,7 @@ def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
         share = "its tensor/pipeline-parallel share of the 4-bit base"
     how = f"each rank holds {share}"
     if layout.shard_degree > 1 and (layout.zero >= 3 or (cfg.framework == "torch" and layout.zero >= 2)):
-        how = (f"each rank holds 1/{layout.shard_degree} of {share} (ZeRO-3/FSDP shard the packed NF4 "
+        how = (f"each rank holds 1/{layout.shard_degree} of {share} (ZeRO-3/FSDP shard the packed 4-bit "
                "storage)")
     return f"{note}; {how}"
 
@@ -216,6 +218,10 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
     ]
     m.assumptions += stack_assumptions(cfg)
+    from gpuplan.train.stage import ds_buckets
+    ds = ds_buckets(cfg, layout, recipe)
+    if ds is not None:
+        m.assumptions.append(ds.note())
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
     if cfg.method == "qlora":

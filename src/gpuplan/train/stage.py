@@ -11,10 +11,11 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.buffers import buffers as _buffers
 from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states
+from gpuplan.parallel.deepspeed import ZeroBuckets, zero_buckets
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
 from gpuplan.train.activations import Act
-from gpuplan.train.checkpointing import op_sac_kept
+from gpuplan.train.checkpointing import offloaded_inputs, op_sac_kept
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.korthikanti import korthikanti_layer
@@ -40,6 +41,16 @@ def vocab_parallel_logits(vocab: int, tp: int, cfg: TrainConfig) -> int:
     return vocab
 
 
+def ds_buckets(cfg: TrainConfig, layout: Layout, recipe: Recipe) -> ZeroBuckets | None:
+    """DeepSpeed's ZeRO buffers for this layout (``gpuplan.parallel.deepspeed``); None outside DeepSpeed ZeRO.
+    The ipg buffers take the optimizer's 16-bit dtype (the parameters' under the half recipes)."""
+    if cfg.framework != "deepspeed" or layout.zero == 0:
+        return None
+    grad_bytes = 2 if recipe.param_bytes <= 2 or recipe.compute_bytes <= 2 else 4
+    return zero_buckets(layout.zero, grad_bytes, cfg.ds_reduce_bucket, cfg.ds_overlap_comm,
+                        bool(cfg.ds_contiguous_gradients), cfg.ds_prefetch_bucket, cfg.ds_max_live_params)
+
+
 def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
     """The activation model's element sizes: FSDP2 computes in its MixedPrecisionPolicy's param dtype."""
     fsdp = cfg.framework == "torch" and layout.zero >= 2
@@ -62,8 +73,10 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     table = tensor_table(spec)
     fsdp = cfg.framework == "torch" and layout.zero >= 2
     ds3 = cfg.framework == "deepspeed" and layout.zero == 3
+    ds = ds_buckets(cfg, layout, recipe)
     st = rank_states(shard, table, tr, recipe, layout, cfg.framework, cfg.optimizer, effective_impl(cfg),
-                     cfg.offload, cfg.lora_rank, cfg.qlora_block_size, cfg.qlora_double_quant)
+                     cfg.offload, cfg.lora_rank, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_base,
+                     cfg.qlora_group_size, ds)
     b, s = cfg.batch, cfg.seq
     sl = s // layout.cp
     tp, sp = layout.tp, layout.sp
@@ -87,6 +100,9 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
                 kept.append(_bytes(_split_kept(acts.kept[i], la, tp, sp), b, sl, s) if cfg.recompute == "selective"
                             else f)
             extra_pts.append(_rank_points(spec, c, la, tp, sp))
+    kept_in = tuple(kept)  # checkpointed inputs as the layers hold them while recomputed
+    kept_t, host_acts = offloaded_inputs(kept_in, bool(cfg.recompute_offload) and cfg.act_mode == "full")
+    kept = list(kept_t)
     # gradients of each layer: persistent (as the scheme keeps them) and at their creation (unsharded)
     g_layer, g_groups, g_head, g_embed, g_root_keep = _grads(spec, shard, table, tr, recipe, layout, cfg, layers)
     # schemes whose gradients are reduced out of the buffer backward creates (ZeRO-2/3, FSDP) hold that layer's
@@ -94,6 +110,9 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     sharded_grads = fsdp or layout.zero >= 2
     no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
     bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized)
+    if ds is not None and ds.backward_bytes:
+        # ZeRO-1/2's reduce (ipg) buffers exist from backward's first gradient to its epilogue
+        bufs = {**bufs, "layer": bufs["layer"] + ds.backward_bytes, "end": bufs["end"] + ds.backward_bytes}
     bwd = [_bwd_high(pts, groups, tp, b, sl, s) + o for pts, groups, o in zip(extra_pts, g_groups, bufs["bwd"])]
     bwd_acc = bwd if sharded_grads else [_bwd_high(pts, no_groups, tp, b, sl, s) + o
                                          for pts, o in zip(extra_pts, bufs["bwd"])]
@@ -119,7 +138,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         bwd_extra_bytes=tuple(bwd),
         rebuilt_extra_bytes=tuple((k if cfg.act_mode == "full" else
                                    _bytes(Act(tok=c.r * spec.hidden_size).scale(1 / tp if sp else 1.0), b, sl, s))
-                                  if cfg.checkpointed and c.r < 4 else 0 for k in kept),
+                                  if cfg.checkpointed and c.r < 4 else 0 for k in kept_in),
         layer_grad_bytes=tuple(g_layer), shared_bytes=_bytes(acts.shared, b, sl, s), head_bytes=head_b,
         head_norm_bytes=head_norm_b, head_grad_bytes=head_grad, embed_grad_bytes=embed_grad,
         tied_extra_bytes=tied_extra, loss_forward_bytes=loss.forward_peak_bytes if shard.last else 0,
@@ -141,6 +160,8 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=tuple(bwd_acc),
                     head_grad_bytes=head_grad if fsdp else 0, embed_grad_bytes=embed_grad if fsdp else 0,
                     opt_grads_bytes=0)
+    if host_acts:
+        st = replace(st, host_bytes=st.host_bytes + host_acts)
     return {"st": st, "first": first, "later": later, "per_mb": per_mb, "grads_held": grads_held,
             "kept": sum(kept), "head": head_b, "shared": _bytes(acts.shared, b, sl, s),
             "logits": max(loss.forward_peak_bytes, loss.backward_peak_bytes) if shard.last else 0,

@@ -1,7 +1,7 @@
 """Model states: weights, gradients, fp32 master weights and optimizer states, tensor by tensor.
 
 Per tensor of the table (``gpuplan.model.tensors``): weights at the recipe's parameter size (NF4 for QLoRA's
-quantized linears), gradients / master / states only for trainable tensors, LoRA adapters in their own dtype
+quantized linears, or GPTQ: ``gpuplan.train.quantbase``), gradients / master / states only for trainable tensors, LoRA adapters in their own dtype
 (PEFT keeps them in fp32: ``get_peft_model(autocast_adapter_dtype=True)``). Sources per recipe in
 ``gpuplan.train.precision``; optimizer states in ``gpuplan.train.optimizer``.
 """
@@ -15,8 +15,9 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
-from gpuplan.train.peft import Trainability, lora_params, lora_shapes, nf4_bytes, param_wrapped, trainability
+from gpuplan.train.peft import Trainability, lora_params, lora_shapes, param_wrapped, trainability
 from gpuplan.train.precision import Recipe
+from gpuplan.train.quantbase import base_weight_bytes
 
 LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
 
@@ -42,7 +43,8 @@ def model_states(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> ModelStat
     """Cached per (model, trainable set, LoRA/QLoRA settings, optimizer, recipe): independent of batch and seq."""
     return _states(spec, trainability(spec, cfg), _StateKey(cfg.lora_rank, cfg.qlora_block_size,
                                                             cfg.qlora_double_quant, cfg.optimizer,
-                                                            effective_impl(cfg)), recipe)
+                                                            effective_impl(cfg), cfg.qlora_base,
+                                                            cfg.qlora_group_size), recipe)
 
 
 def effective_impl(cfg: TrainConfig) -> str:
@@ -58,6 +60,8 @@ class _StateKey:
     qlora_double_quant: bool
     optimizer: str
     optimizer_impl: str
+    qlora_base: str = "nf4"
+    qlora_group_size: int = 128
 
 
 @lru_cache(maxsize=256)
@@ -72,7 +76,8 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
         n = t.numel
         total += n
         if q:
-            weights += nf4_bytes(n, cfg.qlora_block_size, cfg.qlora_double_quant)
+            weights += base_weight_bytes(cfg.qlora_base, n, t.shape, cfg.qlora_block_size, cfg.qlora_double_quant,
+                                         cfg.qlora_group_size)
             n_quant += n
         else:
             weights += n * recipe.param_bytes
