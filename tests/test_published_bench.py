@@ -70,3 +70,39 @@ def test_mapped_command_returns_a_finite_number(case, config_paths: dict[str, st
     # plan refuses a layout its memory engine says does not fit: the refusal is the measured state
     with pytest.raises((ValueError, LookupError), match="no layout"):
         bench.evaluate(case, config_paths)
+
+
+def _stored() -> tuple[list, list]:
+    import json
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "published.json").read_text(encoding="utf-8"))
+    rows = [bench.Row(**r) for r in data["rows"]]
+    return rows, [bench.Summary(**s) for s in data["summary"]]
+
+
+def test_the_docs_show_the_stored_results() -> None:
+    """docs/accuracy-published.md holds the table `published.py --markdown` renders from the stored results, and
+    README's summary rows carry the same figures."""
+    rows, summaries = _stored()
+    doc = (ROOT / "docs" / "accuracy-published.md").read_text(encoding="utf-8")
+    for line in bench.render_markdown(rows, summaries).splitlines():
+        if line.startswith("|"):  # the table and the summary (the commands list below them is prose)
+            assert line in doc, f"docs/accuracy-published.md is stale: {line[:160]}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    by_group = {s.group: s for s in summaries}
+    for group, title in (("train-memory-measured", "training memory"), ("inference-memory-measured",
+                                                                         "inference memory")):
+        s = by_group[group]
+        assert f"| {title} | {s.compared} | {s.median_abs_error_pct:.1f} % | {s.within_5_pct} |" in readme, title
+
+
+def test_the_stored_estimates_are_what_gpuplan_answers_now() -> None:
+    """Every stored gpuplan figure is reproduced by the current engine (so the stored table cannot go stale)."""
+    published = _published()
+    rows, _ = _stored()
+    fresh = {r.id: r for r in bench.run_all(CASES, CONFIGS, published)}
+    for r in rows:
+        now = fresh[r.id]
+        assert now.status == r.status, r.id
+        if r.estimate is not None:
+            assert now.estimate == pytest.approx(r.estimate, rel=1e-9), r.id
