@@ -150,13 +150,10 @@ class ResultCache:
 
     def answer(self, command: Command, body: dict[str, Any]) -> bytes:
         """The JSON body answering ``body`` (validated request values), computed once per canonical request."""
+        data = self.cached(command, body)
+        if data is not None:
+            return data
         key = self._key(command, body)
-        with self._lock:
-            data = self._data.get(key)
-            if data is not None:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return data
         try:
             data = encode(compute(command, body))
         except NonFiniteResult as exc:
