@@ -302,3 +302,14 @@ def test_training_beyond_the_context_length_warns(capsys):
     assert any("beyond the model's context length 4,096" in w for w in json.loads(out)["warnings"])
     code, out, _ = run(capsys, "train", "llama-2-7b-hf", "--seq", "4096", "--json")
     assert not any("context length" in w for w in json.loads(out)["warnings"])
+
+
+def test_python_api_names_a_required_option_left_out():
+    """Found by benchmarks/fuzz.py: plan through the Python API with no --gpu was a TypeError, not a refusal."""
+    from gpuplan import api
+    from gpuplan.errors import InputError
+
+    for extra in ({}, {"gpu": None}):
+        with pytest.raises(InputError) as err:
+            api.run("plan", "qwen2.5-0.5b", gpus=2, **extra)
+        assert err.value.field == "--gpu"

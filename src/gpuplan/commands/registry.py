@@ -19,6 +19,7 @@ from functools import cached_property, lru_cache
 from typing import Any, Callable, Iterable
 
 from gpuplan.commands import payload_function
+from gpuplan.errors import InputError
 from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.options import CommandOptions, Option, command_options
 
@@ -74,6 +75,9 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     refuses raises InputError naming the option, the value and the rule."""
     table = command.by_dest if command.query is None else {**command.by_dest, "query": command.query}
     checked = command.spec.check(values, offered=table.values())
+    for opt in table.values():  # the API's own check of what the CLI's parser requires
+        if opt.required and opt.kind != "positional" and opt.name not in checked:
+            raise InputError(opt.flag or opt.name, None, "is required")
     if model is not None:
         checked["model"] = model
     opts = command.spec.values(checked)
