@@ -74,9 +74,16 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     refuses raises InputError naming the option, the value and the rule."""
     table = command.by_dest if command.query is None else {**command.by_dest, "query": command.query}
     checked = command.spec.check(values, offered=table.values())
+    report = None
+    if command.spec.has("from_file"):
+        from gpuplan.configs import apply_files
+
+        model, checked, report = apply_files(command.name, model, checked)
     if model is not None:
         checked["model"] = model
     opts = command.spec.values(checked)
+    if report is not None:
+        opts.config_file = report
     if "json" in command.spec.by_name:
         opts.json = True
     out = command.payload(opts)
