@@ -63,7 +63,7 @@ SURFACE = {
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
-            "--ds-prefetch-bucket", "--ds-max-live-params"
+            "--ds-prefetch-bucket", "--ds-max-live-params", "--from"
         }),
     ),
     "infer": Surface(

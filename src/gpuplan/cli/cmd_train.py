@@ -68,4 +68,7 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.append("")
         lines.extend(term_lines(m.terms))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
+    if getattr(args, "config_file", None) is not None:
+        lines.append("")
+        lines.extend(args.config_file.text_lines())
     return "\n".join(lines)

@@ -63,6 +63,10 @@ def add_command_parser(sub: argparse._SubParsersAction, spec: CommandOptions) ->
         from gpuplan.scenario import hook_config
 
         hook_config(p, spec.name)
+    if spec.has("from_file"):  # outermost: a scenario's values stay over the stack's config file
+        from gpuplan.configs import hook_files
+
+        hook_files(p, spec.name)
     return p
 
 

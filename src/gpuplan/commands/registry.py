@@ -75,12 +75,19 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     refuses raises InputError naming the option, the value and the rule."""
     table = command.by_dest if command.query is None else {**command.by_dest, "query": command.query}
     checked = command.spec.check(values, offered=table.values())
+    report = None
+    if command.spec.has("from_file"):
+        from gpuplan.configs import apply_files
+
+        model, checked, report = apply_files(command.name, model, checked)
     for opt in table.values():  # the API's own check of what the CLI's parser requires
         if opt.required and opt.kind != "positional" and opt.name not in checked:
             raise InputError(opt.flag or opt.name, None, "is required")
     if model is not None:
         checked["model"] = model
     opts = command.spec.values(checked)
+    if report is not None:
+        opts.config_file = report
     if "json" in command.spec.by_name:
         opts.json = True
     out = command.payload(opts)

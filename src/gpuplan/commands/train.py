@@ -36,6 +36,10 @@ def config_from_options(values: Any) -> C.TrainConfig:
         ds_max_live_params=values.ds_max_live_params)
 
 
+# TrainConfig fields under the names of their options
+_FIELD_OPTION = {"loss_impl": "loss", "loss_chunk_tokens": "loss_chunk"}
+
+
 def _on_off(value: str | None) -> bool | None:
     return None if value is None else value == "on"
 
@@ -52,8 +56,15 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
     """(spec, report, payload) for the option values; spec is None when only ``--params`` was given."""
     from gpuplan.train.engine import estimate_training
 
+    files = getattr(values, "config_file", None)
+    if files is not None and files.format == "deepspeed":
+        from gpuplan.configs.deepspeed import resolve_batch
+
+        resolve_batch(files, values)
     spec = model_from_options(values, allow_params_only=True)
     cfg = config_from_options(values)
+    if files is not None:
+        files.stack_defaults = [(_FIELD_OPTION.get(f, f), v, s) for f, v, s in cfg.stack_settings]
     cap = _capacity(values)
     report = estimate_training(spec, cfg, params_total=values.params, capacity_bytes=cap)
     _add_notes(values, cfg, spec, report.memory)
@@ -69,6 +80,8 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
             payload["max_batch"] = max_batch(spec, cfg, cap)
         if values.max_seq:
             payload["max_seq"] = max_seq(spec, cfg, cap)
+    if files is not None:
+        payload["config_file"] = files.as_dict()
     if getattr(values, "explain", False):
         payload["terms"] = [t.as_dict() for t in report.memory.terms]
     return spec, report, payload

@@ -7,7 +7,8 @@ from gpuplan.options.field import Option
 DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 
 MODEL = Option("model", "positional", nargs="?", api=False,
-               help="preset id, Hugging Face id, or path to a config.json (or its folder)",
+               help="preset id, Hugging Face id, or path to a config.json (or its folder); for train also a "
+                    "torchtitan TOML job config",
                help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径")
 
 
@@ -47,6 +48,10 @@ ADVISE = Option("advise", "flag", "--advise", default=False,
 CONFIG = Option("config", "text", "--config", metavar="FILE", api=False,
                 help="scenario file (.toml, or .yaml with PyYAML) holding any of these options; options "
                      "given on the command line win")
+FROM = Option("from_file", "config", "--from", metavar="FILE", group="config files",
+              help="a stack's config file whose settings apply to MODEL: a DeepSpeed JSON (or a torchtitan TOML); "
+                   "options given on the command line win (the Python API also takes the parsed file as a dict)",
+              help_zh="应用于 MODEL 的训练栈配置文件：DeepSpeed JSON（或 torchtitan TOML）；命令行选项优先")
 PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
               help="also draw the memory breakdown to FILE.png or FILE.svg "
                    "(needs matplotlib: pip install 'gpuplan[plot]')")

@@ -10,7 +10,8 @@ The command line, the web API and the Python API all read values through :meth:`
 - ``text``: free text; ``names``: a comma list ``A,B`` read as a tuple of names;
 - ``int_list``: a comma list of whole numbers from ``least`` to the bound; ``values``: a comma list of counts;
 - ``flag``: on or off; ``append``: a repeatable option (a list of texts);
-- ``positional``: an argument without a flag (``nargs`` '?' or '+').
+- ``positional``: an argument without a flag (``nargs`` '?' or '+');
+- ``config``: a stack's config file: a path, or (Python and web APIs) its parsed content as a mapping.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ class Option:
 
     def _coerce(self, value: Any) -> Any:
         kind = self.kind
+        if kind == "config":
+            if isinstance(value, dict) or isinstance(value, str) and value:
+                return value
+            raise InputError(self.name, value, "must be a file path or a config object")
         if kind == "flag":
             if not isinstance(value, bool):
                 raise InputError(self.name, value, "must be True or False")
@@ -239,9 +244,9 @@ class Option:
     @property
     def api_kind(self) -> str:
         """The kind the page's forms know: bool, count, int, float, choice, str, list, append or value (a real
-        number with a range, as a number or its text)."""
+        number with a range, as a number or its text); a config file is an object (its parsed content)."""
         return {"flag": "bool", "real": "value", "names": "value", "int_list": "value", "values": "value",
-                "text": "str", "positional": "str"}.get(self.kind, self.kind)
+                "text": "str", "positional": "str", "config": "object"}.get(self.kind, self.kind)
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,7 +14,8 @@ from gpuplan.options.train import TRAIN
 OVER = ("batch", "seq", "gpus", "context")
 # Options of sweep itself, and options of the commands that make no sense per point.
 OWN = frozenset({"model", "over", "values", "mode", "plot", "json", "lang", "config"})
-SKIP = frozenset({"advise", "check", "explain", "per_rank", "max_batch", "max_seq"})
+# from_file: a stack config file is read by train itself, not passed on point by point (not in this slice)
+SKIP = frozenset({"advise", "check", "explain", "per_rank", "max_batch", "max_seq", "from_file"})
 
 _OWN_OPTIONS = (
     MODEL,

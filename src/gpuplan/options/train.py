@@ -7,6 +7,7 @@ from gpuplan.options.common import (
     ADVISE,
     CONFIG,
     EXPLAIN,
+    FROM,
     JSON,
     LANG,
     MODEL_OPTIONS,
@@ -436,6 +437,7 @@ TRAIN = CommandOptions(
         LANG,
         ADVISE,
         CONFIG,
+        FROM,
         PLOT,
     ),
 )

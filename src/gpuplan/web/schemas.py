@@ -61,6 +61,8 @@ def _field_type(opt: Option) -> Any:
         return Union[_finite(dict(opt.bounds)), Annotated[str, Field(max_length=64, pattern=NUMBER_PATTERN)]]
     if kind in ("names", "int_list", "values"):  # comma lists, as text (numbers are read as their text)
         return Union[_finite({}), Annotated[str, Field(max_length=200)]]
+    if kind == "config":  # the web API never reads a path a request names: the file's content, pasted
+        return dict[str, Any]
     if kind == "append":
         return Union[Annotated[str, Field(max_length=MAX_STR_CHARS)],
                      Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=MAX_LIST_ITEMS)]]

@@ -463,7 +463,7 @@
     const box = $("options");
     const cmd = st.options[st.tab];
     if (!cmd) { box.replaceChildren(el("p", { class: "muted", text: t("not_available") })); return; }
-    const opts = cmd.options.filter((o) => !SHARED.has(o.name) && !AUTO_ON.has(o.name) && !o.positional);
+    const opts = cmd.options.filter((o) => !SHARED.has(o.name) && !AUTO_ON.has(o.name) && !o.positional && o.kind !== "object");
     if (!st.started.has(st.tab)) {
       st.started.add(st.tab);
       Object.assign(st.perTab[st.tab], STARTERS[st.tab] || {});

@@ -1,0 +1,143 @@
+"""Configs people already have, read into gpuplan's options: a torchtitan TOML job config as MODEL
+(``gpuplan train llama3_8b.toml``), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
+
+A file is taken as a stack's config only when its extension and its content both say so (:func:`detect`);
+anything else stays what MODEL always was (a preset, a Hugging Face id, a config.json). Each reader returns the
+option values and a :class:`ConfigReport` accounting for every key: the option it set, or why it was ignored.
+Options given explicitly win over the file's values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from gpuplan.configs.report import ConfigReport
+from gpuplan.errors import InputError
+
+__all__ = ["ConfigReport", "detect", "read_config", "apply_files"]
+
+FORMATS = ("torchtitan", "deepspeed")
+_TITAN_SECTIONS = ("training", "parallelism", "activation_checkpoint")
+_DS_KEYS = ("zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size", "gradient_accumulation_steps")
+
+
+def detect_data(data: Mapping[str, Any], suffix: str) -> str | None:
+    """The format a parsed file is in, or None when its content is not one a reader knows."""
+    if suffix == ".toml" and isinstance(data.get("model"), dict) and any(isinstance(data.get(s), dict)
+                                                                         for s in _TITAN_SECTIONS):
+        return "torchtitan"
+    if suffix == ".json" and any(k in data for k in _DS_KEYS) and "model_type" not in data:
+        return "deepspeed"
+    return None
+
+
+def detect(path: str | None) -> str | None:
+    """The format of the file at ``path`` (by extension, then content), or None: a preset name, a config.json
+    or a scenario is never taken for a stack's config."""
+    if not path or not isinstance(path, str):
+        return None
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in (".toml", ".json") or not p.is_file():
+        return None
+    from gpuplan.configs.files import parse
+
+    try:
+        data = parse(p, "MODEL")
+    except InputError:
+        return None
+    return detect_data(data, p.suffix.lower())
+
+
+def read_config(source: str | Mapping[str, Any], role: str, field: str) -> tuple[ConfigReport, str | None]:
+    """(report, model preset or None) for a file path, or for an already parsed DeepSpeed config (a dict: the
+    web API's pasted ``from_file``). ``role`` is 'model' or 'from'; ``field`` names the option in errors."""
+    from gpuplan.configs import deepspeed, torchtitan
+    from gpuplan.configs.files import parse
+
+    if isinstance(source, Mapping):
+        data, name, suffix = dict(source), "(pasted)", ".json"
+    else:
+        p = Path(source).expanduser()
+        data, name, suffix = parse(p, field), p.name, p.suffix.lower()
+    fmt = detect_data(data, suffix)
+    if fmt is None:
+        raise InputError(field, str(source) if not isinstance(source, Mapping) else "(object)",
+                         "is not a config gpuplan reads: a torchtitan TOML (with [model] and [training]) or a "
+                         "DeepSpeed JSON (with zero_optimization or the batch sizes)")
+    report = ConfigReport(path=str(source) if not isinstance(source, Mapping) else name, format=fmt, role=role)
+    model = None
+    if fmt == "torchtitan":
+        model = torchtitan.read(data, name, report)
+    else:
+        if role == "model":
+            raise InputError(field, report.path, "is a DeepSpeed config, which names no model",
+                             hint="give the model and the file with --from: gpuplan train MODEL --from FILE")
+        deepspeed.read(data, name, report)
+    if role == "from" and model is not None:
+        report.mapped = [m for m in report.mapped if m.option != "model"]
+        report.ignore("model.name", "MODEL names the model")
+        model = None
+    return report, model
+
+
+def file_values(report: ConfigReport, command: str) -> dict[str, Any]:
+    """The report's option values, checked and converted by the command's declared options."""
+    from gpuplan.options import command_options
+
+    spec = command_options(command)
+    values = {k: v for k, v in report.values.items() if k != "model"}
+    try:
+        return spec.check(values)
+    except InputError as exc:
+        key = next((m.key for m in report.mapped if m.option == exc.field), exc.field)
+        raise InputError(f"{Path(report.path).name}: {key}", exc.value, exc.rule, exc.hint) from None
+
+
+def apply_files(command: str, model: str | None, given: dict[str, Any]
+                ) -> tuple[str | None, dict[str, Any], ConfigReport | None]:
+    """For the Python and web APIs: MODEL as a stack's config file, or ``from_file``, read and laid under the
+    ``given`` values (which win). Returns (model, values, report or None)."""
+    source = given.pop("from_file", None)
+    role = "from"
+    if source is None and detect(model):
+        source, role = model, "model"
+    if source is None:
+        return model, given, None
+    report, preset = read_config(source, role, "model" if role == "model" else "from_file")
+    values = file_values(report, command)
+    report.overridden = [k for k in values if k in given and given[k] != values[k]]
+    return (preset if role == "model" else model), {**values, **given}, report
+
+
+def hook_files(parser: Any, command: str) -> None:
+    """Make ``parser`` read MODEL (when it is a stack's config file) and ``--from FILE``: a first parse finds
+    them, the file's values become the parser's defaults, and a second parse lets the explicit options win."""
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        ns, rest = original(args, namespace)
+        source, role = getattr(ns, "from_file", None), "from"
+        if source is None and detect(getattr(ns, "model", None)):
+            source, role = ns.model, "model"
+        if source is None:
+            return ns, rest
+        try:
+            report, preset = read_config(source, role, "MODEL" if role == "model" else "--from")
+            values = file_values(report, command)
+        except InputError as exc:
+            parser.error(str(exc))
+        saved = dict(parser._defaults)
+        try:
+            parser.set_defaults(**values)
+            ns, rest = original(args, None)
+        finally:
+            parser._defaults.clear()
+            parser._defaults.update(saved)
+        report.overridden = [k for k, v in values.items() if getattr(ns, k, v) != v]
+        if preset is not None:
+            ns.model = preset
+        ns.config_file = report
+        return ns, rest
+
+    parser.parse_known_args = parse_known_args
