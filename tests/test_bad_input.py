@@ -313,3 +313,14 @@ def test_python_api_names_a_required_option_left_out():
         with pytest.raises(InputError) as err:
             api.run("plan", "qwen2.5-0.5b", gpus=2, **extra)
         assert err.value.field == "--gpu"
+
+
+@pytest.mark.parametrize("path", ["\x00", "a\x00.json", "x" * 5000 + ".json"])
+def test_a_config_file_path_no_file_system_accepts_is_refused(path):
+    """Found by benchmarks/fuzz.py: a NUL byte in --from raised ValueError (embedded null byte)."""
+    from gpuplan import api
+    from gpuplan.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        api.run("train", "gemma-2-2b", from_file=path)
+    assert err.value.field in ("--from", "from_file")

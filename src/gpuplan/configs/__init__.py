@@ -38,7 +38,10 @@ def detect(path: str | None) -> str | None:
     if not path or not isinstance(path, str):
         return None
     p = Path(path).expanduser()
-    if p.suffix.lower() not in (".toml", ".json") or not p.is_file():
+    try:
+        if p.suffix.lower() not in (".toml", ".json") or not p.is_file():
+            return None
+    except (OSError, ValueError):  # a name no file system accepts (too long, a NUL byte) is not a config file
         return None
     from gpuplan.configs.files import parse
 

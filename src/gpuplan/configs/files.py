@@ -15,6 +15,8 @@ def read_text(path: Path, field: str) -> str:
         return path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise InputError(field, str(path), f"cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path: no file system has such a name
+        raise InputError(field, str(path), "is not a valid file path") from None
     except UnicodeDecodeError as exc:
         raise InputError(field, str(path), f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
