@@ -2,7 +2,8 @@
 
 transformers 5 fuses MoE experts into 3-D ``gate_up_proj`` [E, 2f, h] and ``down_proj`` [E, h, f] tensors and
 renames a few modules; checkpoints (``model.safetensors.index.json``) keep one tensor per expert. This maps the
-former to the latter so the tensor table can be compared name by name.
+former to the latter so the tensor table can be compared name by name. gpt-oss checkpoints are fused too
+([E, in, out] weights with [E, out] biases); the table lists them per expert like the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
             name = re.sub(r"\.mlp\.", ".block_sparse_moe.", name)
         if model_type == "gpt_neox" and name == "lm_head.weight":
             name = "embed_out.weight"
+        if model_type == "gpt_oss":
+            # [E, in, out] weights and [E, out] biases, listed per expert as [out, in] Linears
+            m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)(_bias)?", name)
+            if m:
+                prefix, kind, bias = m.groups()
+                for e in range(shape[0]):
+                    out[f"{prefix}.{e}.{kind}.{'bias' if bias else 'weight'}"] = shape[1:] if bias else shape[:0:-1]
+                continue
         m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
         if m:
             prefix, kind = m.groups()

@@ -131,3 +131,24 @@ def test_params_json_keys(capsys):
     assert set(data) >= {"total", "active", "embedding", "attention", "mlp", "experts", "router", "norm", "lm_head"}
     assert data["total"] == data["active"] == sum(data[k] for k in
                                                    ("embedding", "attention", "mlp", "experts", "router", "norm", "lm_head"))
+
+
+def test_gpt_oss_defaults_and_tensors():
+    """GptOssConfig defaults: alternating sliding (first) / full layers, window 128, q/k/v/o biases; per layer
+    one sink logit per head, a biased router and biased experts (counted in ``active``)."""
+    from gpuplan.model.tensors import tensor_table
+
+    cfg = {"model_type": "gpt_oss", "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 32, "vocab_size": 100,
+           "num_local_experts": 8, "num_experts_per_tok": 2}
+    s = spec_from_config(cfg)
+    assert s.layer_types == ("sliding", "full", "sliding", "full") and s.sliding_window == 128
+    assert s.qkv_bias and s.o_bias and s.attention_sinks and s.moe.top_k == 2
+    names = {t.name: t.shape for t in tensor_table(s) if t.layer == 0}
+    assert names["model.layers.0.self_attn.sinks"] == (4,)
+    assert names["model.layers.0.mlp.router.bias"] == (8,)
+    assert names["model.layers.0.mlp.experts.7.gate_up_proj.bias"] == (64,)
+    assert names["model.layers.0.mlp.experts.7.down_proj.bias"] == (64,)
+    c = count_params(s)
+    per_expert = 3 * 64 * 32 + 2 * 32 + 64
+    assert c.total - c.active == 4 * (8 - 2) * per_expert

@@ -6,6 +6,7 @@ from typing import Any
 
 from gpuplan.infer import kv
 from gpuplan.infer.config import EstimateContext, InferReport
+from gpuplan.model.spec import sinks_warning
 from gpuplan.report import Term
 from gpuplan.units import format_bytes
 
@@ -23,6 +24,7 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
              "DeepSeek-V2 paper section 2.1.3 (MLA); source document 002 section 3.5",
              {"elements_per_layer": elems, "kv_dtype": c.kv_dtype, "layers": len(c.stages[s])}),
     ]
+    mem.warnings += sinks_warning(spec)
     mem.assumptions.append(f"engine {c.engine}; weights {cfg.weights.name} "
                            f"(unquantized tensors {cfg.weights.dtype}); KV cache {c.kv_dtype}")
     if c.engine == "hf":

@@ -24,7 +24,7 @@ from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
-    "glm4_moe",
+    "glm4_moe", "gpt_oss",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -38,7 +38,7 @@ _MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral"}
 # Names transformers' ``attribute_map`` gives a key, which ``save_pretrained`` may write instead of the key.
 _ALIASES = {
     "num_experts": ("num_experts", "num_local_experts"),  # qwen2_moe, qwen3_moe
-    "num_local_experts": ("num_local_experts", "num_experts"),  # mixtral
+    "num_local_experts": ("num_local_experts", "num_experts"),  # mixtral, gpt_oss
     "n_routed_experts": ("n_routed_experts", "num_local_experts", "num_experts"),  # deepseek_v2/v3, glm4_moe
     "num_nextn_predict_layers": ("num_nextn_predict_layers", "num_mtp_layers"),  # deepseek_v3, glm4_moe
 }
@@ -50,10 +50,12 @@ _LAYOUT = {
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
     # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
     "glm4_moe": "deepseek",
+    "gpt_oss": "gpt_oss",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
-# max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig)
-_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072}
+# max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
+# GptOssConfig)
+_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072, "gpt_oss": 131072}
 
 
 class _Cfg:
@@ -130,7 +132,7 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
                          "(\"full_attention\", \"sliding_attention\")")
     if raw:
         types = tuple("sliding" if "sliding" in t else "full" for t in raw)
-    elif model_type == "gemma2":
+    elif model_type in ("gemma2", "gpt_oss"):  # Gemma2Config / GptOssConfig: sliding first, then alternating
         types = tuple("sliding" if (i + 1) % 2 else "full" for i in range(n_layers))
     elif model_type in ("gemma3_text", "gemma3"):
         pattern = c.pos_int("sliding_window_pattern", default=6)
@@ -147,7 +149,7 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     if "sliding" not in types:
         return (), None
     if window is None:
-        window = 4096
+        window = 128 if model_type == "gpt_oss" else 4096
     return types, window
 
 
@@ -155,6 +157,10 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
     if model_type == "mixtral":
         return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=8), top_k=c.int("num_experts_per_tok", default=2),
                        expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
+    if model_type == "gpt_oss":  # GptOssConfig defaults: 128 experts, top-4, every layer MoE
+        return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=128),
+                       top_k=c.int("num_experts_per_tok", "experts_per_token", default=4),
+                       expert_ffn_size=c.int("intermediate_size", default=2880), moe_layers=(True,) * n_layers)
     if model_type in ("qwen2_moe", "qwen3_moe"):
         n_exp = c.int(*_ALIASES["num_experts"])
         step = c.pos_int("decoder_sparse_step", default=1)
@@ -210,7 +216,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     head_dim = c.int("head_dim", default=head_dim_default)
     layer_types, window = _layer_types(c, model_type, n_layers)
     family_bias = {"qwen2": (True, False), "qwen2_moe": (True, False), "gpt_neox": (True, True)}
-    attn_bias = c.bool("attention_bias", False)
+    attn_bias = c.bool("attention_bias", model_type == "gpt_oss")
     qkv_bias, o_bias = family_bias.get(model_type, (attn_bias, attn_bias))
     if model_type == "gpt_neox":
         qkv_bias = o_bias = c.bool("attention_bias", True)
@@ -246,12 +252,14 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
     else:
         kw.update(ffn_size=c.int("intermediate_size"))
+    if model_type == "gpt_oss":  # experts carry biases (gate_up_proj_bias, down_proj_bias); per-head sinks
+        kw.update(mlp_bias=True, attention_sinks=True)
     if model_type == "glm4_moe":
         kw.update(mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=1))
     moe = _moe(c, model_type, n_layers)
     if moe is not None:
         kw["moe"] = moe
-        if model_type == "mixtral" or not any(not x for x in moe.moe_layers):
+        if model_type in ("mixtral", "gpt_oss") or not any(not x for x in moe.moe_layers):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
 

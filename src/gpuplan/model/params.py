@@ -28,10 +28,14 @@ class ParamCounts:
 
 
 def expert_params(spec: ModelSpec) -> int:
-    """Parameters of one routed expert: 3·h·f_e for a gated (SwiGLU) expert."""
+    """Parameters of one routed expert: 3·h·f_e for a gated (SwiGLU) expert, plus 2·f_e + h where the experts
+    carry biases (gpt-oss)."""
     if spec.moe is None:
         return 0
-    return 3 * spec.hidden_size * spec.moe.expert_ffn_size
+    if not spec.moe.num_moe_layers:  # every layer dense: no expert tensor to read
+        return 3 * spec.hidden_size * spec.moe.expert_ffn_size
+    layer = spec.moe.moe_layers.index(True)
+    return sum(t.numel for t in tensor_table(spec) if t.layer == layer and t.expert == 0)
 
 
 def mtp_params(spec: ModelSpec) -> int:

@@ -22,6 +22,7 @@ LAYOUTS = (
     "gpt2",
     "gpt_neox",
     "falcon",
+    "gpt_oss",  # biased top-k router, experts with biases, per-head attention sinks
 )
 
 
@@ -91,6 +92,7 @@ class ModelSpec:
     mlp_bias: bool = False
     tie_embeddings: bool = False
     qk_norm: bool = False
+    attention_sinks: bool = False  # gpt-oss: one learned logit per head joins each softmax (``self_attn.sinks``)
     learned_positions: bool = False  # GPT-2 style position embedding table
     parallel_residual: bool = False  # GPT-NeoX / Falcon: attention and MLP read the same input
     sliding_window: int | None = None
@@ -130,6 +132,17 @@ class ModelSpec:
 
     def is_sliding_layer(self, layer: int) -> bool:
         return bool(self.layer_types) and self.layer_types[layer] == "sliding"
+
+
+def sinks_warning(spec: ModelSpec) -> list[str]:
+    """What the memory and time estimates assume for gpt-oss attention sinks (empty for other models)."""
+    if not spec.attention_sinks:
+        return []
+    return ["attention sinks (one learned logit per head, counted in the parameters) are not modelled in "
+            "activations or time: attention is estimated as plain softmax attention over the same keys (sliding "
+            "window on alternate layers); transformers has no SDPA path for gpt-oss (eager, flex or a flash kernel "
+            "with sinks), and its eager path also holds the [batch, heads, q, k + 1] logits with the sink column. "
+            "The experts' clamped SwiGLU (swiglu_limit) is estimated as a plain SwiGLU"]
 
 
 def _positive(name: str, value: object) -> None:

@@ -105,6 +105,16 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
     """Router, routed experts and shared experts of one MoE layer, in the family's checkpoint names."""
     m, h = s.moe, s.hidden_size
     assert m is not None
+    if s.layout == "gpt_oss":
+        # transformers and the checkpoint hold each layer's experts fused ([E, h, 2f] gate_up_proj, [E, f, h]
+        # down_proj, with [E, 2f] / [E, h] biases); listed here per expert as [out, in] Linears, like the others.
+        b.linear(f"{p}.router", m.num_experts, h, "router", "replicated", layer=i, bias=True)
+        for e in range(m.num_experts):
+            b.linear(f"{p}.experts.{e}.gate_up_proj", 2 * m.expert_ffn_size, h, "experts", "column", layer=i,
+                     expert=e, bias=s.mlp_bias)
+            b.linear(f"{p}.experts.{e}.down_proj", h, m.expert_ffn_size, "experts", "row", layer=i, expert=e,
+                     bias=s.mlp_bias)
+        return
     if s.layout == "mixtral":
         b.linear(f"{p}.gate", m.num_experts, h, "router", "replicated", layer=i)
         for e in range(m.num_experts):
@@ -122,7 +132,7 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
 
 
 def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
-    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3)."""
+    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3, gpt_oss)."""
     h, p = s.hidden_size, f"model.layers.{i}"
     if s.layout == "phi3":
         b.linear(f"{p}.self_attn.qkv_proj", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i,
@@ -132,6 +142,8 @@ def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
         _mla(b, f"{p}.self_attn", s, i)
     else:
         _qkvo(b, f"{p}.self_attn", s, i)
+    if s.attention_sinks:  # one logit per query head, split with the heads
+        b.tensors.append(TensorInfo(f"{p}.self_attn.sinks", (s.num_heads,), "attention", "sinks", i, None, "column"))
     if s.qk_norm:
         # OLMo-2 normalises the whole projection; Qwen3 and Gemma 3 normalise each head.
         q, k = (s.q_dim, s.kv_dim) if s.layout == "olmo2" else (s.head_dim, s.head_dim)
