@@ -111,11 +111,9 @@ def test_deepseek_mla_and_fp32_router():
 
 def test_glm4_moe_follows_the_deepseek_layout():
     """GLM-4.5 is estimated with the DeepSeek MoE rules (fp32 sigmoid router, shared experts) and llama-style
-    attention. Traced on transformers 5.23: activations -2.8 %, peak -1.3 % (partial rotary 0.5; -3.0 % / -1.4 %
-    with full rotary). The gap is not the router: it stays the same with every layer dense (425,984 B against
-    426,496 B at batch 2 x 256) and grows with the rotary fraction, so it is what GLM's interleaved partial
-    rotary (repeat_interleave of cos/sin, split and cat) keeps; until that has a rule this probe holds a wider
-    bound than the others."""
+    attention, except that its rotary embedding ends in ``torch.cat`` (``activations.rotary_cat``): q is left
+    contiguous per head, so the attention output is copied for o_proj, e·q_dim bytes per token per layer.
+    Traced on transformers 5.23: activations +0.65 %, peak +0.23 % (-2.8 % / -1.3 % without that copy)."""
     p = PROBES["glm4-moe-sigmoid-router"]
     m = measure_training(p.config, p.setup)
     measured = m.memory_dict()

@@ -184,9 +184,7 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
             # transformers materialises the (sliding-window) mask; SDPA converts it to the query dtype per call and
             # the memory-efficient kernel keeps it (``attn_bias``) for backward: [b, 1, s, s]
             sv.save("attn.mask", Act(sq=float(e)))
-        elif spec.layout in ("gpt_neox", "phi3") and not c.selective:
-            # rotary applied with ``torch.cat`` leaves q contiguous as [b, heads, s, d]; the flash kernel's output
-            # takes q's layout, so ``transpose(1, 2).contiguous()`` copies it for the output projection (traced)
+        elif rotary_cat(spec) and not c.selective:
             sv.save("attn.out_kernel", Act(tok=e * qd))
         return
     rep = spec.num_heads // spec.num_kv_heads
@@ -202,6 +200,22 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         # output (transformers models/gemma2 ``eager_attention_forward``; traced)
         sv.save("attn.softcap_tanh", Act(sq=float(e * heads)))
     sv.save("attn.out_c", Act(tok=e * (vd if spec.mla else qd)))
+
+
+def rotary_cat(spec: ModelSpec) -> bool:
+    """Whether the rotary embedding ends in ``torch.cat``, which costs SDPA / flash attention a copy of its output:
+    ``attn.out_kernel``, e·q_dim bytes per token per layer.
+
+    The cat leaves q contiguous as [b, heads, s, head_dim]; the kernel's output takes q's layout, so
+    ``transpose(1, 2).contiguous()`` (transformers ``integrations/sdpa_attention.py``) copies it, and o_proj
+    keeps the copy while the kernel keeps its own output. Llama-style rotary (``q * cos + rotate_half(q) * sin``)
+    keeps q in the projection's [b, s, heads, head_dim] layout and the output is a view. Partial rotary: GPT-NeoX
+    (``rotary_pct``) and Phi-3 (``partial_rotary_factor``) join the rotated and pass-through parts with ``cat``;
+    GLM-4.5 (transformers models/glm4_moe ``apply_rotary_pos_emb``) always does, even at
+    ``partial_rotary_factor`` 1.0 (an empty pass-through part). Traced on transformers 5.23 (GLM: the
+    ``glm4-moe-sigmoid-router`` probe, batch 1-4, seq 128-512, head_dim 32-128, rotary fraction 0.25-1.0, with
+    and without q/k norm)."""
+    return spec.layout in ("gpt_neox", "phi3") or spec.family == "glm4_moe"
 
 
 def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
