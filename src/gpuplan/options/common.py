@@ -9,7 +9,7 @@ DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 MODEL = Option("model", "positional", nargs="?", api=False,
                help="preset id, Hugging Face id, or path to a config.json (or its folder); for train also a "
                     "torchtitan TOML job config",
-               help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径")
+               help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；train 还可以是 torchtitan TOML 任务配置")
 
 
 def _dim(name: str, help: str, help_zh: str) -> Option:
@@ -34,12 +34,14 @@ DIMENSIONS = (
 MODEL_OPTIONS = (MODEL, *DIMENSIONS)
 
 JSON = Option("json", "flag", "--json", default=False, api=False,
-              help="print machine-readable JSON (bytes, FLOP, seconds)")
+              help="print machine-readable JSON (bytes, FLOP, seconds)",
+              help_zh="输出机器可读的 JSON（字节、FLOP、秒）")
 EXPLAIN = Option("explain", "flag", "--explain", default=False,
                  help="print each number with its formula and source", help_zh="列出每个数字的公式和来源")
 LANG = Option("lang", "choice", "--lang", choices=("en", "zh"), api=False,
               help="language of the human-readable output (default from the locale: LANG/LC_ALL); "
-                   "JSON keys stay English")
+                   "JSON keys stay English",
+              help_zh="人类可读输出的语言（默认取自 locale：LANG/LC_ALL）；JSON 的键保持英文")
 ADVISE = Option("advise", "flag", "--advise", default=False,
                 help="when it does not fit (or to save memory): every change that helps, re-estimated, "
                      "ranked by its cost in speed (needs --gpu)",
@@ -47,15 +49,18 @@ ADVISE = Option("advise", "flag", "--advise", default=False,
                         "重新估算，并按速度代价排序（需要 --gpu）")
 CONFIG = Option("config", "text", "--config", metavar="FILE", api=False,
                 help="scenario file (.toml, or .yaml with PyYAML) holding any of these options; options "
-                     "given on the command line win")
+                     "given on the command line win",
+                help_zh="场景文件（.toml，或安装了 PyYAML 时的 .yaml），可包含上述任意选项；命令行给出的选项优先")
 FROM = Option("from_file", "config", "--from", metavar="FILE", group="config files",
               help="a stack's config file whose settings apply to MODEL: a DeepSpeed JSON (or a torchtitan TOML); "
                    "options given on the command line win (the Python API also takes the parsed file as a dict)",
-              help_zh="应用于 MODEL 的训练栈配置文件：DeepSpeed JSON（或 torchtitan TOML）；命令行选项优先")
+              help_zh="应用于 MODEL 的训练栈配置文件：DeepSpeed JSON（或 torchtitan TOML）；命令行给出的选项优先"
+                      "（Python API 也接受解析后的文件内容，即 dict）")
 PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
               help="also draw the memory breakdown to FILE.png or FILE.svg "
-                   "(needs matplotlib: pip install 'gpuplan[plot]')")
+                   "(needs matplotlib: pip install 'gpuplan[plot]')",
+              help_zh="同时把显存构成画到 FILE.png 或 FILE.svg（需要 matplotlib：pip install 'gpuplan[plot]'）")
 
 
-def check(help: str) -> Option:
-    return Option("check", "flag", "--check", default=False, api=False, help=help)
+def check(help: str, help_zh: str = "") -> Option:
+    return Option("check", "flag", "--check", default=False, api=False, help=help, help_zh=help_zh)

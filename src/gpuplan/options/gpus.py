@@ -12,7 +12,8 @@ GPUS = CommandOptions(
     description="The accelerator catalog. Peak FLOP/s are dense (no sparsity); memory is what a process sees (usable) "
                 "next to the datasheet figure (marketed).",
     options=(
-        Option("query", "positional", default="", help="substring of the id, name or vendor", nargs="?", api=False),
+        Option("query", "positional", default="", help="substring of the id, name or vendor",
+               help_zh="id、名称或厂商中的子串", nargs="?", api=False),
         JSON,
         LANG,
     ),

@@ -16,6 +16,7 @@ MODELS = CommandOptions(
             "positional",
             default="",
             help="substring of the id, Hugging Face id or family",
+            help_zh="id、Hugging Face id 或系列中的子串",
             nargs="?",
             api=False,
         ),

@@ -19,6 +19,7 @@ PARAMS = CommandOptions(
             "--tensors",
             default=False,
             help="list every tensor with its checkpoint name and shape",
+            help_zh="列出每个张量及其检查点名称和形状",
             api=False,
         ),
         LANG,

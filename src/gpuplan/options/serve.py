@@ -18,14 +18,17 @@ SERVE = CommandOptions(
             "--host",
             default="127.0.0.1",
             help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+            help_zh="监听地址（默认 127.0.0.1；0.0.0.0 会暴露到网络）",
         ),
-        Option("port", "int", "--port", default=8000, help="port (default 8000)"),
+        Option("port", "int", "--port", default=8000, help="port (default 8000)",
+               help_zh="端口（默认 8000）"),
         Option(
             "workers",
             "int",
             "--workers",
             default=1,
             help="worker processes (default 1; each answers requests on its own CPU core)",
+            help_zh="工作进程数（默认 1；每个进程在各自的 CPU 核上处理请求）",
         ),
         Option(
             "log_level",
@@ -33,6 +36,7 @@ SERVE = CommandOptions(
             "--log-level",
             default="warning",
             help="uvicorn log level (default warning)",
+            help_zh="uvicorn 日志级别（默认 warning）",
             choices=("critical", "error", "warning", "info", "debug"),
         ),
         Option(
@@ -41,6 +45,7 @@ SERVE = CommandOptions(
             "--time-limit",
             help="seconds a slow request (a layout search, advice) may take before it is answered 504 (default 120, or "
                  "GPUPLAN_WEB_TIME_LIMIT)",
+            help_zh="慢请求（并行方案搜索、改动建议）在返回 504 之前可用的秒数（默认 120，或 GPUPLAN_WEB_TIME_LIMIT）",
             metavar="S",
         ),
         Option(
@@ -49,6 +54,7 @@ SERVE = CommandOptions(
             "--max-queue",
             help="slow requests that may wait for a worker thread; more are answered 503 (default 8, or "
                  "GPUPLAN_WEB_MAX_QUEUE)",
+            help_zh="可以排队等待工作线程的慢请求数；更多的返回 503（默认 8，或 GPUPLAN_WEB_MAX_QUEUE）",
             metavar="N",
         ),
         LANG,

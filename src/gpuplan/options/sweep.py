@@ -19,13 +19,18 @@ SKIP = frozenset({"advise", "check", "explain", "per_rank", "max_batch", "max_se
 
 _OWN_OPTIONS = (
     MODEL,
-    Option("over", "choice", "--over", help="the option to sweep", choices=OVER, required=True),
-    Option("values", "values", "--values", help="comma-separated values: 1,2,4,8 or 1k,2k,4k", required=True),
+    Option("over", "choice", "--over", help="the option to sweep",
+           help_zh="要扫描的选项", choices=OVER, required=True),
+    Option("values", "values", "--values", help="comma-separated values: 1,2,4,8 or 1k,2k,4k",
+           help_zh="逗号分隔的取值：1,2,4,8 或 1k,2k,4k", required=True),
     Option("mode", "choice", "--mode", choices=("train", "infer"),
-           help="which command computes each point (default: infer for --over context, else train)"),
+           help="which command computes each point (default: infer for --over context, else train)",
+           help_zh="由哪个命令计算每个点（默认：--over context 时为 infer，否则为 train）"),
     Option("plot", "text", "--plot", metavar="FILE", api=False,
-           help="also draw the sweep to FILE.png or FILE.svg (needs matplotlib)"),
-    Option("json", "flag", "--json", default=False, help="print machine-readable JSON (bytes)", api=False),
+           help="also draw the sweep to FILE.png or FILE.svg (needs matplotlib)",
+           help_zh="同时把扫描结果画到 FILE.png 或 FILE.svg（需要 matplotlib）"),
+    Option("json", "flag", "--json", default=False, help="print machine-readable JSON (bytes)",
+           help_zh="输出机器可读的 JSON（字节）", api=False),
     LANG,
 )
 

@@ -28,11 +28,14 @@ TRAIN = CommandOptions(
         *MODEL_OPTIONS,
         JSON,
         EXPLAIN,
-        Option("batch", "count", "--batch", default=1, help="micro-batch per GPU (default 1)", group="workload"),
+        Option("batch", "count", "--batch", default=1, help="micro-batch per GPU (default 1)",
+               help_zh="每卡 micro-batch（默认 1）", group="workload"),
         Option(
-            "seq", "count", "--seq", default=2048, help="sequence length in tokens (default 2048)", group="workload"
+            "seq", "count", "--seq", default=2048, help="sequence length in tokens (default 2048)",
+            help_zh="序列长度，单位 token（默认 2048）", group="workload"
         ),
-        Option("grad_accum", "count", "--grad-accum", default=1, help="gradient accumulation steps", group="workload"),
+        Option("grad_accum", "count", "--grad-accum", default=1, help="gradient accumulation steps",
+               help_zh="梯度累积步数", group="workload"),
         Option(
             "precision",
             "choice",
@@ -40,6 +43,8 @@ TRAIN = CommandOptions(
             default="bf16",
             help="bf16: model cast to bf16, states in bf16; amp-*: fp32 params with autocast; mixed-*: half params + "
                  "fp32 master and states (16 B/param); fp32; fp8 (Transformer Engine style)",
+            help_zh="bf16：模型转为 bf16，各状态也为 bf16；amp-*：fp32 参数配合 autocast；mixed-*：半精度参数 + fp32 "
+                    "主权重和状态（16 B/参数）；fp32；fp8（Transformer Engine 方式）",
             group="workload",
             choices=C.PRECISIONS,
         ),
@@ -50,6 +55,8 @@ TRAIN = CommandOptions(
             default="torch",
             help="the training stack whose defaults apply to every option below not given (default torch: a plain "
             "PyTorch / Hugging Face loop); the assumptions list what it set, with sources",
+            help_zh="训练栈：下面未给出的选项都采用它的默认值（默认 torch：普通的 PyTorch / Hugging Face 训练循环）；"
+                    "假设中会列出它设置了什么及其来源",
             group="workload",
             choices=stack_names(),
         ),
@@ -59,10 +66,13 @@ TRAIN = CommandOptions(
             "--framework",
             help="sharding semantics: torch (PyTorch / Hugging Face, FSDP2 for --zero 3), deepspeed, megatron "
             "(18 B/param) (default: the stack's)",
+            help_zh="分片语义：torch（PyTorch / Hugging Face，--zero 3 时为 FSDP2）、deepspeed、megatron（18 B/参数）"
+                    "（默认：训练栈的设置）",
             group="workload",
             choices=C.FRAMEWORKS,
         ),
-        Option("optimizer", "choice", "--optimizer", help="default: the stack's (adamw)", group="workload",
+        Option("optimizer", "choice", "--optimizer", help="default: the stack's (adamw)",
+               help_zh="默认：训练栈的设置（adamw）", group="workload",
                choices=C.OPTIMIZERS),
         Option(
             "optimizer_impl",
@@ -70,6 +80,8 @@ TRAIN = CommandOptions(
             "--optimizer-impl",
             help="foreach (PyTorch's CUDA default: one extra state-sized buffer in step), fused, for-loop "
             "(default: the stack's)",
+            help_zh="foreach（PyTorch 在 CUDA 上的默认实现：step 中多一个与状态同样大小的缓冲区）、fused、for-loop（"
+                    "默认：训练栈的设置）",
             group="workload",
             choices=C.OPTIMIZER_IMPLS,
         ),
@@ -79,6 +91,8 @@ TRAIN = CommandOptions(
             "--optimizer-in-backward",
             help="on: each parameter is stepped as soon as its gradient exists (torchtune optimizer_in_bwd), so the "
             "full gradient set never does (default: the stack's, off)",
+            help_zh="on：每个参数的梯度一产生就立即更新该参数（torchtune optimizer_in_bwd），因此完整的梯度集合从不同"
+                    "时存在（默认：训练栈的设置，off）",
             group="workload",
             choices=("on", "off"),
         ),
@@ -88,6 +102,8 @@ TRAIN = CommandOptions(
             "--recompute",
             help="full = Hugging Face gradient checkpointing; selective = see --selective-policy (default: the "
             "stack's, none)",
+            help_zh="full = Hugging Face 的 gradient checkpointing；selective = 见 --selective-policy（默认：训练栈的"
+                    "设置，none）",
             group="workload",
             choices=C.RECOMPUTE,
         ),
@@ -98,6 +114,8 @@ TRAIN = CommandOptions(
             help="what --recompute selective recomputes: attention (the attention core, Megatron) or op "
             "(torchtitan's op-level policy: matmul outputs saved, every second one recomputed) (default: the "
             "stack's)",
+            help_zh="--recompute selective 重计算什么：attention（注意力核心，Megatron）或 op（torchtitan 的算子级策"
+                    "略：保存矩阵乘输出，每隔一个重计算一个）（默认：训练栈的设置）",
             group="workload",
             choices=C.SELECTIVE_POLICIES,
         ),
@@ -107,6 +125,8 @@ TRAIN = CommandOptions(
             "--recompute-offload",
             help="on: with --recompute full each checkpointed layer's input is kept in host memory (Unsloth's "
             "offloaded gradient checkpointing) (default: the stack's, off)",
+            help_zh="on：配合 --recompute full，每个检查点层的输入保存在主机内存中（Unsloth 的 offloaded gradient che"
+                    "ckpointing）（默认：训练栈的设置，off）",
             group="workload",
             choices=("on", "off"),
         ),
@@ -117,6 +137,7 @@ TRAIN = CommandOptions(
             "--activation-model",
             default="framework",
             help="framework (what transformers saves, default) or korthikanti (the paper's sbh(34+5as/h))",
+            help_zh="framework（transformers 实际保存的内容，默认）或 korthikanti（论文中的 sbh(34+5as/h)）",
             group="workload",
             choices=C.ACTIVATION_MODELS,
         ),
@@ -126,10 +147,13 @@ TRAIN = CommandOptions(
             "--loss",
             help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time) "
             "(default: the stack's, standard)",
+            help_zh="standard（fp32 logits）、chunked 或 fused 交叉熵（每次只处理一块 logits）（默认：训练栈的设置，s"
+                    "tandard）",
             group="workload",
             choices=C.LOSS_IMPLS,
         ),
         Option("loss_chunk", "count", "--loss-chunk", help="tokens per loss chunk (default: the stack's, 1024)",
+               help_zh="每个损失分块的 token 数（默认：训练栈的设置，1024）",
                group="workload"),
         Option(
             "loss_parallel",
@@ -137,6 +161,8 @@ TRAIN = CommandOptions(
             "--loss-parallel",
             help="on: under --tp each rank keeps 1/tp of the vocabulary's logits (torchtitan loss_parallel, "
             "Megatron's vocab-parallel cross-entropy) (default: the stack's)",
+            help_zh="on：在 --tp 下每个 rank 只保留词表 logits 的 1/tp（torchtitan loss_parallel、Megatron 的 vocab-p"
+                    "arallel 交叉熵）（默认：训练栈的设置）",
             group="workload",
             choices=("on", "off"),
         ),
@@ -146,6 +172,7 @@ TRAIN = CommandOptions(
             "--keep-logits",
             default=False,
             help="the training loop keeps outputs.logits alive",
+            help_zh="训练循环一直持有 outputs.logits",
             group="workload",
         ),
         Option(
@@ -154,6 +181,7 @@ TRAIN = CommandOptions(
             "--dropout",
             default=0.0,
             help="hidden/attention dropout (default 0)",
+            help_zh="隐藏层/注意力 dropout（默认 0）",
             group="workload",
             bounds=(("ge", 0), ("lt", 1)),
         ),
@@ -163,6 +191,8 @@ TRAIN = CommandOptions(
             "--transformers-version",
             help=f"the transformers release the run uses; rules that changed between releases follow it "
             f"(default {DEFAULT_TRANSFORMERS}, the newest traced)",
+            help_zh=f"运行所用的 transformers 版本；在不同版本之间有变化的规则按该版本处理"
+                    f"（默认 {DEFAULT_TRANSFORMERS}，已追踪的最新版本）",
             group="workload",
             metavar="X.Y",
         ),
@@ -173,6 +203,7 @@ TRAIN = CommandOptions(
             "--trainable",
             default=(),
             help="trainable parameters by Hugging Face name, e.g. 'model.layers.[0-5].*' (--method freeze)",
+            help_zh="按 Hugging Face 名称指定可训练参数，例如 'model.layers.[0-5].*'（--method freeze）",
             group="fine-tuning",
             metavar="GLOB[,GLOB]",
         ),
@@ -183,6 +214,7 @@ TRAIN = CommandOptions(
             "--lora-targets",
             default=C.ALL_LINEAR,
             help="module names as PEFT's target_modules (default all-linear)",
+            help_zh="模块名，与 PEFT 的 target_modules 相同（默认 all-linear）",
             group="fine-tuning",
             metavar="NAME[,NAME]",
         ),
@@ -196,6 +228,8 @@ TRAIN = CommandOptions(
             default="nf4",
             help="the 4-bit base of --method qlora: nf4 (bitsandbytes) or gptq (an AutoGPTQ int4 checkpoint, e.g. "
             "Qwen-*-Chat-Int4: its matmuls keep each dequantized fp16 weight for backward)",
+            help_zh="--method qlora 的 4-bit 底座：nf4（bitsandbytes）或 gptq（AutoGPTQ int4 检查点，例如 Qwen-*-Chat"
+                    "-Int4：其矩阵乘会为反向传播保留每个反量化后的 fp16 权重）",
             group="fine-tuning",
             choices=C.QLORA_BASES,
         ),
@@ -205,6 +239,7 @@ TRAIN = CommandOptions(
             "--qlora-group-size",
             default=128,
             help="GPTQ group size (the checkpoint's quantization_config group_size, default 128)",
+            help_zh="GPTQ 分组大小（检查点 quantization_config 中的 group_size，默认 128）",
             group="fine-tuning",
         ),
         Option(
@@ -212,6 +247,7 @@ TRAIN = CommandOptions(
             "count",
             "--gpus",
             help="total GPUs (infers --dp)",
+            help_zh="GPU 总数（据此推出 --dp）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -220,6 +256,7 @@ TRAIN = CommandOptions(
             "--dp",
             default=1,
             help="data parallel degree (default 1)",
+            help_zh="数据并行度（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -228,6 +265,7 @@ TRAIN = CommandOptions(
             "--tp",
             default=1,
             help="tensor parallel degree (default 1)",
+            help_zh="张量并行度（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -236,6 +274,7 @@ TRAIN = CommandOptions(
             "--pp",
             default=1,
             help="pipeline stages degree (default 1)",
+            help_zh="流水线阶段数（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -244,6 +283,7 @@ TRAIN = CommandOptions(
             "--ep",
             default=1,
             help="expert parallel degree (default 1)",
+            help_zh="专家并行度（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -252,6 +292,7 @@ TRAIN = CommandOptions(
             "--cp",
             default=1,
             help="context parallel degree (default 1)",
+            help_zh="上下文并行度（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -260,6 +301,7 @@ TRAIN = CommandOptions(
             "--vpp",
             default=1,
             help="virtual stages per pipeline rank (interleaved) degree (default 1)",
+            help_zh="每个流水线 rank 上的虚拟阶段数（交错调度）（默认 1）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -268,6 +310,7 @@ TRAIN = CommandOptions(
             "--sp",
             default=False,
             help="sequence parallelism (with --tp)",
+            help_zh="序列并行（配合 --tp）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -276,6 +319,7 @@ TRAIN = CommandOptions(
             "--zero",
             default=0,
             help="ZeRO stage (DeepSpeed semantics; FSDP2 with --framework torch --zero 3)",
+            help_zh="ZeRO 阶段（DeepSpeed 语义；--framework torch --zero 3 时为 FSDP2）",
             group="parallel layout (per GPU, most loaded rank)",
             choices=(0, 1, 2, 3),
         ),
@@ -286,6 +330,8 @@ TRAIN = CommandOptions(
             help="hybrid sharding (HSDP, DeepSpeed MiCS, Megatron optimizer instances): with --zero 1-3, shard states "
                  "(and FSDP2/ZeRO-3 parameters) over N·cp ranks, replicate over dp/N groups; N divides dp (default: "
                  "all data-parallel ranks)",
+            help_zh="混合分片（HSDP、DeepSpeed MiCS、Megatron 多优化器实例）：配合 --zero 1-3，把状态（以及 FSDP2/ZeR"
+                    "O-3 的参数）分片到 N·cp 个 rank 上，在 dp/N 组之间复制；N 须整除 dp（默认：全部数据并行 rank）",
             group="parallel layout (per GPU, most loaded rank)",
             metavar="N",
         ),
@@ -294,6 +340,7 @@ TRAIN = CommandOptions(
             "count",
             "--microbatches",
             help="micro-batches per step (pipeline)",
+            help_zh="每步的 micro-batch 数（流水线并行）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -302,6 +349,7 @@ TRAIN = CommandOptions(
             "--offload",
             default="none",
             help="optimizer (and params) to CPU",
+            help_zh="把优化器（和参数）卸载到 CPU",
             group="parallel layout (per GPU, most loaded rank)",
             choices=C.OFFLOADS,
         ),
@@ -312,6 +360,7 @@ TRAIN = CommandOptions(
             default=False,
             help="FSDP2 (--zero 3): keep each layer's gathered parameters from forward to backward "
                  "(reshard_after_forward=False)",
+            help_zh="FSDP2（--zero 3）：每层聚合后的参数从前向一直保留到反向（reshard_after_forward=False）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
@@ -320,6 +369,8 @@ TRAIN = CommandOptions(
             "--ds-reduce-bucket",
             help="DeepSpeed reduce_bucket_size in elements: ZeRO-1/2's ipg buffer through backward, ZeRO-3's "
             "reduce bucket (default: the stack's, DeepSpeed's 5e8)",
+            help_zh="DeepSpeed reduce_bucket_size，单位为元素个数：ZeRO-1/2 在整个反向传播期间的 ipg 缓冲区，ZeRO-3 "
+                    "的 reduce bucket（默认：训练栈的设置，DeepSpeed 的 5e8）",
             group="parallel layout (per GPU, most loaded rank)",
             metavar="ELEMENTS",
         ),
@@ -329,6 +380,8 @@ TRAIN = CommandOptions(
             "--ds-overlap-comm",
             help="DeepSpeed overlap_comm: on doubles ZeRO-1/2's ipg buffer; auto = DeepSpeed's default (on for "
             "ZeRO-3 only) (default: the stack's)",
+            help_zh="DeepSpeed overlap_comm：on 会使 ZeRO-1/2 的 ipg 缓冲区翻倍；auto = DeepSpeed 的默认值（仅 ZeRO-3"
+                    " 时为 on）（默认：训练栈的设置）",
             group="parallel layout (per GPU, most loaded rank)",
             choices=C.DS_OVERLAP_COMM,
         ),
@@ -337,6 +390,7 @@ TRAIN = CommandOptions(
             "choice",
             "--ds-contiguous-gradients",
             help="DeepSpeed contiguous_gradients: off drops the reduce buffers (default: the stack's, on)",
+            help_zh="DeepSpeed contiguous_gradients：off 会去掉 reduce 缓冲区（默认：训练栈的设置，on）",
             group="parallel layout (per GPU, most loaded rank)",
             choices=("on", "off"),
         ),
@@ -346,6 +400,8 @@ TRAIN = CommandOptions(
             "--ds-prefetch-bucket",
             help="DeepSpeed stage3_prefetch_bucket_size in elements: ZeRO-3 parameters prefetched ahead of the "
             "layer computing (default: the stack's, 5e7)",
+            help_zh="DeepSpeed stage3_prefetch_bucket_size，单位为元素个数：ZeRO-3 在某层计算之前预取的参数（默认：训"
+                    "练栈的设置，5e7）",
             group="parallel layout (per GPU, most loaded rank)",
             metavar="ELEMENTS",
         ),
@@ -355,6 +411,8 @@ TRAIN = CommandOptions(
             "--ds-max-live-params",
             help="DeepSpeed stage3_max_live_parameters in elements: caps ZeRO-3's gathered parameters (default: "
             "the stack's, 1e9)",
+            help_zh="DeepSpeed stage3_max_live_parameters，单位为元素个数：ZeRO-3 已聚合参数的上限（默认：训练栈的设"
+                    "置，1e9）",
             group="parallel layout (per GPU, most loaded rank)",
             metavar="ELEMENTS",
         ),
@@ -364,10 +422,12 @@ TRAIN = CommandOptions(
             "--per-rank",
             default=False,
             help="show every distinct rank (pipeline stages)",
+            help_zh="显示每个不同的 rank（各流水线阶段）",
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
-            "gpu", "text", "--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom", group="fit and overheads"
+            "gpu", "text", "--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom",
+            help_zh="GPU 目录 id（见 `gpuplan gpus`）：检查是否放得下及剩余显存", group="fit and overheads"
         ),
         Option(
             "check",
@@ -375,6 +435,7 @@ TRAIN = CommandOptions(
             "--check",
             default=False,
             help="exit 3 when it does not fit",
+            help_zh="放不下时以退出码 3 退出",
             group="fit and overheads",
             api=False,
         ),
@@ -384,6 +445,7 @@ TRAIN = CommandOptions(
             "--max-batch",
             default=False,
             help="find the largest micro-batch that fits --gpu",
+            help_zh="求出 --gpu 上放得下的最大 micro-batch",
             group="fit and overheads",
         ),
         Option(
@@ -392,6 +454,7 @@ TRAIN = CommandOptions(
             "--max-seq",
             default=False,
             help="find the longest sequence that fits --gpu (a multiple of --cp)",
+            help_zh="求出 --gpu 上放得下的最长序列（--cp 的整数倍）",
             group="fit and overheads",
         ),
         Option(
@@ -399,6 +462,7 @@ TRAIN = CommandOptions(
             "real",
             "--cuda-context",
             help="CUDA context (default 512)",
+            help_zh="CUDA 上下文（默认 512）",
             group="fit and overheads",
             metavar="MIB",
             bounds=(("ge", 0),),
@@ -410,6 +474,7 @@ TRAIN = CommandOptions(
             "real",
             "--workspace",
             help="library workspaces (default 40)",
+            help_zh="各计算库的工作区（默认 40）",
             group="fit and overheads",
             metavar="MIB",
             bounds=(("ge", 0),),
@@ -422,6 +487,8 @@ TRAIN = CommandOptions(
             "--cuda-module-loading",
             help="lazy (PyTorch >= 2.0) or eager (older PyTorch: every kernel loaded with the context); sizes the "
             "default CUDA context (default: the stack's, lazy)",
+            help_zh="lazy（PyTorch >= 2.0）或 eager（较旧的 PyTorch：所有 kernel 随上下文一起加载）；决定默认 CUDA 上"
+                    "下文的大小（默认：训练栈的设置，lazy）",
             group="fit and overheads",
             choices=C.CUDA_MODULE_LOADING,
         ),
@@ -430,6 +497,7 @@ TRAIN = CommandOptions(
             "real",
             "--allocator-reserve",
             help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)",
+            help_zh="缓存分配器的预留量，占已分配峰值的比例（默认 0.05）",
             group="fit and overheads",
             metavar="FRACTION",
             bounds=(("ge", 0), ("lt", 1)),
