@@ -122,3 +122,20 @@ def test_glm4_moe_follows_the_deepseek_layout():
     for key in p.keys:
         err = error_pct(estimate[key], measured[key])
         assert err is not None and abs(err) <= p.tolerance_pct, f"{key}: {err:+.2f} %"
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("saved", [("lm_head",), ("embed_tokens", "lm_head")])
+def test_lora_modules_to_save(tied: bool, saved: tuple[str, ...]):
+    """PEFT modules_to_save: a frozen original plus a trainable copy of each module (copies untied even when the
+    model ties its embeddings); the trained head saves its input for its weight gradient."""
+    pytest.importorskip("peft")
+    from gpuplan.train.peft import peft_adapter_params
+
+    config = {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 4, "intermediate_size": 688, "vocab_size": 1024, "max_position_embeddings": 512,
+              "tie_word_embeddings": tied}
+    setup = TrainSetup(batch=2, seq=128, method="lora", lora_modules_to_save=saved)
+    out = _compare(config, setup, ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
+                                   "allocated_peak_bytes"))
+    assert peft_adapter_params(spec_from_config(config), train_config(setup)) == out["measured"].params_trainable

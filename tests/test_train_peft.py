@@ -82,3 +82,17 @@ def test_bad_globs_and_targets_are_refused():
         _trainable(method="lora", lora_targets=("qkv",))
     with pytest.raises(InputError, match="--trainable"):
         TrainConfig(method="freeze")
+
+
+def test_modules_to_save_copies_and_refusals():
+    spec = find_preset("llama-3.1-8b").spec()
+    base = estimate_training(spec, TrainConfig(method="lora", lora_targets=("q_proj",)))
+    r = estimate_training(spec, TrainConfig(method="lora", lora_targets=("q_proj",), lora_modules_to_save=("lm_head",)))
+    head = 128256 * 4096
+    assert r.params_trainable == base.params_trainable + head
+    assert r.memory.weights_bytes == base.memory.weights_bytes + 2 * head  # frozen original + trainable copy
+    assert any("modules_to_save lm_head" in a for a in r.memory.assumptions)
+    with pytest.raises(InputError, match="--lora-modules-to-save"):
+        estimate_training(spec, TrainConfig(method="lora", lora_modules_to_save=("wte",)))
+    with pytest.raises(InputError, match="--lora-modules-to-save"):
+        TrainConfig(method="full", lora_modules_to_save=("lm_head",))

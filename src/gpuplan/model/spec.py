@@ -104,6 +104,9 @@ class ModelSpec:
     hidden_dropout: float = 0.0  # residual / embedding dropout of the config (GPT-2 resid_pdrop, embd_pdrop)
     attn_softcap: float | None = None  # Gemma 2 attn_logit_softcapping: scores = cap·tanh(scores / cap)
     final_softcap: float | None = None  # Gemma 2 final_logit_softcapping: logits = cap·tanh(logits / cap)
+    # tie_embeddings cleared because PEFT's modules_to_save trains its own copy of the tied head or embedding:
+    # the frozen original stays one shared matrix (gpuplan.train.peft ``saved_spec``)
+    peft_untied: bool = False
     # What the estimate leaves out of the named model (a multimodal checkpoint's vision tower), said in every
     # output's assumptions; not part of the architecture, so equal specs stay equal.
     notes: tuple[str, ...] = field(default=(), compare=False)

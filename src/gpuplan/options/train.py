@@ -219,6 +219,18 @@ TRAIN = CommandOptions(
             metavar="NAME[,NAME]",
         ),
         Option(
+            "lora_modules_to_save",
+            "names",
+            "--lora-modules-to-save",
+            default=(),
+            help="modules trained in full beside the adapters, as PEFT's modules_to_save (e.g. embed_tokens,lm_head): "
+            "each keeps its frozen original and a trainable copy",
+            help_zh="与适配器一同全量训练的模块，与 PEFT 的 modules_to_save 相同（例如 embed_tokens,lm_head）："
+                    "每个模块保留冻结的原模块和一份可训练副本",
+            group="fine-tuning",
+            metavar="NAME[,NAME]",
+        ),
+        Option(
             "lora_dropout", "real", "--lora-dropout", default=0.0, group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
         ),
         Option(

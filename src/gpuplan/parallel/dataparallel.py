@@ -121,12 +121,13 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
         t = table[lt.index]
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
         rg, lo, q = tr.base_trainable[lt.index], tr.lora[lt.index], tr.quantized[lt.index]
+        copies = 2 if tr.copied and tr.copied[lt.index] else 1  # PEFT modules_to_save: frozen original + copy
         frac = lt.numel / t.numel
         if fsdp:
             rows = -(-lt.dim0 // D)
             local = rows * (lt.numel // max(lt.dim0, 1))
             w += round_block(quantized_weight_bytes(local, qlora_block_size, qlora_double_quant, qlora_base,
-                                                    t.shape, qlora_group_size) if q else local * sb)
+                                                    t.shape, qlora_group_size) if q else local * sb) * copies
             if rg:
                 g += local * sb
                 trainable += lt.numel
@@ -136,7 +137,7 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
             held = lt.numel // D if shard_w else lt.numel
             w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant, qlora_base, t.shape,
-                                         qlora_group_size) if q else held * recipe.param_bytes)
+                                         qlora_group_size) if q else held * recipe.param_bytes) * copies
             if rg:
                 trainable += lt.numel
                 g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes

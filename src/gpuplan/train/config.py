@@ -64,6 +64,7 @@ class TrainConfig:
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ALL_LINEAR
     lora_dropout: float = 0.0
+    lora_modules_to_save: tuple[str, ...] = ()  # PEFT modules_to_save: modules trained in full beside the adapters
     qlora_block_size: int = 64
     qlora_double_quant: bool = True
     # the 4-bit base QLoRA trains over: bitsandbytes NF4 or a GPTQ checkpoint (gpuplan.train.quantbase)
@@ -234,6 +235,9 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError("--trainable", ",".join(cfg.trainable), "is only used with --method freeze")
     if cfg.method in ("lora", "qlora") and not cfg.lora_targets:
         raise InputError("--lora-targets", "", "must name at least one module (or all-linear)")
+    if cfg.lora_modules_to_save and cfg.method not in ("lora", "qlora"):
+        raise InputError("--lora-modules-to-save", ",".join(cfg.lora_modules_to_save),
+                         "is only used with --method lora or qlora")
     if cfg.method == "qlora" and cfg.precision in ("fp32", "amp-bf16", "amp-fp16", "fp8"):
         raise InputError("--precision", cfg.precision, "QLoRA computes in bf16 or fp16: use bf16 or fp16",
                          hint="the 4-bit base is dequantized to the compute dtype")

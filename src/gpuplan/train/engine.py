@@ -22,7 +22,7 @@ from gpuplan.train.logits import LossMemory, loss_memory
 from gpuplan.train.model_acts import ModelActs, model_acts
 from gpuplan.train.overheads import overhead_bytes
 from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases
-from gpuplan.train.peft import trainability
+from gpuplan.train.peft import saved_spec, trainability
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.report import TrainReport
 from gpuplan.train.optimizer import allocator_states_bytes, managed_bytes
@@ -39,6 +39,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
             raise InputError("model", None, "give a model or --params")
         _check_params_only(cfg)
         return _params_only(params_total, cfg, recipe, capacity_bytes)
+    spec = saved_spec(spec, cfg)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:
         return _with_spec_notes(spec, estimate_distributed(spec, cfg, layout, capacity_bytes))

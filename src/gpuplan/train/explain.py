@@ -98,9 +98,22 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
     if cfg.method in ("lora", "qlora"):
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
+    out += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         out.append(qlora_base_note(cfg))
     return out
+
+
+def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
+    """The assumption line naming PEFT's ``modules_to_save`` (peft/utils/other.py ``ModulesToSaveWrapper``)."""
+    if cfg.method not in ("lora", "qlora") or not cfg.lora_modules_to_save:
+        return []
+    note = (f"modules_to_save {', '.join(cfg.lora_modules_to_save)}: trained in full beside the adapters (PEFT "
+            "ModulesToSaveWrapper), each a frozen original plus a trainable copy with its gradients and optimizer "
+            "states")
+    if spec.peft_untied:
+        note += "; the copies are not tied (PEFT ensure_weight_tying=False), so the tied embedding trains untied"
+    return [note]
 
 
 def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
@@ -225,6 +238,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         m.assumptions.append(ds.note())
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    m.assumptions += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         m.assumptions.append(qlora_base_note(cfg, layout))
     m.warnings = []

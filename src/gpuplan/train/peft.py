@@ -5,11 +5,20 @@ across dots, ``[0-5]`` one character), e.g. ``model.layers.[0-5].block_sparse_mo
 LoRA targets follow PEFT's ``target_modules``: a module is targeted when its leaf name is listed
 (``q_proj``, ``w1``); ``all-linear`` targets every linear layer but the output head
 (peft/tuners/tuners_utils.py ``_maybe_include_all_linear_layers``).
+
+``modules_to_save`` (``--lora-modules-to-save``) follows PEFT's ``ModulesToSaveWrapper`` (peft/utils/other.py): the
+named module keeps its frozen original and runs a trainable ``copy.deepcopy`` of it, so its weights exist twice and
+the copy alone gets gradients and optimizer states. A name matches a module whose dotted path contains it as whole
+components, as PEFT's ``_get_submodules`` check (``(^|.*\.)NAME($|\..*)``). PEFT keeps each copy separate even
+when the model ties its embeddings (tying the copies takes ``ensure_weight_tying=True``), so the trained model runs
+untied: ``saved_spec`` clears ``tie_embeddings`` and the shared frozen original is held once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
 
@@ -33,7 +42,7 @@ class Trainability:
     base_trainable: tuple[bool, ...]
     lora: tuple[bool, ...]
     quantized: tuple[bool, ...]
-
+    copied: tuple[bool, ...] = ()  # modules_to_save: a frozen original of this tensor is held beside it
 
 
 @lru_cache(maxsize=64)
@@ -95,12 +104,32 @@ def lora_target_match(t: TensorInfo, targets: tuple[str, ...], fused: dict[str, 
     return t.module in targets
 
 
+def saved_match(t: TensorInfo, names: tuple[str, ...]) -> bool:
+    """Does one of PEFT's ``modules_to_save`` names own this tensor (whole dotted components of its module path)?"""
+    path = t.name.rsplit(".", 1)[0]
+    return any(re.fullmatch(rf"(.*\.)?{re.escape(n)}(\..*)?", path) for n in names)
+
+
+def saved_spec(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
+    """The model as PEFT trains it: with a tied embedding or head among ``modules_to_save`` the forward runs
+    separate copies (PEFT ties them only with ``ensure_weight_tying=True``), so the estimate takes it untied."""
+    if not (spec.tie_embeddings and cfg.method in ("lora", "qlora") and cfg.lora_modules_to_save):
+        return spec
+    untied = replace(spec, tie_embeddings=False, peft_untied=True)
+    if any(saved_match(t, cfg.lora_modules_to_save) for t in tensor_table(untied)
+           if t.component in ("embedding", "lm_head") and t.tp == "vocab"):
+        return untied
+    return spec
+
+
 def trainability(spec: ModelSpec, cfg: TrainConfig) -> Trainability:
-    return _trainability(spec, cfg.method, cfg.trainable, cfg.lora_targets)
+    saved = cfg.lora_modules_to_save if cfg.method in ("lora", "qlora") else ()
+    return _trainability(spec, cfg.method, cfg.trainable, cfg.lora_targets, saved)
 
 
 @lru_cache(maxsize=64)
-def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...]) -> Trainability:
+def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...],
+                  saved: tuple[str, ...] = ()) -> Trainability:
     table = tensor_table(spec)
     n = len(table)
     if method == "full":
@@ -120,7 +149,14 @@ def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets:
                          hint=f"modules: {', '.join(names)} or all-linear")
     quant = tuple(method == "qlora" and t.linear and not t.is_bias and t.component not in ("lm_head", "router")
                   for t in table)
-    return Trainability((False,) * n, lora, quant)
+    full = tuple(saved_match(t, saved) for t in table)
+    missing = [m for m in saved if not any(saved_match(t, (m,)) for t in table)]
+    if missing:
+        raise InputError("--lora-modules-to-save", ",".join(missing), "matches no module of this model",
+                         hint="e.g. embed_tokens, lm_head (module names of `gpuplan params MODEL --tensors`)")
+    # the untied head's frozen original is the shared embedding matrix, already in the table
+    copied = tuple(f and not (spec.peft_untied and t.component == "lm_head") for t, f in zip(table, full))
+    return Trainability(full, lora, tuple(q and not f for q, f in zip(quant, full)), copied)
 
 
 def lora_params(t: TensorInfo, rank: int, wrapped: str | None = None) -> int:
@@ -152,24 +188,29 @@ def nf4_bytes(numel: int, block: int = 64, double_quant: bool = True) -> int:
 
 
 def peft_adapter_params(spec: ModelSpec, cfg: TrainConfig) -> int:
-    """LoRA parameters PEFT really creates: as ``trainable_params`` but with fused experts' gate_up at rank 2r."""
+    """Trainable parameters PEFT really creates: as ``trainable_params`` but with fused experts' gate_up at rank
+    2r (the LoRA adapters plus the trainable copies of ``modules_to_save``)."""
+    spec = saved_spec(spec, cfg)
     tr = trainability(spec, cfg)
-    return sum(lora_params(t, cfg.lora_rank, param_wrapped(spec, t)) for t, lo in zip(tensor_table(spec), tr.lora)
-               if lo)
+    table = tensor_table(spec)
+    return (sum(lora_params(t, cfg.lora_rank, param_wrapped(spec, t)) for t, lo in zip(table, tr.lora) if lo)
+            + sum(t.numel for t, rg in zip(table, tr.base_trainable) if rg))
 
 
 def trainable_params(spec: ModelSpec, cfg: TrainConfig) -> int:
     """Trainable parameters: matched base tensors plus LoRA adapters, counted per expert for MoE models (the
     source documents' convention; ``peft_adapter_params`` gives PEFT's own count for fused experts)."""
-    return _trainable_params(spec, cfg.method, cfg.trainable, cfg.lora_targets, cfg.lora_rank)
+    spec = saved_spec(spec, cfg)
+    saved = cfg.lora_modules_to_save if cfg.method in ("lora", "qlora") else ()
+    return _trainable_params(spec, cfg.method, cfg.trainable, cfg.lora_targets, cfg.lora_rank, saved)
 
 
 @lru_cache(maxsize=64)
 def _trainable_params(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...],
-                      rank: int) -> int:
+                      rank: int, saved: tuple[str, ...] = ()) -> int:
     """Cached: a layout search asks for the same count once per layout (45,000 tensors for DeepSeek-V3)."""
     table = tensor_table(spec)
-    tr = _trainability(spec, method, globs, targets)
+    tr = _trainability(spec, method, globs, targets, saved)
     base = sum(t.numel for t, rg in zip(table, tr.base_trainable) if rg)
     adapters = sum(lora_params(t, rank) for t, lo in zip(table, tr.lora) if lo)
     return base + adapters

@@ -3,7 +3,9 @@
 Per tensor of the table (``gpuplan.model.tensors``): weights at the recipe's parameter size (NF4 for QLoRA's
 quantized linears, or GPTQ: ``gpuplan.train.quantbase``), gradients / master / states only for trainable tensors, LoRA adapters in their own dtype
 (PEFT keeps them in fp32: ``get_peft_model(autocast_adapter_dtype=True)``). Sources per recipe in
-``gpuplan.train.precision``; optimizer states in ``gpuplan.train.optimizer``.
+``gpuplan.train.precision``; optimizer states in ``gpuplan.train.optimizer``. PEFT's ``modules_to_save``
+(peft/utils/other.py ``ModulesToSaveWrapper``) holds the frozen original beside the trainable copy: one more weight
+at the parameter size for each copied tensor (``Trainability.copied``); the copy trains as a base tensor.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
     grad_by: list[int] = []
     shapes_base: list[tuple[int, ...]] = []
     shapes_lora: list[tuple[int, ...]] = []
-    for t, rg, lo, q in zip(table, tr.base_trainable, tr.lora, tr.quantized):
+    copied = tr.copied or (False,) * len(table)
+    for t, rg, lo, q, cp in zip(table, tr.base_trainable, tr.lora, tr.quantized, copied):
         n = t.numel
         total += n
+        if cp:
+            weights += n * recipe.param_bytes
         if q:
             weights += base_weight_bytes(cfg.qlora_base, n, t.shape, cfg.qlora_block_size, cfg.qlora_double_quant,
                                          cfg.qlora_group_size)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gpuplan.errors import InputError
@@ -93,7 +95,7 @@ def prepare_for_training(model, setup: TrainSetup):
 
 
 def add_lora(model, setup: TrainSetup):
-    """PEFT LoRA with its defaults (``bias="none"``, adapters upcast to fp32 when the base model is bf16/fp16:
+    """PEFT LoRA with its defaults (``bias="none"``; ``modules_to_save`` from the setup, adapters upcast to fp32 when the base model is bf16/fp16:
     ``get_peft_model(autocast_adapter_dtype=True)``)."""
     try:
         from peft import LoraConfig, get_peft_model
@@ -109,14 +111,42 @@ def add_lora(model, setup: TrainSetup):
         if missing:
             raise InputError("lora_targets", ",".join(missing), "are not module names of this model")
         targets = list(setup.lora_targets)
+    leaves = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    unknown = [m for m in setup.lora_modules_to_save if m not in leaves]
+    if unknown:
+        raise InputError("lora_modules_to_save", ",".join(unknown), "are not module names of this model")
     lcfg = LoraConfig(r=setup.lora_rank, lora_alpha=setup.lora_alpha, target_modules=targets,
-                      lora_dropout=setup.lora_dropout, bias="none", task_type="CAUSAL_LM")
+                      lora_dropout=setup.lora_dropout, bias="none", task_type="CAUSAL_LM",
+                      modules_to_save=list(setup.lora_modules_to_save) or None)
     from gpuplan.verify.patches import module_to_patch
 
-    with module_to_patch(), warnings.catch_warnings():
+    with module_to_patch(), fake_parameter_deepcopy(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*did not match any targeted module")
         return get_peft_model(model, lcfg)
 
+
+
+@contextmanager
+def fake_parameter_deepcopy() -> Iterator[None]:
+    """PEFT's ``ModulesToSaveWrapper`` deep-copies each module to save (peft/utils/other.py); ``Tensor.__deepcopy__``
+    reads ``data_ptr()`` of the fake parameters and lands in a fresh ``FakeTensorMode``. While PEFT wraps the model,
+    a copied parameter is a new one of the same shape, dtype and ``requires_grad`` in the active mode."""
+    import torch
+
+    saved = torch.Tensor.__deepcopy__
+
+    def deepcopy(self, memo):
+        if not isinstance(self, torch.nn.Parameter):
+            return saved(self, memo)
+        if id(self) not in memo:
+            memo[id(self)] = torch.nn.Parameter(torch.empty(self.shape, dtype=self.dtype), self.requires_grad)
+        return memo[id(self)]
+
+    torch.Tensor.__deepcopy__ = deepcopy
+    try:
+        yield
+    finally:
+        torch.Tensor.__deepcopy__ = saved
 
 def config_from_spec(spec: ModelSpec) -> dict[str, Any]:
     """A Llama / Mixtral / GPT-NeoX ``config.json`` dict for a model given only by raw dimensions."""

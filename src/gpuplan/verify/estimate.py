@@ -42,6 +42,7 @@ def train_config(setup: TrainSetup, **extra: Any):
                        optimizer_impl=setup.optimizer_impl, recompute=setup.recompute, attention=setup.attention,
                        method=setup.method, trainable=setup.trainable, lora_rank=setup.lora_rank,
                        lora_targets=setup.lora_targets, lora_dropout=setup.lora_dropout,
+                       lora_modules_to_save=setup.lora_modules_to_save,
                        keep_logits=setup.keep_logits, **extra)
 
 

@@ -36,7 +36,8 @@ class TrainSetup:
     (``gradient_checkpointing_enable(use_reentrant=False)``). ``method="freeze"`` trains only the parameters whose
     Hugging Face name matches one of ``trainable`` (fnmatch globs); ``method="lora"`` adds rank-``lora_rank``
     adapters to the modules named ``lora_targets`` (or every Linear but the head: ``("all-linear",)``) and freezes
-    the base model. ``keep_logits``: the loop holds the model output (and its logits) through backward.
+    the base model; ``lora_modules_to_save`` is PEFT's ``modules_to_save`` (modules trained in full beside the
+    adapters, e.g. ``("embed_tokens", "lm_head")``). ``keep_logits``: the loop holds the model output (and its logits) through backward.
     """
 
     batch: int = 1
@@ -52,6 +53,7 @@ class TrainSetup:
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = (ALL_LINEAR,)
     lora_dropout: float = 0.0
+    lora_modules_to_save: tuple[str, ...] = ()
     keep_logits: bool = False
 
     def __post_init__(self) -> None:

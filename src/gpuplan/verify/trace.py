@@ -177,6 +177,10 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         vocab = base.config.get_text_config().vocab_size
         head = base.get_output_embeddings()
         model = prepare_for_training(base, setup)
+        wrapped = model.get_output_embeddings()
+        if hasattr(wrapped, "modules_to_save"):
+            # PEFT modules_to_save: the forward runs the wrapper's trainable copy, never the original head
+            head = wrapped
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = _optimizer(trainable, setup)
         ids = torch.randint(0, vocab, (setup.batch, setup.seq))
