@@ -9,7 +9,8 @@ DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 MODEL = Option("model", "positional", nargs="?", api=False,
                help="preset id, Hugging Face id, or path to a config.json (or its folder); for train also a "
                     "torchtitan TOML job config",
-               help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；train 还可以是 torchtitan TOML 任务配置")
+               help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；"
+                       "train 还可以是 torchtitan TOML 任务配置")
 
 
 def _dim(name: str, help: str, help_zh: str) -> Option:
@@ -62,5 +63,6 @@ PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
               help_zh="同时把显存构成画到 FILE.png 或 FILE.svg（需要 matplotlib：pip install 'gpuplan[plot]'）")
 
 
-def check(help: str, help_zh: str = "") -> Option:
-    return Option("check", "flag", "--check", default=False, api=False, help=help, help_zh=help_zh)
+def check(help: str, help_zh: str, group: str | None = None) -> Option:
+    """``--check``: exit status 3 when the answer says no (what "no" means is each command's ``help``)."""
+    return Option("check", "flag", "--check", default=False, api=False, help=help, help_zh=help_zh, group=group)

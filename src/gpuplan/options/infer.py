@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpuplan.infer.quant import WEIGHT_CHOICES
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
+    check,
     ADVISE,
     CONFIG,
     EXPLAIN,
@@ -121,16 +122,7 @@ INFER = CommandOptions(
             group="engine and layout",
             bounds=(("gt", 0),),
         ),
-        Option(
-            "check",
-            "flag",
-            "--check",
-            default=False,
-            help="exit 3 when it does not fit",
-            help_zh="放不下时以退出码 3 退出",
-            group="engine and layout",
-            api=False,
-        ),
+        check("exit 3 when it does not fit", "放不下时以退出码 3 退出", group="engine and layout"),
         Option(
             "gpu_memory_utilization",
             "real",

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from gpuplan.options.command import CommandOptions
-from gpuplan.options.common import CONFIG, EXPLAIN, JSON, LANG, MODEL_OPTIONS
+from gpuplan.options.common import (
+    check,
+    CONFIG,
+    EXPLAIN,
+    JSON,
+    LANG,
+    MODEL_OPTIONS,
+)
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
@@ -164,8 +171,7 @@ PLAN = CommandOptions(
             help_zh="每 GPU 小时的美元价格、价格表 id，或 'table'",
             group="cluster and efficiency inputs",
         ),
-        Option("check", "flag", "--check", default=False, help="exit 3 when no layout fits",
-               help_zh="没有放得下的并行方案时以退出码 3 退出", api=False),
+        check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
     ),

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from gpuplan.options.command import CommandOptions
-from gpuplan.options.common import CONFIG, EXPLAIN, JSON, LANG, MODEL_OPTIONS
+from gpuplan.options.common import (
+    check,
+    CONFIG,
+    EXPLAIN,
+    JSON,
+    LANG,
+    MODEL_OPTIONS,
+)
 from gpuplan.options.field import Option
 
 DEFAULT_SEQ = 4096
@@ -185,20 +192,13 @@ TIME = CommandOptions(
             group="cost and energy",
             bounds=(("gt", 0),),
         ),
-        Option(
-            "check",
-            "flag",
-            "--check",
-            default=False,
-            help="exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, or (full "
-                 "training with --gpu) the GPU count, given or solved, is below the fewest of those GPUs that hold the "
-                 "training states (weights, gradients, AdamW states under --precision) fully sharded, ZeRO-3; either "
-                 "case also prints a warning, with or without --check",
-            help_zh="给定的训练无法实现时以退出码 3 退出：由 --gpus 和 --days 求得的 MFU 大于 1，或（全参训练且给了 -"
-                    "-gpu 时）给定或求得的 GPU 数少于完全分片（ZeRO-3）时放得下训练状态（权重、梯度、--precision 下的"
-                    " AdamW 状态）所需的最少 GPU 数；无论是否给了 --check，这两种情况都会打印警告",
-            api=False,
-        ),
+        check("exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, or (full "
+              "training with --gpu) the GPU count, given or solved, is below the fewest of those GPUs that hold the "
+              "training states (weights, gradients, AdamW states under --precision) fully sharded, ZeRO-3; either "
+              "case also prints a warning, with or without --check",
+              "给定的训练无法实现时以退出码 3 退出：由 --gpus 和 --days 求得的 MFU 大于 1，或（全参训练且给了 "
+              "--gpu 时）给定或求得的 GPU 数少于完全分片（ZeRO-3）时放得下训练状态（权重、梯度、--precision 下的 "
+              "AdamW 状态）所需的最少 GPU 数；无论是否给了 --check，这两种情况都会打印警告"),
         LANG,
         CONFIG,
     ),

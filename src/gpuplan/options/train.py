@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
+    check,
     ADVISE,
     CONFIG,
     EXPLAIN,
@@ -441,16 +442,7 @@ TRAIN = CommandOptions(
             "gpu", "text", "--gpu", help="catalog id (see `gpuplan gpus`): fit and headroom",
             help_zh="GPU 目录 id（见 `gpuplan gpus`）：检查是否放得下及剩余显存", group="fit and overheads"
         ),
-        Option(
-            "check",
-            "flag",
-            "--check",
-            default=False,
-            help="exit 3 when it does not fit",
-            help_zh="放不下时以退出码 3 退出",
-            group="fit and overheads",
-            api=False,
-        ),
+        check("exit 3 when it does not fit", "放不下时以退出码 3 退出", group="fit and overheads"),
         Option(
             "max_batch",
             "flag",
