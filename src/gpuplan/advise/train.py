@@ -57,6 +57,7 @@ def _targets(value: Any) -> tuple[str, ...] | None:
 STACK_DESTS = {"loss": "loss_impl", "loss_chunk": "loss_chunk_tokens"}
 STACK_FIELDS = frozenset(_FIELDS) | frozenset(STACK_DESTS)
 
+
 class TrainAdvice:
     """Builds the candidate changes for one `gpuplan train` setup and ranks what they give."""
 
