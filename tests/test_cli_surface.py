@@ -70,7 +70,7 @@ SURFACE = {
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--advise", "--bandwidth-efficiency", "--batch", "--block-size", "--check", "--compute-efficiency",
-            "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dtype",
+            "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--cuda-module-loading", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
             "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
