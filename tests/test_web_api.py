@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import types
 
 import pytest
 
@@ -15,7 +14,6 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gpuplan.cli.main import main as cli_main  # noqa: E402
-from gpuplan.errors import InputError  # noqa: E402
 from gpuplan.commands import registry
 from gpuplan.web import limits  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
