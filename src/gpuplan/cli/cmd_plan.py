@@ -9,7 +9,7 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import GiB, format_count
 
 
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
                      "-" if cost is None else f"{cost:,.0f}"))
     names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
     print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
-    print(f"\n{t('plan.why', lang)}:")
+    print(f"\n{heading('plan.why', lang)}")
     for line in why_winner(win, win_res):
         print(f"- {line}")
-    print(f"\n{t('plan.alternatives', lang)}:")
+    print(f"\n{heading('plan.alternatives', lang)}")
     for a in alts:
         print(f"- {a.label}: {a.verdict}")
     for gpu, res in results:
@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("- " + t("plan.none_on" if args.gpus else "plan.none_on_deadline", lang, gpu=gpu.id))
     if args.explain:
-        print(f"\n{t('plan.winner_memory', lang)}:")
+        print(f"\n{heading('plan.winner_memory', lang)}")
         print(f"  {plan_dict(win)['train_command']}")
-        print(f"\n{t('section.assumptions', lang)}:")
+        print(f"\n{heading('section.assumptions', lang)}")
         for a in assumptions:
             print(f"- {localize(a, lang)}")
     for w in warnings:
-        print(f"{t('word.warning', lang)}: {localize(w, lang)}")
+        print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
     return 0
