@@ -218,3 +218,15 @@ def test_trainer_arguments_json_is_not_taken_for_deepspeed(tmp_path):
                                          '"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}')
     assert detect(str(path)) == "trl"
     assert detect(str(DATA / "qwen_ds_config_zero2.json")) == "deepspeed"
+
+
+def test_a_pasted_recipe_reads_no_file(tmp_path, monkeypatch):
+    """The web API's pasted from_file: a DeepSpeed path in it is named, never opened."""
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3}}')
+    monkeypatch.chdir(tmp_path)
+    data = {"model_name_or_path": "mistralai/Mistral-7B-v0.1", "per_device_train_batch_size": 2,
+            "deepspeed": "ds.json", "bf16": True}
+    report, _ = read_config(data, "from", "from_file")
+    values = report.values
+    assert values["framework"] == "deepspeed" and "zero" not in values
+    assert values["precision"] == "mixed-bf16"

@@ -96,7 +96,8 @@ def attention(k: Keys, key: str, value: Any, report: ConfigReport) -> None:
 def deepspeed_file(k: Keys, key: str, value: Any, folder: Path | None, report: ConfigReport) -> bool:
     """A DeepSpeed config named by the recipe (a path, or inline as a table): read with the DeepSpeed reader and
     its keys listed under ``key``. A path is looked up as the trainer would (from the working folder), then beside
-    the recipe. Returns whether the DeepSpeed engine runs (so the precision is DeepSpeed's)."""
+    the recipe; ``folder`` None (a pasted recipe, the web API's) reads no file at all. Returns whether the
+    DeepSpeed engine runs (so the precision is DeepSpeed's)."""
     from gpuplan.configs import deepspeed
     from gpuplan.configs.files import parse
 
@@ -107,8 +108,12 @@ def deepspeed_file(k: Keys, key: str, value: Any, folder: Path | None, report: C
         data, shown = value, "(inline)"
     else:
         text = k.str(key, value)
+        if folder is None:
+            report.set(key, "framework", "deepspeed", f"{text}: a pasted recipe's files are not read; give --zero "
+                       "and --offload")
+            return True
         candidates = [Path(text).expanduser()]
-        if folder is not None and not Path(text).is_absolute():
+        if not Path(text).is_absolute():
             candidates.append(folder / text)
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
