@@ -230,3 +230,10 @@ def test_a_pasted_recipe_reads_no_file(tmp_path, monkeypatch):
     values = report.values
     assert values["framework"] == "deepspeed" and "zero" not in values
     assert values["precision"] == "mixed-bf16"
+
+
+def test_every_torchtune_builder_names_a_preset():
+    from gpuplan.configs.torchtune import BUILDERS
+    from gpuplan.model.presets import load_presets
+
+    assert set(BUILDERS.values()) <= set(load_presets())

@@ -23,11 +23,15 @@ OPTIM = {
     "paged_adamw_8bit": ("paged-adamw-8bit", None), "paged_adamw_32bit": ("paged-adamw", None),
     "paged_adamw": ("paged-adamw", None), "adafactor": ("adafactor", None), "sgd": ("sgd", None),
     "lion_32bit": ("lion", None), "paged_lion_32bit": ("lion", None),
+    # torchao's 8-bit AdamW (torchao/optim AdamW8bit: block-wise 8-bit states), as axolotl names it
+    "adamw_torch_8bit": ("adamw-8bit", None),
 }
 OPTIM_SOURCE = "transformers training_args.py OptimizerNames"
 
 # attn_implementation (transformers from_pretrained) -> --attention
-ATTENTION = {"flash_attention_2": "flash", "flash_attention_3": "flash", "sdpa": "sdpa", "eager": "eager"}
+ATTENTION = {"flash_attention_2": "flash", "flash_attention_3": "flash", "sdpa": "sdpa", "eager": "eager",
+             # kernels that, like SDPA's memory-efficient one, never hold the score matrix
+             "xformers": "sdpa", "flex_attention": "sdpa"}
 
 NO_MEMORY = "no memory effect"
 # TrainingArguments keys that change nothing gpuplan estimates, with why (transformers training_args.py)
@@ -89,8 +93,13 @@ def optimizer(k: Keys, key: str, value: Any, report: ConfigReport) -> None:
 
 
 def attention(k: Keys, key: str, value: Any, report: ConfigReport) -> None:
+    name = k.str(key, value)
+    if name.startswith("kernels-community/") and "flash" in name:  # a Hub kernel of FlashAttention
+        report.set(key, "attention", "flash", "a FlashAttention kernel from the Hub")
+        return
     name = k.str(key, value, tuple(ATTENTION))
-    report.set(key, "attention", ATTENTION[name])
+    report.set(key, "attention", ATTENTION[name], "" if name in ("flash_attention_2", "flash_attention_3", "sdpa",
+                                                                  "eager") else "no score matrix held: as sdpa")
 
 
 def deepspeed_file(k: Keys, key: str, value: Any, folder: Path | None, report: ConfigReport) -> bool:

@@ -25,7 +25,10 @@ SOURCE = "torchtune recipes/configs"
 # torchtune model builders (torchtune/models/*/_model_builders.py) -> gpuplan preset
 BUILDERS = {
     "llama3_1_8b": "llama-3.1-8b", "llama3_1_70b": "llama-3.1-70b", "llama3_1_405b": "llama-3.1-405b",
-    "llama3_8b": "llama-3-8b", "llama3_70b": "llama-3-70b",
+    "llama3_8b": "meta-llama-3-8b", "llama3_70b": "meta-llama-3-70b", "llama3_3_70b": "llama-3.3-70b-instruct",
+    "llama2_7b": "llama-2-7b-hf", "llama2_13b": "llama-2-13b-hf", "llama2_70b": "llama-2-70b-hf",
+    "phi3_mini": "phi-3-mini-4k-instruct",  # torchtune's phi3_mini: Phi-3-Mini-4K-Instruct
+    "phi4_14b": "phi-4",
     "llama3_2_1b": "llama-3.2-1b", "llama3_2_3b": "llama-3.2-3b",
     "mistral_7b": "mistral-7b-v0.1",  # torchtune's mistral_7b: vocab 32000, the v0.1 architecture
     "qwen2_5_0_5b": "qwen2.5-0.5b", "qwen2_5_1_5b": "qwen2.5-1.5b", "qwen2_5_3b": "qwen2.5-3b",
