@@ -237,3 +237,13 @@ def test_every_torchtune_builder_names_a_preset():
     from gpuplan.model.presets import load_presets
 
     assert set(BUILDERS.values()) <= set(load_presets())
+
+
+def test_axolotl_fsdp_config_alone_is_full_sharding(tmp_path, capsys):
+    path = _write(tmp_path, "fsdp.yml", "base_model: meta-llama/Llama-3.1-8B\nsequence_len: 2048\nmicro_batch_size: 1\n"
+                                        "fsdp_version: 2\nfsdp_config:\n  offload_params: true\n"
+                                        "  state_dict_type: FULL_STATE_DICT\n")
+    out = _run_json(capsys, ["train", str(path), "--gpus", "8"])
+    by_hand = _run_json(capsys, ["train", "llama-3.1-8b", "--stack", "axolotl", "--seq", "2048", "--batch", "1",
+                                 "--zero", "3", "--offload", "optimizer+params", "--precision", "fp32", "--gpus", "8"])
+    assert out["memory"] == by_hand["memory"]

@@ -228,3 +228,5 @@ def fsdp_config(k: Keys, key: str, value: Any, report: ConfigReport) -> None:
             report.set(dotted, "zero", stages[name])
         else:
             report.ignore(dotted, "FSDP wrapping, state-dict and loading detail: not modelled")
+    if table and "zero" not in report.values:  # fsdp_config alone (axolotl's fsdp_version 2): FSDP's FULL_SHARD
+        report.set(key, "zero", 3, "FSDP, full sharding (FULL_SHARD, the default strategy)")
