@@ -136,6 +136,17 @@ def test_python_api_takes_a_recipe_path():
     assert out["model"] == "llama-3.1-8b" and out["config_file"]["format"] == "torchtune"
 
 
+def test_python_api_takes_a_parsed_recipe_with_a_named_model():
+    data = yaml.safe_load((DATA / TRL[1]).read_text())
+    out = api.train("llama-3.1-8b", from_file=data, gpu="h100-sxm")
+    by_hand = api.train("llama-3.1-8b", stack="hf-trainer", attention="flash", method="qlora", qlora_base="nf4",
+                        lora_rank=16, lora_dropout=0.05,
+                        lora_targets="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", grad_accum=2,
+                        recompute="full", seq=2048, batch=4, precision="bf16", gpu="h100-sxm")
+    assert out["model"] == "llama-3.1-8b" and out["memory"] == by_hand["memory"]
+    assert {"key": "model_name_or_path", "reason": "MODEL names the model"} in out["config_file"]["ignored"]
+
+
 def test_llamafactory_reads_the_deepspeed_file_it_names(tmp_path, capsys, monkeypatch):
     """The recipe names examples/deepspeed/ds_z3_config.json, relative to where llamafactory-cli runs."""
     (tmp_path / "examples" / "deepspeed").mkdir(parents=True)

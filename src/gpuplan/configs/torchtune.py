@@ -92,11 +92,12 @@ def read(data: dict[str, Any], name: str, report: ConfigReport) -> str:
         elif key == "optimizer_in_bwd":
             on = k.bool(key, value)
             accum = data.get("gradient_accumulation_steps", 1)
+            if lora:
+                report.ignore(key, "read only by the full fine-tuning recipes, not the LoRA ones")
+                continue
             if on and accum != 1:
                 raise k.error(key, value, f"contradicts gradient_accumulation_steps = {accum} (torchtune: gradient "
                               "accumulation is not supported with optimizer in bwd)")
-            if on and lora:
-                raise k.error(key, value, "is read only by the full fine-tuning recipes, not with a LoRA model")
             report.set(key, "optimizer_in_backward", "on" if on else "off")
         elif key == "enable_activation_checkpointing":
             report.set(key, "recompute", "full" if k.bool(key, value) else "none",
