@@ -258,3 +258,18 @@ def test_axolotl_fsdp_config_alone_is_full_sharding(tmp_path, capsys):
     by_hand = _run_json(capsys, ["train", "llama-3.1-8b", "--stack", "axolotl", "--seq", "2048", "--batch", "1",
                                  "--zero", "3", "--offload", "optimizer+params", "--precision", "fp32", "--gpus", "8"])
     assert out["memory"] == by_hand["memory"]
+
+
+def test_plan_reads_a_full_fine_tuning_recipe(capsys):
+    from_file = _run_json(capsys, ["plan", str(DATA / AXOLOTL[1]), "--gpu", "h100-sxm", "--gpus", "8"])
+    by_hand = _run_json(capsys, ["plan", "mistral-7b-v0.1", "--framework", "torch", "--seq", "8192", "--micro-batch",
+                                 "2", "--recompute", "full", "--precision", "bf16", "--gpu", "h100-sxm", "--gpus", "8"])
+    assert from_file["plans"] == by_hand["plans"]
+    ignored = {i["key"]: i["reason"] for i in from_file["config_file"]["ignored"]}
+    assert "not a plan setting" in ignored["optimizer"]
+
+
+def test_plan_refuses_an_adapter_recipe(capsys):
+    assert main(["plan", str(DATA / AXOLOTL[0]), "--gpu", "h100-sxm", "--gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "axolotl_mistral_qlora.yml: adapter" in err and "gpuplan train FILE" in err

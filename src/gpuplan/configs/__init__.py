@@ -107,7 +107,12 @@ def file_values(report: ConfigReport, command: str) -> dict[str, Any]:
     from gpuplan.options import command_options
 
     spec = command_options(command)
-    values = {k: v for k, v in report.values.items() if k != "model"}
+    if command == "plan":
+        from gpuplan.configs.plan_values import plan_values
+
+        values = plan_values(report)
+    else:
+        values = {k: v for k, v in report.values.items() if k != "model"}
     try:
         return spec.check(values)
     except InputError as exc:

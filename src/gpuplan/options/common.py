@@ -7,10 +7,10 @@ from gpuplan.options.field import Option
 DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 
 MODEL = Option("model", "positional", nargs="?", api=False,
-               help="preset id, Hugging Face id, or path to a config.json (or its folder); for train also a "
-                    "torchtitan TOML job config or a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe",
+               help="preset id, Hugging Face id, or path to a config.json (or its folder); for train and plan also "
+                    "a torchtitan TOML job config or a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe",
                help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；"
-                       "train 还可以是 torchtitan TOML 任务配置，或 torchtune、axolotl、LLaMA-Factory、"
+                       "train 和 plan 还可以是 torchtitan TOML 任务配置，或 torchtune、axolotl、LLaMA-Factory、"
                        "TRL / Trainer 的 YAML 训练配置")
 
 
