@@ -273,3 +273,11 @@ def test_plan_refuses_an_adapter_recipe(capsys):
     assert main(["plan", str(DATA / AXOLOTL[0]), "--gpu", "h100-sxm", "--gpus", "8"]) == 2
     err = capsys.readouterr().err
     assert "axolotl_mistral_qlora.yml: adapter" in err and "gpuplan train FILE" in err
+
+
+def test_plan_takes_deepspeeds_global_batch(capsys):
+    out = _run_json(capsys, ["plan", "llama-3.1-8b", "--from", str(DATA / "dsexamples_zero2.json"), "--gpu",
+                             "h100-sxm", "--gpus", "8"])
+    by_hand = _run_json(capsys, ["plan", "llama-3.1-8b", "--framework", "deepspeed", "--zero", "2", "--precision",
+                                 "mixed-fp16", "--global-batch", "16", "--gpu", "h100-sxm", "--gpus", "8"])
+    assert out["plans"] == by_hand["plans"]

@@ -5,7 +5,7 @@ plan searches full-training layouts with the framework's own optimizer (Adam sta
 of what a reader mapped for ``train`` only these carry over: ``seq``, ``precision``, ``framework`` (else the
 stack's: torch for the fine-tuning stacks, whose FSDP / DeepSpeed semantics plan models), the micro-batch
 (``--micro-batch``), the ZeRO stage and the parallel degrees (one-item ``--zero`` / ``--tp`` / ``--pp`` /
-``--cp`` / ``--ep`` lists) and ``recompute``. The others are listed as ignored, each with why. A recipe that trains
+``--cp`` / ``--ep`` lists), ``recompute`` and DeepSpeed's ``train_batch_size`` (``--global-batch``). The others are listed as ignored, each with why. A recipe that trains
 adapters (LoRA, QLoRA) or freezes parameters is refused: plan's memory is that of full training.
 """
 
@@ -61,5 +61,10 @@ def plan_values(report: ConfigReport) -> dict[str, Any]:
         else:
             out["framework"] = framework
             kept.insert(0, Mapped(stack.key, "framework", framework, f"the {stack.value} stack's framework"))
+    total = report.batch_rule.get("train_batch_size")
+    if total is not None:  # DeepSpeed's global batch: sequences per optimizer step, plan's --global-batch
+        report.ignored = [(key, why) for key, why in report.ignored if key != "train_batch_size"]
+        out["global_batch"] = total
+        kept.append(Mapped("train_batch_size", "global_batch", total, "sequences per optimizer step"))
     report.mapped = kept
     return out
