@@ -281,3 +281,11 @@ def test_plan_takes_deepspeeds_global_batch(capsys):
     by_hand = _run_json(capsys, ["plan", "llama-3.1-8b", "--framework", "deepspeed", "--zero", "2", "--precision",
                                  "mixed-fp16", "--global-batch", "16", "--gpu", "h100-sxm", "--gpus", "8"])
     assert out["plans"] == by_hand["plans"]
+
+
+def test_a_recipe_without_a_model_says_to_use_from(tmp_path, capsys):
+    path = _write(tmp_path, "args.yaml", "per_device_train_batch_size: 2\ngradient_checkpointing: true\n")
+    assert main(["train", str(path)]) == 2
+    assert "names no model" in capsys.readouterr().err
+    out = _run_json(capsys, ["train", "llama-3.2-1b", "--from", str(path)])
+    assert out["config_file"]["format"] == "trl"

@@ -1,5 +1,6 @@
-"""Configs people already have, read into gpuplan's options: a torchtitan TOML job config as MODEL
-(``gpuplan train llama3_8b.toml``), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
+"""Configs people already have, read into gpuplan's options: a torchtitan TOML job config or a torchtune,
+axolotl, LLaMA-Factory or TRL / Trainer YAML recipe as MODEL (``gpuplan train llama3_8b.toml``; readers in
+torchtitan.py and recipes.py), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
 
 A file is taken as a stack's config only when its extension and its content both say so (:func:`detect`);
 anything else stays what MODEL always was (a preset, a Hugging Face id, a config.json). Each reader returns the
@@ -89,6 +90,9 @@ def read_config(source: str | Mapping[str, Any], role: str, field: str) -> tuple
         model = torchtitan.read(data, name, report)
     elif fmt in recipes.READERS:
         model = recipes.read(fmt, data, name, report, folder)
+        if role == "model" and not model:
+            raise InputError(field, report.path, "is a training recipe that names no model",
+                             hint="give the model and the file with --from: gpuplan train MODEL --from FILE")
     else:
         if role == "model":
             raise InputError(field, report.path, "is a DeepSpeed config, which names no model",
