@@ -8,7 +8,7 @@ import sys
 from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
-from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits
+from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits, with_config_file
 from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import GiB, format_count
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
     if args.json:
-        print_json(to_json(r))
+        print_json(with_config_file(args, to_json(r)))
         return 0
     spec, results, warnings, plans, win, win_res = r.spec, r.results, r.warnings, r.plans, r.win, r.win_res
     alts, assumptions, flops, seq, global_batch, rank, plan_dict = (r.alts, r.assumptions, r.flops, r.seq,
@@ -77,4 +77,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"- {localize(a, lang)}")
     for w in warnings:
         print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
+    if getattr(args, "config_file", None) is not None:
+        print()
+        print("\n".join(args.config_file.text_lines("plan")))
     return 0

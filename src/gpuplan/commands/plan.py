@@ -228,4 +228,12 @@ def payload(values: Any) -> dict[str, Any]:
     if not r.plans:
         lines, _ = why_nothing_fits(values, r.results, r.spec, "en")
         raise InputError("plan", None, "; ".join(x.strip() for line in lines for x in line.splitlines() if x.strip()))
-    return to_json(r)
+    return with_config_file(values, to_json(r))
+
+
+def with_config_file(values: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """``out`` with the account of a stack config file read as MODEL or ``--from``, when one was."""
+    files = getattr(values, "config_file", None)
+    if files is not None:
+        out["config_file"] = files.as_dict()
+    return out

@@ -1,5 +1,6 @@
-"""Configs people already have, read into gpuplan's options: a torchtitan TOML job config as MODEL
-(``gpuplan train llama3_8b.toml``), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
+"""Configs people already have, read into gpuplan's options: a torchtitan TOML job config or a torchtune,
+axolotl, LLaMA-Factory or TRL / Trainer YAML recipe as MODEL (``gpuplan train llama3_8b.toml``; readers in
+torchtitan.py and recipes.py), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
 
 A file is taken as a stack's config only when its extension and its content both say so (:func:`detect`);
 anything else stays what MODEL always was (a preset, a Hugging Face id, a config.json). Each reader returns the
@@ -17,19 +18,29 @@ from gpuplan.errors import InputError
 
 __all__ = ["ConfigReport", "detect", "read_config", "apply_files"]
 
-FORMATS = ("torchtitan", "deepspeed")
+FORMATS = ("torchtitan", "deepspeed", "torchtune", "axolotl", "llama-factory", "trl")
 _TITAN_SECTIONS = ("training", "parallelism", "activation_checkpoint")
 _DS_KEYS = ("zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size", "gradient_accumulation_steps")
 
 
 def detect_data(data: Mapping[str, Any], suffix: str) -> str | None:
     """The format a parsed file is in, or None when its content is not one a reader knows."""
+    recipe = _detect_recipe(data, suffix)
+    if recipe is not None:
+        return recipe
     if suffix == ".toml" and isinstance(data.get("model"), dict) and any(isinstance(data.get(s), dict)
                                                                          for s in _TITAN_SECTIONS):
         return "torchtitan"
     if suffix == ".json" and any(k in data for k in _DS_KEYS) and "model_type" not in data:
         return "deepspeed"
     return None
+
+
+def _detect_recipe(data: Mapping[str, Any], suffix: str) -> str | None:
+    """The YAML training recipes (TrainingArguments also as JSON), by the keys only each project has."""
+    from gpuplan.configs.recipes import detect_recipe
+
+    return detect_recipe(data, suffix)
 
 
 def detect(path: str | None) -> str | None:
@@ -39,11 +50,14 @@ def detect(path: str | None) -> str | None:
         return None
     p = Path(path).expanduser()
     try:
-        if p.suffix.lower() not in (".toml", ".json") or not p.is_file():
+        if p.suffix.lower() not in (".toml", ".json", ".yaml", ".yml") or not p.is_file():
             return None
     except (OSError, ValueError):  # a name no file system accepts (too long, a NUL byte) is not a config file
         return None
-    from gpuplan.configs.files import parse
+    from gpuplan.configs.files import parse, yaml_missing
+
+    if yaml_missing(p):  # read_config then says that YAML needs PyYAML
+        return "yaml"
 
     try:
         data = parse(p, "MODEL")
@@ -55,31 +69,39 @@ def detect(path: str | None) -> str | None:
 def read_config(source: str | Mapping[str, Any], role: str, field: str) -> tuple[ConfigReport, str | None]:
     """(report, model preset or None) for a file path, or for an already parsed DeepSpeed config (a dict: the
     web API's pasted ``from_file``). ``role`` is 'model' or 'from'; ``field`` names the option in errors."""
-    from gpuplan.configs import deepspeed, torchtitan
+    from gpuplan.configs import deepspeed, recipes, torchtitan
     from gpuplan.configs.files import parse
 
+    folder = None
     if isinstance(source, Mapping):
         data, name, suffix = dict(source), "(pasted)", ".json"
     else:
         p = Path(source).expanduser()
-        data, name, suffix = parse(p, field), p.name, p.suffix.lower()
+        data, name, suffix, folder = parse(p, field), p.name, p.suffix.lower(), p.parent
     fmt = detect_data(data, suffix)
     if fmt is None:
         raise InputError(field, str(source) if not isinstance(source, Mapping) else "(object)",
-                         "is not a config gpuplan reads: a torchtitan TOML (with [model] and [training]) or a "
-                         "DeepSpeed JSON (with zero_optimization or the batch sizes)")
+                         "is not a config gpuplan reads: a torchtitan TOML (with [model] and [training]), a "
+                         "DeepSpeed JSON (with zero_optimization or the batch sizes), or a torchtune, axolotl, "
+                         "LLaMA-Factory or TRL / Trainer YAML recipe")
     report = ConfigReport(path=str(source) if not isinstance(source, Mapping) else name, format=fmt, role=role)
     model = None
     if fmt == "torchtitan":
         model = torchtitan.read(data, name, report)
+    elif fmt in recipes.READERS:
+        model = recipes.read(fmt, data, name, report, folder)
+        if role == "model" and not model:
+            raise InputError(field, report.path, "is a training recipe that names no model",
+                             hint="give the model and the file with --from: gpuplan train MODEL --from FILE")
     else:
         if role == "model":
             raise InputError(field, report.path, "is a DeepSpeed config, which names no model",
                              hint="give the model and the file with --from: gpuplan train MODEL --from FILE")
         deepspeed.read(data, name, report)
     if role == "from" and model is not None:
+        for key in [m.key for m in report.mapped if m.option == "model"]:
+            report.ignore(key, "MODEL names the model")
         report.mapped = [m for m in report.mapped if m.option != "model"]
-        report.ignore("model.name", "MODEL names the model")
         model = None
     return report, model
 
@@ -89,7 +111,12 @@ def file_values(report: ConfigReport, command: str) -> dict[str, Any]:
     from gpuplan.options import command_options
 
     spec = command_options(command)
-    values = {k: v for k, v in report.values.items() if k != "model"}
+    if command == "plan":
+        from gpuplan.configs.plan_values import plan_values
+
+        values = plan_values(report)
+    else:
+        values = {k: v for k, v in report.values.items() if k != "model"}
     try:
         return spec.check(values)
     except InputError as exc:

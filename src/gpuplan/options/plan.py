@@ -7,6 +7,7 @@ from gpuplan.options.common import (
     check,
     CONFIG,
     EXPLAIN,
+    FROM,
     JSON,
     LANG,
     MODEL_OPTIONS,
@@ -174,5 +175,6 @@ PLAN = CommandOptions(
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
+        FROM,
     ),
 )
