@@ -1,5 +1,7 @@
 """Configs people already have, read into gpuplan's options: a torchtitan TOML job config as MODEL
-(``gpuplan train llama3_8b.toml``), a DeepSpeed JSON next to a named model (``--from ds_config.json``).
+(``gpuplan train llama3_8b.toml``), a DeepSpeed JSON next to a named model (``--from ds_config.json``), a
+Megatron-LM argument list or launch script as MODEL of ``train`` and ``plan``, a pasted ``vllm serve`` command line
+as MODEL of ``infer``.
 
 A file is taken as a stack's config only when its extension and its content both say so (:func:`detect`);
 anything else stays what MODEL always was (a preset, a Hugging Face id, a config.json). Each reader returns the
@@ -17,7 +19,10 @@ from gpuplan.errors import InputError
 
 __all__ = ["ConfigReport", "detect", "read_config", "apply_files"]
 
-FORMATS = ("torchtitan", "deepspeed")
+FORMATS = ("torchtitan", "deepspeed", "megatron", "vllm")
+# text files holding a command line: the formats each command reads as MODEL
+TEXT_SUFFIXES = (".sh", ".bash", ".txt", ".args", ".cmd")
+MODEL_FORMATS = {"train": ("torchtitan", "megatron"), "plan": ("megatron",), "infer": ("vllm",)}
 _TITAN_SECTIONS = ("training", "parallelism", "activation_checkpoint")
 _DS_KEYS = ("zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size", "gradient_accumulation_steps")
 
@@ -32,6 +37,17 @@ def detect_data(data: Mapping[str, Any], suffix: str) -> str | None:
     return None
 
 
+def detect_text(text: str) -> str | None:
+    """The format of a command-line text file: a ``vllm serve`` command, or Megatron-LM arguments."""
+    import re
+
+    if re.search(r"(^|\s)vllm\s+serve\s|vllm\.entrypoints\.openai\.api_server", text):
+        return "vllm"
+    if re.search(r"pretrain_\w+\.py|--tensor-model-parallel-size|--num-layers\s", text):
+        return "megatron"
+    return None
+
+
 def detect(path: str | None) -> str | None:
     """The format of the file at ``path`` (by extension, then content), or None: a preset name, a config.json
     or a scenario is never taken for a stack's config."""
@@ -39,11 +55,17 @@ def detect(path: str | None) -> str | None:
         return None
     p = Path(path).expanduser()
     try:
-        if p.suffix.lower() not in (".toml", ".json") or not p.is_file():
+        if p.suffix.lower() not in (".toml", ".json", *TEXT_SUFFIXES) or not p.is_file():
             return None
     except (OSError, ValueError):  # a name no file system accepts (too long, a NUL byte) is not a config file
         return None
-    from gpuplan.configs.files import parse
+    from gpuplan.configs.files import parse, read_text
+
+    if p.suffix.lower() in TEXT_SUFFIXES:
+        try:
+            return detect_text(read_text(p, "MODEL"))
+        except InputError:
+            return None
 
     try:
         data = parse(p, "MODEL")
@@ -52,12 +74,15 @@ def detect(path: str | None) -> str | None:
     return detect_data(data, p.suffix.lower())
 
 
-def read_config(source: str | Mapping[str, Any], role: str, field: str) -> tuple[ConfigReport, str | None]:
+def read_config(source: str | Mapping[str, Any], role: str, field: str,
+                command: str = "train") -> tuple[ConfigReport, str | None]:
     """(report, model preset or None) for a file path, or for an already parsed DeepSpeed config (a dict: the
     web API's pasted ``from_file``). ``role`` is 'model' or 'from'; ``field`` names the option in errors."""
     from gpuplan.configs import deepspeed, torchtitan
     from gpuplan.configs.files import parse
 
+    if isinstance(source, str) and Path(source).suffix.lower() in TEXT_SUFFIXES:
+        return _read_text_config(source, role, field, command)
     if isinstance(source, Mapping):
         data, name, suffix = dict(source), "(pasted)", ".json"
     else:
@@ -84,12 +109,49 @@ def read_config(source: str | Mapping[str, Any], role: str, field: str) -> tuple
     return report, model
 
 
+def _read_text_config(source: str, role: str, field: str, command: str) -> tuple[ConfigReport, str | None]:
+    """A Megatron-LM argument list or a ``vllm serve`` command line, as MODEL of the commands that read it."""
+    from gpuplan.configs import megatron, vllm
+    from gpuplan.configs.files import read_text
+    from gpuplan.configs.shell import parse_script
+
+    p = Path(source).expanduser()
+    text = read_text(p, field)
+    fmt = detect_text(text)
+    if fmt is None:
+        raise InputError(field, source, "is not a config gpuplan reads: a Megatron-LM argument list (pretrain_*.py "
+                         "or --num-layers ...) or a `vllm serve MODEL ...` command line")
+    if role != "model" or fmt not in MODEL_FORMATS.get(command, ()):
+        takes = [c for c, fmts in MODEL_FORMATS.items() if fmt in fmts]
+        raise InputError(field, source, f"is a {fmt} command line, which `gpuplan {command}` does not read",
+                         hint=f"give it as MODEL of gpuplan {' or '.join(takes)}")
+    report = ConfigReport(path=source, format=fmt, role=role)
+    script = parse_script(text, p.name)
+    model = (megatron.read if fmt == "megatron" else vllm.read)(script, p.name, report)
+    return report, model
+
+
+def resolve(report: ConfigReport, values: Any) -> None:
+    """Rules of a file that need the data-parallel degree (known once the options are complete)."""
+    if report.format == "deepspeed":
+        from gpuplan.configs.deepspeed import resolve_batch
+    elif report.format == "megatron":
+        from gpuplan.configs.megatron import resolve_batch
+    else:
+        return
+    resolve_batch(report, values)
+
+
 def file_values(report: ConfigReport, command: str) -> dict[str, Any]:
     """The report's option values, checked and converted by the command's declared options."""
     from gpuplan.options import command_options
 
     spec = command_options(command)
     values = {k: v for k, v in report.values.items() if k != "model"}
+    if command == "plan":
+        from gpuplan.configs.toplan import plan_values
+
+        values = plan_values(report, values)
     try:
         return spec.check(values)
     except InputError as exc:
@@ -107,7 +169,7 @@ def apply_files(command: str, model: str | None, given: dict[str, Any]
         source, role = model, "model"
     if source is None:
         return model, given, None
-    report, preset = read_config(source, role, "model" if role == "model" else "from_file")
+    report, preset = read_config(source, role, "model" if role == "model" else "from_file", command)
     values = file_values(report, command)
     report.overridden = [k for k in values if k in given and given[k] != values[k]]
     return (preset if role == "model" else model), {**values, **given}, report
@@ -126,7 +188,7 @@ def hook_files(parser: Any, command: str) -> None:
         if source is None:
             return ns, rest
         try:
-            report, preset = read_config(source, role, "MODEL" if role == "model" else "--from")
+            report, preset = read_config(source, role, "MODEL" if role == "model" else "--from", command)
             values = file_values(report, command)
         except InputError as exc:
             parser.error(str(exc))
@@ -138,7 +200,7 @@ def hook_files(parser: Any, command: str) -> None:
             parser._defaults.clear()
             parser._defaults.update(saved)
         report.overridden = [k for k, v in values.items() if getattr(ns, k, v) != v]
-        if preset is not None:
+        if role == "model":
             ns.model = preset
         ns.config_file = report
         return ns, rest
