@@ -135,11 +135,15 @@ def resolve(report: ConfigReport, values: Any) -> None:
     """Rules of a file that need the data-parallel degree (known once the options are complete)."""
     if report.format == "deepspeed":
         from gpuplan.configs.deepspeed import resolve_batch
-    elif report.format == "megatron":
-        from gpuplan.configs.megatron import resolve_batch
-    else:
-        return
-    resolve_batch(report, values)
+
+        resolve_batch(report, values)
+    elif report.format in ("megatron", "torchtitan"):
+        from gpuplan.configs.megatron import resolve_batch as rule
+
+        if report.format == "megatron":
+            rule(report, values)
+        else:
+            rule(report, values, "training.global_batch_size", microbatches=False)
 
 
 def file_values(report: ConfigReport, command: str) -> dict[str, Any]:

@@ -366,11 +366,20 @@ def _parallel(name: str, seen: dict[str, Arg], pp: int, report: ConfigReport) ->
         report.set("(Megatron default: no --use-distributed-optimizer)", "zero", 0)
     if "--num-distributed-optimizer-instances" in seen:
         n = int_value(name, seen["--num-distributed-optimizer-instances"])
-        if n > 1:
-            raise InputError(f"{name}: --num-distributed-optimizer-instances", n, "the partial distributed "
-                             "optimizer needs the shard group size, which depends on --gpus",
-                             hint="leave it out and give --dp-shard (dp / instances) on the command line")
-        report.ignore("--num-distributed-optimizer-instances", "1: one instance, sharded over all data-parallel ranks")
+        key = "--num-distributed-optimizer-instances"
+        gpus = report.values.get("gpus")
+        model_parallel = report.values.get("tp", 1) * pp * report.values.get("cp", 1)
+        if n == 1:
+            report.ignore(key, "1: one instance, sharded over all data-parallel ranks")
+        elif "--use-distributed-optimizer" not in seen:
+            raise InputError(f"{name}: {key}", n, "needs --use-distributed-optimizer")
+        elif gpus is None or (gpus // model_parallel) % n:
+            raise InputError(f"{name}: {key}", n, "the partial distributed optimizer shards over dp / instances "
+                             "ranks: the data-parallel size must be known (torchrun --nproc_per_node x --nnodes) "
+                             "and a multiple of it", hint="leave it out and give --dp-shard on the command line")
+        else:
+            report.set(key, "dp_shard", gpus // model_parallel // n, f"dp {gpus // model_parallel} / {n} instances: "
+                                                                     "states sharded within each instance")
     if "--sequence-parallel" in seen:
         if "--tensor-model-parallel-size" not in report.values or report.values.get("tp", 1) == 1:
             report.ignore("--sequence-parallel", "TP 1: nothing to split (Megatron turns it off)")
@@ -459,9 +468,12 @@ def _training(name: str, seen: dict[str, Arg], report: ConfigReport) -> None:
             report.ignore(flag, "read as --attention flash")
 
 
-def resolve_batch(report: ConfigReport, values: Any) -> None:
+def resolve_batch(report: ConfigReport, values: Any, key: str = "--global-batch-size",
+                  microbatches: bool = True) -> None:
     """--global-batch-size / (--micro-batch-size x data-parallel size) micro-batches per step, once the
-    data-parallel size is known (megatron/core/num_microbatches_calculator.py); a remainder is an InputError."""
+    data-parallel size is known (megatron/core/num_microbatches_calculator.py); a remainder is an InputError.
+    torchtitan's ``training.global_batch_size`` follows the same rule for its accumulation steps (its pipeline
+    micro-batches come from the local batch instead, so ``microbatches`` is False there)."""
     total = report.batch_rule.get("global_batch")
     if total is None:
         return
@@ -469,12 +481,16 @@ def resolve_batch(report: ConfigReport, values: Any) -> None:
     dp = values.dp if values.dp > 1 else max(1, (values.gpus or 1) // (values.tp * values.pp * values.cp))
     micro = values.batch
     if total % (micro * dp):
-        raise InputError(f"{name}: --global-batch-size", total, f"must be a multiple of --micro-batch-size ({micro}) "
-                         f"x data-parallel size ({dp})")
+        raise InputError(f"{name}: {key}", total, f"must be a multiple of the micro-batch ({micro}) x data-parallel "
+                         f"size ({dp})")
     n = total // (micro * dp)
-    report.ignored = [(k, why) for k, why in report.ignored if k != "--global-batch-size"]
-    if "grad_accum" not in report.overridden and "microbatches" not in report.overridden:
-        values.grad_accum = n
+    report.ignored = [(k, why) for k, why in report.ignored if k != key]
+    if "grad_accum" in report.overridden or "microbatches" in report.overridden:
+        return
+    values.grad_accum = n
+    note = f"{total} / ({micro} x dp {dp})"
+    if microbatches:
         values.microbatches = n
-        report.set("--global-batch-size", "microbatches", n, f"{total} / ({micro} x dp {dp}): micro-batches per "
-                                                             "step (gradient accumulation)")
+        report.set(key, "microbatches", n, note + ": micro-batches per step (gradient accumulation)")
+    else:
+        report.set(key, "grad_accum", n, note + ": gradient accumulation steps")
