@@ -89,7 +89,7 @@ SURFACE = {
     "plan": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days",
+            "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days", "--emit", "--emit-out",
             "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",

@@ -143,8 +143,8 @@ def _megatron(e: EmitInput) -> str:
     node = min(lay.gpus, e.gpus_per_node)
     if lay.gpus % node:
         raise _refuse("megatron", f"{lay.gpus} GPUs in nodes of {node}")
-    lines = [f"# {e.summary}", "# Megatron-LM arguments written by gpuplan plan --emit megatron; add your data and "
-             "tokenizer arguments (--data-path, --tokenizer-type ...) before launching.",
+    lines = [f"# {e.summary}", ("# Megatron-LM arguments written by gpuplan plan --emit megatron; add your data and "
+             "tokenizer arguments (--data-path, --tokenizer-type ...) before launching."),
              f"torchrun --nproc_per_node {node} --nnodes {lay.gpus // node} pretrain_gpt.py"]
     groups = [_megatron_model(e), par, train]
     body = [a for g in groups for a in g]
@@ -215,8 +215,8 @@ def _torchtitan(e: EmitInput) -> str:
     else:
         replicate, shard = 1, lay.dp
     name, fl = flavor
-    lines = [f"# {e.summary}", "# torchtitan job config written by gpuplan plan --emit torchtitan; add your "
-             "dataset, tokenizer and run settings before launching.", "",
+    lines = [f"# {e.summary}", ("# torchtitan job config written by gpuplan plan --emit torchtitan; add your "
+             "dataset, tokenizer and run settings before launching."), "",
              "[model]", f'name = "{name}"', f'flavor = "{fl}"', "",
              "[optimizer]", 'name = "AdamW"', "",
              "[training]", f"local_batch_size = {lay.micro_batch}", f"seq_len = {e.seq}",

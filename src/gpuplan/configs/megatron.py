@@ -17,7 +17,14 @@ import re
 from typing import Any
 
 from gpuplan.configs.launch import (
-    Arg, Launch, int_value, is_launch, no_value, one_value, other_commands, require_resolved, split_args,
+    Arg,
+    Launch,
+    int_value,
+    is_launch,
+    no_value,
+    one_value,
+    other_commands,
+    split_args,
 )
 from gpuplan.configs.report import ConfigReport
 from gpuplan.configs.shell import Script
@@ -169,8 +176,9 @@ def read(script: Script, name: str, report: ConfigReport) -> str | None:
     _parallel(name, seen, pp, report)
     _recompute(name, seen, report)
     _training(name, seen, report)
-    for flag, arg in seen.items():
-        if flag in _IGNORED and flag not in report.keys():
+    accounted = set(report.keys())
+    for flag in seen:
+        if flag in _IGNORED and flag not in accounted:
             report.ignore(flag, _IGNORED[flag])
     return preset
 
@@ -246,8 +254,8 @@ def _model(name: str, seen: dict[str, Arg], tp: int, report: ConfigReport) -> st
                and _text(name, seen, "--position-embedding-type", "learned_absolute") == "learned_absolute")
     rms = _text(name, seen, "--normalization", "LayerNorm") == "RMSNorm"
     bias = "--disable-bias-linear" not in seen
-    dims = dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv, head_dim=head_dim, ffn=expert_ffn,
-                vocab=vocab, gated=gated, tie=tie, experts=experts, top_k=top_k)
+    dims = {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv, "head_dim": head_dim, "ffn": expert_ffn,
+                "vocab": vocab, "gated": gated, "tie": tie, "experts": experts, "top_k": top_k}
     preset = _matching_preset(dims)
     if preset is not None:
         report.set("--num-layers", "model", preset, f"{layers} layers, hidden {hidden}, {heads} heads / {kv} KV, "
@@ -258,11 +266,11 @@ def _model(name: str, seen: dict[str, Arg], tp: int, report: ConfigReport) -> st
             if flag in seen:
                 report.ignore(flag, f"read with --num-layers: the preset {preset}")
         return preset
-    if not gated or not tie or learned or not rms or bias:
+    if not gated or tie or learned or not rms or bias:
         what = ("a GELU MLP (no --swiglu)" if not gated else "tied embeddings (no "
-                "--untie-embeddings-and-output-weights)" if not tie else "learned position embeddings" if learned
+                "--untie-embeddings-and-output-weights)" if tie else "learned position embeddings" if learned
                 else "LayerNorm (no --normalization RMSNorm)" if not rms else "linear biases (no --disable-bias-linear)")
-        flag = ("--swiglu" if not gated else "--untie-embeddings-and-output-weights" if not tie else
+        flag = ("--swiglu" if not gated else "--untie-embeddings-and-output-weights" if tie else
                 "--position-embedding-type" if learned else "--normalization" if not rms else "--disable-bias-linear")
         raise InputError(f"{name}: {flag}", None, f"the model has {what} and no gpuplan preset has its dimensions "
                          f"({layers} layers, hidden {hidden}, {heads} heads, vocab {vocab:,}); gpuplan's raw "
@@ -277,7 +285,7 @@ def _model(name: str, seen: dict[str, Arg], tp: int, report: ConfigReport) -> st
         report.set("--kv-channels", "head_dim", head_dim)
     report.set("--ffn-hidden-size" if "--ffn-hidden-size" in seen else "--swiglu", "ffn", ffn,
                "" if "--ffn-hidden-size" in seen else "Megatron's default with --swiglu: int(4h x 2/3 / 64) x 64")
-    if "--ffn-hidden-size" in seen and "--swiglu" not in report.keys():
+    if "--ffn-hidden-size" in seen and "--swiglu" in seen:
         report.ignore("--swiglu", "a gated MLP: gpuplan's raw dimensions are Llama-style")
     report.set("--vocab-size" if "--vocab-size" in seen else "--tokenizer-type", "vocab", vocab, vocab_note)
     if experts:
@@ -326,10 +334,10 @@ def _matching_preset(dims: dict[str, Any]) -> str | None:
     for pid in sorted(load_presets()):
         spec = load_presets()[pid].spec()
         moe = spec.moe
-        got = dict(layers=spec.num_layers, hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads,
-                   head_dim=spec.head_dim, ffn=moe.expert_ffn_size if moe else spec.ffn_size, vocab=spec.vocab_size,
-                   gated=spec.gated_mlp, tie=spec.tie_embeddings, experts=moe.num_experts if moe else 0,
-                   top_k=moe.top_k if moe else 0)
+        got = {"layers": spec.num_layers, "hidden": spec.hidden_size, "heads": spec.num_heads, "kv_heads": spec.num_kv_heads,
+                   "head_dim": spec.head_dim, "ffn": moe.expert_ffn_size if moe else spec.ffn_size, "vocab": spec.vocab_size,
+                   "gated": spec.gated_mlp, "tie": spec.tie_embeddings, "experts": moe.num_experts if moe else 0,
+                   "top_k": moe.top_k if moe else 0}
         if got == dims and (not moe or all(moe.moe_layers)):
             return pid
     return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from gpuplan.errors import InputError
 
-_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\+?)=(.*)$", re.S)
+_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\+?)=(.*)$", re.DOTALL)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?])(\[[@*0-9]\])?(:?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?])"
                   r"|\$\(\((.*?)\)\)|\$\((.*?)\)|`(.*?)`")
 _OPEN = ("if", "for", "while", "until", "case")

@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 
 from gpuplan.configs.launch import (
-    Arg, int_value, is_launch, no_value, one_value, other_commands, real_value, split_args,
+    Arg,
+    int_value,
+    is_launch,
+    no_value,
+    one_value,
+    other_commands,
+    real_value,
+    split_args,
 )
 from gpuplan.configs.report import ConfigReport
 from gpuplan.configs.shell import Script
