@@ -165,6 +165,26 @@ def test_bad_vllm_files_exit_2_naming_the_argument(tmp_path, capsys):
     assert "--tensor-paralel-size" in capsys.readouterr().err
 
 
+def test_accelerate_fsdp_config_equals_the_hand_written_options(capsys):
+    import yaml
+
+    path = DATA / "accelerate_fsdp.yaml"
+    report, _ = read_config(str(path), "from", "--from")
+    data = yaml.safe_load(path.read_text())
+    leaves = {k for k, v in data.items() if not isinstance(v, dict)} | {f"fsdp_config.{k}" for k in data["fsdp_config"]}
+    keys = report.keys()
+    assert leaves <= {k.split(" (")[0] for k in keys}
+    from_file = _run_json(capsys, ["train", "llama-3.1-8b", "--from", str(path), "--seq", "2048"])
+    by_hand = _run_json(capsys, ["train", "llama-3.1-8b", "--framework", "torch", "--gpus", "2", "--precision",
+                                 "amp-bf16", "--zero", "3", "--recompute", "none", "--seq", "2048"])
+    assert from_file["memory"] == by_hand["memory"]
+
+
+def test_accelerate_config_pointing_at_a_deepspeed_json_says_to_give_that(capsys):
+    assert main(["train", "llama-3.1-8b", "--from", str(DATA / "accelerate_deepspeed.yaml")]) == 2
+    assert "deepspeed_config.deepspeed_config_file" in capsys.readouterr().err
+
+
 EMITS = [
     ("megatron", ["llama-3.1-8b", "--gpus", "16"]),
     ("megatron", ["mixtral-8x7b-v0.1", "--gpus", "64", "--recompute", "full"]),
@@ -172,12 +192,17 @@ EMITS = [
                    "--recompute", "none"]),
     ("torchtitan", ["llama-3.1-8b", "--gpus", "8", "--framework", "torch", "--precision", "amp-bf16", "--zero", "0,3",
                     "--recompute", "none,full", "--pp", "1"]),
+    ("accelerate", ["llama-3.1-8b", "--gpus", "16", "--framework", "torch", "--precision", "amp-bf16", "--zero",
+                    "0,2,3", "--tp", "1", "--pp", "1", "--cp", "1"]),
+    ("accelerate", ["llama-3.1-8b", "--gpus", "8", "--framework", "deepspeed", "--tp", "1", "--pp", "1", "--cp", "1",
+                    "--recompute", "none"]),
 ]
 
 
 @pytest.mark.parametrize("fmt,plan", EMITS)
 def test_emitted_config_reads_back_to_the_plans_memory(tmp_path, capsys, fmt, plan):
-    out_path = tmp_path / ("launch" + {"megatron": ".sh", "deepspeed": ".json", "torchtitan": ".toml"}[fmt])
+    out_path = tmp_path / ("launch" + {"megatron": ".sh", "deepspeed": ".json", "torchtitan": ".toml",
+                                       "accelerate": ".yaml"}[fmt])
     out = _run_json(capsys, ["plan", *plan, "--gpu", "h100-sxm", "--emit", fmt, "--emit-out", str(out_path)])
     assert out["emit"]["format"] == fmt and out_path.read_text() == out["emit"]["text"]
     best = out["plans"][0]
@@ -186,6 +211,11 @@ def test_emitted_config_reads_back_to_the_plans_memory(tmp_path, capsys, fmt, pl
     if fmt == "deepspeed":
         got = _run_json(capsys, ["train", plan[0], "--from", str(out_path), "--gpus", str(best["gpus"]), "--seq",
                                  "4096", "--gpu", "h100-sxm"])
+    elif fmt == "accelerate":  # the micro-batch (and, with FSDP, the accumulation) live in the training script
+        m = str(1024 // (best["dp"] * best["micro_batch"]))
+        extra = ["--grad-accum", m] if "FSDP" in out["emit"]["text"] else []
+        got = _run_json(capsys, ["train", plan[0], "--from", str(out_path), "--seq", "4096", "--batch",
+                                 str(best["micro_batch"]), *extra, "--gpu", "h100-sxm"])
     else:
         got = _run_json(capsys, ["train", str(out_path), "--gpus", str(best["gpus"]), "--gpu", "h100-sxm"])
     assert got["memory"] == expected
@@ -196,6 +226,7 @@ def test_emitted_config_reads_back_to_the_plans_memory(tmp_path, capsys, fmt, pl
     (["llama-3.1-8b", "--gpus", "16", "--framework", "deepspeed", "--pp", "2", "--emit", "deepspeed"], "PP 2"),
     (["llama-3.1-8b", "--gpus", "8", "--emit", "torchtitan"], "--framework megatron"),
     (["gemma-2-9b", "--gpus", "8", "--emit", "megatron"], "sliding-window attention"),
+    (["llama-3.1-8b", "--gpus", "16", "--framework", "torch", "--tp", "2", "--emit", "accelerate"], "TP 2"),
 ])
 def test_a_layout_a_format_cannot_express_is_refused(capsys, plan, named):
     assert main(["plan", *plan, "--gpu", "h100-sxm"]) == 2

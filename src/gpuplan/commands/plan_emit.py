@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from gpuplan.configs.emit import STACK, SUFFIX, EmitInput, emit
+from gpuplan.configs.emit import SUFFIX, EmitInput, emit, stack_for
 from gpuplan.errors import InputError
 
 
@@ -27,7 +27,7 @@ def _train_options(values: Any, r: SimpleNamespace, fmt: str) -> tuple[str | Non
     kw = dict(batch=lay.micro_batch, seq=r.seq, grad_accum=m, precision=opts.precision, framework=opts.framework,
               optimizer=opts.optimizer, attention=opts.attention, recompute=lay.recompute, gpus=lay.gpus, dp=lay.dp,
               tp=lay.tp, pp=lay.pp, ep=lay.ep, cp=lay.cp, vpp=lay.vpp, sp=lay.seq_parallel, zero=lay.zero,
-              microbatches=m, stack=STACK[fmt], **dims)
+              microbatches=m, stack=stack_for(fmt, opts.framework), **dims)
     if lay.dp_shard is not None:
         kw["dp_shard"] = lay.dp_shard
     return (r.spec.name if values.model else None), kw
@@ -52,10 +52,14 @@ def emit_launch(values: Any, r: SimpleNamespace) -> dict[str, Any]:
         path = Path(tmp) / f"launch{SUFFIX[fmt]}"
         path.write_text(text, encoding="utf-8")
         try:
+            dims = {k: v for k, v in kw.items() if k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn",
+                                                           "vocab", "experts", "top_k")}
             if fmt == "deepspeed":
-                dims = {k: v for k, v in kw.items() if k in ("layers", "hidden", "heads", "kv_heads", "head_dim",
-                                                               "ffn", "vocab", "experts", "top_k")}
                 got = api.train(model, from_file=json.loads(text), gpus=lay.gpus, seq=r.seq, **dims)["memory"]
+            elif fmt == "accelerate":  # the batch lives in the training script: given as options
+                extra = {} if opts.framework == "deepspeed" else {"grad_accum": kw["grad_accum"]}
+                got = api.train(model, from_file=str(path), gpus=lay.gpus, seq=r.seq, batch=lay.micro_batch,
+                                **extra, **dims)["memory"]
             else:
                 got = api.train(str(path), gpus=lay.gpus)["memory"]
         except InputError as exc:
@@ -64,5 +68,6 @@ def emit_launch(values: Any, r: SimpleNamespace) -> dict[str, Any]:
     if diff is not None:
         raise InputError("--emit", fmt, f"cannot express this layout exactly: read back, it estimates "
                          f"{diff} = {got.get(diff):,} instead of {expected[diff]:,}")
-    command = r.plan_dict(r.win)["train_command"] + f" --stack {STACK[fmt]}"
-    return {"format": fmt, "text": text, "stack": STACK[fmt], "train_command": command}
+    stack = stack_for(fmt, opts.framework)
+    command = r.plan_dict(r.win)["train_command"] + f" --stack {stack}"
+    return {"format": fmt, "text": text, "stack": stack, "train_command": command}

@@ -19,7 +19,7 @@ from gpuplan.errors import InputError
 
 __all__ = ["ConfigReport", "detect", "read_config", "apply_files"]
 
-FORMATS = ("torchtitan", "deepspeed", "megatron", "vllm")
+FORMATS = ("torchtitan", "deepspeed", "megatron", "vllm", "accelerate")
 # text files holding a command line: the formats each command reads as MODEL
 TEXT_SUFFIXES = (".sh", ".bash", ".txt", ".args", ".cmd")
 MODEL_FORMATS = {"train": ("torchtitan", "megatron"), "plan": ("megatron",), "infer": ("vllm",)}
@@ -34,6 +34,8 @@ def detect_data(data: Mapping[str, Any], suffix: str) -> str | None:
         return "torchtitan"
     if suffix == ".json" and any(k in data for k in _DS_KEYS) and "model_type" not in data:
         return "deepspeed"
+    if suffix in (".yaml", ".yml") and "distributed_type" in data:
+        return "accelerate"
     return None
 
 
@@ -55,7 +57,7 @@ def detect(path: str | None) -> str | None:
         return None
     p = Path(path).expanduser()
     try:
-        if p.suffix.lower() not in (".toml", ".json", *TEXT_SUFFIXES) or not p.is_file():
+        if p.suffix.lower() not in (".toml", ".json", ".yaml", ".yml", *TEXT_SUFFIXES) or not p.is_file():
             return None
     except (OSError, ValueError):  # a name no file system accepts (too long, a NUL byte) is not a config file
         return None
@@ -91,12 +93,20 @@ def read_config(source: str | Mapping[str, Any], role: str, field: str,
     fmt = detect_data(data, suffix)
     if fmt is None:
         raise InputError(field, str(source) if not isinstance(source, Mapping) else "(object)",
-                         "is not a config gpuplan reads: a torchtitan TOML (with [model] and [training]) or a "
-                         "DeepSpeed JSON (with zero_optimization or the batch sizes)")
+                         "is not a config gpuplan reads: a torchtitan TOML (with [model] and [training]), a "
+                         "DeepSpeed JSON (with zero_optimization or the batch sizes) or an accelerate config YAML "
+                         "(with distributed_type)")
     report = ConfigReport(path=str(source) if not isinstance(source, Mapping) else name, format=fmt, role=role)
     model = None
     if fmt == "torchtitan":
         model = torchtitan.read(data, name, report)
+    elif fmt == "accelerate":
+        if role == "model":
+            raise InputError(field, report.path, "is an accelerate config, which names no model",
+                             hint="give the model and the file with --from: gpuplan train MODEL --from FILE")
+        from gpuplan.configs import accelerate
+
+        accelerate.read(data, name, report)
     else:
         if role == "model":
             raise InputError(field, report.path, "is a DeepSpeed config, which names no model",

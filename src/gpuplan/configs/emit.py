@@ -15,12 +15,19 @@ from typing import Any
 
 from gpuplan.errors import InputError
 
-EMIT_FORMATS = ("torchtitan", "deepspeed", "megatron", "vllm")
-# the file name a format is written to by default, and the stack whose defaults read it back
-SUFFIX = {"torchtitan": ".toml", "deepspeed": ".json", "megatron": ".sh", "vllm": ".txt"}
-STACK = {"torchtitan": "torchtitan", "deepspeed": "deepspeed", "megatron": "megatron"}
-# the --framework a format's memory semantics are
-FRAMEWORK = {"torchtitan": "torch", "deepspeed": "deepspeed", "megatron": "megatron"}
+EMIT_FORMATS = ("torchtitan", "deepspeed", "megatron", "accelerate", "vllm")
+# the file name a format is written to by default
+SUFFIX = {"torchtitan": ".toml", "deepspeed": ".json", "megatron": ".sh", "accelerate": ".yaml", "vllm": ".txt"}
+# the --framework values a format's memory semantics can be
+FRAMEWORKS = {"torchtitan": ("torch",), "deepspeed": ("deepspeed",), "megatron": ("megatron",),
+              "accelerate": ("torch", "deepspeed")}
+
+
+def stack_for(fmt: str, framework: str) -> str:
+    """The stack whose defaults read the format back (accelerate: its FSDP/DDP or DeepSpeed plugin's)."""
+    if fmt == "accelerate":
+        return "deepspeed" if framework == "deepspeed" else "torch"
+    return fmt
 
 
 @dataclass(frozen=True)
@@ -49,15 +56,16 @@ def emit(fmt: str, e: EmitInput) -> str:
     if fmt == "vllm":
         raise _refuse("vllm", "a training layout: `vllm serve` launches inference, and plan's layouts are for "
                       "training", hint="use `gpuplan infer MODEL --engine vllm --tp N` for serving")
-    want = FRAMEWORK[fmt]
-    if e.framework != want:
+    want = FRAMEWORKS[fmt]
+    if e.framework not in want:
         raise _refuse(fmt, f"a layout planned with --framework {e.framework}: its memory semantics are "
-                      f"--framework {want}", hint=f"plan with --framework {want} to emit {fmt}")
+                      f"--framework {' or '.join(want)}", hint=f"plan with --framework {want[0]} to emit {fmt}")
     lay = e.layout
     if e.global_batch % (lay.dp * lay.micro_batch):
         raise _refuse(fmt, f"a global batch {e.global_batch} that is not a multiple of micro-batch {lay.micro_batch} "
                       f"x DP {lay.dp}")
-    return {"megatron": _megatron, "deepspeed": _deepspeed, "torchtitan": _torchtitan}[fmt](e)
+    return {"megatron": _megatron, "deepspeed": _deepspeed, "torchtitan": _torchtitan,
+            "accelerate": _accelerate}[fmt](e)
 
 
 def _microbatches(e: EmitInput) -> int:
@@ -227,3 +235,62 @@ def _torchtitan(e: EmitInput) -> str:
              f"expert_parallel_degree = {lay.ep}", "",
              "[activation_checkpoint]", f'mode = "{lay.recompute}"']
     return "\n".join(lines) + "\n"
+
+
+# --- accelerate ------------------------------------------------------------------------------------------------
+
+def _accelerate(e: EmitInput) -> str:
+    """An ``accelerate launch --config_file`` YAML: the FSDP plugin (or DDP) for --framework torch, the DeepSpeed
+    plugin for --framework deepspeed. Batch sizes live in the training script, not in this file."""
+    lay = e.layout
+    for n, what in ((lay.tp, "TP"), (lay.pp, "PP"), (lay.cp, "CP"), (lay.ep, "EP")):
+        if n > 1:
+            raise _refuse("accelerate", f"{what} {n}: accelerate's FSDP and DeepSpeed plugins are data-parallel",
+                          hint=f"restrict the search with --{what.lower()} 1")
+    node = min(lay.gpus, e.gpus_per_node)
+    note = ("# accelerate config written by gpuplan plan --emit accelerate; the training script sets the micro-batch "
+            "and sequence length.")
+    head = [f"# {e.summary}", note, "compute_environment: LOCAL_MACHINE"]
+    tail = [f"num_machines: {lay.gpus // node}", f"num_processes: {lay.gpus}"]
+    if e.framework == "deepspeed":
+        if lay.recompute != "none":
+            raise _refuse("accelerate", f"--recompute {lay.recompute} with the DeepSpeed plugin: activation "
+                          "checkpointing is switched on in the training script", hint="restrict the search with "
+                          "--recompute none")
+        if lay.dp_shard is not None:
+            raise _refuse("accelerate", "DeepSpeed MiCS (hybrid sharding): the DeepSpeed plugin has no key for it")
+        mp = {"bf16": "bf16", "mixed-bf16": "bf16", "fp16": "fp16", "mixed-fp16": "fp16", "fp32": "no"}.get(e.precision)
+        if mp is None:
+            raise _refuse("accelerate", f"--precision {e.precision} with the DeepSpeed plugin")
+        body = ["distributed_type: DEEPSPEED", "deepspeed_config:",
+                f"  gradient_accumulation_steps: {_microbatches(e)}", f"  zero_stage: {lay.zero}",
+                f"mixed_precision: {mp}"]
+        return "\n".join(head + body + tail) + "\n"
+    mp = {"amp-bf16": "bf16", "amp-fp16": "fp16", "fp32": "no"}.get(e.precision)
+    if mp is None:
+        raise _refuse("accelerate", f"--precision {e.precision}: accelerate's mixed precision keeps fp32 parameters "
+                      "(amp-bf16, amp-fp16 or fp32)", hint="plan with --precision amp-bf16")
+    if lay.recompute == "selective":
+        raise _refuse("accelerate", "selective recomputation: fsdp_activation_checkpointing checkpoints whole "
+                      "layers", hint="restrict the search with --recompute none,full")
+    if lay.zero == 1:
+        raise _refuse("accelerate", "ZeRO-1 under --framework torch (ZeroRedundancyOptimizer): no accelerate plugin "
+                      "has it", hint="restrict the search with --zero 0,2,3")
+    if lay.zero == 0:
+        if lay.recompute != "none":
+            raise _refuse("accelerate", "recomputation with DDP (MULTI_GPU): it is switched on in the training "
+                          "script", hint="restrict the search with --recompute none")
+        body = ["distributed_type: MULTI_GPU" if lay.gpus > 1 else "distributed_type: 'NO'", f"mixed_precision: {mp}"]
+        return "\n".join(head + body + tail) + "\n"
+    if lay.dp_shard is not None and lay.dp_shard != node:
+        raise _refuse("accelerate", f"hybrid sharding over {lay.dp_shard} ranks: HYBRID_SHARD shards within a node "
+                      f"of {node}")
+    strategy = {3: "FULL_SHARD", 2: "SHARD_GRAD_OP"}[lay.zero]
+    if lay.dp_shard is not None:
+        strategy = {3: "HYBRID_SHARD", 2: "HYBRID_SHARD_ZERO2"}[lay.zero]
+    body = ["distributed_type: FSDP", "fsdp_config:",
+            f"  fsdp_activation_checkpointing: {'true' if lay.recompute == 'full' else 'false'}",
+            "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP", "  fsdp_offload_params: false",
+            f"  fsdp_sharding_strategy: {strategy}", "  fsdp_state_dict_type: SHARDED_STATE_DICT",
+            f"mixed_precision: {mp}"]
+    return "\n".join(head + body + tail) + "\n"

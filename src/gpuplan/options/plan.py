@@ -177,11 +177,11 @@ PLAN = CommandOptions(
             "choice",
             "--emit",
             help="write the chosen (first) layout as that stack's launch config: torchtitan TOML job config, "
-                 "DeepSpeed JSON, Megatron-LM argument list (vllm: refused, plan's layouts are for training); "
-                 "checked to read back to the same `gpuplan train` memory",
+                 "DeepSpeed JSON, Megatron-LM argument list, accelerate config YAML (vllm: refused, plan's layouts "
+                 "are for training); checked to read back to the same `gpuplan train` memory",
             help_zh="把选中的（第一个）并行方案写成该训练栈的启动配置：torchtitan TOML 任务配置、DeepSpeed JSON、"
-                    "Megatron-LM 参数列表（vllm：拒绝，plan 的方案用于训练）；写出后会读回检查 `gpuplan train` "
-                    "的显存是否相同",
+                    "Megatron-LM 参数列表、accelerate 配置 YAML（vllm：拒绝，plan 的方案用于训练）；写出后会读回"
+                    "检查 `gpuplan train` 的显存是否相同",
             group="launch config",
             choices=EMIT_FORMATS,
         ),
