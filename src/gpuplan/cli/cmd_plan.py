@@ -93,10 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if launch is not None:
         print()
         if args.emit_out:
-            print(f"{launch['format']} launch config written to {args.emit_out}; `gpuplan train` reads it back to "
-                  f"the memory of: {launch['train_command']}")
+            print(t("plan.emit_written", lang, format=launch["format"], path=args.emit_out,
+                    command=launch["train_command"]))
         else:
-            print(f"{launch['format']} launch config (`gpuplan train` reads it back to the memory of: "
-                  f"{launch['train_command']}):")
+            print(t("plan.emit_shown", lang, format=launch["format"], command=launch["train_command"]))
             print(launch["text"], end="")
     return 0
