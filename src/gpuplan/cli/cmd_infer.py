@@ -20,10 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     spec, cfg, report, out = evaluate(args)
     return finish_estimate(args, "infer", out,
-                           lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args)), report.fits)
+                           lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args),
+                                           files=getattr(args, "config_file", None)), report.fits)
 
 
-def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en") -> str:
+def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en", files=None) -> str:
     m = r.memory
     lay = cfg.layout
     lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
@@ -64,4 +65,7 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     if explain:
         lines.append("")
         lines.extend(term_lines(m.terms))
+    if files is not None:
+        lines.append("")
+        lines.extend(files.text_lines())
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import sys
 from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
-from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits, with_config_file
+from gpuplan.commands.plan import emitted, search_layouts, to_json, why_nothing_fits
 from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import GiB, format_count
 
@@ -33,8 +33,18 @@ def run(args: argparse.Namespace) -> int:
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
+    launch = emitted(args, r)
+    if launch is not None and args.emit_out:
+        from pathlib import Path
+
+        try:
+            Path(args.emit_out).expanduser().write_text(launch["text"], encoding="utf-8")
+        except OSError as exc:
+            print(f"gpuplan plan: error: --emit-out={args.emit_out}: cannot be written ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
     if args.json:
-        print_json(with_config_file(args, to_json(r)))
+        print_json(to_json(r, launch))
         return 0
     spec, results, warnings, plans, win, win_res = r.spec, r.results, r.warnings, r.plans, r.win, r.win_res
     alts, assumptions, flops, seq, global_batch, rank, plan_dict = (r.alts, r.assumptions, r.flops, r.seq,
@@ -77,7 +87,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"- {localize(a, lang)}")
     for w in warnings:
         print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
-    if getattr(args, "config_file", None) is not None:
+    if r.files is not None:
         print()
-        print("\n".join(args.config_file.text_lines("plan")))
+        print("\n".join(r.files.text_lines("plan")))
+    if launch is not None:
+        print()
+        if args.emit_out:
+            print(t("plan.emit_written", lang, format=launch["format"], path=args.emit_out,
+                    command=launch["train_command"]))
+        else:
+            print(t("plan.emit_shown", lang, format=launch["format"], command=launch["train_command"]))
+            print(launch["text"], end="")
     return 0

@@ -8,10 +8,12 @@ DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 
 MODEL = Option("model", "positional", nargs="?", api=False,
                help="preset id, Hugging Face id, or path to a config.json (or its folder); for train and plan also "
-                    "a torchtitan TOML job config or a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe",
+                    "a torchtitan TOML job config, a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe or a "
+                    "Megatron-LM argument list or launch script; for infer a `vllm serve` command line in a text file",
                help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；"
-                       "train 和 plan 还可以是 torchtitan TOML 任务配置，或 torchtune、axolotl、LLaMA-Factory、"
-                       "TRL / Trainer 的 YAML 训练配置")
+                       "train 和 plan 还可以是 torchtitan TOML 任务配置、torchtune、axolotl、LLaMA-Factory、"
+                       "TRL / Trainer 的 YAML 训练配置，或 Megatron-LM 参数列表或启动脚本；"
+                       "infer 还可以是写在文本文件里的 `vllm serve` 命令行")
 
 
 def _dim(name: str, help: str, help_zh: str) -> Option:
