@@ -288,3 +288,13 @@ def test_a_recipe_without_a_model_says_to_use_from(tmp_path, capsys):
     assert "names no model" in capsys.readouterr().err
     out = _run_json(capsys, ["train", "llama-3.2-1b", "--from", str(path)])
     assert out["config_file"]["format"] == "trl"
+
+
+def test_torchtune_distributed_keys_mean_fsdp2(tmp_path, capsys):
+    path = _write(tmp_path, "dist.yaml", "model:\n  _component_: torchtune.models.llama3_1.llama3_1_8b\n"
+                                         "batch_size: 1\ndtype: bf16\nfsdp_cpu_offload: true\n"
+                                         "custom_sharded_layers: ['tok_embeddings', 'output']\n")
+    out = _run_json(capsys, ["train", str(path), "--gpus", "8"])
+    by_hand = _run_json(capsys, ["train", "llama-3.1-8b", "--stack", "torchtune", "--batch", "1", "--precision",
+                                 "bf16", "--zero", "3", "--offload", "optimizer+params", "--gpus", "8"])
+    assert out["memory"] == by_hand["memory"]

@@ -65,7 +65,7 @@ _IGNORED = {
     "max_steps_per_epoch": "run length: " + _NO_MEMORY, "lr_scheduler": "learning-rate schedule: " + _NO_MEMORY,
     "metric_logger": "logging only", "log_every_n_steps": "logging only", "log_peak_memory_stats": "logging only",
     "log_level": "logging only", "profiler": "profiling only", "clip_grad_norm": "gradient clipping: no memory of its "
-    "own", "low_cpu_ram": "host memory while loading", "custom_sharded_layers": "FSDP wrapping detail: not modelled",
+    "own", "low_cpu_ram": "host memory while loading",
     "collate_fn": "batch collation: " + _NO_MEMORY, "cudnn_deterministic_mode": "kernel choice: " + _NO_MEMORY,
     "run_val_every_n_steps": "validation runs between steps", "dataset_val": "validation runs between steps",
 }
@@ -132,11 +132,37 @@ def read(data: dict[str, Any], name: str, report: ConfigReport) -> str:
                 report.set(key, "no_reshard", True)
         elif key == "tensor_parallel_dim":
             report.set(key, "tp", k.int(key, value))
+        elif key == "data_parallel_shard_dim":
+            shard = k.int(key, value, least=-1)
+            if shard == 0:
+                raise k.error(key, 0, "must be -1 or a whole number >= 1")
+            if shard == 1:
+                report.set(key, "zero", 0, "1: parameters not sharded")
+            elif shard > 1:
+                report.set(key, "dp_shard", shard, "FSDP2 shard group; replicated across the rest")
+            else:
+                report.ignore(key, "-1: FSDP2 over every rank left over; the degree comes from --gpus")
+        elif key == "data_parallel_replicate_dim":
+            report.ignore(key, "read with data_parallel_shard_dim: the data-parallel degree comes from --gpus")
+        elif key == "custom_sharded_layers":
+            report.ignore(key, "layers FSDP2 shards on their own: not modelled")
         elif key in _IGNORED:
             report.ignore(key, _IGNORED[key])
         else:
             report.ignore(key, "not a setting gpuplan reads (torchtune: no GPU-memory effect it models)")
+    _fsdp(data, report)
     return preset
+
+
+def _fsdp(data: dict[str, Any], report: ConfigReport) -> None:
+    """Keys only the distributed recipes read (full_finetune_distributed.py, lora_finetune_distributed.py) mean
+    FSDP2: parameters, gradients and states sharded over the data-parallel ranks (training.shard_model)."""
+    if any(m.option == "zero" for m in report.mapped):
+        return
+    marker = next((key for key in ("data_parallel_shard_dim", "fsdp_cpu_offload", "fsdp_reshard_after_forward",
+                                   "custom_sharded_layers") if key in data), None)
+    if marker is not None:
+        report.set(marker, "zero", 3, "a distributed recipe's key: FSDP2 (training.shard_model)")
 
 
 def _model(k: Keys, model: dict[str, Any], report: ConfigReport) -> tuple[str, bool]:
