@@ -134,6 +134,10 @@ def find_launch(script: Script, name: str, report: ConfigReport) -> Launch:
         lead, launch.launcher = split_args(cmd.words[:at], cmd.line)
         launch.launcher_name = " ".join(w.text for w in lead)
         rest, launch.args = split_args(cmd.words[at + 1:], cmd.line)
+        if rest and rest[0].unresolved:
+            raise InputError(f"{name}: {cmd.words[at].text}", ", ".join(rest[0].unresolved), "is not set in the "
+                             "file (gpuplan runs no command and reads no environment)",
+                             hint="write the arguments into the file")
         if rest:
             raise InputError(f"{name}: {cmd.words[at].text}", rest[0].text, "is a positional argument: Megatron-LM "
                              "takes only --flag value arguments")
@@ -166,6 +170,8 @@ def read(script: Script, name: str, report: ConfigReport) -> str | None:
         if flag not in known:
             raise InputError(f"{name}: {flag}", arg.text or None, f"is not a Megatron-LM argument gpuplan knows "
                              f"({SOURCE})", hint="remove it, or check its spelling")
+    if "--bf16" in seen and "--fp16" in seen:
+        raise InputError(f"{name}: --bf16", None, "contradicts --fp16: Megatron trains in one of them")
     tp = _degree(name, seen, "--tensor-model-parallel-size", "tp", report)
     pp = _degree(name, seen, "--pipeline-model-parallel-size", "pp", report)
     cp = _degree(name, seen, "--context-parallel-size", "cp", report)
