@@ -75,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{t('section.assumptions', lang)}:")
         for a in assumptions:
             print(f"- {localize(a, lang)}")
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        print("\n".join(render_cluster(r.cluster, lang, args.explain)))
     for w in warnings:
         print(f"{t('word.warning', lang)}: {localize(w, lang)}")
     return 0

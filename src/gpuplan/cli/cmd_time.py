@@ -88,5 +88,9 @@ def render(r: TimeRun, args: argparse.Namespace) -> str:
                          + (f"  [{term.source}]" if term.source else ""))
     lines.append(tr("section.assumptions") + ":")
     lines.extend(f"- {localize(a, lang)}" for a in r.assumptions)
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        lines.extend(render_cluster(r.cluster, lang, args.explain))
     lines.extend(f"{tr('word.warning')}: {localize(w, lang)}" for w in r.warnings)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from gpuplan.options.common import (
     LANG,
     MODEL_OPTIONS,
 )
+from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
@@ -171,6 +172,8 @@ PLAN = CommandOptions(
             help_zh="每 GPU 小时的美元价格、价格表 id，或 'table'",
             group="cluster and efficiency inputs",
         ),
+        *CLUSTER_OPTIONS,
+        CLUSTER_PUE,
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
