@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuplan.cli.render import render_table, term_lines
+from gpuplan.cli.render import render_table, short_inputs
 from gpuplan.i18n import localize, t
 from gpuplan.units import SECONDS_PER_DAY, SECONDS_PER_HOUR, format_bytes
 
@@ -20,8 +20,8 @@ def render_cluster(r, lang: str, explain: bool) -> list[str]:
 
     est = tr("cluster.estimate")
     c = r.inputs
-    fields = dict(run=f"{b.gpus_run:,}", spare=c.spare, spared=f"{b.gpus_with_spares:,}", rule=r.round_rule,
-                  unit=b.unit)
+    fields = {"run": f"{b.gpus_run:,}", "spare": c.spare, "spared": f"{b.gpus_with_spares:,}",
+              "rule": r.round_rule, "unit": b.unit}
     gpus_note = tr("cluster.note.gpus_pow2" if r.round_rule == "pow2" else "cluster.note.gpus", **fields)
     rows = [
         (tr("cluster.row.gpus"), f"{b.gpus:,}", gpus_note),
@@ -81,7 +81,28 @@ def render_cluster(r, lang: str, explain: bool) -> list[str]:
     lines = ["", tr("cluster.title", system=s.name, currency=r.currency),
              render_table([tr(f"cluster.header.{n}") for n in names], rows, "lrl")]
     if explain:
-        lines += term_lines(b.terms)
+        lines += _term_lines(b.terms)
     lines += [f"- {localize(a, lang)}" for a in r.assumptions]
     return lines
 
+
+
+def _number(value: float) -> str:
+    """A term's value: whole numbers with separators, others to three decimals without trailing zeros."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
+def _term_lines(terms) -> list[str]:
+    """``--explain``: each number, its formula, source and inputs."""
+    lines = []
+    for term in terms:
+        value = format_bytes(term.value) if term.key.endswith("_bytes") else _number(term.value)
+        lines.append(f"{term.key} = {value}")
+        lines.append(f"    formula: {term.formula}")
+        if term.source:
+            lines.append(f"    source:  {term.source}")
+        if term.inputs:
+            lines.append(f"    inputs:  {short_inputs(term.inputs)}")
+    return lines

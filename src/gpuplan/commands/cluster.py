@@ -58,9 +58,17 @@ def cluster_bill(values: Any, *, gpu: Any, gpus: int, model_parallel: int, gpus_
                  pue: float | None = None) -> ClusterResult:
     """The bill of a run of ``gpus`` GPUs for ``seconds``; ``price`` is the --price entry (None: the table's
     newest entry for the GPU, when it has one)."""
-    from gpuplan.compute.cluster import ClusterInputs, checkpoint_bytes, estimate_cluster
-    from gpuplan.compute.prices import (default_depreciation, default_power_price, load_prices,
-                                        load_server_prices)
+    from gpuplan.compute.cluster import (
+        ClusterInputs,
+        checkpoint_bytes,
+        estimate_cluster,
+    )
+    from gpuplan.compute.prices import (
+        default_depreciation,
+        default_power_price,
+        load_prices,
+        load_server_prices,
+    )
     from gpuplan.compute.timecost import DEFAULT_PUE, PUE_SOURCE
     from gpuplan.hardware.systems import get_system
 

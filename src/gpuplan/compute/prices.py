@@ -113,8 +113,10 @@ def load_server_prices() -> dict[str, ServerPrice]:
     """``[[server]]`` entries of prices.toml by GPU id, validated (one per GPU)."""
     out: dict[str, ServerPrice] = {}
     for raw in _price_file().get("server", []):
-        entry = ServerPrice(gpu=raw["gpu"], usd_per_server=float(raw["usd_per_server"]), date=str(raw["date"]),
-                            kind=raw["kind"], source=raw["source"])
+        usd = (float(raw["usd_per_server"]) if "usd_per_server" in raw
+               else float(raw["cny_per_server"]) / float(raw["cny_per_usd"]))
+        entry = ServerPrice(gpu=raw["gpu"], usd_per_server=usd, date=str(raw["date"]), kind=raw["kind"],
+                            source=raw["source"])
         if not entry.usd_per_server > 0 or not entry.source.strip() or entry.gpu in out:
             raise ValueError(f"prices.toml: server entry {entry.gpu!r} needs a positive price, a source and one "
                              "entry per GPU")
