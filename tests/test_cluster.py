@@ -11,7 +11,12 @@ import pytest
 from gpuplan import api
 from gpuplan.cli.main import main
 from gpuplan.compute import cluster as cl
-from gpuplan.compute.prices import default_depreciation, default_power_price, load_prices, load_server_prices
+from gpuplan.compute.prices import (
+    default_depreciation,
+    default_power_price,
+    load_prices,
+    load_server_prices,
+)
 from gpuplan.errors import InputError
 from gpuplan.hardware.catalog import load_catalog
 from gpuplan.hardware.systems import get_system, load_systems
@@ -194,11 +199,11 @@ def test_purchase_power_and_depreciation_prices_are_dated_and_sourced():
 # --- the bill -------------------------------------------------------------------------------------------------
 
 def seed_inputs(**kw) -> cl.ClusterInputs:
-    base = dict(gpus=864, model_parallel=16, gpus_per_node=8, nics_per_node=8, nic_bits_per_s=200e9,
-                node_power_max_w=6500, gpu_tdp_w=400, gpu_power_w=400, host_memory_bytes=2048 * 2**30,
-                system_name="s", system_source="src", checkpoint_bytes=14 * 70 * 10**9, staged_per_gpu_bytes=1e9,
-                tokens=2 * 10**12, seconds=76 * SECONDS_PER_DAY, round_rule="pow2", usd_per_gpu_hour=2.0,
-                usd_per_server=200_000)
+    base = {"gpus": 864, "model_parallel": 16, "gpus_per_node": 8, "nics_per_node": 8, "nic_bits_per_s": 200e9,
+            "node_power_max_w": 6500, "gpu_tdp_w": 400, "gpu_power_w": 400, "host_memory_bytes": 2048 * 2**30,
+            "system_name": "s", "system_source": "src", "checkpoint_bytes": 14 * 70 * 10**9,
+            "staged_per_gpu_bytes": 1e9, "tokens": 2 * 10**12, "seconds": 76 * SECONDS_PER_DAY, "round_rule": "pow2",
+            "usd_per_gpu_hour": 2.0, "usd_per_server": 200_000}
     base.update(kw)
     return cl.ClusterInputs(**base)
 
