@@ -117,7 +117,7 @@ def test_fat_tree_two_tiers_for_the_seed_cluster():
     tree = cl.fat_tree(128, 8, 64)  # 1,024 NIC ports, 8 rails
     assert tree.tiers == 2
     assert tree.leaf_switches == 8 * 4  # 128 nodes / 32 down-ports per leaf, on each rail
-    assert tree.spine_switches == 16  # 32 leaves x 32 uplinks / 64 ports
+    assert tree.spine_switches == 16  # 1,024 uplinks / 64 ports
     assert tree.links == 1024 + 32 * 32
     assert tree.transceivers == 2 * tree.links
 
@@ -129,6 +129,11 @@ def test_fat_tree_three_tiers_when_leaves_outgrow_one_spine_layer():
     assert tree.links == 8192 + 256 * 32 + 256 * 32
     # a non-blocking tree has as many links at every level as endpoints, at least
     assert tree.links >= 3 * tree.endpoints
+
+
+def test_fat_tree_partly_filled_leaves_need_only_the_uplinks_in_use():
+    tree = cl.fat_tree(9, 8, 64)  # 72 NIC ports on 8 rail leaves of 9 used ports each
+    assert (tree.tiers, tree.leaf_switches, tree.spine_switches, tree.links) == (2, 8, 2, 144)
 
 
 def test_fat_tree_refuses_what_three_tiers_cannot_hold():

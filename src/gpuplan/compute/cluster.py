@@ -152,9 +152,10 @@ def fat_tree(nodes: int, rails: int, radix: int) -> FatTree:
 
     - one tier when all endpoints fit one switch (nodes·rails ≤ k);
     - leaves: rails × ceil(nodes / h) (each leaf serves h nodes of one rail);
-    - two tiers while leaves ≤ k: spines = ceil(leaves·h / k); links = endpoints + leaves·h;
+    - two tiers while leaves ≤ k: as many uplinks as NIC ports (1:1), spines = ceil(endpoints / k);
+      links = 2 · endpoints;
     - three tiers while leaves ≤ k·h: pods of h leaves and h aggregation switches, aggregation = ceil(leaves/h)·h,
-      core = ceil(aggregation·h / k); links = endpoints + leaves·h + aggregation·h;
+      core = ceil(endpoints / k); links = 3 · endpoints;
     - transceivers: two per link.
     """
     if not 4 <= radix <= 1024 or radix % 2:
@@ -165,14 +166,12 @@ def fat_tree(nodes: int, rails: int, radix: int) -> FatTree:
         return FatTree(1, endpoints, 1, 0, 0, endpoints, 2 * endpoints)
     leaves = rails * -(-nodes // half)
     if leaves <= radix:
-        spines = -(-leaves * half // radix)
-        links = endpoints + leaves * half
-        return FatTree(2, endpoints, leaves, spines, 0, links, 2 * links)
+        links = 2 * endpoints
+        return FatTree(2, endpoints, leaves, -(-endpoints // radix), 0, links, 2 * links)
     if leaves <= radix * half:
         aggregation = -(-leaves // half) * half
-        core = -(-aggregation * half // radix)
-        links = endpoints + leaves * half + aggregation * half
-        return FatTree(3, endpoints, leaves, aggregation, core, links, 2 * links)
+        links = 3 * endpoints
+        return FatTree(3, endpoints, leaves, aggregation, -(-endpoints // radix), links, 2 * links)
     raise InputError("--switch-radix", radix, f"a 3-tier fat tree of {radix}-port switches holds {radix**3 // 4:,} "
                      f"endpoints; {endpoints:,} need larger switches")
 
@@ -392,7 +391,8 @@ def estimate_cluster(c: ClusterInputs) -> ClusterBill:
         Term("switches", tree.switches, f"{tree.tiers}-tier fat tree: {tree.leaf_switches} leaf + "
              f"{tree.spine_switches} spine/aggregation + {tree.core_switches} core", RING_SOURCE,
              {"endpoints": tree.endpoints, "radix": c.switch_radix}),
-        Term("links", tree.links, "endpoints + leaf uplinks (+ aggregation uplinks)", RING_SOURCE),
+        Term("links", tree.links, "endpoints × tiers (non-blocking: as many uplinks as NIC ports at each level)",
+             RING_SOURCE),
         Term("transceivers", tree.transceivers, "2 × links", TRANSCEIVER_SOURCE),
         Term("checkpoint_bytes", c.checkpoint_bytes, "weights + optimizer states + master weights (model states of "
              "the memory engine, unsharded; gradients are not saved)", "gpuplan.train.engine"),
