@@ -34,7 +34,7 @@ DIMENSIONS = frozenset({
 # The cluster bill (--cluster): the same block on time and plan (plan adds --pue, which time already has).
 CLUSTER = frozenset({
     "--bytes-per-token", "--cluster", "--currency", "--fx", "--power-usd-per-kwh", "--rack-kw", "--round",
-    "--server-usd", "--spare", "--storage-gbps", "--switch-radix", "--years",
+    "--server-usd", "--spare", "--storage-gbps", "--switch-radix", "--xlsx", "--years",
 })
 
 SURFACE = {

@@ -30,9 +30,17 @@ def _nothing_fits(args, results, spec, warnings) -> int:
 def run(args: argparse.Namespace) -> int:
     from gpuplan.plan.explain import describe, why_winner
 
+    if args.xlsx:
+        from gpuplan.xlsx import check_xlsx_path
+
+        check_xlsx_path(args.xlsx)
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
+    if args.xlsx:
+        from gpuplan.commands.xlsx import write_plan
+
+        write_plan(args, r)
     if args.json:
         print_json(to_json(r))
         return 0

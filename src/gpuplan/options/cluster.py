@@ -52,3 +52,9 @@ CLUSTER_OPTIONS = (
 CLUSTER_PUE = Option("pue", "real", "--pue", group=GROUP, bounds=(("ge", 1), ("le", 10)),
                      help="power usage effectiveness for --cluster (default 1.1)",
                      help_zh="--cluster 所用的电能使用效率 PUE（默认 1.1）")
+
+XLSX = Option("xlsx", "text", "--xlsx", metavar="FILE", group=GROUP, api=False,
+              help="also write the run (and with --cluster its bill) to FILE.xlsx: input cells drive live formulas "
+                   "(needs openpyxl: pip install 'gpuplan[xlsx]')",
+              help_zh="同时把训练（给了 --cluster 时还有集群账单）写入 FILE.xlsx：输入单元格驱动实时公式"
+                      "（需要 openpyxl：pip install 'gpuplan[xlsx]'）")

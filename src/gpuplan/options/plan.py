@@ -11,7 +11,7 @@ from gpuplan.options.common import (
     LANG,
     MODEL_OPTIONS,
 )
-from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE
+from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE, XLSX
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
@@ -173,6 +173,7 @@ PLAN = CommandOptions(
             group="cluster and efficiency inputs",
         ),
         *CLUSTER_OPTIONS,
+        XLSX,
         CLUSTER_PUE,
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
