@@ -35,13 +35,14 @@ def check_xlsx_path(path: str | Path) -> Path:
 
 
 def run_rows(*, params: float, flop_per_token: float, tokens: int, peak_flop_per_s: float, mfu: float, gpus: int,
-             gpu_power_w: float, pue: float, usd_per_gpu_hour: float | None) -> tuple[list[Row], list[Row]]:
+             gpu_power_w: float, pue: float, usd_per_gpu_hour: float | None,
+             tokens_label: str = "training tokens D") -> tuple[list[Row], list[Row]]:
     """(inputs, results) of the time equation: total FLOPs = (6·P + attention FLOP/token) × D; days = FLOPs /
     (peak × GPUs × MFU) / 86,400; GPU-hours, cost and GPU energy."""
     inputs = [
         Row("params", "parameters in matrix multiplies P", params, "count"),
         Row("extra_flop", "attention FLOP per token (beyond 6·P)", flop_per_token - 6 * params, "FLOP"),
-        Row("tokens", "training tokens D", tokens, "tokens"),
+        Row("tokens", tokens_label, tokens, "tokens"),
         Row("peak", "peak FLOP/s per GPU", peak_flop_per_s, "FLOP/s"),
         Row("mfu", "MFU", mfu, "fraction"),
         Row("gpus_run", "GPUs", gpus, "count"),

@@ -42,7 +42,8 @@ def write_plan(values: Any, r) -> None:
     sections = [run_rows(params=flops.dense_flop_per_token / 6, flop_per_token=flops.model_flop_per_token,
                          tokens=tokens, peak_flop_per_s=gpu.peak_flop_per_s_for(
                              PRECISION_DTYPE[values.precision]), mfu=win.mfu, gpus=win.gpus, gpu_power_w=gpu.tdp_w,
-                         pue=values.pue if values.pue is not None else DEFAULT_PUE, usd_per_gpu_hour=price)]
+                         pue=values.pue if values.pue is not None else DEFAULT_PUE, usd_per_gpu_hour=price,
+                         tokens_label="training tokens D, in whole optimizer steps")]
     if r.cluster is not None:
         sections.append(_cluster_section(r.cluster))
     write_workbook(values.xlsx, "gpuplan plan: " + win.gpu_id, sections)
