@@ -324,3 +324,10 @@ def test_python_api_has_the_cluster():
     r = api.time(params="70B", tokens="2T", gpu="a800", gpus=1024, mfu=0.4, cluster=True, currency="CNY", fx=7.2)
     assert r["cluster"]["servers"] == 135 and r["cluster"]["currency"] == "CNY"  # 1,024 + 5 % = 1,076 -> 1,080
     assert "cluster" not in api.time(params="70B", tokens="2T", gpu="a800", gpus=1024, mfu=0.4)
+
+
+def test_a_node_size_of_its_own_keeps_the_servers_overhead_and_nics_per_gpu():
+    r = api.plan("qwen2.5-0.5b", gpu="a800", gpus=16, gpus_per_node=4, cluster=True, top=1)["cluster"]
+    assert r["node_overhead_w"] == 6500 - 8 * 400 and r["node_power_w"] == 4 * 400 + 3300
+    assert r["per_gpu_network_bytes_per_s"] == 25e9 and r["network"]["endpoints"] == r["servers"] * 4
+    assert any("--gpus-per-node" in a for a in r["assumptions"])

@@ -40,7 +40,7 @@ def render_cluster(r, lang: str, explain: bool) -> list[str]:
     net = b.network
     rows += [
         (tr("cluster.row.network"), f"{b.per_gpu_network_bytes_per_s / 1e9:,.1f}",
-         tr("cluster.note.network", nics=s.nics_per_node, gbps=s.nic_bits_per_s / 1e9)),
+         tr("cluster.note.network", nics=c.nics_per_node, gbps=c.nic_bits_per_s / 1e9)),
         (tr("cluster.row.switches"), f"{net.switches:,}",
          tr("cluster.note.switches", tiers=net.tiers, radix=r.radix, leaf=net.leaf_switches, spine=net.spine_switches,
             core=net.core_switches)),

@@ -92,7 +92,8 @@ def cluster_bill(values: Any, *, gpu: Any, gpus: int, model_parallel: int, gpus_
     rent_source = "" if price is None else (f"{price.source} ({price.date}, {price.kind})" if price.date
                                             else price.source)
     inputs = ClusterInputs(
-        gpus=gpus, model_parallel=model_parallel, gpus_per_node=node, nics_per_node=system.nics_per_node,
+        gpus=gpus, model_parallel=model_parallel, gpus_per_node=node,
+        nics_per_node=max(1, -(-system.nics_per_node * node // system.gpus_per_node)),
         nic_bits_per_s=system.nic_bits_per_s, node_power_max_w=system.node_power_max_w, gpu_tdp_w=gpu.tdp_w,
         gpu_power_w=gpu_power_w or gpu.tdp_w, host_memory_bytes=system.host_memory_bytes,
         system_name=system.name, system_source=system.source, checkpoint_bytes=ckpt, staged_per_gpu_bytes=staged,
@@ -103,10 +104,14 @@ def cluster_bill(values: Any, *, gpu: Any, gpus: int, model_parallel: int, gpus_
         usd_per_server=usd_per_server, server_source=server_source, usd_per_kwh=usd_per_kwh,
         power_price_source=("given (--power-usd-per-kwh)" if values.power_usd_per_kwh is not None
                             else f"{power_price.source} ({power_price.date})"),
-        years=years, years_source="given (--years)" if values.years is not None else dep.source)
+        years=years, years_source="given (--years)" if values.years is not None else dep.source,
+        system_gpus_per_node=system.gpus_per_node)
     bill = estimate_cluster(inputs)
     notes = [message("cluster.assume.system_estimate" if system.estimate else "cluster.assume.system",
                      system=system.name, source=system.source, note=system.note)]
+    if node != system.gpus_per_node:
+        notes.append(message("cluster.assume.node_size", node=node, system=system.name,
+                             system_gpus=system.gpus_per_node))
     if gpu.id.startswith("ascend"):
         notes.append(message("cluster.assume.hccl"))
     if staged_per_gpu_bytes is None:

@@ -271,6 +271,7 @@ class ClusterInputs:
     power_price_source: str = ""
     years: float = 5.0
     years_source: str = ""
+    system_gpus_per_node: int | None = None  # the catalog server's GPU count, when --gpus-per-node differs
 
 
 @dataclass
@@ -341,7 +342,7 @@ def estimate_cluster(c: ClusterInputs) -> ClusterBill:
     unit = c.gpus_per_node if c.round_rule == "node" else parallel_unit(c.model_parallel, c.gpus_per_node)
     gpus = round_cluster_gpus(spared, unit, c.round_rule)
     servers = servers_for(gpus, c.gpus_per_node)
-    overhead = node_overhead_w(c.node_power_max_w, c.gpus_per_node, c.gpu_tdp_w)
+    overhead = node_overhead_w(c.node_power_max_w, c.system_gpus_per_node or c.gpus_per_node, c.gpu_tdp_w)
     node_w = node_power_w(c.gpus_per_node, c.gpu_power_w, overhead)
     per_rack = nodes_per_rack(c.rack_w, node_w)
     racks = racks_for(servers, per_rack)
