@@ -31,6 +31,12 @@ DIMENSIONS = frozenset({
     "--params",
 })
 
+# The cluster bill (--cluster): the same block on time and plan (plan adds --pue, which time already has).
+CLUSTER = frozenset({
+    "--bytes-per-token", "--cluster", "--currency", "--fx", "--power-usd-per-kwh", "--rack-kw", "--round",
+    "--server-usd", "--spare", "--storage-gbps", "--switch-radix", "--xlsx", "--years",
+})
+
 SURFACE = {
     "models": Surface(
         positionals=("query",),
@@ -84,7 +90,7 @@ SURFACE = {
             "--gpu-multiple", "--gpu-power-w", "--gpus", "--json", "--lang", "--list-prices", "--lora-rank",
             "--lora-targets", "--method", "--mfu", "--peak-tflops", "--precision", "--price", "--pue",
             "--recompute", "--seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
-        }),
+        }) | CLUSTER,
     ),
     "plan": Surface(
         positionals=("model",),
@@ -95,7 +101,7 @@ SURFACE = {
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
-        }),
+        }) | CLUSTER | {"--pue"},
     ),
     "verify": Surface(
         positionals=("model",),

@@ -208,10 +208,31 @@ def search_layouts(values: Any) -> SimpleNamespace:
         return d
 
     files = getattr(values, "config_file", None)
+    cluster = _cluster(values, spec, win, win_res, seq, global_batch, prices.get(win.gpu_id)) if values.cluster else None
     return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=plans, win=win, win_res=win_res,
                            files=files,
                            alts=alts, assumptions=assumptions, flops=flops, seq=seq, global_batch=global_batch,
-                           rank=rank, plan_dict=plan_dict)
+                           rank=rank, plan_dict=plan_dict, cluster=cluster, explain=values.explain)
+
+
+def _cluster(values: Any, spec, win, win_res, seq: int, global_batch: int, price):
+    """The cluster bill of the winning layout (--cluster): its GPUs, TP·PP·CP as the parallel unit, its days, and
+    its own rank's model states as the host staging per GPU (one more memory-engine call, after the search)."""
+    from gpuplan.commands.cluster import cluster_bill
+    from gpuplan.hardware.catalog import get_gpu
+    from gpuplan.model.params import count_params
+    from gpuplan.plan.memory import train_config
+    from gpuplan.train.engine import estimate_training
+
+    lay = win.layout
+    opts = win_res.ctx.opts
+    m = estimate_training(spec, train_config(lay, seq, global_batch, opts)).memory
+    return cluster_bill(values, gpu=get_gpu(win.gpu_id), gpus=win.gpus, model_parallel=lay.tp * lay.pp * lay.cp,
+                        gpus_per_node=values.gpus_per_node,
+                        seconds=None if win.days is None else win.days * 86400.0, tokens=values.tokens,
+                        params_total=count_params(spec).total, precision=opts.precision, framework=opts.framework,
+                        staged_per_gpu_bytes=m.weights_bytes + m.optimizer_bytes + m.master_weights_bytes,
+                        price=price, pue=values.pue)
 
 
 def to_json(r: SimpleNamespace, emitted: dict | None = None) -> dict:
@@ -226,7 +247,14 @@ def to_json(r: SimpleNamespace, emitted: dict | None = None) -> dict:
             "evaluated": sum(res.pool.evaluated for _, res in r.results),
             "memory_checks": sum(res.checker.calls for _, res in r.results),
             "why": why_winner(r.win, r.win_res), "alternatives": [a.as_dict() for a in r.alts],
-            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings]}
+            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings],
+            **({"cluster": _cluster_json(r)} if r.cluster is not None else {})}
+
+
+def _cluster_json(r: SimpleNamespace) -> dict:
+    from gpuplan.commands.cluster import cluster_json
+
+    return cluster_json(r.cluster, r.explain)
 
 
 def payload(values: Any) -> dict[str, Any]:

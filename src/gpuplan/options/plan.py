@@ -13,6 +13,7 @@ from gpuplan.options.common import (
     MODEL_OPTIONS,
 )
 from gpuplan.configs.emit import EMIT_FORMATS
+from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE, XLSX
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
@@ -196,6 +197,9 @@ PLAN = CommandOptions(
             help_zh="把 --emit 生成的配置写入 PATH，而不是打印出来",
             group="launch config",
         ),
+        *CLUSTER_OPTIONS,
+        XLSX,
+        CLUSTER_PUE,
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
