@@ -69,7 +69,8 @@ SURFACE = {
     "infer": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--advise", "--bandwidth-efficiency", "--batch", "--block-size", "--check", "--compute-efficiency",
+            "--advise", "--allreduce-latency-us", "--bandwidth-efficiency", "--batch", "--block-size", "--check",
+            "--compute-efficiency",
             "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
@@ -113,7 +114,8 @@ SURFACE = {
     "sweep": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--activation-model", "--allocator-reserve", "--attention", "--bandwidth-efficiency", "--batch",
+            "--activation-model", "--allocator-reserve", "--allreduce-latency-us", "--attention",
+            "--bandwidth-efficiency", "--batch",
             "--block-size", "--compute-efficiency", "--config", "--context", "--cp", "--cuda-context",
             "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dp-shard", "--dropout", "--dtype",
             "--enforce-eager",

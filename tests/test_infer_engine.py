@@ -9,6 +9,7 @@ from gpuplan.infer.engine import InferConfig, estimate_inference
 from gpuplan.infer.engines import VllmProfile
 from gpuplan.infer.parallel import ServingLayout, stage_layers
 from gpuplan.infer.quant import parse_weights
+from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.units import GiB
 from gpuplan.verify.cpu_profile import generate_peak_bytes
@@ -174,3 +175,32 @@ def test_speed_roofline_shapes():
     short = estimate_inference(spec, InferConfig(batch=1, context=256, engine="vllm", gpu=gpu)).speed
     # weights 16.06 GB / (2.68 TB/s) = 6.0 ms against (32.6 - 12.5) us per sequence -> about 300
     assert 200 < short["compute_bound_batch"] < 400
+
+
+def test_tp_decode_speed_is_sublinear_and_says_why():
+    """Two all-reduces per layer at a fixed latency make TP decode speed grow less than linearly."""
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    speeds = {}
+    for tp in (1, 2, 4):
+        cfg = InferConfig(batch=1, context=2048, engine="vllm", gpu=gpu, layout=ServingLayout(tp=tp))
+        speeds[tp] = estimate_inference(spec, cfg).speed
+    assert speeds[1]["tp_allreduces_per_step"] == 0 and speeds[1]["decode_tp_comm_s"] == 0
+    assert speeds[4]["tp_allreduces_per_step"] == 2 * spec.num_layers
+    # 64 all-reduces at 8 us (NVLink) = 0.51 ms; the bandwidth part of 4096 x 2 bytes is negligible
+    assert 0.5e-3 < speeds[4]["decode_tp_comm_s"] < 0.56e-3
+    r1, r2, r4 = (speeds[t]["decode_tokens_per_s_batch1"] for t in (1, 2, 4))
+    assert r1 < r2 < r4
+    assert r2 / r1 < 2 and r4 / r1 < 4 and r4 / r2 < r2 / r1 * 2
+    slow = estimate_inference(spec, InferConfig(batch=1, context=2048, engine="vllm", gpu=gpu,
+                                                layout=ServingLayout(tp=4),
+                                                speed=SpeedAssumptions(allreduce_latency_s=25e-6))).speed
+    assert slow["decode_tokens_per_s_batch1"] < r4
+
+
+def test_allreduce_latency_by_interconnect():
+    from gpuplan.infer.speed import allreduce_latency_default, allreduce_s
+
+    assert allreduce_latency_default("NVLink 4")[0] < allreduce_latency_default("PCIe 5.0")[0]
+    assert allreduce_s(1e9, 1, 1e9, 1.0, 1e-5) == 0.0
+    assert allreduce_s(0.0, 4, 1e9, 1.0, 1e-5) == 1e-5
+    assert abs(allreduce_s(4e9, 4, 1e9, 1.0, 0.0) - 6.0) < 1e-9  # 2 (n-1)/n x B / bw

@@ -47,7 +47,9 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
         max_context=limit, max_context_source=why, vllm=vllm,
         hf=HfProfile(cuda_context_bytes=int(values.cuda_context_gib * GiB)),
         speed=SpeedAssumptions(compute_efficiency=values.compute_efficiency,
-                               bandwidth_efficiency=values.bandwidth_efficiency))
+                               bandwidth_efficiency=values.bandwidth_efficiency,
+                               allreduce_latency_s=(None if values.allreduce_latency_us is None
+                                                    else values.allreduce_latency_us * 1e-6)))
     return spec, cfg
 
 

@@ -234,22 +234,43 @@ def _weights_info(c: EstimateContext) -> dict[str, Any]:
     return info
 
 
-def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
+def speed_inputs(c: EstimateContext) -> tuple[SpeedInputs, float, str, str] | None:
+    """The roofline inputs of the estimate's layout (None when the GPU has no peak for the compute dtype), the
+    peak, the compute dtype and where the all-reduce latency came from."""
+    from gpuplan.compute.kernels import SM_COUNT
+    from gpuplan.infer.speed import allreduce_latency_default
+
     cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
     assert gpu is not None
     dtype = cfg.weights.compute_dtype
     peak = gpu.peak_flop_per_s_for(dtype) or gpu.peak_flop_per_s_for("bf16") or gpu.peak_flop_per_s_for("fp16")
     if not peak:
-        report.memory.warnings.append(f"{gpu.id} has no peak FLOP/s for {dtype} in the catalog: no speed estimate")
         return None
     expert_b = sum(c.wb.per_tensor[t.name] for t in tensor_table(spec) if t.component == "experts")
     scale = 1 / cfg.layout.ep if cfg.layout.ep > 1 else 1 / cfg.layout.tp
     dense_b = sum(c.stage_weights) - expert_b * scale  # a token passes every stage: all of one GPU per stage
     kv_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.engine,
                                tp=cfg.layout.tp, unquantized_dtype=cfg.weights.dtype)
+    if cfg.speed.allreduce_latency_s is not None:
+        latency, latency_src = cfg.speed.allreduce_latency_s, "given"
+    else:
+        latency, latency_src = allreduce_latency_default(gpu.interconnect)
     inp = SpeedInputs(weights_read_bytes=dense_b, expert_bytes=expert_b * scale, kv_read_bytes_per_seq=kv_seq,
                       peak_flop_per_s=peak, bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
-                      link_bytes_per_s=gpu.interconnect_bytes_per_s, tp=cfg.layout.tp, dtype_bytes=c.dtype_bytes)
+                      link_bytes_per_s=gpu.interconnect_bytes_per_s, tp=cfg.layout.tp, dtype_bytes=c.dtype_bytes,
+                      allreduce_latency_s=latency, sms=SM_COUNT.get(gpu.id))
+    return inp, peak, dtype, latency_src
+
+
+def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
+    cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
+    assert gpu is not None
+    got = speed_inputs(c)
+    if got is None:
+        dtype = cfg.weights.compute_dtype
+        report.memory.warnings.append(f"{gpu.id} has no peak FLOP/s for {dtype} in the catalog: no speed estimate")
+        return None
+    inp, peak, dtype, latency_src = got
     a = cfg.speed
     step1 = decode_step_s(spec, inp, a, batch=1, context=cfg.context)
     stepb = decode_step_s(spec, inp, a, batch=cfg.batch, context=cfg.context)
@@ -262,6 +283,9 @@ def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict
         "decode_tokens_per_s": cfg.batch * cfg.layout.dp / stepb["step_s"],
         "decode_tokens_per_s_batch1": 1 / step1["step_s"],
         "compute_bound_batch": compute_bound_batch(spec, inp, a, context=cfg.context),
+        "decode_tp_comm_s": stepb["comm_s"], "tp_allreduces_per_step": stepb["allreduces"],
+        "allreduce_latency_s": inp.allreduce_latency_s if cfg.layout.tp > 1 else 0.0,
         "assumptions": {"compute_efficiency": a.compute_efficiency, "bandwidth_efficiency": a.bandwidth_efficiency,
-                        "interconnect_efficiency": a.interconnect_efficiency},
+                        "interconnect_efficiency": a.interconnect_efficiency,
+                        "allreduce_latency_s": inp.allreduce_latency_s, "allreduce_latency_source": latency_src},
     }
