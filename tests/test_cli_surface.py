@@ -94,7 +94,10 @@ SURFACE = {
             "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
-            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
+            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
+            # serving plan (--serve)
+            "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
+            "--percentile", "--weights", "--max-num-batched-tokens",
         }),
     ),
     "verify": Surface(

@@ -30,6 +30,11 @@ def _nothing_fits(args, results, spec, warnings) -> int:
 def run(args: argparse.Namespace) -> int:
     from gpuplan.plan.explain import describe, why_winner
 
+    if args.serve:
+        from gpuplan.cli.serve_plan import run as run_serve
+
+        return run_serve(args)
+
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)

@@ -45,6 +45,11 @@ def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
                 capacity)
 
 
+def prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
+    """The per-question context (weights per stage, capacity) that the speed model and searches share."""
+    return _prepare(spec, cfg)
+
+
 def _check_context(spec: ModelSpec, cfg: InferConfig, context: int, prompt: int) -> None:
     limit = cfg.max_context or spec.max_position
     if context > limit:
@@ -153,9 +158,10 @@ def _search(c: EstimateContext, hi: int, ok) -> int:
     return lo
 
 
-def estimate_inference(spec: ModelSpec, cfg: InferConfig) -> InferReport:
-    """Per-GPU serving memory of ``spec`` under ``cfg``; see the module docstring."""
-    c = _prepare(spec, cfg)
+def estimate_inference(spec: ModelSpec, cfg: InferConfig, *, prepared: EstimateContext | None = None) -> InferReport:
+    """Per-GPU serving memory of ``spec`` under ``cfg``; see the module docstring. ``prepared``: the context
+    ``prepare(spec, cfg)`` already returned (searches reuse it for the speed inputs)."""
+    c = prepared if prepared is not None else _prepare(spec, cfg)
     prompt = cfg.prompt or cfg.context
     _check_context(spec, cfg, cfg.context, prompt)
     s, row = _worst(c, cfg.batch, cfg.context, prompt)

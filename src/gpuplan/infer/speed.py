@@ -24,6 +24,7 @@ batching, speculative decoding, and pipeline bubbles (PP stages are timed back t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gpuplan.model.params import count_params
 from gpuplan.model.spec import ModelSpec
@@ -59,6 +60,7 @@ def allreduce_latency_default(interconnect: str) -> tuple[float, str]:
     return ALLREDUCE_LATENCY_S[kind]
 
 
+@lru_cache(maxsize=64)
 def matmul_params_per_token(spec: ModelSpec) -> int:
     """Parameters a token multiplies by: active parameters minus the embedding table (a lookup), plus the tied
     output head (it is a matmul even when it shares the embedding's storage)."""
@@ -76,10 +78,33 @@ def attention_flop_per_token(spec: ModelSpec, attended: int, layer: int) -> floa
     return 2.0 * spec.num_heads * (qk + v) * attended
 
 
+_CONSTANTS: dict[int, tuple[ModelSpec, tuple[float, float, int, int]]] = {}
+
+
+def _constants(spec: ModelSpec) -> tuple[float, float, int, int]:
+    """(FLOP per attended token summed over full-attention layers, the same over sliding layers, the window, matmul
+    parameters per token), kept per spec object (the searches call the step model thousands of times)."""
+    hit = _CONSTANTS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    full = sum(attention_flop_per_token(spec, 1, i) for i in range(spec.num_layers) if not spec.is_sliding_layer(i))
+    slide = sum(attention_flop_per_token(spec, 1, i) for i in range(spec.num_layers) if spec.is_sliding_layer(i))
+    value = (full, slide, spec.sliding_window or 0, matmul_params_per_token(spec))
+    if len(_CONSTANTS) > 64:
+        _CONSTANTS.clear()
+    _CONSTANTS[id(spec)] = (spec, value)
+    return value
+
+
+def attention_flop_all_layers(spec: ModelSpec, attended: float) -> float:
+    """One query token attending ``attended`` tokens in every layer (sliding layers capped at the window)."""
+    full, slide, window, _ = _constants(spec)
+    return full * attended + slide * (min(attended, window) if window else attended)
+
+
 def decode_flop_per_token(spec: ModelSpec, context: int) -> float:
     """FLOP of one decode token at ``context``: 2 x matmul params + attention over the context in every layer."""
-    attn = sum(attention_flop_per_token(spec, context, i) for i in range(spec.num_layers))
-    return 2.0 * matmul_params_per_token(spec) + attn
+    return 2.0 * _constants(spec)[3] + attention_flop_all_layers(spec, context)
 
 
 def prefill_flop(spec: ModelSpec, prompt: int) -> float:
@@ -175,10 +200,9 @@ def mixed_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, deco
     tokens = decode_seqs + prefill_tokens
     frac = expected_experts_touched_fraction(spec, max(1, round(tokens)))
     mem_bytes = inp.weights_read_bytes + inp.expert_bytes * frac + decode_seqs * inp.kv_read_bytes_per_seq
-    attn_prefill = sum(attention_flop_per_token(spec, max(1, round(prefill_context / 2)), i)
-                       for i in range(spec.num_layers))
-    flop = (decode_seqs * decode_flop_per_token(spec, round(context))
-            + prefill_tokens * (2.0 * matmul_params_per_token(spec) + attn_prefill)) / inp.tp
+    attn_prefill = attention_flop_all_layers(spec, max(1.0, prefill_context / 2))
+    flop = (decode_seqs * decode_flop_per_token(spec, context)
+            + prefill_tokens * (2.0 * _constants(spec)[3] + attn_prefill)) / inp.tp
     wave = gemm_wave_efficiency(spec, inp, tokens)
     mem_s = mem_bytes / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
     comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency * wave)
