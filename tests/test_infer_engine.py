@@ -204,3 +204,47 @@ def test_allreduce_latency_by_interconnect():
     assert allreduce_s(1e9, 1, 1e9, 1.0, 1e-5) == 0.0
     assert allreduce_s(0.0, 4, 1e9, 1.0, 1e-5) == 1e-5
     assert abs(allreduce_s(4e9, 4, 1e9, 1.0, 0.0) - 6.0) < 1e-9  # 2 (n-1)/n x B / bw
+
+
+def test_vllm_blocks_llama2_70b_tp4_pr2031_with_the_legacy_allreduce_rule():
+    """vLLM PR #2031 (Dec 2023): 'Llama2-70B with TP=4 and 4xA100-80GB ... This PR: # GPU blocks: 20865' (fp16,
+    0.9 utilization, profiling max(max_model_len, 2048) = 4096 tokens). That vLLM predates PR #2151, so the profiling
+    forward held every all-reduce input (2 x 80 layers x 4096 x 8192 x 2 bytes = 10 GiB per GPU). Without that rule
+    gpuplan is 47 % high; with it and the default non-torch memory at TP > 1 (1.5 GiB) 7.6 % high; with the TP > 1
+    non-torch memory of vLLM PR #10511's log (3.58 GiB at TP = 2) within 1 %."""
+    spec = spec_from_config({"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672,
+                             "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
+                             "vocab_size": 32000, "max_position_embeddings": 4096})
+    base = {"context": 4096, "engine": "vllm", "weights": parse_weights("fp16"), "gpu": get_gpu("a100-80gb"),
+            "layout": ServingLayout(tp=4)}
+
+    def blocks(**profile):
+        cfg = InferConfig(**base, vllm=VllmProfile(max_num_batched_tokens=4096, **profile))
+        return estimate_inference(spec, cfg).engine["num_gpu_blocks"]
+
+    assert blocks() / 20865 - 1 > 0.4
+    assert blocks(legacy_allreduce_hold=True) == pytest.approx(20865, rel=0.08)
+    assert blocks(legacy_allreduce_hold=True, non_torch_bytes=int(3.58 * GiB)) == pytest.approx(20865, rel=0.01)
+    # at TP = 1 nothing is all-reduced: the 7B row of the same PR is unchanged by the rule
+    llama7 = spec_from_config(LLAMA2_7B)
+    one = InferConfig(context=4096, engine="vllm", weights=parse_weights("fp16"), gpu=get_gpu("a100-80gb"),
+                      vllm=VllmProfile(max_num_batched_tokens=4096, legacy_allreduce_hold=True))
+    assert estimate_inference(llama7, one).engine["legacy_allreduce_held_bytes"] == 0
+
+
+def test_engine_profiles_carry_a_source_for_every_default():
+    from gpuplan.infer.engine_profiles import (
+        engine_profile_names,
+        load_engine_profile,
+        parse_engine_profile,
+    )
+
+    assert "vllm" in engine_profile_names()
+    p = load_engine_profile("vllm")
+    assert p.value("gpu_memory_utilization") == VllmProfile().gpu_memory_utilization == 0.9
+    assert all(len(src) > 20 for src in p.sources.values())
+    with pytest.raises(ValueError, match="source"):
+        parse_engine_profile({"name": "x", "title": "x", "version": "1", "url": "u",
+                              "defaults": {"a": {"value": 1}}}, "x.toml")
+    with pytest.raises(InputError):
+        load_engine_profile("nonesuch")

@@ -34,7 +34,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
     kv_dtype = None if values.kv_dtype.strip().lower() == "auto" else values.kv_dtype
     vllm = VllmProfile(gpu_memory_utilization=values.gpu_memory_utilization, block_size=values.block_size,
                        max_num_seqs=values.max_num_seqs, max_num_batched_tokens=values.max_num_batched_tokens,
-                       enforce_eager=values.enforce_eager,
+                       enforce_eager=values.enforce_eager, legacy_allreduce_hold=values.vllm_legacy_allreduce,
                        non_torch_bytes=None if values.non_torch_gib is None else int(values.non_torch_gib * GiB),
                        cuda_graph_bytes=int(values.cuda_graph_gib * GiB))
     if values.gpu_memory_utilization > 1:

@@ -14,8 +14,8 @@ from typing import Any
 from gpuplan.errors import InputError
 from gpuplan.infer import activations as act
 from gpuplan.infer import kv
-from gpuplan.infer.engines import (blocks_per_request, check_engine, vllm_available_kv_bytes,
-                                   vllm_num_blocks)
+from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
+                                   vllm_available_kv_bytes, vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
 from gpuplan.infer.explain import explain
 from gpuplan.infer.parallel import stage_layers, stage_weight_bytes, validate_layout
@@ -105,7 +105,9 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         spec, max_num_batched_tokens=p.max_num_batched_tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
         last_stage=last)
-    act_peak = max(layer_act, sampler)
+    held = (legacy_allreduce_held_bytes(layers=len(layers), tokens=p.max_num_batched_tokens, hidden=spec.hidden_size,
+                                        dtype_bytes=c.dtype_bytes, tp=tp) if p.legacy_allreduce_hold else 0)
+    act_peak = max(layer_act + held, sampler)
     w, non_torch = c.stage_weights[s], p.non_torch_for(tp)
     available = vllm_available_kv_bytes(total_gpu_bytes=c.capacity, utilization=p.gpu_memory_utilization,
                                         weights_bytes=w, non_torch_bytes=non_torch, activation_peak_bytes=act_peak)
@@ -120,7 +122,7 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
     return dict(weights=w, kv=pool, activations=layer_act, logits=sampler, peak=peak, phase="steady state",
                 buffers=non_torch + graphs, total=peak + non_torch + graphs, available=available, blocks=blocks,
                 block_bytes=block_bytes, per_request=per_request, concurrency=concurrency,
-                non_torch=non_torch, graphs=graphs, act_peak=act_peak)
+                non_torch=non_torch, graphs=graphs, act_peak=act_peak, held=held)
 
 
 def _stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
@@ -190,6 +192,7 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig, *, prepared: EstimateC
                          "kv_shortfall_bytes": max(0, -row["available"]),
                          "activation_peak_bytes": row["act_peak"], "non_torch_bytes": row["non_torch"],
                          "cuda_graph_bytes": row["graphs"], "max_concurrency": row["concurrency"],
+                         "legacy_allreduce_held_bytes": row["held"],
                          "max_concurrency_exact": (row["blocks"] * p.block_size / cfg.context),
                          "request_kv_bytes": row["per_request"]}
     else:

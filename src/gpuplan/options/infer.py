@@ -150,6 +150,15 @@ INFER = CommandOptions(
             group="vLLM options (--engine vllm)",
         ),
         Option(
+            "vllm_legacy_allreduce",
+            "flag",
+            "--vllm-legacy-allreduce",
+            default=False,
+            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151)",
+            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151）",
+            group="vLLM options (--engine vllm)",
+        ),
+        Option(
             "non_torch_gib",
             "real",
             "--non-torch-gib",
