@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     tr, tg = q.traffic, q.targets
     load = f"{tr.rps:g} requests/s" if tr.rps is not None else f"{tr.concurrency:,} concurrent requests"
     targets = ", ".join(f"{name} {v:g} s" for name, v in (("TTFT", tg.ttft_s), ("TPOT", tg.tpot_s), ("E2E", tg.e2e_s))
-                        if v is not None)
+                        if v is not None) or "none"
     prefix = f", prefix hit {tr.prefix_hit:.0%}" if tr.prefix_hit else ""
     print(t("serve.summary", lang, model=r.spec.name, load=load, prompt=f"{tr.prompt_tokens:,}",
             output=f"{tr.output_tokens:,}", prefix=prefix, targets=targets, percentile=tg.percentile))

@@ -31,6 +31,20 @@ def _prices(values: Any, gpus) -> tuple[dict[str, float | None], list[str], list
     return out, sources, warnings
 
 
+def _pins(values: Any) -> dict[str, tuple[int, ...]]:
+    """--tp / --pp restrict the serving search (--cp, --ep, --zero and the training pins do not apply)."""
+    out = {}
+    for name in ("tp", "pp"):
+        got = getattr(values, name, None)
+        if got:
+            out[f"{name}_choices"] = tuple(sorted(set(got)))
+    for name in ("cp", "vpp", "zero", "micro_batch", "recompute"):
+        if getattr(values, name, None):
+            raise InputError(f"--{name.replace('_', '-')}", getattr(values, name),
+                             "is a training option; plan --serve searches --tp and --pp")
+    return out
+
+
 def search_serving(values: Any) -> SimpleNamespace:
     """The serving-plan search for the parsed ``plan --serve`` options."""
     from gpuplan.hardware.catalog import get_gpu
@@ -49,8 +63,6 @@ def search_serving(values: Any) -> SimpleNamespace:
         raise InputError("--rps", None, "plan --serve needs the load: --rps N or --concurrency N")
     if values.rps is not None and values.concurrency is not None:
         raise InputError("--concurrency", values.concurrency, "give --rps or --concurrency, not both")
-    if values.ttft is None and values.tpot is None and values.e2e is None:
-        raise InputError("--ttft", None, "plan --serve needs at least one target: --ttft, --tpot or --e2e seconds")
     if values.days is not None or values.tokens is not None:
         raise InputError("--days" if values.days is not None else "--tokens", values.days or values.tokens,
                          "is a training option; plan --serve takes --rps/--concurrency and latency targets")
@@ -71,7 +83,8 @@ def search_serving(values: Any) -> SimpleNamespace:
     q = ServeQuestion(traffic=traffic, targets=targets, gpus=gpus, prices_usd_per_gpu_hour=prices, weights=weights,
                       max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
                       budget_tokens=values.max_num_batched_tokens,
-                      vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top)
+                      vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top,
+                      **_pins(values))
     result = plan_serving(spec, q)
     assumptions = [
         ("engine: vLLM start-up arithmetic (gpu_memory_utilization 0.9, block_size 16, non-torch and CUDA-graph "

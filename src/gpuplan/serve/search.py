@@ -78,6 +78,8 @@ class ServeQuestion:
     vllm: VllmProfile = field(default_factory=VllmProfile)
     speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
     top: int = 5
+    tp_choices: tuple[int, ...] = TP_CHOICES  # --tp / --pp restrict the search
+    pp_choices: tuple[int, ...] = PP_CHOICES
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,12 @@ class ServeResult:
     evaluated: int = 0
 
 
-def _layouts(spec: ModelSpec, gpu_count_cap: int, node: int) -> list[ServingLayout]:
+def _layouts(spec: ModelSpec, gpu_count_cap: int, node: int, tps=TP_CHOICES, pps=PP_CHOICES) -> list[ServingLayout]:
     out = []
-    for tp in TP_CHOICES:
+    for tp in tps:
         if tp > node or tp > gpu_count_cap:
             continue
-        for pp in PP_CHOICES:
+        for pp in pps:
             if tp * pp > gpu_count_cap or pp > spec.num_layers:
                 continue
             eps = (1, tp) if spec.moe is not None and tp > 1 and spec.moe.num_experts % tp == 0 else (1,)
@@ -203,7 +205,7 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
     q.targets.validate()
     t, plans, rejected, evaluated = q.traffic, [], [], 0
     for gpu in q.gpus:
-        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node):
+        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
             where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
             got = _replica(spec, q, gpu, lay)
             if isinstance(got, str):
