@@ -137,7 +137,7 @@ def test_pipeline_stages_follow_vllm_partition():
     (InferConfig(context=40000), "exceeds the longest context"),
     (InferConfig(layout=ServingLayout(tp=3)), "must divide the number of attention heads"),
     (InferConfig(layout=ServingLayout(tp=7)), "multiple of the number of KV heads"),
-    (InferConfig(engine="tgi"), "must be hf or vllm"),
+    (InferConfig(engine="tgi"), "must be one of hf, vllm, sglang, trtllm"),
     (InferConfig(engine="vllm"), "sizes its KV pool"),
     (InferConfig(context=1000, prompt=2000), "--prompt"),
 ])
@@ -248,3 +248,32 @@ def test_engine_profiles_carry_a_source_for_every_default():
                               "defaults": {"a": {"value": 1}}}, "x.toml")
     with pytest.raises(InputError):
         load_engine_profile("nonesuch")
+
+
+@pytest.mark.parametrize("gpu_gib, tp, pp, fraction", [
+    (79.19, 1, 1, round((79.19 - 10.0) / 79.19, 3)),  # H100: 9.5 + 1/2 GiB reserved
+    (79.19, 4, 1, round((79.19 - 11.5) / 79.19, 3)),
+    (23.6, 1, 1, round((23.6 - 2.9) / 23.6, 3)),  # RTX 4090: 2.8 + 1/10
+    (139.8, 8, 1, round((139.8 - 16.0) / 139.8, 3)),  # H200: 12 + 8/2
+])
+def test_sglang_default_mem_fraction_static(gpu_gib, tp, pp, fraction):
+    from gpuplan.infer.engines import sglang_mem_fraction_static
+
+    assert sglang_mem_fraction_static(int(gpu_gib * GiB), tp, pp) == pytest.approx(fraction, abs=1e-3)
+
+
+def test_sglang_and_trtllm_pools_follow_their_formulas():
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    cap = gpu.memory_usable_bytes
+    reports = {e: estimate_inference(spec, InferConfig(context=8192, engine=e, gpu=gpu)) for e in
+               ("vllm", "sglang", "trtllm")}
+    w = reports["vllm"].memory.weights_bytes
+    sg, tr = reports["sglang"].engine, reports["trtllm"].engine
+    assert sg["name"] == "sglang" and sg["block_size"] == 1 and tr["block_size"] == 32
+    # SGLang: (device - 0.5 GiB) x fraction - weights
+    assert sg["available_kv_bytes"] == int((cap - GiB // 2) * sg["memory_fraction"]) - w
+    # TensorRT-LLM: 0.9 x (device - 0.5 GiB - weights - activation peak)
+    assert tr["available_kv_bytes"] == int((cap - GiB // 2 - w - tr["activation_peak_bytes"]) * 0.9)
+    for r in reports.values():  # every pool lands within 10 % of the others for a small model on a big GPU
+        assert r.engine["kv_cache_tokens"] == pytest.approx(reports["vllm"].engine["kv_cache_tokens"], rel=0.1)
+    assert reports["sglang"].memory.terms and "mem_fraction_static" in str(reports["sglang"].memory.assumptions)

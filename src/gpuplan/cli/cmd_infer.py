@@ -35,9 +35,10 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
     lines.append(t("infer.kv_line", lang, per_token=f"{r.kv_cache_bytes_per_token:,}", context=cfg.context,
                    per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=m.peak_phase))
-    if r.engine.get("name") == "vllm":
+    if r.engine.get("name") in ("vllm", "sglang", "trtllm"):
         e = r.engine
-        lines.append(t("infer.vllm_line", lang, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
+        title = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[e["name"]]
+        lines.append(t("infer.vllm_line", lang, engine=title, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
                        tokens=f"{e['kv_cache_tokens']:,}", context=cfg.context, concurrency=e["max_concurrency"],
                        exact=f"{e['max_concurrency_exact']:.2f}"))
     if r.fits is not None:

@@ -83,3 +83,4 @@ class EstimateContext:
     stage_weights: list[int]
     stages: list[range]
     capacity: int | None
+    profile: str = ""  # the engine by name (engine is "vllm" for every paged engine: vllm, sglang, trtllm)

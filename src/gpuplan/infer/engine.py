@@ -14,8 +14,11 @@ from typing import Any
 from gpuplan.errors import InputError
 from gpuplan.infer import activations as act
 from gpuplan.infer import kv
+from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
-                                   vllm_available_kv_bytes, vllm_num_blocks)
+                                   paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
+                                   vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
 from gpuplan.infer.explain import explain
 from gpuplan.infer.parallel import stage_layers, stage_weight_bytes, validate_layout
@@ -28,7 +31,8 @@ from gpuplan.report import MemoryReport, fits
 
 
 def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
-    engine = check_engine(cfg.engine)
+    profile = check_engine(cfg.engine)
+    engine = "hf" if profile == "hf" else "vllm"  # paged engines share vLLM's KV layout and weight loading
     validate_layout(spec, cfg.layout)
     kv.kv_elements_per_token_layer(spec, cfg.layout.tp)  # validates TP against the (KV) heads
     kv_dtype = kv.check_kv_dtype(cfg.kv_dtype or cfg.weights.dtype, engine)
@@ -42,7 +46,7 @@ def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
     capacity = cfg.gpu_memory_bytes if cfg.gpu_memory_bytes else (cfg.gpu.memory_usable_bytes if cfg.gpu else None)
     return EstimateContext(spec, cfg, engine, kv_dtype, DTYPE_BYTES[cfg.weights.dtype], wb,
                 stage_weight_bytes(spec, wb.per_tensor, cfg.layout), stage_layers(spec.num_layers, cfg.layout.pp),
-                capacity)
+                capacity, profile)
 
 
 def prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
@@ -86,7 +90,7 @@ def _hf_stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int)
 
 def _vllm_request_bytes(c: EstimateContext, layers: range, context: int) -> int:
     """KV bytes one request of ``context`` tokens pins on this GPU, in whole blocks (windows applied)."""
-    spec, bs = c.spec, c.cfg.vllm.block_size
+    spec, bs = c.spec, pool_block_tokens(c.profile, c.cfg.vllm.block_size)
     per_layer = kv.kv_elements_per_token_layer(spec, c.cfg.layout.tp) * kv.element_bytes(c.kv_dtype, "vllm")
     total = 0.0
     for i in layers:
@@ -98,21 +102,39 @@ def _vllm_request_bytes(c: EstimateContext, layers: range, context: int) -> int:
 def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[str, Any]:
     spec, cfg, p = c.spec, c.cfg, c.cfg.vllm
     if c.capacity is None:
-        raise InputError("--gpu", None, "--engine vllm sizes its KV pool from the GPU's memory",
+        raise InputError("--gpu", None, f"--engine {c.profile} sizes its KV pool from the GPU's memory",
                          hint="give --gpu ID or --gpu-memory-gib")
     layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
+    profile_tokens = {"sglang": "chunked_prefill_size", "trtllm": "max_num_tokens"}.get(c.profile)
+    tokens = (int(load_engine_profile(c.profile).value(profile_tokens)) if profile_tokens else
+              p.max_num_batched_tokens)
     layer_act, sampler = act.vllm_profile_activation_bytes(
-        spec, max_num_batched_tokens=p.max_num_batched_tokens, max_num_seqs=p.max_num_seqs,
+        spec, max_num_batched_tokens=tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
         last_stage=last)
-    held = (legacy_allreduce_held_bytes(layers=len(layers), tokens=p.max_num_batched_tokens, hidden=spec.hidden_size,
-                                        dtype_bytes=c.dtype_bytes, tp=tp) if p.legacy_allreduce_hold else 0)
+    held = (legacy_allreduce_held_bytes(layers=len(layers), tokens=tokens, hidden=spec.hidden_size,
+                                        dtype_bytes=c.dtype_bytes, tp=tp)
+            if p.legacy_allreduce_hold and c.profile == "vllm" else 0)
     act_peak = max(layer_act + held, sampler)
-    w, non_torch = c.stage_weights[s], p.non_torch_for(tp)
-    available = vllm_available_kv_bytes(total_gpu_bytes=c.capacity, utilization=p.gpu_memory_utilization,
-                                        weights_bytes=w, non_torch_bytes=non_torch, activation_peak_bytes=act_peak)
+    w = c.stage_weights[s]
+    fraction = None
+    if c.profile == "sglang":
+        non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("sglang", tp)
+        fraction = sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp)
+        available = sglang_available_kv_bytes(free_before_weights_bytes=c.capacity - non_torch, fraction=fraction,
+                                              weights_bytes=w)
+    elif c.profile == "trtllm":
+        non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("trtllm", tp)
+        fraction = float(load_engine_profile("trtllm").value("free_gpu_memory_fraction"))
+        available = trtllm_available_kv_bytes(total_gpu_bytes=c.capacity, non_torch_bytes=non_torch, weights_bytes=w,
+                                              activation_peak_bytes=act_peak, fraction=fraction)
+    else:
+        non_torch = p.non_torch_for(tp)
+        available = vllm_available_kv_bytes(total_gpu_bytes=c.capacity, utilization=p.gpu_memory_utilization,
+                                            weights_bytes=w, non_torch_bytes=non_torch, activation_peak_bytes=act_peak)
     per_token = kv.kv_bytes_per_token(spec, kv_dtype=c.kv_dtype, tp=tp, layers=layers, engine="vllm")
-    block_bytes = p.block_size * per_token
+    bs = pool_block_tokens(c.profile, p.block_size)
+    block_bytes = bs * per_token
     blocks = vllm_num_blocks(available, block_bytes)
     pool = int(blocks * block_bytes)
     per_request = _vllm_request_bytes(c, layers, context)
@@ -122,7 +144,7 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
     return dict(weights=w, kv=pool, activations=layer_act, logits=sampler, peak=peak, phase="steady state",
                 buffers=non_torch + graphs, total=peak + non_torch + graphs, available=available, blocks=blocks,
                 block_bytes=block_bytes, per_request=per_request, concurrency=concurrency,
-                non_torch=non_torch, graphs=graphs, act_peak=act_peak, held=held)
+                non_torch=non_torch, graphs=graphs, act_peak=act_peak, held=held, block_size=bs, fraction=fraction)
 
 
 def _stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
@@ -185,15 +207,15 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig, *, prepared: EstimateC
     explain(c, report, row, s, prompt)
     mem.warnings[:0] = spec.notes  # what the model spec leaves out (a multimodal model's vision tower)
     if c.engine == "vllm":
-        p = cfg.vllm
-        report.engine = {"name": "vllm", "num_gpu_blocks": row["blocks"], "block_size": p.block_size,
-                         "kv_cache_tokens": row["blocks"] * p.block_size,
+        report.engine = {"name": c.profile, "num_gpu_blocks": row["blocks"], "block_size": row["block_size"],
+                         "kv_cache_tokens": row["blocks"] * row["block_size"],
                          "available_kv_bytes": max(0, row["available"]),  # a pool cannot be negative
                          "kv_shortfall_bytes": max(0, -row["available"]),
                          "activation_peak_bytes": row["act_peak"], "non_torch_bytes": row["non_torch"],
                          "cuda_graph_bytes": row["graphs"], "max_concurrency": row["concurrency"],
                          "legacy_allreduce_held_bytes": row["held"],
-                         "max_concurrency_exact": (row["blocks"] * p.block_size / cfg.context),
+                         "max_concurrency_exact": (row["blocks"] * row["block_size"] / cfg.context),
+                         "memory_fraction": row["fraction"],
                          "request_kv_bytes": row["per_request"]}
     else:
         report.engine = {"name": "hf", "prefill_peak_phase": row["phase"], "kv_cache_prefill_bytes": row["kv_prefill"],

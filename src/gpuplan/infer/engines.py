@@ -23,7 +23,8 @@ from gpuplan.errors import InputError
 from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.units import GiB
 
-ENGINES = ("hf", "vllm")
+PAGED_ENGINES = ("vllm", "sglang", "trtllm")  # paged KV pools sized at start-up
+ENGINES = ("hf", *PAGED_ENGINES)
 _VLLM = load_engine_profile("vllm")  # data/engines/vllm.toml: each default with its source
 
 
@@ -87,8 +88,46 @@ class VllmProfile:
 def check_engine(engine: str) -> str:
     key = engine.strip().lower()
     if key not in ENGINES:
-        raise InputError("--engine", engine, "must be hf or vllm")
+        raise InputError("--engine", engine, f"must be one of {', '.join(ENGINES)}")
     return key
+
+
+def pool_block_tokens(engine: str, vllm_block_size: int) -> int:
+    """Tokens per KV block: vLLM's --block-size, SGLang's page_size (1), TensorRT-LLM's tokens_per_block (32)."""
+    if engine == "sglang":
+        return int(load_engine_profile("sglang").value("page_size"))
+    if engine == "trtllm":
+        return int(load_engine_profile("trtllm").value("tokens_per_block"))
+    return vllm_block_size
+
+
+def paged_non_torch_bytes(engine: str, tp: int) -> int:
+    """CUDA context and communicator memory outside PyTorch, from the engine's profile."""
+    prof = load_engine_profile(engine)
+    return int(prof.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
+
+
+def sglang_mem_fraction_static(gpu_memory_bytes: int, tp: int, pp: int) -> float:
+    """SGLang's default mem_fraction_static: (gpu_mem - reserved) / gpu_mem with reserved = base + per-rank x tp x pp
+    GiB by the GPU's memory class (data/engines/sglang.toml, from sglang/srt/server_args.py)."""
+    gib = gpu_memory_bytes / GiB
+    for below, base, per_rank in load_engine_profile("sglang").value("reserved_mem_rules"):
+        if gib < below:
+            return round((gib - (base + per_rank * tp * pp)) / gib, 3)
+    raise AssertionError("the last rule covers every size")
+
+
+def sglang_available_kv_bytes(*, free_before_weights_bytes: int, fraction: float, weights_bytes: int) -> int:
+    """SGLang ``profile_max_num_token``: free after the weights - free before x (1 - fraction)
+    = free before x fraction - weights."""
+    return int(free_before_weights_bytes * fraction) - weights_bytes
+
+
+def trtllm_available_kv_bytes(*, total_gpu_bytes: int, non_torch_bytes: int, weights_bytes: int,
+                              activation_peak_bytes: int, fraction: float) -> int:
+    """TensorRT-LLM: free_gpu_memory_fraction of what is free after the weights and the activations."""
+    free = total_gpu_bytes - non_torch_bytes - weights_bytes - activation_peak_bytes
+    return int(free * fraction) if free > 0 else free
 
 
 def vllm_available_kv_bytes(*, total_gpu_bytes: int, utilization: float, weights_bytes: int, non_torch_bytes: int,

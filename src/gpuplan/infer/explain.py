@@ -58,6 +58,8 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
         if cfg.layout.tp > 1 or cfg.layout.pp > 1:
             mem.warnings.append("hf with --tp/--pp: transformers tp_plan / device_map splits assumed to shard like "
                                 "Megatron (heads and MLP columns per rank, whole layers per stage)")
+    elif c.profile in ("sglang", "trtllm"):
+        _paged_terms(c, row, mem)
     else:
         p = cfg.vllm
         mem.terms += [
@@ -94,3 +96,28 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
                                 f"{cfg.context} tokens: vLLM refuses this max_model_len")
     if cfg.layout.dp > 1:
         mem.assumptions.append(f"{cfg.layout.dp} data-parallel replicas: memory per GPU is unchanged")
+
+
+def _paged_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:
+    """Terms and assumptions of the SGLang and TensorRT-LLM pools (data/engines/<name>.toml)."""
+    from gpuplan.infer.engine_profiles import load_engine_profile
+
+    prof = load_engine_profile(c.profile)
+    if c.profile == "sglang":
+        formula = "(device - non_torch) x mem_fraction_static - weights"
+        inputs = {"mem_fraction_static": row["fraction"], "device": c.capacity}
+        name = "mem_fraction_static"
+    else:
+        formula = "(device - non_torch - weights - activation peak) x free_gpu_memory_fraction"
+        inputs = {"free_gpu_memory_fraction": row["fraction"], "device": c.capacity}
+        name = "free_gpu_memory_fraction"
+    mem.terms += [Term("available_kv_bytes", row["available"], formula, prof.sources["kv_pool"], inputs),
+                  Term("num_gpu_blocks", row["blocks"], "available_kv // (tokens per block x KV bytes per token)",
+                       prof.title + " KV pool", {"block_size": row["block_size"], "block_bytes": row["block_bytes"]})]
+    mem.assumptions += [
+        f"{prof.title} ({prof.version}): {name} {row['fraction']:g}, {row['block_size']} tokens per block",
+        f"non-torch memory {format_bytes(row['non_torch'])}, CUDA graphs {format_bytes(row['graphs'])}",
+        f"device memory {format_bytes(c.capacity or 0)} as the process sees it",
+    ]
+    if row["available"] <= 0:
+        mem.warnings.append(f"no memory left for {prof.title}'s KV cache ({format_bytes(-row['available'])} short)")
