@@ -75,7 +75,8 @@ SURFACE = {
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
             "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
-            "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce"
+            "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce", "--n-gpu-layers",
+            "--host-bandwidth-gbps"
         }),
     ),
     "time": Surface(
@@ -128,7 +129,8 @@ SURFACE = {
             "--max-num-batched-tokens", "--max-num-seqs", "--method", "--microbatches", "--mode",
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
-            "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--vpp", "--weights", "--workspace",
+            "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",
+            "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
             "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params"

@@ -277,3 +277,29 @@ def test_sglang_and_trtllm_pools_follow_their_formulas():
     for r in reports.values():  # every pool lands within 10 % of the others for a small model on a big GPU
         assert r.engine["kv_cache_tokens"] == pytest.approx(reports["vllm"].engine["kv_cache_tokens"], rel=0.1)
     assert reports["sglang"].memory.terms and "mem_fraction_static" in str(reports["sglang"].memory.assumptions)
+
+
+def test_llamacpp_split_between_gpu_and_host():
+    """llama.cpp -ngl N: the last N layers (and the output layer only when N > n_layer) on the GPU, token_embd on
+    the host, each layer's KV with its layer; decode reads the host share at DRAM bandwidth."""
+    from gpuplan.infer.llamacpp import LlamaCppProfile
+
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("rtx-4090")
+    q4 = parse_weights("q4_k_m")
+
+    def run(ngl):
+        return estimate_inference(spec, InferConfig(context=4096, engine="llamacpp", weights=q4, gpu=gpu,
+                                                    llamacpp=LlamaCppProfile(n_gpu_layers=ngl)))
+
+    full, half, none = run(None), run(16), run(0)
+    e = full.engine
+    assert e["n_gpu_layers"] == 32 and e["output_on_gpu"] and e["host_kv_bytes"] == 0
+    assert e["host_weights_bytes"] == full.weights["by_component_bytes"]["embedding"]  # token_embd only
+    assert e["gpu_weights_bytes"] + e["host_weights_bytes"] == full.weights["total_bytes"]
+    assert half.engine["gpu_kv_bytes"] == half.engine["host_kv_bytes"] == e["gpu_kv_bytes"] // 2
+    assert not half.engine["output_on_gpu"] and run(33).engine["output_on_gpu"]
+    assert none.engine["gpu_weights_bytes"] == 0 and none.memory.total_bytes < half.memory.total_bytes
+    # the host's DRAM is ~10x slower than the GPU's memory: half the layers on the host costs most of the speed
+    assert half.speed["decode_tokens_per_s_batch1"] < 0.3 * full.speed["decode_tokens_per_s_batch1"]
+    assert half.speed["ttft_s"] > full.speed["ttft_s"]  # host weights cross PCIe once per ubatch
+    assert half.memory.assumptions and "16/32 layers on the GPU" in " ".join(half.memory.assumptions)

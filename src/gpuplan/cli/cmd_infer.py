@@ -27,7 +27,7 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     m = r.memory
     lay = cfg.layout
     lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
-               weights=cfg.weights.name, kv=cfg.kv_dtype or cfg.weights.dtype, tp=lay.tp, pp=lay.pp, ep=lay.ep,
+               weights=cfg.weights.name, kv=cfg.kv_dtype or ("fp16" if cfg.engine == "llamacpp" else cfg.weights.dtype), tp=lay.tp, pp=lay.pp, ep=lay.ep,
                dp=lay.dp, gpus=lay.gpus)]
     keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
             "allocated_peak_bytes", "total_bytes")

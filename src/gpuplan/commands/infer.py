@@ -46,11 +46,25 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
         gpu_memory_bytes=int(values.gpu_memory_gib * GiB) if values.gpu_memory_gib else None,
         max_context=limit, max_context_source=why, vllm=vllm,
         hf=HfProfile(cuda_context_bytes=int(values.cuda_context_gib * GiB)),
+        llamacpp=_llamacpp(values),
         speed=SpeedAssumptions(compute_efficiency=values.compute_efficiency,
                                bandwidth_efficiency=values.bandwidth_efficiency,
                                allreduce_latency_s=(None if values.allreduce_latency_us is None
                                                     else values.allreduce_latency_us * 1e-6)))
     return spec, cfg
+
+
+def _llamacpp(values: Any):
+    from gpuplan.infer.llamacpp import LlamaCppProfile
+
+    if values.n_gpu_layers is not None and values.n_gpu_layers < 0:
+        raise InputError("--n-gpu-layers", values.n_gpu_layers, "must be >= 0")
+    base = LlamaCppProfile(n_gpu_layers=values.n_gpu_layers)
+    if values.host_bandwidth_gbps is None:
+        return base
+    from dataclasses import replace
+
+    return replace(base, host_bandwidth_bytes_per_s=values.host_bandwidth_gbps * 1e9)
 
 
 def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str, Any]]:

@@ -15,6 +15,8 @@ from gpuplan.errors import InputError
 from gpuplan.infer import activations as act
 from gpuplan.infer import kv
 from gpuplan.infer.engine_profiles import load_engine_profile
+from gpuplan.infer.llamacpp import compute_buffer_bytes as llamacpp_compute_buffer
+from gpuplan.infer.llamacpp import split_bytes as llamacpp_split
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
                                    paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
                                    sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
@@ -32,17 +34,19 @@ from gpuplan.report import MemoryReport, fits
 
 def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
     profile = check_engine(cfg.engine)
-    engine = "hf" if profile == "hf" else "vllm"  # paged engines share vLLM's KV layout and weight loading
+    # paged engines share vLLM's KV layout and weight loading; llama.cpp preallocates its cache like them
+    engine = {"hf": "hf", "llamacpp": "llamacpp"}.get(profile, "vllm")
     validate_layout(spec, cfg.layout)
     kv.kv_elements_per_token_layer(spec, cfg.layout.tp)  # validates TP against the (KV) heads
-    kv_dtype = kv.check_kv_dtype(cfg.kv_dtype or cfg.weights.dtype, engine)
+    default_kv = "fp16" if engine == "llamacpp" else cfg.weights.dtype  # llama.cpp -ctk/-ctv f16
+    kv_dtype = kv.check_kv_dtype(cfg.kv_dtype or default_kv, "hf" if engine == "hf" else "vllm")
     if engine == "vllm":
         cfg.vllm.validate()
     fmt = cfg.weights
     if engine == "hf" and fmt.family == "gguf":
         # transformers dequantizes GGUF checkpoints to the torch dtype when loading them.
         fmt = WeightFormat(fmt.dtype, "float", dtype=fmt.dtype)
-    wb = weight_bytes(spec, fmt, engine=engine)
+    wb = weight_bytes(spec, fmt, engine="hf" if engine == "hf" else "vllm")
     capacity = cfg.gpu_memory_bytes if cfg.gpu_memory_bytes else (cfg.gpu.memory_usable_bytes if cfg.gpu else None)
     return EstimateContext(spec, cfg, engine, kv_dtype, DTYPE_BYTES[cfg.weights.dtype], wb,
                 stage_weight_bytes(spec, wb.per_tensor, cfg.layout), stage_layers(spec.num_layers, cfg.layout.pp),
@@ -148,7 +152,25 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
 
 
 def _stage(c: EstimateContext, s: int, batch: int, context: int, prompt: int) -> dict[str, Any]:
+    if c.engine == "llamacpp":
+        return _llamacpp_stage(c, batch, context)
     return _vllm_stage(c, s, batch, context) if c.engine == "vllm" else _hf_stage(c, s, batch, context, prompt)
+
+
+def _llamacpp_stage(c: EstimateContext, batch: int, context: int) -> dict[str, Any]:
+    """llama.cpp: the GPU holds its layers' weights and KV, the output layer when all layers are offloaded, a compute
+    buffer and the CUDA context; the host holds the rest (``gpuplan.infer.llamacpp``)."""
+    spec, cfg, lp = c.spec, c.cfg, c.cfg.llamacpp
+    if cfg.layout.gpus > 1:
+        raise InputError("--tp", cfg.layout.tp, "--engine llamacpp is modelled on one GPU (its layer split over "
+                         "several GPUs is not)")
+    per_layer = kv.kv_elements_per_token_layer(spec, 1) * kv.element_bytes(c.kv_dtype, "vllm")
+    sp = llamacpp_split(spec, c.wb.per_tensor, lp, kv_bytes_per_token_layer=per_layer, kv_tokens=batch * context)
+    buf = llamacpp_compute_buffer(spec, lp.n_ubatch) if sp.gpu_layers or sp.output_on_gpu else 0
+    context_bytes = cfg.hf.cuda_context_bytes
+    peak = sp.gpu_weight_bytes + sp.gpu_kv_bytes + buf
+    return {"weights": sp.gpu_weight_bytes, "kv": sp.gpu_kv_bytes, "activations": buf, "logits": 0, "peak": peak,
+            "phase": "steady state", "buffers": context_bytes, "total": peak + context_bytes, "split": sp}
 
 
 def _worst(c: EstimateContext, batch: int, context: int, prompt: int) -> tuple[int, dict[str, Any]]:
@@ -194,8 +216,8 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig, *, prepared: EstimateC
                        total_bytes=row["total"], peak_phase=row["phase"])
     tp = cfg.layout.tp
     per_token = int(round(kv.kv_bytes_per_token(spec, kv_dtype=c.kv_dtype, tp=tp, layers=c.stages[s],
-                                                engine=c.engine)))
-    per_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.engine, tp=tp,
+                                                engine=c.kv_engine)))
+    per_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.kv_engine, tp=tp,
                                 layers=c.stages[s], unquantized_dtype=cfg.weights.dtype)
     ok = _fits(c, row, cfg.batch)
     report = InferReport(memory=mem, kv_cache_bytes_per_token=per_token, kv_cache_bytes_per_sequence=per_seq, fits=ok)
@@ -217,6 +239,13 @@ def estimate_inference(spec: ModelSpec, cfg: InferConfig, *, prepared: EstimateC
                          "max_concurrency_exact": (row["blocks"] * row["block_size"] / cfg.context),
                          "memory_fraction": row["fraction"],
                          "request_kv_bytes": row["per_request"]}
+    elif c.engine == "llamacpp":
+        sp = report.engine_split = row["split"]
+        report.engine = {"name": "llamacpp", "n_gpu_layers": sp.gpu_layers, "output_on_gpu": sp.output_on_gpu,
+                         "gpu_weights_bytes": sp.gpu_weight_bytes, "host_weights_bytes": sp.host_weight_bytes,
+                         "gpu_kv_bytes": sp.gpu_kv_bytes, "host_kv_bytes": sp.host_kv_bytes,
+                         "host_total_bytes": sp.host_weight_bytes + sp.host_kv_bytes,
+                         "compute_buffer_bytes": row["activations"], "kv_tokens": cfg.batch * cfg.context}
     else:
         report.engine = {"name": "hf", "prefill_peak_phase": row["phase"], "kv_cache_prefill_bytes": row["kv_prefill"],
                          "kv_cache_decode_bytes": row["kv_decode"], "decode_transient_bytes": row["decode_transient"]}
@@ -280,7 +309,7 @@ def speed_inputs(c: EstimateContext) -> tuple[SpeedInputs, float, str, str] | No
     expert_b = sum(c.wb.per_tensor[t.name] for t in tensor_table(spec) if t.component == "experts")
     scale = 1 / cfg.layout.ep if cfg.layout.ep > 1 else 1 / cfg.layout.tp
     dense_b = sum(c.stage_weights) - expert_b * scale  # a token passes every stage: all of one GPU per stage
-    kv_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.engine,
+    kv_seq = kv.kv_cache_bytes(spec, batch=1, context=cfg.context, kv_dtype=c.kv_dtype, engine=c.kv_engine,
                                tp=cfg.layout.tp, unquantized_dtype=cfg.weights.dtype)
     if cfg.speed.allreduce_latency_s is not None:
         latency, latency_src = cfg.speed.allreduce_latency_s, "given"
@@ -303,12 +332,32 @@ def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict
         return None
     inp, peak, dtype, latency_src = got
     a = cfg.speed
-    step1 = decode_step_s(spec, inp, a, batch=1, context=cfg.context)
-    stepb = decode_step_s(spec, inp, a, batch=cfg.batch, context=cfg.context)
-    ttft = prefill_s(spec, inp, a, batch=1, prompt=prompt)
+    host_dec = host_pre = 0.0
+    if c.engine == "llamacpp":  # the GPU reads its share; the host's share is read at DRAM bandwidth, in turn
+        from dataclasses import replace as _replace
+
+        from gpuplan.infer.llamacpp import host_decode_s, host_prefill_s
+
+        sp = report.engine_split
+        share = sp.gpu_layers / spec.num_layers
+        host_kv_seq = inp.kv_read_bytes_per_seq * (1 - share) if cfg.llamacpp.kv_offload else inp.kv_read_bytes_per_seq
+        inp = _replace(inp, weights_read_bytes=sp.gpu_weight_bytes, expert_bytes=0.0,
+                       kv_read_bytes_per_seq=inp.kv_read_bytes_per_seq - host_kv_seq)
+        host_dec = host_decode_s(sp, cfg.llamacpp, batch=1, kv_seq_host_bytes=host_kv_seq)
+        host_dec_b = host_decode_s(sp, cfg.llamacpp, batch=cfg.batch, kv_seq_host_bytes=host_kv_seq)
+        host_pre = host_prefill_s(sp, cfg.llamacpp, prompt_tokens=prompt)
+    step1 = dict(decode_step_s(spec, inp, a, batch=1, context=cfg.context))
+    stepb = dict(decode_step_s(spec, inp, a, batch=cfg.batch, context=cfg.context))
+    if host_dec:
+        step1["step_s"] += host_dec
+        stepb["step_s"] += host_dec_b
+        stepb["bound"] = "host memory" if host_dec_b > stepb["memory_s"] else stepb["bound"]
+    ttft = prefill_s(spec, inp, a, batch=1, prompt=prompt) + host_pre
+    extra = {"host_decode_s": host_dec_b, "host_prefill_s": host_pre} if host_dec or host_pre else {}
     return {
+        **extra,
         "peak_flop_per_s": peak, "compute_dtype": dtype, "hbm_bandwidth_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
-        "prefill_s": prefill_s(spec, inp, a, batch=cfg.batch, prompt=prompt), "ttft_s": ttft,
+        "prefill_s": prefill_s(spec, inp, a, batch=cfg.batch, prompt=prompt) + host_pre * cfg.batch, "ttft_s": ttft,
         "decode_step_s": stepb["step_s"], "decode_bound": stepb["bound"],
         "decode_tokens_per_s_per_seq": 1 / stepb["step_s"],
         "decode_tokens_per_s": cfg.batch * cfg.layout.dp / stepb["step_s"],

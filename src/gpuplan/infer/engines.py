@@ -24,7 +24,7 @@ from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.units import GiB
 
 PAGED_ENGINES = ("vllm", "sglang", "trtllm")  # paged KV pools sized at start-up
-ENGINES = ("hf", *PAGED_ENGINES)
+ENGINES = ("hf", *PAGED_ENGINES, "llamacpp")
 _VLLM = load_engine_profile("vllm")  # data/engines/vllm.toml: each default with its source
 
 

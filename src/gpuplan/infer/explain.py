@@ -60,6 +60,8 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
                                 "Megatron (heads and MLP columns per rank, whole layers per stage)")
     elif c.profile in ("sglang", "trtllm"):
         _paged_terms(c, row, mem)
+    elif c.profile == "llamacpp":
+        _llamacpp_terms(c, row, mem)
     else:
         p = cfg.vllm
         mem.terms += [
@@ -121,3 +123,29 @@ def _paged_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:
     ]
     if row["available"] <= 0:
         mem.warnings.append(f"no memory left for {prof.title}'s KV cache ({format_bytes(-row['available'])} short)")
+
+
+def _llamacpp_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:
+    """Terms and assumptions of llama.cpp's GPU/host split (data/engines/llamacpp.toml)."""
+    from gpuplan.infer.engine_profiles import load_engine_profile
+
+    prof, sp, lp = load_engine_profile("llamacpp"), row["split"], c.cfg.llamacpp
+    mem.terms += [
+        Term("weights_bytes", sp.gpu_weight_bytes, "the last n_gpu_layers layers (+ output when all are offloaded)",
+             prof.sources["layer_placement"], {"n_gpu_layers": sp.gpu_layers, "output_on_gpu": sp.output_on_gpu}),
+        Term("host_weights_bytes", sp.host_weight_bytes, "token_embd + the layers not offloaded",
+             prof.sources["layer_placement"], {}),
+        Term("activations_bytes", row["activations"], "n_ubatch x (vocab x 4 + 8 x hidden x 4)",
+             prof.sources["compute_buffer"], {"n_ubatch": lp.n_ubatch}),
+    ]
+    where = "the GPU" if sp.output_on_gpu else "the host"
+    host = format_bytes(sp.host_weight_bytes + sp.host_kv_bytes)
+    mem.assumptions += [
+        (f"{prof.title} ({prof.version}): {sp.gpu_layers}/{c.spec.num_layers} layers on the GPU, output layer on "
+         f"{where}, token_embd on the host; KV cache with its layer"),
+        (f"host memory: {host} (weights {format_bytes(sp.host_weight_bytes)}, KV {format_bytes(sp.host_kv_bytes)}); "
+         f"host bandwidth {lp.host_bandwidth_bytes_per_s / 1e9:g} GB/s x {lp.host_bandwidth_efficiency:g}"),
+        f"CUDA context {format_bytes(row['buffers'])}",
+    ]
+    if c.cfg.weights.family != "gguf":
+        mem.warnings.append("llama.cpp runs GGUF files: pass --weights q4_k_m (or another GGUF type) for its sizes")

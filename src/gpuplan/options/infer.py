@@ -150,6 +150,23 @@ INFER = CommandOptions(
             group="vLLM options (--engine vllm)",
         ),
         Option(
+            "n_gpu_layers",
+            "int",
+            "--n-gpu-layers",
+            help="llama.cpp -ngl: layers on the GPU, the rest in host memory (default: all and the output layer)",
+            help_zh="llama.cpp -ngl：放在 GPU 上的层数，其余放在主机内存（默认：全部层及输出层）",
+            group="llama.cpp options (--engine llamacpp)",
+        ),
+        Option(
+            "host_bandwidth_gbps",
+            "real",
+            "--host-bandwidth-gbps",
+            help="host DRAM bandwidth for the layers left on the CPU, GB/s (default 89.6: dual-channel DDR5-5600)",
+            help_zh="留在 CPU 上的层所用主机内存带宽，GB/s（默认 89.6：双通道 DDR5-5600）",
+            group="llama.cpp options (--engine llamacpp)",
+            bounds=(("gt", 0), ("le", 100000)),
+        ),
+        Option(
             "vllm_legacy_allreduce",
             "flag",
             "--vllm-legacy-allreduce",
