@@ -98,7 +98,7 @@ SURFACE = {
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
             # serving plan (--serve)
             "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
-            "--percentile", "--weights", "--max-num-batched-tokens",
+            "--percentile", "--weights", "--max-num-batched-tokens", "--engine",
         }),
     ),
     "verify": Surface(

@@ -128,3 +128,14 @@ def test_targets_and_traffic_validate():
         ServeTargets(ttft_s=-1).validate()
     with pytest.raises(InputError):
         Traffic(100, 10, prefix_hit=1.0, rps=1).validate()
+
+
+def test_engine_choice_changes_the_kv_pool_not_the_speed():
+    kw = {"serve": True, "rps": 20, "prompt": 2000, "output": 500, "ttft": 1, "tpot": 0.05, "gpu": ["h100-sxm"],
+          "tp": [4], "pp": [1]}
+    pools = {e: api.plan("llama-3.1-70b", engine=e, **kw)["serve_plans"][0] for e in ("vllm", "sglang", "trtllm")}
+    caps = {e: p["kv_capacity_seqs"] for e, p in pools.items()}
+    assert len(set(caps.values())) == 3  # three different start-up rules
+    assert all(p["output_tokens_per_s"] == pytest.approx(10000, rel=0.01) for p in pools.values())
+    assert any("sglang start-up arithmetic" in a
+               for a in api.plan("llama-3.1-70b", engine="sglang", **kw)["assumptions"])

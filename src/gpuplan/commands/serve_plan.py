@@ -81,14 +81,14 @@ def search_serving(values: Any) -> SimpleNamespace:
                       rps=values.rps, concurrency=values.concurrency)
     targets = ServeTargets(ttft_s=values.ttft, tpot_s=values.tpot, e2e_s=values.e2e, percentile=values.percentile)
     q = ServeQuestion(traffic=traffic, targets=targets, gpus=gpus, prices_usd_per_gpu_hour=prices, weights=weights,
-                      max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
+                      engine=values.engine, max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
                       budget_tokens=values.max_num_batched_tokens,
                       vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top,
                       **_pins(values))
     result = plan_serving(spec, q)
     assumptions = [
-        ("engine: vLLM start-up arithmetic (gpu_memory_utilization 0.9, block_size 16, non-torch and CUDA-graph "
-         "memory as gpuplan infer --engine vllm) for the KV pool of each replica layout"),
+        (f"engine: {values.engine} start-up arithmetic (as gpuplan infer --engine {values.engine}, defaults from "
+         f"data/engines/{values.engine}.toml) for the KV pool of each replica layout"),
         (f"continuous batching with chunked prefill, step budget {values.max_num_batched_tokens} tokens "
          f"({CHUNK_BUDGET_SOURCE}); queueing model in gpuplan.serve.batching (M/M/1 tail for the prompt queue)"),
         ("step time: roofline of gpuplan.infer.speed (prefill 0.5 of peak x wave quantization, decode 0.8 of HBM "

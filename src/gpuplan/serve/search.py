@@ -72,6 +72,7 @@ class ServeQuestion:
     prices_usd_per_gpu_hour: dict[str, float | None]
     weights: WeightFormat = field(default_factory=lambda: WeightFormat("bf16", "float"))
     kv_dtype: str | None = None
+    engine: str = "vllm"  # whose KV-pool arithmetic: vllm, sglang or trtllm
     max_gpus: int = DEFAULT_MAX_GPUS
     gpus_per_node: int = 8
     budget_tokens: int = CHUNK_BUDGET_TOKENS
@@ -168,7 +169,7 @@ def _replica(spec: ModelSpec, q: ServeQuestion, gpu: GpuSpec, lay: ServingLayout
 
     t = q.traffic
     cfg = InferConfig(batch=1, context=t.prompt_tokens + t.output_tokens, prompt=t.prompt_tokens, weights=q.weights,
-                      kv_dtype=q.kv_dtype, engine="vllm", layout=lay, gpu=gpu, vllm=q.vllm, speed=q.speed,
+                      kv_dtype=q.kv_dtype, engine=q.engine, layout=lay, gpu=gpu, vllm=q.vllm, speed=q.speed,
                       search=False)
     prepared = prepare(spec, cfg)
     rep = estimate_inference(spec, cfg, prepared=prepared)
