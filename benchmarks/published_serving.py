@@ -20,6 +20,13 @@ MUSGRAVE = ("John Musgrave, 'vLLM throughput-latency sweep on NVIDIA A100' (john
             "--ignore-eos, --max-concurrency C")
 RAHMAN = ("Mushfiq Rahman, capacity-planning benchmark (mushfiqrahman.dev/?p=1668): vLLM, Mistral-7B-Instruct-v0.3, "
           "1x RTX 4090 24GB, 256 in / 128 out, 300 prompts, request rate inf, --max-concurrency C")
+LAMBDA = ("LambdaLabsML/vllm-benchmark results/prompt_10/{gpu_dir}/Mistral-7B-Instruct-v0.3_tp1_len2000.json "
+          "({date}): vLLM (the repository's vllm-openai:v0.5.4 image), 10 ShareGPT prompts sent at once (1,585 input "
+          "and {out} output tokens in all), median_tpot_ms {tpot}")
+CPU_OVERHEAD = ("vLLM v0.5.4 spent milliseconds of CPU per step (scheduling, detokenization, the API server) that "
+                "v0.6.0 overlapped ('5x faster TPOT on Llama 8B', vLLM blog 'vLLM v0.6.0: 2.7x Throughput "
+                "Improvement and 5x Latency Reduction', Sept 2024); on an H100 the GPU step of a 7B model is short "
+                "enough for it to dominate; gpuplan counts GPU time only")
 WAVES = ("closed loop with fixed lengths: the C requests start and finish together, so prompts arrive in waves of C "
          "(C x 256 tokens, up to {wave:.1f} s of prefill per wave on the 4090 in gpuplan's own prefill model) and wait "
          "behind each other; gpuplan's queueing model assumes arrivals spread over time")
@@ -65,6 +72,14 @@ CASES = (
     Case("musgrave-a100-c1", MUSGRAVE + ": 'decode at one request per time runs at about 75 tokens/sec'",
          "decode tokens/s, concurrency 1", "plan", "llama-3.1-8b", _serve("llama-3.1-8b", "a100-40gb", 1, 1024, 128),
          "serve_plans.0.tpot_s", 75, "tokens/s", scale=-1),
+    Case("lambda-h100-mistral7b-tpot", LAMBDA.format(gpu_dir="1xH100-80GB-SXM", date="2024-08-19", out="2,490",
+                                                     tpot="8.32"),
+         "median TPOT, 10 at once", "plan", "mistral-7b-v0.3", _serve("mistral-7b-v0.3", "h100-sxm", 10, 159, 249),
+         "serve_plans.0.tpot_s", 8.32, "ms", scale=1e3, reason=CPU_OVERHEAD),
+    Case("lambda-a100-mistral7b-tpot", LAMBDA.format(gpu_dir="1xA100-80GB-SXM", date="2024-09-07", out="2,440",
+                                                     tpot="11.35"),
+         "median TPOT, 10 at once", "plan", "mistral-7b-v0.3", _serve("mistral-7b-v0.3", "a100-80gb", 10, 159, 244),
+         "serve_plans.0.tpot_s", 11.35, "ms", scale=1e3, reason=CPU_OVERHEAD),
     *(Case(f"rahman-4090-c{c}-throughput", RAHMAN + f": C={c} output {tok} tok/s", f"output tokens/s, C={c}",
            "plan", "mistral-7b-v0.3", _serve("mistral-7b-v0.3", "rtx-4090", c, 256, 128),
            "serve_plans.0.output_tokens_per_s", tok, "tokens/s", reason=SATURATION)
