@@ -139,3 +139,13 @@ def test_engine_choice_changes_the_kv_pool_not_the_speed():
     assert all(p["output_tokens_per_s"] == pytest.approx(10000, rel=0.01) for p in pools.values())
     assert any("sglang start-up arithmetic" in a
                for a in api.plan("llama-3.1-70b", engine="sglang", **kw)["assumptions"])
+
+
+def test_infer_reports_continuous_batching_when_a_prompt_is_given():
+    base = {"engine": "vllm", "gpu": "h100-sxm", "batch": 16, "context": 4096}
+    assert "continuous_batching" not in api.infer("llama-3.1-8b", **base)["speed"]
+    cb = api.infer("llama-3.1-8b", prompt=2048, **base)["speed"]["continuous_batching"]
+    spec, inp = _inputs(context=4096)
+    direct = replica_load(spec, inp, A, Traffic(2048, 2048, concurrency=16), concurrency=16)
+    assert cb["tpot_s"] == pytest.approx(direct.tpot_s, rel=1e-9)
+    assert cb["output_tokens_per_s"] == pytest.approx(16 / direct.tpot_s, rel=0.05)

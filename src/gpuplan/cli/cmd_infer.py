@@ -61,6 +61,11 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
         lines.append(t("infer.speed", lang, dtype=s["compute_dtype"], ttft=format_seconds(s["ttft_s"]),
                        per_seq=f"{s['decode_tokens_per_s_per_seq']:.1f}", total=f"{s['decode_tokens_per_s']:.0f}",
                        bound=s["decode_bound"], batch1=f"{s['decode_tokens_per_s_batch1']:.1f}", compute_bound=bound))
+        cb = s.get("continuous_batching")
+        if cb and "tpot_s" in cb:
+            lines.append(t("infer.continuous", lang, batch=cfg.batch, prompt=cfg.prompt, output=cfg.context - cfg.prompt,
+                           ttft=format_seconds(cb["ttft_s"]), tpot=format_seconds(cb["tpot_s"]),
+                           tokens=f"{cb['output_tokens_per_s']:,.0f}"))
         if s.get("tp_allreduces_per_step"):
             lines.append(t("infer.tp_comm", lang, n=s["tp_allreduces_per_step"], tp=cfg.layout.tp,
                            latency=f"{s['allreduce_latency_s'] * 1e6:g}", comm=format_seconds(s["decode_tp_comm_s"]),

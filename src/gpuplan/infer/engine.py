@@ -322,6 +322,23 @@ def speed_inputs(c: EstimateContext) -> tuple[SpeedInputs, float, str, str] | No
     return inp, peak, dtype, latency_src
 
 
+def _continuous(c: EstimateContext, inp: SpeedInputs, prompt: int) -> dict[str, Any] | None:
+    """TTFT, TPOT and output tokens/s of ``--batch`` requests of ``--prompt`` + (context - prompt) tokens kept in
+    flight under continuous batching with chunked prefill (``gpuplan.serve.batching``, p50)."""
+    from gpuplan.serve.batching import CHUNK_BUDGET_TOKENS, Traffic, replica_load
+
+    cfg = c.cfg
+    budget = cfg.vllm.max_num_batched_tokens if c.engine == "vllm" else CHUNK_BUDGET_TOKENS
+    t = Traffic(prompt_tokens=prompt, output_tokens=cfg.context - prompt, concurrency=cfg.batch)
+    got = replica_load(c.spec, inp, cfg.speed, t, concurrency=cfg.batch, pp=cfg.layout.pp, budget=budget,
+                       hop_s=inp.allreduce_latency_s)
+    if isinstance(got, str):
+        return {"reason": got}
+    return {"ttft_s": got.ttft_s, "tpot_s": got.tpot_s, "e2e_s": got.e2e_s,
+            "output_tokens_per_s": got.output_tokens_per_s * cfg.layout.dp, "bound": got.bound,
+            "step_budget_tokens": budget}
+
+
 def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict[str, Any] | None:
     cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
     assert gpu is not None
@@ -354,6 +371,8 @@ def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict
         stepb["bound"] = "host memory" if host_dec_b > stepb["memory_s"] else stepb["bound"]
     ttft = prefill_s(spec, inp, a, batch=1, prompt=prompt) + host_pre
     extra = {"host_decode_s": host_dec_b, "host_prefill_s": host_pre} if host_dec or host_pre else {}
+    if prompt < cfg.context and not host_dec:  # a prompt and an output: the batch as continuous batching runs it
+        extra["continuous_batching"] = _continuous(c, inp, prompt)
     return {
         **extra,
         "peak_flop_per_s": peak, "compute_dtype": dtype, "hbm_bandwidth_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
