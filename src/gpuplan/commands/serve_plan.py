@@ -63,6 +63,8 @@ def search_serving(values: Any) -> SimpleNamespace:
         raise InputError("--rps", None, "plan --serve needs the load: --rps N or --concurrency N")
     if values.rps is not None and values.concurrency is not None:
         raise InputError("--concurrency", values.concurrency, "give --rps or --concurrency, not both")
+    if getattr(values, "emit", None):
+        raise InputError("--emit", values.emit, "writes a training launch config; plan --serve plans serving")
     if values.days is not None or values.tokens is not None:
         raise InputError("--days" if values.days is not None else "--tokens", values.days or values.tokens,
                          "is a training option; plan --serve takes --rps/--concurrency and latency targets")
