@@ -93,7 +93,8 @@ SURFACE = {
             "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
-            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
+            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
+            "--stack", "--schedule", "--attention-impl",
         }),
     ),
     "verify": Surface(

@@ -9,6 +9,7 @@
   micro-batch count is a multiple of PP (Megatron's interleaved-schedule requirement).
 * DP is what is left: GPUs / (TP·PP·CP); the global batch must split into dp × micro-batch × micro-batches.
 * EP (MoE only): divides the routed experts and dp·cp.
+* A pinned pipeline schedule (``--schedule``) keeps the layouts that can run it (gpuplan.compute.schedules).
 * ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16 (or the pinned ones); recompute none,
   selective, full.
 * Hybrid sharding (HSDP, ``--dp-shard N``; ZeRO >= 1, dp > 1, where the framework has it): ZeRO/FSDP states sharded
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from collections.abc import Iterator
 
+from gpuplan.compute.schedules import schedule_allows
 from gpuplan.compute.steptime import Layout
 from gpuplan.model.spec import ModelSpec
 
@@ -49,6 +51,7 @@ class Pins:
     micro_batch: tuple[int, ...] | None = None
     recompute: tuple[str, ...] | None = None
     hsdp: bool = True  # also search hybrid sharding (dp_shard); False: ZeRO states over all data-parallel ranks
+    schedule: str | None = None  # pipeline schedule (gpuplan.compute.schedules): only layouts that can run it
 
 
 def check_pins(spec: ModelSpec, pins: Pins, seq: int, gpus_per_node: int) -> None:
@@ -169,7 +172,7 @@ def layouts_for_shape(spec: ModelSpec, tp: int, cp: int, pp: int, dp: int, globa
             m = per_dp // mb
             vpps = [1] if pp == 1 else [v for v in virtual_stages(pins)
                                         if v == 1 or (m % pp == 0 and spec.num_layers >= pp * v)]
-            for vpp in _allowed(vpps, pins.vpp):
+            for vpp in [v for v in _allowed(vpps, pins.vpp) if schedule_allows(pins.schedule, pp, v, m)]:
                 for zero in zeros:
                     for rc in _allowed(list(RECOMPUTE), pins.recompute):
                         yield Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, zero=zero, micro_batch=mb,
@@ -204,5 +207,7 @@ def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
     rcs = _allowed(list(RECOMPUTE), pins.recompute) or [lay.recompute]
     zeros = _allowed([0, 1, 2, 3] if lay.dp * lay.cp > 1 else [0], pins.zero) or [lay.zero]
     vpps = _allowed([1], pins.vpp) or [lay.vpp]
+    if pins.schedule == "interleaved" and lay.pp > 1:
+        vpps = [lay.vpp]
     return Layout(tp=lay.tp, pp=lay.pp, dp=lay.dp, cp=lay.cp, ep=lay.ep, vpp=min(vpps), zero=max(zeros),
                   micro_batch=min(mbs), recompute=max(rcs, key=RECOMPUTE_ORDER.__getitem__))
