@@ -131,6 +131,13 @@ def layer_elementwise_elems_per_token(h: int, q_dim: int, kv_dim: int, ffn: int,
     return replicated / (tp if sp else 1) + sharded / tp
 
 
+def moe_permute_elems_per_token(h: int, top_k: int, tp: int) -> float:
+    """Elements read + written per token by the MoE token permutation around the expert GEMMs (Megatron-Core
+    ``moe_utils.permute`` / ``unpermute``): the gather reads and writes one h-vector per selected expert (2·k·h),
+    the weighted un-permutation reads them back and writes the token (k·h + h)."""
+    return (3 * top_k * h + h) / tp
+
+
 def loss_elems_per_token(vocab: int, tp: int) -> float:
     """Cross-entropy over vocab-parallel logits in fp32: about four passes over [tokens, vocab/tp] (upcast,
     softmax statistics, gradient write, read for the head's backward), counted as bf16-element equivalents."""

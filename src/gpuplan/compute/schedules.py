@@ -72,6 +72,19 @@ def hides_ep_and_pp(schedule: str | None) -> bool:
     return schedule == "dualpipe"
 
 
+# SMs DeepSeek-V3 gives the all-to-all kernels that run beside computation (report section 3.2.2: "only 20 SMs are
+# sufficient to fully utilize the bandwidths of IB and NVLink"), of the H800's 132.
+COMM_SMS = 20
+
+
+def comm_sm_slowdown(sms: int | None) -> float:
+    """Computation overlapped with DualPipe's all-to-all runs on the SMs left to it: sms / (sms − COMM_SMS)
+    (1.0 when the SM count is unknown)."""
+    if not sms or sms <= COMM_SMS:
+        return 1.0
+    return sms / (sms - COMM_SMS)
+
+
 def exposed_after_overlap_s(comm_s: float, compute_s: float) -> float:
     """Communication overlapped with computation on separate streams (or SMs): only what outlasts it shows,
     max(0, comm − compute)."""

@@ -29,7 +29,7 @@ from gpuplan.compute import comm, schedules
 from gpuplan.compute.flops import keys_per_query
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
                                      elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
-                                     unfused_attention_s)
+                                     moe_permute_elems_per_token, unfused_attention_s)
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
 
@@ -145,6 +145,12 @@ def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, i
     return tuple(layers), head_params, other
 
 
+@lru_cache(maxsize=32)
+def _distinct_shapes(spec: ModelSpec, seq: int) -> tuple[_LayerShape, ...]:
+    """The distinct layer shapes (a model has one or a few: dense-first and MoE layers, sliding windows)."""
+    return tuple(dict.fromkeys(_profile(spec, seq)[0]))
+
+
 def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
     """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
     t = 0.0
@@ -178,6 +184,8 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
     ffn = spec.ffn_size if shape.expert is None else shape.expert[1] * shape.expert[3]
     elems = layer_elementwise_elems_per_token(spec.hidden_size, spec.q_dim, spec.kv_dim, ffn, lay.tp,
                                               lay.seq_parallel, spec.gated_mlp)
+    if shape.expert is not None:
+        elems += moe_permute_elems_per_token(spec.hidden_size, shape.expert[1], lay.tp)
     elem = elementwise_s(elems * tokens * dev.elem_bytes, dev)
     if work.dropout:
         elem_d = elementwise_s(2 * spec.hidden_size * tokens / (lay.tp if lay.seq_parallel else 1)
@@ -230,11 +238,8 @@ def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: i
     shapes, head_params, _ = _profile(spec, work.seq)
     lay = Layout(tp=tp, ep=ep, cp=cp, micro_batch=mb, sp=sp)
     tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
-    cache: dict[_LayerShape, tuple[float, float, float]] = {}
-    for sh in shapes:
-        if sh not in cache:
-            cache[sh] = _layer_times(spec, sh, tokens, lay, dev, work)
-    fwd_l, bwd_l, attn_l = max(cache.values(), key=lambda x: x[0] + x[1])
+    times = [_layer_times(spec, sh, tokens, lay, dev, work) for sh in _distinct_shapes(spec, work.seq)]
+    fwd_l, bwd_l, attn_l = max(times, key=lambda x: x[0] + x[1])
     head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
         loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
     head_layers = 3 * head_fwd / (fwd_l + bwd_l) if head_params else 0.0
@@ -273,6 +278,9 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp)
     fwd, bwd, n_stage, lat = st.fwd, st.bwd, st.n_layers, net.latency_s
     recompute = {"full": n_stage * st.fwd_layer, "selective": n_stage * st.attn_layer, "none": 0.0}[lay.recompute]
+    if hide and st.n_moe and lay.ep > 1:
+        slow = schedules.comm_sm_slowdown(dev.sms)
+        fwd, bwd, recompute = fwd * slow, bwd * slow, recompute * slow
     passes = 3 if lay.recompute == "full" else 2  # forward, backward (+ the recomputed forward)
 
     # tensor parallel: 2 all-gathers + 2 reduce-scatters of [tokens, h] per layer each way (all-reduces without SP)
@@ -283,11 +291,16 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
 
     # expert parallel: dispatch + combine all-to-all per MoE layer each way
     ep_s = 0.0
-    if st.n_moe and lay.ep > 1:
-        top_k = spec.moe.top_k if spec.moe else 1
-        ep_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node))
-        a2a = comm.all_to_all_s(st.act_bytes / (lay.tp if sp else 1) * top_k, lay.ep, ep_bw, lat)
-        ep_s = (1 - tune.ep_overlap) * 2 * a2a * passes * st.n_moe
+    if st.n_moe and lay.ep > 1 and spec.moe is not None:
+        spans = comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node)
+        ep_bw = net.bandwidth(spans)
+        nodes = max(1, lay.tp * lay.cp * lay.ep // net.gpus_per_node) if spans else 1
+        copies = moe_copies_per_token(spec.moe.top_k, spec.moe.route_groups, spec.moe.route_topk_groups, nodes)
+        token_bytes = st.act_bytes / (lay.tp if sp else 1) * copies
+        dispatch = comm.all_to_all_s(token_bytes * moe_dispatch_bytes(dev) / dev.elem_bytes, lay.ep, ep_bw, lat)
+        combine = comm.all_to_all_s(token_bytes, lay.ep, ep_bw, lat)
+        # forward: dispatch + combine (again when recomputed); backward: both in reverse, gradients in BF16
+        ep_s = (1 - tune.ep_overlap) * st.n_moe * ((passes - 1) * (dispatch + combine) + 2 * combine)
         if hide:  # DualPipe: each chunk's all-to-all runs under the paired chunk's computation
             ep_s = schedules.exposed_after_overlap_s(ep_s, fwd + bwd + recompute)
 
@@ -332,6 +345,23 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     }
     return StepTime(step_s=step, microbatches=m, parts=parts, bubble_fraction=bubble_slots / (m + bubble_slots),
                     bubble_slots=bubble_slots)
+
+
+def moe_copies_per_token(top_k: int, groups: int, topk_groups: int, nodes: int) -> int:
+    """Copies of a token the expert-parallel all-to-all sends over the slowest link. Plain all-to-all: one per
+    selected expert (top_k). Group-limited routing whose groups are the nodes of the EP group (DeepSeek-V3: n_group
+    8 = 8 nodes of EP 64, topk_group 4) sends each token once per target node over InfiniBand and forwards it to
+    the experts of that node over NVLink (DeepSeek-V3 report, arXiv:2412.19437, section 3.2.2): min(top_k,
+    topk_group) copies."""
+    if topk_groups and groups > 1 and nodes == groups:
+        return min(top_k, topk_groups)
+    return top_k
+
+
+def moe_dispatch_bytes(dev: Device) -> int:
+    """Bytes per element of the MoE dispatch: FP8 where the expert GEMMs take FP8 input (DeepSeek-V3 section 3.3.3:
+    activations are quantized to FP8 before dispatch; the combine stays BF16), else the activation dtype."""
+    return dev.gemm_elem_bytes or dev.elem_bytes
 
 
 def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, attention_eff: float | None = None,
