@@ -42,3 +42,25 @@ def test_llama3_405b_published_layout_is_accepted():
                   pp=[16], cp=[1], zero=[1], micro_batch=[1], top=1)
     plan = out["plans"][0]
     assert (plan["tp"], plan["pp"], plan["dp"]) == (8, 16, 64)
+
+
+@pytest.mark.parametrize("extra,said", [
+    (["--micro-batch", "3"], "the pin --micro-batch 3 divides none of the [8, 16, 32, 64] sequences"),
+    (["--pp", "3"], "divisibility: no tp x cp x pp"),
+    (["--pp", "8", "--global-batch", "8", "--schedule", "dualpipe"], "the pin --schedule dualpipe"),
+])
+def test_nothing_fits_names_the_constraint(capsys, extra, said):
+    from gpuplan.cli.main import main
+
+    argv = ["plan", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--seq", "4096", "--global-batch", "64"]
+    assert main(argv + extra) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_nothing_fits_says_by_how_much_memory(capsys):
+    from gpuplan.cli.main import main
+
+    assert main(["plan", "llama-3.1-70b", "--gpu", "h100-sxm", "--gpus", "8", "--seq", "4096", "--global-batch",
+                 "64", "--tp", "1", "--pp", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "memory: the least found is" in err and "GiB over the 79.2 GiB usable" in err

@@ -131,7 +131,15 @@ def why_nothing_fits(values: Any, results, spec, lang: str) -> tuple[list[str], 
             msg = t("plan.no_layout_days", lang, gpu=gpu.id, days=f"{values.days:g}", model=spec.name)
         if low is not None:
             msg += t("plan.least_memory", lang, memory=f"{low[0] / GiB:,.1f}", layout=describe(low[1]),
-                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}")
+                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}",
+                     over=f"{(low[0] - gpu.memory_usable_bytes) / GiB:,.1f}")
+        elif values.gpus and res.pool.evaluated == 0:
+            from gpuplan.plan.space import empty_reason
+
+            ctx = res.ctx
+            msg += t("plan.no_candidates", lang, reason=empty_reason(spec, values.gpus, ctx.work.seq,
+                                                                       ctx.work.global_batch,
+                                                                       ctx.net.gpus_per_node, ctx.pins))
         lines.append(msg)
         n = _smallest_fitting(res)
         if n is not None:

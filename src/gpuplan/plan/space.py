@@ -211,3 +211,37 @@ def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
         vpps = [lay.vpp]
     return Layout(tp=lay.tp, pp=lay.pp, dp=lay.dp, cp=lay.cp, ep=lay.ep, vpp=min(vpps), zero=max(zeros),
                   micro_batch=min(mbs), recompute=max(rcs, key=RECOMPUTE_ORDER.__getitem__))
+
+
+def empty_reason(spec: ModelSpec, gpus: int, seq: int, global_batch: int, gpus_per_node: int, pins: Pins) -> str:
+    """Why a fixed GPU count has no layout at all (before any memory check): the first constraint that empties the
+    search, with the values involved — the degrees that divide the GPUs, the global batch over data parallelism,
+    the micro-batch, or a pin that no remaining layout can have."""
+    from dataclasses import replace
+
+    shapes = list(shapes_for(spec, gpus, seq, gpus_per_node, pins))
+    if not shapes:
+        return (f"divisibility: no tp x cp x pp with tp in {_allowed(tp_options(spec, gpus_per_node), pins.tp)}, "
+                f"cp in {_allowed(cp_options(seq), pins.cp)} and pp <= {spec.num_layers} layers"
+                f"{' in ' + str(list(pins.pp)) if pins.pp else ''} divides {gpus} GPUs")
+    dps = sorted({dp for *_, dp in shapes})
+    fitting = [dp for dp in dps if global_batch % dp == 0]
+    if not fitting:
+        return f"divisibility: the global batch {global_batch} is not a multiple of any data-parallel degree {dps}"
+    per = sorted({global_batch // dp for dp in fitting})
+    if not any(p % b == 0 for p in per for b in micro_batches(pins)):
+        what = "the pin --micro-batch" if pins.micro_batch else "divisibility: micro-batch"
+        return (f"{what} {','.join(map(str, micro_batches(pins)))} divides none of the {per} sequences per "
+                f"data-parallel rank (global batch {global_batch} / dp {fitting})")
+    for name in ("schedule", "vpp", "zero", "ep", "recompute", "micro_batch"):
+        value = getattr(pins, name)
+        if value is None:
+            continue
+        relaxed = replace(pins, **{name: None})
+        if any(True for tp, cp, pp, dp in shapes_for(spec, gpus, seq, gpus_per_node, relaxed)
+               for _ in layouts_for_shape(spec, tp, cp, pp, dp, global_batch, relaxed)):
+            shown = value if isinstance(value, str) else ",".join(map(str, value))
+            return (f"the pin --{name.replace('_', '-')} {shown}: no layout of {gpus} GPUs can have it with the "
+                    f"other options (global batch {global_batch}; interleaving needs micro-batches per pipeline a "
+                    f"multiple of pp, DualPipe an even pp and 2·pp micro-batches)")
+    return "no layout satisfies the pinned options together"
