@@ -26,8 +26,9 @@ def render_diagnosis(result: AdviceResult, lang: str | None = None) -> list[str]
     return lines
 
 
-def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 15) -> str:
-    """The advice as text: the diagnosis, the first change to try, then one table per step of the tree."""
+def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 10) -> str:
+    """The advice as text: the diagnosis, the first change to try, then one table per step of the tree (at most
+    ``limit`` rows each)."""
     if result.base.fits:
         lines = [t("section.advice_fits", lang), t("advice.no_change", lang)]
         lines += render_diagnosis(result, lang)
@@ -45,15 +46,17 @@ def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 15
             if fastest is not first and (fastest.time_factor or 0) < (first.time_factor or 0):
                 lines.append(t("advice.cheapest", lang, change=fastest.candidate.label(lang),
                                factor=_tf(fastest.time_factor)))
-    shown = result.items[:limit]
+    left_out = 0
     for category, step in STEPS.items():
-        rows = [_row(it, result, lang) for it in shown if it.category == category]
+        rows = [_row(it, result, lang) for it in result.items if it.category == category]
+        left_out += max(0, len(rows) - limit)
+        rows = rows[:limit]
         if rows:
             lines.append(t(f"advice.step.{category}", lang, n=step, gpus=result.base_gpus, gpu=result.base_gpu))
             lines.append(render_table(tr_headers(["change", "total GiB", "saved GiB", "fits", "time_factor", "note",
                                                   "options"], lang), rows, "lrrrrll"))
-    if len(result.items) > limit:
-        lines.append(f"(+{len(result.items) - limit}; --json lists all)")
+    if left_out:
+        lines.append(f"(+{left_out}; --json lists all)")
     if result.items:
         lines.append(t("advice.time_note", lang))
     return "\n".join(lines)
@@ -62,7 +65,8 @@ def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 15
 def _row(it: AdviceItem, result: AdviceResult, lang: str | None) -> tuple:
     notes = []
     if not it.candidate.same_result:
-        notes.append(t("advice.changes_result_infer" if result.command == "infer" else "advice.changes_result", lang))
+        key = "advice.changes_result" if it.category == "what_is_trained" else "advice.changes_numerics"
+        notes.append(t("advice.changes_result_infer" if result.command == "infer" else key, lang))
     if it.candidate.hardware:
         notes.append(t("advice.new_hardware", lang))
     saved = (result.base.total_bytes - it.outcome.total_bytes) / GiB
