@@ -329,11 +329,16 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
                                          HBM_EFFICIENCY, SM_COUNT)
     from gpuplan.compute.mfu import mfu_family
 
+    from gpuplan.hardware.catalog import catalog_field
+
+    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") else dtype)
     peak = gpu.peak_flop_per_s_for(dtype)
     if peak is None:
-        raise InputError("--precision", dtype, f"{gpu.id} has no {dtype} peak in the catalog")
+        raise InputError("--precision", asked, f"{gpu.id} has no {dtype} peak: its catalog entry lacks the field "
+                         f"{catalog_field(dtype)}")
     g_eff, g_src = GEMM_EFFICIENCY.get(mfu_family(gpu.id) or "", GEMM_EFFICIENCY_FALLBACK)
-    sources = [f"GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
+    sources = ([f"{gpu.id} has no bf16 units: timed in {dtype} (catalog bf16_fallback)"] if dtype != asked else [])
+    sources += [f"GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
                f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
                f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
                f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
