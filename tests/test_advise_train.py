@@ -214,3 +214,11 @@ def test_flop_ratio_fallback_follows_its_sources():
     # 4 pipeline stages on 4x the GPUs with 8 micro-batches: GPU-hours x (8 + 3)/8, nothing else changes
     assert train_gpu_seconds_per_token(spec, replace(p, pp=4)) / t0 == pytest.approx(11 / 8)
     assert train_gpu_seconds_per_token(spec, replace(p, offload="optimizer", zero=2)) > t0
+
+
+def test_freezing_is_offered_as_a_change_to_what_is_trained(advice_8b):
+    frozen = [it for it in advice_8b.as_json() if it["options"][:2] == ["--method", "freeze"]]
+    assert frozen and all(it["category"] == "what_is_trained" and not it["same_result"] for it in frozen)
+    assert all("--trainable" in it["options"] for it in frozen)
+    text = render_advice(advice_8b, "en")
+    assert text.index("2. Changing what is trained") < text.index("freeze embeddings and output head")

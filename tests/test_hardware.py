@@ -284,7 +284,8 @@ def test_new_entries_cite_a_dated_source(gpu_id):
 
 
 @pytest.mark.parametrize(("name", "gpu_id"), [("RTX 5090", "rtx-5090"), ("4060 Ti", "rtx-4060-ti-16gb"),
-                                              ("A10G", "a10g"), ("RTX A6000", "rtx-a6000"), ("910C", "ascend-910c")])
+                                              ("A10G", "a10g"), ("RTX A6000", "rtx-a6000"), ("910C", "ascend-910c"),
+                                              ("H100 NVL 96GB", "h100-nvl"), ("h100-nvl-94gb", "h100-nvl")])
 def test_new_names_resolve(name, gpu_id):
     assert get_gpu(name).id == gpu_id
 

@@ -28,6 +28,8 @@ PP_DEGREES = (1, 2, 4, 8, 16)
 MAX_GPUS = 4096
 LARGER_GPUS_LISTED = 3
 LARGER_GPU_MIN_RATIO = 1.1  # a "larger GPU" has at least 10 % more usable memory (80 GB parts differ by < 1 %)
+# Hugging Face names of the transformer blocks (llama/qwen/mistral/gemma…, gpt2/falcon, gpt-neox)
+LAYER_GLOBS = ("model.layers.*", "transformer.h.*", "gpt_neox.layers.*")
 
 
 def _pow2_upto(limit: int, start: int = 1) -> list[int]:
@@ -176,6 +178,13 @@ class TrainAdvice:
             if precision not in ("bf16", "fp16", "mixed-bf16", "mixed-fp16"):
                 q["precision"] = "bf16"
             parts.append(Part("qlora", q, {"rank": rank_}, same_result=False))
+        if method == "full" and self.r.has("method", "freeze") and self.r.has("trainable"):
+            # freezing: train the transformer blocks, keep the embeddings and the output head frozen (their
+            # gradients and optimizer states go); the glob that matches this model's names is the one the engine
+            # accepts, the others are refused and dropped
+            for glob in LAYER_GLOBS:
+                parts.append(Part("freeze", {"method": "freeze", "trainable": (glob,)}, {"trainable": glob},
+                                  same_result=False))
         if self.r.has("offload", "optimizer") and self._o(o, "offload", "none") == "none":
             zero = max(2, self._o(o, "zero", 0))
             ds = {"framework": "deepspeed"} if self.r.has("framework", "deepspeed") else {}
