@@ -272,7 +272,7 @@ class Diagnosis:
     bytes: Mapping[str, int]
 
     @classmethod
-    def of(cls, memory: Mapping[str, Any]) -> "Diagnosis":
+    def of(cls, memory: Mapping[str, Any]) -> Diagnosis:
         return cls({k: int(memory.get(k) or 0) for k in DIAGNOSED if memory.get(k)})
 
     @property
