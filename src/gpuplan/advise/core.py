@@ -207,10 +207,16 @@ def _dominates(a: AdviceItem, b: AdviceItem, memory: bool = False) -> bool:
         return False
     no_worse = a.time_factor <= b.time_factor and a.gpus <= b.gpus and _alters(a) <= _alters(b)
     better = a.time_factor < b.time_factor or a.gpus < b.gpus or _alters(a) < _alters(b)
+    # the same change with an extra part that buys neither time nor memory is no advice of its own
+    better = better or (_parts(a) < _parts(b) and a.outcome.total_bytes <= b.outcome.total_bytes)
     if memory:  # the setup fits already: what a change saves is the point, so memory counts too
         no_worse = no_worse and a.outcome.total_bytes <= b.outcome.total_bytes
         better = better or a.outcome.total_bytes < b.outcome.total_bytes
     return no_worse and better
+
+
+def _parts(it: AdviceItem) -> set[str]:
+    return {f"{p.key}:{sorted(p.options.items())!r}" for p in it.candidate.parts}
 
 
 def _alters(it: AdviceItem) -> set[str]:

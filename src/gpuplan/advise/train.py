@@ -243,6 +243,12 @@ class TrainAdvice:
         base_dp, base_tp, base_pp, cp = _layout(self.base)
         world, zero0 = base_dp * base_tp * base_pp * cp, self._o(self.base, "zero", 0)
         out = []
+        if base_dp > 1 and (base_tp, base_pp) != (1, 1):  # ZeRO over the data-parallel ranks of the TP/PP layout
+            framework = self._o(self.base, "framework", "torch")
+            for zero in (1, 2, 3):
+                if zero > zero0:
+                    out.append(Candidate((Part("zero", {"zero": zero}, {"stage": zero, "gpus": world,
+                                                                         "framework": framework}),)))
         for tp, pp, zero, fw in self._layout_searches():
             if tp == 1 and pp == 1:
                 if base_dp > 1 and zero > zero0 and (base_tp, base_pp) == (1, 1):
