@@ -31,6 +31,12 @@ DIMENSIONS = frozenset({
     "--params",
 })
 
+# The cluster bill (--cluster): the same block on time and plan (plan adds --pue, which time already has).
+CLUSTER = frozenset({
+    "--bytes-per-token", "--cluster", "--currency", "--fx", "--power-usd-per-kwh", "--rack-kw", "--round",
+    "--server-usd", "--spare", "--storage-gbps", "--switch-radix", "--xlsx", "--years",
+})
+
 SURFACE = {
     "models": Surface(
         positionals=("query",),
@@ -70,7 +76,7 @@ SURFACE = {
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--advise", "--bandwidth-efficiency", "--batch", "--block-size", "--check", "--compute-efficiency",
-            "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dtype",
+            "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--cuda-module-loading", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
             "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
@@ -84,17 +90,18 @@ SURFACE = {
             "--gpu-multiple", "--gpu-power-w", "--gpus", "--json", "--lang", "--list-prices", "--lora-rank",
             "--lora-targets", "--method", "--mfu", "--peak-tflops", "--precision", "--price", "--pue",
             "--recompute", "--seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
-        }),
+        }) | CLUSTER,
     ),
     "plan": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days",
-            "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
+            "--dp-overlap", "--emit", "--emit-out", "--ep", "--explain", "--framework", "--from", "--gemm-efficiency",
+            "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
-        }),
+        }) | CLUSTER | {"--pue"},
     ),
     "verify": Surface(
         positionals=("model",),

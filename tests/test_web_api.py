@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import types
 
 import pytest
 
@@ -15,7 +14,6 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gpuplan.cli.main import main as cli_main  # noqa: E402
-from gpuplan.errors import InputError  # noqa: E402
 from gpuplan.commands import registry
 from gpuplan.web import limits  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
@@ -111,6 +109,8 @@ NOT_OFFERED = {
     "json": "the API always answers JSON", "check": "the JSON's 'fits' says it", "model": "own field",
     "config": "reads a file named by the request", "plot": "writes a file", "lang": "the JSON keys are English",
     "list_prices": "prints a table, not JSON", "tensors": "prints another JSON shape",
+    "emit_out": "writes a file (the JSON carries the text under 'emit')",
+    "xlsx": "writes a workbook file",
 }
 
 

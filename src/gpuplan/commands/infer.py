@@ -14,6 +14,7 @@ from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.spec import ModelSpec
 from gpuplan.options.infer import DEFAULT_CONTEXT
+from gpuplan.train.overheads import cuda_context_default
 from gpuplan.units import GiB
 
 
@@ -45,7 +46,9 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
         gpu=get_gpu(values.gpu) if values.gpu else None,
         gpu_memory_bytes=int(values.gpu_memory_gib * GiB) if values.gpu_memory_gib else None,
         max_context=limit, max_context_source=why, vllm=vllm,
-        hf=HfProfile(cuda_context_bytes=int(values.cuda_context_gib * GiB)),
+        hf=HfProfile(cuda_context_bytes=(cuda_context_default(values.cuda_module_loading)
+                                         if values.cuda_context_gib is None else int(values.cuda_context_gib * GiB)),
+                     cuda_module_loading=values.cuda_module_loading),
         speed=SpeedAssumptions(compute_efficiency=values.compute_efficiency,
                                bandwidth_efficiency=values.bandwidth_efficiency))
     return spec, cfg
@@ -58,6 +61,8 @@ def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str
     out = report.as_dict()
     if getattr(values, "explain", False):
         out["terms"] = [t.as_dict() for t in report.memory.terms]
+    if getattr(values, "config_file", None) is not None:
+        out["config_file"] = values.config_file.as_dict()
     return spec, cfg, report, out
 
 

@@ -207,19 +207,54 @@ def search_layouts(values: Any) -> SimpleNamespace:
                                             win_res.ctx.opts, c.gpu_id)}
         return d
 
+    files = getattr(values, "config_file", None)
+    cluster = _cluster(values, spec, win, win_res, seq, global_batch, prices.get(win.gpu_id)) if values.cluster else None
     return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=plans, win=win, win_res=win_res,
+                           files=files,
                            alts=alts, assumptions=assumptions, flops=flops, seq=seq, global_batch=global_batch,
-                           rank=rank, plan_dict=plan_dict)
+                           rank=rank, plan_dict=plan_dict, cluster=cluster, explain=values.explain)
 
 
-def to_json(r: SimpleNamespace) -> dict:
+def _cluster(values: Any, spec, win, win_res, seq: int, global_batch: int, price):
+    """The cluster bill of the winning layout (--cluster): its GPUs, TP·PP·CP as the parallel unit, its days, and
+    its own rank's model states as the host staging per GPU (one more memory-engine call, after the search)."""
+    from gpuplan.commands.cluster import cluster_bill
+    from gpuplan.hardware.catalog import get_gpu
+    from gpuplan.model.params import count_params
+    from gpuplan.plan.memory import train_config
+    from gpuplan.train.engine import estimate_training
+
+    lay = win.layout
+    opts = win_res.ctx.opts
+    m = estimate_training(spec, train_config(lay, seq, global_batch, opts)).memory
+    return cluster_bill(values, gpu=get_gpu(win.gpu_id), gpus=win.gpus, model_parallel=lay.tp * lay.pp * lay.cp,
+                        gpus_per_node=values.gpus_per_node,
+                        seconds=None if win.days is None else win.days * 86400.0, tokens=values.tokens,
+                        params_total=count_params(spec).total, precision=opts.precision, framework=opts.framework,
+                        staged_per_gpu_bytes=m.weights_bytes + m.optimizer_bytes + m.master_weights_bytes,
+                        price=price, pue=values.pue)
+
+
+def to_json(r: SimpleNamespace, emitted: dict | None = None) -> dict:
     from gpuplan.plan.explain import why_winner
 
-    return {"plans": [r.plan_dict(c) for c in r.plans],
+    extra: dict = {}
+    if r.files is not None:
+        extra["config_file"] = r.files.as_dict()
+    if emitted is not None:
+        extra["emit"] = emitted
+    return {**extra, "plans": [r.plan_dict(c) for c in r.plans],
             "evaluated": sum(res.pool.evaluated for _, res in r.results),
             "memory_checks": sum(res.checker.calls for _, res in r.results),
             "why": why_winner(r.win, r.win_res), "alternatives": [a.as_dict() for a in r.alts],
-            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings]}
+            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings],
+            **({"cluster": _cluster_json(r)} if r.cluster is not None else {})}
+
+
+def _cluster_json(r: SimpleNamespace) -> dict:
+    from gpuplan.commands.cluster import cluster_json
+
+    return cluster_json(r.cluster, r.explain)
 
 
 def payload(values: Any) -> dict[str, Any]:
@@ -228,4 +263,13 @@ def payload(values: Any) -> dict[str, Any]:
     if not r.plans:
         lines, _ = why_nothing_fits(values, r.results, r.spec, "en")
         raise InputError("plan", None, "; ".join(x.strip() for line in lines for x in line.splitlines() if x.strip()))
-    return to_json(r)
+    return to_json(r, emitted(values, r))
+
+
+def emitted(values: Any, r: SimpleNamespace) -> dict | None:
+    """The --emit launch config of the winning layout, or None without --emit."""
+    if not getattr(values, "emit", None):
+        return None
+    from gpuplan.commands.plan_emit import emit_launch
+
+    return emit_launch(values, r)

@@ -33,6 +33,9 @@ class HfProfile:
     """CUDA context + cuBLAS/cuDNN handles of a PyTorch process: 0.4-0.6 GiB on CUDA 12 with lazy module loading
     (nvidia-smi of a process that has only run ``torch.cuda.init()``; vLLM logs its non-torch memory at 0.1-0.6
     GiB on top of a context that is already there)."""
+    cuda_module_loading: str = "lazy"
+    """``CUDA_MODULE_LOADING``: lazy (PyTorch >= 2.0 sets it) or eager (older PyTorch: every kernel of the library
+    is loaded with the context, 1343 MiB; ``gpuplan.train.overheads``), which sized the default context."""
     allocator_reserve_fraction: float = 0.05
     """Share of the allocated peak above the weights that the PyTorch caching allocator keeps reserved but unused
     (block rounding and fragmentation from the cache's repeated ``torch.cat``; weights are loaded once into

@@ -43,7 +43,8 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
         ]
         mem.assumptions += [
             f"transformers generate, DynamicCache, SDPA attention, logits_to_keep=1, prefill of {prompt} tokens",
-            f"CUDA context {format_bytes(h.cuda_context_bytes)}, allocator reserve "
+            f"CUDA context {format_bytes(h.cuda_context_bytes)} ({h.cuda_module_loading} module loading), "
+            f"allocator reserve "
             f"{h.allocator_reserve_fraction:.0%} of the allocated peak above the weights",
         ]
         if spec.sliding_window and prompt > spec.sliding_window:

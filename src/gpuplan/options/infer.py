@@ -170,11 +170,22 @@ INFER = CommandOptions(
             "cuda_context_gib",
             "real",
             "--cuda-context-gib",
-            default=0.5,
-            help="CUDA context of a PyTorch process (hf; default 0.5)",
-            help_zh="PyTorch 进程的 CUDA 上下文（hf；默认 0.5）",
+            help="CUDA context of a PyTorch process (hf; default 0.5, or 1.31 with --cuda-module-loading eager)",
+            help_zh="PyTorch 进程的 CUDA 上下文（hf；默认 0.5，--cuda-module-loading eager 时 1.31）",
             group="assumptions",
             bounds=(("ge", 0),),
+        ),
+        Option(
+            "cuda_module_loading",
+            "choice",
+            "--cuda-module-loading",
+            default="lazy",
+            help="lazy (PyTorch >= 2.0) or eager (older PyTorch: every kernel loaded with the context); sizes the "
+            "default CUDA context (hf; default lazy)",
+            help_zh="lazy（PyTorch >= 2.0）或 eager（较旧的 PyTorch：所有 kernel 随上下文一起加载）；决定默认 CUDA 上"
+                    "下文的大小（hf；默认 lazy）",
+            group="assumptions",
+            choices=("lazy", "eager"),
         ),
         Option(
             "compute_efficiency",
