@@ -343,3 +343,17 @@ def test_plan_answers_on_every_catalog_gpu(gpu_id, gpus):
         assert payload["plans"], err.getvalue()
     else:
         assert rc == 2 and payload.get("plans") == [] and "no layout of" in payload.get("reason", ""), err.getvalue()
+
+
+def test_network_defaults_agree_with_the_server_catalog():
+    """Where data/systems.toml has the server a GPU is bought in, the catalog's node size and per-GPU network are
+    that server's (compute NICs x line rate / GPUs), so plan and --cluster describe the same machine."""
+    from gpuplan.hardware.systems import load_systems
+
+    systems = load_systems()
+    assert systems
+    for gpu_id, server in systems.items():
+        g = CATALOG[gpu_id]
+        assert g.gpus_per_node == server.gpus_per_node, gpu_id
+        per_gpu = server.nics_per_node * server.nic_bits_per_s / 8 / server.gpus_per_node
+        assert g.inter_node_bytes_per_s == pytest.approx(per_gpu), gpu_id
