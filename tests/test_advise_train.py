@@ -119,7 +119,7 @@ def test_diagnosis_names_the_dominant_component(advice_ds8, advice_8b):
     first = advice_8b.items[0]
     assert first.category == "same_gpus" and first.candidate.parts[0].key in ("recompute", "accum", "loss")
     assert "Largest part: activations" in render_advice(advice_8b, "en")
-    assert "占比最大: 激活值" in render_advice(advice_8b, "zh")
+    assert "占比最大：激活值" in render_advice(advice_8b, "zh")
 
 
 def test_a_setup_that_fits_needs_no_change():

@@ -16,8 +16,9 @@ def render_diagnosis(result: AdviceResult, lang: str | None = None) -> list[str]
     d = result.diagnosis
     if d is None or d.dominant is None:
         return []
-    others = ", ".join(f"{memory_label(k, lang)} {d.share(k):.0%}" for k in sorted(d.bytes, key=d.share, reverse=True)
-                       if k != d.dominant)
+    sep = "、" if (lang or "").startswith("zh") else ", "  # a Chinese list is joined with the enumeration comma
+    others = sep.join(f"{memory_label(k, lang)} {d.share(k):.0%}" for k in sorted(d.bytes, key=d.share, reverse=True)
+                      if k != d.dominant)
     lines = [t("advice.diagnosis", lang, component=memory_label(d.dominant, lang),
                gib=f"{d.bytes[d.dominant] / GiB:,.2f}", share=f"{d.share(d.dominant):.0%}", others=others or "-")]
     if result.command == "train":
