@@ -373,15 +373,21 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
                                          GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK, HBM_EFFICIENCY, SM_COUNT)
     from gpuplan.compute.mfu import mfu_family
 
+    from gpuplan.hardware.catalog import catalog_field
+
     fp8 = dtype == "fp8"
+    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") and not fp8 else dtype)
     gemm_peak = gpu.peak_flop_per_s_for(dtype)
-    peak = gpu.peak_flop_per_s_for("bf16") if fp8 else gemm_peak
+    peak = gpu.peak_flop_per_s_for(gpu.compute_dtype("bf16") if hasattr(gpu, "compute_dtype") else "bf16") \
+        if fp8 else gemm_peak
     if gemm_peak is None or peak is None:
-        raise InputError("--precision", dtype, f"{gpu.id} has no {dtype} peak in the catalog")
+        raise InputError("--precision", asked, f"{gpu.id} has no {dtype} peak: its catalog entry lacks the field "
+                         f"{catalog_field(dtype)}")
     table, fallback = (FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK) if fp8 else (GEMM_EFFICIENCY,
                                                                                       GEMM_EFFICIENCY_FALLBACK)
     g_eff, g_src = table.get(mfu_family(gpu.id) or "", fallback)
-    sources = [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
+    sources = ([f"{gpu.id} has no bf16 units: timed in {dtype} (catalog bf16_fallback)"] if dtype != asked else [])
+    sources += [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
                f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
                f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
                f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
