@@ -30,6 +30,11 @@ def _nothing_fits(args, results, spec, warnings) -> int:
 def run(args: argparse.Namespace) -> int:
     from gpuplan.plan.explain import describe, why_winner
 
+    if args.serve:
+        from gpuplan.cli.serve_plan import run as run_serve
+
+        return run_serve(args)
+
     if args.xlsx:
         from gpuplan.xlsx import check_xlsx_path
 

@@ -259,6 +259,10 @@ def _cluster_json(r: SimpleNamespace) -> dict:
 
 def payload(values: Any) -> dict[str, Any]:
     """The JSON of ``gpuplan plan --json`` when a layout fits; when none does, InputError with the reasons."""
+    if getattr(values, "serve", False):
+        from gpuplan.commands.serve_plan import payload as serve_payload
+
+        return serve_payload(values)
     r = search_layouts(values)
     if not r.plans:
         lines, _ = why_nothing_fits(values, r.results, r.spec, "en")
