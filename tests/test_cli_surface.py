@@ -106,6 +106,7 @@ SURFACE = {
             # serving plan (--serve)
             "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
             "--percentile", "--weights", "--max-num-batched-tokens", "--engine",
+            "--stack", "--schedule", "--attention-impl",
         }) | CLUSTER | {"--pue"},
     ),
     "verify": Surface(

@@ -35,7 +35,8 @@ def _pins(values: Any):
         if bad:
             raise InputError("--recompute", values.recompute, "must be a subset of none,selective,full")
     return Pins(tp=values.tp, pp=values.pp, cp=values.cp, ep=values.ep, vpp=values.vpp, zero=values.zero,
-                micro_batch=values.micro_batch, recompute=rc, hsdp=not values.no_hsdp)
+                micro_batch=values.micro_batch, recompute=rc, hsdp=not values.no_hsdp,
+                schedule=stack_settings(values)[0]["schedule"])
 
 
 def _parse_compare(text: str) -> dict:
@@ -63,6 +64,25 @@ def _parse_compare(text: str) -> dict:
     return out
 
 
+def stack_settings(values: Any) -> tuple[dict[str, Any], list[str]]:
+    """framework, schedule and attention_impl: each as given, else the --stack's default (with its source), else
+    Megatron-LM's behaviour (megatron memory semantics, 1F1B or interleaved by vpp, flash attention)."""
+    from gpuplan.train.stacks import load_stack
+
+    stack = load_stack(values.stack) if values.stack else None
+    out, notes = {}, []
+    for name, key, fallback in (("framework", "framework", "megatron"), ("schedule", "pipeline_schedule", None),
+                                ("attention_impl", "attention_impl", "flash")):
+        value = getattr(values, name, None)
+        if value is None and stack is not None:
+            d = stack.default(key, "full", False)
+            if d is not None:
+                value = d.value
+                notes.append(f"--{name.replace('_', '-')} {value}: --stack {stack.name} ({d.source})")
+        out[name] = fallback if value is None else value
+    return out, notes
+
+
 def _context(values, spec, gpu, seq, global_batch, flop_per_token, pins):
     from gpuplan.compute.comm import default_network
     from gpuplan.compute.steptime import Tuning, Workload, make_device
@@ -79,13 +99,16 @@ def _context(values, spec, gpu, seq, global_batch, flop_per_token, pins):
     for name in ("tp_overlap", "dp_overlap"):
         if not 0 <= getattr(values, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')}", getattr(values, name), "must be a fraction in [0, 1]")
-    tune = Tuning(tp_overlap=values.tp_overlap, dp_overlap=values.dp_overlap)
+    st, _ = stack_settings(values)
+    tune = Tuning(tp_overlap=values.tp_overlap, dp_overlap=values.dp_overlap, schedule=st["schedule"])
     target = Target(gpus=values.gpus, days=values.days, tokens=values.tokens,
                     gpu_multiple=values.gpu_multiple or values.gpus_per_node)
     rank = values.rank or ("time" if values.gpus else "gpus")
-    ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=Workload(seq, global_batch),
-                        flop_per_token=flop_per_token, target=target, pins=pins,
-                        opts=TrainOptions(precision=values.precision, framework=values.framework), tune=tune, rank=rank)
+    work = Workload(seq, global_batch, attention_impl=st["attention_impl"],
+                    dropout=st["attention_impl"] == "unfused" and spec.hidden_dropout > 0)
+    ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=work, flop_per_token=flop_per_token, target=target,
+                        pins=pins, opts=TrainOptions(precision=values.precision, framework=st["framework"],
+                                                     schedule=st["schedule"]), tune=tune, rank=rank)
     sources = dev_sources + [f"intra-node {net.intra_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.intra_source}",
                              f"inter-node {net.inter_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.inter_source}",
                              f"collective bus efficiency {net.bus_efficiency:g}"] + list(tune.sources)
@@ -108,7 +131,15 @@ def why_nothing_fits(values: Any, results, spec, lang: str) -> tuple[list[str], 
             msg = t("plan.no_layout_days", lang, gpu=gpu.id, days=f"{values.days:g}", model=spec.name)
         if low is not None:
             msg += t("plan.least_memory", lang, memory=f"{low[0] / GiB:,.1f}", layout=describe(low[1]),
-                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}")
+                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}",
+                     over=f"{(low[0] - gpu.memory_usable_bytes) / GiB:,.1f}")
+        elif values.gpus and res.pool.evaluated == 0:
+            from gpuplan.plan.space import empty_reason
+
+            ctx = res.ctx
+            msg += t("plan.no_candidates", lang, reason=empty_reason(spec, values.gpus, ctx.work.seq,
+                                                                       ctx.work.global_batch,
+                                                                       ctx.net.gpus_per_node, ctx.pins))
         lines.append(msg)
         n = _smallest_fitting(res)
         if n is not None:
@@ -191,7 +222,11 @@ def search_layouts(values: Any) -> SimpleNamespace:
                     message("plan.assume.steptime")]
     from gpuplan.train.precision import framework_precision_note
 
-    note = framework_precision_note(values.precision, values.framework)
+    settings, stack_notes = stack_settings(values)
+    assumptions += stack_notes
+    if settings["schedule"] == "dualpipe":
+        assumptions.append(message("plan.assume.dualpipe"))
+    note = framework_precision_note(values.precision, settings["framework"])
     if note:
         assumptions.append(note)
 

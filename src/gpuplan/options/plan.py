@@ -16,6 +16,8 @@ from gpuplan.configs.emit import EMIT_FORMATS
 from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE, XLSX
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
+from gpuplan.compute.schedules import SCHEDULES
+from gpuplan.train.stacks import stack_names
 
 SERVE_GROUP = "serving plan (--serve)"
 SERVE_OPTIONS = (
@@ -95,10 +97,39 @@ PLAN = CommandOptions(
             "framework",
             "choice",
             "--framework",
-            default="megatron",
-            help="memory semantics (default megatron: TP/SP/PP, distributed optimizer)",
-            help_zh="显存语义（默认 megatron：TP/SP/PP、分布式优化器）",
+            help="memory semantics (default: the --stack's, else megatron: TP/SP/PP, distributed optimizer)",
+            help_zh="显存语义（默认：--stack 的设置，否则 megatron：TP/SP/PP、分布式优化器）",
             choices=("megatron", "deepspeed", "torch"),
+        ),
+        # step-time behaviours of the stack and kernels the run used (gpuplan.compute.schedules, kernels)
+        Option(
+            "stack",
+            "choice",
+            "--stack",
+            help="the training stack whose defaults fill --framework, --schedule and --attention-impl when not given "
+                 "(default: none, Megatron-LM behaviour)",
+            help_zh="训练栈：未给出 --framework、--schedule 和 --attention-impl 时采用它的默认值（默认：无，按 Megatron-LM 行为）",
+            choices=stack_names(),
+        ),
+        Option(
+            "schedule",
+            "choice",
+            "--schedule",
+            help="pipeline schedule: 1f1b, interleaved (needs --vpp >= 2), zero-bubble (ZB-H1), dualpipe (DeepSeek-V3: "
+                 "also hides the MoE all-to-all); default: 1f1b, or interleaved where vpp > 1",
+            help_zh="流水线调度：1f1b、interleaved（需 --vpp >= 2）、zero-bubble（ZB-H1）、dualpipe（DeepSeek-V3："
+                    "同时隐藏 MoE all-to-all）；默认：1f1b，vpp > 1 时为 interleaved",
+            choices=SCHEDULES,
+        ),
+        Option(
+            "attention_impl",
+            "choice",
+            "--attention-impl",
+            help="attention kernel timed: flash (default) or unfused (materialized softmax, with attention dropout "
+                 "when the model config has dropout, as Megatron-LM in 2022)",
+            help_zh="计时所用的注意力实现：flash（默认）或 unfused（显式 softmax；模型配置有 dropout 时含注意力 dropout，"
+                    "如 2022 年的 Megatron-LM）",
+            choices=("flash", "unfused"),
         ),
         Option(
             "attention_flops",
