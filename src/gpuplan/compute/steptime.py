@@ -390,14 +390,15 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
 
     from gpuplan.hardware.catalog import catalog_field
 
+    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") else dtype)
     fp8 = dtype == "fp8"
-    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") and not fp8 else dtype)
     gemm_peak = gpu.peak_flop_per_s_for(dtype)
     peak = gpu.peak_flop_per_s_for(gpu.compute_dtype("bf16") if hasattr(gpu, "compute_dtype") else "bf16") \
         if fp8 else gemm_peak
     if gemm_peak is None or peak is None:
-        raise InputError("--precision", asked, f"{gpu.id} has no {dtype} peak: its catalog entry lacks the field "
-                         f"{catalog_field(dtype)}")
+        missing = dtype if gemm_peak is None else "bf16"
+        raise InputError("--precision", asked, f"{gpu.id} has no {missing} peak: its catalog entry lacks the field "
+                         f"{catalog_field(missing)}")
     table, fallback = (FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK) if fp8 else (GEMM_EFFICIENCY,
                                                                                       GEMM_EFFICIENCY_FALLBACK)
     g_eff, g_src = table.get(mfu_family(gpu.id) or "", fallback)
