@@ -68,7 +68,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "offload": ("Offload to CPU", "卸载到 CPU"),
     "no_reshard": ("Keep gathered parameters", "保留聚合后的参数"),
     "ds_reduce_bucket": ("DeepSpeed reduce bucket", "DeepSpeed reduce 桶大小"),
-    "ds_overlap_comm": ("DeepSpeed overlap_comm", "DeepSpeed overlap_comm"),
+    "ds_overlap_comm": ("DeepSpeed overlapped communication", "DeepSpeed 通信重叠"),
     "ds_contiguous_gradients": ("DeepSpeed contiguous gradients", "DeepSpeed 连续梯度"),
     "ds_prefetch_bucket": ("DeepSpeed prefetch bucket", "DeepSpeed 预取桶大小"),
     "ds_max_live_params": ("DeepSpeed max live parameters", "DeepSpeed 最大常驻参数"),
@@ -173,13 +173,14 @@ HELP: dict[str, tuple[str, str]] = {
     "precision": ("training precision (bf16, fp8...)", "训练精度（bf16、fp8 等）"),
 }
 
-_UPPER = {"tp", "dp", "pp", "ep", "cp", "vpp", "sp", "gpu", "gpus", "kv", "mfu", "ffn", "cuda", "lora", "qlora", "pue",
+_SPELLED = {"gpus": "GPUs", "tflops": "TFLOP/s", "gbps": "GB/s", "kwh": "kWh"}
+_UPPER = {"tp", "dp", "pp", "ep", "cp", "vpp", "sp", "gpu", "kv", "mfu", "ffn", "cuda", "lora", "qlora", "pue",
           "co2", "ds", "gib", "mib", "hf", "hsdp", "rope", "gemm", "usd"}
 
 
 def derived_label(name: str) -> str:
     """A label from the option's name: 'kv_block_count' -> 'KV block count' (a new option has one at once)."""
-    words = [w.upper() if w in _UPPER else w for w in name.split("_") if w]
+    words = [_SPELLED.get(w) or (w.upper() if w in _UPPER else w) for w in name.split("_") if w]
     if not words:
         return name
     first = words[0]

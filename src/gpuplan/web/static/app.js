@@ -389,7 +389,9 @@
     time: ["days", "gpus", "gpu_hours", "cost_usd", "total_flop", "mfu"],
     infer: ["max_batch", "max_context", "kv_cache_bytes_per_token", "speed.ttft_s", "speed.decode_tokens_per_s",
       "speed.decode_tokens_per_s_per_seq"],
-    plan: [], train: [],
+    plan: ["plans.0.step_s", "plans.0.mfu", "plans.0.tokens_per_s_per_gpu", "plans.0.memory_total_bytes", "plans.0.days",
+      "plans.0.cost_usd", "evaluated"],
+    train: [],
   };
   const pick = (data, k) => k.split(".").reduce((o, p) => (o && typeof o === "object" ? o[p] : undefined), data);
   function keyLabel(k) {
