@@ -548,7 +548,11 @@
       if (Array.isArray(data.phases) && data.phases.length) out.push(section("phases", phaseChart(data.phases, phase, cap)));
     }
     for (const key of ["per_rank", "ranks", "stages"]) {
-      if (Array.isArray(data[key]) && data[key].length) out.push(section("per_rank", objectsTable(data[key])));
+      const list = data[key];
+      if (!Array.isArray(list) || !list.length) continue;
+      const bars = list.every((r) => typeof r.total_bytes === "number") ? barChart(list.map((r, i) =>
+        [t("stage") + " " + (r.stage ?? i) + (r.layers ? " · " + r.layers : ""), r.total_bytes, fmt.gib(r.total_bytes), cap && r.total_bytes > cap]), cap, "ranks") : null;
+      out.push(section("per_rank", bars, objectsTable(list)));
     }
     if (Array.isArray(data.plans)) {
       if (data.plans.length) {
@@ -592,8 +596,9 @@
     infer: [["context", [1024, 4096, 16384, 32768, 65536, 131072]], ["batch", [1, 4, 16, 64, 128, 256]]],
   };
   const DTYPES = ["bf16", "fp8", "int8", "int4", "awq"];
+  // The requests behind the charts say so in a header (the answer is the same; tests and logs tell them apart).
   async function postJSON(command, body, signal) {
-    const r = await fetch(API + "/" + command, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal });
+    const r = await fetch(API + "/" + command, { method: "POST", headers: { "content-type": "application/json", "x-gpuplan-chart": "1" }, body: JSON.stringify(body), signal });
     const data = await r.json();
     if (!r.ok) throw Object.assign(new Error(data.message || "HTTP " + r.status), { data });
     return data;
@@ -692,6 +697,7 @@
       unit ? el("div", { class: "with-unit" }, input, el("span", { class: "unit-tag", text: unit })) : input,
       help ? el("small", { class: "help", text: help, title: help }) : null);
   }
+  function phone() { return window.matchMedia("(max-width: 820px)").matches; }
   function groupLabel(g) { return (t("groups") || {})[g] || (g ? g[0].toUpperCase() + g.slice(1) : t("other_options")); }
   function buildOptions() {
     const box = $("options");
@@ -712,7 +718,8 @@
     box.replaceChildren(
       el("h2", { class: "opt-title", text: t("options") }),
       el("div", { class: "grid essentials" }, main.map(control)),
-      ...[...groups.entries()].map(([g, list]) => el("details", { class: "more", "data-group": g || "other", open: list.some((o) => getVal(o.name)) },
+      // a group holding a value opens, except on a phone: there the result comes first
+      ...[...groups.entries()].map(([g, list]) => el("details", { class: "more", "data-group": g || "other", open: !phone() && list.some((o) => getVal(o.name)) },
         el("summary", { text: groupLabel(g) + " (" + list.length + ")" }),
         el("div", { class: "grid" }, list.map(control)))));
     const dims = $("mode-dims");

@@ -96,6 +96,7 @@ window.GP_I18N = {
     download_json: "Download JSON",
     download_csv: "Download CSV",
     other_options: "Other options",
+    stage: "stage",
     units: { MiB: "MiB", GiB: "GiB", fraction: "0–1", tokens: "tokens", days: "days", W: "W", elements: "elements" },
     groups: {
       workload: "Workload", "fine-tuning": "Fine-tuning", "parallel layout (per GPU, most loaded rank)": "Parallel layout",
@@ -217,6 +218,7 @@ window.GP_I18N = {
     download_json: "下载 JSON",
     download_csv: "下载 CSV",
     other_options: "其他选项",
+    stage: "阶段",
     units: { MiB: "MiB", GiB: "GiB", fraction: "0–1", tokens: "token", days: "天", W: "瓦", elements: "个元素" },
     groups: {
       workload: "工作负载", "fine-tuning": "微调", "parallel layout (per GPU, most loaded rank)": "并行布局（每卡，负载最重的 rank）",
