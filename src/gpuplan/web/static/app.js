@@ -229,9 +229,11 @@
     if (input) input.classList.add("invalid");
     $("status").textContent = "";
     document.body.classList.remove("busy");
+    const fieldOpt = ((st.options[st.tab] || {}).options || []).find((o) => o.name === field);
     const box = el("div", { class: "error", role: "alert" },
       el("strong", { text: t("error") + ": " }),
-      el("code", { text: err.field || "" }), err.value !== undefined && err.value !== null ? " = " + JSON.stringify(err.value) : "",
+      fieldOpt ? optLabel(fieldOpt) + " " : "", el("code", { text: err.field || "" }),
+      err.value !== undefined && err.value !== null ? " = " + JSON.stringify(err.value) : "",
       el("div", { text: err.rule || err.message || "" }), err.hint ? el("div", { class: "muted", text: err.hint }) : null);
     $("result").replaceChildren(box);
   }
