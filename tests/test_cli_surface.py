@@ -90,7 +90,8 @@ SURFACE = {
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days",
-            "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
+            "--dp-overlap", "--emit", "--emit-out", "--ep", "--explain", "--framework", "--from", "--gemm-efficiency",
+            "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"

@@ -109,6 +109,7 @@ NOT_OFFERED = {
     "json": "the API always answers JSON", "check": "the JSON's 'fits' says it", "model": "own field",
     "config": "reads a file named by the request", "plot": "writes a file", "lang": "the JSON keys are English",
     "list_prices": "prints a table, not JSON", "tensors": "prints another JSON shape",
+    "emit_out": "writes a file (the JSON carries the text under 'emit')",
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
 from functools import cache
 from importlib import resources
@@ -77,6 +78,16 @@ def t(key: str, lang: str | None = None, **fields: Any) -> str:
     return text.format(**fields) if fields else text
 
 
+def colon(lang: str | None) -> str:
+    """The colon after a label: ": " in English, the full-width "：" (no space) in Chinese."""
+    return "：" if normalize_lang(lang) == "zh" else ": "
+
+
+def heading(key: str, lang: str | None) -> str:
+    """A section heading ending in a colon (``assumptions:`` / ``假设：``)."""
+    return t(key, lang) + colon(lang).rstrip()
+
+
 def has(key: str) -> bool:
     return key in strings()
 
@@ -97,6 +108,36 @@ def tr_headers(headers: Iterable[str], lang: str | None) -> list[str]:
 def memory_label(key: str, lang: str | None) -> str:
     """Readable name of a memory key (``weights_bytes`` → "weights" / "权重")."""
     return t(f"memory.{key}", lang) if has(f"memory.{key}") else key.removesuffix("_bytes").replace("_", " ")
+
+
+_PHASE_PATTERNS = (
+    (re.compile(r"^stage (\d+): (.+)$"), "phase.stage"),
+    (re.compile(r"^layer (\d+) backward$"), "phase.layer_backward"),
+    (re.compile(r"^(prefill|decode) \(layer (\d+) (.+)\)$"), "phase.in_layer"),
+)
+
+
+def phase_label(phase: str, lang: str | None) -> str:
+    """A peak phase in the output language: the fixed names through ``phase.<name>`` in strings.toml, and the
+    numbered ones (``stage 0: loss backward``, ``layer 31 backward``) by pattern; anything else as it is."""
+    key = "phase." + phase.replace(" ", "_").replace("(", "").replace(")", "")
+    if has(key):
+        return t(key, lang)
+    for pattern, name in _PHASE_PATTERNS:
+        m = pattern.match(phase)
+        if m:
+            if name == "phase.stage":
+                return t(name, lang, stage=m.group(1), phase=phase_label(m.group(2), lang))
+            if name == "phase.in_layer":
+                return t(name, lang, phase=phase_label(m.group(1), lang), layer=m.group(2), part=m.group(3))
+            return t(name, lang, layer=m.group(1))
+    return phase
+
+
+def value_label(kind: str, value: str, lang: str | None) -> str:
+    """An option value printed inside a sentence (``recompute`` ``full`` → "完整"), as it is when not catalogued."""
+    key = f"value.{kind}.{value}"
+    return t(key, lang) if has(key) else value
 
 
 def add_lang_argument(parser: argparse.ArgumentParser) -> None:

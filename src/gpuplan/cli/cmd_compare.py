@@ -10,7 +10,7 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.compare import payload
-from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+from gpuplan.i18n import colon, lang_of, memory_label, t, tr_headers
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.units import GiB
 
@@ -88,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     print(render_table(mem_headers, mem_rows))
     for r in results:
         for w in r["result"].get("warnings", []):
-            print(f"{r['name']}: {t('section.warnings', lang)}: {w}")
+            print(f"{r['name']}{colon(lang)}{t('section.warnings', lang)}{colon(lang)}{w}")
     return 0

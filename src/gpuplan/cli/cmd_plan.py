@@ -8,8 +8,8 @@ import sys
 from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
-from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.commands.plan import emitted, search_layouts, to_json, why_nothing_fits
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import GiB, format_count
 
 
@@ -33,8 +33,18 @@ def run(args: argparse.Namespace) -> int:
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
+    launch = emitted(args, r)
+    if launch is not None and args.emit_out:
+        from pathlib import Path
+
+        try:
+            Path(args.emit_out).expanduser().write_text(launch["text"], encoding="utf-8")
+        except OSError as exc:
+            print(f"gpuplan plan: error: --emit-out={args.emit_out}: cannot be written ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
     if args.json:
-        print_json(to_json(r))
+        print_json(to_json(r, launch))
         return 0
     spec, results, warnings, plans, win, win_res = r.spec, r.results, r.warnings, r.plans, r.win, r.win_res
     alts, assumptions, flops, seq, global_batch, rank, plan_dict = (r.alts, r.assumptions, r.flops, r.seq,
@@ -52,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
                      "-" if cost is None else f"{cost:,.0f}"))
     names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
     print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
-    print(f"\n{t('plan.why', lang)}:")
+    print(f"\n{heading('plan.why', lang)}")
     for line in why_winner(win, win_res):
         print(f"- {line}")
-    print(f"\n{t('plan.alternatives', lang)}:")
+    print(f"\n{heading('plan.alternatives', lang)}")
     for a in alts:
         print(f"- {a.label}: {a.verdict}")
     for gpu, res in results:
@@ -70,11 +80,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("- " + t("plan.none_on" if args.gpus else "plan.none_on_deadline", lang, gpu=gpu.id))
     if args.explain:
-        print(f"\n{t('plan.winner_memory', lang)}:")
+        print(f"\n{heading('plan.winner_memory', lang)}")
         print(f"  {plan_dict(win)['train_command']}")
-        print(f"\n{t('section.assumptions', lang)}:")
+        print(f"\n{heading('section.assumptions', lang)}")
         for a in assumptions:
             print(f"- {localize(a, lang)}")
     for w in warnings:
-        print(f"{t('word.warning', lang)}: {localize(w, lang)}")
+        print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
+    if r.files is not None:
+        print()
+        print("\n".join(r.files.text_lines("plan")))
+    if launch is not None:
+        print()
+        if args.emit_out:
+            print(t("plan.emit_written", lang, format=launch["format"], path=args.emit_out,
+                    command=launch["train_command"]))
+        else:
+            print(t("plan.emit_shown", lang, format=launch["format"], command=launch["train_command"]))
+            print(launch["text"], end="")
     return 0

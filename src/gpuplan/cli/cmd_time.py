@@ -9,7 +9,7 @@ from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.time import TimeRun, evaluate, to_json
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import format_count
 
 
@@ -86,7 +86,7 @@ def render(r: TimeRun, args: argparse.Namespace) -> str:
         for term in (*flops.terms, *est.terms):
             lines.append(f"- {term.key} = {term.value:.6g}: {term.formula}"
                          + (f"  [{term.source}]" if term.source else ""))
-    lines.append(tr("section.assumptions") + ":")
+    lines.append(heading("section.assumptions", lang))
     lines.extend(f"- {localize(a, lang)}" for a in r.assumptions)
-    lines.extend(f"{tr('word.warning')}: {localize(w, lang)}" for w in r.warnings)
+    lines.extend(f"{tr('word.warning')}{colon(lang)}{localize(w, lang)}" for w in r.warnings)
     return "\n".join(lines)

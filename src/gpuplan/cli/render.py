@@ -41,14 +41,14 @@ def _is_int(v: Any) -> bool:
 
 def note_lines(assumptions: Sequence[str], warnings: Sequence[str], lang: str) -> list[str]:
     """The assumptions (``-``) and warnings (``!``) sections; empty sections are left out."""
-    from gpuplan.i18n import t
+    from gpuplan.i18n import heading
 
     lines = []
     if assumptions:
-        lines.append(t("section.assumptions", lang) + ":")
+        lines.append(heading("section.assumptions", lang))
         lines.extend(f"  - {a}" for a in assumptions)
     if warnings:
-        lines.append(t("section.warnings", lang) + ":")
+        lines.append(heading("section.warnings", lang))
         lines.extend(f"  ! {w}" for w in warnings)
     return lines
 

@@ -61,6 +61,8 @@ def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str
     out = report.as_dict()
     if getattr(values, "explain", False):
         out["terms"] = [t.as_dict() for t in report.memory.terms]
+    if getattr(values, "config_file", None) is not None:
+        out["config_file"] = values.config_file.as_dict()
     return spec, cfg, report, out
 
 

@@ -207,15 +207,22 @@ def search_layouts(values: Any) -> SimpleNamespace:
                                             win_res.ctx.opts, c.gpu_id)}
         return d
 
+    files = getattr(values, "config_file", None)
     return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=plans, win=win, win_res=win_res,
+                           files=files,
                            alts=alts, assumptions=assumptions, flops=flops, seq=seq, global_batch=global_batch,
                            rank=rank, plan_dict=plan_dict)
 
 
-def to_json(r: SimpleNamespace) -> dict:
+def to_json(r: SimpleNamespace, emitted: dict | None = None) -> dict:
     from gpuplan.plan.explain import why_winner
 
-    return {"plans": [r.plan_dict(c) for c in r.plans],
+    extra: dict = {}
+    if r.files is not None:
+        extra["config_file"] = r.files.as_dict()
+    if emitted is not None:
+        extra["emit"] = emitted
+    return {**extra, "plans": [r.plan_dict(c) for c in r.plans],
             "evaluated": sum(res.pool.evaluated for _, res in r.results),
             "memory_checks": sum(res.checker.calls for _, res in r.results),
             "why": why_winner(r.win, r.win_res), "alternatives": [a.as_dict() for a in r.alts],
@@ -228,4 +235,13 @@ def payload(values: Any) -> dict[str, Any]:
     if not r.plans:
         lines, _ = why_nothing_fits(values, r.results, r.spec, "en")
         raise InputError("plan", None, "; ".join(x.strip() for line in lines for x in line.splitlines() if x.strip()))
-    return to_json(r)
+    return to_json(r, emitted(values, r))
+
+
+def emitted(values: Any, r: SimpleNamespace) -> dict | None:
+    """The --emit launch config of the winning layout, or None without --emit."""
+    if not getattr(values, "emit", None):
+        return None
+    from gpuplan.commands.plan_emit import emit_launch
+
+    return emit_launch(values, r)

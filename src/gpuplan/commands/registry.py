@@ -76,7 +76,9 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     table = command.by_dest if command.query is None else {**command.by_dest, "query": command.query}
     checked = command.spec.check(values, offered=table.values())
     report = None
-    if command.spec.has("from_file"):
+    from gpuplan.configs import MODEL_FORMATS
+
+    if command.spec.has("from_file") or command.name in MODEL_FORMATS:
         from gpuplan.configs import apply_files
 
         model, checked, report = apply_files(command.name, model, checked)

@@ -56,11 +56,11 @@ class ConfigReport:
             "stack_defaults": [{"option": o, "value": _jsonable(v), "source": s} for o, v, s in self.stack_defaults],
         }
 
-    def text_lines(self) -> list[str]:
-        """The account printed under the answer."""
+    def text_lines(self, command: str = "train") -> list[str]:
+        """The account printed under the answer of ``command``."""
         from gpuplan.options import command_options
 
-        spec = command_options("train")
+        spec = command_options(command)
 
         def flag(name: str) -> str:
             opt = spec.option(name)

@@ -7,10 +7,12 @@ from gpuplan.options.common import (
     check,
     CONFIG,
     EXPLAIN,
+    FROM,
     JSON,
     LANG,
     MODEL_OPTIONS,
 )
+from gpuplan.configs.emit import EMIT_FORMATS
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
 
@@ -171,8 +173,32 @@ PLAN = CommandOptions(
             help_zh="每 GPU 小时的美元价格、价格表 id，或 'table'",
             group="cluster and efficiency inputs",
         ),
+        Option(
+            "emit",
+            "choice",
+            "--emit",
+            help="write the chosen (first) layout as that stack's launch config: torchtitan TOML job config, "
+                 "DeepSpeed JSON, Megatron-LM argument list, accelerate config YAML (vllm: refused, plan's layouts "
+                 "are for training); checked to read back to the same `gpuplan train` memory",
+            help_zh="把选中的（第一个）并行方案写成该训练栈的启动配置：torchtitan TOML 任务配置、DeepSpeed JSON、"
+                    "Megatron-LM 参数列表、accelerate 配置 YAML（vllm：拒绝，plan 的方案用于训练）；写出后会读回"
+                    "检查 `gpuplan train` 的显存是否相同",
+            group="launch config",
+            choices=EMIT_FORMATS,
+        ),
+        Option(
+            "emit_out",
+            "text",
+            "--emit-out",
+            metavar="PATH",
+            api=False,
+            help="write the --emit config to PATH instead of printing it",
+            help_zh="把 --emit 生成的配置写入 PATH，而不是打印出来",
+            group="launch config",
+        ),
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
+        FROM,
     ),
 )
