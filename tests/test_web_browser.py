@@ -84,7 +84,7 @@ def page(browser):
 
 def open_page(page, url: str):
     page.goto(url)
-    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.wait_for_selector("body[data-ready='1']", timeout=45000)  # a cold server on a busy machine
     settle(page)
 
 

@@ -569,7 +569,7 @@
     }
     if (data.memory && (st.tab === "train" || st.tab === "infer")) {
       out.push(el("section", { class: "block", "data-block": "sweeps", id: "sweeps" }, el("h3", { text: t("charts") }),
-        el("div", { class: "sweep-grid" }, el("div", { id: "sweep-a", class: "sweep-box" }), el("div", { id: "sweep-b", class: "sweep-box" }))));
+        el("div", { class: "sweep-grid" }, el("div", { id: "sweep-a", class: "sweep-box muted", text: t("computing") }), el("div", { id: "sweep-b", class: "sweep-box muted", text: t("computing") }))));
       if (st.tab === "infer") out.push(el("section", { class: "block", "data-block": "dtypes", id: "dtypes" }, el("h3", { text: t("dtype_compare") }), el("div", { id: "dtype-box", class: "muted", text: t("computing") })));
     }
     const terms = data.terms || data.explain || (data.memory && data.memory.terms);
@@ -623,6 +623,7 @@
         const label = optLabelByName(tab, over);
         jobs.push(postJSON("sweep", b, signal).then((sw) => {
           if (seq !== st.seq) return;
+          box.className = "sweep-box";
           box.replaceChildren(el("h4", { text: t("memory_vs") + " " + label }), sweepChart(sw, label));
         }).catch((e) => { if (e.name !== "AbortError" && seq === st.seq) box.replaceChildren(el("p", { class: "muted", text: label + ": " + e.message })); }));
       });
