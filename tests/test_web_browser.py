@@ -473,3 +473,14 @@ def test_screenshots_in_both_languages_at_desktop_and_phone_width(browser, base_
     for file in screenshot_names():
         assert (SCREENSHOTS / file).is_file(), f"docs/screenshots/{file} is missing"
         assert f"docs/screenshots/{file}" in readme, f"README does not link docs/screenshots/{file}"
+
+
+def test_lora_and_vllm_bring_their_options_forward(page, base_url, commands):
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    assert not page.is_visible("[data-opt=lora_rank]")  # folded in its group for full fine-tuning
+    after(page, lambda: page.select_option("[data-opt=method]", "lora"))
+    assert page.is_visible(".essentials [data-opt=lora_rank]") and page.is_visible(".essentials [data-opt=lora_targets]")
+    after(page, lambda: page.fill("[data-opt=lora_rank]", "64"))
+    assert "--method lora --lora-rank 64" in page.inner_text("#cli")
+    open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm&engine=vllm")
+    assert page.is_visible(".essentials [data-opt=gpu_memory_utilization]")

@@ -15,6 +15,11 @@
     time: ["tokens", "gpus", "days", "mfu", "price"],
     plan: ["gpus", "tokens", "days", "seq", "global_batch", "rank"],
   };
+  // Options that join the essentials when another option has a value: option -> value -> option names.
+  const REVEALS = {
+    method: { lora: ["lora_rank", "lora_targets"], qlora: ["lora_rank", "lora_targets", "qlora_base"], freeze: ["trainable"] },
+    engine: { vllm: ["gpu_memory_utilization", "max_num_seqs"] },
+  };
   // First values on a tab's first visit, so it shows a result at once (visible and editable); a link's values win.
   const STARTERS = { time: { tokens: "2T" }, plan: { gpus: "8" } };
   const COMP_KEYS = ["weights_bytes", "gradients_bytes", "optimizer_bytes", "master_weights_bytes",
@@ -670,6 +675,7 @@
     const onChange = (e) => {
       const tgt = e.target;
       setVal(o.name, tgt.type === "checkbox" ? (tgt.checked === Boolean(o.default) ? "" : (tgt.checked ? "1" : "0")) : tgt.value);
+      if (REVEALS[o.name]) { buildOptions(); const again = $(id); if (again) again.focus(); }
       schedule();
     };
     const help = optHelp(o);
@@ -711,7 +717,11 @@
       st.started.add(st.tab);
       Object.assign(st.perTab[st.tab], STARTERS[st.tab] || {});
     }
-    const main = (ESSENTIAL[st.tab] || []).map((n) => opts.find((o) => o.name === n)).filter(Boolean);
+    const names = [...(ESSENTIAL[st.tab] || [])];
+    for (const [name, byValue] of Object.entries(REVEALS)) {
+      if (names.includes(name)) names.push(...((byValue[getVal(name)] || []).filter((n) => !names.includes(n))));
+    }
+    const main = names.map((n) => opts.find((o) => o.name === n)).filter(Boolean);
     const groups = new Map();
     for (const o of opts) {
       if (main.includes(o)) continue;
