@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpuplan.infer.kv import KV_DTYPE_BYTES
 from gpuplan.infer.quant import WEIGHT_CHOICES
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
@@ -50,6 +51,7 @@ INFER = CommandOptions(
             help_zh="auto（取配置中的 quantization_config 或 dtype）、" + ", ".join(WEIGHT_CHOICES),
             group="workload",
             metavar="FORMAT",
+            suggest=("auto", *WEIGHT_CHOICES),
         ),
         Option(
             "dtype",
@@ -58,6 +60,7 @@ INFER = CommandOptions(
             help="dtype of unquantized tensors and activations (default: the config's)",
             help_zh="未量化张量和激活值的 dtype（默认：取自配置）",
             group="workload",
+            suggest=("bf16", "fp16", "fp32"),
         ),
         Option(
             "group_size",
@@ -75,6 +78,7 @@ INFER = CommandOptions(
             help="auto (= --dtype), bf16, fp16, fp32, fp8, int8, int4",
             help_zh="auto（= --dtype）、bf16、fp16、fp32、fp8、int8 或 int4",
             group="workload",
+            suggest=("auto", *KV_DTYPE_BYTES),
         ),
         Option(
             "rope_scaling",
@@ -94,6 +98,7 @@ INFER = CommandOptions(
             help="hf (transformers generate, default), vllm, sglang or trtllm (profiles in data/engines/)",
             help_zh="hf（transformers generate，默认）、vllm、sglang 或 trtllm（配置见 data/engines/）",
             group="engine and layout",
+            suggest=("hf", "vllm"),
         ),
         Option("tp", "count", "--tp", default=1, help="tensor-parallel GPUs (default 1)",
                help_zh="张量并行 GPU 数（默认 1）", group="engine and layout"),
