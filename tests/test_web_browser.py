@@ -484,3 +484,19 @@ def test_lora_and_vllm_bring_their_options_forward(page, base_url, commands):
     assert "--method lora --lora-rank 64" in page.inner_text("#cli")
     open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm&engine=vllm")
     assert page.is_visible(".essentials [data-opt=gpu_memory_utilization]")
+
+
+def test_pasted_launch_config_is_read_as_the_command_reads_the_file(page, base_url, commands):
+    """A torchtune recipe pasted into "Paste a launch config" gives the answer of `gpuplan train FILE`, with the
+    file's account (model and options) under the result."""
+    if "train" not in commands:
+        pytest.skip("no train command")
+    recipe = (Path(__file__).parent / "data" / "configs" / "torchtune_llama3_1_8B_qlora_single_device.yaml")
+    open_page(page, base_url + "/?tab=train&lang=en")
+    page.check("input[name=mode][value=stack]")
+    after(page, lambda: page.fill("#stack-text", recipe.read_text()))
+    from playwright.sync_api import expect
+
+    expect(page.locator("#cli")).to_contain_text("./launch-config", timeout=15000)
+    text = result_text(page)
+    assert "Error" not in text

@@ -11,7 +11,8 @@ from typing import Any
 from gpuplan.commands.registry import Command, evaluate
 from gpuplan.errors import InputError
 from gpuplan.web.jsonsafe import echo, find_non_finite, show
-from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
+from gpuplan.web.limits import (check_dimensions, check_model_name, pasted_config_file, pasted_stack_config,
+                               spec_from_pasted)
 
 CACHE_ENTRIES = 512
 RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their canonical form only
@@ -68,13 +69,46 @@ def _compute(command: Command, body: dict[str, Any]) -> Any:
     values = {k: v for k, v in body.items() if v is not None}
     check_dimensions(values)
     model, config = values.pop("model", None), values.pop("config", None)
+    stack_config = values.pop("stack_config", None)
     if model is not None and config is not None:
         raise InputError("config", "(object)", "give 'model' or 'config', not both")
+    if stack_config is not None:
+        return _with_stack_config(command, values, stack_config, model, config)
     if config is not None:
         spec_from_pasted(config)  # every problem reported on 'config' before the CLI sees it
         with pasted_config_file(config) as path:
             return evaluate(command, values, path)
     return evaluate(command, values, None if model is None else check_model_name(model))
+
+
+def _with_stack_config(command: Command, values: dict[str, Any], text: str, model: str | None,
+                       config: dict[str, Any] | None) -> Any:
+    """A pasted launch config (``stack_config``): as MODEL when it names the model and no model is given, else as
+    ``--from`` beside the named model, as ``gpuplan train|plan|infer FILE`` reads it; the answer's account names
+    the file '(pasted)'."""
+    from gpuplan.configs import FORMATS, detect
+
+    if "from_file" in values:
+        raise InputError("stack_config", "(text)", "give 'stack_config' or 'from_file', not both")
+    with pasted_stack_config(text) as path:
+        fmt = detect(path)
+        if fmt is None or fmt not in FORMATS:
+            raise InputError("stack_config", "(text)", "is not a launch config gpuplan reads: a torchtitan TOML, "
+                             "a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe, a DeepSpeed JSON, "
+                             "an accelerate config YAML, a Megatron-LM argument list or a `vllm serve` line")
+        if model is None and config is None and fmt not in ("deepspeed", "accelerate"):
+            out = evaluate(command, values, path)
+        elif config is not None:
+            with pasted_config_file(config) as cfg_path:
+                out = evaluate(command, {**values, "from_file": path}, cfg_path)
+        else:
+            if model is None:
+                raise InputError("stack_config", "(text)", f"is a {fmt} config, which names no model",
+                                 hint="give the model in 'model' (or 'config') beside it")
+            out = evaluate(command, {**values, "from_file": path}, check_model_name(model))
+    if isinstance(out, dict) and isinstance(out.get("config_file"), dict):
+        out["config_file"]["path"] = "(pasted)"
+    return out
 
 
 class NonFiniteResult(ValueError):

@@ -141,6 +141,56 @@ def pasted_config_file(config: dict[str, Any]) -> Iterator[str]:
             os.rmdir(folder)
 
 
+MAX_STACK_CONFIG_CHARS = 64 * 1024
+
+
+def stack_config_suffix(text: str) -> str:
+    """The file name suffix that makes gpuplan's readers take a pasted launch config as what it is: ``.json`` (a
+    DeepSpeed or TrainingArguments JSON), ``.toml`` (a torchtitan job config), ``.yaml`` (a YAML recipe or an
+    accelerate config: a mapping), else ``.txt`` (a Megatron-LM argument list or a ``vllm serve`` line)."""
+    import tomllib
+
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return ".json"
+    try:
+        if tomllib.loads(text):
+            return ".toml"
+    except (tomllib.TOMLDecodeError, ValueError):
+        pass
+    try:
+        import yaml
+
+        if isinstance(yaml.safe_load(text), dict):
+            return ".yaml"
+    except Exception:  # not YAML (or PyYAML missing): a command line
+        pass
+    return ".txt"
+
+
+@contextmanager
+def pasted_stack_config(text: str) -> Iterator[str]:
+    """A pasted launch config written where only the server can name it (as :func:`pasted_config_file`), with
+    the suffix its reader needs; deleted after the call."""
+    if len(text) > MAX_STACK_CONFIG_CHARS:
+        raise InputError("stack_config", f"({len(text)} characters)",
+                         f"must be at most {MAX_STACK_CONFIG_CHARS} characters")
+    global _PRIVATE_DIR
+    if _PRIVATE_DIR is None or not os.path.isdir(_PRIVATE_DIR):
+        _PRIVATE_DIR = tempfile.mkdtemp(prefix="gpuplan-web-")
+    folder = tempfile.mkdtemp(dir=_PRIVATE_DIR)
+    path = os.path.join(folder, "pasted" + stack_config_suffix(text))
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        yield path
+    finally:
+        with _suppress_oserror():
+            os.unlink(path)
+        with _suppress_oserror():
+            os.rmdir(folder)
+
+
 def hide_private_paths(text: str | None) -> str | None:
     """Replace the server's own temporary file names in a message by 'config' (a pasted config's file)."""
     if not text or _PRIVATE_DIR is None or _PRIVATE_DIR not in text:

@@ -5,6 +5,7 @@
 (function () {
   const API = "api/v1"; // relative: the page also works behind a proxy under a sub-path
   const TABS = ["train", "infer", "time", "plan"];
+  const STACK_TABS = new Set(["train", "infer", "plan"]); // the commands that read a launch config
   const DIM_OPTS = ["layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "top_k", "params"];
   const SHARED = new Set(["gpu", ...DIM_OPTS]);
   const AUTO_ON = new Set(["explain"]); // always asked for: the page shows every number's explanation
@@ -28,7 +29,7 @@
   const GiB = 1024 ** 3;
 
   const st = {
-    lang: "en", tab: "train", mode: "preset", model: "", config: "",
+    lang: "en", tab: "train", mode: "preset", model: "", config: "", stack: "",
     shared: {}, perTab: { train: {}, infer: {}, time: {}, plan: {} }, started: new Set(),
     options: {}, presets: [], gpus: [], seq: 0, ctrl: null, timer: 0, lastResult: null, pinned: null,
   };
@@ -160,6 +161,11 @@
     if (st.mode === "preset") body.model = st.model;
     else if (st.mode === "config") {
       try { body.config = JSON.parse(st.config || "null"); } catch (e) { return { error: t("config_bad_json") }; }
+    } else if (st.mode === "stack") {
+      if (!STACK_TABS.has(st.tab)) return { error: t("stack_tab") };
+      body.stack_config = st.stack;
+      // a DeepSpeed JSON or an accelerate YAML names no model: it applies to the chosen preset
+      if (st.model && (/^\s*\{/.test(st.stack) || /^\s*distributed_type\s*:/m.test(st.stack))) body.model = st.model;
     }
     for (const o of cmd.options) {
       if (o.name === "query") continue;
@@ -181,6 +187,7 @@
     const parts = ["gpuplan", st.tab];
     if (body.model) parts.push(body.model);
     if (body.config) parts.push("./config.json");
+    if (body.stack_config) parts.push(body.model ? "--from ./launch-config" : "./launch-config");
     for (const o of cmd.options) {
       if (!(o.name in body) || AUTO_ON.has(o.name)) continue;
       const v = body[o.name];
@@ -752,7 +759,7 @@
   function setMode(mode) {
     st.mode = mode;
     document.querySelectorAll("input[name=mode]").forEach((r) => { r.checked = r.value === mode; });
-    for (const m of ["preset", "config", "dims"]) $("mode-" + m).hidden = m !== mode;
+    for (const m of ["preset", "config", "dims", "stack"]) $("mode-" + m).hidden = m !== mode;
   }
 
   // model search-as-you-type
@@ -836,6 +843,7 @@
       $("config-status").textContent = st.config.trim() ? (ok ? t("config_ok") : t("config_bad_json")) : "";
       if (ok) schedule();
     });
+    $("stack-text").addEventListener("input", (e) => { st.stack = e.target.value; if (st.stack.trim()) schedule(); });
     $("gpu").addEventListener("change", (e) => { st.shared.gpu = e.target.value; schedule(); });
     $("dl-json").addEventListener("click", () => { if (st.lastResult) download(fileBase() + ".json", "application/json", JSON.stringify(st.lastResult, null, 2) + "\n"); });
     $("dl-csv").addEventListener("click", () => { if (st.lastResult) download(fileBase() + ".csv", "text/csv", csvText(st.lastResult)); });
@@ -859,6 +867,7 @@
     setMode(st.mode);
     search.value = st.model;
     $("config-text").value = st.config;
+    $("stack-text").value = st.stack;
     showModelInfo();
     buildTabs();
     buildOptions();
