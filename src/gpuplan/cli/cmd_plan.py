@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
     print(f"\n{heading('plan.why', lang)}")
     for line in why_winner(win, win_res):
-        print(f"- {line}")
+        print(f"- {localize(line, lang)}")
     print(f"\n{heading('plan.alternatives', lang)}")
     for a in alts:
-        print(f"- {a.label}: {a.verdict}")
+        print(f"- {localize(a.label, lang)}{colon(lang)}{localize(a.verdict, lang)}")
     for gpu, res in results:
         if gpu.id == win.gpu_id:
             continue
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
     if r.files is not None:
         print()
-        print("\n".join(r.files.text_lines("plan")))
+        print("\n".join(r.files.text_lines("plan", lang)))
     if launch is not None:
         print()
         if args.emit_out:
