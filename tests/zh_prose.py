@@ -8,6 +8,7 @@ such as ``ignored:`` or ``formula:``). Taken out, by rule:
   paths, papers and datasheets are quoted in their own language);
 - the inputs of an explained term: the text after "输入：" (``name=value`` pairs);
 - a command line to run (a line that starts with ``gpuplan``) and every ``--flag``;
+- a config file's key, before `` -> `` in the account of what a stack's config file set;
 - a token with a digit, ``_``, ``.``, ``/``, ``=``, ``*`` or ``@`` in it (ids, numbers with units, file names, code);
 - a word with a capital letter after its first (acronyms and product names: GiB, NVIDIA, LoRA, DeepSpeed);
 - the option names and values gpuplan itself accepts (names and choices of every option, as scenario files spell
@@ -78,6 +79,7 @@ def prose_runs(line: str) -> list[str]:
     if line.strip().startswith("gpuplan "):
         return []
     text = INPUTS.sub("", CITATION.sub("", line))
+    text = text.split(" -> ", 1)[1] if " -> " in text else text
     text = FLAG.sub(" ", text)
     for name in product_names():
         text = text.replace(name, " ")
