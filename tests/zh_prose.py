@@ -6,6 +6,7 @@ such as ``ignored:`` or ``formula:``). Taken out, by rule:
 
 - a source citation: the text after "来源：" up to the closing full-width parenthesis or the end of the line (file
   paths, papers and datasheets are quoted in their own language);
+- a literal quoted in single quotes (another program's own message, such as vLLM's start-up error);
 - the inputs of an explained term: the text after "输入：" (``name=value`` pairs);
 - a command line to run (a line that starts with ``gpuplan``) and every ``--flag``;
 - a config file's key, before `` -> `` in the account of what a stack's config file set;
@@ -79,6 +80,7 @@ def prose_runs(line: str) -> list[str]:
     if line.strip().startswith("gpuplan "):
         return []
     text = INPUTS.sub("", CITATION.sub("", line))
+    text = re.sub(r"'[^']*'", " ", text)
     text = text.split(" -> ", 1)[1] if " -> " in text else text
     text = FLAG.sub(" ", text)
     for name in product_names():
