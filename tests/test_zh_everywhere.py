@@ -101,6 +101,8 @@ def test_the_checker_finds_english():
     assert not prose_runs("  --gpu h100-sxm --optimizer adamw --recompute none")
     assert not prose_runs("h100-sxm     NVIDIA GB200 (one Blackwell GPU of a GB200 superchip)   184.3")
     assert not prose_runs("    输入： tokens=2,048; vocab=128,256; impl=standard")
+    assert prose_runs("中文 outside PyTorch's allocator, in Megatron's way")  # apostrophes are not quotes
+    assert not prose_runs("vLLM 启动时会失败（报错：'No available memory for the cache blocks'）")
 
 
 def test_json_and_english_text_unchanged_by_the_catalog(capsys):

@@ -80,7 +80,7 @@ def prose_runs(line: str) -> list[str]:
     if line.strip().startswith("gpuplan "):
         return []
     text = INPUTS.sub("", CITATION.sub("", line))
-    text = re.sub(r"'[^']*'", " ", text)
+    text = re.sub(r"(?<!\w)'[^']*'(?!\w)", " ", text)  # quotes, not apostrophes
     text = text.split(" -> ", 1)[1] if " -> " in text else text
     text = FLAG.sub(" ", text)
     for name in product_names():
