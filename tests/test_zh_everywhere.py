@@ -34,7 +34,8 @@ COMMANDS = [
     ["train", "llama-3.1-8b", "--gpu", "h100-sxm", "--explain"],
     ["train", "llama-3.1-8b", "--from", DS_CONFIG, "--gpus", "8"],
     ["infer", "llama-3.1-8b", "--gpu", "h100-sxm"],
-    ["infer", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "vllm"],
+    ["infer", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--explain"],
+    ["infer", "llama-3.1-8b", "--gpu", "h100-sxm", "--explain"],
     ["infer", "llama-3.1-70b", "--gpu", "a100-40gb", "--advise"],
     ["time", "llama-3.1-8b", "--tokens", "1T", "--gpus", "64", "--gpu", "h100-sxm"],
     ["plan", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--explain"],
@@ -101,7 +102,8 @@ def test_the_checker_finds_english():
     assert not prose_runs("  --gpu h100-sxm --optimizer adamw --recompute none")
     assert not prose_runs("h100-sxm     NVIDIA GB200 (one Blackwell GPU of a GB200 superchip)   184.3")
     assert not prose_runs("    输入： tokens=2,048; vocab=128,256; impl=standard")
-    assert prose_runs("中文 outside PyTorch's allocator, in Megatron's way")  # apostrophes are not quotes
+    assert prose_runs("中文 the user's pool keeps every block of Megatron's run")  # apostrophes are not quotes
+    assert not prose_runs("    公式： 2 x kv_heads_per_gpu x head_dim x b x layers")
     assert not prose_runs("vLLM 启动时会失败（报错：'No available memory for the cache blocks'）")
 
 

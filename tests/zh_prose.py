@@ -11,6 +11,7 @@ such as ``ignored:`` or ``formula:``). Taken out, by rule:
 - a command line to run (a line that starts with ``gpuplan``) and every ``--flag``;
 - a config file's key, before `` -> `` in the account of what a stack's config file set;
 - a token with a digit, ``_``, ``.``, ``/``, ``=``, ``*`` or ``@`` in it (ids, numbers with units, file names, code);
+- a single letter other than "a" or "I" (a formula's symbol: ``b``, ``s``, ``x`` for times);
 - a word with a capital letter after its first (acronyms and product names: GiB, NVIDIA, LoRA, DeepSpeed);
 - the option names and values gpuplan itself accepts (names and choices of every option, as scenario files spell
   them; model ids, GPU ids and the GPUs' product names from the catalog) and
@@ -67,6 +68,8 @@ def product_names() -> tuple[str, ...]:
 def _is_name(token: str) -> bool:
     if not token or CJK.search(token) or re.search(r"[\d_./=*@]", token):
         return True
+    if len(token) == 1 and token not in "aAI":
+        return True  # a formula's symbol (b, s, x as the multiplication sign)
     if token.lower() in known_names():
         return True
     if not WORD.fullmatch(token):

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for c in plans:
         cost = plan_dict(c)["cost_usd"]
-        rows.append((describe(c.layout), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
+        rows.append((localize(describe(c.layout), lang), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
                      f"{c.seconds_per_step:.2f}", f"{c.mfu:.1%}", "-" if c.days is None else f"{c.days:,.1f}",
                      "-" if cost is None else f"{cost:,.0f}"))
     names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if res.plans:
             b = res.plans[0]
             days = "-" if b.days is None else t("plan.days", lang, days=f"{b.days:.1f}")
-            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=describe(b.layout), gpus=f"{b.gpus:,}", days=days,
+            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=localize(describe(b.layout), lang), gpus=f"{b.gpus:,}", days=days,
                            mfu=f"{b.mfu:.1%}", memory=f"{b.memory_total_bytes / GiB:,.1f}",
                            usable=f"{gpu.memory_usable_bytes / GiB:,.1f}"))
         else:

@@ -85,7 +85,7 @@ class ConfigReport:
             lines.extend(f"    {k}{colon(lang)}{localize(why, lang)}" for k, why in self.ignored)
         if self.stack_defaults:
             lines.append("  " + t("config.stack_defaults", lang))
-            source = t("config.source", lang)
+            source = t("term.source", lang) if zh else ""  # English keeps the bare source in parentheses
             space = "" if zh else " "
             lines.extend(f"    {flag(o)} {_shown(v)}{space}{paren(source + s)}" for o, v, s in self.stack_defaults)
         return lines
