@@ -110,6 +110,7 @@ NOT_OFFERED = {
     "config": "reads a file named by the request", "plot": "writes a file", "lang": "the JSON keys are English",
     "list_prices": "prints a table, not JSON", "tensors": "prints another JSON shape",
     "emit_out": "writes a file (the JSON carries the text under 'emit')",
+    "xlsx": "writes a workbook file",
 }
 
 
