@@ -12,7 +12,7 @@ from gpuplan.units import GiB
 
 def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 15) -> str:
     """The advice as text: the cheapest way to fit first, then a table of the changes."""
-    lines = [t("section.advice_fits" if result.base.fits else "section.advice", lang)]
+    lines = [t("section.advice", lang)]
     if result.base.fits:
         lines.append(t("advice.already_fits", lang))
     fitting = result.fitting
@@ -35,14 +35,13 @@ def render_advice(result: AdviceResult, lang: str | None = None, limit: int = 15
         if it.candidate.hardware:
             notes.append(t("advice.new_hardware", lang))
         rows.append((it.candidate.label(lang), f"{it.outcome.total_bytes / GiB:,.1f}",
-                     t("word.yes" if it.outcome.fits else "word.no", lang), _tf(it.time_factor),
-                     t("word.list_sep", lang).join(notes),
+                     t("word.yes" if it.outcome.fits else "word.no", lang), _tf(it.time_factor), "; ".join(notes),
                      " ".join(it.argv_delta)))
     if rows:
         lines.append(render_table(tr_headers(["change", "total GiB", "fits", "time_factor", "note", "options"], lang),
                                   rows, "lrrrll"))
     if len(result.items) > limit:
-        lines.append(t("advice.more", lang, n=len(result.items) - limit))
+        lines.append(f"(+{len(result.items) - limit}; --json lists all)")
     lines.append(t("advice.time_note", lang))
     return "\n".join(lines)
 
