@@ -39,6 +39,8 @@ COMMANDS = [
     ["infer", "llama-3.1-70b", "--gpu", "a100-40gb", "--advise"],
     ["time", "llama-3.1-8b", "--tokens", "1T", "--gpus", "64", "--gpu", "h100-sxm"],
     ["plan", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--explain"],
+    ["time", "--params", "70B", "--tokens", "2T", "--gpu", "a800", "--days", "90", "--mfu", "0.4", "--gpu-multiple", "16",
+     "--cluster"],
     ["plan", "llama-3.1-70b", "--serve", "--rps", "20", "--prompt", "2000", "--output", "500", "--ttft", "1",
      "--tpot", "0.05", "--gpu", "h100-sxm,a100-80gb", "--explain"],
     ["infer", "llama-3.1-8b", "--engine", "sglang", "--gpu", "h100-sxm"],

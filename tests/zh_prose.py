@@ -14,7 +14,7 @@ such as ``ignored:`` or ``formula:``). Taken out, by rule:
 - a single letter other than "a" or "I" (a formula's symbol: ``b``, ``s``, ``x`` for times);
 - a word with a capital letter after its first (acronyms and product names: GiB, NVIDIA, LoRA, DeepSpeed);
 - the option names and values gpuplan itself accepts (names and choices of every option, as scenario files spell
-  them; model ids, GPU ids and the GPUs' product names from the catalog) and
+  them; model ids, GPU ids and the product names of the GPU and server catalogs) and
   :data:`PROPER_NAMES` (proper names of people, products and formats written in lowercase or capitalized).
 """
 
@@ -59,10 +59,14 @@ def known_names() -> frozenset[str]:
 
 @cache
 def product_names() -> tuple[str, ...]:
-    """The catalog's GPU names (``NVIDIA GB200 (one Blackwell GPU of a GB200 superchip)``), longest first."""
+    """The catalog's GPU and server names (``NVIDIA GB200 (one Blackwell GPU of a GB200 superchip)``), longest
+    first."""
     from gpuplan.hardware.catalog import load_catalog
 
-    return tuple(sorted((g.name for g in load_catalog().values()), key=len, reverse=True))
+    from gpuplan.hardware.systems import load_systems
+
+    names = [g.name for g in load_catalog().values()] + [sy.name for sy in load_systems().values()]
+    return tuple(sorted(names, key=len, reverse=True))
 
 
 def _is_name(token: str) -> bool:
