@@ -79,3 +79,28 @@ def test_unfused_attention_is_slower_than_flash():
     flash = api.run("plan", "megatron-22b", **common)["plans"][0]["step_s"]
     unfused = api.run("plan", "megatron-22b", attention_impl="unfused", **common)["plans"][0]["step_s"]
     assert unfused > flash * 1.1
+
+
+def test_multi_token_prediction_takes_step_time_on_the_head_stage():
+    from dataclasses import replace
+
+    with_mtp = replace(MOE, mtp_layers=1)
+    gpu = get_gpu("h800")
+    dev, _ = make_device(gpu)
+    lay = Layout(tp=1, pp=1, dp=16, ep=8, zero=1, micro_batch=1)
+    base = step_time(MOE, lay, Workload(4096, 512), dev, default_network(gpu))
+    mtp = step_time(with_mtp, lay, Workload(4096, 512), dev, default_network(gpu))
+    # one more layer of 16 and another pass through the output head and loss
+    assert 1 + 1 / 16 < mtp.parts["compute"] / base.parts["compute"] < 1 + 3 / 16
+
+
+def test_stages_balance_with_recomputation():
+    # with full recomputation the busiest stage is never cheaper than without
+    gpu = get_gpu("h800")
+    dev, _ = make_device(gpu)
+    for pp in (2, 4, 8):
+        lay = Layout(tp=1, pp=pp, dp=16, ep=8, zero=1, micro_batch=1)
+        none = step_time(MOE, lay, Workload(4096, 512), dev, default_network(gpu))
+        full = step_time(MOE, Layout(**{**lay.__dict__, "recompute": "full"}), Workload(4096, 512), dev,
+                         default_network(gpu))
+        assert full.step_s > none.step_s

@@ -24,10 +24,13 @@ def peak_from_options(values: Any) -> tuple[float, str | None, object | None]:
         return values.peak_tflops * 1e12, gpu.id if gpu else None, gpu
     if gpu is None:
         raise InputError("--gpu", None, "is required (or give --peak-tflops)", hint="see `gpuplan gpus`")
+    from gpuplan.hardware.catalog import catalog_field
+
+    dtype = gpu.compute_dtype(dtype)  # bf16 on a part without bf16 units: its catalog bf16_fallback (fp16)
     peak = gpu.peak_flop_per_s_for(dtype)
     if peak is None:
-        raise InputError("--precision", values.precision, f"{gpu.id} has no {dtype} peak in the catalog",
-                         hint="give --peak-tflops or another --precision")
+        raise InputError("--precision", values.precision, f"{gpu.id} has no {dtype} peak: its catalog entry lacks "
+                         f"the field {catalog_field(dtype)}", hint="give --peak-tflops or another --precision")
     return peak, gpu.id, gpu
 
 
@@ -122,7 +125,7 @@ def evaluate(values: Any) -> TimeRun:
                        tokens_per_s_per_gpu=values.tokens_per_gpu_s, gpu_multiple=values.gpu_multiple, price=price,
                        power_w=power, pue=pue, co2_kg_per_kwh=values.co2_kg_per_kwh,
                        step_tokens=values.seq or (DEFAULT_SEQ if spec is not None else 1))
-    dtype = PRECISION_DTYPE[values.precision]
+    dtype = gpu.compute_dtype(PRECISION_DTYPE[values.precision]) if gpu else PRECISION_DTYPE[values.precision]
     energy = (message("time.assume.energy", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}", source=PUE_SOURCE)
               if values.pue is None else
               message("time.assume.energy_given", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}"))

@@ -197,6 +197,18 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
     return fwd, bwd, attn
 
 
+def mtp_s(spec: ModelSpec, tokens: float, tp: int, fwd_layer: float, bwd_layer: float, head_fwd: float,
+          dev: Device) -> tuple[float, float]:
+    """(forward, backward) seconds of the multi-token-prediction modules (DeepSeek-V3 report, arXiv:2412.19437,
+    section 2.2; config ``num_nextn_predict_layers``): each is a projection of [h, 2h] to h, one Transformer block
+    and another pass through the shared output head and loss, on the stage that holds the output head (section
+    3.2.1). Trained with the model, so they take step time, though model FLOPs (MFU) leave them out."""
+    if not spec.mtp_layers:
+        return 0.0, 0.0
+    proj = gemm_s(tokens, spec.hidden_size / tp, 2 * spec.hidden_size, dev)
+    return spec.mtp_layers * (fwd_layer + proj + head_fwd), spec.mtp_layers * (bwd_layer + 2 * proj + 2 * head_fwd)
+
+
 @lru_cache(maxsize=4096)
 def _stage_layers(n_layers: int, pp: int, head_layers: float) -> tuple[int, bool]:
     """The most loaded pipeline stage as (its layers, whether it runs the output head and loss). The last stage
@@ -234,7 +246,7 @@ class _Stage:
 
 @lru_cache(maxsize=4096)
 def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
-           pp: int) -> _Stage:
+           pp: int, recompute: str = "none") -> _Stage:
     shapes, head_params, _ = _profile(spec, work.seq)
     lay = Layout(tp=tp, ep=ep, cp=cp, micro_batch=mb, sp=sp)
     tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
@@ -242,11 +254,14 @@ def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: i
     fwd_l, bwd_l, attn_l = max(times, key=lambda x: x[0] + x[1])
     head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
         loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
-    head_layers = 3 * head_fwd / (fwd_l + bwd_l) if head_params else 0.0
+    mtp_fwd, mtp_bwd = mtp_s(spec, tokens, tp, fwd_l, bwd_l, head_fwd, dev)
+    # stages are balanced in layer time, recomputation included (the output head is not recomputed)
+    rec_l = {"full": fwd_l, "selective": attn_l, "none": 0.0}[recompute]
+    head_layers = (3 * head_fwd + mtp_fwd + mtp_bwd) / (fwd_l + bwd_l + rec_l) if head_params else 0.0
     n_stage, head_share = _stage_layers(spec.num_layers, pp, head_layers)
     n_stage = max(n_stage, 1)
-    fwd = n_stage * fwd_l + (head_fwd if head_share else 0.0)
-    bwd = n_stage * bwd_l + (2 * head_fwd if head_share else 0.0)
+    fwd = n_stage * fwd_l + (head_fwd + mtp_fwd if head_share else 0.0)
+    bwd = n_stage * bwd_l + (2 * head_fwd + mtp_bwd if head_share else 0.0)
     layer_params = max(sh.params for sh in shapes)
     layer_experts = max(sh.expert_params for sh in shapes)
     dense = n_stage * (layer_params - layer_experts) + (head_params if head_share else 0)
@@ -275,7 +290,7 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
         schedules.check_schedule(tune.schedule, lay.pp, lay.vpp, m)
     hide = schedules.hides_ep_and_pp(schedule) and lay.pp > 1
     sp = lay.seq_parallel
-    st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp)
+    st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp, lay.recompute)
     fwd, bwd, n_stage, lat = st.fwd, st.bwd, st.n_layers, net.latency_s
     recompute = {"full": n_stage * st.fwd_layer, "selective": n_stage * st.attn_layer, "none": 0.0}[lay.recompute]
     if hide and st.n_moe and lay.ep > 1:
@@ -373,15 +388,22 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
                                          GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK, HBM_EFFICIENCY, SM_COUNT)
     from gpuplan.compute.mfu import mfu_family
 
+    from gpuplan.hardware.catalog import catalog_field
+
+    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") else dtype)
     fp8 = dtype == "fp8"
     gemm_peak = gpu.peak_flop_per_s_for(dtype)
-    peak = gpu.peak_flop_per_s_for("bf16") if fp8 else gemm_peak
+    peak = gpu.peak_flop_per_s_for(gpu.compute_dtype("bf16") if hasattr(gpu, "compute_dtype") else "bf16") \
+        if fp8 else gemm_peak
     if gemm_peak is None or peak is None:
-        raise InputError("--precision", dtype, f"{gpu.id} has no {dtype} peak in the catalog")
+        missing = dtype if gemm_peak is None else "bf16"
+        raise InputError("--precision", asked, f"{gpu.id} has no {missing} peak: its catalog entry lacks the field "
+                         f"{catalog_field(missing)}")
     table, fallback = (FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK) if fp8 else (GEMM_EFFICIENCY,
                                                                                       GEMM_EFFICIENCY_FALLBACK)
     g_eff, g_src = table.get(mfu_family(gpu.id) or "", fallback)
-    sources = [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
+    sources = ([f"{gpu.id} has no bf16 units: timed in {dtype} (catalog bf16_fallback)"] if dtype != asked else [])
+    sources += [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
                f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
                f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
                f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
