@@ -180,6 +180,17 @@ def test_glossary_has_the_source_documents_terms():
         assert term in zh_terms
 
 
+def test_advice_headings_in_the_right_order(capsys):
+    """A setup that fits never gets the heading of what to do when memory runs out; one that does not fit does."""
+    from gpuplan.i18n import t
+
+    not_enough = t("section.advice", "zh")
+    out = _zh(capsys, ["train", "llama-3.1-8b", "--gpu", "h100-sxm", "--method", "lora", "--advise"])
+    assert t("section.advice_fits", "zh") in out and not_enough not in out
+    out = _zh(capsys, ["train", "llama-3.1-8b", "--gpu", "a100-40gb", "--advise"])
+    assert not_enough in out
+
+
 @pytest.mark.parametrize("argv", [
     ["train", "llama-3.1-8b", "--gpu", "a100-40gb", "--advise"],
     ["train", "llama-3.1-70b", "--gpus", "64", "--tp", "8", "--pp", "4", "--zero", "1", "--per-rank"],
