@@ -11,8 +11,6 @@ from gpuplan.cli.main import main
 from gpuplan.i18n import phase_label, strings
 
 CJK = re.compile(r"[\u3400-\u9fff]")
-# Sections of free text written by the engines (formulas, sources, assumptions) are not catalog strings.
-FREE_TEXT_HEADERS = ("假设", "警告", "assumptions", "warnings")
 
 COMMANDS = [
     ["train", "llama-2-7b-hf", "--gpu", "a100-80gb", "--gpus", "8", "--framework", "deepspeed"],
@@ -38,17 +36,9 @@ def _english_names() -> set[str]:
 
 
 def _catalog_part(text: str) -> str:
-    """The output without the engines' free-text sections (indented lines under an assumptions/warnings header)."""
-    keep, skipping = [], False
-    for line in text.splitlines():
-        if line.rstrip(":：").strip() in FREE_TEXT_HEADERS:
-            skipping = True
-            continue
-        if skipping and line.startswith("  "):
-            continue
-        skipping = False
-        keep.append(line)
-    return "\n".join(keep)
+    """The output without its source citations (the text after "来源：", quoted as written); the engines'
+    assumptions and warnings are printed through the catalog too, so they are kept."""
+    return "\n".join(re.sub(r"来源：.*?(?=）|$)", "", line) for line in text.splitlines())
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2] + a[-2:]))

@@ -72,7 +72,8 @@ def _row(it: AdviceItem, result: AdviceResult, lang: str | None) -> tuple:
         notes.append(t("advice.new_hardware", lang))
     saved = (result.base.total_bytes - it.outcome.total_bytes) / GiB
     return (it.candidate.label(lang), f"{it.outcome.total_bytes / GiB:,.1f}", f"{saved:,.1f}",
-            t("word.yes" if it.outcome.fits else "word.no", lang), _tf(it.time_factor), "; ".join(notes),
+            t("word.yes" if it.outcome.fits else "word.no", lang), _tf(it.time_factor),
+            ("；" if (lang or "").startswith("zh") else "; ").join(notes),
             " ".join(it.argv_delta))
 
 

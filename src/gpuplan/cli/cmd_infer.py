@@ -75,8 +75,8 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
         lines.append("")
-        lines.extend(term_lines(m.terms))
+        lines.extend(term_lines(m.terms, lang))
     if files is not None:
         lines.append("")
-        lines.extend(files.text_lines())
+        lines.extend(files.text_lines("infer", lang))
     return "\n".join(lines)

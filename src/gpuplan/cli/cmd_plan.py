@@ -70,24 +70,24 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for c in plans:
         cost = plan_dict(c)["cost_usd"]
-        rows.append((describe(c.layout), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
+        rows.append((localize(describe(c.layout), lang), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
                      f"{c.seconds_per_step:.2f}", f"{c.mfu:.1%}", "-" if c.days is None else f"{c.days:,.1f}",
                      "-" if cost is None else f"{cost:,.0f}"))
     names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
     print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
     print(f"\n{heading('plan.why', lang)}")
     for line in why_winner(win, win_res):
-        print(f"- {line}")
+        print(f"- {localize(line, lang)}")
     print(f"\n{heading('plan.alternatives', lang)}")
     for a in alts:
-        print(f"- {a.label}: {a.verdict}")
+        print(f"- {localize(a.label, lang)}{colon(lang)}{localize(a.verdict, lang)}")
     for gpu, res in results:
         if gpu.id == win.gpu_id:
             continue
         if res.plans:
             b = res.plans[0]
             days = "-" if b.days is None else t("plan.days", lang, days=f"{b.days:.1f}")
-            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=describe(b.layout), gpus=f"{b.gpus:,}", days=days,
+            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=localize(describe(b.layout), lang), gpus=f"{b.gpus:,}", days=days,
                            mfu=f"{b.mfu:.1%}", memory=f"{b.memory_total_bytes / GiB:,.1f}",
                            usable=f"{gpu.memory_usable_bytes / GiB:,.1f}"))
         else:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
     if r.files is not None:
         print()
-        print("\n".join(r.files.text_lines("plan")))
+        print("\n".join(r.files.text_lines("plan", lang)))
     if launch is not None:
         print()
         if args.emit_out:

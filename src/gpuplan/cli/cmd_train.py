@@ -68,9 +68,9 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
         lines.append(render_table([t("train.phase_column", lang), t("header.allocated", lang)],
                                   [(phase_label(p.name, lang), format_bytes(p.bytes)) for p in report.phases], "lr"))
         lines.append("")
-        lines.extend(term_lines(m.terms))
+        lines.extend(term_lines(m.terms, lang))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if getattr(args, "config_file", None) is not None:
         lines.append("")
-        lines.extend(args.config_file.text_lines())
+        lines.extend(args.config_file.text_lines(lang=lang))
     return "\n".join(lines)

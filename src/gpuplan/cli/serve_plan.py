@@ -8,7 +8,7 @@ import sys
 from gpuplan.cli.common import print_json
 from gpuplan.cli.render import render_table
 from gpuplan.commands.serve_plan import _layout, search_serving, to_json, why_winner
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import format_seconds
 
 
@@ -43,16 +43,16 @@ def run(args: argparse.Namespace) -> int:
                      p.limiting(), "-" if cost is None else f"{cost:,.2f}"))
     names = ("layout", "gpu", "gpus", "batch", "tokens", "ttft", "tpot", "bound", "cost")
     print(render_table(headers("serve.header", names, lang), rows, "llrrrrrlr"))
-    print(f"\n{t('serve.why', lang)}:")
+    print(f"\n{heading('serve.why', lang)}")
     for line in why_winner(r):
-        print(f"- {line}")
+        print(f"- {localize(line, lang)}")
     if args.explain:
-        print(f"\n{t('serve.rejected', lang)}:")
+        print(f"\n{heading('serve.rejected', lang)}")
         for x in r.result.rejected:
-            print(f"- {x['gpu']} tp={x['tp']} pp={x['pp']} ep={x['ep']}: {x['reason']}")
-        print(f"\n{t('section.assumptions', lang)}:")
+            print(f"- {x['gpu']} tp={x['tp']} pp={x['pp']} ep={x['ep']}{colon(lang)}{localize(x['reason'], lang)}")
+        print(f"\n{heading('section.assumptions', lang)}")
         for a in r.assumptions:
-            print(f"- {a}")
+            print(f"- {localize(a, lang)}")
     for w in r.warnings:
-        print(f"{t('word.warning', lang)}: {localize(w, lang)}")
+        print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
     return 0
