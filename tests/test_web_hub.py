@@ -155,6 +155,20 @@ def test_hub_refusals_are_readable(fake_hub, error, status, words):
     assert "Traceback" not in r.text
 
 
+def test_a_refused_id_is_not_asked_again_at_once(fake_hub, monkeypatch):
+    import gpuplan.web.hub as web_hub
+
+    client = TestClient(create_app(hub=True))
+    for _ in range(3):
+        assert post(client, "params", {"model": "no/such-model"}).status_code == 422
+    assert len(fake_hub.metadata_calls) == 1
+    monkeypatch.setattr(web_hub, "FAILURE_TTL_S", 0.0)  # once it is older, the hub is asked again
+    client = TestClient(create_app(hub=True))
+    for _ in range(2):
+        assert post(client, "params", {"model": "no/such-model"}).status_code == 422
+    assert len(fake_hub.metadata_calls) == 3
+
+
 def test_connection_errors_are_503(fake_hub):
     fake_hub.repos["some-org/some-model"] = ConnectionError("connection reset")
     r = post(TestClient(create_app(hub=True)), "params", {"model": "some-org/some-model"})

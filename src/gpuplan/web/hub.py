@@ -5,7 +5,9 @@ no remote code, no weights, anonymously (the server's own hub login is never len
 checked before any network call; the file is refused above ``max_bytes``; each request to the hub has a timeout
 and the whole fetch a time limit (504 past it; the fetch finishes in the background and fills the cache). Parsed
 configs are kept in an in-process LRU, above huggingface_hub's disk cache, and concurrent requests for the same
-id share one fetch. Fetches run in their own few threads, never on the event loop.
+id share one fetch. What the hub said against an id (missing, gated, too large, not a model) is kept for
+``FAILURE_TTL_S``, so that repeating a bad id does not ask the hub again. Fetches run in their own few threads,
+never on the event loop.
 
 Off (the default of a server reachable from the network), an id that is not a preset is refused with a 422
 saying how to turn it on. Settings: ``gpuplan serve --hub on|off``, or the environment variable below (read by
@@ -17,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from gpuplan.errors import InputError
+from gpuplan.errors import HubUnavailable, InputError
 from gpuplan.model.resolve import MAX_HUB_CONFIG_BYTES, check_hub_id, fetch_hub_config
 from gpuplan.web.slow import SlowRefused
 
@@ -30,6 +33,7 @@ CONFIG_ENTRIES = 256  # parsed configs kept (a config is a few KiB)
 REQUEST_TIMEOUT_S = 10.0  # each request to the hub (huggingface_hub's own default)
 TIME_LIMIT_S = 25.0  # the whole fetch, as a request waits for it
 THREADS = 4  # fetches wait on the network, not the interpreter lock
+FAILURE_TTL_S = 60.0  # how long the hub's refusal of an id is repeated without asking again
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 # A name that ends like a file the command line would read is never taken for a hub id by the server.
 _FILE_SUFFIXES = (".json", ".toml", ".yaml", ".yml", ".sh", ".bash", ".txt", ".args", ".cmd")
@@ -59,6 +63,7 @@ class HubConfigs:
         self.enabled, self.entries, self.max_bytes = enabled, entries, max_bytes
         self.request_timeout_s, self.time_limit_s = request_timeout_s, time_limit_s
         self._configs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[float, InputError]] = OrderedDict()  # id -> (until, error)
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._threads = threads
@@ -78,11 +83,18 @@ class HubConfigs:
         return check_hub_id(name)
 
     def cached(self, repo_id: str) -> dict[str, Any] | None:
+        """The kept config of ``repo_id``, or None; raises the hub's recent refusal of it again."""
         with self._lock:
             config = self._configs.get(repo_id)
             if config is not None:
                 self._configs.move_to_end(repo_id)
-            return config
+                return config
+            failure = self._failures.get(repo_id)
+            if failure is not None:
+                if time.monotonic() < failure[0]:
+                    raise failure[1]
+                del self._failures[repo_id]
+            return None
 
     def _future(self, repo_id: str) -> Future:
         """The fetch of ``repo_id`` in flight, or a new one (one per id at a time)."""
@@ -103,7 +115,17 @@ class HubConfigs:
     def _fetch(self, repo_id: str) -> dict[str, Any]:
         with self._lock:
             self.fetches += 1
-        config = fetch_hub_config(repo_id, max_bytes=self.max_bytes, timeout_s=self.request_timeout_s, token=False)
+        try:
+            config = fetch_hub_config(repo_id, max_bytes=self.max_bytes, timeout_s=self.request_timeout_s,
+                                      token=False)
+        except HubUnavailable:
+            raise  # not the id's fault: asked again next time
+        except InputError as exc:
+            with self._lock:
+                self._failures[repo_id] = (time.monotonic() + FAILURE_TTL_S, exc)
+                while len(self._failures) > self.entries:
+                    self._failures.popitem(last=False)
+            raise
         with self._lock:
             self._configs[repo_id] = config
             self._configs.move_to_end(repo_id)
