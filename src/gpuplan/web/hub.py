@@ -118,8 +118,9 @@ class HubConfigs:
         try:
             config = fetch_hub_config(repo_id, max_bytes=self.max_bytes, timeout_s=self.request_timeout_s,
                                       token=False)
-        except HubUnavailable:
-            raise  # not the id's fault: asked again next time
+        except HubUnavailable as exc:  # not the id's fault: asked again next time; the hint is the page's way round
+            raise HubUnavailable(exc.field, exc.value, exc.rule, hint="paste its config.json (https://huggingface.co/"
+                                 f"{repo_id}/blob/main/config.json) into 'config'") from None
         except InputError as exc:
             with self._lock:
                 self._failures[repo_id] = (time.monotonic() + FAILURE_TTL_S, exc)
