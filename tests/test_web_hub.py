@@ -254,20 +254,33 @@ def test_bad_ids_are_refused_before_any_network_call(fake_hub, monkeypatch, name
 
 
 def test_paths_urls_and_file_names_are_never_read(fake_hub, tmp_path, monkeypatch):
-    monkeypatch.setattr(resolve, "load_config_file", lambda p: pytest.fail(f"read {p}"))
+    real_load = resolve.load_config_file
+
+    def load(path):
+        if "/acme/" in str(path):
+            pytest.fail(f"read the local file {path}")
+        return real_load(path)
+
+    monkeypatch.setattr(resolve, "load_config_file", load)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "org").mkdir()
-    (tmp_path / "org" / "model").mkdir()  # 'org/model' exists as a folder in the server's working folder
-    (tmp_path / "org" / "model" / "config.json").write_text(json.dumps(QWEN3_4B))
-    (tmp_path / "org" / "x.yaml").write_text("model: {}")
+    (tmp_path / "acme" / "tiny").mkdir(parents=True)  # 'acme/tiny' is a folder in the server's working folder
+    (tmp_path / "acme" / "tiny" / "config.json").write_text(json.dumps({**QWEN3_4B, "num_hidden_layers": 2}))
+    (tmp_path / "acme" / "x.yaml").write_text("model: {}")
     client = TestClient(create_app(hub=True))
     for name in ("/etc/passwd", "../x.json", "~/config.json", "https://example.com/config.json",
-                 "org/model/config.json", "org/x.yaml", "org\\model"):
+                 "acme/tiny/config.json", "acme/x.yaml", "acme\\tiny", "acme/tiny/"):
         assert post(client, "params", {"model": name}).status_code == 422, name
-    # an id that is also a local folder is asked of the hub (the fake hub has no such repository)
-    r = post(client, "params", {"model": "org/model"})
+    # an id that is also a local folder is asked of the hub, never read from the folder
+    r = post(client, "params", {"model": "acme/tiny"})
     assert r.status_code == 422 and "no such model repository" in r.json()["rule"]
-    assert len(fake_hub.metadata_calls) == 1 and "/org/model/" in fake_hub.metadata_calls[0]
+    assert len(fake_hub.metadata_calls) == 1 and "/acme/tiny/" in fake_hub.metadata_calls[0]
+    fake_hub.add("acme/tiny2", QWEN3_4B)
+    (tmp_path / "acme" / "tiny2").mkdir()
+    (tmp_path / "acme" / "tiny2" / "config.json").write_text(json.dumps({**QWEN3_4B, "num_hidden_layers": 2}))
+    for command, body in (("params", {}), ("infer", {"gpu": "h100-sxm"}), ("train", {"seq": 1024})):
+        r = post(client, command, {"model": "acme/tiny2", **body})
+        assert r.status_code == 200, r.text
+    assert post(client, "params", {"model": "acme/tiny2"}).json() == post(client, "params", {"model": REPO}).json()
 
 
 def test_off_refuses_hub_ids_without_any_network_call(fake_hub, monkeypatch):
@@ -321,11 +334,10 @@ def test_serve_hub_default_follows_the_host(monkeypatch, capsys):
     import uvicorn
 
     seen = {}
-    monkeypatch.delenv(HUB_ENV, raising=False)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(hub=app.state.hub.enabled))
     for argv, enabled in ((["--host", "127.0.0.1"], True), (["--host", "::1"], True), (["--host", "0.0.0.0"], False),
                           (["--host", "0.0.0.0", "--hub", "on"], True), (["--hub", "off"], False)):
-        monkeypatch.delenv(HUB_ENV, raising=False)
+        monkeypatch.setenv(HUB_ENV, "")  # unset; serve writes it for its workers, and the test's end restores it
         assert cli_main(["serve", *argv]) == 0
         assert seen["hub"] is enabled, argv
     assert default_for_host("localhost") and not default_for_host("192.168.1.2")

@@ -43,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     hub = args.hub or os.environ.get(HUB_ENV, "").strip().lower() or ("on" if default_for_host(args.host) else "off")
     if hub not in ("on", "off"):
         raise InputError(HUB_ENV, hub, "must be 'on' or 'off'")
-    os.environ[HUB_ENV] = hub
     if args.time_limit is not None:
         os.environ[TIME_LIMIT_ENV] = repr(args.time_limit)
     if args.max_queue is not None:
@@ -54,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print("gpuplan: the server fetches the config.json of Hugging Face ids that no preset has (--hub off stops "
               "it)", file=sys.stderr)
     if args.workers > 1:  # worker processes import the app factory themselves
+        os.environ[HUB_ENV] = hub
         uvicorn.run("gpuplan.web.app:create_app", factory=True, workers=args.workers, **options)
     else:
         from gpuplan.web.app import create_app
 
-        uvicorn.run(create_app(), **options)
+        uvicorn.run(create_app(hub=hub == "on"), **options)
     return 0
