@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpuplan import __version__
 from gpuplan.commands.registry import MODEL_COMMANDS, Command, describe, load_commands
 from gpuplan.errors import HubUnavailable, InputError
+from gpuplan.model.presets import find_preset
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
@@ -245,8 +246,6 @@ def answers_inline(command: Command, values: dict[str, Any]) -> bool:
 def names_preset_or_none(values: dict[str, Any]) -> bool:
     """Whether the request's model is a preset (or absent): what the short way answers; any other name (a hub id
     to fetch, or one to refuse) goes the full way."""
-    from gpuplan.model.presets import find_preset
-
     model = values.get("model")
     return model is None or find_preset(model) is not None
 
