@@ -61,7 +61,7 @@ def test_check_exit_3_when_it_does_not_fit(qwen, capsys):
     (["--tp", "3"], "must divide the number of attention heads"),
     (["--weights", "q3_k_x"], "unknown weight format"),
     (["--kv-dtype", "int4", "--engine", "vllm", "--gpu", "h100-sxm"], "fp8"),
-    (["--engine", "sglang"], "must be hf or vllm"),
+    (["--engine", "tgi"], "must be one of hf, vllm, sglang, trtllm"),
 ])
 def test_bad_input_exit_2(qwen, capsys, argv, needle):
     assert main(["infer", qwen, *argv]) == 2

@@ -34,6 +34,7 @@ BASE = {
     "infer": {"model": "llama-3.2-1b", "gpu": "h100-sxm"},
     "time": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "tokens": "1T"},
     "plan": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "gpus": 8},
+    "sweep": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "over": "batch", "values": "1,2"},
 }
 # Fields that need another base: a plan takes a GPU count or a deadline, not both.
 FIELD_BASE = {("plan", "days"): {"model": "llama-3.2-1b", "gpu": "h100-sxm", "tokens": "1T"}}

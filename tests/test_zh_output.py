@@ -69,13 +69,14 @@ def test_phase_names_translate_with_their_numbers():
 
 def test_chinese_sentences_use_chinese_punctuation():
     """In a zh string with Chinese text: no ASCII comma, semicolon or colon followed by a space or a Chinese
-    character, and no ASCII parenthesis next to a Chinese character."""
+    character, and no ASCII parentheses around Chinese text or closing right before it."""
     bad = []
     for key, entry in strings().items():
         zh = entry["zh"]
         if not CJK.search(zh):
             continue
-        if re.search(r"[,;:](?= |[\u3400-\u9fff])", zh) or re.search(r"[\u3400-\u9fff] ?\(|\) ?[\u3400-\u9fff]", zh):
+        # ASCII parentheses around Chinese text, or closing right before it (a formula such as (p/2-1)/3 may stay)
+        if re.search(r"[,;:](?= |[\u3400-\u9fff])", zh) or re.search(r"\([^()]*[\u3400-\u9fff][^()]*\)|\) ?[\u3400-\u9fff]", zh):
             bad.append(f"{key}: {zh}")
     assert not bad, "\n".join(bad)
 

@@ -28,7 +28,7 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     m = r.memory
     lay = cfg.layout
     lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
-               weights=cfg.weights.name, kv=cfg.kv_dtype or cfg.weights.dtype, tp=lay.tp, pp=lay.pp, ep=lay.ep,
+               weights=cfg.weights.name, kv=cfg.kv_dtype or ("fp16" if cfg.engine == "llamacpp" else cfg.weights.dtype), tp=lay.tp, pp=lay.pp, ep=lay.ep,
                dp=lay.dp, gpus=lay.gpus)]
     keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
             "allocated_peak_bytes", "total_bytes")
@@ -36,9 +36,10 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
     lines.append(t("infer.kv_line", lang, per_token=f"{r.kv_cache_bytes_per_token:,}", context=cfg.context,
                    per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=phase_label(m.peak_phase, lang)))
-    if r.engine.get("name") == "vllm":
+    if r.engine.get("name") in ("vllm", "sglang", "trtllm"):
         e = r.engine
-        lines.append(t("infer.vllm_line", lang, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
+        title = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[e["name"]]
+        lines.append(t("infer.vllm_line", lang, engine=title, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
                        tokens=f"{e['kv_cache_tokens']:,}", context=cfg.context, concurrency=e["max_concurrency"],
                        exact=f"{e['max_concurrency_exact']:.2f}"))
     if r.fits is not None:
@@ -61,6 +62,16 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
         lines.append(t("infer.speed", lang, dtype=s["compute_dtype"], ttft=format_seconds(s["ttft_s"]),
                        per_seq=f"{s['decode_tokens_per_s_per_seq']:.1f}", total=f"{s['decode_tokens_per_s']:.0f}",
                        bound=value_label("bound", s["decode_bound"], lang), batch1=f"{s['decode_tokens_per_s_batch1']:.1f}", compute_bound=bound))
+        cb = s.get("continuous_batching")
+        if cb and "tpot_s" in cb:
+            lines.append(t("infer.continuous", lang, batch=cfg.batch, prompt=cfg.prompt, output=cfg.context - cfg.prompt,
+                           ttft=format_seconds(cb["ttft_s"]), tpot=format_seconds(cb["tpot_s"]),
+                           tokens=f"{cb['output_tokens_per_s']:,.0f}"))
+        if s.get("tp_allreduces_per_step"):
+            lines.append(t("infer.tp_comm", lang, n=s["tp_allreduces_per_step"], tp=cfg.layout.tp,
+                           latency=f"{s['allreduce_latency_s'] * 1e6:g}", comm=format_seconds(s["decode_tp_comm_s"]),
+                           step=format_seconds(s["decode_step_s"]),
+                           share=f"{s['decode_tp_comm_s'] / s['decode_step_s']:.0%}"))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
         lines.append("")

@@ -30,6 +30,15 @@ def _nothing_fits(args, results, spec, warnings) -> int:
 def run(args: argparse.Namespace) -> int:
     from gpuplan.plan.explain import describe, why_winner
 
+    if args.serve:
+        from gpuplan.cli.serve_plan import run as run_serve
+
+        return run_serve(args)
+
+    if args.xlsx:
+        from gpuplan.xlsx import check_xlsx_path
+
+        check_xlsx_path(args.xlsx)
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
@@ -43,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"gpuplan plan: error: --emit-out={args.emit_out}: cannot be written ({exc.strerror or exc})",
                   file=sys.stderr)
             return 2
+    if args.xlsx:
+        from gpuplan.commands.xlsx import write_plan
+
+        write_plan(args, r)
     if args.json:
         print_json(to_json(r, launch))
         return 0
@@ -85,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{heading('section.assumptions', lang)}")
         for a in assumptions:
             print(f"- {localize(a, lang)}")
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        print("\n".join(render_cluster(r.cluster, lang, args.explain)))
     for w in warnings:
         print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
     if r.files is not None:

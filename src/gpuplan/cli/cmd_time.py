@@ -31,7 +31,15 @@ def _list_prices(lang: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_prices:
         return _list_prices(lang_of(args))
+    if args.xlsx:
+        from gpuplan.xlsx import check_xlsx_path
+
+        check_xlsx_path(args.xlsx)
     r = evaluate(args)
+    if args.xlsx:
+        from gpuplan.commands.xlsx import write_time
+
+        write_time(args, r)
     return finish_estimate(args, "time", to_json(args, r) if args.json else {}, lambda: render(r, args),
                            not r.cannot_work)
 
@@ -88,5 +96,9 @@ def render(r: TimeRun, args: argparse.Namespace) -> str:
                          + (f"  [{term.source}]" if term.source else ""))
     lines.append(heading("section.assumptions", lang))
     lines.extend(f"- {localize(a, lang)}" for a in r.assumptions)
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        lines.extend(render_cluster(r.cluster, lang, args.explain))
     lines.extend(f"{tr('word.warning')}{colon(lang)}{localize(w, lang)}" for w in r.warnings)
     return "\n".join(lines)

@@ -24,9 +24,9 @@ from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.options import CommandOptions, Option, command_options
 
 # Commands the APIs offer, in the order the CLI lists them.
-API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
+API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan", "sweep")
 # Computing commands take a model (preset, pasted config or raw dimensions).
-MODEL_COMMANDS = ("params", "train", "infer", "time", "plan")
+MODEL_COMMANDS = ("params", "train", "infer", "time", "plan", "sweep")
 
 # Upper bounds on counts: one table in the core (gpuplan.limits); kept under this name for the web API.
 COUNT_CAPS = COUNT_BOUNDS

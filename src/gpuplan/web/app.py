@@ -33,8 +33,8 @@ from gpuplan.web.slow import SlowGate, SlowRefused
 
 API = "/api/v1"
 log = logging.getLogger("gpuplan.web")
-# Commands that can take long (a layout search) run in a worker thread (see answers_inline).
-THREADED = frozenset({"plan"})
+# Commands that can take long (a layout search, a sweep of many points) run in a worker thread (see answers_inline).
+THREADED = frozenset({"plan", "sweep"})
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request (not JSON)"},
     413: {"model": ErrorBody, "description": "request body too large"},
