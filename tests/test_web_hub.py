@@ -193,6 +193,17 @@ def test_a_refused_id_is_not_asked_again_at_once(fake_hub, monkeypatch):
     assert len(fake_hub.metadata_calls) == 3
 
 
+def test_the_command_line_gives_the_same_errors(fake_hub, capsys):
+    fake_hub.repos["meta-llama/Some-Gated"] = hub_error("GatedRepoError", 403)
+    assert cli_main(["params", "meta-llama/Some-Gated"]) == 2
+    assert "gated repository" in capsys.readouterr().err
+    assert cli_main(["params", "no/such-model"]) == 2
+    assert "no such model repository" in capsys.readouterr().err
+    assert cli_main(["params", "org/bad..id"]) == 2
+    assert "Hugging Face repository id" in capsys.readouterr().err
+    assert len(fake_hub.downloads) == 2  # the bad id never reached the hub
+
+
 def test_connection_errors_are_503(fake_hub):
     fake_hub.repos["some-org/some-model"] = ConnectionError("connection reset")
     r = post(TestClient(create_app(hub=True)), "params", {"model": "some-org/some-model"})

@@ -22,7 +22,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 # 1 to 96 of letters, digits, '-', '_', '.', not starting or ending with '-' or '.', no '--' or '..', and the
 # name not ending in '.git'.
 HUB_ID_PART_MAX_CHARS = 96
-_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+_HUB_PART = re.compile(rf"[A-Za-z0-9_](?:[A-Za-z0-9._-]{{0,{HUB_ID_PART_MAX_CHARS - 2}}}[A-Za-z0-9_])?")
 HUB_ID_RULE = ("must be a Hugging Face repository id org/name: two parts of 1 to 96 letters, digits, '-', '_' or "
                "'.', not starting or ending with '-' or '.', without '--' or '..'")
 # What a server asks of the hub (gpuplan.web.hub): the largest config.json it reads, in bytes. Real ones are a few
