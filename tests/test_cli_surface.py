@@ -120,7 +120,7 @@ SURFACE = {
     "serve": Surface(
         positionals=(),
         options=frozenset({
-            "--host", "--lang", "--log-level", "--max-queue", "--port", "--time-limit", "--workers"
+            "--host", "--hub", "--lang", "--log-level", "--max-queue", "--port", "--time-limit", "--workers"
         }),
     ),
     "sweep": Surface(

@@ -6,13 +6,16 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuplan.commands.registry import Command, evaluate
 from gpuplan.errors import InputError
 from gpuplan.web.jsonsafe import echo, find_non_finite, show
-from gpuplan.web.limits import (check_dimensions, check_model_name, pasted_config_file, pasted_stack_config,
-                               spec_from_pasted)
+from gpuplan.web.limits import (check_dimensions, check_hub_config, check_model_name, is_hub_name,
+                                pasted_config_file, pasted_stack_config, spec_from_pasted)
+
+if TYPE_CHECKING:
+    from gpuplan.web.hub import HubConfigs
 
 CACHE_ENTRIES = 512
 RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their canonical form only
@@ -50,11 +53,12 @@ def out_of_range(command: Command, values: dict[str, Any], detail: str) -> Input
                       hint="use a value real runs have" + also)
 
 
-def compute(command: Command, body: dict[str, Any]) -> Any:
-    """The JSON ``gpuplan <command> ... --json`` prints for this request. Overflow, division by zero and other
-    arithmetic failures on the request's numbers are input errors (422), never server errors."""
+def compute(command: Command, body: dict[str, Any], hub: HubConfigs | None = None) -> Any:
+    """The JSON ``gpuplan <command> ... --json`` prints for this request (``hub``: the server's fetches of hub
+    configs, None to resolve presets only). Overflow, division by zero and other arithmetic failures on the
+    request's numbers are input errors (422), never server errors."""
     try:
-        return _compute(command, body)
+        return _compute(command, body, hub)
     except InputError as exc:
         suspects = _suspects(command, body)
         if exc.field == command.name and exc.value is None and len(suspects) == 1:
@@ -65,7 +69,7 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
         raise out_of_range(command, body, f"{type(exc).__name__}: {exc}") from None
 
 
-def _compute(command: Command, body: dict[str, Any]) -> Any:
+def _compute(command: Command, body: dict[str, Any], hub: HubConfigs | None) -> Any:
     values = {k: v for k, v in body.items() if v is not None}
     check_dimensions(values)
     model, config = values.pop("model", None), values.pop("config", None)
@@ -78,7 +82,16 @@ def _compute(command: Command, body: dict[str, Any]) -> Any:
         spec_from_pasted(config)  # every problem reported on 'config' before the CLI sees it
         with pasted_config_file(config) as path:
             return evaluate(command, values, path)
-    return evaluate(command, values, None if model is None else check_model_name(model))
+    if model is None:
+        return evaluate(command, values, None)
+    name = check_model_name(model, hub)
+    if hub is not None and is_hub_name(name):
+        from gpuplan.model.resolve import supplied_hub_configs
+
+        config = check_hub_config(name, hub.config(name), hub.max_bytes)
+        with supplied_hub_configs({name: config}):  # resolved as the CLI resolves a hub id, from this config
+            return evaluate(command, values, name)
+    return evaluate(command, values, name)
 
 
 def _with_stack_config(command: Command, values: dict[str, Any], text: str, model: str | None,
@@ -139,8 +152,8 @@ class ResultCache:
     bodies, the raw request body as received, which answers an identical repeat before any JSON decoding or
     validation. Only successful answers are stored."""
 
-    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
-        self.entries = entries
+    def __init__(self, entries: int = CACHE_ENTRIES, hub: HubConfigs | None = None) -> None:
+        self.entries, self.hub = entries, hub
         self._data: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._raw: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -189,7 +202,7 @@ class ResultCache:
             return data
         key = self._key(command, body)
         try:
-            data = encode(compute(command, body))
+            data = encode(compute(command, body, self.hub))
         except NonFiniteResult as exc:
             raise out_of_range(command, body, f"the estimate's {exc.path} would be {show(exc.value)}") from None
         with self._lock:
