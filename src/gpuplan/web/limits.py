@@ -146,23 +146,30 @@ def _file_stem(config: dict[str, Any]) -> str:
 
 
 @contextmanager
-def pasted_config_file(config: dict[str, Any]) -> Iterator[str]:
-    """Hand a pasted config to a CLI command that only accepts a path: write it into a folder the server creates
-    itself (private, random name) and delete both after the call. The request never names a path."""
+def _private_file(name: str, text: str) -> Iterator[str]:
+    """``text`` written as ``name`` into a folder the server creates itself (private, random name), both deleted
+    after the call: how a pasted file reaches a command that reads a path. The request never names a path."""
     global _PRIVATE_DIR
     if _PRIVATE_DIR is None or not os.path.isdir(_PRIVATE_DIR):
         _PRIVATE_DIR = tempfile.mkdtemp(prefix="gpuplan-web-")
     folder = tempfile.mkdtemp(dir=_PRIVATE_DIR)
-    path = os.path.join(folder, _file_stem(config) + ".json")
+    path = os.path.join(folder, name)
     try:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(config, f)
+            f.write(text)
         yield path
     finally:
         with _suppress_oserror():
             os.unlink(path)
         with _suppress_oserror():
             os.rmdir(folder)
+
+
+@contextmanager
+def pasted_config_file(config: dict[str, Any]) -> Iterator[str]:
+    """A pasted config.json handed to a CLI command that only accepts a path (:func:`_private_file`)."""
+    with _private_file(_file_stem(config) + ".json", json.dumps(config)) as path:
+        yield path
 
 
 MAX_STACK_CONFIG_CHARS = 64 * 1024
@@ -194,25 +201,12 @@ def stack_config_suffix(text: str) -> str:
 
 @contextmanager
 def pasted_stack_config(text: str) -> Iterator[str]:
-    """A pasted launch config written where only the server can name it (as :func:`pasted_config_file`), with
-    the suffix its reader needs; deleted after the call."""
+    """A pasted launch config written with the suffix its reader needs (:func:`_private_file`)."""
     if len(text) > MAX_STACK_CONFIG_CHARS:
         raise InputError("stack_config", f"({len(text)} characters)",
                          f"must be at most {MAX_STACK_CONFIG_CHARS} characters")
-    global _PRIVATE_DIR
-    if _PRIVATE_DIR is None or not os.path.isdir(_PRIVATE_DIR):
-        _PRIVATE_DIR = tempfile.mkdtemp(prefix="gpuplan-web-")
-    folder = tempfile.mkdtemp(dir=_PRIVATE_DIR)
-    path = os.path.join(folder, "pasted" + stack_config_suffix(text))
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+    with _private_file("pasted" + stack_config_suffix(text), text) as path:
         yield path
-    finally:
-        with _suppress_oserror():
-            os.unlink(path)
-        with _suppress_oserror():
-            os.rmdir(folder)
 
 
 def hide_private_paths(text: str | None) -> str | None:
