@@ -22,6 +22,8 @@ LOOSE = {
     "qwen2.5-32b": 0.01,  # the card prints 32.5B; the safetensors hold 32.76B
     # "355B" / "106B" name the class: transformers builds 352.8B / 106.85B, the checkpoints add one MTP layer
     "glm-4.5": 0.01, "glm-4.6": 0.01, "glm-4.5-air": 0.01,
+    # "109B" counts Llama 4 Scout's vision encoder and projector (0.87B); the text model holds 107.77B
+    "llama-4-scout-17b-16e": 0.02,
 
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},

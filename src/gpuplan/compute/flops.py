@@ -82,9 +82,11 @@ def weight_flop_params(spec: ModelSpec) -> int:
     return counts.active - counts.embedding - counts.norm + tied_head
 
 
-def keys_per_query(seq: int, window: int | None, convention: str) -> float:
+def keys_per_query(seq: int, window: int | None, convention: str, chunked: bool = False) -> float:
     """Average number of keys one query attends to: ``full`` counts min(s, w) for every query; ``causal`` the
     unmasked mean, s/2 without a window and w − w²/(2s) for a sliding window w < s (query i sees min(i, w) keys).
+    ``chunked`` (Llama 4 chunked attention, chunk c = ``window``): query i sees i mod c keys, so s = q·c + r
+    tokens average (q·c² + r²) / (2s), the causal mean of each chunk.
     """
     span = seq if window is None else min(seq, window)
     if convention == "full":
@@ -92,6 +94,9 @@ def keys_per_query(seq: int, window: int | None, convention: str) -> float:
     if convention == "causal":
         if window is None or window >= seq:
             return seq / 2
+        if chunked:
+            q, r = divmod(seq, window)
+            return (q * window * window + r * r) / (2 * seq)
         return window - window * window / (2 * seq)
     if convention == "none":
         return 0.0
@@ -104,7 +109,8 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
 
     Standard attention has d_qk = d_v = head_dim, so training (3x the forward) gives 12·L·s·n_heads·head_dim
     (= 12·L·h·s when n_heads·head_dim = h) under the ``full`` convention. MLA uses d_qk = nope + rope dims and
-    d_v = v_head_dim (DeepSeek-V2 paper section 2.1). Sliding-window layers see at most the window.
+    d_v = v_head_dim (DeepSeek-V2 paper section 2.1). Sliding-window layers see at most the window, chunked layers
+    the keys of their chunk.
     """
     if spec.mla:
         d_qk, d_v = spec.mla.qk_head_dim, spec.mla.v_head_dim
@@ -114,7 +120,7 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
     total = 0.0
     for i in range(spec.num_layers):
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
-        total += per_layer * keys_per_query(seq, window, convention)
+        total += per_layer * keys_per_query(seq, window, convention, spec.is_chunked_layer(i))
     return total
 
 

@@ -136,7 +136,7 @@ def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, i
         if spec.is_moe_layer(i) and spec.moe is not None:
             expert = (spec.moe.num_experts, spec.moe.top_k, spec.hidden_size, spec.moe.expert_ffn_size)
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
-        attn = 2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, "causal")
+        attn = 2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, "causal", spec.is_chunked_layer(i))
         layers.append(_LayerShape(gemms, expert, attn, sum(t.numel for t in ts), ex))
     return tuple(layers), head_params, other
 

@@ -13,6 +13,8 @@ prompt after prefill: it slices ``full_key_states[:, :, -window + 1:]``, a view 
 until the first decode step's ``torch.cat`` replaces it with a window-sized one. So for ``--engine hf`` a sliding
 layer holds ``prompt`` tokens at the prefill peak and ``min(context, window)`` during decode.
 
+Llama 4's chunked-attention layers are capped at ``attention_chunk_size`` the same way (``tokens_held``).
+
 Quantized caches: vLLM's ``--kv-cache-dtype fp8`` is 1 byte per element (per-layer scalar scales ignored).
 transformers' ``QuantizedCache`` (int4 via quanto, int8 via HQQ) stores ``nbits`` per element plus an fp16 scale and
 zero point per group of 64 (``q_group_size``). The prefill quantizes the whole prompt; decode tokens wait in an
@@ -101,12 +103,16 @@ def tokens_held(spec: ModelSpec, layer: int, *, context: int, prompt: int, engin
 
     Full-attention layers: the context (``prompt`` at the prefill peak). Sliding layers: vLLM keeps
     min(context, window + block_size) (whole blocks; one extra block for the window boundary); transformers keeps
-    the prompt's storage at the prefill peak and min(context, window) during decode.
+    the prompt's storage at the prefill peak and min(context, window) during decode. Chunked layers (Llama 4):
+    vLLM's chunked local attention manager frees the blocks before the current chunk, so at most the chunk
+    (``min(context, chunk)``); transformers caches them in the same sliding-window layer as sliding attention.
     """
     length = prompt if phase == "prefill" else context
     if not spec.is_sliding_layer(layer) or spec.sliding_window is None:
         return length
     w = spec.sliding_window
+    if engine == "vllm" and spec.is_chunked_layer(layer):
+        return min(length, w)  # the current chunk's blocks (chunk sizes are whole blocks)
     if engine == "vllm":
         return min(length, w + block_size)
     return length if phase == "prefill" else min(length, w)
@@ -114,10 +120,11 @@ def tokens_held(spec: ModelSpec, layer: int, *, context: int, prompt: int, engin
 
 @lru_cache(maxsize=512)
 def attention_kinds(spec: ModelSpec, layers: range) -> tuple[tuple[int, int], ...]:
-    """The layers grouped by attention kind (sliding window or full): (first layer of the kind, how many)."""
-    count: dict[bool, list[int]] = {}
+    """The layers grouped by attention kind (full, sliding window or chunked): (first layer of the kind, how
+    many)."""
+    count: dict[str, list[int]] = {}
     for i in layers:
-        count.setdefault(spec.is_sliding_layer(i), [i, 0])[1] += 1
+        count.setdefault(spec.layer_types[i] if spec.layer_types else "full", [i, 0])[1] += 1
     return tuple((first, n) for first, n in count.values())
 
 

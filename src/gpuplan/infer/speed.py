@@ -40,7 +40,8 @@ def matmul_params_per_token(spec: ModelSpec) -> int:
 
 def attention_flop_per_token(spec: ModelSpec, attended: int, layer: int) -> float:
     """QK^T and AV for one query token attending ``attended`` tokens in one layer (window-capped for sliding
-    layers): 2 x heads x (qk_dim + v_dim) x attended."""
+    layers; chunked layers at most the chunk, the most a token late in its chunk sees): 2 x heads x (qk_dim +
+    v_dim) x attended."""
     if spec.is_sliding_layer(layer) and spec.sliding_window:
         attended = min(attended, spec.sliding_window)
     qk, v = (spec.mla.qk_head_dim, spec.mla.v_head_dim) if spec.mla else (spec.head_dim, spec.head_dim)
@@ -55,10 +56,14 @@ def decode_flop_per_token(spec: ModelSpec, context: int) -> float:
 
 def prefill_flop(spec: ModelSpec, prompt: int) -> float:
     """FLOP of prefilling one sequence of ``prompt`` tokens: 2 x params x prompt + causal attention (token t attends
-    t tokens, sum = prompt (prompt + 1) / 2; sliding layers at most the window)."""
+    t tokens, sum = prompt (prompt + 1) / 2; sliding layers at most the window; a chunked layer's chunks are
+    causal blocks of their own)."""
     attn = 0.0
     for i in range(spec.num_layers):
-        if spec.is_sliding_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
+        if spec.is_chunked_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
+            q, r = divmod(prompt, spec.sliding_window)  # each chunk is a causal block of its own
+            attended = q * spec.sliding_window * (spec.sliding_window + 1) / 2 + r * (r + 1) / 2
+        elif spec.is_sliding_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
             w = spec.sliding_window
             attended = w * (w + 1) / 2 + (prompt - w) * w
         else:

@@ -24,7 +24,7 @@ from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
-    "glm4_moe", "gpt_oss",
+    "glm4_moe", "gpt_oss", "llama4", "llama4_text",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -33,7 +33,9 @@ _SAME_AS = {"kimi_k2": "deepseek_v3"}
 
 # Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
 # model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).
-_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral"}
+_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4_text"}
+# A text_config whose model_type names the wrapper (some Llama 4 configs write "llama4" inside text_config too).
+_TEXT_TYPE = {"llama4": "llama4_text"}
 
 # Names transformers' ``attribute_map`` gives a key, which ``save_pretrained`` may write instead of the key.
 _ALIASES = {
@@ -51,11 +53,12 @@ _LAYOUT = {
     # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
     "glm4_moe": "deepseek",
     "gpt_oss": "gpt_oss",
+    "llama4_text": "llama4",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
 # GptOssConfig)
-_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072, "gpt_oss": 131072}
+_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072}
 
 
 class _Cfg:
@@ -130,6 +133,8 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     if raw is not None and (not isinstance(raw, list) or not all(isinstance(t, str) for t in raw)):
         raise InputError(f"{c.source}: layer_types", raw, "must be a list of attention types, one string per layer "
                          "(\"full_attention\", \"sliding_attention\")")
+    if model_type == "llama4_text":
+        return _llama4_layer_types(c, n_layers, raw)
     if raw:
         types = tuple("sliding" if "sliding" in t else "full" for t in raw)
     elif model_type in ("gemma2", "gpt_oss"):  # Gemma2Config / GptOssConfig: sliding first, then alternating
@@ -153,7 +158,68 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     return types, window
 
 
+def _llama4_rope_layers(c: _Cfg, n_layers: int) -> tuple[bool, ...]:
+    """Llama4TextConfig ``no_rope_layers``: 1 = RoPE layer, 0 = NoPE; by default all but every
+    ``no_rope_layer_interval``-th (4) layer."""
+    rope = c.int_list("no_rope_layers")
+    if not rope:
+        interval = c.pos_int("no_rope_layer_interval", default=4)
+        rope = [int((i + 1) % interval != 0) for i in range(n_layers)]
+    if len(rope) < n_layers or any(v not in (0, 1) for v in rope):
+        raise InputError(f"{c.source}: no_rope_layers", rope, f"must hold a 0 (NoPE) or 1 (RoPE) for each of the "
+                         f"{n_layers} layers")
+    return tuple(bool(rope[i]) for i in range(n_layers))
+
+
+def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple[str, ...], int | None]:
+    """Llama4TextConfig: RoPE layers (``no_rope_layers[i] == 1``; by default all but every
+    ``no_rope_layer_interval``-th) use chunked attention over ``attention_chunk_size`` (8192) positions, the NoPE
+    layers full attention; an explicit ``layer_types`` ("chunked_attention", "full_attention") wins. A null chunk
+    size leaves every layer full."""
+    chunk = c.opt_int("attention_chunk_size") if "attention_chunk_size" in c.data else 8192
+    if raw:
+        if len(raw) != n_layers:
+            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
+                             f"(num_hidden_layers={n_layers})")
+        bad = [t for t in raw if t not in ("chunked_attention", "full_attention")]
+        if bad:
+            raise InputError(f"{c.source}: layer_types", bad[0], "must be chunked_attention or full_attention for "
+                             "llama4")
+        types = tuple("chunked" if t == "chunked_attention" else "full" for t in raw)
+    else:
+        types = tuple("chunked" if rope else "full" for rope in _llama4_rope_layers(c, n_layers))
+    if chunk is None or "chunked" not in types:
+        return (), None
+    if chunk < 1:
+        raise InputError(f"{c.source}: attention_chunk_size", chunk, "must be an integer >= 1 or null")
+    return types, chunk
+
+
+def _llama4_moe(c: _Cfg, n_layers: int) -> MoESpec:
+    """Llama4TextConfig: ``moe_layers`` (indices), else every ``interleave_moe_layer_step``-th layer starting at
+    step - 1 (Scout: 1, every layer; Maverick: 2, the odd layers). Each MoE layer has a sigmoid top-k router,
+    ``num_local_experts`` SwiGLU experts of ``intermediate_size`` and one shared expert of the same size
+    (transformers ``Llama4TextMoe``)."""
+    listed = c.data.get("moe_layers")
+    if listed is not None:
+        idx = c.int_list("moe_layers")
+        bad = [i for i in idx if not 0 <= i < n_layers]
+        if bad:
+            raise InputError(f"{c.source}: moe_layers", bad[0], f"must be a layer index in 0..{n_layers - 1}")
+        chosen = set(idx)
+    else:
+        step = c.pos_int("interleave_moe_layer_step", default=1)
+        chosen = set(range(step - 1, n_layers, step))
+    f_e = c.pos_int("intermediate_size", default=8192)
+    return MoESpec(num_experts=c.pos_int(*_ALIASES["num_local_experts"], default=16),
+                   top_k=c.pos_int("num_experts_per_tok", default=1), expert_ffn_size=f_e,
+                   moe_layers=tuple(i in chosen for i in range(n_layers)), num_shared_experts=1,
+                   shared_expert_ffn_size=f_e)
+
+
 def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
+    if model_type == "llama4_text":
+        return _llama4_moe(c, n_layers)
     if model_type == "mixtral":
         return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=8), top_k=c.int("num_experts_per_tok", default=2),
                        expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
@@ -208,7 +274,8 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         raise InputError(f"{source}: num_hidden_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
     heads = c.pos_int("num_attention_heads")
     kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
-    head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
+    head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128,
+                        "llama4_text": 128}.get(model_type)
     if head_dim_default is None:
         if h % heads and c.data.get("head_dim") is None:
             raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
@@ -250,6 +317,9 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             v_head_dim=c.int("v_head_dim")),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
+    elif model_type == "llama4_text":  # dense layers: intermediate_size_mlp; the L2 qk norm has no weights
+        kw.update(ffn_size=c.pos_int("intermediate_size_mlp", default=16384),
+                  l2_qk_norm_layers=_llama4_rope_layers(c, n_layers) if c.bool("use_qk_norm", True) else ())
     else:
         kw.update(ffn_size=c.int("intermediate_size"))
     if model_type == "gpt_oss":  # experts carry biases (gate_up_proj_bias, down_proj_bias); per-head sinks
@@ -259,7 +329,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     moe = _moe(c, model_type, n_layers)
     if moe is not None:
         kw["moe"] = moe
-        if model_type in ("mixtral", "gpt_oss") or not any(not x for x in moe.moe_layers):
+        if model_type in ("mixtral", "gpt_oss") or (model_type != "llama4_text" and all(moe.moe_layers)):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
 
@@ -272,6 +342,7 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
         raise InputError(f"{source}: text_config", inner, f"model_type {model_type} is multimodal: its config.json "
                          "must hold the text model's keys in a text_config object")
     text_type = inner.get("model_type") or _MULTIMODAL.get(model_type)
+    text_type = _TEXT_TYPE.get(text_type, text_type) if isinstance(text_type, str) else text_type
     text_type = _SAME_AS.get(text_type, text_type) if isinstance(text_type, str) else text_type
     if not isinstance(text_type, str) or text_type not in _LAYOUT:
         raise InputError(f"{source}: text_config.model_type", text_type,

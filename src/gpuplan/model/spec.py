@@ -23,7 +23,12 @@ LAYOUTS = (
     "gpt_neox",
     "falcon",
     "gpt_oss",  # biased top-k router, experts with biases, per-head attention sinks
+    "llama4",  # feed_forward modules: router, experts and a shared expert on MoE layers, dense MLP on the others
 )
+
+# Attention kinds of ``ModelSpec.layer_types``: "sliding" attends the last ``sliding_window`` keys; "chunked"
+# (Llama 4 ``attention_chunk_size``) attends the keys of its own chunk of ``sliding_window`` positions.
+LAYER_TYPES = ("full", "sliding", "chunked")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,9 @@ class ModelSpec:
     """Decoder-only transformer dimensions and structure.
 
     Attributes follow Hugging Face config names where one exists. ``ffn_size`` is the dense MLP's intermediate
-    size (for gated MLPs the size of each of gate and up). ``layer_types`` gives "full" or "sliding" per layer.
+    size (for gated MLPs the size of each of gate and up). ``layer_types`` gives "full", "sliding" or "chunked"
+    per layer; ``sliding_window`` is the window of sliding layers or the chunk size of chunked layers (both keep at
+    most that many keys in a cache, which is why one field holds either).
     """
 
     name: str
@@ -92,6 +99,8 @@ class ModelSpec:
     mlp_bias: bool = False
     tie_embeddings: bool = False
     qk_norm: bool = False
+    # Llama 4 ``use_qk_norm``: a weightless fp32 L2 norm of q and k on its RoPE layers, per layer (no parameters)
+    l2_qk_norm_layers: tuple[bool, ...] = ()
     attention_sinks: bool = False  # gpt-oss: one learned logit per head joins each softmax (``self_attn.sinks``)
     learned_positions: bool = False  # GPT-2 style position embedding table
     parallel_residual: bool = False  # GPT-NeoX / Falcon: attention and MLP read the same input
@@ -134,7 +143,14 @@ class ModelSpec:
         return self.moe is not None and self.moe.moe_layers[layer]
 
     def is_sliding_layer(self, layer: int) -> bool:
-        return bool(self.layer_types) and self.layer_types[layer] == "sliding"
+        """The layer attends a bounded local span of ``sliding_window`` keys: a sliding window or a chunk. Caches
+        and masks treat both alike (transformers ``cache_utils`` maps ``chunked_attention`` to its sliding-window
+        cache layer with the chunk size as window); only the keys each query sees differ (``is_chunked_layer``)."""
+        return bool(self.layer_types) and self.layer_types[layer] in ("sliding", "chunked")
+
+    def is_chunked_layer(self, layer: int) -> bool:
+        """Llama 4 chunked attention: query i sees keys j <= i with j // chunk == i // chunk."""
+        return bool(self.layer_types) and self.layer_types[layer] == "chunked"
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
@@ -146,6 +162,22 @@ def sinks_warning(spec: ModelSpec) -> list[str]:
             "window on alternate layers); transformers has no SDPA path for gpt-oss (eager, flex or a flash kernel "
             "with sinks), and its eager path also holds the [batch, heads, q, k + 1] logits with the sink column. "
             "The experts' clamped SwiGLU (swiglu_limit) is estimated as a plain SwiGLU"]
+
+
+def llama4_warning(spec: ModelSpec) -> list[str]:
+    """What the activation and time estimates approximate for Llama 4 (empty for other models)."""
+    if spec.layout != "llama4":
+        return []
+    chunk = f"; chunked-attention layers cache and attend at most their chunk ({spec.sliding_window:,} tokens)" if (
+        spec.sliding_window) else ""
+    return ["Llama 4: activations are modelled with the terms of a llama-style layer with a top-k MoE and a shared "
+            "expert; not traced for this family: the router's sigmoid scores multiplying the expert inputs, the L2 "
+            "q/k norm of the RoPE layers and the NoPE layers' attention temperature scaling" + chunk]
+
+
+def family_warnings(spec: ModelSpec) -> list[str]:
+    """Every family's statement of what its estimates approximate."""
+    return sinks_warning(spec) + llama4_warning(spec)
 
 
 def _positive(name: str, value: object) -> None:
@@ -178,9 +210,12 @@ def validate_spec(spec: ModelSpec) -> None:
         if len(spec.layer_types) != spec.num_layers:
             raise InputError("layer_types", len(spec.layer_types),
                              f"must list one type per layer (num_hidden_layers={spec.num_layers})")
-        bad = sorted(set(spec.layer_types) - {"full", "sliding"})
+        bad = sorted(set(spec.layer_types) - set(LAYER_TYPES))
         if bad:
-            raise InputError("layer_types", bad[0], "must be full or sliding")
+            raise InputError("layer_types", bad[0], f"must be one of {', '.join(LAYER_TYPES)}")
+    if spec.l2_qk_norm_layers and len(spec.l2_qk_norm_layers) != spec.num_layers:
+        raise InputError("l2_qk_norm_layers", len(spec.l2_qk_norm_layers),
+                         f"must hold one flag per layer (num_hidden_layers={spec.num_layers})")
     if spec.sliding_window is not None:
         _positive("sliding_window", spec.sliding_window)
         _at_most("sliding_window", spec.sliding_window, MAX_POSITION)

@@ -115,6 +115,14 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
             b.linear(f"{p}.experts.{e}.down_proj", h, m.expert_ffn_size, "experts", "row", layer=i, expert=e,
                      bias=s.mlp_bias)
         return
+    if s.layout == "llama4":
+        # transformers ``Llama4TextMoe``: router Linear(h, E), experts fused as [E, h, 2f] gate_up_proj and
+        # [E, f, h] down_proj (listed per expert here), one shared expert ``Llama4TextMLP``
+        b.linear(f"{p}.router", m.num_experts, h, "router", "replicated", layer=i)
+        for e in range(m.num_experts):
+            _gated_mlp(b, f"{p}.experts.{e}", h, m.expert_ffn_size, "experts", layer=i, expert=e)
+        _gated_mlp(b, f"{p}.shared_expert", h, m.shared_expert_ffn_size, "mlp", layer=i)
+        return
     if s.layout == "mixtral":
         b.linear(f"{p}.gate", m.num_experts, h, "router", "replicated", layer=i)
         for e in range(m.num_experts):
@@ -132,7 +140,8 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
 
 
 def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
-    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3, gpt_oss)."""
+    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3, gpt_oss,
+    llama4)."""
     h, p = s.hidden_size, f"model.layers.{i}"
     if s.layout == "phi3":
         b.linear(f"{p}.self_attn.qkv_proj", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i,
@@ -149,13 +158,14 @@ def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
         q, k = (s.q_dim, s.kv_dim) if s.layout == "olmo2" else (s.head_dim, s.head_dim)
         b.norm(f"{p}.self_attn.q_norm", q, layer=i, component="attention")
         b.norm(f"{p}.self_attn.k_norm", k, layer=i, component="attention")
+    mlp = {"mixtral": "block_sparse_moe", "llama4": "feed_forward"}.get(s.layout, "mlp")
     if s.is_moe_layer(i):
-        _moe_block(b, f"{p}.block_sparse_moe" if s.layout == "mixtral" else f"{p}.mlp", s, i)
+        _moe_block(b, f"{p}.{mlp}", s, i)
     elif s.layout == "phi3":
         b.linear(f"{p}.mlp.gate_up_proj", 2 * s.ffn_size, h, "mlp", "column", layer=i, bias=s.mlp_bias)
         b.linear(f"{p}.mlp.down_proj", h, s.ffn_size, "mlp", "row", layer=i, bias=s.mlp_bias)
     else:
-        _gated_mlp(b, f"{p}.mlp", h, s.ffn_size, "mlp", layer=i, bias=s.mlp_bias)
+        _gated_mlp(b, f"{p}.{mlp}", h, s.ffn_size, "mlp", layer=i, bias=s.mlp_bias)
     norms = {
         "olmo2": ("post_attention_layernorm", "post_feedforward_layernorm"),
         "gemma": ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",

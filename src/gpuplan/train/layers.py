@@ -11,8 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuplan.model.spec import ModelSpec
-from gpuplan.train.activations import (Act, ActContext, _Saved, attention_core, gated_mlp, linear, moe_block, norm,
-                                       plain_mlp, sdpa_math, sdpa_repeats_kv)
+from gpuplan.train.activations import (
+    Act,
+    ActContext,
+    _Saved,
+    attention_core,
+    gated_mlp,
+    linear,
+    moe_block,
+    norm,
+    plain_mlp,
+    sdpa_math,
+    sdpa_repeats_kv,
+)
+from gpuplan.train.family_acts import l2_qk_norm, llama4_moe, llama4_moe_forward_end
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
 
@@ -73,6 +85,8 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
             _, _, k_rg = norm(sv, c, spec, "k_norm", "k_proj.out", e, k_rg, spec.kv_dim,
                               _flag(flags, "k_norm")[0], rows=1 if whole else spec.num_kv_heads)
         kv_rg = k_rg or v_rg
+        if spec.l2_qk_norm_layers and spec.l2_qk_norm_layers[i]:
+            l2_qk_norm(sv, c, spec, q_rg, k_rg)
     attention_core(sv, c, spec, q_rg, kv_rg, window)
     o_name = {"gpt2": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout, "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
@@ -110,6 +124,8 @@ def _mla(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg:
 def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: int, y_rg: bool,
          flags: Flags) -> bool:
     h = spec.hidden_size
+    if spec.is_moe_layer(i) and spec.layout == "llama4":
+        return llama4_moe(sv, c, spec, y_key, y_b, y_rg, flags)
     if spec.is_moe_layer(i):
         return moe_block(sv, c, spec, y_key, y_b, y_rg, flags)
     if spec.layout in ("gpt2", "gpt_neox", "falcon"):
@@ -198,6 +214,8 @@ def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -
         assert m is not None
         w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
         tail = max(tail, 2 * w * m.top_k * h)
+        if spec.layout == "llama4":
+            tail = max(tail, llama4_moe_forward_end(spec, c))
     tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout == "gpt2" else 0)
     if spec.parallel_residual:
         tok += 2 * e * h
@@ -265,6 +283,8 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
         wt = max(w, ex)
         k, f = m.top_k, m.expert_ffn_size
+        if spec.layout == "llama4":  # every token runs through all E experts (family_acts.llama4_moe)
+            k, ex, wt = m.num_experts, e, e
         routing = Act(tok=k * h * (3 * wt + (ex if wt != ex else 0)))
         pts.append(BwdPoint("moe routing", "none", routing))
         if "moe.peft_weights" in items:
