@@ -32,7 +32,9 @@ LOOSE = {
 }
 
 # Activated counts that name a class: GLM-4.5-Air's "12B" for 12.80B without the embedding.
-LOOSE_ACTIVE = {"glm-4.5-air": 0.07}
+LOOSE_ACTIVE = {"glm-4.5-air": 0.07,
+                # "A3B" names the class: 3.87B activated (3.56B without the embedding)
+                "qwen3-next-80b-a3b-instruct": 0.2}
 
 
 def test_at_least_40_presets():

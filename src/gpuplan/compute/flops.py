@@ -110,7 +110,7 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
     Standard attention has d_qk = d_v = head_dim, so training (3x the forward) gives 12·L·s·n_heads·head_dim
     (= 12·L·h·s when n_heads·head_dim = h) under the ``full`` convention. MLA uses d_qk = nope + rope dims and
     d_v = v_head_dim (DeepSeek-V2 paper section 2.1). Sliding-window layers see at most the window, chunked layers
-    the keys of their chunk.
+    the keys of their chunk; linear-attention layers cost ``linear_attention_flop_per_token``.
     """
     if spec.mla:
         d_qk, d_v = spec.mla.qk_head_dim, spec.mla.v_head_dim
@@ -119,9 +119,21 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
     per_layer = 2 * spec.num_heads * (d_qk + d_v)
     total = 0.0
     for i in range(spec.num_layers):
+        if spec.is_linear_layer(i):
+            total += linear_attention_flop_per_token(spec)
+            continue
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
         total += per_layer * keys_per_query(seq, window, convention, spec.is_chunked_layer(i))
     return total
+
+
+def linear_attention_flop_per_token(spec: ModelSpec) -> float:
+    """Forward FLOP per token of one linear-attention layer's parameter-free part (Qwen3-Next Gated DeltaNet), in
+    its recurrent form: reading the [dk, dv] state of each value head with k and q and writing the rank-one
+    update, 4·nv·dk·dv (Yang et al. 2024, arXiv:2412.06464, eq. 3). Independent of the sequence length; ignores
+    the chunked form's intra-chunk products and the conv (4 taps per channel)."""
+    la = spec.linear_attn
+    return 0.0 if la is None else 4.0 * la.num_v_heads * la.k_head_dim * la.v_head_dim
 
 
 def lora_adapter_params(spec: ModelSpec, rank: int, targets: tuple[str, ...] | None = None) -> int:

@@ -19,12 +19,12 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.limits import COUNT_BOUNDS
-from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
+from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
-    "glm4_moe", "gpt_oss", "llama4", "llama4_text",
+    "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -54,11 +54,15 @@ _LAYOUT = {
     "glm4_moe": "deepseek",
     "gpt_oss": "gpt_oss",
     "llama4_text": "llama4",
+    "qwen3_next": "qwen3_next",
+    "starcoder2": "starcoder2",
+    "gpt_bigcode": "gpt_bigcode",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
 # GptOssConfig)
-_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072}
+_MAX_POSITION = {"falcon": 2048, "starcoder2": 4096, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072,
+                 "qwen3_next": 32768}
 
 
 class _Cfg:
@@ -135,6 +139,8 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
                          "(\"full_attention\", \"sliding_attention\")")
     if model_type == "llama4_text":
         return _llama4_layer_types(c, n_layers, raw)
+    if model_type == "qwen3_next":
+        return _qwen3_next_layer_types(c, n_layers, raw), None
     if raw:
         types = tuple("sliding" if "sliding" in t else "full" for t in raw)
     elif model_type in ("gemma2", "gpt_oss"):  # Gemma2Config / GptOssConfig: sliding first, then alternating
@@ -147,7 +153,7 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
             return (), None
         start = c.int("max_window_layers", default=28)
         types = tuple("sliding" if i >= start else "full" for i in range(n_layers))
-    elif model_type in ("mistral", "mixtral", "phi3") and window:
+    elif model_type in ("mistral", "mixtral", "phi3", "starcoder2") and window:
         types = ("sliding",) * n_layers
     else:
         return (), None
@@ -195,6 +201,44 @@ def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple
     return types, chunk
 
 
+def _qwen3_next_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[str, ...]:
+    """Qwen3NextConfig: ``layer_types`` ("linear_attention", "full_attention"), by default every
+    ``full_attention_interval``-th (4) layer full attention and the others Gated DeltaNet."""
+    if raw:
+        if len(raw) != n_layers:
+            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
+                             f"(num_hidden_layers={n_layers})")
+        bad = [t for t in raw if t not in ("linear_attention", "full_attention")]
+        if bad:
+            raise InputError(f"{c.source}: layer_types", bad[0], "must be linear_attention or full_attention for "
+                             "qwen3_next")
+        return tuple("linear" if t == "linear_attention" else "full" for t in raw)
+    interval = c.pos_int("full_attention_interval", default=4)
+    return tuple("linear" if (i + 1) % interval else "full" for i in range(n_layers))
+
+
+def _qwen3_next_kw(c: _Cfg) -> dict[str, Any]:
+    """Qwen3NextConfig's Gated DeltaNet sizes (defaults: 16 key heads and 32 value heads of 128, 4 conv taps)."""
+    la = LinearAttnSpec(num_k_heads=c.pos_int("linear_num_key_heads", default=16),
+                        num_v_heads=c.pos_int("linear_num_value_heads", default=32),
+                        k_head_dim=c.pos_int("linear_key_head_dim", default=128),
+                        v_head_dim=c.pos_int("linear_value_head_dim", default=128),
+                        conv_kernel=c.pos_int("linear_conv_kernel_dim", default=4))
+    return dict(linear_attn=la, attn_output_gate=True, ffn_size=c.pos_int("intermediate_size", default=5632))
+
+
+def _qwen3_next_mtp_note(c: _Cfg) -> tuple[str, ...]:
+    """Qwen3-Next checkpoints carry ``mtp_num_hidden_layers`` multi-token-prediction layers that transformers
+    does not build (their weights are skipped on loading): named, not counted."""
+    n = c.int("mtp_num_hidden_layers", "num_nextn_predict_layers", default=0)
+    if n < 0:
+        raise InputError(f"{c.source}: mtp_num_hidden_layers", n, "must be >= 0")
+    if not n:
+        return ()
+    return (f"the checkpoint's {n} multi-token-prediction layer(s) (mtp_num_hidden_layers) are not built by "
+            "transformers or used by the estimate: not counted in the parameters, memory or time",)
+
+
 def _llama4_moe(c: _Cfg, n_layers: int) -> MoESpec:
     """Llama4TextConfig: ``moe_layers`` (indices), else every ``interleave_moe_layer_step``-th layer starting at
     step - 1 (Scout: 1, every layer; Maverick: 2, the odd layers). Each MoE layer has a sigmoid top-k router,
@@ -227,14 +271,18 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
         return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=128),
                        top_k=c.int("num_experts_per_tok", "experts_per_token", default=4),
                        expert_ffn_size=c.int("intermediate_size", default=2880), moe_layers=(True,) * n_layers)
-    if model_type in ("qwen2_moe", "qwen3_moe"):
-        n_exp = c.int(*_ALIASES["num_experts"])
+    if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
+        nxt = model_type == "qwen3_next"  # Qwen3NextConfig defaults: 512 experts, top-10, 512 wide, shared 512
+        n_exp = c.int(*_ALIASES["num_experts"], default=512 if nxt else None)
         step = c.pos_int("decoder_sparse_step", default=1)
         dense_only = set(c.int_list("mlp_only_layers"))
         layers = tuple(i not in dense_only and n_exp > 0 and (i + 1) % step == 0 for i in range(n_layers))
-        shared = c.int("shared_expert_intermediate_size", default=0) if model_type == "qwen2_moe" else 0
-        return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok"),
-                       expert_ffn_size=c.int("moe_intermediate_size"), moe_layers=layers,
+        if nxt and not any(layers):  # every layer dense: a plain Qwen3NextMLP of intermediate_size
+            return None
+        shared = c.int("shared_expert_intermediate_size", default=512 if nxt else 0) if model_type != "qwen3_moe" \
+            else 0
+        return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok", default=10 if nxt else None),
+                       expert_ffn_size=c.int("moe_intermediate_size", default=512 if nxt else None), moe_layers=layers,
                        num_shared_experts=1 if shared else 0, shared_expert_ffn_size=shared,
                        shared_expert_gate=bool(shared))
     if model_type in _DEEPSEEK_MOE:
@@ -266,16 +314,16 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         raise InputError(f"{source}: model_type", model_type,
                          f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     c = _Cfg(config, source)
-    if model_type == "gpt2":
-        return _gpt2_spec(c, name)
+    if model_type in ("gpt2", "gpt_bigcode"):
+        return _gpt2_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
         raise InputError(f"{source}: num_hidden_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
     heads = c.pos_int("num_attention_heads")
-    kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
+    kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=2 if model_type == "qwen3_next" else heads)
     head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128,
-                        "llama4_text": 128}.get(model_type)
+                        "llama4_text": 128, "qwen3_next": 256}.get(model_type)
     if head_dim_default is None:
         if h % heads and c.data.get("head_dim") is None:
             raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
@@ -297,7 +345,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         activation=c.str("hidden_activation", "hidden_act", default="silu"),
         qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=c.bool("mlp_bias", False),
         tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
-        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2") or (
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3_text", "olmo2") or (
             model_type == "glm4_moe" and c.bool("use_qk_norm", False)),
         layer_types=layer_types, sliding_window=window,
         hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", "hidden_dropout"),
@@ -317,6 +365,16 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             v_head_dim=c.int("v_head_dim")),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
+    elif model_type == "starcoder2":  # Starcoder2Config: use_bias (true) on every Linear, LayerNorms, tied head
+        bias = c.bool("use_bias", True)
+        kw.update(ffn_size=c.int("intermediate_size"), gated_mlp=False, norm="layernorm", qkv_bias=bias,
+                  o_bias=bias, mlp_bias=bias, activation=c.str("hidden_act", default="gelu_pytorch_tanh"),
+                  tie_embeddings=c.bool("tie_word_embeddings", True),
+                  hidden_dropout=c.fraction("residual_dropout", "embedding_dropout"))
+    elif model_type == "qwen3_next":
+        kw.update(_qwen3_next_kw(c))
+        notes = (*notes, *_qwen3_next_mtp_note(c))
+        kw["notes"] = notes
     elif model_type == "llama4_text":  # dense layers: intermediate_size_mlp; the L2 qk norm has no weights
         kw.update(ffn_size=c.pos_int("intermediate_size_mlp", default=16384),
                   l2_qk_norm_layers=_llama4_rope_layers(c, n_layers) if c.bool("use_qk_norm", True) else ())
@@ -381,18 +439,25 @@ def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
                 parallel_residual=c.bool("parallel_attn", True) or new_arch)
 
 
-def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
+def _gpt2_spec(c: _Cfg, name: str, model_type: str = "gpt2") -> ModelSpec:
+    """GPT-2, and GPT-BigCode (StarCoder, SantaCoder, OctoCoder): the same block in nn.Linear form, with one K/V
+    head when ``multi_query`` (GPTBigCodeConfig default true) and gelu_pytorch_tanh."""
     h = c.pos_int("n_embd", "hidden_size")
     heads = c.pos_int("n_head", "num_attention_heads")
     if h % heads:
         raise InputError("n_head", heads, f"must divide n_embd={h}")
+    bigcode = model_type == "gpt_bigcode"
+    n_inner = c.opt_int("n_inner")
     return ModelSpec(
-        name=name, family="gpt2", layout="gpt2", num_layers=c.int("n_layer", "num_hidden_layers"), hidden_size=h,
-        num_heads=heads, num_kv_heads=heads, head_dim=h // heads, ffn_size=c.int("n_inner", default=4 * h),
+        name=name, family=model_type, layout=model_type, num_layers=c.pos_int("n_layer", "num_hidden_layers"),
+        hidden_size=h, num_heads=heads, num_kv_heads=1 if bigcode and c.bool("multi_query", True) else heads,
+        head_dim=h // heads, ffn_size=4 * h if n_inner is None else n_inner,
         vocab_size=c.int("vocab_size"), max_position=c.int("n_positions", "max_position_embeddings", default=1024),
-        gated_mlp=False, activation=c.str("activation_function", default="gelu_new"), norm="layernorm",
-        qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
-        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config defaults
+        gated_mlp=False, activation=c.str("activation_function",
+                                          default="gelu_pytorch_tanh" if bigcode else "gelu_new"),
+        norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True,
+        tie_embeddings=c.bool("tie_word_embeddings", True) if bigcode else True, learned_positions=True,
+        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config / GPTBigCodeConfig
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -60,3 +60,53 @@ def llama4_moe_forward_end(spec: ModelSpec, c: ActContext) -> float:
     ([E·T, h], before their sum) beside the shared expert's output."""
     assert spec.moe is not None
     return (spec.moe.num_experts + 1) * c.e * spec.hidden_size
+
+
+# transformers' torch fallback of the chunked delta rule (``torch_chunk_gated_delta_rule``) works in chunks of 64
+DELTA_CHUNK = 64
+
+
+def gated_deltanet(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: int, y_rg: bool,
+                   flags: dict[str, tuple[bool, bool]]) -> bool:
+    """Qwen3-Next linear-attention layer as transformers 5 trains it without the flash-linear-attention kernels
+    (``Qwen3NextGatedDeltaNet`` with ``torch_chunk_gated_delta_rule``, chunk C = 64), per token, e the compute
+    dtype's bytes, nv value heads (q and k are repeated to them), dk, dv their widths:
+
+    - the projections' input (e·h), the causal conv's input and output (2·e·conv_dim), beta and the decay input
+      (e·nv + 8·nv), the gated RMSNorm's fp32 input, normed copy and gate (12·nv·dv) with its half operands
+      (2·e·nv·dv) and out_proj's input (e·nv·dv);
+    - the delta rule in fp32: q, k, v and the normalised keys (16·nv·dk), the chunked value products (8·nv·dv),
+      four C x C matrices per chunk (16·nv·C) and, inside the chunk loop, the per-chunk operands (20·nv·dk +
+      4·nv·C) and the recurrent state entering each chunk (4·nv·dk·dv / C), plus per-head scalars (~28·nv).
+
+    Approximated: written from one CPU trace of a small model (dk = dv) and the modelling code, not checked at
+    other widths; the fla/causal-conv1d CUDA kernels that real runs use keep less."""
+    la = spec.linear_attn
+    assert la is not None
+    e, h, nv, dk, dv, C = c.e, spec.hidden_size, la.num_v_heads, la.k_head_dim, la.v_head_dim, DELTA_CHUNK
+    w_rg = any(flags.get(n, (True, False))[0] or flags.get(n, (False, False))[1]
+               for n in ("in_proj_qkvz", "in_proj_ba", "conv1d", "out_proj"))
+    if not (y_rg or w_rg):
+        return False
+    if w_rg:
+        sv.save(y_key, Act(tok=y_bytes * h))
+    sv.save("deltanet.conv", Act(tok=2 * e * la.conv_dim))
+    sv.save("deltanet.beta_decay", Act(tok=e * nv + 8 * nv + 28 * nv))
+    sv.save("deltanet.rule", Act(tok=16 * nv * dk + 8 * nv * dv + 16 * nv * C + 20 * nv * dk + 4 * nv * C
+                                 + 4 * nv * dk * dv / C))
+    sv.save("deltanet.norm", Act(tok=12 * nv * dv + 2 * e * nv * dv + 4 * nv))
+    sv.save("deltanet.out_in", Act(tok=e * nv * dv))
+    return True
+
+
+def output_gate(sv: _Saved, c: ActContext, spec: ModelSpec) -> None:
+    """Qwen3-Next's gated attention output, ``attn_output * sigmoid(gate)``: the attention output's contiguous
+    copy, the sigmoid output and their product (o_proj's input), each e·q_dim per token beyond the kernel's own
+    output (traced)."""
+    sv.save("attn.gate", Act(tok=3 * c.e * spec.q_dim))
+
+
+def bigcode_output_copy(sv: _Saved, c: ActContext, spec: ModelSpec) -> None:
+    """GPT-BigCode: c_proj reads a contiguous copy of the attention output (e·q_dim per token) beside the
+    kernel's own output (traced; q, k and v are views of c_attn's output, as in GPT-2)."""
+    sv.save("attn.out_copy", Act(tok=c.e * spec.q_dim))
