@@ -30,7 +30,13 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
             conf = conf.get_text_config()
             model_type = conf.model_type
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(conf)
+            if model_type in ("bert", "roberta"):  # an encoder with the head its architectures name
+                from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+                mlm = any(a.endswith("ForMaskedLM") for a in cfg.get("architectures") or [])
+                model = (AutoModelForMaskedLM if mlm else AutoModelForSequenceClassification).from_config(conf)
+            else:
+                model = AutoModelForCausalLM.from_config(conf)
     mixtral = model_type == "mixtral"
     out: dict[str, tuple[int, ...]] = {}
     for name, p in model.named_parameters():

@@ -373,3 +373,64 @@ def test_code_models_training_activations_traced(cfg, setup, act_band):
     act = error_pct(est["activations_bytes"], measured["activations_bytes"])
     peak = error_pct(est["allocated_peak_bytes"], measured["allocated_peak_bytes"])
     assert act_band[0] <= act <= act_band[1] and -1.0 <= peak <= 2.0, (act, peak)
+
+
+ENCODER = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 96,
+           "vocab_size": 100}
+
+
+@pytest.mark.parametrize("cfg", [
+    {**ENCODER, "model_type": "bert"},
+    {**ENCODER, "model_type": "bert", "architectures": ["BertForMaskedLM"]},
+    {**ENCODER, "model_type": "bert", "architectures": ["BertForSequenceClassification"],
+     "id2label": {"0": "neg", "1": "neu", "2": "pos"}},
+    {**ENCODER, "model_type": "roberta", "max_position_embeddings": 66, "type_vocab_size": 1, "num_labels": 5},
+    {**ENCODER, "model_type": "roberta", "architectures": ["RobertaForMaskedLM"]},
+], ids=["bert-model", "bert-mlm", "bert-classify-id2label", "roberta-classify", "roberta-mlm"])
+def test_encoders_match_transformers(cfg):
+    """BERT and RoBERTa with the head their architectures name (a bare model gets a classification head of
+    num_labels, else len(id2label), else 2): the tensors transformers builds, name by name."""
+    theirs = _hf_count(cfg)
+    assert {t.name: t.shape for t in tensor_table(spec_from_config(cfg))} == theirs
+
+
+def test_encoder_heads_and_config_saved_by_transformers():
+    s = spec_from_config({**ENCODER, "model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}})
+    assert (s.encoder_head, s.num_labels, s.type_vocab_size) == ("classify", 3, 2)
+    names = {t.name: t.shape for t in tensor_table(s)}
+    assert names["classifier.weight"] == (3, 64) and names["bert.pooler.dense.weight"] == (64, 64)
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig
+
+    for mt in ("bert", "roberta"):
+        saved = AutoConfig.for_model(mt, **ENCODER, num_labels=4)
+        loaded = spec_from_config({**json.loads(saved.to_json_string()), "architectures": [
+            f"{'Bert' if mt == 'bert' else 'Roberta'}ForSequenceClassification"]})
+        assert loaded.num_labels == 4 and loaded.family == mt
+
+
+@pytest.mark.parametrize("change,rule", [
+    ({"architectures": ["BertForQuestionAnswering"]}, "not supported for encoders"),
+    ({"num_labels": 0}, ">= 1"),
+    ({"num_attention_heads": 5}, "must divide hidden_size"),
+    ({"type_vocab_size": -1}, ">= 0"),
+])
+def test_encoder_bad_keys(change, rule, tmp_path, capsys):
+    cfg = {**ENCODER, "model_type": "bert", **change}
+    with pytest.raises(InputError, match=rule):
+        spec_from_config(cfg)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert main(["params", str(tmp_path)]) == 2
+    assert rule in capsys.readouterr().err
+
+
+def test_encoders_counted_by_params_refused_elsewhere(tmp_path, capsys):
+    """`params` counts an encoder; train, infer and time say that their estimates model decoder-only models."""
+    (tmp_path / "config.json").write_text(json.dumps({**ENCODER, "model_type": "roberta", "num_labels": 3}))
+    assert main(["params", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == count_params(spec_from_config(
+        {**ENCODER, "model_type": "roberta", "num_labels": 3})).total
+    for argv in (["train", str(tmp_path)], ["infer", str(tmp_path)], ["time", str(tmp_path), "--tokens", "1e9"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "is an encoder (roberta, classify head)" in err and "gpuplan params" in err

@@ -24,7 +24,7 @@ from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
-    "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode",
+    "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -57,6 +57,8 @@ _LAYOUT = {
     "qwen3_next": "qwen3_next",
     "starcoder2": "starcoder2",
     "gpt_bigcode": "gpt_bigcode",
+    "bert": "bert",
+    "roberta": "bert",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
@@ -316,6 +318,8 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     c = _Cfg(config, source)
     if model_type in ("gpt2", "gpt_bigcode"):
         return _gpt2_spec(c, name, model_type)
+    if model_type in ("bert", "roberta"):
+        return _encoder_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
@@ -458,6 +462,40 @@ def _gpt2_spec(c: _Cfg, name: str, model_type: str = "gpt2") -> ModelSpec:
         norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True,
         tie_embeddings=c.bool("tie_word_embeddings", True) if bigcode else True, learned_positions=True,
         hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config / GPTBigCodeConfig
+
+
+def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
+    """BERT / RoBERTa encoders (BertConfig / RobertaConfig defaults: 512 positions, 2 token types, GELU,
+    LayerNorms with bias, biases on every Linear). The head follows ``architectures``: ``*ForMaskedLM`` the
+    masked-LM head (its decoder tied to the word embeddings), ``*ForSequenceClassification`` or none (a bare
+    ``BertModel`` checkpoint, fine-tuned for classification) a sequence-classification head of ``num_labels``
+    (else the number of ``id2label`` entries, else 2, PretrainedConfig's default); other heads are refused."""
+    archs = c.data.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise InputError(f"{c.source}: architectures", archs, "must be a list of class names")
+    heads = {"ForMaskedLM": "mlm", "ForSequenceClassification": "classify", "Model": "classify"}
+    head = "classify"
+    for arch in archs:
+        kind = next((v for k, v in heads.items() if arch.endswith(k)), None)
+        if kind is None:
+            raise InputError(f"{c.source}: architectures", arch, "is not supported for encoders; supported: "
+                             "*ForSequenceClassification, *ForMaskedLM (or a bare *Model, estimated with a "
+                             "classification head)")
+        head = kind
+    labels = c.data.get("id2label")
+    n_labels = c.pos_int("num_labels", default=len(labels) if isinstance(labels, dict) and labels else 2)
+    h = c.pos_int("hidden_size")
+    heads_n = c.pos_int("num_attention_heads")
+    if h % heads_n:
+        raise InputError("num_attention_heads", heads_n, f"must divide hidden_size={h}")
+    return ModelSpec(
+        name=name, family=model_type, layout="bert", num_layers=c.pos_int("num_hidden_layers"), hidden_size=h,
+        num_heads=heads_n, num_kv_heads=heads_n, head_dim=h // heads_n, ffn_size=c.pos_int("intermediate_size"),
+        vocab_size=c.pos_int("vocab_size"), max_position=c.pos_int("max_position_embeddings", default=512),
+        gated_mlp=False, activation=c.str("hidden_act", default="gelu"), norm="layernorm", qkv_bias=True,
+        o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
+        hidden_dropout=c.fraction("hidden_dropout_prob", default=0.1), encoder_head=head,
+        num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

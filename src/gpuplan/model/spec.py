@@ -27,7 +27,13 @@ LAYOUTS = (
     "qwen3_next",  # Gated DeltaNet (linear_attn) and gated full-attention layers, Qwen2-MoE-style sparse MLP
     "starcoder2",  # llama names with LayerNorms (bias) and a plain c_fc / c_proj MLP, biases everywhere
     "gpt_bigcode",  # GPT-2 names with nn.Linear weights ([out, in]) and multi-query c_attn (StarCoder, SantaCoder)
+    "bert",  # encoders (bert, roberta): post-norm layers, token-type embeddings, a task head instead of an LM head
 )
+
+# Heads of an encoder (``ModelSpec.encoder_head``): "classify" a sequence-classification head over ``num_labels``
+# (BertForSequenceClassification: pooler + classifier; RobertaForSequenceClassification: classifier.dense +
+# classifier.out_proj), "mlm" the masked-LM head (transform + decoder tied to the word embeddings).
+ENCODER_HEADS = ("classify", "mlm")
 
 # Attention kinds of ``ModelSpec.layer_types``: "sliding" attends the last ``sliding_window`` keys; "chunked"
 # (Llama 4 ``attention_chunk_size``) attends the keys of its own chunk of ``sliding_window`` positions; "linear"
@@ -140,6 +146,9 @@ class ModelSpec:
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     linear_attn: LinearAttnSpec | None = None  # the "linear" layers of layer_types (Qwen3-Next)
+    encoder_head: str = ""  # encoders only (layout "bert"): one of ENCODER_HEADS; decoders have an LM head
+    num_labels: int = 0  # the classification head's outputs (encoder_head "classify")
+    type_vocab_size: int = 0  # BERT token-type (segment) embeddings
     attn_output_gate: bool = False  # Qwen3-Next: q_proj also yields a sigmoid gate on the attention output
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
     layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
@@ -188,6 +197,15 @@ class ModelSpec:
     def is_chunked_layer(self, layer: int) -> bool:
         """Llama 4 chunked attention: query i sees keys j <= i with j // chunk == i // chunk."""
         return bool(self.layer_types) and self.layer_types[layer] == "chunked"
+
+
+def require_decoder(spec: ModelSpec) -> None:
+    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (training, serving,
+    time and plans): InputError naming the model and what gpuplan does with it."""
+    if spec.layout == "bert":
+        raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
+                         "params` counts it exactly, but the training, serving, time and plan estimates model "
+                         "decoder-only (causal LM) transformers and do not cover encoders yet")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
@@ -271,6 +289,15 @@ def validate_spec(spec: ModelSpec) -> None:
         bad = sorted(set(spec.layer_types) - set(LAYER_TYPES))
         if bad:
             raise InputError("layer_types", bad[0], f"must be one of {', '.join(LAYER_TYPES)}")
+    if spec.layout == "bert":
+        if spec.encoder_head not in ENCODER_HEADS:
+            raise InputError("encoder_head", spec.encoder_head, f"must be one of {', '.join(ENCODER_HEADS)}")
+        if spec.encoder_head == "classify":
+            _positive("num_labels", spec.num_labels)
+            _at_most("num_labels", spec.num_labels, COUNT_BOUNDS["vocab"])
+        if spec.type_vocab_size < 0:
+            raise InputError("type_vocab_size", spec.type_vocab_size, "must be >= 0")
+        _at_most("type_vocab_size", spec.type_vocab_size, COUNT_BOUNDS["vocab"])
     if spec.layer_types and "linear" in spec.layer_types and spec.linear_attn is None:
         raise InputError("layer_types", "linear", "needs the linear-attention sizes (linear_num_key_heads, ...)")
     if spec.linear_attn:

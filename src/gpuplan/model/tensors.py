@@ -269,7 +269,46 @@ def _falcon(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
-_BUILDERS = {"gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+def _bert(s: ModelSpec) -> list[TensorInfo]:
+    """BERT / RoBERTa (transformers BertModel / RobertaModel) with the spec's head: word, position and token-type
+    embeddings with a LayerNorm; per layer q/k/v and the attention output dense with its LayerNorm, the
+    intermediate and output dense with the output LayerNorm (post-norm, biases everywhere). Heads:
+    BertForSequenceClassification keeps the pooler and a classifier [num_labels, h]; RobertaForSequenceClassification
+    drops the pooler for classifier.dense [h, h] and classifier.out_proj [num_labels, h]; the masked-LM heads a
+    transform dense and LayerNorm and a vocabulary bias, the decoder weight tied to the word embeddings."""
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    root = "roberta" if s.family == "roberta" else "bert"
+    e = f"{root}.embeddings"
+    b.raw(f"{e}.word_embeddings.weight", (s.vocab_size, h), "embedding", "vocab")
+    b.raw(f"{e}.position_embeddings.weight", (s.max_position, h), "embedding", "replicated")
+    if s.type_vocab_size:
+        b.raw(f"{e}.token_type_embeddings.weight", (s.type_vocab_size, h), "embedding", "replicated")
+    b.norm(f"{e}.LayerNorm", h, bias=True)
+    for i in range(s.num_layers):
+        p = f"{root}.encoder.layer.{i}"
+        for n in ("query", "key", "value"):
+            b.linear(f"{p}.attention.self.{n}", h, h, "attention", "column", layer=i, bias=True)
+        b.linear(f"{p}.attention.output.dense", h, h, "attention", "row", layer=i, bias=True)
+        b.norm(f"{p}.attention.output.LayerNorm", h, layer=i, bias=True)
+        b.linear(f"{p}.intermediate.dense", f, h, "mlp", "column", layer=i, bias=True)
+        b.linear(f"{p}.output.dense", h, f, "mlp", "row", layer=i, bias=True)
+        b.norm(f"{p}.output.LayerNorm", h, layer=i, bias=True)
+    if s.encoder_head == "mlm":
+        head = "lm_head" if root == "roberta" else "cls.predictions"
+        dense, ln = ("dense", "layer_norm") if root == "roberta" else ("transform.dense", "transform.LayerNorm")
+        b.raw(f"{head}.bias", (s.vocab_size,), "lm_head", "vocab")
+        b.linear(f"{head}.{dense}", h, h, "lm_head", "replicated", bias=True)
+        b.norm(f"{head}.{ln}", h, bias=True, component="lm_head")
+    elif root == "roberta":
+        b.linear("classifier.dense", h, h, "lm_head", "replicated", bias=True)
+        b.linear("classifier.out_proj", s.num_labels, h, "lm_head", "replicated", bias=True)
+    else:
+        b.linear(f"{root}.pooler.dense", h, h, "lm_head", "replicated", bias=True)
+        b.linear("classifier", s.num_labels, h, "lm_head", "replicated", bias=True)
+    return b.tensors
+
+
+_BUILDERS = {"bert": _bert, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
 
 
 @lru_cache(maxsize=64)
