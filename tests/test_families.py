@@ -434,3 +434,14 @@ def test_encoders_counted_by_params_refused_elsewhere(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "is an encoder (roberta, classify head)" in err and "gpuplan params" in err
+
+
+@pytest.mark.parametrize("cfg", [LLAMA4_TEXT, QWEN3_NEXT], ids=["llama4", "qwen3_next"])
+def test_plan_and_time_take_the_new_families(cfg, tmp_path, capsys):
+    """plan cuts the model to its first layers for its quick checks: the per-layer tuples (layer kinds, Llama 4's
+    L2 q/k norm flags) are cut with it."""
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert main(["plan", str(tmp_path), "--gpu", "h100-sxm", "--gpus", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert main(["time", str(tmp_path), "--gpu", "h100-sxm", "--gpus", "2", "--tokens", "1e9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
