@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 DOC = ROOT / "docs" / "accuracy.md"
 
-T, I, F, P = "train", "infer", "fsdp2", "tp"
+T, I, F, P = "train", "infer", "fsdp2", "tp"  # noqa: E741 (the matrix reads best with one letter per kind)
 # (id, preset, kind, options). Train options are gpuplan.verify.TrainSetup fields; infer: PrefillSetup fields;
 # fsdp2 / tp: world, batch, seq, recompute.
 MATRIX: list[tuple[str, str, str, dict]] = [

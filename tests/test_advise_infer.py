@@ -42,9 +42,13 @@ def test_changes_reproduce_and_rank(result):
         again = infer_json(item["argv"])
         assert again["memory"]["total_bytes"] == item["total_bytes"], item["change"]
         assert again["fits"] is item["fits"]
-    factors = [it["time_factor"] for it in items if it["fits"]]
-    assert factors == sorted(factors)
-    assert [it["fits"] for it in items] == sorted((it["fits"] for it in items), reverse=True)
+    steps = [it["step"] for it in items]
+    assert steps == sorted(steps)
+    for step in set(steps):
+        in_step = [it for it in result.items if it.step == step]
+        assert [it.outcome.fits for it in in_step] == sorted((it.outcome.fits for it in in_step), reverse=True)
+        keys = [(it.priority, it.time_factor) for it in in_step if it.outcome.fits]
+        assert keys == sorted(keys)
 
 
 def test_the_seed_inference_branch_is_covered(result):
@@ -56,7 +60,30 @@ def test_the_seed_inference_branch_is_covered(result):
 
 
 def test_text(result):
-    assert "Cheapest way to fit" in render_advice(result, "en")
+    text = render_advice(result, "en")
+    assert "Try first: " + result.fitting[0].candidate.label("en") in text
+    assert "Largest part: " in text
+
+
+def test_the_dominant_component_is_treated_first(result):
+    """70B in bf16 on one H100: the weights dominate, so quantized weights lead the same-GPU step (002 §8:
+    瓶颈在权重 → 模型量化); TP comes after, as more GPUs."""
+    assert result.diagnosis.dominant == "weights_bytes"
+    same = [it for it in result.items if it.category == "same_gpus" and it.outcome.fits]
+    assert same and same[0].candidate.parts[0].key == "weights"
+    tp = [it for it in result.items if "--tp" in it.argv_delta]
+    assert tp and all(it.category == "more_gpus" for it in tp)
+
+
+def test_vllm_that_fits_needs_no_change():
+    """vLLM preallocates its KV pool: no change lowers the total, and nothing (least of all other hardware) is
+    offered as a way to an answer that does not change."""
+    argv = ["llama-3.1-8b", "--engine", "vllm", "--gpu", "h100-sxm"]
+    r = advise("infer", options_from_args(build_parser().parse_args(["infer", *argv]), "infer"))
+    assert r.base.fits and r.items == []
+    text = render_advice(r, "en")
+    assert "No change needed" in text
+    assert "Fastest way to fit" not in text and "What to change" not in text and "GPU " not in text
 
 
 @pytest.mark.skipif("advise" not in runner("infer").defaults, reason="`gpuplan infer --advise` not wired yet")

@@ -60,14 +60,78 @@ def test_every_change_fits_when_rerun_through_gpuplan_train(advice_70b, advice_8
             assert train_json(base + item["options"])["memory"]["total_bytes"] == item["total_bytes"]
 
 
-def test_ranking_follows_time_factor(advice_70b, advice_8b, advice_lora):
+def test_order_follows_the_steps_of_the_tree(advice_70b, advice_8b, advice_lora):
+    """Same GPUs, then what is trained, then more GPUs, then other hardware; inside a step the fitting changes
+    first, in the tree's priority, then by time factor."""
     for result in (advice_70b, advice_8b, advice_lora):
         items = result.as_json()
-        fits = [it["fits"] for it in items]
-        assert fits == sorted(fits, reverse=True), "fitting changes come first"
-        factors = [it["time_factor"] for it in items if it["fits"]]
-        assert all(f is not None for f in factors)
-        assert factors == sorted(factors)
+        steps = [it["step"] for it in items]
+        assert steps == sorted(steps)
+        for step in set(steps):
+            in_step = [it for it in result.items if it.step == step]
+            fits = [it.outcome.fits for it in in_step]
+            assert fits == sorted(fits, reverse=True), "fitting changes come first inside a step"
+            keys = [(it.priority, it.time_factor) for it in in_step if it.outcome.fits]
+            assert all(tf is not None for _, tf in keys)
+            assert keys == sorted(keys)
+        for it in result.as_json():
+            assert {"change", "total_bytes", "fits", "time_factor", "category", "step"} <= set(it)
+            if it["category"] == "what_is_trained":
+                assert not it["same_result"] and it["gpus"] == result.base_gpus and it["gpu"] == result.base_gpu
+            if it["category"] == "same_gpus":
+                assert it["gpus"] == result.base_gpus and not it["needs_hardware"] and it["gpu"] == result.base_gpu
+            if it["category"] == "more_gpus":
+                assert it["gpus"] > result.base_gpus and it["gpu"] == result.base_gpu
+            if it["category"] == "other_gpu":
+                assert it["gpu"] != result.base_gpu
+
+
+# the acceptance case: 8 GPUs in hand, DeepSpeed without ZeRO: the tree's first answer is a ZeRO stage on those 8
+BASE_DS8 = ["llama-2-7b-hf", "--framework", "deepspeed", "--gpus", "8", "--gpu", "a100-80gb"]
+
+
+@pytest.fixture(scope="module")
+def advice_ds8():
+    return advise("train", options(BASE_DS8))
+
+
+def test_zero_on_the_same_gpus_comes_first(advice_ds8):
+    assert not advice_ds8.base.fits
+    first = advice_ds8.as_json()[0]
+    assert first["category"] == "same_gpus" and first["step"] == 1 and first["fits"]
+    assert first["gpus"] == 8 and "--zero" in first["options"] and first["change"].startswith("ZeRO-")
+    zero = first["options"][first["options"].index("--zero") + 1]
+    assert zero in ("1", "2"), "the document: ZeRO stage 1/2 first, stage 3 only when needed"
+    again = train_json(first["argv"])
+    assert again["fits"] and again["memory"]["total_bytes"] == first["total_bytes"]
+    assert "--gpus 8" in " ".join(first["argv"]) or "--gpus" not in first["argv"]
+    text = render_advice(advice_ds8, "en")
+    assert "Try first: " + first["change"] in text
+    assert text.index("1. On the same 8 x a100-80gb") < text.index("2. Changing what is trained")
+
+
+def test_diagnosis_names_the_dominant_component(advice_ds8, advice_8b):
+    d = advice_ds8.diagnosis
+    assert d.dominant == "optimizer_bytes" and not d.activations_large
+    assert sum(d.share(k) for k in d.bytes) == pytest.approx(1.0)
+    assert advice_8b.diagnosis.dominant == "activations_bytes" and advice_8b.diagnosis.activations_large
+    # activations large (the tree's 激活值占比大? = yes) on one GPU: an activation saver is the first thing to try
+    first = advice_8b.items[0]
+    assert first.category == "same_gpus" and first.candidate.parts[0].key in ("recompute", "accum", "loss")
+    assert "Largest part: activations" in render_advice(advice_8b, "en")
+    assert "占比最大：激活值" in render_advice(advice_8b, "zh")
+
+
+def test_a_setup_that_fits_needs_no_change():
+    argv = ["llama-3.1-8b", "--gpu", "h100-sxm", "--method", "lora"]
+    result = advise("train", options(argv))
+    assert result.base.fits
+    text = render_advice(result, "en")
+    assert "No change needed" in text
+    assert "What to change so that it fits" not in text and "Fastest way to fit" not in text
+    for it in result.as_json():  # only same-hardware changes that free memory
+        assert it["fits"] and it["step"] <= 2 and not it["needs_hardware"]
+        assert it["total_bytes"] < result.base.total_bytes
 
 
 BASE_LORA = ["llama-3.1-8b", "--gpu", "h100-sxm", "--method", "lora", "--seq", "8192", "--batch", "8"]
@@ -105,11 +169,11 @@ def test_single_changes_on_a_smaller_model(advice_8b):
     assert all(it["total_bytes"] < base_total for it in advice_8b.as_json()), "every change saves memory"
 
 
-def test_the_text_names_the_cheapest_way_first(advice_70b):
+def test_the_text_names_the_first_change_to_try(advice_70b):
     text = render_advice(advice_70b, "en")
-    assert text.splitlines()[1].startswith("Cheapest way to fit: " + advice_70b.fitting[0].candidate.label("en"))
+    assert "Try first: " + advice_70b.fitting[0].candidate.label("en") in text
     zh = render_advice(advice_70b, "zh")
-    assert "最省的放得下的办法" in zh
+    assert "首先尝试" in zh
 
 
 def test_advice_needs_a_gpu():
@@ -150,3 +214,11 @@ def test_flop_ratio_fallback_follows_its_sources():
     # 4 pipeline stages on 4x the GPUs with 8 micro-batches: GPU-hours x (8 + 3)/8, nothing else changes
     assert train_gpu_seconds_per_token(spec, replace(p, pp=4)) / t0 == pytest.approx(11 / 8)
     assert train_gpu_seconds_per_token(spec, replace(p, offload="optimizer", zero=2)) > t0
+
+
+def test_freezing_is_offered_as_a_change_to_what_is_trained(advice_8b):
+    frozen = [it for it in advice_8b.as_json() if it["options"][:2] == ["--method", "freeze"]]
+    assert frozen and all(it["category"] == "what_is_trained" and not it["same_result"] for it in frozen)
+    assert all("--trainable" in it["options"] for it in frozen)
+    text = render_advice(advice_8b, "en")
+    assert text.index("2. Changing what is trained") < text.index("freeze embeddings and output head")

@@ -31,6 +31,12 @@ DIMENSIONS = frozenset({
     "--params",
 })
 
+# The cluster bill (--cluster): the same block on time and plan (plan adds --pue, which time already has).
+CLUSTER = frozenset({
+    "--bytes-per-token", "--cluster", "--currency", "--fx", "--power-usd-per-kwh", "--rack-kw", "--round",
+    "--server-usd", "--spare", "--storage-gbps", "--switch-radix", "--xlsx", "--years",
+})
+
 SURFACE = {
     "models": Surface(
         positionals=("query",),
@@ -69,12 +75,14 @@ SURFACE = {
     "infer": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--advise", "--bandwidth-efficiency", "--batch", "--block-size", "--check", "--compute-efficiency",
-            "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dtype",
+            "--advise", "--allreduce-latency-us", "--bandwidth-efficiency", "--batch", "--block-size", "--check",
+            "--compute-efficiency", "--config", "--context", "--cuda-context-gib", "--cuda-graph-gib",
+            "--cuda-module-loading", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
             "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
-            "--rope-scaling", "--tp", "--weights"
+            "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce", "--n-gpu-layers",
+            "--host-bandwidth-gbps"
         }),
     ),
     "time": Surface(
@@ -84,17 +92,22 @@ SURFACE = {
             "--gpu-multiple", "--gpu-power-w", "--gpus", "--json", "--lang", "--list-prices", "--lora-rank",
             "--lora-targets", "--method", "--mfu", "--peak-tflops", "--precision", "--price", "--pue",
             "--recompute", "--seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
-        }),
+        }) | CLUSTER,
     ),
     "plan": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
             "--attention-efficiency", "--attention-flops", "--check", "--compare", "--config", "--cp", "--days",
-            "--dp-overlap", "--ep", "--explain", "--framework", "--gemm-efficiency", "--global-batch", "--gpu",
+            "--dp-overlap", "--emit", "--emit-out", "--ep", "--explain", "--framework", "--from", "--gemm-efficiency",
+            "--global-batch", "--gpu",
             "--gpu-multiple", "--gpus", "--gpus-per-node", "--inter-node-gbps", "--intra-node-gbps", "--json",
             "--lang", "--micro-batch", "--no-hsdp", "--pp", "--precision", "--price", "--rank", "--recompute",
-            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero"
-        }),
+            "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
+            # serving plan (--serve)
+            "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
+            "--percentile", "--weights", "--max-num-batched-tokens", "--engine",
+            "--stack", "--schedule", "--attention-impl",
+        }) | CLUSTER | {"--pue"},
     ),
     "verify": Surface(
         positionals=("model",),
@@ -107,13 +120,14 @@ SURFACE = {
     "serve": Surface(
         positionals=(),
         options=frozenset({
-            "--host", "--lang", "--log-level", "--max-queue", "--port", "--time-limit", "--workers"
+            "--host", "--hub", "--lang", "--log-level", "--max-queue", "--port", "--time-limit", "--workers"
         }),
     ),
     "sweep": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--activation-model", "--allocator-reserve", "--attention", "--bandwidth-efficiency", "--batch",
+            "--activation-model", "--allocator-reserve", "--allreduce-latency-us", "--attention",
+            "--bandwidth-efficiency", "--batch",
             "--block-size", "--compute-efficiency", "--config", "--context", "--cp", "--cuda-context",
             "--cuda-context-gib", "--cuda-graph-gib", "--dp", "--dp-shard", "--dropout", "--dtype",
             "--enforce-eager",
@@ -123,7 +137,8 @@ SURFACE = {
             "--max-num-batched-tokens", "--max-num-seqs", "--method", "--microbatches", "--mode",
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
-            "--tp", "--trainable", "--transformers-version", "--values", "--vpp", "--weights", "--workspace",
+            "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",
+            "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
             "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params"

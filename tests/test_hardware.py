@@ -19,6 +19,7 @@ T = 1e12
 REQUIRED_IDS = {
     "a100-40gb", "a100-80gb", "a800", "h100-sxm", "h100-pcie", "h800", "h20", "h200", "b200", "gb200", "l40s",
     "a40", "l20", "rtx-4090", "rtx-3090", "v100-16gb", "v100-32gb", "t4", "ascend-910b", "mi300x", "mi325x",
+    "rtx-5090", "rtx-4060-ti-16gb", "a10g", "rtx-a6000", "h100-nvl", "ascend-910c", "l4",
 }
 
 
@@ -199,6 +200,10 @@ def test_catalog_is_cached_and_spec_is_frozen_and_hashable():
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda e: e.pop("tdp_W"), "missing required key 'tdp_W'"),
     (lambda e: e.pop("source"), "missing required key 'source'"),
+    (lambda e: e.pop("inter_node_GBps"), "missing required key 'inter_node_GBps'"),
+    (lambda e: e.pop("gpus_per_node"), "missing required key 'gpus_per_node'"),
+    (lambda e: e.update(gpus_per_node=7.5), "'gpus_per_node' must be a whole number"),
+    (lambda e: e.update(bf16_fallback="fp16"), "'bf16_fallback' ('fp16') is only for a part without a bf16"),
     (lambda e: e.update(hbm_bandwidth_GBps=0), "'hbm_bandwidth_GBps' must be a positive number"),
     (lambda e: e.update(bf16_TFLOPs=-1.0), "'bf16_TFLOPs' must be a positive number"),
     (lambda e: e.update(memory_usable_MiB="80GB"), "'memory_usable_MiB' must be a positive number"),
@@ -240,3 +245,115 @@ def test_core_import_pulls_no_numpy_or_torch():
     code = ("import sys, gpuplan.hardware.catalog as c; c.load_catalog(); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_every_gpu_has_what_the_planner_needs(gpu_id):
+    """A network default for its system, a node size, and a dtype to train bf16 models in (its own bf16, or the
+    fp16 fallback of parts without bf16 units)."""
+    g = CATALOG[gpu_id]
+    assert g.inter_node_bytes_per_s and 0 < g.inter_node_bytes_per_s <= g.interconnect_bytes_per_s * 100
+    assert g.inter_node_source.strip()
+    assert isinstance(g.gpus_per_node, int) and g.gpus_per_node >= 1
+    dtype = g.compute_dtype("bf16")
+    assert g.peak_flop_per_s_for(dtype), f"{gpu_id}: no peak for bf16 training ({dtype})"
+    assert (dtype == "bf16") == (g.peak_flop_per_s_for("bf16") is not None)
+
+
+def test_bf16_falls_back_to_fp16_only_without_bf16_units():
+    assert get_gpu("v100-32gb").compute_dtype("bf16") == "fp16"
+    assert get_gpu("t4").compute_dtype("bfloat16") == "fp16"
+    assert get_gpu("h100-sxm").compute_dtype("bf16") == "bf16"
+    assert get_gpu("v100-32gb").compute_dtype("fp8") == "fp8"  # only bf16 falls back
+
+
+@pytest.mark.parametrize(("gpu_id", "what", "expected"), [
+    ("rtx-5090", "memory_marketed_bytes", 32 * GB), ("rtx-5090", "hbm_bandwidth_bytes_per_s", 1792 * GB),
+    ("rtx-4060-ti-16gb", "memory_marketed_bytes", 16 * GB), ("rtx-4060-ti-16gb", "hbm_bandwidth_bytes_per_s", 288 * GB),
+    ("a10g", "hbm_bandwidth_bytes_per_s", 600 * GB), ("rtx-a6000", "memory_marketed_bytes", 48 * GB),
+    ("rtx-a6000", "hbm_bandwidth_bytes_per_s", 768 * GB), ("ascend-910c", "memory_marketed_bytes", 128 * GB),
+])
+def test_new_entries_match_their_datasheets(gpu_id, what, expected):
+    assert getattr(CATALOG[gpu_id], what) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("gpu_id", ["rtx-5090", "rtx-4060-ti-16gb", "a10g", "rtx-a6000", "ascend-910c"])
+def test_new_entries_cite_a_dated_source(gpu_id):
+    g = CATALOG[gpu_id]
+    assert "http" in g.source and g.source_date[:2] == "20"
+
+
+@pytest.mark.parametrize(("name", "gpu_id"), [("RTX 5090", "rtx-5090"), ("4060 Ti", "rtx-4060-ti-16gb"),
+                                              ("A10G", "a10g"), ("RTX A6000", "rtx-a6000"), ("910C", "ascend-910c"),
+                                              ("H100 NVL 96GB", "h100-nvl"), ("h100-nvl-94gb", "h100-nvl")])
+def test_new_names_resolve(name, gpu_id):
+    assert get_gpu(name).id == gpu_id
+
+
+def test_gpus_command_lists_every_entry():
+    import contextlib
+    import io
+    import json
+
+    from gpuplan.cli.main import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["gpus", "--json"]) == 0
+    listed = {g["id"]: g for g in json.loads(buf.getvalue())}
+    assert set(listed) == set(IDS)
+    assert listed["v100-32gb"]["bf16_fallback"] == "fp16" and listed["gb200"]["gpus_per_node"] == 72
+    assert listed["h100-sxm"]["inter_node_bytes_per_s"] == 50 * GB
+
+
+def test_a_missing_catalog_field_is_named_in_the_planners_error():
+    """The planner's errors about a figure the user did not give name the catalog field that lacks it."""
+    from dataclasses import replace
+
+    from gpuplan.compute.comm import default_network
+    from gpuplan.compute.steptime import make_device
+
+    no_network = replace(get_gpu("l40s"), inter_node_bytes_per_s=None)
+    with pytest.raises(InputError, match="inter_node_GBps"):
+        default_network(no_network)
+    assert default_network(no_network, single_node=True).inter_node_bytes_per_s > 0
+    no_fallback = replace(get_gpu("v100-32gb"), bf16_fallback=None)
+    with pytest.raises(InputError, match="bf16_TFLOPs"):
+        make_device(no_fallback, "bf16")
+    dev, sources = make_device(get_gpu("v100-32gb"), "bf16")
+    assert dev.peak_flop_per_s == 125e12 and "bf16_fallback" in sources[0]
+
+
+@pytest.mark.parametrize("gpus", [1, 64])
+@pytest.mark.parametrize("gpu_id", IDS)
+def test_plan_answers_on_every_catalog_gpu(gpu_id, gpus):
+    """`gpuplan plan` for a 7B model gives some plan, or the clear "no layout fits" verdict, on every GPU of the
+    catalog at 1 and 64 GPUs; never an error about a figure the user did not give."""
+    import contextlib
+    import io
+    import json
+
+    from gpuplan.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["plan", "llama-2-7b-hf", "--gpu", gpu_id, "--gpus", str(gpus), "--top", "1", "--json"])
+    payload = json.loads(out.getvalue()) if out.getvalue().strip() else {}
+    if rc == 0:
+        assert payload["plans"], err.getvalue()
+    else:
+        assert rc == 2 and payload.get("plans") == [] and "no layout of" in payload.get("reason", ""), err.getvalue()
+
+
+def test_network_defaults_agree_with_the_server_catalog():
+    """Where data/systems.toml has the server a GPU is bought in, the catalog's node size and per-GPU network are
+    that server's (compute NICs x line rate / GPUs), so plan and --cluster describe the same machine."""
+    from gpuplan.hardware.systems import load_systems
+
+    systems = load_systems()
+    assert systems
+    for gpu_id, server in systems.items():
+        g = CATALOG[gpu_id]
+        assert g.gpus_per_node == server.gpus_per_node, gpu_id
+        per_gpu = server.nics_per_node * server.nic_bits_per_s / 8 / server.gpus_per_node
+        assert g.inter_node_bytes_per_s == pytest.approx(per_gpu), gpu_id

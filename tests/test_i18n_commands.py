@@ -55,7 +55,7 @@ def test_params(capsys):
     assert "61 层" in out and "词表大小 129280" in out
     head = header_line(out)
     assert "组成" in head and "参数量" in head
-    for label in ("词嵌入", "注意力", "专家 (MoE)", "路由器", "总计", "每 token 激活参数量", "MTP 模块 (不计入总计)"):
+    for label in ("词嵌入", "注意力", "专家（MoE）", "路由器", "总计", "每 token 激活参数量", "MTP 模块（不计入总计）"):
         assert label in out
     absent(["component", "parameters", "layers", "hidden", "heads", "vocab", "total", "embedding", "router",
             "active per token"], out)
@@ -86,7 +86,7 @@ def test_models(capsys):
 def test_gpus(capsys):
     out = zh(capsys, "gpus", "h100")
     head = header_line(out)
-    for word in ("名称", "可用显存 GiB", "标称显存 GB", "显存带宽 GB/s", "卡间互联 GB/s (单向)", "功耗 TDP (W)"):
+    for word in ("名称", "可用显存 GiB", "标称显存 GB", "显存带宽 GB/s", "卡间互联 GB/s（单向）", "功耗 TDP (W)"):
         assert word in head
     absent(["id", "name", "usable", "marketed", "interconnect", "one way", "TDP W"], head)
     assert "NVIDIA H100 SXM5 80GB" in out and "NVLink 4" in out
@@ -103,14 +103,14 @@ def test_time(capsys):
     out = zh(capsys, *TIME, "--explain", "--price", "table", "--co2-kg-per-kwh", "0.385")
     table = out.partition("\n- ")[0]  # the table, then the explained terms and the assumptions
     assert header_line(table).split() == ["指标", "数值", "说明"]
-    for label in ("每 token FLOP", "总 FLOPs (模型)", "算力利用率 MFU", "GPU 数", "训练天数", "GPU 小时", "每卡 tokens/s",
-                  "每卡实际 TFLOP/s", "成本 (美元)", "能耗 (MWh)", "CO2 排放 (吨)", "硬件"):
+    for label in ("每 token FLOP", "总 FLOPs（模型）", "算力利用率 MFU", "GPU 数", "训练天数", "GPU 小时", "每卡 tokens/s",
+                  "每卡实际 TFLOP/s", "成本（美元）", "能耗（MWh）", "CO2 排放（吨）", "硬件"):
         assert label in table, label
     absent(TIME_EN_LABELS + ["cost (USD)", "CO2 (t)", "range", "tokens on"], table)
     assert "- total_flop = 7.72056e+23: FLOP/token × tokens" in out  # formulas stay as they are
-    assert "\n假设:\n" in out and "assumptions:" not in out
-    assert "- 注意力项按序列长度 4096 计算 (可用 --seq 指定)" in out and "- 注意力 FLOPs 口径: full" in out
-    assert "- 价格 3 美元/GPU 小时: " in out and "(发布于 2026-03)" in out
+    assert "\n假设：\n" in out and "assumptions:" not in out
+    assert "- 注意力项按序列长度 4096 计算（可用 --seq 指定）" in out and "- 注意力 FLOPs 口径：full" in out
+    assert "- 价格 3 美元/GPU 小时：" in out and "（发布于 2026-03）" in out
     english = en(capsys, *TIME)
     for label in TIME_EN_LABELS + ["MFU"]:
         assert label in english
@@ -119,10 +119,10 @@ def test_time(capsys):
 
 def test_time_warning_and_list_prices(capsys):
     out = zh(capsys, "time", "llama-3.1-8b", "--tokens", "15T", "--gpus", "8", "--days", "1", "--gpu", "h100-sxm")
-    assert "\n警告: 无法实现: 用 8 张 GPU 在 1 天内完成需要 MFU" in out and "warning" not in out
+    assert "\n警告：无法实现：用 8 张 GPU 在 1 天内完成需要 MFU" in out and "warning" not in out
     out = zh(capsys, "time", "llama-3.1-405b", "--tokens", "15T", "--gpus", "8", "--gpu", "rtx-4090", "--mfu", "0.4")
-    assert "\n警告: 8 张 rtx-4090 放不下训练状态: 权重、梯度和优化器状态 (bf16, AdamW) 共 3,023.84 GiB" in out
-    assert "至少需要 128 张 GPU (尚未计入激活值)" in out and "- 算力利用率 MFU 0.4: 由 --mfu 指定" in out
+    assert "\n警告：8 张 rtx-4090 放不下训练状态：权重、梯度和优化器状态（bf16，AdamW）共 3,023.84 GiB" in out
+    assert "至少需要 128 张 GPU（尚未计入激活值）" in out and "- 算力利用率 MFU 0.4：由 --mfu 指定" in out
     prices = zh(capsys, "time", "--params", "7B", "--tokens", "1T", "--gpu", "h100-sxm", "--list-prices")
     assert header_line(prices).split() == ["ID", "GPU", "美元/GPU", "小时", "日期", "类型"]
 
@@ -133,12 +133,12 @@ PLAN = ("plan", "llama-3.1-8b", "--gpus", "16", "--gpu", "h100-sxm,a100-80gb", "
 def test_plan(capsys):
     out = zh(capsys, *PLAN, "--explain")
     head = header_line(out)
-    for word in ("并行方案", "GPU 数", "每卡 GiB", "单步耗时 (s)", "MFU", "训练天数", "成本 (美元)"):
+    for word in ("并行方案", "GPU 数", "每卡 GiB", "单步耗时（s）", "MFU", "训练天数", "成本（美元）"):
         assert word in head
     absent(["layout", "gpu", "GPUs", "GiB/GPU", "step", "days", "cost", "USD"], head)
     assert "按训练时间排序" in out and "矩阵乘参数量" in out and "16 张 GPU" in out
-    assert "\n为什么选它:\n" in out and "\n其他方案:\n" in out and "\n假设:\n" in out
-    assert "a100-80gb 上的最优方案" in out and "最优方案的显存, 用 gpuplan train 复算:" in out
+    assert "\n为什么选它：\n" in out and "\n其他方案：\n" in out and "\n假设：\n" in out
+    assert "a100-80gb 上的最优方案" in out and "最优方案的显存，用 gpuplan train 复算：" in out
     absent(["why it wins", "alternatives", "ranked by", "best on", "memory of the winner", "assumptions"], out)
     english = en(capsys, *PLAN, "--explain")
     assert header_line(english).split()[:4] == ["layout", "gpu", "GPUs", "GiB/GPU"]
@@ -158,7 +158,7 @@ def test_verify(capsys):
     pytest.importorskip("transformers")
     out = zh(capsys, "verify", *TINY, "--seq", "32")
     assert header_line(out).split() == ["组成", "估算", "实测", "误差"]
-    assert "训练步 1x32" in out and "后端 cpu-trace" in out and "实测峰值出现在:" in out and "\n说明: " in out
+    assert "训练步 1x32" in out and "后端 cpu-trace" in out and "实测峰值出现在：" in out and "\n说明：" in out
     assert "权重" in out and "已分配峰值" in out
     absent(["estimate", "measured", "error", "weights_bytes"], out)
     absent(["training step", "back end"], out.splitlines()[0])  # the notes below are the tracer's own text
@@ -204,10 +204,10 @@ def test_message_is_english_text_that_localizes():
     assert isinstance(m, Message) and isinstance(m, str)
     assert m == "sequence length 4096 assumed for the attention term (pass --seq)"
     assert json.dumps([m]) == json.dumps(["sequence length 4096 assumed for the attention term (pass --seq)"])
-    assert localize(m, "zh") == t("time.assume.seq", "zh", seq=4096) == "注意力项按序列长度 4096 计算 (可用 --seq 指定)"
+    assert localize(m, "zh") == t("time.assume.seq", "zh", seq=4096) == "注意力项按序列长度 4096 计算（可用 --seq 指定）"
     nested = message("time.assume.mfu", mfu="0.4", source=message("time.assume.mfu_user"))
     assert nested == "MFU 0.4: --mfu given by the user"
-    assert localize(nested, "zh") == "算力利用率 MFU 0.4: 由 --mfu 指定"
+    assert localize(nested, "zh") == "算力利用率 MFU 0.4：由 --mfu 指定"
     assert localize("free text from an engine", "zh") == "free text from an engine"
 
 
@@ -215,8 +215,8 @@ def test_train_lines_around_the_tables(capsys):
     argv = ("train", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpus", "8", "--pp", "2", "--per-rank", "--max-batch",
             "--explain")
     out = zh(capsys, *argv)
-    for text in ("参数量 8.03B, 可训练 8.03B", "各组成部分是各自的大小", "每个 rank", "在途微批", "最大批大小:",
-                 "各阶段显存:"):
+    for text in ("参数量 8.03B，可训练 8.03B", "各组成部分是各自的大小", "每个 rank", "在途微批", "最大批大小：",
+                 "各阶段显存："):
         assert text in out, text
     absent(["components are sizes", "per rank", "in flight", "max batch",
             "allocated"], out)

@@ -61,7 +61,7 @@ def test_check_exit_3_when_it_does_not_fit(qwen, capsys):
     (["--tp", "3"], "must divide the number of attention heads"),
     (["--weights", "q3_k_x"], "unknown weight format"),
     (["--kv-dtype", "int4", "--engine", "vllm", "--gpu", "h100-sxm"], "fp8"),
-    (["--engine", "sglang"], "must be hf or vllm"),
+    (["--engine", "tgi"], "must be one of hf, vllm, sglang, trtllm"),
 ])
 def test_bad_input_exit_2(qwen, capsys, argv, needle):
     assert main(["infer", qwen, *argv]) == 2
@@ -116,3 +116,15 @@ def test_seed_003_70b_rule_of_thumb():
     assert weight_bytes(spec, parse_weights("bf16")).total == pytest.approx(140e9, rel=0.02)
     doc_formula = 2 * 1 * 1 * 80 * 8192 * 2
     assert doc_formula == 8 * kv_bytes_per_token(spec, kv_dtype="bf16")
+
+
+def test_eager_module_loading_sizes_the_default_context(qwen, capsys):
+    """Older PyTorch loads every kernel with the context (1343 MiB against 512 MiB lazily); an explicit
+    --cuda-context-gib still wins."""
+    lazy = run_json(["infer", qwen, "--context", "64"], capsys)[1]["memory"]
+    eager = run_json(["infer", qwen, "--context", "64", "--cuda-module-loading", "eager"], capsys)[1]["memory"]
+    given = run_json(["infer", qwen, "--context", "64", "--cuda-module-loading", "eager", "--cuda-context-gib",
+                      "0.5"], capsys)[1]["memory"]
+    assert eager["total_bytes"] - lazy["total_bytes"] == (1343 - 512) * 2**20
+    assert given["total_bytes"] == lazy["total_bytes"]
+    assert eager["allocated_peak_bytes"] == lazy["allocated_peak_bytes"]

@@ -9,6 +9,7 @@ from gpuplan.infer.engine import InferConfig, estimate_inference
 from gpuplan.infer.engines import VllmProfile
 from gpuplan.infer.parallel import ServingLayout, stage_layers
 from gpuplan.infer.quant import parse_weights
+from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.units import GiB
 from gpuplan.verify.cpu_profile import generate_peak_bytes
@@ -136,7 +137,7 @@ def test_pipeline_stages_follow_vllm_partition():
     (InferConfig(context=40000), "exceeds the longest context"),
     (InferConfig(layout=ServingLayout(tp=3)), "must divide the number of attention heads"),
     (InferConfig(layout=ServingLayout(tp=7)), "multiple of the number of KV heads"),
-    (InferConfig(engine="tgi"), "must be hf or vllm"),
+    (InferConfig(engine="tgi"), "must be one of hf, vllm, sglang, trtllm"),
     (InferConfig(engine="vllm"), "sizes its KV pool"),
     (InferConfig(context=1000, prompt=2000), "--prompt"),
 ])
@@ -174,3 +175,131 @@ def test_speed_roofline_shapes():
     short = estimate_inference(spec, InferConfig(batch=1, context=256, engine="vllm", gpu=gpu)).speed
     # weights 16.06 GB / (2.68 TB/s) = 6.0 ms against (32.6 - 12.5) us per sequence -> about 300
     assert 200 < short["compute_bound_batch"] < 400
+
+
+def test_tp_decode_speed_is_sublinear_and_says_why():
+    """Two all-reduces per layer at a fixed latency make TP decode speed grow less than linearly."""
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    speeds = {}
+    for tp in (1, 2, 4):
+        cfg = InferConfig(batch=1, context=2048, engine="vllm", gpu=gpu, layout=ServingLayout(tp=tp))
+        speeds[tp] = estimate_inference(spec, cfg).speed
+    assert speeds[1]["tp_allreduces_per_step"] == 0 and speeds[1]["decode_tp_comm_s"] == 0
+    assert speeds[4]["tp_allreduces_per_step"] == 2 * spec.num_layers
+    # 64 all-reduces at 8 us (NVLink) = 0.51 ms; the bandwidth part of 4096 x 2 bytes is negligible
+    assert 0.5e-3 < speeds[4]["decode_tp_comm_s"] < 0.56e-3
+    r1, r2, r4 = (speeds[t]["decode_tokens_per_s_batch1"] for t in (1, 2, 4))
+    assert r1 < r2 < r4
+    assert r2 / r1 < 2 and r4 / r1 < 4 and r4 / r2 < r2 / r1 * 2
+    slow = estimate_inference(spec, InferConfig(batch=1, context=2048, engine="vllm", gpu=gpu,
+                                                layout=ServingLayout(tp=4),
+                                                speed=SpeedAssumptions(allreduce_latency_s=25e-6))).speed
+    assert slow["decode_tokens_per_s_batch1"] < r4
+
+
+def test_allreduce_latency_by_interconnect():
+    from gpuplan.infer.speed import allreduce_latency_default, allreduce_s
+
+    assert allreduce_latency_default("NVLink 4")[0] < allreduce_latency_default("PCIe 5.0")[0]
+    assert allreduce_s(1e9, 1, 1e9, 1.0, 1e-5) == 0.0
+    assert allreduce_s(0.0, 4, 1e9, 1.0, 1e-5) == 1e-5
+    assert abs(allreduce_s(4e9, 4, 1e9, 1.0, 0.0) - 6.0) < 1e-9  # 2 (n-1)/n x B / bw
+
+
+def test_vllm_blocks_llama2_70b_tp4_pr2031_with_the_legacy_allreduce_rule():
+    """vLLM PR #2031 (Dec 2023): 'Llama2-70B with TP=4 and 4xA100-80GB ... This PR: # GPU blocks: 20865' (fp16,
+    0.9 utilization, profiling max(max_model_len, 2048) = 4096 tokens). That vLLM predates PR #2151, so the profiling
+    forward held every all-reduce input (2 x 80 layers x 4096 x 8192 x 2 bytes = 10 GiB per GPU). Without that rule
+    gpuplan is 47 % high; with it and the default non-torch memory at TP > 1 (1.5 GiB) 7.6 % high; with the TP > 1
+    non-torch memory of vLLM PR #10511's log (3.58 GiB at TP = 2) within 1 %."""
+    spec = spec_from_config({"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672,
+                             "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
+                             "vocab_size": 32000, "max_position_embeddings": 4096})
+    base = {"context": 4096, "engine": "vllm", "weights": parse_weights("fp16"), "gpu": get_gpu("a100-80gb"),
+            "layout": ServingLayout(tp=4)}
+
+    def blocks(**profile):
+        cfg = InferConfig(**base, vllm=VllmProfile(max_num_batched_tokens=4096, **profile))
+        return estimate_inference(spec, cfg).engine["num_gpu_blocks"]
+
+    assert blocks() / 20865 - 1 > 0.4
+    assert blocks(legacy_allreduce_hold=True) == pytest.approx(20865, rel=0.08)
+    assert blocks(legacy_allreduce_hold=True, non_torch_bytes=int(3.58 * GiB)) == pytest.approx(20865, rel=0.01)
+    # at TP = 1 nothing is all-reduced: the 7B row of the same PR is unchanged by the rule
+    llama7 = spec_from_config(LLAMA2_7B)
+    one = InferConfig(context=4096, engine="vllm", weights=parse_weights("fp16"), gpu=get_gpu("a100-80gb"),
+                      vllm=VllmProfile(max_num_batched_tokens=4096, legacy_allreduce_hold=True))
+    assert estimate_inference(llama7, one).engine["legacy_allreduce_held_bytes"] == 0
+
+
+def test_engine_profiles_carry_a_source_for_every_default():
+    from gpuplan.infer.engine_profiles import (
+        engine_profile_names,
+        load_engine_profile,
+        parse_engine_profile,
+    )
+
+    assert "vllm" in engine_profile_names()
+    p = load_engine_profile("vllm")
+    assert p.value("gpu_memory_utilization") == VllmProfile().gpu_memory_utilization == 0.9
+    assert all(len(src) > 20 for src in p.sources.values())
+    with pytest.raises(ValueError, match="source"):
+        parse_engine_profile({"name": "x", "title": "x", "version": "1", "url": "u",
+                              "defaults": {"a": {"value": 1}}}, "x.toml")
+    with pytest.raises(InputError):
+        load_engine_profile("nonesuch")
+
+
+@pytest.mark.parametrize("gpu_gib, tp, pp, fraction", [
+    (79.19, 1, 1, round((79.19 - 10.0) / 79.19, 3)),  # H100: 9.5 + 1/2 GiB reserved
+    (79.19, 4, 1, round((79.19 - 11.5) / 79.19, 3)),
+    (23.6, 1, 1, round((23.6 - 2.9) / 23.6, 3)),  # RTX 4090: 2.8 + 1/10
+    (139.8, 8, 1, round((139.8 - 16.0) / 139.8, 3)),  # H200: 12 + 8/2
+])
+def test_sglang_default_mem_fraction_static(gpu_gib, tp, pp, fraction):
+    from gpuplan.infer.engines import sglang_mem_fraction_static
+
+    assert sglang_mem_fraction_static(int(gpu_gib * GiB), tp, pp) == pytest.approx(fraction, abs=1e-3)
+
+
+def test_sglang_and_trtllm_pools_follow_their_formulas():
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
+    cap = gpu.memory_usable_bytes
+    reports = {e: estimate_inference(spec, InferConfig(context=8192, engine=e, gpu=gpu)) for e in
+               ("vllm", "sglang", "trtllm")}
+    w = reports["vllm"].memory.weights_bytes
+    sg, tr = reports["sglang"].engine, reports["trtllm"].engine
+    assert sg["name"] == "sglang" and sg["block_size"] == 1 and tr["block_size"] == 32
+    # SGLang: (device - 0.5 GiB) x fraction - weights
+    assert sg["available_kv_bytes"] == int((cap - GiB // 2) * sg["memory_fraction"]) - w
+    # TensorRT-LLM: 0.9 x (device - 0.5 GiB - weights - activation peak)
+    assert tr["available_kv_bytes"] == int((cap - GiB // 2 - w - tr["activation_peak_bytes"]) * 0.9)
+    for r in reports.values():  # every pool lands within 10 % of the others for a small model on a big GPU
+        assert r.engine["kv_cache_tokens"] == pytest.approx(reports["vllm"].engine["kv_cache_tokens"], rel=0.1)
+    assert reports["sglang"].memory.terms and "mem_fraction_static" in str(reports["sglang"].memory.assumptions)
+
+
+def test_llamacpp_split_between_gpu_and_host():
+    """llama.cpp -ngl N: the last N layers (and the output layer only when N > n_layer) on the GPU, token_embd on
+    the host, each layer's KV with its layer; decode reads the host share at DRAM bandwidth."""
+    from gpuplan.infer.llamacpp import LlamaCppProfile
+
+    spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("rtx-4090")
+    q4 = parse_weights("q4_k_m")
+
+    def run(ngl):
+        return estimate_inference(spec, InferConfig(context=4096, engine="llamacpp", weights=q4, gpu=gpu,
+                                                    llamacpp=LlamaCppProfile(n_gpu_layers=ngl)))
+
+    full, half, none = run(None), run(16), run(0)
+    e = full.engine
+    assert e["n_gpu_layers"] == 32 and e["output_on_gpu"] and e["host_kv_bytes"] == 0
+    assert e["host_weights_bytes"] == full.weights["by_component_bytes"]["embedding"]  # token_embd only
+    assert e["gpu_weights_bytes"] + e["host_weights_bytes"] == full.weights["total_bytes"]
+    assert half.engine["gpu_kv_bytes"] == half.engine["host_kv_bytes"] == e["gpu_kv_bytes"] // 2
+    assert not half.engine["output_on_gpu"] and run(33).engine["output_on_gpu"]
+    assert none.engine["gpu_weights_bytes"] == 0 and none.memory.total_bytes < half.memory.total_bytes
+    # the host's DRAM is ~10x slower than the GPU's memory: half the layers on the host costs most of the speed
+    assert half.speed["decode_tokens_per_s_batch1"] < 0.3 * full.speed["decode_tokens_per_s_batch1"]
+    assert half.speed["ttft_s"] > full.speed["ttft_s"]  # host weights cross PCIe once per ubatch
+    assert half.memory.assumptions and "16/32 layers on the GPU" in " ".join(half.memory.assumptions)

@@ -76,3 +76,12 @@ def test_documented_examples_run():
         with contextlib.redirect_stdout(out):
             exec(compile(block, str(DOC), "exec"), {})
         assert out.getvalue()
+
+
+def test_sweep_equals_its_points():
+    from gpuplan import api
+
+    got = api.sweep("llama-3.1-8b", over="batch", values="1,4", gpu="h100-sxm", seq=1024)
+    for row in got["rows"]:
+        point = api.train("llama-3.1-8b", batch=row["value"], gpu="h100-sxm", seq=1024)
+        assert row["memory"] == point["memory"] and row["fits"] == point["fits"]

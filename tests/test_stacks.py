@@ -9,11 +9,12 @@ from importlib import resources
 import pytest
 
 from gpuplan import api
+from gpuplan.compute.schedules import SCHEDULES
 from gpuplan.errors import InputError
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.train.config import STACK_FIELDS, TrainConfig
 from gpuplan.train.engine import estimate_training
-from gpuplan.train.stacks import DEFAULT_KEYS, load_stack, parse_stack, stack_names
+from gpuplan.train.stacks import DEFAULT_KEYS, STEP_KEYS, load_stack, parse_stack, stack_names
 
 LLAMA = dict(model_type="llama", hidden_size=512, intermediate_size=1408, num_hidden_layers=4, num_attention_heads=8,
              num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096, tie_word_embeddings=False)
@@ -28,7 +29,11 @@ def test_every_stack_file_loads_with_known_keys_and_sources():
         stack = load_stack(name)
         assert stack.name == name
         for d in stack.defaults:
-            assert d.key in DEFAULT_KEYS and len(d.source) >= 10
+            assert (d.key in DEFAULT_KEYS or d.key in STEP_KEYS) and len(d.source) >= 10
+            if d.key == "pipeline_schedule":
+                assert d.value in SCHEDULES
+            if d.key == "attention_impl":
+                assert d.value in ("flash", "unfused")
         for s in stack.supports:
             assert s.values and len(s.source) >= 10
     torch = load_stack("torch")

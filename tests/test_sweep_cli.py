@@ -102,3 +102,15 @@ def test_sweep_from_a_scenario_file(tmp_path):
     assert [r["value"] for r in out["rows"]] == [1, 2]
     assert out["rows"][1]["memory"] == run_json(["train", "llama-3.1-8b", "--gpu", "h100-sxm", "--method", "lora",
                                                  "--seq", "1024", "--batch", "2"])["memory"]
+
+
+def test_a_failing_point_is_named_under_the_table(capsys):
+    """A point the command refuses keeps its row (marked) and its message goes under the table, not into a cell."""
+    from gpuplan.cli.main import main
+
+    rc = main(["sweep", "gpt2", "--over", "context", "--values", "512,4096", "--gpu", "h100-sxm"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    table_width = max(len(line) for line in out if line.startswith("512"))
+    assert table_width < 200
+    assert any(line.startswith("[1] 4,096: --context=4096") for line in out)

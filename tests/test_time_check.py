@@ -71,7 +71,7 @@ def test_solved_mfu_above_one_is_impossible(capsys):
     needed = math.ceil(8 * data["mfu"])
     assert any(w.startswith("impossible:") and f"at least {needed:,} GPUs" in w for w in data["warnings"])
     code, text = time(capsys, *MFU_ABOVE_1, "--check", "--lang", "zh")
-    assert code == 3 and "警告: 无法实现" in text
+    assert code == 3 and "警告：无法实现" in text
 
 
 def test_high_but_possible_mfu_only_warns(capsys):

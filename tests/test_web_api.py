@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import types
 
 import pytest
 
@@ -15,7 +14,6 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gpuplan.cli.main import main as cli_main  # noqa: E402
-from gpuplan.errors import InputError  # noqa: E402
 from gpuplan.commands import registry
 from gpuplan.web import limits  # noqa: E402
 from gpuplan.web.app import create_app  # noqa: E402
@@ -111,6 +109,8 @@ NOT_OFFERED = {
     "json": "the API always answers JSON", "check": "the JSON's 'fits' says it", "model": "own field",
     "config": "reads a file named by the request", "plot": "writes a file", "lang": "the JSON keys are English",
     "list_prices": "prints a table, not JSON", "tensors": "prints another JSON shape",
+    "emit_out": "writes a file (the JSON carries the text under 'emit')",
+    "xlsx": "writes a workbook file",
 }
 
 
@@ -290,3 +290,18 @@ def test_serve_without_fastapi_names_the_extra(monkeypatch, capsys):
 def test_serve_rejects_a_bad_port(capsys):
     assert cli_main(["serve", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_sweep_equals_cli_json_and_refuses_the_swept_option(client, capsys):
+    body = {"model": "llama-3.1-8b", "over": "seq", "values": "1k,2k,4k", "gpu": "h100-sxm", "batch": 2}
+    got = client.post("/api/v1/sweep", json=body).json()
+    want = cli_json(capsys, "sweep", "llama-3.1-8b", "--over", "seq", "--values", "1k,2k,4k", "--gpu", "h100-sxm",
+                    "--batch", "2")
+    assert sorted(got.pop("argv")) == sorted(want.pop("argv"))  # the same options, in the order each was given
+    assert got == want
+    assert [r["value"] for r in got["rows"]] == [1000, 2000, 4000] and got["capacity_bytes"] > 0
+    inf = client.post("/api/v1/sweep", json={"model": "llama-3.1-8b", "over": "batch", "values": "1,8",
+                                             "mode": "infer", "engine": "vllm", "gpu": "h100-sxm"}).json()
+    assert inf["command"] == "infer" and len(inf["rows"]) == 2
+    assert_error(client.post("/api/v1/sweep", json={**body, "seq": 512}), 422, "seq")
+    assert_error(client.post("/api/v1/sweep", json={"model": "llama-3.1-8b", "over": "seq"}), 422, "values")

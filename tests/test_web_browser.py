@@ -84,7 +84,7 @@ def page(browser):
 
 def open_page(page, url: str):
     page.goto(url)
-    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.wait_for_selector("body[data-ready='1']", timeout=45000)  # a cold server on a busy machine
     settle(page)
 
 
@@ -95,8 +95,10 @@ def settle(page):
 
 
 def after(page, action):
-    """Do ``action`` and wait for the estimate request it triggers and for the page to show the answer."""
-    with page.expect_response(lambda r: "/api/v1/" in r.url and r.request.method == "POST", timeout=15000):
+    """Do ``action`` and wait for the estimate request it triggers (not those behind the charts) and for the page to
+    show the answer."""
+    with page.expect_response(lambda r: "/api/v1/" in r.url and r.request.method == "POST"
+                              and "x-gpuplan-chart" not in r.request.headers, timeout=15000):
         action()
     settle(page)
 
@@ -264,3 +266,237 @@ def test_raw_dimensions_from_a_link(page, base_url, commands):
     text = result_text(page)
     after(page, lambda: page.fill("#mode-dims [data-opt=layers]", "24"))
     assert result_text(page) != text and "layers=24" in page.url
+
+
+# ---- labels, the curated result, charts, downloads, comparison, phone layout, screenshots ---------------------------
+
+FORM_SKIP = {"gpu", "explain", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "top_k",
+             "params"}  # the GPU select, the model's dimensions (their own box), explain (always asked for)
+
+
+def api_options(base_url) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base_url + "/api/v1/options") as r:
+        return json.load(r)
+
+
+def wait_charts(page, tab: str):
+    """Wait for the charts the page fetches after the answer (sweeps; the weight-format comparison)."""
+    if tab in ("train", "infer"):
+        page.wait_for_selector("#sweep-a svg.chart.sweep", state="attached", timeout=30000)
+        page.wait_for_selector("#sweep-b svg.chart.sweep", state="attached", timeout=30000)
+    if tab == "infer":
+        page.wait_for_selector("#dtype-box svg.chart", state="attached", timeout=30000)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_option_of_every_tab_is_in_the_form_with_its_label(page, base_url, commands, lang):
+    """Generated from the schema: an option added to a command appears here with a label, never as a flag."""
+    options = api_options(base_url)
+    for tab in ("train", "infer", "time", "plan"):
+        if tab not in commands:
+            continue
+        open_page(page, base_url + f"/?tab={tab}&lang={lang}&model=llama-3.1-8b")
+        for o in options[tab]["options"]:
+            if o["name"] in FORM_SKIP or o["kind"] == "object":
+                continue
+            control = page.locator(f"#options [data-opt='{o['name']}']")
+            assert control.count() == 1, f"{tab}: {o['name']} is not in the form"
+            label = page.locator(f"#options [data-field='{o['name']}'] label").text_content().strip()
+            assert label == (o["label_zh"] if lang == "zh" else o["label"]), (tab, o["name"], label)
+            if o.get("choices") or o.get("suggest"):
+                assert control.evaluate("e => e.tagName") == "SELECT", (tab, o["name"])
+            if o.get("unit"):
+                unit = page.locator(f"#options [data-field='{o['name']}'] .unit-tag").text_content()
+                assert unit, (tab, o["name"])
+        labels = page.locator("#options label").all_text_contents()
+        assert labels and not [x for x in labels if x.strip().startswith("--")], labels
+        assert "--" in page.inner_text("#cli") or tab in ("train", "infer")  # flags live in the command line box
+
+
+def test_infer_selects_and_units(page, base_url, commands):
+    open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    for name in ("engine", "weights", "kv_dtype"):
+        assert page.locator(f"select[data-opt={name}]").count() == 1, name
+    after(page, lambda: page.select_option("[data-opt=engine]", "vllm"))
+    assert "--engine vllm" in page.inner_text("#cli")
+    assert "GiB" in page.locator("[data-field=non_torch_gib] .unit-tag").text_content()
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    assert page.locator("[data-field=cuda_context] .unit-tag").text_content() == "MiB"
+    assert page.locator("[data-field=workspace] .unit-tag").text_content() == "MiB"
+
+
+def test_train_result_is_curated(page, base_url, commands):
+    import re
+
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    for key in ("allocated_peak_bytes", "total_bytes", "fits", "peak_phase"):
+        assert page.is_visible(f".stats.cards .stat[data-key={key}]"), key
+    assert page.inner_text(".stat[data-key=peak_phase] .stat-v") == "optimizer step"
+    assert "free" in page.inner_text(".stat[data-key=fits]")
+    chart = page.locator("svg.chart.mem")
+    assert chart.locator(".peak-mark").count() == 1 and chart.locator(".cap").count() == 1
+    # components are drawn as sizes, each on its own row: none reaches past the device total
+    total_w = float(chart.locator("rect[data-key=total_peak]").get_attribute("width")) + float(
+        chart.locator("rect[data-key=overhead]").get_attribute("width"))
+    for rect in chart.locator("rect[data-key$=_bytes]").all():
+        assert float(rect.get_attribute("width")) <= total_w + 0.5
+    assert "peak is a phase" in page.inner_text("[data-block=memory_title] .note")
+    assert page.locator("svg.chart.phases rect.peak").count() == 1
+    raw = page.locator("details.raw[data-block=raw]")
+    assert raw.get_attribute("open") is None  # the raw numbers wait behind a toggle
+    raw.locator("summary").click()
+    for row in raw.locator("tbody tr").all():
+        key, value = (c.strip() for c in row.locator("td").all_inner_texts())
+        if re.search(r"(^|_)bytes($|[._])", key.split(".")[-1]) or "_bytes." in key:
+            assert value == "0" or re.search(r" (GiB|MiB|KiB)$", value), (key, value)
+    assert "GiB" in raw.inner_text()
+
+
+def test_infer_weights_by_component_shown_as_bytes(page, base_url, commands):
+    open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    raw = page.locator("details.raw[data-block=raw]")
+    raw.locator("summary").click()
+    row = raw.locator("tr", has=page.locator("code", has_text="weights.by_component_bytes.embedding"))
+    assert row.locator("td").nth(1).inner_text().endswith("GiB")
+
+
+def test_sweep_dtype_plan_and_rank_charts(page, base_url, commands):
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    wait_charts(page, "train")
+    seq = page.locator("svg.chart.sweep[data-over=seq]")
+    assert seq.locator("circle").count() == 7 and seq.locator(".cap").count() == 1
+    assert page.locator("svg.chart.sweep[data-over=batch] circle").count() == 6
+    assert page.locator("svg.chart.sweep circle.bad").count() > 0  # long sequences do not fit one H100
+    open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    wait_charts(page, "infer")
+    assert page.locator("svg.chart.sweep[data-over=context]").count() == 1
+    dtype = page.locator("#dtype-box svg.chart")
+    assert dtype.locator("rect").count() == 5
+    widths = [float(r.get_attribute("width")) for r in dtype.locator("rect").all()]
+    assert widths[0] > widths[3]  # bf16 weights take more than int4
+    open_page(page, base_url + "/?tab=plan&lang=en&model=llama-3.1-8b&gpu=h100-sxm&gpus=8")
+    n = page.locator("[data-block=plans] tbody tr").count()
+    assert n >= 1 and page.locator("svg.plan-time rect").count() == n
+    assert page.locator("svg.plan-mem .cap").count() == 1
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-70b&gpu=h100-sxm&gpus=16&tp=4&pp=4&per_rank=1")
+    assert page.locator("svg.ranks rect").count() == 4
+    assert "stage" in page.locator("[data-block=per_rank] thead").inner_text().lower()
+
+
+def test_downloads_and_pin_to_compare(page, base_url, commands):
+    import json
+
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    with page.expect_download() as dl:
+        page.click("#dl-json")
+    data = json.loads(Path(dl.value.path()).read_text())
+    assert data["model"] == "llama-3.1-8b" and data["memory"]["total_bytes"] > 0
+    with page.expect_download() as dl:
+        page.click("#dl-csv")
+    csv = Path(dl.value.path()).read_text().splitlines()
+    assert csv[0] == "key,value" and f"memory.total_bytes,{data['memory']['total_bytes']}" in csv
+    assert dl.value.suggested_filename == "gpuplan-train-llama-3.1-8b.csv"
+    page.click("#pin")
+    after(page, lambda: page.fill("[data-opt=batch]", "4"))
+    block = page.locator("[data-block=compare]")
+    assert block.is_visible()
+    row = block.locator("tbody tr").first
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] != cells[2] and cells[3].startswith("+")  # batch 4 takes more than the pinned batch 1
+    assert "--batch 4" in block.inner_text()
+    page.click("#unpin")
+    assert page.locator("[data-block=compare]").count() == 0
+
+
+def test_phone_result_in_the_first_screen_and_docs_full_width(browser, base_url, commands):
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True).new_page()
+    try:
+        for tab, extra in (("train", ""), ("infer", ""), ("time", "&tokens=1T&gpus=256"), ("plan", "&gpus=8")):
+            open_page(phone, base_url + f"/?tab={tab}&lang=en&model=llama-3.1-8b&gpu=h100-sxm{extra}")
+            first = phone.locator("#result .stat").first
+            box = first.bounding_box()
+            assert box and box["y"] + box["height"] <= 844, f"{tab}: the first number starts at {box} on a phone"
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert phone.locator("#options details.more[open]").count() == 0  # advanced groups folded
+    finally:
+        phone.context.close()
+    desk = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        desk.goto(base_url + "/docs")
+        desk.wait_for_selector("#doc section.block")
+        assert desk.locator("#doc").bounding_box()["width"] > 1000
+    finally:
+        desk.context.close()
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SCENARIOS = {  # name: (tab, query)
+    "train": ("train", "model=llama-3.1-8b&gpu=h100-sxm&batch=2&seq=4096"),
+    "lora": ("train", "model=llama-3.1-8b&gpu=a100-40gb&method=lora&seq=4096&recompute=full"),
+    "70b-per-rank": ("train", "model=llama-3.1-70b&gpu=h100-sxm&gpus=16&tp=4&pp=4&per_rank=1"),
+    "vllm": ("infer", "model=llama-3.1-70b&gpu=h100-sxm&engine=vllm&tp=4&weights=fp8&batch=32&context=8192"),
+    "plan": ("plan", "model=llama-3.1-70b&gpu=h100-sxm&gpus=64&tokens=1T"),
+    "time": ("time", "model=llama-3.1-70b&gpu=h100-sxm&tokens=2T&gpus=1024"),
+}
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def screenshot_names() -> list[str]:
+    return [f"{name}-{lang}-{size}.png" for name in SCENARIOS for lang in ("en", "zh") for size in SIZES]
+
+
+def test_screenshots_in_both_languages_at_desktop_and_phone_width(browser, base_url, commands):
+    """Every scenario at a fixed viewport (1280x800, 390x844) in English and Chinese. Written to artifacts/; with
+    GPUPLAN_WRITE_SCREENSHOTS=1 to docs/screenshots/ (rendering differs between machines: not compared by pixel)."""
+    out = SCREENSHOTS if os.environ.get("GPUPLAN_WRITE_SCREENSHOTS") == "1" else ARTIFACTS / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for size, (w, h) in SIZES.items():
+        for lang in ("en", "zh"):
+            context = browser.new_context(viewport={"width": w, "height": h}, locale="en-US", is_mobile=size == "phone")
+            pg = context.new_page()
+            try:
+                for name, (tab, query) in SCENARIOS.items():
+                    if tab not in commands:
+                        continue
+                    open_page(pg, base_url + f"/?tab={tab}&lang={lang}&{query}")
+                    assert pg.locator("#result .error").count() == 0, (name, pg.inner_text("#result"))
+                    wait_charts(pg, tab)
+                    path = out / f"{name}-{lang}-{size}.png"
+                    pg.screenshot(path=str(path))
+                    assert path.stat().st_size > 10_000
+            finally:
+                context.close()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for file in screenshot_names():
+        assert (SCREENSHOTS / file).is_file(), f"docs/screenshots/{file} is missing"
+        assert f"docs/screenshots/{file}" in readme, f"README does not link docs/screenshots/{file}"
+
+
+def test_lora_and_vllm_bring_their_options_forward(page, base_url, commands):
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    assert not page.is_visible("[data-opt=lora_rank]")  # folded in its group for full fine-tuning
+    after(page, lambda: page.select_option("[data-opt=method]", "lora"))
+    assert page.is_visible(".essentials [data-opt=lora_rank]") and page.is_visible(".essentials [data-opt=lora_targets]")
+    after(page, lambda: page.fill("[data-opt=lora_rank]", "64"))
+    assert "--method lora --lora-rank 64" in page.inner_text("#cli")
+    open_page(page, base_url + "/?tab=infer&lang=en&model=llama-3.1-8b&gpu=h100-sxm&engine=vllm")
+    assert page.is_visible(".essentials [data-opt=gpu_memory_utilization]")
+
+
+def test_pasted_launch_config_is_read_as_the_command_reads_the_file(page, base_url, commands):
+    """A torchtune recipe pasted into "Paste a launch config" gives the answer of `gpuplan train FILE`, with the
+    file's account (model and options) under the result."""
+    if "train" not in commands:
+        pytest.skip("no train command")
+    recipe = (Path(__file__).parent / "data" / "configs" / "torchtune_llama3_1_8B_qlora_single_device.yaml")
+    open_page(page, base_url + "/?tab=train&lang=en")
+    page.check("input[name=mode][value=stack]")
+    after(page, lambda: page.fill("#stack-text", recipe.read_text()))
+    from playwright.sync_api import expect
+
+    expect(page.locator("#cli")).to_contain_text("./launch-config", timeout=15000)
+    text = result_text(page)
+    assert "Error" not in text

@@ -35,7 +35,7 @@ def _requests(command: registry.Command) -> list[dict]:
         elif opt.kind == "count":
             out.append(dict(base, **{opt.name: "2k" if opt.name in ("seq", "context") else 2}))
         elif opt.kind == "real":
-            out.append(dict(base, **{opt.name: 0.5}))
+            out.append(dict(base, **{opt.name: _real_sample(opt)}))
         elif opt.kind == "names":
             out.append(dict(base, **{opt.name: ["q_proj", "v_proj"]}))
     for model, batch in itertools.product(MODELS, (1, 7)):
@@ -44,6 +44,17 @@ def _requests(command: registry.Command) -> list[dict]:
         elif "batch" in command.by_dest:
             out.append(dict(base, model=model, batch=batch))
     return out
+
+
+def _real_sample(opt) -> float:
+    """0.5, moved inside the option's declared range (e.g. a price that must be at least 1)."""
+    x = 0.5
+    for op, bound in opt.bounds:
+        if (op == "ge" and x < bound) or (op == "gt" and x <= bound):
+            x = bound if op == "ge" else bound + 0.5
+        elif (op == "le" and x > bound) or (op == "lt" and x >= bound):
+            x = bound if op == "le" else bound / 2
+    return x
 
 
 def _argv(command: registry.Command, values: dict) -> list[str]:

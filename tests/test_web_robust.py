@@ -34,6 +34,7 @@ BASE = {
     "infer": {"model": "llama-3.2-1b", "gpu": "h100-sxm"},
     "time": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "tokens": "1T"},
     "plan": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "gpus": 8},
+    "sweep": {"model": "llama-3.2-1b", "gpu": "h100-sxm", "over": "batch", "values": "1,2"},
 }
 # Fields that need another base: a plan takes a GPU count or a deadline, not both.
 FIELD_BASE = {("plan", "days"): {"model": "llama-3.2-1b", "gpu": "h100-sxm", "tokens": "1T"}}
@@ -275,8 +276,9 @@ def test_serve_passes_its_limits_on(monkeypatch, capsys):
     import uvicorn
 
     seen = {}
-    monkeypatch.delenv(TIME_LIMIT_ENV, raising=False)
-    monkeypatch.delenv(MAX_QUEUE_ENV, raising=False)
+    # unset (empty); serve writes them for its workers, and the end of the test restores them
+    monkeypatch.setenv(TIME_LIMIT_ENV, "")
+    monkeypatch.setenv(MAX_QUEUE_ENV, "")
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(slow=app.state.slow))
     assert cli_main(["serve", "--time-limit", "2.5", "--max-queue", "1"]) == 0
     assert (seen["slow"].time_limit, seen["slow"].max_queue) == (2.5, 1)

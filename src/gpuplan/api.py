@@ -26,7 +26,7 @@ from typing import Any
 from gpuplan.commands.registry import Command, evaluate, load_commands
 from gpuplan.errors import InputError
 
-__all__ = ["run", "options", "models", "gpus", "params", "train", "infer", "time", "plan"]
+__all__ = ["run", "options", "models", "gpus", "params", "train", "infer", "time", "plan", "sweep"]
 
 
 def _command(name: str) -> Command:
@@ -88,3 +88,9 @@ def time(model: str | None = None, /, **opts: Any) -> dict[str, Any]:
 def plan(model: str | None = None, /, **opts: Any) -> dict[str, Any]:
     """The parallel layouts that fit, ranked (``gpuplan plan``)."""
     return run("plan", model, **opts)
+
+
+def sweep(model: str | None = None, /, **opts: Any) -> dict[str, Any]:
+    """Memory per GPU against one swept option (``gpuplan sweep``): ``over="seq", values="1k,2k,4k"`` and any
+    option of ``train`` (or of ``infer`` with ``mode="infer"``)."""
+    return run("sweep", model, **opts)

@@ -40,3 +40,9 @@ def require_nonnegative_int(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(field, value, "must be an integer >= 0")
     return value
+
+
+class HubUnavailable(InputError):
+    """MODEL names a Hugging Face repository whose config.json cannot be fetched now, for a reason that is not
+    the id's: offline, the ``[hub]`` extra missing, the hub unreachable, slow or limiting requests. The CLI exits
+    2 as for any input error; the web API answers 503 (the server cannot do it now)."""

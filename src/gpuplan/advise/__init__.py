@@ -4,8 +4,10 @@ Seed document 002 §8 gives the decision tree for 显存不够 (not enough memor
 checkpointing → TP/PP; inference → quantize weights → GQA/MQA → KV-cache quantization / paging / shorter context →
 TP. gpuplan tries every branch and more (FSDP, recompute, micro-batch with accumulation, CPU offload, 8-bit
 optimizer, LoRA/QLoRA, chunked cross-entropy, TP/PP layouts, more or larger GPUs; weight and KV quantization,
-shorter context, smaller batch, TP), re-estimates each with the command's own engine, and ranks those that fit by
-``time_factor`` (see :mod:`gpuplan.advise.timefactor`).
+shorter context, smaller batch, TP), re-estimates each with the command's own engine, and orders them as the tree
+does: the dominant component first, then changes on the same GPUs, changes to what is trained, more GPUs of the
+same kind, other hardware (:data:`gpuplan.advise.core.STEPS`); inside a step those that fit come first, by the
+tree's order and then ``time_factor`` (see :mod:`gpuplan.advise.timefactor`).
 
 :func:`attach_advice` adds the advice to a command's JSON; the command line prints it as text
 (``gpuplan.cli.advice``).
@@ -40,8 +42,10 @@ def advice_for_args(args: Any, command: str) -> AdviceResult:
 
 
 def attach_advice(args: Any, command: str, payload: dict[str, Any]) -> None:
-    """With ``--advise``: add ``"advice"`` (best first) and ``"advice_assumptions"`` to the JSON payload."""
+    """With ``--advise``: add ``"advice"`` (in the tree's order), ``"advice_diagnosis"`` (the dominant component
+    and each one's share) and ``"advice_assumptions"`` to the JSON payload."""
     if getattr(args, "advise", False):
         result = advice_for_args(args, command)
         payload["advice"] = result.as_json()
+        payload["advice_diagnosis"] = result.diagnosis.as_json() if result.diagnosis else None
         payload["advice_assumptions"] = list(result.assumptions)

@@ -1,13 +1,20 @@
 """Advice for serving that does not fit: seed 002 §8's inference branch (quantize the weights → KV-cache
 quantization / shorter context → TP) plus a smaller batch and a larger GPU, each re-estimated with
 ``gpuplan infer`` itself. (Switching to a GQA/MQA model, the tree's other branch, changes the model and is left
-to the user.)"""
+to the user.)
+
+The order follows the tree: the diagnosis first (weights, KV cache or prefill activations: which dominates), then
+the changes on the same GPUs, the dominant component's remedies first (quantized weights when the weights dominate;
+KV-cache quantization or a shorter context when the KV cache does), then TP over more GPUs, then other hardware.
+A setup that already fits gets only the same-GPU changes that lower its memory: with vLLM's preallocated KV pool
+none does, and the answer is "no change needed"."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gpuplan.advise.core import Advisor, AdviceItem, AdviceResult, Candidate, Outcome, Part, rank
+from gpuplan.advise.core import (Advisor, AdviceItem, AdviceResult, Candidate, Diagnosis, Outcome, Part,
+                                 category_of, rank, when_it_fits)
 from gpuplan.advise.runner import runner
 from gpuplan.advise.timefactor import INFER_ASSUMPTIONS, infer_gpu_seconds_per_token
 from gpuplan.errors import InputError
@@ -131,14 +138,34 @@ class InferAdvice:
                         items.append(adv.item(*got, t0))
                         listed += 1
                 advance()
-        return AdviceResult("infer", base_out, rank(items, base_out.total_bytes), adv.evaluations, INFER_ASSUMPTIONS)
+        diagnosis = Diagnosis.of(base_out.payload.get("memory", {}))
+        base_gpus, base_gpu = self._world(self.base), self.get_gpu(self.base["gpu"]).id
+        for it in items:
+            it.category = category_of(it.candidate, gpus=it.gpus, base_gpus=base_gpus,
+                                      gpu=self.get_gpu(it.gpu).id if it.gpu else base_gpu, base_gpu=base_gpu)
+            it.priority = _priority(it.candidate, diagnosis) if it.category == "same_gpus" else 0
+        ranked = rank(items, base_out.total_bytes, memory_counts=base_out.fits)
+        if base_out.fits:
+            ranked = when_it_fits(ranked, base_out.total_bytes)
+        return AdviceResult("infer", base_out, ranked, adv.evaluations, INFER_ASSUMPTIONS, diagnosis, base_gpus,
+                            base_gpu)
+
+
+# seed 002 §8, inference: 瓶颈在哪? weights → quantize them; KV cache → KV quantization / shorter context; the
+# prefill's activations (a long prompt at once) → shorter context or fewer sequences
+_REMEDIES = {"weights_bytes": ("weights",), "kv_cache_bytes": ("kv", "context"),
+             "activations_bytes": ("context", "batch")}
+
+
+def _priority(cand: Candidate, diagnosis: Diagnosis) -> int:
+    """0 for a remedy of the dominant component, 1 for the other components' remedies."""
+    return 0 if cand.parts[0].key in _REMEDIES.get(diagnosis.dominant or "", ()) else 1
 
 
 def _catalog() -> dict:
     from gpuplan.hardware.catalog import load_catalog
 
     return load_catalog()
-
 
 
 def advise_inference(options: Mapping[str, Any]) -> AdviceResult:

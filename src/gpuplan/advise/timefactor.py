@@ -56,8 +56,8 @@ ASSUMPTIONS = (
     "efficiencies and network; LoRA/QLoRA/freeze scaled by hardware FLOPs (frozen weights 4·P, trainable 6·P)",
     f"where the step-time model cannot answer: FLOP-ratio estimate with compute at {EFFICIENCY:.0%} of the dense "
     "peak",
-    f"{GPUS_PER_NODE} GPUs per node on the GPU's own link; beyond that {NETWORK_BYTES_PER_S_PER_GPU / 1e9:.0f} GB/s "
-    "per GPU (400 Gb/s InfiniBand)",
+    f"{GPUS_PER_NODE} GPUs per node on the GPU's own link; beyond that the catalog's network per GPU "
+    f"(inter_node_GBps; {NETWORK_BYTES_PER_S_PER_GPU / 1e9:.0f} GB/s, 400 Gb/s InfiniBand, where it has none)",
     f"CPU offload: host link {HOST_LINK_BYTES_PER_S / 1e9:.0f} GB/s (PCIe 4.0 x16), CPU optimizer at "
     f"{CPU_MEMORY_BYTES_PER_S / 1e9:.0f} GB/s memory bandwidth, not overlapped",
     "data-parallel communication overlapped with compute; tensor-parallel communication not overlapped",
@@ -107,8 +107,8 @@ def _peak(gpu: GpuSpec, precision: str) -> float:
 
 def _link(gpu: GpuSpec, group_span: int) -> float:
     """Bandwidth of a collective spanning ``group_span`` consecutive GPUs (inside one node or not)."""
-    return gpu.interconnect_bytes_per_s if group_span <= GPUS_PER_NODE else min(gpu.interconnect_bytes_per_s,
-                                                                               NETWORK_BYTES_PER_S_PER_GPU)
+    network = getattr(gpu, "inter_node_bytes_per_s", None) or NETWORK_BYTES_PER_S_PER_GPU
+    return gpu.interconnect_bytes_per_s if group_span <= GPUS_PER_NODE else min(gpu.interconnect_bytes_per_s, network)
 
 
 def train_gpu_seconds_per_token(spec: ModelSpec, p: TrainPoint) -> float:

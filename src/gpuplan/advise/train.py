@@ -1,11 +1,18 @@
 """Advice for a training run that does not fit: seed 002 §8's tree (ZeRO → activation checkpointing → TP/PP) and
-everything beyond it that gpuplan can estimate, each re-estimated with ``gpuplan train`` itself."""
+everything beyond it that gpuplan can estimate, each re-estimated with ``gpuplan train`` itself.
+
+The order follows the tree. First the diagnosis (which component dominates; are activations large?). Then what can
+be done on the GPUs in hand: ZeRO / FSDP over the same data-parallel ranks when ZeRO is off (the tree's first
+question), activation savers (recompute, micro-batch with accumulation, chunked loss) first when activations are
+large, TP/PP over the same GPUs, then the optimizer (8-bit, Adafactor, fused step) and CPU offload. Then changes to
+what is trained (LoRA, QLoRA), then more GPUs of the same kind, then other hardware."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gpuplan.advise.core import Advisor, AdviceItem, AdviceResult, Candidate, Outcome, Part, rank
+from gpuplan.advise.core import (Advisor, AdviceItem, AdviceResult, Candidate, Diagnosis, Outcome, Part,
+                                 category_of, rank, when_it_fits)
 from gpuplan.advise.runner import runner
 from gpuplan.advise.timefactor import (ASSUMPTIONS, TrainPoint, steptime_gpu_seconds_per_token,
                                       train_gpu_seconds_per_token)
@@ -21,6 +28,8 @@ PP_DEGREES = (1, 2, 4, 8, 16)
 MAX_GPUS = 4096
 LARGER_GPUS_LISTED = 3
 LARGER_GPU_MIN_RATIO = 1.1  # a "larger GPU" has at least 10 % more usable memory (80 GB parts differ by < 1 %)
+# Hugging Face names of the transformer blocks (llama/qwen/mistral/gemma…, gpt2/falcon, gpt-neox)
+LAYER_GLOBS = ("model.layers.*", "transformer.h.*", "gpt_neox.layers.*")
 
 
 def _pow2_upto(limit: int, start: int = 1) -> list[int]:
@@ -169,6 +178,13 @@ class TrainAdvice:
             if precision not in ("bf16", "fp16", "mixed-bf16", "mixed-fp16"):
                 q["precision"] = "bf16"
             parts.append(Part("qlora", q, {"rank": rank_}, same_result=False))
+        if method == "full" and self.r.has("method", "freeze") and self.r.has("trainable"):
+            # freezing: train the transformer blocks, keep the embeddings and the output head frozen (their
+            # gradients and optimizer states go); the glob that matches this model's names is the one the engine
+            # accepts, the others are refused and dropped
+            for glob in LAYER_GLOBS:
+                parts.append(Part("freeze", {"method": "freeze", "trainable": (glob,)}, {"trainable": glob},
+                                  same_result=False))
         if self.r.has("offload", "optimizer") and self._o(o, "offload", "none") == "none":
             zero = max(2, self._o(o, "zero", 0))
             ds = {"framework": "deepspeed"} if self.r.has("framework", "deepspeed") else {}
@@ -193,7 +209,12 @@ class TrainAdvice:
     def _layout_candidate(self, tp: int, pp: int, zero: int, framework: str | None, dp: int,
                           sp: bool = True) -> Candidate:
         base_dp, base_tp, base_pp, cp = _layout(self.base)
-        extra, gb = self._scale_dp(max(1, dp // base_dp)) if dp > base_dp else ({}, None)
+        extra: dict[str, Any] = {}
+        gb = None
+        if dp > base_dp:
+            extra, gb = self._scale_dp(max(1, dp // base_dp))
+        elif dp < base_dp:  # fewer data-parallel ranks on the same GPUs: the same global batch by more accumulation
+            extra = {"grad_accum": self._o(self.base, "grad_accum", 1) * (base_dp // dp)}
         opts: dict[str, Any] = {"tp": tp, "pp": pp, "dp": dp, "zero": zero, **extra}
         if pp > 1:  # feed the pipeline: micro-batch 1, the rest as micro-batches (accumulation)
             local = opts.get("batch", self._o(self.base, "batch", 1))
@@ -206,14 +227,51 @@ class TrainAdvice:
         if framework:
             opts["framework"] = framework
         gpus = dp * tp * pp * cp
+        more = gpus > base_dp * base_tp * base_pp * cp
         if tp == 1 and pp == 1:
             key = "fsdp" if zero == 3 and framework == "torch" else "zero"
-            part = Part(key, opts, {"stage": zero, "gpus": gpus, "framework": framework or "DeepSpeed"}, hardware=True)
+            part = Part(key, opts, {"stage": zero, "gpus": gpus, "framework": framework or "DeepSpeed"}, hardware=more)
         else:
             part = Part("layout", opts, {"gpus": gpus, "tp": tp, "pp": pp, "dp": dp, "zero": zero,
                                          "framework": framework or self._o(self.base, "framework", "torch")},
-                        hardware=True)
+                        hardware=more)
         return Candidate((part,) + ((gb,) if gb else ()))
+
+    def _same_gpu_layouts(self) -> list[Candidate]:
+        """seed 002 §8 on the GPUs in hand: ZeRO / FSDP over the current data-parallel ranks (用了 ZeRO? 没有 → 启用
+        ZeRO), and TP/PP re-cut from the same GPU count (增加 TP/PP 切分), keeping the global batch."""
+        base_dp, base_tp, base_pp, cp = _layout(self.base)
+        world, zero0 = base_dp * base_tp * base_pp * cp, self._o(self.base, "zero", 0)
+        out = []
+        if base_dp > 1 and (base_tp, base_pp) != (1, 1):  # ZeRO over the data-parallel ranks of the TP/PP layout
+            framework = self._o(self.base, "framework", "torch")
+            for zero in (1, 2, 3):
+                if zero > zero0:
+                    out.append(Candidate((Part("zero", {"zero": zero}, {"stage": zero, "gpus": world,
+                                                                         "framework": framework}),)))
+        for tp, pp, zero, fw in self._layout_searches():
+            if tp == 1 and pp == 1:
+                if base_dp > 1 and zero > zero0 and (base_tp, base_pp) == (1, 1):
+                    out.append(self._layout_candidate(1, 1, zero, fw, base_dp))
+            elif world % (tp * pp * cp) == 0 and (tp, pp) != (base_tp, base_pp):
+                dp = world // (tp * pp * cp)
+                if base_dp % dp == 0:
+                    out.append(self._layout_candidate(tp, pp, zero, fw, dp))
+        return out
+
+    def _priority(self, cand: Candidate, diagnosis: Diagnosis) -> int:
+        """The tree's order inside the same-GPU step: ZeRO-1/2 first when ZeRO is off (the document: "启用 ZeRO
+        Stage 1/2"; stage 3 "only when one GPU cannot hold the model"); activation savers next when activations are
+        large, else TP/PP first; then the optimizer and offload."""
+        part = cand.parts[0]
+        zero_off = self._o(self.base, "zero", 0) == 0
+        if part.key in ("zero", "fsdp"):
+            return (0 if part.options.get("zero", 3) <= 2 else 1) if zero_off else 3
+        if part.key in ("recompute", "accum", "loss"):
+            return 2 if diagnosis.activations_large else 4
+        if part.key == "layout":
+            return 3
+        return 5
 
     def _layout_searches(self) -> list[tuple[int, int, int, str | None]]:
         spec, out = self.spec, []
@@ -241,7 +299,7 @@ class TrainAdvice:
             self.r.run_json(self.base)
             raise InputError("--advise", True, "the current options cannot be estimated")
         items: list[AdviceItem] = []
-        singles = [Candidate((p,)) for p in self._single_gpu_parts()]
+        singles = [Candidate((p,)) for p in self._single_gpu_parts()] + self._same_gpu_layouts()
         searches = self._layout_searches()
         base_dp, _, _, cp = _layout(self.base)
         larger = sorted((g for g in _catalog().values()
@@ -281,14 +339,23 @@ class TrainAdvice:
                     items.append(adv.item(*got, base_out.gpu_seconds_per_token))
                     listed += 1
                 advance()
-        return AdviceResult("train", base_out, rank(items, base_out.total_bytes), adv.evaluations, ASSUMPTIONS)
+        diagnosis = Diagnosis.of(base_out.payload.get("memory", {}))
+        base_gpus, base_gpu = _prod(_layout(self.base)), self.get_gpu(self.base["gpu"]).id
+        for it in items:
+            it.category = category_of(it.candidate, gpus=it.gpus, base_gpus=base_gpus,
+                                      gpu=self.get_gpu(it.gpu).id if it.gpu else base_gpu, base_gpu=base_gpu)
+            it.priority = self._priority(it.candidate, diagnosis) if it.category == "same_gpus" else 0
+        ranked = rank(items, base_out.total_bytes, memory_counts=base_out.fits)
+        if base_out.fits:
+            ranked = when_it_fits(ranked, base_out.total_bytes)
+        return AdviceResult("train", base_out, ranked, adv.evaluations, ASSUMPTIONS, diagnosis, base_gpus,
+                            base_gpu)
 
 
 def _catalog() -> dict:
     from gpuplan.hardware.catalog import load_catalog
 
     return load_catalog()
-
 
 
 def advise_training(options: Mapping[str, Any], *, max_gpus: int = MAX_GPUS) -> AdviceResult:

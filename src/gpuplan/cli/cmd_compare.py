@@ -10,7 +10,7 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.compare import payload
-from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+from gpuplan.i18n import colon, lang_of, localize, memory_label, t, tr_headers
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.units import GiB
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     results = out["scenarios"]
     two = len(results) == 2
     headers = [t("header.option", lang)] + [r["name"] for r in results]
-    rows: list[list[str]] = [["command"] + [r["command"] for r in results]]
+    rows: list[list[str]] = [[t("compare.command", lang)] + [r["command"] for r in results]]
     dests: list[str] = []
     for r in results:
         dests.extend(k for k in r["resolved"] if k not in dests)
@@ -88,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     print(render_table(mem_headers, mem_rows))
     for r in results:
         for w in r["result"].get("warnings", []):
-            print(f"{r['name']}: {t('section.warnings', lang)}: {w}")
+            print(f"{r['name']}{colon(lang)}{t('section.warnings', lang)}{colon(lang)}{localize(w, lang)}")
     return 0

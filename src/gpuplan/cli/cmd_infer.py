@@ -8,7 +8,7 @@ from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import note_lines, render_table, term_lines
 from gpuplan.commands.infer import evaluate
-from gpuplan.i18n import lang_of, memory_label, t, tr_headers
+from gpuplan.i18n import lang_of, memory_label, phase_label, t, tr_headers, value_label
 from gpuplan.infer.config import InferConfig, InferReport
 from gpuplan.units import format_bytes, format_seconds
 
@@ -20,24 +20,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     spec, cfg, report, out = evaluate(args)
     return finish_estimate(args, "infer", out,
-                           lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args)), report.fits)
+                           lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args),
+                                           files=getattr(args, "config_file", None)), report.fits)
 
 
-def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en") -> str:
+def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en", files=None) -> str:
     m = r.memory
     lay = cfg.layout
     lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
-               weights=cfg.weights.name, kv=cfg.kv_dtype or cfg.weights.dtype, tp=lay.tp, pp=lay.pp, ep=lay.ep,
+               weights=cfg.weights.name, kv=cfg.kv_dtype or ("fp16" if cfg.engine == "llamacpp" else cfg.weights.dtype), tp=lay.tp, pp=lay.pp, ep=lay.ep,
                dp=lay.dp, gpus=lay.gpus)]
     keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
             "allocated_peak_bytes", "total_bytes")
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in keys]
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
     lines.append(t("infer.kv_line", lang, per_token=f"{r.kv_cache_bytes_per_token:,}", context=cfg.context,
-                   per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=m.peak_phase))
-    if r.engine.get("name") == "vllm":
+                   per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=phase_label(m.peak_phase, lang)))
+    if r.engine.get("name") in ("vllm", "sglang", "trtllm"):
         e = r.engine
-        lines.append(t("infer.vllm_line", lang, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
+        title = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}[e["name"]]
+        lines.append(t("infer.vllm_line", lang, engine=title, blocks=f"{e['num_gpu_blocks']:,}", block_size=e["block_size"],
                        tokens=f"{e['kv_cache_tokens']:,}", context=cfg.context, concurrency=e["max_concurrency"],
                        exact=f"{e['max_concurrency_exact']:.2f}"))
     if r.fits is not None:
@@ -59,9 +61,22 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
                  else t("infer.compute_bound_never", lang))
         lines.append(t("infer.speed", lang, dtype=s["compute_dtype"], ttft=format_seconds(s["ttft_s"]),
                        per_seq=f"{s['decode_tokens_per_s_per_seq']:.1f}", total=f"{s['decode_tokens_per_s']:.0f}",
-                       bound=s["decode_bound"], batch1=f"{s['decode_tokens_per_s_batch1']:.1f}", compute_bound=bound))
+                       bound=value_label("bound", s["decode_bound"], lang), batch1=f"{s['decode_tokens_per_s_batch1']:.1f}", compute_bound=bound))
+        cb = s.get("continuous_batching")
+        if cb and "tpot_s" in cb:
+            lines.append(t("infer.continuous", lang, batch=cfg.batch, prompt=cfg.prompt, output=cfg.context - cfg.prompt,
+                           ttft=format_seconds(cb["ttft_s"]), tpot=format_seconds(cb["tpot_s"]),
+                           tokens=f"{cb['output_tokens_per_s']:,.0f}"))
+        if s.get("tp_allreduces_per_step"):
+            lines.append(t("infer.tp_comm", lang, n=s["tp_allreduces_per_step"], tp=cfg.layout.tp,
+                           latency=f"{s['allreduce_latency_s'] * 1e6:g}", comm=format_seconds(s["decode_tp_comm_s"]),
+                           step=format_seconds(s["decode_step_s"]),
+                           share=f"{s['decode_tp_comm_s'] / s['decode_step_s']:.0%}"))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
         lines.append("")
-        lines.extend(term_lines(m.terms))
+        lines.extend(term_lines(m.terms, lang))
+    if files is not None:
+        lines.append("")
+        lines.extend(files.text_lines("infer", lang))
     return "\n".join(lines)

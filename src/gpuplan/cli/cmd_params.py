@@ -8,7 +8,7 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.params import payload, tensors_json
-from gpuplan.i18n import headers, lang_of, t
+from gpuplan.i18n import colon, headers, lang_of, t
 from gpuplan.model.params import count_params
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.tensors import COMPONENTS
@@ -48,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
             hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads, vocab=spec.vocab_size))
     print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))
     for note in spec.notes:  # what the count leaves out (a multimodal model's vision tower)
-        print(f"{t('word.warning', lang)}: {note}")
+        print(f"{t('word.warning', lang)}{colon(lang)}{note}")
     return 0

@@ -8,8 +8,8 @@ import sys
 from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
-from gpuplan.commands.plan import search_layouts, to_json, why_nothing_fits
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.commands.plan import emitted, search_layouts, to_json, why_nothing_fits
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import GiB, format_count
 
 
@@ -30,11 +30,34 @@ def _nothing_fits(args, results, spec, warnings) -> int:
 def run(args: argparse.Namespace) -> int:
     from gpuplan.plan.explain import describe, why_winner
 
+    if args.serve:
+        from gpuplan.cli.serve_plan import run as run_serve
+
+        return run_serve(args)
+
+    if args.xlsx:
+        from gpuplan.xlsx import check_xlsx_path
+
+        check_xlsx_path(args.xlsx)
     r = search_layouts(args)
     if not r.plans:
         return _nothing_fits(args, r.results, r.spec, r.warnings)
+    launch = emitted(args, r)
+    if launch is not None and args.emit_out:
+        from pathlib import Path
+
+        try:
+            Path(args.emit_out).expanduser().write_text(launch["text"], encoding="utf-8")
+        except OSError as exc:
+            print(f"gpuplan plan: error: --emit-out={args.emit_out}: cannot be written ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
+    if args.xlsx:
+        from gpuplan.commands.xlsx import write_plan
+
+        write_plan(args, r)
     if args.json:
-        print_json(to_json(r))
+        print_json(to_json(r, launch))
         return 0
     spec, results, warnings, plans, win, win_res = r.spec, r.results, r.warnings, r.plans, r.win, r.win_res
     alts, assumptions, flops, seq, global_batch, rank, plan_dict = (r.alts, r.assumptions, r.flops, r.seq,
@@ -47,34 +70,49 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for c in plans:
         cost = plan_dict(c)["cost_usd"]
-        rows.append((describe(c.layout), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
+        rows.append((localize(describe(c.layout), lang), c.gpu_id, f"{c.gpus:,}", f"{c.memory_total_bytes / GiB:,.1f}",
                      f"{c.seconds_per_step:.2f}", f"{c.mfu:.1%}", "-" if c.days is None else f"{c.days:,.1f}",
                      "-" if cost is None else f"{cost:,.0f}"))
     names = ("layout", "gpu", "gpus", "memory", "step", "mfu", "days", "cost")
     print(render_table(headers("plan.header", names, lang), rows, "llrrrrrr"))
-    print(f"\n{t('plan.why', lang)}:")
+    print(f"\n{heading('plan.why', lang)}")
     for line in why_winner(win, win_res):
-        print(f"- {line}")
-    print(f"\n{t('plan.alternatives', lang)}:")
+        print(f"- {localize(line, lang)}")
+    print(f"\n{heading('plan.alternatives', lang)}")
     for a in alts:
-        print(f"- {a.label}: {a.verdict}")
+        print(f"- {localize(a.label, lang)}{colon(lang)}{localize(a.verdict, lang)}")
     for gpu, res in results:
         if gpu.id == win.gpu_id:
             continue
         if res.plans:
             b = res.plans[0]
             days = "-" if b.days is None else t("plan.days", lang, days=f"{b.days:.1f}")
-            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=describe(b.layout), gpus=f"{b.gpus:,}", days=days,
+            print("- " + t("plan.best_on", lang, gpu=gpu.id, layout=localize(describe(b.layout), lang), gpus=f"{b.gpus:,}", days=days,
                            mfu=f"{b.mfu:.1%}", memory=f"{b.memory_total_bytes / GiB:,.1f}",
                            usable=f"{gpu.memory_usable_bytes / GiB:,.1f}"))
         else:
             print("- " + t("plan.none_on" if args.gpus else "plan.none_on_deadline", lang, gpu=gpu.id))
     if args.explain:
-        print(f"\n{t('plan.winner_memory', lang)}:")
+        print(f"\n{heading('plan.winner_memory', lang)}")
         print(f"  {plan_dict(win)['train_command']}")
-        print(f"\n{t('section.assumptions', lang)}:")
+        print(f"\n{heading('section.assumptions', lang)}")
         for a in assumptions:
             print(f"- {localize(a, lang)}")
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        print("\n".join(render_cluster(r.cluster, lang, args.explain)))
     for w in warnings:
-        print(f"{t('word.warning', lang)}: {localize(w, lang)}")
+        print(f"{t('word.warning', lang)}{colon(lang)}{localize(w, lang)}")
+    if r.files is not None:
+        print()
+        print("\n".join(r.files.text_lines("plan", lang)))
+    if launch is not None:
+        print()
+        if args.emit_out:
+            print(t("plan.emit_written", lang, format=launch["format"], path=args.emit_out,
+                    command=launch["train_command"]))
+        else:
+            print(t("plan.emit_shown", lang, format=launch["format"], command=launch["train_command"]))
+            print(launch["text"], end="")
     return 0

@@ -32,23 +32,31 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"gpuplan serve: error: {WEB_EXTRA_HINT} (missing module {exc.name!r})", file=sys.stderr)
         return 2
-    print(f"gpuplan: serving on http://{args.host}:{args.port}/ (API at /api/v1, docs at /docs); Ctrl-C stops",
-          file=sys.stderr)
     # uvicorn logs each request at level info: below that, the access log is switched off rather than formatted
     # and dropped on every request
     options = dict(host=args.host, port=args.port, log_level=args.log_level,
                    access_log=args.log_level in ("info", "debug"))
+    from gpuplan.web.hub import HUB_ENV, default_for_host
     from gpuplan.web.slow import MAX_QUEUE_ENV, TIME_LIMIT_ENV
 
     # Through the environment, so that worker processes (which build their own app) get the same limits.
+    hub = args.hub or os.environ.get(HUB_ENV, "").strip().lower() or ("on" if default_for_host(args.host) else "off")
+    if hub not in ("on", "off"):
+        raise InputError(HUB_ENV, hub, "must be 'on' or 'off'")
     if args.time_limit is not None:
         os.environ[TIME_LIMIT_ENV] = repr(args.time_limit)
     if args.max_queue is not None:
         os.environ[MAX_QUEUE_ENV] = str(args.max_queue)
+    print(f"gpuplan: serving on http://{args.host}:{args.port}/ (API at /api/v1, docs at /docs); Ctrl-C stops",
+          file=sys.stderr)
+    if hub == "on":
+        print("gpuplan: the server fetches the config.json of Hugging Face ids that no preset has (--hub off stops "
+              "it)", file=sys.stderr)
     if args.workers > 1:  # worker processes import the app factory themselves
+        os.environ[HUB_ENV] = hub
         uvicorn.run("gpuplan.web.app:create_app", factory=True, workers=args.workers, **options)
     else:
         from gpuplan.web.app import create_app
 
-        uvicorn.run(create_app(), **options)
+        uvicorn.run(create_app(hub=hub == "on"), **options)
     return 0

@@ -43,10 +43,11 @@ def run(args: argparse.Namespace) -> int:
     headers = [t(f"sweep.over.{over_key}", lang)] + [f"{memory_label(k, lang)} GiB" for k in keys]
     if result["capacity_bytes"]:
         headers += tr_headers(["fits"], lang)
-    table = []
+    table, notes = [], []
     for row in rows:
-        if row["memory"] is None:
-            table.append([f"{row['value']:,}", f"{t('word.error', lang)}: {row['error']}"] + [""] * (len(headers) - 2))
+        if row["memory"] is None:  # the message goes under the table, so one long line does not widen every column
+            notes.append(f"[{len(notes) + 1}] {row['value']:,}: {row['error']}")
+            table.append([f"{row['value']:,}", f"{t('word.error', lang)} [{len(notes)}]"] + [""] * (len(headers) - 2))
             continue
         cells = [f"{row['value']:,}"] + [f"{row['memory'].get(k, 0) / GiB:,.2f}" for k in keys]
         if result["capacity_bytes"]:
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         table.append(cells)
     print(" ".join(result["argv"]) + f"  {result['option']} " + ",".join(map(str, args.values)))
     print(render_table(headers, table))
+    for note in notes:
+        print(note)
     if result["capacity_bytes"]:
         fitting = [row["value"] for row in rows if row["fits"]]
         over = t(f"sweep.over.{over_key}", lang)

@@ -9,7 +9,7 @@ from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.time import TimeRun, evaluate, to_json
-from gpuplan.i18n import headers, lang_of, localize, t
+from gpuplan.i18n import colon, heading, headers, lang_of, localize, t
 from gpuplan.units import format_count
 
 
@@ -31,7 +31,15 @@ def _list_prices(lang: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_prices:
         return _list_prices(lang_of(args))
+    if args.xlsx:
+        from gpuplan.xlsx import check_xlsx_path
+
+        check_xlsx_path(args.xlsx)
     r = evaluate(args)
+    if args.xlsx:
+        from gpuplan.commands.xlsx import write_time
+
+        write_time(args, r)
     return finish_estimate(args, "time", to_json(args, r) if args.json else {}, lambda: render(r, args),
                            not r.cannot_work)
 
@@ -86,7 +94,11 @@ def render(r: TimeRun, args: argparse.Namespace) -> str:
         for term in (*flops.terms, *est.terms):
             lines.append(f"- {term.key} = {term.value:.6g}: {term.formula}"
                          + (f"  [{term.source}]" if term.source else ""))
-    lines.append(tr("section.assumptions") + ":")
+    lines.append(heading("section.assumptions", lang))
     lines.extend(f"- {localize(a, lang)}" for a in r.assumptions)
-    lines.extend(f"{tr('word.warning')}: {localize(w, lang)}" for w in r.warnings)
+    if r.cluster is not None:
+        from gpuplan.cli.cluster import render_cluster
+
+        lines.extend(render_cluster(r.cluster, lang, args.explain))
+    lines.extend(f"{tr('word.warning')}{colon(lang)}{localize(w, lang)}" for w in r.warnings)
     return "\n".join(lines)

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace) -> str:
-    from gpuplan.i18n import headers, lang_of, memory_label, t, tr_headers
+    from gpuplan.i18n import heading, headers, lang_of, memory_label, phase_label, t, tr_headers, value_label
 
     lang = lang_of(args)
     m = report.memory
@@ -32,10 +32,11 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
     lines.append(t("train.summary", lang, name=name, params=format_count(report.params_total),
                    trainable=format_count(report.params_trainable), batch=args.batch, seq=args.seq,
                    precision=args.precision, optimizer=report.config.optimizer, impl=report.config.optimizer_impl,
-                   recompute=report.config.recompute, method=args.method))
+                   recompute=value_label("recompute", report.config.recompute, lang),
+                   method=value_label("method", args.method, lang)))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
-                 + f"  ({m.peak_phase})"))
+                 + "  " + t("train.peak_at", lang, phase=phase_label(m.peak_phase, lang))))
     rows.append((memory_label("total_bytes", lang), format_bytes(m.total_bytes)))
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows, "lr"))
     lines.append(t("train.components_note", lang))
@@ -52,7 +53,8 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
                  format_count(r["params"]), format_bytes(r["weights_bytes"]), format_bytes(r["gradients_bytes"]),
                  format_bytes(r["optimizer_bytes"] + r["master_weights_bytes"]),
                  format_bytes(r["activations_bytes"]), f"{r['inflight_microbatches']:g}",
-                 format_bytes(r["allocated_peak_bytes"]), format_bytes(r["total_bytes"]), r["peak_phase"])
+                 format_bytes(r["allocated_peak_bytes"]), format_bytes(r["total_bytes"]),
+                 phase_label(r["peak_phase"], lang))
                 for r in report.per_rank]
         lines.append(render_table(headers("train.rank", ["stage", "layers", "eh", "params", "weights", "grads", "optim",
                                                          "activations", "in_flight", "peak", "total", "peak_phase"],
@@ -62,13 +64,13 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
             lines.append(t(f"train.{key}", lang, n=f"{out[key]:,}"))
     if getattr(args, "explain", False):
         lines.append("")
-        lines.append(t("section.phases", lang) + ":")
+        lines.append(heading("section.phases", lang))
         lines.append(render_table([t("train.phase_column", lang), t("header.allocated", lang)],
-                                  [(p.name, format_bytes(p.bytes)) for p in report.phases], "lr"))
+                                  [(phase_label(p.name, lang), format_bytes(p.bytes)) for p in report.phases], "lr"))
         lines.append("")
-        lines.extend(term_lines(m.terms))
+        lines.extend(term_lines(m.terms, lang))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if getattr(args, "config_file", None) is not None:
         lines.append("")
-        lines.extend(args.config_file.text_lines())
+        lines.extend(args.config_file.text_lines(lang=lang))
     return "\n".join(lines)

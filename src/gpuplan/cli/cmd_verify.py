@@ -13,7 +13,7 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.verify import evaluate, to_json
-from gpuplan.i18n import headers, lang_of, localize, memory_label, t
+from gpuplan.i18n import has, headers, lang_of, localize, memory_label, t
 from gpuplan.units import format_bytes
 from gpuplan.verify.setup import PrefillSetup
 
@@ -58,7 +58,9 @@ def render(spec, setup, measured, estimate: dict[str, int] | None, detail: dict[
                 for r in compare_memory(estimate, measured.memory_dict())]
     lines.append(render_table(headers("verify.header", ("component", "estimate", "measured", "error"), lang), rows))
     if measured.peak_phase:
-        lines.append(t("verify.peak_phase", lang, phase=measured.peak_phase))
+        phase = measured.peak_phase
+        lines.append(t("verify.peak_phase", lang, phase=t(f"verify.phase.{phase}", lang) if has(f"verify.phase.{phase}")
+                       else phase))
     for key in ("reserved_peak_bytes", "device_used_bytes"):
         if key in measured.extra:
             lines.append(f"{t('verify.' + key, lang)}: {format_bytes(measured.extra[key], digits=3)}")

@@ -63,7 +63,9 @@ def add_command_parser(sub: argparse._SubParsersAction, spec: CommandOptions) ->
         from gpuplan.scenario import hook_config
 
         hook_config(p, spec.name)
-    if spec.has("from_file"):  # outermost: a scenario's values stay over the stack's config file
+    from gpuplan.configs import MODEL_FORMATS
+
+    if spec.has("from_file") or spec.name in MODEL_FORMATS:  # outermost: a scenario's values stay over the file's
         from gpuplan.configs import hook_files
 
         hook_files(p, spec.name)

@@ -9,17 +9,21 @@ from gpuplan.report import Term
 from gpuplan.units import format_bytes
 
 
-def term_lines(terms: Iterable[Term]) -> list[str]:
-    """Each term as ``key = value`` with its formula, source and inputs on the lines below (``--explain``)."""
+def term_lines(terms: Iterable[Term], lang: str | None = "en") -> list[str]:
+    """Each term as ``key = value`` with its formula, source and inputs on the lines below (``--explain``); the
+    labels and the formula's words in ``lang``, the source as written."""
+    from gpuplan.i18n import localize, normalize_lang, t
+
     lines = []
+    pad = "" if normalize_lang(lang) == "zh" else " "  # the full-width colon already takes two columns
     for term in terms:
         value = format_bytes(term.value) if term.key.endswith("_bytes") else f"{term.value:,}"
         lines.append(f"{term.key} = {value}")
-        lines.append(f"    formula: {term.formula}")
+        lines.append(f"    {t('term.formula', lang)} {localize(term.formula, lang)}")
         if term.source:
-            lines.append(f"    source:  {term.source}")
+            lines.append(f"    {t('term.source', lang)}{pad} {term.source}")
         if term.inputs:
-            lines.append(f"    inputs:  {short_inputs(term.inputs)}")
+            lines.append(f"    {t('term.inputs', lang)}{pad} {short_inputs(term.inputs)}")
     return lines
 
 
@@ -41,15 +45,15 @@ def _is_int(v: Any) -> bool:
 
 def note_lines(assumptions: Sequence[str], warnings: Sequence[str], lang: str) -> list[str]:
     """The assumptions (``-``) and warnings (``!``) sections; empty sections are left out."""
-    from gpuplan.i18n import t
+    from gpuplan.i18n import heading, localize
 
     lines = []
     if assumptions:
-        lines.append(t("section.assumptions", lang) + ":")
-        lines.extend(f"  - {a}" for a in assumptions)
+        lines.append(heading("section.assumptions", lang))
+        lines.extend(f"  - {localize(a, lang)}" for a in assumptions)
     if warnings:
-        lines.append(t("section.warnings", lang) + ":")
-        lines.extend(f"  ! {w}" for w in warnings)
+        lines.append(heading("section.warnings", lang))
+        lines.extend(f"  ! {localize(w, lang)}" for w in warnings)
     return lines
 
 

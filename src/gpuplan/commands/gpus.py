@@ -19,4 +19,7 @@ def payload(values: Any) -> list[dict[str, Any]]:
              "memory_marketed_bytes": g.memory_marketed_bytes, "memory_nvidia_smi_bytes": g.memory_nvidia_smi_bytes,
              "peak_flop_per_s": g.peak_flop_per_s, "hbm_bandwidth_bytes_per_s": g.hbm_bandwidth_bytes_per_s,
              "interconnect": g.interconnect, "interconnect_bytes_per_s": g.interconnect_bytes_per_s,
-             "tdp_w": g.tdp_w, "source": g.source} for g in matching(values.query)]
+             "tdp_w": g.tdp_w, "gpus_per_node": g.gpus_per_node,
+             "inter_node_bytes_per_s": g.inter_node_bytes_per_s, "inter_node_source": g.inter_node_source,
+             "bf16_fallback": g.bf16_fallback, "source": g.source, "source_date": g.source_date or None}
+            for g in matching(values.query)]

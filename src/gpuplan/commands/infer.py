@@ -14,6 +14,7 @@ from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.spec import ModelSpec
 from gpuplan.options.infer import DEFAULT_CONTEXT
+from gpuplan.train.overheads import cuda_context_default
 from gpuplan.units import GiB
 
 
@@ -34,7 +35,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
     kv_dtype = None if values.kv_dtype.strip().lower() == "auto" else values.kv_dtype
     vllm = VllmProfile(gpu_memory_utilization=values.gpu_memory_utilization, block_size=values.block_size,
                        max_num_seqs=values.max_num_seqs, max_num_batched_tokens=values.max_num_batched_tokens,
-                       enforce_eager=values.enforce_eager,
+                       enforce_eager=values.enforce_eager, legacy_allreduce_hold=values.vllm_legacy_allreduce,
                        non_torch_bytes=None if values.non_torch_gib is None else int(values.non_torch_gib * GiB),
                        cuda_graph_bytes=int(values.cuda_graph_gib * GiB))
     if values.gpu_memory_utilization > 1:
@@ -45,10 +46,28 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
         gpu=get_gpu(values.gpu) if values.gpu else None,
         gpu_memory_bytes=int(values.gpu_memory_gib * GiB) if values.gpu_memory_gib else None,
         max_context=limit, max_context_source=why, vllm=vllm,
-        hf=HfProfile(cuda_context_bytes=int(values.cuda_context_gib * GiB)),
+        hf=HfProfile(cuda_context_bytes=(cuda_context_default(values.cuda_module_loading)
+                                         if values.cuda_context_gib is None else int(values.cuda_context_gib * GiB)),
+                     cuda_module_loading=values.cuda_module_loading),
+        llamacpp=_llamacpp(values),
         speed=SpeedAssumptions(compute_efficiency=values.compute_efficiency,
-                               bandwidth_efficiency=values.bandwidth_efficiency))
+                               bandwidth_efficiency=values.bandwidth_efficiency,
+                               allreduce_latency_s=(None if values.allreduce_latency_us is None
+                                                    else values.allreduce_latency_us * 1e-6)))
     return spec, cfg
+
+
+def _llamacpp(values: Any):
+    from gpuplan.infer.llamacpp import LlamaCppProfile
+
+    if values.n_gpu_layers is not None and values.n_gpu_layers < 0:
+        raise InputError("--n-gpu-layers", values.n_gpu_layers, "must be >= 0")
+    base = LlamaCppProfile(n_gpu_layers=values.n_gpu_layers)
+    if values.host_bandwidth_gbps is None:
+        return base
+    from dataclasses import replace
+
+    return replace(base, host_bandwidth_bytes_per_s=values.host_bandwidth_gbps * 1e9)
 
 
 def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str, Any]]:
@@ -58,6 +77,8 @@ def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str
     out = report.as_dict()
     if getattr(values, "explain", False):
         out["terms"] = [t.as_dict() for t in report.memory.terms]
+    if getattr(values, "config_file", None) is not None:
+        out["config_file"] = values.config_file.as_dict()
     return spec, cfg, report, out
 
 

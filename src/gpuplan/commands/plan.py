@@ -35,7 +35,8 @@ def _pins(values: Any):
         if bad:
             raise InputError("--recompute", values.recompute, "must be a subset of none,selective,full")
     return Pins(tp=values.tp, pp=values.pp, cp=values.cp, ep=values.ep, vpp=values.vpp, zero=values.zero,
-                micro_batch=values.micro_batch, recompute=rc, hsdp=not values.no_hsdp)
+                micro_batch=values.micro_batch, recompute=rc, hsdp=not values.no_hsdp,
+                schedule=stack_settings(values)[0]["schedule"])
 
 
 def _parse_compare(text: str) -> dict:
@@ -63,6 +64,25 @@ def _parse_compare(text: str) -> dict:
     return out
 
 
+def stack_settings(values: Any) -> tuple[dict[str, Any], list[str]]:
+    """framework, schedule and attention_impl: each as given, else the --stack's default (with its source), else
+    Megatron-LM's behaviour (megatron memory semantics, 1F1B or interleaved by vpp, flash attention)."""
+    from gpuplan.train.stacks import load_stack
+
+    stack = load_stack(values.stack) if values.stack else None
+    out, notes = {}, []
+    for name, key, fallback in (("framework", "framework", "megatron"), ("schedule", "pipeline_schedule", None),
+                                ("attention_impl", "attention_impl", "flash")):
+        value = getattr(values, name, None)
+        if value is None and stack is not None:
+            d = stack.default(key, "full", False)
+            if d is not None:
+                value = d.value
+                notes.append(f"--{name.replace('_', '-')} {value}: --stack {stack.name} ({d.source})")
+        out[name] = fallback if value is None else value
+    return out, notes
+
+
 def _context(values, spec, gpu, seq, global_batch, flop_per_token, pins):
     from gpuplan.compute.comm import default_network
     from gpuplan.compute.steptime import Tuning, Workload, make_device
@@ -79,13 +99,16 @@ def _context(values, spec, gpu, seq, global_batch, flop_per_token, pins):
     for name in ("tp_overlap", "dp_overlap"):
         if not 0 <= getattr(values, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')}", getattr(values, name), "must be a fraction in [0, 1]")
-    tune = Tuning(tp_overlap=values.tp_overlap, dp_overlap=values.dp_overlap)
+    st, _ = stack_settings(values)
+    tune = Tuning(tp_overlap=values.tp_overlap, dp_overlap=values.dp_overlap, schedule=st["schedule"])
     target = Target(gpus=values.gpus, days=values.days, tokens=values.tokens,
                     gpu_multiple=values.gpu_multiple or values.gpus_per_node)
     rank = values.rank or ("time" if values.gpus else "gpus")
-    ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=Workload(seq, global_batch),
-                        flop_per_token=flop_per_token, target=target, pins=pins,
-                        opts=TrainOptions(precision=values.precision, framework=values.framework), tune=tune, rank=rank)
+    work = Workload(seq, global_batch, attention_impl=st["attention_impl"],
+                    dropout=st["attention_impl"] == "unfused" and spec.hidden_dropout > 0)
+    ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=work, flop_per_token=flop_per_token, target=target,
+                        pins=pins, opts=TrainOptions(precision=values.precision, framework=st["framework"],
+                                                     schedule=st["schedule"]), tune=tune, rank=rank)
     sources = dev_sources + [f"intra-node {net.intra_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.intra_source}",
                              f"inter-node {net.inter_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.inter_source}",
                              f"collective bus efficiency {net.bus_efficiency:g}"] + list(tune.sources)
@@ -108,7 +131,15 @@ def why_nothing_fits(values: Any, results, spec, lang: str) -> tuple[list[str], 
             msg = t("plan.no_layout_days", lang, gpu=gpu.id, days=f"{values.days:g}", model=spec.name)
         if low is not None:
             msg += t("plan.least_memory", lang, memory=f"{low[0] / GiB:,.1f}", layout=describe(low[1]),
-                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}")
+                     usable=f"{gpu.memory_usable_bytes / GiB:,.1f}",
+                     over=f"{(low[0] - gpu.memory_usable_bytes) / GiB:,.1f}")
+        elif values.gpus and res.pool.evaluated == 0:
+            from gpuplan.plan.space import empty_reason
+
+            ctx = res.ctx
+            msg += t("plan.no_candidates", lang, reason=empty_reason(spec, values.gpus, ctx.work.seq,
+                                                                       ctx.work.global_batch,
+                                                                       ctx.net.gpus_per_node, ctx.pins))
         lines.append(msg)
         n = _smallest_fitting(res)
         if n is not None:
@@ -191,7 +222,11 @@ def search_layouts(values: Any) -> SimpleNamespace:
                     message("plan.assume.steptime")]
     from gpuplan.train.precision import framework_precision_note
 
-    note = framework_precision_note(values.precision, values.framework)
+    settings, stack_notes = stack_settings(values)
+    assumptions += stack_notes
+    if settings["schedule"] == "dualpipe":
+        assumptions.append(message("plan.assume.dualpipe"))
+    note = framework_precision_note(values.precision, settings["framework"])
     if note:
         assumptions.append(note)
 
@@ -207,25 +242,73 @@ def search_layouts(values: Any) -> SimpleNamespace:
                                             win_res.ctx.opts, c.gpu_id)}
         return d
 
+    files = getattr(values, "config_file", None)
+    cluster = _cluster(values, spec, win, win_res, seq, global_batch, prices.get(win.gpu_id)) if values.cluster else None
     return SimpleNamespace(spec=spec, results=results, warnings=warnings, plans=plans, win=win, win_res=win_res,
+                           files=files,
                            alts=alts, assumptions=assumptions, flops=flops, seq=seq, global_batch=global_batch,
-                           rank=rank, plan_dict=plan_dict)
+                           rank=rank, plan_dict=plan_dict, cluster=cluster, explain=values.explain)
 
 
-def to_json(r: SimpleNamespace) -> dict:
+def _cluster(values: Any, spec, win, win_res, seq: int, global_batch: int, price):
+    """The cluster bill of the winning layout (--cluster): its GPUs, TP·PP·CP as the parallel unit, its days, and
+    its own rank's model states as the host staging per GPU (one more memory-engine call, after the search)."""
+    from gpuplan.commands.cluster import cluster_bill
+    from gpuplan.hardware.catalog import get_gpu
+    from gpuplan.model.params import count_params
+    from gpuplan.plan.memory import train_config
+    from gpuplan.train.engine import estimate_training
+
+    lay = win.layout
+    opts = win_res.ctx.opts
+    m = estimate_training(spec, train_config(lay, seq, global_batch, opts)).memory
+    return cluster_bill(values, gpu=get_gpu(win.gpu_id), gpus=win.gpus, model_parallel=lay.tp * lay.pp * lay.cp,
+                        gpus_per_node=values.gpus_per_node,
+                        seconds=None if win.days is None else win.days * 86400.0, tokens=values.tokens,
+                        params_total=count_params(spec).total, precision=opts.precision, framework=opts.framework,
+                        staged_per_gpu_bytes=m.weights_bytes + m.optimizer_bytes + m.master_weights_bytes,
+                        price=price, pue=values.pue)
+
+
+def to_json(r: SimpleNamespace, emitted: dict | None = None) -> dict:
     from gpuplan.plan.explain import why_winner
 
-    return {"plans": [r.plan_dict(c) for c in r.plans],
+    extra: dict = {}
+    if r.files is not None:
+        extra["config_file"] = r.files.as_dict()
+    if emitted is not None:
+        extra["emit"] = emitted
+    return {**extra, "plans": [r.plan_dict(c) for c in r.plans],
             "evaluated": sum(res.pool.evaluated for _, res in r.results),
             "memory_checks": sum(res.checker.calls for _, res in r.results),
             "why": why_winner(r.win, r.win_res), "alternatives": [a.as_dict() for a in r.alts],
-            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings]}
+            "assumptions": [str(a) for a in r.assumptions], "warnings": [str(w) for w in r.warnings],
+            **({"cluster": _cluster_json(r)} if r.cluster is not None else {})}
+
+
+def _cluster_json(r: SimpleNamespace) -> dict:
+    from gpuplan.commands.cluster import cluster_json
+
+    return cluster_json(r.cluster, r.explain)
 
 
 def payload(values: Any) -> dict[str, Any]:
     """The JSON of ``gpuplan plan --json`` when a layout fits; when none does, InputError with the reasons."""
+    if getattr(values, "serve", False):
+        from gpuplan.commands.serve_plan import payload as serve_payload
+
+        return serve_payload(values)
     r = search_layouts(values)
     if not r.plans:
         lines, _ = why_nothing_fits(values, r.results, r.spec, "en")
         raise InputError("plan", None, "; ".join(x.strip() for line in lines for x in line.splitlines() if x.strip()))
-    return to_json(r)
+    return to_json(r, emitted(values, r))
+
+
+def emitted(values: Any, r: SimpleNamespace) -> dict | None:
+    """The --emit launch config of the winning layout, or None without --emit."""
+    if not getattr(values, "emit", None):
+        return None
+    from gpuplan.commands.plan_emit import emit_launch
+
+    return emit_launch(values, r)

@@ -24,9 +24,9 @@ from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.options import CommandOptions, Option, command_options
 
 # Commands the APIs offer, in the order the CLI lists them.
-API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan")
+API_COMMANDS = ("models", "gpus", "params", "train", "infer", "time", "plan", "sweep")
 # Computing commands take a model (preset, pasted config or raw dimensions).
-MODEL_COMMANDS = ("params", "train", "infer", "time", "plan")
+MODEL_COMMANDS = ("params", "train", "infer", "time", "plan", "sweep")
 
 # Upper bounds on counts: one table in the core (gpuplan.limits); kept under this name for the web API.
 COUNT_CAPS = COUNT_BOUNDS
@@ -76,7 +76,9 @@ def evaluate(command: Command, values: dict[str, Any], model: str | None) -> Any
     table = command.by_dest if command.query is None else {**command.by_dest, "query": command.query}
     checked = command.spec.check(values, offered=table.values())
     report = None
-    if command.spec.has("from_file"):
+    from gpuplan.configs import MODEL_FORMATS
+
+    if command.spec.has("from_file") or command.name in MODEL_FORMATS:
         from gpuplan.configs import apply_files
 
         model, checked, report = apply_files(command.name, model, checked)

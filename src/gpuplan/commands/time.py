@@ -24,10 +24,13 @@ def peak_from_options(values: Any) -> tuple[float, str | None, object | None]:
         return values.peak_tflops * 1e12, gpu.id if gpu else None, gpu
     if gpu is None:
         raise InputError("--gpu", None, "is required (or give --peak-tflops)", hint="see `gpuplan gpus`")
+    from gpuplan.hardware.catalog import catalog_field
+
+    dtype = gpu.compute_dtype(dtype)  # bf16 on a part without bf16 units: its catalog bf16_fallback (fp16)
     peak = gpu.peak_flop_per_s_for(dtype)
     if peak is None:
-        raise InputError("--precision", values.precision, f"{gpu.id} has no {dtype} peak in the catalog",
-                         hint="give --peak-tflops or another --precision")
+        raise InputError("--precision", values.precision, f"{gpu.id} has no {dtype} peak: its catalog entry lacks "
+                         f"the field {catalog_field(dtype)}", hint="give --peak-tflops or another --precision")
     return peak, gpu.id, gpu
 
 
@@ -63,6 +66,7 @@ class TimeRun:
     price: Any
     pue: float
     floor: Any = None  # StatesFloor with --gpu and full training, else None
+    cluster: Any = None  # ClusterResult with --cluster, else None
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -121,7 +125,7 @@ def evaluate(values: Any) -> TimeRun:
                        tokens_per_s_per_gpu=values.tokens_per_gpu_s, gpu_multiple=values.gpu_multiple, price=price,
                        power_w=power, pue=pue, co2_kg_per_kwh=values.co2_kg_per_kwh,
                        step_tokens=values.seq or (DEFAULT_SEQ if spec is not None else 1))
-    dtype = PRECISION_DTYPE[values.precision]
+    dtype = gpu.compute_dtype(PRECISION_DTYPE[values.precision]) if gpu else PRECISION_DTYPE[values.precision]
     energy = (message("time.assume.energy", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}", source=PUE_SOURCE)
               if values.pue is None else
               message("time.assume.energy_given", power=f"{est.power_w_per_gpu:g}", pue=f"{pue:g}"))
@@ -138,7 +142,36 @@ def evaluate(values: Any) -> TimeRun:
                            message("time.assume.price", **fields))
     run = TimeRun(flops, spec, est, peak, gpu, price, pue, assumptions=assumptions, warnings=list(est.warnings))
     _states_floor(values, run)
+    if values.cluster:
+        run.cluster = _cluster(values, run)
     return run
+
+
+CHECKPOINT_PRECISION = {"bf16": "mixed-bf16", "fp16": "mixed-fp16"}
+
+
+def _cluster(values: Any, run: TimeRun):
+    """The cluster bill of the solved run (--cluster): it needs a GPU from the catalog and a GPU count."""
+    from gpuplan.commands.cluster import cluster_bill
+
+    if run.gpu is None:
+        raise InputError("--cluster", True, "needs --gpu (a catalog GPU with a server entry)")
+    if run.est.gpus is None:
+        raise InputError("--cluster", True, "needs a GPU count: give --gpus, or --days to solve for it")
+    if run.spec is not None:
+        from gpuplan.model.params import count_params
+
+        params = count_params(run.spec).total
+    else:
+        params = values.params
+    precision = CHECKPOINT_PRECISION.get(values.precision, values.precision)
+    result = cluster_bill(values, gpu=run.gpu, gpus=run.est.gpus, model_parallel=values.gpu_multiple, gpus_per_node=None,
+                          seconds=run.est.seconds, tokens=values.tokens, params_total=params, precision=precision,
+                          framework="torch", staged_per_gpu_bytes=None, price=run.price,
+                          gpu_power_w=values.gpu_power_w, pue=values.pue)
+    if precision != values.precision:
+        result.assumptions.append(message("cluster.assume.checkpoint_mixed", precision=values.precision))
+    return result
 
 
 def to_json(values: Any, r: TimeRun) -> dict[str, Any]:
@@ -162,6 +195,10 @@ def to_json(values: Any, r: TimeRun) -> dict[str, Any]:
     }
     if values.explain:
         out["terms"] = [term.as_dict() for term in (*flops.terms, *est.terms)]
+    if r.cluster is not None:
+        from gpuplan.commands.cluster import cluster_json
+
+        out["cluster"] = cluster_json(r.cluster, values.explain)
     return out
 
 

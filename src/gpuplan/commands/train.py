@@ -58,10 +58,10 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
     from gpuplan.train.engine import estimate_training
 
     files = getattr(values, "config_file", None)
-    if files is not None and files.format == "deepspeed":
-        from gpuplan.configs.deepspeed import resolve_batch
+    if files is not None:
+        from gpuplan.configs import resolve
 
-        resolve_batch(files, values)
+        resolve(files, values)
     spec = model_from_options(values, allow_params_only=True)
     cfg = config_from_options(values)
     if files is not None:

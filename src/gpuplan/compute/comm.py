@@ -20,21 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuplan.errors import InputError
-from gpuplan.units import GB
-
-# Per-GPU inter-node network bandwidth, one direction, bytes/s, by catalog id. A GPU not listed gets no default.
-INTER_NODE_DEFAULTS: dict[str, tuple[float, str]] = {
-    "h100-sxm": (50 * GB, "NVIDIA DGX H100 datasheet: 8x ConnectX-7 400 Gb/s per 8 GPUs -> 50 GB/s per GPU; "
-                          "Llama 3 paper section 3.3.1: 400 Gbps RoCE/InfiniBand per GPU"),
-    "h800": (50 * GB, "DeepSeek-V3 report section 3.1: H800 nodes with InfiniBand at 50 GB/s per GPU"),
-    "h200": (50 * GB, "NVIDIA HGX H200 reference: 8x 400 Gb/s NICs per 8 GPUs -> 50 GB/s per GPU"),
-    "a100-80gb": (25 * GB, "NVIDIA DGX A100 datasheet: 8x ConnectX-6 200 Gb/s HDR per 8 GPUs -> 25 GB/s per GPU"),
-    "a100-40gb": (25 * GB, "NVIDIA DGX A100 datasheet: 8x ConnectX-6 200 Gb/s HDR per 8 GPUs -> 25 GB/s per GPU"),
-    "a800": (25 * GB, "as DGX A100: 8x 200 Gb/s HDR per 8 GPUs -> 25 GB/s per GPU (A800 servers are HGX A100 "
-                      "boards with NVLink cut; their network is the operator's choice)"),
-    "ascend-910b": (25 * GB, "UNCERTAIN: Atlas 800T A2 has one 200GE RoCE port per NPU (third-party reports) -> "
-                             "25 GB/s per NPU"),
-}
 
 BUS_EFFICIENCY = 0.80
 BUS_EFFICIENCY_SOURCE = ("nccl-tests all_reduce busbw on 8x A100 SXM4 NVLink: 230-250 GB/s of 300 GB/s (reference "
@@ -65,20 +50,22 @@ class Network:
 
 def default_network(gpu, *, gpus_per_node: int = 8, inter_node_bytes_per_s: float | None = None,
                     intra_node_bytes_per_s: float | None = None, single_node: bool = False) -> Network:
-    """The network of a ``gpu`` (GpuSpec) cluster: NVLink from the catalog, NIC from INTER_NODE_DEFAULTS.
-    ``single_node``: no group leaves the node, so a GPU without a NIC default needs none."""
+    """The network of a ``gpu`` (GpuSpec) cluster: NVLink and the NIC from the catalog (``interconnect_GBps``,
+    ``inter_node_GBps`` with the system it was read from). ``single_node``: no group leaves the node, so a GPU
+    without a NIC figure needs none."""
     if gpus_per_node < 1:
         raise InputError("--gpus-per-node", gpus_per_node, "must be >= 1")
     intra = intra_node_bytes_per_s or gpu.interconnect_bytes_per_s
     intra_src = "given" if intra_node_bytes_per_s else f"{gpu.interconnect} per GPU, one direction ({gpu.source})"
     if inter_node_bytes_per_s is not None:
         inter, inter_src = inter_node_bytes_per_s, "given"
-    elif gpu.id in INTER_NODE_DEFAULTS:
-        inter, inter_src = INTER_NODE_DEFAULTS[gpu.id]
+    elif getattr(gpu, "inter_node_bytes_per_s", None):
+        inter, inter_src = gpu.inter_node_bytes_per_s, f"catalog: {gpu.inter_node_source}"
     elif single_node:
         inter, inter_src = intra, "unused: every group stays inside one node"
     else:
-        raise InputError("--inter-node-gbps", None, f"has no default for GPU {gpu.id!r}",
+        raise InputError("--inter-node-gbps", None, f"has no default: the catalog entry of GPU {gpu.id!r} lacks "
+                         "the field inter_node_GBps",
                          hint="give the per-GPU network bandwidth in GB/s, one direction (400 Gb/s NIC = 50)")
     return Network(gpus_per_node=gpus_per_node, intra_node_bytes_per_s=intra, inter_node_bytes_per_s=inter,
                    intra_source=intra_src, inter_source=inter_src)

@@ -23,6 +23,14 @@ GEMM_EFFICIENCY = {
     "ampere-sxm": (0.859, "ml-engineering MAMF table: A100 SXM 267.9 of 312 TFLOP/s (85.9 %), CUDA 12.1"),
     "hopper-sxm": (0.801, "ml-engineering MAMF table: H100 SXM 792.1 of 989 TFLOP/s (80.1 %), CUDA 12.1"),
 }
+# FP8 GEMMs (Transformer Engine, DeepSeek-V3's fine-grained-scaled FP8): the GEMMs run against the FP8 tensor-core
+# peak (twice the BF16 one on Hopper) at a lower fraction of it; attention, norms and the rest stay in BF16.
+FP8_GEMM_EFFICIENCY = {
+    "hopper-sxm": (0.68, "deepseek-ai/DeepGEMM README (Feb 2025): 'up to 1350+ FP8 TFLOPS' for the fine-grained-scaled "
+                         "FP8 GEMMs DeepSeek-V3 trained with, on H800 (1,979 TFLOP/s FP8 peak) -> 0.68"),
+}
+FP8_GEMM_EFFICIENCY_FALLBACK = (0.60, "no published FP8 GEMM measurement for this GPU: 0.60 assumed; pass "
+                                      "--gemm-efficiency")
 GEMM_EFFICIENCY_FALLBACK = (0.75, "no published MAMF for this GPU: 0.75 assumed (MI250X measures 76.7 % in the same "
                                   "table); pass --gemm-efficiency")
 ATTENTION_EFFICIENCY = (0.50, "FlashAttention-2 (Dao 2023, arXiv:2307.08691): forward 50-73 % of A100 peak, backward "
@@ -48,6 +56,8 @@ class Device:
     hbm_eff: float
     elem_bytes: int = 2  # bf16/fp16 activations
     sms: int | None = None  # SM count for wave quantization; None = not modelled
+    gemm_peak_flop_per_s: float | None = None  # FP8 GEMMs: the FP8 peak (None: peak_flop_per_s)
+    gemm_elem_bytes: int | None = None  # bytes per GEMM operand element (None: elem_bytes)
 
 
 def wave_efficiency(m: float, n: float, sms: int | None) -> float:
@@ -62,11 +72,13 @@ def wave_efficiency(m: float, n: float, sms: int | None) -> float:
 
 
 def gemm_s(m: float, n: float, k: float, dev: Device) -> float:
-    """Roofline time of one [m,k]×[k,n] GEMM in the compute dtype, with wave quantization."""
+    """Roofline time of one [m,k]×[k,n] GEMM in the compute dtype, with wave quantization (FP8 GEMMs: against the
+    FP8 peak, ``gemm_peak_flop_per_s``, at the FP8 efficiency)."""
     if m <= 0 or n <= 0 or k <= 0:
         return 0.0
-    compute = 2.0 * m * n * k / (dev.peak_flop_per_s * dev.gemm_eff * wave_efficiency(m, n, dev.sms))
-    memory = dev.elem_bytes * (m * k + k * n + m * n) / (dev.hbm_bytes_per_s * dev.hbm_eff)
+    peak = dev.gemm_peak_flop_per_s or dev.peak_flop_per_s
+    compute = 2.0 * m * n * k / (peak * dev.gemm_eff * wave_efficiency(m, n, dev.sms))
+    memory = (dev.gemm_elem_bytes or dev.elem_bytes) * (m * k + k * n + m * n) / (dev.hbm_bytes_per_s * dev.hbm_eff)
     return max(compute, memory)
 
 
@@ -117,6 +129,13 @@ def layer_elementwise_elems_per_token(h: int, q_dim: int, kv_dim: int, ffn: int,
     replicated = 2 * 2 * h + 2 * 3 * h
     sharded = 2 * (q_dim + kv_dim) + (3 * ffn if gated else 2 * ffn)
     return replicated / (tp if sp else 1) + sharded / tp
+
+
+def moe_permute_elems_per_token(h: int, top_k: int, tp: int) -> float:
+    """Elements read + written per token by the MoE token permutation around the expert GEMMs (Megatron-Core
+    ``moe_utils.permute`` / ``unpermute``): the gather reads and writes one h-vector per selected expert (2·k·h),
+    the weighted un-permutation reads them back and writes the token (k·h + h)."""
+    return (3 * top_k * h + h) / tp
 
 
 def loss_elems_per_token(vocab: int, tp: int) -> float:

@@ -70,3 +70,78 @@ def resolve_price(value: str | float | None, gpu_id: str | None) -> Price | None
             return p
     raise InputError("--price", value, "is not a number, 'table' or a price-table id",
                      hint="entries: " + ", ".join(p.id for p in prices))
+
+
+@dataclass(frozen=True)
+class ServerPrice:
+    """The purchase price of one server of ``gpu`` (its GPUs included), dated and sourced."""
+
+    gpu: str
+    usd_per_server: float
+    date: str
+    kind: str  # list-price | reported | estimate
+    source: str
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.kind == "estimate"
+
+
+@dataclass(frozen=True)
+class PowerPrice:
+    id: str
+    usd_per_kwh: float
+    date: str
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Depreciation:
+    years: float
+    source: str
+
+
+@cache
+def _price_file() -> dict:
+    text = resources.files("gpuplan").joinpath("data", "prices.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+@cache
+def load_server_prices() -> dict[str, ServerPrice]:
+    """``[[server]]`` entries of prices.toml by GPU id, validated (one per GPU)."""
+    out: dict[str, ServerPrice] = {}
+    for raw in _price_file().get("server", []):
+        usd = (float(raw["usd_per_server"]) if "usd_per_server" in raw
+               else float(raw["cny_per_server"]) / float(raw["cny_per_usd"]))
+        entry = ServerPrice(gpu=raw["gpu"], usd_per_server=usd, date=str(raw["date"]), kind=raw["kind"],
+                            source=raw["source"])
+        if not entry.usd_per_server > 0 or not entry.source.strip() or entry.gpu in out:
+            raise ValueError(f"prices.toml: server entry {entry.gpu!r} needs a positive price, a source and one "
+                             "entry per GPU")
+        if entry.kind not in ("list-price", "reported", "estimate"):
+            raise ValueError(f"prices.toml: server entry {entry.gpu!r}: kind {entry.kind!r}")
+        out[entry.gpu] = entry
+    return out
+
+
+@cache
+def default_power_price() -> PowerPrice:
+    """The first ``[[power]]`` entry: the default price of a kWh."""
+    raw = _price_file()["power"][0]
+    entry = PowerPrice(id=raw["id"], usd_per_kwh=float(raw["usd_per_kwh"]), date=str(raw["date"]), kind=raw["kind"],
+                       source=raw["source"])
+    if not entry.usd_per_kwh > 0 or not entry.source.strip():
+        raise ValueError("prices.toml: the [[power]] entry needs a positive price and a source")
+    return entry
+
+
+@cache
+def default_depreciation() -> Depreciation:
+    """``[depreciation]``: the years over which a purchased server is written off."""
+    raw = _price_file()["depreciation"]
+    entry = Depreciation(years=float(raw["years"]), source=raw["source"])
+    if not entry.years > 0 or not entry.source.strip():
+        raise ValueError("prices.toml: [depreciation] needs positive years and a source")
+    return entry

@@ -7,10 +7,12 @@ Per micro-batch on the most loaded pipeline stage:
               + TP all-gather/reduce-scatter (4 per layer each way; not overlapped unless --tp-overlap)
               + EP all-to-all (dispatch + combine each way) + exposed CP ring passes + pipeline send/recv
 
-    step = (m + (p − 1)/v) · t_micro  +  exposed DP gradient sync  +  optimizer update
+    step = (m + bubble slots) · t_micro  +  exposed DP gradient sync  +  optimizer update
 
-with m micro-batches per pipeline, p stages and v virtual stages: the bubble fraction is (p−1)/(v·m + p − 1)
-(Narayanan et al. 2021, arXiv:2104.04473, sections 2.2.1-2.2.2). DP gradient reduce-scatter/all-reduce overlaps
+with m micro-batches per pipeline; the bubble slots are the schedule's (gpuplan.compute.schedules): (p−1)/v for
+1F1B with p stages and v virtual stages (Narayanan et al. 2021, arXiv:2104.04473, sections 2.2.1-2.2.2),
+(p−1)/3 for zero-bubble ZB-H1, (p/2−1)/3 for DualPipe, which also hides the EP all-to-all and pipeline transfers
+behind the paired chunk's computation. DP gradient reduce-scatter/all-reduce overlaps
 with the backward of the last micro-batch (Megatron ``--overlap-grad-reduce``); ZeRO-2 reduces every micro-batch
 and ZeRO-3 also gathers parameters every micro-batch (DeepSpeed semantics). Every efficiency and bandwidth is a
 named input (``Efficiencies``, ``Network``) with its source. Ignores: stragglers, data loading, checkpointing,
@@ -23,11 +25,11 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from gpuplan.compute import comm
+from gpuplan.compute import comm, schedules
 from gpuplan.compute.flops import keys_per_query, linear_attention_flop_per_token
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
                                      elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
-                                     unfused_attention_s)
+                                     moe_permute_elems_per_token, unfused_attention_s)
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
 
@@ -68,6 +70,7 @@ class Tuning:
     grad_reduce_bytes: int = 4  # fp32 gradient reduction
     param_gather_bytes: int = 2  # bf16 parameter all-gather (ZeRO-1/2 after the step, ZeRO-3 every micro-batch)
     optimizer_bytes_per_param: int = 30  # Adam update traffic per local (sharded) parameter, read + write
+    schedule: str | None = None  # pipeline schedule (gpuplan.compute.schedules); None: 1F1B, interleaved with vpp > 1
     sources: tuple[str, ...] = (
         "tp_overlap 0: Megatron-Core --tp-comm-overlap is off by default",
         "dp_overlap 1: Megatron-Core --overlap-grad-reduce/--overlap-param-gather hide DP traffic behind backward / "
@@ -95,6 +98,7 @@ class StepTime:
     microbatches: int
     parts: dict[str, float] = field(default_factory=dict)  # seconds per component over the whole step
     bubble_fraction: float = 0.0
+    bubble_slots: float = 0.0  # idle micro-batch slots of the schedule (gpuplan.compute.schedules)
 
     def fraction(self, key: str) -> float:
         return self.parts.get(key, 0.0) / self.step_s if self.step_s else 0.0
@@ -142,6 +146,12 @@ def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, i
     return tuple(layers), head_params, other
 
 
+@lru_cache(maxsize=32)
+def _distinct_shapes(spec: ModelSpec, seq: int) -> tuple[_LayerShape, ...]:
+    """The distinct layer shapes (a model has one or a few: dense-first and MoE layers, sliding windows)."""
+    return tuple(dict.fromkeys(_profile(spec, seq)[0]))
+
+
 def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
     """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
     t = 0.0
@@ -175,6 +185,8 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
     ffn = spec.ffn_size if shape.expert is None else shape.expert[1] * shape.expert[3]
     elems = layer_elementwise_elems_per_token(spec.hidden_size, spec.q_dim, spec.kv_dim, ffn, lay.tp,
                                               lay.seq_parallel, spec.gated_mlp)
+    if shape.expert is not None:
+        elems += moe_permute_elems_per_token(spec.hidden_size, shape.expert[1], lay.tp)
     elem = elementwise_s(elems * tokens * dev.elem_bytes, dev)
     if work.dropout:
         elem_d = elementwise_s(2 * spec.hidden_size * tokens / (lay.tp if lay.seq_parallel else 1)
@@ -184,6 +196,18 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
     fwd = gemm + attn + elem + elem_d
     bwd = 2 * gemm + attn_b + 2 * elem + elem_d
     return fwd, bwd, attn
+
+
+def mtp_s(spec: ModelSpec, tokens: float, tp: int, fwd_layer: float, bwd_layer: float, head_fwd: float,
+          dev: Device) -> tuple[float, float]:
+    """(forward, backward) seconds of the multi-token-prediction modules (DeepSeek-V3 report, arXiv:2412.19437,
+    section 2.2; config ``num_nextn_predict_layers``): each is a projection of [h, 2h] to h, one Transformer block
+    and another pass through the shared output head and loss, on the stage that holds the output head (section
+    3.2.1). Trained with the model, so they take step time, though model FLOPs (MFU) leave them out."""
+    if not spec.mtp_layers:
+        return 0.0, 0.0
+    proj = gemm_s(tokens, spec.hidden_size / tp, 2 * spec.hidden_size, dev)
+    return spec.mtp_layers * (fwd_layer + proj + head_fwd), spec.mtp_layers * (bwd_layer + 2 * proj + 2 * head_fwd)
 
 
 @lru_cache(maxsize=4096)
@@ -223,22 +247,22 @@ class _Stage:
 
 @lru_cache(maxsize=4096)
 def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
-           pp: int) -> _Stage:
+           pp: int, recompute: str = "none") -> _Stage:
     shapes, head_params, _ = _profile(spec, work.seq)
     lay = Layout(tp=tp, ep=ep, cp=cp, micro_batch=mb, sp=sp)
     tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
-    cache: dict[_LayerShape, tuple[float, float, float]] = {}
-    for sh in shapes:
-        if sh not in cache:
-            cache[sh] = _layer_times(spec, sh, tokens, lay, dev, work)
-    fwd_l, bwd_l, attn_l = max(cache.values(), key=lambda x: x[0] + x[1])
+    times = [_layer_times(spec, sh, tokens, lay, dev, work) for sh in _distinct_shapes(spec, work.seq)]
+    fwd_l, bwd_l, attn_l = max(times, key=lambda x: x[0] + x[1])
     head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
         loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
-    head_layers = 3 * head_fwd / (fwd_l + bwd_l) if head_params else 0.0
+    mtp_fwd, mtp_bwd = mtp_s(spec, tokens, tp, fwd_l, bwd_l, head_fwd, dev)
+    # stages are balanced in layer time, recomputation included (the output head is not recomputed)
+    rec_l = {"full": fwd_l, "selective": attn_l, "none": 0.0}[recompute]
+    head_layers = (3 * head_fwd + mtp_fwd + mtp_bwd) / (fwd_l + bwd_l + rec_l) if head_params else 0.0
     n_stage, head_share = _stage_layers(spec.num_layers, pp, head_layers)
     n_stage = max(n_stage, 1)
-    fwd = n_stage * fwd_l + (head_fwd if head_share else 0.0)
-    bwd = n_stage * bwd_l + (2 * head_fwd if head_share else 0.0)
+    fwd = n_stage * fwd_l + (head_fwd + mtp_fwd if head_share else 0.0)
+    bwd = n_stage * bwd_l + (2 * head_fwd + mtp_bwd if head_share else 0.0)
     layer_params = max(sh.params for sh in shapes)
     layer_experts = max(sh.expert_params for sh in shapes)
     dense = n_stage * (layer_params - layer_experts) + (head_params if head_share else 0)
@@ -262,10 +286,17 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     if work.attention_impl not in ("flash", "unfused"):
         raise InputError("--attention-impl", work.attention_impl, "must be flash or unfused")
     m = work.global_batch // (lay.dp * lay.micro_batch)
+    schedule = tune.schedule or ("interleaved" if lay.vpp > 1 else "1f1b")
+    if tune.schedule is not None and lay.pp > 1:
+        schedules.check_schedule(tune.schedule, lay.pp, lay.vpp, m)
+    hide = schedules.hides_ep_and_pp(schedule) and lay.pp > 1
     sp = lay.seq_parallel
-    st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp)
+    st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp, lay.recompute)
     fwd, bwd, n_stage, lat = st.fwd, st.bwd, st.n_layers, net.latency_s
     recompute = {"full": n_stage * st.fwd_layer, "selective": n_stage * st.attn_layer, "none": 0.0}[lay.recompute]
+    if hide and st.n_moe and lay.ep > 1:
+        slow = schedules.comm_sm_slowdown(dev.sms)
+        fwd, bwd, recompute = fwd * slow, bwd * slow, recompute * slow
     passes = 3 if lay.recompute == "full" else 2  # forward, backward (+ the recomputed forward)
 
     # tensor parallel: 2 all-gathers + 2 reduce-scatters of [tokens, h] per layer each way (all-reduces without SP)
@@ -276,11 +307,18 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
 
     # expert parallel: dispatch + combine all-to-all per MoE layer each way
     ep_s = 0.0
-    if st.n_moe and lay.ep > 1:
-        top_k = spec.moe.top_k if spec.moe else 1
-        ep_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node))
-        a2a = comm.all_to_all_s(st.act_bytes / (lay.tp if sp else 1) * top_k, lay.ep, ep_bw, lat)
-        ep_s = (1 - tune.ep_overlap) * 2 * a2a * passes * st.n_moe
+    if st.n_moe and lay.ep > 1 and spec.moe is not None:
+        spans = comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node)
+        ep_bw = net.bandwidth(spans)
+        nodes = max(1, lay.tp * lay.cp * lay.ep // net.gpus_per_node) if spans else 1
+        copies = moe_copies_per_token(spec.moe.top_k, spec.moe.route_groups, spec.moe.route_topk_groups, nodes)
+        token_bytes = st.act_bytes / (lay.tp if sp else 1) * copies
+        dispatch = comm.all_to_all_s(token_bytes * moe_dispatch_bytes(dev) / dev.elem_bytes, lay.ep, ep_bw, lat)
+        combine = comm.all_to_all_s(token_bytes, lay.ep, ep_bw, lat)
+        # forward: dispatch + combine (again when recomputed); backward: both in reverse, gradients in BF16
+        ep_s = (1 - tune.ep_overlap) * st.n_moe * ((passes - 1) * (dispatch + combine) + 2 * combine)
+        if hide:  # DualPipe: each chunk's all-to-all runs under the paired chunk's computation
+            ep_s = schedules.exposed_after_overlap_s(ep_s, fwd + bwd + recompute)
 
     # context parallel: ring passes of K and V, hidden behind the attention core when it is long enough
     cp_s = 0.0
@@ -296,6 +334,8 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     if lay.pp > 1:
         pp_bw = net.bandwidth(comm.group_spans_nodes(lay.tp * lay.cp * lay.dp, lay.pp, net.gpus_per_node))
         pp_s = (1 - tune.pp_overlap) * 2 * lay.vpp * comm.p2p_s(st.act_bytes / (lay.tp if sp else 1), pp_bw, lat)
+        if hide:
+            pp_s = schedules.exposed_after_overlap_s(pp_s, max(0.0, fwd + bwd + recompute - ep_s))
 
     # data parallel over dp·cp ranks with ZeRO stage semantics; hybrid sharding: shard groups of dp_shard·cp ranks
     # (contiguous in the tp-cp-dp order) replicated dp/dp_shard times
@@ -312,35 +352,70 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
                           dev)
 
     t_micro = fwd + bwd + recompute + tp_s + ep_s + cp_s + pp_s + micro_dp
-    bubble_slots = (lay.pp - 1) / lay.vpp
+    bubble_slots = schedules.bubble_slots(schedule, lay.pp, lay.vpp)
     step = (m + bubble_slots) * t_micro + dp_s + opt_s
     parts = {
         "compute": m * (fwd + bwd), "recompute": m * recompute, "bubble": bubble_slots * t_micro,
         "tp_comm": m * tp_s, "ep_comm": m * ep_s, "cp_comm": m * cp_s, "pp_comm": m * pp_s,
         "dp_comm": m * micro_dp + dp_s, "optimizer": opt_s,
     }
-    return StepTime(step_s=step, microbatches=m, parts=parts,
-                    bubble_fraction=(lay.pp - 1) / (lay.vpp * m + lay.pp - 1))
+    return StepTime(step_s=step, microbatches=m, parts=parts, bubble_fraction=bubble_slots / (m + bubble_slots),
+                    bubble_slots=bubble_slots)
+
+
+def moe_copies_per_token(top_k: int, groups: int, topk_groups: int, nodes: int) -> int:
+    """Copies of a token the expert-parallel all-to-all sends over the slowest link. Plain all-to-all: one per
+    selected expert (top_k). Group-limited routing whose groups are the nodes of the EP group (DeepSeek-V3: n_group
+    8 = 8 nodes of EP 64, topk_group 4) sends each token once per target node over InfiniBand and forwards it to
+    the experts of that node over NVLink (DeepSeek-V3 report, arXiv:2412.19437, section 3.2.2): min(top_k,
+    topk_group) copies."""
+    if topk_groups and groups > 1 and nodes == groups:
+        return min(top_k, topk_groups)
+    return top_k
+
+
+def moe_dispatch_bytes(dev: Device) -> int:
+    """Bytes per element of the MoE dispatch: FP8 where the expert GEMMs take FP8 input (DeepSeek-V3 section 3.3.3:
+    activations are quantized to FP8 before dispatch; the combine stays BF16), else the activation dtype."""
+    return dev.gemm_elem_bytes or dev.elem_bytes
 
 
 def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, attention_eff: float | None = None,
                 hbm_eff: float | None = None) -> tuple[Device, list[str]]:
-    """A kernel-model Device for a catalog GpuSpec, and the sources of its efficiencies."""
-    from gpuplan.compute.kernels import (ATTENTION_EFFICIENCY, GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK,
-                                         HBM_EFFICIENCY, SM_COUNT)
+    """A kernel-model Device for a catalog GpuSpec, and the sources of its efficiencies. ``fp8``: FP8 GEMMs
+    (Transformer Engine / DeepSeek-V3) against the FP8 peak at the FP8 GEMM efficiency; attention, elementwise
+    work and communication in BF16, and MFU against the BF16 peak (the convention of the runs that report it)."""
+    from gpuplan.compute.kernels import (ATTENTION_EFFICIENCY, FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK,
+                                         GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK, HBM_EFFICIENCY, SM_COUNT)
     from gpuplan.compute.mfu import mfu_family
 
-    peak = gpu.peak_flop_per_s_for(dtype)
-    if peak is None:
-        raise InputError("--precision", dtype, f"{gpu.id} has no {dtype} peak in the catalog")
-    g_eff, g_src = GEMM_EFFICIENCY.get(mfu_family(gpu.id) or "", GEMM_EFFICIENCY_FALLBACK)
-    sources = [f"GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
+    from gpuplan.hardware.catalog import catalog_field
+
+    asked, dtype = dtype, (gpu.compute_dtype(dtype) if hasattr(gpu, "compute_dtype") else dtype)
+    fp8 = dtype == "fp8"
+    gemm_peak = gpu.peak_flop_per_s_for(dtype)
+    peak = gpu.peak_flop_per_s_for(gpu.compute_dtype("bf16") if hasattr(gpu, "compute_dtype") else "bf16") \
+        if fp8 else gemm_peak
+    if gemm_peak is None or peak is None:
+        missing = dtype if gemm_peak is None else "bf16"
+        raise InputError("--precision", asked, f"{gpu.id} has no {missing} peak: its catalog entry lacks the field "
+                         f"{catalog_field(missing)}")
+    table, fallback = (FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK) if fp8 else (GEMM_EFFICIENCY,
+                                                                                      GEMM_EFFICIENCY_FALLBACK)
+    g_eff, g_src = table.get(mfu_family(gpu.id) or "", fallback)
+    sources = ([f"{gpu.id} has no bf16 units: timed in {dtype} (catalog bf16_fallback)"] if dtype != asked else [])
+    sources += [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
                f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
                f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
                f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
+    if fp8:
+        sources.append(f"FP8: GEMMs at the FP8 peak {gemm_peak / 1e12:g} TFLOP/s; attention, elementwise work and "
+                       f"MFU at the BF16 peak {peak / 1e12:g} TFLOP/s (Transformer Engine and DeepSeek-V3 keep "
+                       "attention and normalization in BF16, arXiv:2412.19437 section 3.3)")
     dev = Device(peak_flop_per_s=peak, hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s, gemm_eff=gemm_eff or g_eff,
                  attention_eff=attention_eff or ATTENTION_EFFICIENCY[0], hbm_eff=hbm_eff or HBM_EFFICIENCY[0],
-                 elem_bytes=1 if dtype == "fp8" else 2 if dtype in ("bf16", "fp16") else 4, sms=SM_COUNT.get(gpu.id))
+                 elem_bytes=2 if dtype in ("bf16", "fp16", "fp8") else 4, sms=SM_COUNT.get(gpu.id),
+                 gemm_peak_flop_per_s=gemm_peak if fp8 else None, gemm_elem_bytes=1 if fp8 else None)
     return dev, sources
 
 

@@ -55,3 +55,14 @@ def _yaml(text: str, path: Path, field: str) -> Any:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise InputError(field, str(path), f"is not valid YAML: {exc}") from None
+
+
+def yaml_missing(path: Path) -> bool:
+    """A YAML file while PyYAML is not installed: it cannot be read, and saying so beats a wrong guess."""
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        return True
+    return False

@@ -56,30 +56,38 @@ class ConfigReport:
             "stack_defaults": [{"option": o, "value": _jsonable(v), "source": s} for o, v, s in self.stack_defaults],
         }
 
-    def text_lines(self) -> list[str]:
-        """The account printed under the answer."""
+    def text_lines(self, command: str = "train", lang: str | None = "en") -> list[str]:
+        """The account printed under the answer of ``command``, in ``lang`` (the keys, options and sources as
+        written; the notes and reasons through :func:`gpuplan.i18n.localize`)."""
+        from gpuplan.i18n import colon, localize, normalize_lang, t
         from gpuplan.options import command_options
 
-        spec = command_options("train")
+        spec = command_options(command)
+        zh = normalize_lang(lang) == "zh"
 
         def flag(name: str) -> str:
             opt = spec.option(name)
             return opt.label if opt is not None and opt.flag else name
 
-        lines = [f"Config file {self.path} ({self.format}):"]
+        def paren(text: str) -> str:
+            return f"（{text}）" if zh else f"({text})"
+
+        lines = [t("config.file", lang, path=self.path, format=self.format)]
         for m in self.mapped:
             shown = ",".join(map(str, m.value)) if isinstance(m.value, (list, tuple)) else m.value
             if isinstance(shown, bool):
                 shown = "on" if shown else "off"
-            extra = f"  ({m.note})" if m.note else ""
-            won = "  [the command line's value wins]" if m.option in self.overridden else ""
+            extra = ("" if zh else "  ") + paren(localize(m.note, lang)) if m.note else ""
+            won = "  " + t("config.overridden", lang) if m.option in self.overridden else ""
             lines.append(f"  {m.key} -> {flag(m.option)} {shown}{extra}{won}")
         if self.ignored:
-            lines.append("  ignored:")
-            lines.extend(f"    {k}: {why}" for k, why in self.ignored)
+            lines.append("  " + t("config.ignored", lang))
+            lines.extend(f"    {k}{colon(lang)}{localize(why, lang)}" for k, why in self.ignored)
         if self.stack_defaults:
-            lines.append("  stack defaults for what the file did not set:")
-            lines.extend(f"    {flag(o)} {_shown(v)} ({s})" for o, v, s in self.stack_defaults)
+            lines.append("  " + t("config.stack_defaults", lang))
+            source = t("term.source", lang) if zh else ""  # English keeps the bare source in parentheses
+            space = "" if zh else " "
+            lines.extend(f"    {flag(o)} {_shown(v)}{space}{paren(source + s)}" for o, v, s in self.stack_defaults)
         return lines
 
 

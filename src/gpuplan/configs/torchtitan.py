@@ -195,8 +195,12 @@ def _training(k: Keys, t: dict[str, Any], report: ConfigReport) -> None:
         report.set("training.seq_len", "seq", k.int("training.seq_len", t["seq_len"]))
     if "global_batch_size" in t:
         n = k.int("training.global_batch_size", t["global_batch_size"], least=-1)
-        report.ignore("training.global_batch_size", "-1: no accumulation" if n < 0 else
-                      "sets gradient accumulation, which does not change the per-GPU peak; give --grad-accum")
+        if n < 0:
+            report.ignore("training.global_batch_size", "-1: no accumulation")
+        else:  # torchtitan: global = local x data-parallel degree x accumulation steps (train.py)
+            report.batch_rule["global_batch"] = n
+            report.ignore("training.global_batch_size", "gives the accumulation steps once the data-parallel "
+                                                         "degree is known")
     # absent, torchtitan's default applies: mixed_precision_param = "bfloat16"
     dtype = k.str("training.mixed_precision_param", t.get("mixed_precision_param", "bfloat16"),
                   ("bfloat16", "float32", "float16"))

@@ -4,7 +4,10 @@ Marketed memory is stored as the datasheet's decimal GB x 1e9, even though vendo
 (an "80GB" H100 carries 80 GiB of HBM); ``memory_usable_bytes`` is the total the CUDA runtime reports to a process
 (``torch.cuda.get_device_properties(i).total_memory``), which is the figure to plan with; ``memory_nvidia_smi_bytes``
 is the larger nvidia-smi "Total" (the driver reserves the difference), or None where the catalog has none.
-Throughput is dense (no sparsity) peak FLOP/s per dtype; a dtype that is absent is unknown.
+Throughput is dense (no sparsity) peak FLOP/s per dtype; a dtype that is absent is unknown, except that a part
+without bf16 units names the dtype it trains bf16 models in (``bf16_fallback``: fp16 on V100 and T4).
+Each entry also carries what the planner needs of the system the part is sold in: the per-GPU network bandwidth
+between nodes (``inter_node_GBps`` with its ``inter_node_source``) and the GPUs per node (``gpus_per_node``).
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from gpuplan.units import GB, MiB
 # TOML key -> dtype name; every value is in units of 10^12 per second.
 _THROUGHPUT_KEYS = {"fp32_TFLOPs": "fp32", "tf32_TFLOPs": "tf32", "bf16_TFLOPs": "bf16", "fp16_TFLOPs": "fp16",
                     "fp8_TFLOPs": "fp8", "int8_TOPs": "int8", "fp4_TFLOPs": "fp4"}
-_REQUIRED_STR = ("id", "name", "vendor", "interconnect", "source", "source_note")
+_REQUIRED_STR = ("id", "name", "vendor", "interconnect", "source", "source_note", "inter_node_source")
 _REQUIRED_NUM = ("memory_marketed_GB", "memory_usable_MiB", "fp16_TFLOPs", "hbm_bandwidth_GBps",
-                 "interconnect_GBps", "tdp_W")
-_OPTIONAL = ("memory_usable_note",)
+                 "interconnect_GBps", "tdp_W", "inter_node_GBps", "gpus_per_node")
+_OPTIONAL = ("memory_usable_note", "source_date", "bf16_fallback")
 _OPTIONAL_NUM = ("memory_nvidia_smi_MiB",)
 _ALLOWED = {*_REQUIRED_STR, *_REQUIRED_NUM, *_OPTIONAL, *_OPTIONAL_NUM, *_THROUGHPUT_KEYS, "aliases"}
+_DTYPE_KEYS = {dtype: key for key, dtype in _THROUGHPUT_KEYS.items()}
+
+
+def catalog_field(dtype: str) -> str:
+    """The gpus.toml key holding the peak of ``dtype`` (``bf16`` -> ``bf16_TFLOPs``), for error messages."""
+    key = dtype.strip().lower()
+    return _DTYPE_KEYS.get(_DTYPE_ALIASES.get(key, key), f"{key}_TFLOPs")
 _DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float8": "fp8"}
 
 
@@ -53,11 +63,24 @@ class GpuSpec:
     tdp_w: float
     source: str
     notes: str
+    inter_node_bytes_per_s: float | None = None  # per GPU, one direction, to GPUs in other nodes (the NIC)
+    inter_node_source: str = ""
+    gpus_per_node: int = 8
+    bf16_fallback: str | None = None  # dtype bf16 models train in where the part has no bf16 units
+    source_date: str = ""  # the datasheet's date or revision, where the entry gives one
 
     def peak_flop_per_s_for(self, dtype: str) -> float | None:
         """Dense peak FLOP/s (OP/s for int8) for ``dtype``, or None when the catalog has no figure."""
         key = dtype.strip().lower()
         return self.peak_flop_per_s.get(_DTYPE_ALIASES.get(key, key))
+
+    def compute_dtype(self, dtype: str) -> str:
+        """The dtype ``dtype`` runs in on this part: bf16 becomes ``bf16_fallback`` (fp16 on V100, T4) where the
+        part has no bf16 figure; every other dtype is itself."""
+        key = _DTYPE_ALIASES.get(dtype.strip().lower(), dtype.strip().lower())
+        if key == "bf16" and self.peak_flop_per_s_for("bf16") is None and self.bf16_fallback:
+            return self.bf16_fallback
+        return key
 
 
 def _normalize(name: str) -> str:
@@ -93,6 +116,12 @@ def _parse_entry(entry: dict[str, Any]) -> GpuSpec:
         raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: 'memory_nvidia_smi_MiB' ({smi_mib:g}) is below "
                            f"'memory_usable_MiB' ({nums['memory_usable_MiB']:g}); the driver only ever subtracts")
     peaks = {dtype: _positive(gpu_id, entry, key) * 1e12 for key, dtype in _THROUGHPUT_KEYS.items() if key in entry}
+    if nums["gpus_per_node"] != int(nums["gpus_per_node"]):
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: 'gpus_per_node' must be a whole number")
+    fallback = entry.get("bf16_fallback")
+    if fallback is not None and ("bf16" in peaks or fallback not in peaks):
+        raise CatalogError(f"gpus.toml: gpu {gpu_id!r}: 'bf16_fallback' ({fallback!r}) is only for a part without "
+                           "a bf16 figure, and must name a dtype the entry has a figure for")
     notes = entry["source_note"] + (f" Usable memory: {entry['memory_usable_note']}."
                                     if "memory_usable_note" in entry else "")
     return GpuSpec(
@@ -107,6 +136,11 @@ def _parse_entry(entry: dict[str, Any]) -> GpuSpec:
         tdp_w=nums["tdp_W"],
         source=entry["source"],
         notes=notes,
+        inter_node_bytes_per_s=nums["inter_node_GBps"] * GB,
+        inter_node_source=entry["inter_node_source"],
+        gpus_per_node=int(nums["gpus_per_node"]),
+        bf16_fallback=fallback,
+        source_date=entry.get("source_date", ""),
     )
 
 

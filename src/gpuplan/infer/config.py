@@ -8,6 +8,7 @@ from typing import Any
 
 from gpuplan.hardware.catalog import GpuSpec
 from gpuplan.infer.engines import HfProfile, VllmProfile
+from gpuplan.infer.llamacpp import LlamaCppProfile
 from gpuplan.infer.parallel import ServingLayout
 from gpuplan.infer.quant import WeightBytes, WeightFormat
 from gpuplan.infer.speed import SpeedAssumptions
@@ -32,6 +33,7 @@ class InferConfig:
     max_context_source: str = ""
     hf: HfProfile = field(default_factory=HfProfile)
     vllm: VllmProfile = field(default_factory=VllmProfile)
+    llamacpp: LlamaCppProfile = field(default_factory=LlamaCppProfile)
     speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
     search: bool = True  # compute max_batch and the longest context when a GPU is given
 
@@ -50,6 +52,7 @@ class InferReport:
     layout: dict[str, int] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
     speed: dict[str, Any] | None = None
+    engine_split: Any = None  # llama.cpp's GPU/host split (gpuplan.infer.llamacpp.Split), for the speed model
 
     def as_dict(self) -> dict[str, Any]:
         m = self.memory
@@ -83,3 +86,9 @@ class EstimateContext:
     stage_weights: list[int]
     stages: list[range]
     capacity: int | None
+    profile: str = ""  # the engine by name (engine is "vllm" for every paged engine: vllm, sglang, trtllm)
+
+    @property
+    def kv_engine(self) -> str:
+        """The KV layout the engine uses: transformers' DynamicCache (hf) or a preallocated cache (the others)."""
+        return "hf" if self.engine == "hf" else "vllm"

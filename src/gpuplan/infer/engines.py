@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuplan.errors import InputError
+from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.units import GiB
 
-ENGINES = ("hf", "vllm")
+PAGED_ENGINES = ("vllm", "sglang", "trtllm")  # paged KV pools sized at start-up
+ENGINES = ("hf", *PAGED_ENGINES, "llamacpp")
+_VLLM = load_engine_profile("vllm")  # data/engines/vllm.toml: each default with its source
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class HfProfile:
     """CUDA context + cuBLAS/cuDNN handles of a PyTorch process: 0.4-0.6 GiB on CUDA 12 with lazy module loading
     (nvidia-smi of a process that has only run ``torch.cuda.init()``; vLLM logs its non-torch memory at 0.1-0.6
     GiB on top of a context that is already there)."""
+    cuda_module_loading: str = "lazy"
+    """``CUDA_MODULE_LOADING``: lazy (PyTorch >= 2.0 sets it) or eager (older PyTorch: every kernel of the library
+    is loaded with the context, 1343 MiB; ``gpuplan.train.overheads``), which sized the default context."""
     allocator_reserve_fraction: float = 0.05
     """Share of the allocated peak above the weights that the PyTorch caching allocator keeps reserved but unused
     (block rounding and fragmentation from the cache's repeated ``torch.cat``; weights are loaded once into
@@ -45,28 +51,31 @@ class HfProfile:
 class VllmProfile:
     """vLLM engine arguments and the start-up overheads it subtracts (defaults: vLLM EngineArgs, v0.6 - v0.10)."""
 
-    gpu_memory_utilization: float = 0.9
-    block_size: int = 16
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
+    gpu_memory_utilization: float = _VLLM.value("gpu_memory_utilization")
+    block_size: int = _VLLM.value("block_size")
+    max_num_seqs: int = _VLLM.value("max_num_seqs")
+    max_num_batched_tokens: int = _VLLM.value("max_num_batched_tokens")
     """Tokens of the profiling run. Chunked prefill (V1 default, online serving): 8192; without chunked prefill
     (V0 before 0.7) vLLM used max(max_model_len, 2048) -- pass that to compare with logs of those versions."""
     non_torch_bytes: int | None = None
     """Memory vLLM measures outside PyTorch's allocator (``non_torch_memory`` in its log). None: 0.5 GiB at TP=1,
     1.5 GiB with TP > 1 (NCCL and custom all-reduce buffers); published logs show 0.11-1.79 GiB at TP=1 and
     1.4-3.6 GiB at TP 2-4 (vLLM PR #10511, issue #5711-era logs)."""
-    cuda_graph_bytes: int = GiB // 2
+    cuda_graph_bytes: int = int(_VLLM.value("cuda_graph_gib") * GiB)
     """CUDA graph pool, captured after the KV cache is allocated (outside the utilization budget); logs report
     0.27-0.69 GiB for 7-14B models at the default capture sizes. 0 with --enforce-eager."""
     sampler_bytes_per_logit: float = 32.0
     """Bytes per vocabulary entry per row of the profiling sampler run: fp32 logits (4), top-k/top-p sort values (4)
     and int64 indices (8), softmax and cumulative sum (4 + 4), probabilities and logprobs (4 + 4)."""
     enforce_eager: bool = False
+    legacy_allreduce_hold: bool = _VLLM.value("legacy_allreduce_hold")
+    """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every all-reduce input allocated at TP > 1
+    (``legacy_allreduce_held_bytes``; source in data/engines/vllm.toml)."""
 
     def non_torch_for(self, tp: int) -> int:
         if self.non_torch_bytes is not None:
             return self.non_torch_bytes
-        return GiB // 2 if tp == 1 else 3 * GiB // 2
+        return int(_VLLM.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
 
     def validate(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -82,8 +91,46 @@ class VllmProfile:
 def check_engine(engine: str) -> str:
     key = engine.strip().lower()
     if key not in ENGINES:
-        raise InputError("--engine", engine, "must be hf or vllm")
+        raise InputError("--engine", engine, f"must be one of {', '.join(ENGINES)}")
     return key
+
+
+def pool_block_tokens(engine: str, vllm_block_size: int) -> int:
+    """Tokens per KV block: vLLM's --block-size, SGLang's page_size (1), TensorRT-LLM's tokens_per_block (32)."""
+    if engine == "sglang":
+        return int(load_engine_profile("sglang").value("page_size"))
+    if engine == "trtllm":
+        return int(load_engine_profile("trtllm").value("tokens_per_block"))
+    return vllm_block_size
+
+
+def paged_non_torch_bytes(engine: str, tp: int) -> int:
+    """CUDA context and communicator memory outside PyTorch, from the engine's profile."""
+    prof = load_engine_profile(engine)
+    return int(prof.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
+
+
+def sglang_mem_fraction_static(gpu_memory_bytes: int, tp: int, pp: int) -> float:
+    """SGLang's default mem_fraction_static: (gpu_mem - reserved) / gpu_mem with reserved = base + per-rank x tp x pp
+    GiB by the GPU's memory class (data/engines/sglang.toml, from sglang/srt/server_args.py)."""
+    gib = gpu_memory_bytes / GiB
+    for below, base, per_rank in load_engine_profile("sglang").value("reserved_mem_rules"):
+        if gib < below:
+            return round((gib - (base + per_rank * tp * pp)) / gib, 3)
+    raise AssertionError("the last rule covers every size")
+
+
+def sglang_available_kv_bytes(*, free_before_weights_bytes: int, fraction: float, weights_bytes: int) -> int:
+    """SGLang ``profile_max_num_token``: free after the weights - free before x (1 - fraction)
+    = free before x fraction - weights."""
+    return int(free_before_weights_bytes * fraction) - weights_bytes
+
+
+def trtllm_available_kv_bytes(*, total_gpu_bytes: int, non_torch_bytes: int, weights_bytes: int,
+                              activation_peak_bytes: int, fraction: float) -> int:
+    """TensorRT-LLM: free_gpu_memory_fraction of what is free after the weights and the activations."""
+    free = total_gpu_bytes - non_torch_bytes - weights_bytes - activation_peak_bytes
+    return int(free * fraction) if free > 0 else free
 
 
 def vllm_available_kv_bytes(*, total_gpu_bytes: int, utilization: float, weights_bytes: int, non_torch_bytes: int,
@@ -97,6 +144,14 @@ def vllm_num_blocks(available_kv_bytes: int, block_bytes: float) -> int:
     if available_kv_bytes <= 0 or block_bytes <= 0:
         return 0
     return int(available_kv_bytes // block_bytes)
+
+
+def legacy_allreduce_held_bytes(*, layers: int, tokens: int, hidden: int, dtype_bytes: float, tp: int) -> int:
+    """All-reduce inputs the profiling forward of old vLLM keeps allocated (record_stream, vLLM issue #2248):
+    two per layer (attention output, MLP down projection) of tokens x hidden each; 0 at TP = 1."""
+    if tp <= 1:
+        return 0
+    return int(2 * layers * tokens * hidden * dtype_bytes)
 
 
 def blocks_per_request(tokens: int, block_size: int) -> int:

@@ -43,7 +43,8 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
         ]
         mem.assumptions += [
             f"transformers generate, DynamicCache, SDPA attention, logits_to_keep=1, prefill of {prompt} tokens",
-            f"CUDA context {format_bytes(h.cuda_context_bytes)}, allocator reserve "
+            f"CUDA context {format_bytes(h.cuda_context_bytes)} ({h.cuda_module_loading} module loading), "
+            f"allocator reserve "
             f"{h.allocator_reserve_fraction:.0%} of the allocated peak above the weights",
         ]
         if spec.sliding_window and prompt > spec.sliding_window:
@@ -59,6 +60,10 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
         if cfg.layout.tp > 1 or cfg.layout.pp > 1:
             mem.warnings.append("hf with --tp/--pp: transformers tp_plan / device_map splits assumed to shard like "
                                 "Megatron (heads and MLP columns per rank, whole layers per stage)")
+    elif c.profile in ("sglang", "trtllm"):
+        _paged_terms(c, row, mem)
+    elif c.profile == "llamacpp":
+        _llamacpp_terms(c, row, mem)
     else:
         p = cfg.vllm
         mem.terms += [
@@ -101,3 +106,54 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
 def _local(spec: ModelSpec) -> str:
     """How the model's bounded-span attention layers are called in warnings."""
     return "chunked-attention" if any(spec.is_chunked_layer(i) for i in range(spec.num_layers)) else "sliding-window"
+
+
+def _paged_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:
+    """Terms and assumptions of the SGLang and TensorRT-LLM pools (data/engines/<name>.toml)."""
+    from gpuplan.infer.engine_profiles import load_engine_profile
+
+    prof = load_engine_profile(c.profile)
+    if c.profile == "sglang":
+        formula = "(device - non_torch) x mem_fraction_static - weights"
+        inputs = {"mem_fraction_static": row["fraction"], "device": c.capacity}
+        name = "mem_fraction_static"
+    else:
+        formula = "(device - non_torch - weights - activation peak) x free_gpu_memory_fraction"
+        inputs = {"free_gpu_memory_fraction": row["fraction"], "device": c.capacity}
+        name = "free_gpu_memory_fraction"
+    mem.terms += [Term("available_kv_bytes", row["available"], formula, prof.sources["kv_pool"], inputs),
+                  Term("num_gpu_blocks", row["blocks"], "available_kv // (tokens per block x KV bytes per token)",
+                       prof.title + " KV pool", {"block_size": row["block_size"], "block_bytes": row["block_bytes"]})]
+    mem.assumptions += [
+        f"{prof.title} ({prof.version}): {name} {row['fraction']:g}, {row['block_size']} tokens per block",
+        f"non-torch memory {format_bytes(row['non_torch'])}, CUDA graphs {format_bytes(row['graphs'])}",
+        f"device memory {format_bytes(c.capacity or 0)} as the process sees it",
+    ]
+    if row["available"] <= 0:
+        mem.warnings.append(f"no memory left for {prof.title}'s KV cache ({format_bytes(-row['available'])} short)")
+
+
+def _llamacpp_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:
+    """Terms and assumptions of llama.cpp's GPU/host split (data/engines/llamacpp.toml)."""
+    from gpuplan.infer.engine_profiles import load_engine_profile
+
+    prof, sp, lp = load_engine_profile("llamacpp"), row["split"], c.cfg.llamacpp
+    mem.terms += [
+        Term("weights_bytes", sp.gpu_weight_bytes, "the last n_gpu_layers layers (+ output when all are offloaded)",
+             prof.sources["layer_placement"], {"n_gpu_layers": sp.gpu_layers, "output_on_gpu": sp.output_on_gpu}),
+        Term("host_weights_bytes", sp.host_weight_bytes, "token_embd + the layers not offloaded",
+             prof.sources["layer_placement"], {}),
+        Term("activations_bytes", row["activations"], "n_ubatch x (vocab x 4 + 8 x hidden x 4)",
+             prof.sources["compute_buffer"], {"n_ubatch": lp.n_ubatch}),
+    ]
+    where = "the GPU" if sp.output_on_gpu else "the host"
+    host = format_bytes(sp.host_weight_bytes + sp.host_kv_bytes)
+    mem.assumptions += [
+        (f"{prof.title} ({prof.version}): {sp.gpu_layers}/{c.spec.num_layers} layers on the GPU, output layer on "
+         f"{where}, token_embd on the host; KV cache with its layer"),
+        (f"host memory: {host} (weights {format_bytes(sp.host_weight_bytes)}, KV {format_bytes(sp.host_kv_bytes)}); "
+         f"host bandwidth {lp.host_bandwidth_bytes_per_s / 1e9:g} GB/s x {lp.host_bandwidth_efficiency:g}"),
+        f"CUDA context {format_bytes(row['buffers'])}",
+    ]
+    if c.cfg.weights.family != "gguf":
+        mem.warnings.append("llama.cpp runs GGUF files: pass --weights q4_k_m (or another GGUF type) for its sizes")

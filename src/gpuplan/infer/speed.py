@@ -6,7 +6,16 @@ layer (QK^T and AV; Kaplan et al. 2020, arXiv:2001.08361, table 1). A decode ste
 (for MoE, the experts some token of the batch routes to) and each sequence's KV cache once. With efficiencies as
 named inputs:
 
-    step_s = max(bytes / (bandwidth x bandwidth_efficiency), flop / (peak x compute_efficiency)) + TP all-reduces
+    step_s = max(bytes / (bandwidth x bandwidth_efficiency), flop / (peak x compute_efficiency x wave)) + comm
+    comm   = 2 x layers x (latency + 2 (tp - 1) / tp x tokens x hidden x bytes / (link x efficiency))
+
+Megatron-style tensor parallelism all-reduces the activations twice per layer (after the attention output and the
+MLP down projection; Shoeybi et al. 2019, arXiv:1909.08053, section 3). A decode step's message is tiny (batch x
+hidden x 2 bytes), so its all-reduces cost their fixed latency: 2 x 80 layers x 8 us = 1.3 ms per token for a 70B
+model at any TP > 1, which is why decode speed grows less than linearly with TP. Prefill moves prompt x hidden
+bytes per all-reduce, which the bandwidth term prices. ``wave`` is the tile/wave quantization of the GEMMs
+(``gpuplan.compute.kernels.wave_efficiency``; 1 where the GPU's SM count is not in the table): a prefill chunk of
+few tokens leaves SMs idle, a large one reaches the compute efficiency.
 
 Ignored: kernel launch gaps (CUDA graphs remove most), the sampler, prefill/decode interference under continuous
 batching, speculative decoding, and pipeline bubbles (PP stages are timed back to back, the latency view).
@@ -15,6 +24,7 @@ batching, speculative decoding, and pipeline bubbles (PP stages are timed back t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gpuplan.compute.flops import linear_attention_flop_per_token
 from gpuplan.model.params import count_params
@@ -29,8 +39,29 @@ class SpeedAssumptions:
     """Achieved / peak HBM bandwidth of decode GEMVs and paged attention (70-90 % in STREAM-like kernels)."""
     interconnect_efficiency: float = 0.7
     """Achieved / peak per-direction link bandwidth of NCCL ring all-reduce at message sizes of one layer."""
+    allreduce_latency_s: float | None = None
+    """Fixed time of one small all-reduce inside the TP group. None: by the GPU's interconnect
+    (``allreduce_latency_default``)."""
 
 
+# Small-message all-reduce time inside one node, by link kind: (seconds, source).
+ALLREDUCE_LATENCY_S = {
+    "nvlink": (8e-6, ("nccl-tests all_reduce_perf on HGX 8x H100 (NCCL 2.20.5, CUDA graphs): about 6 us at 2 GPUs, "
+                     "rising with the GPU count (NVIDIA/nccl issue #1259); vLLM's custom all-reduce targets the same "
+                     "range for decode-sized messages")),
+    "pcie": (25e-6, ("NCCL's own tuning model prices a 128-byte all-reduce at about 25 us over PCIe/network paths "
+                    "(NCCL_DEBUG=INFO 'Algo 0 proto 0 time 25.2', NVIDIA/nccl issue #1453); order of magnitude")),
+}
+
+
+def allreduce_latency_default(interconnect: str) -> tuple[float, str]:
+    """The small-message all-reduce time for a catalog interconnect name ("NVLink 4", "PCIe 5.0", "HCCS"...):
+    NVLink-class switched links use the NVLink figure, everything else the PCIe one."""
+    kind = "pcie" if interconnect.lower().startswith("pcie") else "nvlink"
+    return ALLREDUCE_LATENCY_S[kind]
+
+
+@lru_cache(maxsize=64)
 def matmul_params_per_token(spec: ModelSpec) -> int:
     """Parameters a token multiplies by: active parameters minus the embedding table (a lookup), plus the tied
     output head (it is a matmul even when it shares the embedding's storage)."""
@@ -51,10 +82,33 @@ def attention_flop_per_token(spec: ModelSpec, attended: int, layer: int) -> floa
     return 2.0 * spec.num_heads * (qk + v) * attended
 
 
+_CONSTANTS: dict[int, tuple[ModelSpec, tuple[float, float, int, int]]] = {}
+
+
+def _constants(spec: ModelSpec) -> tuple[float, float, int, int]:
+    """(FLOP per attended token summed over full-attention layers, the same over sliding layers, the window, matmul
+    parameters per token), kept per spec object (the searches call the step model thousands of times)."""
+    hit = _CONSTANTS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    full = sum(attention_flop_per_token(spec, 1, i) for i in range(spec.num_layers) if not spec.is_sliding_layer(i))
+    slide = sum(attention_flop_per_token(spec, 1, i) for i in range(spec.num_layers) if spec.is_sliding_layer(i))
+    value = (full, slide, spec.sliding_window or 0, matmul_params_per_token(spec))
+    if len(_CONSTANTS) > 64:
+        _CONSTANTS.clear()
+    _CONSTANTS[id(spec)] = (spec, value)
+    return value
+
+
+def attention_flop_all_layers(spec: ModelSpec, attended: float) -> float:
+    """One query token attending ``attended`` tokens in every layer (sliding layers capped at the window)."""
+    full, slide, window, _ = _constants(spec)
+    return full * attended + slide * (min(attended, window) if window else attended)
+
+
 def decode_flop_per_token(spec: ModelSpec, context: int) -> float:
     """FLOP of one decode token at ``context``: 2 x matmul params + attention over the context in every layer."""
-    attn = sum(attention_flop_per_token(spec, context, i) for i in range(spec.num_layers))
-    return 2.0 * matmul_params_per_token(spec) + attn
+    return 2.0 * _constants(spec)[3] + attention_flop_all_layers(spec, context)
 
 
 def prefill_flop(spec: ModelSpec, prompt: int) -> float:
@@ -87,11 +141,13 @@ def expected_experts_touched_fraction(spec: ModelSpec, tokens: int) -> float:
     return 1.0 - (1.0 - k / e) ** tokens
 
 
-def allreduce_s(message_bytes: float, tp: int, link_bytes_per_s: float, efficiency: float) -> float:
-    """Ring all-reduce: each rank sends and receives 2 (tp - 1) / tp of the message."""
+def allreduce_s(message_bytes: float, tp: int, link_bytes_per_s: float, efficiency: float,
+                latency_s: float = 0.0) -> float:
+    """Ring all-reduce: each rank sends and receives 2 (tp - 1) / tp of the message, plus a fixed latency
+    (nccl-tests doc/PERFORMANCE.md bus-bandwidth model); 0 for one rank."""
     if tp <= 1:
         return 0.0
-    return 2 * (tp - 1) / tp * message_bytes / (link_bytes_per_s * efficiency)
+    return latency_s + 2 * (tp - 1) / tp * message_bytes / (link_bytes_per_s * efficiency)
 
 
 @dataclass(frozen=True)
@@ -104,6 +160,32 @@ class SpeedInputs:
     link_bytes_per_s: float
     tp: int
     dtype_bytes: float
+    allreduce_latency_s: float = 0.0
+    sms: int | None = None  # streaming multiprocessors, for the wave quantization of GEMMs (None: ignored)
+
+
+def tp_comm_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, tokens: float) -> float:
+    """Two all-reduces per layer of ``tokens`` x hidden activations in the TP group (latency + bandwidth)."""
+    return 2 * spec.num_layers * allreduce_s(tokens * spec.hidden_size * inp.dtype_bytes, inp.tp,
+                                             inp.link_bytes_per_s, a.interconnect_efficiency, inp.allreduce_latency_s)
+
+
+def gemm_wave_efficiency(spec: ModelSpec, inp: SpeedInputs, tokens: float) -> float:
+    """Wave quantization of the MLP up projection [tokens, hidden] x [hidden, ffn / tp], the step's largest GEMM
+    (``gpuplan.compute.kernels.wave_efficiency``); 1 without an SM count, and 1 below one tile row of tokens
+    (cuBLAS picks small-M kernels there, and the step is memory-bound anyway)."""
+    from gpuplan.compute.kernels import GEMM_TILE, wave_efficiency
+
+    if tokens < GEMM_TILE[0]:
+        return 1.0
+    n = (spec.moe.expert_ffn_size if spec.moe and not spec.ffn_size else spec.ffn_size) or 4 * spec.hidden_size
+    return wave_efficiency(max(1.0, tokens), n / inp.tp, inp.sms)
+
+
+def _bound(comp_s: float, mem_s: float, comm_s: float) -> str:
+    if comm_s > max(comp_s, mem_s):
+        return "interconnect"
+    return "compute" if comp_s > mem_s else "memory"
 
 
 def decode_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, batch: int, context: int) -> dict:
@@ -114,18 +196,40 @@ def decode_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, bat
     flop = batch * decode_flop_per_token(spec, context) / inp.tp
     mem_s = mem_bytes / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
     comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency)
-    comm_s = 2 * spec.num_layers * allreduce_s(batch * spec.hidden_size * inp.dtype_bytes, inp.tp,
-                                               inp.link_bytes_per_s, a.interconnect_efficiency)
+    comm_s = tp_comm_s(spec, inp, a, batch)
     return {"step_s": max(mem_s, comp_s) + comm_s, "memory_s": mem_s, "compute_s": comp_s, "comm_s": comm_s,
-            "bound": "compute" if comp_s > mem_s else "memory", "bytes_read": mem_bytes, "flop": flop}
+            "bound": _bound(comp_s, mem_s, comm_s), "bytes_read": mem_bytes, "flop": flop,
+            "allreduces": 2 * spec.num_layers if inp.tp > 1 else 0}
+
+
+def mixed_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, decode_seqs: float, context: float,
+                 prefill_tokens: float, prefill_context: float) -> dict:
+    """One continuous-batching step: ``decode_seqs`` decode tokens at ``context`` tokens each plus a chunk of
+    ``prefill_tokens`` prompt tokens (attending about ``prefill_context`` tokens each, causal: half the prompt on
+    average). One pass reads the weights once for all the step's tokens; the decode tokens read their KV; the GEMMs
+    run at compute_efficiency x wave quantization of the step's token count; the TP all-reduces carry all tokens."""
+    tokens = decode_seqs + prefill_tokens
+    frac = expected_experts_touched_fraction(spec, max(1, round(tokens)))
+    mem_bytes = inp.weights_read_bytes + inp.expert_bytes * frac + decode_seqs * inp.kv_read_bytes_per_seq
+    attn_prefill = attention_flop_all_layers(spec, max(1.0, prefill_context / 2))
+    flop = (decode_seqs * decode_flop_per_token(spec, context)
+            + prefill_tokens * (2.0 * _constants(spec)[3] + attn_prefill)) / inp.tp
+    wave = gemm_wave_efficiency(spec, inp, tokens)
+    mem_s = mem_bytes / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
+    comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency * wave)
+    comm_s = tp_comm_s(spec, inp, a, tokens)
+    return {"step_s": max(mem_s, comp_s) + comm_s, "memory_s": mem_s, "compute_s": comp_s, "comm_s": comm_s,
+            "bound": _bound(comp_s, mem_s, comm_s), "tokens": tokens}
 
 
 def prefill_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, batch: int, prompt: int) -> float:
-    """Prefill of ``batch`` prompts on the TP group: FLOP / (tp x peak x efficiency) + 2 all-reduces per layer."""
+    """Prefill of ``batch`` prompts on the TP group: the larger of FLOP / (tp x peak x efficiency x wave) and the
+    weight read, + 2 all-reduces per layer (latency + prompt-sized messages)."""
     flop = batch * prefill_flop(spec, prompt) / inp.tp
-    comm = 2 * spec.num_layers * allreduce_s(batch * prompt * spec.hidden_size * inp.dtype_bytes, inp.tp,
-                                             inp.link_bytes_per_s, a.interconnect_efficiency)
-    return flop / (inp.peak_flop_per_s * a.compute_efficiency) + comm
+    wave = gemm_wave_efficiency(spec, inp, batch * prompt)
+    comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency * wave)
+    mem_s = (inp.weights_read_bytes + inp.expert_bytes) / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
+    return max(comp_s, mem_s) + tp_comm_s(spec, inp, a, batch * prompt)
 
 
 def compute_bound_batch(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, context: int) -> int | None:

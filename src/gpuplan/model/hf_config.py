@@ -295,7 +295,8 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
         f_e = c.int("moe_intermediate_size")
         return MoESpec(num_experts=c.int(*_ALIASES["n_routed_experts"]), top_k=c.int("num_experts_per_tok"),
                        expert_ffn_size=f_e, moe_layers=layers, num_shared_experts=n_shared,
-                       shared_expert_ffn_size=n_shared * f_e)
+                       shared_expert_ffn_size=n_shared * f_e, route_groups=c.int("n_group", default=1),
+                       route_topk_groups=c.int("topk_group", default=0))
     return None
 
 

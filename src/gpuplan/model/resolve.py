@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
-from gpuplan.errors import InputError
+from gpuplan.errors import HubUnavailable, InputError
 from gpuplan.limits import MAX_MODEL_NAME_CHARS
 from gpuplan.model.hf_config import load_config_file, spec_from_config
 from gpuplan.model.presets import closest_presets, find_preset
@@ -16,6 +18,40 @@ from gpuplan.model.spec import ModelSpec, require_decoder
 
 # A Hugging Face repo id is exactly ``org/name``: one slash, names of letters, digits, '-', '_' and '.'.
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# The hub's own rule for each part of a repo id (huggingface_hub ``utils/_validators.py``, ``validate_repo_id``):
+# 1 to 96 of letters, digits, '-', '_', '.', not starting or ending with '-' or '.', no '--' or '..', and the
+# name not ending in '.git'.
+HUB_ID_PART_MAX_CHARS = 96
+_HUB_PART = re.compile(rf"[A-Za-z0-9_](?:[A-Za-z0-9._-]{{0,{HUB_ID_PART_MAX_CHARS - 2}}}[A-Za-z0-9_])?")
+HUB_ID_RULE = ("must be a Hugging Face repository id org/name: two parts of 1 to 96 letters, digits, '-', '_' or "
+               "'.', not starting or ending with '-' or '.', without '--' or '..'")
+# What a server asks of the hub (gpuplan.web.hub): the largest config.json it reads, in bytes. Real ones are a few
+# KiB (DeepSeek-V3's: 1.7 KiB); 1 MiB leaves room for long quantization tables.
+MAX_HUB_CONFIG_BYTES = 1024 * 1024
+# Hub ids whose config.json the caller has fetched already (gpuplan.web.hub): resolved from here, never from the
+# file system or the network, within :func:`supplied_hub_configs`.
+_SUPPLIED: ContextVar[Mapping[str, dict] | None] = ContextVar("gpuplan_supplied_hub_configs", default=None)
+
+
+def check_hub_id(repo_id: str) -> str:
+    """``repo_id`` if it is a valid hub repository id ``org/name`` (see :data:`HUB_ID_RULE`), else InputError.
+    Checked before any network call."""
+    parts = repo_id.split("/")
+    if (len(parts) != 2 or not all(_HUB_PART.fullmatch(p) for p in parts) or "--" in repo_id or ".." in repo_id
+            or repo_id.lower().endswith(".git")):
+        raise InputError("model", repo_id, HUB_ID_RULE)
+    return repo_id
+
+
+@contextmanager
+def supplied_hub_configs(configs: Mapping[str, dict]) -> Iterator[None]:
+    """Within the block, MODEL names that are keys of ``configs`` resolve as those hub ids with that config.json
+    content (fetched by the caller): no file is looked for and nothing is downloaded."""
+    token = _SUPPLIED.set(configs)
+    try:
+        yield
+    finally:
+        _SUPPLIED.reset(token)
 
 
 def check_model_name(name: str) -> str:
@@ -37,6 +73,8 @@ def model_source(name: str) -> tuple[str, Path | None]:
     check_model_name(name)
     if find_preset(name) is not None:
         return "preset", None
+    if name in (_SUPPLIED.get() or {}):
+        return "hub", None
     path = Path(name).expanduser()
     try:
         exists = path.exists()
@@ -95,31 +133,110 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
                      "or --layers/--hidden/--heads")
 
 
-def fetch_hub_config(repo_id: str) -> dict:
-    """Download only ``config.json`` of ``repo_id`` with huggingface_hub (extra ``[hub]``); never remote code."""
+def fetch_hub_config(repo_id: str, *, max_bytes: int | None = None, timeout_s: float | None = None,
+                     token: bool | str | None = None) -> dict:
+    """Download only ``config.json`` of ``repo_id`` with huggingface_hub (extra ``[hub]``); never remote code,
+    never weights. The id is checked first; a copy in the local hub cache is read without the network; offline
+    (``HF_HUB_OFFLINE``, or the hub unreachable at one quick connect) the answer comes at once.
+
+    ``max_bytes``: refuse a larger file (its size is asked for before it is downloaded, and checked again after);
+    ``timeout_s``: huggingface_hub's timeout for each request to the hub; ``token``: as huggingface_hub takes it
+    (False: ask anonymously). Failures are InputErrors on ``model`` saying what the hub answered; those that say
+    nothing about the id (offline, the extra missing, the hub unreachable or slow) are :class:`HubUnavailable`."""
+    supplied = _SUPPLIED.get()
+    if supplied is not None and repo_id in supplied:
+        return dict(supplied[repo_id])
+    check_hub_id(repo_id)
     offline_hint = ("download its config.json and pass the file's path, e.g. "
                     f"`gpuplan params ./config.json` (from https://huggingface.co/{repo_id}/blob/main/config.json)")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise InputError("model", repo_id, "is not a preset and HF_HUB_OFFLINE is set", hint=offline_hint)
+        raise HubUnavailable("model", repo_id, "is not a preset and HF_HUB_OFFLINE is set", hint=offline_hint)
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub
     except ImportError:
-        raise InputError("model", repo_id, "is not a preset; fetching by hub id needs `pip install gpuplan[hub]`",
-                         hint=offline_hint) from None
+        raise HubUnavailable("model", repo_id, "is not a preset; fetching by hub id needs `pip install "
+                             "gpuplan[hub]`", hint=offline_hint) from None
     try:  # a config.json fetched before is read from the local hub cache, online or not
-        return load_config_file(hf_hub_download(repo_id, "config.json", local_files_only=True))
+        cached = huggingface_hub.hf_hub_download(repo_id, "config.json", local_files_only=True)
     except Exception:
-        pass
+        cached = None
+    if cached is not None:
+        return _read_hub_config(repo_id, cached, max_bytes)
     unreachable = _hub_unreachable()
     if unreachable:
-        raise InputError("model", repo_id, f"is not a preset and the hub cannot be reached ({unreachable})",
-                         hint=offline_hint)
+        raise HubUnavailable("model", repo_id, f"is not a preset and the hub cannot be reached ({unreachable})",
+                             hint=offline_hint)
+    timeouts: dict[str, float] = {} if timeout_s is None else {"etag_timeout": timeout_s}
     try:
-        local = hf_hub_download(repo_id, "config.json")
-    except Exception as exc:  # network errors, gated repos, missing files: all end the same way for the user
-        raise InputError("model", repo_id, f"could not fetch config.json ({type(exc).__name__})",
-                         hint=offline_hint) from None
-    return load_config_file(local)
+        if max_bytes is not None:
+            url = huggingface_hub.hf_hub_url(repo_id, "config.json")
+            meta = huggingface_hub.get_hf_file_metadata(url, token=token, timeout=timeout_s)
+            if meta.size is not None and meta.size > max_bytes:
+                raise _too_large(repo_id, meta.size, max_bytes)
+        local = huggingface_hub.hf_hub_download(repo_id, "config.json", token=token, **timeouts)
+    except InputError:
+        raise
+    except Exception as exc:  # what the hub answered, or why it did not
+        raise hub_failure(repo_id, exc, offline_hint) from None
+    return _read_hub_config(repo_id, local, max_bytes)
+
+
+def _too_large(repo_id: str, size: int, max_bytes: int) -> InputError:
+    return InputError("model", repo_id, f"its config.json is {size:,} bytes, more than the {max_bytes:,} bytes "
+                      "read from the hub", hint="download it and pass a trimmed copy, or paste it as 'config'")
+
+
+def _read_hub_config(repo_id: str, local: str, max_bytes: int | None) -> dict:
+    """The parsed config.json the hub cache holds at ``local``; errors name the hub id, not the cache path."""
+    if max_bytes is not None:
+        size = os.path.getsize(local)
+        if size > max_bytes:
+            raise _too_large(repo_id, size, max_bytes)
+    try:
+        config = load_config_file(local)
+    except InputError as exc:
+        raise InputError("model", repo_id, "its config.json " + exc.rule) from None
+    if not isinstance(config, dict):
+        raise InputError("model", repo_id, f"its config.json holds a JSON {type(config).__name__}, not an object")
+    return config
+
+
+def _status_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def hub_failure(repo_id: str, exc: BaseException, offline_hint: str) -> InputError:
+    """The readable error for what ``hf_hub_download`` raised: the hub's 401/403/404 (missing, private or gated
+    repository; no config.json in it), a rate limit, a timeout or no connection. Matched by class name and
+    HTTP status, which stay the same across huggingface_hub releases."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    status = _status_of(exc)
+    page = f"https://huggingface.co/{repo_id}"
+    if "GatedRepoError" in names:
+        return InputError("model", repo_id, "is a gated repository on the Hugging Face hub: its config.json is "
+                          "given only to accounts that accepted its conditions",
+                          hint=f"accept them on {page}, log in with `hf auth login` and run gpuplan locally, or "
+                               "paste the config.json as 'config'")
+    if names & {"RemoteEntryNotFoundError", "EntryNotFoundError"} and "LocalEntryNotFoundError" not in names:
+        return InputError("model", repo_id, "has no config.json on the Hugging Face hub (not a transformers model?)",
+                          hint=f"see the files on {page}/tree/main")
+    if "RepositoryNotFoundError" in names or status in (401, 404):
+        return InputError("model", repo_id, "no such model repository on the Hugging Face hub (or it is private)",
+                          hint=f"check the id on {page}; the id is org/name, as in its address")
+    if status == 403:
+        return InputError("model", repo_id, "the Hugging Face hub refused access to its config.json (HTTP 403)",
+                          hint=f"see {page}")
+    if status == 429:
+        return HubUnavailable("model", repo_id, "the Hugging Face hub is limiting requests (HTTP 429)",
+                              hint="try again in a minute, or " + offline_hint)
+    if names & {"TimeoutError", "TimeoutException", "Timeout", "ReadTimeout", "ConnectTimeout"}:
+        return HubUnavailable("model", repo_id, "the Hugging Face hub did not answer in time", hint=offline_hint)
+    if status is not None:
+        return HubUnavailable("model", repo_id, f"the Hugging Face hub answered HTTP {status}", hint=offline_hint)
+    return HubUnavailable("model", repo_id, f"could not fetch config.json from the hub ({type(exc).__name__})",
+                          hint=offline_hint)
 
 
 def _hub_unreachable(timeout_s: float = 3.0) -> str | None:

@@ -6,7 +6,7 @@ dimensions, and validated once on construction; everything downstream can trust 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from gpuplan.errors import InputError
 
@@ -56,6 +56,10 @@ class MoESpec:
     num_shared_experts: int = 0
     shared_expert_ffn_size: int = 0  # intermediate size of the whole shared-expert MLP
     shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid gate Linear(h, 1) on the shared expert
+    # group-limited routing (DeepSeek-V3 config ``n_group`` / ``topk_group``): the experts form n_group groups and a
+    # token's top-k experts come from at most topk_group of them (0: no limit)
+    route_groups: int = 1
+    route_topk_groups: int = 0
 
     @property
     def num_moe_layers(self) -> int:
@@ -116,6 +120,15 @@ class ModelSpec:
     per layer; ``sliding_window`` is the window of sliding layers or the chunk size of chunked layers (both keep at
     most that many keys in a cache, which is why one field holds either).
     """
+
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: the step-time and memory caches key on the spec thousands of times per
+        layout search, and a model's per-layer tuples make each hash a walk over them."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     name: str
     family: str  # the config's model_type, or "custom"

@@ -7,10 +7,13 @@ from gpuplan.options.field import Option
 DIMENSIONS_GROUP = "model from raw dimensions (instead of MODEL)"
 
 MODEL = Option("model", "positional", nargs="?", api=False,
-               help="preset id, Hugging Face id, or path to a config.json (or its folder); for train also a "
-                    "torchtitan TOML job config",
+               help="preset id, Hugging Face id, or path to a config.json (or its folder); for train and plan also "
+                    "a torchtitan TOML job config, a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe or a "
+                    "Megatron-LM argument list or launch script; for infer a `vllm serve` command line in a text file",
                help_zh="预设 id、Hugging Face id，或 config.json（或其所在文件夹）的路径；"
-                       "train 还可以是 torchtitan TOML 任务配置")
+                       "train 和 plan 还可以是 torchtitan TOML 任务配置、torchtune、axolotl、LLaMA-Factory、"
+                       "TRL / Trainer 的 YAML 训练配置，或 Megatron-LM 参数列表或启动脚本；"
+                       "infer 还可以是写在文本文件里的 `vllm serve` 命令行")
 
 
 def _dim(name: str, help: str, help_zh: str) -> Option:
@@ -53,10 +56,11 @@ CONFIG = Option("config", "text", "--config", metavar="FILE", api=False,
                      "given on the command line win",
                 help_zh="场景文件（.toml，或安装了 PyYAML 时的 .yaml），可包含上述任意选项；命令行给出的选项优先")
 FROM = Option("from_file", "config", "--from", metavar="FILE", group="config files",
-              help="a stack's config file whose settings apply to MODEL: a DeepSpeed JSON (or a torchtitan TOML); "
-                   "options given on the command line win (the Python API also takes the parsed file as a dict)",
-              help_zh="应用于 MODEL 的训练栈配置文件：DeepSpeed JSON（或 torchtitan TOML）；命令行给出的选项优先"
-                      "（Python API 也接受解析后的文件内容，即 dict）")
+              help="a stack's config file whose settings apply to MODEL: a DeepSpeed JSON (or a torchtitan TOML, "
+                   "or a YAML recipe, whose model MODEL replaces); options given on the command line win (the "
+                   "Python API also takes the parsed file as a dict)",
+              help_zh="应用于 MODEL 的训练栈配置文件：DeepSpeed JSON（或 torchtitan TOML，或 YAML 训练配置，"
+                      "其中的模型由 MODEL 取代）；命令行给出的选项优先（Python API 也接受解析后的文件内容，即 dict）")
 PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
               help="also draw the memory breakdown to FILE.png or FILE.svg "
                    "(needs matplotlib: pip install 'gpuplan[plot]')",

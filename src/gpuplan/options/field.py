@@ -23,6 +23,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.limits import MAX_SAFE_INT, count_bound
+from gpuplan.options.labels import HELP, UNITS, label_of
 from gpuplan.units import parse_count
 
 
@@ -58,6 +59,9 @@ class Option:
     nargs: str | None = None  # positional: '?' or '+'
     api: bool = True  # offered by the web and Python APIs (not output plumbing or files)
     extra_flags: tuple[str, ...] = dc_field(default=())  # more spellings of the flag
+    title: str = ""  # the form's label (else gpuplan.options.labels, else derived from the name)
+    title_zh: str = ""
+    suggest: tuple[str, ...] = ()  # text: the values a form offers in a list (others may still be typed)
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -221,14 +225,21 @@ class Option:
         return str(exc) or "is not a valid value"
 
     def as_dict(self) -> dict[str, Any]:
-        """The option as the web page and scripts see it (``GET /api/v1/options``)."""
+        """The option as the web page and scripts see it (``GET /api/v1/options``): a form's label in English and
+        Chinese, the help (a form's own where none is declared), the unit of the typed number."""
+        label, label_zh = label_of(self.name)
+        help_en, help_zh = self.help, self.help_zh
+        if not help_en and self.name in HELP:
+            help_en, help_zh = HELP[self.name]
         out = {"name": self.name, "flag": self.flag or self.name, "kind": self.api_kind, "default": _jsonable(
-            None if self.default is ABSENT else self.default), "help": self.help, "group": self.group or "",
-               "required": self.required}
-        if self.help_zh:
-            out["help_zh"] = self.help_zh
+            None if self.default is ABSENT else self.default), "help": help_en, "group": self.group or "",
+               "required": self.required, "label": self.title or label, "label_zh": self.title_zh or label_zh}
+        if help_zh:
+            out["help_zh"] = help_zh
         if self.choices is not None:
             out["choices"] = list(self.choices)
+        if self.suggest:
+            out["suggest"] = list(self.suggest)
         if self.kind in ("count", "int"):
             out["maximum"] = self.maximum
         if self.bounds:
@@ -239,7 +250,13 @@ class Option:
 
     @property
     def unit(self) -> str | None:
-        return self.metavar if self.kind == "real" and self.metavar in ("MIB", "FRACTION") else None
+        """The unit of the number a form's user types: MiB (metavar MIB), GiB (a name ending in _gib), fraction,
+        or a unit of :data:`gpuplan.options.labels.UNITS`; None for a plain count or text."""
+        if self.kind == "real" and self.metavar in ("MIB", "FRACTION"):
+            return {"MIB": "MiB", "FRACTION": "fraction"}[self.metavar]
+        if self.name.endswith("_gib"):
+            return "GiB"
+        return UNITS.get(self.name)
 
     @property
     def api_kind(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpuplan.infer.kv import KV_DTYPE_BYTES
 from gpuplan.infer.quant import WEIGHT_CHOICES
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
@@ -50,6 +51,7 @@ INFER = CommandOptions(
             help_zh="auto（取配置中的 quantization_config 或 dtype）、" + ", ".join(WEIGHT_CHOICES),
             group="workload",
             metavar="FORMAT",
+            suggest=("auto", *WEIGHT_CHOICES),
         ),
         Option(
             "dtype",
@@ -58,6 +60,7 @@ INFER = CommandOptions(
             help="dtype of unquantized tensors and activations (default: the config's)",
             help_zh="未量化张量和激活值的 dtype（默认：取自配置）",
             group="workload",
+            suggest=("bf16", "fp16", "fp32"),
         ),
         Option(
             "group_size",
@@ -75,6 +78,7 @@ INFER = CommandOptions(
             help="auto (= --dtype), bf16, fp16, fp32, fp8, int8, int4",
             help_zh="auto（= --dtype）、bf16、fp16、fp32、fp8、int8 或 int4",
             group="workload",
+            suggest=("auto", *KV_DTYPE_BYTES),
         ),
         Option(
             "rope_scaling",
@@ -91,9 +95,10 @@ INFER = CommandOptions(
             "text",
             "--engine",
             default="hf",
-            help="hf (transformers generate, default) or vllm",
-            help_zh="hf（transformers generate，默认）或 vllm",
+            help="hf (transformers generate, default), vllm, sglang or trtllm (profiles in data/engines/)",
+            help_zh="hf（transformers generate，默认）、vllm、sglang 或 trtllm（配置见 data/engines/）",
             group="engine and layout",
+            suggest=("hf", "vllm"),
         ),
         Option("tp", "count", "--tp", default=1, help="tensor-parallel GPUs (default 1)",
                help_zh="张量并行 GPU 数（默认 1）", group="engine and layout"),
@@ -150,6 +155,32 @@ INFER = CommandOptions(
             group="vLLM options (--engine vllm)",
         ),
         Option(
+            "n_gpu_layers",
+            "int",
+            "--n-gpu-layers",
+            help="llama.cpp -ngl: layers on the GPU, the rest in host memory (default: all and the output layer)",
+            help_zh="llama.cpp -ngl：放在 GPU 上的层数，其余放在主机内存（默认：全部层及输出层）",
+            group="llama.cpp options (--engine llamacpp)",
+        ),
+        Option(
+            "host_bandwidth_gbps",
+            "real",
+            "--host-bandwidth-gbps",
+            help="host DRAM bandwidth for the layers left on the CPU, GB/s (default 89.6: dual-channel DDR5-5600)",
+            help_zh="留在 CPU 上的层所用主机内存带宽，GB/s（默认 89.6：双通道 DDR5-5600）",
+            group="llama.cpp options (--engine llamacpp)",
+            bounds=(("gt", 0), ("le", 100000)),
+        ),
+        Option(
+            "vllm_legacy_allreduce",
+            "flag",
+            "--vllm-legacy-allreduce",
+            default=False,
+            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151)",
+            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151）",
+            group="vLLM options (--engine vllm)",
+        ),
+        Option(
             "non_torch_gib",
             "real",
             "--non-torch-gib",
@@ -170,11 +201,22 @@ INFER = CommandOptions(
             "cuda_context_gib",
             "real",
             "--cuda-context-gib",
-            default=0.5,
-            help="CUDA context of a PyTorch process (hf; default 0.5)",
-            help_zh="PyTorch 进程的 CUDA 上下文（hf；默认 0.5）",
+            help="CUDA context of a PyTorch process (hf; default 0.5, or 1.31 with --cuda-module-loading eager)",
+            help_zh="PyTorch 进程的 CUDA 上下文（hf；默认 0.5，--cuda-module-loading eager 时 1.31）",
             group="assumptions",
             bounds=(("ge", 0),),
+        ),
+        Option(
+            "cuda_module_loading",
+            "choice",
+            "--cuda-module-loading",
+            default="lazy",
+            help="lazy (PyTorch >= 2.0) or eager (older PyTorch: every kernel loaded with the context); sizes the "
+            "default CUDA context (hf; default lazy)",
+            help_zh="lazy（PyTorch >= 2.0）或 eager（较旧的 PyTorch：所有 kernel 随上下文一起加载）；决定默认 CUDA 上"
+                    "下文的大小（hf；默认 lazy）",
+            group="assumptions",
+            choices=("lazy", "eager"),
         ),
         Option(
             "compute_efficiency",
@@ -195,6 +237,15 @@ INFER = CommandOptions(
             help_zh="解码阶段实际 HBM 带宽与峰值之比（默认 0.8）",
             group="assumptions",
             bounds=(("gt", 0), ("le", 1)),
+        ),
+        Option(
+            "allreduce_latency_us",
+            "real",
+            "--allreduce-latency-us",
+            help="fixed time of one TP all-reduce, microseconds (default: 8 on NVLink, 25 on PCIe)",
+            help_zh="一次 TP all-reduce 的固定耗时，微秒（默认：NVLink 为 8，PCIe 为 25）",
+            group="assumptions",
+            bounds=(("ge", 0), ("le", 10000)),
         ),
         LANG,
         ADVISE,

@@ -7,12 +7,54 @@ from gpuplan.options.common import (
     check,
     CONFIG,
     EXPLAIN,
+    FROM,
     JSON,
     LANG,
     MODEL_OPTIONS,
 )
+from gpuplan.configs.emit import EMIT_FORMATS
+from gpuplan.options.cluster import CLUSTER_OPTIONS, CLUSTER_PUE, XLSX
 from gpuplan.options.field import Option
 from gpuplan.options.time import DEFAULT_SEQ, PRECISION_DTYPE
+from gpuplan.compute.schedules import SCHEDULES
+from gpuplan.train.stacks import stack_names
+
+SERVE_GROUP = "serving plan (--serve)"
+SERVE_OPTIONS = (
+    Option("serve", "flag", "--serve", default=False, group=SERVE_GROUP,
+           help="plan a deployment for serving: GPUs, TP/PP/EP/replicas, batch, TTFT, TPOT, cost per million tokens",
+           help_zh="规划推理服务部署：GPU、TP/PP/EP/副本数、批大小、TTFT、TPOT、每百万 token 成本"),
+    Option("rps", "real", "--rps", group=SERVE_GROUP, bounds=(("gt", 0), ("le", 1e6)),
+           help="requests per second (Poisson arrivals); or give --concurrency",
+           help_zh="每秒请求数（泊松到达）；或给出 --concurrency"),
+    Option("concurrency", "count", "--concurrency", group=SERVE_GROUP,
+           help="requests in flight (closed loop); or give --rps",
+           help_zh="同时在途的请求数（闭环）；或给出 --rps"),
+    Option("prompt", "count", "--prompt", default=1024, group=SERVE_GROUP,
+           help="mean prompt length in tokens (default 1024)", help_zh="平均提示长度，token 数（默认 1024）"),
+    Option("output", "count", "--output", default=256, group=SERVE_GROUP,
+           help="mean output length in tokens (default 256)", help_zh="平均输出长度，token 数（默认 256）"),
+    Option("prefix_hit", "real", "--prefix-hit", default=0.0, group=SERVE_GROUP, bounds=(("ge", 0), ("lt", 1)),
+           help="share of prompt tokens served from the prefix cache (default 0)",
+           help_zh="由前缀缓存命中的提示 token 比例（默认 0）"),
+    Option("ttft", "real", "--ttft", group=SERVE_GROUP, bounds=(("gt", 0),),
+           help="target time to first token, seconds", help_zh="首 token 延迟目标，秒"),
+    Option("tpot", "real", "--tpot", group=SERVE_GROUP, bounds=(("gt", 0),),
+           help="target time per output token, seconds", help_zh="每个输出 token 的时间目标，秒"),
+    Option("e2e", "real", "--e2e", group=SERVE_GROUP, bounds=(("gt", 0),),
+           help="target end-to-end request latency, seconds", help_zh="请求端到端延迟目标，秒"),
+    Option("percentile", "choice", "--percentile", default="p50", choices=("p50", "p90", "p99"), group=SERVE_GROUP,
+           help="the percentile the targets hold at (default p50)", help_zh="目标所针对的分位数（默认 p50）"),
+    Option("weights", "text", "--weights", default="bf16", group=SERVE_GROUP,
+           help="weight dtype or quantization for serving (default bf16; as gpuplan infer)",
+           help_zh="推理时权重的数据类型或量化格式（默认 bf16；同 gpuplan infer）"),
+    Option("engine", "choice", "--engine", default="vllm", choices=("vllm", "sglang", "trtllm"), group=SERVE_GROUP,
+           help="whose start-up arithmetic sizes each replica's KV pool (default vllm; as gpuplan infer)",
+           help_zh="按哪个推理引擎的启动算法确定每个副本的 KV 池（默认 vllm；同 gpuplan infer）"),
+    Option("max_num_batched_tokens", "count", "--max-num-batched-tokens", default=8192, group=SERVE_GROUP,
+           help="token budget of one step with chunked prefill (default 8192, vLLM V1)",
+           help_zh="分块预填充时每步的 token 预算（默认 8192，vLLM V1）"),
+)
 
 PLAN = CommandOptions(
     "plan",
@@ -55,10 +97,39 @@ PLAN = CommandOptions(
             "framework",
             "choice",
             "--framework",
-            default="megatron",
-            help="memory semantics (default megatron: TP/SP/PP, distributed optimizer)",
-            help_zh="显存语义（默认 megatron：TP/SP/PP、分布式优化器）",
+            help="memory semantics (default: the --stack's, else megatron: TP/SP/PP, distributed optimizer)",
+            help_zh="显存语义（默认：--stack 的设置，否则 megatron：TP/SP/PP、分布式优化器）",
             choices=("megatron", "deepspeed", "torch"),
+        ),
+        # step-time behaviours of the stack and kernels the run used (gpuplan.compute.schedules, kernels)
+        Option(
+            "stack",
+            "choice",
+            "--stack",
+            help="the training stack whose defaults fill --framework, --schedule and --attention-impl when not given "
+                 "(default: none, Megatron-LM behaviour)",
+            help_zh="训练栈：未给出 --framework、--schedule 和 --attention-impl 时采用它的默认值（默认：无，按 Megatron-LM 行为）",
+            choices=stack_names(),
+        ),
+        Option(
+            "schedule",
+            "choice",
+            "--schedule",
+            help="pipeline schedule: 1f1b, interleaved (needs --vpp >= 2), zero-bubble (ZB-H1), dualpipe (DeepSeek-V3: "
+                 "also hides the MoE all-to-all); default: 1f1b, or interleaved where vpp > 1",
+            help_zh="流水线调度：1f1b、interleaved（需 --vpp >= 2）、zero-bubble（ZB-H1）、dualpipe（DeepSeek-V3："
+                    "同时隐藏 MoE all-to-all）；默认：1f1b，vpp > 1 时为 interleaved",
+            choices=SCHEDULES,
+        ),
+        Option(
+            "attention_impl",
+            "choice",
+            "--attention-impl",
+            help="attention kernel timed: flash (default) or unfused (materialized softmax, with attention dropout "
+                 "when the model config has dropout, as Megatron-LM in 2022)",
+            help_zh="计时所用的注意力实现：flash（默认）或 unfused（显式 softmax；模型配置有 dropout 时含注意力 dropout，"
+                    "如 2022 年的 Megatron-LM）",
+            choices=("flash", "unfused"),
         ),
         Option(
             "attention_flops",
@@ -171,8 +242,36 @@ PLAN = CommandOptions(
             help_zh="每 GPU 小时的美元价格、价格表 id，或 'table'",
             group="cluster and efficiency inputs",
         ),
+        Option(
+            "emit",
+            "choice",
+            "--emit",
+            help="write the chosen (first) layout as that stack's launch config: torchtitan TOML job config, "
+                 "DeepSpeed JSON, Megatron-LM argument list, accelerate config YAML (vllm: refused, plan's layouts "
+                 "are for training); checked to read back to the same `gpuplan train` memory",
+            help_zh="把选中的（第一个）并行方案写成该训练栈的启动配置：torchtitan TOML 任务配置、DeepSpeed JSON、"
+                    "Megatron-LM 参数列表、accelerate 配置 YAML（vllm：拒绝，plan 的方案用于训练）；写出后会读回"
+                    "检查 `gpuplan train` 的显存是否相同",
+            group="launch config",
+            choices=EMIT_FORMATS,
+        ),
+        Option(
+            "emit_out",
+            "text",
+            "--emit-out",
+            metavar="PATH",
+            api=False,
+            help="write the --emit config to PATH instead of printing it",
+            help_zh="把 --emit 生成的配置写入 PATH，而不是打印出来",
+            group="launch config",
+        ),
+        *CLUSTER_OPTIONS,
+        XLSX,
+        CLUSTER_PUE,
+        *SERVE_OPTIONS,
         check("exit 3 when no layout fits", "没有放得下的并行方案时以退出码 3 退出"),
         LANG,
         CONFIG,
+        FROM,
     ),
 )

@@ -57,6 +57,18 @@ SERVE = CommandOptions(
             help_zh="可以排队等待工作线程的慢请求数；更多的返回 503（默认 8，或 GPUPLAN_WEB_MAX_QUEUE）",
             metavar="N",
         ),
+        Option(
+            "hub",
+            "choice",
+            "--hub",
+            help="fetch the config.json of a Hugging Face id that no preset has (only that file, at most 1 MiB, "
+                 "anonymously) when the page or the API names one: on or off (default on when --host is "
+                 "127.0.0.1, localhost or ::1, off otherwise; or GPUPLAN_WEB_HUB)",
+            help_zh="页面或 API 给出预设中没有的 Hugging Face 模型 id 时，由服务器下载其 config.json（只下载这一个文件，"
+                    "至多 1 MiB，匿名访问）：on 或 off（默认：--host 为 127.0.0.1、localhost 或 ::1 时为 on，否则为 off；"
+                    "或 GPUPLAN_WEB_HUB）",
+            choices=("on", "off"),
+        ),
         LANG,
     ),
 )

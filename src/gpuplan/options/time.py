@@ -11,6 +11,7 @@ from gpuplan.options.common import (
     LANG,
     MODEL_OPTIONS,
 )
+from gpuplan.options.cluster import CLUSTER_OPTIONS, XLSX
 from gpuplan.options.field import Option
 
 DEFAULT_SEQ = 4096
@@ -192,6 +193,8 @@ TIME = CommandOptions(
             group="cost and energy",
             bounds=(("gt", 0),),
         ),
+        *CLUSTER_OPTIONS,
+        XLSX,
         check("exit 3 when the run as given cannot work: the MFU solved from --gpus and --days is above 1, or (full "
               "training with --gpu) the GPU count, given or solved, is below the fewest of those GPUs that hold the "
               "training states (weights, gradients, AdamW states under --precision) fully sharded, ZeRO-3; either "

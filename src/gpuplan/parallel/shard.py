@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from bisect import bisect_left
 from functools import lru_cache
 
 from gpuplan.model.spec import ModelSpec
@@ -87,32 +88,54 @@ def stage_shards(spec: ModelSpec, layout: Layout, framework: str, vocab_split: b
     return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, split)
 
 
+@lru_cache(maxsize=32)
+def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple, tuple]], tuple]:
+    """The tensor table once per model, so that a stage visits only its own layers and its own experts
+    (DeepSeek-V3 has 45,000 expert tensors): {layer: (non-expert (index, tensor)s, expert (index, tensor)s sorted by
+    expert, their expert ids)} and the (index, tensor)s outside every layer."""
+    plain: dict[int, list] = {}
+    experts: dict[int, list] = {}
+    outside = []
+    for i, t in enumerate(tensor_table(spec)):
+        if t.layer is None:
+            outside.append((i, t))
+        elif t.expert is None:
+            plain.setdefault(t.layer, []).append((i, t))
+        else:
+            experts.setdefault(t.layer, []).append((i, t))
+    out = {}
+    for layer in set(plain) | set(experts):
+        ex = sorted(experts.get(layer, ()), key=lambda x: (x[1].expert, x[0]))
+        out[layer] = (tuple(plain.get(layer, ())), tuple(ex), tuple(t.expert for _, t in ex))
+    return out, tuple(outside)
+
+
 @lru_cache(maxsize=256)
 def _stage_shards(spec: ModelSpec, pp: int, tp: int, ep: int, kv_replicated: bool, vocab_split: bool
                   ) -> tuple[StageShard, ...]:
     """Cached by the degrees that decide it: a layout search revisits the same tp/pp/ep with other dp, ZeRO
-    stages and micro-batches."""
-    table = tensor_table(spec)
+    stages and micro-batches. With EP the rank holds experts 0 .. E/ep − 1 of its layers (expert-parallel rank 0)."""
+    by_layer, outside = _tensors_by_layer(spec)
     per_stage = stage_layers(spec.num_layers, pp)
-    owner = {layer: s for s, layers in enumerate(per_stage) for layer in layers}
     local_experts = (spec.moe.num_experts // ep) if spec.moe else 0
     out = []
     for s, layers in enumerate(per_stage):
         first, last = s == 0, s == pp - 1
         held: list[LocalTensor] = []
-        for i, t in enumerate(table):
-            if t.layer is not None:
-                if owner[t.layer] != s:
-                    continue
-            elif t.component == "embedding":
+        mine = list(outside)
+        for layer in layers:
+            plain, ex, ids = by_layer.get(layer, ((), (), ()))
+            mine += plain
+            mine += ex[:bisect_left(ids, local_experts)] if ep > 1 else ex
+        mine.sort(key=lambda x: x[0])  # tensor-table order
+        for i, t in mine:
+            if t.layer is None and t.component == "embedding":
                 tied_head = spec.tie_embeddings and t.tp == "vocab"
                 if not (first or (last and tied_head)):
                     continue
-            elif not last:  # final norm, output head
+            elif t.layer is None and not last:  # final norm, output head
                 continue
             if t.expert is not None and ep > 1:
-                if t.expert >= local_experts:
-                    continue
                 held.append(LocalTensor(i, t.numel, t.shape[0], True))
                 continue
             n, d0 = _tp_local(t, spec, tp, vocab_split, kv_replicated)

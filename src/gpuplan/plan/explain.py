@@ -67,8 +67,11 @@ def why_winner(c: Candidate, result: SearchResult) -> list[str]:
              f"{_gib(c.capacity_bytes)} usable"]
     lines.append("step time: " + ", ".join(f"{PART_WORDS[k].split(' (')[0]} {f:.0%}" for f, k in share if f >= 0.005))
     if c.layout.pp > 1:
+        sched = result.ctx.tune.schedule
+        formula = {"zero-bubble": "zero-bubble ZB-H1 ((p-1)/3)/(m+(p-1)/3)",
+                   "dualpipe": "DualPipe ((p/2-1)/3)/(m+(p/2-1)/3)"}.get(sched or "", "(p-1)/(v*m+p-1)")
         lines.append(f"pipeline: {c.layout.pp} stages x {c.layout.vpp} virtual, {st.microbatches} micro-batches -> "
-                     f"bubble (p-1)/(v*m+p-1) = {st.bubble_fraction:.1%}")
+                     f"bubble {formula} = {st.bubble_fraction:.1%}")
     ctx = result.ctx
     if ctx.target.gpus is not None:
         lines.append(f"the fastest of the layouts that fit: {result.pool.evaluated:,} layouts timed, "

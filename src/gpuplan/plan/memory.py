@@ -23,6 +23,7 @@ class TrainOptions:
     framework: str = "megatron"
     optimizer: str = "adamw"
     attention: str = "flash"
+    schedule: str | None = None  # pipeline schedule (DualPipe keeps a second copy of its stage's parameters)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,22 @@ class MemoryChecker:
         self.calls += 1
         try:
             report = estimate_training(self.spec, train_config(lay, self.seq, self.global_batch, self.opts))
-            result = MemoryResult(int(report.memory.total_bytes))
+            result = MemoryResult(int(report.memory.total_bytes + dualpipe_extra_bytes(report.memory, lay,
+                                                                                        self.opts.schedule)))
         except InputError as exc:
             result = MemoryResult(None, str(exc))
         self._cache[lay] = result
         return result
+
+
+def dualpipe_extra_bytes(memory, lay: Layout, schedule: str | None) -> int:
+    """DualPipe's second copy of a stage's parameters: each rank holds stage i and stage p−1−i, so the weights and
+    their gradients are there twice (DeepSeek-V3 report, arXiv:2412.19437, Table 2: "2×" parameters); the
+    optimizer states of the pair stay sharded by the distributed optimizer (ZeRO-1 over data parallelism, as
+    DeepSeek-V3 trained). Ignores the one extra micro-batch of activations (PP + 1 vs PP)."""
+    if schedule != "dualpipe" or lay.pp <= 1:
+        return 0
+    return int(memory.weights_bytes + memory.gradients_bytes)
 
 
 @lru_cache(maxsize=8)
@@ -92,9 +104,10 @@ def engine_shards_layouts(spec: ModelSpec) -> bool:
     from gpuplan.train.engine import estimate_training
     from gpuplan.train.config import TrainConfig
 
+    small = _first_layers(spec, 4)  # the answer is per layer kind; four layers reach past dense-first layers
     try:
-        one = estimate_training(spec, TrainConfig(seq=512, framework="megatron")).memory.total_bytes
-        two = estimate_training(spec, TrainConfig(seq=512, framework="megatron", tp=2, gpus=2, sp=True)
+        one = estimate_training(small, TrainConfig(seq=512, framework="megatron")).memory.total_bytes
+        two = estimate_training(small, TrainConfig(seq=512, framework="megatron", tp=2, gpus=2, sp=True)
                                 ).memory.total_bytes
     except InputError:
         return False

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from gpuplan.compute.schedules import schedule_allows
 from gpuplan.compute.steptime import Layout, model_flops_utilization, step_time
 from gpuplan.errors import InputError
 from gpuplan.plan.candidates import RANKS, Candidate, Deferred, SearchContext, describe_short, rank_key
@@ -70,7 +71,7 @@ class Pool:
         """Queue ``base``'s hybrid-sharding variants with these ``dp_shard`` values, each at a lower bound of its
         step time."""
         st, lay = base.step, base.layout
-        bubble_slots = (lay.pp - 1) / lay.vpp
+        bubble_slots = st.bubble_slots
         floor = st.step_s - st.parts.get("dp_comm", 0.0) * (1 + bubble_slots / st.microbatches)
         opt = st.parts.get("optimizer", 0.0)
         for n in shards:
@@ -280,7 +281,9 @@ def _template_candidate(ctx: SearchContext, pool: Pool, tpl: tuple, dps: list[in
     dead = max((d for d, e in pool.dead.get((tp, pp, cp), ()) if ep <= e), default=0)
     ok = [dp for dp in dps[start:] if dp > dead and not ((vpp > 1 and (ctx.work.global_batch // (dp * mb)) % pp)
                                            or (zero > 0 and dp * cp == 1) or (dp * cp) % ep
-                                           or (shard is not None and (dp % shard or dp <= shard)))]
+                                           or (shard is not None and (dp % shard or dp <= shard))
+                                           or not schedule_allows(ctx.pins.schedule, pp, vpp,
+                                                                  ctx.work.global_batch // (dp * mb)))]
     made: dict[int, Candidate] = {}
 
     def cand(dp: int) -> Candidate:

@@ -9,6 +9,7 @@
   micro-batch count is a multiple of PP (Megatron's interleaved-schedule requirement).
 * DP is what is left: GPUs / (TP·PP·CP); the global batch must split into dp × micro-batch × micro-batches.
 * EP (MoE only): divides the routed experts and dp·cp.
+* A pinned pipeline schedule (``--schedule``) keeps the layouts that can run it (gpuplan.compute.schedules).
 * ZeRO 0-3 (only 0 without data parallelism); micro-batch 1, 2, 4, 8, 16 (or the pinned ones); recompute none,
   selective, full.
 * Hybrid sharding (HSDP, ``--dp-shard N``; ZeRO >= 1, dp > 1, where the framework has it): ZeRO/FSDP states sharded
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from collections.abc import Iterator
 
+from gpuplan.compute.schedules import schedule_allows
 from gpuplan.compute.steptime import Layout
 from gpuplan.model.spec import ModelSpec
 
@@ -49,6 +51,7 @@ class Pins:
     micro_batch: tuple[int, ...] | None = None
     recompute: tuple[str, ...] | None = None
     hsdp: bool = True  # also search hybrid sharding (dp_shard); False: ZeRO states over all data-parallel ranks
+    schedule: str | None = None  # pipeline schedule (gpuplan.compute.schedules): only layouts that can run it
 
 
 def check_pins(spec: ModelSpec, pins: Pins, seq: int, gpus_per_node: int) -> None:
@@ -169,7 +172,7 @@ def layouts_for_shape(spec: ModelSpec, tp: int, cp: int, pp: int, dp: int, globa
             m = per_dp // mb
             vpps = [1] if pp == 1 else [v for v in virtual_stages(pins)
                                         if v == 1 or (m % pp == 0 and spec.num_layers >= pp * v)]
-            for vpp in _allowed(vpps, pins.vpp):
+            for vpp in [v for v in _allowed(vpps, pins.vpp) if schedule_allows(pins.schedule, pp, v, m)]:
                 for zero in zeros:
                     for rc in _allowed(list(RECOMPUTE), pins.recompute):
                         yield Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, zero=zero, micro_batch=mb,
@@ -204,5 +207,41 @@ def most_frugal(lay: Layout, pins: Pins, global_batch: int) -> Layout:
     rcs = _allowed(list(RECOMPUTE), pins.recompute) or [lay.recompute]
     zeros = _allowed([0, 1, 2, 3] if lay.dp * lay.cp > 1 else [0], pins.zero) or [lay.zero]
     vpps = _allowed([1], pins.vpp) or [lay.vpp]
+    if pins.schedule == "interleaved" and lay.pp > 1:
+        vpps = [lay.vpp]
     return Layout(tp=lay.tp, pp=lay.pp, dp=lay.dp, cp=lay.cp, ep=lay.ep, vpp=min(vpps), zero=max(zeros),
                   micro_batch=min(mbs), recompute=max(rcs, key=RECOMPUTE_ORDER.__getitem__))
+
+
+def empty_reason(spec: ModelSpec, gpus: int, seq: int, global_batch: int, gpus_per_node: int, pins: Pins) -> str:
+    """Why a fixed GPU count has no layout at all (before any memory check): the first constraint that empties the
+    search, with the values involved — the degrees that divide the GPUs, the global batch over data parallelism,
+    the micro-batch, or a pin that no remaining layout can have."""
+    from dataclasses import replace
+
+    shapes = list(shapes_for(spec, gpus, seq, gpus_per_node, pins))
+    if not shapes:
+        return (f"divisibility: no tp x cp x pp with tp in {_allowed(tp_options(spec, gpus_per_node), pins.tp)}, "
+                f"cp in {_allowed(cp_options(seq), pins.cp)} and pp <= {spec.num_layers} layers"
+                f"{' in ' + str(list(pins.pp)) if pins.pp else ''} divides {gpus} GPUs")
+    dps = sorted({dp for *_, dp in shapes})
+    fitting = [dp for dp in dps if global_batch % dp == 0]
+    if not fitting:
+        return f"divisibility: the global batch {global_batch} is not a multiple of any data-parallel degree {dps}"
+    per = sorted({global_batch // dp for dp in fitting})
+    if not any(p % b == 0 for p in per for b in micro_batches(pins)):
+        what = "the pin --micro-batch" if pins.micro_batch else "divisibility: micro-batch"
+        return (f"{what} {','.join(map(str, micro_batches(pins)))} divides none of the {per} sequences per "
+                f"data-parallel rank (global batch {global_batch} / dp {fitting})")
+    for name in ("schedule", "vpp", "zero", "ep", "recompute", "micro_batch"):
+        value = getattr(pins, name)
+        if value is None:
+            continue
+        relaxed = replace(pins, **{name: None})
+        if any(True for tp, cp, pp, dp in shapes_for(spec, gpus, seq, gpus_per_node, relaxed)
+               for _ in layouts_for_shape(spec, tp, cp, pp, dp, global_batch, relaxed)):
+            shown = value if isinstance(value, str) else ",".join(map(str, value))
+            return (f"the pin --{name.replace('_', '-')} {shown}: no layout of {gpus} GPUs can have it with the "
+                    f"other options (global batch {global_batch}; interleaving needs micro-batches per pipeline a "
+                    f"multiple of pp, DualPipe an even pp and 2·pp micro-batches)")
+    return "no layout satisfies the pinned options together"

@@ -64,6 +64,9 @@ class ActContext:
     # QLoRA over a GPTQ base: each quantized linear's matmul keeps its dequantized fp16 weight
     # (gpuplan.train.quantbase)
     dequant_kept: bool = False
+    # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
+    # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
+    fused_gelu: bool = False
 
 
 @dataclass
@@ -282,7 +285,9 @@ def plain_mlp(sv: _Saved, c: ActContext, spec: ModelSpec, prefix: str, y_key: st
     fc_rg = linear(sv, c, f"{prefix}.{fc}", y_key, y_bytes * h, y_rg, h, f, fw, fl)
     if fc_rg:
         sv.save(f"{prefix}.fc_out", Act(tok=e * f))
-        if spec.activation == "gelu_new":
+        if c.fused_gelu:
+            pass  # the fused kernel recomputes the tanh formula from its saved input in backward
+        elif spec.activation == "gelu_new":
             # pow(x, 3) is on CUDA autocast's fp32 list: under autocast the tanh formula's parts are fp32
             sv.save(f"{prefix}.gelu_parts", Act(tok=3 * (4 if c.amp else e) * f))
         elif spec.activation == "gelu_fast":

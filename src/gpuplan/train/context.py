@@ -29,6 +29,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
+                      fused_gelu=cfg.framework == "megatron",
                       **release_switches(spec, cfg))
 
 

@@ -1,4 +1,4 @@
-"""Which parameters train: full, freezing by glob, LoRA adapters, QLoRA's 4-bit NF4 base.
+r"""Which parameters train: full, freezing by glob, LoRA adapters, QLoRA's 4-bit NF4 base.
 
 Globs are matched against Hugging Face checkpoint names of the tensor table with ``fnmatch`` rules (``*`` matches
 across dots, ``[0-5]`` one character), e.g. ``model.layers.[0-5].block_sparse_moe.experts.[01].*``.

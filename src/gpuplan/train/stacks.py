@@ -37,6 +37,8 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "cuda_module_loading": str, "recompute_offload": bool, "ds_reduce_bucket": int, "ds_overlap_comm": str,
     "ds_contiguous_gradients": bool, "ds_prefetch_bucket": int, "ds_max_live_params": int,
 }
+# Step-time behaviours a stack decides (read by ``gpuplan plan``, not TrainConfig fields).
+STEP_KEYS: dict[str, type] = {"pipeline_schedule": str, "attention_impl": str}
 SUPPORT_KEYS = ("parallel", "optimizers", "methods")
 PARALLEL_AXES = ("dp", "zero", "tp", "sp", "pp", "cp", "ep", "dp_shard", "offload")
 TOP_KEYS = ("name", "title", "version", "url", "defaults", "supports")
@@ -118,8 +120,8 @@ def parse_stack(data: dict[str, Any], where: str) -> Stack:
             raise bad(f"'{k}' must be a non-empty string")
     defaults = []
     for key, entries in data.get("defaults", {}).items():
-        if key not in DEFAULT_KEYS:
-            raise bad(f"unknown default '{key}' (known: {', '.join(DEFAULT_KEYS)})")
+        if key not in DEFAULT_KEYS and key not in STEP_KEYS:
+            raise bad(f"unknown default '{key}' (known: {', '.join([*DEFAULT_KEYS, *STEP_KEYS])})")
         # one table, or an array of tables with conditions (methods, single_gpu), the first that applies wins
         for entry in entries if isinstance(entries, list) else [entries]:
             defaults.append(_default(key, entry, bad))
@@ -144,7 +146,7 @@ def _default(key: str, entry: Any, bad) -> StackDefault:
     if not isinstance(entry["source"], str) or len(entry["source"]) < 10:
         raise bad(f"default '{key}' needs a source")
     value = entry["value"]
-    want = DEFAULT_KEYS[key]
+    want = {**DEFAULT_KEYS, **STEP_KEYS}[key]
     if want is int and (isinstance(value, bool) or not isinstance(value, int)) or not isinstance(value, want):
         raise bad(f"default '{key}' must be of type {want}")
     methods = entry.get("methods", [])

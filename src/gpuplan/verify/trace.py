@@ -304,7 +304,7 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
             del out
             mt.reset_mod_stats()
             phases.start()
-            out = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)  # noqa: F841 (alive to the phase's end, as in generate)
             phases.end("decode")
         kv = _kv_bytes(cache)
         n_total = sum(p.numel() for p in model.parameters())

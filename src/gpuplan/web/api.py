@@ -6,12 +6,16 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuplan.commands.registry import Command, evaluate
 from gpuplan.errors import InputError
 from gpuplan.web.jsonsafe import echo, find_non_finite, show
-from gpuplan.web.limits import check_dimensions, check_model_name, pasted_config_file, spec_from_pasted
+from gpuplan.web.limits import (check_dimensions, check_hub_config, check_model_name, is_hub_name,
+                                pasted_config_file, pasted_stack_config, spec_from_pasted)
+
+if TYPE_CHECKING:
+    from gpuplan.web.hub import HubConfigs
 
 CACHE_ENTRIES = 512
 RAW_KEY_MAX_BYTES = 4096  # larger bodies (pasted configs) are keyed by their canonical form only
@@ -49,11 +53,12 @@ def out_of_range(command: Command, values: dict[str, Any], detail: str) -> Input
                       hint="use a value real runs have" + also)
 
 
-def compute(command: Command, body: dict[str, Any]) -> Any:
-    """The JSON ``gpuplan <command> ... --json`` prints for this request. Overflow, division by zero and other
-    arithmetic failures on the request's numbers are input errors (422), never server errors."""
+def compute(command: Command, body: dict[str, Any], hub: HubConfigs | None = None) -> Any:
+    """The JSON ``gpuplan <command> ... --json`` prints for this request (``hub``: the server's fetches of hub
+    configs, None to resolve presets only). Overflow, division by zero and other arithmetic failures on the
+    request's numbers are input errors (422), never server errors."""
     try:
-        return _compute(command, body)
+        return _compute(command, body, hub)
     except InputError as exc:
         suspects = _suspects(command, body)
         if exc.field == command.name and exc.value is None and len(suspects) == 1:
@@ -64,17 +69,59 @@ def compute(command: Command, body: dict[str, Any]) -> Any:
         raise out_of_range(command, body, f"{type(exc).__name__}: {exc}") from None
 
 
-def _compute(command: Command, body: dict[str, Any]) -> Any:
+def _compute(command: Command, body: dict[str, Any], hub: HubConfigs | None) -> Any:
     values = {k: v for k, v in body.items() if v is not None}
     check_dimensions(values)
     model, config = values.pop("model", None), values.pop("config", None)
+    stack_config = values.pop("stack_config", None)
     if model is not None and config is not None:
         raise InputError("config", "(object)", "give 'model' or 'config', not both")
+    if stack_config is not None:
+        return _with_stack_config(command, values, stack_config, model, config)
     if config is not None:
         spec_from_pasted(config)  # every problem reported on 'config' before the CLI sees it
         with pasted_config_file(config) as path:
             return evaluate(command, values, path)
-    return evaluate(command, values, None if model is None else check_model_name(model))
+    if model is None:
+        return evaluate(command, values, None)
+    name = check_model_name(model, hub)
+    if hub is not None and is_hub_name(name):
+        from gpuplan.model.resolve import supplied_hub_configs
+
+        config = check_hub_config(name, hub.config(name), hub.max_bytes)
+        with supplied_hub_configs({name: config}):  # resolved as the CLI resolves a hub id, from this config
+            return evaluate(command, values, name)
+    return evaluate(command, values, name)
+
+
+def _with_stack_config(command: Command, values: dict[str, Any], text: str, model: str | None,
+                       config: dict[str, Any] | None) -> Any:
+    """A pasted launch config (``stack_config``): as MODEL when it names the model and no model is given, else as
+    ``--from`` beside the named model, as ``gpuplan train|plan|infer FILE`` reads it; the answer's account names
+    the file '(pasted)'."""
+    from gpuplan.configs import FORMATS, detect
+
+    if "from_file" in values:
+        raise InputError("stack_config", "(text)", "give 'stack_config' or 'from_file', not both")
+    with pasted_stack_config(text) as path:
+        fmt = detect(path)
+        if fmt is None or fmt not in FORMATS:
+            raise InputError("stack_config", "(text)", "is not a launch config gpuplan reads: a torchtitan TOML, "
+                             "a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe, a DeepSpeed JSON, "
+                             "an accelerate config YAML, a Megatron-LM argument list or a `vllm serve` line")
+        if model is None and config is None and fmt not in ("deepspeed", "accelerate"):
+            out = evaluate(command, values, path)
+        elif config is not None:
+            with pasted_config_file(config) as cfg_path:
+                out = evaluate(command, {**values, "from_file": path}, cfg_path)
+        else:
+            if model is None:
+                raise InputError("stack_config", "(text)", f"is a {fmt} config, which names no model",
+                                 hint="give the model in 'model' (or 'config') beside it")
+            out = evaluate(command, {**values, "from_file": path}, check_model_name(model))
+    if isinstance(out, dict) and isinstance(out.get("config_file"), dict):
+        out["config_file"]["path"] = "(pasted)"
+    return out
 
 
 class NonFiniteResult(ValueError):
@@ -105,8 +152,8 @@ class ResultCache:
     bodies, the raw request body as received, which answers an identical repeat before any JSON decoding or
     validation. Only successful answers are stored."""
 
-    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
-        self.entries = entries
+    def __init__(self, entries: int = CACHE_ENTRIES, hub: HubConfigs | None = None) -> None:
+        self.entries, self.hub = entries, hub
         self._data: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._raw: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -155,7 +202,7 @@ class ResultCache:
             return data
         key = self._key(command, body)
         try:
-            data = encode(compute(command, body))
+            data = encode(compute(command, body, self.hub))
         except NonFiniteResult as exc:
             raise out_of_range(command, body, f"the estimate's {exc.path} would be {show(exc.value)}") from None
         with self._lock:

@@ -19,11 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpuplan import __version__
 from gpuplan.commands.registry import MODEL_COMMANDS, Command, describe, load_commands
-from gpuplan.errors import InputError
+from gpuplan.errors import HubUnavailable, InputError
+from gpuplan.model.presets import find_preset
 from gpuplan.web import limits
 from gpuplan.web.api import ResultCache
 from gpuplan.web.body import read_body, replaying
 from gpuplan.web.fastpath import FastPath
+from gpuplan.web.hub import HubConfigs, hub_from_env
 from gpuplan.web.jsonsafe import NON_FINITE_RULE, NonFiniteNumber, echo
 from gpuplan.web.jsonsafe import loads as strict_loads
 from gpuplan.web.schemas import ErrorBody, request_model
@@ -31,8 +33,8 @@ from gpuplan.web.slow import SlowGate, SlowRefused
 
 API = "/api/v1"
 log = logging.getLogger("gpuplan.web")
-# Commands that can take long (a layout search) run in a worker thread (see answers_inline).
-THREADED = frozenset({"plan"})
+# Commands that can take long (a layout search, a sweep of many points) run in a worker thread (see answers_inline).
+THREADED = frozenset({"plan", "sweep"})
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request (not JSON)"},
     413: {"model": ErrorBody, "description": "request body too large"},
@@ -42,9 +44,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     415: {"model": ErrorBody, "description": "the body is not declared as application/json"},
-    503: {"model": ErrorBody, "description": "too many slow requests (layout searches, advice) queued; see "
-                                             "Retry-After"},
-    504: {"model": ErrorBody, "description": "a slow request found no answer within the server's time limit"},
+    503: {"model": ErrorBody, "description": "too many slow requests (layout searches, advice) queued (see "
+                                             "Retry-After), or the Hugging Face hub cannot be asked now (offline, "
+                                             "unreachable, limiting requests)"},
+    504: {"model": ErrorBody, "description": "a slow request, or a fetch from the Hugging Face hub, found no "
+                                             "answer within the server's time limit"},
 }
 
 
@@ -146,9 +150,11 @@ def api_field(field: str) -> str:
 
 
 def input_error_response(exc: InputError) -> JSONResponse:
-    """422 with the field, the value and the rule of a refused input (the server's own file names hidden)."""
+    """422 with the field, the value and the rule of a refused input (the server's own file names hidden); 503
+    when a hub id's config.json cannot be fetched now for a reason that is not the input's."""
     hide = limits.hide_private_paths
-    return error_response(422, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
+    status = 503 if isinstance(exc, HubUnavailable) else 422
+    return error_response(status, hide(api_field(exc.field)), exc.value, hide(exc.rule), hide(exc.hint))
 
 
 JSON_TYPE_RULE = "must be application/json"
@@ -237,6 +243,24 @@ def answers_inline(command: Command, values: dict[str, Any]) -> bool:
     return command.name not in THREADED and not values.get("advise")
 
 
+def names_preset_or_none(values: dict[str, Any]) -> bool:
+    """Whether the request's model is a preset (or absent): what the short way answers; any other name (a hub id
+    to fetch, or one to refuse) goes the full way."""
+    model = values.get("model")
+    return model is None or find_preset(model) is not None
+
+
+async def fetch_model(hub: HubConfigs, values: dict[str, Any]) -> None:
+    """Fetch the config.json a request's hub id names, in a hub thread (never on the event loop), so that the
+    estimate then finds it in the LRU; a name that is neither a preset nor a fetchable id is refused here."""
+    model = values.get("model")
+    if model is None or values.get("config") is not None:
+        return  # no model, or both given: the estimate's own checks answer
+    name = limits.check_model_name(model, hub)
+    if limits.is_hub_name(name):
+        await hub.prefetch(name)
+
+
 class GpuplanAPI(FastAPI):
     """FastAPI, with a short way in front for valid JSON estimate requests (see :mod:`gpuplan.web.fastpath`), and
     the whole stack :func:`guarded` (security headers on every reply, a JSON 500 whatever fails)."""
@@ -257,11 +281,13 @@ def json_bytes_response(data: bytes) -> Response:
     return Response(data, media_type="application/json")
 
 
-def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache, gate: SlowGate) -> None:
+def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache, gate: SlowGate, hub: HubConfigs) -> None:
     model = request_model(command)
 
     async def endpoint(request: Request, body: model = Body(...)) -> Response:  # type: ignore[valid-type]
         values = body.model_dump(by_alias=True, exclude_none=True)
+        if cache.cached(command, values) is None:
+            await fetch_model(hub, values)
         if answers_inline(command, values):
             data = cache.answer(command, values)
         else:
@@ -292,22 +318,27 @@ def static_dir() -> str:
     return str(resources.files("gpuplan.web") / "static")
 
 
-def create_app(time_limit: float | None = None, max_queue: int | None = None) -> GpuplanAPI:
+def create_app(time_limit: float | None = None, max_queue: int | None = None, hub: bool | None = None
+               ) -> GpuplanAPI:
     """The application. Routes exist for the commands this build has (the engines land one by one). Slow requests
-    get ``time_limit`` seconds and at most ``max_queue`` wait (see :mod:`gpuplan.web.slow`; None: the
-    environment's setting or the default)."""
+    get ``time_limit`` seconds and at most ``max_queue`` wait (see :mod:`gpuplan.web.slow`); ``hub``: whether a
+    Hugging Face id that no preset has is fetched (see :mod:`gpuplan.web.hub`). None: the environment's setting
+    or the default."""
     commands = load_commands()
-    cache = ResultCache()
+    hub_configs = HubConfigs(hub if hub is not None else hub_from_env())
+    cache = ResultCache(hub=hub_configs)
     gate = SlowGate(time_limit, max_queue)
     app = GpuplanAPI(title="gpuplan", version=__version__, docs_url=None, redoc_url=None,
                      description="Memory, compute, time and cost of LLM training and serving. Every estimate "
                                  "endpoint returns the JSON the `gpuplan` command prints with `--json`; integers are "
                                  "bytes, FLOP and seconds. Errors carry the field, the value and the rule.")
-    app.fast_path = FastPath(cache, max_body_bytes=limits.MAX_BODY_BYTES, inline=answers_inline,
+    app.fast_path = FastPath(cache, max_body_bytes=limits.MAX_BODY_BYTES,
+                             inline=lambda c, v: answers_inline(c, v) and names_preset_or_none(v),
                              input_error=input_error_response, extra_headers=SECURITY_HEADERS)
     app.state.cache = cache
     app.state.commands = commands
     app.state.slow = gate
+    app.state.hub = hub_configs
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -345,7 +376,9 @@ def create_app(time_limit: float | None = None, max_queue: int | None = None) ->
     async def index() -> dict[str, Any]:
         return {"version": __version__, "commands": list(commands),
                 "limits": {"max_body_bytes": limits.MAX_BODY_BYTES, "max_config_bytes": limits.MAX_CONFIG_BYTES,
-                           "time_limit_s": gate.time_limit, "max_queue": gate.max_queue}}
+                           "time_limit_s": gate.time_limit, "max_queue": gate.max_queue},
+                "hub": {"enabled": hub_configs.enabled, "max_config_bytes": hub_configs.max_bytes,
+                        "time_limit_s": hub_configs.time_limit_s}}
 
     @app.get(f"{API}/options", tags=["meta"], summary="every option of every command, as declared (gpuplan.options)")
     async def options() -> dict[str, Any]:
@@ -364,7 +397,7 @@ def create_app(time_limit: float | None = None, max_queue: int | None = None) ->
 
     for name, command in commands.items():
         if name in MODEL_COMMANDS:
-            _compute_route(app, command, cache, gate)
+            _compute_route(app, command, cache, gate, hub_configs)
         else:
             _list_route(app, command, cache)
 

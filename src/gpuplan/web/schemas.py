@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from gpuplan.commands.registry import Command
 from gpuplan.limits import MAX_SAFE_INT
 from gpuplan.options import Option
-from gpuplan.web.limits import MAX_MODEL_NAME_CHARS
+from gpuplan.web.limits import MAX_MODEL_NAME_CHARS, MAX_STACK_CONFIG_CHARS
 
 COUNT_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*[kKmMbBgGtTpP]?\s*$"
 # A finite decimal number as text (the page sends what was typed); never 'nan' or 'inf'.
@@ -17,7 +17,9 @@ NUMBER_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 # Numbers without a stated range still stay far from overflow (JSON numbers beyond 1.8e308 decode to infinity).
 FLOAT_LIMIT = 1e300
 # The ways of naming a model (the CLI refuses a request with none). train and time also take a bare parameter count.
-MODEL_WAYS: tuple[tuple[str, ...], ...] = (("model",), ("config",), ("layers", "hidden", "heads"))
+MODEL_WAYS: tuple[tuple[str, ...], ...] = (("model",), ("config",), ("stack_config",), ("layers", "hidden", "heads"))
+# the commands that read a stack's launch config (gpuplan.configs.MODEL_FORMATS and --from)
+STACK_CONFIG_COMMANDS = frozenset({"train", "plan", "infer"})
 PARAMS_ONLY_COMMANDS = frozenset({"train", "time"})
 MAX_STR_CHARS = 1000
 MAX_LIST_ITEMS = 64
@@ -80,7 +82,9 @@ def _description(opt: Option) -> str:
 
 def _model_ways(command: Command) -> dict[str, Any]:
     """JSON Schema for 'a model must be named', one way or another (an empty body is refused)."""
-    ways = [list(w) for w in MODEL_WAYS if all(k in ("model", "config") or k in command.by_dest for k in w)]
+    ways = [list(w) for w in MODEL_WAYS
+            if all(k in ("model", "config") or (k == "stack_config" and command.name in STACK_CONFIG_COMMANDS)
+                   or k in command.by_dest for k in w)]
     if command.name in PARAMS_ONLY_COMMANDS and "params" in command.by_dest:
         ways.append(["params"])
     return {"anyOf": [{"required": w} for w in ways]}
@@ -97,6 +101,12 @@ def request_model(command: Command) -> type[BaseModel]:
             examples=["llama-3.1-8b"]))
         fields["f_config"] = (Optional[dict[str, Any]], Field(
             None, alias="config", description="a pasted config.json object (at most 64 KiB), instead of 'model'"))
+    if command.name in STACK_CONFIG_COMMANDS:
+        fields["f_stack_config"] = (Optional[Annotated[str, Field(max_length=MAX_STACK_CONFIG_CHARS)]], Field(
+            None, alias="stack_config",
+            description="a pasted launch config, as `gpuplan " + command.name + " FILE` reads it: a torchtitan TOML, "
+                        "a torchtune, axolotl, LLaMA-Factory or TRL / Trainer YAML recipe, a Megatron-LM argument "
+                        "list, a `vllm serve` line (MODEL), or a DeepSpeed JSON / accelerate YAML beside 'model'"))
     for opt in command.options:
         if opt.required:
             fields["f_" + opt.name] = (_field_type(opt), Field(alias=opt.name, description=_description(opt)))

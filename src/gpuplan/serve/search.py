@@ -1,0 +1,253 @@
+"""The serving-plan search: GPU type x TP x PP x EP x data-parallel replicas, each replica's batch from the traffic,
+kept when the latency targets hold, ranked by cost per million output tokens.
+
+For each GPU type and each replica layout (TP within a node: 1, 2, 4, 8 dividing the heads; PP 1, 2, 4, 8; for
+mixture-of-experts models also EP = TP, experts spread over the TP group), vLLM's start-up arithmetic
+(``gpuplan.infer.engine``, ``--engine vllm``) gives the KV pool and how many sequences of prompt + output tokens it
+holds. Then the replica count grows from 1: the load splits evenly over the replicas, each replica's concurrency
+follows from the traffic (``gpuplan.serve.batching``), and the first replica count whose TTFT, TPOT and E2E meet the
+targets at the percentile is that layout's plan (more replicas only add GPUs: for a fixed load, cost per token grows
+with the GPU count). Cost per million output tokens = GPUs x USD per GPU-hour / (3600 x output tokens/s) x 10^6.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.hardware.catalog import GpuSpec
+from gpuplan.infer.config import InferConfig
+from gpuplan.infer.engines import VllmProfile
+from gpuplan.infer.parallel import ServingLayout, validate_layout
+from gpuplan.infer.quant import WeightFormat
+from gpuplan.infer.speed import SpeedAssumptions
+from gpuplan.model.spec import ModelSpec
+from gpuplan.serve.batching import (
+    CHUNK_BUDGET_TOKENS,
+    PERCENTILE_Z,
+    ReplicaLoad,
+    Traffic,
+    concurrency_for_rate,
+    replica_load,
+)
+
+TP_CHOICES = (1, 2, 4, 8)
+PP_CHOICES = (1, 2, 4, 8)
+DEFAULT_MAX_GPUS = 256
+
+
+@dataclass(frozen=True)
+class ServeTargets:
+    """Latency targets in seconds (None: no target) at a percentile (p50, p90 or p99)."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+    percentile: str = "p50"
+
+    def validate(self) -> None:
+        for name in ("ttft_s", "tpot_s", "e2e_s"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise InputError("--" + name[:-2], v, "must be > 0 seconds")
+        if self.percentile not in PERCENTILE_Z:
+            raise InputError("--percentile", self.percentile, f"must be one of {', '.join(PERCENTILE_Z)}")
+
+    def misses(self, load: ReplicaLoad) -> list[str]:
+        out = []
+        for name, value in (("ttft", load.ttft_s), ("tpot", load.tpot_s), ("e2e", load.e2e_s)):
+            goal = getattr(self, name + "_s")
+            if goal is not None and value > goal:
+                out.append(f"{name.upper()} {value:.3g} s > {goal:g} s")
+        return out
+
+
+@dataclass(frozen=True)
+class ServeQuestion:
+    traffic: Traffic
+    targets: ServeTargets
+    gpus: tuple[GpuSpec, ...]
+    prices_usd_per_gpu_hour: dict[str, float | None]
+    weights: WeightFormat = field(default_factory=lambda: WeightFormat("bf16", "float"))
+    kv_dtype: str | None = None
+    engine: str = "vllm"  # whose KV-pool arithmetic: vllm, sglang or trtllm
+    max_gpus: int = DEFAULT_MAX_GPUS
+    gpus_per_node: int = 8
+    budget_tokens: int = CHUNK_BUDGET_TOKENS
+    vllm: VllmProfile = field(default_factory=VllmProfile)
+    speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
+    top: int = 5
+    tp_choices: tuple[int, ...] = TP_CHOICES  # --tp / --pp restrict the search
+    pp_choices: tuple[int, ...] = PP_CHOICES
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    gpu: str
+    layout: ServingLayout
+    load: ReplicaLoad
+    kv_capacity_seqs: int
+    weights_bytes_per_gpu: int
+    memory_total_bytes: int
+    usd_per_gpu_hour: float | None
+    fewer_replicas: str  # why one replica fewer misses (empty for one replica)
+
+    @property
+    def gpus(self) -> int:
+        return self.layout.gpus
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        return self.load.output_tokens_per_s * self.layout.dp
+
+    @property
+    def cost_usd_per_million_output_tokens(self) -> float | None:
+        if self.usd_per_gpu_hour is None:
+            return None
+        return self.gpus * self.usd_per_gpu_hour / 3600 / self.output_tokens_per_s * 1e6
+
+    def limiting(self) -> str:
+        """What limits the layout: the bound of its dominant step, or the KV pool when the batch nearly fills it."""
+        if self.load.concurrency > 0.9 * self.kv_capacity_seqs:
+            return "KV capacity"
+        return {"memory": "HBM bandwidth"}.get(self.load.bound, self.load.bound)
+
+    def as_dict(self, traffic: Traffic) -> dict[str, Any]:
+        lay = self.layout
+        cost = self.cost_usd_per_million_output_tokens
+        total_tokens = traffic.prompt_tokens + traffic.output_tokens
+        return {"gpu": self.gpu, "gpus": self.gpus, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep, "dp": lay.dp,
+                "batch": math.ceil(self.load.concurrency), "concurrency_per_replica": self.load.concurrency,
+                "kv_capacity_seqs": self.kv_capacity_seqs,
+                "output_tokens_per_s": self.output_tokens_per_s,
+                "output_tokens_per_s_per_gpu": self.output_tokens_per_s / self.gpus,
+                "ttft_s": self.load.ttft_s, "tpot_s": self.load.tpot_s, "e2e_s": self.load.e2e_s,
+                "prefill_busy": self.load.prefill_busy, "decode_step_s": self.load.decode_step_s,
+                "full_step_s": self.load.full_step_s, "bound": self.load.bound, "limited_by": self.limiting(),
+                "step_parts_s": dict(self.load.step_parts_s),
+                "weights_bytes_per_gpu": self.weights_bytes_per_gpu, "memory_total_bytes": self.memory_total_bytes,
+                "usd_per_gpu_hour": self.usd_per_gpu_hour, "cost_usd_per_million_output_tokens": cost,
+                "cost_usd_per_million_tokens": (None if cost is None else
+                                                cost * traffic.output_tokens / total_tokens),
+                "fewer_replicas": self.fewer_replicas}
+
+
+@dataclass
+class ServeResult:
+    plans: list[ServePlan]
+    rejected: list[dict[str, Any]]  # {"gpu", "tp", "pp", "ep", "reason"}
+    evaluated: int = 0
+
+
+def _layouts(spec: ModelSpec, gpu_count_cap: int, node: int, tps=TP_CHOICES, pps=PP_CHOICES) -> list[ServingLayout]:
+    out = []
+    for tp in tps:
+        if tp > node or tp > gpu_count_cap:
+            continue
+        for pp in pps:
+            if tp * pp > gpu_count_cap or pp > spec.num_layers:
+                continue
+            eps = (1, tp) if spec.moe is not None and tp > 1 and spec.moe.num_experts % tp == 0 else (1,)
+            for ep in eps:
+                lay = ServingLayout(tp=tp, pp=pp, ep=ep, dp=1)
+                try:
+                    validate_layout(spec, lay)
+                    from gpuplan.infer import kv
+
+                    kv.kv_elements_per_token_layer(spec, tp)
+                except InputError:
+                    continue
+                out.append(lay)
+    return out
+
+
+def _replica(spec: ModelSpec, q: ServeQuestion, gpu: GpuSpec, lay: ServingLayout):
+    """(report, speed inputs) of one replica, or the reason it cannot hold the model."""
+    from gpuplan.infer.engine import estimate_inference, prepare, speed_inputs
+
+    t = q.traffic
+    cfg = InferConfig(batch=1, context=t.prompt_tokens + t.output_tokens, prompt=t.prompt_tokens, weights=q.weights,
+                      kv_dtype=q.kv_dtype, engine=q.engine, layout=lay, gpu=gpu, vllm=q.vllm, speed=q.speed,
+                      search=False)
+    prepared = prepare(spec, cfg)
+    rep = estimate_inference(spec, cfg, prepared=prepared)
+    if not rep.engine.get("available_kv_bytes"):
+        return "KV capacity: the weights, activations and non-torch memory leave no KV pool"
+    if rep.memory.total_bytes > gpu.memory_usable_bytes:
+        return "memory: the CUDA graphs do not fit beside the KV pool"
+    got = speed_inputs(prepared)
+    if got is None:
+        return f"{gpu.id} has no peak FLOP/s for {q.weights.compute_dtype}"
+    return rep, got[0]
+
+
+def _evaluate(spec: ModelSpec, q: ServeQuestion, inp, lay: ServingLayout, cap_seqs: int, dp: int):
+    """One replica's load with ``dp`` replicas sharing the traffic, and the targets it misses (or the reason)."""
+    t, hop = q.traffic, inp.allreduce_latency_s
+    if t.rps is not None:
+        load = concurrency_for_rate(spec, inp, q.speed, t, rps=t.rps / dp, cap=cap_seqs, pp=lay.pp,
+                                    budget=q.budget_tokens, percentile=q.targets.percentile, hop_s=hop)
+    else:
+        per = math.ceil(t.concurrency / dp)
+        if per > cap_seqs:
+            load = f"KV capacity: {per} sequences per replica, the pool holds {cap_seqs}"
+        else:
+            load = replica_load(spec, inp, q.speed, t, concurrency=per, pp=lay.pp, budget=q.budget_tokens,
+                                percentile=q.targets.percentile, hop_s=hop)
+    return load, ([load] if isinstance(load, str) else q.targets.misses(load))
+
+
+def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
+    """Every GPU type's replica layouts, the fewest replicas meeting the targets for each, ranked by cost per
+    million output tokens (then GPUs)."""
+    q.traffic.validate()
+    q.targets.validate()
+    t, plans, rejected, evaluated = q.traffic, [], [], 0
+    for gpu in q.gpus:
+        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
+            where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
+            got = _replica(spec, q, gpu, lay)
+            if isinstance(got, str):
+                rejected.append({**where, "reason": got})
+                continue
+            rep, inp = got
+            cap_seqs = rep.memory.kv_cache_bytes // max(1, rep.engine["request_kv_bytes"])
+            if cap_seqs < 1:
+                rejected.append({**where, "reason": "KV capacity: the pool holds no sequence of prompt + output"})
+                continue
+
+            def evaluate(dp: int, inp=inp, lay=lay, cap_seqs=cap_seqs):
+                return _evaluate(spec, q, inp, lay, cap_seqs, dp)
+
+            # more replicas never raise a replica's load: binary search for the fewest that meet the targets
+            hi = q.max_gpus // lay.gpus
+            if t.concurrency is not None:
+                hi = min(hi, t.concurrency)
+            evaluated += 1
+            load, miss = evaluate(hi)
+            if miss:
+                n = f"{hi} replica{'s' if hi > 1 else ''}"
+                rejected.append({**where, "reason": f"even {n} (the most the load and --gpus allow): "
+                                                    f"{'; '.join(miss)}"})
+                continue
+            lo, best, previous = 0, (hi, load), ""
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                evaluated += 1
+                m_load, m_miss = evaluate(mid)
+                if m_miss:
+                    lo, previous = mid, f"{mid} replica{'s' if mid > 1 else ''}: {'; '.join(m_miss)}"
+                else:
+                    hi, best = mid, (mid, m_load)
+            if lo and not previous:
+                previous = f"{lo} replica{'s' if lo > 1 else ''}: {'; '.join(evaluate(lo)[1])}"
+            dp, load = best
+            if previous and not previous.startswith(f"{dp - 1} "):
+                previous = f"{dp - 1} replica{'s' if dp > 2 else ''}: {'; '.join(evaluate(dp - 1)[1])}"
+            plans.append(ServePlan(gpu.id, replace(lay, dp=dp), load, int(cap_seqs), rep.memory.weights_bytes,
+                                   rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), previous))
+    plans.sort(key=lambda p: (p.cost_usd_per_million_output_tokens is None,
+                              p.cost_usd_per_million_output_tokens or 0.0, p.gpus, p.layout.pp, p.load.tpot_s))
+    return ServeResult(plans=plans, rejected=rejected, evaluated=evaluated)

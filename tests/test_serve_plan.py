@@ -1,0 +1,151 @@
+"""`gpuplan plan --serve`: the continuous-batching model, the deployment search, the CLI and API surface."""
+
+import json
+import time
+
+import pytest
+
+from gpuplan import api
+from gpuplan.cli.main import main
+from gpuplan.errors import InputError
+from gpuplan.hardware.catalog import get_gpu
+from gpuplan.infer.engine import InferConfig, prepare, speed_inputs
+from gpuplan.infer.parallel import ServingLayout
+from gpuplan.infer.speed import SpeedAssumptions, prefill_s
+from gpuplan.model.resolve import resolve_model
+from gpuplan.serve.batching import Traffic, concurrency_for_rate, replica_load
+from gpuplan.serve.search import ServeQuestion, ServeTargets, plan_serving
+
+A = SpeedAssumptions()
+HEADLINE = ["plan", "llama-3.1-70b", "--serve", "--rps", "20", "--prompt", "2000", "--output", "500", "--ttft", "1",
+            "--tpot", "0.05", "--gpu", "h100-sxm,a100-80gb"]
+
+
+def _inputs(model="llama-3.1-8b", gpu="h100-sxm", tp=1, context=2500):
+    spec = resolve_model(model)
+    cfg = InferConfig(context=context, engine="vllm", gpu=get_gpu(gpu), layout=ServingLayout(tp=tp), search=False)
+    return spec, speed_inputs(prepare(spec, cfg))[0]
+
+
+def test_low_load_ttft_is_one_prefill_and_tpot_one_decode_step():
+    spec, inp = _inputs()
+    tr = Traffic(2000, 500, concurrency=1)
+    r = replica_load(spec, inp, A, tr, concurrency=1)
+    alone = prefill_s(spec, inp, A, batch=1, prompt=2000)
+    assert alone < r.ttft_s < 1.3 * alone + r.decode_step_s
+    assert r.decode_step_s <= r.tpot_s <= r.full_step_s
+
+
+def test_load_raises_latency_and_throughput():
+    spec, inp = _inputs()
+    tr = Traffic(2000, 500, concurrency=1)
+    small, big = (replica_load(spec, inp, A, tr, concurrency=c) for c in (8, 128))
+    assert big.tpot_s > small.tpot_s and big.ttft_s >= small.ttft_s
+    assert big.output_tokens_per_s > 3 * small.output_tokens_per_s  # KV reads at 2,250 tokens cap the gain
+    p50 = replica_load(spec, inp, A, tr, concurrency=128, percentile="p50")
+    p99 = replica_load(spec, inp, A, tr, concurrency=128, percentile="p99")
+    assert p99.ttft_s >= p50.ttft_s and p99.tpot_s >= p50.tpot_s
+
+
+def test_prefix_hits_shorten_ttft():
+    spec, inp = _inputs()
+    cold = replica_load(spec, inp, A, Traffic(4000, 200, concurrency=1), concurrency=32)
+    warm = replica_load(spec, inp, A, Traffic(4000, 200, prefix_hit=0.75, concurrency=1), concurrency=32)
+    assert warm.ttft_s < 0.5 * cold.ttft_s
+
+
+def test_rate_steady_state_obeys_littles_law():
+    spec, inp = _inputs()
+    tr = Traffic(1000, 200, rps=5)
+    r = concurrency_for_rate(spec, inp, A, tr, rps=5, cap=500)
+    assert not isinstance(r, str)
+    assert r.output_tokens_per_s == pytest.approx(5 * 200, rel=0.01)  # what arrives leaves
+    too_much = concurrency_for_rate(spec, inp, A, tr, rps=500, cap=500)
+    assert isinstance(too_much, str) and ("KV capacity" in too_much or "prefill" in too_much)
+
+
+def test_headline_question_ranks_deployments_within_a_second():
+    t0 = time.process_time()
+    data = api.plan("llama-3.1-70b", serve=True, rps=20, prompt=2000, output=500, ttft=1, tpot=0.05,
+                    gpu=["h100-sxm,a100-80gb"])
+    assert time.process_time() - t0 < 1.0
+    plans = data["serve_plans"]
+    assert plans and {p["gpu"] for p in data["serve_plans"]} <= {"h100-sxm", "a100-80gb"}
+    costs = [p["cost_usd_per_million_output_tokens"] for p in plans]
+    assert costs == sorted(costs)
+    for p in plans:
+        assert p["ttft_s"] <= 1 and p["tpot_s"] <= 0.05
+        assert p["gpus"] == p["tp"] * p["pp"] * p["dp"]
+        assert p["batch"] <= p["kv_capacity_seqs"]
+        assert p["output_tokens_per_s"] == pytest.approx(20 * 500, rel=0.01)
+        assert p["limited_by"] in ("compute", "HBM bandwidth", "interconnect", "KV capacity")
+    # 70B in bf16 (141 GB) leaves no KV pool on one 80 GB GPU
+    assert any(x["tp"] == 1 and x["pp"] == 1 and "KV capacity" in x["reason"] for x in data["rejected"])
+    assert data["why"] and "USD per million output tokens" in data["why"][0]
+
+
+def test_more_traffic_or_tighter_targets_cost_more_gpus():
+    spec = resolve_model("llama-3.1-8b")
+    gpus, prices = (get_gpu("h100-sxm"),), {"h100-sxm": 3.0}
+
+    def best(rps, tpot):
+        q = ServeQuestion(Traffic(1000, 300, rps=rps), ServeTargets(ttft_s=2, tpot_s=tpot), gpus, prices)
+        return plan_serving(spec, q).plans[0]
+
+    base = best(5, 0.05)
+    assert best(40, 0.05).gpus > base.gpus
+    tight = best(5, 0.012)
+    assert tight.load.tpot_s <= 0.012 and tight.cost_usd_per_million_output_tokens >= \
+        base.cost_usd_per_million_output_tokens
+
+
+def test_cli_table_and_json(capsys):
+    assert main(HEADLINE) == 0
+    out = capsys.readouterr().out
+    assert "USD/M out" in out and "why the winner wins" in out
+    assert main(HEADLINE + ["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"serve_plans", "why", "rejected", "assumptions", "traffic", "targets"}
+
+
+@pytest.mark.parametrize("extra, field", [
+    ([], "--rps"),
+    (["--rps", "2", "--concurrency", "3"], "--concurrency"),
+    (["--rps", "2", "--prompt", "200000"], "--prompt"),
+])
+def test_bad_serving_input_names_the_field(extra, field):
+    argv = {"serve": True, "ttft": 1.0, "gpu": ["h100-sxm"]}
+    pairs = dict(zip(extra[::2], extra[1::2]))
+    for k, v in pairs.items():
+        argv[k.lstrip("-")] = float(v) if k == "--rps" else int(v)
+    with pytest.raises(InputError) as e:
+        api.plan("llama-3.1-8b", **argv)
+    assert field in str(e.value)
+
+
+def test_targets_and_traffic_validate():
+    with pytest.raises(InputError):
+        ServeTargets(ttft_s=-1).validate()
+    with pytest.raises(InputError):
+        Traffic(100, 10, prefix_hit=1.0, rps=1).validate()
+
+
+def test_engine_choice_changes_the_kv_pool_not_the_speed():
+    kw = {"serve": True, "rps": 20, "prompt": 2000, "output": 500, "ttft": 1, "tpot": 0.05, "gpu": ["h100-sxm"],
+          "tp": [4], "pp": [1]}
+    pools = {e: api.plan("llama-3.1-70b", engine=e, **kw)["serve_plans"][0] for e in ("vllm", "sglang", "trtllm")}
+    caps = {e: p["kv_capacity_seqs"] for e, p in pools.items()}
+    assert len(set(caps.values())) == 3  # three different start-up rules
+    assert all(p["output_tokens_per_s"] == pytest.approx(10000, rel=0.01) for p in pools.values())
+    assert any("sglang start-up arithmetic" in a
+               for a in api.plan("llama-3.1-70b", engine="sglang", **kw)["assumptions"])
+
+
+def test_infer_reports_continuous_batching_when_a_prompt_is_given():
+    base = {"engine": "vllm", "gpu": "h100-sxm", "batch": 16, "context": 4096}
+    assert "continuous_batching" not in api.infer("llama-3.1-8b", **base)["speed"]
+    cb = api.infer("llama-3.1-8b", prompt=2048, **base)["speed"]["continuous_batching"]
+    spec, inp = _inputs(context=4096)
+    direct = replica_load(spec, inp, A, Traffic(2048, 2048, concurrency=16), concurrency=16)
+    assert cb["tpot_s"] == pytest.approx(direct.tpot_s, rel=1e-9)
+    assert cb["output_tokens_per_s"] == pytest.approx(16 / direct.tpot_s, rel=0.05)
