@@ -30,7 +30,13 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
             conf = conf.get_text_config()
             model_type = conf.model_type
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(conf)
+            if model_type in ("bert", "roberta"):  # an encoder with the head its architectures name
+                from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+                mlm = any(a.endswith("ForMaskedLM") for a in cfg.get("architectures") or [])
+                model = (AutoModelForMaskedLM if mlm else AutoModelForSequenceClassification).from_config(conf)
+            else:
+                model = AutoModelForCausalLM.from_config(conf)
     mixtral = model_type == "mixtral"
     out: dict[str, tuple[int, ...]] = {}
     for name, p in model.named_parameters():
@@ -46,6 +52,18 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
                 prefix, kind, bias = m.groups()
                 for e in range(shape[0]):
                     out[f"{prefix}.{e}.{kind}.{'bias' if bias else 'weight'}"] = shape[1:] if bias else shape[:0:-1]
+                continue
+        if model_type == "llama4_text":
+            # Llama4TextExperts: [E, h, 2f] gate_up_proj (gate first) and [E, f, h] down_proj, stored [in, out]
+            m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
+            if m:
+                prefix, kind = m.groups()
+                for e in range(shape[0]):
+                    if kind == "gate_up_proj":
+                        f = shape[2] // 2
+                        out[f"{prefix}.{e}.gate_proj.weight"] = out[f"{prefix}.{e}.up_proj.weight"] = (f, shape[1])
+                    else:
+                        out[f"{prefix}.{e}.down_proj.weight"] = (shape[2], shape[1])
                 continue
         m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
         if m:

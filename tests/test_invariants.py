@@ -169,9 +169,10 @@ KV_CASES = [("hf", d) for d in ("fp32", "bf16", "fp16", "int8", "int4")] + [("vl
 
 
 def _full_layers_held(spec, context: int, engine: str) -> bool:
-    """True when every layer holds the whole context (no sliding window trims it at this length)."""
+    """True when every layer holds the whole context (no sliding window trims it at this length, no
+    linear-attention layer keeps a constant state instead)."""
     return all(kv.tokens_held(spec, i, context=context, prompt=context, engine=engine, phase="decode") == context
-               for i, _ in kv.attention_kinds(spec, range(spec.num_layers)))
+               for i, _ in kv.attention_kinds(spec, range(spec.num_layers))) and spec.linear_attn is None
 
 
 @_settings(5200)
@@ -184,6 +185,15 @@ def test_kv_bytes_per_sequence_is_per_token_times_context(model, case, context, 
         per_token = kv.kv_bytes_per_token(spec, kv_dtype=kv_dtype, tp=tp, engine=engine)
     except InputError:  # tp does not divide the heads
         assume(False)
+    if spec.linear_attn is not None:  # attention layers hold every token; linear layers a constant state
+        try:
+            states = sum(map(spec.is_linear_layer, range(spec.num_layers))) * kv.linear_state_bytes(
+                spec, engine=engine, tp=tp)
+        except InputError:  # tp does not divide the linear-attention heads
+            assume(False)
+        seq = kv.kv_cache_bytes(spec, batch=1, context=context, kv_dtype=kv_dtype, engine=engine, tp=tp)
+        assert seq == math.ceil(per_token * context + states)
+        return
     seq = kv.kv_cache_bytes(spec, batch=1, context=context, kv_dtype=kv_dtype, engine=engine, tp=tp)
     many = kv.kv_cache_bytes(spec, batch=batch, context=context, kv_dtype=kv_dtype, engine=engine, tp=tp)
     if _full_layers_held(spec, context, engine):

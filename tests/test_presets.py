@@ -22,6 +22,8 @@ LOOSE = {
     "qwen2.5-32b": 0.01,  # the card prints 32.5B; the safetensors hold 32.76B
     # "355B" / "106B" name the class: transformers builds 352.8B / 106.85B, the checkpoints add one MTP layer
     "glm-4.5": 0.01, "glm-4.6": 0.01, "glm-4.5-air": 0.01,
+    # "109B" counts Llama 4 Scout's vision encoder and projector (0.87B); the text model holds 107.77B
+    "llama-4-scout-17b-16e": 0.02,
 
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},
@@ -30,7 +32,9 @@ LOOSE = {
 }
 
 # Activated counts that name a class: GLM-4.5-Air's "12B" for 12.80B without the embedding.
-LOOSE_ACTIVE = {"glm-4.5-air": 0.07}
+LOOSE_ACTIVE = {"glm-4.5-air": 0.07,
+                # "A3B" names the class: 3.87B activated (3.56B without the embedding)
+                "qwen3-next-80b-a3b-instruct": 0.2}
 
 
 def test_at_least_40_presets():

@@ -218,7 +218,7 @@ def test_pasted_config_limits(client):
     assert_error(client.post("/api/v1/params", json={"config": moe}), 422, "config.num_experts")
     wide = dict(moe, num_local_experts=4096, num_hidden_layers=2000)
     assert_error(client.post("/api/v1/params", json={"config": wide}), 422, "config")
-    body = assert_error(client.post("/api/v1/params", json={"config": {"model_type": "bert"}}), 422,
+    body = assert_error(client.post("/api/v1/params", json={"config": {"model_type": "mamba"}}), 422,
                         "config.model_type")
     assert "llama" in body["rule"]
     assert_error(client.post("/api/v1/params", json={"config": {"model_type": "llama"}}), 422, "config.hidden_size")

@@ -82,9 +82,11 @@ def weight_flop_params(spec: ModelSpec) -> int:
     return counts.active - counts.embedding - counts.norm + tied_head
 
 
-def keys_per_query(seq: int, window: int | None, convention: str) -> float:
+def keys_per_query(seq: int, window: int | None, convention: str, chunked: bool = False) -> float:
     """Average number of keys one query attends to: ``full`` counts min(s, w) for every query; ``causal`` the
     unmasked mean, s/2 without a window and w − w²/(2s) for a sliding window w < s (query i sees min(i, w) keys).
+    ``chunked`` (Llama 4 chunked attention, chunk c = ``window``): query i sees i mod c keys, so s = q·c + r
+    tokens average (q·c² + r²) / (2s), the causal mean of each chunk.
     """
     span = seq if window is None else min(seq, window)
     if convention == "full":
@@ -92,6 +94,9 @@ def keys_per_query(seq: int, window: int | None, convention: str) -> float:
     if convention == "causal":
         if window is None or window >= seq:
             return seq / 2
+        if chunked:
+            q, r = divmod(seq, window)
+            return (q * window * window + r * r) / (2 * seq)
         return window - window * window / (2 * seq)
     if convention == "none":
         return 0.0
@@ -104,7 +109,8 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
 
     Standard attention has d_qk = d_v = head_dim, so training (3x the forward) gives 12·L·s·n_heads·head_dim
     (= 12·L·h·s when n_heads·head_dim = h) under the ``full`` convention. MLA uses d_qk = nope + rope dims and
-    d_v = v_head_dim (DeepSeek-V2 paper section 2.1). Sliding-window layers see at most the window.
+    d_v = v_head_dim (DeepSeek-V2 paper section 2.1). Sliding-window layers see at most the window, chunked layers
+    the keys of their chunk; linear-attention layers cost ``linear_attention_flop_per_token``.
     """
     if spec.mla:
         d_qk, d_v = spec.mla.qk_head_dim, spec.mla.v_head_dim
@@ -113,9 +119,21 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
     per_layer = 2 * spec.num_heads * (d_qk + d_v)
     total = 0.0
     for i in range(spec.num_layers):
+        if spec.is_linear_layer(i):
+            total += linear_attention_flop_per_token(spec)
+            continue
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
-        total += per_layer * keys_per_query(seq, window, convention)
+        total += per_layer * keys_per_query(seq, window, convention, spec.is_chunked_layer(i))
     return total
+
+
+def linear_attention_flop_per_token(spec: ModelSpec) -> float:
+    """Forward FLOP per token of one linear-attention layer's parameter-free part (Qwen3-Next Gated DeltaNet), in
+    its recurrent form: reading the [dk, dv] state of each value head with k and q and writing the rank-one
+    update, 4·nv·dk·dv (Yang et al. 2024, arXiv:2412.06464, eq. 3). Independent of the sequence length; ignores
+    the chunked form's intra-chunk products and the conv (4 taps per channel)."""
+    la = spec.linear_attn
+    return 0.0 if la is None else 4.0 * la.num_v_heads * la.k_head_dim * la.v_head_dim
 
 
 def lora_adapter_params(spec: ModelSpec, rank: int, targets: tuple[str, ...] | None = None) -> int:

@@ -98,6 +98,9 @@ def _vllm_request_bytes(c: EstimateContext, layers: range, context: int) -> int:
     per_layer = kv.kv_elements_per_token_layer(spec, c.cfg.layout.tp) * kv.element_bytes(c.kv_dtype, "vllm")
     total = 0.0
     for i in layers:
+        if spec.is_linear_layer(i):  # a linear-attention layer's constant state (model dtype)
+            total += kv.linear_state_bytes(spec, engine="vllm", tp=c.cfg.layout.tp, state_dtype=c.cfg.weights.dtype)
+            continue
         held = kv.tokens_held(spec, i, context=context, prompt=context, engine="vllm", phase="decode", block_size=bs)
         total += per_layer * blocks_per_request(held, bs) * bs
     return int(total)

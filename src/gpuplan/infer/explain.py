@@ -6,7 +6,7 @@ from typing import Any
 
 from gpuplan.infer import kv
 from gpuplan.infer.config import EstimateContext, InferReport
-from gpuplan.model.spec import sinks_warning
+from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.report import Term
 from gpuplan.units import format_bytes
 
@@ -24,7 +24,7 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
              "DeepSeek-V2 paper section 2.1.3 (MLA); source document 002 section 3.5",
              {"elements_per_layer": elems, "kv_dtype": c.kv_dtype, "layers": len(c.stages[s])}),
     ]
-    mem.warnings += sinks_warning(spec)
+    mem.warnings += family_warnings(spec)
     mem.assumptions.append(f"engine {c.engine}; weights {cfg.weights.name} "
                            f"(unquantized tensors {cfg.weights.dtype}); KV cache {c.kv_dtype}")
     if c.engine == "hf":
@@ -48,8 +48,9 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
             f"{h.allocator_reserve_fraction:.0%} of the allocated peak above the weights",
         ]
         if spec.sliding_window and prompt > spec.sliding_window:
-            mem.warnings.append("transformers keeps the whole prompt's K/V storage in sliding-window layers until the "
-                                "first decode step (DynamicSlidingWindowLayer slices a view); the prefill peak counts it")
+            mem.warnings.append(f"transformers keeps the whole prompt's K/V storage in {_local(spec)} layers until "
+                                "the first decode step (DynamicSlidingWindowLayer slices a view); the prefill peak "
+                                "counts it")
         if cfg.weights.family == "gguf":
             mem.warnings.append("transformers dequantizes GGUF weights to the torch dtype when loading: weights are "
                                 f"counted in {cfg.weights.dtype}; use --engine vllm (or llama.cpp) to run them quantized")
@@ -86,8 +87,9 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
             f"device memory {format_bytes(c.capacity or 0)} as the process sees it",
         ]
         if any(spec.is_sliding_layer(i) for i in range(spec.num_layers)):
-            mem.warnings.append("sliding-window layers: vLLM's hybrid KV cache manager (V1 >= 0.10) keeps only the "
-                                "window per request; the pool is counted as if every layer cached every token")
+            mem.warnings.append(f"{_local(spec)} layers: vLLM's hybrid KV cache manager (V1 >= 0.10) keeps only the "
+                                "window (or current chunk) per request; the pool is counted as if every layer cached "
+                                "every token")
         if row["available"] <= 0:
             mem.warnings.append(f"no memory left for the KV cache: gpu_memory_utilization "
                                 f"{cfg.vllm.gpu_memory_utilization:g} x {format_bytes(c.capacity or 0)} is "
@@ -99,6 +101,11 @@ def explain(c: EstimateContext, report: InferReport, row: dict[str, Any], s: int
                                 f"{cfg.context} tokens: vLLM refuses this max_model_len")
     if cfg.layout.dp > 1:
         mem.assumptions.append(f"{cfg.layout.dp} data-parallel replicas: memory per GPU is unchanged")
+
+
+def _local(spec: ModelSpec) -> str:
+    """How the model's bounded-span attention layers are called in warnings."""
+    return "chunked-attention" if any(spec.is_chunked_layer(i) for i in range(spec.num_layers)) else "sliding-window"
 
 
 def _paged_terms(c: EstimateContext, row: dict[str, Any], mem) -> None:

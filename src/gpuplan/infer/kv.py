@@ -13,6 +13,9 @@ prompt after prefill: it slices ``full_key_states[:, :, -window + 1:]``, a view 
 until the first decode step's ``torch.cat`` replaces it with a window-sized one. So for ``--engine hf`` a sliding
 layer holds ``prompt`` tokens at the prefill peak and ``min(context, window)`` during decode.
 
+Linear-attention layers (Qwen3-Next Gated DeltaNet) cache no tokens: each keeps a constant recurrent state per
+sequence (``linear_state_bytes``). Llama 4's chunked-attention layers are capped at ``attention_chunk_size`` the same way (``tokens_held``).
+
 Quantized caches: vLLM's ``--kv-cache-dtype fp8`` is 1 byte per element (per-layer scalar scales ignored).
 transformers' ``QuantizedCache`` (int4 via quanto, int8 via HQQ) stores ``nbits`` per element plus an fp16 scale and
 zero point per group of 64 (``q_group_size``). The prefill quantizes the whole prompt; decode tokens wait in an
@@ -90,8 +93,10 @@ def element_bytes(kv_dtype: str, engine: str) -> float:
 def kv_bytes_per_token(spec: ModelSpec, *, kv_dtype: str, tp: int = 1, layers: range | None = None,
                        engine: str = "vllm") -> float:
     """Bytes one token adds to the cache of ``layers`` (all by default) on one TP rank, no window applied:
-    sum over layers of kv_elements_per_token_layer x element bytes."""
-    n = len(layers) if layers is not None else spec.num_layers
+    sum over the attention layers of kv_elements_per_token_layer x element bytes (linear-attention layers cache no
+    tokens: ``linear_state_bytes``)."""
+    layers = layers if layers is not None else range(spec.num_layers)
+    n = sum(1 for i in layers if not spec.is_linear_layer(i))
     return n * kv_elements_per_token_layer(spec, tp) * element_bytes(kv_dtype, engine)
 
 
@@ -101,23 +106,50 @@ def tokens_held(spec: ModelSpec, layer: int, *, context: int, prompt: int, engin
 
     Full-attention layers: the context (``prompt`` at the prefill peak). Sliding layers: vLLM keeps
     min(context, window + block_size) (whole blocks; one extra block for the window boundary); transformers keeps
-    the prompt's storage at the prefill peak and min(context, window) during decode.
+    the prompt's storage at the prefill peak and min(context, window) during decode. Chunked layers (Llama 4):
+    vLLM's chunked local attention manager frees the blocks before the current chunk, so at most the chunk
+    (``min(context, chunk)``); transformers caches them in the same sliding-window layer as sliding attention.
     """
     length = prompt if phase == "prefill" else context
+    if spec.is_linear_layer(layer):
+        return 0
     if not spec.is_sliding_layer(layer) or spec.sliding_window is None:
         return length
     w = spec.sliding_window
+    if engine == "vllm" and spec.is_chunked_layer(layer):
+        return min(length, w)  # the current chunk's blocks (chunk sizes are whole blocks)
     if engine == "vllm":
         return min(length, w + block_size)
     return length if phase == "prefill" else min(length, w)
 
 
+def linear_state_bytes(spec: ModelSpec, *, engine: str, tp: int = 1, state_dtype: str = "bf16") -> int:
+    """Bytes of one linear-attention layer's recurrent state for one sequence on one TP rank, whatever its length
+    (Qwen3-Next Gated DeltaNet): the causal conv's state over the q, k and v channels plus the delta-rule state,
+    one [k_head_dim, v_head_dim] matrix per value head. vLLM (``MambaStateShapeCalculator.gated_delta_net_state_shape``)
+    keeps kernel - 1 conv columns and both states in the model dtype (``mamba_ssm_cache_dtype`` auto); transformers
+    (``LinearAttentionLayer``) keeps kernel columns in the model dtype and the delta-rule state in fp32, the
+    dtype its ``torch_chunk_gated_delta_rule`` computes and returns it in. Heads are split over TP ranks."""
+    la = spec.linear_attn
+    if la is None:
+        return 0
+    if la.num_k_heads % tp or la.num_v_heads % tp:
+        raise InputError("--tp", tp, f"must divide the linear-attention heads ({la.num_k_heads} key, "
+                         f"{la.num_v_heads} value)")
+    e = KV_DTYPE_BYTES[state_dtype]
+    taps = la.conv_kernel - 1 if engine == "vllm" else la.conv_kernel
+    conv = taps * la.conv_dim / tp * e
+    ssm = la.num_v_heads / tp * la.k_head_dim * la.v_head_dim * (e if engine == "vllm" else 4)
+    return int(conv + ssm)
+
+
 @lru_cache(maxsize=512)
 def attention_kinds(spec: ModelSpec, layers: range) -> tuple[tuple[int, int], ...]:
-    """The layers grouped by attention kind (sliding window or full): (first layer of the kind, how many)."""
-    count: dict[bool, list[int]] = {}
+    """The layers grouped by attention kind (full, sliding window or chunked): (first layer of the kind, how
+    many)."""
+    count: dict[str, list[int]] = {}
     for i in layers:
-        count.setdefault(spec.is_sliding_layer(i), [i, 0])[1] += 1
+        count.setdefault(spec.layer_types[i] if spec.layer_types else "full", [i, 0])[1] += 1
     return tuple((first, n) for first, n in count.values())
 
 
@@ -138,7 +170,8 @@ def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, 
     """Bytes of the KV cache of ``batch`` sequences of ``context`` tokens on one GPU (the layers of its pipeline
     stage), with sliding windows applied per engine. transformers' int4/int8 cache keeps the tokens generated since
     its last requantization in ``unquantized_dtype`` (``hf_residual_tokens``: none when ``prompt`` is the whole
-    context, so then the cache is exactly ``kv_bytes_per_token`` × tokens held)."""
+    context, so then the cache is exactly ``kv_bytes_per_token`` × tokens held). Linear-attention layers add their
+    constant recurrent state per sequence (``linear_state_bytes``), in ``unquantized_dtype``."""
     layers = layers if layers is not None else range(spec.num_layers)
     prompt = context if prompt is None else prompt
     elems = kv_elements_per_token_layer(spec, tp)
@@ -146,6 +179,9 @@ def kv_cache_bytes(spec: ModelSpec, *, batch: int, context: int, kv_dtype: str, 
     quantized_hf = engine == "hf" and kv_dtype in ("int8", "int4")
     total = 0.0
     for layer, n in attention_kinds(spec, layers):
+        if spec.is_linear_layer(layer):  # a constant state per sequence, not quantized
+            total += n * linear_state_bytes(spec, engine=engine, tp=tp, state_dtype=unquantized_dtype)
+            continue
         held = tokens_held(spec, layer, context=context, prompt=prompt, engine=engine, phase=phase)
         if quantized_hf and phase == "decode":
             resid = hf_residual_tokens(held, context=context, prompt=prompt)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gpuplan.compute.flops import linear_attention_flop_per_token
 from gpuplan.model.params import count_params
 from gpuplan.model.spec import ModelSpec
 
@@ -71,7 +72,10 @@ def matmul_params_per_token(spec: ModelSpec) -> int:
 
 def attention_flop_per_token(spec: ModelSpec, attended: int, layer: int) -> float:
     """QK^T and AV for one query token attending ``attended`` tokens in one layer (window-capped for sliding
-    layers): 2 x heads x (qk_dim + v_dim) x attended."""
+    layers; chunked layers at most the chunk, the most a token late in its chunk sees): 2 x heads x (qk_dim +
+    v_dim) x attended."""
+    if spec.is_linear_layer(layer):  # a constant-size state, whatever the context
+        return linear_attention_flop_per_token(spec)
     if spec.is_sliding_layer(layer) and spec.sliding_window:
         attended = min(attended, spec.sliding_window)
     qk, v = (spec.mla.qk_head_dim, spec.mla.v_head_dim) if spec.mla else (spec.head_dim, spec.head_dim)
@@ -109,10 +113,17 @@ def decode_flop_per_token(spec: ModelSpec, context: int) -> float:
 
 def prefill_flop(spec: ModelSpec, prompt: int) -> float:
     """FLOP of prefilling one sequence of ``prompt`` tokens: 2 x params x prompt + causal attention (token t attends
-    t tokens, sum = prompt (prompt + 1) / 2; sliding layers at most the window)."""
+    t tokens, sum = prompt (prompt + 1) / 2; sliding layers at most the window; a chunked layer's chunks are
+    causal blocks of their own)."""
     attn = 0.0
     for i in range(spec.num_layers):
-        if spec.is_sliding_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
+        if spec.is_linear_layer(i):
+            attn += attention_flop_per_token(spec, 1, i) * prompt
+            continue
+        if spec.is_chunked_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
+            q, r = divmod(prompt, spec.sliding_window)  # each chunk is a causal block of its own
+            attended = q * spec.sliding_window * (spec.sliding_window + 1) / 2 + r * (r + 1) / 2
+        elif spec.is_sliding_layer(i) and spec.sliding_window and prompt > spec.sliding_window:
             w = spec.sliding_window
             attended = w * (w + 1) / 2 + (prompt - w) * w
         else:

@@ -19,12 +19,12 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.limits import COUNT_BOUNDS
-from gpuplan.model.spec import MLASpec, MoESpec, ModelSpec
+from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
-    "glm4_moe", "gpt_oss",
+    "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -33,7 +33,9 @@ _SAME_AS = {"kimi_k2": "deepseek_v3"}
 
 # Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
 # model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).
-_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral"}
+_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4_text"}
+# A text_config whose model_type names the wrapper (some Llama 4 configs write "llama4" inside text_config too).
+_TEXT_TYPE = {"llama4": "llama4_text"}
 
 # Names transformers' ``attribute_map`` gives a key, which ``save_pretrained`` may write instead of the key.
 _ALIASES = {
@@ -51,11 +53,18 @@ _LAYOUT = {
     # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
     "glm4_moe": "deepseek",
     "gpt_oss": "gpt_oss",
+    "llama4_text": "llama4",
+    "qwen3_next": "qwen3_next",
+    "starcoder2": "starcoder2",
+    "gpt_bigcode": "gpt_bigcode",
+    "bert": "bert",
+    "roberta": "bert",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
 # GptOssConfig)
-_MAX_POSITION = {"falcon": 2048, "glm4_moe": 131072, "gpt_oss": 131072}
+_MAX_POSITION = {"falcon": 2048, "starcoder2": 4096, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072,
+                 "qwen3_next": 32768}
 
 
 class _Cfg:
@@ -130,6 +139,10 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     if raw is not None and (not isinstance(raw, list) or not all(isinstance(t, str) for t in raw)):
         raise InputError(f"{c.source}: layer_types", raw, "must be a list of attention types, one string per layer "
                          "(\"full_attention\", \"sliding_attention\")")
+    if model_type == "llama4_text":
+        return _llama4_layer_types(c, n_layers, raw)
+    if model_type == "qwen3_next":
+        return _qwen3_next_layer_types(c, n_layers, raw), None
     if raw:
         types = tuple("sliding" if "sliding" in t else "full" for t in raw)
     elif model_type in ("gemma2", "gpt_oss"):  # Gemma2Config / GptOssConfig: sliding first, then alternating
@@ -142,7 +155,7 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
             return (), None
         start = c.int("max_window_layers", default=28)
         types = tuple("sliding" if i >= start else "full" for i in range(n_layers))
-    elif model_type in ("mistral", "mixtral", "phi3") and window:
+    elif model_type in ("mistral", "mixtral", "phi3", "starcoder2") and window:
         types = ("sliding",) * n_layers
     else:
         return (), None
@@ -153,7 +166,106 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     return types, window
 
 
+def _llama4_rope_layers(c: _Cfg, n_layers: int) -> tuple[bool, ...]:
+    """Llama4TextConfig ``no_rope_layers``: 1 = RoPE layer, 0 = NoPE; by default all but every
+    ``no_rope_layer_interval``-th (4) layer."""
+    rope = c.int_list("no_rope_layers")
+    if not rope:
+        interval = c.pos_int("no_rope_layer_interval", default=4)
+        rope = [int((i + 1) % interval != 0) for i in range(n_layers)]
+    if len(rope) < n_layers or any(v not in (0, 1) for v in rope):
+        raise InputError(f"{c.source}: no_rope_layers", rope, f"must hold a 0 (NoPE) or 1 (RoPE) for each of the "
+                         f"{n_layers} layers")
+    return tuple(bool(rope[i]) for i in range(n_layers))
+
+
+def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple[str, ...], int | None]:
+    """Llama4TextConfig: RoPE layers (``no_rope_layers[i] == 1``; by default all but every
+    ``no_rope_layer_interval``-th) use chunked attention over ``attention_chunk_size`` (8192) positions, the NoPE
+    layers full attention; an explicit ``layer_types`` ("chunked_attention", "full_attention") wins. A null chunk
+    size leaves every layer full."""
+    chunk = c.opt_int("attention_chunk_size") if "attention_chunk_size" in c.data else 8192
+    if raw:
+        if len(raw) != n_layers:
+            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
+                             f"(num_hidden_layers={n_layers})")
+        bad = [t for t in raw if t not in ("chunked_attention", "full_attention")]
+        if bad:
+            raise InputError(f"{c.source}: layer_types", bad[0], "must be chunked_attention or full_attention for "
+                             "llama4")
+        types = tuple("chunked" if t == "chunked_attention" else "full" for t in raw)
+    else:
+        types = tuple("chunked" if rope else "full" for rope in _llama4_rope_layers(c, n_layers))
+    if chunk is None or "chunked" not in types:
+        return (), None
+    if chunk < 1:
+        raise InputError(f"{c.source}: attention_chunk_size", chunk, "must be an integer >= 1 or null")
+    return types, chunk
+
+
+def _qwen3_next_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[str, ...]:
+    """Qwen3NextConfig: ``layer_types`` ("linear_attention", "full_attention"), by default every
+    ``full_attention_interval``-th (4) layer full attention and the others Gated DeltaNet."""
+    if raw:
+        if len(raw) != n_layers:
+            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
+                             f"(num_hidden_layers={n_layers})")
+        bad = [t for t in raw if t not in ("linear_attention", "full_attention")]
+        if bad:
+            raise InputError(f"{c.source}: layer_types", bad[0], "must be linear_attention or full_attention for "
+                             "qwen3_next")
+        return tuple("linear" if t == "linear_attention" else "full" for t in raw)
+    interval = c.pos_int("full_attention_interval", default=4)
+    return tuple("linear" if (i + 1) % interval else "full" for i in range(n_layers))
+
+
+def _qwen3_next_kw(c: _Cfg) -> dict[str, Any]:
+    """Qwen3NextConfig's Gated DeltaNet sizes (defaults: 16 key heads and 32 value heads of 128, 4 conv taps)."""
+    la = LinearAttnSpec(num_k_heads=c.pos_int("linear_num_key_heads", default=16),
+                        num_v_heads=c.pos_int("linear_num_value_heads", default=32),
+                        k_head_dim=c.pos_int("linear_key_head_dim", default=128),
+                        v_head_dim=c.pos_int("linear_value_head_dim", default=128),
+                        conv_kernel=c.pos_int("linear_conv_kernel_dim", default=4))
+    return dict(linear_attn=la, attn_output_gate=True, ffn_size=c.pos_int("intermediate_size", default=5632))
+
+
+def _qwen3_next_mtp_note(c: _Cfg) -> tuple[str, ...]:
+    """Qwen3-Next checkpoints carry ``mtp_num_hidden_layers`` multi-token-prediction layers that transformers
+    does not build (their weights are skipped on loading): named, not counted."""
+    n = c.int("mtp_num_hidden_layers", "num_nextn_predict_layers", default=0)
+    if n < 0:
+        raise InputError(f"{c.source}: mtp_num_hidden_layers", n, "must be >= 0")
+    if not n:
+        return ()
+    return (f"the checkpoint's {n} multi-token-prediction layer(s) (mtp_num_hidden_layers) are not built by "
+            "transformers or used by the estimate: not counted in the parameters, memory or time",)
+
+
+def _llama4_moe(c: _Cfg, n_layers: int) -> MoESpec:
+    """Llama4TextConfig: ``moe_layers`` (indices), else every ``interleave_moe_layer_step``-th layer starting at
+    step - 1 (Scout: 1, every layer; Maverick: 2, the odd layers). Each MoE layer has a sigmoid top-k router,
+    ``num_local_experts`` SwiGLU experts of ``intermediate_size`` and one shared expert of the same size
+    (transformers ``Llama4TextMoe``)."""
+    listed = c.data.get("moe_layers")
+    if listed is not None:
+        idx = c.int_list("moe_layers")
+        bad = [i for i in idx if not 0 <= i < n_layers]
+        if bad:
+            raise InputError(f"{c.source}: moe_layers", bad[0], f"must be a layer index in 0..{n_layers - 1}")
+        chosen = set(idx)
+    else:
+        step = c.pos_int("interleave_moe_layer_step", default=1)
+        chosen = set(range(step - 1, n_layers, step))
+    f_e = c.pos_int("intermediate_size", default=8192)
+    return MoESpec(num_experts=c.pos_int(*_ALIASES["num_local_experts"], default=16),
+                   top_k=c.pos_int("num_experts_per_tok", default=1), expert_ffn_size=f_e,
+                   moe_layers=tuple(i in chosen for i in range(n_layers)), num_shared_experts=1,
+                   shared_expert_ffn_size=f_e)
+
+
 def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
+    if model_type == "llama4_text":
+        return _llama4_moe(c, n_layers)
     if model_type == "mixtral":
         return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=8), top_k=c.int("num_experts_per_tok", default=2),
                        expert_ffn_size=c.int("intermediate_size"), moe_layers=(True,) * n_layers)
@@ -161,14 +273,18 @@ def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
         return MoESpec(num_experts=c.int(*_ALIASES["num_local_experts"], default=128),
                        top_k=c.int("num_experts_per_tok", "experts_per_token", default=4),
                        expert_ffn_size=c.int("intermediate_size", default=2880), moe_layers=(True,) * n_layers)
-    if model_type in ("qwen2_moe", "qwen3_moe"):
-        n_exp = c.int(*_ALIASES["num_experts"])
+    if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
+        nxt = model_type == "qwen3_next"  # Qwen3NextConfig defaults: 512 experts, top-10, 512 wide, shared 512
+        n_exp = c.int(*_ALIASES["num_experts"], default=512 if nxt else None)
         step = c.pos_int("decoder_sparse_step", default=1)
         dense_only = set(c.int_list("mlp_only_layers"))
         layers = tuple(i not in dense_only and n_exp > 0 and (i + 1) % step == 0 for i in range(n_layers))
-        shared = c.int("shared_expert_intermediate_size", default=0) if model_type == "qwen2_moe" else 0
-        return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok"),
-                       expert_ffn_size=c.int("moe_intermediate_size"), moe_layers=layers,
+        if nxt and not any(layers):  # every layer dense: a plain Qwen3NextMLP of intermediate_size
+            return None
+        shared = c.int("shared_expert_intermediate_size", default=512 if nxt else 0) if model_type != "qwen3_moe" \
+            else 0
+        return MoESpec(num_experts=n_exp, top_k=c.int("num_experts_per_tok", default=10 if nxt else None),
+                       expert_ffn_size=c.int("moe_intermediate_size", default=512 if nxt else None), moe_layers=layers,
                        num_shared_experts=1 if shared else 0, shared_expert_ffn_size=shared,
                        shared_expert_gate=bool(shared))
     if model_type in _DEEPSEEK_MOE:
@@ -201,15 +317,18 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         raise InputError(f"{source}: model_type", model_type,
                          f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     c = _Cfg(config, source)
-    if model_type == "gpt2":
-        return _gpt2_spec(c, name)
+    if model_type in ("gpt2", "gpt_bigcode"):
+        return _gpt2_spec(c, name, model_type)
+    if model_type in ("bert", "roberta"):
+        return _encoder_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
         raise InputError(f"{source}: num_hidden_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
     heads = c.pos_int("num_attention_heads")
-    kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=heads)
-    head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128}.get(model_type)
+    kv_heads = c.pos_int("num_key_value_heads", "num_kv_heads", default=2 if model_type == "qwen3_next" else heads)
+    head_dim_default = {"gemma2": 256, "gemma3_text": 256, "qwen3": 128, "qwen3_moe": 128,
+                        "llama4_text": 128, "qwen3_next": 256}.get(model_type)
     if head_dim_default is None:
         if h % heads and c.data.get("head_dim") is None:
             raise InputError("num_attention_heads", heads, f"must divide hidden_size={h} when head_dim is not given")
@@ -231,7 +350,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         activation=c.str("hidden_activation", "hidden_act", default="silu"),
         qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=c.bool("mlp_bias", False),
         tie_embeddings=c.bool("tie_word_embeddings", model_type in ("gemma2", "gemma3_text", "falcon")),
-        qk_norm=model_type in ("qwen3", "qwen3_moe", "gemma3_text", "olmo2") or (
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3_text", "olmo2") or (
             model_type == "glm4_moe" and c.bool("use_qk_norm", False)),
         layer_types=layer_types, sliding_window=window,
         hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", "hidden_dropout"),
@@ -251,6 +370,19 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
             v_head_dim=c.int("v_head_dim")),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
+    elif model_type == "starcoder2":  # Starcoder2Config: use_bias (true) on every Linear, LayerNorms, tied head
+        bias = c.bool("use_bias", True)
+        kw.update(ffn_size=c.int("intermediate_size"), gated_mlp=False, norm="layernorm", qkv_bias=bias,
+                  o_bias=bias, mlp_bias=bias, activation=c.str("hidden_act", default="gelu_pytorch_tanh"),
+                  tie_embeddings=c.bool("tie_word_embeddings", True),
+                  hidden_dropout=c.fraction("residual_dropout", "embedding_dropout"))
+    elif model_type == "qwen3_next":
+        kw.update(_qwen3_next_kw(c))
+        notes = (*notes, *_qwen3_next_mtp_note(c))
+        kw["notes"] = notes
+    elif model_type == "llama4_text":  # dense layers: intermediate_size_mlp; the L2 qk norm has no weights
+        kw.update(ffn_size=c.pos_int("intermediate_size_mlp", default=16384),
+                  l2_qk_norm_layers=_llama4_rope_layers(c, n_layers) if c.bool("use_qk_norm", True) else ())
     else:
         kw.update(ffn_size=c.int("intermediate_size"))
     if model_type == "gpt_oss":  # experts carry biases (gate_up_proj_bias, down_proj_bias); per-head sinks
@@ -260,7 +392,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     moe = _moe(c, model_type, n_layers)
     if moe is not None:
         kw["moe"] = moe
-        if model_type in ("mixtral", "gpt_oss") or not any(not x for x in moe.moe_layers):
+        if model_type in ("mixtral", "gpt_oss") or (model_type != "llama4_text" and all(moe.moe_layers)):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
 
@@ -273,6 +405,7 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
         raise InputError(f"{source}: text_config", inner, f"model_type {model_type} is multimodal: its config.json "
                          "must hold the text model's keys in a text_config object")
     text_type = inner.get("model_type") or _MULTIMODAL.get(model_type)
+    text_type = _TEXT_TYPE.get(text_type, text_type) if isinstance(text_type, str) else text_type
     text_type = _SAME_AS.get(text_type, text_type) if isinstance(text_type, str) else text_type
     if not isinstance(text_type, str) or text_type not in _LAYOUT:
         raise InputError(f"{source}: text_config.model_type", text_type,
@@ -311,18 +444,59 @@ def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
                 parallel_residual=c.bool("parallel_attn", True) or new_arch)
 
 
-def _gpt2_spec(c: _Cfg, name: str) -> ModelSpec:
+def _gpt2_spec(c: _Cfg, name: str, model_type: str = "gpt2") -> ModelSpec:
+    """GPT-2, and GPT-BigCode (StarCoder, SantaCoder, OctoCoder): the same block in nn.Linear form, with one K/V
+    head when ``multi_query`` (GPTBigCodeConfig default true) and gelu_pytorch_tanh."""
     h = c.pos_int("n_embd", "hidden_size")
     heads = c.pos_int("n_head", "num_attention_heads")
     if h % heads:
         raise InputError("n_head", heads, f"must divide n_embd={h}")
+    bigcode = model_type == "gpt_bigcode"
+    n_inner = c.opt_int("n_inner")
     return ModelSpec(
-        name=name, family="gpt2", layout="gpt2", num_layers=c.int("n_layer", "num_hidden_layers"), hidden_size=h,
-        num_heads=heads, num_kv_heads=heads, head_dim=h // heads, ffn_size=c.int("n_inner", default=4 * h),
+        name=name, family=model_type, layout=model_type, num_layers=c.pos_int("n_layer", "num_hidden_layers"),
+        hidden_size=h, num_heads=heads, num_kv_heads=1 if bigcode and c.bool("multi_query", True) else heads,
+        head_dim=h // heads, ffn_size=4 * h if n_inner is None else n_inner,
         vocab_size=c.int("vocab_size"), max_position=c.int("n_positions", "max_position_embeddings", default=1024),
-        gated_mlp=False, activation=c.str("activation_function", default="gelu_new"), norm="layernorm",
-        qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
-        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config defaults
+        gated_mlp=False, activation=c.str("activation_function",
+                                          default="gelu_pytorch_tanh" if bigcode else "gelu_new"),
+        norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True,
+        tie_embeddings=c.bool("tie_word_embeddings", True) if bigcode else True, learned_positions=True,
+        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config / GPTBigCodeConfig
+
+
+def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
+    """BERT / RoBERTa encoders (BertConfig / RobertaConfig defaults: 512 positions, 2 token types, GELU,
+    LayerNorms with bias, biases on every Linear). The head follows ``architectures``: ``*ForMaskedLM`` the
+    masked-LM head (its decoder tied to the word embeddings), ``*ForSequenceClassification`` or none (a bare
+    ``BertModel`` checkpoint, fine-tuned for classification) a sequence-classification head of ``num_labels``
+    (else the number of ``id2label`` entries, else 2, PretrainedConfig's default); other heads are refused."""
+    archs = c.data.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise InputError(f"{c.source}: architectures", archs, "must be a list of class names")
+    heads = {"ForMaskedLM": "mlm", "ForSequenceClassification": "classify", "Model": "classify"}
+    head = "classify"
+    for arch in archs:
+        kind = next((v for k, v in heads.items() if arch.endswith(k)), None)
+        if kind is None:
+            raise InputError(f"{c.source}: architectures", arch, "is not supported for encoders; supported: "
+                             "*ForSequenceClassification, *ForMaskedLM (or a bare *Model, estimated with a "
+                             "classification head)")
+        head = kind
+    labels = c.data.get("id2label")
+    n_labels = c.pos_int("num_labels", default=len(labels) if isinstance(labels, dict) and labels else 2)
+    h = c.pos_int("hidden_size")
+    heads_n = c.pos_int("num_attention_heads")
+    if h % heads_n:
+        raise InputError("num_attention_heads", heads_n, f"must divide hidden_size={h}")
+    return ModelSpec(
+        name=name, family=model_type, layout="bert", num_layers=c.pos_int("num_hidden_layers"), hidden_size=h,
+        num_heads=heads_n, num_kv_heads=heads_n, head_dim=h // heads_n, ffn_size=c.pos_int("intermediate_size"),
+        vocab_size=c.pos_int("vocab_size"), max_position=c.pos_int("max_position_embeddings", default=512),
+        gated_mlp=False, activation=c.str("hidden_act", default="gelu"), norm="layernorm", qkv_bias=True,
+        o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
+        hidden_dropout=c.fraction("hidden_dropout_prob", default=0.1), encoder_head=head,
+        num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -77,10 +77,27 @@ def _gated_mlp(b: _Builder, p: str, h: int, f: int, component: str, *, layer: in
 
 def _qkvo(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
     h = s.hidden_size
-    b.linear(f"{p}.q_proj", s.q_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
+    # Qwen3-Next's q_proj also yields the output gate: [2·q_dim, h] (Qwen3NextAttention)
+    q_out = 2 * s.q_dim if s.attn_output_gate else s.q_dim
+    b.linear(f"{p}.q_proj", q_out, h, "attention", "column", layer=i, bias=s.qkv_bias)
     b.linear(f"{p}.k_proj", s.kv_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
     b.linear(f"{p}.v_proj", s.kv_dim, h, "attention", "column", layer=i, bias=s.qkv_bias)
     b.linear(f"{p}.o_proj", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
+
+
+def _gated_deltanet(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
+    """Qwen3-Next Gated DeltaNet (transformers ``Qwen3NextGatedDeltaNet``): in_proj_qkvz [2·key_dim + 2·value_dim,
+    h], in_proj_ba [2·v_heads, h], a depthwise conv1d [conv_dim, 1, kernel] without bias, per-value-head dt_bias
+    and A_log, a gated RMSNorm over v_head_dim and out_proj [h, value_dim]. Heads split over tensor parallelism."""
+    la, h = s.linear_attn, s.hidden_size
+    assert la is not None
+    b.linear(f"{p}.in_proj_qkvz", 2 * la.key_dim + 2 * la.value_dim, h, "attention", "column", layer=i)
+    b.linear(f"{p}.in_proj_ba", 2 * la.num_v_heads, h, "attention", "column", layer=i)
+    b.raw(f"{p}.conv1d.weight", (la.conv_dim, 1, la.conv_kernel), "attention", "column", layer=i)
+    b.raw(f"{p}.dt_bias", (la.num_v_heads,), "attention", "column", layer=i)
+    b.raw(f"{p}.A_log", (la.num_v_heads,), "attention", "column", layer=i)
+    b.norm(f"{p}.norm", la.v_head_dim, layer=i, component="attention")
+    b.linear(f"{p}.out_proj", h, la.value_dim, "attention", "row", layer=i)
 
 
 def _mla(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
@@ -115,6 +132,14 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
             b.linear(f"{p}.experts.{e}.down_proj", h, m.expert_ffn_size, "experts", "row", layer=i, expert=e,
                      bias=s.mlp_bias)
         return
+    if s.layout == "llama4":
+        # transformers ``Llama4TextMoe``: router Linear(h, E), experts fused as [E, h, 2f] gate_up_proj and
+        # [E, f, h] down_proj (listed per expert here), one shared expert ``Llama4TextMLP``
+        b.linear(f"{p}.router", m.num_experts, h, "router", "replicated", layer=i)
+        for e in range(m.num_experts):
+            _gated_mlp(b, f"{p}.experts.{e}", h, m.expert_ffn_size, "experts", layer=i, expert=e)
+        _gated_mlp(b, f"{p}.shared_expert", h, m.shared_expert_ffn_size, "mlp", layer=i)
+        return
     if s.layout == "mixtral":
         b.linear(f"{p}.gate", m.num_experts, h, "router", "replicated", layer=i)
         for e in range(m.num_experts):
@@ -132,7 +157,8 @@ def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
 
 
 def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
-    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3, gpt_oss)."""
+    """One layer of the llama-like layouts (llama, olmo2, gemma, mixtral, qwen_moe, deepseek, phi3, gpt_oss,
+    llama4, qwen3_next, starcoder2)."""
     h, p = s.hidden_size, f"model.layers.{i}"
     if s.layout == "phi3":
         b.linear(f"{p}.self_attn.qkv_proj", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i,
@@ -140,29 +166,35 @@ def _decoder_layer(b: _Builder, s: ModelSpec, i: int) -> None:
         b.linear(f"{p}.self_attn.o_proj", h, s.q_dim, "attention", "row", layer=i, bias=s.o_bias)
     elif s.mla:
         _mla(b, f"{p}.self_attn", s, i)
+    elif s.is_linear_layer(i):
+        _gated_deltanet(b, f"{p}.linear_attn", s, i)
     else:
         _qkvo(b, f"{p}.self_attn", s, i)
     if s.attention_sinks:  # one logit per query head, split with the heads
         b.tensors.append(TensorInfo(f"{p}.self_attn.sinks", (s.num_heads,), "attention", "sinks", i, None, "column"))
-    if s.qk_norm:
+    if s.qk_norm and not s.is_linear_layer(i):
         # OLMo-2 normalises the whole projection; Qwen3 and Gemma 3 normalise each head.
         q, k = (s.q_dim, s.kv_dim) if s.layout == "olmo2" else (s.head_dim, s.head_dim)
         b.norm(f"{p}.self_attn.q_norm", q, layer=i, component="attention")
         b.norm(f"{p}.self_attn.k_norm", k, layer=i, component="attention")
+    mlp = {"mixtral": "block_sparse_moe", "llama4": "feed_forward"}.get(s.layout, "mlp")
     if s.is_moe_layer(i):
-        _moe_block(b, f"{p}.block_sparse_moe" if s.layout == "mixtral" else f"{p}.mlp", s, i)
+        _moe_block(b, f"{p}.{mlp}", s, i)
+    elif s.layout == "starcoder2":
+        b.linear(f"{p}.mlp.c_fc", s.ffn_size, h, "mlp", "column", layer=i, bias=s.mlp_bias)
+        b.linear(f"{p}.mlp.c_proj", h, s.ffn_size, "mlp", "row", layer=i, bias=s.mlp_bias)
     elif s.layout == "phi3":
         b.linear(f"{p}.mlp.gate_up_proj", 2 * s.ffn_size, h, "mlp", "column", layer=i, bias=s.mlp_bias)
         b.linear(f"{p}.mlp.down_proj", h, s.ffn_size, "mlp", "row", layer=i, bias=s.mlp_bias)
     else:
-        _gated_mlp(b, f"{p}.mlp", h, s.ffn_size, "mlp", layer=i, bias=s.mlp_bias)
+        _gated_mlp(b, f"{p}.{mlp}", h, s.ffn_size, "mlp", layer=i, bias=s.mlp_bias)
     norms = {
         "olmo2": ("post_attention_layernorm", "post_feedforward_layernorm"),
         "gemma": ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                   "post_feedforward_layernorm"),
     }.get(s.layout, ("input_layernorm", "post_attention_layernorm"))
     for n in norms:
-        b.norm(f"{p}.{n}", h, layer=i)
+        b.norm(f"{p}.{n}", h, layer=i, bias=s.norm == "layernorm")
 
 
 def _llama_like(s: ModelSpec) -> list[TensorInfo]:
@@ -170,25 +202,29 @@ def _llama_like(s: ModelSpec) -> list[TensorInfo]:
     b.raw("model.embed_tokens.weight", (s.vocab_size, h), "embedding", "vocab")
     for i in range(s.num_layers):
         _decoder_layer(b, s, i)
-    b.norm("model.norm", h)
+    b.norm("model.norm", h, bias=s.norm == "layernorm")  # StarCoder2's LayerNorms carry a bias
     if not s.tie_embeddings:
         b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
     return b.tensors
 
 
 def _gpt2(s: ModelSpec) -> list[TensorInfo]:
-    """GPT-2 (transformers GPT2LMHeadModel): Conv1D weights stored [in, out], biases everywhere, tied head."""
+    """GPT-2 (transformers GPT2LMHeadModel): Conv1D weights stored [in, out], biases everywhere, tied head.
+    GPT-BigCode (GPTBigCodeForCausalLM): the same names with nn.Linear weights [out, in] and a c_attn of
+    h + 2·kv_dim outputs (one K/V head under multi-query)."""
     b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    t = s.layout == "gpt2"
     b.raw("transformer.wte.weight", (s.vocab_size, h), "embedding", "vocab")
     b.raw("transformer.wpe.weight", (s.max_position, h), "embedding", "replicated")
     for i in range(s.num_layers):
         p = f"transformer.h.{i}"
         b.norm(f"{p}.ln_1", h, layer=i, bias=True)
-        b.linear(f"{p}.attn.c_attn", 3 * h, h, "attention", "column", layer=i, bias=True, transposed=True)
-        b.linear(f"{p}.attn.c_proj", h, h, "attention", "row", layer=i, bias=True, transposed=True)
+        b.linear(f"{p}.attn.c_attn", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i, bias=True,
+                 transposed=t)
+        b.linear(f"{p}.attn.c_proj", h, h, "attention", "row", layer=i, bias=True, transposed=t)
         b.norm(f"{p}.ln_2", h, layer=i, bias=True)
-        b.linear(f"{p}.mlp.c_fc", f, h, "mlp", "column", layer=i, bias=True, transposed=True)
-        b.linear(f"{p}.mlp.c_proj", h, f, "mlp", "row", layer=i, bias=True, transposed=True)
+        b.linear(f"{p}.mlp.c_fc", f, h, "mlp", "column", layer=i, bias=True, transposed=t)
+        b.linear(f"{p}.mlp.c_proj", h, f, "mlp", "row", layer=i, bias=True, transposed=t)
     b.norm("transformer.ln_f", h, bias=True)
     if not s.tie_embeddings:
         b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
@@ -233,7 +269,46 @@ def _falcon(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
-_BUILDERS = {"gpt2": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+def _bert(s: ModelSpec) -> list[TensorInfo]:
+    """BERT / RoBERTa (transformers BertModel / RobertaModel) with the spec's head: word, position and token-type
+    embeddings with a LayerNorm; per layer q/k/v and the attention output dense with its LayerNorm, the
+    intermediate and output dense with the output LayerNorm (post-norm, biases everywhere). Heads:
+    BertForSequenceClassification keeps the pooler and a classifier [num_labels, h]; RobertaForSequenceClassification
+    drops the pooler for classifier.dense [h, h] and classifier.out_proj [num_labels, h]; the masked-LM heads a
+    transform dense and LayerNorm and a vocabulary bias, the decoder weight tied to the word embeddings."""
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    root = "roberta" if s.family == "roberta" else "bert"
+    e = f"{root}.embeddings"
+    b.raw(f"{e}.word_embeddings.weight", (s.vocab_size, h), "embedding", "vocab")
+    b.raw(f"{e}.position_embeddings.weight", (s.max_position, h), "embedding", "replicated")
+    if s.type_vocab_size:
+        b.raw(f"{e}.token_type_embeddings.weight", (s.type_vocab_size, h), "embedding", "replicated")
+    b.norm(f"{e}.LayerNorm", h, bias=True)
+    for i in range(s.num_layers):
+        p = f"{root}.encoder.layer.{i}"
+        for n in ("query", "key", "value"):
+            b.linear(f"{p}.attention.self.{n}", h, h, "attention", "column", layer=i, bias=True)
+        b.linear(f"{p}.attention.output.dense", h, h, "attention", "row", layer=i, bias=True)
+        b.norm(f"{p}.attention.output.LayerNorm", h, layer=i, bias=True)
+        b.linear(f"{p}.intermediate.dense", f, h, "mlp", "column", layer=i, bias=True)
+        b.linear(f"{p}.output.dense", h, f, "mlp", "row", layer=i, bias=True)
+        b.norm(f"{p}.output.LayerNorm", h, layer=i, bias=True)
+    if s.encoder_head == "mlm":
+        head = "lm_head" if root == "roberta" else "cls.predictions"
+        dense, ln = ("dense", "layer_norm") if root == "roberta" else ("transform.dense", "transform.LayerNorm")
+        b.raw(f"{head}.bias", (s.vocab_size,), "lm_head", "vocab")
+        b.linear(f"{head}.{dense}", h, h, "lm_head", "replicated", bias=True)
+        b.norm(f"{head}.{ln}", h, bias=True, component="lm_head")
+    elif root == "roberta":
+        b.linear("classifier.dense", h, h, "lm_head", "replicated", bias=True)
+        b.linear("classifier.out_proj", s.num_labels, h, "lm_head", "replicated", bias=True)
+    else:
+        b.linear(f"{root}.pooler.dense", h, h, "lm_head", "replicated", bias=True)
+        b.linear("classifier", s.num_labels, h, "lm_head", "replicated", bias=True)
+    return b.tensors
+
+
+_BUILDERS = {"bert": _bert, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
 
 
 @lru_cache(maxsize=64)

@@ -180,4 +180,5 @@ def _first_layers(spec: ModelSpec, n: int) -> ModelSpec:
     if spec.num_layers <= n:
         return spec
     moe = spec.moe and replace(spec.moe, moe_layers=spec.moe.moe_layers[:n])
-    return replace(spec, num_layers=n, layer_types=spec.layer_types[:n], moe=moe)
+    return replace(spec, num_layers=n, layer_types=spec.layer_types[:n], moe=moe,
+                   l2_qk_norm_layers=spec.l2_qk_norm_layers[:n])

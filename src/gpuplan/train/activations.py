@@ -145,7 +145,7 @@ def norm(sv: _Saved, c: ActContext, spec: ModelSpec, name: str, x_key: str, in_b
          w_rg: bool, rows: int = 1) -> tuple[str, int, bool]:
     if spec.norm == "layernorm":
         return layernorm(sv, c, name, x_key, in_bytes, x_rg, width, w_rg)
-    normed = 4 if spec.layout in ("gemma", "olmo2") else None
+    normed = 4 if spec.layout in ("gemma", "olmo2", "qwen3_next") else None  # fp32 normed copy kept
     return rmsnorm(sv, c, name, x_key, in_bytes, x_rg, width, rows, w_rg, normed)
 
 

@@ -28,9 +28,15 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       batched=cfg.batch > 1,
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       window_mask=spec is not None and spec.sliding_window is not None
-                      and cfg.seq > spec.sliding_window,
+                      and (cfg.seq > spec.sliding_window or _chunked(spec)),
                       fused_gelu=cfg.framework == "megatron",
                       **release_switches(spec, cfg))
+
+
+def _chunked(spec: ModelSpec) -> bool:
+    """Llama 4 builds its chunked mask whatever the sequence length (traced, transformers 5.23: a [b, 1, s, s]
+    mask and K/V repeated to the query heads on the chunked layers even when s <= chunk)."""
+    return any(spec.is_chunked_layer(i) for i in range(spec.num_layers))
 
 
 def release_switches(spec: ModelSpec | None, cfg: TrainConfig) -> dict[str, bool]:

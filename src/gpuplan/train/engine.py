@@ -87,9 +87,13 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
 
 
 def _with_spec_notes(spec: ModelSpec, report: TrainReport) -> TrainReport:
-    """Put what the model spec leaves out (a multimodal model's vision tower) first among the warnings."""
-    if spec.notes:
-        report.memory.warnings = [*spec.notes, *report.memory.warnings]
+    """Put what the model spec leaves out (a multimodal model's vision tower) first among the warnings, and the
+    family's statement of what it approximates where the layout path did not give it."""
+    from gpuplan.model.spec import family_warnings
+
+    missing = [w for w in family_warnings(spec) if w not in report.memory.warnings]
+    if spec.notes or missing:
+        report.memory.warnings = [*spec.notes, *missing, *report.memory.warnings]
     return report
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuplan.model.spec import ModelSpec, sinks_warning
+from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
 from gpuplan.train.config import TrainConfig
@@ -158,7 +158,7 @@ def stack_assumptions(cfg: TrainConfig) -> list[str]:
 
 def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     out: list[str] = []
-    out += sinks_warning(spec)
+    out += family_warnings(spec)
     if spec.moe and cfg.method == "freeze" and spec.layout in ("mixtral", "qwen_moe", "deepseek", "gpt_oss"):
         out.append("transformers >= 5 stores each layer's routed experts as fused 3-D tensors: freezing some "
                    "experts by requires_grad is not possible there; the estimate follows the per-expert "

@@ -11,10 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuplan.model.spec import ModelSpec
-from gpuplan.train.activations import (Act, ActContext, _Saved, attention_core, gated_mlp, linear, moe_block, norm,
-                                       plain_mlp, sdpa_math, sdpa_repeats_kv)
+from gpuplan.train.activations import (
+    Act,
+    ActContext,
+    _Saved,
+    attention_core,
+    gated_mlp,
+    linear,
+    moe_block,
+    norm,
+    plain_mlp,
+    sdpa_math,
+    sdpa_repeats_kv,
+)
+from gpuplan.train.family_acts import (bigcode_output_copy, gated_deltanet, l2_qk_norm, llama4_moe,
+                                       llama4_moe_forward_end, output_gate)
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
+# Layouts with a plain two-matrix MLP: its (fc, proj) module names
+PLAIN_MLP = {"gpt2": ("c_fc", "c_proj"), "gpt_bigcode": ("c_fc", "c_proj"), "starcoder2": ("c_fc", "c_proj"),
+             "gpt_neox": ("dense_h_to_4h", "dense_4h_to_h"), "falcon": ("dense_h_to_4h", "dense_4h_to_h")}
 
 
 @dataclass(frozen=True)
@@ -48,8 +64,11 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
     h, e = spec.hidden_size, c.e
     if spec.mla:
         return _mla(sv, c, spec, y_key, y_b, y_rg, flags)
+    if spec.is_linear_layer(i):
+        return gated_deltanet(sv, c, spec, y_key, y_b, y_rg, flags)
     window = spec.sliding_window if spec.is_sliding_layer(i) else None
-    fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
+    fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_bigcode": "c_attn", "gpt_neox": "query_key_value",
+             "falcon": "query_key_value"}
     qkv = spec.q_dim + 2 * spec.kv_dim
     if spec.layout in fused:
         name = fused[spec.layout]
@@ -59,7 +78,7 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
             # v is a view of the fused output, which stays alive; GPT-2 has no rotary embedding, so its q and k
             # are views of that storage too (traced)
             sv.save("attn.v", Act(tok=e * qkv))
-            if spec.layout == "gpt2":
+            if spec.layout in ("gpt2", "gpt_bigcode"):
                 sv.save("attn.q", Act())
                 sv.save("attn.k", Act())
     else:
@@ -73,8 +92,15 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
             _, _, k_rg = norm(sv, c, spec, "k_norm", "k_proj.out", e, k_rg, spec.kv_dim,
                               _flag(flags, "k_norm")[0], rows=1 if whole else spec.num_kv_heads)
         kv_rg = k_rg or v_rg
+        if spec.l2_qk_norm_layers and spec.l2_qk_norm_layers[i]:
+            l2_qk_norm(sv, c, spec, q_rg, k_rg)
     attention_core(sv, c, spec, q_rg, kv_rg, window)
-    o_name = {"gpt2": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout, "o_proj")
+    if spec.attn_output_gate and (q_rg or kv_rg):
+        output_gate(sv, c, spec)
+    if spec.layout == "gpt_bigcode" and (q_rg or kv_rg):
+        bigcode_output_copy(sv, c, spec)
+    o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout,
+                                                                                                     "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
     return linear(sv, c, o_name, o_key, e * spec.q_dim, q_rg or kv_rg, spec.q_dim, h, *_flag(flags, o_name))
 
@@ -110,10 +136,12 @@ def _mla(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg:
 def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: int, y_rg: bool,
          flags: Flags) -> bool:
     h = spec.hidden_size
+    if spec.is_moe_layer(i) and spec.layout == "llama4":
+        return llama4_moe(sv, c, spec, y_key, y_b, y_rg, flags)
     if spec.is_moe_layer(i):
         return moe_block(sv, c, spec, y_key, y_b, y_rg, flags)
-    if spec.layout in ("gpt2", "gpt_neox", "falcon"):
-        names = ("c_fc", "c_proj") if spec.layout == "gpt2" else ("dense_h_to_4h", "dense_4h_to_h")
+    if spec.layout in PLAIN_MLP:
+        names = PLAIN_MLP[spec.layout]
         return plain_mlp(sv, c, spec, "mlp", y_key, y_b, y_rg, names, flags)
     if spec.layout == "phi3":
         fused = _Saved()
@@ -130,7 +158,8 @@ def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: in
 
 
 def _norm_names(spec: ModelSpec) -> tuple[str, str]:
-    return {"gpt2": ("ln_1", "ln_2"), "falcon": ("input_layernorm", "input_layernorm")}.get(
+    return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"),
+            "falcon": ("input_layernorm", "input_layernorm")}.get(
         spec.layout, ("input_layernorm", "post_attention_layernorm"))
 
 
@@ -198,6 +227,8 @@ def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -
         assert m is not None
         w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
         tail = max(tail, 2 * w * m.top_k * h)
+        if spec.layout == "llama4":
+            tail = max(tail, llama4_moe_forward_end(spec, c))
     tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout == "gpt2" else 0)
     if spec.parallel_residual:
         tok += 2 * e * h
@@ -223,7 +254,7 @@ def checkpointed_forward(spec: ModelSpec, c: ActContext, i: int, y2_key: str, y2
     stream = Act(tok=float(res + (0 if y2_key in ("x", "h1") else y2_bytes * h)))
     if spec.is_moe_layer(i):
         return Act(tok=float(r * h)), mlp_saved
-    if spec.layout in ("gpt2", "gpt_neox", "falcon"):
+    if spec.layout in PLAIN_MLP:
         parts = items.get("mlp.gelu_parts", Act()).tok
         return stream, Act(tok=float(e * f + max(e * f, parts)))
     return stream, Act(tok=float((4 if spec.layout == "phi3" else 3) * e * f))
@@ -265,6 +296,8 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         w = 4 if spec.layout == "mixtral" or spec.family == "deepseek_v2" else (2 if c.amp else e)
         wt = max(w, ex)
         k, f = m.top_k, m.expert_ffn_size
+        if spec.layout == "llama4":  # every token runs through all E experts (family_acts.llama4_moe)
+            k, ex, wt = m.num_experts, e, e
         routing = Act(tok=k * h * (3 * wt + (ex if wt != ex else 0)))
         pts.append(BwdPoint("moe routing", "none", routing))
         if "moe.peft_weights" in items:

@@ -70,8 +70,10 @@ def _layer(spec: ModelSpec, rep: int, c: ActContext, flags: tuple[tuple[str, tup
 
 @lru_cache(maxsize=256)
 def _representatives(spec: ModelSpec) -> tuple[int, ...]:
-    first: dict[tuple[bool, bool], int] = {}
-    return tuple(first.setdefault((spec.is_moe_layer(i), spec.is_sliding_layer(i)), i)
+    first: dict[tuple[bool, str, bool], int] = {}
+    # the attention kind (full, sliding, chunked, linear) and Llama 4's per-layer L2 q/k norm set a layer apart
+    return tuple(first.setdefault((spec.is_moe_layer(i), spec.layer_types[i] if spec.layer_types else "full",
+                                   bool(spec.l2_qk_norm_layers and spec.l2_qk_norm_layers[i])), i)
                  for i in range(spec.num_layers))
 
 
