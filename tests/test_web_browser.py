@@ -500,3 +500,17 @@ def test_pasted_launch_config_is_read_as_the_command_reads_the_file(page, base_u
     expect(page.locator("#cli")).to_contain_text("./launch-config", timeout=15000)
     text = result_text(page)
     assert "Error" not in text
+
+
+def test_serving_plan_shows_the_cheapest_deployment(page, base_url, commands):
+    """plan --serve from a link: headline cards of the cheapest deployment, the cost chart and the table."""
+    if "plan" not in commands:
+        pytest.skip("no plan command")
+    open_page(page, base_url + "/?tab=plan&lang=en&model=llama-3.1-8b&gpu=h100-sxm&serve=true&rps=2&prompt=1000"
+                               "&output=200&ttft=2&tpot=0.1")
+    from playwright.sync_api import expect
+
+    expect(page.locator(".stat[data-key='serve_plans.0.cost_usd_per_million_output_tokens']")).to_be_visible(
+        timeout=30000)
+    assert page.locator("[data-block=serve_plans] table").count() == 1
+    assert "--serve" in page.inner_text("#cli")

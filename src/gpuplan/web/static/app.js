@@ -407,6 +407,9 @@
       "plans.0.cost_usd", "evaluated"],
     train: [],
   };
+  // plan --serve: the cheapest deployment that meets the targets
+  const SERVE_HEADLINE = ["serve_plans.0.cost_usd_per_million_output_tokens", "serve_plans.0.gpus",
+    "serve_plans.0.output_tokens_per_s", "serve_plans.0.ttft_s", "serve_plans.0.tpot_s", "serve_plans.0.limited_by"];
   const pick = (data, k) => k.split(".").reduce((o, p) => (o && typeof o === "object" ? o[p] : undefined), data);
   function keyLabel(k) {
     const keys = t("keys") || {};
@@ -449,7 +452,7 @@
       el("span", { class: "muted" }, " " + t("per_gpu") + (gpu ? " · " + gpu.name : "")))];
   }
   function headline(data) {
-    const keys = (HEADLINE[st.tab] || []).filter((k) => pick(data, k) !== undefined && pick(data, k) !== null && typeof pick(data, k) !== "object");
+    const keys = (Array.isArray(data.serve_plans) ? SERVE_HEADLINE : HEADLINE[st.tab] || []).filter((k) => pick(data, k) !== undefined && pick(data, k) !== null && typeof pick(data, k) !== "object");
     if (!keys.length) return null;
     return el("div", { class: "stats" }, keys.map((k) => card(k, fmtValue(k, pick(data, k)), keyLabel(k))));
   }
@@ -578,6 +581,18 @@
       }
       out.push(section("plans", data.plans.length ? objectsTable(data.plans) : el("p", { class: "muted", text: t("none") })));
       if (Array.isArray(data.why) && data.why.length) out.push(section("why", el("ul", { class: "notes" }, data.why.map((x) => el("li", { text: x })))));
+    }
+    if (Array.isArray(data.serve_plans)) {
+      const rows = data.serve_plans;
+      if (rows.length) {
+        out.push(section("serve_compare", barChart(rows.map((p) => [p.gpus + " x " + p.gpu + " TP" + p.tp + (p.pp > 1 ? " PP" + p.pp : "") + " x" + p.dp,
+          p.cost_usd_per_million_output_tokens || 0, fmtValue("cost_usd_per_million_output_tokens", p.cost_usd_per_million_output_tokens)]), 0, "serve-cost")));
+      }
+      out.push(section("serve_plans", rows.length ? objectsTable(rows) : el("p", { class: "muted", text: t("none") })));
+      const why = Array.isArray(data.why) ? data.why : [];
+      if (why.length) out.push(section("why", el("ul", { class: "notes" }, why.map((x) => el("li", { text: typeof x === "string" ? x : JSON.stringify(x) })))));
+      if (Array.isArray(data.rejected) && data.rejected.length) out.push(el("details", { class: "raw", "data-block": "rejected" },
+        el("summary", { text: t("serve_rejected") + " (" + data.rejected.length + ")" }), objectsTable(data.rejected)));
     }
     if (data.memory && (st.tab === "train" || st.tab === "infer")) {
       out.push(el("section", { class: "block", "data-block": "sweeps", id: "sweeps" }, el("h3", { text: t("charts") }),
