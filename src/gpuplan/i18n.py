@@ -146,6 +146,31 @@ def translate_line(text: str, lang: str | None) -> str:
     return text
 
 
+def error_text(exc: Any, lang: str | None) -> str:
+    """An :class:`~gpuplan.errors.InputError` as the CLI prints it, in ``lang``: ``field=value: rule (hint)``, the
+    rule and hint through the pattern table (the field and value stay as typed)."""
+    if normalize_lang(lang) != "zh" or not hasattr(exc, "rule"):
+        return str(exc)
+    from gpuplan.errors import _short_repr
+
+    text = f"{exc.field}={_short_repr(exc.value)}：{translate_line(exc.rule, 'zh')}"
+    if exc.hint:
+        text += f"（{translate_line(exc.hint, 'zh')}）"
+    return text
+
+
+def arg_lang(argv: Iterable[str]) -> str:
+    """The output language of a command line before it is parsed (``--lang zh`` or ``--lang=zh``, else the locale):
+    what ``--help`` and argument errors are written in."""
+    args = list(argv)
+    for i, a in enumerate(args):
+        if a == "--lang" and i + 1 < len(args):
+            return normalize_lang(args[i + 1])
+        if a.startswith("--lang="):
+            return normalize_lang(a.split("=", 1)[1])
+    return default_lang()
+
+
 def colon(lang: str | None) -> str:
     """The colon after a label: ": " in English, the full-width "：" (no space) in Chinese."""
     return "：" if normalize_lang(lang) == "zh" else ": "

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gpuplan.cli import parsers
+    from gpuplan.i18n import arg_lang, error_text
+
+    lang = arg_lang(sys.argv[1:] if argv is None else argv)
+    parsers.use_help_lang(lang)  # --help, its groups and argparse's messages in the language of the output
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             plot_payload(args, payload_function(args.command)(args))
         return code
     except InputError as exc:
-        print(f"gpuplan {args.command}: error: {exc}", file=sys.stderr)
+        sep = "：错误：" if lang == "zh" else ": error: "
+        print(f"gpuplan {args.command}{sep}{error_text(exc, lang)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
