@@ -236,6 +236,10 @@ class Option:
                "required": self.required, "label": self.title or label, "label_zh": self.title_zh or label_zh}
         if help_zh:
             out["help_zh"] = help_zh
+        if self.group:
+            from gpuplan.i18n import has, t
+
+            out["group_zh"] = t("group." + self.group, "zh") if has("group." + self.group) else self.group
         if self.choices is not None:
             out["choices"] = list(self.choices)
         if self.suggest:

@@ -729,7 +729,13 @@
       help ? el("small", { class: "help", text: help, title: help }) : null);
   }
   function phone() { return window.matchMedia("(max-width: 820px)").matches; }
-  function groupLabel(g) { return (t("groups") || {})[g] || (g ? g[0].toUpperCase() + g.slice(1) : t("other_options")); }
+  // group titles come with the options (group / group_zh, from the catalog's group.* entries)
+  const groupZh = {};
+  function groupLabel(g) {
+    if (!g) return t("other_options");
+    if (st.lang === "zh" && groupZh[g]) return groupZh[g];
+    return g[0].toUpperCase() + g.slice(1);
+  }
   function buildOptions() {
     const box = $("options");
     const cmd = st.options[st.tab];
@@ -747,6 +753,7 @@
     const groups = new Map();
     for (const o of opts) {
       if (main.includes(o)) continue;
+      if (o.group_zh) groupZh[o.group] = o.group_zh;
       if (!groups.has(o.group)) groups.set(o.group, []);
       groups.get(o.group).push(o);
     }

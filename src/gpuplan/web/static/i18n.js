@@ -105,14 +105,6 @@ window.GP_I18N = {
     other_options: "Other options",
     stage: "stage",
     units: { MiB: "MiB", GiB: "GiB", fraction: "0–1", tokens: "tokens", days: "days", W: "W", elements: "elements" },
-    groups: {
-      workload: "Workload", "fine-tuning": "Fine-tuning", "parallel layout (per GPU, most loaded rank)": "Parallel layout",
-      "fit and overheads": "Fit and overheads", "engine and layout": "Engine and layout", "vLLM options (--engine vllm)": "vLLM",
-      assumptions: "Assumptions", "FLOP counting": "FLOP counting", "fine-tuning and recomputation": "Fine-tuning and recomputation",
-      "cost and energy": "Cost and energy", "restrict the search (comma lists)": "Restrict the search",
-      "cluster and efficiency inputs": "Cluster and efficiency", "config files": "Config files",
-      "model from raw dimensions (instead of MODEL)": "Model dimensions",
-    },
     keys: {
       cost_usd_per_million_output_tokens: "USD per million output tokens", output_tokens_per_s: "output tokens/s",
       ttft_s: "time to first token", tpot_s: "time per output token", limited_by: "limited by",
@@ -236,14 +228,6 @@ window.GP_I18N = {
     other_options: "其他选项",
     stage: "阶段",
     units: { MiB: "MiB", GiB: "GiB", fraction: "0–1", tokens: "token", days: "天", W: "瓦", elements: "个元素" },
-    groups: {
-      workload: "工作负载", "fine-tuning": "微调", "parallel layout (per GPU, most loaded rank)": "并行布局（每卡，负载最重的 rank）",
-      "fit and overheads": "是否放得下与额外开销", "engine and layout": "推理引擎与布局", "vLLM options (--engine vllm)": "vLLM 选项",
-      assumptions: "假设", "FLOP counting": "FLOP 计算", "fine-tuning and recomputation": "微调与重计算",
-      "cost and energy": "成本与能耗", "restrict the search (comma lists)": "限定搜索范围（逗号分隔）",
-      "cluster and efficiency inputs": "集群与效率参数", "config files": "配置文件",
-      "model from raw dimensions (instead of MODEL)": "模型尺寸",
-    },
     keys: {
       cost_usd_per_million_output_tokens: "每百万输出 token 成本（美元）", output_tokens_per_s: "输出 token/s",
       ttft_s: "首 token 延迟", tpot_s: "每输出 token 耗时", limited_by: "瓶颈",
