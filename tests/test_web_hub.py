@@ -226,14 +226,14 @@ def test_an_oversize_config_is_refused_before_download(fake_hub):
 def test_fetched_configs_keep_the_web_bounds(fake_hub):
     fake_hub.add("huge/layers", {**QWEN3_4B, "num_hidden_layers": 100_000})
     fake_hub.add("not/json", b"<html>")
-    fake_hub.add("not/llm", {"model_type": "bert", "hidden_size": 768})
+    fake_hub.add("not/llm", {"model_type": "mamba", "hidden_size": 768})
     client = TestClient(create_app(hub=True))
     r = post(client, "params", {"model": "huge/layers"})
     assert r.status_code == 422 and "num_hidden_layers" in r.json()["rule"]
     r = post(client, "params", {"model": "not/json"})
     assert r.status_code == 422 and "not valid JSON" in r.json()["rule"] and str(fake_hub.tmp_path) not in r.text
     r = post(client, "params", {"model": "not/llm"})
-    assert r.status_code == 422 and "bert" in r.text
+    assert r.status_code == 422 and "mamba" in r.text
 
 
 def test_a_slow_hub_is_504_then_the_fetch_is_kept(fake_hub):
