@@ -5,6 +5,7 @@ Pure Python; the caller resolves the model (``gpuplan.model.resolve``) and the G
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Hashable, Iterable
 
@@ -76,6 +77,8 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         pin = optimizer_in_backward(pin, max(states.grad_bytes_by_tensor, default=0), states.optimizer,
                                     states.gradients_bytes)
     ps = phases(pin)
+    if cfg.grad_accum > 1 and not in_bwd:
+        ps = _with_accumulation(ps, pin, states.gradients_bytes, _bwd_extra(spec, cfg, acts, _no_grads(g), b, s))
     top = peak(ps)
     mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s)
     if host:
@@ -84,6 +87,20 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     return _with_spec_notes(spec, TrainReport(mem, states.total_params, states.trainable_params,
                                               fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps,
                                               host_bytes=host))
+
+
+def _with_accumulation(first: list[Phase], pin: PhaseInputs, gradients_bytes: int,
+                       bwd_extra_no_grads: tuple[int, ...]) -> list[Phase]:
+    """Gradient accumulation on one GPU: the second and later micro-batches of a step run forward and backward with
+    every gradient already there (``zero_grad(set_to_none=True)`` clears them only after ``optimizer.step()``),
+    and backward adds each new gradient into it in place (torch/csrc/autograd/functions/accumulate_grad.h), so a
+    layer's backward creates no gradient that stays. Phase by phase, the higher of the first micro-batch and a later
+    one (the same rule as ``gpuplan.train.distributed`` for data-parallel accumulation; traced, see
+    tests/test_train_accumulation.py)."""
+    zeros = (0,) * len(pin.layer_grad_bytes)
+    later = replace(pin, held_bytes=pin.held_bytes + gradients_bytes, layer_grad_bytes=zeros,
+                    bwd_extra_bytes=bwd_extra_no_grads, head_grad_bytes=0, embed_grad_bytes=0, opt_grads_bytes=0)
+    return [a if a.bytes >= b_.bytes else b_ for a, b_ in zip(first, phases(later))]
 
 
 def _with_spec_notes(spec: ModelSpec, report: TrainReport) -> TrainReport:
