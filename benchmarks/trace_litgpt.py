@@ -9,7 +9,8 @@ litgpt is not a dependency. Unpack its wheel once and point the script at it:
 Only ``litgpt/config.py`` and ``litgpt/model.py`` run; ``litgpt.utils`` (which imports Lightning) is replaced by the
 one helper they use. The step is litgpt/finetune/full.py's: ``logits = model(input_ids)``, ``chunked_cross_entropy(
 logits[..., :-1, :], targets[..., 1:])`` (chunks of 128 rows), ``loss.backward()``, AdamW (foreach, as
-``torch.optim.AdamW`` on CUDA) in bf16-true (parameters and states in bf16).
+``torch.optim.AdamW`` on CUDA) in bf16-true (parameters and states in bf16), ``--grad-accum`` micro-batches per
+optimizer step.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _chunked_cross_entropy(logits, targets, chunk_size: int = 128):
     return torch.cat(losses).sum() / n.maximum(torch.ones_like(n))
 
 
-def trace(litgpt_dir: str, name: str, batch: int, seq: int) -> dict[str, int]:
+def trace(litgpt_dir: str, name: str, batch: int, seq: int, grad_accum: int = 1) -> dict[str, int]:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -65,19 +66,27 @@ def trace(litgpt_dir: str, name: str, batch: int, seq: int) -> dict[str, int]:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
         ids = torch.randint(0, cfg.vocab_size, (batch, seq))
 
-        def step():
-            logits = model(ids)
-            loss = _chunked_cross_entropy(logits[..., :-1, :], ids[..., 1:])
-            loss.backward()
+        snaps: list[dict] = []
+
+        def step(mt=None):
+            for _ in range(grad_accum):  # full.py: fabric.no_backward_sync while accumulating, one GPU
+                logits = model(ids)
+                loss = _chunked_cross_entropy(logits[..., :-1, :], ids[..., 1:])
+                loss.backward()  # full.py keeps ``logits`` bound through backward (rebound next iteration)
+                if mt is not None:  # MemTracker's running peak, read and reset per micro-batch
+                    snaps.append(dict(next(iter(mt.get_tracker_snapshot("peak").values()))))
+                    mt.reset_mod_stats()
             opt.step()
             opt.zero_grad()
+            if mt is not None:
+                snaps.append(dict(next(iter(mt.get_tracker_snapshot("peak").values()))))
 
         step()  # creates the optimizer states
         mt = _PeakTracker()
         mt.track_external(model, opt, ids)
         with mt:
-            step()
-        snap = next(iter(mt.get_tracker_snapshot("peak").values()))
+            step(mt)
+        snap = max(snaps, key=lambda d: d["Total"])
     return {str(getattr(k, "name", k)): int(v) for k, v in snap.items()}
 
 
@@ -87,8 +96,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="tiny-llama-1.1b", help="a litgpt config name")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     args = ap.parse_args(argv)
-    snap = trace(args.litgpt, args.model, args.batch, args.seq)
+    snap = trace(args.litgpt, args.model, args.batch, args.seq, args.grad_accum)
     for key, value in snap.items():
         print(f"{key:>8}  {value / GiB:8.3f} GiB  ({value / 1e9:.2f} GB)")
     return 0
