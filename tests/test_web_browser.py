@@ -104,6 +104,12 @@ def after(page, action):
 
 
 def result_text(page) -> str:
+    """The result's text once the charts it loads after the answer (sweeps, format comparison) have arrived."""
+    try:
+        page.wait_for_function("() => !/Computing…|计算中…/.test(document.querySelector('#result').innerText)",
+                               timeout=30000)
+    except Exception:  # a chart still loading after 30 s: compare what is there (the assertion will say)
+        pass
     return page.inner_text("#result")
 
 
