@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuplan.cli.render import render_table, short_inputs
+from gpuplan.cli.render import render_table, term_lines
 from gpuplan.i18n import localize, t
 from gpuplan.units import SECONDS_PER_DAY, SECONDS_PER_HOUR, format_bytes
 
@@ -81,28 +81,6 @@ def render_cluster(r, lang: str, explain: bool) -> list[str]:
     lines = ["", tr("cluster.title", system=s.name, currency=r.currency),
              render_table([tr(f"cluster.header.{n}") for n in names], rows, "lrl")]
     if explain:
-        lines += _term_lines(b.terms)
+        lines += term_lines(b.terms, lang)
     lines += [f"- {localize(a, lang)}" for a in r.assumptions]
-    return lines
-
-
-
-def _number(value: float) -> str:
-    """A term's value: whole numbers with separators, others to three decimals without trailing zeros."""
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.3f}".rstrip("0").rstrip(".")
-
-
-def _term_lines(terms) -> list[str]:
-    """``--explain``: each number, its formula, source and inputs."""
-    lines = []
-    for term in terms:
-        value = format_bytes(term.value) if term.key.endswith("_bytes") else _number(term.value)
-        lines.append(f"{term.key} = {value}")
-        lines.append(f"    formula: {term.formula}")
-        if term.source:
-            lines.append(f"    source:  {term.source}")
-        if term.inputs:
-            lines.append(f"    inputs:  {short_inputs(term.inputs)}")
     return lines

@@ -9,6 +9,13 @@ from gpuplan.report import Term
 from gpuplan.units import format_bytes
 
 
+def term_number(value: float) -> str:
+    """A term's value: whole numbers with separators, others to three decimals without trailing zeros."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
 def term_lines(terms: Iterable[Term], lang: str | None = "en") -> list[str]:
     """Each term as ``key = value`` with its formula, source and inputs on the lines below (``--explain``); the
     labels and the formula's words in ``lang``, the source as written."""
@@ -17,7 +24,7 @@ def term_lines(terms: Iterable[Term], lang: str | None = "en") -> list[str]:
     lines = []
     pad = "" if normalize_lang(lang) == "zh" else " "  # the full-width colon already takes two columns
     for term in terms:
-        value = format_bytes(term.value) if term.key.endswith("_bytes") else f"{term.value:,}"
+        value = format_bytes(term.value) if term.key.endswith("_bytes") else term_number(term.value)
         lines.append(f"{term.key} = {value}")
         lines.append(f"    {t('term.formula', lang)} {localize(term.formula, lang)}")
         if term.source:
