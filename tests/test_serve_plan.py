@@ -149,3 +149,24 @@ def test_infer_reports_continuous_batching_when_a_prompt_is_given():
     direct = replica_load(spec, inp, A, Traffic(2048, 2048, concurrency=16), concurrency=16)
     assert cb["tpot_s"] == pytest.approx(direct.tpot_s, rel=1e-9)
     assert cb["output_tokens_per_s"] == pytest.approx(16 / direct.tpot_s, rel=0.05)
+
+
+def test_without_gpu_serving_compares_every_market_priced_gpu():
+    from gpuplan.compute.prices import load_prices, market_priced_gpus
+
+    market = market_priced_gpus()
+    assert market and all(any(p.gpu == g and p.kind in ("on-demand", "market-range") for p in load_prices())
+                          for g in market)
+    assert "h800" not in market  # priced only by a paper's assumed rental
+    data = api.plan("llama-3.1-70b", serve=True, rps=20, prompt=2000, output=500, ttft=1, tpot=0.05)
+    assert {p["gpu"] for p in data["serve_plans"]} <= set(market)
+    assert any(a.startswith("GPU types compared: " + ", ".join(market)) for a in data["assumptions"])
+    pinned = api.plan("llama-3.1-70b", serve=True, rps=20, prompt=2000, output=500, ttft=1, tpot=0.05,
+                      gpu=list(market))
+    assert pinned["serve_plans"] == data["serve_plans"]
+
+
+def test_training_plan_still_needs_a_gpu(capsys):
+    assert main(["plan", "llama-3.1-8b", "--gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpu" in err and "plan --serve" in err and "Traceback" not in err

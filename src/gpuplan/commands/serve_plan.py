@@ -68,9 +68,17 @@ def search_serving(values: Any) -> SimpleNamespace:
     if values.days is not None or values.tokens is not None:
         raise InputError("--days" if values.days is not None else "--tokens", values.days or values.tokens,
                          "is a training option; plan --serve takes --rps/--concurrency and latency targets")
-    gpu_ids = [g.strip() for item in values.gpu for g in item.split(",") if g.strip()]
+    given = values.gpu or []
+    gpu_ids = [g.strip() for item in given for g in item.split(",") if g.strip()]
+    compared = []
+    if not given:
+        from gpuplan.compute.prices import MARKET_KINDS, market_priced_gpus
+
+        gpu_ids = list(market_priced_gpus())
+        compared.append(f"GPU types compared: {', '.join(gpu_ids)} (no --gpu: every GPU with a market price, "
+                        f"{' or '.join(MARKET_KINDS)}, in the price table)")
     if not gpu_ids:
-        raise InputError("--gpu", ",".join(values.gpu), "must name a catalog GPU", hint="see `gpuplan gpus`")
+        raise InputError("--gpu", ",".join(given), "must name a catalog GPU", hint="see `gpuplan gpus`")
     gpus = tuple(get_gpu(g) for g in gpu_ids)
     prices, price_sources, warnings = _prices(values, gpus)
     dtype = values.weights.strip().lower()
@@ -97,6 +105,7 @@ def search_serving(values: Any) -> SimpleNamespace:
          "bandwidth, 2 TP all-reduces per layer at 8 us NVLink / 25 us PCIe + bandwidth)"),
         (f"replicas: the fewest that meet the targets at {values.percentile}; at most {q.max_gpus} GPUs "
          f"({'--gpus' if values.gpus else 'default'}); TP within a node of {values.gpus_per_node} GPUs"),
+        *compared,
         *price_sources,
     ]
     if values.prefix_hit:

@@ -67,8 +67,10 @@ PLAN = CommandOptions(
         JSON,
         EXPLAIN,
         Option(
-            "gpu", "append", "--gpu", help="catalog id; repeat or comma-separate to compare GPU types",
-            help_zh="GPU 目录 id；可重复给出或用逗号分隔，以比较不同 GPU 型号", required=True
+            "gpu", "append", "--gpu", help="catalog id; repeat or comma-separate to compare GPU types (required, "
+            "except with --serve: then every GPU type with a market price in the price table)",
+            help_zh="GPU 目录 id；可重复给出或用逗号分隔，以比较不同 GPU 型号（必填；--serve 时可省略："
+                    "比较价格表中有市场价的所有 GPU 型号）"
         ),
         Option("gpus", "count", "--gpus", help="GPU count to plan for",
                help_zh="规划所用的 GPU 数"),
