@@ -18,7 +18,7 @@ from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.infer.llamacpp import compute_buffer_bytes as llamacpp_compute_buffer
 from gpuplan.infer.llamacpp import split_bytes as llamacpp_split
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
-                                   paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   legacy_gather_held_bytes, paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
                                    sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
                                    vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
@@ -119,10 +119,15 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         spec, max_num_batched_tokens=tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
         last_stage=last)
-    held = (legacy_allreduce_held_bytes(layers=len(layers), tokens=tokens, hidden=spec.hidden_size,
-                                        dtype_bytes=c.dtype_bytes, tp=tp)
-            if p.legacy_allreduce_hold and c.profile == "vllm" else 0)
-    act_peak = max(layer_act + held, sampler)
+    held = 0
+    if p.legacy_allreduce_hold and c.profile == "vllm":
+        held = legacy_allreduce_held_bytes(layers=len(layers), tokens=tokens, hidden=spec.hidden_size,
+                                           dtype_bytes=c.dtype_bytes, tp=tp)
+        if last:
+            held += legacy_gather_held_bytes(rows=min(p.max_num_seqs, tokens), vocab=spec.vocab_size,
+                                             dtype_bytes=c.dtype_bytes, tp=tp)
+    # held blocks stay unusable until the profile's closing synchronize, so the sampler runs on top of them
+    act_peak = held + max(layer_act, sampler)
     w = c.stage_weights[s]
     fraction = None
     if c.profile == "sglang":
