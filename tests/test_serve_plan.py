@@ -204,3 +204,13 @@ def test_serve_plan_ranks_expert_parallel_layouts_over_attention_ranks():
     for p in wide:
         assert p.layout.dp % (p.layout.ep // p.layout.tp) == 0  # whole EP groups
         assert p.load.step_parts_s["comm_s"] > 0
+
+
+def test_infer_prints_the_ep_all_to_all_share(capsys):
+    args = ["infer", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--context", "2048", "--prompt", "1024", "--batch", "32",
+            "--tp", "1", "--dp", "16", "--ep", "16"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "EP 16 over 16 attention ranks: 48 MoE layers x dispatch + combine all-to-all" in out
+    assert main([*args[:-4], "--tp", "4", "--ep", "4"]) == 0  # EP inside the TP group: no all-to-all line
+    assert "all-to-all" not in capsys.readouterr().out
