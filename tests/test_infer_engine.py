@@ -238,6 +238,19 @@ def test_vllm_blocks_llama2_70b_tp4_pr2031_with_the_legacy_allreduce_rule():
     assert estimate_inference(llama7, one).engine["non_torch_bytes"] == 784 * MiB
 
 
+def test_vllm_pr2031_before_numbers_check_the_allocator_peak_alone():
+    """vLLM PR #2031's 'Current main' numbers subtracted torch.cuda.max_memory_allocated() only (no memory outside
+    the allocator, nothing held by record_stream): 7449 blocks for Llama-2-7B at TP=1 and 31615 for Llama-2-70B at
+    TP=4. gpuplan's weights + profile peak with no non-torch memory lands within 1 % of both."""
+    spec70 = spec_from_config({"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672,
+                               "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
+                               "vocab_size": 32000, "max_position_embeddings": 4096})
+    for spec, tp, published in ((spec_from_config(LLAMA2_7B), 1, 7449), (spec70, 4, 31615)):
+        cfg = InferConfig(context=4096, engine="vllm", weights=parse_weights("fp16"), gpu=get_gpu("a100-80gb"),
+                          layout=ServingLayout(tp=tp), vllm=VllmProfile(max_num_batched_tokens=4096, non_torch_bytes=0))
+        assert estimate_inference(spec, cfg).engine["num_gpu_blocks"] == pytest.approx(published, rel=0.01)
+
+
 def test_legacy_vllm_counts_one_nccl_communicator_per_group():
     from gpuplan.infer.engines import legacy_non_torch_bytes
 
