@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gpuplan.errors import InputError
 from gpuplan.infer.engine_profiles import load_engine_profile
-from gpuplan.units import GiB
+from gpuplan.units import GiB, MiB
 
 PAGED_ENGINES = ("vllm", "sglang", "trtllm")  # paged KV pools sized at start-up
 ENGINES = ("hf", *PAGED_ENGINES, "llamacpp")
@@ -69,12 +69,15 @@ class VllmProfile:
     and int64 indices (8), softmax and cumulative sum (4 + 4), probabilities and logprobs (4 + 4)."""
     enforce_eager: bool = False
     legacy_allreduce_hold: bool = _VLLM.value("legacy_allreduce_hold")
-    """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every all-reduce input allocated at TP > 1
-    (``legacy_allreduce_held_bytes``; source in data/engines/vllm.toml)."""
+    """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every collective's input allocated at
+    TP > 1 (``legacy_allreduce_held_bytes``, ``legacy_gather_held_bytes``) and the pool is sized from the whole
+    device's use (``legacy_non_torch_bytes``); sources in data/engines/vllm.toml."""
 
     def non_torch_for(self, tp: int) -> int:
         if self.non_torch_bytes is not None:
             return self.non_torch_bytes
+        if self.legacy_allreduce_hold:
+            return legacy_non_torch_bytes(tp)
         return int(_VLLM.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
 
     def validate(self) -> None:
@@ -152,6 +155,27 @@ def legacy_allreduce_held_bytes(*, layers: int, tokens: int, hidden: int, dtype_
     if tp <= 1:
         return 0
     return int(2 * layers * tokens * hidden * dtype_bytes)
+
+
+def legacy_gather_held_bytes(*, rows: int, vocab: int, dtype_bytes: float, tp: int) -> int:
+    """The logits all-gather of old vLLM's sampler (``tensor_model_parallel_all_gather`` in ``_get_logits``, v0.2.x)
+    under the same record_stream rule: its input (rows x vocab / tp) and output (rows x vocab); 0 at TP = 1."""
+    if tp <= 1:
+        return 0
+    return int(rows * vocab * (1 + 1 / tp) * dtype_bytes)
+
+
+def legacy_non_torch_bytes(tp: int) -> int:
+    """Device memory outside the allocator's peak that vLLM v0.2.x subtracted (total - free after the profile run,
+    vLLM PR #2031): its TP = 1 measurement (context, handles, allocator slack) plus, at TP > 1, one NCCL
+    communicator per process group that ran a collective before the profile (world and tensor-parallel groups)
+    at NCCL's measured size on A100 NVLink (688 MiB, 544 MiB for 2 ranks). Values and sources: data/engines/vllm.toml.
+    """
+    base = int(_VLLM.value("legacy_non_torch_mib_tp1") * MiB)
+    if tp <= 1:
+        return base
+    per_comm = _VLLM.value("nccl_communicator_mib_2_ranks" if tp == 2 else "nccl_communicator_mib")
+    return base + int(_VLLM.value("legacy_nccl_communicators") * per_comm * MiB)
 
 
 def blocks_per_request(tokens: int, block_size: int) -> int:

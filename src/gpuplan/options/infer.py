@@ -176,8 +176,10 @@ INFER = CommandOptions(
             "flag",
             "--vllm-legacy-allreduce",
             default=False,
-            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151)",
-            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151）",
+            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151) and the "
+                 "pool is sized from the whole device's use, two NCCL communicators included (vLLM PR #2031)",
+            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151），"
+                    "且按整卡占用（含两个 NCCL 通信器）确定 KV 池（vLLM PR #2031）",
             group="vLLM options (--engine vllm)",
         ),
         Option(

@@ -2,7 +2,9 @@
 kept when the latency targets hold, ranked by cost per million output tokens.
 
 For each GPU type and each replica layout (TP within a node: 1, 2, 4, 8 dividing the heads; PP 1, 2, 4, 8; for
-mixture-of-experts models also EP = TP, experts spread over the TP group), vLLM's start-up arithmetic
+mixture-of-experts models also EP = TP, experts spread over the TP group, and, without PP, EP = TP x D over D = 2-32
+data-parallel attention ranks, DeepSeek-V3's deployment, whose MoE layers pay a dispatch and a combine all-to-all:
+``gpuplan.infer.speed.ep_all_to_all_s``; such a layout grows in whole EP groups), vLLM's start-up arithmetic
 (``gpuplan.infer.engine``, ``--engine vllm``) gives the KV pool and how many sequences of prompt + output tokens it
 holds. Then the replica count grows from 1: the load splits evenly over the replicas, each replica's concurrency
 follows from the traffic (``gpuplan.serve.batching``), and the first replica count whose TTFT, TPOT and E2E meet the
@@ -35,6 +37,7 @@ from gpuplan.serve.batching import (
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4, 8)
+ATTENTION_DP_CHOICES = (2, 4, 8, 16, 32)  # data-parallel attention ranks one expert-parallel group spans
 DEFAULT_MAX_GPUS = 256
 
 
@@ -160,6 +163,18 @@ def _layouts(spec: ModelSpec, gpu_count_cap: int, node: int, tps=TP_CHOICES, pps
                 except InputError:
                     continue
                 out.append(lay)
+    if spec.moe is not None and 1 in pps:  # EP over data-parallel attention ranks (ep > tp)
+        for tp in tps:
+            for d in ATTENTION_DP_CHOICES:
+                ep = tp * d
+                if tp > node or ep > gpu_count_cap or spec.moe.num_experts % ep:
+                    continue
+                lay = ServingLayout(tp=tp, pp=1, ep=ep, dp=d)
+                try:
+                    validate_layout(spec, lay)
+                except InputError:
+                    continue
+                out.append(lay)
     return out
 
 
@@ -218,17 +233,19 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                 rejected.append({**where, "reason": "KV capacity: the pool holds no sequence of prompt + output"})
                 continue
 
-            def evaluate(dp: int, inp=inp, lay=lay, cap_seqs=cap_seqs):
-                return _evaluate(spec, q, inp, lay, cap_seqs, dp)
+            base = lay.dp  # data-parallel ranks of one EP group (1 without one): replicas come in multiples
+
+            def evaluate(n: int, inp=inp, lay=lay, cap_seqs=cap_seqs, base=base):
+                return _evaluate(spec, q, inp, lay, cap_seqs, n * base)
 
             # more replicas never raise a replica's load: binary search for the fewest that meet the targets
             hi = q.max_gpus // lay.gpus
             if t.concurrency is not None:
-                hi = min(hi, t.concurrency)
+                hi = min(hi, max(1, -(-t.concurrency // base)))
             evaluated += 1
             load, miss = evaluate(hi)
             if miss:
-                n = f"{hi} replica{'s' if hi > 1 else ''}"
+                n = f"{hi * base} replica{'s' if hi * base > 1 else ''}"
                 rejected.append({**where, "reason": f"even {n} (the most the load and --gpus allow): "
                                                     f"{'; '.join(miss)}"})
                 continue
@@ -238,14 +255,15 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                 evaluated += 1
                 m_load, m_miss = evaluate(mid)
                 if m_miss:
-                    lo, previous = mid, f"{mid} replica{'s' if mid > 1 else ''}: {'; '.join(m_miss)}"
+                    lo, previous = mid, f"{mid * base} replica{'s' if mid * base > 1 else ''}: {'; '.join(m_miss)}"
                 else:
                     hi, best = mid, (mid, m_load)
             if lo and not previous:
-                previous = f"{lo} replica{'s' if lo > 1 else ''}: {'; '.join(evaluate(lo)[1])}"
-            dp, load = best
-            if previous and not previous.startswith(f"{dp - 1} "):
-                previous = f"{dp - 1} replica{'s' if dp > 2 else ''}: {'; '.join(evaluate(dp - 1)[1])}"
+                previous = f"{lo * base} replica{'s' if lo * base > 1 else ''}: {'; '.join(evaluate(lo)[1])}"
+            groups, load = best
+            dp = groups * base
+            if previous and not previous.startswith(f"{dp - base} "):
+                previous = f"{dp - base} replica{'s' if dp - base > 1 else ''}: {'; '.join(evaluate(groups - 1)[1])}"
             plans.append(ServePlan(gpu.id, replace(lay, dp=dp), load, int(cap_seqs), rep.memory.weights_bytes,
                                    rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), previous))
     plans.sort(key=lambda p: (p.cost_usd_per_million_output_tokens is None,
