@@ -520,3 +520,18 @@ def test_serving_plan_shows_the_cheapest_deployment(page, base_url, commands):
         timeout=30000)
     assert page.locator("[data-block=serve_plans] table").count() == 1
     assert "--serve" in page.inner_text("#cli")
+
+
+def test_disaggregated_serving_plan_shows_its_prefill_pool(page, base_url, commands):
+    """plan --serve --disaggregate from a link: the prefill pool's columns beside the decode pool's."""
+    if "plan" not in commands:
+        pytest.skip("no plan command")
+    open_page(page, base_url + "/?tab=plan&lang=en&model=llama-3.1-8b&gpu=h100-sxm&serve=true&rps=2&prompt=1000"
+                               "&output=200&ttft=2&tpot=0.1&disaggregate=true")
+    from playwright.sync_api import expect
+
+    expect(page.locator(".stat[data-key='serve_plans.0.cost_usd_per_million_output_tokens']")).to_be_visible(
+        timeout=30000)
+    header = page.inner_text("[data-block=serve_plans] table thead")
+    assert "prefill" in header.lower() and "transfer" in header.lower()
+    assert "--disaggregate" in page.inner_text("#cli")

@@ -94,7 +94,7 @@ def search_serving(values: Any) -> SimpleNamespace:
                       engine=values.engine, max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
                       budget_tokens=values.max_num_batched_tokens,
                       vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top,
-                      **_pins(values))
+                      disaggregate=bool(getattr(values, "disaggregate", False)), **_pins(values))
     result = plan_serving(spec, q)
     assumptions = [
         (f"engine: {values.engine} start-up arithmetic (as gpuplan infer --engine {values.engine}, defaults from "
@@ -108,6 +108,12 @@ def search_serving(values: Any) -> SimpleNamespace:
         *compared,
         *price_sources,
     ]
+    if q.disaggregate:
+        from gpuplan.serve.disagg import DISAGG_SOURCE
+
+        assumptions.append(f"{DISAGG_SOURCE}: each pool the fewest replicas for its own target (prefill: TTFT with "
+                           "the M/M/1 tail, decode: TPOT with no prompt chunks); the prompt's KV sent over each "
+                           "GPU's inter-node link, counted in TTFT")
     if values.prefix_hit:
         assumptions.append(f"prefix cache: {values.prefix_hit:.0%} of prompt tokens are not recomputed; the shared "
                            "prefix's KV blocks are still counted once per sequence (the pool is not credited)")
@@ -122,7 +128,7 @@ def why_winner(r: SimpleNamespace) -> list[str]:
     w = plans[0]
     lines = []
     cost = w.cost_usd_per_million_output_tokens
-    lines.append(f"{w.gpus} x {w.gpu} as {_layout(w.layout)}: "
+    lines.append(f"{w.gpus} x {w.gpu} as {_layout(w.layout, w.prefill)}: "
                  + (f"{cost:.2f} USD per million output tokens, " if cost is not None else "")
                  + f"{w.output_tokens_per_s / w.gpus:,.0f} output tokens/s per GPU at batch "
                  f"{w.load.concurrency:,.0f} per replica")
@@ -131,6 +137,11 @@ def why_winner(r: SimpleNamespace) -> list[str]:
                  f"KV ({parts['memory_s'] * 1e3:.1f} ms at HBM bandwidth), computes {parts['compute_s'] * 1e3:.1f} ms, "
                  f"all-reduces {parts['comm_s'] * 1e3:.1f} ms; the KV pool holds {w.kv_capacity_seqs:,} sequences of "
                  f"{t.prompt_tokens + t.output_tokens:,} tokens")
+    if w.prefill is not None:
+        pl = w.prefill.load
+        lines.append(f"prefill pool: {w.prefill.layout.gpus} GPUs, {pl.util:.0%} busy; TTFT {pl.ttft_s * 1e3:.0f} ms = "
+                     f"queue {pl.wait_s * 1e3:.0f} ms + prefill {pl.service_s * 1e3:.0f} ms + KV transfer "
+                     f"{pl.transfer_s * 1e3:.1f} ms")
     if w.fewer_replicas:
         lines.append(f"one replica fewer misses: {w.fewer_replicas}")
     seen = {w.gpu}
@@ -139,13 +150,15 @@ def why_winner(r: SimpleNamespace) -> list[str]:
             continue
         seen.add(p.gpu)
         c = p.cost_usd_per_million_output_tokens
-        lines.append(f"best on {p.gpu}: {p.gpus} GPUs as {_layout(p.layout)}"
+        lines.append(f"best on {p.gpu}: {p.gpus} GPUs as {_layout(p.layout, p.prefill)}"
                      + (f", {c:.2f} USD per million output tokens" if c is not None else "")
                      + f", limited by {p.limiting()}")
     return lines
 
 
-def _layout(lay) -> str:
+def _layout(lay, prefill=None) -> str:
+    if prefill is not None:
+        return f"prefill {_layout(prefill.layout)} + decode {_layout(lay)}"
     parts = [f"tp={lay.tp}"] + ([f"pp={lay.pp}"] if lay.pp > 1 else []) + ([f"ep={lay.ep}"] if lay.ep > 1 else [])
     return " ".join(parts) + f" x {lay.dp} replica{'s' if lay.dp > 1 else ''}"
 

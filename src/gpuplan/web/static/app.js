@@ -583,9 +583,13 @@
       if (Array.isArray(data.why) && data.why.length) out.push(section("why", el("ul", { class: "notes" }, data.why.map((x) => el("li", { text: x })))));
     }
     if (Array.isArray(data.serve_plans)) {
-      const rows = data.serve_plans;
+      // a disaggregated plan's prefill pool is a nested object: shown as its own columns
+      const rows = data.serve_plans.map((p) => (p.prefill_pool ? Object.assign({}, p, {
+        prefill_gpus: p.prefill_pool.gpus, prefill_tp: p.prefill_pool.tp, prefill_replicas: p.prefill_pool.replicas,
+        prefill_util: p.prefill_pool.util, kv_transfer_s: p.prefill_pool.kv_transfer_s }) : p));
+      const pools = (p) => (p.prefill_pool ? "P TP" + p.prefill_pool.tp + " x" + p.prefill_pool.replicas + " + D " : "");
       if (rows.length) {
-        out.push(section("serve_compare", barChart(rows.map((p) => [p.gpus + " x " + p.gpu + " TP" + p.tp + (p.pp > 1 ? " PP" + p.pp : "") + " x" + p.dp,
+        out.push(section("serve_compare", barChart(rows.map((p) => [p.gpus + " x " + p.gpu + " " + pools(p) + "TP" + p.tp + (p.pp > 1 ? " PP" + p.pp : "") + " x" + p.dp,
           p.cost_usd_per_million_output_tokens || 0, fmtValue("cost_usd_per_million_output_tokens", p.cost_usd_per_million_output_tokens)]), 0, "serve-cost")));
       }
       out.push(section("serve_plans", rows.length ? objectsTable(rows) : el("p", { class: "muted", text: t("none") })));
