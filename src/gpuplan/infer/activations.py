@@ -84,9 +84,10 @@ def hf_norm_bytes_per_token(spec: ModelSpec, dtype_bytes: float) -> float:
 
 
 def hf_attention_impl(spec: ModelSpec) -> str:
-    """transformers' default attention: Gemma 2's logit soft-capping is not supported by SDPA
-    (``Gemma2PreTrainedModel._supports_sdpa = False``), so it runs eager attention; the rest run SDPA."""
-    return "eager" if spec.family == "gemma2" else "sdpa"
+    """transformers' default attention: Gemma 2's logit soft-capping and gpt-oss's attention sinks are not supported
+    by SDPA (``Gemma2PreTrainedModel._supports_sdpa = False``, ``GptOssPreTrainedModel._supports_sdpa = False`` in
+    transformers 5.23), so they run eager attention; the rest run SDPA."""
+    return "eager" if spec.family == "gemma2" or spec.attention_sinks else "sdpa"
 
 
 def hf_score_bytes_per_token(spec: ModelSpec, *, attended: int, dtype: str, tp: int = 1) -> float:
@@ -95,6 +96,12 @@ def hf_score_bytes_per_token(spec: ModelSpec, *, attended: int, dtype: str, tp: 
     (``SoftMax.cpp`` converts bf16 input; only CUDA fp16 has a fused half-to-float path) and the fp32 result:
     b + 4 + 4 bytes per score for bf16; then the cast back while both live: 2 b + 4."""
     b = {"fp32": 4.0, "fp16": 2.0}.get(dtype, 2.0)
+    if spec.attention_sinks:
+        # gpt-oss (transformers models/gpt_oss ``eager_attention_forward``): the sink column joins the scores with
+        # ``cat``, the max is subtracted and the softmax runs in the model dtype; alive at once: the masked scores,
+        # the shifted logits and the probabilities, and at the second matmul the shifted logits, the probabilities
+        # and the contiguous copy of their sliced [..., :-1] view: 3 b per score
+        return spec.num_heads / tp * attended * 3 * b
     copy = 0.0 if dtype in ("fp32", "fp16") else FP32
     per_score = max(b + copy + FP32, 2 * b + FP32)
     return spec.num_heads / tp * attended * per_score

@@ -197,6 +197,12 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     # the fp32 softmax output; in half precision also its copy cast back to the query dtype (kept by the second
     # matmul); a dropout mask when dropout is on. A sliding window only masks the full s x s scores.
     sq = 4.0 * heads + (e * heads if e < 4 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
+    if spec.attention_sinks:
+        # gpt-oss (transformers models/gpt_oss ``eager_attention_forward``): the softmax over the scores joined with
+        # the sink column runs in the model dtype and keeps its output, which the second matmul also reads (its
+        # sliced [..., :-1] view reshapes without a copy); the max's indices (int64, one per query row) are kept
+        sq = e * heads + (1.0 * heads if c.dropout > 0 else 0.0)
+        sv.save("attn.max_idx", Act(tok=8.0 * heads))
     sv.save("attn.probs", Act(sq=sq))
     if spec.attn_softcap:
         # Gemma 2 soft-capping ``tanh(scores / cap) * cap`` on the scores (in the compute dtype): tanh keeps its
@@ -355,6 +361,12 @@ def moe_block(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: i
         sv.save("moe.act", Act(tok=ex * f * k))
         if exp_w or exp_l:
             sv.save("moe.prod", Act(tok=ex * f * k))
+        if spec.family == "gpt_oss":
+            # gpt-oss's clamped GLU (transformers models/gpt_oss ``GptOssExperts._apply_gate``:
+            # ``gate.clamp(max=limit)``, ``glu = gate * sigmoid(gate * alpha)``, ``(up.clamp(-limit, limit) + 1) *
+            # glu``) keeps the clamped gate, the sigmoid, up + 1 and glu: three f-wide tensors per routed row beyond
+            # a SwiGLU's activation (traced on transformers 5.23: 7 f per row with the gate_up output and down's input)
+            sv.save("moe.clamped_glu", Act(tok=3 * ex * f * k))
     if r_rg:
         sv.save("moe.down_out", Act(tok=ex * h * k))
     if x_rg:
