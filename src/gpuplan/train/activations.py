@@ -67,6 +67,9 @@ class ActContext:
     # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
     # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
     fused_gelu: bool = False
+    # whose modelling code the layers run: hf (transformers, gpuplan.train.layers) or litgpt (its own GPT module,
+    # gpuplan.train.litgpt_acts); TrainConfig.model_impl
+    model_impl: str = "hf"
 
 
 @dataclass
