@@ -34,6 +34,7 @@ COMMANDS = [
     ["train", "llama-3.1-8b", "--gpu", "h100-sxm", "--explain"],
     ["train", *TINY, "--stack", "litgpt", "--method", "lora", "--explain"],
     ["train", "gpt2", "--stack", "litgpt", "--seq", "128"],
+    ["train", *TINY, "--stack", "torchtitan", "--recompute", "none"],
     ["train", "llama-3.1-8b", "--from", DS_CONFIG, "--gpus", "8"],
     ["infer", "llama-3.1-8b", "--gpu", "h100-sxm"],
     ["infer", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--explain"],

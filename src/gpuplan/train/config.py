@@ -26,8 +26,9 @@ CUDA_MODULE_LOADING = ("lazy", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
 QLORA_BASES = ("nf4", "gptq")
 DS_OVERLAP_COMM = ("auto", "on", "off")
-# whose modelling code runs the layers: transformers' (hf) or a stack's own module (gpuplan.train.litgpt_acts)
-MODEL_IMPLS = ("hf", "litgpt")
+# whose modelling code runs the layers: transformers' (hf) or a stack's own module (litgpt: gpuplan.train.litgpt_acts;
+# torchtitan: gpuplan.train.activations.sdpa_repeats_kv)
+MODEL_IMPLS = ("hf", "litgpt", "torchtitan")
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
 # every Linear except the output head.

@@ -7,7 +7,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.errors import InputError
 from gpuplan.train.activations import ActContext
 from gpuplan.train.config import TrainConfig
-from gpuplan.train.litgpt_acts import supports_litgpt
+from gpuplan.train.litgpt_acts import supports_own_module
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import keeps_dequantized_weight
 from gpuplan.train.states import lora_param_bytes
@@ -37,12 +37,12 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
 
 def model_impl(spec: ModelSpec | None, cfg: TrainConfig) -> str:
     """Whose modelling code runs the layers: ``cfg.model_impl`` where that code covers the model. A stack's default
-    that does not (litgpt's module for a layout other than Llama's) leaves transformers' code (a warning says so,
+    that does not (litgpt's or torchtitan's Llama module for another layout) leaves transformers' code (a warning says so,
     ``gpuplan.train.explain``); ``--model-impl`` given for such a model is an InputError."""
     impl = cfg.model_impl or "hf"
-    if impl != "litgpt" or spec is None:
+    if impl == "hf" or spec is None:
         return impl
-    why = supports_litgpt(spec)
+    why = supports_own_module(spec, impl)
     if why is None:
         return impl
     if "model_impl" not in cfg.resolved_fields:

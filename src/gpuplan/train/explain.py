@@ -88,6 +88,8 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
 # the modelling code --model-impl litgpt follows (gpuplan.train.litgpt_acts)
 LITGPT_CODE = (f"litgpt 0.5.3 modelling code (litgpt/model.py GPT: fused QKV, K and V expanded to every head, fp32 "
                f"RMSNorm output; lora.py adapters in the model dtype) on PyTorch {TRACED_TORCH} (--model-impl)")
+TORCHTITAN_CODE = (f"torchtitan modelling code (models/llama/model.py Transformer: K and V repeated to every head "
+                   f"before SDPA, RoPE on a complex64 buffer) on PyTorch {TRACED_TORCH} (--model-impl)")
 
 
 def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ov: OverheadBytes) -> list[str]:
@@ -100,7 +102,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "(zero_grad(set_to_none=True)); the first step's peak is never higher",
         f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}"
         f"{' (' + cfg.selective_policy + ' policy)' if cfg.recompute == 'selective' else ''}; "
-        + (LITGPT_CODE if model_impl(spec, cfg) == "litgpt" else
+        + (LITGPT_CODE if model_impl(spec, cfg) == "litgpt" else TORCHTITAN_CODE if model_impl(spec, cfg) ==
+           "torchtitan" else
            f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
            f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)"),
         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
@@ -184,7 +187,7 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
                    "to host memory under pressure: reported as managed_bytes, counted in total_bytes (on the GPU) "
                    "but not in allocated_peak_bytes or reserved_bytes")
     out += _peft_fused_expert_warnings(spec, cfg)
-    if cfg.model_impl == "litgpt" and model_impl(spec, cfg) == "hf":
+    if cfg.model_impl not in (None, "hf") and model_impl(spec, cfg) == "hf":
         out.append(f"stack {cfg.stack}: its own modelling code is modelled for the Llama layout only; this model's "
                    f"layers follow transformers' code")
     release = transformers_release(cfg.transformers_version)

@@ -10,7 +10,7 @@ below are those of the 0.5.3 wheel. Checked against saved-tensor hooks on litgpt
 against its whole training step (``benchmarks/trace_litgpt.py``).
 
 Modelled for the Llama layout (RMSNorm, rotary embedding on the whole head, gated SiLU MLP), which is what litgpt's
-``LLaMAMLP`` configurations are; other layouts are refused (``supports_litgpt``).
+``LLaMAMLP`` configurations are; other layouts are refused (``supports_own_module``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ Flags = dict[str, tuple[bool, bool]]
 QKV = ("q_proj", "k_proj", "v_proj")
 
 
-def supports_litgpt(spec: ModelSpec) -> str | None:
-    """None when litgpt's Llama modelling code covers the model, else the reason it does not."""
+def supports_own_module(spec: ModelSpec, impl: str = "litgpt") -> str | None:
+    """None when the stack's own Llama modelling code (``impl``: litgpt or torchtitan) covers the model, else the
+    reason it does not: both are modelled for the Llama layout (dense, RMSNorm, no q/k norm or sliding window)."""
     if spec.layout != "llama" or spec.norm != "rmsnorm" or spec.moe is not None:
-        return f"layout {spec.layout}: litgpt's own module is modelled for the Llama layout only"
+        return f"layout {spec.layout}: {impl}'s own module is modelled for the Llama layout only"
     if spec.qk_norm or spec.sliding_window is not None or spec.attn_output_gate or spec.mla is not None:
-        return "q/k norms, sliding windows, output gates and MLA are outside litgpt's Llama module"
+        return f"q/k norms, sliding windows, output gates and MLA are outside {impl}'s Llama module"
     return None
 
 

@@ -122,9 +122,10 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
       s·h, are ignored);
     - the attention masks the model materialises (``attention_masks``), unless full recompute keeps them
       through backward anyway (``_shared``)."""
-    if first is None or c.model_impl == "litgpt":
-        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)``: the embedding output goes once the first block
-        # returns, and it builds no mask in training (model.py 89-98)
+    if first is None or c.model_impl in ("litgpt", "torchtitan"):
+        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)`` (model.py 89-98), torchtitan's ``Transformer.forward``
+        # ``h = layer(h, self.freqs_cis)``: the embedding output goes once the first layer returns, and neither
+        # builds a mask in training
         return Act()
     fresh = spec.learned_positions or c.dropout > 0
     out = Act()
@@ -176,10 +177,12 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     Mistral's and Gemma 3's boolean sliding-window mask under SDPA, 16 MiB at 1 × 4096); without recompute no
     saved tensor holds them (traced); the embedding dropout mask."""
     out = Act()
-    if c.model_impl == "litgpt":
+    if c.model_impl in ("litgpt", "torchtitan"):
         # litgpt's cos/sin are module buffers of max_seq_length rows (``GPT.max_seq_length`` setter, model.py
-        # 50-57), sliced per forward (``self.cos[:T]``): no per-token tensor (the buffers, 8·seq·head_dim bytes,
-        # are ignored)
+        # 50-57), sliced per forward (``self.cos[:T]``); torchtitan's ``freqs_cis`` is a complex64 module buffer
+        # of max_seq_len rows (``Transformer.__init__``, ``precompute_freqs_cis``), whose product with q and k
+        # keeps nothing per token (``apply_rotary_emb``: the fp32 complex copies are temporaries): no per-token
+        # tensor (the buffers, 8·seq·head_dim bytes, are ignored)
         return out
     if not spec.learned_positions:
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim

@@ -1,5 +1,6 @@
-"""``--model-impl litgpt``: the saved set of litgpt 0.5.3's own decoder block (gpuplan.train.litgpt_acts), its
-formula, its trace, and how the stack profile and the option select it."""
+"""``--model-impl litgpt|torchtitan``: the saved sets of litgpt 0.5.3's own decoder block (gpuplan.train.litgpt_acts)
+and of torchtitan's own Llama block, their formulas, their traces, and how the stack profiles and the option select
+them."""
 
 from __future__ import annotations
 
@@ -131,3 +132,55 @@ def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over):
     traced, cfg = mod.layer_saved(str(d), name, 2, 32, lora_r, **over)
     est = mod.gpuplan_layer(cfg, 2, 32, lora_r)
     assert est == pytest.approx(traced, rel=0.01)
+
+
+# ---------------------------------------------------------------- torchtitan's own Llama module
+
+def test_torchtitan_layer_keeps_k_and_v_repeated_to_every_head():
+    """``repeat_kv`` before SDPA (models/llama/model.py): under grouped-query attention SDPA keeps K and V at all
+    heads, e·(q_dim - kv_dim) more each than the transformers layer; the rest of the saved set is the same."""
+    spec = resolve_model("llama-3.1-8b")
+    hf, tt = _layer(spec), _layer(spec, stack="torchtitan", recompute="none")
+    assert tt.saved.tok - hf.saved.tok == 2 * 2 * (spec.q_dim - spec.kv_dim)
+    assert _layer(spec, stack="torchtitan", recompute="none", model_impl="hf").saved == hf.saved
+    mha = spec_from_dims(layers=2, hidden=1024, heads=8, vocab=1000)
+    assert _layer(mha, stack="torchtitan", recompute="none").saved == _layer(mha).saved
+
+
+def test_torchtitan_impl_keeps_no_rotary_tables_or_embedding_output():
+    """freqs_cis is a module buffer and ``h = layer(h, ...)`` drops the embedding output: per token the shared
+    tensors are gone; the assumption names the modelling code."""
+    spec = resolve_model("llama-3.1-8b")
+    kw = dict(seq=1024, recompute="none", precision="bf16")
+    hf = estimate_training(spec, TrainConfig(**kw, stack="torchtitan", model_impl="hf"))
+    tt = estimate_training(spec, TrainConfig(**kw, stack="torchtitan"))
+    assert any("torchtitan modelling code" in a for a in tt.memory.assumptions)
+    assert not any("torchtitan modelling code" in a for a in hf.memory.assumptions)
+    from gpuplan.train.model_acts import model_acts
+    from gpuplan.train.peft import trainability as tr_of
+    cfg = TrainConfig(**kw, stack="torchtitan")
+    c = activation_context(cfg, recipe_for(cfg.precision, cfg.framework), spec)
+    acts = model_acts(spec, tr_of(spec, cfg), c, cfg.act_mode)
+    assert acts.shared.tok == 0 and acts.stack_held.tok == 0
+
+
+def _torchtitan_dir() -> Path | None:
+    d = Path(os.environ.get("GPUPLAN_TORCHTITAN", "/tmp/torchtitan"))
+    return d if (d / "torchtitan" / "models" / "llama3" / "model" / "model.py").is_file() else None
+
+
+@pytest.mark.parametrize("dim, heads, kv_heads", [(512, 8, 2), (512, 8, 8), (512, 8, 1)])
+def test_torchtitan_layer_matches_a_trace_of_torchtitans_own_block(dim, heads, kv_heads):
+    """Saved-tensor hooks on torchtitan's own ``TransformerBlock`` (benchmarks/trace_torchtitan.py: its 0.1.0 wheel,
+    the December 2024 RMSNorm), GQA, MHA and MQA, against gpuplan's --model-impl torchtitan layer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    d = _torchtitan_dir()
+    if d is None:
+        pytest.skip("torchtitan 0.1.0 is not unpacked (pip download torchtitan==0.1.0 --no-deps -d /tmp/torchtitan "
+                    "and unzip; or set GPUPLAN_TORCHTITAN)")
+    spec = importlib.util.spec_from_file_location("trace_torchtitan", ROOT / "benchmarks" / "trace_torchtitan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    traced, block = mod.layer_saved(str(d), 2, 32, dim=dim, n_heads=heads, n_kv_heads=kv_heads, multiple_of=256)
+    assert mod.gpuplan_layer(block, 2, 32) == pytest.approx(traced, rel=0.01)
