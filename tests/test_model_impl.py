@@ -184,3 +184,11 @@ def test_torchtitan_layer_matches_a_trace_of_torchtitans_own_block(dim, heads, k
     spec.loader.exec_module(mod)
     traced, block = mod.layer_saved(str(d), 2, 32, dim=dim, n_heads=heads, n_kv_heads=kv_heads, multiple_of=256)
     assert mod.gpuplan_layer(block, 2, 32) == pytest.approx(traced, rel=0.01)
+
+
+def test_torchtitan_repeat_kv_copies_only_with_several_kv_heads_per_tensor_parallel_rank():
+    """Under TP each rank's wk/wv shard holds kv_heads/tp heads: with one left, repeat_kv is a stride-0 view."""
+    spec = resolve_model("llama-3.1-70b")  # 8 KV heads
+    for tp, copies in ((1, True), (2, True), (4, True), (8, False)):
+        cfg = TrainConfig(seq=1024, stack="torchtitan", gpus=tp, tp=tp)
+        assert activation_context(cfg, recipe_for(cfg.precision, cfg.framework), spec).repeat_kv is copies

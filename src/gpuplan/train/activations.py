@@ -71,6 +71,8 @@ class ActContext:
     # gpuplan.train.litgpt_acts) or torchtitan (its Llama module: K/V repeated before SDPA, sdpa_repeats_kv);
     # TrainConfig.model_impl
     model_impl: str = "hf"
+    # torchtitan's repeat_kv copies K and V (more than one K/V head per tensor-parallel rank; sdpa_repeats_kv)
+    repeat_kv: bool = False
 
 
 @dataclass
@@ -241,8 +243,9 @@ def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
     torchtitan's own Llama module (``--model-impl torchtitan``: ``models/llama/model.py`` ``Attention.forward``,
     commit 004b3148; ``models/llama3/model/model.py`` in 0.1.0) always calls its ``repeat_kv`` (the same
     ``unsqueeze``/``expand``/``reshape``) before ``F.scaled_dot_product_attention``: copies under grouped-query
-    attention, a view with one K/V head (traced, ``benchmarks/trace_torchtitan.py --layer``)."""
-    return ((explicit_mask(c, window) or c.model_impl == "torchtitan") and not c.selective
+    attention, a view with one K/V head (traced, ``benchmarks/trace_torchtitan.py``) -- per tensor-parallel rank,
+    whose ``wk``/``wv`` shards hold kv_heads/tp heads (``ActContext.repeat_kv``)."""
+    return ((explicit_mask(c, window) or c.repeat_kv) and not c.selective
             and c.attention in ("sdpa", "flash") and 1 < spec.num_kv_heads < spec.num_heads)
 
 

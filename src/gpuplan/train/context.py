@@ -23,6 +23,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
     """Element sizes and switches of the activation model. Dropout: ``--dropout`` or, when larger, the model
     config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
     dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
+    impl = model_impl(spec, cfg)
     return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
                       fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
                       dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=lora_param_bytes(cfg, recipe),
@@ -31,7 +32,8 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
-                      fused_gelu=cfg.framework == "megatron", model_impl=model_impl(spec, cfg),
+                      fused_gelu=cfg.framework == "megatron", model_impl=impl,
+                      repeat_kv=impl == "torchtitan" and spec is not None and spec.num_kv_heads // cfg.tp > 1,
                       **release_switches(spec, cfg))
 
 

@@ -330,7 +330,7 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size, fixed=-6 * hf)))
     pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + tmp2, tmp2))
     attn_bwd = _attn_bwd_transient(spec, c)
-    if c.model_impl == "torchtitan" and sdpa_repeats_kv(spec, c, None):
+    if c.repeat_kv and sdpa_repeats_kv(spec, c, None):
         attn_bwd = attn_bwd + attention_bwd_extra(spec, c)  # SDPA's K/V gradients at all heads
     pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + attn_bwd))
     pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + tmp1, tmp1))
