@@ -21,7 +21,8 @@ from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH
 def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs, loss: LossMemory,
           kept: tuple[int, ...], top: Phase, ov: OverheadBytes, b: int, s: int) -> list[Term]:
     P, Pt = st.total_params, st.trainable_params
-    litgpt = model_impl(spec, cfg) == "litgpt"
+    impl = model_impl(spec, cfg)
+    litgpt = impl == "litgpt"
     out = [
         Term("weights_bytes", st.weights_bytes,
              "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, "
@@ -54,18 +55,22 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
             out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
                             "Σ tensors saved for backward by one decoder layer (shared tensors once)",
                             "gpuplan.train.litgpt_acts (litgpt 0.5.3 litgpt/model.py, checked by traces)" if litgpt
+                            else "gpuplan.train.activations (torchtitan models/llama/model.py: repeat_kv before SDPA, "
+                            "checked by traces)" if impl == "torchtitan"
                             else "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
                             {"b": b, "s": s, "saved": items}))
-        if litgpt:
+        if impl in ("litgpt", "torchtitan"):
             out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s),
                             "rotary cos/sin: module buffers, sliced per forward (none per token)",
-                            "litgpt 0.5.3 litgpt/model.py GPT.max_seq_length / GPT.forward", {}))
+                            "litgpt 0.5.3 litgpt/model.py GPT.max_seq_length / GPT.forward" if litgpt else
+                            "torchtitan models/llama/model.py Transformer.freqs_cis", {}))
         else:
             out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
                             "transformers RotaryEmbedding (computed once per forward)", {}))
         out.append(Term("activations_head_bytes", acts.head.bytes(b, s),
                         "final norm saved tensors + output head input",
-                        "litgpt 0.5.3 litgpt/model.py GPT" if litgpt else "transformers *ForCausalLM", {}))
+                        "litgpt 0.5.3 litgpt/model.py GPT" if litgpt else "torchtitan models/llama/model.py "
+                        "Transformer" if impl == "torchtitan" else "transformers *ForCausalLM", {}))
     out.append(Term("logits_bytes", max(loss.forward_peak_bytes, loss.backward_peak_bytes), loss.formula,
                     "transformers loss/loss_utils.py ForCausalLMLoss (logits.float() + cross_entropy)",
                     {"tokens": b * s, "vocab": spec.vocab_size, "impl": cfg.loss_impl}))
