@@ -192,3 +192,18 @@ def test_torchtitan_repeat_kv_copies_only_with_several_kv_heads_per_tensor_paral
     for tp, copies in ((1, True), (2, True), (4, True), (8, False)):
         cfg = TrainConfig(seq=1024, stack="torchtitan", gpus=tp, tp=tp)
         assert activation_context(cfg, recipe_for(cfg.precision, cfg.framework), spec).repeat_kv is copies
+
+
+def test_torchtitan_op_level_checkpointing_keeps_the_same_with_its_own_module():
+    """torchtitan's op-level policy around its own block (benchmarks/trace_torchtitan.py --op-sac): the matmul and
+    attention kernel outputs it saves are what ``op_sac_kept`` counts; the repeated K/V are recomputed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    d = _torchtitan_dir()
+    if d is None:
+        pytest.skip("torchtitan 0.1.0 is not unpacked (see benchmarks/trace_torchtitan.py)")
+    spec = importlib.util.spec_from_file_location("trace_torchtitan", ROOT / "benchmarks" / "trace_torchtitan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    traced, block = mod.op_sac_saved(str(d), 2, 32, dim=512, n_heads=8, n_kv_heads=2, multiple_of=256)
+    assert mod.gpuplan_op_sac(block, 2, 32) == pytest.approx(traced, rel=0.01)
