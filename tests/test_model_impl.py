@@ -207,3 +207,22 @@ def test_torchtitan_op_level_checkpointing_keeps_the_same_with_its_own_module():
     spec.loader.exec_module(mod)
     traced, block = mod.op_sac_saved(str(d), 2, 32, dim=512, n_heads=8, n_kv_heads=2, multiple_of=256)
     assert mod.gpuplan_op_sac(block, 2, 32) == pytest.approx(traced, rel=0.01)
+
+
+def test_the_stacks_own_modules_have_no_eager_attention():
+    for stack in ("litgpt", "torchtitan"):
+        with pytest.raises(InputError) as err:
+            TrainConfig(stack=stack, attention="eager", recompute="none")
+        assert err.value.field == "--attention"
+    assert TrainConfig(stack="torchtitan", attention="eager", model_impl="hf").attention == "eager"
+
+
+def test_model_impl_errors_in_chinese(capsys):
+    argv = ["train", "llama-3.1-8b", "--stack", "litgpt", "--lang", "zh"]
+    for extra in (["--attention", "eager"], ["--recompute", "selective"]):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "自带的模块" in err and "请用" in err and "own module" not in err
+    assert main(["train", "gpt2", "--model-impl", "litgpt", "--lang", "zh"]) == 2
+    err = capsys.readouterr().err
+    assert "只对 Llama 结构建模" in err and "请用 --model-impl hf" in err

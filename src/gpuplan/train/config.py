@@ -210,6 +210,11 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
     _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
     _choice("--model-impl", cfg.model_impl, MODEL_IMPLS)
+    if cfg.model_impl in ("litgpt", "torchtitan") and cfg.attention == "eager":
+        raise InputError("--attention", "eager", f"{cfg.model_impl}'s own module always calls "
+                         "F.scaled_dot_product_attention (litgpt model.py CausalSelfAttention."
+                         "scaled_dot_product_attention; torchtitan models/llama/model.py Attention.forward)",
+                         hint="use --attention sdpa or flash, or --model-impl hf")
     if cfg.model_impl == "litgpt" and cfg.act_mode in ("selective", "op"):
         raise InputError("--recompute", "selective", "litgpt's own module has no selective recompute (litgpt 0.5.3 "
                          "checkpoints whole Blocks through FSDPStrategy(activation_checkpointing_policy=...))",
