@@ -54,7 +54,7 @@ def litgpt_rmsnorm(sv: _Saved, c: ActContext, name: str, x_key: str, x_rg: bool,
 
 
 def litgpt_qkv_lora(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, flags: Flags) -> bool:
-    """litgpt ``LoRAQKVLinear.forward`` (lora.py 422-434) beside the frozen fused projection: ``after_A =
+    """litgpt ``LoRAQKVLinear.forward`` (lora.py 402-435) beside the frozen fused projection: ``after_A =
     F.linear(lora_dropout(x), lora_A)`` keeps its input (the norm output; with LoRA dropout the dropped copy and
     its mask instead), ``conv1d`` keeps ``after_A`` (e·n·r for n adapted of q, k, v), and when not all three are
     adapted ``zero_pad``'s ``index_copy_`` keeps its source, ``after_B`` (e·(the adapted widths)). The adapters
@@ -77,16 +77,16 @@ def litgpt_qkv_lora(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b:
 
 def litgpt_attention(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b: int, y_rg: bool,
                      flags: Flags) -> bool:
-    """litgpt ``CausalSelfAttention.forward`` (model.py 261-336), SDPA with ``is_causal`` (no mask in training):
+    """litgpt ``CausalSelfAttention.forward`` (model.py 260-325), SDPA with ``is_causal`` (no mask in training):
 
     - ``qkv = self.attn(x)``: one fused linear, which keeps the norm output when its weight trains;
     - under grouped-query attention (1 < groups < heads) ``k.expand(...)`` / ``v.expand(...)`` then ``reshape``
-      copy K and V to all heads ("flash attention requires it", 287-290): SDPA keeps V's copy (e·q_dim); with
+      copy K and V to all heads ("flash attention requires it", 281-287): SDPA keeps V's copy (e·q_dim); with
       one group per head (MHA) or one group (MQA) V is a view of ``qkv`` and SDPA keeps the whole qkv output
       (e·(q_dim + 2·kv_dim));
-    - ``apply_rope`` then ``torch.cat((q_roped, q[..., n_elem:]))`` (296-299) gives q and k as new tensors of
+    - ``apply_rope`` then ``torch.cat((q_roped, q[..., n_elem:]))`` (291-294) gives q and k as new tensors of
       all heads: SDPA keeps e·q_dim for each (k too, expanded before the rope);
-    - SDPA keeps its output and the fp32 logsumexp; ``y.transpose(1, 2)`` then ``reshape`` (333-334) copies the
+    - SDPA keeps its output and the fp32 logsumexp; ``y.transpose(1, 2)`` (``scaled_dot_product_attention``) then ``reshape`` (322) copies the
       output, which ``self.proj`` keeps when its weight trains (or a LoRA adapter reads it)."""
     h, e, qd, kvd = spec.hidden_size, c.e, spec.q_dim, spec.kv_dim
     w = any(_flag(flags, n)[0] for n in QKV)
@@ -108,9 +108,9 @@ def litgpt_attention(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b
 
 def litgpt_layer_saved(spec: ModelSpec, c: ActContext, flags: Flags, x_rg: bool
                        ) -> tuple[_Saved, bool, Act, Act, Act, str, int]:
-    """litgpt ``Block.forward`` (model.py 237-246, non-parallel residual): ``norm_1``, attention, the residual add,
-    ``norm_2``, ``LLaMAMLP`` (404-417: ``silu(fc_1(x)) * fc_2(x)`` then ``proj``, the same saved set as
-    transformers' gated MLP; ``LoRALinear`` keeps the input and the rank-r intermediate, lora.py 162-168).
+    """litgpt ``Block.forward`` (model.py 200-240, non-parallel residual): ``norm_1``, attention, the residual add,
+    ``norm_2``, ``LLaMAMLP`` (398-402: ``silu(fc_1(x)) * fc_2(x)`` then ``proj``, the same saved set as
+    transformers' gated MLP; ``LoRALinear`` keeps the input and the rank-r intermediate, lora.py 165-172).
     Returns the saved set, whether the output requires grad, the totals after the first norm, the attention and
     the second norm, and the MLP input's key and bytes per element."""
     sv = _Saved()

@@ -123,7 +123,7 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
     - the attention masks the model materialises (``attention_masks``), unless full recompute keeps them
       through backward anyway (``_shared``)."""
     if first is None or c.model_impl in ("litgpt", "torchtitan"):
-        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)`` (model.py 89-98), torchtitan's ``Transformer.forward``
+        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)`` (model.py 94-99), torchtitan's ``Transformer.forward``
         # ``h = layer(h, self.freqs_cis)``: the embedding output goes once the first layer returns, and neither
         # builds a mask in training
         return Act()
