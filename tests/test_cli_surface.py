@@ -69,7 +69,7 @@ SURFACE = {
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
-            "--ds-prefetch-bucket", "--ds-max-live-params", "--from"
+            "--ds-prefetch-bucket", "--ds-max-live-params", "--from", "--model-impl"
         }),
     ),
     "infer": Surface(
@@ -141,7 +141,8 @@ SURFACE = {
             "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
-            "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params"
+            "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params",
+            "--model-impl"
         }),
     ),
     "compare": Surface(

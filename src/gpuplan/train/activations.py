@@ -67,6 +67,12 @@ class ActContext:
     # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
     # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
     fused_gelu: bool = False
+    # whose modelling code the layers run: hf (transformers, gpuplan.train.layers), litgpt (its own GPT module,
+    # gpuplan.train.litgpt_acts) or torchtitan (its Llama module: K/V repeated before SDPA, sdpa_repeats_kv);
+    # TrainConfig.model_impl
+    model_impl: str = "hf"
+    # torchtitan's repeat_kv copies K and V (more than one K/V head per tensor-parallel rank; sdpa_repeats_kv)
+    repeat_kv: bool = False
 
 
 @dataclass
@@ -238,9 +244,15 @@ def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
     copies; with one KV head (Gemma 3, ``num_key_value_heads`` 1) the merged dimension has size 1 and the reshape
     is a stride-0 view of k, so nothing new is kept (both traced: Mistral-7B and Gemma-3-1B shapes at seq 4096,
     window 1024 / 512). Without GQA (kv = heads) ``repeat_kv`` returns its input. Selective recompute does not
-    keep the attention core."""
-    return (explicit_mask(c, window) and not c.selective and c.attention in ("sdpa", "flash")
-            and 1 < spec.num_kv_heads < spec.num_heads)
+    keep the attention core.
+
+    torchtitan's own Llama module (``--model-impl torchtitan``: ``models/llama/model.py`` ``Attention.forward``,
+    commit 004b3148; ``models/llama3/model/model.py`` in 0.1.0) always calls its ``repeat_kv`` (the same
+    ``unsqueeze``/``expand``/``reshape``) before ``F.scaled_dot_product_attention``: copies under grouped-query
+    attention, a view with one K/V head (traced, ``benchmarks/trace_torchtitan.py``) -- per tensor-parallel rank,
+    whose ``wk``/``wv`` shards hold kv_heads/tp heads (``ActContext.repeat_kv``)."""
+    return ((explicit_mask(c, window) or c.repeat_kv) and not c.selective
+            and c.attention in ("sdpa", "flash") and 1 < spec.num_kv_heads < spec.num_heads)
 
 
 def explicit_mask(c: ActContext, window: int | None) -> bool:

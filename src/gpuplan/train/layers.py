@@ -8,7 +8,7 @@ transformers 5 at real widths (``benchmarks/accuracy.py``, ``tests/test_train_ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import (
@@ -24,6 +24,7 @@ from gpuplan.train.activations import (
     sdpa_math,
     sdpa_repeats_kv,
 )
+from gpuplan.train.litgpt_acts import attention_bwd_extra, litgpt_forward_end, litgpt_layer_saved
 from gpuplan.train.family_acts import (bigcode_output_copy, gated_deltanet, l2_qk_norm, llama4_moe,
                                        llama4_moe_forward_end, output_gate)
 
@@ -165,6 +166,8 @@ def _norm_names(spec: ModelSpec) -> tuple[str, str]:
 
 def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
     """Saved activations of layer ``i`` whose input requires grad when ``x_rg``."""
+    if c.model_impl == "litgpt":
+        return litgpt_layer(spec, i, c, flags, x_rg)
     sv = _Saved()
     h, r, e = spec.hidden_size, c.r, c.e
     n1, n2 = _norm_names(spec)
@@ -206,6 +209,19 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
     return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()),
                      fwd_end=forward_end(spec, c, i, sv.items),
                      fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
+
+
+def litgpt_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
+    """litgpt's ``Block`` (``gpuplan.train.litgpt_acts``): its saved set, with the backward high-water marks of the
+    transformers layer (the same norm and MLP backward) and SDPA's gradients at all heads for K and V."""
+    sv, out_rg, norm1, attn, norm2, y2_key, y2_b = litgpt_layer_saved(spec, c, flags, x_rg)
+    saved = sv.total()
+    extra = attention_bwd_extra(spec, c)
+    points = tuple(replace(p, extra=p.extra + extra) if p.name == "attention" else p
+                   for p in _bwd_points(spec, i, c, saved, norm1, attn, norm2, sv.items))
+    return LayerActs(saved=saved, out_rg=out_rg, points=points, items=tuple(sv.items.items()),
+                     fwd_end=litgpt_forward_end(spec, c, sv.items),
+                     fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2)))
 
 
 def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -> Act:
@@ -313,7 +329,10 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size, fixed=-2 * hf)))
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size, fixed=-6 * hf)))
     pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + tmp2, tmp2))
-    pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + _attn_bwd_transient(spec, c)))
+    attn_bwd = _attn_bwd_transient(spec, c)
+    if c.repeat_kv and sdpa_repeats_kv(spec, c, None):
+        attn_bwd = attn_bwd + attention_bwd_extra(spec, c)  # SDPA's K/V gradients at all heads
+    pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + attn_bwd))
     pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + tmp1, tmp1))
     return tuple(pts)
 

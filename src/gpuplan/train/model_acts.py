@@ -16,6 +16,7 @@ from gpuplan.model.tensors import tensor_table
 from gpuplan.train.activations import Act, ActContext, _Saved, linear, norm
 from gpuplan.train.checkpointing import op_sac_kept
 from gpuplan.train.layers import LayerActs, decoder_layer
+from gpuplan.train.litgpt_acts import litgpt_rmsnorm
 from gpuplan.train.peft import Trainability, layer_flags
 
 
@@ -121,7 +122,10 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
       s·h, are ignored);
     - the attention masks the model materialises (``attention_masks``), unless full recompute keeps them
       through backward anyway (``_shared``)."""
-    if first is None:
+    if first is None or c.model_impl in ("litgpt", "torchtitan"):
+        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)`` (model.py 94-99), torchtitan's ``Transformer.forward``
+        # ``h = layer(h, self.freqs_cis)``: the embedding output goes once the first layer returns, and neither
+        # builds a mask in training
         return Act()
     fresh = spec.learned_positions or c.dropout > 0
     out = Act()
@@ -173,6 +177,13 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     Mistral's and Gemma 3's boolean sliding-window mask under SDPA, 16 MiB at 1 × 4096); without recompute no
     saved tensor holds them (traced); the embedding dropout mask."""
     out = Act()
+    if c.model_impl in ("litgpt", "torchtitan"):
+        # litgpt's cos/sin are module buffers of max_seq_length rows (``GPT.max_seq_length`` setter, model.py
+        # 50-57), sliced per forward (``self.cos[:T]``); torchtitan's ``freqs_cis`` is a complex64 module buffer
+        # of max_seq_len rows (``Transformer.__init__``, ``precompute_freqs_cis``), whose product with q and k
+        # keeps nothing per token (``apply_rotary_emb``: the fp32 complex copies are temporaries): no per-token
+        # tensor (the buffers, 8·seq·head_dim bytes, are ignored)
+        return out
     if not spec.learned_positions:
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
         out = out + Act(tok=2 * c.r * rot)
@@ -192,7 +203,10 @@ def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple
     sv = _Saved()
     h, r = spec.hidden_size, c.r
     final_w = any(rg for t, rg in zip(table, tr.base_trainable) if t.component == "norm" and t.layer is None)
-    y_key, y_b, y_rg = norm(sv, c, spec, "final_norm", "x_final", r, x_rg, h, final_w)
+    if c.model_impl == "litgpt":  # ``ln_f`` is litgpt's RMSNorm (fp32 normed tensor, fp32 weight copy)
+        y_key, y_b, y_rg = litgpt_rmsnorm(sv, c, "final_norm", "x_final", x_rg, h, final_w)
+    else:
+        y_key, y_b, y_rg = norm(sv, c, spec, "final_norm", "x_final", r, x_rg, h, final_w)
     norm_part = sv.total()
     head = [(t, rg, lo) for t, rg, lo in zip(table, tr.base_trainable, tr.lora)
             if t.component == ("lm_head" if not spec.tie_embeddings else "embedding") and t.tp == "vocab"]
