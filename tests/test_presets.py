@@ -1,11 +1,14 @@
 """Every preset: its computed count matches the published figure, and transformers builds the same tensors."""
 
+import datetime
 import math
+import tomllib
+from importlib import resources
 
 import pytest
 
 from gpuplan.model.params import count_params
-from gpuplan.model.presets import find_preset, load_presets, parse_published
+from gpuplan.model.presets import MODALITIES, find_preset, load_presets, parse_published
 from gpuplan.model.tensors import tensor_table
 
 PRESETS = sorted(load_presets())
@@ -63,6 +66,28 @@ def test_count_matches_published(preset_id):
 def test_preset_has_sources(preset_id):
     p = load_presets()[preset_id]
     assert p.config_source and p.published_params_source
+
+
+@pytest.mark.parametrize("preset_id", PRESETS)
+def test_preset_has_release_date_and_modality(preset_id):
+    """Every preset says when it was published (a date TOML parses, not in the future, not before GPT-2), where that
+    date is printed (the source names the same day), and what the checkpoint takes in; a multimodal checkpoint's preset names what it leaves out."""
+    p = load_presets()[preset_id]
+    assert isinstance(p.released, datetime.date) and not isinstance(p.released, datetime.datetime)
+    assert datetime.date(2019, 1, 1) <= p.released <= datetime.date.today()
+    assert p.released.isoformat() in p.released_source, f"{preset_id}: {p.released} vs {p.released_source!r}"
+    assert p.modality in MODALITIES
+    multimodal_parts = p.left_out is not None or "text_config" in p.config
+    assert (p.modality == "vision-language") == multimodal_parts, (
+        f"{preset_id}: modality {p.modality!r}, but left_out={p.left_out!r}, text_config: {'text_config' in p.config}")
+
+
+def test_release_dates_are_toml_dates_in_every_file():
+    """released is written as a TOML date (2024-07-23), never as text that a reader would have to parse."""
+    for entry in (resources.files("gpuplan.data") / "presets").iterdir():
+        if entry.name.endswith(".toml"):
+            for raw in tomllib.loads(entry.read_text(encoding="utf-8"))["preset"]:
+                assert type(raw.get("released")) is datetime.date, (entry.name, raw["id"], raw.get("released"))
 
 
 def test_hf_ids_resolve_offline():
