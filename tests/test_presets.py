@@ -109,3 +109,26 @@ def test_preset_matches_transformers(preset_id):
     assert set(ours) == set(theirs)
     assert {n: s for n, s in ours.items() if theirs[n] != s} == {}
     assert count_params(p.spec()).total == sum(math.prod(s) for s in theirs.values())
+
+
+# The releases people ask about most (gpt-oss, Llama 4, Qwen3 and Qwen3-Next, GLM-4.5/4.6, Kimi K2, DeepSeek V3.x,
+# Mistral Small 3.x): each is a preset of its own, so it carries its own release date and config.
+CURRENT_RELEASES = (
+    "openai/gpt-oss-20b", "openai/gpt-oss-120b",
+    "meta-llama/Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Maverick-17B-128E",
+    "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
+    "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+    "Qwen/Qwen3-Next-80B-A3B-Instruct",
+    "zai-org/GLM-4.5", "zai-org/GLM-4.5-Air", "zai-org/GLM-4.6",
+    "moonshotai/Kimi-K2-Instruct", "moonshotai/Kimi-K2-Instruct-0905",
+    "deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3.1",
+    "deepseek-ai/DeepSeek-V3.1-Terminus",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503", "mistralai/Mistral-Small-3.2-24B-Instruct-2506",
+)
+
+
+@pytest.mark.parametrize("hf_id", CURRENT_RELEASES)
+def test_current_releases_are_presets_of_their_own(hf_id):
+    p = find_preset(hf_id)
+    assert p is not None and p.hf_id == hf_id, f"{hf_id} resolves to {p and p.id} (an alias shares another's date)"
+    assert p.released >= datetime.date(2024, 12, 1)  # DeepSeek-V3 (2024-12-26) is the oldest of them
