@@ -40,7 +40,8 @@ def test_family_filter(capsys):
     assert got and {r["family"] for r in got} == {"qwen3_moe"}
     assert {r["id"] for r in got} >= {"qwen3-30b-a3b", "qwen3-235b-a22b"}
     assert rows(capsys, "--family", "QWEN3_MOE") == got  # case-insensitive, as QUERY
-    assert [r["id"] for r in rows(capsys, "235b", "--family", "qwen3_moe")] == ["qwen3-235b-a22b"]
+    assert [r["id"] for r in rows(capsys, "235b", "--family", "qwen3_moe")] == ["qwen3-235b-a22b",
+                                                                          "qwen3-235b-a22b-instruct-2507"]
     assert rows(capsys, "llama", "--family", "mixtral") == []  # a known family that no row of QUERY has
 
 
