@@ -25,6 +25,9 @@ LOOSE = {
     "qwen2.5-32b": 0.01,  # the card prints 32.5B; the safetensors hold 32.76B
     # "355B" / "106B" name the class: transformers builds 352.8B / 106.85B, the checkpoints add one MTP layer
     "glm-4.5": 0.01, "glm-4.6": 0.01, "glm-4.5-air": 0.01,
+    # the hub's "685B" counts the MTP module with the embedding and head copies the checkpoint stores (11.62B +
+    # 1.85B): transformers builds 671.88B, 685.35B with them
+    "deepseek-v3.2": 0.025,
     # "109B" counts Llama 4 Scout's vision encoder and projector (0.87B); the text model holds 107.77B
     "llama-4-scout-17b-16e": 0.02,
 
@@ -133,3 +136,29 @@ def test_current_releases_are_presets_of_their_own(hf_id):
     p = find_preset(hf_id)
     assert p is not None and p.hf_id == hf_id, f"{hf_id} resolves to {p and p.id} (an alias shares another's date)"
     assert p.released >= datetime.date(2024, 12, 1)  # DeepSeek-V3 (2024-12-26) is the oldest of them
+
+
+def test_deepseek_v32_counts_the_indexer_and_the_estimates_refuse_it(capsys):
+    """DeepSeek-V3.2 is DeepSeek-V3.1-Terminus plus, in every layer, the lightning indexer of DeepSeek Sparse
+    Attention (transformers DeepseekV32Indexer: wq_b [H*d, q_lora], wk [d, h], k_norm LayerNorm(d) with bias,
+    weights_proj [H, h]). params counts it; the estimates that would leave its activations, key cache and FLOPs out
+    refuse the model by name."""
+    from gpuplan.cli.main import main
+    from gpuplan.errors import InputError
+    from gpuplan.model.hf_config import spec_from_config
+
+    v32, terminus = load_presets()["deepseek-v3.2"], load_presets()["deepseek-v3.1-terminus"]
+    heads, d, q_lora, h = 64, 128, 1536, 7168
+    per_layer = heads * d * q_lora + d * h + 2 * d + heads * h
+    assert count_params(v32.spec()).total - count_params(terminus.spec()).total == 61 * per_layer
+    assert count_params(v32.spec()).mtp - count_params(terminus.spec()).mtp == per_layer  # the MTP layer has one too
+    for argv in (["train", "deepseek-v3.2", "--gpu", "h100-sxm"], ["infer", "deepseek-v3.2"],
+                 ["time", "deepseek-v3.2", "--tokens", "1T", "--gpus", "8"], ["plan", "deepseek-v3.2", "--gpu", "h100-sxm", "--gpus", "64"]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "model='deepseek-v3.2': uses DeepSeek Sparse Attention (deepseek_v32)" in err and "Traceback" not in err
+    assert main(["params", "deepseek-v3.2", "--json"]) == 0
+    config = {k: v for k, v in v32.config.items() if k != "q_lora_rank"}
+    with pytest.raises(InputError, match="q_lora_rank"):
+        spec_from_config(config, name="no-query-lora")

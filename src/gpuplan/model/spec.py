@@ -78,6 +78,11 @@ class MLASpec:
     qk_rope_head_dim: int
     qk_nope_head_dim: int
     v_head_dim: int
+    # DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2, ``deepseek_v32``; transformers
+    # ``DeepseekV32Indexer``): ``index_n_heads`` heads of ``index_head_dim`` that pick the keys each query attends to.
+    # 0: no indexer (dense MLA).
+    index_n_heads: int = 0
+    index_head_dim: int = 0
 
     @property
     def qk_head_dim(self) -> int:
@@ -213,12 +218,18 @@ class ModelSpec:
 
 
 def require_decoder(spec: ModelSpec) -> None:
-    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (training, serving,
-    time and plans): InputError naming the model and what gpuplan does with it."""
+    """Refuse what only ``gpuplan params`` counts where the estimates would leave part of it out (training, serving,
+    time and plans): an encoder (bert, roberta), whose layers they do not model, and DeepSeek Sparse Attention
+    (``deepseek_v32``), whose indexer's activations, key cache and FLOPs they do not model. InputError naming the
+    model and what gpuplan does with it."""
     if spec.layout == "bert":
         raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
                          "params` counts it exactly, but the training, serving, time and plan estimates model "
                          "decoder-only (causal LM) transformers and do not cover encoders yet")
+    if spec.mla is not None and spec.mla.index_n_heads:
+        raise InputError("model", spec.name, f"uses DeepSeek Sparse Attention ({spec.family}): `gpuplan params` "
+                         "counts it exactly, indexer included, but the training, serving, time and plan estimates "
+                         "do not model the indexer's activations, key cache and FLOPs yet")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
