@@ -89,6 +89,16 @@ class MLASpec:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
 
 
+def require_modelled_attention(spec: ModelSpec) -> None:
+    """Refuse DeepSeek Sparse Attention (``deepseek_v32``) where an estimate would leave its lightning indexer's
+    activations, key cache and FLOPs out (training, serving, time and plans); ``gpuplan params`` counts it.
+    InputError naming the model and what gpuplan does with it."""
+    if spec.mla is not None and spec.mla.index_n_heads:
+        raise InputError("model", spec.name, f"uses DeepSeek Sparse Attention ({spec.family}): `gpuplan params` "
+                         "counts it exactly, indexer included, but the training, serving, time and plan estimates "
+                         "do not model the indexer's activations, key cache and FLOPs yet")
+
+
 @dataclass(frozen=True)
 class LinearAttnSpec:
     """Gated DeltaNet linear attention (Yang et al. 2024, arXiv:2412.06464; transformers ``Qwen3NextGatedDeltaNet``):
@@ -218,18 +228,12 @@ class ModelSpec:
 
 
 def require_decoder(spec: ModelSpec) -> None:
-    """Refuse what only ``gpuplan params`` counts where the estimates would leave part of it out (training, serving,
-    time and plans): an encoder (bert, roberta), whose layers they do not model, and DeepSeek Sparse Attention
-    (``deepseek_v32``), whose indexer's activations, key cache and FLOPs they do not model. InputError naming the
-    model and what gpuplan does with it."""
+    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (training, serving,
+    time and plans): InputError naming the model and what gpuplan does with it."""
     if spec.layout == "bert":
         raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
                          "params` counts it exactly, but the training, serving, time and plan estimates model "
                          "decoder-only (causal LM) transformers and do not cover encoders yet")
-    if spec.mla is not None and spec.mla.index_n_heads:
-        raise InputError("model", spec.name, f"uses DeepSeek Sparse Attention ({spec.family}): `gpuplan params` "
-                         "counts it exactly, indexer included, but the training, serving, time and plan estimates "
-                         "do not model the indexer's activations, key cache and FLOPs yet")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
