@@ -41,7 +41,7 @@ SURFACE = {
     "models": Surface(
         positionals=("query",),
         options=frozenset({
-            "--json", "--lang"
+            "--family", "--json", "--lang", "--newest"
         }),
     ),
     "gpus": Surface(

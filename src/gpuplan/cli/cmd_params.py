@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = model_from_options(args, encoders=True)
+    spec = model_from_options(args, encoders=True, count_only=True)
     lang = lang_of(args)
     if args.tensors:
         if args.json:

@@ -25,7 +25,7 @@ def tensors_json(spec: ModelSpec) -> list[dict[str, Any]]:
 
 def payload(values: Any) -> dict[str, Any]:
     """The JSON of ``gpuplan params --json`` (without --tensors)."""
-    spec = model_from_options(values, encoders=True)
+    spec = model_from_options(values, encoders=True, count_only=True)
     out = counts_json(count_params(spec))
     if spec.notes:  # what the count leaves out (a multimodal model's vision tower)
         out["warnings"] = list(spec.notes)

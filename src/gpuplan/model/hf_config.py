@@ -23,7 +23,7 @@ from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
+    "deepseek_v32", "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
     "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
 )
 
@@ -49,6 +49,7 @@ _LAYOUT = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "olmo2": "olmo2",
     "gemma2": "gemma", "gemma3_text": "gemma", "mixtral": "mixtral", "qwen2_moe": "qwen_moe",
     "qwen3_moe": "qwen_moe", "deepseek_v2": "deepseek", "deepseek_v3": "deepseek", "phi3": "phi3",
+    "deepseek_v32": "deepseek",
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
     # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
     "glm4_moe": "deepseek",
@@ -60,7 +61,7 @@ _LAYOUT = {
     "bert": "bert",
     "roberta": "bert",
 }
-_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
+_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
 # GptOssConfig)
 _MAX_POSITION = {"falcon": 2048, "starcoder2": 4096, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072,
@@ -363,11 +364,11 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
                   parallel_residual=c.bool("use_parallel_residual", True), activation=c.str("hidden_act", default="gelu"))
     elif model_type == "falcon":
         kw.update(_falcon_kw(c, h, heads))
-    elif model_type in ("deepseek_v2", "deepseek_v3"):
+    elif model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         kw.update(ffn_size=c.int("intermediate_size"), mla=MLASpec(
             q_lora_rank=c.opt_int("q_lora_rank") or 0, kv_lora_rank=c.int("kv_lora_rank"),
             qk_rope_head_dim=c.int("qk_rope_head_dim"), qk_nope_head_dim=c.int("qk_nope_head_dim"),
-            v_head_dim=c.int("v_head_dim")),
+            v_head_dim=c.int("v_head_dim"), **_indexer_kw(c, model_type)),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
     elif model_type == "starcoder2":  # Starcoder2Config: use_bias (true) on every Linear, LayerNorms, tied head
@@ -395,6 +396,18 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         if model_type in ("mixtral", "gpt_oss") or (model_type != "llama4_text" and all(moe.moe_layers)):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
+
+
+def _indexer_kw(c: _Cfg, model_type: str) -> dict[str, int]:
+    """DeepSeek-V3.2's lightning indexer (``deepseek_v32``; DeepseekV32Config defaults: 64 heads of 128); it
+    projects its queries from the query LoRA, so a config without ``q_lora_rank`` is refused."""
+    if model_type != "deepseek_v32":
+        return {}
+    if not c.opt_int("q_lora_rank"):
+        raise InputError(f"{c.source}: q_lora_rank", c.data.get("q_lora_rank"),
+                         "must be >= 1 for deepseek_v32 (the indexer's query projection reads the query LoRA)")
+    return {"index_n_heads": c.pos_int("index_n_heads", default=64),
+            "index_head_dim": c.pos_int("index_head_dim", default=128)}
 
 
 def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:

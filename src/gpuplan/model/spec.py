@@ -78,10 +78,25 @@ class MLASpec:
     qk_rope_head_dim: int
     qk_nope_head_dim: int
     v_head_dim: int
+    # DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2, ``deepseek_v32``; transformers
+    # ``DeepseekV32Indexer``): ``index_n_heads`` heads of ``index_head_dim`` that pick the keys each query attends to.
+    # 0: no indexer (dense MLA).
+    index_n_heads: int = 0
+    index_head_dim: int = 0
 
     @property
     def qk_head_dim(self) -> int:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
+
+
+def require_modelled_attention(spec: ModelSpec) -> None:
+    """Refuse DeepSeek Sparse Attention (``deepseek_v32``) where an estimate would leave its lightning indexer's
+    activations, key cache and FLOPs out (training, serving, time and plans); ``gpuplan params`` counts it.
+    InputError naming the model and what gpuplan does with it."""
+    if spec.mla is not None and spec.mla.index_n_heads:
+        raise InputError("model", spec.name, f"uses DeepSeek Sparse Attention ({spec.family}): `gpuplan params` "
+                         "counts it exactly, indexer included, but the training, serving, time and plan estimates "
+                         "do not model the indexer's activations, key cache and FLOPs yet")
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,12 @@ def _mla(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
     b.linear(f"{p}.kv_b_proj", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, "attention", "column",
              layer=i)
     b.linear(f"{p}.o_proj", h, heads * m.v_head_dim, "attention", "row", layer=i, bias=s.o_bias)
+    if m.index_n_heads:  # DeepSeek-V3.2 lightning indexer (transformers DeepseekV32Indexer): a LayerNorm with bias
+        x = f"{p}.indexer"
+        b.linear(f"{x}.wq_b", m.index_n_heads * m.index_head_dim, m.q_lora_rank, "attention", "replicated", layer=i)
+        b.linear(f"{x}.wk", m.index_head_dim, h, "attention", "replicated", layer=i)
+        b.norm(f"{x}.k_norm", m.index_head_dim, layer=i, bias=True, component="attention")
+        b.linear(f"{x}.weights_proj", m.index_n_heads, h, "attention", "replicated", layer=i)
 
 
 def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:

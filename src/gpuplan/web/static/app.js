@@ -788,11 +788,13 @@
     for (const m of ["preset", "config", "dims", "stack"]) $("mode-" + m).hidden = m !== mode;
   }
 
-  // model search-as-you-type
+  // model search-as-you-type: every word in the id, Hugging Face id, family, release date or modality (in either
+  // English and in the page's language: "vision", and on the Chinese page "视觉" too, find the vision-language presets)
+  function modalityText(p) { return p.modality ? t("modality_" + p.modality) : ""; }
   function matches(q) {
     const words = q.toLowerCase().split(/\s+/).filter(Boolean);
     const hits = st.presets.filter((p) => {
-      const hay = (p.id + " " + (p.hf_id || "") + " " + p.family).toLowerCase();
+      const hay = [p.id, p.hf_id || "", p.family, p.released || "", p.modality || "", modalityText(p)].join(" ").toLowerCase();
       return words.every((w) => hay.includes(w));
     });
     const q0 = words[0] || "";
@@ -808,7 +810,7 @@
     list.replaceChildren(...(hits.length ? hits.map((p, i) => el("li", {
       role: "option", "data-id": p.id, id: "m-" + i,
       onmousedown: (e) => { e.preventDefault(); pickModel(p.id); },
-    }, el("span", { class: "mid", text: p.id }), el("span", { class: "mmeta", text: fmt.count(p.params) + (p.active !== p.params ? " / " + fmt.count(p.active) : "") + " · " + p.family })))
+    }, el("span", { class: "mid", text: p.id }), el("span", { class: "mmeta", text: fmt.count(p.params) + (p.active !== p.params ? " / " + fmt.count(p.active) : "") + " · " + p.family + (p.released ? " · " + p.released : "") + (p.modality && p.modality !== "text" ? " · " + modalityText(p) : "") })))
       : [el("li", { class: "muted", text: t("no_match") })]));
     list.hidden = false;
     $("model-search").setAttribute("aria-expanded", "true");
@@ -824,7 +826,8 @@
   function showModelInfo() {
     const p = st.presets.find((x) => x.id === st.model);
     $("model-info").textContent = p ? `${p.hf_id || p.id} · ${fmt.count(p.params)} ${t("params_total")}` +
-      (p.active !== p.params ? ` · ${fmt.count(p.active)} ${t("params_active")}` : "") : "";
+      (p.active !== p.params ? ` · ${fmt.count(p.active)} ${t("params_active")}` : "") +
+      (p.released ? ` · ${t("released")} ${p.released}` : "") + (p.modality ? ` · ${modalityText(p)}` : "") : "";
   }
   function onSearchKey(e) {
     const items = [...$("model-list").querySelectorAll("li[data-id]")];
