@@ -132,12 +132,14 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
     fraction = None
     if c.profile == "sglang":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("sglang", tp)
-        fraction = sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp)
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp))
         available = sglang_available_kv_bytes(free_before_weights_bytes=c.capacity - non_torch, fraction=fraction,
                                               weights_bytes=w)
     elif c.profile == "trtllm":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("trtllm", tp)
-        fraction = float(load_engine_profile("trtllm").value("free_gpu_memory_fraction"))
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    float(load_engine_profile("trtllm").value("free_gpu_memory_fraction")))
         available = trtllm_available_kv_bytes(total_gpu_bytes=c.capacity, non_torch_bytes=non_torch, weights_bytes=w,
                                               activation_peak_bytes=act_peak, fraction=fraction)
     else:

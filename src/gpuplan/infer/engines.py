@@ -68,6 +68,9 @@ class VllmProfile:
     """Bytes per vocabulary entry per row of the profiling sampler run: fp32 logits (4), top-k/top-p sort values (4)
     and int64 indices (8), softmax and cumulative sum (4 + 4), probabilities and logprobs (4 + 4)."""
     enforce_eager: bool = False
+    memory_fraction: float | None = None
+    """SGLang's ``--mem-fraction-static`` or TensorRT-LLM's ``free_gpu_memory_fraction`` when given; None: the
+    engine's own default (``sglang_mem_fraction_static``; 0.9 for TensorRT-LLM, data/engines/trtllm.toml)."""
     legacy_allreduce_hold: bool = _VLLM.value("legacy_allreduce_hold")
     """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every collective's input allocated at
     TP > 1 (``legacy_allreduce_held_bytes``, ``legacy_gather_held_bytes``) and the pool is sized from the whole
@@ -87,6 +90,8 @@ class VllmProfile:
             value = getattr(self, name)
             if value < 1:
                 raise InputError("--" + name.replace("_", "-"), value, "must be >= 1")
+        if self.memory_fraction is not None and not 0 < self.memory_fraction <= 1:
+            raise InputError("--memory-fraction", self.memory_fraction, "must be in (0, 1]")
         if self.block_size not in (1, 8, 16, 32, 64, 128):
             raise InputError("--block-size", self.block_size, "vLLM supports block sizes 1, 8, 16, 32, 64, 128")
 
