@@ -278,10 +278,13 @@ def test_engine_profiles_carry_a_source_for_every_default():
 
 
 @pytest.mark.parametrize("gpu_gib, tp, pp, fraction", [
-    (79.19, 1, 1, round((79.19 - 10.0) / 79.19, 3)),  # H100: 9.5 + 1/2 GiB reserved
-    (79.19, 4, 1, round((79.19 - 11.5) / 79.19, 3)),
-    (23.6, 1, 1, round((23.6 - 2.9) / 23.6, 3)),  # RTX 4090: 2.8 + 1/10
-    (139.8, 8, 1, round((139.8 - 16.0) / 139.8, 3)),  # H200: 12 + 8/2
+    # SGLang server_args.py _handle_gpu_memory_settings, in MiB: 512 + 1.5 x chunked_prefill_size
+    # + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8, at least 10240 above 60 GiB
+    (79.19, 1, 1, round((79.19 * 1024 - (512 + 1.5 * 8192 + 2 * 256 + 128)) / (79.19 * 1024), 3)),  # H100: 0.834
+    (79.19, 8, 1, round((79.19 * 1024 - (512 + 1.5 * 8192 + 2 * 512 + 1024)) / (79.19 * 1024), 3)),  # 0.817
+    (23.6, 1, 1, round((23.6 * 1024 - (512 + 1.5 * 2048 + 2 * 24 + 128)) / (23.6 * 1024), 3)),  # RTX 4090: 0.844
+    (22.03, 4, 1, round((22.03 * 1024 - (512 + 1.5 * 2048 + 2 * 80 + 512)) / (22.03 * 1024), 3)),  # 4x L4: 0.811
+    (139.8, 8, 1, round((139.8 * 1024 - (512 + 1.5 * 8192 + 2 * 512 + 1024)) / (139.8 * 1024), 3)),  # H200: 0.896
 ])
 def test_sglang_default_mem_fraction_static(gpu_gib, tp, pp, fraction):
     from gpuplan.infer.engines import sglang_mem_fraction_static

@@ -19,6 +19,7 @@ from gpuplan.infer.llamacpp import compute_buffer_bytes as llamacpp_compute_buff
 from gpuplan.infer.llamacpp import split_bytes as llamacpp_split
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
                                    legacy_gather_held_bytes, paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   sglang_chunked_prefill_size,
                                    sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
                                    vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
@@ -112,9 +113,12 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         raise InputError("--gpu", None, f"--engine {c.profile} sizes its KV pool from the GPU's memory",
                          hint="give --gpu ID or --gpu-memory-gib")
     layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
-    profile_tokens = {"sglang": "chunked_prefill_size", "trtllm": "max_num_tokens"}.get(c.profile)
-    tokens = (int(load_engine_profile(c.profile).value(profile_tokens)) if profile_tokens else
-              p.max_num_batched_tokens)
+    if c.profile == "sglang":
+        tokens = sglang_chunked_prefill_size(c.capacity, tp)
+    elif c.profile == "trtllm":
+        tokens = int(load_engine_profile("trtllm").value("max_num_tokens"))
+    else:
+        tokens = p.max_num_batched_tokens
     layer_act, sampler = act.vllm_profile_activation_bytes(
         spec, max_num_batched_tokens=tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
