@@ -292,6 +292,21 @@ def test_sglang_default_mem_fraction_static(gpu_gib, tp, pp, fraction):
     assert sglang_mem_fraction_static(int(gpu_gib * GiB), tp, pp) == pytest.approx(fraction, abs=1e-3)
 
 
+def test_sglang_default_fraction_is_the_one_sglang_printed():
+    """SGLang docs 'Offline Engine API' (docs.sglang.ai, build of 2026-02-27): qwen2.5-0.5b-instruct, TP=1, on an
+    80 GB H100 (nvidia-smi memory.total 81559 MiB, the figure SGLang's get_nvgpu_memory_capacity reads), printed
+    server_args 'mem_fraction_static=0.835, ... chunked_prefill_size=8192'."""
+    from gpuplan.infer.engines import sglang_chunked_prefill_size, sglang_mem_fraction_static
+
+    smi = get_gpu("h100-sxm").memory_nvidia_smi_bytes
+    assert smi == 81559 * 2**20
+    assert sglang_mem_fraction_static(smi, 1, 1) == 0.835
+    assert sglang_chunked_prefill_size(smi, 1) == 8192
+    got = estimate_inference(spec_from_config(LLAMA3_8B), InferConfig(context=8192, engine="sglang",
+                                                                      gpu=get_gpu("h100-sxm")))
+    assert got.engine["memory_fraction"] == 0.835
+
+
 def test_sglang_and_trtllm_pools_follow_their_formulas():
     spec, gpu = spec_from_config(LLAMA3_8B), get_gpu("h100-sxm")
     cap = gpu.memory_usable_bytes

@@ -113,8 +113,11 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         raise InputError("--gpu", None, f"--engine {c.profile} sizes its KV pool from the GPU's memory",
                          hint="give --gpu ID or --gpu-memory-gib")
     layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
+    # SGLang sizes its defaults by nvidia-smi's memory.total (sglang/srt/utils get_nvgpu_memory_capacity)
+    smi = cfg.gpu.memory_nvidia_smi_bytes if cfg.gpu is not None and not cfg.gpu_memory_bytes else None
+    rule_bytes = smi or c.capacity
     if c.profile == "sglang":
-        tokens = sglang_chunked_prefill_size(c.capacity, tp)
+        tokens = sglang_chunked_prefill_size(rule_bytes, tp)
     elif c.profile == "trtllm":
         tokens = int(load_engine_profile("trtllm").value("max_num_tokens"))
     else:
@@ -137,7 +140,7 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
     if c.profile == "sglang":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("sglang", tp)
         fraction = (p.memory_fraction if p.memory_fraction is not None else
-                    sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp))
+                    sglang_mem_fraction_static(rule_bytes, tp, cfg.layout.pp))
         available = sglang_available_kv_bytes(free_before_weights_bytes=c.capacity - non_torch, fraction=fraction,
                                               weights_bytes=w)
     elif c.profile == "trtllm":
