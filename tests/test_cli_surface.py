@@ -80,7 +80,8 @@ SURFACE = {
             "--cuda-module-loading", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
-            "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
+            "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--non-torch-gib", "--plot", "--pp",
+            "--prompt",
             "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce", "--n-gpu-layers",
             "--host-bandwidth-gbps"
         }),
@@ -134,7 +135,7 @@ SURFACE = {
             "--engine", "--ep", "--framework", "--gpu", "--gpu-memory-gib", "--gpu-memory-utilization",
             "--gpus", "--grad-accum", "--group-size", "--json", "--keep-logits", "--kv-dtype", "--lang",
             "--lora-dropout", "--lora-modules-to-save", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk",
-            "--max-num-batched-tokens", "--max-num-seqs", "--method", "--microbatches", "--mode",
+            "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--method", "--microbatches", "--mode",
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
             "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",

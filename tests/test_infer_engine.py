@@ -278,15 +278,33 @@ def test_engine_profiles_carry_a_source_for_every_default():
 
 
 @pytest.mark.parametrize("gpu_gib, tp, pp, fraction", [
-    (79.19, 1, 1, round((79.19 - 10.0) / 79.19, 3)),  # H100: 9.5 + 1/2 GiB reserved
-    (79.19, 4, 1, round((79.19 - 11.5) / 79.19, 3)),
-    (23.6, 1, 1, round((23.6 - 2.9) / 23.6, 3)),  # RTX 4090: 2.8 + 1/10
-    (139.8, 8, 1, round((139.8 - 16.0) / 139.8, 3)),  # H200: 12 + 8/2
+    # SGLang server_args.py _handle_gpu_memory_settings, in MiB: 512 + 1.5 x chunked_prefill_size
+    # + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8, at least 10240 above 60 GiB
+    (79.19, 1, 1, round((79.19 * 1024 - (512 + 1.5 * 8192 + 2 * 256 + 128)) / (79.19 * 1024), 3)),  # H100: 0.834
+    (79.19, 8, 1, round((79.19 * 1024 - (512 + 1.5 * 8192 + 2 * 512 + 1024)) / (79.19 * 1024), 3)),  # 0.817
+    (23.6, 1, 1, round((23.6 * 1024 - (512 + 1.5 * 2048 + 2 * 24 + 128)) / (23.6 * 1024), 3)),  # RTX 4090: 0.844
+    (22.03, 4, 1, round((22.03 * 1024 - (512 + 1.5 * 2048 + 2 * 80 + 512)) / (22.03 * 1024), 3)),  # 4x L4: 0.811
+    (139.8, 8, 1, round((139.8 * 1024 - (512 + 1.5 * 8192 + 2 * 512 + 1024)) / (139.8 * 1024), 3)),  # H200: 0.896
 ])
 def test_sglang_default_mem_fraction_static(gpu_gib, tp, pp, fraction):
     from gpuplan.infer.engines import sglang_mem_fraction_static
 
     assert sglang_mem_fraction_static(int(gpu_gib * GiB), tp, pp) == pytest.approx(fraction, abs=1e-3)
+
+
+def test_sglang_default_fraction_is_the_one_sglang_printed():
+    """SGLang docs 'Offline Engine API' (docs.sglang.ai, build of 2026-02-27): qwen2.5-0.5b-instruct, TP=1, on an
+    80 GB H100 (nvidia-smi memory.total 81559 MiB, the figure SGLang's get_nvgpu_memory_capacity reads), printed
+    server_args 'mem_fraction_static=0.835, ... chunked_prefill_size=8192'."""
+    from gpuplan.infer.engines import sglang_chunked_prefill_size, sglang_mem_fraction_static
+
+    smi = get_gpu("h100-sxm").memory_nvidia_smi_bytes
+    assert smi == 81559 * 2**20
+    assert sglang_mem_fraction_static(smi, 1, 1) == 0.835
+    assert sglang_chunked_prefill_size(smi, 1) == 8192
+    got = estimate_inference(spec_from_config(LLAMA3_8B), InferConfig(context=8192, engine="sglang",
+                                                                      gpu=get_gpu("h100-sxm")))
+    assert got.engine["memory_fraction"] == 0.835
 
 
 def test_sglang_and_trtllm_pools_follow_their_formulas():

@@ -19,6 +19,7 @@ from gpuplan.infer.llamacpp import compute_buffer_bytes as llamacpp_compute_buff
 from gpuplan.infer.llamacpp import split_bytes as llamacpp_split
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
                                    legacy_gather_held_bytes, paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   sglang_chunked_prefill_size,
                                    sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
                                    vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
@@ -112,9 +113,15 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         raise InputError("--gpu", None, f"--engine {c.profile} sizes its KV pool from the GPU's memory",
                          hint="give --gpu ID or --gpu-memory-gib")
     layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
-    profile_tokens = {"sglang": "chunked_prefill_size", "trtllm": "max_num_tokens"}.get(c.profile)
-    tokens = (int(load_engine_profile(c.profile).value(profile_tokens)) if profile_tokens else
-              p.max_num_batched_tokens)
+    # SGLang sizes its defaults by nvidia-smi's memory.total (sglang/srt/utils get_nvgpu_memory_capacity)
+    smi = cfg.gpu.memory_nvidia_smi_bytes if cfg.gpu is not None and not cfg.gpu_memory_bytes else None
+    rule_bytes = smi or c.capacity
+    if c.profile == "sglang":
+        tokens = sglang_chunked_prefill_size(rule_bytes, tp)
+    elif c.profile == "trtllm":
+        tokens = int(load_engine_profile("trtllm").value("max_num_tokens"))
+    else:
+        tokens = p.max_num_batched_tokens
     layer_act, sampler = act.vllm_profile_activation_bytes(
         spec, max_num_batched_tokens=tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
@@ -132,12 +139,14 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
     fraction = None
     if c.profile == "sglang":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("sglang", tp)
-        fraction = sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp)
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    sglang_mem_fraction_static(rule_bytes, tp, cfg.layout.pp))
         available = sglang_available_kv_bytes(free_before_weights_bytes=c.capacity - non_torch, fraction=fraction,
                                               weights_bytes=w)
     elif c.profile == "trtllm":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("trtllm", tp)
-        fraction = float(load_engine_profile("trtllm").value("free_gpu_memory_fraction"))
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    float(load_engine_profile("trtllm").value("free_gpu_memory_fraction")))
         available = trtllm_available_kv_bytes(total_gpu_bytes=c.capacity, non_torch_bytes=non_torch, weights_bytes=w,
                                               activation_peak_bytes=act_peak, fraction=fraction)
     else:

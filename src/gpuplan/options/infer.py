@@ -136,6 +136,17 @@ INFER = CommandOptions(
             group="vLLM options (--engine vllm)",
             bounds=(("gt", 0), ("le", 1)),
         ),
+        Option(
+            "memory_fraction",
+            "real",
+            "--memory-fraction",
+            help="--engine sglang: mem_fraction_static; --engine trtllm: free_gpu_memory_fraction (default: the "
+                 "engine's own rule, data/engines/)",
+            help_zh="--engine sglang：mem_fraction_static；--engine trtllm：free_gpu_memory_fraction（默认：引擎自身的规则，"
+                    "见 data/engines/）",
+            group="vLLM options (--engine vllm)",
+            bounds=(("gt", 0), ("le", 1)),
+        ),
         Option("block_size", "int", "--block-size", default=16, group="vLLM options (--engine vllm)"),
         Option("max_num_seqs", "count", "--max-num-seqs", default=256, group="vLLM options (--engine vllm)"),
         Option(

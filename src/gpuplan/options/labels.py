@@ -99,6 +99,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "max_num_batched_tokens": ("vLLM max batched tokens", "vLLM 最大批 token 数"),
     "enforce_eager": ("No CUDA graphs (eager)", "不用 CUDA Graph（eager）"),
     "non_torch_gib": ("Memory outside PyTorch", "PyTorch 之外的显存"),
+    "memory_fraction": ("SGLang / TensorRT-LLM memory fraction", "SGLang / TensorRT-LLM 显存比例"),
     "cuda_graph_gib": ("CUDA graph memory", "CUDA Graph 显存"),
     "cuda_context_gib": ("CUDA context", "CUDA 上下文"),
     "compute_efficiency": ("Prefill compute efficiency", "预填充算力效率"),
