@@ -261,10 +261,19 @@ def _micro_compute(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: in
     return fwd_l, bwd_l, attn_l, head_fwd, mtp_fwd, mtp_bwd
 
 
+@lru_cache(maxsize=32)
+def _layer_extremes(spec: ModelSpec, seq: int) -> tuple[int, int, int]:
+    """(the most parameters of a layer, the most routed-expert parameters of a layer, the MoE layers), once per
+    model."""
+    shapes = _profile(spec, seq)[0]
+    return (max(sh.params for sh in shapes), max(sh.expert_params for sh in shapes),
+            sum(1 for sh in shapes if sh.expert is not None))
+
+
 @lru_cache(maxsize=4096)
 def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
            pp: int, recompute: str = "none") -> _Stage:
-    shapes, head_params, _ = _profile(spec, work.seq)
+    head_params = _profile(spec, work.seq)[1]
     tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
     fwd_l, bwd_l, attn_l, head_fwd, mtp_fwd, mtp_bwd = _micro_compute(spec, work, dev, tp, ep, cp, mb, sp)
     # stages are balanced in layer time, recomputation included (the output head is not recomputed)
@@ -274,11 +283,9 @@ def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: i
     n_stage = max(n_stage, 1)
     fwd = n_stage * fwd_l + (head_fwd + mtp_fwd if head_share else 0.0)
     bwd = n_stage * bwd_l + (2 * head_fwd + mtp_bwd if head_share else 0.0)
-    layer_params = max(sh.params for sh in shapes)
-    layer_experts = max(sh.expert_params for sh in shapes)
+    layer_params, layer_experts, n_moe = _layer_extremes(spec, work.seq)
     dense = n_stage * (layer_params - layer_experts) + (head_params if head_share else 0)
     local = dense / tp + n_stage * layer_experts / (tp * ep)
-    n_moe = sum(1 for sh in shapes if sh.expert is not None)
     return _Stage(fwd, bwd, fwd_l, attn_l, n_stage, math.ceil(n_moe / pp) if n_moe else 0, local, tokens,
                   tokens * spec.hidden_size * dev.elem_bytes)
 
@@ -388,6 +395,21 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     }
     return StepTime(step_s=step, microbatches=m, parts=parts, bubble_fraction=bubble_slots / (m + bubble_slots),
                     bubble_slots=bubble_slots)
+
+
+def step_time_floor(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: comm.Network,
+                    tune: Tuning | None = None) -> float:
+    """A lower bound of ``step_time`` shared by every ZeRO stage and shard group of ``lay``: the step without its
+    data-parallel traffic and optimizer update, (m + bubble slots) × (compute + tp + ep + cp + pp seconds of one
+    micro-batch). ``step_time`` only adds non-negative seconds to it (its ``micro_dp``, ``dp_s`` and ``opt_s``)."""
+    tune = tune or Tuning()
+    m = work.global_batch // (lay.dp * lay.micro_batch)
+    schedule = tune.schedule or ("interleaved" if lay.vpp > 1 else "1f1b")
+    _, fwd, bwd, recompute, tp_s, ep_s, cp_s, pp_s = _micro_parts(
+        spec, work, dev, net, tune, lay.tp, lay.ep, lay.cp, lay.micro_batch, lay.seq_parallel, lay.pp, lay.vpp,
+        lay.dp, lay.recompute)
+    return (m + schedules.bubble_slots(schedule, lay.pp, lay.vpp)) * (fwd + bwd + recompute + tp_s + ep_s + cp_s
+                                                                        + pp_s)
 
 
 def moe_copies_per_token(top_k: int, groups: int, topk_groups: int, nodes: int) -> int:

@@ -116,6 +116,10 @@ def stage_shards(spec: ModelSpec, layout: Layout, framework: str, vocab_split: b
     return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, split)
 
 
+def _by_expert(member: tuple) -> tuple[int, int]:
+    return member[0], member[1]
+
+
 @lru_cache(maxsize=32)
 def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple]], tuple]:
     """The tensor table once per model, so that a stage visits only its own layers and its own experts
@@ -132,13 +136,13 @@ def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple]], 
         elif t.expert is None:
             plain.setdefault(t.layer, []).append((i, t))
         else:
-            key = (t.name.rsplit(f".{t.expert}.", 1)[-1], t.shape, t.module, t.component, t.tp, t.linear)
+            key = (t.module, t.shape, t.component, t.tp, t.linear)  # a weight and its bias differ in shape
             experts.setdefault(t.layer, {}).setdefault(key, []).append((t.expert, i, t))
     out = {}
     for layer in set(plain) | set(experts):
         folds = []
         for members in experts.get(layer, {}).values():
-            members.sort(key=lambda x: (x[0], x[1]))
+            members.sort(key=_by_expert)
             folds.append(((members[0][1], members[0][2]), tuple(e for e, _, _ in members),
                           tuple(i for _, i, _ in members)))
         folds.sort(key=lambda f: f[0][0])
