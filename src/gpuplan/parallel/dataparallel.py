@@ -210,6 +210,7 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
     replicated = 0  # trainable elements not split by TP (plain tensors beside DTensors)
     lora_shapes: list[tuple[int, ...]] = []
     factored: list[tuple[tuple[int, ...], int]] = []  # (local shape, shards) of each trainable base tensor
+    factor = optimizer.removeprefix("paged-") == "adafactor"  # only Adafactor's states depend on the shapes
     lora_factored: list[tuple[tuple[int, ...], int]] = []
     sb, _, _ = _fsdp_dtypes(recipe)
     for grp in tensor_groups(shard, table, tr):
@@ -226,7 +227,8 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
                 g += local * sb * n
                 trainable += lt.numel * n
                 base_shapes += [(local,)] * n
-                factored += [(local_shape(t, lt.numel, lt.dim0), D)] * n
+                if factor:
+                    factored += [(local_shape(t, lt.numel, lt.dim0), D)] * n
         else:
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
             held = lt.numel // D if shard_w else lt.numel
@@ -237,7 +239,8 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
                 g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes * n
                 m += (lt.numel // D if zero >= 1 else lt.numel) * recipe.master_bytes * n
                 base_shapes += [(lt.numel // D if zero >= 1 else lt.numel,)] * n
-                factored += [(local_shape(t, lt.numel, lt.dim0), D if zero >= 1 else 1)] * n
+                if factor:
+                    factored += [(local_shape(t, lt.numel, lt.dim0), D if zero >= 1 else 1)] * n
                 if layout.tp > 1 and lt.numel == t.numel:
                     replicated += (lt.numel // D if zero >= 1 else lt.numel) * n
         if lo:

@@ -29,6 +29,14 @@ from gpuplan.plan.space import (_allowed, cp_options, dp_shard_options, layouts_
 from gpuplan.units import SECONDS_PER_DAY
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """A layout not timed yet, as the ``keep`` filters of ``Pool.take`` see candidates (they read only
+    ``layout``)."""
+
+    layout: Layout
+
+
 class Pool:
     """Candidates in rank order with lazy memory checks (and, in deadline mode, a next-larger-DP fallback)."""
 
@@ -180,7 +188,10 @@ class Pool:
             item = heapq.heappop(self.heap)
             c = item[2]
             if isinstance(c, Untimed):  # reached the bound of its layouts: time them, they rank from here on
-                self.time_untimed(c)
+                if any(keep(_Layout(lay)) for lay in c.layouts):
+                    self.time_untimed(c)
+                else:  # none of them is asked for here (``keep`` reads only the layout): later takes time them
+                    skipped.append(item)
                 continue
             if not keep(c):
                 skipped.append(item)
