@@ -8,7 +8,7 @@ transformers 5 at real widths (``benchmarks/accuracy.py``, ``tests/test_train_ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import (
@@ -47,6 +47,15 @@ class BwdPoint:
 
 @dataclass(frozen=True)
 class LayerActs:
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: the per-rank caches (``gpuplan.train.rank_acts``) key on a layer's saved
+        set for every stage of every layout a search checks, and each hash walks its Act tuples."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     saved: Act  # everything the layer keeps for backward
     out_rg: bool  # the layer output requires grad
     points: tuple[BwdPoint, ...]  # backward high-water marks (traced), see _bwd_points
