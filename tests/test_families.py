@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -445,3 +446,113 @@ def test_plan_and_time_take_the_new_families(cfg, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)
     assert main(["time", str(tmp_path), "--gpu", "h100-sxm", "--gpus", "2", "--tokens", "1e9", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
+
+
+MPT = {"model_type": "mpt", "d_model": 256, "n_heads": 4, "n_layers": 2, "vocab_size": 1024, "max_seq_len": 512}
+# llm-foundry's MPT-7B benchmark model: scripts/train/yamls/pretrain/mpt-7b.yaml over MPTConfig's defaults
+MPT_7B_FOUNDRY = {"model_type": "mpt", "d_model": 4096, "n_heads": 32, "n_layers": 32, "expansion_ratio": 4,
+                  "max_seq_len": 2048, "vocab_size": 50368, "no_bias": False, "learned_pos_emb": True,
+                  "attn_config": {"alibi": False, "attn_impl": "triton"}}
+
+
+@pytest.mark.parametrize("cfg", [
+    MPT, {**MPT, "tie_word_embeddings": False, "attn_config": {"clip_qkv": 6.0, "softmax_scale": 0.1}},
+    {**MPT, "no_bias": True, "learned_pos_emb": True, "attn_config": {"alibi": True}},
+], ids=["mpt", "mpt-untied-clip", "mpt-7b-keys"])
+def test_mpt_matches_transformers(cfg):
+    """MptForCausalLM: weight-only LayerNorms, bias-free Wqkv / out_proj / up_proj / down_proj, no position table
+    (ALiBi), the head tied to wte unless tie_word_embeddings is false."""
+    theirs = _hf_count(cfg)
+    s = spec_from_config(cfg)
+    assert {t.name: t.shape for t in tensor_table(s)} == theirs
+    assert s.alibi and not s.learned_positions and not s.notes
+
+
+def test_mpt_llm_foundry_variant_counts_the_published_table():
+    """llm-foundry's MPTModel with its defaults (no_bias false, learned_pos_emb, no ALiBi) as its benchmark table
+    trains MPT-7B: biases on every Linear and LayerNorm and a wpe table of max_seq_len rows. The table's NumParams
+    column (scripts/train/benchmarking/README.md, H100 80GB BF16, 7b rows): 6,658,859,008 at seq 2048 and
+    6,654,664,704 at 1024."""
+    s = spec_from_config(MPT_7B_FOUNDRY)
+    assert count_params(s).total == 6_658_859_008
+    assert count_params(spec_from_config({**MPT_7B_FOUNDRY, "max_seq_len": 1024})).total == 6_654_664_704
+    names = {t.name: t.shape for t in tensor_table(s)}
+    assert names["transformer.wpe.weight"] == (2048, 4096) and names["transformer.blocks.0.attn.Wqkv.bias"] == (
+        3 * 4096,) and names["transformer.blocks.0.norm_1.bias"] == (4096,)
+    assert "llm-foundry" in s.notes[0] and not s.alibi
+    s3 = spec_from_config({**MPT, "expansion_ratio": 1.5})
+    assert s3.ffn_size == 384 and "1.5 x d_model" in s3.notes[0]
+
+
+@pytest.mark.parametrize("change,key,rule", [
+    ({"attn_config": {"attn_type": "multiquery_attention"}}, "attn_type", "multihead_attention"),
+    ({"attn_config": {"qk_ln": True}}, "qk_ln", "false"),
+    ({"attn_config": {"clip_qkv": -1}}, "clip_qkv", "positive number"),
+    ({"attn_config": "torch"}, "attn_config", "object"),
+    ({"n_heads": 3}, "n_heads", "must divide d_model"),
+    ({"no_bias": "yes"}, "no_bias", "true or false"),
+    ({"expansion_ratio": 0}, "expansion_ratio", "(0, 64]"),
+])
+def test_mpt_bad_keys(change, key, rule, tmp_path, capsys):
+    bad = {**MPT, **change}
+    with pytest.raises(InputError, match=re.escape(rule)):
+        spec_from_config(bad)
+    (tmp_path / "config.json").write_text(json.dumps(bad))
+    assert main(["params", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert rule in err and key in err
+
+
+def test_mpt_config_saved_by_transformers_loads_the_same():
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig
+
+    saved = AutoConfig.for_model("mpt", **{k: v for k, v in MPT.items() if k != "model_type"})
+    assert spec_from_config(json.loads(saved.to_json_string())) == spec_from_config(MPT)
+
+
+def test_mpt_kv_cache_flops_and_commands(tmp_path, capsys):
+    """Multi-head K and V per layer (2·h per token), no rotary; attention FLOPs of a causal layer; train warns
+    that transformers runs MPT's eager attention."""
+    s = spec_from_config(MPT)
+    assert kv_cache_bytes(s, batch=3, context=1000, kv_dtype="bf16", engine="hf") == 3 * 2 * 2 * 256 * 2 * 1000
+    assert attention_forward_flop_per_token(s, 512, "full") == 2 * 2 * 4 * (64 + 64) * 512
+    (tmp_path / "config.json").write_text(json.dumps(MPT))
+    assert main(["train", str(tmp_path), "--seq", "256"]) == 0
+    assert "MptForCausalLM has no SDPA" in capsys.readouterr().out
+    sdpa, flash = (json.loads(_run_json(capsys, ["train", str(tmp_path), "--seq", "512", "--attention", a]))
+                   ["memory"]["activations_bytes"] for a in ("sdpa", "flash"))
+    assert sdpa > flash + 2 * 4 * 512 * 512 * 4  # eager keeps the fp32 probabilities of every layer
+    for argv in (["infer", "mpt-7b", "--gpu", "h100-sxm", "--json"], ["time", "mpt-30b", "--tokens", "1e9",
+                                                                      "--gpu", "h100-sxm", "--gpus", "8", "--json"],
+                 ["plan", "mpt-7b", "--gpu", "h100-sxm", "--gpus", "8", "--json"]):
+        assert json.loads(_run_json(capsys, argv)), argv
+
+
+def _run_json(capsys, argv: list[str]) -> str:
+    assert main([*argv, "--json"] if "--json" not in argv else argv) == 0, argv
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cfg,setup", [
+    (MPT, {}), (MPT, {"precision": "fp32"}), (MPT, {"precision": "amp-bf16"}),
+    ({**MPT, "attn_config": {"clip_qkv": 8.0}}, {}),
+    ({**MPT, "d_model": 384, "n_heads": 6, "n_layers": 3, "tie_word_embeddings": False}, {"batch": 1, "seq": 512}),
+], ids=["bf16", "fp32", "amp-bf16", "clip-qkv", "untied-b1-s512"])
+def test_mpt_training_activations_traced(cfg, setup):
+    """transformers' MPT (eager attention with ALiBi, q/k/v copies, fp32 probabilities, a boolean mask, no rotary)
+    within 1 % of the traced activations and the peak."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from gpuplan.verify import TrainSetup, measure_training
+    from gpuplan.verify.compare import error_pct
+    from gpuplan.verify.estimate import training_estimate
+
+    ts = TrainSetup(**{"batch": 2, "seq": 256, **setup})
+    m = measure_training(cfg, ts)
+    assert m.extra["attention"] == "eager"
+    measured = m.memory_dict()
+    est = training_estimate(spec_from_config(cfg), ts)
+    act = error_pct(est["activations_bytes"], measured["activations_bytes"])
+    peak = error_pct(est["allocated_peak_bytes"], measured["allocated_peak_bytes"])
+    assert -1.0 <= act <= 1.0 and -1.0 <= peak <= 1.0, (act, peak)

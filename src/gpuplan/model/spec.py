@@ -27,6 +27,7 @@ LAYOUTS = (
     "qwen3_next",  # Gated DeltaNet (linear_attn) and gated full-attention layers, Qwen2-MoE-style sparse MLP
     "starcoder2",  # llama names with LayerNorms (bias) and a plain c_fc / c_proj MLP, biases everywhere
     "gpt_bigcode",  # GPT-2 names with nn.Linear weights ([out, in]) and multi-query c_attn (StarCoder, SantaCoder)
+    "mpt",  # MPT: fused bias-free Wqkv, weight-only LayerNorms, ALiBi, GELU up/down MLP, tied head
     "bert",  # encoders (bert, roberta): post-norm layers, token-type embeddings, a task head instead of an LM head
 )
 
@@ -166,6 +167,8 @@ class ModelSpec:
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
     layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
     hidden_dropout: float = 0.0  # residual / embedding dropout of the config (GPT-2 resid_pdrop, embd_pdrop)
+    alibi: bool = False  # MPT / BLOOM-style ALiBi: linear biases on the attention scores, no rotary embedding
+    clip_qkv: float | None = None  # MPT attn_config.clip_qkv: the fused QKV output clamped to [-clip, clip]
     attn_softcap: float | None = None  # Gemma 2 attn_logit_softcapping: scores = cap·tanh(scores / cap)
     final_softcap: float | None = None  # Gemma 2 final_logit_softcapping: logits = cap·tanh(logits / cap)
     # tie_embeddings cleared because PEFT's modules_to_save trains its own copy of the tied head or embedding:
@@ -264,9 +267,20 @@ def bigcode_warning(spec: ModelSpec) -> list[str]:
             "size measures about 6 % less (the estimate errs high); the peak is within 1 %"]
 
 
+def mpt_warning(spec: ModelSpec) -> list[str]:
+    """Which attention code an MPT estimate assumes (empty for other models)."""
+    if spec.layout != "mpt":
+        return []
+    return ["MPT: transformers' MptForCausalLM has no SDPA or flash path; --attention sdpa and eager are estimated "
+            "as its eager attention (ALiBi added to fp32 scores, the [batch, heads, seq, seq] probabilities kept "
+            "for backward); --attention flash stands for MosaicML's own fused kernel (llm-foundry attn_impl flash "
+            "or triton)"]
+
+
 def family_warnings(spec: ModelSpec) -> list[str]:
     """Every family's statement of what its estimates approximate."""
-    return sinks_warning(spec) + llama4_warning(spec) + linear_attention_warning(spec) + bigcode_warning(spec)
+    return (sinks_warning(spec) + llama4_warning(spec) + linear_attention_warning(spec) + bigcode_warning(spec)
+            + mpt_warning(spec))
 
 
 def _positive(name: str, value: object) -> None:

@@ -25,12 +25,16 @@ from gpuplan.train.activations import (
     sdpa_repeats_kv,
 )
 from gpuplan.train.family_acts import (bigcode_output_copy, gated_deltanet, l2_qk_norm, llama4_moe,
-                                       llama4_moe_forward_end, output_gate)
+                                       llama4_moe_forward_end, mpt_qkv, output_gate)
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
 # Layouts with a plain two-matrix MLP: its (fc, proj) module names
-PLAIN_MLP = {"gpt2": ("c_fc", "c_proj"), "gpt_bigcode": ("c_fc", "c_proj"), "starcoder2": ("c_fc", "c_proj"),
+PLAIN_MLP = {"mpt": ("up_proj", "down_proj"), "gpt2": ("c_fc", "c_proj"), "gpt_bigcode": ("c_fc", "c_proj"), "starcoder2": ("c_fc", "c_proj"),
              "gpt_neox": ("dense_h_to_4h", "dense_4h_to_h"), "falcon": ("dense_h_to_4h", "dense_4h_to_h")}
+
+# Blocks whose forward keeps the attention output referenced to its end (GPT-2 ``attn_output``, MPT's
+# ``attn_outputs`` in ``MptBlock.forward``)
+HELD_ATTN_OUT = ("gpt2", "mpt")
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,9 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
     fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_bigcode": "c_attn", "gpt_neox": "query_key_value",
              "falcon": "query_key_value"}
     qkv = spec.q_dim + 2 * spec.kv_dim
-    if spec.layout in fused:
+    if spec.layout == "mpt":
+        q_rg = kv_rg = mpt_qkv(sv, c, spec, y_key, y_b, y_rg, *_flag(flags, "Wqkv"))
+    elif spec.layout in fused:
         name = fused[spec.layout]
         w, lo = _flag(flags, name)
         q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
@@ -99,8 +105,8 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
         output_gate(sv, c, spec)
     if spec.layout == "gpt_bigcode" and (q_rg or kv_rg):
         bigcode_output_copy(sv, c, spec)
-    o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout,
-                                                                                                     "o_proj")
+    o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense",
+              "mpt": "out_proj"}.get(spec.layout, "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
     return linear(sv, c, o_name, o_key, e * spec.q_dim, q_rg or kv_rg, spec.q_dim, h, *_flag(flags, o_name))
 
@@ -158,7 +164,7 @@ def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: in
 
 
 def _norm_names(spec: ModelSpec) -> tuple[str, str]:
-    return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"),
+    return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"), "mpt": ("norm_1", "norm_2"),
             "falcon": ("input_layernorm", "input_layernorm")}.get(
         spec.layout, ("input_layernorm", "post_attention_layernorm"))
 
@@ -229,7 +235,7 @@ def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -
         tail = max(tail, 2 * w * m.top_k * h)
         if spec.layout == "llama4":
             tail = max(tail, llama4_moe_forward_end(spec, c))
-    tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout == "gpt2" else 0)
+    tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout in HELD_ATTN_OUT else 0)
     if spec.parallel_residual:
         tok += 2 * e * h
     elif "h1" not in items:
@@ -250,7 +256,7 @@ def checkpointed_forward(spec: ModelSpec, c: ActContext, i: int, y2_key: str, y2
     forward phase of a small Mixtral trace: +1.2 %). Returns (residual-stream part, part inside the
     column/row-parallel pair)."""
     h, r, e, f = spec.hidden_size, c.r, c.e, spec.ffn_size
-    res = (e if spec.parallel_residual else r) * h + (e * h if spec.layout == "gpt2" else 0)
+    res = (e if spec.parallel_residual else r) * h + (e * h if spec.layout in HELD_ATTN_OUT else 0)
     stream = Act(tok=float(res + (0 if y2_key in ("x", "h1") else y2_bytes * h)))
     if spec.is_moe_layer(i):
         return Act(tok=float(r * h)), mlp_saved

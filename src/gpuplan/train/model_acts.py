@@ -158,6 +158,9 @@ def attention_masks(spec: ModelSpec, c: ActContext) -> Act:
       per-call additive copy SDPA keeps is a layer tensor (``attn.mask``).
 
     Ignores padding masks (the traced batches have none) and the cached per-layer-type dict itself."""
+    if c.attention == "eager" and spec.layout == "mpt":
+        # MptModel.forward: ``create_causal_mask(...).to(torch.bool)``, one boolean [b, 1, s, s] mask
+        return Act(sq=1.0)
     if c.attention == "eager":
         return Act(sq=float(c.r * len({spec.is_sliding_layer(i) for i in range(spec.num_layers)})))
     if c.window_mask and any(spec.is_sliding_layer(i) for i in range(spec.num_layers)):
@@ -173,7 +176,7 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     Mistral's and Gemma 3's boolean sliding-window mask under SDPA, 16 MiB at 1 × 4096); without recompute no
     saved tensor holds them (traced); the embedding dropout mask."""
     out = Act()
-    if not spec.learned_positions:
+    if not (spec.learned_positions or spec.alibi):
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
         out = out + Act(tok=2 * c.r * rot)
     if recompute in ("full", "op"):
