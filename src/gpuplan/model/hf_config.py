@@ -498,8 +498,10 @@ def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
         num_heads=heads_n, num_kv_heads=heads_n, head_dim=h // heads_n, ffn_size=c.pos_int("intermediate_size"),
         vocab_size=c.pos_int("vocab_size"), max_position=c.pos_int("max_position_embeddings", default=512),
         gated_mlp=False, activation=c.str("hidden_act", default="gelu"), norm="layernorm", qkv_bias=True,
-        o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
-        hidden_dropout=c.fraction("hidden_dropout_prob", default=0.1), encoder_head=head,
+        # only the masked-LM decoder shares the word embeddings; a classification head has no vocabulary output
+        o_bias=True, mlp_bias=True, tie_embeddings=head == "mlm", learned_positions=True,
+        hidden_dropout=c.fraction("hidden_dropout_prob", "attention_probs_dropout_prob", default=0.1),
+        encoder_head=head,
         num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
 
 

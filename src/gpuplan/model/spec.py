@@ -216,12 +216,13 @@ class ModelSpec:
 
 
 def require_decoder(spec: ModelSpec) -> None:
-    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (training, serving,
-    time and plans): InputError naming the model and what gpuplan does with it."""
+    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (serving plans:
+    ``plan --serve``, and ``verify``, whose trace runs generation): InputError naming the model and what gpuplan
+    does with it."""
     if spec.layout == "bert":
         raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
-                         "params` counts it exactly, but the training, serving, time and plan estimates model "
-                         "decoder-only (causal LM) transformers and do not cover encoders yet")
+                         "params`, `train`, `infer`, `time` and `plan` cover it, but this command models "
+                         "decoder-only (causal LM) transformers")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
@@ -277,10 +278,19 @@ def mpt_warning(spec: ModelSpec) -> list[str]:
             "or triton)"]
 
 
+def encoder_warning(spec: ModelSpec) -> list[str]:
+    """What the estimates assume for an encoder (bert, roberta; empty for decoders)."""
+    if spec.layout != "bert":
+        return []
+    return [f"encoder ({spec.family}, {spec.encoder_head} head): bidirectional attention over the whole input and "
+            "no KV cache; serving is one forward per request (the prefill figures), the decode and generation "
+            "figures do not apply"]
+
+
 def family_warnings(spec: ModelSpec) -> list[str]:
     """Every family's statement of what its estimates approximate."""
     return (sinks_warning(spec) + llama4_warning(spec) + linear_attention_warning(spec) + bigcode_warning(spec)
-            + mpt_warning(spec))
+            + mpt_warning(spec) + encoder_warning(spec))
 
 
 def _positive(name: str, value: object) -> None:

@@ -88,9 +88,10 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
                 sv.save("attn.q", Act())
                 sv.save("attn.k", Act())
     else:
-        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, "q_proj"))
-        k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "k_proj"))
-        v_rg = linear(sv, c, "v_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "v_proj"))
+        qn, kn, vn = ("query", "key", "value") if spec.layout == "bert" else ("q_proj", "k_proj", "v_proj")
+        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, qn))
+        k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, kn))
+        v_rg = linear(sv, c, "v_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, vn))
         if spec.qk_norm:
             whole = spec.layout == "olmo2"
             _, _, q_rg = norm(sv, c, spec, "q_norm", "q_proj.out", e, q_rg, spec.q_dim,
@@ -106,7 +107,7 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
     if spec.layout == "gpt_bigcode" and (q_rg or kv_rg):
         bigcode_output_copy(sv, c, spec)
     o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense",
-              "mpt": "out_proj"}.get(spec.layout, "o_proj")
+              "mpt": "out_proj", "bert": "dense"}.get(spec.layout, "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
     return linear(sv, c, o_name, o_key, e * spec.q_dim, q_rg or kv_rg, spec.q_dim, h, *_flag(flags, o_name))
 
@@ -165,12 +166,15 @@ def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: in
 
 def _norm_names(spec: ModelSpec) -> tuple[str, str]:
     return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"), "mpt": ("norm_1", "norm_2"),
+            "bert": ("ln_out", "ln_attn"),
             "falcon": ("input_layernorm", "input_layernorm")}.get(
         spec.layout, ("input_layernorm", "post_attention_layernorm"))
 
 
 def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
     """Saved activations of layer ``i`` whose input requires grad when ``x_rg``."""
+    if spec.layout == "bert":
+        return encoder_layer(spec, i, c, flags, x_rg)
     sv = _Saved()
     h, r, e = spec.hidden_size, c.r, c.e
     n1, n2 = _norm_names(spec)
@@ -210,6 +214,43 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
     saved = sv.total()
     points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
     return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()),
+                     fwd_end=forward_end(spec, c, i, sv.items),
+                     fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
+
+
+def encoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
+    """A post-norm encoder layer (transformers ``BertLayer`` / ``RobertaLayer``): attention reads the layer input
+    (the previous LayerNorm's output), ``LayerNorm(dropout(dense(attention)) + x)``, then
+    ``LayerNorm(dropout(output(gelu(intermediate(y)))) + y)``. Saved: the layer input (q, k and v read it), the
+    attention core (``attention_core``: eager keeps q, k, v copies, the fp32 probabilities, their dropout mask and
+    output, and the context copy; SDPA its q, k, v, output and logsumexp), each dropout's boolean mask, each
+    LayerNorm's input (the residual sum, in the residual dtype: fp32 under autocast) and statistics, the
+    intermediate input, the GELU input and output. The last LayerNorm's output is the next layer's input, counted
+    there. Module flags: ``dense`` covers the attention output, intermediate and output Linears and ``LayerNorm``
+    both norms (their leaf names in the checkpoint)."""
+    sv = _Saved()
+    h, r = spec.hidden_size, c.r
+    ln_w = _flag(flags, "LayerNorm")[0]
+    a_rg = _attention(sv, c, spec, i, "x", r, x_rg, flags)
+    attn_part = sv.total()
+    if c.dropout > 0:
+        sv.save("attn.resid_mask", Act(tok=h))
+    y2_key, y2_b, y2_rg = norm(sv, c, spec, "ln_attn", "attn.sum", r, x_rg or a_rg, h, ln_w)
+    norm2_part = sv.total()
+    dense = _flag(flags, "dense")
+    m_rg = plain_mlp(sv, c, spec, "mlp", y2_key, y2_b, y2_rg, ("intermediate", "output"),
+                     {"intermediate": dense, "output": dense})
+    if c.dropout > 0:
+        sv.save("mlp.resid_mask", Act(tok=h))
+    norm(sv, c, spec, "ln_out", "mlp.sum", r, y2_rg or m_rg, h, ln_w)
+    saved = sv.total()
+    # the MLP's backward high-water mark comes before any of the layer's weight gradients: the output LayerNorm's
+    # backward has released its input and statistics, the dropout its mask, and the residual gradient has been
+    # consumed; the output dense's input gradient and the GELU backward's output (2·e·f) are alive (traced)
+    released = Act(tok=float(r * h + 8 + (h if c.dropout > 0 else 0) + r * h))
+    points = tuple(BwdPoint("mlp", "none", _minus(Act(tok=2.0 * c.e * spec.ffn_size), released)) if p.name == "mlp"
+                   else p for p in _bwd_points(spec, i, c, saved, Act(), attn_part, norm2_part, sv.items))
+    return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg or ln_w, points=points, items=tuple(sv.items.items()),
                      fwd_end=forward_end(spec, c, i, sv.items),
                      fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
 
@@ -358,6 +399,8 @@ def _attn_bwd_transient(spec: ModelSpec, c: ActContext) -> Act:
         # per-head K/V copies is already released by then (traced)
         return Act(sq=8.0 * heads, tok=-4.0 * spec.q_dim if c.batched else 0.0)
     if c.attention == "eager" and not c.selective:
+        if spec.layout == "bert":  # its softmax runs in the compute dtype: no fp32 gradient copy
+            return Act(sq=float(2 * e * heads))
         return Act(sq=float((8 - e) * heads if e < 4 else 8 * heads))
     return Act(tok=e * (2 * spec.q_dim + 2 * spec.kv_dim))
 

@@ -164,7 +164,7 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
     """Trace one steady-state training step of the model ``config`` (a config.json dict) under ``setup``."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from gpuplan.verify.build import build_model, prepare_for_training
+    from gpuplan.verify.build import build_model, encoder_head, encoder_is_mlm, prepare_for_training
 
     quiet_transformers()
     t0 = time.perf_counter()
@@ -176,6 +176,9 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         attention = base.config._attn_implementation
         vocab = base.config.get_text_config().vocab_size
         head = base.get_output_embeddings()
+        classify = config.get("model_type") in ("bert", "roberta") and not encoder_is_mlm(config)
+        if config.get("model_type") in ("bert", "roberta"):
+            head = encoder_head(base)
         model = prepare_for_training(base, setup)
         wrapped = model.get_output_embeddings()
         if hasattr(wrapped, "modules_to_save"):
@@ -184,7 +187,8 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = _optimizer(trainable, setup)
         ids = torch.randint(0, vocab, (setup.batch, setup.seq))
-        labels = ids.clone()
+        # a sequence-classification head takes one label per sequence
+        labels = torch.randint(0, base.config.num_labels, (setup.batch,)) if classify else ids.clone()
         # The first step only creates the optimizer states: it runs untracked; the tracker then adopts the
         # parameters, states and inputs and watches the second, steady-state step.
         _train_step(model, optimizer, ids, labels, setup, None)
