@@ -474,13 +474,18 @@ BERT_LARGE = {"model_type": "bert", "hidden_size": 1024, "num_hidden_layers": 24
     ({**BERT, "model_type": "roberta", "num_labels": 5}, {"precision": "fp32", "attention": "eager"}, 1.0),
     ({**BERT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}, {"precision": "bf16",
                                                                                   "attention": "eager"}, 1.5),
+    ({**BERT, "architectures": ["BertForMaskedLM"]}, {"precision": "fp32", "attention": "sdpa"}, 1.0),
+    ({**BERT, "architectures": ["BertForMaskedLM"]}, {"precision": "bf16", "attention": "sdpa"}, 1.0),
+    ({**BERT, "model_type": "roberta", "architectures": ["RobertaForMaskedLM"]}, {"precision": "bf16",
+                                                                                 "attention": "eager"}, 1.0),
     (BERT_LARGE, {"precision": "fp32", "attention": "eager", "batch": 4, "seq": 512}, 1.0),
 ], ids=["bert-eager-fp32", "bert-sdpa-fp32", "bert-sdpa-bf16", "bert-eager-bf16", "roberta-eager",
-        "bert-no-dropout-bf16", "bert-large-4x512"])
+        "bert-no-dropout-bf16", "bert-mlm-fp32", "bert-mlm-bf16", "roberta-mlm-bf16", "bert-large-4x512"])
 def test_encoder_training_activations_traced(cfg, setup, peak_high):
-    """BertForSequenceClassification / RobertaForSequenceClassification, dropout on as the config says (BertConfig:
-    hidden_dropout_prob and attention_probs_dropout_prob 0.1): the activations and the peak within 1 % of the
-    trace, also at BERT-large's size, batch 4 x 512. Without dropout the peak errs high by about one h-sized tensor
+    """BertForSequenceClassification / RobertaForSequenceClassification and the masked-LM heads (whose loss reads
+    the vocabulary logits in their own dtype), dropout on as the config says (BertConfig: hidden_dropout_prob and
+    attention_probs_dropout_prob 0.1): the activations and the peak within 1 % of the trace, also at BERT-large's
+    size, batch 4 x 512. Without dropout the peak errs high by about one h-sized tensor
     per token (+1.0 %: the MLP's backward releases one more than the estimate says)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -51,7 +51,8 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     b, s = cfg.batch, cfg.seq
     rows, width = loss_shape(spec, b, s)
     loss = loss_memory(rows, width, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
-                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
+                       upcast=spec.layout != "bert")
     kept, full = _activation_lists(spec, cfg, acts, b, s)
     on_gpu, host = offloaded_inputs(kept, bool(cfg.recompute_offload) and cfg.act_mode == "full")
     g = _grad_split(spec, states)

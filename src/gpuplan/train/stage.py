@@ -125,7 +125,8 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         rows, vocab = b, spec.num_labels
     loss = loss_memory(rows, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
-                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1)
+                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1,
+                       upcast=spec.layout != "bert")
     # paged optimizer states sit in CUDA managed memory, outside the allocator (gpuplan.train.optimizer)
     paged = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
     static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes - paged + st.persistent_buffers_bytes
