@@ -335,3 +335,27 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
 def _kv_bytes(cache) -> int:
     return _storage_bytes(t for layer in cache.layers for t in (layer.keys, layer.values)
                           if t is not None and t.numel())
+
+
+def measure_forward(config: dict[str, Any], *, batch: int, seq: int, dtype: str = "bf16",
+                    attention: str = "sdpa") -> int:
+    """Peak tensor bytes of one ``torch.no_grad()`` forward of ``batch`` x ``seq`` tokens in eval mode: an
+    encoder's inference (no cache, no generation), the weights and buffers included."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from gpuplan.verify.build import build_model
+
+    quiet_transformers()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = build_model(config, dtype=dtype, attention=attention).eval()
+        ids = torch.randint(0, model.config.vocab_size, (batch, seq))
+        mt = _PeakTracker()
+        mt.track_external(model, ids)
+        phases = _Phases(mt)
+        with mt, torch.no_grad():
+            phases.start()
+            out = model(input_ids=ids)  # noqa: F841 (alive to the phase's end, as a caller holds it)
+            phases.end("forward")
+    return phases.phases["forward_peak"].total_bytes
