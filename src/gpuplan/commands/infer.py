@@ -22,7 +22,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
     """(spec, InferConfig) for the option values."""
     from gpuplan.hardware.catalog import get_gpu
 
-    spec = model_from_options(values)
+    spec = model_from_options(values, encoders=True)
     raw = raw_config(values.model)
     dtype = normalize_dtype(values.dtype, "--dtype") if values.dtype else config_dtype(raw)
     if values.weights.strip().lower() == "auto":

@@ -179,7 +179,7 @@ def search_layouts(values: Any) -> SimpleNamespace:
     from gpuplan.plan.candidates import rank_key
     from gpuplan.plan.search import search
 
-    spec = model_from_options(values)
+    spec = model_from_options(values, encoders=True)
     if (values.gpus is None) == (values.days is None):
         raise InputError("--gpus", values.gpus, "give --gpus N, or --days with --tokens")
     seq = values.seq or DEFAULT_SEQ

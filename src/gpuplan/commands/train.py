@@ -62,7 +62,7 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
         from gpuplan.configs import resolve
 
         resolve(files, values)
-    spec = model_from_options(values, allow_params_only=True)
+    spec = model_from_options(values, allow_params_only=True, encoders=True)
     cfg = config_from_options(values)
     if files is not None:
         files.stack_defaults = [(_FIELD_OPTION.get(f, f), v, s) for f, v, s in cfg.stack_settings]

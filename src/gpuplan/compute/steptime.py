@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gpuplan.compute import comm, schedules
-from gpuplan.compute.flops import keys_per_query, linear_attention_flop_per_token
+from gpuplan.compute.flops import encoder_convention, keys_per_query, linear_attention_flop_per_token
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
                                      elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
                                      moe_permute_elems_per_token, unfused_attention_s)
@@ -141,7 +141,8 @@ def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, i
             expert = (spec.moe.num_experts, spec.moe.top_k, spec.hidden_size, spec.moe.expert_ffn_size)
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
         attn = linear_attention_flop_per_token(spec) if spec.is_linear_layer(i) else \
-            2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, "causal", spec.is_chunked_layer(i))
+            2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, encoder_convention(spec, "causal"),
+                                                                     spec.is_chunked_layer(i))
         layers.append(_LayerShape(gemms, expert, attn, sum(t.numel for t in ts), ex))
     return tuple(layers), head_params, other
 

@@ -201,8 +201,14 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     sv.save("attn.k_rep", Act(tok=e * (qd if rep > 1 or spec.mla else kvd)))
     sv.save("attn.v_rep", Act(tok=e * (vd if spec.mla else (qd if rep > 1 else kvd))))
     # the fp32 softmax output; in half precision also its copy cast back to the query dtype (kept by the second
-    # matmul); a dropout mask when dropout is on. A sliding window only masks the full s x s scores.
-    sq = 4.0 * heads + (e * heads if e < 4 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
+    # matmul); with dropout on, the dropout's boolean mask and its output (which the second matmul keeps instead
+    # of the cast copy, a new tensor in fp32 too: traced, BERT in fp32). A sliding window only masks the full
+    # s x s scores.
+    # BERT / RoBERTa's eager attention takes the softmax in the compute dtype (transformers models/bert
+    # ``eager_attention_forward``: ``softmax(attn_weights, dim=-1)``, no fp32 upcast; traced)
+    # (under autocast softmax runs in fp32 all the same: it is on autocast's fp32 list)
+    soft = float(e) if spec.layout == "bert" and not c.amp else 4.0
+    sq = soft * heads + (e * heads if (e < soft) or c.dropout > 0 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
     if spec.attention_sinks:
         # gpt-oss (transformers models/gpt_oss ``eager_attention_forward``): the softmax over the scores joined with
         # the sink column runs in the model dtype and keeps its output, which the second matmul also reads (its

@@ -25,7 +25,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
     dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
     impl = model_impl(spec, cfg)
     return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
-                      fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
+                      fp8=recipe.fp8_activations, attention=attention_path(cfg, spec),
                       dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=lora_param_bytes(cfg, recipe),
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",
                       batched=cfg.batch > 1,
@@ -50,6 +50,15 @@ def model_impl(spec: ModelSpec | None, cfg: TrainConfig) -> str:
     if "model_impl" not in cfg.resolved_fields:
         raise InputError("--model-impl", impl, why, hint="use --model-impl hf")
     return "hf"
+
+
+def attention_path(cfg: TrainConfig, spec: ModelSpec | None) -> str:
+    """The attention code a step runs: ``flash`` is estimated as SDPA's flash kernel; MPT has no SDPA path in
+    transformers (``MptAttention`` computes its ALiBi scores in eager matmuls), so ``sdpa`` runs eager there, while
+    ``flash`` stands for MosaicML's own fused kernels (llm-foundry ``attn_impl: flash`` or ``triton``)."""
+    if spec is not None and spec.layout == "mpt" and cfg.attention == "sdpa":
+        return "eager"
+    return "sdpa" if cfg.attention == "flash" else cfg.attention
 
 
 def _chunked(spec: ModelSpec) -> bool:

@@ -120,9 +120,13 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     head_b = _bytes(acts.head.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     head_norm_b = _bytes(acts.head_norm.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     vocab = vocab_parallel_logits(spec.vocab_size, tp, cfg)
-    loss = loss_memory(b * sl, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
+    rows = b * sl
+    if spec.encoder_head == "classify":  # one row per sequence over num_labels (gpuplan.train.engine.loss_shape)
+        rows, vocab = b, spec.num_labels
+    loss = loss_memory(rows, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
-                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1)
+                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1,
+                       upcast=spec.layout != "bert")
     # paged optimizer states sit in CUDA managed memory, outside the allocator (gpuplan.train.optimizer)
     paged = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
     static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes - paged + st.persistent_buffers_bytes
