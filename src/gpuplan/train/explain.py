@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
+from gpuplan.train.compiled import COMPILE_ASSUMPTION, COMPILE_UNSUPPORTED, compiled_supported
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
@@ -95,6 +96,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "gpuplan.train.overheads)",
     ]
     out += stack_assumptions(cfg)
+    if cfg.compile and compiled_supported(spec):
+        out.append(COMPILE_ASSUMPTION)
     if cfg.method in ("lora", "qlora"):
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
@@ -168,6 +171,8 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
                    "to host memory under pressure: reported as managed_bytes, counted in total_bytes (on the GPU) "
                    "but not in allocated_peak_bytes or reserved_bytes")
     out += _peft_fused_expert_warnings(spec, cfg)
+    if cfg.compile and not compiled_supported(spec):
+        out.append(COMPILE_UNSUPPORTED)
     release = transformers_release(cfg.transformers_version)
     out += version_warnings(release)
     if spec.layout == "falcon" and cfg.attention != "eager":

@@ -190,6 +190,7 @@ def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple
     RMSNorm's fp32 product ``x32 * rsqrt(...)`` before the cast back (4·h)."""
     table = tensor_table(spec)
     sv = _Saved()
+    c = replace(c, compiled=False)  # the final norm and the head run outside the compiled decoder layers
     h, r = spec.hidden_size, c.r
     final_w = any(rg for t, rg in zip(table, tr.base_trainable) if t.component == "norm" and t.layer is None)
     y_key, y_b, y_rg = norm(sv, c, spec, "final_norm", "x_final", r, x_rg, h, final_w)
