@@ -99,13 +99,21 @@ def eager_layer_per_token(h: int, kv_dim: int, ffn: int, heads: int, e: int = 2)
     return e * (10 * h + 2 * kv_dim + 4 * ffn) + 4 * heads + 8
 
 
-def compiled_bwd_extra(e: int, ffn: int) -> float:
-    """The compiled layer's backward high-water mark beyond its saved set, per token, with down_proj's weight
-    gradient existing: one ffn-wide tensor in the compute dtype (e·ffn), the gradient of down's input that the
-    first backward matmul writes, before Inductor's fused SiLU-and-product backward kernel consumes it. Eager
-    autograd holds two there (the product's gradient and the SiLU output's, ``gpuplan.train.layers``). The later
-    points (the norms', the attention core's) stay lower: the compiled backward frees each saved tensor after its
-    last use and writes the norms' gradients in one fused kernel, without eager's fp32 temporaries. Traced
-    (``gpuplan.verify.compile_trace``, 2 × 300 tokens, h 256, ffn 704, bf16: the peak is the saved set, the output
-    and its gradient, 844,800 B = 600 · 2 · 704 and down's 360,448 B weight gradient)."""
-    return float(e * ffn)
+def compiled_bwd_extra(e: int, ffn: int, mlp_adapters: int = 0) -> float:
+    """The compiled layer's backward high-water mark beyond its saved set, per token, when down_proj's gradients
+    exist (the first the backward writes): ffn-wide tensors in the compute dtype around Inductor's fused
+    SiLU-and-product backward kernel, once down's input (the product) is released after its last use.
+
+    - full training: e·ffn — the gradient of down's input and the kernel's gate/up gradients, one of which reuses
+      that gradient's buffer (eager autograd holds two more there, ``gpuplan.train.layers``);
+    - LoRA on gate, up and down (torchtune's Llama 3.1 targets): 4·e·ffn — the adapter path of down's input
+      gradient is a second matmul output, and the ``* scaling`` of gate's and up's adapter outputs gives each its
+      own scaled gradient beside the plain one: one ffn-wide tensor more per adapted MLP projection
+      (``mlp_adapters``).
+
+    The later points (the norms', the attention core's) stay lower: the compiled backward frees each saved tensor
+    after its last use and writes each norm's gradient in one fused kernel, without eager's fp32 temporaries.
+    Traced (``gpuplan.verify.compile_trace``, 2 × 300 tokens, h 256, ffn 704, bf16; full training: 844,800 B =
+    600 · 2 · 704 beside down's 360,448 B weight gradient; LoRA rank 8 on q, v, o, gate, up, down: 4 × 844,800 B
+    beside down's adapter gradients)."""
+    return float(e * ffn * (1 + mlp_adapters))

@@ -204,7 +204,8 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
         sv.save("mlp.resid_mask", Act(tok=h))
     saved = sv.total()
     if c.compiled:
-        extra = compiled_bwd_extra(c.e, spec.ffn_size)
+        adapters = sum(_flag(flags, m)[1] for m in ("gate_proj", "up_proj", "down_proj"))
+        extra = compiled_bwd_extra(c.e, spec.ffn_size, adapters)
         points: tuple[BwdPoint, ...] = (BwdPoint("compiled backward", "mlp_first", Act(tok=extra)),)
     else:
         points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
