@@ -78,8 +78,9 @@ def test_compile_option_refuses_other_values():
         train("llama-3.1-8b", compile="maybe")
 
 
-# (batch, seq, hidden, heads, kv_heads, ffn, lora rank)
-SHAPES = [(2, 64, 256, 8, 2, 512, 0), (1, 128, 384, 6, 2, 1024, 0), (2, 96, 320, 5, 5, 864, 8)]
+# (batch, seq, hidden, heads, kv_heads, ffn, lora rank): a small layer; Llama 3.1 8B's ratios (tokens = hidden,
+# ffn = 3.5 hidden, head_dim 128, 4 query heads per K/V head) at 1/8 width; torchtune's LoRA targets
+SHAPES = [(2, 64, 256, 8, 2, 512, 0), (1, 512, 512, 4, 1, 1792, 0), (2, 300, 256, 4, 2, 704, 8)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -101,9 +102,11 @@ def test_compiled_layer_against_trace(shape):
     model = la.saved.bytes(b, s) - 2 * h * b * s  # the trace counts the input apart
     err = 100.0 * (model - t.saved_bytes) / t.saved_bytes
     assert abs(err) <= TOLERANCE_PCT, f"saved: model {model:,} vs trace {t.saved_bytes:,} B ({err:+.2f} %)"
+    if b * s < h:
+        return  # the layer's weight gradients outweigh its activations: not what the backward point describes
     # backward high-water mark above its start (saved set, output and its gradient): the model's point
     (point,) = la.points
     model_bwd = int(point.extra.bytes(b, s)) + _grad_down(spec, lora)
     measured = t.peak_bytes - t.backward_start_bytes
     err = 100.0 * (model_bwd - measured) / measured
-    assert abs(err) <= 2 * TOLERANCE_PCT, f"backward: model {model_bwd:,} vs trace {measured:,} B ({err:+.2f} %)"
+    assert abs(err) <= TOLERANCE_PCT, f"backward: model {model_bwd:,} vs trace {measured:,} B ({err:+.2f} %)"
