@@ -36,6 +36,14 @@ inside it; ``training.compile_model`` compiles each ``TransformerSelfAttentionLa
 checkpoint's input only, and backward reruns the compiled forward: the recomputed layer holds the compiled saved
 set above, its input being the checkpoint's own.
 
+The compiled loss (torchtune ``training.compile_loss``: each chunk's ``cross_entropy(logits.float(), labels)``
+compiled) is traced but not modelled: per chunk it saves only per-row fp32 statistics (16 B a token) where eager
+autograd keeps every chunk's fp32 log-softmax output until backward (4·T·V), materialises no fp32 copy of a chunk
+in forward, and its backward writes each chunk's logits gradient in the logits' dtype (traced: 1,024 tokens in 4
+chunks, V 8,192: saved 16,384 B compiled against 33,562,640 B eager; backward peak 8·chunk·V, the bf16 gradients,
+against 24·chunk·V). The engine's loss region (``gpuplan.train.logits``) stays eager's, an upper bound for a
+compiled loss.
+
 Layouts other than the Llama-style dense layer (MoE blocks, LayerNorm, plain or fused MLPs, Gemma/OLMo-2 norms)
 keep the eager saved set, with a warning.
 """
