@@ -51,6 +51,8 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
             items = {k: round(a.bytes(b, s)) for k, a in la.items}
             out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
                             "Σ tensors saved for backward by one decoder layer (shared tensors once)",
+                            "gpuplan.train.compiled (torch.compile: AOTAutograd's min-cut partitioner, traced with "
+                            "Inductor)" if cfg.compile and compiled_supported(spec) else
                             "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
                             {"b": b, "s": s, "saved": items}))
         out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
