@@ -71,6 +71,31 @@ def test_compile_lowers_the_recomputed_layer_and_the_option_flows():
     assert any("torch.compile is modelled" in w for w in a.memory.warnings)
 
 
+def test_torchtune_recipe_compile_true_turns_it_on(tmp_path):
+    """torchtune's ``compile: True`` (recipes call training.compile_model) is read as --compile on."""
+    pytest.importorskip("yaml")
+    from pathlib import Path
+
+    from gpuplan.api import train
+
+    src = Path(__file__).parent / "data" / "configs" / "torchtune_llama3_1_8B_lora_single_device.yaml"
+    text = src.read_text(encoding="utf-8")
+    assert "\ncompile: False" in text
+    on, off = tmp_path / "on.yaml", tmp_path / "off.yaml"
+    on.write_text(text.replace("\ncompile: False", "\ncompile: True"), encoding="utf-8")
+    off.write_text(text, encoding="utf-8")
+    r_on, r_off = train(str(on)), train(str(off))
+    assert {"key": "compile", "option": "compile", "value": "on"}.items() <= next(
+        m for m in r_on["config_file"]["mapped"] if m["key"] == "compile").items()
+    assert any(a.startswith("torch.compile:") for a in r_on["assumptions"])
+    assert not any(a.startswith("torch.compile:") for a in r_off["assumptions"])
+
+    def layer_backward(r):  # the recipe's default sequence puts the step's peak in the loss: compare the layers
+        return max(p["bytes"] for p in r["phases"] if p["phase"].startswith("layer"))
+
+    assert layer_backward(r_on) < layer_backward(r_off)
+
+
 def test_compile_option_refuses_other_values():
     from gpuplan.api import train
 
