@@ -31,10 +31,17 @@ Inductor also fuses the forward's and the backward's pointwise chains into singl
 high-water mark above the saved set is that of the matmul gradients alone (``compiled_bwd_extra``); the norm
 backward's fp32 temporaries of eager autograd are not materialised.
 
+For LoRA the effect is smaller than the saved sets suggest: the adapters' input casts (PEFT's fp32 adapters) go,
+and the rest of the saved set shrinks as above, but the fused backward holds more ffn-wide gradients
+(``compiled_bwd_extra``). With adapters in the layer's dtype (torchtune's) a traced layer with torchtune's Llama 3.1
+targets peaks 0.9 % lower compiled than eager (2 × 300 tokens, h 256, ffn 704: 8,448,960 against 8,525,800 B),
+while full training peaks 34 % lower (6,211,648 against 9,437,248 B).
+
 Under full activation checkpointing (torchtune: ``checkpoint_wrapper`` around each layer, the compiled module
 inside it; ``training.compile_model`` compiles each ``TransformerSelfAttentionLayer``) the forward keeps the
 checkpoint's input only, and backward reruns the compiled forward: the recomputed layer holds the compiled saved
-set above, its input being the checkpoint's own.
+set above, its input being the checkpoint's own (traced: the checkpointed compiled layer's step peaks exactly where
+the uncheckpointed one does, 6,211,648 B full training and 8,448,960 B LoRA at 2 × 300 tokens, h 256, ffn 704).
 
 The compiled loss (torchtune ``training.compile_loss``: each chunk's ``cross_entropy(logits.float(), labels)``
 compiled) is traced but not modelled: per chunk it saves only per-row fp32 statistics (16 B a token) where eager
