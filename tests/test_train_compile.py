@@ -69,6 +69,11 @@ def test_compile_lowers_the_recomputed_layer_and_the_option_flows():
     b = estimate_training(moe, TrainConfig(seq=256))
     assert a.memory.allocated_peak_bytes == b.memory.allocated_peak_bytes
     assert any("torch.compile is modelled" in w for w in a.memory.warnings)
+    # a recompute policy the compiled set was not traced under: eager's numbers, with a warning
+    a = estimate_training(spec, TrainConfig(seq=256, recompute="selective", compile=True))
+    b = estimate_training(spec, TrainConfig(seq=256, recompute="selective"))
+    assert a.memory.allocated_peak_bytes == b.memory.allocated_peak_bytes
+    assert any("--recompute none or full" in w for w in a.memory.warnings)
 
 
 def test_torchtune_recipe_compile_true_turns_it_on(tmp_path):

@@ -70,12 +70,20 @@ COMPILE_ASSUMPTION = ("torch.compile: each decoder layer saves what AOTAutograd'
                       "(gpuplan.train.compiled)")
 COMPILE_UNSUPPORTED = ("torch.compile is modelled for Llama-style dense decoder layers only: this model's layers are "
                        "estimated as eager autograd runs them")
+COMPILE_MODES = ("torch.compile is modelled with --recompute none or full and without tensor parallelism: this run's "
+                 "layers are estimated as eager autograd runs them")
 
 
 def compiled_supported(spec: ModelSpec) -> bool:
     """Whether the compiled saved set applies to every decoder layer of ``spec``."""
     return (spec.layout in COMPILED_LAYOUTS and spec.norm == "rmsnorm" and spec.moe is None and spec.mla is None
             and not spec.qk_norm and not spec.learned_positions)
+
+
+def compile_modelled(spec: ModelSpec, act_mode: str, tp: int) -> bool:
+    """Whether a run with ``--compile on`` gets the compiled saved set: a supported layout, no recompute or whole-layer
+    recompute (the traced cases; selective policies and tensor-parallel graphs were not traced)."""
+    return compiled_supported(spec) and act_mode in ("none", "full") and tp == 1
 
 
 def compiled_norm(name: str, x_key: str, in_bytes: int, x_rg: bool, w_rg: bool, width: int, rows: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import ActContext
-from gpuplan.train.compiled import compiled_supported
+from gpuplan.train.compiled import compile_modelled
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import keeps_dequantized_weight
@@ -31,7 +31,8 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
                       fused_gelu=cfg.framework == "megatron",
-                      compiled=bool(cfg.compile) and spec is not None and compiled_supported(spec),
+                      compiled=bool(cfg.compile) and spec is not None
+                      and compile_modelled(spec, cfg.act_mode, cfg.tp),
                       **release_switches(spec, cfg))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
-from gpuplan.train.compiled import COMPILE_ASSUMPTION, COMPILE_UNSUPPORTED, compiled_supported
+from gpuplan.train.compiled import (COMPILE_ASSUMPTION, COMPILE_MODES, COMPILE_UNSUPPORTED, compile_modelled,
+                                    compiled_supported)
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
@@ -52,7 +53,7 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
             out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
                             "Σ tensors saved for backward by one decoder layer (shared tensors once)",
                             "gpuplan.train.compiled (torch.compile: AOTAutograd's min-cut partitioner, traced with "
-                            "Inductor)" if cfg.compile and compiled_supported(spec) else
+                            "Inductor)" if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp) else
                             "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
                             {"b": b, "s": s, "saved": items}))
         out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
@@ -98,7 +99,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "gpuplan.train.overheads)",
     ]
     out += stack_assumptions(cfg)
-    if cfg.compile and compiled_supported(spec):
+    if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp):
         out.append(COMPILE_ASSUMPTION)
     if cfg.method in ("lora", "qlora"):
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
@@ -175,6 +176,8 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     out += _peft_fused_expert_warnings(spec, cfg)
     if cfg.compile and not compiled_supported(spec):
         out.append(COMPILE_UNSUPPORTED)
+    elif cfg.compile and not compile_modelled(spec, cfg.act_mode, cfg.tp):
+        out.append(COMPILE_MODES)
     release = transformers_release(cfg.transformers_version)
     out += version_warnings(release)
     if spec.layout == "falcon" and cfg.attention != "eager":
