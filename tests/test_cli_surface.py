@@ -65,7 +65,7 @@ SURFACE = {
             "--gpu", "--gpus", "--grad-accum", "--json", "--keep-logits", "--lang", "--lora-dropout",
             "--lora-modules-to-save", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--loss-parallel", "--max-batch", "--max-seq",
             "--method", "--microbatches", "--no-reshard", "--offload", "--optimizer", "--optimizer-impl",
-            "--optimizer-in-backward", "--per-rank", "--plot", "--pp", "--precision", "--recompute",
+            "--optimizer-in-backward", "--compile", "--per-rank", "--plot", "--pp", "--precision", "--recompute",
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
@@ -107,7 +107,7 @@ SURFACE = {
             # serving plan (--serve)
             "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
             "--percentile", "--weights", "--max-num-batched-tokens", "--engine", "--disaggregate",
-            "--stack", "--schedule", "--attention-impl",
+            "--stack", "--schedule", "--attention-impl", "--compile",
         }) | CLUSTER | {"--pue"},
     ),
     "verify": Surface(
@@ -140,7 +140,8 @@ SURFACE = {
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
             "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",
             "--weights", "--workspace",
-            "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
+            "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--compile",
+            "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
             "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params",
             "--model-impl"

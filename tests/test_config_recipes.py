@@ -65,17 +65,17 @@ HAND = {
     "torchtune_llama3_1_8B_full_single_device.yaml": [
         "llama-3.1-8b", "--stack", "torchtune", "--batch", "2", "--grad-accum", "1", "--optimizer",
         "paged-adamw-8bit", "--optimizer-in-backward", "on", "--recompute", "full", "--precision", "bf16",
-        "--loss", "fused"],
+        "--loss", "fused", "--compile", "off"],
     "torchtune_llama3_1_8B_lora_single_device.yaml": [
         "llama-3.1-8b", "--stack", "torchtune", "--method", "lora", "--lora-rank", "8", "--lora-targets",
         "q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--lora-dropout", "0", "--batch", "2", "--grad-accum",
         "8", "--optimizer", "adamw", "--optimizer-impl", "fused", "--loss", "fused", "--precision", "bf16",
-        "--recompute", "full"],
+        "--recompute", "full", "--compile", "off"],
     "torchtune_llama3_1_8B_qlora_single_device.yaml": [
         "llama-3.1-8b", "--stack", "torchtune", "--method", "qlora", "--qlora-base", "nf4", "--lora-rank", "8",
         "--lora-targets", "q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--lora-dropout", "0",
         "--batch", "2", "--grad-accum", "16", "--optimizer", "adamw", "--optimizer-impl", "fused", "--loss",
-        "fused", "--precision", "bf16", "--recompute", "full"],
+        "fused", "--precision", "bf16", "--recompute", "full", "--compile", "off"],
     "axolotl_mistral_qlora.yml": [
         "mistral-7b-v0.1", "--stack", "axolotl", "--method", "qlora", "--qlora-base", "nf4", "--seq", "8192",
         "--lora-rank", "32", "--lora-dropout", "0.05", "--lora-targets", "all-linear", "--grad-accum", "4",

@@ -65,7 +65,7 @@ def _parse_compare(text: str) -> dict:
 
 
 def stack_settings(values: Any) -> tuple[dict[str, Any], list[str]]:
-    """framework, schedule and attention_impl: each as given, else the --stack's default (with its source), else
+    """framework, schedule, attention_impl and compile: each as given, else the --stack's default (with its source), else
     Megatron-LM's behaviour (megatron memory semantics, 1F1B or interleaved by vpp, flash attention)."""
     from gpuplan.train.stacks import load_stack
 
@@ -80,6 +80,13 @@ def stack_settings(values: Any) -> tuple[dict[str, Any], list[str]]:
                 value = d.value
                 notes.append(f"--{name.replace('_', '-')} {value}: --stack {stack.name} ({d.source})")
         out[name] = fallback if value is None else value
+    given = getattr(values, "compile", None)
+    out["compile"] = given == "on"
+    if given is None and stack is not None:
+        d = stack.default("compile", "full", False)
+        if d is not None:
+            out["compile"] = bool(d.value)
+            notes.append(f"--compile {'on' if d.value else 'off'}: --stack {stack.name} ({d.source})")
     return out, notes
 
 
@@ -108,7 +115,7 @@ def _context(values, spec, gpu, seq, global_batch, flop_per_token, pins):
                     dropout=st["attention_impl"] == "unfused" and spec.hidden_dropout > 0)
     ctx = SearchContext(spec=spec, gpu=gpu, dev=dev, net=net, work=work, flop_per_token=flop_per_token, target=target,
                         pins=pins, opts=TrainOptions(precision=values.precision, framework=st["framework"],
-                                                     schedule=st["schedule"]), tune=tune, rank=rank)
+                                                     schedule=st["schedule"], compile=st["compile"]), tune=tune, rank=rank)
     sources = dev_sources + [f"intra-node {net.intra_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.intra_source}",
                              f"inter-node {net.inter_node_bytes_per_s / 1e9:g} GB/s per GPU: {net.inter_source}",
                              f"collective bus efficiency {net.bus_efficiency:g}"] + list(tune.sources)

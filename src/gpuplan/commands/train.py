@@ -20,6 +20,7 @@ def config_from_options(values: Any) -> C.TrainConfig:
         batch=values.batch, seq=values.seq, grad_accum=values.grad_accum, precision=values.precision,
         stack=values.stack, framework=values.framework, optimizer=values.optimizer,
         optimizer_impl=values.optimizer_impl, optimizer_in_backward=_on_off(values.optimizer_in_backward),
+        compile=_on_off(values.compile),
         recompute=values.recompute, selective_policy=values.selective_policy,
         loss_parallel=_on_off(values.loss_parallel), cuda_module_loading=values.cuda_module_loading,
         attention=values.attention, model_impl=values.model_impl, activation_model=values.activation_model,

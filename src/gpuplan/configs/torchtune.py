@@ -114,7 +114,8 @@ def read(data: dict[str, Any], name: str, report: ConfigReport) -> str:
             dtype = k.str(key, value, ("bf16", "fp32"))
             report.set(key, "precision", dtype, "the model, gradients and optimizer states held in " + dtype)
         elif key == "compile":
-            report.ignore(key, "torch.compile: gpuplan estimates eager-mode memory (fusion is not modelled)")
+            on = k.bool(key, value)
+            report.set(key, "compile", "on" if on else "off", "each decoder layer compiled" if on else "")
         elif key == "loss":
             _loss(k, k.table(key, value), batch, seq, report)
         elif key == "device":

@@ -33,6 +33,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "optimizer": ("Optimizer", "优化器"),
     "optimizer_impl": ("Optimizer implementation", "优化器实现"),
     "optimizer_in_backward": ("Optimizer step in backward", "反向中执行优化器"),
+    "compile": ("torch.compile", "torch.compile"),
     "recompute": ("Activation recomputation", "激活重计算"),
     "selective_policy": ("Selective recompute policy", "选择性重计算策略"),
     "recompute_offload": ("Offload checkpoints to CPU", "检查点卸载到 CPU"),

@@ -107,6 +107,15 @@ PLAN = CommandOptions(
             help_zh="显存语义（默认：--stack 的设置，否则 megatron：TP/SP/PP、分布式优化器）",
             choices=("megatron", "deepspeed", "torch"),
         ),
+        Option(
+            "compile",
+            "choice",
+            "--compile",
+            help="on: each decoder layer runs under torch.compile, which changes what it saves for backward "
+            "(default: the --stack's, off)",
+            help_zh="on：每个解码层在 torch.compile 下运行，这会改变它为反向保存的张量（默认：--stack 的设置，off）",
+            choices=("on", "off"),
+        ),
         # step-time behaviours of the stack and kernels the run used (gpuplan.compute.schedules, kernels)
         Option(
             "stack",

@@ -98,6 +98,18 @@ TRAIN = CommandOptions(
             choices=("on", "off"),
         ),
         Option(
+            "compile",
+            "choice",
+            "--compile",
+            help="on: each decoder layer runs under torch.compile (torchtune compile: True): the compiled layer saves "
+            "matmul inputs and outputs for backward and recomputes the cheap pointwise ops (norms, SiLU) (default: "
+            "the stack's, off)",
+            help_zh="on：每个解码层在 torch.compile 下运行（torchtune compile: True）：编译后的层为反向保存矩阵乘的输入和"
+                    "输出，并重算廉价的逐元素运算（归一化、SiLU）（默认：训练栈的设置，off）",
+            group="workload",
+            choices=("on", "off"),
+        ),
+        Option(
             "recompute",
             "choice",
             "--recompute",

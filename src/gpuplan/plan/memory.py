@@ -24,6 +24,7 @@ class TrainOptions:
     optimizer: str = "adamw"
     attention: str = "flash"
     schedule: str | None = None  # pipeline schedule (DualPipe keeps a second copy of its stage's parameters)
+    compile: bool = False  # decoder layers under torch.compile (gpuplan.train.compiled)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def train_config(lay: Layout, seq: int, global_batch: int, opts: TrainOptions):
                        framework=opts.framework, optimizer=opts.optimizer, attention=opts.attention,
                        recompute=lay.recompute, gpus=lay.gpus, dp=lay.dp, tp=lay.tp, pp=lay.pp, ep=lay.ep, cp=lay.cp,
                        vpp=lay.vpp, sp=lay.seq_parallel, zero=lay.zero, microbatches=microbatches,
-                       dp_shard=lay.dp_shard)
+                       dp_shard=lay.dp_shard, compile=opts.compile)
 
 
 def train_command(model: str, lay: Layout, seq: int, global_batch: int, opts: TrainOptions,
@@ -53,7 +54,8 @@ def train_command(model: str, lay: Layout, seq: int, global_batch: int, opts: Tr
              f"--attention {opts.attention} --recompute {lay.recompute}",
              f"--gpus {lay.gpus} --dp {lay.dp} --tp {lay.tp} --pp {lay.pp} --ep {lay.ep} --cp {lay.cp} --vpp {lay.vpp}",
              ("--sp " if lay.seq_parallel else "") + f"--zero {lay.zero} --microbatches {m}"
-             + (f" --dp-shard {lay.dp_shard}" if lay.dp_shard is not None else "")]
+             + (f" --dp-shard {lay.dp_shard}" if lay.dp_shard is not None else "")
+             + (" --compile on" if opts.compile else "")]
     if gpu:
         parts.append(f"--gpu {gpu}")
     return " ".join(parts)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpuplan.model.spec import ModelSpec
+from gpuplan.train.compiled import compiled_drops, compiled_norm
 from gpuplan.train.peft import peft_fused_moe
 
 
@@ -73,6 +74,9 @@ class ActContext:
     model_impl: str = "hf"
     # torchtitan's repeat_kv copies K and V (more than one K/V head per tensor-parallel rank; sdpa_repeats_kv)
     repeat_kv: bool = False
+    # the decoder layer runs under torch.compile: AOTAutograd's partitioner decides the saved set
+    # (gpuplan.train.compiled)
+    compiled: bool = False
 
 
 @dataclass
@@ -115,6 +119,8 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
         if c.lora_dropout:
             sv.save(f"{name}.lora_mask", Act(tok=in_f))
             sv.save(f"{name}.lora_in", Act(tok=ab * in_f))
+        elif c.compiled:  # the cast to the adapters' dtype is recomputed from the input (gpuplan.train.compiled)
+            sv.save(x_key, Act(tok=x_bytes_tok))
         elif ab != x_bytes_tok / in_f or c.amp:
             sv.save(f"{name}.lora_in", Act(tok=ab * in_f))
         else:
@@ -151,6 +157,10 @@ def norm(sv: _Saved, c: ActContext, spec: ModelSpec, name: str, x_key: str, in_b
          w_rg: bool, rows: int = 1) -> tuple[str, int, bool]:
     if spec.norm == "layernorm":
         return layernorm(sv, c, name, x_key, in_bytes, x_rg, width, w_rg)
+    if c.compiled:
+        for key, tok in compiled_norm(name, x_key, in_bytes, x_rg, w_rg, width, rows):
+            sv.save(key, Act(tok=tok))
+        return f"{name}.out", max(c.r, in_bytes), x_rg or w_rg
     normed = 4 if spec.layout in ("gemma", "olmo2", "qwen3_next") else None  # fp32 normed copy kept
     return rmsnorm(sv, c, name, x_key, in_bytes, x_rg, width, rows, w_rg, normed)
 
@@ -291,7 +301,7 @@ def gated_mlp(sv: _Saved, c: ActContext, prefix: str, y_key: str, y_bytes: int, 
     if g_rg:
         sv.save(f"{prefix}.gate_out", Act(tok=e * f))
         sv.save(f"{prefix}.up_out", Act(tok=e * f))
-    if u_rg:
+    if u_rg and not (c.compiled and compiled_drops(f"{prefix}.act_out")):
         sv.save(f"{prefix}.act_out", Act(tok=e * f))
     return linear(sv, c, f"{prefix}.{d}", f"{prefix}.prod", e * f, g_rg or u_rg, f, h, dw, dl)
 

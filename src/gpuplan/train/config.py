@@ -78,6 +78,7 @@ class TrainConfig:
     loss_chunk_tokens: int | None = None
     loss_parallel: bool | None = None  # tensor parallelism keeps 1/tp of the vocabulary's logits per rank
     optimizer_in_backward: bool | None = None  # each parameter stepped as soon as its gradient is accumulated
+    compile: bool | None = None  # each decoder layer under torch.compile (gpuplan.train.compiled)
     cuda_module_loading: str | None = None  # CUDA_MODULE_LOADING: lazy (PyTorch >= 2.0) or eager (all kernels)
     # checkpointed layer inputs kept in host memory (Unsloth's offloaded gradient checkpointing)
     recompute_offload: bool | None = None
@@ -146,7 +147,7 @@ class TrainConfig:
 
 # The stack-settable fields; what the default stack (``torch``) gives each is in data/stacks/torch.toml.
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
-                "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "cuda_module_loading",
+                "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
                 "ds_prefetch_bucket", "ds_max_live_params", "model_impl")
 

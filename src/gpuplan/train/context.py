@@ -6,6 +6,7 @@ from __future__ import annotations
 from gpuplan.model.spec import ModelSpec
 from gpuplan.errors import InputError
 from gpuplan.train.activations import ActContext
+from gpuplan.train.compiled import compile_modelled
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.litgpt_acts import supports_own_module
 from gpuplan.train.precision import Recipe
@@ -34,6 +35,8 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
                       fused_gelu=cfg.framework == "megatron", model_impl=impl,
                       repeat_kv=impl == "torchtitan" and spec is not None and spec.num_kv_heads // cfg.tp > 1,
+                      compiled=bool(cfg.compile) and impl == "hf" and spec is not None
+                      and compile_modelled(spec, cfg.act_mode, cfg.tp),
                       **release_switches(spec, cfg))
 
 

@@ -156,7 +156,7 @@ def _rebuilt_extra(spec: ModelSpec, cfg: TrainConfig, c: ActContext, kept: tuple
     unless the first norm's saved fp32 upcast is that very tensor (fp32 residual stream). Under the op-level
     policy the saved projection outputs are handed to the recomputation (torch/utils/checkpoint.py
     _CachedTorchDispatchMode pops them), so only the input stays beside the rebuilt set."""
-    if not cfg.checkpointed or c.r >= 4:
+    if not cfg.checkpointed or c.r >= 4 or c.compiled:  # a compiled layer saves its input itself
         return (0,) * len(kept)
     if cfg.act_mode == "op":
         return (c.r * spec.hidden_size * b * s,) * len(kept)

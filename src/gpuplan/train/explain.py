@@ -5,6 +5,8 @@ from __future__ import annotations
 from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
+from gpuplan.train.compiled import (COMPILE_ASSUMPTION, COMPILE_MODES, COMPILE_UNSUPPORTED, compile_modelled,
+                                    compiled_supported)
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.context import model_impl
 from gpuplan.train.logits import LossMemory
@@ -54,7 +56,9 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
             items = {k: round(a.bytes(b, s)) for k, a in la.items}
             out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
                             "Σ tensors saved for backward by one decoder layer (shared tensors once)",
-                            "gpuplan.train.litgpt_acts (litgpt 0.5.3 litgpt/model.py, checked by traces)" if litgpt
+                            "gpuplan.train.compiled (torch.compile: AOTAutograd's min-cut partitioner, traced with "
+                            "Inductor)" if cfg.compile and impl == "hf" and compile_modelled(spec, cfg.act_mode, cfg.tp)
+                            else "gpuplan.train.litgpt_acts (litgpt 0.5.3 litgpt/model.py, checked by traces)" if litgpt
                             else "gpuplan.train.activations (torchtitan models/llama/model.py: repeat_kv before SDPA, "
                             "checked by traces)" if impl == "torchtitan"
                             else "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
@@ -119,6 +123,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "gpuplan.train.overheads)",
     ]
     out += stack_assumptions(cfg)
+    if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp):
+        out.append(COMPILE_ASSUMPTION)
     if cfg.method in ("lora", "qlora"):
         out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
                    "(PEFT autocast_adapter_dtype=True)")
@@ -195,6 +201,10 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     if cfg.model_impl not in (None, "hf") and model_impl(spec, cfg) == "hf":
         out.append(f"stack {cfg.stack}: its own modelling code is modelled for the Llama layout only; this model's "
                    f"layers follow transformers' code")
+    if cfg.compile and not compiled_supported(spec):
+        out.append(COMPILE_UNSUPPORTED)
+    elif cfg.compile and not compile_modelled(spec, cfg.act_mode, cfg.tp):
+        out.append(COMPILE_MODES)
     release = transformers_release(cfg.transformers_version)
     out += version_warnings(release)
     if spec.layout == "falcon" and cfg.attention != "eager":

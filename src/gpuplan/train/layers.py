@@ -25,6 +25,7 @@ from gpuplan.train.activations import (
     sdpa_repeats_kv,
 )
 from gpuplan.train.litgpt_acts import attention_bwd_extra, litgpt_forward_end, litgpt_layer_saved
+from gpuplan.train.compiled import compiled_bwd_extra
 from gpuplan.train.family_acts import (bigcode_output_copy, gated_deltanet, l2_qk_norm, llama4_moe,
                                        llama4_moe_forward_end, mpt_qkv, output_gate)
 
@@ -224,7 +225,12 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
     if c.dropout > 0:
         sv.save("mlp.resid_mask", Act(tok=h))
     saved = sv.total()
-    points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
+    if c.compiled:
+        adapters = sum(_flag(flags, m)[1] for m in ("gate_proj", "up_proj", "down_proj"))
+        extra = compiled_bwd_extra(c.e, spec.ffn_size, adapters)
+        points: tuple[BwdPoint, ...] = (BwdPoint("compiled backward", "mlp_first", Act(tok=extra)),)
+    else:
+        points = _bwd_points(spec, i, c, saved, norm1_part, attn_part, norm2_part, sv.items)
     return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg, points=points, items=tuple(sv.items.items()),
                      fwd_end=forward_end(spec, c, i, sv.items),
                      fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))

@@ -232,6 +232,7 @@ def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple
         return _encoder_head(spec, tr, c, x_rg)
     table = tensor_table(spec)
     sv = _Saved()
+    c = replace(c, compiled=False)  # the final norm and the head run outside the compiled decoder layers
     h, r = spec.hidden_size, c.r
     final_w = any(rg for t, rg in zip(table, tr.base_trainable) if t.component == "norm" and t.layer is None)
     if c.model_impl == "litgpt":  # ``ln_f`` is litgpt's RMSNorm (fp32 normed tensor, fp32 weight copy)
