@@ -69,7 +69,7 @@ SURFACE = {
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
-            "--ds-prefetch-bucket", "--ds-max-live-params", "--from", "--model-impl"
+            "--ds-prefetch-bucket", "--ds-max-live-params", "--from", "--model-impl", "--lora-dtype"
         }),
     ),
     "infer": Surface(
@@ -144,7 +144,7 @@ SURFACE = {
             "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
             "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params",
-            "--model-impl"
+            "--model-impl", "--lora-dtype"
         }),
     ),
     "compare": Surface(

@@ -25,7 +25,7 @@ def config_from_options(values: Any) -> C.TrainConfig:
         loss_parallel=_on_off(values.loss_parallel), cuda_module_loading=values.cuda_module_loading,
         attention=values.attention, model_impl=values.model_impl, activation_model=values.activation_model,
         method=values.method, trainable=tuple(values.trainable), lora_rank=values.lora_rank,
-        lora_targets=tuple(values.lora_targets), lora_dropout=values.lora_dropout,
+        lora_targets=tuple(values.lora_targets), lora_dropout=values.lora_dropout, lora_dtype=values.lora_dtype,
         lora_modules_to_save=tuple(values.lora_modules_to_save), loss_impl=values.loss,
         loss_chunk_tokens=values.loss_chunk, keep_logits=values.keep_logits, dropout=values.dropout, overheads=ov,
         gpus=values.gpus, dp=values.dp, tp=values.tp, pp=values.pp, ep=values.ep, cp=values.cp, vpp=values.vpp,

@@ -39,6 +39,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "recompute_offload": ("Offload checkpoints to CPU", "检查点卸载到 CPU"),
     "attention": ("Attention kernel", "注意力实现"),
     "model_impl": ("Modelling code", "建模代码"),
+    "lora_dtype": ("LoRA adapter dtype", "LoRA 适配器数据类型"),
     "activation_model": ("Activation model", "激活值模型"),
     "loss": ("Loss computation", "损失计算"),
     "loss_chunk": ("Loss chunk", "损失分块大小"),

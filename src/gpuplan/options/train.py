@@ -261,6 +261,17 @@ TRAIN = CommandOptions(
             "lora_dropout", "real", "--lora-dropout", default=0.0, group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
         ),
         Option(
+            "lora_dtype",
+            "choice",
+            "--lora-dtype",
+            help="LoRA adapter dtype: fp32 (PEFT upcasts the adapters of a half model) or model (torchtune, litgpt: "
+            "adapters in the model's dtype) (default: the stack's, fp32)",
+            help_zh="LoRA 适配器的数据类型：fp32（PEFT 会把半精度模型的适配器升为 fp32）或 model（torchtune、litgpt："
+                    "适配器与模型同一 dtype）（默认：训练栈的设置，fp32）",
+            group="fine-tuning",
+            choices=("fp32", "model"),
+        ),
+        Option(
             "qlora_base",
             "choice",
             "--qlora-base",

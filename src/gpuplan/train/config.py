@@ -29,6 +29,7 @@ DS_OVERLAP_COMM = ("auto", "on", "off")
 # whose modelling code runs the layers: transformers' (hf) or a stack's own module (litgpt: gpuplan.train.litgpt_acts;
 # torchtitan: gpuplan.train.activations.sdpa_repeats_kv)
 MODEL_IMPLS = ("hf", "litgpt", "torchtitan")
+LORA_DTYPES = ("fp32", "model")  # LoRA adapter elements: fp32 (PEFT) or the model's dtype
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
 # every Linear except the output head.
@@ -68,6 +69,7 @@ class TrainConfig:
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ALL_LINEAR
     lora_dropout: float = 0.0
+    lora_dtype: str | None = None  # LORA_DTYPES; the stack's by default (fp32: PEFT's upcast adapters)
     lora_modules_to_save: tuple[str, ...] = ()  # PEFT modules_to_save: modules trained in full beside the adapters
     qlora_block_size: int = 64
     qlora_double_quant: bool = True
@@ -149,7 +151,7 @@ class TrainConfig:
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
-                "ds_prefetch_bucket", "ds_max_live_params", "model_impl")
+                "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:
@@ -211,6 +213,7 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
     _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
     _choice("--model-impl", cfg.model_impl, MODEL_IMPLS)
+    _choice("--lora-dtype", cfg.lora_dtype, LORA_DTYPES)
     if cfg.model_impl in ("litgpt", "torchtitan") and cfg.attention == "eager":
         raise InputError("--attention", "eager", f"{cfg.model_impl}'s own module always calls "
                          "F.scaled_dot_product_attention (litgpt model.py CausalSelfAttention."

@@ -15,7 +15,7 @@ from gpuplan.train.optimizer import managed_bytes
 from gpuplan.train.overheads import OverheadBytes
 from gpuplan.train.peak import Phase
 from gpuplan.train.precision import Recipe
-from gpuplan.train.states import ModelStates
+from gpuplan.train.states import ModelStates, lora_param_bytes
 from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH, transformers_release, version_text,
                               version_warnings)
 
@@ -28,7 +28,8 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
     out = [
         Term("weights_bytes", st.weights_bytes,
              "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, "
-             + ("LoRA adapters in the model dtype)" if cfg.model_impl == "litgpt" else "fp32 LoRA adapters)"),
+             + ("LoRA adapters in the model dtype)" if lora_param_bytes(cfg, recipe) == recipe.param_bytes
+                else "fp32 LoRA adapters)"),
              recipe.source, {"params": P, "param_bytes": recipe.param_bytes, "quantized_params": st.quantized_params,
                              "lora_params": st.lora_params}),
         Term("gradients_bytes", st.gradients_bytes, "trainable × grad_bytes (created by backward)", recipe.source,

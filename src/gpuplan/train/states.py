@@ -25,10 +25,14 @@ LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
 
 
 def lora_param_bytes(cfg: TrainConfig, recipe: Recipe) -> int:
-    """Bytes per LoRA adapter element: fp32 under PEFT (``autocast_adapter_dtype=True`` upcasts half adapters);
-    litgpt's ``lora.py`` creates ``lora_A`` / ``lora_B`` with the module under ``fabric.init_module()``, in the
-    model's dtype (bf16 under bf16-true), and nothing upcasts them."""
-    return recipe.param_bytes if cfg.model_impl == "litgpt" else LORA_BYTES
+    """Bytes per LoRA adapter element: fp32 under PEFT (``autocast_adapter_dtype=True`` upcasts half adapters,
+    ``--lora-dtype fp32``); in the model's dtype (``--lora-dtype model``) where the stack builds the adapters with
+    the model and nothing upcasts them: litgpt's ``lora.py`` creates ``lora_A`` / ``lora_B`` under
+    ``fabric.init_module()`` (bf16 under bf16-true), torchtune's recipes instantiate the model, its ``LoRALinear``
+    adapters included, under ``training.set_default_dtype(self._dtype)`` (``lora_finetune_single_device.py``
+    ``_setup_model``)."""
+    model = cfg.lora_dtype == "model" or (cfg.lora_dtype is None and cfg.model_impl == "litgpt")
+    return recipe.param_bytes if model else LORA_BYTES
 
 
 @dataclass(frozen=True, eq=False)
