@@ -1,0 +1,130 @@
+"""Vision towers of multimodal checkpoints: exact parameter counts against transformers, image tokens against the
+image processors' rules, and the estimates' vision terms."""
+
+import math
+
+import pytest
+
+from gpuplan.errors import InputError
+from gpuplan.model.hf_config import spec_from_config
+from gpuplan.model.params import count_params
+from gpuplan.model.presets import load_presets, parse_published
+from gpuplan.model.tensors import tensor_table
+from gpuplan.model.vision import image_patches, image_tokens, resized, vision_forward_flop, vision_tensor_table
+
+VISION_PRESETS = sorted(p for p, pr in load_presets().items() if pr.spec().vision is not None)
+
+
+def test_vision_presets_present():
+    assert {"qwen2.5-vl-7b-instruct", "qwen2.5-vl-72b-instruct", "qwen3-vl-8b-instruct", "gemma-3-27b-pt",
+            "mistral-small-3.1-24b-instruct-2503"} <= set(VISION_PRESETS)
+
+
+@pytest.mark.parametrize("preset_id", VISION_PRESETS)
+def test_whole_model_matches_published(preset_id):
+    """The text model plus the tower and projector is the checkpoint's published size."""
+    p = load_presets()[preset_id]
+    counts = count_params(p.spec())
+    published, half = parse_published(p.published_params)
+    assert counts.vision > 0
+    assert abs(counts.total + counts.vision - published) <= 2 * half
+
+
+@pytest.mark.parametrize("preset_id", VISION_PRESETS)
+def test_whole_model_matches_transformers(preset_id):
+    """Every tensor of the tower and projector, by name and shape, and the whole model's count, against the model
+    transformers builds on the meta device."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from hf_reference import hf_multimodal_shapes
+
+    p = load_presets()[preset_id]
+    spec = p.spec()
+    config = dict(p.config)
+    text = config.get("text_config") or {}
+    if "tie_word_embeddings" not in config and "tie_word_embeddings" in text:
+        # Mistral Small 3.1's preset writes the key in text_config only; transformers 5 would apply
+        # Mistral3Config's class default (tied) to the wrapper, but the checkpoint stores lm_head (24.01B published)
+        config["tie_word_embeddings"] = text["tie_word_embeddings"]
+    theirs = hf_multimodal_shapes(config)
+    ours = {t.name: t.shape for t in vision_tensor_table(spec.vision)}
+    vision_theirs = {n: s for n, s in theirs.items() if n.startswith(("model.visual.", "model.vision_tower.",
+                                                                     "model.multi_modal_projector."))}
+    assert ours == vision_theirs
+    whole = sum(t.numel for t in tensor_table(spec)) + count_params(spec).vision
+    assert whole == sum(math.prod(s) for s in theirs.values())
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl", "gemma3", "mistral3"])
+def test_transformers5_default_configs(model_type):
+    """A config as transformers 5 saves it (nested text_config / vision_config, rope_parameters): the same
+    tensors as the model it builds, at small depth."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from hf_reference import hf_multimodal_shapes
+
+    conf = transformers.AutoConfig.for_model(model_type)
+    text = conf.get_text_config()
+    text.num_hidden_layers = 2
+    if getattr(text, "layer_types", None):
+        text.layer_types = text.layer_types[:2]
+    vc = conf.vision_config
+    for key in ("num_hidden_layers", "depth"):
+        if hasattr(vc, key):
+            setattr(vc, key, 3)
+    if hasattr(vc, "deepstack_visual_indexes"):
+        vc.deepstack_visual_indexes = [0, 2]
+    if hasattr(vc, "fullatt_block_indexes"):
+        vc.fullatt_block_indexes = [1]
+    saved = conf.to_dict()
+    spec = spec_from_config(saved)
+    theirs = hf_multimodal_shapes(saved)
+    ours = {t.name: t.shape for t in tensor_table(spec)} | {t.name: t.shape for t in vision_tensor_table(spec.vision)}
+    assert ours == theirs
+
+
+def test_qwen_smart_resize_matches_transformers():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    v = load_presets()["qwen2.5-vl-7b-instruct"].spec().vision
+    for h, w in [(1024, 1024), (480, 640), (4000, 3000), (20, 50), (1080, 1920), (37, 5000)]:
+        assert resized(v, h, w) == smart_resize(h, w, factor=28, min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+
+
+def test_image_tokens_per_tower():
+    presets = load_presets()
+    qwen = presets["qwen2.5-vl-7b-instruct"].spec().vision
+    # 1024x1024 rounds to 1008x1008, over max_pixels 28·28·1280: scaled to 980x980, 70x70 patches of 14 px,
+    # 35x35 merged tokens, plus vision start/end
+    assert (image_patches(qwen, 1024, 1024), image_tokens(qwen, 1024, 1024)) == (4900, 1227)
+    gemma = presets["gemma-3-27b-pt"].spec().vision
+    assert image_tokens(gemma, 300, 2000) == image_tokens(gemma, 896, 896) == 260  # 256 soft tokens + 4
+    assert image_patches(gemma, 10, 10) == 4096
+    pixtral = presets["mistral-small-3.1-24b-instruct-2503"].spec().vision
+    # 1024x1024 fits the 1540-px edge: 1036x1036 (multiple of 28), 37 rows of 37 tokens + one break/end each
+    assert image_tokens(pixtral, 1024, 1024) == 37 * 38
+    # 3080x1540 is halved to 1540x770: 55 x 28 tokens (+55 breaks)
+    assert image_tokens(pixtral, 3080, 1540) == 55 * 29
+
+
+def test_window_attention_costs_less_than_full():
+    spec = load_presets()["qwen2.5-vl-7b-instruct"].spec()
+    v = spec.vision
+    flop = vision_forward_flop(spec, 1024, 1024)
+    patches = image_patches(v, 1024, 1024)
+    linear = 2 * patches * sum(t.numel for t in vision_tensor_table(v) if "merger" not in t.name)
+    all_full = 4 * v.hidden_size * patches ** 2 * v.num_layers
+    assert linear < flop < linear + all_full + 2 * patches * 30_000_000
+    assert flop < vision_forward_flop(load_presets()["qwen3-vl-8b-instruct"].spec(), 1024, 1024) * 2
+
+
+def test_bad_vision_config_names_key():
+    cfg = dict(load_presets()["qwen3-vl-8b-instruct"].config)
+    cfg["vision_config"] = {**cfg["vision_config"], "depth": 0}
+    with pytest.raises(InputError, match="vision_config.depth"):
+        spec_from_config(cfg)
+    cfg["vision_config"] = {**cfg["vision_config"], "depth": 27, "deepstack_visual_indexes": [40]}
+    with pytest.raises(InputError, match="deepstack_visual_indexes"):
+        spec_from_config(cfg)
