@@ -221,6 +221,11 @@ def vision_tensor_table(v: VisionSpec) -> tuple[TensorInfo, ...]:
     return tuple(b.tensors)
 
 
+def vision_table(spec: ModelSpec) -> tuple[TensorInfo, ...]:
+    """The vision tensors of ``spec`` (empty for a text model)."""
+    return vision_tensor_table(spec.vision) if spec.vision else ()
+
+
 def vision_params(spec: ModelSpec) -> int:
     """Parameters of the vision tower and projector (0 for a text model)."""
     return sum(t.numel for t in vision_tensor_table(spec.vision)) if spec.vision else 0
