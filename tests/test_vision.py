@@ -128,3 +128,68 @@ def test_bad_vision_config_names_key():
     cfg["vision_config"] = {**cfg["vision_config"], "depth": 27, "deepstack_visual_indexes": [40]}
     with pytest.raises(InputError, match="deepstack_visual_indexes"):
         spec_from_config(cfg)
+
+
+def _run(capsys, argv):
+    import json
+
+    from gpuplan.cli.main import main
+
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_train_with_images_adds_tokens_and_tower(capsys):
+    """Two 800x600 images: 611 positions each join --seq; the tower's rows are their own terms and raise the peak."""
+    _, text = _run(capsys, ["train", "qwen2.5-vl-7b-instruct", "--seq", "2048"])
+    _, plain = _run(capsys, ["train", "qwen2.5-vl-7b-instruct", "--seq", str(2048 + 2 * 611)])
+    _, vis = _run(capsys, ["train", "qwen2.5-vl-7b-instruct", "--seq", "2048", "--images", "2",
+                           "--image-size", "800x600"])
+    assert "vision" not in text
+    v = vis["vision"]
+    assert (v["tokens_per_image"], v["image_tokens_per_sequence"], v["resized"]) == (611, 1222, [812, 588])
+    # the text model's components are those of the longer sequence; the tower's are apart
+    for key in ("weights_bytes", "gradients_bytes", "activations_bytes", "logits_bytes"):
+        assert vis["memory"][key] == plain["memory"][key]
+    vp = count_params(load_presets()["qwen2.5-vl-7b-instruct"].spec()).vision
+    assert v["params"] == vp and v["weights_bytes"] == 2 * vp  # bf16, one GPU
+    assert v["states_bytes"] == 6 * vp  # bf16 gradients + two bf16 AdamW states
+    assert v["activations_bytes"] > 0
+    grown = vis["memory"]["allocated_peak_bytes"] - plain["memory"]["allocated_peak_bytes"]
+    assert v["weights_bytes"] + v["states_bytes"] <= grown <= v["weights_bytes"] + v["states_bytes"] + \
+        v["activations_bytes"]
+    assert v["flop_per_micro_batch"] == 3 * 2 * v["forward_flop_per_image"]
+    assert not any("--images adds them" in w for w in vis["warnings"])
+    assert any("not traced" in w for w in vis["warnings"])
+    assert any("fullatt_block_indexes=[7, 15, 23, 31]" in a for a in vis["assumptions"])
+
+
+def test_frozen_tower_keeps_no_states(capsys):
+    _, vis = _run(capsys, ["train", "qwen2.5-vl-7b-instruct", "--method", "lora", "--images", "1"])
+    assert vis["vision"]["states_bytes"] == 0
+    assert vis["vision"]["flop_per_micro_batch"] == vis["vision"]["forward_flop_per_image"]
+
+
+def test_infer_with_images(capsys):
+    _, text = _run(capsys, ["infer", "gemma-3-27b-pt", "--context", "8192", "--tp", "2"])
+    _, vis = _run(capsys, ["infer", "gemma-3-27b-pt", "--context", "8192", "--images", "4", "--tp", "2"])
+    v = vis["vision"]
+    assert v["tokens_per_image"] == 260 and v["patches_per_image"] == 4096
+    assert vis["kv_cache_bytes_per_sequence"] > text["kv_cache_bytes_per_sequence"]
+    assert v["weights_bytes"] < 2 * v["params"]  # the Linears split over two ranks
+    assert "vision" not in text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "llama-3.1-8b", "--images", "1"], "vision tower"),
+    (["train", "qwen3-vl-8b-instruct", "--image-size", "10x10"], "needs --images"),
+    (["train", "qwen3-vl-8b-instruct", "--images", "1", "--image-size", "10x"], "HEIGHTxWIDTH"),
+    (["train", "qwen3-vl-8b-instruct", "--images", "1", "--image-size", "0x10"], "between 1 and"),
+    (["infer", "qwen3-vl-8b-instruct", "--images", "1", "--engine", "vllm"], "--engine hf only"),
+    (["train", "qwen3-vl-8b-instruct", "--images", "1", "--gpu", "h100-sxm", "--max-batch"], "not searched"),
+])
+def test_image_input_errors(argv, match, capsys):
+    from gpuplan.cli.main import main
+
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err
