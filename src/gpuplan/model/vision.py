@@ -321,19 +321,50 @@ def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
     return 2 * tower * patches + 2 * proj * proj_tokens + attn
 
 
+def block_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
+    """Bytes one tower block saves for backward per patch, read off CPU traces of transformers 5's towers
+    (saved-tensor hooks on a bf16 training forward, ``tests/test_vision.py``), d = ``dtype_bytes``:
+
+    - Qwen2.5-VL: two RMSNorms, each an fp32 copy of its input (4h) and the normalised input (dh); the qkv input,
+      the fused qkv output (3dh), q and k after RoPE (2dh), the attention output and the proj input; the gate
+      input and the SwiGLU's gate output, up output, activation and product (4df): 8h + 11dh + 4df.
+    - Qwen3-VL: two LayerNorm inputs (2dh), the same attention tensors (7dh), the fc1 input, GELU input and fc2
+      input (dh + 2df): 11dh + 2df.
+    - SigLIP: two LayerNorm inputs, the q input, q, k, v (no RoPE), the attention output, the fc1 input, GELU
+      input and fc2 input: 8dh + 2df.
+    - Pixtral: two RMSNorms (8h + 2dh), the q input, q and k after RoPE, v and the attention output (5dh), the
+      gate input and the SwiGLU's four tensors: 8h + 8dh + 4df.
+    """
+    h, f, d = v.hidden_size, v.ffn_size, dtype_bytes
+    return {"qwen2_5_vl": 8 * h + 11 * d * h + 4 * d * f, "qwen3_vl": 11 * d * h + 2 * d * f,
+            "siglip": 8 * d * h + 2 * d * f, "pixtral": 8 * h + 8 * d * h + 4 * d * f}[v.kind]
+
+
+def edge_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
+    """Bytes per patch saved outside the blocks: the pixels the patch embedding keeps (C·T·p²·d) and the
+    projector's inputs (traced like ``block_activation_bytes``): Qwen2.5-VL's merger RMSNorm (4h + dh) and the
+    MLP's three inputs (3dh); Qwen3-VL's merger (3dh) and each DeepStack merger (4dh); SigLIP's post-LayerNorm
+    and pooling inputs (2dh) and Gemma 3's fp32 soft-embedding RMSNorm on each pooled token; Pixtral's ln_pre and
+    projector RMSNorms (8h + 2dh), the patch merger's input and, per merged token, the two Linears' inputs."""
+    h, d, m2 = v.hidden_size, dtype_bytes, v.merge * v.merge
+    pixels = v.in_channels * v.temporal_patch * v.patch_size * v.patch_size * d
+    extra = {"qwen2_5_vl": 4 * h + 4 * d * h,
+             "qwen3_vl": 3 * d * h + 4 * d * h * len(v.deepstack_layers),
+             "siglip": 2 * d * h + (8 * h + d * h) // m2,
+             "pixtral": 8 * h + 3 * d * h + (d * h + 2 * d * v.out_hidden) // m2}[v.kind]
+    return pixels + extra
+
+
 def vision_activation_bytes(spec: ModelSpec, patches: int, dtype_bytes: int, *, train: bool) -> int:
     """Tower activations for ``patches`` patches in all (every image of the micro-batch).
 
-    Training keeps, per block and patch, the norm inputs and outputs (4h), q, k, v and the attention output
-    (4h) and the MLP's hidden tensors (gated: gate, up, activation, product = 4f; plain: 2f), in the compute
-    dtype. Inference holds one block's transients at a time: its input and output (2h), q, k, v (3h) and the
-    MLP's hidden (gated 3f, plain 2f). Written from the block structure of each tower; not traced."""
+    Training keeps every block's saved set and the edges' (``block_activation_bytes``,
+    ``edge_activation_bytes``). Inference holds one block's transients at a time: its input and output (2h),
+    q, k, v (3h) and the MLP's hidden tensors (gated 3f, plain 2f), in the compute dtype."""
     v = spec.vision
     if v is None or patches <= 0:
         return 0
-    gated = v.kind in ("qwen2_5_vl", "pixtral")
-    h, f = v.hidden_size, v.ffn_size
     if train:
-        per = 8 * h + (4 if gated else 2) * f
-        return v.num_layers * per * patches * dtype_bytes
-    return (5 * h + (3 if gated else 2) * f) * patches * dtype_bytes
+        return (v.num_layers * block_activation_bytes(v, dtype_bytes) + edge_activation_bytes(v, dtype_bytes)) * patches
+    gated = v.kind in ("qwen2_5_vl", "pixtral")
+    return (5 * v.hidden_size + (3 if gated else 2) * v.ffn_size) * patches * dtype_bytes
