@@ -109,4 +109,5 @@ def vision_lines(vision: dict | None, lang: str) -> list[str]:
     rh, rw = vision["resized"]
     return [t("vision.line", lang, images=vision["images_per_sequence"], size=f"{h}x{w}", resized=f"{rh}x{rw}",
               patches=f"{vision['patches_per_image']:,}", tokens=f"{vision['tokens_per_image']:,}",
+              total=f"{vision['image_tokens_per_sequence']:,}",
               gflop=f"{vision['forward_flop_per_image'] / 1e9:,.1f}")]
