@@ -104,5 +104,18 @@ def hf_multimodal_shapes(config: dict) -> dict[str, tuple[int, ...]]:
         conf = AutoConfig.for_model(model_type, **cfg)
         with torch.device("meta"):
             model = AutoModelForImageTextToText.from_config(conf)
-    return {re.sub(r"^model\.language_model\.", "model.", name): tuple(p.shape)
-            for name, p in model.named_parameters()}
+    out: dict[str, tuple[int, ...]] = {}
+    for name, p in model.named_parameters():
+        name, shape = re.sub(r"^model\.language_model\.", "model.", name), tuple(p.shape)
+        m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
+        if m:  # Qwen3-VL-MoE: [E, 2f, h] gate_up_proj and [E, h, f] down_proj, listed per expert
+            prefix, kind = m.groups()
+            for e in range(shape[0]):
+                if kind == "gate_up_proj":
+                    out[f"{prefix}.{e}.gate_proj.weight"] = out[f"{prefix}.{e}.up_proj.weight"] = (
+                        shape[1] // 2, shape[2])
+                else:
+                    out[f"{prefix}.{e}.down_proj.weight"] = shape[1:]
+            continue
+        out[name] = shape
+    return out

@@ -17,7 +17,7 @@ VISION_PRESETS = sorted(p for p, pr in load_presets().items() if pr.spec().visio
 
 def test_vision_presets_present():
     assert {"qwen2.5-vl-7b-instruct", "qwen2.5-vl-72b-instruct", "qwen3-vl-8b-instruct", "gemma-3-27b-pt",
-            "mistral-small-3.1-24b-instruct-2503"} <= set(VISION_PRESETS)
+            "mistral-small-3.1-24b-instruct-2503", "qwen3-vl-30b-a3b-instruct"} <= set(VISION_PRESETS)
 
 
 @pytest.mark.parametrize("preset_id", VISION_PRESETS)
@@ -55,7 +55,7 @@ def test_whole_model_matches_transformers(preset_id):
     assert whole == sum(math.prod(s) for s in theirs.values())
 
 
-@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl", "gemma3", "mistral3"])
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "gemma3", "mistral3"])
 def test_transformers5_default_configs(model_type):
     """A config as transformers 5 saves it (nested text_config / vision_config, rope_parameters): the same
     tensors as the model it builds, at small depth."""
@@ -76,6 +76,8 @@ def test_transformers5_default_configs(model_type):
         vc.deepstack_visual_indexes = [0, 2]
     if hasattr(vc, "fullatt_block_indexes"):
         vc.fullatt_block_indexes = [1]
+    if getattr(text, "num_experts", None):  # Qwen3-VL-MoE: a few experts
+        text.num_experts, text.num_experts_per_tok = 4, 2
     saved = conf.to_dict()
     spec = spec_from_config(saved)
     theirs = hf_multimodal_shapes(saved)

@@ -25,6 +25,7 @@ SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
     "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
+    "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
