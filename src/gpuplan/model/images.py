@@ -22,7 +22,7 @@ from gpuplan.model.vision import (
     vision_params,
     vision_tensor_table,
 )
-from gpuplan.report import MemoryReport
+from gpuplan.report import MemoryReport, Term
 
 MAX_IMAGE_SIDE = 1 << 16  # pixels per side accepted by --image-size (65,536)
 DEFAULT_IMAGE_SIZE = "1024x1024"
@@ -164,6 +164,18 @@ def add_training_vision(memory: MemoryReport, spec: ModelSpec, load: VisionLoad,
                                                                           "; the tower is frozen")]
     memory.warnings = [w for w in memory.warnings if "--images adds them" not in w] + [activation_warning(spec)]
     flop_step = load.forward_flop_per_image * batch * load.images * (3 if tower_trained else 1)
+    src = "gpuplan.model.images.add_training_vision"
+    memory.terms = [*memory.terms,
+                    Term("vision_weights_bytes", weights, "weights_bytes × vision_params / text_params", src,
+                         {"vision_params": load.params, "text_params": text_params}),
+                    Term("vision_states_bytes", states, "(gradients_bytes + optimizer_bytes + master_weights_bytes) × "
+                         "vision_params / text_params" if tower_trained else "0", src,
+                         {"vision_params": load.params, "text_params": text_params}),
+                    Term("vision_activations_bytes", acts, "patches × (layers × block_bytes + edge_bytes)"
+                         if tower_trained and recompute != "full" else "patches × saved_bytes", "gpuplan.model.vision "
+                         "(saved sets read off CPU traces of transformers 5's towers)",
+                         {"patches": patches, "layers": v.num_layers, "dtype_bytes": dtype_bytes}),
+                    _flop_term(load)]
     return {**load.as_dict(), "weights_bytes": weights, "states_bytes": states, "activations_bytes": acts,
             "flop_per_micro_batch": flop_step}
 
@@ -188,5 +200,18 @@ def add_serving_vision(memory: MemoryReport, spec: ModelSpec, load: VisionLoad, 
                           "vision: the tower's weights unquantized in the model dtype, its Linears split over --tp; "
                           "one forward over the prefill's images at a time"]
     memory.warnings = [w for w in memory.warnings if "--images adds them" not in w] + [activation_warning(spec)]
+    src = "gpuplan.model.images.add_serving_vision"
+    memory.terms = [*memory.terms,
+                    Term("vision_weights_bytes", weights, "Σ numel / tp(column, row) × dtype_bytes", src, {"tp": tp, "dtype_bytes": dtype_bytes}),
+                    Term("vision_activations_bytes", acts, "patches × (5·h + k·f) × dtype_bytes", src,
+                         {"patches": patches, "h": spec.vision.hidden_size, "f": spec.vision.ffn_size}),
+                    _flop_term(load)]
     return {**load.as_dict(), "weights_bytes": weights, "activations_bytes": acts,
             "prefill_flop": load.forward_flop_per_image * batch * load.images}
+
+
+def _flop_term(load: VisionLoad) -> Term:
+    return Term("vision_forward_flop_per_image", load.forward_flop_per_image,
+                "2 × tower_params × patches + 2 × projector_params × tokens + Σ_layers 4 × h × Σ_blocks n²",
+                "gpuplan.model.vision.vision_forward_flop", {"patches": load.patches_per_image,
+                                                             "tokens": load.tokens_per_image})
