@@ -164,6 +164,10 @@ def test_train_with_images_adds_tokens_and_tower(capsys):
     assert not any("--images adds them" in w for w in vis["warnings"])
     assert any("within 4 % of CPU traces" in w for w in vis["warnings"])
     assert any("fullatt_block_indexes=[7, 15, 23, 31]" in a for a in vis["assumptions"])
+    _, explained = _run(capsys, ["train", "qwen2.5-vl-7b-instruct", "--images", "1", "--explain"])
+    keys = {t["key"] for t in explained["terms"]}
+    assert {"vision_weights_bytes", "vision_states_bytes", "vision_activations_bytes",
+            "vision_forward_flop_per_image"} <= keys
 
 
 def test_frozen_tower_keeps_no_states(capsys):
@@ -197,8 +201,9 @@ def test_image_input_errors(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def _tiny(model_type, **vision):
-    """A multimodal model with a one-layer text model and a small tower, in bf16 with SDPA attention."""
+def _tiny(model_type, attn="sdpa", **vision):
+    """A multimodal model with a one-layer text model and a small tower, in bf16 with SDPA (or ``attn``)
+    attention."""
     import torch
     import transformers
 
@@ -214,7 +219,7 @@ def _tiny(model_type, **vision):
     if hasattr(conf.vision_config, "out_hidden_size"):
         conf.vision_config.out_hidden_size = 64
     torch.manual_seed(0)
-    model = transformers.AutoModelForImageTextToText.from_config(conf, attn_implementation="sdpa")
+    model = transformers.AutoModelForImageTextToText.from_config(conf, attn_implementation=attn)
     return conf, model.to(torch.bfloat16).train()
 
 
@@ -273,3 +278,26 @@ def test_training_activations_traced(model_type):
     traced = _saved_bytes(fn, model)
     estimate = vision_activation_bytes(spec, 256, 2, train=True)
     assert abs(estimate - traced) / traced < 0.04, (estimate, traced)
+
+
+@pytest.mark.parametrize("model_type", sorted(_TRACE_CASES))
+def test_forward_flop_counted_by_pytorch(model_type):
+    """``vision_forward_flop`` equals PyTorch's FlopCounterMode over the tower and projector's forward (eager
+    attention, whose matrix products the counter sees; Qwen2.5-VL with three window layers and one full)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gpuplan.model.vision import vision_forward_flop
+
+    conf, model = _tiny(model_type, attn="eager", **_TRACE_CASES[model_type])
+    spec = spec_from_config(conf.to_dict())
+    p = spec.vision.patch_size
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        if model_type.startswith("qwen"):
+            model.model.get_image_features(pixel_values=torch.randn(256, 3 * 2 * p * p, dtype=torch.bfloat16),
+                                           image_grid_thw=torch.tensor([[1, 16, 16]]))
+        else:
+            extra = {"image_sizes": torch.tensor([[224, 224]])} if model_type == "mistral3" else {}
+            model.model.get_image_features(pixel_values=torch.randn(1, 3, 224, 224, dtype=torch.bfloat16), **extra)
+    assert vision_forward_flop(spec, 16 * p, 16 * p) == counter.get_total_flops()

@@ -295,9 +295,11 @@ def _window_key_sum(v: VisionSpec, height: int, width: int) -> int:
 
 
 def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
-    """FLOPs of the tower and projector for one image's forward pass: 2 per weight per patch for the blocks
-    and patch embedding, per merged token for the projector, plus 4·h·n² per attention block of n patches
-    (Q·Kᵀ and the weighted sum of V, bidirectional; Qwen2.5-VL's window layers over ``window_size`` windows)."""
+    """FLOPs of the tower and projector for one image's forward pass, as PyTorch's FlopCounterMode counts them:
+    2 per weight of each matrix product (the Linears and the patch-embedding convolution) per patch in the blocks,
+    per merged token in the projector, plus 4·h·n² per attention block of n patches (Q·Kᵀ and the weighted sum of
+    V, bidirectional; Qwen2.5-VL's window layers over ``window_size`` windows). Norms, biases, activations and
+    position embeddings are not matrix products and are left out."""
     v = spec.vision
     if v is None:
         return 0
@@ -305,8 +307,11 @@ def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
     merged = patches // (v.merge * v.merge)
     tower = proj = 0
     for t in vision_tensor_table(v):
-        on_tokens = ".merger" in t.name or "merger_list" in t.name or "multi_modal_projector" in t.name
-        if on_tokens:
+        matmul = t.linear or t.name.endswith(("patch_embed.proj.weight", "patch_embedding.weight",
+                                               "patch_conv.weight", "mm_input_projection_weight"))
+        if not matmul:
+            continue
+        if ".merger" in t.name or "merger_list" in t.name or "multi_modal_projector" in t.name:
             proj += t.numel
         else:
             tower += t.numel
@@ -317,8 +322,7 @@ def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
             attn += 4 * v.hidden_size * _window_key_sum(v, height, width)
         else:
             attn += full
-    proj_tokens = patches if v.kind == "pixtral" else merged  # Pixtral's norm and merger read every patch
-    return 2 * tower * patches + 2 * proj * proj_tokens + attn
+    return 2 * tower * patches + 2 * proj * merged + attn
 
 
 def block_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
