@@ -26,6 +26,9 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         conf = AutoConfig.for_model(model_type, **cfg)
+        if model_type in QWEN_VL:  # no causal-LM class for the Qwen VL text models: the whole model's text part
+            return {name: shape for name, shape in hf_multimodal_shapes(config).items()
+                    if not name.startswith("model.visual.")}
         if "text_config" in cfg:  # a multimodal wrapper: gpuplan estimates its text model
             conf = conf.get_text_config()
             model_type = conf.model_type
@@ -77,6 +80,42 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
                     out[f"{prefix}.{e}.{up}.weight"] = (f, shape[2])
                 else:
                     out[f"{prefix}.{e}.{down}.weight"] = (shape[1], shape[2])
+            continue
+        out[name] = shape
+    return out
+
+
+# Qwen vision-language wrappers; transformers 4 wrote Qwen2.5-VL's text keys at the top level
+QWEN_VL = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+
+
+def hf_multimodal_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Every parameter of the whole multimodal model (``AutoModelForImageTextToText`` on the meta device), the
+    language model's under the text model's own names (``model.language_model.X`` -> ``model.X``)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conf = AutoConfig.for_model(model_type, **cfg)
+        with torch.device("meta"):
+            model = AutoModelForImageTextToText.from_config(conf)
+    out: dict[str, tuple[int, ...]] = {}
+    for name, p in model.named_parameters():
+        name, shape = re.sub(r"^model\.language_model\.", "model.", name), tuple(p.shape)
+        m = re.fullmatch(r"(.*\.experts)\.(gate_up_proj|down_proj)", name)
+        if m:  # Qwen3-VL-MoE: [E, 2f, h] gate_up_proj and [E, h, f] down_proj, listed per expert
+            prefix, kind = m.groups()
+            for e in range(shape[0]):
+                if kind == "gate_up_proj":
+                    out[f"{prefix}.{e}.gate_proj.weight"] = out[f"{prefix}.{e}.up_proj.weight"] = (
+                        shape[1] // 2, shape[2])
+                else:
+                    out[f"{prefix}.{e}.down_proj.weight"] = shape[1:]
             continue
         out[name] = shape
     return out

@@ -6,7 +6,7 @@ import argparse
 
 from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
-from gpuplan.cli.render import note_lines, render_table, term_lines
+from gpuplan.cli.render import note_lines, render_table, term_lines, vision_lines, vision_rows
 from gpuplan.commands.infer import evaluate
 from gpuplan.i18n import lang_of, memory_label, phase_label, t, tr_headers, value_label
 from gpuplan.infer.config import InferConfig, InferReport
@@ -21,10 +21,12 @@ def run(args: argparse.Namespace) -> int:
     spec, cfg, report, out = evaluate(args)
     return finish_estimate(args, "infer", out,
                            lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args),
-                                           files=getattr(args, "config_file", None)), report.fits)
+                                           files=getattr(args, "config_file", None),
+                                           vision=out.get("vision")), report.fits)
 
 
-def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en", files=None) -> str:
+def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en", files=None,
+            vision: dict | None = None) -> str:
     m = r.memory
     lay = cfg.layout
     lines = [t("infer.summary", lang, name=spec.name, engine=cfg.engine, batch=cfg.batch, context=cfg.context,
@@ -33,7 +35,9 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
     keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
             "allocated_peak_bytes", "total_bytes")
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in keys]
+    rows[-2:-2] = vision_rows(vision, lang)
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
+    lines += vision_lines(vision, lang)
     lines.append(t("infer.kv_line", lang, per_token=f"{r.kv_cache_bytes_per_token:,}", context=cfg.context,
                    per_seq=format_bytes(r.kv_cache_bytes_per_sequence), phase=phase_label(m.peak_phase, lang)))
     if r.engine.get("name") in ("vllm", "sglang", "trtllm"):

@@ -27,10 +27,11 @@ def run(args: argparse.Namespace) -> int:
             print_json(tensors_json(spec))
             return 0
         from gpuplan.model.tensors import tensor_table
+        from gpuplan.model.vision import vision_table
 
         print(render_table(headers("params.header", ("tensor", "shape", "component", "params"), lang),
                            [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang),
-                             f"{x.numel:,}") for x in tensor_table(spec)],
+                             f"{x.numel:,}") for x in (*tensor_table(spec), *vision_table(spec))],
                            "llll"))
         return 0
     if args.json:
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append((t("params.active", lang), f"{counts.active:,}", format_count(counts.active)))
     if counts.mtp:
         rows.append((t("params.mtp", lang), f"{counts.mtp:,}", format_count(counts.mtp)))
+    if counts.vision:
+        whole = counts.total + counts.vision
+        rows.append((t("params.vision", lang), f"{counts.vision:,}", format_count(counts.vision)))
+        rows.append((t("params.whole", lang), f"{whole:,}", format_count(whole)))
     print(t("params.summary", lang, name=spec.name, family=spec.family, layers=spec.num_layers,
             hidden=spec.hidden_size, heads=spec.num_heads, kv_heads=spec.num_kv_heads, vocab=spec.vocab_size))
     print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))

@@ -7,7 +7,7 @@ from typing import Any
 
 from gpuplan.cli.common import finish_estimate
 from gpuplan.cli.parsers import command_parser
-from gpuplan.cli.render import note_lines, render_table, term_lines
+from gpuplan.cli.render import note_lines, render_table, term_lines, vision_lines, vision_rows
 from gpuplan.commands.train import evaluate
 from gpuplan.report import MEMORY_KEYS
 from gpuplan.units import format_bytes, format_count
@@ -35,11 +35,13 @@ def render(spec: Any, report: Any, out: dict[str, Any], args: argparse.Namespace
                    recompute=value_label("recompute", report.config.recompute, lang),
                    method=value_label("method", args.method, lang)))
     rows = [(memory_label(k, lang), format_bytes(getattr(m, k))) for k in MEMORY_KEYS[:-2] if getattr(m, k)]
+    rows += vision_rows(out.get("vision"), lang)
     rows.append((memory_label("allocated_peak_bytes", lang), format_bytes(m.allocated_peak_bytes)
                  + "  " + t("train.peak_at", lang, phase=phase_label(m.peak_phase, lang))))
     rows.append((memory_label("total_bytes", lang), format_bytes(m.total_bytes)))
     lines.append(render_table(tr_headers(["component", "GiB"], lang), rows, "lr"))
     lines.append(t("train.components_note", lang))
+    lines += vision_lines(out.get("vision"), lang)
     if report.capacity_bytes is not None:
         room = format_bytes(abs(report.headroom_bytes))
         lines.append(t("fit.fits" if report.fits else "fit.does_not_fit", lang, gpu=args.gpu,

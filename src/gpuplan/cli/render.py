@@ -86,3 +86,28 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: s
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def vision_rows(vision: dict | None, lang: str) -> list[tuple[str, str]]:
+    """The vision tower's rows of a memory table (none without --images)."""
+    from gpuplan.i18n import t
+    from gpuplan.units import format_bytes
+
+    if not vision:
+        return []
+    keys = ("weights_bytes", "states_bytes", "activations_bytes")
+    return [(t(f"vision.{k}", lang), format_bytes(vision[k])) for k in keys if vision.get(k)]
+
+
+def vision_lines(vision: dict | None, lang: str) -> list[str]:
+    """The images' line under a memory table: tokens per image and the tower's FLOPs."""
+    from gpuplan.i18n import t
+
+    if not vision:
+        return []
+    h, w = vision["image_size"]
+    rh, rw = vision["resized"]
+    return [t("vision.line", lang, images=vision["images_per_sequence"], size=f"{h}x{w}", resized=f"{rh}x{rw}",
+              patches=f"{vision['patches_per_image']:,}", tokens=f"{vision['tokens_per_image']:,}",
+              total=f"{vision['image_tokens_per_sequence']:,}",
+              gflop=f"{vision['forward_flop_per_image'] / 1e9:,.1f}")]

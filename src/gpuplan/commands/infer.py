@@ -73,8 +73,31 @@ def _llamacpp(values: Any):
 def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str, Any]]:
     """(spec, config, report, payload) for the option values."""
     spec, cfg = config_from_options(values)
+    from gpuplan.commands.train import _vision_load
+
+    load = _vision_load(values, spec)
+    if load is not None:
+        from dataclasses import replace
+
+        if cfg.engine != "hf":
+            raise InputError("--images", values.images, f"is estimated for --engine hf only so far (the "
+                             f"{cfg.engine} profile's KV pool does not yet subtract the vision tower)")
+        # the images' positions join the prompt and the context; max_batch is not searched with images
+        cfg = replace(cfg, context=cfg.context + load.tokens,
+                      prompt=None if cfg.prompt is None else cfg.prompt + load.tokens, search=False)
     report = estimate_inference(spec, cfg)
+    vision = None
+    if load is not None:
+        from gpuplan.model.images import add_serving_vision
+        from gpuplan.report import fits
+
+        vision = add_serving_vision(report.memory, spec, load, batch=cfg.batch, tp=cfg.layout.tp,
+                                    dtype_bytes=4 if cfg.weights.name == "fp32" else 2)
+        report.fits = fits(report.memory.total_bytes, cfg.gpu_memory_bytes or (
+            cfg.gpu.memory_usable_bytes if cfg.gpu else None))
     out = report.as_dict()
+    if vision is not None:
+        out["vision"] = vision
     if getattr(values, "explain", False):
         out["terms"] = [t.as_dict() for t in report.memory.terms]
     if getattr(values, "config_file", None) is not None:

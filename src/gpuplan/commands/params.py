@@ -19,8 +19,10 @@ def counts_json(counts: ParamCounts) -> dict[str, Any]:
 def tensors_json(spec: ModelSpec) -> list[dict[str, Any]]:
     """The JSON of ``gpuplan params --tensors --json``: every weight tensor with its shape and component."""
     from gpuplan.model.tensors import tensor_table
+    from gpuplan.model.vision import vision_table
 
-    return [{"name": x.name, "shape": list(x.shape), "component": x.component, "tp": x.tp} for x in tensor_table(spec)]
+    return [{"name": x.name, "shape": list(x.shape), "component": x.component, "tp": x.tp}
+            for x in (*tensor_table(spec), *vision_table(spec))]
 
 
 def payload(values: Any) -> dict[str, Any]:

@@ -68,11 +68,32 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
     if files is not None:
         files.stack_defaults = [(_FIELD_OPTION.get(f, f), v, s) for f, v, s in cfg.stack_settings]
     cap = _capacity(values)
+    load = _vision_load(values, spec)
+    if load is not None:  # the images' positions join the text sequence
+        from dataclasses import replace
+
+        cfg = replace(cfg, seq=cfg.seq + load.tokens)
     report = estimate_training(spec, cfg, params_total=values.params, capacity_bytes=cap)
     _add_notes(values, cfg, spec, report.memory)
     report.config = cfg  # the stack-resolved settings, for the text summary
+    vision = None
+    if load is not None and spec is not None:
+        from gpuplan.model.images import add_training_vision
+        from gpuplan.report import fits
+
+        vision = add_training_vision(report.memory, spec, load, text_params=report.params_total, batch=cfg.batch,
+                                     precision=cfg.precision, recompute=cfg.recompute,
+                                     tower_trained=cfg.method == "full",
+                                     phases=[(p.name, p.bytes) for p in report.phases],
+                                     reserve_fraction=_reserve_fraction(report.config or cfg))
+        report.fits = fits(report.memory.total_bytes, cap)
     payload: dict[str, Any] = {"model": spec.name if spec else None, "gpu": values.gpu, **report.as_dict()}
+    if vision is not None:
+        payload["vision"] = vision
     if values.max_batch or values.max_seq:
+        if load is not None:
+            raise InputError("--max-batch" if values.max_batch else "--max-seq", True,
+                             "is not searched with --images yet: give --batch and --seq")
         if cap is None or spec is None:
             raise InputError("--max-batch" if values.max_batch else "--max-seq", True,
                              "needs --gpu and a model with dimensions")
@@ -87,6 +108,27 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
     if getattr(values, "explain", False):
         payload["terms"] = [t.as_dict() for t in report.memory.terms]
     return spec, report, payload
+
+
+def _reserve_fraction(cfg: Any) -> float:
+    from gpuplan.train.overheads import DEFAULT_ALLOCATOR_RESERVE_FRACTION
+
+    frac = cfg.overheads.allocator_reserve_fraction
+    return DEFAULT_ALLOCATOR_RESERVE_FRACTION if frac is None else frac
+
+
+def _vision_load(values: Any, spec: ModelSpec | None):
+    """The images of one sequence (--images, --image-size), or None when none are given."""
+    images = getattr(values, "images", None)
+    if not images:
+        if getattr(values, "image_size", None):
+            raise InputError("--image-size", values.image_size, "needs --images N")
+        return None
+    if spec is None:
+        raise InputError("--images", images, "needs a model (a vision-language preset or config.json)")
+    from gpuplan.model.images import vision_load
+
+    return vision_load(spec, images, values.image_size)
 
 
 def _add_notes(values: Any, cfg: C.TrainConfig, spec: ModelSpec | None, memory: Any) -> None:

@@ -26,6 +26,7 @@ SUPPORTED_MODEL_TYPES = (
     "deepseek_v32", "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
     "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
     "mpt",
+    "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -34,9 +35,16 @@ _SAME_AS = {"kimi_k2": "deepseek_v3"}
 
 # Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
 # model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).
-_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4_text"}
-# A text_config whose model_type names the wrapper (some Llama 4 configs write "llama4" inside text_config too).
-_TEXT_TYPE = {"llama4": "llama4_text"}
+_MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4_text", "qwen2_5_vl": "qwen2",
+               "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe"}
+# A text_config whose model_type names the wrapper (some Llama 4 configs write "llama4" inside text_config too), and
+# the Qwen VL text models, whose tensors are those of Qwen2 / Qwen3 / Qwen3-MoE (multimodal RoPE changes no size).
+_TEXT_TYPE = {"llama4": "llama4_text", "qwen2_5_vl": "qwen2", "qwen2_5_vl_text": "qwen2", "qwen3_vl": "qwen3",
+              "qwen3_vl_text": "qwen3", "qwen3_vl_moe": "qwen3_moe", "qwen3_vl_moe_text": "qwen3_moe"}
+# Wrappers whose vision tower gpuplan models (gpuplan.model.vision)
+_VISION_WRAPPERS = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "gemma3", "mistral3")
+# Wrappers whose transformers 4 config.json keeps the text keys at the top level (no text_config)
+_FLAT_TEXT = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 
 # Names transformers' ``attribute_map`` gives a key, which ``save_pretrained`` may write instead of the key.
 _ALIASES = {
@@ -312,6 +320,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         raise InputError(f"{source}: model_type", model_type,
                          f"must be a string naming the architecture; supported: {', '.join(sorted(_LAYOUT))}")
     notes: tuple[str, ...] = ()
+    wrapper, wrapper_type = config, model_type
     if model_type in _MULTIMODAL or (model_type not in _LAYOUT and isinstance(config.get("text_config"), dict)):
         config, notes = _text_part(config, model_type, source)
         model_type = config["model_type"]
@@ -399,6 +408,10 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         kw["moe"] = moe
         if model_type in ("mixtral", "gpt_oss") or (model_type != "llama4_text" and all(moe.moe_layers)):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
+    if wrapper is not config:
+        from gpuplan.model.vision import vision_from_config
+
+        kw["vision"] = vision_from_config(wrapper, wrapper_type, h, source)
     return ModelSpec(**kw)
 
 
@@ -418,6 +431,8 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
     """The ``text_config`` of a multimodal wrapper, and the note naming what is left out: every other
     ``*_config`` sub-model (vision tower, audio encoder) and the projector between it and the text model."""
     inner = config.get("text_config")
+    if inner is None and model_type in _FLAT_TEXT:  # transformers 4 wrote Qwen VL text keys at the top level
+        inner = {k: v for k, v in config.items() if k not in ("model_type", "vision_config")}
     if not isinstance(inner, dict):
         raise InputError(f"{source}: text_config", inner, f"model_type {model_type} is multimodal: its config.json "
                          "must hold the text model's keys in a text_config object")
@@ -427,11 +442,19 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
     if not isinstance(text_type, str) or text_type not in _LAYOUT:
         raise InputError(f"{source}: text_config.model_type", text_type,
                          f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+    if model_type in _VISION_WRAPPERS and isinstance(config.get("tie_word_embeddings"), bool):
+        # transformers 5 ties lm_head to the language model's embed_tokens by the wrapper's own key
+        # (Mistral3ForConditionalGeneration / Gemma3ForConditionalGeneration ``_tied_weights_keys``)
+        inner = {**inner, "tie_word_embeddings": config["tie_word_embeddings"]}
     parts = [_part_summary(k, v) for k, v in config.items()
              if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
     left_out = ", ".join([*parts, "the multimodal projector"])
-    note = (f"{model_type} is multimodal: only its text model ({text_type}, text_config) is estimated; "
-            f"left out: {left_out}")
+    if model_type in _VISION_WRAPPERS:
+        note = (f"{model_type} is multimodal: without --images only its text model ({text_type}, text_config) is "
+                f"estimated; left out: {left_out} (params counts them as vision; --images adds them)")
+    else:
+        note = (f"{model_type} is multimodal: only its text model ({text_type}, text_config) is estimated; "
+                f"left out: {left_out}")
     return {**inner, "model_type": text_type}, (note,)
 
 

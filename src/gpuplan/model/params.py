@@ -22,9 +22,15 @@ class ParamCounts:
     norm: int
     lm_head: int
     mtp: int = 0  # DeepSeek-V3 multi-token-prediction modules, not included in ``total``
+    # A multimodal checkpoint's vision tower and projector (gpuplan.model.vision), not included in ``total``
+    # (the text model's count): ``total + vision`` is the whole checkpoint
+    vision: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("total", "active", *COMPONENTS, "mtp")}
+        out = {k: getattr(self, k) for k in ("total", "active", *COMPONENTS, "mtp")}
+        if self.vision:  # only multimodal checkpoints carry the key
+            out["vision"] = self.vision
+        return out
 
 
 def expert_params(spec: ModelSpec) -> int:
@@ -62,4 +68,6 @@ def count_params(spec: ModelSpec) -> ParamCounts:
     if spec.moe:
         m = spec.moe
         active -= m.num_moe_layers * (m.num_experts - m.top_k) * expert_params(spec)
-    return ParamCounts(total=total, active=active, mtp=mtp_params(spec), **by)
+    from gpuplan.model.vision import vision_params
+
+    return ParamCounts(total=total, active=active, mtp=mtp_params(spec), vision=vision_params(spec), **by)

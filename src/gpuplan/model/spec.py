@@ -127,6 +127,51 @@ class LinearAttnSpec:
         return 2 * self.key_dim + self.value_dim
 
 
+# Vision towers of multimodal checkpoints (``VisionSpec.kind``): the config's vision model and its projector.
+VISION_KINDS = (
+    "qwen2_5_vl",  # Qwen2.5-VL: RMSNorm ViT with SwiGLU MLPs, 3-D patch embedding, window attention, 2x2 merger
+    "qwen3_vl",  # Qwen3-VL: LayerNorm ViT with GELU MLPs, learned positions, 2x2 merger and DeepStack mergers
+    "siglip",  # Gemma 3: SigLIP ViT, average-pooled to mm_tokens_per_image, RMSNorm + projection
+    "pixtral",  # Mistral 3: Pixtral ViT (RMSNorm, SwiGLU, 2-D RoPE), patch merger + two-layer projector
+)
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    """A multimodal checkpoint's vision tower and the projector (merger) into the text model's embedding space.
+
+    ``hidden_size``/``num_layers``/``num_heads``/``ffn_size`` are the tower's (its ``vision_config``);
+    ``out_hidden`` is the text model's hidden size the projector writes. ``merge`` is the side of the square of
+    patches merged into one text token (Qwen ``spatial_merge_size``, Mistral 3 ``spatial_merge_size``; SigLIP
+    under Gemma 3: the average pool's side, ``image_size / patch_size / sqrt(mm_tokens_per_image)``).
+    ``min_pixels``/``max_pixels`` bound the resized image (Qwen image processors); ``image_size`` is SigLIP's
+    fixed square or Pixtral's longest edge. ``window_size`` (pixels) and ``full_attention_layers`` are
+    Qwen2.5-VL's window attention; ``deepstack_layers`` Qwen3-VL's extra mergers.
+    """
+
+    kind: str
+    model_type: str = field(compare=False)  # the vision_config's model_type as written: a label, not the architecture
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    ffn_size: int
+    patch_size: int
+    out_hidden: int
+    merge: int = 1
+    temporal_patch: int = 1
+    image_size: int = 0
+    min_pixels: int = 0
+    max_pixels: int = 0
+    window_size: int = 0
+    full_attention_layers: tuple[int, ...] = ()
+    deepstack_layers: tuple[int, ...] = ()
+    num_position_embeddings: int = 0
+    use_head: bool = False  # SigLIP's attention-pooling head (vision_use_head)
+    projector_bias: bool = False  # Mistral 3 multimodal_projector_bias
+    tokens_per_image: int = 0  # Gemma 3 mm_tokens_per_image (fixed)
+    in_channels: int = 3
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Decoder-only transformer dimensions and structure.
@@ -192,6 +237,9 @@ class ModelSpec:
     # What the estimate leaves out of the named model (a multimodal checkpoint's vision tower), said in every
     # output's assumptions; not part of the architecture, so equal specs stay equal.
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # The vision tower and projector of a multimodal checkpoint (qwen2_5_vl, qwen3_vl, gemma3, mistral3): counted
+    # apart from the text model (``gpuplan.model.vision``); estimates add it where images are given.
+    vision: VisionSpec | None = None
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -389,6 +437,15 @@ def validate_spec(spec: ModelSpec) -> None:
             _at_most(name, getattr(spec.mla, name), COUNT_BOUNDS["hidden"])
         if spec.mla.q_lora_rank < 0:
             raise InputError("q_lora_rank", spec.mla.q_lora_rank, "must be >= 0 (0 = no query compression)")
+    if spec.vision is not None:
+        v = spec.vision
+        if v.kind not in VISION_KINDS:
+            raise InputError("vision.kind", v.kind, f"must be one of {', '.join(VISION_KINDS)}")
+        for name in ("num_layers", "hidden_size", "num_heads", "ffn_size", "patch_size", "out_hidden", "merge",
+                     "temporal_patch", "in_channels"):
+            _positive(f"vision_config.{name}", getattr(v, name))
+            _at_most(f"vision_config.{name}", getattr(v, name), COUNT_BOUNDS["ffn"])
+        _at_most("vision_config.depth", v.num_layers, COUNT_BOUNDS["layers"])
     if spec.mtp_layers < 0:
         raise InputError("num_nextn_predict_layers", spec.mtp_layers, "must be >= 0")
     _at_most("num_nextn_predict_layers", spec.mtp_layers, MAX_MTP_LAYERS)

@@ -1,0 +1,374 @@
+"""Vision towers of multimodal checkpoints: reading ``vision_config``, the tensor table, image tokens, FLOPs.
+
+Four towers are modelled, each from its transformers 5 module (``modeling_*.py``) and image processor:
+
+- ``qwen2_5_vl`` (Qwen2.5-VL, ``Qwen2_5_VisionTransformerPretrainedModel``): a Conv3d patch embedding over
+  ``temporal_patch_size`` x ``patch_size``² pixels (no bias), ``depth`` blocks of RMSNorm, fused ``qkv`` with bias,
+  ``proj``, a biased SwiGLU MLP; window attention over ``window_size`` pixels except on ``fullatt_block_indexes``;
+  the merger (RMSNorm, Linear(4h, 4h), GELU, Linear(4h, out_hidden_size)) joins 2x2 patches into one token.
+- ``qwen3_vl`` (Qwen3-VL): LayerNorms, a biased patch embedding, ``num_position_embeddings`` learned positions,
+  a plain GELU MLP (``linear_fc1``/``linear_fc2``), full attention per image, the merger (LayerNorm over h) and one
+  DeepStack merger (LayerNorm over 4h) per ``deepstack_visual_indexes`` entry.
+- ``siglip`` (Gemma 3, ``SiglipVisionModel``): biased patch embedding and learned positions, LayerNorm blocks with
+  q/k/v/out projections and a GELU MLP, ``post_layernorm``, the attention-pooling head when ``vision_use_head``;
+  ``Gemma3MultiModalProjector`` average-pools to ``mm_tokens_per_image`` and projects through an RMSNorm and a
+  [h, text hidden] matrix.
+- ``pixtral`` (Mistral 3): ``patch_conv`` without bias, ``ln_pre``, RMSNorm blocks with bias-free q/k/v/o and a
+  SwiGLU MLP, 2-D RoPE; ``Mistral3MultiModalProjector``: RMSNorm, the patch merger Linear(h·merge², h), then
+  Linear(h, text hidden), GELU, Linear(text hidden, text hidden) (biases per ``multimodal_projector_bias``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+from gpuplan.errors import InputError
+from gpuplan.limits import COUNT_BOUNDS
+from gpuplan.model.spec import ModelSpec, VisionSpec
+from gpuplan.model.tensors import TensorInfo, _Builder
+
+# The wrapper's model_type -> the vision tower it carries
+WRAPPER_TOWER = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl", "gemma3": "siglip",
+                 "mistral3": "pixtral"}
+
+# Text tokens around each image's tokens in the prompt: Qwen's chat template writes
+# <|vision_start|><|image_pad|>...<|vision_end|> (2); Gemma3Processor ``full_image_sequence`` is
+# "\n\n<start_of_image>" + 256 x <image_soft_token> + "<end_of_image>\n\n" (4); Pixtral's [IMG_BREAK] per row and
+# [IMG_END] are counted in ``image_tokens`` itself.
+_WRAP_TOKENS = {"qwen2_5_vl": 2, "qwen3_vl": 2, "siglip": 4, "pixtral": 0}
+
+
+def _int(cfg: dict[str, Any], source: str, key: str, default: int | None) -> int:
+    value = cfg.get(key, default)
+    if value is None:
+        raise InputError(f"{source}: vision_config.{key}", None, "missing required key")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{source}: vision_config.{key}", value, "must be an integer >= 1")
+    if value > COUNT_BOUNDS["ffn"]:
+        raise InputError(f"{source}: vision_config.{key}", value, f"must be at most {COUNT_BOUNDS['ffn']:,}")
+    return value
+
+
+def _indices(cfg: dict[str, Any], source: str, key: str, default: list[int], depth: int) -> tuple[int, ...]:
+    value = cfg.get(key, default)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < depth
+                                          for v in value):
+        raise InputError(f"{source}: vision_config.{key}", value, f"must be a list of block indices in 0..{depth - 1}")
+    return tuple(value)
+
+
+def vision_from_config(wrapper: dict[str, Any], model_type: str, text_hidden: int, source: str) -> VisionSpec | None:
+    """The tower of a multimodal config (``vision_config`` inside the wrapper), or None for a wrapper whose tower
+    is not modelled (Llama 4). Defaults for missing keys are the transformers 5 config classes':
+    ``Qwen2_5_VLVisionConfig``, ``Qwen3VLVisionConfig``, ``SiglipVisionConfig`` (with ``Gemma3Config``'s
+    ``mm_tokens_per_image`` 256) and ``PixtralVisionConfig``."""
+    kind = WRAPPER_TOWER.get(model_type)
+    if kind is None:
+        return None
+    cfg = wrapper.get("vision_config") or {}
+    if not isinstance(cfg, dict):
+        raise InputError(f"{source}: vision_config", cfg, "must be an object holding the vision tower's keys")
+    vtype = cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else {
+        "qwen2_5_vl": "qwen2_5_vl_vision", "qwen3_vl": "qwen3_vl_vision", "siglip": "siglip_vision_model",
+        "pixtral": "pixtral"}[kind]
+    if kind == "qwen2_5_vl":
+        depth = _int(cfg, source, "depth", 32)
+        # Qwen2VLImageProcessor defaults: min_pixels 56·56, max_pixels 28·28·1280 (transformers
+        # image_processing_qwen2_vl.py); window_size 112 px, full attention on fullatt_block_indexes
+        return VisionSpec(kind=kind, model_type=vtype, num_layers=depth, hidden_size=_int(cfg, source, "hidden_size", 3584),
+                          num_heads=_int(cfg, source, "num_heads", 16), ffn_size=_int(cfg, source, "intermediate_size", 3420),
+                          patch_size=_int(cfg, source, "patch_size", 14),
+                          out_hidden=_int(cfg, source, "out_hidden_size", text_hidden),
+                          merge=_int(cfg, source, "spatial_merge_size", 2),
+                          temporal_patch=_int(cfg, source, "temporal_patch_size", 2),
+                          min_pixels=56 * 56, max_pixels=28 * 28 * 1280,
+                          window_size=_int(cfg, source, "window_size", 112),
+                          full_attention_layers=_indices(cfg, source, "fullatt_block_indexes", [7, 15, 23, 31], depth),
+                          in_channels=_int(cfg, source, "in_channels", 3))
+    if kind == "qwen3_vl":
+        depth = _int(cfg, source, "depth", 27)
+        # Qwen3-VL preprocessor_config.json: patch_size 16, size {shortest_edge: 65536, longest_edge: 16777216}
+        return VisionSpec(kind=kind, model_type=vtype, num_layers=depth, hidden_size=_int(cfg, source, "hidden_size", 1152),
+                          num_heads=_int(cfg, source, "num_heads", 16), ffn_size=_int(cfg, source, "intermediate_size", 4304),
+                          patch_size=_int(cfg, source, "patch_size", 16),
+                          out_hidden=_int(cfg, source, "out_hidden_size", text_hidden),
+                          merge=_int(cfg, source, "spatial_merge_size", 2),
+                          temporal_patch=_int(cfg, source, "temporal_patch_size", 2),
+                          min_pixels=65536, max_pixels=16777216,
+                          deepstack_layers=_indices(cfg, source, "deepstack_visual_indexes", [8, 16, 24], depth),
+                          num_position_embeddings=_int(cfg, source, "num_position_embeddings", 2304),
+                          in_channels=_int(cfg, source, "in_channels", 3))
+    if kind == "siglip":
+        size, patch = _int(cfg, source, "image_size", 224), _int(cfg, source, "patch_size", 16)
+        tokens = _int(wrapper, source, "mm_tokens_per_image", 256)
+        # Gemma3MultiModalProjector: an average pool of side (image_size // patch_size) // sqrt(tokens)
+        side, per_side = size // patch, max(1, math.isqrt(tokens))
+        use_head = cfg.get("vision_use_head", True)
+        if not isinstance(use_head, bool):
+            raise InputError(f"{source}: vision_config.vision_use_head", use_head, "must be true or false")
+        return VisionSpec(kind=kind, model_type=vtype, num_layers=_int(cfg, source, "num_hidden_layers", 12),
+                          hidden_size=_int(cfg, source, "hidden_size", 768),
+                          num_heads=_int(cfg, source, "num_attention_heads", 12),
+                          ffn_size=_int(cfg, source, "intermediate_size", 3072), patch_size=patch,
+                          out_hidden=text_hidden, merge=max(1, side // per_side), image_size=size, use_head=use_head,
+                          tokens_per_image=tokens, in_channels=_int(cfg, source, "num_channels", 3))
+    bias = wrapper.get("multimodal_projector_bias", False)
+    if not isinstance(bias, bool):
+        raise InputError(f"{source}: multimodal_projector_bias", bias, "must be true or false")
+    return VisionSpec(kind=kind, model_type=vtype, num_layers=_int(cfg, source, "num_hidden_layers", 24),
+                      hidden_size=_int(cfg, source, "hidden_size", 1024),
+                      num_heads=_int(cfg, source, "num_attention_heads", 16),
+                      ffn_size=_int(cfg, source, "intermediate_size", 4096), patch_size=_int(cfg, source, "patch_size", 14),
+                      out_hidden=text_hidden, merge=_int(wrapper, source, "spatial_merge_size", 2),
+                      image_size=_int(cfg, source, "image_size", 1540), projector_bias=bias,
+                      in_channels=_int(cfg, source, "num_channels", 3))
+
+
+def _qwen_tower(b: _Builder, v: VisionSpec) -> None:
+    h, f, p = v.hidden_size, v.ffn_size, "model.visual"
+    ln = v.kind == "qwen3_vl"  # Qwen3-VL: LayerNorms with bias; Qwen2.5-VL: RMSNorms
+    b.raw(f"{p}.patch_embed.proj.weight", (h, v.in_channels, v.temporal_patch, v.patch_size, v.patch_size),
+          "vision", "replicated")
+    if ln:
+        b.raw(f"{p}.patch_embed.proj.bias", (h,), "vision", "replicated")
+        b.raw(f"{p}.pos_embed.weight", (v.num_position_embeddings, h), "vision", "replicated")
+    for i in range(v.num_layers):
+        q = f"{p}.blocks.{i}"
+        b.norm(f"{q}.norm1", h, bias=ln, component="vision")
+        b.norm(f"{q}.norm2", h, bias=ln, component="vision")
+        b.linear(f"{q}.attn.qkv", 3 * h, h, "vision", "column", bias=True)
+        b.linear(f"{q}.attn.proj", h, h, "vision", "row", bias=True)
+        if ln:
+            b.linear(f"{q}.mlp.linear_fc1", f, h, "vision", "column", bias=True)
+            b.linear(f"{q}.mlp.linear_fc2", h, f, "vision", "row", bias=True)
+        else:
+            b.linear(f"{q}.mlp.gate_proj", f, h, "vision", "column", bias=True)
+            b.linear(f"{q}.mlp.up_proj", f, h, "vision", "column", bias=True)
+            b.linear(f"{q}.mlp.down_proj", h, f, "vision", "row", bias=True)
+    m = h * v.merge * v.merge
+    if ln:
+        mergers = [(f"{p}.merger", h)] + [(f"{p}.deepstack_merger_list.{j}", m) for j in range(len(v.deepstack_layers))]
+        for name, norm in mergers:
+            b.norm(f"{name}.norm", norm, bias=True, component="vision")
+            b.linear(f"{name}.linear_fc1", m, m, "vision", "column", bias=True)
+            b.linear(f"{name}.linear_fc2", v.out_hidden, m, "vision", "row", bias=True)
+    else:
+        b.norm(f"{p}.merger.ln_q", h, component="vision")
+        b.linear(f"{p}.merger.mlp.0", m, m, "vision", "column", bias=True)
+        b.linear(f"{p}.merger.mlp.2", v.out_hidden, m, "vision", "row", bias=True)
+
+
+def _siglip_tower(b: _Builder, v: VisionSpec) -> None:
+    h, f, p = v.hidden_size, v.ffn_size, "model.vision_tower"
+    b.raw(f"{p}.embeddings.patch_embedding.weight", (h, v.in_channels, v.patch_size, v.patch_size), "vision",
+          "replicated")
+    b.raw(f"{p}.embeddings.patch_embedding.bias", (h,), "vision", "replicated")
+    b.raw(f"{p}.embeddings.position_embedding.weight", ((v.image_size // v.patch_size) ** 2, h), "vision",
+          "replicated")
+    for i in range(v.num_layers):
+        q = f"{p}.encoder.layers.{i}"
+        b.norm(f"{q}.layer_norm1", h, bias=True, component="vision")
+        for n in ("q_proj", "k_proj", "v_proj"):
+            b.linear(f"{q}.self_attn.{n}", h, h, "vision", "column", bias=True)
+        b.linear(f"{q}.self_attn.out_proj", h, h, "vision", "row", bias=True)
+        b.norm(f"{q}.layer_norm2", h, bias=True, component="vision")
+        b.linear(f"{q}.mlp.fc1", f, h, "vision", "column", bias=True)
+        b.linear(f"{q}.mlp.fc2", h, f, "vision", "row", bias=True)
+    b.norm(f"{p}.post_layernorm", h, bias=True, component="vision")
+    if v.use_head:  # SiglipMultiheadAttentionPoolingHead
+        b.raw(f"{p}.head.probe", (1, 1, h), "vision", "replicated")
+        b.raw(f"{p}.head.attention.in_proj_weight", (3 * h, h), "vision", "replicated")
+        b.raw(f"{p}.head.attention.in_proj_bias", (3 * h,), "vision", "replicated")
+        b.linear(f"{p}.head.attention.out_proj", h, h, "vision", "replicated", bias=True)
+        b.norm(f"{p}.head.layernorm", h, bias=True, component="vision")
+        b.linear(f"{p}.head.mlp.fc1", f, h, "vision", "replicated", bias=True)
+        b.linear(f"{p}.head.mlp.fc2", h, f, "vision", "replicated", bias=True)
+    b.raw("model.multi_modal_projector.mm_input_projection_weight", (h, v.out_hidden), "vision", "replicated")
+    b.raw("model.multi_modal_projector.mm_soft_emb_norm.weight", (h,), "vision", "replicated")
+
+
+def _pixtral_tower(b: _Builder, v: VisionSpec) -> None:
+    h, f, p = v.hidden_size, v.ffn_size, "model.vision_tower"
+    b.raw(f"{p}.patch_conv.weight", (h, v.in_channels, v.patch_size, v.patch_size), "vision", "replicated")
+    b.norm(f"{p}.ln_pre", h, component="vision")
+    for i in range(v.num_layers):
+        q = f"{p}.transformer.layers.{i}"
+        b.norm(f"{q}.attention_norm", h, component="vision")
+        for n in ("q_proj", "k_proj", "v_proj"):
+            b.linear(f"{q}.attention.{n}", h, h, "vision", "column")
+        b.linear(f"{q}.attention.o_proj", h, h, "vision", "row")
+        b.norm(f"{q}.ffn_norm", h, component="vision")
+        b.linear(f"{q}.feed_forward.gate_proj", f, h, "vision", "column")
+        b.linear(f"{q}.feed_forward.up_proj", f, h, "vision", "column")
+        b.linear(f"{q}.feed_forward.down_proj", h, f, "vision", "row")
+    m = "model.multi_modal_projector"
+    b.norm(f"{m}.norm", h, component="vision")
+    b.linear(f"{m}.patch_merger.merging_layer", h, h * v.merge * v.merge, "vision", "replicated")
+    b.linear(f"{m}.linear_1", v.out_hidden, h, "vision", "column", bias=v.projector_bias)
+    b.linear(f"{m}.linear_2", v.out_hidden, v.out_hidden, "vision", "row", bias=v.projector_bias)
+
+
+@lru_cache(maxsize=32)
+def vision_tensor_table(v: VisionSpec) -> tuple[TensorInfo, ...]:
+    """Every parameter of the tower and its projector, under transformers 5 module names (component "vision")."""
+    b = _Builder()
+    {"qwen2_5_vl": _qwen_tower, "qwen3_vl": _qwen_tower, "siglip": _siglip_tower, "pixtral": _pixtral_tower}[
+        v.kind](b, v)
+    return tuple(b.tensors)
+
+
+def vision_table(spec: ModelSpec) -> tuple[TensorInfo, ...]:
+    """The vision tensors of ``spec`` (empty for a text model)."""
+    return vision_tensor_table(spec.vision) if spec.vision else ()
+
+
+def vision_params(spec: ModelSpec) -> int:
+    """Parameters of the vision tower and projector (0 for a text model)."""
+    return sum(t.numel for t in vision_tensor_table(spec.vision)) if spec.vision else 0
+
+
+def resized(v: VisionSpec, height: int, width: int) -> tuple[int, int]:
+    """The image size the processor feeds the tower, in pixels.
+
+    Qwen (``smart_resize``, transformers ``image_processing_qwen2_vl.py``): each side rounded to a multiple of
+    patch·merge, scaled down under ``max_pixels`` (floor) or up over ``min_pixels`` (ceil), aspect kept.
+    SigLIP (Gemma 3): always ``image_size`` square (no pan-and-scan). Pixtral (``get_resize_output_image_size``,
+    ``image_processing_pixtral.py``): scaled down (floor) to fit a ``image_size`` square, then each side rounded up
+    to a multiple of patch·merge (``Mistral3``'s processor passes ``patch_size · spatial_merge_size``)."""
+    if v.kind == "siglip":
+        return v.image_size, v.image_size
+    factor = v.patch_size * v.merge
+    if v.kind == "pixtral":
+        ratio = max(height / v.image_size, width / v.image_size)
+        if ratio > 1:
+            height, width = int(math.floor(height / ratio)), int(math.floor(width / ratio))
+        return ((height - 1) // factor + 1) * factor, ((width - 1) // factor + 1) * factor
+    if max(height, width) / min(height, width) > 200:
+        raise InputError("image_size", f"{height}x{width}", "must have an aspect ratio below 200 (Qwen's image "
+                         "processor refuses longer strips)")
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > v.max_pixels:
+        beta = math.sqrt(height * width / v.max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < v.min_pixels:
+        beta = math.sqrt(v.min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def image_patches(v: VisionSpec, height: int, width: int) -> int:
+    """Patches of one image the tower's blocks run over (a still image is one temporal patch)."""
+    h, w = resized(v, height, width)
+    return (h // v.patch_size) * (w // v.patch_size)
+
+
+def image_tokens(v: VisionSpec, height: int, width: int) -> int:
+    """Text-sequence positions one image takes: its merged tokens plus the markers around them (Qwen: vision
+    start/end; Gemma 3: 256 soft tokens and the "\\n\\n<start_of_image>" / "<end_of_image>\\n\\n" around them;
+    Pixtral: an [IMG_BREAK] after each row of tokens, the last one [IMG_END])."""
+    if v.kind == "siglip":
+        return v.tokens_per_image + _WRAP_TOKENS["siglip"]
+    h, w = resized(v, height, width)
+    rows, cols = h // (v.patch_size * v.merge), w // (v.patch_size * v.merge)
+    if v.kind == "pixtral":
+        return rows * (cols + 1)
+    return rows * cols + _WRAP_TOKENS[v.kind]
+
+
+def _window_key_sum(v: VisionSpec, height: int, width: int) -> int:
+    """Σ over attention blocks of (patches in the block)², for one window-attention layer of Qwen2.5-VL: windows
+    of ``window_size // merge // patch_size`` merged units per side (``get_window_index``), the last row and column
+    of windows cut at the image's edge."""
+    h, w = resized(v, height, width)
+    unit = v.patch_size * v.merge
+    rows, cols, side = h // unit, w // unit, max(1, v.window_size // v.merge // v.patch_size)
+
+    def squares(n: int) -> int:
+        return sum(min(side, n - s) ** 2 for s in range(0, n, side))
+
+    return squares(rows) * squares(cols) * v.merge ** 4
+
+
+def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
+    """FLOPs of the tower and projector for one image's forward pass, as PyTorch's FlopCounterMode counts them:
+    2 per weight of each matrix product (the Linears and the patch-embedding convolution) per patch in the blocks,
+    per merged token in the projector, plus 4·h·n² per attention block of n patches (Q·Kᵀ and the weighted sum of
+    V, bidirectional; Qwen2.5-VL's window layers over ``window_size`` windows). Norms, biases, activations and
+    position embeddings are not matrix products and are left out."""
+    v = spec.vision
+    if v is None:
+        return 0
+    patches = image_patches(v, height, width)
+    merged = patches // (v.merge * v.merge)
+    tower = proj = 0
+    for t in vision_tensor_table(v):
+        matmul = t.linear or t.name.endswith(("patch_embed.proj.weight", "patch_embedding.weight",
+                                               "patch_conv.weight", "mm_input_projection_weight"))
+        if not matmul:
+            continue
+        if ".merger" in t.name or "merger_list" in t.name or "multi_modal_projector" in t.name:
+            proj += t.numel
+        else:
+            tower += t.numel
+    attn = 0
+    full = 4 * v.hidden_size * patches * patches
+    for i in range(v.num_layers):
+        if v.kind == "qwen2_5_vl" and i not in v.full_attention_layers:
+            attn += 4 * v.hidden_size * _window_key_sum(v, height, width)
+        else:
+            attn += full
+    return 2 * tower * patches + 2 * proj * merged + attn
+
+
+def block_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
+    """Bytes one tower block saves for backward per patch, read off CPU traces of transformers 5's towers
+    (saved-tensor hooks on a bf16 training forward, ``tests/test_vision.py``), d = ``dtype_bytes``:
+
+    - Qwen2.5-VL: two RMSNorms, each an fp32 copy of its input (4h) and the normalised input (dh); the qkv input,
+      the fused qkv output (3dh), q and k after RoPE (2dh), the attention output and the proj input; the gate
+      input and the SwiGLU's gate output, up output, activation and product (4df): 8h + 11dh + 4df.
+    - Qwen3-VL: two LayerNorm inputs (2dh), the same attention tensors (7dh), the fc1 input, GELU input and fc2
+      input (dh + 2df): 11dh + 2df.
+    - SigLIP: two LayerNorm inputs, the q input, q, k, v (no RoPE), the attention output, the fc1 input, GELU
+      input and fc2 input: 8dh + 2df.
+    - Pixtral: two RMSNorms (8h + 2dh), the q input, q and k after RoPE, v and the attention output (5dh), the
+      gate input and the SwiGLU's four tensors: 8h + 8dh + 4df.
+    """
+    h, f, d = v.hidden_size, v.ffn_size, dtype_bytes
+    return {"qwen2_5_vl": 8 * h + 11 * d * h + 4 * d * f, "qwen3_vl": 11 * d * h + 2 * d * f,
+            "siglip": 8 * d * h + 2 * d * f, "pixtral": 8 * h + 8 * d * h + 4 * d * f}[v.kind]
+
+
+def edge_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
+    """Bytes per patch saved outside the blocks: the pixels the patch embedding keeps (C·T·p²·d) and the
+    projector's inputs (traced like ``block_activation_bytes``): Qwen2.5-VL's merger RMSNorm (4h + dh) and the
+    MLP's three inputs (3dh); Qwen3-VL's merger (3dh) and each DeepStack merger (4dh); SigLIP's post-LayerNorm
+    and pooling inputs (2dh) and Gemma 3's fp32 soft-embedding RMSNorm on each pooled token; Pixtral's ln_pre and
+    projector RMSNorms (8h + 2dh), the patch merger's input and, per merged token, the two Linears' inputs."""
+    h, d, m2 = v.hidden_size, dtype_bytes, v.merge * v.merge
+    pixels = v.in_channels * v.temporal_patch * v.patch_size * v.patch_size * d
+    extra = {"qwen2_5_vl": 4 * h + 4 * d * h,
+             "qwen3_vl": 3 * d * h + 4 * d * h * len(v.deepstack_layers),
+             "siglip": 2 * d * h + (8 * h + d * h) // m2,
+             "pixtral": 8 * h + 3 * d * h + (d * h + 2 * d * v.out_hidden) // m2}[v.kind]
+    return pixels + extra
+
+
+def vision_activation_bytes(spec: ModelSpec, patches: int, dtype_bytes: int, *, train: bool) -> int:
+    """Tower activations for ``patches`` patches in all (every image of the micro-batch).
+
+    Training keeps every block's saved set and the edges' (``block_activation_bytes``,
+    ``edge_activation_bytes``). Inference holds one block's transients at a time: its input and output (2h),
+    q, k, v (3h) and the MLP's hidden tensors (gated 3f, plain 2f), in the compute dtype."""
+    v = spec.vision
+    if v is None or patches <= 0:
+        return 0
+    if train:
+        return (v.num_layers * block_activation_bytes(v, dtype_bytes) + edge_activation_bytes(v, dtype_bytes)) * patches
+    gated = v.kind in ("qwen2_5_vl", "pixtral")
+    return (5 * v.hidden_size + (3 if gated else 2) * v.ffn_size) * patches * dtype_bytes
