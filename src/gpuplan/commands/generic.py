@@ -25,8 +25,11 @@ _PHASE_NAMES = {"forward": "forward", "loss_forward": "forward", "backward": "ba
 def traced_model(exc: UnknownFamily) -> TracedModel:
     """The exact tensor table of the config the error carries (InputError without the ``[verify]`` extra, for
     remote code, or for a model_type transformers does not know)."""
+    from gpuplan.model.traced import tracing_allowed
     from gpuplan.verify.generic import traced_model as build
 
+    if not tracing_allowed():
+        raise exc
     return build(exc.config, exc.name, exc.source)
 
 

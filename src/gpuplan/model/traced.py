@@ -7,13 +7,32 @@ module is the typed description it hands back and the arithmetic on it, both tor
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from fractions import Fraction
+from typing import Iterator
 
 from gpuplan.errors import InputError
 
 # The extra that holds PyTorch and transformers (pyproject.toml ``[project.optional-dependencies] verify``).
 VERIFY_EXTRA = "pip install 'gpuplan[verify]'"
+# Whether a family without rules may be traced here (False inside :func:`without_tracing`: the web server answers
+# what it can estimate and leaves minutes of CPU tracing to a local run).
+_TRACING: ContextVar[bool] = ContextVar("gpuplan_tracing_allowed", default=True)
+
+
+@contextmanager
+def without_tracing() -> Iterator[None]:
+    """Within the block a family without rules is refused (its InputError) instead of traced."""
+    token = _TRACING.set(False)
+    try:
+        yield
+    finally:
+        _TRACING.reset(token)
+
+
+def tracing_allowed() -> bool:
+    return _TRACING.get()
 
 
 # Parts of a traced model: the input embedding (``get_input_embeddings()``), the decoder layers, the output head
@@ -43,13 +62,15 @@ class TracedModel:
     """The exact tensor table of an architecture gpuplan has no rules for (``family`` is its model_type).
 
     ``layer_kinds`` names each decoder layer's kind ("A", "B", ... in order of first appearance): layers of one
-    kind hold the same parameter names and shapes. ``architecture`` is the transformers class that was built."""
+    kind hold the same parameter names and shapes and the same per-layer config settings (``layer_settings``:
+    the entries of ``layer_types`` and other per-layer lists, e.g. sliding or full attention). ``architecture`` is the transformers class that was built."""
 
     family: str
     name: str
     architecture: str
     tensors: tuple[TracedTensor, ...]
     layer_kinds: tuple[str, ...]
+    layer_settings: tuple[str, ...]
     layers_prefix: str
     hidden_size: int
     vocab_size: int
@@ -125,78 +146,44 @@ class TracedMemory:
         return name.removesuffix("_peak"), value
 
 
-def depths_to_trace(layer_kinds: tuple[str, ...], min_depth: int = 2) -> tuple[int, ...]:
-    """The smallest depths (from ``min_depth``) whose layer-kind counts determine a linear model ``bytes(d) =
-    base + Σ_k n_k(d) · per_layer_k``: a depth is kept when its row ``[1, n_1(d), ...]`` is independent of the rows
-    kept so far, until there are as many rows as unknowns. The first layers of a reduced copy are the first layers
-    of the full model (the copy keeps the config's layer pattern), so ``n_k(d)`` counts kinds among them.
-    ``min_depth`` 2 keeps a one-layer copy, whose first layer is also its last, out of the fit."""
-    kinds = sorted(set(layer_kinds))
-    rows: list[list[Fraction]] = []
-    depths: list[int] = []
-    start = min(min_depth, len(layer_kinds))
-    for d in range(start, len(layer_kinds) + 1):
-        row = [Fraction(1)] + [Fraction(layer_kinds[:d].count(k)) for k in kinds]
-        if _rank(rows + [row]) > len(rows):
-            rows.append(row)
-            depths.append(d)
-        if len(rows) == len(kinds) + 1:
-            break
-    if len(rows) < len(kinds) + 1:  # the pattern never separates base and kinds (e.g. a one-layer model)
-        return tuple(sorted(set(depths) | {len(layer_kinds)}))
-    return tuple(depths)
+def layer_pattern(layer_kinds: tuple[str, ...]) -> tuple[int, int]:
+    """(head, period) of the decoder's layer kinds: after ``head`` layers the kinds repeat every ``period`` layers
+    (``kinds[i] == kinds[i + period]`` for every ``i >= head``), with ``head + period`` smallest (then the shorter
+    period). A uniform model is (0, 1); DeepSeek-style dense-first layers are a head; alternating sliding and full
+    attention is a period."""
+    n = len(layer_kinds)
+    for total in range(1, n + 1):
+        for period in range(1, total + 1):
+            head = total - period
+            if all(layer_kinds[i] == layer_kinds[i + period] for i in range(head, n - period)):
+                return head, period
+    return n, 1
 
 
-def extrapolate(points: list[TracedPoint], target_counts: dict[str, int]) -> dict[str, int]:
-    """Each measured value at the full depth: solve ``value(d) = base + Σ_k n_k(d) · per_layer_k`` exactly (rational
-    Gaussian elimination) on the traced points, then evaluate it at ``target_counts``. Memory of a decoder stack is
-    a sum over its layers (weights, gradients, optimizer states and saved activations per layer, each layer's
-    backward running with the same live set around it), so each kind's per-layer bytes are constant; what is not
-    per layer (embeddings, head, logits) is the base. With fewer points than unknowns (a model whose every depth
-    holds its kinds in one ratio), the traced point at the full depth is returned as is."""
-    kinds = sorted(target_counts)
-    by_depth = {p.depth: p for p in points}
-    full_depth = sum(target_counts.values())
-    if full_depth in by_depth:
-        return dict(by_depth[full_depth].values)
-    rows = [[Fraction(1)] + [Fraction(p.kind_counts.get(k, 0)) for k in kinds] for p in points]
-    if len(rows) != len(kinds) + 1 or _rank(rows) != len(rows):
-        raise InputError("layers", full_depth, "the reduced-depth traces do not determine each layer kind's bytes")
-    target = [Fraction(1)] + [Fraction(target_counts[k]) for k in kinds]
-    # weights w with target = Σ_i w_i · row_i, so value(target) = Σ_i w_i · value_i: solve rowsᵀ · w = target
-    weights = _solve([[rows[i][j] for i in range(len(rows))] for j in range(len(rows))], target)
-    out: dict[str, int] = {}
-    for key in points[0].values:
-        value = sum((w * p.values.get(key, 0) for w, p in zip(weights, points)), Fraction(0))
-        out[key] = max(0, round(value))
-    return out
+def depths_to_trace(layer_kinds: tuple[str, ...], min_depth: int = 2) -> tuple[int, int] | None:
+    """The two depths to trace (the first layers of the model, so each copy keeps the config's own layer order),
+    ``d`` and ``d + period``, or None when the second would not be smaller than the model (trace it whole). Both
+    hold the head and end as the full model ends (the same first ``r`` layers of a period after whole periods,
+    ``r = (layers - head) mod period``), so the full model is the first copy plus whole periods; ``d`` is the
+    smallest such depth that holds one whole period (every kind, and whatever a kind builds once, such as a
+    sliding-window mask) and at least ``min_depth`` layers (2: a one-layer copy's first layer is also its last)."""
+    n = len(layer_kinds)
+    head, period = layer_pattern(layer_kinds)
+    d = head + (n - head) % period
+    while d < min_depth or d < head + period:
+        d += period
+    return None if d + period >= n else (d, d + period)
 
 
-def _rank(rows: list[list[Fraction]]) -> int:
-    m = [list(r) for r in rows]
-    rank, cols = 0, len(m[0]) if m else 0
-    for c in range(cols):
-        pivot = next((r for r in range(rank, len(m)) if m[r][c] != 0), None)
-        if pivot is None:
-            continue
-        m[rank], m[pivot] = m[pivot], m[rank]
-        for r in range(len(m)):
-            if r != rank and m[r][c] != 0:
-                f = m[r][c] / m[rank][c]
-                m[r] = [a - f * b for a, b in zip(m[r], m[rank])]
-        rank += 1
-    return rank
-
-
-def _solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction]:
-    """x with a · x = b for a square, non-singular ``a`` (Gauss-Jordan on exact fractions)."""
-    n = len(a)
-    m = [list(row) + [b[i]] for i, row in enumerate(a)]
-    for c in range(n):
-        pivot = next(r for r in range(c, n) if m[r][c] != 0)
-        m[c], m[pivot] = m[pivot], m[c]
-        for r in range(n):
-            if r != c and m[r][c] != 0:
-                f = m[r][c] / m[c][c]
-                m[r] = [x - f * y for x, y in zip(m[r], m[c])]
-    return [m[i][n] / m[i][i] for i in range(n)]
+def extrapolate(first: TracedPoint, second: TracedPoint, num_layers: int) -> dict[str, int]:
+    """Each measured value at the full depth: ``v(L) = v(d1) + (L - d1) / period · (v(d2) - v(d1))`` with ``period
+    = d2 - d1``, for copies from :func:`depths_to_trace`. Memory of a decoder stack is a sum over its layers
+    (weights, gradients, optimizer states, saved activations and KV cache per layer, each phase's peak at the same
+    place in the last period with the same live set before it), so each whole period of layers adds the same bytes;
+    what is not per layer (embeddings, head, logits, masks) stays in ``v(d1)``."""
+    period = second.depth - first.depth
+    if period <= 0 or (num_layers - first.depth) % period:
+        raise InputError("layers", num_layers, f"copies of {first.depth} and {second.depth} layers do not extrapolate "
+                         "to the full depth by whole repeats of the layer pattern")
+    repeats = (num_layers - first.depth) // period
+    return {k: max(0, v + repeats * (second.values.get(k, 0) - v)) for k, v in first.values.items()}

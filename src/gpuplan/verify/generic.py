@@ -1,10 +1,12 @@
 """Any architecture transformers knows and gpuplan has no rules for: the exact, slower path.
 
 - the tensors: ``AutoModelForCausalLM.from_config`` on the meta device (no memory, no weights, no download);
-- the memory: the training step or the prefill traced on the CPU (``gpuplan.verify.trace``, fake tensors) for
-  reduced-depth copies of the model (the config with fewer ``num_hidden_layers``, per-layer lists cut to match),
-  at the depths :func:`gpuplan.model.traced.depths_to_trace` picks so that each layer kind's bytes are determined,
-  then extrapolated per layer kind to the full depth (:func:`gpuplan.model.traced.extrapolate`).
+- the memory: the training step or the prefill traced on the CPU (``gpuplan.verify.trace``, fake tensors) for two
+  reduced-depth copies of the model (the config with fewer ``num_hidden_layers``, per-layer lists such as
+  ``layer_types`` cut to match), one repeat of the layer pattern apart (:func:`gpuplan.model.traced.depths_to_trace`:
+  one layer for a uniform model, the sliding/full period of an alternating one), then extrapolated by whole repeats
+  of that pattern to the full depth (:func:`gpuplan.model.traced.extrapolate`). Each copy is checked to hold the
+  full model's first layers, kind for kind (parameter shapes and per-layer settings).
 
 No remote code runs: a config with ``auto_map`` or a model_type transformers does not know is refused.
 """
@@ -80,18 +82,28 @@ def _meta_model(config: dict[str, Any], dtype: str = "fp32"):
         return build_model(config, dtype=dtype, attention="eager")
 
 
-def _kinds(model) -> tuple[tuple[str, ...], str, dict[int, str]]:
-    """(kind per decoder layer, the layers' prefix, kind by id of each parameter inside the layers)."""
+def _per_layer_settings(model, n_layers: int) -> list[tuple]:
+    """Per decoder layer, the entries of every per-layer list of the resolved config (``layer_types`` and the
+    like): layers with the same tensors can still differ in what they compute (sliding or full attention)."""
+    conf = model.config.get_text_config().to_dict()
+    lists = sorted((k, v) for k, v in conf.items() if isinstance(v, list) and len(v) == n_layers)
+    return [tuple((k, repr(v[i])) for k, v in lists) for i in range(n_layers)]
+
+
+def _kinds(model) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """(kind per decoder layer, the layers' prefix, per-layer config settings): a kind is one set of module
+    classes, parameter shapes and per-layer config settings."""
     found = _decoder_layers(model)
     if found is None:
-        return (), "", {}
+        return (), "", ()
     prefix, layers = found
+    settings = _per_layer_settings(model, len(layers))
     names: dict[tuple, str] = {}
     kinds = []
-    for layer in layers:
-        sig = _signature(layer)
+    for layer, extra in zip(layers, settings):
+        sig = (_signature(layer), extra)
         kinds.append(names.setdefault(sig, chr(ord("A") + len(names)) if len(names) < 26 else f"K{len(names)}"))
-    return tuple(kinds), prefix, names
+    return tuple(kinds), prefix, tuple(", ".join(f"{k}={v}" for k, v in extra) for extra in settings)
 
 
 def traced_model(config: dict[str, Any], name: str, source: str = "config.json") -> TracedModel:
@@ -102,7 +114,7 @@ def traced_model(config: dict[str, Any], name: str, source: str = "config.json")
     quiet_transformers()
     t0 = time.perf_counter()
     model = _meta_model(config)
-    kinds, prefix, _ = _kinds(model)
+    kinds, prefix, settings = _kinds(model)
     embed = {id(p) for p in model.get_input_embeddings().parameters()}
     out_emb = model.get_output_embeddings()
     head = {id(p) for p in out_emb.parameters()} if out_emb is not None else set()
@@ -119,31 +131,40 @@ def traced_model(config: dict[str, Any], name: str, source: str = "config.json")
         tensors.append(TracedTensor(pname, tuple(int(d) for d in p.shape), component, kind))
     text = model.config.get_text_config()
     return TracedModel(family=family, name=name, architecture=type(model).__name__, tensors=tuple(tensors),
-                       layer_kinds=kinds, layers_prefix=prefix, hidden_size=int(getattr(text, "hidden_size", 0) or 0),
+                       layer_kinds=kinds, layer_settings=settings, layers_prefix=prefix, hidden_size=int(getattr(text, "hidden_size", 0) or 0),
                        vocab_size=int(getattr(text, "vocab_size", 0) or 0), wall_s=time.perf_counter() - t0)
 
 
-def reduced_config(config: dict[str, Any], depth: int) -> dict[str, Any]:
-    """``config`` with ``depth`` decoder layers: the layer count set, and every per-layer list (a list as long as the
-    layer count, such as ``layer_types``) cut to its first ``depth`` entries."""
-    key = _layer_key(config)
-    n = config.get(key)
+def _per_layer_lists(config: dict[str, Any], n_layers: int) -> dict[str, list]:
+    """The per-layer lists of the resolved config (``layer_types`` written or derived from a pattern) and of the
+    config.json itself, by key."""
+    from gpuplan.verify.build import hf_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resolved = hf_config(config, "eager").get_text_config().to_dict()
+    lists = {k: v for k, v in config.items() if isinstance(v, list) and len(v) == n_layers}
+    lists.update({k: v for k, v in resolved.items() if isinstance(v, list) and len(v) == n_layers})
+    return lists
+
+
+def reduced_config(config: dict[str, Any], layers: tuple[int, ...], lists: dict[str, list]) -> dict[str, Any]:
+    """``config`` with the full model's decoder ``layers`` (indices, in order): the layer count set, and every
+    per-layer list (``lists``, from :func:`_per_layer_lists`) given with those layers' entries."""
     out = dict(config)
-    out[key] = depth
-    if isinstance(n, int):
-        for k, v in config.items():
-            if isinstance(v, list) and len(v) == n:
-                out[k] = v[:depth]
+    out[_layer_key(config)] = len(layers)
+    for k, v in lists.items():
+        out[k] = [v[i] for i in layers]
     return out
 
 
-def _check_reduced(config: dict[str, Any], full: TracedModel, depth: int) -> None:
-    """The reduced copy's layers must be the full model's first ``depth`` layers, kind for kind; otherwise
-    extrapolating per kind would be a guess."""
-    got = _layer_shapes(_meta_model(config))
-    if got != [full.layer_shapes(i) for i in range(depth)]:
-        raise InputError("model_type", full.family, f"a copy with {depth} layers does not hold the full model's first "
-                         f"{depth} layers, so its memory cannot be extrapolated per layer kind")
+def _matches(config: dict[str, Any], full: TracedModel, layers: tuple[int, ...]) -> bool:
+    """Whether the copy built from ``config`` holds exactly the full model's ``layers``: the same parameter names
+    and shapes and the same per-layer settings, layer for layer. Extrapolating per kind from anything else would
+    be a guess."""
+    model = _meta_model(config)
+    return (_layer_shapes(model) == [full.layer_shapes(i) for i in layers]
+            and _kinds(model)[2] == tuple(full.layer_settings[i] for i in layers))
 
 
 def _layer_shapes(model) -> list[tuple]:
@@ -153,21 +174,38 @@ def _layer_shapes(model) -> list[tuple]:
     return [tuple((n, tuple(int(d) for d in p.shape)) for n, p in layer.named_parameters()) for layer in found[1]]
 
 
-def _points(config: dict[str, Any], full: TracedModel, measure, values_of, min_depth: int) -> list[TracedPoint]:
+def _plan(config: dict[str, Any], full: TracedModel) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+    """The copies to trace, as (layers of the full model, config): the first layers at the two depths of
+    :func:`gpuplan.model.traced.depths_to_trace`, or the whole model when it is no deeper than they would be."""
+    n = full.num_layers
+    depths = depths_to_trace(full.layer_kinds)
+    if depths is None:
+        return [(tuple(range(n)), config)]
+    lists = _per_layer_lists(config, n)
+    plan = [(tuple(range(d)), reduced_config(config, tuple(range(d)), lists)) for d in depths]
+    for layers, cfg in plan:
+        if not _matches(cfg, full, layers):
+            raise InputError("model_type", full.family, f"a copy with {len(layers)} layers does not hold the full "
+                             f"model's first {len(layers)} layers, so its memory cannot be extrapolated per layer "
+                             "kind")
+    return plan
+
+
+def _points(config: dict[str, Any], full: TracedModel, measure, values_of) -> list[TracedPoint]:
     points = []
-    for depth in depths_to_trace(full.layer_kinds, min_depth):
-        cfg = reduced_config(config, depth)
-        if depth != full.num_layers:
-            _check_reduced(cfg, full, depth)
+    for layers, cfg in _plan(config, full):
         t0 = time.perf_counter()
         try:
             m = measure(cfg)
         except InputError:
             raise
         except Exception as exc:  # the family's modelling code refused the workload or the reduced copy
-            raise InputError("model_type", full.family, f"tracing a {depth}-layer copy failed: "
+            raise InputError("model_type", full.family, f"tracing a {len(layers)}-layer copy failed: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        points.append(TracedPoint(depth, full.kind_counts(depth), values_of(m), time.perf_counter() - t0))
+        counts = {k: 0 for k in full.kind_counts()}
+        for i in layers:
+            counts[full.layer_kinds[i]] += 1
+        points.append(TracedPoint(len(layers), counts, values_of(m), time.perf_counter() - t0))
     return points
 
 
@@ -179,19 +217,21 @@ def _values(m) -> dict[str, int]:
     return out
 
 
-def trace_training(config: dict[str, Any], full: TracedModel, setup: TrainSetup, *,
-                   min_depth: int = 2) -> TracedMemory:
+def _extrapolated(points: list[TracedPoint], full: TracedModel) -> dict[str, int]:
+    return dict(points[0].values) if len(points) == 1 else extrapolate(points[0], points[1], full.num_layers)
+
+
+def trace_training(config: dict[str, Any], full: TracedModel, setup: TrainSetup) -> TracedMemory:
     """The training step's memory at full depth, from reduced-depth CPU traces (``gpuplan.verify.trace``)."""
     from gpuplan.verify.trace import measure_training
 
     t0 = time.perf_counter()
-    points = _points(config, full, lambda c: measure_training(c, setup), _values, min_depth)
-    values = extrapolate(points, full.kind_counts())
+    points = _points(config, full, lambda c: measure_training(c, setup), _values)
+    values = _extrapolated(points, full)
     return TracedMemory(full.family, "train", values, tuple(p.depth for p in points), time.perf_counter() - t0)
 
 
-def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup, *,
-                  min_depth: int = 2) -> TracedMemory:
+def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup) -> TracedMemory:
     """The prefill's (and first decode step's) memory at full depth, from reduced-depth CPU traces."""
     from gpuplan.verify.trace import measure_prefill
 
@@ -201,6 +241,6 @@ def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup
         return out
 
     t0 = time.perf_counter()
-    points = _points(config, full, lambda c: measure_prefill(c, setup), values_of, min_depth)
-    values = extrapolate(points, full.kind_counts())
+    points = _points(config, full, lambda c: measure_prefill(c, setup), values_of)
+    values = _extrapolated(points, full)
     return TracedMemory(full.family, "prefill", values, tuple(p.depth for p in points), time.perf_counter() - t0)
