@@ -39,9 +39,13 @@ def traced_line(family: str, wall_s: float) -> str:
 
 
 def _how_line(model: TracedModel, mem: TracedMemory, what: str) -> str:
-    depths = ", ".join(str(d) for d in mem.depths)
+    depths = " and ".join(str(d) for d in mem.depths)
+    if len(mem.depths) == 1:
+        return (f"{model.architecture} built by transformers on the meta device for the tensors; {what} traced on "
+                f"the CPU at its full {model.num_layers} layers")
     return (f"{model.architecture} built by transformers on the meta device for the tensors; {what} traced on the "
-            f"CPU at {depths} layers and extrapolated per layer kind to {model.num_layers} layers")
+            f"CPU at {depths} layers and extrapolated by whole repeats of the layer pattern to {model.num_layers} "
+            "layers")
 
 
 def params_payload(exc: UnknownFamily) -> dict[str, Any]:
