@@ -75,7 +75,7 @@ def test_cohere2_has_two_layer_kinds():
     from gpuplan.verify.generic import traced_model
 
     model = traced_model(_config(COHERE2), "cohere2-tiny")
-    assert model.layer_kinds == ("A", "A", "A", "B") * 3 + ("A", "A")
+    assert model.layer_kinds == ("1", "1", "1", "2") * 3 + ("1", "1")
     assert "sliding_attention" in model.layer_settings[0] and "full_attention" in model.layer_settings[3]
 
 
@@ -123,7 +123,7 @@ def test_params_says_it_traced(capsys):
     assert "traced: unknown family olmoe, " in out and "OlmoeForCausalLM" in out
     code, out, _ = _run(["params", OLMOE, "--json"], capsys)
     data = json.loads(out)
-    assert data["active"] is None and data["layer_kinds"] == [{"kind": "A", "layers": 8,
+    assert data["active"] is None and data["layer_kinds"] == [{"kind": "1", "layers": 8,
                                                               "params_per_layer": data["layers"] // 8}]
     assert data["total"] == data["embedding"] + data["layers"] + data["lm_head"] + data["other"]
 

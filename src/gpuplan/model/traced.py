@@ -61,7 +61,7 @@ class TracedTensor:
 class TracedModel:
     """The exact tensor table of an architecture gpuplan has no rules for (``family`` is its model_type).
 
-    ``layer_kinds`` names each decoder layer's kind ("A", "B", ... in order of first appearance): layers of one
+    ``layer_kinds`` names each decoder layer's kind ("1", "2", ... in order of first appearance): layers of one
     kind hold the same parameter names and shapes and the same per-layer config settings (``layer_settings``:
     the entries of ``layer_types`` and other per-layer lists, e.g. sliding or full attention). ``architecture`` is the transformers class that was built."""
 
@@ -108,7 +108,7 @@ class TracedModel:
     def kind_counts(self, depth: int | None = None) -> dict[str, int]:
         """How many decoder layers of each kind the first ``depth`` layers hold (all layers by default)."""
         kinds = self.layer_kinds if depth is None else self.layer_kinds[:depth]
-        return {k: kinds.count(k) for k in sorted(set(self.layer_kinds))}
+        return {k: kinds.count(k) for k in dict.fromkeys(self.layer_kinds)}
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -102,7 +102,7 @@ def _kinds(model) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
     kinds = []
     for layer, extra in zip(layers, settings):
         sig = (_signature(layer), extra)
-        kinds.append(names.setdefault(sig, chr(ord("A") + len(names)) if len(names) < 26 else f"K{len(names)}"))
+        kinds.append(names.setdefault(sig, str(len(names) + 1)))
     return tuple(kinds), prefix, tuple(", ".join(f"{k}={v}" for k, v in extra) for extra in settings)
 
 
