@@ -163,11 +163,11 @@ def test_without_the_extra_the_error_names_the_family_and_the_extra(monkeypatch,
 
 
 def test_the_web_api_refuses_rather_than_traces():
-    from gpuplan.errors import UnknownFamily
-    from gpuplan.commands.generic import traced_model
-    from gpuplan.model.traced import without_tracing
+    """A server answers what gpuplan models and leaves minutes of CPU tracing to a local run: 422 on the family."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
 
-    exc = UnknownFamily("config.json: model_type", "olmoe", "is not supported", config=_config(OLMOE),
-                        name="olmoe", source="config.json")
-    with without_tracing(), pytest.raises(UnknownFamily):
-        traced_model(exc)
+    from gpuplan.web.app import create_app
+
+    r = TestClient(create_app()).post("/api/v1/params", json={"config": _config(OLMOE)})
+    assert r.status_code == 422 and "olmoe" in r.text
