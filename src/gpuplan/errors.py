@@ -23,7 +23,8 @@ class UnknownFamily(InputError):
     it says."""
 
     def __init__(self, field: str, value: object, rule: str, *, config: dict, name: str, source: str) -> None:
-        super().__init__(field, value, rule)
+        super().__init__(field, value, rule, hint="gpuplan params, train and infer trace other architectures "
+                         "transformers knows, with the [verify] extra")
         self.config, self.name, self.source = config, name, source
 
 

@@ -316,7 +316,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     if model_type not in _LAYOUT:
         raise UnknownFamily(f"{source}: model_type", model_type,
                             f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}", config=config,
-                            name=name, source=source)
+                            name=name, source=source)  # params, train and infer trace it (gpuplan.commands.generic)
     c = _Cfg(config, source)
     if model_type in ("gpt2", "gpt_bigcode"):
         return _gpt2_spec(c, name, model_type)
