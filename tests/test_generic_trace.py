@@ -143,6 +143,8 @@ def test_what_the_traces_cannot_show_is_refused(capsys):
     assert code == 2 and "traced path for family olmoe" in err and "one GPU" in err
     code, _, err = _run(["infer", OLMOE, "--engine", "vllm"], capsys)
     assert code == 2 and "--engine" in err
+    code, _, err = _run(["train", OLMOE, "--method", "freeze", "--trainable", "model.layers.7.*"], capsys)
+    assert code == 2 and "--trainable" in err and "layer numbers" in err
 
 
 def test_remote_code_is_refused(tmp_path, capsys):

@@ -89,6 +89,10 @@ def train_setup(cfg: TrainConfig, family: str):
     for option, value, allowed in checks:
         if value not in allowed:
             raise _refuse(option, value, family, ", ".join(str(a) for a in allowed))
+    if cfg.method == "freeze" and any(ch.isdigit() for glob in cfg.trainable for ch in glob):
+        # the reduced copies hold the first layers only: a glob naming layers by index trains other layers there
+        raise _refuse("--trainable", ",".join(cfg.trainable), family, "globs without layer numbers (every layer "
+                      "trained alike)")
     if cfg.optimizer_in_backward:
         raise _refuse("--optimizer-in-backward", "on", family, "off")
     return TrainSetup(batch=cfg.batch, seq=cfg.seq, precision=cfg.precision, optimizer=cfg.optimizer,
