@@ -95,6 +95,13 @@ MATRIX: list[tuple[str, str, str, dict]] = [
      dict(batch=2, seq=2048, precision="amp-bf16", attention="eager", layers=4)),
     ("qwen3-30b-a3b 4 layers lora all-linear b2 s2048", "qwen3-30b-a3b", T,
      dict(batch=2, seq=2048, method="lora", layers=4)),
+    # the newest families at real width: GLM-4.5, gpt-oss, Llama 4, Qwen3-Next, DeepSeek-V3 / Kimi K2
+    ("glm-4.5-air 4 layers bf16 b1 s2048", "glm-4.5-air", T, dict(batch=1, seq=2048, layers=4)),
+    ("gpt-oss-20b 4 layers bf16 b1 s2048", "gpt-oss-20b", T, dict(batch=1, seq=2048, layers=4)),
+    ("llama-4-scout 4 layers bf16 b1 s2048", "llama-4-scout-17b-16e", T, dict(batch=1, seq=2048, layers=4)),
+    ("qwen3-next-80b 4 layers bf16 b1 s2048", "qwen3-next-80b-a3b-instruct", T, dict(batch=1, seq=2048, layers=4)),
+    # DeepSeek-V3's architecture (Kimi K2's too): three dense layers, then the 256-expert MoE with MLA
+    ("deepseek-v3 4 layers bf16 b1 s2048", "deepseek-v3", T, dict(batch=1, seq=2048, layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
     ("infer llama-3.1-8b b8 ctx2048", "llama-3.1-8b", I, dict(batch=8, context=2048)),
     ("infer qwen2.5-7b b4 ctx4096", "qwen2.5-7b", I, dict(batch=4, context=4096)),
@@ -105,6 +112,8 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer qwen3-30b-a3b b2 ctx4096", "qwen3-30b-a3b", I, dict(batch=2, context=4096)),
     ("infer llama-3.1-70b b1 ctx4096", "llama-3.1-70b", I, dict(batch=1, context=4096)),
     ("infer gpt2 b16 ctx1023 fp32", "gpt2", I, dict(batch=16, context=1023, dtype="fp32")),
+    ("infer glm-4.5-air b1 ctx4096", "glm-4.5-air", I, dict(batch=1, context=4096)),
+    ("infer gpt-oss-20b b1 ctx4096", "gpt-oss-20b", I, dict(batch=1, context=4096)),
     ("fsdp2 llama-3.2-1b world 4 b2 s2048", "llama-3.2-1b", F, dict(world=4, batch=2, seq=2048)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,

@@ -25,8 +25,8 @@ from gpuplan.plan.search import search
 
 
 def one_run(spec, gpu, seq: int, global_batch: int, gpus: int):
-    steptime._stage.cache_clear()
-    steptime._stage_layers.cache_clear()
+    for cache in (steptime._stage, steptime._stage_layers, steptime._micro_parts, steptime._micro_compute):
+        cache.cache_clear()
     dev, _ = make_device(gpu)
     net = default_network(gpu)
     flops = training_flops(spec, seq=seq)

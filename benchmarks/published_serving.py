@@ -1,5 +1,5 @@
-"""gpuplan against published serving measurements: vLLM KV blocks, decode speed, throughput and TTFT at a stated
-concurrency.
+"""gpuplan against published serving measurements: vLLM KV blocks, SGLang and TensorRT-LLM KV pools from their start-up
+logs, decode speed, throughput and TTFT at a stated concurrency.
 
     python benchmarks/published_serving.py            # the markdown table of docs/accuracy-serving.md
 
@@ -32,6 +32,16 @@ WAVES = ("closed loop with fixed lengths: the C requests start and finish togeth
          "behind each other; gpuplan's queueing model assumes arrivals spread over time")
 SATURATION = ("at high concurrency the waves' prefill bursts stall decoding (the benchmark counts them in its "
               "duration) and the benchmark's ramp-up and drain lower the average; gpuplan's steady state has neither")
+
+WSL_DESKTOP = ("the card is the Windows machine's only graphics card, served through WSL2 (the README's system "
+               "information: 'Graphics: RTX 3090'): 22.76 GiB were free before "
+               "the weights against gpuplan's 23.2 (23.7 GiB less 0.5 of CUDA context), and SGLang's loaded weights "
+               "took 14.39 GiB against the checkpoint's 14.19; the 0.6 GiB this leaves out of a 5.6 GiB pool is 10 %")
+TRT_ENGINE_PATH = ("the TensorRT engine path of TensorRT-LLM 0.12 (a built engine run by the C++ runtime) allocates, "
+                   "before it sizes the pool, the engine's execution context (928.77 MiB), runtime buffers (1.14 GB) and "
+                   "decoder buffers for the runtime max batch size 4096 (4.35 GB), logged as 'available: 63.62 GiB'; "
+                   "gpuplan's TensorRT-LLM profile is the PyTorch backend of 1.x, whose only transient is the warm-up "
+                   "forward of max_num_tokens (0.63 GiB here)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,34 @@ CASES = (
          "total_gpu_memory 79.22GiB, available_kv_cache_memory 53.29GiB", "vLLM KV memory", "infer",
          "meta-llama-3-8b", {"engine": "vllm", "gpu": "h100-sxm", "gpu_memory_gib": 79.22, "context": 8192},
          "engine.available_kv_bytes", 53.29, "GiB", scale=1 / 2**30),
+    Case("sglang-docs-llama31-8b-h100", "SGLang docs 'Quick Start: Sending Requests' (docs.sglang.ai/start/"
+         "send_request.html, run of 2025-01-23): Meta-Llama-3.1-8B-Instruct bf16, TP=1, mem_fraction_static=0.88 (that "
+         "release's TP=1 default), 'Load weight begin. avail mem=78.81 GB' (an 80 GB H100): "
+         "'max_total_num_tokens=444500'", "SGLang KV tokens", "infer", "llama-3.1-8b",
+         {"engine": "sglang", "gpu": "h100-sxm", "memory_fraction": 0.88}, "engine.kv_cache_tokens", 444500, "tokens"),
+    Case("sglang-qwq32b-4xl4-tp4", "github.com/didier-durand/llms-in-clouds docs/sglang.md (2025-03-08): SGLang "
+         "0.4.3.post4, Qwen/QwQ-32B bf16 (the Qwen2.5-32B architecture), 4x L4 24GB (AWS g6.12xlarge), TP=4, "
+         "mem_fraction_static=0.85 (that release's TP=4 default): 'KV Cache is allocated. #tokens: 46611, K size: 1.42 "
+         "GB, V size: 1.42 GB'", "SGLang KV tokens", "infer", "qwen2.5-32b",
+         {"engine": "sglang", "gpu": "l4", "tp": 4, "memory_fraction": 0.85}, "engine.kv_cache_tokens", 46611,
+         "tokens"),
+    Case("sglang-r1qwen7b-3090", "github.com/jerryzsj/my-deepseek-r1 README.md (2025-02-04): SGLang, "
+         "DeepSeek-R1-Distill-Qwen-7B bf16 (the Qwen2.5-7B architecture), 1x RTX 3090 under WSL2, TP=1, "
+         "mem_fraction_static=0.88: 'Load weight begin. avail mem=22.76 GB', 'max_total_num_tokens=105531'",
+         "SGLang KV tokens", "infer", "qwen2.5-7b", {"engine": "sglang", "gpu": "rtx-3090", "memory_fraction": 0.88},
+         "engine.kv_cache_tokens", 105531, "tokens", reason=WSL_DESKTOP),
+    Case("sglang-qwen3-235b-fp8-4xh100", "vLLM issue #21348 (2025-07-22): `python3 -m sglang.launch_server --model "
+         "Qwen3-235B-A22B-FP8 --tp 4 --mem-fraction-static 0.93` on 4x H100: 'KV Cache is allocated. #tokens: 367404, "
+         "K size: 8.23 GB, V size: 8.23 GB'", "SGLang KV tokens", "infer", "qwen3-235b-a22b",
+         {"engine": "sglang", "gpu": "h100-sxm", "tp": 4, "weights": "fp8-block", "memory_fraction": 0.93},
+         "engine.kv_cache_tokens", 367404, "tokens"),
+    Case("trtllm-bench-llama2-7b-fp8-h100", "TensorRT-LLM docs/source/performance/perf-benchmarking.md (0.12.0.dev"
+         "2024073000): trtllm-bench throughput, meta-llama/Llama-2-7b-hf, FP8 weights and FP8 KV cache, TP=1, 'KV Memory "
+         "Percentage: 99.0%', max runtime batch size 4096, max runtime tokens 8192, 'total: 79.10 GiB': '[MemUsageChange] "
+         "Allocated 62.99 GiB for max tokens in paged KV cache (294848)'", "TensorRT-LLM KV memory", "infer",
+         "llama-2-7b-hf", {"engine": "trtllm", "gpu": "h100-sxm", "weights": "fp8", "kv_dtype": "fp8",
+                           "memory_fraction": 0.99}, "engine.available_kv_bytes", 62.99, "GiB", scale=1 / 2**30,
+         reason=TRT_ENGINE_PATH),
     Case("musgrave-a100-c1", MUSGRAVE + ": 'decode at one request per time runs at about 75 tokens/sec'",
          "decode tokens/s, concurrency 1", "plan", "llama-3.1-8b", _serve("llama-3.1-8b", "a100-40gb", 1, 1024, 128),
          "serve_plans.0.tpot_s", 75, "tokens/s", scale=-1),

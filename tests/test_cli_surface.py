@@ -41,7 +41,7 @@ SURFACE = {
     "models": Surface(
         positionals=("query",),
         options=frozenset({
-            "--json", "--lang"
+            "--family", "--json", "--lang", "--newest"
         }),
     ),
     "gpus": Surface(
@@ -69,7 +69,7 @@ SURFACE = {
             "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
-            "--ds-prefetch-bucket", "--ds-max-live-params", "--from"
+            "--ds-prefetch-bucket", "--ds-max-live-params", "--from", "--model-impl"
         }),
     ),
     "infer": Surface(
@@ -80,7 +80,8 @@ SURFACE = {
             "--cuda-module-loading", "--dp", "--dtype",
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
-            "--max-num-batched-tokens", "--max-num-seqs", "--non-torch-gib", "--plot", "--pp", "--prompt",
+            "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--non-torch-gib", "--plot", "--pp",
+            "--prompt",
             "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce", "--n-gpu-layers",
             "--host-bandwidth-gbps"
         }),
@@ -105,7 +106,7 @@ SURFACE = {
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
             # serving plan (--serve)
             "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
-            "--percentile", "--weights", "--max-num-batched-tokens", "--engine",
+            "--percentile", "--weights", "--max-num-batched-tokens", "--engine", "--disaggregate",
             "--stack", "--schedule", "--attention-impl",
         }) | CLUSTER | {"--pue"},
     ),
@@ -134,14 +135,15 @@ SURFACE = {
             "--engine", "--ep", "--framework", "--gpu", "--gpu-memory-gib", "--gpu-memory-utilization",
             "--gpus", "--grad-accum", "--group-size", "--json", "--keep-logits", "--kv-dtype", "--lang",
             "--lora-dropout", "--lora-modules-to-save", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk",
-            "--max-num-batched-tokens", "--max-num-seqs", "--method", "--microbatches", "--mode",
+            "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--method", "--microbatches", "--mode",
             "--no-reshard", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
             "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
             "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",
             "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--selective-policy",
             "--stack", "--qlora-base", "--qlora-group-size", "--recompute-offload", "--ds-reduce-bucket",
-            "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params"
+            "--ds-overlap-comm", "--ds-contiguous-gradients", "--ds-prefetch-bucket", "--ds-max-live-params",
+            "--model-impl"
         }),
     ),
     "compare": Surface(

@@ -74,13 +74,14 @@ def test_params_tensors(capsys):
 def test_models(capsys):
     out = zh(capsys, "models", "llama")
     head = header_line(out)
-    for word in ("预设 ID", "Hugging Face 仓库 ID", "系列", "参数量", "激活参数量"):
+    for word in ("预设 ID", "Hugging Face 仓库 ID", "系列", "参数量", "激活参数量", "发布日期", "模态"):
         assert word in head
-    absent(["id", "family", "params", "active"], head)
-    assert "meta-llama/Llama-3.1-8B" in out
+    absent(["id", "family", "params", "active", "released", "modality"], head)
+    assert "meta-llama/Llama-3.1-8B" in out and "2024-07-23  文本" in out
+    assert "视觉-语言" in zh(capsys, "models", "llama-4")
     assert zh(capsys, "models", "no-such-model").strip() == "没有与 'no-such-model' 匹配的预设"
     assert header_line(en(capsys, "models", "llama")).split() == ["id", "Hugging", "Face", "id", "family", "params",
-                                                                  "active"]
+                                                                  "active", "released", "modality"]
 
 
 def test_gpus(capsys):

@@ -149,3 +149,89 @@ def test_infer_reports_continuous_batching_when_a_prompt_is_given():
     direct = replica_load(spec, inp, A, Traffic(2048, 2048, concurrency=16), concurrency=16)
     assert cb["tpot_s"] == pytest.approx(direct.tpot_s, rel=1e-9)
     assert cb["output_tokens_per_s"] == pytest.approx(16 / direct.tpot_s, rel=0.05)
+
+
+def test_without_gpu_serving_compares_every_market_priced_gpu():
+    from gpuplan.compute.prices import load_prices, market_priced_gpus
+
+    market = market_priced_gpus()
+    assert market and all(any(p.gpu == g and p.kind in ("on-demand", "market-range") for p in load_prices())
+                          for g in market)
+    assert "h800" not in market  # priced only by a paper's assumed rental
+    data = api.plan("llama-3.1-70b", serve=True, rps=20, prompt=2000, output=500, ttft=1, tpot=0.05)
+    assert {p["gpu"] for p in data["serve_plans"]} <= set(market)
+    assert any(a.startswith("GPU types compared: " + ", ".join(market)) for a in data["assumptions"])
+    pinned = api.plan("llama-3.1-70b", serve=True, rps=20, prompt=2000, output=500, ttft=1, tpot=0.05,
+                      gpu=list(market))
+    assert pinned["serve_plans"] == data["serve_plans"]
+
+
+def test_training_plan_still_needs_a_gpu(capsys):
+    assert main(["plan", "llama-3.1-8b", "--gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpu" in err and "plan --serve" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("ep, published_us", [(16, 118), (32, 155), (64, 173), (128, 192), (256, 194)])
+def test_ep_all_to_all_follows_deepep_low_latency_dispatch(ep, published_us):
+    """DeepEP docs/legacy.md, low-latency kernels on H800 with one CX7 400 Gb/s NIC (50 GB/s) each: 128 tokens x top-8
+    x 7168 hidden dispatched in FP8. One dispatch is half of ``ep_all_to_all_s`` (dispatch + combine); the model
+    (uniform routing, one copy per routed expert, NVLink inside the node, the rest on the NIC at 0.7 efficiency,
+    25 us) lands within 25 % of the published time (it is high: DeepEP overlaps the NVLink and RDMA parts better)."""
+    from gpuplan.infer.speed import ep_all_to_all_s
+
+    got = ep_all_to_all_s(tokens=128, top_k=8, ep=ep, hidden=7168, dtype_bytes=1, gpus_per_node=8,
+                          nvlink_bytes_per_s=160e9, inter_node_bytes_per_s=50e9, efficiency=0.7,
+                          nvlink_latency_s=8e-6, network_latency_s=25e-6) / 2
+    assert got * 1e6 == pytest.approx(published_us, rel=0.25)
+
+
+def test_ep_all_to_all_is_zero_on_one_rank_and_grows_off_the_node():
+    from gpuplan.infer.speed import ep_all_to_all_s
+
+    kw = dict(tokens=64, top_k=8, hidden=7168, dtype_bytes=2, gpus_per_node=8, nvlink_bytes_per_s=450e9,
+              inter_node_bytes_per_s=50e9, efficiency=0.7, nvlink_latency_s=8e-6, network_latency_s=25e-6)
+    assert ep_all_to_all_s(ep=1, **kw) == 0.0
+    assert ep_all_to_all_s(ep=8, **kw) < ep_all_to_all_s(ep=16, **kw) < ep_all_to_all_s(ep=64, **kw)
+
+
+def _moe_step(tp, ep, dp):
+    spec = resolve_model("qwen3-30b-a3b")
+    cfg = InferConfig(context=2048, engine="vllm", gpu=get_gpu("h100-sxm"),
+                      layout=ServingLayout(tp=tp, ep=ep, dp=dp), search=False)
+    from gpuplan.infer.speed import decode_step_s
+
+    return decode_step_s(spec, speed_inputs(prepare(spec, cfg))[0], A, batch=32, context=2048)
+
+
+def test_expert_parallel_over_data_parallel_attention_pays_the_all_to_all():
+    # EP inside the TP group: the TP all-reduce already sums the experts' outputs, nothing is added
+    assert _moe_step(4, 4, 1)["ep_comm_s"] == 0.0
+    inside = _moe_step(1, 8, 8)  # 8 attention ranks, experts spread over the node: NVLink all-to-all
+    across = _moe_step(1, 16, 16)  # 16 ranks over two nodes: half the copies cross the NIC
+    assert 0 < inside["ep_comm_s"] < across["ep_comm_s"]
+    # 48 MoE layers x (dispatch + combine) x (latency + 32 x 8 x 7/8 copies x 2048 x 2 bytes / (450 GB/s x 0.7))
+    per = 8e-6 + 32 * 8 * 7 / 8 * 2048 * 2 / (450e9 * 0.7)
+    assert inside["ep_comm_s"] == pytest.approx(48 * 2 * per, rel=1e-6)
+
+
+def test_serve_plan_ranks_expert_parallel_layouts_over_attention_ranks():
+    spec = resolve_model("qwen3-30b-a3b")
+    q = ServeQuestion(Traffic(1000, 200, rps=10), ServeTargets(tpot_s=0.05), (get_gpu("h100-sxm"),),
+                      {"h100-sxm": 3.0}, top=100, max_gpus=16)
+    plans = plan_serving(spec, q).plans
+    wide = [p for p in plans if p.layout.ep > p.layout.tp]
+    assert wide, "DP-attention x EP layouts are searched for MoE models"
+    for p in wide:
+        assert p.layout.dp % (p.layout.ep // p.layout.tp) == 0  # whole EP groups
+        assert p.load.step_parts_s["comm_s"] > 0
+
+
+def test_infer_prints_the_ep_all_to_all_share(capsys):
+    args = ["infer", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--context", "2048", "--prompt", "1024", "--batch", "32",
+            "--tp", "1", "--dp", "16", "--ep", "16"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "EP 16 over 16 attention ranks: 48 MoE layers x dispatch + combine all-to-all" in out
+    assert main([*args[:-4], "--tp", "4", "--ep", "4"]) == 0  # EP inside the TP group: no all-to-all line
+    assert "all-to-all" not in capsys.readouterr().out

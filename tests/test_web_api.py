@@ -54,6 +54,23 @@ def test_models_gpus_params_equal_cli_json(client, capsys):
         capsys, "params", "--layers", "4", "--hidden", "1k", "--heads", "8", "--vocab", "1000")
 
 
+def test_models_filters_equal_cli_json(client, capsys):
+    """family and newest are query parameters of GET /api/v1/models, checked as the command line checks them."""
+    for params, argv in (({"family": "qwen3_moe"}, ["--family", "qwen3_moe"]),
+                         ({"newest": "3"}, ["--newest", "3"]),
+                         ({"q": "llama", "family": "LLAMA", "newest": 2}, ["llama", "--family", "LLAMA", "--newest", "2"])):
+        got = client.get("/api/v1/models", params=params).json()
+        assert got == cli_json(capsys, "models", *argv) and got
+    newest = client.get("/api/v1/models", params={"newest": 3}).json()
+    assert [r["released"] for r in newest] == sorted((r["released"] for r in newest), reverse=True)
+    assert all(r["modality"] in ("text", "vision-language") for r in newest)
+    body = assert_error(client.get("/api/v1/models", params={"family": "lama"}), 422, "family")
+    assert body["value"] == "lama" and "llama" in body["rule"].split("must be one of ", 1)[1].split(", ")
+    body = assert_error(client.get("/api/v1/models", params={"newest": "0"}), 422, "newest")
+    assert "16,384" in body["rule"]
+    assert_error(client.get("/api/v1/models", params={"newest": "two"}), 422, "newest")
+
+
 def test_pasted_config_equals_cli_on_the_same_file(client, capsys, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(TINY_CONFIG))
@@ -122,8 +139,8 @@ def test_every_cli_option_is_in_the_request_schema(client):
         if name in registry.MODEL_COMMANDS:
             props = set(comps[name.capitalize() + "Request"]["properties"])
             assert {"model", "config"} <= props
-        else:
-            props = {"query"}
+        else:  # a catalog: QUERY as q, each option as a query parameter of the GET
+            props = {"query"} | {p["name"] for p in schema["paths"][f"/api/v1/{name}"]["get"]["parameters"]}
         missing = dests - props - set(NOT_OFFERED)
         assert not missing, f"{name}: CLI options missing from the API: {sorted(missing)}"
 
@@ -248,6 +265,7 @@ def test_page_and_assets_are_local(client):
 def test_preset_detail(client):
     body = client.get("/api/v1/presets/Meta-Llama/Llama-3.1-8B").json()
     assert body["id"] == "llama-3.1-8b" and body["config"]["hidden_size"] == 4096
+    assert body["released"] == "2024-07-23" and "Llama 3.1" in body["released_source"] and body["modality"] == "text"
     assert_error(client.get("/api/v1/presets/nope"), 422, "model")
 
 

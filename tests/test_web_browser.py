@@ -128,6 +128,43 @@ def pick_model(page, query: str, expect_id: str):
     assert page.input_value("#model-search") == expect_id
 
 
+def test_model_search_finds_by_family_date_and_modality_and_shows_them(page, base_url):
+    """The preset search matches the family, the release date and the modality (also in the page's language), and
+    each hit and the chosen model show the release date and the modality the API gives."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base_url + "/api/v1/models") as r:
+        presets = {p["id"]: p for p in json.load(r)}
+    vision = {i for i, p in presets.items() if p["modality"] == "vision-language"}
+    assert vision >= {"llama-4-scout-17b-16e", "gemma-3-27b-pt"}
+
+    def hits(query: str) -> list[str]:
+        page.fill("#model-search", query)
+        page.wait_for_selector("#model-list li", state="attached")
+        return page.eval_on_selector_all("#model-list li[data-id]", "els => els.map(e => e.dataset.id)")
+
+    open_page(page, base_url + "/?tab=train&lang=en")
+    page.click("#model-search")
+    assert set(hits("qwen3_moe")) == {i for i, p in presets.items() if p["family"] == "qwen3_moe"}
+    assert set(hits("vision")) == vision
+    in_2025 = {i for i, p in presets.items() if p["released"].startswith("2025-")}
+    found = hits("2025")  # the list shows at most 30
+    assert found and set(found) <= in_2025 and len(found) == min(30, len(in_2025))
+    hits("llama-4-scout")
+    meta = page.inner_text("#model-list li[data-id='llama-4-scout-17b-16e'] .mmeta")
+    assert "2025-04-05" in meta and "vision-language" in meta and "llama4" in meta
+    page.click("#model-list li[data-id='llama-4-scout-17b-16e']")
+    info = page.inner_text("#model-info")
+    assert "released 2025-04-05" in info and "vision-language" in info
+
+    open_page(page, base_url + "/?tab=train&lang=zh")
+    page.click("#model-search")
+    assert set(hits("视觉")) == vision
+    hits("gemma-3-27b")
+    assert "视觉-语言" in page.inner_text("#model-list li[data-id='gemma-3-27b-pt'] .mmeta")
+
+
 def test_train_pick_model_change_batch_and_gpu_updates_result_and_chart(page, base_url, commands):
     if "train" not in commands:
         pytest.skip("gpuplan train is not in this build yet")
@@ -520,3 +557,18 @@ def test_serving_plan_shows_the_cheapest_deployment(page, base_url, commands):
         timeout=30000)
     assert page.locator("[data-block=serve_plans] table").count() == 1
     assert "--serve" in page.inner_text("#cli")
+
+
+def test_disaggregated_serving_plan_shows_its_prefill_pool(page, base_url, commands):
+    """plan --serve --disaggregate from a link: the prefill pool's columns beside the decode pool's."""
+    if "plan" not in commands:
+        pytest.skip("no plan command")
+    open_page(page, base_url + "/?tab=plan&lang=en&model=llama-3.1-8b&gpu=h100-sxm&serve=true&rps=2&prompt=1000"
+                               "&output=200&ttft=2&tpot=0.1&disaggregate=true")
+    from playwright.sync_api import expect
+
+    expect(page.locator(".stat[data-key='serve_plans.0.cost_usd_per_million_output_tokens']")).to_be_visible(
+        timeout=30000)
+    header = page.inner_text("[data-block=serve_plans] table thead")
+    assert "prefill" in header.lower() and "transfer" in header.lower()
+    assert "--disaggregate" in page.inner_text("#cli")

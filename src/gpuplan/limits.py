@@ -22,7 +22,7 @@ COUNT_BOUNDS: dict[str, int] = {
     "prompt": 1 << 27, "loss_chunk": 1 << 27, "global_batch": 1 << 30, "max_num_seqs": 1 << 20,
     "max_num_batched_tokens": 1 << 27, "gpus": 1 << 20, "dp": 1 << 20, "dp_shard": 1 << 20, "tp": 1 << 12,
     "pp": 2048, "ep": 8192, "cp": 1 << 12, "vpp": 2048, "gpus_per_node": 1 << 10, "gpu_multiple": 1 << 20,
-    "top": 1 << 10,
+    "top": 1 << 10, "newest": 1 << 14,
 }
 
 # Routed experts summed over the layers: what the tensor table enumerates (DeepSeek-V3: 61 x 256 = 15,616).

@@ -40,7 +40,7 @@ class InferAdvice:
         self.base = {k: v for k, v in options.items() if k in self.r.defaults}
         if not self.base.get("gpu"):
             raise InputError("--advise", True, "needs --gpu: the advice is about fitting a GPU's memory")
-        self.spec = model_from_options(self.r.namespace(self.base))
+        self.spec = model_from_options(self.r.namespace(self.base), encoders=True)
         self.get_gpu = get_gpu
         self.advisor = Advisor(self.base, self._evaluate, self.r.argv, world=self._world)
 

@@ -78,7 +78,7 @@ class TrainAdvice:
         self.base = {k: v for k, v in options.items() if k in self.r.defaults}
         if not self.base.get("gpu"):
             raise InputError("--advise", True, "needs --gpu: the advice is about fitting a GPU's memory")
-        self.spec = model_from_options(self.r.namespace(self.base), allow_params_only=True)
+        self.spec = model_from_options(self.r.namespace(self.base), allow_params_only=True, encoders=True)
         self.get_gpu = get_gpu
         self.max_gpus = max_gpus
         self.advisor = Advisor(self.base, self._evaluate, self.r.argv, world=lambda o: _prod(_layout(o)),

@@ -91,6 +91,11 @@ def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str 
                            latency=f"{s['allreduce_latency_s'] * 1e6:g}", comm=format_seconds(s["decode_tp_comm_s"]),
                            step=format_seconds(s["decode_step_s"]),
                            share=f"{s['decode_tp_comm_s'] / s['decode_step_s']:.0%}"))
+        if s.get("decode_ep_comm_s"):
+            lines.append(t("infer.ep_comm", lang, ep=cfg.layout.ep, dp=cfg.layout.ep // cfg.layout.tp,
+                           n=spec.moe.num_moe_layers if spec.moe else 0, comm=format_seconds(s["decode_ep_comm_s"]),
+                           step=format_seconds(s["decode_step_s"]),
+                           share=f"{s['decode_ep_comm_s'] / s['decode_step_s']:.0%}"))
     lines.extend(note_lines(m.assumptions, m.warnings, lang))
     if explain:
         lines.append("")

@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     lang = lang_of(args)
     try:
-        spec = model_from_options(args, encoders=True)
+        spec = model_from_options(args, encoders=True, count_only=True)
     except UnknownFamily as exc:
         return _run_traced(args, exc, lang)
     if args.tensors:

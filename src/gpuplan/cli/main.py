@@ -32,7 +32,9 @@ COMMANDS = (
 _PLOT_COMMANDS = ("train", "infer")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only``: define just that command (what ``main`` does when the first argument names
+    one, so a run imports and builds one command's options, not all of them)."""
     parser = argparse.ArgumentParser(
         prog="gpuplan",
         description="Will it fit, on which GPUs, with which parallel layout, how long, at what cost: "
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpuplan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS:
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -60,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     lang = arg_lang(sys.argv[1:] if argv is None else argv)
     parsers.use_help_lang(lang)  # --help, its groups and argparse's messages in the language of the output
-    parser = build_parser()
+    args_in = sys.argv[1:] if argv is None else argv
+    first = args_in[0] if args_in else None
+    parser = build_parser(first if first in dict(COMMANDS) else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a bad option (2, message already printed)

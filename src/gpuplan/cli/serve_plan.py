@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for p in plans[: q.top]:
         cost = p.cost_usd_per_million_output_tokens
-        rows.append((_layout(p.layout), p.gpu, f"{p.gpus:,}", f"{p.load.concurrency:,.0f}",
+        rows.append((_layout(p.layout, p.prefill), p.gpu, f"{p.gpus:,}", f"{p.load.concurrency:,.0f}",
                      f"{p.output_tokens_per_s:,.0f}", format_seconds(p.load.ttft_s), format_seconds(p.load.tpot_s),
                      p.limiting(), "-" if cost is None else f"{cost:,.2f}"))
     names = ("layout", "gpu", "gpus", "batch", "tokens", "ttft", "tpot", "bound", "cost")

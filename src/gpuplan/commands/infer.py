@@ -22,7 +22,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
     """(spec, InferConfig) for the option values."""
     from gpuplan.hardware.catalog import get_gpu
 
-    spec = model_from_options(values)
+    spec = model_from_options(values, encoders=True)
     raw = raw_config(values.model)
     dtype = normalize_dtype(values.dtype, "--dtype") if values.dtype else config_dtype(raw)
     if values.weights.strip().lower() == "auto":
@@ -37,7 +37,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
                        max_num_seqs=values.max_num_seqs, max_num_batched_tokens=values.max_num_batched_tokens,
                        enforce_eager=values.enforce_eager, legacy_allreduce_hold=values.vllm_legacy_allreduce,
                        non_torch_bytes=None if values.non_torch_gib is None else int(values.non_torch_gib * GiB),
-                       cuda_graph_bytes=int(values.cuda_graph_gib * GiB))
+                       cuda_graph_bytes=int(values.cuda_graph_gib * GiB), memory_fraction=values.memory_fraction)
     if values.gpu_memory_utilization > 1:
         raise InputError("--gpu-memory-utilization", values.gpu_memory_utilization, "must be in (0, 1]")
     cfg = InferConfig(

@@ -28,7 +28,7 @@ def payload(values: Any) -> dict[str, Any]:
     """The JSON of ``gpuplan params --json`` (without --tensors); a family gpuplan has no rules for is built by
     transformers on the meta device (:mod:`gpuplan.commands.generic`)."""
     try:
-        spec = model_from_options(values, encoders=True)
+        spec = model_from_options(values, encoders=True, count_only=True)
     except UnknownFamily as exc:
         from gpuplan.commands.generic import params_payload
 

@@ -179,7 +179,7 @@ def search_layouts(values: Any) -> SimpleNamespace:
     from gpuplan.plan.candidates import rank_key
     from gpuplan.plan.search import search
 
-    spec = model_from_options(values)
+    spec = model_from_options(values, encoders=True)
     if (values.gpus is None) == (values.days is None):
         raise InputError("--gpus", values.gpus, "give --gpus N, or --days with --tokens")
     seq = values.seq or DEFAULT_SEQ
@@ -189,6 +189,9 @@ def search_layouts(values: Any) -> SimpleNamespace:
     from gpuplan.plan.space import check_pins
 
     check_pins(spec, pins, seq, values.gpus_per_node)
+    if not values.gpu:
+        raise InputError("--gpu", None, "plan needs the GPU type: --gpu ID (repeat or comma-separate to compare); "
+                         "only plan --serve compares the priced GPU types without it", hint="see `gpuplan gpus`")
     gpu_ids = [g.strip() for item in values.gpu for g in item.split(",") if g.strip()]
     if not gpu_ids:
         raise InputError("--gpu", ",".join(values.gpu), "must name a catalog GPU", hint="see `gpuplan gpus`")

@@ -68,9 +68,17 @@ def search_serving(values: Any) -> SimpleNamespace:
     if values.days is not None or values.tokens is not None:
         raise InputError("--days" if values.days is not None else "--tokens", values.days or values.tokens,
                          "is a training option; plan --serve takes --rps/--concurrency and latency targets")
-    gpu_ids = [g.strip() for item in values.gpu for g in item.split(",") if g.strip()]
+    given = values.gpu or []
+    gpu_ids = [g.strip() for item in given for g in item.split(",") if g.strip()]
+    compared = []
+    if not given:
+        from gpuplan.compute.prices import MARKET_KINDS, market_priced_gpus
+
+        gpu_ids = list(market_priced_gpus())
+        compared.append(f"GPU types compared: {', '.join(gpu_ids)} (no --gpu: every GPU with a market price, "
+                        f"{' or '.join(MARKET_KINDS)}, in the price table)")
     if not gpu_ids:
-        raise InputError("--gpu", ",".join(values.gpu), "must name a catalog GPU", hint="see `gpuplan gpus`")
+        raise InputError("--gpu", ",".join(given), "must name a catalog GPU", hint="see `gpuplan gpus`")
     gpus = tuple(get_gpu(g) for g in gpu_ids)
     prices, price_sources, warnings = _prices(values, gpus)
     dtype = values.weights.strip().lower()
@@ -86,7 +94,7 @@ def search_serving(values: Any) -> SimpleNamespace:
                       engine=values.engine, max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
                       budget_tokens=values.max_num_batched_tokens,
                       vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top,
-                      **_pins(values))
+                      disaggregate=bool(getattr(values, "disaggregate", False)), **_pins(values))
     result = plan_serving(spec, q)
     assumptions = [
         (f"engine: {values.engine} start-up arithmetic (as gpuplan infer --engine {values.engine}, defaults from "
@@ -97,8 +105,15 @@ def search_serving(values: Any) -> SimpleNamespace:
          "bandwidth, 2 TP all-reduces per layer at 8 us NVLink / 25 us PCIe + bandwidth)"),
         (f"replicas: the fewest that meet the targets at {values.percentile}; at most {q.max_gpus} GPUs "
          f"({'--gpus' if values.gpus else 'default'}); TP within a node of {values.gpus_per_node} GPUs"),
+        *compared,
         *price_sources,
     ]
+    if q.disaggregate:
+        from gpuplan.serve.disagg import DISAGG_SOURCE
+
+        assumptions.append(f"{DISAGG_SOURCE}: each pool the fewest replicas for its own target (prefill: TTFT with "
+                           "the M/M/1 tail, decode: TPOT with no prompt chunks); the prompt's KV sent over each "
+                           "GPU's inter-node link, counted in TTFT")
     if values.prefix_hit:
         assumptions.append(f"prefix cache: {values.prefix_hit:.0%} of prompt tokens are not recomputed; the shared "
                            "prefix's KV blocks are still counted once per sequence (the pool is not credited)")
@@ -113,7 +128,7 @@ def why_winner(r: SimpleNamespace) -> list[str]:
     w = plans[0]
     lines = []
     cost = w.cost_usd_per_million_output_tokens
-    lines.append(f"{w.gpus} x {w.gpu} as {_layout(w.layout)}: "
+    lines.append(f"{w.gpus} x {w.gpu} as {_layout(w.layout, w.prefill)}: "
                  + (f"{cost:.2f} USD per million output tokens, " if cost is not None else "")
                  + f"{w.output_tokens_per_s / w.gpus:,.0f} output tokens/s per GPU at batch "
                  f"{w.load.concurrency:,.0f} per replica")
@@ -122,6 +137,11 @@ def why_winner(r: SimpleNamespace) -> list[str]:
                  f"KV ({parts['memory_s'] * 1e3:.1f} ms at HBM bandwidth), computes {parts['compute_s'] * 1e3:.1f} ms, "
                  f"all-reduces {parts['comm_s'] * 1e3:.1f} ms; the KV pool holds {w.kv_capacity_seqs:,} sequences of "
                  f"{t.prompt_tokens + t.output_tokens:,} tokens")
+    if w.prefill is not None:
+        pl = w.prefill.load
+        lines.append(f"prefill pool: {w.prefill.layout.gpus} GPUs, {pl.util:.0%} busy; TTFT {pl.ttft_s * 1e3:.0f} ms = "
+                     f"queue {pl.wait_s * 1e3:.0f} ms + prefill {pl.service_s * 1e3:.0f} ms + KV transfer "
+                     f"{pl.transfer_s * 1e3:.1f} ms")
     if w.fewer_replicas:
         lines.append(f"one replica fewer misses: {w.fewer_replicas}")
     seen = {w.gpu}
@@ -130,13 +150,15 @@ def why_winner(r: SimpleNamespace) -> list[str]:
             continue
         seen.add(p.gpu)
         c = p.cost_usd_per_million_output_tokens
-        lines.append(f"best on {p.gpu}: {p.gpus} GPUs as {_layout(p.layout)}"
+        lines.append(f"best on {p.gpu}: {p.gpus} GPUs as {_layout(p.layout, p.prefill)}"
                      + (f", {c:.2f} USD per million output tokens" if c is not None else "")
                      + f", limited by {p.limiting()}")
     return lines
 
 
-def _layout(lay) -> str:
+def _layout(lay, prefill=None) -> str:
+    if prefill is not None:
+        return f"prefill {_layout(prefill.layout)} + decode {_layout(lay)}"
     parts = [f"tp={lay.tp}"] + ([f"pp={lay.pp}"] if lay.pp > 1 else []) + ([f"ep={lay.ep}"] if lay.ep > 1 else [])
     return " ".join(parts) + f" x {lay.dp} replica{'s' if lay.dp > 1 else ''}"
 

@@ -38,7 +38,7 @@ def flops_from_options(values: Any):
     """TrainingFlops for MODEL (or --params) and the FLOP options; returns (flops, spec, notes)."""
     from gpuplan.compute.flops import training_flops
 
-    spec = model_from_options(values, allow_params_only=True)
+    spec = model_from_options(values, allow_params_only=True, encoders=True)
     notes = list(spec.notes) if spec is not None else []
     seq = values.seq
     if spec is not None and seq is None:

@@ -22,7 +22,7 @@ def config_from_options(values: Any) -> C.TrainConfig:
         optimizer_impl=values.optimizer_impl, optimizer_in_backward=_on_off(values.optimizer_in_backward),
         recompute=values.recompute, selective_policy=values.selective_policy,
         loss_parallel=_on_off(values.loss_parallel), cuda_module_loading=values.cuda_module_loading,
-        attention=values.attention, activation_model=values.activation_model,
+        attention=values.attention, model_impl=values.model_impl, activation_model=values.activation_model,
         method=values.method, trainable=tuple(values.trainable), lora_rank=values.lora_rank,
         lora_targets=tuple(values.lora_targets), lora_dropout=values.lora_dropout,
         lora_modules_to_save=tuple(values.lora_modules_to_save), loss_impl=values.loss,
@@ -63,7 +63,7 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
 
         resolve(files, values)
     try:
-        spec = model_from_options(values, allow_params_only=True)
+        spec = model_from_options(values, allow_params_only=True, encoders=True)
     except UnknownFamily as exc:
         return _traced(values, exc)
     cfg = config_from_options(values)

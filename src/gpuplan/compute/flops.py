@@ -103,6 +103,12 @@ def keys_per_query(seq: int, window: int | None, convention: str, chunked: bool 
     raise InputError("--attention-flops", convention, f"must be one of {', '.join(ATTENTION_CONVENTIONS)}")
 
 
+def encoder_convention(spec: ModelSpec, convention: str) -> str:
+    """An encoder (bert, roberta) attends bidirectionally: every query sees every key, so the ``causal`` count
+    of keys is the ``full`` one there."""
+    return "full" if spec.layout == "bert" and convention == "causal" else convention
+
+
 def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str = "full") -> float:
     """Forward FLOP per token of the parameter-free attention matmuls, summed over layers:
     2·n_heads·(d_qk + d_v)·keys per layer (QKᵀ and attention·V, one multiply-add = 2 FLOP each).
@@ -123,7 +129,8 @@ def attention_forward_flop_per_token(spec: ModelSpec, seq: int, convention: str 
             total += linear_attention_flop_per_token(spec)
             continue
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
-        total += per_layer * keys_per_query(seq, window, convention, spec.is_chunked_layer(i))
+        total += per_layer * keys_per_query(seq, window, encoder_convention(spec, convention),
+                                            spec.is_chunked_layer(i))
     return total
 
 

@@ -37,6 +37,15 @@ def load_prices() -> tuple[Price, ...]:
     return tuple(out)
 
 
+MARKET_KINDS = ("on-demand", "market-range")
+
+
+def market_priced_gpus() -> tuple[str, ...]:
+    """The GPUs whose price-table entries include a market price (on-demand or a market range, not an estimate or
+    a paper's assumed rental): the GPU types ``plan --serve`` compares when no ``--gpu`` is given."""
+    return tuple(sorted({p.gpu for p in load_prices() if p.kind in MARKET_KINDS}))
+
+
 MAX_USD_PER_GPU_HOUR = 1e6  # no GPU rents for more; the bound keeps every cost a finite number
 
 

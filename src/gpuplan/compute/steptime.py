@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gpuplan.compute import comm, schedules
-from gpuplan.compute.flops import keys_per_query, linear_attention_flop_per_token
+from gpuplan.compute.flops import encoder_convention, keys_per_query, linear_attention_flop_per_token
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
                                      elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
                                      moe_permute_elems_per_token, unfused_attention_s)
@@ -141,7 +141,8 @@ def _profile(spec: ModelSpec, seq: int) -> tuple[tuple[_LayerShape, ...], int, i
             expert = (spec.moe.num_experts, spec.moe.top_k, spec.hidden_size, spec.moe.expert_ffn_size)
         window = spec.sliding_window if spec.is_sliding_layer(i) else None
         attn = linear_attention_flop_per_token(spec) if spec.is_linear_layer(i) else \
-            2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, "causal", spec.is_chunked_layer(i))
+            2 * spec.num_heads * (d_qk + d_v) * keys_per_query(seq, window, encoder_convention(spec, "causal"),
+                                                                     spec.is_chunked_layer(i))
         layers.append(_LayerShape(gemms, expert, attn, sum(t.numel for t in ts), ex))
     return tuple(layers), head_params, other
 
@@ -245,17 +246,37 @@ class _Stage:
     act_bytes: float  # one [tokens, h] activation in the compute dtype
 
 
-@lru_cache(maxsize=4096)
-def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
-           pp: int, recompute: str = "none") -> _Stage:
-    shapes, head_params, _ = _profile(spec, work.seq)
+@lru_cache(maxsize=1024)
+def _micro_compute(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool
+                   ) -> tuple[float, float, float, float, float, float]:
+    """One micro-batch's (forward, backward, attention-core forward) seconds of the slowest layer, and the output
+    head's and multi-token-prediction modules' seconds: what ``_stage`` needs that does not depend on pp or
+    recomputation (cached apart, so a search's pipeline and recomputation variants time the GEMMs once)."""
     lay = Layout(tp=tp, ep=ep, cp=cp, micro_batch=mb, sp=sp)
-    tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
+    tokens = mb * work.seq / cp
     times = [_layer_times(spec, sh, tokens, lay, dev, work) for sh in _distinct_shapes(spec, work.seq)]
     fwd_l, bwd_l, attn_l = max(times, key=lambda x: x[0] + x[1])
     head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
         loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
     mtp_fwd, mtp_bwd = mtp_s(spec, tokens, tp, fwd_l, bwd_l, head_fwd, dev)
+    return fwd_l, bwd_l, attn_l, head_fwd, mtp_fwd, mtp_bwd
+
+
+@lru_cache(maxsize=32)
+def _layer_extremes(spec: ModelSpec, seq: int) -> tuple[int, int, int]:
+    """(the most parameters of a layer, the most routed-expert parameters of a layer, the MoE layers), once per
+    model."""
+    shapes = _profile(spec, seq)[0]
+    return (max(sh.params for sh in shapes), max(sh.expert_params for sh in shapes),
+            sum(1 for sh in shapes if sh.expert is not None))
+
+
+@lru_cache(maxsize=4096)
+def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: int, mb: int, sp: bool,
+           pp: int, recompute: str = "none") -> _Stage:
+    head_params = _profile(spec, work.seq)[1]
+    tokens = mb * work.seq / cp  # tokens of one micro-batch on one GPU (before TP)
+    fwd_l, bwd_l, attn_l, head_fwd, mtp_fwd, mtp_bwd = _micro_compute(spec, work, dev, tp, ep, cp, mb, sp)
     # stages are balanced in layer time, recomputation included (the output head is not recomputed)
     rec_l = {"full": fwd_l, "selective": attn_l, "none": 0.0}[recompute]
     head_layers = (3 * head_fwd + mtp_fwd + mtp_bwd) / (fwd_l + bwd_l + rec_l) if head_params else 0.0
@@ -263,32 +284,22 @@ def _stage(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: int, cp: i
     n_stage = max(n_stage, 1)
     fwd = n_stage * fwd_l + (head_fwd + mtp_fwd if head_share else 0.0)
     bwd = n_stage * bwd_l + (2 * head_fwd + mtp_bwd if head_share else 0.0)
-    layer_params = max(sh.params for sh in shapes)
-    layer_experts = max(sh.expert_params for sh in shapes)
+    layer_params, layer_experts, n_moe = _layer_extremes(spec, work.seq)
     dense = n_stage * (layer_params - layer_experts) + (head_params if head_share else 0)
     local = dense / tp + n_stage * layer_experts / (tp * ep)
-    n_moe = sum(1 for sh in shapes if sh.expert is not None)
     return _Stage(fwd, bwd, fwd_l, attn_l, n_stage, math.ceil(n_moe / pp) if n_moe else 0, local, tokens,
                   tokens * spec.hidden_size * dev.elem_bytes)
 
 
-def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: comm.Network,
-              tune: Tuning | None = None) -> StepTime:
-    """Seconds of one optimizer step of ``lay`` (see the module docstring for the formula)."""
-    tune = tune or Tuning()
-    if work.global_batch % (lay.dp * lay.micro_batch):
-        raise InputError("--global-batch", work.global_batch,
-                         f"must be a multiple of dp x micro-batch = {lay.dp * lay.micro_batch}")
-    if work.seq % lay.cp:
-        raise InputError("--cp", lay.cp, f"must divide the sequence length {work.seq}")
-    if lay.dp_shard is not None and (lay.dp_shard < 1 or lay.dp % lay.dp_shard or lay.zero < 1):
-        raise InputError("--dp-shard", lay.dp_shard, f"must divide dp = {lay.dp}, with ZeRO stage >= 1")
-    if work.attention_impl not in ("flash", "unfused"):
-        raise InputError("--attention-impl", work.attention_impl, "must be flash or unfused")
-    m = work.global_batch // (lay.dp * lay.micro_batch)
-    schedule = tune.schedule or ("interleaved" if lay.vpp > 1 else "1f1b")
-    if tune.schedule is not None and lay.pp > 1:
-        schedules.check_schedule(tune.schedule, lay.pp, lay.vpp, m)
+@lru_cache(maxsize=65536)
+def _micro_parts(spec: ModelSpec, work: Workload, dev: Device, net: comm.Network, tune: Tuning, tp: int, ep: int,
+                 cp: int, mb: int, sp: bool, pp: int, vpp: int, dp: int, recompute_mode: str) -> tuple:
+    """One micro-batch's compute and its tensor-, expert-, context- and pipeline-parallel traffic on the slowest
+    stage: (stage, forward, backward, recomputation, tp, ep, cp, pp seconds). Everything of ``step_time`` but the
+    data-parallel part, so cached apart: a search times each of these once for all its ZeRO stages and shard
+    groups."""
+    schedule = tune.schedule or ("interleaved" if vpp > 1 else "1f1b")
+    lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, micro_batch=mb, recompute=recompute_mode, sp=sp)
     hide = schedules.hides_ep_and_pp(schedule) and lay.pp > 1
     sp = lay.seq_parallel
     st = _stage(spec, work, dev, lay.tp, lay.ep, lay.cp, lay.micro_batch, sp, lay.pp, lay.recompute)
@@ -336,6 +347,30 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
         pp_s = (1 - tune.pp_overlap) * 2 * lay.vpp * comm.p2p_s(st.act_bytes / (lay.tp if sp else 1), pp_bw, lat)
         if hide:
             pp_s = schedules.exposed_after_overlap_s(pp_s, max(0.0, fwd + bwd + recompute - ep_s))
+    return st, fwd, bwd, recompute, tp_s, ep_s, cp_s, pp_s
+
+
+def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: comm.Network,
+              tune: Tuning | None = None) -> StepTime:
+    """Seconds of one optimizer step of ``lay`` (see the module docstring for the formula)."""
+    tune = tune or Tuning()
+    if work.global_batch % (lay.dp * lay.micro_batch):
+        raise InputError("--global-batch", work.global_batch,
+                         f"must be a multiple of dp x micro-batch = {lay.dp * lay.micro_batch}")
+    if work.seq % lay.cp:
+        raise InputError("--cp", lay.cp, f"must divide the sequence length {work.seq}")
+    if lay.dp_shard is not None and (lay.dp_shard < 1 or lay.dp % lay.dp_shard or lay.zero < 1):
+        raise InputError("--dp-shard", lay.dp_shard, f"must divide dp = {lay.dp}, with ZeRO stage >= 1")
+    if work.attention_impl not in ("flash", "unfused"):
+        raise InputError("--attention-impl", work.attention_impl, "must be flash or unfused")
+    m = work.global_batch // (lay.dp * lay.micro_batch)
+    schedule = tune.schedule or ("interleaved" if lay.vpp > 1 else "1f1b")
+    if tune.schedule is not None and lay.pp > 1:
+        schedules.check_schedule(tune.schedule, lay.pp, lay.vpp, m)
+    st, fwd, bwd, recompute, tp_s, ep_s, cp_s, pp_s = _micro_parts(
+        spec, work, dev, net, tune, lay.tp, lay.ep, lay.cp, lay.micro_batch, lay.seq_parallel, lay.pp, lay.vpp,
+        lay.dp, lay.recompute)
+    lat = net.latency_s
 
     # data parallel over dp·cp ranks with ZeRO stage semantics; hybrid sharding: shard groups of dp_shard·cp ranks
     # (contiguous in the tp-cp-dp order) replicated dp/dp_shard times
@@ -361,6 +396,21 @@ def step_time(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: co
     }
     return StepTime(step_s=step, microbatches=m, parts=parts, bubble_fraction=bubble_slots / (m + bubble_slots),
                     bubble_slots=bubble_slots)
+
+
+def step_time_floor(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, net: comm.Network,
+                    tune: Tuning | None = None) -> float:
+    """A lower bound of ``step_time`` shared by every ZeRO stage and shard group of ``lay``: the step without its
+    data-parallel traffic and optimizer update, (m + bubble slots) × (compute + tp + ep + cp + pp seconds of one
+    micro-batch). ``step_time`` only adds non-negative seconds to it (its ``micro_dp``, ``dp_s`` and ``opt_s``)."""
+    tune = tune or Tuning()
+    m = work.global_batch // (lay.dp * lay.micro_batch)
+    schedule = tune.schedule or ("interleaved" if lay.vpp > 1 else "1f1b")
+    _, fwd, bwd, recompute, tp_s, ep_s, cp_s, pp_s = _micro_parts(
+        spec, work, dev, net, tune, lay.tp, lay.ep, lay.cp, lay.micro_batch, lay.seq_parallel, lay.pp, lay.vpp,
+        lay.dp, lay.recompute)
+    return (m + schedules.bubble_slots(schedule, lay.pp, lay.vpp)) * (fwd + bwd + recompute + tp_s + ep_s + cp_s
+                                                                        + pp_s)
 
 
 def moe_copies_per_token(top_k: int, groups: int, topk_groups: int, nodes: int) -> int:

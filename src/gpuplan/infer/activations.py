@@ -19,7 +19,7 @@ FP32 = 4
 
 
 def _rope_width(spec: ModelSpec) -> int:
-    if spec.learned_positions:
+    if spec.learned_positions or spec.alibi:
         return 0
     return spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
 
@@ -39,7 +39,7 @@ def hf_attention_elements(spec: ModelSpec, *, masked_gqa: bool) -> float:
         q = heads * m.qk_head_dim
         return 3 * q + heads * (m.qk_nope_head_dim + m.v_head_dim) + heads * m.v_head_dim + m.kv_lora_rank
     q, kv = spec.q_dim, spec.kv_dim
-    rope = 3.5 * q if not spec.learned_positions else q
+    rope = q if spec.learned_positions or spec.alibi else 3.5 * q
     peak = q + 2 * kv + rope
     sdpa = 3 * q + (2 * q if masked_gqa and spec.num_kv_heads != spec.num_heads else 0)
     return max(peak, sdpa, q + spec.hidden_size)
@@ -84,9 +84,11 @@ def hf_norm_bytes_per_token(spec: ModelSpec, dtype_bytes: float) -> float:
 
 
 def hf_attention_impl(spec: ModelSpec) -> str:
-    """transformers' default attention: Gemma 2's logit soft-capping is not supported by SDPA
-    (``Gemma2PreTrainedModel._supports_sdpa = False``), so it runs eager attention; the rest run SDPA."""
-    return "eager" if spec.family == "gemma2" else "sdpa"
+    """transformers' default attention: Gemma 2's logit soft-capping and gpt-oss's attention sinks are not supported
+    by SDPA (``Gemma2PreTrainedModel._supports_sdpa = False``, ``GptOssPreTrainedModel._supports_sdpa = False`` in
+    transformers 5.23), so they run eager attention, as MPT does (``MptAttention`` adds its ALiBi biases to scores
+    of its own matmuls); the rest run SDPA."""
+    return "eager" if spec.family in ("gemma2", "mpt") or spec.attention_sinks else "sdpa"
 
 
 def hf_score_bytes_per_token(spec: ModelSpec, *, attended: int, dtype: str, tp: int = 1) -> float:
@@ -95,6 +97,12 @@ def hf_score_bytes_per_token(spec: ModelSpec, *, attended: int, dtype: str, tp: 
     (``SoftMax.cpp`` converts bf16 input; only CUDA fp16 has a fused half-to-float path) and the fp32 result:
     b + 4 + 4 bytes per score for bf16; then the cast back while both live: 2 b + 4."""
     b = {"fp32": 4.0, "fp16": 2.0}.get(dtype, 2.0)
+    if spec.attention_sinks:
+        # gpt-oss (transformers models/gpt_oss ``eager_attention_forward``): the sink column joins the scores with
+        # ``cat``, the max is subtracted and the softmax runs in the model dtype; alive at once: the masked scores,
+        # the shifted logits and the probabilities, and at the second matmul the shifted logits, the probabilities
+        # and the contiguous copy of their sliced [..., :-1] view: 3 b per score
+        return spec.num_heads / tp * attended * 3 * b
     copy = 0.0 if dtype in ("fp32", "fp16") else FP32
     per_score = max(b + copy + FP32, 2 * b + FP32)
     return spec.num_heads / tp * attended * per_score
@@ -106,6 +114,8 @@ def hf_mask_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtype_bytes: floa
     eager attention gets an additive mask [B, 1, T, T] in the model dtype per layer type (full, sliding)."""
     kinds = {spec.is_sliding_layer(i) for i, _ in attention_kinds(spec, range(spec.num_layers))}
     sliding = True in kinds and spec.sliding_window is not None
+    if spec.family == "mpt":  # MptModel.forward: create_causal_mask(...).to(torch.bool)
+        return batch * prompt * prompt
     if hf_attention_impl(spec) == "eager":
         masks = 2 if sliding and False in kinds else 1  # one per layer type (full, sliding)
         return int(masks * batch * prompt * prompt * dtype_bytes)

@@ -18,7 +18,8 @@ from gpuplan.infer.engine_profiles import load_engine_profile
 from gpuplan.infer.llamacpp import compute_buffer_bytes as llamacpp_compute_buffer
 from gpuplan.infer.llamacpp import split_bytes as llamacpp_split
 from gpuplan.infer.engines import (blocks_per_request, check_engine, legacy_allreduce_held_bytes,
-                                   paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   legacy_gather_held_bytes, paged_non_torch_bytes, pool_block_tokens, sglang_available_kv_bytes,
+                                   sglang_chunked_prefill_size,
                                    sglang_mem_fraction_static, trtllm_available_kv_bytes, vllm_available_kv_bytes,
                                    vllm_num_blocks)
 from gpuplan.infer.config import EstimateContext, InferConfig, InferReport
@@ -112,27 +113,40 @@ def _vllm_stage(c: EstimateContext, s: int, batch: int, context: int) -> dict[st
         raise InputError("--gpu", None, f"--engine {c.profile} sizes its KV pool from the GPU's memory",
                          hint="give --gpu ID or --gpu-memory-gib")
     layers, last, tp = c.stages[s], s == len(c.stages) - 1, cfg.layout.tp
-    profile_tokens = {"sglang": "chunked_prefill_size", "trtllm": "max_num_tokens"}.get(c.profile)
-    tokens = (int(load_engine_profile(c.profile).value(profile_tokens)) if profile_tokens else
-              p.max_num_batched_tokens)
+    # SGLang sizes its defaults by nvidia-smi's memory.total (sglang/srt/utils get_nvgpu_memory_capacity)
+    smi = cfg.gpu.memory_nvidia_smi_bytes if cfg.gpu is not None and not cfg.gpu_memory_bytes else None
+    rule_bytes = smi or c.capacity
+    if c.profile == "sglang":
+        tokens = sglang_chunked_prefill_size(rule_bytes, tp)
+    elif c.profile == "trtllm":
+        tokens = int(load_engine_profile("trtllm").value("max_num_tokens"))
+    else:
+        tokens = p.max_num_batched_tokens
     layer_act, sampler = act.vllm_profile_activation_bytes(
         spec, max_num_batched_tokens=tokens, max_num_seqs=p.max_num_seqs,
         dtype_bytes=c.dtype_bytes, sampler_bytes_per_logit=p.sampler_bytes_per_logit, tp=tp, layers=layers,
         last_stage=last)
-    held = (legacy_allreduce_held_bytes(layers=len(layers), tokens=tokens, hidden=spec.hidden_size,
-                                        dtype_bytes=c.dtype_bytes, tp=tp)
-            if p.legacy_allreduce_hold and c.profile == "vllm" else 0)
-    act_peak = max(layer_act + held, sampler)
+    held = 0
+    if p.legacy_allreduce_hold and c.profile == "vllm":
+        held = legacy_allreduce_held_bytes(layers=len(layers), tokens=tokens, hidden=spec.hidden_size,
+                                           dtype_bytes=c.dtype_bytes, tp=tp)
+        if last:
+            held += legacy_gather_held_bytes(rows=min(p.max_num_seqs, tokens), vocab=spec.vocab_size,
+                                             dtype_bytes=c.dtype_bytes, tp=tp)
+    # held blocks stay unusable until the profile's closing synchronize, so the sampler runs on top of them
+    act_peak = held + max(layer_act, sampler)
     w = c.stage_weights[s]
     fraction = None
     if c.profile == "sglang":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("sglang", tp)
-        fraction = sglang_mem_fraction_static(c.capacity, tp, cfg.layout.pp)
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    sglang_mem_fraction_static(rule_bytes, tp, cfg.layout.pp))
         available = sglang_available_kv_bytes(free_before_weights_bytes=c.capacity - non_torch, fraction=fraction,
                                               weights_bytes=w)
     elif c.profile == "trtllm":
         non_torch = p.non_torch_bytes if p.non_torch_bytes is not None else paged_non_torch_bytes("trtllm", tp)
-        fraction = float(load_engine_profile("trtllm").value("free_gpu_memory_fraction"))
+        fraction = (p.memory_fraction if p.memory_fraction is not None else
+                    float(load_engine_profile("trtllm").value("free_gpu_memory_fraction")))
         available = trtllm_available_kv_bytes(total_gpu_bytes=c.capacity, non_torch_bytes=non_torch, weights_bytes=w,
                                               activation_peak_bytes=act_peak, fraction=fraction)
     else:
@@ -301,7 +315,7 @@ def speed_inputs(c: EstimateContext) -> tuple[SpeedInputs, float, str, str] | No
     """The roofline inputs of the estimate's layout (None when the GPU has no peak for the compute dtype), the
     peak, the compute dtype and where the all-reduce latency came from."""
     from gpuplan.compute.kernels import SM_COUNT
-    from gpuplan.infer.speed import allreduce_latency_default
+    from gpuplan.infer.speed import ALLREDUCE_LATENCY_S, allreduce_latency_default
 
     cfg, spec, gpu = c.cfg, c.spec, c.cfg.gpu
     assert gpu is not None
@@ -321,7 +335,9 @@ def speed_inputs(c: EstimateContext) -> tuple[SpeedInputs, float, str, str] | No
     inp = SpeedInputs(weights_read_bytes=dense_b, expert_bytes=expert_b * scale, kv_read_bytes_per_seq=kv_seq,
                       peak_flop_per_s=peak, bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
                       link_bytes_per_s=gpu.interconnect_bytes_per_s, tp=cfg.layout.tp, dtype_bytes=c.dtype_bytes,
-                      allreduce_latency_s=latency, sms=SM_COUNT.get(gpu.id))
+                      allreduce_latency_s=latency, sms=SM_COUNT.get(gpu.id), ep=cfg.layout.ep,
+                      gpus_per_node=gpu.gpus_per_node, inter_node_bytes_per_s=gpu.inter_node_bytes_per_s,
+                      network_latency_s=ALLREDUCE_LATENCY_S["pcie"][0])
     return inp, peak, dtype, latency_src
 
 
@@ -385,7 +401,8 @@ def _speed(c: EstimateContext, report: InferReport, s: int, prompt: int) -> dict
         "decode_tokens_per_s": cfg.batch * cfg.layout.dp / stepb["step_s"],
         "decode_tokens_per_s_batch1": 1 / step1["step_s"],
         "compute_bound_batch": compute_bound_batch(spec, inp, a, context=cfg.context),
-        "decode_tp_comm_s": stepb["comm_s"], "tp_allreduces_per_step": stepb["allreduces"],
+        "decode_tp_comm_s": stepb["comm_s"] - stepb["ep_comm_s"], "tp_allreduces_per_step": stepb["allreduces"],
+        "decode_ep_comm_s": stepb["ep_comm_s"],
         "allreduce_latency_s": inp.allreduce_latency_s if cfg.layout.tp > 1 else 0.0,
         "assumptions": {"compute_efficiency": a.compute_efficiency, "bandwidth_efficiency": a.bandwidth_efficiency,
                         "interconnect_efficiency": a.interconnect_efficiency,

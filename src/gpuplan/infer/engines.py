@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gpuplan.errors import InputError
 from gpuplan.infer.engine_profiles import load_engine_profile
-from gpuplan.units import GiB
+from gpuplan.units import GiB, MiB
 
 PAGED_ENGINES = ("vllm", "sglang", "trtllm")  # paged KV pools sized at start-up
 ENGINES = ("hf", *PAGED_ENGINES, "llamacpp")
@@ -68,13 +68,19 @@ class VllmProfile:
     """Bytes per vocabulary entry per row of the profiling sampler run: fp32 logits (4), top-k/top-p sort values (4)
     and int64 indices (8), softmax and cumulative sum (4 + 4), probabilities and logprobs (4 + 4)."""
     enforce_eager: bool = False
+    memory_fraction: float | None = None
+    """SGLang's ``--mem-fraction-static`` or TensorRT-LLM's ``free_gpu_memory_fraction`` when given; None: the
+    engine's own default (``sglang_mem_fraction_static``; 0.9 for TensorRT-LLM, data/engines/trtllm.toml)."""
     legacy_allreduce_hold: bool = _VLLM.value("legacy_allreduce_hold")
-    """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every all-reduce input allocated at TP > 1
-    (``legacy_allreduce_held_bytes``; source in data/engines/vllm.toml)."""
+    """vLLM v0.2.6 and older (before PR #2151): the profiling run keeps every collective's input allocated at
+    TP > 1 (``legacy_allreduce_held_bytes``, ``legacy_gather_held_bytes``) and the pool is sized from the whole
+    device's use (``legacy_non_torch_bytes``); sources in data/engines/vllm.toml."""
 
     def non_torch_for(self, tp: int) -> int:
         if self.non_torch_bytes is not None:
             return self.non_torch_bytes
+        if self.legacy_allreduce_hold:
+            return legacy_non_torch_bytes(tp)
         return int(_VLLM.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
 
     def validate(self) -> None:
@@ -84,6 +90,8 @@ class VllmProfile:
             value = getattr(self, name)
             if value < 1:
                 raise InputError("--" + name.replace("_", "-"), value, "must be >= 1")
+        if self.memory_fraction is not None and not 0 < self.memory_fraction <= 1:
+            raise InputError("--memory-fraction", self.memory_fraction, "must be in (0, 1]")
         if self.block_size not in (1, 8, 16, 32, 64, 128):
             raise InputError("--block-size", self.block_size, "vLLM supports block sizes 1, 8, 16, 32, 64, 128")
 
@@ -110,14 +118,33 @@ def paged_non_torch_bytes(engine: str, tp: int) -> int:
     return int(prof.value("non_torch_gib_tp1" if tp == 1 else "non_torch_gib_tp") * GiB)
 
 
-def sglang_mem_fraction_static(gpu_memory_bytes: int, tp: int, pp: int) -> float:
-    """SGLang's default mem_fraction_static: (gpu_mem - reserved) / gpu_mem with reserved = base + per-rank x tp x pp
-    GiB by the GPU's memory class (data/engines/sglang.toml, from sglang/srt/server_args.py)."""
+def _sglang_memory_class(gpu_memory_bytes: int, tp: int) -> tuple[int, int]:
+    """SGLang's chunked_prefill_size and cuda_graph_max_bs for a GPU of this memory (data/engines/sglang.toml)."""
     gib = gpu_memory_bytes / GiB
-    for below, base, per_rank in load_engine_profile("sglang").value("reserved_mem_rules"):
+    for below, chunk, graph_bs, graph_bs_tp4 in load_engine_profile("sglang").value("gpu_memory_classes"):
         if gib < below:
-            return round((gib - (base + per_rank * tp * pp)) / gib, 3)
-    raise AssertionError("the last rule covers every size")
+            return int(chunk), int(graph_bs if tp < 4 else graph_bs_tp4)
+    raise AssertionError("the last class covers every size")
+
+
+def sglang_chunked_prefill_size(gpu_memory_bytes: int, tp: int) -> int:
+    """SGLang's default chunked_prefill_size on this GPU: the tokens of its largest prefill forward."""
+    return _sglang_memory_class(gpu_memory_bytes, tp)[0]
+
+
+def sglang_mem_fraction_static(gpu_memory_bytes: int, tp: int, pp: int) -> float:
+    """SGLang's default mem_fraction_static: round((gpu_mem - reserved) / gpu_mem, 3) with, in MiB, reserved = 512 +
+    1.5 x max(chunked_prefill_size, 2048) + 2 x cuda_graph_max_bs + 128 x tp x pp, at least 10 GiB above 60 GiB
+    (sglang/srt/server_args.py ``_handle_gpu_memory_settings``; values in data/engines/sglang.toml)."""
+    prof = load_engine_profile("sglang")
+    chunk, graph_bs = _sglang_memory_class(gpu_memory_bytes, tp)
+    gpu_mib = gpu_memory_bytes / MiB
+    reserved = (prof.value("reserved_base_mib") + prof.value("reserved_mib_per_prefill_token") * max(chunk, 2048)
+                + prof.value("reserved_mib_per_graph_batch") * graph_bs + prof.value("reserved_mib_per_rank") * tp * pp)
+    above_gib, floor_mib = prof.value("reserved_floor_mib")
+    if gpu_mib > above_gib * 1024:
+        reserved = max(reserved, floor_mib)
+    return round((gpu_mib - reserved) / gpu_mib, 3)
 
 
 def sglang_available_kv_bytes(*, free_before_weights_bytes: int, fraction: float, weights_bytes: int) -> int:
@@ -152,6 +179,27 @@ def legacy_allreduce_held_bytes(*, layers: int, tokens: int, hidden: int, dtype_
     if tp <= 1:
         return 0
     return int(2 * layers * tokens * hidden * dtype_bytes)
+
+
+def legacy_gather_held_bytes(*, rows: int, vocab: int, dtype_bytes: float, tp: int) -> int:
+    """The logits all-gather of old vLLM's sampler (``tensor_model_parallel_all_gather`` in ``_get_logits``, v0.2.x)
+    under the same record_stream rule: its input (rows x vocab / tp) and output (rows x vocab); 0 at TP = 1."""
+    if tp <= 1:
+        return 0
+    return int(rows * vocab * (1 + 1 / tp) * dtype_bytes)
+
+
+def legacy_non_torch_bytes(tp: int) -> int:
+    """Device memory outside the allocator's peak that vLLM v0.2.x subtracted (total - free after the profile run,
+    vLLM PR #2031): its TP = 1 measurement (context, handles, allocator slack) plus, at TP > 1, one NCCL
+    communicator per process group that ran a collective before the profile (world and tensor-parallel groups)
+    at NCCL's measured size on A100 NVLink (688 MiB, 544 MiB for 2 ranks). Values and sources: data/engines/vllm.toml.
+    """
+    base = int(_VLLM.value("legacy_non_torch_mib_tp1") * MiB)
+    if tp <= 1:
+        return base
+    per_comm = _VLLM.value("nccl_communicator_mib_2_ranks" if tp == 2 else "nccl_communicator_mib")
+    return base + int(_VLLM.value("legacy_nccl_communicators") * per_comm * MiB)
 
 
 def blocks_per_request(tokens: int, block_size: int) -> int:

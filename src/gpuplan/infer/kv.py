@@ -73,8 +73,11 @@ def kv_elements_per_token_layer(spec: ModelSpec, tp: int = 1) -> int:
     """Cached elements per token per attention layer on one TP rank.
 
     MLA: kv_lora_rank + qk_rope_head_dim (the latent is replicated on every TP rank);
-    otherwise 2 x (KV heads per rank) x head_dim.
+    otherwise 2 x (KV heads per rank) x head_dim. An encoder (bert, roberta) caches nothing: each request is one
+    bidirectional forward.
     """
+    if spec.layout == "bert":
+        return 0
     if spec.mla is not None:
         if spec.num_heads % tp:
             raise InputError("--tp", tp, f"must divide the number of attention heads ({spec.num_heads})")

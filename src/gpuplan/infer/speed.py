@@ -9,6 +9,12 @@ named inputs:
     step_s = max(bytes / (bandwidth x bandwidth_efficiency), flop / (peak x compute_efficiency x wave)) + comm
     comm   = 2 x layers x (latency + 2 (tp - 1) / tp x tokens x hidden x bytes / (link x efficiency))
 
+With expert parallelism across data-parallel attention ranks (``ep > tp``: DeepSeek-V3's deployment, vLLM's
+``--data-parallel-size`` with ``--enable-expert-parallel``), every MoE layer also dispatches each token to the ranks
+of its top-k experts and combines the results back, two all-to-alls (``ep_all_to_all_s``). With ``ep <= tp`` the
+experts split the TP group's replicated tokens and the TP all-reduce already sums their outputs (vLLM uses its
+all-to-all kernels only with data parallelism), so nothing is added.
+
 Megatron-style tensor parallelism all-reduces the activations twice per layer (after the attention output and the
 MLP down projection; Shoeybi et al. 2019, arXiv:1909.08053, section 3). A decode step's message is tiny (batch x
 hidden x 2 bytes), so its all-reduces cost their fixed latency: 2 x 80 layers x 8 us = 1.3 ms per token for a 70B
@@ -150,6 +156,35 @@ def allreduce_s(message_bytes: float, tp: int, link_bytes_per_s: float, efficien
     return latency_s + 2 * (tp - 1) / tp * message_bytes / (link_bytes_per_s * efficiency)
 
 
+def ep_all_to_all_s(*, tokens: float, top_k: int, ep: int, hidden: int, dtype_bytes: float, gpus_per_node: int,
+                    nvlink_bytes_per_s: float, inter_node_bytes_per_s: float | None, efficiency: float,
+                    nvlink_latency_s: float, network_latency_s: float) -> float:
+    """One MoE layer's dispatch + combine all-to-all for ``tokens`` tokens sent by one rank of an ``ep``-rank
+    expert-parallel group: each all-to-all sends tokens x top_k x (ep - 1) / ep copies of the hidden state (uniform
+    routing; one copy per routed expert as DeepEP's low-latency kernels send them, an upper bound on its
+    rank-deduplicating normal kernels), so per all-to-all
+
+        latency + max(nvlink_bytes / nvlink_bw, network_bytes / nic_bw) / efficiency
+
+    with the copies for the other ranks of the node on NVLink and the (ep - node) / (ep - 1) share bound for other
+    nodes on the NIC, in parallel. DeepSeek-V3 technical report (arXiv:2412.19437) section 3.4: MoE dispatch and
+    combine run as all-to-all among the EP ranks, across nodes over InfiniBand; DeepEP (docs/legacy.md, H800 + CX7
+    400 Gb/s): 128 tokens x top-8 x 7168 hidden dispatched in FP8 at EP 8 takes 77 us (7.3 MB at 98 GB/s) and
+    combined in BF16 114 us, i.e. bytes over bandwidth. 0 for ep = 1."""
+    if ep <= 1 or tokens <= 0:
+        return 0.0
+    copies = tokens * top_k * (ep - 1) / ep
+    node = max(1, min(gpus_per_node, ep))
+    off_share = (ep - node) / (ep - 1)
+    msg = copies * hidden * dtype_bytes
+    nvl_s = msg * (1 - off_share) / (nvlink_bytes_per_s * efficiency)
+    if off_share > 0:
+        nic = inter_node_bytes_per_s or nvlink_bytes_per_s
+        net_s = msg * off_share / (nic * efficiency)
+        return 2 * (network_latency_s + max(nvl_s, net_s))
+    return 2 * (nvlink_latency_s + nvl_s)
+
+
 @dataclass(frozen=True)
 class SpeedInputs:
     weights_read_bytes: float  # per GPU per decode step at batch 1 (dense part + experts of one token)
@@ -162,12 +197,34 @@ class SpeedInputs:
     dtype_bytes: float
     allreduce_latency_s: float = 0.0
     sms: int | None = None  # streaming multiprocessors, for the wave quantization of GEMMs (None: ignored)
+    ep: int = 1  # expert-parallel ranks; > tp: the EP group spans data-parallel attention ranks (all-to-all)
+    gpus_per_node: int = 8
+    inter_node_bytes_per_s: float | None = None  # per GPU, one direction, to other nodes (the EP all-to-all)
+    network_latency_s: float = 25e-6  # one small inter-node collective (``ALLREDUCE_LATENCY_S["pcie"]``)
+
+    @property
+    def attention_dp(self) -> int:
+        """Data-parallel attention ranks whose tokens share one GPU's experts (ep / tp when the EP group spans them)."""
+        return self.ep // self.tp if self.ep > self.tp else 1
 
 
 def tp_comm_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, tokens: float) -> float:
     """Two all-reduces per layer of ``tokens`` x hidden activations in the TP group (latency + bandwidth)."""
     return 2 * spec.num_layers * allreduce_s(tokens * spec.hidden_size * inp.dtype_bytes, inp.tp,
                                              inp.link_bytes_per_s, a.interconnect_efficiency, inp.allreduce_latency_s)
+
+
+def ep_comm_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, tokens: float) -> float:
+    """Dispatch + combine all-to-alls of every MoE layer when the EP group spans data-parallel attention ranks
+    (``ep > tp``); each TP rank sends its 1 / tp share of its group's ``tokens``. 0 otherwise."""
+    if spec.moe is None or inp.ep <= inp.tp:
+        return 0.0
+    one = ep_all_to_all_s(tokens=tokens / inp.tp, top_k=spec.moe.top_k, ep=inp.ep, hidden=spec.hidden_size,
+                          dtype_bytes=inp.dtype_bytes, gpus_per_node=inp.gpus_per_node,
+                          nvlink_bytes_per_s=inp.link_bytes_per_s, inter_node_bytes_per_s=inp.inter_node_bytes_per_s,
+                          efficiency=a.interconnect_efficiency, nvlink_latency_s=inp.allreduce_latency_s,
+                          network_latency_s=inp.network_latency_s)
+    return spec.moe.num_moe_layers * one
 
 
 def gemm_wave_efficiency(spec: ModelSpec, inp: SpeedInputs, tokens: float) -> float:
@@ -190,16 +247,17 @@ def _bound(comp_s: float, mem_s: float, comm_s: float) -> str:
 
 def decode_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, batch: int, context: int) -> dict:
     """Time of one decode step for ``batch`` sequences at ``context`` tokens, and what bounds it."""
-    frac = expected_experts_touched_fraction(spec, batch)
+    frac = expected_experts_touched_fraction(spec, batch * inp.attention_dp)  # every DP rank's tokens reach them
     weights = inp.weights_read_bytes + inp.expert_bytes * frac
     mem_bytes = weights + batch * inp.kv_read_bytes_per_seq
     flop = batch * decode_flop_per_token(spec, context) / inp.tp
     mem_s = mem_bytes / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
     comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency)
-    comm_s = tp_comm_s(spec, inp, a, batch)
+    ep_s = ep_comm_s(spec, inp, a, batch)
+    comm_s = tp_comm_s(spec, inp, a, batch) + ep_s
     return {"step_s": max(mem_s, comp_s) + comm_s, "memory_s": mem_s, "compute_s": comp_s, "comm_s": comm_s,
             "bound": _bound(comp_s, mem_s, comm_s), "bytes_read": mem_bytes, "flop": flop,
-            "allreduces": 2 * spec.num_layers if inp.tp > 1 else 0}
+            "allreduces": 2 * spec.num_layers if inp.tp > 1 else 0, "ep_comm_s": ep_s}
 
 
 def mixed_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, decode_seqs: float, context: float,
@@ -209,7 +267,7 @@ def mixed_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, deco
     average). One pass reads the weights once for all the step's tokens; the decode tokens read their KV; the GEMMs
     run at compute_efficiency x wave quantization of the step's token count; the TP all-reduces carry all tokens."""
     tokens = decode_seqs + prefill_tokens
-    frac = expected_experts_touched_fraction(spec, max(1, round(tokens)))
+    frac = expected_experts_touched_fraction(spec, max(1, round(tokens * inp.attention_dp)))
     mem_bytes = inp.weights_read_bytes + inp.expert_bytes * frac + decode_seqs * inp.kv_read_bytes_per_seq
     attn_prefill = attention_flop_all_layers(spec, max(1.0, prefill_context / 2))
     flop = (decode_seqs * decode_flop_per_token(spec, context)
@@ -217,19 +275,20 @@ def mixed_step_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, deco
     wave = gemm_wave_efficiency(spec, inp, tokens)
     mem_s = mem_bytes / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
     comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency * wave)
-    comm_s = tp_comm_s(spec, inp, a, tokens)
+    comm_s = tp_comm_s(spec, inp, a, tokens) + ep_comm_s(spec, inp, a, tokens)
     return {"step_s": max(mem_s, comp_s) + comm_s, "memory_s": mem_s, "compute_s": comp_s, "comm_s": comm_s,
             "bound": _bound(comp_s, mem_s, comm_s), "tokens": tokens}
 
 
 def prefill_s(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, batch: int, prompt: int) -> float:
     """Prefill of ``batch`` prompts on the TP group: the larger of FLOP / (tp x peak x efficiency x wave) and the
-    weight read, + 2 all-reduces per layer (latency + prompt-sized messages)."""
+    weight read, + 2 all-reduces per layer (latency + prompt-sized messages) and, with ``ep > tp``, the MoE layers'
+    all-to-alls."""
     flop = batch * prefill_flop(spec, prompt) / inp.tp
     wave = gemm_wave_efficiency(spec, inp, batch * prompt)
     comp_s = flop / (inp.peak_flop_per_s * a.compute_efficiency * wave)
     mem_s = (inp.weights_read_bytes + inp.expert_bytes) / (inp.bandwidth_bytes_per_s * a.bandwidth_efficiency)
-    return max(comp_s, mem_s) + tp_comm_s(spec, inp, a, batch * prompt)
+    return max(comp_s, mem_s) + tp_comm_s(spec, inp, a, batch * prompt) + ep_comm_s(spec, inp, a, batch * prompt)
 
 
 def compute_bound_batch(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, *, context: int) -> int | None:

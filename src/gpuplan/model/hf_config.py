@@ -23,8 +23,9 @@ from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
-    "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
+    "deepseek_v32", "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
     "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
+    "mpt",
 )
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
@@ -49,6 +50,7 @@ _LAYOUT = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "olmo2": "olmo2",
     "gemma2": "gemma", "gemma3_text": "gemma", "mixtral": "mixtral", "qwen2_moe": "qwen_moe",
     "qwen3_moe": "qwen_moe", "deepseek_v2": "deepseek", "deepseek_v3": "deepseek", "phi3": "phi3",
+    "deepseek_v32": "deepseek",
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "falcon": "falcon",
     # GLM-4.5: grouped-query attention with DeepSeek-V3's MoE (fp32 sigmoid router, ``shared_experts``)
     "glm4_moe": "deepseek",
@@ -59,8 +61,9 @@ _LAYOUT = {
     "gpt_bigcode": "gpt_bigcode",
     "bert": "bert",
     "roberta": "bert",
+    "mpt": "mpt",
 }
-_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "glm4_moe")
+_DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
 # GptOssConfig)
 _MAX_POSITION = {"falcon": 2048, "starcoder2": 4096, "glm4_moe": 131072, "gpt_oss": 131072, "llama4_text": 131072,
@@ -322,6 +325,8 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         return _gpt2_spec(c, name, model_type)
     if model_type in ("bert", "roberta"):
         return _encoder_spec(c, name, model_type)
+    if model_type == "mpt":
+        return _mpt_spec(c, name)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
@@ -364,11 +369,11 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
                   parallel_residual=c.bool("use_parallel_residual", True), activation=c.str("hidden_act", default="gelu"))
     elif model_type == "falcon":
         kw.update(_falcon_kw(c, h, heads))
-    elif model_type in ("deepseek_v2", "deepseek_v3"):
+    elif model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         kw.update(ffn_size=c.int("intermediate_size"), mla=MLASpec(
             q_lora_rank=c.opt_int("q_lora_rank") or 0, kv_lora_rank=c.int("kv_lora_rank"),
             qk_rope_head_dim=c.int("qk_rope_head_dim"), qk_nope_head_dim=c.int("qk_nope_head_dim"),
-            v_head_dim=c.int("v_head_dim")),
+            v_head_dim=c.int("v_head_dim"), **_indexer_kw(c, model_type)),
             head_dim=c.int("qk_rope_head_dim") + c.int("qk_nope_head_dim"),
             mtp_layers=c.int(*_ALIASES["num_nextn_predict_layers"], default=0))
     elif model_type == "starcoder2":  # Starcoder2Config: use_bias (true) on every Linear, LayerNorms, tied head
@@ -396,6 +401,18 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         if model_type in ("mixtral", "gpt_oss") or (model_type != "llama4_text" and all(moe.moe_layers)):
             kw["ffn_size"] = c.int("intermediate_size", default=moe.expert_ffn_size)
     return ModelSpec(**kw)
+
+
+def _indexer_kw(c: _Cfg, model_type: str) -> dict[str, int]:
+    """DeepSeek-V3.2's lightning indexer (``deepseek_v32``; DeepseekV32Config defaults: 64 heads of 128); it
+    projects its queries from the query LoRA, so a config without ``q_lora_rank`` is refused."""
+    if model_type != "deepseek_v32":
+        return {}
+    if not c.opt_int("q_lora_rank"):
+        raise InputError(f"{c.source}: q_lora_rank", c.data.get("q_lora_rank"),
+                         "must be >= 1 for deepseek_v32 (the indexer's query projection reads the query LoRA)")
+    return {"index_n_heads": c.pos_int("index_n_heads", default=64),
+            "index_head_dim": c.pos_int("index_head_dim", default=128)}
 
 
 def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -495,9 +512,75 @@ def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
         num_heads=heads_n, num_kv_heads=heads_n, head_dim=h // heads_n, ffn_size=c.pos_int("intermediate_size"),
         vocab_size=c.pos_int("vocab_size"), max_position=c.pos_int("max_position_embeddings", default=512),
         gated_mlp=False, activation=c.str("hidden_act", default="gelu"), norm="layernorm", qkv_bias=True,
-        o_bias=True, mlp_bias=True, tie_embeddings=True, learned_positions=True,
-        hidden_dropout=c.fraction("hidden_dropout_prob", default=0.1), encoder_head=head,
+        # only the masked-LM decoder shares the word embeddings; a classification head has no vocabulary output
+        o_bias=True, mlp_bias=True, tie_embeddings=head == "mlm", learned_positions=True,
+        hidden_dropout=c.fraction("hidden_dropout_prob", "attention_probs_dropout_prob", default=0.1),
+        encoder_head=head,
         num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
+
+
+# MptAttentionConfig values that change the attention beyond what gpuplan models for MPT (MosaicML's own MPT code,
+# llm-foundry ``llmfoundry/models/layers/attention.py``, supports them; transformers' MptForCausalLM builds none):
+# key -> the value supported.
+_MPT_ATTN_FIXED = {"attn_type": "multihead_attention", "qk_ln": False, "prefix_lm": False, "rope": False}
+
+
+def _mpt_spec(c: _Cfg, name: str) -> ModelSpec:
+    """MPT (MptConfig defaults: d_model 2048, 16 heads, 24 layers, 50368 tokens, max_seq_len 2048, tied
+    embeddings, ``no_bias`` true, ALiBi): pre-norm blocks with LayerNorms (``norm_1``, ``norm_2``, ``norm_f``),
+    a fused ``Wqkv`` and ``out_proj``, an exact-GELU MLP of expansion_ratio·d_model (``ffn.up_proj``,
+    ``ffn.down_proj``). The attention settings sit in the nested ``attn_config``; its ``attn_pdrop`` (default 0)
+    is the dropout transformers applies to the attention probabilities, the attention output and the MLP output
+    (``resid_pdrop`` and ``emb_pdrop`` are read by MosaicML's own code only).
+
+    transformers' ``MptForCausalLM`` (models/mpt/modeling_mpt.py) builds the released checkpoints' variant only:
+    no biases, a 4·d_model MLP, ALiBi, no position table. MosaicML's llm-foundry (``MPTModel``,
+    llmfoundry/models/mpt/modeling_mpt.py and layers/blocks.py) also builds ``no_bias: false`` (biases on every
+    Linear and LayerNorm), other expansion ratios and, with ``alibi: false`` and ``learned_pos_emb``, a
+    ``wpe`` position table of max_seq_len rows; those are counted as llm-foundry builds them, with a note.
+    Multi-query / grouped-query attention, q/k LayerNorm, prefix-LM and rotary MPTs are refused by name."""
+    attn = c.data.get("attn_config")
+    if attn is None:
+        attn = {}
+    if not isinstance(attn, dict):
+        raise InputError(f"{c.source}: attn_config", attn, "must be an object of attention settings")
+    a = _Cfg(attn, f"{c.source}: attn_config")
+    for key, want in _MPT_ATTN_FIXED.items():
+        got = attn.get(key, want)
+        if got is not None and got != want:
+            raise InputError(f"{a.source}.{key}", got, f"must be {json.dumps(want)} for mpt: gpuplan models "
+                             "MPT's multi-head attention without q/k norm, prefix-LM or rotary embedding (as "
+                             "every released MPT checkpoint)")
+    clip = attn.get("clip_qkv")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < 1e300):
+        raise InputError(f"{a.source}.clip_qkv", clip, "must be a positive number or null (no clipping)")
+    ratio = c.data.get("expansion_ratio", 4)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
+        raise InputError(f"{c.source}: expansion_ratio", ratio, "must be a number in (0, 64]")
+    h = c.pos_int("d_model", "hidden_size", default=2048)
+    heads = c.pos_int("n_heads", "num_attention_heads", default=16)
+    if h % heads:
+        raise InputError(f"{c.source}: n_heads", heads, f"must divide d_model={h}")
+    n_layers = c.pos_int("n_layers", "num_hidden_layers", default=24)
+    if n_layers > COUNT_BOUNDS["layers"]:
+        raise InputError(f"{c.source}: n_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
+    bias = not c.bool("no_bias", True)
+    alibi = a.bool("alibi", True)
+    positions = not alibi and c.bool("learned_pos_emb", True)
+    ffn = int(ratio * h)  # llm-foundry MPTMLP: ffn_hidden_size = int(expansion_ratio * d_model)
+    left = [w for w, on in (("biases (no_bias: false)", bias), (f"an MLP of {ratio} x d_model", ffn != 4 * h),
+                             ("learned positions instead of ALiBi", positions),
+                             ("neither ALiBi nor a position table", not alibi and not positions)) if on]
+    notes = (f"MPT with {', '.join(left)}: counted as MosaicML's llm-foundry MPTModel builds it; transformers' "
+             "MptForCausalLM builds only bias-free 4 x d_model ALiBi blocks and cannot load this checkpoint",) \
+        if left else ()
+    return ModelSpec(
+        name=name, family="mpt", layout="mpt", notes=notes, num_layers=n_layers, hidden_size=h, num_heads=heads,
+        num_kv_heads=heads, head_dim=h // heads, ffn_size=ffn, vocab_size=c.pos_int("vocab_size", default=50368),
+        max_position=c.pos_int("max_seq_len", "max_position_embeddings", default=2048), gated_mlp=False,
+        activation="gelu", norm="layernorm", qkv_bias=bias, o_bias=bias, mlp_bias=bias,
+        tie_embeddings=c.bool("tie_word_embeddings", True), learned_positions=positions, alibi=alibi,
+        hidden_dropout=a.fraction("attn_pdrop"), clip_qkv=float(clip) if clip else None)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.model.spec import ModelSpec
+
+# What a released checkpoint takes in and gives out (``modality`` of a preset). A vision-language checkpoint's preset
+# is its text model; the vision tower and projector it leaves out are named in ``left_out`` or by ``text_config``.
+MODALITIES = ("text", "vision-language")
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class Preset:
     config: dict[str, Any]
     file: str
     left_out: str | None = None  # a multimodal checkpoint whose preset is its text model: the parts left out
+    released: date | None = None  # the day the weights (or, never released, the paper) became public
+    released_source: str = ""  # where that day is printed: model card, release blog, paper, hub creation date
+    modality: str | None = None  # one of MODALITIES
 
     def spec(self) -> ModelSpec:
         return _spec(self.id)
@@ -60,11 +68,21 @@ def load_presets() -> dict[str, Preset]:
                 published_params_source=raw.get("published_params_source", ""),
                 published_active_params=raw.get("published_active_params"),
                 config_source=raw.get("config_source", ""), config=cfg, file=entry.name,
-                left_out=raw.get("left_out"))
+                left_out=raw.get("left_out"), released=_date(raw.get("released"), raw["id"]),
+                released_source=raw.get("released_source", ""), modality=raw.get("modality"))
             if p.id in out:
                 raise ValueError(f"duplicate preset id {p.id!r} in {entry.name}")
             out[p.id] = p
     return out
+
+
+def _date(value: Any, preset_id: str) -> date | None:
+    """A preset's ``released`` (a TOML date, 2024-07-23), or None when absent; anything else is a data error."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not hasattr(value, "hour"):
+        return value
+    raise ValueError(f"preset {preset_id!r}: released={value!r} must be a TOML date such as 2024-07-23")
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from gpuplan.errors import HubUnavailable, InputError
 from gpuplan.limits import MAX_MODEL_NAME_CHARS
 from gpuplan.model.hf_config import load_config_file, spec_from_config
 from gpuplan.model.presets import closest_presets, find_preset
-from gpuplan.model.spec import ModelSpec, require_decoder
+from gpuplan.model.spec import ModelSpec, require_decoder, require_modelled_attention
 
 
 # A Hugging Face repo id is exactly ``org/name``: one slash, names of letters, digits, '-', '_' and '.'.
@@ -102,17 +102,21 @@ def resolve_model(name: str) -> ModelSpec:
                      hint="closest presets: " + ", ".join(closest_presets(name)) + "; list them with `gpuplan models`")
 
 
-def model_from_options(values: Any, *, allow_params_only: bool = False, encoders: bool = False) -> ModelSpec | None:
+def model_from_options(values: Any, *, allow_params_only: bool = False, encoders: bool = False,
+                       count_only: bool = False) -> ModelSpec | None:
     """The model that option values name: MODEL or the raw dimensions (``--layers``, ``--hidden``, ``--heads``...);
     ``None`` when only ``--params`` was given and ``allow_params_only``. ``values`` is read by attribute (checked
     :class:`gpuplan.options.Values` or parsed command-line arguments). An encoder (bert, roberta) is refused
-    unless ``encoders`` (only ``params`` counts them: ``gpuplan.model.spec.require_decoder``)."""
+    unless ``encoders`` (only ``params`` counts them: ``gpuplan.model.spec.require_decoder``); DeepSeek Sparse
+    Attention unless ``count_only`` (the caller only counts parameters: ``require_modelled_attention``)."""
     model = getattr(values, "model", None)
     dims = {k: getattr(values, k, None) for k in ("layers", "hidden", "heads")}
     if model:
         if any(dims.values()):
             raise InputError("model", model, "give MODEL or --layers/--hidden/--heads, not both")
         spec = resolve_model(model)
+        if not count_only:
+            require_modelled_attention(spec)
         if not encoders:
             require_decoder(spec)
         return spec

@@ -27,6 +27,7 @@ LAYOUTS = (
     "qwen3_next",  # Gated DeltaNet (linear_attn) and gated full-attention layers, Qwen2-MoE-style sparse MLP
     "starcoder2",  # llama names with LayerNorms (bias) and a plain c_fc / c_proj MLP, biases everywhere
     "gpt_bigcode",  # GPT-2 names with nn.Linear weights ([out, in]) and multi-query c_attn (StarCoder, SantaCoder)
+    "mpt",  # MPT: fused bias-free Wqkv, weight-only LayerNorms, ALiBi, GELU up/down MLP, tied head
     "bert",  # encoders (bert, roberta): post-norm layers, token-type embeddings, a task head instead of an LM head
 )
 
@@ -78,10 +79,25 @@ class MLASpec:
     qk_rope_head_dim: int
     qk_nope_head_dim: int
     v_head_dim: int
+    # DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2, ``deepseek_v32``; transformers
+    # ``DeepseekV32Indexer``): ``index_n_heads`` heads of ``index_head_dim`` that pick the keys each query attends to.
+    # 0: no indexer (dense MLA).
+    index_n_heads: int = 0
+    index_head_dim: int = 0
 
     @property
     def qk_head_dim(self) -> int:
         return self.qk_rope_head_dim + self.qk_nope_head_dim
+
+
+def require_modelled_attention(spec: ModelSpec) -> None:
+    """Refuse DeepSeek Sparse Attention (``deepseek_v32``) where an estimate would leave its lightning indexer's
+    activations, key cache and FLOPs out (training, serving, time and plans); ``gpuplan params`` counts it.
+    InputError naming the model and what gpuplan does with it."""
+    if spec.mla is not None and spec.mla.index_n_heads:
+        raise InputError("model", spec.name, f"uses DeepSeek Sparse Attention ({spec.family}): `gpuplan params` "
+                         "counts it exactly, indexer included, but the training, serving, time and plan estimates "
+                         "do not model the indexer's activations, key cache and FLOPs yet")
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,8 @@ class ModelSpec:
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
     layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
     hidden_dropout: float = 0.0  # residual / embedding dropout of the config (GPT-2 resid_pdrop, embd_pdrop)
+    alibi: bool = False  # MPT / BLOOM-style ALiBi: linear biases on the attention scores, no rotary embedding
+    clip_qkv: float | None = None  # MPT attn_config.clip_qkv: the fused QKV output clamped to [-clip, clip]
     attn_softcap: float | None = None  # Gemma 2 attn_logit_softcapping: scores = cap·tanh(scores / cap)
     final_softcap: float | None = None  # Gemma 2 final_logit_softcapping: logits = cap·tanh(logits / cap)
     # tie_embeddings cleared because PEFT's modules_to_save trains its own copy of the tied head or embedding:
@@ -213,23 +231,24 @@ class ModelSpec:
 
 
 def require_decoder(spec: ModelSpec) -> None:
-    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (training, serving,
-    time and plans): InputError naming the model and what gpuplan does with it."""
+    """Refuse an encoder (bert, roberta) where the estimate models decoder-only transformers (serving plans:
+    ``plan --serve``, and ``verify``, whose trace runs generation): InputError naming the model and what gpuplan
+    does with it."""
     if spec.layout == "bert":
         raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
-                         "params` counts it exactly, but the training, serving, time and plan estimates model "
-                         "decoder-only (causal LM) transformers and do not cover encoders yet")
+                         "params`, `train`, `infer`, `time` and `plan` cover it, but this command models "
+                         "decoder-only (causal LM) transformers")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
     """What the memory and time estimates assume for gpt-oss attention sinks (empty for other models)."""
     if not spec.attention_sinks:
         return []
-    return ["attention sinks (one learned logit per head, counted in the parameters) are not modelled in "
-            "activations or time: attention is estimated as plain softmax attention over the same keys (sliding "
-            "window on alternate layers); transformers has no SDPA path for gpt-oss (eager, flex or a flash kernel "
-            "with sinks), and its eager path also holds the [batch, heads, q, k + 1] logits with the sink column. "
-            "The experts' clamped SwiGLU (swiglu_limit) is estimated as a plain SwiGLU"]
+    return ["attention sinks (one learned logit per head, counted in the parameters): transformers has no SDPA path "
+            "for gpt-oss, so its memory is that of the eager path, whose [batch, heads, q, k + 1] scores with the "
+            "sink column are modelled with the experts' clamped GLU (CPU traces: training activations within 3 %, a "
+            "4,096-token prefill within 0.2 %); the time estimate treats attention as plain softmax attention over "
+            "the same keys (sliding window on alternate layers)"]
 
 
 def llama4_warning(spec: ModelSpec) -> list[str]:
@@ -264,9 +283,29 @@ def bigcode_warning(spec: ModelSpec) -> list[str]:
             "size measures about 6 % less (the estimate errs high); the peak is within 1 %"]
 
 
+def mpt_warning(spec: ModelSpec) -> list[str]:
+    """Which attention code an MPT estimate assumes (empty for other models)."""
+    if spec.layout != "mpt":
+        return []
+    return ["MPT: transformers' MptForCausalLM has no SDPA or flash path; --attention sdpa and eager are estimated "
+            "as its eager attention (ALiBi added to fp32 scores, the [batch, heads, seq, seq] probabilities kept "
+            "for backward); --attention flash stands for MosaicML's own fused kernel (llm-foundry attn_impl flash "
+            "or triton)"]
+
+
+def encoder_warning(spec: ModelSpec) -> list[str]:
+    """What the estimates assume for an encoder (bert, roberta; empty for decoders)."""
+    if spec.layout != "bert":
+        return []
+    return [f"encoder ({spec.family}, {spec.encoder_head} head): bidirectional attention over the whole input and "
+            "no KV cache; serving is one forward per request (the prefill figures), the decode and generation "
+            "figures do not apply"]
+
+
 def family_warnings(spec: ModelSpec) -> list[str]:
     """Every family's statement of what its estimates approximate."""
-    return sinks_warning(spec) + llama4_warning(spec) + linear_attention_warning(spec) + bigcode_warning(spec)
+    return (sinks_warning(spec) + llama4_warning(spec) + linear_attention_warning(spec) + bigcode_warning(spec)
+            + mpt_warning(spec) + encoder_warning(spec))
 
 
 def _positive(name: str, value: object) -> None:

@@ -116,6 +116,12 @@ def _mla(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
     b.linear(f"{p}.kv_b_proj", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, "attention", "column",
              layer=i)
     b.linear(f"{p}.o_proj", h, heads * m.v_head_dim, "attention", "row", layer=i, bias=s.o_bias)
+    if m.index_n_heads:  # DeepSeek-V3.2 lightning indexer (transformers DeepseekV32Indexer): a LayerNorm with bias
+        x = f"{p}.indexer"
+        b.linear(f"{x}.wq_b", m.index_n_heads * m.index_head_dim, m.q_lora_rank, "attention", "replicated", layer=i)
+        b.linear(f"{x}.wk", m.index_head_dim, h, "attention", "replicated", layer=i)
+        b.norm(f"{x}.k_norm", m.index_head_dim, layer=i, bias=True, component="attention")
+        b.linear(f"{x}.weights_proj", m.index_n_heads, h, "attention", "replicated", layer=i)
 
 
 def _moe_block(b: _Builder, p: str, s: ModelSpec, i: int) -> None:
@@ -269,6 +275,29 @@ def _falcon(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
+def _mpt(s: ModelSpec) -> list[TensorInfo]:
+    """MPT (transformers MptForCausalLM): LayerNorms without bias, a fused ``Wqkv`` [3h, h] and ``out_proj``,
+    ``ffn.up_proj`` / ``ffn.down_proj``, no bias anywhere; ALiBi needs no position table; the head is tied to
+    ``wte`` unless ``tie_word_embeddings`` is false. llm-foundry's ``no_bias: false`` adds a bias to every Linear
+    and LayerNorm, its ``learned_pos_emb`` without ALiBi a ``wpe`` table (``spec.learned_positions``)."""
+    b, h, f, bias = _Builder(), s.hidden_size, s.ffn_size, s.qkv_bias
+    b.raw("transformer.wte.weight", (s.vocab_size, h), "embedding", "vocab")
+    if s.learned_positions:
+        b.raw("transformer.wpe.weight", (s.max_position, h), "embedding", "replicated")
+    for i in range(s.num_layers):
+        p = f"transformer.blocks.{i}"
+        b.norm(f"{p}.norm_1", h, layer=i, bias=bias)
+        b.linear(f"{p}.attn.Wqkv", s.q_dim + 2 * s.kv_dim, h, "attention", "column", layer=i, bias=bias)
+        b.linear(f"{p}.attn.out_proj", h, s.q_dim, "attention", "row", layer=i, bias=bias)
+        b.norm(f"{p}.norm_2", h, layer=i, bias=bias)
+        b.linear(f"{p}.ffn.up_proj", f, h, "mlp", "column", layer=i, bias=bias)
+        b.linear(f"{p}.ffn.down_proj", h, f, "mlp", "row", layer=i, bias=bias)
+    b.norm("transformer.norm_f", h, bias=bias)
+    if not s.tie_embeddings:
+        b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
 def _bert(s: ModelSpec) -> list[TensorInfo]:
     """BERT / RoBERTa (transformers BertModel / RobertaModel) with the spec's head: word, position and token-type
     embeddings with a LayerNorm; per layer q/k/v and the attention output dense with its LayerNorm, the
@@ -308,7 +337,7 @@ def _bert(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
-_BUILDERS = {"bert": _bert, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+_BUILDERS = {"bert": _bert, "mpt": _mpt, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
 
 
 @lru_cache(maxsize=64)

@@ -136,6 +136,17 @@ INFER = CommandOptions(
             group="vLLM options (--engine vllm)",
             bounds=(("gt", 0), ("le", 1)),
         ),
+        Option(
+            "memory_fraction",
+            "real",
+            "--memory-fraction",
+            help="--engine sglang: mem_fraction_static; --engine trtllm: free_gpu_memory_fraction (default: the "
+                 "engine's own rule, data/engines/)",
+            help_zh="--engine sglang：mem_fraction_static；--engine trtllm：free_gpu_memory_fraction（默认：引擎自身的规则，"
+                    "见 data/engines/）",
+            group="vLLM options (--engine vllm)",
+            bounds=(("gt", 0), ("le", 1)),
+        ),
         Option("block_size", "int", "--block-size", default=16, group="vLLM options (--engine vllm)"),
         Option("max_num_seqs", "count", "--max-num-seqs", default=256, group="vLLM options (--engine vllm)"),
         Option(
@@ -176,8 +187,10 @@ INFER = CommandOptions(
             "flag",
             "--vllm-legacy-allreduce",
             default=False,
-            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151)",
-            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151）",
+            help="vLLM v0.2.6 and older: the profiling run holds every all-reduce input at TP > 1 (vLLM PR #2151) and the "
+                 "pool is sized from the whole device's use, two NCCL communicators included (vLLM PR #2031)",
+            help_zh="vLLM v0.2.6 及更早版本：TP > 1 时性能剖析前向保留每个 all-reduce 输入（vLLM PR #2151），"
+                    "且按整卡占用（含两个 NCCL 通信器）确定 KV 池（vLLM PR #2031）",
             group="vLLM options (--engine vllm)",
         ),
         Option(

@@ -8,8 +8,9 @@ from gpuplan.options.field import Option
 
 MODELS = CommandOptions(
     "models",
-    help="the presets: id, Hugging Face id, family, parameter count",
-    description="List the model presets, optionally filtered by a case-insensitive QUERY.",
+    help="the presets: id, Hugging Face id, family, parameter count, release date, modality",
+    description="List the model presets, optionally filtered by a case-insensitive QUERY, a family (--family) "
+                "and to the most recent releases (--newest N, newest first).",
     options=(
         Option(
             "query",
@@ -20,6 +21,12 @@ MODELS = CommandOptions(
             nargs="?",
             api=False,
         ),
+        Option("family", "text", "--family", metavar="NAME",
+               help="only this family (the config's model_type: llama, qwen3_moe, deepseek_v3, ...)",
+               help_zh="只列出这个系列（config 的 model_type：llama、qwen3_moe、deepseek_v3 等）"),
+        Option("newest", "count", "--newest", metavar="N",
+               help="only the N most recent by release date, newest first",
+               help_zh="只列出按发布日期最新的 N 个，最新的在前"),
         JSON,
         LANG,
     ),

@@ -51,6 +51,10 @@ SERVE_OPTIONS = (
     Option("engine", "choice", "--engine", default="vllm", choices=("vllm", "sglang", "trtllm"), group=SERVE_GROUP,
            help="whose start-up arithmetic sizes each replica's KV pool (default vllm; as gpuplan infer)",
            help_zh="按哪个推理引擎的启动算法确定每个副本的 KV 池（默认 vllm；同 gpuplan infer）"),
+    Option("disaggregate", "flag", "--disaggregate", default=False, group=SERVE_GROUP,
+           help="prefill and decode on separate replica pools, the prompt's KV sent between them (DistServe, "
+                "Splitwise; needs --rps)",
+           help_zh="预填充与解码分离到两组副本，提示词的 KV 在两组之间传输（DistServe、Splitwise；需给出 --rps）"),
     Option("max_num_batched_tokens", "count", "--max-num-batched-tokens", default=8192, group=SERVE_GROUP,
            help="token budget of one step with chunked prefill (default 8192, vLLM V1)",
            help_zh="分块预填充时每步的 token 预算（默认 8192，vLLM V1）"),
@@ -67,8 +71,10 @@ PLAN = CommandOptions(
         JSON,
         EXPLAIN,
         Option(
-            "gpu", "append", "--gpu", help="catalog id; repeat or comma-separate to compare GPU types",
-            help_zh="GPU 目录 id；可重复给出或用逗号分隔，以比较不同 GPU 型号", required=True
+            "gpu", "append", "--gpu", help="catalog id; repeat or comma-separate to compare GPU types (required, "
+            "except with --serve: then every GPU type with a market price in the price table)",
+            help_zh="GPU 目录 id；可重复给出或用逗号分隔，以比较不同 GPU 型号（必填；--serve 时可省略："
+                    "比较价格表中有市场价的所有 GPU 型号）"
         ),
         Option("gpus", "count", "--gpus", help="GPU count to plan for",
                help_zh="规划所用的 GPU 数"),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from gpuplan.model.tensors import TensorInfo
 from gpuplan.parallel.layout import Layout
-from gpuplan.parallel.shard import StageShard
+from gpuplan.parallel.shard import LocalTensor, ShardGroup, StageShard
 from gpuplan.train.optimizer import optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, nf4_bytes
 from gpuplan.train.precision import Recipe
@@ -98,6 +98,77 @@ def quantized_weight_bytes(numel: int, block: int, double_quant: bool, kind: str
     return base_weight_bytes(kind, numel, shape, block, double_quant, group_size)
 
 
+@dataclass(frozen=True)
+class TensorGroup:
+    """Tensors of a stage that every per-rank formula treats alike (the same local part, table entry fields and
+    trainability): DeepSeek-V3's 256 experts of a layer are three groups, not 768 tensors. ``lt`` and ``t`` are the
+    first member's; sums over a stage's tensors are ``count`` times the member's term."""
+
+    count: int
+    lt: LocalTensor
+    t: TensorInfo
+    rg: bool  # the base weight trains
+    lo: bool  # a LoRA adapter sits on it
+    q: bool  # held quantized (QLoRA)
+    copies: int  # PEFT modules_to_save: 2 (frozen original + trained copy), else 1
+
+
+_GROUPS: dict[tuple[int, int], tuple[StageShard, Trainability, tuple[TensorGroup, ...]]] = {}
+
+
+_UNIFORM: dict[int, tuple[Trainability, bool]] = {}
+
+
+def _uniform(tr: Trainability) -> bool:
+    """Every tensor has the same trainability flags (full training, a frozen model): no group needs splitting."""
+    hit = _UNIFORM.get(id(tr))
+    if hit is not None and hit[0] is tr:
+        return hit[1]
+    same = all(len(set(flags)) <= 1 for flags in (tr.base_trainable, tr.lora, tr.quantized, tr.copied))
+    if len(_UNIFORM) >= 256:
+        _UNIFORM.clear()
+    _UNIFORM[id(tr)] = (tr, same)
+    return same
+
+
+def tensor_groups(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability) -> tuple[TensorGroup, ...]:
+    """The shard's tensor groups (``gpuplan.parallel.shard.ShardGroup``: a layer's routed experts folded), each
+    split further where its members' trainability differs."""
+    return tuple(g for part in shard.parts for g in part_groups(part, table, tr))
+
+
+_GROUPS: dict[tuple[int, int], tuple] = {}
+
+
+def part_groups(part: tuple[ShardGroup, ...], table: tuple[TensorInfo, ...], tr: Trainability
+                ) -> tuple[TensorGroup, ...]:
+    """``tensor_groups`` of one part of a shard (one layer, or the tensors outside the layers). Cached per (part,
+    trainability) object: a layer's part is shared by every stage and layout with the same tp and ep."""
+    hit = _GROUPS.get((id(part), id(tr)))
+    if hit is not None and hit[0] is part and hit[1] is tr:
+        return hit[2]
+    bt, lora, quant, copied = tr.base_trainable, tr.lora, tr.quantized, tr.copied
+    out = []
+    same = _uniform(tr)
+    for sg in part:
+        t = table[sg.lt.index]
+        i = sg.lt.index
+        if same or sg.count == 1:
+            out.append(TensorGroup(sg.count, sg.lt, t, bt[i], lora[i], quant[i], 2 if copied and copied[i] else 1))
+            continue
+        flags: dict[tuple, int] = {}
+        for i in sg.indices:
+            f = (bt[i], lora[i], quant[i], 2 if copied and copied[i] else 1)
+            flags[f] = flags.get(f, 0) + 1
+        for (rg, lo, q, copies), n in flags.items():
+            out.append(TensorGroup(n, sg.lt, t, rg, lo, q, copies))
+    res = tuple(out)
+    if len(_GROUPS) >= 16384:
+        _GROUPS.clear()
+    _GROUPS[(id(part), id(tr))] = (part, tr, res)
+    return res
+
+
 def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe, layout: Layout,
                 framework: str, optimizer: str, impl: str, offload: str, lora_rank: int, qlora_block_size: int = 64,
                 qlora_double_quant: bool = True, qlora_base: str = "nf4", qlora_group_size: int = 128,
@@ -106,7 +177,31 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
 
     QLoRA's quantized base tensors are held as NF4 (``quantized_weight_bytes``). Adafactor's factored states
     follow each tensor's local shape (``local_shape``), divided over the shard degree where the scheme shards
-    optimizer states (``gpuplan.train.optimizer.optimizer_memory`` ``state_shards``)."""
+    optimizer states (``gpuplan.train.optimizer.optimizer_memory`` ``state_shards``).
+
+    Memoized per shard and trainability object and the few layout degrees the result depends on: a layout search
+    asks again for the same stage under other micro-batches, recomputation and pipeline places."""
+    key = (id(shard), id(tr), recipe, layout.zero, layout.tp, layout.dp_ranks, layout.shard_degree,
+           layout.expert_shard_degree, layout.replicas, layout.offload, framework, optimizer, impl, offload,
+           lora_rank, qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets)
+    hit = _STATES.get(key)
+    if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
+        return hit[3]
+    out = _rank_states(shard, table, tr, recipe, layout, framework, optimizer, impl, offload, lora_rank,
+                       qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets)
+    if len(_STATES) >= 4096:
+        _STATES.clear()
+    _STATES[key] = (shard, tr, table, out)
+    return out
+
+
+_STATES: dict[tuple, tuple] = {}
+
+
+def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe,
+                 layout: Layout, framework: str, optimizer: str, impl: str, offload: str, lora_rank: int,
+                 qlora_block_size: int, qlora_double_quant: bool, qlora_base: str, qlora_group_size: int,
+                 ds_buckets: "ZeroBuckets | None") -> RankStates:
     fsdp = framework == "torch" and layout.zero >= 2
     zero, ds, mg = layout.zero, framework == "deepspeed", framework == "megatron"
     w = g = m = trainable = 0
@@ -115,47 +210,49 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     replicated = 0  # trainable elements not split by TP (plain tensors beside DTensors)
     lora_shapes: list[tuple[int, ...]] = []
     factored: list[tuple[tuple[int, ...], int]] = []  # (local shape, shards) of each trainable base tensor
+    factor = optimizer.removeprefix("paged-") == "adafactor"  # only Adafactor's states depend on the shapes
     lora_factored: list[tuple[tuple[int, ...], int]] = []
     sb, _, _ = _fsdp_dtypes(recipe)
-    for lt in shard.tensors:
-        t = table[lt.index]
+    for grp in tensor_groups(shard, table, tr):
+        lt, t, n = grp.lt, grp.t, grp.count
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
-        rg, lo, q = tr.base_trainable[lt.index], tr.lora[lt.index], tr.quantized[lt.index]
-        copies = 2 if tr.copied and tr.copied[lt.index] else 1  # PEFT modules_to_save: frozen original + copy
+        rg, lo, q, copies = grp.rg, grp.lo, grp.q, grp.copies
         frac = lt.numel / t.numel
         if fsdp:
             rows = -(-lt.dim0 // D)
             local = rows * (lt.numel // max(lt.dim0, 1))
             w += round_block(quantized_weight_bytes(local, qlora_block_size, qlora_double_quant, qlora_base,
-                                                    t.shape, qlora_group_size) if q else local * sb) * copies
+                                                    t.shape, qlora_group_size) if q else local * sb) * copies * n
             if rg:
-                g += local * sb
-                trainable += lt.numel
-                base_shapes.append((local,))
-                factored.append((local_shape(t, lt.numel, lt.dim0), D))
+                g += local * sb * n
+                trainable += lt.numel * n
+                base_shapes += [(local,)] * n
+                if factor:
+                    factored += [(local_shape(t, lt.numel, lt.dim0), D)] * n
         else:
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
             held = lt.numel // D if shard_w else lt.numel
             w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant, qlora_base, t.shape,
-                                         qlora_group_size) if q else held * recipe.param_bytes) * copies
+                                         qlora_group_size) if q else held * recipe.param_bytes) * copies * n
             if rg:
-                trainable += lt.numel
-                g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes
-                m += (lt.numel // D if zero >= 1 else lt.numel) * recipe.master_bytes
-                base_shapes.append((lt.numel // D if zero >= 1 else lt.numel,))
-                factored.append((local_shape(t, lt.numel, lt.dim0), D if zero >= 1 else 1))
+                trainable += lt.numel * n
+                g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes * n
+                m += (lt.numel // D if zero >= 1 else lt.numel) * recipe.master_bytes * n
+                base_shapes += [(lt.numel // D if zero >= 1 else lt.numel,)] * n
+                if factor:
+                    factored += [(local_shape(t, lt.numel, lt.dim0), D if zero >= 1 else 1)] * n
                 if layout.tp > 1 and lt.numel == t.numel:
-                    replicated += lt.numel // D if zero >= 1 else lt.numel
+                    replicated += (lt.numel // D if zero >= 1 else lt.numel) * n
         if lo:
             a = int(lora_params(t, lora_rank) * frac)
-            trainable += a
-            w += a * 4
-            g += a * 4
-            lora_shapes.append((a,))
+            trainable += a * n
+            w += a * 4 * n
+            g += a * 4 * n
+            lora_shapes += [(a,)] * n
             # A [r, in] and B [out, r] with this rank's share of in and out: Adafactor factors each adapter
             out_f, in_f = t.shape[0], t.shape[-1]
             lora_factored += [((lora_rank, max(1, round(in_f * frac))), 1),
-                              ((max(1, round(out_f * frac)), lora_rank), 1)]
+                              ((max(1, round(out_f * frac)), lora_rank), 1)] * n
     state_b = sb if fsdp else recipe.state_bytes
     opt = optimizer_memory(optimizer, impl, base_shapes, state_b, state_shards=factored)
     lopt = optimizer_memory(optimizer, impl, lora_shapes, 4, state_shards=lora_factored)

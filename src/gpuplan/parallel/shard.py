@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from bisect import bisect_left
 from functools import lru_cache
 
@@ -33,17 +34,44 @@ class LocalTensor:
     expert: bool  # a routed expert tensor (sharded over the expert-data-parallel group)
 
 
+@dataclass(frozen=True)
+class ShardGroup:
+    """Tensors a rank holds that differ only by their index in the table: one routed expert's tensor and the same
+    tensor of the rank's other experts of that layer (equal shape, module and split), or a single tensor. ``lt`` is
+    the first member's local part; ``indices`` are every member's table positions."""
+
+    lt: LocalTensor
+    indices: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.indices)
+
+
 @dataclass(frozen=True, eq=False)
 class StageShard:
     stage: int
     layers: tuple[int, ...]
     first: bool
     last: bool
-    tensors: tuple[LocalTensor, ...]
+    # the held tensors, each layer's routed experts folded: the embedding / final norm / head part, then one part
+    # per layer (shared by every stage and layout with the same tp and ep, ``_layer_groups``)
+    parts: tuple[tuple[ShardGroup, ...], ...]
 
-    @property
+    @cached_property
+    def groups(self) -> tuple[ShardGroup, ...]:
+        return tuple(g for part in self.parts for g in part)
+
+    @cached_property
+    def tensors(self) -> tuple[LocalTensor, ...]:
+        """Every held tensor, in table order."""
+        out = [g.lt if i == g.lt.index else replace(g.lt, index=i) for g in self.groups for i in g.indices]
+        out.sort(key=lambda lt: lt.index)
+        return tuple(out)
+
+    @cached_property
     def numel(self) -> int:
-        return sum(t.numel for t in self.tensors)
+        return sum(g.lt.numel * g.count for g in self.groups)
 
 
 def stage_layers(num_layers: int, pp: int) -> list[tuple[int, ...]]:
@@ -88,13 +116,19 @@ def stage_shards(spec: ModelSpec, layout: Layout, framework: str, vocab_split: b
     return _stage_shards(spec, layout.pp, layout.tp, layout.ep, layout.kv_replicated, split)
 
 
+def _by_expert(member: tuple) -> tuple[int, int]:
+    return member[0], member[1]
+
+
 @lru_cache(maxsize=32)
-def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple, tuple]], tuple]:
+def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple]], tuple]:
     """The tensor table once per model, so that a stage visits only its own layers and its own experts
-    (DeepSeek-V3 has 45,000 expert tensors): {layer: (non-expert (index, tensor)s, expert (index, tensor)s sorted by
-    expert, their expert ids)} and the (index, tensor)s outside every layer."""
+    (DeepSeek-V3 has 45,000 expert tensors): {layer: (non-expert (index, tensor)s, expert folds)} and the
+    (index, tensor)s outside every layer. An expert fold is one tensor of the first expert with the ids and table
+    indices of that tensor in every expert of the layer, sorted by expert id: (first (index, tensor), ids,
+    indices)."""
     plain: dict[int, list] = {}
-    experts: dict[int, list] = {}
+    experts: dict[int, dict[tuple, list]] = {}
     outside = []
     for i, t in enumerate(tensor_table(spec)):
         if t.layer is None:
@@ -102,11 +136,17 @@ def _tensors_by_layer(spec: ModelSpec) -> tuple[dict[int, tuple[tuple, tuple, tu
         elif t.expert is None:
             plain.setdefault(t.layer, []).append((i, t))
         else:
-            experts.setdefault(t.layer, []).append((i, t))
+            key = (t.module, t.shape, t.component, t.tp, t.linear)  # a weight and its bias differ in shape
+            experts.setdefault(t.layer, {}).setdefault(key, []).append((t.expert, i, t))
     out = {}
     for layer in set(plain) | set(experts):
-        ex = sorted(experts.get(layer, ()), key=lambda x: (x[1].expert, x[0]))
-        out[layer] = (tuple(plain.get(layer, ())), tuple(ex), tuple(t.expert for _, t in ex))
+        folds = []
+        for members in experts.get(layer, {}).values():
+            members.sort(key=_by_expert)
+            folds.append(((members[0][1], members[0][2]), tuple(e for e, _, _ in members),
+                          tuple(i for _, i, _ in members)))
+        folds.sort(key=lambda f: f[0][0])
+        out[layer] = (tuple(plain.get(layer, ())), tuple(folds))
     return out, tuple(outside)
 
 
@@ -117,28 +157,45 @@ def _stage_shards(spec: ModelSpec, pp: int, tp: int, ep: int, kv_replicated: boo
     stages and micro-batches. With EP the rank holds experts 0 .. E/ep − 1 of its layers (expert-parallel rank 0)."""
     by_layer, outside = _tensors_by_layer(spec)
     per_stage = stage_layers(spec.num_layers, pp)
-    local_experts = (spec.moe.num_experts // ep) if spec.moe else 0
     out = []
     for s, layers in enumerate(per_stage):
         first, last = s == 0, s == pp - 1
-        held: list[LocalTensor] = []
-        mine = list(outside)
-        for layer in layers:
-            plain, ex, ids = by_layer.get(layer, ((), (), ()))
-            mine += plain
-            mine += ex[:bisect_left(ids, local_experts)] if ep > 1 else ex
-        mine.sort(key=lambda x: x[0])  # tensor-table order
-        for i, t in mine:
-            if t.layer is None and t.component == "embedding":
+        held: list[ShardGroup] = []  # the tensors outside every layer this stage holds
+        for i, t in outside:
+            if t.component == "embedding":
                 tied_head = spec.tie_embeddings and t.tp == "vocab"
                 if not (first or (last and tied_head)):
                     continue
-            elif t.layer is None and not last:  # final norm, output head
-                continue
-            if t.expert is not None and ep > 1:
-                held.append(LocalTensor(i, t.numel, t.shape[0], True))
+            elif not last:  # final norm, output head
                 continue
             n, d0 = _tp_local(t, spec, tp, vocab_split, kv_replicated)
-            held.append(LocalTensor(i, n, d0, t.expert is not None))
-        out.append(StageShard(s, layers, first, last, tuple(held)))
+            held.append(ShardGroup(LocalTensor(i, n, d0, False), (i,)))
+        parts = (tuple(held),) + tuple(_layer_groups(spec, layer, tp, ep, kv_replicated, vocab_split)
+                                       for layer in layers)
+        out.append(StageShard(s, layers, first, last, parts))
     return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def _layer_groups(spec: ModelSpec, layer: int, tp: int, ep: int, kv_replicated: bool, vocab_split: bool
+                  ) -> tuple[ShardGroup, ...]:
+    """The tensors of one layer a rank holds (cached apart from the pipeline split: layouts with other pp reuse
+    it)."""
+    by_layer, _ = _tensors_by_layer(spec)
+    local_experts = (spec.moe.num_experts // ep) if spec.moe else 0
+    plain, folds = by_layer.get(layer, ((), ()))
+    held = []
+    for i, t in plain:
+        n, d0 = _tp_local(t, spec, tp, vocab_split, kv_replicated)
+        held.append(ShardGroup(LocalTensor(i, n, d0, False), (i,)))
+    for (i, t), ids, indices in folds:
+        mine = indices[:bisect_left(ids, local_experts)] if ep > 1 else indices
+        if not mine:
+            continue
+        if ep > 1:
+            lt = LocalTensor(mine[0], t.numel, t.shape[0], True)
+        else:
+            n, d0 = _tp_local(t, spec, tp, vocab_split, kv_replicated)
+            lt = LocalTensor(mine[0], n, d0, True)
+        held.append(ShardGroup(lt, mine))
+    return tuple(held)

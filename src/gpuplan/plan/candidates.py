@@ -1,5 +1,6 @@
 """What the layout search works with: the question (``Target``), the search's inputs (``SearchContext``), one timed
-layout (``Candidate``), a layout waiting for its step time (``Deferred``) and the ranking key."""
+layout (``Candidate``), a layout waiting for its step time (``Deferred``), layouts that differ only in their ZeRO
+stage waiting for theirs (``Untimed``) and the ranking key."""
 
 from __future__ import annotations
 
@@ -106,6 +107,31 @@ class Deferred:
     @property
     def gpus(self) -> int:
         return self.base.gpus
+
+    @property
+    def gpu_hours(self) -> float | None:
+        return None if self.days is None else self.gpus * self.days * 24
+
+
+@dataclass
+class Untimed:
+    """Layouts of one shape, expert, micro-batch, interleaving and recomputation choice that differ only in their
+    ZeRO stage, not timed yet: they sit in the rank order at a lower bound of all their step times and are timed
+    only when the search reaches it (most never are). The ZeRO stage changes only the data-parallel traffic and the
+    optimizer update (gpuplan.compute.steptime ``step_time_floor``: the step without them), so no layout is passed
+    over: each is timed before any layout slower than the bound is looked at."""
+
+    layouts: list[Layout]
+    seconds_per_step: float
+    days: float | None
+
+    @property
+    def layout(self) -> Layout:
+        return self.layouts[0]
+
+    @property
+    def gpus(self) -> int:
+        return self.layouts[0].gpus
 
     @property
     def gpu_hours(self) -> float | None:

@@ -19,13 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gpuplan.compute.schedules import schedule_allows
-from gpuplan.compute.steptime import Layout, model_flops_utilization, step_time
+from gpuplan.compute.steptime import Layout, model_flops_utilization, step_time, step_time_floor
 from gpuplan.errors import InputError
-from gpuplan.plan.candidates import RANKS, Candidate, Deferred, SearchContext, describe_short, rank_key
+from gpuplan.plan.candidates import (RANKS, Candidate, Deferred, SearchContext, Untimed, describe_short,
+                                     rank_key)
 from gpuplan.plan.memory import MemoryChecker
 from gpuplan.plan.space import (_allowed, cp_options, dp_shard_options, layouts_for_shape, memory_dominates,
                                 most_frugal, placement, shapes_for, tp_options)
 from gpuplan.units import SECONDS_PER_DAY
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A layout not timed yet, as the ``keep`` filters of ``Pool.take`` see candidates (they read only
+    ``layout``)."""
+
+    layout: Layout
 
 
 class Pool:
@@ -46,6 +55,7 @@ class Pool:
         self.widest: dict[tuple, tuple[int, int]] = {}  # (tp, pp, cp) -> the largest (dp, ep) the search may use
         self.shape_probed: set[tuple] = set()
         self.next_dp: dict[Layout, Callable[[], Candidate | None]] = {}
+        self.shards: dict[tuple, list[int]] = {}  # (tp, cp, dp, ep, zero) -> the dp_shard values searched
         self.evaluated = 0
         self.pruned = 0
         self._n = 0
@@ -66,6 +76,32 @@ class Pool:
         self._n += 1
         heapq.heappush(self.heap, (rank_key(c, self.ctx.rank), self._n, c))
         self.note_extent(c.layout.tp, c.layout.pp, c.layout.cp, c.layout.dp, c.layout.ep)
+
+    def push_untimed(self, layouts: list[Layout]) -> None:
+        """Queue layouts that differ only in their ZeRO stage at the lower bound of their step times
+        (``Untimed``); ``take`` times them when it reaches the bound."""
+        ctx = self.ctx
+        floor = step_time_floor(ctx.spec, layouts[0], ctx.work, ctx.dev, ctx.net, ctx.tune)
+        days = None
+        if ctx.target.tokens:
+            days = math.ceil(ctx.target.tokens / (ctx.work.global_batch * ctx.work.seq)) * floor / SECONDS_PER_DAY
+        u = Untimed(layouts, floor, days)
+        self._n += 1
+        heapq.heappush(self.heap, (rank_key(u, ctx.rank), self._n, u))
+        for lay in layouts:
+            self.note_extent(lay.tp, lay.pp, lay.cp, lay.dp, lay.ep)
+
+    def time_untimed(self, u: Untimed) -> None:
+        """Time each layout of ``u`` and queue it, with its hybrid-sharding variants where they may help."""
+        for lay in u.layouts:
+            c = self.candidate(lay)
+            self.push(c)
+            if lay.zero and c.step.parts.get("dp_comm", 0.0) > 0:  # HSDP changes only exposed DP traffic
+                key = (lay.tp, lay.cp, lay.dp, lay.ep, lay.zero)
+                if key not in self.shards:
+                    self.shards[key] = [v.dp_shard for v in hsdp_variants(self.ctx, lay)]
+                if self.shards[key]:
+                    self.defer(c, self.shards[key])
 
     def defer(self, base: Candidate, shards: list[int]) -> None:
         """Queue ``base``'s hybrid-sharding variants with these ``dp_shard`` values, each at a lower bound of its
@@ -151,6 +187,12 @@ class Pool:
         while self.heap and len(found) < want:
             item = heapq.heappop(self.heap)
             c = item[2]
+            if isinstance(c, Untimed):  # reached the bound of its layouts: time them, they rank from here on
+                if any(keep(_Layout(lay)) for lay in c.layouts):
+                    self.time_untimed(c)
+                else:  # none of them is asked for here (``keep`` reads only the layout): later takes time them
+                    skipped.append(item)
+                continue
             if not keep(c):
                 skipped.append(item)
                 continue
@@ -202,17 +244,12 @@ def hsdp_variants(ctx: SearchContext, lay: Layout) -> list[Layout]:
 def _fixed_gpus(ctx: SearchContext, pool: Pool) -> None:
     n = ctx.target.gpus
     assert n is not None
-    shards: dict[tuple, list[int]] = {}  # (tp, cp, dp, ep, zero) -> the dp_shard values searched
     for tp, cp, pp, dp in shapes_for(ctx.spec, n, ctx.work.seq, ctx.net.gpus_per_node, ctx.pins):
+        variants: dict[tuple, list[Layout]] = {}  # (ep, micro-batch, vpp, recompute) -> its ZeRO stages
         for lay in layouts_for_shape(ctx.spec, tp, cp, pp, dp, ctx.work.global_batch, ctx.pins):
-            c = pool.candidate(lay)
-            pool.push(c)
-            if lay.zero and c.step.parts.get("dp_comm", 0.0) > 0:  # HSDP changes only exposed DP traffic
-                key = (tp, cp, dp, lay.ep, lay.zero)
-                if key not in shards:
-                    shards[key] = ([v.dp_shard for v in hsdp_variants(ctx, lay)])
-                if shards[key]:
-                    pool.defer(c, shards[key])
+            variants.setdefault((lay.ep, lay.micro_batch, lay.vpp, lay.recompute), []).append(lay)
+        for layouts in variants.values():
+            pool.push_untimed(layouts)
 
 
 def _dp_values(global_batch: int, mb: int, base: int, multiple: int, max_gpus: int) -> list[int]:

@@ -2,7 +2,9 @@
 kept when the latency targets hold, ranked by cost per million output tokens.
 
 For each GPU type and each replica layout (TP within a node: 1, 2, 4, 8 dividing the heads; PP 1, 2, 4, 8; for
-mixture-of-experts models also EP = TP, experts spread over the TP group), vLLM's start-up arithmetic
+mixture-of-experts models also EP = TP, experts spread over the TP group, and, without PP, EP = TP x D over D = 2-32
+data-parallel attention ranks, DeepSeek-V3's deployment, whose MoE layers pay a dispatch and a combine all-to-all:
+``gpuplan.infer.speed.ep_all_to_all_s``; such a layout grows in whole EP groups), vLLM's start-up arithmetic
 (``gpuplan.infer.engine``, ``--engine vllm``) gives the KV pool and how many sequences of prompt + output tokens it
 holds. Then the replica count grows from 1: the load splits evenly over the replicas, each replica's concurrency
 follows from the traffic (``gpuplan.serve.batching``), and the first replica count whose TTFT, TPOT and E2E meet the
@@ -24,6 +26,7 @@ from gpuplan.infer.parallel import ServingLayout, validate_layout
 from gpuplan.infer.quant import WeightFormat
 from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.spec import ModelSpec
+from gpuplan.serve.disagg import PrefillLoad, decode_for_rate, kv_transfer_s, prefill_load
 from gpuplan.serve.batching import (
     CHUNK_BUDGET_TOKENS,
     PERCENTILE_Z,
@@ -35,6 +38,7 @@ from gpuplan.serve.batching import (
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4, 8)
+ATTENTION_DP_CHOICES = (2, 4, 8, 16, 32)  # data-parallel attention ranks one expert-parallel group spans
 DEFAULT_MAX_GPUS = 256
 
 
@@ -81,22 +85,39 @@ class ServeQuestion:
     top: int = 5
     tp_choices: tuple[int, ...] = TP_CHOICES  # --tp / --pp restrict the search
     pp_choices: tuple[int, ...] = PP_CHOICES
+    disaggregate: bool = False  # prefill and decode on separate replica pools (gpuplan.serve.disagg)
+
+
+@dataclass(frozen=True)
+class PrefillPool:
+    """The prefill replicas of a disaggregated deployment: their layout (``dp`` = replica count) and one replica's
+    load."""
+
+    layout: ServingLayout
+    load: PrefillLoad
+
+    def as_dict(self) -> dict[str, Any]:
+        lay, ld = self.layout, self.load
+        return {"gpus": lay.gpus, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep, "replicas": lay.dp,
+                "rps_per_replica": ld.rps, "util": ld.util, "ttft_s": ld.ttft_s, "service_s": ld.service_s,
+                "wait_s": ld.wait_s, "kv_transfer_s": ld.transfer_s, "bound": ld.bound}
 
 
 @dataclass(frozen=True)
 class ServePlan:
     gpu: str
-    layout: ServingLayout
+    layout: ServingLayout  # with prefill: the decode pool's
     load: ReplicaLoad
     kv_capacity_seqs: int
     weights_bytes_per_gpu: int
     memory_total_bytes: int
     usd_per_gpu_hour: float | None
     fewer_replicas: str  # why one replica fewer misses (empty for one replica)
+    prefill: PrefillPool | None = None  # disaggregated: the prefill pool (layout and load are the decode pool's)
 
     @property
     def gpus(self) -> int:
-        return self.layout.gpus
+        return self.layout.gpus + (self.prefill.layout.gpus if self.prefill else 0)
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -131,7 +152,8 @@ class ServePlan:
                 "usd_per_gpu_hour": self.usd_per_gpu_hour, "cost_usd_per_million_output_tokens": cost,
                 "cost_usd_per_million_tokens": (None if cost is None else
                                                 cost * traffic.output_tokens / total_tokens),
-                "fewer_replicas": self.fewer_replicas}
+                "fewer_replicas": self.fewer_replicas, "disaggregated": self.prefill is not None,
+                "prefill_pool": self.prefill.as_dict() if self.prefill else None}
 
 
 @dataclass
@@ -157,6 +179,18 @@ def _layouts(spec: ModelSpec, gpu_count_cap: int, node: int, tps=TP_CHOICES, pps
                     from gpuplan.infer import kv
 
                     kv.kv_elements_per_token_layer(spec, tp)
+                except InputError:
+                    continue
+                out.append(lay)
+    if spec.moe is not None and 1 in pps:  # EP over data-parallel attention ranks (ep > tp)
+        for tp in tps:
+            for d in ATTENTION_DP_CHOICES:
+                ep = tp * d
+                if tp > node or ep > gpu_count_cap or spec.moe.num_experts % ep:
+                    continue
+                lay = ServingLayout(tp=tp, pp=1, ep=ep, dp=d)
+                try:
+                    validate_layout(spec, lay)
                 except InputError:
                     continue
                 out.append(lay)
@@ -204,6 +238,8 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
     million output tokens (then GPUs)."""
     q.traffic.validate()
     q.targets.validate()
+    if q.disaggregate:
+        return plan_disaggregated(spec, q)
     t, plans, rejected, evaluated = q.traffic, [], [], 0
     for gpu in q.gpus:
         for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
@@ -218,17 +254,19 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                 rejected.append({**where, "reason": "KV capacity: the pool holds no sequence of prompt + output"})
                 continue
 
-            def evaluate(dp: int, inp=inp, lay=lay, cap_seqs=cap_seqs):
-                return _evaluate(spec, q, inp, lay, cap_seqs, dp)
+            base = lay.dp  # data-parallel ranks of one EP group (1 without one): replicas come in multiples
+
+            def evaluate(n: int, inp=inp, lay=lay, cap_seqs=cap_seqs, base=base):
+                return _evaluate(spec, q, inp, lay, cap_seqs, n * base)
 
             # more replicas never raise a replica's load: binary search for the fewest that meet the targets
             hi = q.max_gpus // lay.gpus
             if t.concurrency is not None:
-                hi = min(hi, t.concurrency)
+                hi = min(hi, max(1, -(-t.concurrency // base)))
             evaluated += 1
             load, miss = evaluate(hi)
             if miss:
-                n = f"{hi} replica{'s' if hi > 1 else ''}"
+                n = f"{hi * base} replica{'s' if hi * base > 1 else ''}"
                 rejected.append({**where, "reason": f"even {n} (the most the load and --gpus allow): "
                                                     f"{'; '.join(miss)}"})
                 continue
@@ -238,16 +276,110 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                 evaluated += 1
                 m_load, m_miss = evaluate(mid)
                 if m_miss:
-                    lo, previous = mid, f"{mid} replica{'s' if mid > 1 else ''}: {'; '.join(m_miss)}"
+                    lo, previous = mid, f"{mid * base} replica{'s' if mid * base > 1 else ''}: {'; '.join(m_miss)}"
                 else:
                     hi, best = mid, (mid, m_load)
             if lo and not previous:
-                previous = f"{lo} replica{'s' if lo > 1 else ''}: {'; '.join(evaluate(lo)[1])}"
-            dp, load = best
-            if previous and not previous.startswith(f"{dp - 1} "):
-                previous = f"{dp - 1} replica{'s' if dp > 2 else ''}: {'; '.join(evaluate(dp - 1)[1])}"
+                previous = f"{lo * base} replica{'s' if lo * base > 1 else ''}: {'; '.join(evaluate(lo)[1])}"
+            groups, load = best
+            dp = groups * base
+            if previous and not previous.startswith(f"{dp - base} "):
+                previous = f"{dp - base} replica{'s' if dp - base > 1 else ''}: {'; '.join(evaluate(groups - 1)[1])}"
             plans.append(ServePlan(gpu.id, replace(lay, dp=dp), load, int(cap_seqs), rep.memory.weights_bytes,
                                    rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), previous))
+    _rank(plans)
+    return ServeResult(plans=plans, rejected=rejected, evaluated=evaluated)
+
+
+def _rank(plans: list[ServePlan]) -> None:
     plans.sort(key=lambda p: (p.cost_usd_per_million_output_tokens is None,
                               p.cost_usd_per_million_output_tokens or 0.0, p.gpus, p.layout.pp, p.load.tpot_s))
+
+
+def _fewest(hi: int, misses) -> tuple[int, Any] | str:
+    """The fewest replicas in 1..hi whose load meets the targets (``misses(n)`` -> (load, reasons)); more replicas
+    never raise one replica's load. The reasons at ``hi`` when even that misses."""
+    load, miss = misses(hi)
+    if miss:
+        return f"even {hi} replica{'s' if hi > 1 else ''} (the most --gpus allows): {'; '.join(miss)}"
+    lo, best = 0, (hi, load)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        m_load, m_miss = misses(mid)
+        if m_miss:
+            lo = mid
+        else:
+            hi, best = mid, (mid, m_load)
+    return best
+
+
+def plan_disaggregated(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
+    """Prefill and decode pools sized apart (:mod:`gpuplan.serve.disagg`): for each GPU type and replica layout,
+    the fewest prefill replicas meeting TTFT and the fewest decode replicas meeting TPOT; every pairing of a
+    prefill option with a decode option within ``max_gpus`` that meets E2E is a plan."""
+    t, tg, plans, rejected, evaluated = q.traffic, q.targets, [], [], 0
+    if t.rps is None:
+        raise InputError("--concurrency", t.concurrency, "a disaggregated plan sizes its pools by the request rate: "
+                         "give --rps")
+    share = t.prompt_tokens / (t.prompt_tokens + t.output_tokens)
+    for gpu in q.gpus:
+        prefills, decodes = [], []
+        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
+            if lay.dp > 1:  # expert parallelism over data-parallel attention ranks: not paired with a prefill pool
+                continue
+            where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
+            got = _replica(spec, q, gpu, lay)
+            if isinstance(got, str):
+                rejected.append({**where, "reason": got})
+                continue
+            rep, inp = got
+            if not inp.inter_node_bytes_per_s:
+                rejected.append({**where, "reason": f"{gpu.id} has no inter-node bandwidth in the catalog to send "
+                                                    "the prompt's KV between pools"})
+                continue
+            hi = q.max_gpus // lay.gpus
+            transfer = kv_transfer_s(inp.kv_read_bytes_per_seq * share, inp.inter_node_bytes_per_s,
+                                     inp.network_latency_s)
+
+            def pre(n: int, inp=inp, transfer=transfer):
+                ld = prefill_load(spec, inp, q.speed, t, rps=t.rps / n, budget=q.budget_tokens,
+                                  percentile=tg.percentile, transfer_s=transfer)
+                if isinstance(ld, str):
+                    return ld, [ld]
+                miss = [] if tg.ttft_s is None or ld.ttft_s <= tg.ttft_s else [f"TTFT {ld.ttft_s:.3g} s > {tg.ttft_s:g} s"]
+                return ld, miss
+
+            cap_seqs = rep.memory.kv_cache_bytes // max(1, rep.engine["request_kv_bytes"])
+
+            def dec(n: int, inp=inp, lay=lay, cap_seqs=cap_seqs):
+                ld = decode_for_rate(spec, inp, q.speed, t, rps=t.rps / n, cap=cap_seqs, pp=lay.pp,
+                                     hop_s=inp.allreduce_latency_s)
+                if isinstance(ld, str):
+                    return ld, [ld]
+                miss = [] if tg.tpot_s is None or ld.tpot_s <= tg.tpot_s else [f"TPOT {ld.tpot_s:.3g} s > {tg.tpot_s:g} s"]
+                return ld, miss
+
+            evaluated += 2
+            p_best = _fewest(hi, pre)
+            if isinstance(p_best, str):
+                rejected.append({**where, "reason": "as a prefill pool, " + p_best})
+            else:
+                prefills.append((lay, p_best))
+            d_best = _fewest(hi, dec) if cap_seqs >= 1 else "KV capacity: the pool holds no sequence"
+            if isinstance(d_best, str):
+                rejected.append({**where, "reason": "as a decode pool, " + d_best})
+            else:
+                decodes.append((lay, d_best, rep, cap_seqs))
+        for p_lay, (p_n, p_load) in prefills:
+            for d_lay, (d_n, d_load), rep, cap_seqs in decodes:
+                if p_lay.gpus * p_n + d_lay.gpus * d_n > q.max_gpus:
+                    continue
+                load = replace(d_load, ttft_s=p_load.ttft_s, e2e_s=p_load.ttft_s + (t.output_tokens - 1) * d_load.tpot_s,
+                               prefill_busy=p_load.util)
+                if tg.e2e_s is not None and load.e2e_s > tg.e2e_s:
+                    continue
+                plans.append(ServePlan(gpu.id, replace(d_lay, dp=d_n), load, int(cap_seqs), rep.memory.weights_bytes,
+                                       rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), "",
+                                       prefill=PrefillPool(replace(p_lay, dp=p_n), p_load)))
+    _rank(plans)
     return ServeResult(plans=plans, rejected=rejected, evaluated=evaluated)

@@ -67,6 +67,12 @@ class ActContext:
     # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
     # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
     fused_gelu: bool = False
+    # whose modelling code the layers run: hf (transformers, gpuplan.train.layers), litgpt (its own GPT module,
+    # gpuplan.train.litgpt_acts) or torchtitan (its Llama module: K/V repeated before SDPA, sdpa_repeats_kv);
+    # TrainConfig.model_impl
+    model_impl: str = "hf"
+    # torchtitan's repeat_kv copies K and V (more than one K/V head per tensor-parallel rank; sdpa_repeats_kv)
+    repeat_kv: bool = False
 
 
 @dataclass
@@ -195,8 +201,20 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
     sv.save("attn.k_rep", Act(tok=e * (qd if rep > 1 or spec.mla else kvd)))
     sv.save("attn.v_rep", Act(tok=e * (vd if spec.mla else (qd if rep > 1 else kvd))))
     # the fp32 softmax output; in half precision also its copy cast back to the query dtype (kept by the second
-    # matmul); a dropout mask when dropout is on. A sliding window only masks the full s x s scores.
-    sq = 4.0 * heads + (e * heads if e < 4 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
+    # matmul); with dropout on, the dropout's boolean mask and its output (which the second matmul keeps instead
+    # of the cast copy, a new tensor in fp32 too: traced, BERT in fp32). A sliding window only masks the full
+    # s x s scores.
+    # BERT / RoBERTa's eager attention takes the softmax in the compute dtype (transformers models/bert
+    # ``eager_attention_forward``: ``softmax(attn_weights, dim=-1)``, no fp32 upcast; traced)
+    # (under autocast softmax runs in fp32 all the same: it is on autocast's fp32 list)
+    soft = float(e) if spec.layout == "bert" and not c.amp else 4.0
+    sq = soft * heads + (e * heads if (e < soft) or c.dropout > 0 else 0.0) + (1.0 * heads if c.dropout > 0 else 0.0)
+    if spec.attention_sinks:
+        # gpt-oss (transformers models/gpt_oss ``eager_attention_forward``): the softmax over the scores joined with
+        # the sink column runs in the model dtype and keeps its output, which the second matmul also reads (its
+        # sliced [..., :-1] view reshapes without a copy); the max's indices (int64, one per query row) are kept
+        sq = e * heads + (1.0 * heads if c.dropout > 0 else 0.0)
+        sv.save("attn.max_idx", Act(tok=8.0 * heads))
     sv.save("attn.probs", Act(sq=sq))
     if spec.attn_softcap:
         # Gemma 2 soft-capping ``tanh(scores / cap) * cap`` on the scores (in the compute dtype): tanh keeps its
@@ -232,9 +250,15 @@ def sdpa_repeats_kv(spec: ModelSpec, c: ActContext, window: int | None) -> bool:
     copies; with one KV head (Gemma 3, ``num_key_value_heads`` 1) the merged dimension has size 1 and the reshape
     is a stride-0 view of k, so nothing new is kept (both traced: Mistral-7B and Gemma-3-1B shapes at seq 4096,
     window 1024 / 512). Without GQA (kv = heads) ``repeat_kv`` returns its input. Selective recompute does not
-    keep the attention core."""
-    return (explicit_mask(c, window) and not c.selective and c.attention in ("sdpa", "flash")
-            and 1 < spec.num_kv_heads < spec.num_heads)
+    keep the attention core.
+
+    torchtitan's own Llama module (``--model-impl torchtitan``: ``models/llama/model.py`` ``Attention.forward``,
+    commit 004b3148; ``models/llama3/model/model.py`` in 0.1.0) always calls its ``repeat_kv`` (the same
+    ``unsqueeze``/``expand``/``reshape``) before ``F.scaled_dot_product_attention``: copies under grouped-query
+    attention, a view with one K/V head (traced, ``benchmarks/trace_torchtitan.py``) -- per tensor-parallel rank,
+    whose ``wk``/``wv`` shards hold kv_heads/tp heads (``ActContext.repeat_kv``)."""
+    return ((explicit_mask(c, window) or c.repeat_kv) and not c.selective
+            and c.attention in ("sdpa", "flash") and 1 < spec.num_kv_heads < spec.num_heads)
 
 
 def explicit_mask(c: ActContext, window: int | None) -> bool:
@@ -355,6 +379,12 @@ def moe_block(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: i
         sv.save("moe.act", Act(tok=ex * f * k))
         if exp_w or exp_l:
             sv.save("moe.prod", Act(tok=ex * f * k))
+        if spec.family == "gpt_oss":
+            # gpt-oss's clamped GLU (transformers models/gpt_oss ``GptOssExperts._apply_gate``:
+            # ``gate.clamp(max=limit)``, ``glu = gate * sigmoid(gate * alpha)``, ``(up.clamp(-limit, limit) + 1) *
+            # glu``) keeps the clamped gate, the sigmoid, up + 1 and glu: three f-wide tensors per routed row beyond
+            # a SwiGLU's activation (traced on transformers 5.23: 7 f per row with the gate_up output and down's input)
+            sv.save("moe.clamped_glu", Act(tok=3 * ex * f * k))
     if r_rg:
         sv.save("moe.down_out", Act(tok=ex * h * k))
     if x_rg:

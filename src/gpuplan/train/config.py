@@ -26,6 +26,9 @@ CUDA_MODULE_LOADING = ("lazy", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
 QLORA_BASES = ("nf4", "gptq")
 DS_OVERLAP_COMM = ("auto", "on", "off")
+# whose modelling code runs the layers: transformers' (hf) or a stack's own module (litgpt: gpuplan.train.litgpt_acts;
+# torchtitan: gpuplan.train.activations.sdpa_repeats_kv)
+MODEL_IMPLS = ("hf", "litgpt", "torchtitan")
 
 # Hugging Face PEFT's LoRA target for "all linear layers" (peft.utils.constants INCLUDE_LINEAR_LAYERS_SHORTHAND):
 # every Linear except the output head.
@@ -58,6 +61,7 @@ class TrainConfig:
     recompute: str | None = None
     selective_policy: str | None = None  # what --recompute selective recomputes: attention core | op-level policy
     attention: str = "sdpa"
+    model_impl: str | None = None  # whose modelling code runs the layers (MODEL_IMPLS); the stack's by default
     activation_model: str = "framework"
     method: str = "full"
     trainable: tuple[str, ...] = ()  # globs over Hugging Face parameter names (method "freeze")
@@ -144,7 +148,7 @@ class TrainConfig:
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
-                "ds_prefetch_bucket", "ds_max_live_params")
+                "ds_prefetch_bucket", "ds_max_live_params", "model_impl")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:
@@ -205,6 +209,16 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
     _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
     _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
+    _choice("--model-impl", cfg.model_impl, MODEL_IMPLS)
+    if cfg.model_impl in ("litgpt", "torchtitan") and cfg.attention == "eager":
+        raise InputError("--attention", "eager", f"{cfg.model_impl}'s own module always calls "
+                         "F.scaled_dot_product_attention (litgpt model.py CausalSelfAttention."
+                         "scaled_dot_product_attention; torchtitan models/llama/model.py Attention.forward)",
+                         hint="use --attention sdpa or flash, or --model-impl hf")
+    if cfg.model_impl == "litgpt" and cfg.act_mode in ("selective", "op"):
+        raise InputError("--recompute", "selective", "litgpt's own module has no selective recompute (litgpt 0.5.3 "
+                         "checkpoints whole Blocks through FSDPStrategy(activation_checkpointing_policy=...))",
+                         hint="use --recompute none or full, or --model-impl hf")
     _choice("--qlora-base", cfg.qlora_base, QLORA_BASES)
     _choice("--ds-overlap-comm", cfg.ds_overlap_comm, DS_OVERLAP_COMM)
     if cfg.recompute_offload and cfg.recompute != "full":

@@ -4,11 +4,13 @@ single-GPU engine and the per-rank (parallel) estimate both use."""
 from __future__ import annotations
 
 from gpuplan.model.spec import ModelSpec
+from gpuplan.errors import InputError
 from gpuplan.train.activations import ActContext
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.litgpt_acts import supports_own_module
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import keeps_dequantized_weight
-from gpuplan.train.states import LORA_BYTES
+from gpuplan.train.states import lora_param_bytes
 from gpuplan.versions import FALCON_SDPA_MATH, transformers_release
 
 # The first module whose weight gradient a layer's backward creates (the MLP's output projection), and the modules
@@ -21,16 +23,42 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
     """Element sizes and switches of the activation model. Dropout: ``--dropout`` or, when larger, the model
     config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
     dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
+    impl = model_impl(spec, cfg)
     return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
-                      fp8=recipe.fp8_activations, attention="sdpa" if cfg.attention == "flash" else cfg.attention,
-                      dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=LORA_BYTES,
+                      fp8=recipe.fp8_activations, attention=attention_path(cfg, spec),
+                      dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=lora_param_bytes(cfg, recipe),
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",
                       batched=cfg.batch > 1,
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
-                      fused_gelu=cfg.framework == "megatron",
+                      fused_gelu=cfg.framework == "megatron", model_impl=impl,
+                      repeat_kv=impl == "torchtitan" and spec is not None and spec.num_kv_heads // cfg.tp > 1,
                       **release_switches(spec, cfg))
+
+
+def model_impl(spec: ModelSpec | None, cfg: TrainConfig) -> str:
+    """Whose modelling code runs the layers: ``cfg.model_impl`` where that code covers the model. A stack's default
+    that does not (litgpt's or torchtitan's Llama module for another layout) leaves transformers' code (a warning says so,
+    ``gpuplan.train.explain``); ``--model-impl`` given for such a model is an InputError."""
+    impl = cfg.model_impl or "hf"
+    if impl == "hf" or spec is None:
+        return impl
+    why = supports_own_module(spec, impl)
+    if why is None:
+        return impl
+    if "model_impl" not in cfg.resolved_fields:
+        raise InputError("--model-impl", impl, why, hint="use --model-impl hf")
+    return "hf"
+
+
+def attention_path(cfg: TrainConfig, spec: ModelSpec | None) -> str:
+    """The attention code a step runs: ``flash`` is estimated as SDPA's flash kernel; MPT has no SDPA path in
+    transformers (``MptAttention`` computes its ALiBi scores in eager matmuls), so ``sdpa`` runs eager there, while
+    ``flash`` stands for MosaicML's own fused kernels (llm-foundry ``attn_impl: flash`` or ``triton``)."""
+    if spec is not None and spec.layout == "mpt" and cfg.attention == "sdpa":
+        return "eager"
+    return "sdpa" if cfg.attention == "flash" else cfg.attention
 
 
 def _chunked(spec: ModelSpec) -> bool:

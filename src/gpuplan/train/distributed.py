@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
-from gpuplan.parallel.dataparallel import RankStates
+from gpuplan.parallel.dataparallel import RankStates, part_groups
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard, stage_shards
 from gpuplan.report import MemoryReport, fits
@@ -77,8 +77,7 @@ def estimate_rank(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Rec
     key = None
     if memo is not None:
         key = (shard.first, shard.last, tuple(id(acts.layers[i]) for i in shard.layers),
-               tuple((lt.numel, lt.dim0, lt.expert, tr.base_trainable[lt.index], tr.lora[lt.index])
-                     for lt in shard.tensors))
+               _tensors_key(shard, tr, tensor_table(spec)))
         parts = memo.get(key)
         if parts is not None:
             return _stage_result(parts, cfg, layout, shard)
@@ -86,6 +85,31 @@ def estimate_rank(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Rec
     if memo is not None:
         memo[key] = parts
     return _stage_result(parts, cfg, layout, shard)
+
+
+def _tensors_key(shard: StageShard, tr, table) -> tuple[int, ...]:
+    """The stage's tensors as its stage-invariant part depends on them: per part of the shard (one layer, or the
+    tensors outside the layers) a small integer standing for each group's size, local size, first dimension,
+    expert flag and trainability, in order; equal for stages that hold alike tensors."""
+    return tuple(_part_key(part, tr, table) for part in shard.parts)
+
+
+_PART_IDS: dict[tuple, int] = {}
+_PART_KEYS: dict[tuple[int, int], tuple] = {}
+
+
+def _part_key(part, tr, table) -> int:
+    hit = _PART_KEYS.get((id(part), id(tr)))
+    if hit is not None and hit[0] is part and hit[1] is tr:
+        return hit[2]
+    sig = tuple((g.count, g.lt.numel, g.lt.dim0, g.lt.expert, g.rg, g.lo, g.q, g.copies)
+                for g in part_groups(part, table, tr))
+    if len(_PART_KEYS) >= 16384:
+        _PART_KEYS.clear()
+        _PART_IDS.clear()
+    n = _PART_IDS.setdefault(sig, len(_PART_IDS))
+    _PART_KEYS[(id(part), id(tr))] = (part, tr, n)
+    return n
 
 
 def _stage_result(parts: dict, cfg: TrainConfig, layout: Layout, shard: StageShard

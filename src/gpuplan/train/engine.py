@@ -49,8 +49,10 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     tr = trainability(spec, cfg)
     acts = model_acts(spec, tr, c, cfg.act_mode)
     b, s = cfg.batch, cfg.seq
-    loss = loss_memory(b * s, spec.vocab_size, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
-                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None)
+    rows, width = loss_shape(spec, b, s)
+    loss = loss_memory(rows, width, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
+                       keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
+                       upcast=spec.layout != "bert")
     kept, full = _activation_lists(spec, cfg, acts, b, s)
     on_gpu, host = offloaded_inputs(kept, bool(cfg.recompute_offload) and cfg.act_mode == "full")
     g = _grad_split(spec, states)
@@ -87,6 +89,15 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     return _with_spec_notes(spec, TrainReport(mem, states.total_params, states.trainable_params,
                                               fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps,
                                               host_bytes=host))
+
+
+def loss_shape(spec: ModelSpec, batch: int, seq: int) -> tuple[int, int]:
+    """The logits the loss reads: (rows, width). A causal LM or a masked-LM head scores every token over the
+    vocabulary; a sequence-classification head one row per sequence over ``num_labels``
+    (BertForSequenceClassification's ``CrossEntropyLoss`` on [batch, num_labels])."""
+    if spec.encoder_head == "classify":
+        return batch, spec.num_labels
+    return batch * seq, spec.vocab_size
 
 
 def _with_accumulation(first: list[Phase], pin: PhaseInputs, gradients_bytes: int,

@@ -6,6 +6,7 @@ from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
 from gpuplan.train.config import TrainConfig
+from gpuplan.train.context import model_impl
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
 from gpuplan.train.optimizer import managed_bytes
@@ -20,9 +21,12 @@ from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH
 def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs, loss: LossMemory,
           kept: tuple[int, ...], top: Phase, ov: OverheadBytes, b: int, s: int) -> list[Term]:
     P, Pt = st.total_params, st.trainable_params
+    impl = model_impl(spec, cfg)
+    litgpt = impl == "litgpt"
     out = [
         Term("weights_bytes", st.weights_bytes,
-             "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, fp32 LoRA adapters)",
+             "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, "
+             + ("LoRA adapters in the model dtype)" if cfg.model_impl == "litgpt" else "fp32 LoRA adapters)"),
              recipe.source, {"params": P, "param_bytes": recipe.param_bytes, "quantized_params": st.quantized_params,
                              "lora_params": st.lora_params}),
         Term("gradients_bytes", st.gradients_bytes, "trainable × grad_bytes (created by backward)", recipe.source,
@@ -50,12 +54,23 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
             items = {k: round(a.bytes(b, s)) for k, a in la.items}
             out.append(Term("activations_per_layer_bytes", la.saved.bytes(b, s),
                             "Σ tensors saved for backward by one decoder layer (shared tensors once)",
-                            "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
+                            "gpuplan.train.litgpt_acts (litgpt 0.5.3 litgpt/model.py, checked by traces)" if litgpt
+                            else "gpuplan.train.activations (torchtitan models/llama/model.py: repeat_kv before SDPA, "
+                            "checked by traces)" if impl == "torchtitan"
+                            else "gpuplan.train.activations (transformers 5 modelling code, checked by traces)",
                             {"b": b, "s": s, "saved": items}))
-        out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
-                        "transformers RotaryEmbedding (computed once per forward)", {}))
+        if impl in ("litgpt", "torchtitan"):
+            out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s),
+                            "rotary cos/sin: module buffers, sliced per forward (none per token)",
+                            "litgpt 0.5.3 litgpt/model.py GPT.max_seq_length / GPT.forward" if litgpt else
+                            "torchtitan models/llama/model.py Transformer.freqs_cis", {}))
+        else:
+            out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
+                            "transformers RotaryEmbedding (computed once per forward)", {}))
         out.append(Term("activations_head_bytes", acts.head.bytes(b, s),
-                        "final norm saved tensors + output head input", "transformers *ForCausalLM", {}))
+                        "final norm saved tensors + output head input",
+                        "litgpt 0.5.3 litgpt/model.py GPT" if litgpt else "torchtitan models/llama/model.py "
+                        "Transformer" if impl == "torchtitan" else "transformers *ForCausalLM", {}))
     out.append(Term("logits_bytes", max(loss.forward_peak_bytes, loss.backward_peak_bytes), loss.formula,
                     "transformers loss/loss_utils.py ForCausalLMLoss (logits.float() + cross_entropy)",
                     {"tokens": b * s, "vocab": spec.vocab_size, "impl": cfg.loss_impl}))
@@ -75,6 +90,13 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
     return out
 
 
+# the modelling code --model-impl litgpt follows (gpuplan.train.litgpt_acts)
+LITGPT_CODE = (f"litgpt 0.5.3 modelling code (litgpt/model.py GPT: fused QKV, K and V expanded to every head, fp32 "
+               f"RMSNorm output; lora.py adapters in the model dtype) on PyTorch {TRACED_TORCH} (--model-impl)")
+TORCHTITAN_CODE = (f"torchtitan modelling code (models/llama/model.py Transformer: K and V repeated to every head "
+                   f"before SDPA, RoPE on a complex64 buffer) on PyTorch {TRACED_TORCH} (--model-impl)")
+
+
 def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ov: OverheadBytes) -> list[str]:
     out = [
         f"precision {recipe.name}: weights {recipe.param_bytes} B, gradients {recipe.grad_bytes} B, master "
@@ -85,8 +107,10 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         "(zero_grad(set_to_none=True)); the first step's peak is never higher",
         f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}"
         f"{' (' + cfg.selective_policy + ' policy)' if cfg.recompute == 'selective' else ''}; "
-        f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
-        f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)",
+        + (LITGPT_CODE if model_impl(spec, cfg) == "litgpt" else TORCHTITAN_CODE if model_impl(spec, cfg) ==
+           "torchtitan" else
+           f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
+           f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)"),
         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
         + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
            "; the loop drops outputs.logits after taking the loss"),
@@ -168,6 +192,9 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
                    "to host memory under pressure: reported as managed_bytes, counted in total_bytes (on the GPU) "
                    "but not in allocated_peak_bytes or reserved_bytes")
     out += _peft_fused_expert_warnings(spec, cfg)
+    if cfg.model_impl not in (None, "hf") and model_impl(spec, cfg) == "hf":
+        out.append(f"stack {cfg.stack}: its own modelling code is modelled for the Llama layout only; this model's "
+                   f"layers follow transformers' code")
     release = transformers_release(cfg.transformers_version)
     out += version_warnings(release)
     if spec.layout == "falcon" and cfg.attention != "eager":

@@ -110,3 +110,24 @@ def bigcode_output_copy(sv: _Saved, c: ActContext, spec: ModelSpec) -> None:
     """GPT-BigCode: c_proj reads a contiguous copy of the attention output (e·q_dim per token) beside the
     kernel's own output (traced; q, k and v are views of c_attn's output, as in GPT-2)."""
     sv.save("attn.out_copy", Act(tok=c.e * spec.q_dim))
+
+
+def mpt_qkv(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_bytes: int, y_rg: bool, w_rg: bool,
+            lora: bool) -> bool:
+    """MPT's fused ``Wqkv`` (transformers ``MptAttention``): the projection keeps its input; ``clip_qkv`` clamps
+    the fused output, and ``clamp`` keeps its input (e·3h). Eager attention (the only path transformers has for
+    MPT) reshapes q, k and v into copies that the two matmuls keep, counted by ``attention_core``; the fused
+    output itself is then released (traced). A fused kernel (llm-foundry's ``attn_impl`` flash / triton) reads
+    q, k and v as views of the fused output, which stays alive (e·3h), as GPT-2's."""
+    h, qkv = spec.hidden_size, spec.q_dim + 2 * spec.kv_dim
+    rg = linear(sv, c, "Wqkv", y_key, y_bytes * h, y_rg, h, qkv, w_rg, lora)
+    if not rg:
+        return False
+    if spec.clip_qkv:
+        sv.save("attn.qkv", Act(tok=c.e * qkv))
+    if c.attention != "eager" and not c.selective:
+        sv.save("attn.qkv", Act(tok=c.e * qkv))
+        sv.save("attn.q", Act())
+        sv.save("attn.k", Act())
+        sv.save("attn.v", Act())
+    return True

@@ -8,7 +8,7 @@ transformers 5 at real widths (``benchmarks/accuracy.py``, ``tests/test_train_ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train.activations import (
@@ -24,13 +24,18 @@ from gpuplan.train.activations import (
     sdpa_math,
     sdpa_repeats_kv,
 )
+from gpuplan.train.litgpt_acts import attention_bwd_extra, litgpt_forward_end, litgpt_layer_saved
 from gpuplan.train.family_acts import (bigcode_output_copy, gated_deltanet, l2_qk_norm, llama4_moe,
-                                       llama4_moe_forward_end, output_gate)
+                                       llama4_moe_forward_end, mpt_qkv, output_gate)
 
 Flags = dict[str, tuple[bool, bool]]  # module leaf name -> (weight trains, LoRA on it)
 # Layouts with a plain two-matrix MLP: its (fc, proj) module names
-PLAIN_MLP = {"gpt2": ("c_fc", "c_proj"), "gpt_bigcode": ("c_fc", "c_proj"), "starcoder2": ("c_fc", "c_proj"),
+PLAIN_MLP = {"mpt": ("up_proj", "down_proj"), "gpt2": ("c_fc", "c_proj"), "gpt_bigcode": ("c_fc", "c_proj"), "starcoder2": ("c_fc", "c_proj"),
              "gpt_neox": ("dense_h_to_4h", "dense_4h_to_h"), "falcon": ("dense_h_to_4h", "dense_4h_to_h")}
+
+# Blocks whose forward keeps the attention output referenced to its end (GPT-2 ``attn_output``, MPT's
+# ``attn_outputs`` in ``MptBlock.forward``)
+HELD_ATTN_OUT = ("gpt2", "mpt")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,15 @@ class BwdPoint:
 
 @dataclass(frozen=True)
 class LayerActs:
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: the per-rank caches (``gpuplan.train.rank_acts``) key on a layer's saved
+        set for every stage of every layout a search checks, and each hash walks its Act tuples."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     saved: Act  # everything the layer keeps for backward
     out_rg: bool  # the layer output requires grad
     points: tuple[BwdPoint, ...]  # backward high-water marks (traced), see _bwd_points
@@ -70,7 +84,9 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
     fused = {"phi3": "qkv_proj", "gpt2": "c_attn", "gpt_bigcode": "c_attn", "gpt_neox": "query_key_value",
              "falcon": "query_key_value"}
     qkv = spec.q_dim + 2 * spec.kv_dim
-    if spec.layout in fused:
+    if spec.layout == "mpt":
+        q_rg = kv_rg = mpt_qkv(sv, c, spec, y_key, y_b, y_rg, *_flag(flags, "Wqkv"))
+    elif spec.layout in fused:
         name = fused[spec.layout]
         w, lo = _flag(flags, name)
         q_rg = kv_rg = linear(sv, c, name, y_key, y_b * h, y_rg, h, qkv, w, lo)
@@ -82,9 +98,10 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
                 sv.save("attn.q", Act())
                 sv.save("attn.k", Act())
     else:
-        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, "q_proj"))
-        k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "k_proj"))
-        v_rg = linear(sv, c, "v_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, "v_proj"))
+        qn, kn, vn = ("query", "key", "value") if spec.layout == "bert" else ("q_proj", "k_proj", "v_proj")
+        q_rg = linear(sv, c, "q_proj", y_key, y_b * h, y_rg, h, spec.q_dim, *_flag(flags, qn))
+        k_rg = linear(sv, c, "k_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, kn))
+        v_rg = linear(sv, c, "v_proj", y_key, y_b * h, y_rg, h, spec.kv_dim, *_flag(flags, vn))
         if spec.qk_norm:
             whole = spec.layout == "olmo2"
             _, _, q_rg = norm(sv, c, spec, "q_norm", "q_proj.out", e, q_rg, spec.q_dim,
@@ -99,8 +116,8 @@ def _attention(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y
         output_gate(sv, c, spec)
     if spec.layout == "gpt_bigcode" and (q_rg or kv_rg):
         bigcode_output_copy(sv, c, spec)
-    o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense"}.get(spec.layout,
-                                                                                                     "o_proj")
+    o_name = {"gpt2": "c_proj", "gpt_bigcode": "c_proj", "gpt_neox": "dense", "falcon": "dense",
+              "mpt": "out_proj", "bert": "dense"}.get(spec.layout, "o_proj")
     o_key = "attn.out" if c.attention in ("sdpa", "flash") or c.selective else "attn.out_c"
     return linear(sv, c, o_name, o_key, e * spec.q_dim, q_rg or kv_rg, spec.q_dim, h, *_flag(flags, o_name))
 
@@ -158,13 +175,18 @@ def _mlp(sv: _Saved, c: ActContext, spec: ModelSpec, i: int, y_key: str, y_b: in
 
 
 def _norm_names(spec: ModelSpec) -> tuple[str, str]:
-    return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"),
+    return {"gpt2": ("ln_1", "ln_2"), "gpt_bigcode": ("ln_1", "ln_2"), "mpt": ("norm_1", "norm_2"),
+            "bert": ("ln_out", "ln_attn"),
             "falcon": ("input_layernorm", "input_layernorm")}.get(
         spec.layout, ("input_layernorm", "post_attention_layernorm"))
 
 
 def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
     """Saved activations of layer ``i`` whose input requires grad when ``x_rg``."""
+    if spec.layout == "bert":
+        return encoder_layer(spec, i, c, flags, x_rg)
+    if c.model_impl == "litgpt":
+        return litgpt_layer(spec, i, c, flags, x_rg)
     sv = _Saved()
     h, r, e = spec.hidden_size, c.r, c.e
     n1, n2 = _norm_names(spec)
@@ -208,6 +230,56 @@ def decoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bo
                      fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
 
 
+def litgpt_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
+    """litgpt's ``Block`` (``gpuplan.train.litgpt_acts``): its saved set, with the backward high-water marks of the
+    transformers layer (the same norm and MLP backward) and SDPA's gradients at all heads for K and V."""
+    sv, out_rg, norm1, attn, norm2, y2_key, y2_b = litgpt_layer_saved(spec, c, flags, x_rg)
+    saved = sv.total()
+    extra = attention_bwd_extra(spec, c)
+    points = tuple(replace(p, extra=p.extra + extra) if p.name == "attention" else p
+                   for p in _bwd_points(spec, i, c, saved, norm1, attn, norm2, sv.items))
+    return LayerActs(saved=saved, out_rg=out_rg, points=points, items=tuple(sv.items.items()),
+                     fwd_end=litgpt_forward_end(spec, c, sv.items),
+                     fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2)))
+
+
+def encoder_layer(spec: ModelSpec, i: int, c: ActContext, flags: Flags, x_rg: bool) -> LayerActs:
+    """A post-norm encoder layer (transformers ``BertLayer`` / ``RobertaLayer``): attention reads the layer input
+    (the previous LayerNorm's output), ``LayerNorm(dropout(dense(attention)) + x)``, then
+    ``LayerNorm(dropout(output(gelu(intermediate(y)))) + y)``. Saved: the layer input (q, k and v read it), the
+    attention core (``attention_core``: eager keeps q, k, v copies, the fp32 probabilities, their dropout mask and
+    output, and the context copy; SDPA its q, k, v, output and logsumexp), each dropout's boolean mask, each
+    LayerNorm's input (the residual sum, in the residual dtype: fp32 under autocast) and statistics, the
+    intermediate input, the GELU input and output. The last LayerNorm's output is the next layer's input, counted
+    there. Module flags: ``dense`` covers the attention output, intermediate and output Linears and ``LayerNorm``
+    both norms (their leaf names in the checkpoint)."""
+    sv = _Saved()
+    h, r = spec.hidden_size, c.r
+    ln_w = _flag(flags, "LayerNorm")[0]
+    a_rg = _attention(sv, c, spec, i, "x", r, x_rg, flags)
+    attn_part = sv.total()
+    if c.dropout > 0:
+        sv.save("attn.resid_mask", Act(tok=h))
+    y2_key, y2_b, y2_rg = norm(sv, c, spec, "ln_attn", "attn.sum", r, x_rg or a_rg, h, ln_w)
+    norm2_part = sv.total()
+    dense = _flag(flags, "dense")
+    m_rg = plain_mlp(sv, c, spec, "mlp", y2_key, y2_b, y2_rg, ("intermediate", "output"),
+                     {"intermediate": dense, "output": dense})
+    if c.dropout > 0:
+        sv.save("mlp.resid_mask", Act(tok=h))
+    norm(sv, c, spec, "ln_out", "mlp.sum", r, y2_rg or m_rg, h, ln_w)
+    saved = sv.total()
+    # the MLP's backward high-water mark comes before any of the layer's weight gradients: the output LayerNorm's
+    # backward has released its input and statistics, the dropout its mask, and the residual gradient has been
+    # consumed; the output dense's input gradient and the GELU backward's output (2·e·f) are alive (traced)
+    released = Act(tok=float(r * h + 8 + (h if c.dropout > 0 else 0) + r * h))
+    points = tuple(BwdPoint("mlp", "none", _minus(Act(tok=2.0 * c.e * spec.ffn_size), released)) if p.name == "mlp"
+                   else p for p in _bwd_points(spec, i, c, saved, Act(), attn_part, norm2_part, sv.items))
+    return LayerActs(saved=saved, out_rg=x_rg or a_rg or m_rg or ln_w, points=points, items=tuple(sv.items.items()),
+                     fwd_end=forward_end(spec, c, i, sv.items),
+                     fwd_ckpt=checkpointed_forward(spec, c, i, y2_key, y2_b, sv.items, _minus(saved, norm2_part)))
+
+
 def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -> Act:
     """Tensors a layer's forward still references at its last moment, beyond its saved set (per token; transformers
     ``models/llama/modeling_llama.py`` ``LlamaModel.forward`` / ``LlamaDecoderLayer.forward`` and kin, traced under
@@ -229,7 +301,7 @@ def forward_end(spec: ModelSpec, c: ActContext, i: int, items: dict[str, Act]) -
         tail = max(tail, 2 * w * m.top_k * h)
         if spec.layout == "llama4":
             tail = max(tail, llama4_moe_forward_end(spec, c))
-    tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout == "gpt2" else 0)
+    tok = tail + (0 if "x" in items else r * h) + (e * h if spec.layout in HELD_ATTN_OUT else 0)
     if spec.parallel_residual:
         tok += 2 * e * h
     elif "h1" not in items:
@@ -250,7 +322,7 @@ def checkpointed_forward(spec: ModelSpec, c: ActContext, i: int, y2_key: str, y2
     forward phase of a small Mixtral trace: +1.2 %). Returns (residual-stream part, part inside the
     column/row-parallel pair)."""
     h, r, e, f = spec.hidden_size, c.r, c.e, spec.ffn_size
-    res = (e if spec.parallel_residual else r) * h + (e * h if spec.layout == "gpt2" else 0)
+    res = (e if spec.parallel_residual else r) * h + (e * h if spec.layout in HELD_ATTN_OUT else 0)
     stream = Act(tok=float(res + (0 if y2_key in ("x", "h1") else y2_bytes * h)))
     if spec.is_moe_layer(i):
         return Act(tok=float(r * h)), mlp_saved
@@ -313,7 +385,10 @@ def _bwd_points(spec: ModelSpec, i: int, c: ActContext, saved: Act, norm1: Act, 
         pts.append(BwdPoint("mlp", "mlp_first", Act(tok=2.0 * e * spec.ffn_size, fixed=-2 * hf)))
         pts.append(BwdPoint("mlp weights", "mlp_all", Act(tok=-2.0 * e * spec.ffn_size, fixed=-6 * hf)))
     pts.append(BwdPoint("second norm", "mlp_all", _minus(norm2, saved) + tmp2, tmp2))
-    pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + _attn_bwd_transient(spec, c)))
+    attn_bwd = _attn_bwd_transient(spec, c)
+    if c.repeat_kv and sdpa_repeats_kv(spec, c, None):
+        attn_bwd = attn_bwd + attention_bwd_extra(spec, c)  # SDPA's K/V gradients at all heads
+    pts.append(BwdPoint("attention", "after_attn", _minus(attn, saved) + attn_bwd))
     pts.append(BwdPoint("first norm", "layer", _minus(norm1, saved) + tmp1, tmp1))
     return tuple(pts)
 
@@ -352,6 +427,8 @@ def _attn_bwd_transient(spec: ModelSpec, c: ActContext) -> Act:
         # per-head K/V copies is already released by then (traced)
         return Act(sq=8.0 * heads, tok=-4.0 * spec.q_dim if c.batched else 0.0)
     if c.attention == "eager" and not c.selective:
+        if spec.layout == "bert":  # its softmax runs in the compute dtype: no fp32 gradient copy
+            return Act(sq=float(2 * e * heads))
         return Act(sq=float((8 - e) * heads if e < 4 else 8 * heads))
     return Act(tok=e * (2 * spec.q_dim + 2 * spec.kv_dim))
 

@@ -40,9 +40,17 @@ class LossMemory:
 
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
                 keep_logits: bool = False, hidden: int = 0, softcap: bool = False,
-                vocab_parallel: bool = False) -> LossMemory:
-    """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary."""
+                vocab_parallel: bool = False, upcast: bool = True) -> LossMemory:
+    """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary. ``upcast``
+    False: the loss reads the logits in their own dtype (BERT's masked-LM head calls ``CrossEntropyLoss`` on them,
+    transformers ``BertForMaskedLM.forward``): forward logits + log-softmax output 2e·T·V, saved e·T·V, backward
+    3e·T·V (traced in bf16; the same as the upcast figures in fp32)."""
     e = logits_bytes
+    if impl == "standard" and not upcast and not vocab_parallel:
+        tv = tokens * vocab
+        held = e * tv if keep_logits else 0
+        return LossMemory(2 * e * tv, e * tv + held, 3 * e * tv + held,
+                          f"loss on {e}-byte logits: fwd 2e·T·V; saved e·T·V; bwd 3e·T·V (T={tokens}, V={vocab})")
     if impl == "standard" and vocab_parallel:
         tv = tokens * vocab
         held = (e * tv if keep_logits else 0) + (e * tv if softcap else 0)

@@ -16,6 +16,7 @@ from gpuplan.model.tensors import tensor_table
 from gpuplan.train.activations import Act, ActContext, _Saved, linear, norm
 from gpuplan.train.checkpointing import op_sac_kept
 from gpuplan.train.layers import LayerActs, decoder_layer
+from gpuplan.train.litgpt_acts import litgpt_rmsnorm
 from gpuplan.train.peft import Trainability, layer_flags
 
 
@@ -121,7 +122,10 @@ def _stack_held(spec: ModelSpec, c: ActContext, first: LayerActs | None, recompu
       s·h, are ignored);
     - the attention masks the model materialises (``attention_masks``), unless full recompute keeps them
       through backward anyway (``_shared``)."""
-    if first is None:
+    if first is None or c.model_impl in ("litgpt", "torchtitan"):
+        # litgpt ``GPT.forward`` rebinds ``x = block(x, ...)`` (model.py 94-99), torchtitan's ``Transformer.forward``
+        # ``h = layer(h, self.freqs_cis)``: the embedding output goes once the first layer returns, and neither
+        # builds a mask in training
         return Act()
     fresh = spec.learned_positions or c.dropout > 0
     out = Act()
@@ -158,6 +162,9 @@ def attention_masks(spec: ModelSpec, c: ActContext) -> Act:
       per-call additive copy SDPA keeps is a layer tensor (``attn.mask``).
 
     Ignores padding masks (the traced batches have none) and the cached per-layer-type dict itself."""
+    if c.attention == "eager" and spec.layout == "mpt":
+        # MptModel.forward: ``create_causal_mask(...).to(torch.bool)``, one boolean [b, 1, s, s] mask
+        return Act(sq=1.0)
     if c.attention == "eager":
         return Act(sq=float(c.r * len({spec.is_sliding_layer(i) for i in range(spec.num_layers)})))
     if c.window_mask and any(spec.is_sliding_layer(i) for i in range(spec.num_layers)):
@@ -173,14 +180,47 @@ def _shared(spec: ModelSpec, c: ActContext, recompute: str) -> Act:
     Mistral's and Gemma 3's boolean sliding-window mask under SDPA, 16 MiB at 1 × 4096); without recompute no
     saved tensor holds them (traced); the embedding dropout mask."""
     out = Act()
-    if not spec.learned_positions:
+    if c.model_impl in ("litgpt", "torchtitan"):
+        # litgpt's cos/sin are module buffers of max_seq_length rows (``GPT.max_seq_length`` setter, model.py
+        # 50-57), sliced per forward (``self.cos[:T]``); torchtitan's ``freqs_cis`` is a complex64 module buffer
+        # of max_seq_len rows (``Transformer.__init__``, ``precompute_freqs_cis``), whose product with q and k
+        # keeps nothing per token (``apply_rotary_emb``: the fp32 complex copies are temporaries): no per-token
+        # tensor (the buffers, 8·seq·head_dim bytes, are ignored)
+        return out
+    if not (spec.learned_positions or spec.alibi):
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.head_dim
         out = out + Act(tok=2 * c.r * rot)
     if recompute in ("full", "op"):
         out = out + attention_masks(spec, c)
     if c.dropout > 0:
         out = out + Act(tok=spec.hidden_size)
+    if spec.layout == "bert":
+        # the embeddings' LayerNorm keeps its input, the sum of the word, position and token-type embeddings
+        # (residual dtype), and its fp32 statistics (transformers BertEmbeddings; traced)
+        out = out + Act(tok=float(c.r * spec.hidden_size + 8))
     return out
+
+
+def _encoder_head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple[Act, Act, Act]:
+    """An encoder's task head (no final norm: the last layer's LayerNorm output is the encoder's output).
+
+    Sequence classification: BERT's pooler reads ``hidden_states[:, 0]``, a view whose storage is the whole last
+    hidden state, so its saved input keeps r·h per token (traced); the pooler's tanh, the dropout and the classifier
+    work on one row per sequence (ignored). RoBERTa's ``classifier.dense`` reads ``features[:, 0, :]`` the same way.
+    Masked LM (``cls.predictions`` / ``lm_head``): the transform dense keeps the encoder output (r·h), GELU its
+    input, the LayerNorm its input and statistics, the decoder its input (e·h each)."""
+    table = tensor_table(spec)
+    h, r, e = spec.hidden_size, c.r, c.e
+    head_w = any(rg or lo for t, rg, lo in zip(table, tr.base_trainable, tr.lora)
+                 if t.component == "lm_head" and not t.is_bias)
+    sv = _Saved()
+    if head_w or x_rg:
+        sv.save("x_final", Act(tok=float(r * h)))
+        if spec.encoder_head == "mlm":
+            sv.save("head.gelu_in", Act(tok=float(e * h)))
+            sv.save("head.ln_in", Act(tok=float(r * h + 8)))
+            sv.save("head.decoder_in", Act(tok=float(r * h)))
+    return sv.total(), Act(), Act()
 
 
 def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple[Act, Act, Act]:
@@ -188,11 +228,16 @@ def _head(spec: ModelSpec, tr: Trainability, c: ActContext, x_rg: bool) -> tuple
     Third: the final norm's forward temporaries beyond those (traced, transformers 5 Llama): the stack's output,
     its input, until the norm returns (unless it saves it: fp32 stream, LayerNorm), and for a half stream
     RMSNorm's fp32 product ``x32 * rsqrt(...)`` before the cast back (4·h)."""
+    if spec.layout == "bert":
+        return _encoder_head(spec, tr, c, x_rg)
     table = tensor_table(spec)
     sv = _Saved()
     h, r = spec.hidden_size, c.r
     final_w = any(rg for t, rg in zip(table, tr.base_trainable) if t.component == "norm" and t.layer is None)
-    y_key, y_b, y_rg = norm(sv, c, spec, "final_norm", "x_final", r, x_rg, h, final_w)
+    if c.model_impl == "litgpt":  # ``ln_f`` is litgpt's RMSNorm (fp32 normed tensor, fp32 weight copy)
+        y_key, y_b, y_rg = litgpt_rmsnorm(sv, c, "final_norm", "x_final", x_rg, h, final_w)
+    else:
+        y_key, y_b, y_rg = norm(sv, c, spec, "final_norm", "x_final", r, x_rg, h, final_w)
     norm_part = sv.total()
     head = [(t, rg, lo) for t, rg, lo in zip(table, tr.base_trainable, tr.lora)
             if t.component == ("lm_head" if not spec.tie_embeddings else "embedding") and t.tp == "vocab"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.buffers import buffers as _buffers
-from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states
+from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states, tensor_groups
 from gpuplan.parallel.deepspeed import ZeroBuckets, zero_buckets
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
@@ -120,9 +120,13 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     head_b = _bytes(acts.head.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     head_norm_b = _bytes(acts.head_norm.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     vocab = vocab_parallel_logits(spec.vocab_size, tp, cfg)
-    loss = loss_memory(b * sl, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
+    rows = b * sl
+    if spec.encoder_head == "classify":  # one row per sequence over num_labels (gpuplan.train.engine.loss_shape)
+        rows, vocab = b, spec.num_labels
+    loss = loss_memory(rows, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
-                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1)
+                       vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1,
+                       upcast=spec.layout != "bert")
     # paged optimizer states sit in CUDA managed memory, outside the allocator (gpuplan.train.optimizer)
     paged = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
     static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes - paged + st.persistent_buffers_bytes
@@ -168,10 +172,27 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
             "buffers": st.persistent_buffers_bytes + bufs["act"] + bufs["layer"] + st.step_temp_bytes}
 
 
+_GRADS: dict[tuple, tuple] = {}
+
+
 def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     """Per layer of the stage: gradient bytes kept after backward, the bytes existing at each backward point of the
     layer (as created, before any reduce-scatter), the head's and the embedding's (FSDP: unsharded, as the root
-    holds them through backward), and the head's + embedding's as kept after backward."""
+    holds them through backward), and the head's + embedding's as kept after backward. Memoized per shard and
+    trainability object and what the sums depend on (read-only results: callers do not change them)."""
+    key = (id(shard), id(tr), spec.tie_embeddings, recipe, layout.zero, layout.shard_degree,
+           layout.expert_shard_degree, cfg.framework, cfg.offload, layers)
+    hit = _GRADS.get(key)
+    if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
+        return hit[3]
+    out = _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers)
+    if len(_GRADS) >= 4096:
+        _GRADS.clear()
+    _GRADS[key] = (shard, tr, table, out)
+    return out
+
+
+def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
     idx = {layer: n for n, layer in enumerate(layers)}
     root_keep = 0  # the head's and embedding's gradients as kept after backward (FSDP: the sharded ones)
     kept = [0] * len(layers)
@@ -180,16 +201,17 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     fsdp = cfg.framework == "torch" and layout.zero >= 2
     sb, cb, _ = _fsdp_dtypes(recipe)
     offloaded = cfg.offload != "none" and (fsdp or layout.zero >= 2)  # reduced gradients go to host memory
-    for lt in shard.tensors:
-        t = table[lt.index]
-        if not tr.base_trainable[lt.index]:
+    for grp in tensor_groups(shard, table, tr):
+        if not grp.rg:
             continue
+        lt, t = grp.lt, grp.t
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
         if fsdp:
-            created, keep = lt.numel * cb, lt.numel // D * sb
+            created, keep = lt.numel * cb * grp.count, lt.numel // D * sb * grp.count
         else:
-            created = lt.numel * recipe.grad_bytes
-            keep = created // D if layout.zero >= 2 else created
+            one = lt.numel * recipe.grad_bytes
+            created = one * grp.count
+            keep = (one // D if layout.zero >= 2 else one) * grp.count
         if offloaded:
             keep = 0
         if t.layer is not None:

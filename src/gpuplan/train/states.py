@@ -24,6 +24,13 @@ from gpuplan.train.quantbase import base_weight_bytes
 LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
 
 
+def lora_param_bytes(cfg: TrainConfig, recipe: Recipe) -> int:
+    """Bytes per LoRA adapter element: fp32 under PEFT (``autocast_adapter_dtype=True`` upcasts half adapters);
+    litgpt's ``lora.py`` creates ``lora_A`` / ``lora_B`` with the module under ``fabric.init_module()``, in the
+    model's dtype (bf16 under bf16-true), and nothing upcasts them."""
+    return recipe.param_bytes if cfg.model_impl == "litgpt" else LORA_BYTES
+
+
 @dataclass(frozen=True, eq=False)
 class ModelStates:
     total_params: int
@@ -46,7 +53,8 @@ def model_states(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> ModelStat
     return _states(spec, trainability(spec, cfg), _StateKey(cfg.lora_rank, cfg.qlora_block_size,
                                                             cfg.qlora_double_quant, cfg.optimizer,
                                                             effective_impl(cfg), cfg.qlora_base,
-                                                            cfg.qlora_group_size), recipe)
+                                                            cfg.qlora_group_size, lora_param_bytes(cfg, recipe)),
+                   recipe)
 
 
 def effective_impl(cfg: TrainConfig) -> str:
@@ -64,6 +72,7 @@ class _StateKey:
     optimizer_impl: str
     qlora_base: str = "nf4"
     qlora_group_size: int = 128
+    lora_bytes: int = LORA_BYTES  # per adapter element (lora_param_bytes)
 
 
 @lru_cache(maxsize=256)
@@ -101,14 +110,14 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
             a = lora_params(t, cfg.lora_rank, wrapped)
             n_lora += lora_params(t, cfg.lora_rank)
             trainable += lora_params(t, cfg.lora_rank)
-            weights += a * LORA_BYTES
-            g += a * LORA_BYTES
+            weights += a * cfg.lora_bytes
+            g += a * cfg.lora_bytes
             shapes_lora += lora_shapes(t, cfg.lora_rank, wrapped)
         grads += g
         grad_by.append(g)
     opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_base, recipe.state_bytes)
     if shapes_lora:
-        lo_opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_lora, LORA_BYTES)
+        lo_opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_lora, cfg.lora_bytes)
         opt = OptimizerMemory(opt.states_bytes + lo_opt.states_bytes,
                               opt.step_temp_bytes + lo_opt.step_temp_bytes, opt.paged, lo_opt.note)
     return ModelStates(total, trainable, weights, grads, master, opt, tuple(grad_by), n_lora, n_quant)

@@ -57,6 +57,8 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
     from transformers import AutoModelForCausalLM
 
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
+    if config.get("model_type") in ("bert", "roberta"):
+        return build_encoder(config, torch_dtype, attention)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -69,6 +71,29 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
             model = AutoModelForCausalLM.from_config(hf_config(config, attention), dtype=torch_dtype,
                                                      attn_implementation=attention)
     return model
+
+
+def encoder_is_mlm(config: dict[str, Any]) -> bool:
+    """The head an encoder's ``architectures`` name (as ``gpuplan.model.hf_config``): masked LM or classification."""
+    return any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or [])
+
+
+def build_encoder(config: dict[str, Any], torch_dtype, attention: str):
+    """BERT / RoBERTa with the head gpuplan counts: ``AutoModelForMaskedLM`` for ``*ForMaskedLM`` architectures,
+    else ``AutoModelForSequenceClassification`` (``num_labels`` from the config)."""
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    cls = AutoModelForMaskedLM if encoder_is_mlm(config) else AutoModelForSequenceClassification
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls.from_config(hf_config(config, attention), dtype=torch_dtype, attn_implementation=attention)
+
+
+def encoder_head(model):
+    """The module whose forward starts an encoder's loss region: the classifier, or the masked-LM decoder."""
+    if hasattr(model, "classifier"):
+        return model.classifier
+    return model.get_output_embeddings()
 
 
 def prepare_for_training(model, setup: TrainSetup):

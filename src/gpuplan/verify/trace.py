@@ -164,7 +164,7 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
     """Trace one steady-state training step of the model ``config`` (a config.json dict) under ``setup``."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from gpuplan.verify.build import build_model, prepare_for_training
+    from gpuplan.verify.build import build_model, encoder_head, encoder_is_mlm, prepare_for_training
 
     quiet_transformers()
     t0 = time.perf_counter()
@@ -176,6 +176,9 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         attention = base.config._attn_implementation
         vocab = base.config.get_text_config().vocab_size
         head = base.get_output_embeddings()
+        classify = config.get("model_type") in ("bert", "roberta") and not encoder_is_mlm(config)
+        if config.get("model_type") in ("bert", "roberta"):
+            head = encoder_head(base)
         model = prepare_for_training(base, setup)
         wrapped = model.get_output_embeddings()
         if hasattr(wrapped, "modules_to_save"):
@@ -184,7 +187,8 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = _optimizer(trainable, setup)
         ids = torch.randint(0, vocab, (setup.batch, setup.seq))
-        labels = ids.clone()
+        # a sequence-classification head takes one label per sequence
+        labels = torch.randint(0, base.config.num_labels, (setup.batch,)) if classify else ids.clone()
         # The first step only creates the optimizer states: it runs untracked; the tracker then adopts the
         # parameters, states and inputs and watches the second, steady-state step.
         _train_step(model, optimizer, ids, labels, setup, None)
@@ -331,3 +335,27 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
 def _kv_bytes(cache) -> int:
     return _storage_bytes(t for layer in cache.layers for t in (layer.keys, layer.values)
                           if t is not None and t.numel())
+
+
+def measure_forward(config: dict[str, Any], *, batch: int, seq: int, dtype: str = "bf16",
+                    attention: str = "sdpa") -> int:
+    """Peak tensor bytes of one ``torch.no_grad()`` forward of ``batch`` x ``seq`` tokens in eval mode: an
+    encoder's inference (no cache, no generation), the weights and buffers included."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from gpuplan.verify.build import build_model
+
+    quiet_transformers()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = build_model(config, dtype=dtype, attention=attention).eval()
+        ids = torch.randint(0, model.config.vocab_size, (batch, seq))
+        mt = _PeakTracker()
+        mt.track_external(model, ids)
+        phases = _Phases(mt)
+        with mt, torch.no_grad():
+            phases.start()
+            out = model(input_ids=ids)  # noqa: F841 (alive to the phase's end, as a caller holds it)
+            phases.end("forward")
+    return phases.phases["forward_peak"].total_bytes

@@ -4,11 +4,12 @@ No ``from __future__ import annotations`` here: FastAPI reads the request models
 """
 
 
+import inspect
 import json
 import logging
 import math
 from importlib import resources
-from typing import Any
+from typing import Any, Optional
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -305,12 +306,25 @@ def _compute_route(app: GpuplanAPI, command: Command, cache: ResultCache, gate: 
 
 
 def _list_route(app: FastAPI, command: Command, cache: ResultCache) -> None:
-    async def endpoint(q: str = Query("", max_length=100, description="case-insensitive substring")) -> Response:
-        return json_bytes_response(cache.answer(command, {"query": q} if q else {}))
+    """``GET /api/v1/<catalog>?q=TEXT``, with one query parameter per option the catalog declares for the APIs
+    (``models``: ``family``, ``newest``), checked by its declaration as on the command line."""
+    declared = [o.name for o in command.options]
 
+    async def endpoint(**params: Any) -> Response:
+        values = {"query": params["q"]} if params["q"] else {}
+        values.update({name: params[name] for name in declared if params[name] not in (None, "")})
+        return json_bytes_response(cache.answer(command, values))
+
+    query = Query("", max_length=100, description="case-insensitive substring")
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("q", inspect.Parameter.KEYWORD_ONLY, default=query, annotation=str)]
+        + [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                             default=Query(None, max_length=100, description=o.help)) for o in command.options],
+        return_annotation=Response)
     endpoint.__name__ = f"{command.name}_endpoint"
     app.add_api_route(f"{API}/{command.name}", endpoint, methods=["GET"], summary=f"gpuplan {command.name}",
-                      description=command.description + f"\n\nThe JSON of `gpuplan {command.name} [QUERY] --json`.",
+                      description=command.description + f"\n\nThe JSON of `gpuplan {command.name} [QUERY] --json` "
+                                                        "(`q` is QUERY; the other parameters are the options).",
                       response_model=list[dict[str, Any]], responses=ERROR_RESPONSES, tags=["catalogs"])
 
 
@@ -393,7 +407,8 @@ def create_app(time_limit: float | None = None, max_queue: int | None = None, hu
         p = load_presets()[pid]
         return {"id": p.id, "hf_id": p.hf_id, "aliases": list(p.aliases), "family": p.family,
                 "published_params": p.published_params, "published_params_source": p.published_params_source,
-                "config_source": p.config_source, "config": p.config}
+                "released": p.released.isoformat() if p.released else None, "released_source": p.released_source,
+                "modality": p.modality, "config_source": p.config_source, "config": p.config}
 
     for name, command in commands.items():
         if name in MODEL_COMMANDS:

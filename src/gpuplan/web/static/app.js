@@ -583,9 +583,13 @@
       if (Array.isArray(data.why) && data.why.length) out.push(section("why", el("ul", { class: "notes" }, data.why.map((x) => el("li", { text: x })))));
     }
     if (Array.isArray(data.serve_plans)) {
-      const rows = data.serve_plans;
+      // a disaggregated plan's prefill pool is a nested object: shown as its own columns
+      const rows = data.serve_plans.map((p) => (p.prefill_pool ? Object.assign({}, p, {
+        prefill_gpus: p.prefill_pool.gpus, prefill_tp: p.prefill_pool.tp, prefill_replicas: p.prefill_pool.replicas,
+        prefill_util: p.prefill_pool.util, kv_transfer_s: p.prefill_pool.kv_transfer_s }) : p));
+      const pools = (p) => (p.prefill_pool ? "P TP" + p.prefill_pool.tp + " x" + p.prefill_pool.replicas + " + D " : "");
       if (rows.length) {
-        out.push(section("serve_compare", barChart(rows.map((p) => [p.gpus + " x " + p.gpu + " TP" + p.tp + (p.pp > 1 ? " PP" + p.pp : "") + " x" + p.dp,
+        out.push(section("serve_compare", barChart(rows.map((p) => [p.gpus + " x " + p.gpu + " " + pools(p) + "TP" + p.tp + (p.pp > 1 ? " PP" + p.pp : "") + " x" + p.dp,
           p.cost_usd_per_million_output_tokens || 0, fmtValue("cost_usd_per_million_output_tokens", p.cost_usd_per_million_output_tokens)]), 0, "serve-cost")));
       }
       out.push(section("serve_plans", rows.length ? objectsTable(rows) : el("p", { class: "muted", text: t("none") })));
@@ -784,11 +788,13 @@
     for (const m of ["preset", "config", "dims", "stack"]) $("mode-" + m).hidden = m !== mode;
   }
 
-  // model search-as-you-type
+  // model search-as-you-type: every word in the id, Hugging Face id, family, release date or modality (in either
+  // English and in the page's language: "vision", and on the Chinese page "视觉" too, find the vision-language presets)
+  function modalityText(p) { return p.modality ? t("modality_" + p.modality) : ""; }
   function matches(q) {
     const words = q.toLowerCase().split(/\s+/).filter(Boolean);
     const hits = st.presets.filter((p) => {
-      const hay = (p.id + " " + (p.hf_id || "") + " " + p.family).toLowerCase();
+      const hay = [p.id, p.hf_id || "", p.family, p.released || "", p.modality || "", modalityText(p)].join(" ").toLowerCase();
       return words.every((w) => hay.includes(w));
     });
     const q0 = words[0] || "";
@@ -804,7 +810,7 @@
     list.replaceChildren(...(hits.length ? hits.map((p, i) => el("li", {
       role: "option", "data-id": p.id, id: "m-" + i,
       onmousedown: (e) => { e.preventDefault(); pickModel(p.id); },
-    }, el("span", { class: "mid", text: p.id }), el("span", { class: "mmeta", text: fmt.count(p.params) + (p.active !== p.params ? " / " + fmt.count(p.active) : "") + " · " + p.family })))
+    }, el("span", { class: "mid", text: p.id }), el("span", { class: "mmeta", text: fmt.count(p.params) + (p.active !== p.params ? " / " + fmt.count(p.active) : "") + " · " + p.family + (p.released ? " · " + p.released : "") + (p.modality && p.modality !== "text" ? " · " + modalityText(p) : "") })))
       : [el("li", { class: "muted", text: t("no_match") })]));
     list.hidden = false;
     $("model-search").setAttribute("aria-expanded", "true");
@@ -820,7 +826,8 @@
   function showModelInfo() {
     const p = st.presets.find((x) => x.id === st.model);
     $("model-info").textContent = p ? `${p.hf_id || p.id} · ${fmt.count(p.params)} ${t("params_total")}` +
-      (p.active !== p.params ? ` · ${fmt.count(p.active)} ${t("params_active")}` : "") : "";
+      (p.active !== p.params ? ` · ${fmt.count(p.active)} ${t("params_active")}` : "") +
+      (p.released ? ` · ${t("released")} ${p.released}` : "") + (p.modality ? ` · ${modalityText(p)}` : "") : "";
   }
   function onSearchKey(e) {
     const items = [...$("model-list").querySelectorAll("li[data-id]")];
