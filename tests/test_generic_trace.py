@@ -156,6 +156,11 @@ def test_remote_code_is_refused(tmp_path, capsys):
     unknown.write_text(json.dumps({"model_type": "no_such_family_xyz", "hidden_size": 64}))
     code, _, err = _run(["train", str(unknown)], capsys)
     assert code == 2 and "no_such_family_xyz" in err and "trust_remote_code" in err
+    seq2seq = tmp_path / "t5.json"  # transformers knows it, but not as a causal language model
+    seq2seq.write_text(json.dumps({"model_type": "t5", "d_model": 64, "num_layers": 2, "num_heads": 2, "d_ff": 128,
+                                   "d_kv": 32, "vocab_size": 100}))
+    code, _, err = _run(["params", str(seq2seq)], capsys)
+    assert code == 2 and "'t5'" in err and "causal language model" in err
 
 
 def test_without_the_extra_the_error_names_the_family_and_the_extra(monkeypatch, capsys):

@@ -113,7 +113,13 @@ def traced_model(config: dict[str, Any], name: str, source: str = "config.json")
     family = require_traceable(config, source)
     quiet_transformers()
     t0 = time.perf_counter()
-    model = _meta_model(config)
+    try:
+        model = _meta_model(config)
+    except InputError:
+        raise
+    except Exception as exc:  # not a causal language model, or a config its class refuses
+        raise InputError(f"{source}: model_type", family, "transformers cannot build it as a causal language model "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     kinds, prefix, settings = _kinds(model)
     embed = {id(p) for p in model.get_input_embeddings().parameters()}
     out_emb = model.get_output_embeddings()
@@ -131,7 +137,8 @@ def traced_model(config: dict[str, Any], name: str, source: str = "config.json")
         tensors.append(TracedTensor(pname, tuple(int(d) for d in p.shape), component, kind))
     text = model.config.get_text_config()
     return TracedModel(family=family, name=name, architecture=type(model).__name__, tensors=tuple(tensors),
-                       layer_kinds=kinds, layer_settings=settings, layers_prefix=prefix, hidden_size=int(getattr(text, "hidden_size", 0) or 0),
+                       layer_kinds=kinds, layer_settings=settings, layers_prefix=prefix,
+                       hidden_size=int(getattr(text, "hidden_size", 0) or 0),
                        vocab_size=int(getattr(text, "vocab_size", 0) or 0), wall_s=time.perf_counter() - t0)
 
 
