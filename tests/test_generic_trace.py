@@ -143,6 +143,10 @@ def test_what_the_traces_cannot_show_is_refused(capsys):
     assert code == 2 and "traced path for family olmoe" in err and "one GPU" in err
     code, _, err = _run(["infer", OLMOE, "--engine", "vllm"], capsys)
     assert code == 2 and "--engine" in err
+    code, _, err = _run(["train", OLMOE, "--gpus", "2", "--dp", "2", "--lang", "zh"], capsys)
+    assert code == 2 and "走追踪路径，只支持：单卡（不支持 --dp/" in err
+    code, _, err = _run(["infer", OLMOE, "--prompt", "100", "--context", "128"], capsys)
+    assert code == 2 and "--prompt" in err
     code, _, err = _run(["train", OLMOE, "--method", "freeze", "--trainable", "model.layers.7.*"], capsys)
     assert code == 2 and "--trainable" in err and "layer numbers" in err
 

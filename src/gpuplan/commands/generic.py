@@ -161,11 +161,15 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
     for option in ("tp", "pp", "ep", "dp"):
         if getattr(values, option, 1) not in (None, 1):
             raise _refuse(f"--{option}", getattr(values, option), family, "one GPU")
+    if values.kv_dtype.strip().lower() != "auto":
+        raise _refuse("--kv-dtype", values.kv_dtype, family, "auto (the KV cache in the weights' dtype)")
     if dtype not in ("fp32", "bf16", "fp16"):
         raise _refuse("--dtype", dtype, family, "fp32, bf16, fp16")
     limit = config.get("max_position_embeddings")
     context = values.context or (min(DEFAULT_CONTEXT, limit) if isinstance(limit, int) and limit > 0
                                  else DEFAULT_CONTEXT)
+    if values.prompt and values.prompt != context:
+        raise _refuse("--prompt", values.prompt, family, f"the whole context prefilled at once (--context {context})")
     model = traced_model(exc)
     mem = trace_prefill(config, model, PrefillSetup(batch=values.batch, context=context, dtype=dtype,
                                                     attention="sdpa"))
