@@ -49,6 +49,9 @@ COMMANDS = [
     ["infer", "llama-3.1-8b", "--engine", "sglang", "--gpu", "h100-sxm"],
     ["infer", "llama-3.1-8b", "--engine", "llamacpp", "--weights", "q4_k_m", "--gpu", "rtx-4090", "--n-gpu-layers", "20"],
     ["sweep", "llama-3.1-8b", "--gpu", "h100-sxm", "--over", "batch", "--values", "1,2,4"],
+    # a family without rules, traced (gpuplan.commands.generic)
+    ["params", "tests/data/families/cohere2-tiny.json"],
+    ["infer", "tests/data/families/olmoe-tiny.json", "--context", "128", "--gpu", "h100-sxm"],
 ]
 
 

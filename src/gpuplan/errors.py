@@ -17,6 +17,17 @@ class InputError(ValueError):
         super().__init__(message)
 
 
+class UnknownFamily(InputError):
+    """A config.json whose ``model_type`` gpuplan has no rules for. It carries the config dict, its name and source
+    so that a command can take the traced path (``gpuplan.verify.generic``) instead; elsewhere it is the InputError
+    it says."""
+
+    def __init__(self, field: str, value: object, rule: str, *, config: dict, name: str, source: str) -> None:
+        super().__init__(field, value, rule, hint="gpuplan params, train and infer trace other architectures "
+                         "transformers knows, with the [verify] extra")
+        self.config, self.name, self.source = config, name, source
+
+
 MAX_VALUE_CHARS = 200
 
 

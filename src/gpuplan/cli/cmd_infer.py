@@ -19,10 +19,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     spec, cfg, report, out = evaluate(args)
+    if report is None:  # a family gpuplan traces instead of modelling
+        return finish_estimate(args, "infer", out, lambda: _render_traced(out, args.gpu, lang_of(args)), out["fits"])
     return finish_estimate(args, "infer", out,
                            lambda: _render(spec, cfg, report, explain=args.explain, lang=lang_of(args),
                                            files=getattr(args, "config_file", None),
                                            vision=out.get("vision")), report.fits)
+
+
+def _render_traced(out: dict, gpu: str | None, lang: str) -> str:
+    """The text of a traced family's answer (gpuplan.commands.generic.infer_payload)."""
+    m = out["memory"]
+    lines = [t("infer.traced_summary", lang, name=out["model"], family=out["family"], batch=out["batch"],
+               context=out["context"], weights=out["weights"])]
+    keys = ("weights_bytes", "kv_cache_bytes", "activations_bytes", "logits_bytes", "buffers_bytes",
+            "allocated_peak_bytes", "total_bytes")
+    rows = [(memory_label(k, lang), format_bytes(m[k])) for k in keys]
+    lines.append(render_table(tr_headers(["component", "GiB"], lang), rows))
+    if out["fits"] is not None:
+        room = format_bytes(abs(out["capacity_bytes"] - m["total_bytes"]))
+        lines.append(t("fit.fits" if out["fits"] else "fit.does_not_fit", lang, gpu=gpu or "the device",
+                       capacity=format_bytes(out["capacity_bytes"]), headroom=room, over=room))
+    lines.extend(note_lines(out["assumptions"], out["warnings"], lang))
+    return "\n".join(lines)
 
 
 def _render(spec, cfg: InferConfig, r: InferReport, *, explain: bool, lang: str = "en", files=None,

@@ -8,11 +8,42 @@ from gpuplan.cli.common import print_json
 from gpuplan.cli.parsers import command_parser
 from gpuplan.cli.render import render_table
 from gpuplan.commands.params import payload, tensors_json
-from gpuplan.i18n import colon, headers, lang_of, t
+from gpuplan.errors import UnknownFamily
+from gpuplan.i18n import colon, headers, lang_of, localize, t
 from gpuplan.model.params import count_params
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.tensors import COMPONENTS
 from gpuplan.units import format_count
+
+
+def _run_traced(args: argparse.Namespace, exc: UnknownFamily, lang: str) -> int:
+    """A family gpuplan has no rules for: the tensors transformers builds on the meta device."""
+    from gpuplan.commands.generic import params_json, tensors_json, traced_model
+
+    model = traced_model(exc)
+    if args.tensors:
+        if args.json:
+            print_json(tensors_json(model))
+            return 0
+        print(render_table(headers("params.traced_tensor_header", ("tensor", "shape", "component", "kind", "params"),
+                                   lang),
+                           [(x.name, "x".join(map(str, x.shape)), t(f"component.{x.component}", lang), x.layer_kind,
+                             f"{x.numel:,}") for x in model.tensors], "llllr"))
+        return 0
+    out = params_json(model)
+    if args.json:
+        print_json(out)
+        return 0
+    print(t("params.traced_summary", lang, name=model.name, family=model.family, arch=model.architecture,
+            layers=model.num_layers, hidden=model.hidden_size, vocab=model.vocab_size))
+    rows = [(t(f"component.{c}", lang), f"{n:,}", format_count(n)) for c, n in model.component_params().items() if n]
+    rows.append((t("params.total", lang), f"{model.params_total:,}", format_count(model.params_total)))
+    print(render_table(headers("params.header", ("component", "parameters"), lang) + [""], rows))
+    kinds = [(k, f"{n:,}", f"{p:,}") for k, (n, p) in model.kind_params().items()]
+    print(render_table(headers("params.kind_header", ("kind", "layers", "params_per_layer"), lang), kinds, "lrr"))
+    for note in out["warnings"]:
+        print(f"{t('word.warning', lang)}{colon(lang)}{localize(note, lang)}")
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,8 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = model_from_options(args, encoders=True, count_only=True)
     lang = lang_of(args)
+    try:
+        spec = model_from_options(args, encoders=True, count_only=True)
+    except UnknownFamily as exc:
+        return _run_traced(args, exc, lang)
     if args.tensors:
         if args.json:
             print_json(tensors_json(spec))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuplan.errors import InputError
+from gpuplan.errors import InputError, UnknownFamily
 from gpuplan.infer.engine import InferConfig, InferReport, estimate_inference
 from gpuplan.infer.engines import HfProfile, VllmProfile
 from gpuplan.infer.parallel import ServingLayout
@@ -71,8 +71,19 @@ def _llamacpp(values: Any):
 
 
 def evaluate(values: Any) -> tuple[ModelSpec, InferConfig, InferReport, dict[str, Any]]:
-    """(spec, config, report, payload) for the option values."""
-    spec, cfg = config_from_options(values)
+    """(spec, config, report, payload) for the option values; for a family gpuplan has no rules for, (traced
+    model, None, None, payload) from reduced-depth traces (:mod:`gpuplan.commands.generic`)."""
+    try:
+        spec, cfg = config_from_options(values)
+    except UnknownFamily as exc:
+        from gpuplan.commands.generic import infer_payload
+
+        for option in ("advise", "explain"):
+            if getattr(values, option, False):
+                raise InputError(f"--{option}", True, f"is not available for family "
+                                 f"{exc.config.get('model_type')}, which gpuplan traces instead of modelling")
+        model, out = infer_payload(exc, values)
+        return model, None, None, out  # type: ignore[return-value]
     from gpuplan.commands.train import _vision_load
 
     load = _vision_load(values, spec)

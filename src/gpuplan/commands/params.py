@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuplan.errors import UnknownFamily
 from gpuplan.model.params import ParamCounts, count_params
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.spec import ModelSpec
@@ -26,8 +27,14 @@ def tensors_json(spec: ModelSpec) -> list[dict[str, Any]]:
 
 
 def payload(values: Any) -> dict[str, Any]:
-    """The JSON of ``gpuplan params --json`` (without --tensors)."""
-    spec = model_from_options(values, encoders=True, count_only=True)
+    """The JSON of ``gpuplan params --json`` (without --tensors); a family gpuplan has no rules for is built by
+    transformers on the meta device (:mod:`gpuplan.commands.generic`)."""
+    try:
+        spec = model_from_options(values, encoders=True, count_only=True)
+    except UnknownFamily as exc:
+        from gpuplan.commands.generic import params_payload
+
+        return params_payload(exc)
     out = counts_json(count_params(spec))
     if spec.notes:  # what the count leaves out (a multimodal model's vision tower)
         out["warnings"] = list(spec.notes)

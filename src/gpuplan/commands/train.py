@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gpuplan.errors import InputError
+from gpuplan.errors import InputError, UnknownFamily
 from gpuplan.model.resolve import model_from_options
 from gpuplan.model.spec import ModelSpec
 from gpuplan.train import config as C
@@ -63,7 +63,10 @@ def evaluate(values: Any) -> tuple[ModelSpec | None, "TrainReport", dict[str, An
         from gpuplan.configs import resolve
 
         resolve(files, values)
-    spec = model_from_options(values, allow_params_only=True, encoders=True)
+    try:
+        spec = model_from_options(values, allow_params_only=True, encoders=True)
+    except UnknownFamily as exc:
+        return _traced(values, exc)
     cfg = config_from_options(values)
     if files is not None:
         files.stack_defaults = [(_FIELD_OPTION.get(f, f), v, s) for f, v, s in cfg.stack_settings]
@@ -129,6 +132,21 @@ def _vision_load(values: Any, spec: ModelSpec | None):
     from gpuplan.model.images import vision_load
 
     return vision_load(spec, images, values.image_size)
+
+
+def _traced(values: Any, exc: UnknownFamily) -> tuple[Any, "TrainReport", dict[str, Any]]:
+    """A family gpuplan has no rules for: reduced-depth traces (:mod:`gpuplan.commands.generic`); the model in the
+    result is the traced tensor table, not a ModelSpec."""
+    from gpuplan.commands.generic import train_report
+
+    for option in ("max_batch", "max_seq", "advise", "explain", "per_rank"):
+        if getattr(values, option, False):
+            raise InputError(f"--{option.replace('_', '-')}", True, f"is not available for family "
+                             f"{exc.config.get('model_type')}, which gpuplan traces instead of modelling")
+    cfg = config_from_options(values)
+    model, report = train_report(exc, cfg, _capacity(values))
+    payload: dict[str, Any] = {"model": model.name, "gpu": values.gpu, **report.as_dict()}
+    return model, report, payload
 
 
 def _add_notes(values: Any, cfg: C.TrainConfig, spec: ModelSpec | None, memory: Any) -> None:

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gpuplan.errors import InputError
+from gpuplan.errors import InputError, UnknownFamily
 from gpuplan.limits import COUNT_BOUNDS
 from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
@@ -326,8 +326,9 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         model_type = config["model_type"]
     model_type = _SAME_AS.get(model_type, model_type)
     if model_type not in _LAYOUT:
-        raise InputError(f"{source}: model_type", model_type,
-                         f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+        raise UnknownFamily(f"{source}: model_type", model_type,
+                            f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}", config=config,
+                            name=name, source=source)  # params, train and infer trace it (gpuplan.commands.generic)
     c = _Cfg(config, source)
     if model_type in ("gpt2", "gpt_bigcode"):
         return _gpt2_spec(c, name, model_type)

@@ -57,8 +57,11 @@ def compute(command: Command, body: dict[str, Any], hub: HubConfigs | None = Non
     """The JSON ``gpuplan <command> ... --json`` prints for this request (``hub``: the server's fetches of hub
     configs, None to resolve presets only). Overflow, division by zero and other arithmetic failures on the
     request's numbers are input errors (422), never server errors."""
+    from gpuplan.model.traced import without_tracing
+
     try:
-        return _compute(command, body, hub)
+        with without_tracing():  # a family without rules takes minutes of CPU tracing: a local run's job
+            return _compute(command, body, hub)
     except InputError as exc:
         suspects = _suspects(command, body)
         if exc.field == command.name and exc.value is None and len(suspects) == 1:
