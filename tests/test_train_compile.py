@@ -55,8 +55,10 @@ def test_formula_matches_the_layer_model():
 
 def test_compile_lowers_the_recomputed_layer_and_the_option_flows():
     spec = find_preset("llama-3.1-8b").spec()
+    # PEFT's fp32 adapters, as traced (torchtune's own are bf16: --lora-dtype model, where the compiled and eager
+    # layers come within 0.1 %)
     kw = dict(batch=2, seq=2048, precision="bf16", attention="flash", stack="torchtune", method="lora", lora_rank=8,
-              lora_targets=LORA_TARGETS, loss_chunk_tokens=512)
+              lora_targets=LORA_TARGETS, loss_chunk_tokens=512, lora_dtype="fp32")
     eager = estimate_training(spec, TrainConfig(**kw))
     comp = estimate_training(spec, TrainConfig(**kw, compile=True))
     assert not TrainConfig(**kw).compile  # torchtune's recipes: compile: False
@@ -95,10 +97,10 @@ def test_torchtune_recipe_compile_true_turns_it_on(tmp_path):
     assert any(a.startswith("torch.compile:") for a in r_on["assumptions"])
     assert not any(a.startswith("torch.compile:") for a in r_off["assumptions"])
 
-    def layer_backward(r):  # the recipe's default sequence puts the step's peak in the loss: compare the layers
-        return max(p["bytes"] for p in r["phases"] if p["phase"].startswith("layer"))
+    def recomputed(r):  # the recipe's default sequence puts the step's peak in the loss: compare the layer's forward
+        return next(p["bytes"] for p in r["phases"] if p["phase"] == "forward (recomputed layer)")
 
-    assert layer_backward(r_on) < layer_backward(r_off)
+    assert recomputed(r_on) < recomputed(r_off)
 
 
 def test_compile_option_refuses_other_values():

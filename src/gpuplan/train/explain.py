@@ -15,7 +15,7 @@ from gpuplan.train.optimizer import managed_bytes
 from gpuplan.train.overheads import OverheadBytes
 from gpuplan.train.peak import Phase
 from gpuplan.train.precision import Recipe
-from gpuplan.train.states import ModelStates, lora_param_bytes
+from gpuplan.train.states import LORA_BYTES, ModelStates, lora_param_bytes
 from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH, transformers_release, version_text,
                               version_warnings)
 
@@ -28,8 +28,8 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
     out = [
         Term("weights_bytes", st.weights_bytes,
              "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, "
-             + ("LoRA adapters in the model dtype)" if lora_param_bytes(cfg, recipe) == recipe.param_bytes
-                else "fp32 LoRA adapters)"),
+             + ("fp32 LoRA adapters)" if lora_param_bytes(cfg, recipe) == LORA_BYTES
+                else "LoRA adapters in the model dtype)"),
              recipe.source, {"params": P, "param_bytes": recipe.param_bytes, "quantized_params": st.quantized_params,
                              "lora_params": st.lora_params}),
         Term("gradients_bytes", st.gradients_bytes, "trainable × grad_bytes (created by backward)", recipe.source,
@@ -127,8 +127,12 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
     if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp):
         out.append(COMPILE_ASSUMPTION)
     if cfg.method in ("lora", "qlora"):
-        out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
-                   "(PEFT autocast_adapter_dtype=True)")
+        if lora_param_bytes(cfg, recipe) == LORA_BYTES:
+            out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
+                       "(PEFT autocast_adapter_dtype=True)")
+        else:
+            out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in the model's dtype "
+                       "(--lora-dtype model)")
     out += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         out.append(qlora_base_note(cfg))

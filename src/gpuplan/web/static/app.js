@@ -827,7 +827,9 @@
     const p = st.presets.find((x) => x.id === st.model);
     $("model-info").textContent = p ? `${p.hf_id || p.id} · ${fmt.count(p.params)} ${t("params_total")}` +
       (p.active !== p.params ? ` · ${fmt.count(p.active)} ${t("params_active")}` : "") +
-      (p.released ? ` · ${t("released")} ${p.released}` : "") + (p.modality ? ` · ${modalityText(p)}` : "") : "";
+      // the release date and modality on wider screens: on a phone the line stays one row, the result first
+      (p.released && !phone() ? ` · ${t("released")} ${p.released}` : "") +
+      (p.modality && !phone() ? ` · ${modalityText(p)}` : "") : "";
   }
   function onSearchKey(e) {
     const items = [...$("model-list").querySelectorAll("li[data-id]")];
