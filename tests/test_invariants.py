@@ -104,7 +104,10 @@ def test_states_never_grow_when_an_axis_is_added(model, layout, axis, optimizer,
     large = _estimate(model, **bigger, **opts)
     assume(small is not None and large is not None)
     before, after = _ranks(small), _ranks(large)
-    assert max(r["optimizer_bytes"] for r in after) <= max(r["optimizer_bytes"] for r in before)
+    # ZeRO-1 -> 2 under torch moves from ZeroRedundancyOptimizer's whole-parameter partition to FSDP2's per-parameter
+    # shards, each state its own 512-byte-rounded allocation (c10 CUDACachingAllocator): up to 512 B a tensor more
+    slack = 512 * len(tensor_table(SPECS[model])) if axis == "zero" and layout["framework"] == "torch" else 0
+    assert max(r["optimizer_bytes"] for r in after) <= max(r["optimizer_bytes"] for r in before) + slack
     if method == "qlora":
         assert max(r["weights_bytes"] for r in after) <= max(r["weights_bytes"] for r in before)
 
