@@ -70,3 +70,16 @@ PLOT = Option("plot", "text", "--plot", metavar="FILE", api=False,
 def check(help: str, help_zh: str, group: str | None = None) -> Option:
     """``--check``: exit status 3 when the answer says no (what "no" means is each command's ``help``)."""
     return Option("check", "flag", "--check", default=False, api=False, help=help, help_zh=help_zh, group=group)
+
+# A vision-language model's images (train and infer): gpuplan.model.images
+IMAGE_OPTIONS = (
+    Option("images", "count", "--images",
+           help="images per sequence, for a vision-language model: their tokens join the sequence and the "
+                "vision tower's weights, activations and FLOPs are added as their own terms",
+           help_zh="每条序列的图像数（视觉语言模型）：图像 token 计入序列，视觉塔的权重、激活值和 FLOPs 作为单独的项加入",
+           group="workload"),
+    Option("image_size", "text", "--image-size", metavar="HxW",
+           help="size of each image in pixels, height x width (default 1024x1024; the tower's processor "
+                "resizes it)",
+           help_zh="每张图像的尺寸（像素，高 x 宽；默认 1024x1024，按视觉塔的预处理规则缩放）", group="workload"),
+)

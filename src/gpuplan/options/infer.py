@@ -6,6 +6,7 @@ from gpuplan.infer.kv import KV_DTYPE_BYTES
 from gpuplan.infer.quant import WEIGHT_CHOICES
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
+    IMAGE_OPTIONS,
     check,
     ADVISE,
     CONFIG,
@@ -38,15 +39,7 @@ INFER = CommandOptions(
             help_zh=f"每条序列的 token 数，提示词 + 输出（默认 {DEFAULT_CONTEXT}，不超过模型的上限）",
             group="workload",
         ),
-        Option("images", "count", "--images",
-               help="images per sequence, for a vision-language model: their tokens join the sequence and the "
-                    "vision tower's weights, activations and FLOPs are added as their own terms",
-               help_zh="每条序列的图像数（视觉语言模型）：图像 token 计入序列，视觉塔的权重、激活值和 FLOPs 作为单独的项加入",
-               group="workload"),
-        Option("image_size", "text", "--image-size", metavar="HxW",
-               help="size of each image in pixels, height x width (default 1024x1024; the tower's processor "
-                    "resizes it)",
-               help_zh="每张图像的尺寸（像素，高 x 宽；默认 1024x1024，按视觉塔的预处理规则缩放）", group="workload"),
+        *IMAGE_OPTIONS,
         Option(
             "prompt", "count", "--prompt", help="prompt tokens prefilled at once (default: --context)",
             help_zh="一次性预填充的提示词 token 数（默认：--context）", group="workload"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpuplan.options.command import CommandOptions
 from gpuplan.options.common import (
+    IMAGE_OPTIONS,
     check,
     ADVISE,
     CONFIG,
@@ -35,15 +36,7 @@ TRAIN = CommandOptions(
             "seq", "count", "--seq", default=2048, help="sequence length in tokens (default 2048)",
             help_zh="序列长度，单位 token（默认 2048）", group="workload"
         ),
-        Option("images", "count", "--images",
-               help="images per sequence, for a vision-language model: their tokens join the sequence and the "
-                    "vision tower's weights, activations and FLOPs are added as their own terms",
-               help_zh="每条序列的图像数（视觉语言模型）：图像 token 计入序列，视觉塔的权重、激活值和 FLOPs 作为单独的项加入",
-               group="workload"),
-        Option("image_size", "text", "--image-size", metavar="HxW",
-               help="size of each image in pixels, height x width (default 1024x1024; the tower's processor "
-                    "resizes it)",
-               help_zh="每张图像的尺寸（像素，高 x 宽；默认 1024x1024，按视觉塔的预处理规则缩放）", group="workload"),
+        *IMAGE_OPTIONS,
         Option("grad_accum", "count", "--grad-accum", default=1, help="gradient accumulation steps",
                help_zh="梯度累积步数", group="workload"),
         Option(
