@@ -88,20 +88,11 @@ def layer_saved(litgpt_dir: str, name: str, batch: int, seq: int, lora_r: int = 
         lora_mod.mark_only_lora_as_trainable(block)
     cos, sin = model_mod.build_rope_cache(seq, cfg.rope_n_elem, base=cfg.rope_base)
     x = torch.randn(batch, seq, cfg.n_embd, dtype=torch.bfloat16, requires_grad=True)
-    skip = {t.untyped_storage().data_ptr() for t in (*block.parameters(), cos, sin, x)}
-    kept: dict[int, int] = {}
+    from gpuplan.verify.saved import saved_bytes
 
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in skip:
-            kept[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x, cos, sin)
-    for buf in block.buffers():  # LoRAQKVLinear registers its index buffer (lora_ind) on the first forward
-        kept.pop(buf.untyped_storage().data_ptr(), None)
-    return sum(kept.values()), cfg
+    # LoRAQKVLinear registers its index buffer (lora_ind) on the first forward: excluded once the block has run
+    kept = saved_bytes(lambda: block(x, cos, sin), lambda: (*block.parameters(), *block.buffers(), cos, sin, x))
+    return kept, cfg
 
 
 def gpuplan_layer(cfg, batch: int, seq: int, lora_r: int = 0) -> int:

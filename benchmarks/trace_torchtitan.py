@@ -82,18 +82,10 @@ def layer_saved(torchtitan_dir: str, batch: int, seq: int, **args) -> tuple[int,
         torch.set_default_dtype(torch.float32)
     freqs_cis = model_mod.precompute_freqs_cis(margs.dim // margs.n_heads, seq, margs.rope_theta)
     x = torch.randn(batch, seq, margs.dim, dtype=torch.bfloat16, requires_grad=True)
-    skip = {t.untyped_storage().data_ptr() for t in (*block.parameters(), freqs_cis, x)}
-    kept: dict[int, int] = {}
+    from gpuplan.verify.saved import saved_bytes
 
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in skip:
-            kept[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x, freqs_cis)
-    return sum(kept.values()), block
+    kept = saved_bytes(lambda: block(x, freqs_cis), lambda: (*block.parameters(), freqs_cis, x))
+    return kept, block
 
 
 def op_sac_saved(torchtitan_dir: str, batch: int, seq: int, **args) -> tuple[int, object]:

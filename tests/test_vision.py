@@ -225,20 +225,9 @@ def _tiny(model_type, attn="sdpa", **vision):
 
 def _saved_bytes(fn, model) -> int:
     """Bytes of the distinct storages autograd saves during ``fn`` (parameters excluded)."""
-    import torch
+    from gpuplan.verify.saved import saved_bytes
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
+    return saved_bytes(fn, model.parameters)
 
 
 # Towers of 4 blocks, hidden 128, 4 heads, MLP 256, over a 16 x 16 patch grid (224 px at 14-px patches)
