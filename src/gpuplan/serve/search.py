@@ -217,6 +217,21 @@ def _replica(spec: ModelSpec, q: ServeQuestion, gpu: GpuSpec, lay: ServingLayout
     return rep, got[0]
 
 
+def _replicas(spec: ModelSpec, q: ServeQuestion, gpu: GpuSpec, rejected: list[dict[str, Any]], *,
+              attention_dp: bool = True):
+    """(layout, where, report, speed inputs) of each replica layout of ``gpu`` that holds the model; the others go to
+    ``rejected`` with their reason. ``attention_dp=False`` leaves out EP groups spanning data-parallel ranks."""
+    for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
+        if lay.dp > 1 and not attention_dp:
+            continue
+        where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
+        got = _replica(spec, q, gpu, lay)
+        if isinstance(got, str):
+            rejected.append({**where, "reason": got})
+            continue
+        yield (lay, where, *got)
+
+
 def _evaluate(spec: ModelSpec, q: ServeQuestion, inp, lay: ServingLayout, cap_seqs: int, dp: int):
     """One replica's load with ``dp`` replicas sharing the traffic, and the targets it misses (or the reason)."""
     t, hop = q.traffic, inp.allreduce_latency_s
@@ -242,13 +257,7 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
         return plan_disaggregated(spec, q)
     t, plans, rejected, evaluated = q.traffic, [], [], 0
     for gpu in q.gpus:
-        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
-            where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
-            got = _replica(spec, q, gpu, lay)
-            if isinstance(got, str):
-                rejected.append({**where, "reason": got})
-                continue
-            rep, inp = got
+        for lay, where, rep, inp in _replicas(spec, q, gpu, rejected):
             cap_seqs = rep.memory.kv_cache_bytes // max(1, rep.engine["request_kv_bytes"])
             if cap_seqs < 1:
                 rejected.append({**where, "reason": "KV capacity: the pool holds no sequence of prompt + output"})
@@ -324,15 +333,8 @@ def plan_disaggregated(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
     share = t.prompt_tokens / (t.prompt_tokens + t.output_tokens)
     for gpu in q.gpus:
         prefills, decodes = [], []
-        for lay in _layouts(spec, q.max_gpus, q.gpus_per_node, q.tp_choices, q.pp_choices):
-            if lay.dp > 1:  # expert parallelism over data-parallel attention ranks: not paired with a prefill pool
-                continue
-            where = {"gpu": gpu.id, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep}
-            got = _replica(spec, q, gpu, lay)
-            if isinstance(got, str):
-                rejected.append({**where, "reason": got})
-                continue
-            rep, inp = got
+        # expert parallelism over data-parallel attention ranks (dp > 1) is not paired with a prefill pool
+        for lay, where, rep, inp in _replicas(spec, q, gpu, rejected, attention_dp=False):
             if not inp.inter_node_bytes_per_s:
                 rejected.append({**where, "reason": f"{gpu.id} has no inter-node bandwidth in the catalog to send "
                                                     "the prompt's KV between pools"})
