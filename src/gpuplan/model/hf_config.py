@@ -197,14 +197,8 @@ def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple
     size leaves every layer full."""
     chunk = c.opt_int("attention_chunk_size") if "attention_chunk_size" in c.data else 8192
     if raw:
-        if len(raw) != n_layers:
-            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
-                             f"(num_hidden_layers={n_layers})")
-        bad = [t for t in raw if t not in ("chunked_attention", "full_attention")]
-        if bad:
-            raise InputError(f"{c.source}: layer_types", bad[0], "must be chunked_attention or full_attention for "
-                             "llama4")
-        types = tuple("chunked" if t == "chunked_attention" else "full" for t in raw)
+        types = _checked_layer_types(c, n_layers, raw, "llama4", {"chunked_attention": "chunked",
+                                                                 "full_attention": "full"})
     else:
         types = tuple("chunked" if rope else "full" for rope in _llama4_rope_layers(c, n_layers))
     if chunk is None or "chunked" not in types:
@@ -214,18 +208,23 @@ def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple
     return types, chunk
 
 
+def _checked_layer_types(c: _Cfg, n_layers: int, raw: list, family: str, kinds: dict[str, str]) -> tuple[str, ...]:
+    """An explicit ``layer_types`` list: one entry per layer, each a key of ``kinds`` (mapped to gpuplan's name)."""
+    if len(raw) != n_layers:
+        raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
+                         f"(num_hidden_layers={n_layers})")
+    bad = [t for t in raw if t not in kinds]
+    if bad:
+        raise InputError(f"{c.source}: layer_types", bad[0], f"must be {' or '.join(kinds)} for {family}")
+    return tuple(kinds[t] for t in raw)
+
+
 def _qwen3_next_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[str, ...]:
     """Qwen3NextConfig: ``layer_types`` ("linear_attention", "full_attention"), by default every
     ``full_attention_interval``-th (4) layer full attention and the others Gated DeltaNet."""
     if raw:
-        if len(raw) != n_layers:
-            raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
-                             f"(num_hidden_layers={n_layers})")
-        bad = [t for t in raw if t not in ("linear_attention", "full_attention")]
-        if bad:
-            raise InputError(f"{c.source}: layer_types", bad[0], "must be linear_attention or full_attention for "
-                             "qwen3_next")
-        return tuple("linear" if t == "linear_attention" else "full" for t in raw)
+        return _checked_layer_types(c, n_layers, raw, "qwen3_next", {"linear_attention": "linear",
+                                                                    "full_attention": "full"})
     interval = c.pos_int("full_attention_interval", default=4)
     return tuple("linear" if (i + 1) % interval else "full" for i in range(n_layers))
 
