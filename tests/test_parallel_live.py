@@ -32,6 +32,7 @@ MIXTRAL_SMALL = dict(model_type="mixtral", hidden_size=512, intermediate_size=10
 QWEN2_SMALL = dict(model_type="qwen2", hidden_size=1024, intermediate_size=2816, num_hidden_layers=6,
                    num_attention_heads=16, num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096,
                    tie_word_embeddings=False)
+LORA_TARGETS = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # (id, config, layout, trace keyword arguments, TrainConfig fields, batch, seq)
 CASES = [
@@ -42,6 +43,12 @@ CASES = [
      dict(dp=4, zero=3, precision="amp-bf16", recompute="full"), 4, 512),
     ("fsdp2 W4 bf16 MoE", MIXTRAL_SMALL, "fsdp2", dict(world_size=4, shard_dtype="bf16"),
      dict(dp=4, zero=3, precision="bf16"), 2, 512),
+    # LoRA under FSDP2 (torchtune's distributed LoRA recipes): the adapters are sharded with their layer like every
+    # parameter, in the model's dtype; AdamW holds the adapters only
+    ("fsdp2 W4 bf16 LoRA r64", QWEN2_SMALL, "fsdp2",
+     dict(world_size=4, shard_dtype="bf16", lora_rank=64, lora_targets=LORA_TARGETS),
+     dict(dp=4, zero=3, precision="bf16", method="lora", lora_rank=64, lora_targets=LORA_TARGETS,
+          lora_dtype="model"), 2, 512),
     ("tp W2 bf16", QWEN2_SMALL, "tp", dict(world_size=2, dtype="bf16"), dict(tp=2, precision="bf16"), 2, 512),
 ]
 PHASES = {"forward": ("forward",), "optimizer": ("optimizer step",)}

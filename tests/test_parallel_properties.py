@@ -357,3 +357,26 @@ def test_1f1b_stage_i_holds_min_pp_minus_i_microbatches(pp, m, expected):
     # last stage's output-head input tips it)
     if m > 1:
         assert rows[0]["activations_bytes"] == max(r["activations_bytes"] for r in rows)
+
+
+@SETTINGS
+@given(name=st.sampled_from(DENSE), dp=st.sampled_from([2, 4, 8]), framework=st.sampled_from(["torch", "deepspeed"]),
+       zero=st.sampled_from([0, 1, 2, 3]), dtype=st.sampled_from(["fp32", "model"]))
+def test_lora_adapters_shard_like_every_trainable_parameter(name, dp, framework, zero, dtype):
+    """LoRA's adapter states (weights, gradients, optimizer states) on one of dp ranks: the single-GPU figure,
+    divided where the scheme divides a trainable parameter's (DeepSpeed: states from ZeRO-1, gradients from
+    ZeRO-2, weights from ZeRO-3 above the persistence threshold; FSDP2: all three, padded dim-0 shards). The
+    adapters are in the model's dtype with ``--lora-dtype model``, fp32 otherwise, on any layout."""
+    spec = SPECS[name]
+    common = dict(batch=1, seq=1024, precision="bf16", method="lora", lora_rank=16, lora_dtype=dtype,
+                  lora_targets=("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+    single = estimate_training(spec, TrainConfig(**common)).memory
+    multi = estimate_training(spec, TrainConfig(framework=framework, dp=dp, zero=zero, **common)).memory
+    # gradients and optimizer states are the adapters' only
+    fsdp = framework == "torch" and zero >= 2
+    g_div = dp if zero >= 2 else 1
+    s_div = dp if zero >= 1 or fsdp else 1
+    assert multi.gradients_bytes <= single.gradients_bytes // g_div * 1.02 + 4096
+    assert multi.gradients_bytes >= single.gradients_bytes // g_div * 0.98
+    assert multi.optimizer_bytes <= single.optimizer_bytes // s_div * 1.02 + 4096
+    assert multi.optimizer_bytes >= single.optimizer_bytes // s_div * 0.98

@@ -31,7 +31,7 @@ from gpuplan.model.tensors import TensorInfo
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import LocalTensor, ShardGroup, StageShard
 from gpuplan.train.optimizer import optimizer_memory
-from gpuplan.train.peft import Trainability, lora_params, nf4_bytes
+from gpuplan.train.peft import Trainability, lora_params, lora_shapes, nf4_bytes, wrapped_module
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import base_weight_bytes
 
@@ -172,7 +172,8 @@ def part_groups(part: tuple[ShardGroup, ...], table: tuple[TensorInfo, ...], tr:
 def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe, layout: Layout,
                 framework: str, optimizer: str, impl: str, offload: str, lora_rank: int, qlora_block_size: int = 64,
                 qlora_double_quant: bool = True, qlora_base: str = "nf4", qlora_group_size: int = 128,
-                ds_buckets: "ZeroBuckets | None" = None) -> RankStates:
+                ds_buckets: "ZeroBuckets | None" = None, lora_bytes: int = 4,
+                lora_fused: str | None = None) -> RankStates:
     """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank).
 
     QLoRA's quantized base tensors are held as NF4 (``quantized_weight_bytes``). Adafactor's factored states
@@ -183,15 +184,62 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     asks again for the same stage under other micro-batches, recomputation and pipeline places."""
     key = (id(shard), id(tr), recipe, layout.zero, layout.tp, layout.dp_ranks, layout.shard_degree,
            layout.expert_shard_degree, layout.replicas, layout.offload, framework, optimizer, impl, offload,
-           lora_rank, qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets)
+           lora_rank, qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets, lora_bytes,
+           lora_fused)
     hit = _STATES.get(key)
     if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
         return hit[3]
     out = _rank_states(shard, table, tr, recipe, layout, framework, optimizer, impl, offload, lora_rank,
-                       qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets)
+                       qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets, lora_bytes,
+                       lora_fused)
     if len(_STATES) >= 4096:
         _STATES.clear()
     _STATES[key] = (shard, tr, table, out)
+    return out
+
+
+@dataclass(frozen=True)
+class LoraHeld:
+    """Elements of one LoRA adapter tensor a rank holds: its weights, its gradient after backward, the elements its
+    optimizer states cover, and the ranks its (shape-dependent) states are split over."""
+
+    weights: int
+    gradients: int
+    states: int
+    state_shards: int
+
+
+def lora_local(t: TensorInfo, lt: LocalTensor, rank: int, wrapped: str | None, D: int, framework: str,
+               zero: int) -> list[tuple[tuple[int, ...], LoraHeld]]:
+    """This rank's part of the LoRA adapters on base tensor ``t`` (A [r, in], B [out, r]; Hu et al. 2021).
+
+    Tensor parallelism splits them with their base: a column-parallel base (dim 0 split) splits B's rows, a
+    row-parallel one (last dim split) A's columns. Data parallelism shards them like any trainable parameter of
+    the scheme: FSDP2 puts every parameter, adapters included, in its dim-0 shards (``fully_shard`` on each layer:
+    torch/distributed/fsdp/_fully_shard/_fsdp_param.py, padded to ceil(dim0 / D) rows); DeepSpeed ZeRO partitions
+    optimizer states from stage 1, gradients from stage 2 and parameters from stage 3 except those under
+    ``stage3_param_persistence_threshold`` elements (deepspeed/runtime/zero/stage_1_and_2.py, stage3.py); DDP and
+    Megatron keep them whole (Megatron's distributed optimizer still splits the states)."""
+    out: list[tuple[tuple[int, ...], LoraHeld]] = []
+    col = lt.dim0 != t.shape[0]
+    row = not col and lt.numel != t.numel
+    frac = lt.numel / t.numel
+    for i, (d0, d1) in enumerate(lora_shapes(t, rank, wrapped)):
+        is_a = i == 0
+        if is_a and row:
+            d1 = max(1, round(d1 * frac))
+        elif not is_a and col:
+            d0 = max(1, round(d0 * frac))
+        numel = d0 * d1
+        if framework == "torch" and zero >= 2:
+            local = -(-d0 // D) * d1
+            out.append(((d0, d1), LoraHeld(local, local, local, D)))
+            continue
+        ds = framework == "deepspeed"
+        w = numel // D if zero >= 3 and not (ds and numel < DS_PERSISTENCE_THRESHOLD) else numel
+        g = numel // D if zero >= 2 else numel
+        st = numel // D if zero >= 1 else numel
+        out.append(((d0, d1), LoraHeld(w, g, st, D if zero >= 1 else 1)))
     return out
 
 
@@ -201,7 +249,7 @@ _STATES: dict[tuple, tuple] = {}
 def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe,
                  layout: Layout, framework: str, optimizer: str, impl: str, offload: str, lora_rank: int,
                  qlora_block_size: int, qlora_double_quant: bool, qlora_base: str, qlora_group_size: int,
-                 ds_buckets: "ZeroBuckets | None") -> RankStates:
+                 ds_buckets: "ZeroBuckets | None", lora_bytes: int, lora_fused: str | None) -> RankStates:
     fsdp = framework == "torch" and layout.zero >= 2
     zero, ds, mg = layout.zero, framework == "deepspeed", framework == "megatron"
     w = g = m = trainable = 0
@@ -244,18 +292,15 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
                 if layout.tp > 1 and lt.numel == t.numel:
                     replicated += (lt.numel // D if zero >= 1 else lt.numel) * n
         if lo:
-            a = int(lora_params(t, lora_rank) * frac)
-            trainable += a * n
-            w += a * 4 * n
-            g += a * 4 * n
-            lora_shapes += [(a,)] * n
-            # A [r, in] and B [out, r] with this rank's share of in and out: Adafactor factors each adapter
-            out_f, in_f = t.shape[0], t.shape[-1]
-            lora_factored += [((lora_rank, max(1, round(in_f * frac))), 1),
-                              ((max(1, round(out_f * frac)), lora_rank), 1)] * n
+            trainable += int(lora_params(t, lora_rank) * frac) * n
+            for shape, held in lora_local(t, lt, lora_rank, wrapped_module(lora_fused, t), D, framework, zero):
+                w += held.weights * lora_bytes * n
+                g += held.gradients * lora_bytes * n
+                lora_shapes += [(held.states,)] * n
+                lora_factored += [(shape, held.state_shards)] * n
     state_b = sb if fsdp else recipe.state_bytes
     opt = optimizer_memory(optimizer, impl, base_shapes, state_b, state_shards=factored)
-    lopt = optimizer_memory(optimizer, impl, lora_shapes, 4, state_shards=lora_factored)
+    lopt = optimizer_memory(optimizer, impl, lora_shapes, lora_bytes, state_shards=lora_factored)
     states, temp = opt.states_bytes + lopt.states_bytes, opt.step_temp_bytes + lopt.step_temp_bytes
     if framework == "torch" and layout.tp > 1 and impl == "foreach" and opt.step_temp_bytes:
         # DTensor and plain parameters sit in separate optimizer groups that step one after the other: the foreach

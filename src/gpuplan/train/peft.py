@@ -88,7 +88,12 @@ def peft_fused_moe(spec: ModelSpec) -> dict[str, str] | None:
 
 def param_wrapped(spec: ModelSpec, t: TensorInfo) -> str | None:
     """``gate_up``, ``down`` or ``router`` when PEFT adapts this tensor through a ``ParamWrapper``."""
-    m = peft_fused_moe(spec)
+    return wrapped_module(spec.family if spec.moe else None, t)
+
+
+def wrapped_module(family: str | None, t: TensorInfo) -> str | None:
+    """``param_wrapped`` from the family of an MoE model (None for a dense one)."""
+    m = PEFT_FUSED_MOE.get(family) if family else None
     if m is None or t.component not in ("experts", "router"):
         return None
     return m.get(t.module)

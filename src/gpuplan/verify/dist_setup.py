@@ -78,15 +78,28 @@ def _fake_process_group(world_size: int, rank: int, replicate: int = 1) -> Itera
         dist.destroy_process_group()
 
 
-def _training_model(config: Mapping[str, Any], dtype: str, recompute: bool, batch: int, seq: int):
-    """The transformers causal LM in training mode (call inside ``FakeTensorMode``), its input ids and labels."""
+def _training_model(config: Mapping[str, Any], dtype: str, recompute: bool, batch: int, seq: int,
+                    lora_rank: int = 0, lora_targets: tuple[str, ...] = ()):
+    """The transformers causal LM in training mode (call inside ``FakeTensorMode``), its input ids and labels.
+
+    ``lora_rank`` > 0 adds PEFT LoRA adapters on ``lora_targets`` (base frozen) in the model's dtype, as stacks that
+    build the adapters with the model do (torchtune, litgpt; ``--lora-dtype model``): FSDP2 all-gathers a group's
+    parameters in one dtype, so PEFT's fp32 upcast of half adapters cannot share a group with a bf16 base."""
     import torch
 
     from gpuplan.verify.build import build_model, prepare_for_training
     from gpuplan.verify.setup import TrainSetup
 
     model = build_model(dict(config), dtype=dtype, attention="sdpa")
-    model = prepare_for_training(model, TrainSetup(batch=batch, seq=seq, recompute="full" if recompute else "none"))
+    lora = dict(method="lora", lora_rank=lora_rank, lora_alpha=2 * lora_rank, lora_targets=lora_targets) \
+        if lora_rank else {}
+    model = prepare_for_training(model, TrainSetup(batch=batch, seq=seq, recompute="full" if recompute else "none",
+                                                   **lora))
+    if lora_rank:
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.to(_torch_dtype(dtype))
+        model = model.get_base_model()
     ids = torch.randint(0, model.config.get_text_config().vocab_size, (batch, seq))
     return model, ids, ids.clone()
 

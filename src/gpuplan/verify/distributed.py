@@ -63,8 +63,14 @@ def measure_fsdp2_step(
     replicate: int = 1,
     lr: float = 1e-4,
     alive: bool = False,
+    lora_rank: int = 0,
+    lora_targets: tuple[str, ...] = (),
 ) -> dict:
     """Per-rank memory (bytes) of a steady-state FSDP2 training step with AdamW (foreach, the CUDA default).
+
+    ``lora_rank`` > 0 trains LoRA adapters of that rank on ``lora_targets`` over the frozen model, adapters in the
+    model's dtype and sharded with their layer like every parameter (``gpuplan.verify.dist_setup._training_model``);
+    AdamW then holds the trainable parameters only.
 
     ``replicate`` > 1 traces hybrid sharding (HSDP): ``world_size`` ranks as a (replicate, world_size /
     replicate) mesh named ("dp_replicate", "dp_shard") like torchtitan's, parameters sharded over the second
@@ -106,7 +112,8 @@ def measure_fsdp2_step(
                                              "all_reduce_held": _all_reduce_held_bytes(tracker)}
 
     with _distributed_patches(), _fake_process_group(world_size, rank, replicate) as mesh, FakeTensorMode():
-        model, ids, labels = _training_model(config, shard_dtype, recompute, batch, seq)
+        model, ids, labels = _training_model(config, shard_dtype, recompute, batch, seq, lora_rank,
+                                             tuple(lora_targets))
         param_numel = sum(p.numel() for p in model.parameters())
         for layer in _decoder_layers(model):
             fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
@@ -115,7 +122,7 @@ def measure_fsdp2_step(
         # data_ptr() that they are already padded, which fake storages never can: run it before tracking, or the
         # re-padded shards of the last ranks are filed as activations.
         model._get_fsdp_state()._lazy_init()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, foreach=True)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, foreach=True)
         tracker = _watched(FSDPMemTracker, describe, alive)(model, optimizer)
         tracker.track_inputs((ids, labels))
         snaps = _two_steps(model, optimizer, ids, labels, tracker)
@@ -130,7 +137,7 @@ def measure_fsdp2_step(
         "world_size": world_size, "rank": rank, "batch": batch, "seq": seq,
         "replicate": replicate, "shard": world_size // replicate,
         "shard_dtype": shard_dtype, "param_dtype": param_dtype, "reduce_dtype": reduce_dtype,
-        "recompute": recompute, "reshard_after_forward": reshard_after_forward,
+        "recompute": recompute, "reshard_after_forward": reshard_after_forward, "lora_rank": lora_rank,
         **peaks,
         **marks,
         "group_all_gather_bytes": groups,
