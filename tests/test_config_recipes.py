@@ -296,5 +296,18 @@ def test_torchtune_distributed_keys_mean_fsdp2(tmp_path, capsys):
                                          "custom_sharded_layers: ['tok_embeddings', 'output']\n")
     out = _run_json(capsys, ["train", str(path), "--gpus", "8"])
     by_hand = _run_json(capsys, ["train", "llama-3.1-8b", "--stack", "torchtune", "--batch", "1", "--precision",
-                                 "bf16", "--zero", "3", "--offload", "optimizer+params", "--gpus", "8"])
+                                 "bf16", "--zero", "3", "--offload", "optimizer+params", "--gpus", "8",
+                                 "--fsdp-embedding-groups", "on"])
     assert out["memory"] == by_hand["memory"]
+    root = _run_json(capsys, ["train", "llama-3.1-8b", "--stack", "torchtune", "--batch", "1", "--precision",
+                              "bf16", "--zero", "3", "--offload", "optimizer+params", "--gpus", "8"])
+    # the embedding (1.0 GiB in bf16) no longer unsharded through the step
+    assert out["memory"]["allocated_peak_bytes"] < root["memory"]["allocated_peak_bytes"] - 2**29
+
+
+def test_torchtune_custom_sharded_layers_other_than_both_ends_are_refused(tmp_path, capsys):
+    path = _write(tmp_path, "dist.yaml", "model:\n  _component_: torchtune.models.llama3_1.llama3_1_8b\n"
+                                         "batch_size: 1\ncustom_sharded_layers: ['output']\n")
+    assert main(["train", str(path), "--gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "custom_sharded_layers" in err and "tok_embeddings" in err

@@ -32,6 +32,9 @@ MIXTRAL_SMALL = dict(model_type="mixtral", hidden_size=512, intermediate_size=10
 QWEN2_SMALL = dict(model_type="qwen2", hidden_size=1024, intermediate_size=2816, num_hidden_layers=6,
                    num_attention_heads=16, num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096,
                    tie_word_embeddings=False)
+BIG_VOCAB = dict(model_type="llama", hidden_size=512, intermediate_size=1408, num_hidden_layers=2,
+                 num_attention_heads=8, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096,
+                 tie_word_embeddings=False)
 LORA_TARGETS = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # (id, config, layout, trace keyword arguments, TrainConfig fields, batch, seq)
@@ -49,6 +52,14 @@ CASES = [
      dict(world_size=4, shard_dtype="bf16", lora_rank=64, lora_targets=LORA_TARGETS),
      dict(dp=4, zero=3, precision="bf16", method="lora", lora_rank=64, lora_targets=LORA_TARGETS,
           lora_dtype="model"), 2, 512),
+    # the embedding and the head as FSDP groups of their own (torchtune custom_sharded_layers): a large vocabulary
+    # with fp32 shards puts the peak at the end of backward (the embedding's reduce-scatter), bf16 at the loss
+    ("fsdp2 W4 bf16 embedding groups", QWEN2_SMALL, "fsdp2",
+     dict(world_size=4, shard_dtype="bf16", embedding_groups=True),
+     dict(dp=4, zero=3, precision="bf16", fsdp_embedding_groups=True), 2, 512),
+    ("fsdp2 W4 fp32 shards embedding groups 128k vocab", BIG_VOCAB, "fsdp2",
+     dict(world_size=4, shard_dtype="fp32", param_dtype="bf16", reduce_dtype="fp32", embedding_groups=True),
+     dict(dp=4, zero=3, precision="amp-bf16", fsdp_embedding_groups=True), 1, 128),
     ("tp W2 bf16", QWEN2_SMALL, "tp", dict(world_size=2, dtype="bf16"), dict(tp=2, precision="bf16"), 2, 512),
 ]
 PHASES = {"forward": ("forward",), "optimizer": ("optimizer step",)}

@@ -249,7 +249,13 @@ def test_pasted_config_and_its_link(page, browser, base_url, commands):
     try:
         open_page(other, page.url)
         assert other.is_checked("input[name=mode][value=config]")
-        assert result_text(other) == text
+        got = result_text(other)
+        for _ in range(30):  # its charts may still be arriving on a loaded machine
+            if got == text:
+                break
+            other.wait_for_timeout(1000)
+            got = other.inner_text("#result")
+        assert got == text
     finally:
         other.context.close()
 

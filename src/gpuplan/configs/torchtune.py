@@ -146,13 +146,27 @@ def read(data: dict[str, Any], name: str, report: ConfigReport) -> str:
         elif key == "data_parallel_replicate_dim":
             report.ignore(key, "read with data_parallel_shard_dim: the data-parallel degree comes from --gpus")
         elif key == "custom_sharded_layers":
-            report.ignore(key, "layers FSDP2 shards on their own: not modelled")
+            _custom_sharded(k, key, value, report)
         elif key in _IGNORED:
             report.ignore(key, _IGNORED[key])
         else:
             report.ignore(key, "not a setting gpuplan reads (torchtune: no GPU-memory effect it models)")
     _fsdp(data, report)
     return preset
+
+
+def _custom_sharded(k: Keys, key: str, value: Any, report: ConfigReport) -> None:
+    """``custom_sharded_layers``: modules training.shard_model wraps in fully_shard of their own. The embedding
+    and the output head together are ``--fsdp-embedding-groups on``; an empty list changes nothing."""
+    if value is None or value == []:
+        report.ignore(key, "empty: the embedding and the head stay in the root group")
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise k.error(key, value, "must be a list of module names")
+    if sorted(set(value)) != ["output", "tok_embeddings"]:
+        raise k.error(key, value, "gpuplan models ['tok_embeddings', 'output'] (both as FSDP groups of their own) "
+                      "or an empty list")
+    report.set(key, "fsdp_embedding_groups", "on", "the embedding and the head are FSDP groups of their own")
 
 
 def _fsdp(data: dict[str, Any], report: ConfigReport) -> None:

@@ -416,6 +416,20 @@ TRAIN = CommandOptions(
             group="parallel layout (per GPU, most loaded rank)",
         ),
         Option(
+            "fsdp_embedding_groups",
+            "choice",
+            "--fsdp-embedding-groups",
+            help="FSDP2 (--zero 3): on = the input embedding and the output head are FSDP groups of their own, "
+                 "gathered only around their forward and backward (torchtune custom_sharded_layers: "
+                 "['tok_embeddings', 'output']); off = they sit in the root group, unsharded through the whole step "
+                 "(default: the stack's, off)",
+            help_zh="FSDP2（--zero 3）：on = 输入嵌入和输出头各自成为 FSDP 分组，只在各自的前向和反向前后聚合"
+                    "（torchtune custom_sharded_layers: ['tok_embeddings', 'output']）；off = 它们属于根分组，"
+                    "整个训练步都保持未分片（默认：训练栈的设置，off）",
+            group="parallel layout (per GPU, most loaded rank)",
+            choices=("on", "off"),
+        ),
+        Option(
             "ds_reduce_bucket",
             "count",
             "--ds-reduce-bucket",

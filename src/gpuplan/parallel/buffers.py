@@ -7,6 +7,14 @@ from gpuplan.parallel.dataparallel import _fsdp_dtypes, quantized_weight_bytes, 
 from gpuplan.parallel.deepspeed import zero3_prefetch_bytes
 
 
+def embedding_groups(spec, cfg, layout) -> bool:
+    """FSDP2 with the input embedding and the output head as groups of their own, resharded after forward
+    (torchtune ``custom_sharded_layers: ['tok_embeddings', 'output']``, ``training.shard_model``): not for tied
+    embeddings (one tensor serves both ends; it stays in the root group) nor without resharding after forward."""
+    return (bool(cfg.fsdp_embedding_groups) and cfg.framework == "torch" and layout.zero == 3
+            and cfg.reshard_after_forward and not spec.tie_embeddings)
+
+
 def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quantized: tuple[bool, ...] = ()) -> dict:
     """Communication and gather buffers: live through forward and backward ('act'), in every layer's backward
     ('layer'), per layer of the stage in backward on top of 'act' ('bwd', position-dependent), in the top layer's
@@ -45,8 +53,18 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
     QLoRA (``quantized`` flags per tensor of the table): a quantized base tensor is gathered as its packed NF4
     storage (FSDP-QLoRA shards and all-gathers ``bnb_4bit_quant_storage``; dequantization happens inside the
     layer's forward), so L(i) counts its NF4 bytes; being frozen it has no gradient to reduce-scatter (FSDP2 reduces
-    only parameters with gradients, ``_fsdp_param_group.py`` ``post_backward``)."""
+    only parameters with gradients, ``_fsdp_param_group.py`` ``post_backward``).
+
+    Embedding and head groups (``embedding_groups``; traced with a fake process group, E and H their all-gathers):
+    the root keeps the final norm only. The embedding's all-gather result takes the root's place at the first
+    layer's pre-forward (E + 2·L(0) − L). The head's pre-forward frees the top layer's kept buffer and holds its
+    own beside its unsharded weight (2H − L through the head's forward; H − L once it is resharded, through the
+    loss forward). In backward the head is gathered again (H − L through the loss backward) and its gradient is
+    reduce-scattered at once, so only its shard stays. The embedding's backward needs no weight and is not
+    gathered again: at the end its unsharded gradient (counted with the gradients), the reduce-scatter input (its
+    copy in the reduce dtype) and output (E / D) are alive."""
     act = layer = end = tail = first = 0
+    loss_fwd = loss_bwd = None
     fwd = (0, 0)
     n = len(shard.layers)
     bwd = [0] * n
@@ -62,7 +80,8 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
         D = layout.shard_degree
         per_layer: dict[int, int] = {}  # padded elements that carry gradients (reduce-scatter)
         gather: dict[int, int] = {}  # all-gather bytes per layer beyond per_layer's (NF4 base tensors)
-        root = 0
+        root = emb = head = 0
+        groups = fsdp and embedding_groups(spec, cfg, layout)
         for lt in shard.tensors:
             t = table[lt.index]
             padded = -(-lt.dim0 // D) * D * (lt.numel // max(lt.dim0, 1))
@@ -70,6 +89,10 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
                 nf4 = quantized_weight_bytes(padded, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_base,
                                              t.shape, cfg.qlora_group_size)
                 gather[t.layer] = gather.get(t.layer, 0) + nf4
+            elif t.layer is None and groups and t.component == "embedding":
+                emb += padded
+            elif t.layer is None and groups and t.component == "lm_head" and len(t.shape) == 2:
+                head += padded
             elif t.layer is None:
                 root += padded
             else:
@@ -85,6 +108,11 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             fwd = (ag[-1] + L, ag[-1])
             if root_ag:
                 first = root_ag + 2 * ag[0] - L
+            if emb:
+                first = round_block(emb * cb) + 2 * ag[0] - L
+            if head:
+                H = round_block(head * cb)
+                tail, loss_fwd, loss_bwd = 2 * H - L, H - L, H - L
             for k in range(n):
                 ahead = ag[k - 1] if k > 0 else 0
                 if ds3:
@@ -99,12 +127,15 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             for k in range(n):
                 bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
         end += round_block(root * rb) if fsdp else 0
+        if emb:
+            end += round_block(emb * rb) + round_block(emb // D * rb)
         if fsdp and layout.replicas > 1 and cfg.offload != "none":
             held, root_held = hsdp_offload_bytes([per_layer.get(i, 0) for i in shard.layers], root, D, rb)
             for k in range(n):
                 bwd[k] += sum(held[k + 1:])
             end += sum(held) + root_held
-    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail, "first": first}
+    return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail, "first": first,
+            "loss_fwd": tail if loss_fwd is None else loss_fwd, "loss_bwd": 0 if loss_bwd is None else loss_bwd}
 
 
 def hsdp_offload_bytes(layer_padded: list[int], root_padded: int, shard_degree: int, reduce_bytes: int

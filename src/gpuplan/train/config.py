@@ -106,6 +106,8 @@ class TrainConfig:
     microbatches: int | None = None
     offload: str = "none"
     reshard_after_forward: bool = True  # FSDP2 with --zero 3 (--zero 2 never reshards)
+    # FSDP2: the embedding and the output head as groups of their own (gpuplan.parallel.buffers.embedding_groups)
+    fsdp_embedding_groups: bool | None = None
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
     transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
     # (field, value, source) of each field the stack filled in; set by __post_init__
@@ -151,7 +153,7 @@ class TrainConfig:
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
-                "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype")
+                "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:

@@ -68,6 +68,8 @@ class PhaseInputs:
     fwd_pre_buf_bytes: int = 0  # gather buffers at the top layer's pre-forward beyond act_extra_bytes
     fwd_high_buf_bytes: int = 0  # gather buffers through the top layer's forward beyond act_extra_bytes
     tail_buf_bytes: int = 0  # buffers from the top layer's end through the loss forward beyond act_extra_bytes
+    loss_fwd_buf_bytes: int | None = None  # buffers through the loss forward, when they differ from tail_buf_bytes
+    loss_bwd_buf_bytes: int = 0  # buffers through the loss backward beyond act_extra_bytes (FSDP2 head group)
     first_in_bytes: int = 0  # the first layer's input and what the model holds at its pre-forward (no kept set yet)
     first_pre_buf_bytes: int = 0  # gather buffers at the first layer's pre-forward beyond act_extra_bytes
 
@@ -83,7 +85,7 @@ def phases(p: PhaseInputs) -> list[Phase]:
     base = p.static_bytes + p.held_bytes + p.act_extra_bytes + kept + p.shared_bytes
     out = [Phase("forward", forward_peak(p, base))]
     if p.has_head:
-        out += [Phase("loss backward", base + p.head_bytes + p.loss_backward_bytes),
+        out += [Phase("loss backward", base + p.head_bytes + p.loss_backward_bytes + p.loss_bwd_buf_bytes),
                 Phase("final norm backward", base + p.head_norm_bytes + p.head_grad_bytes + p.residual_grad_bytes
                       + p.norm_bwd_bytes)]
     if p.recompute_full and p.full_bytes:
@@ -160,7 +162,8 @@ def forward_peak(p: PhaseInputs, base: int) -> int:
                   base + p.fwd_high_bytes + p.stack_held_bytes + p.fwd_high_buf_bytes)
     if p.has_head:
         out = max(out, base + p.head_bytes + p.head_fwd_bytes + p.stack_held_bytes + p.tail_buf_bytes,
-                  base + p.head_bytes + p.loss_forward_bytes + p.tail_buf_bytes)
+                  base + p.head_bytes + p.loss_forward_bytes
+                  + (p.tail_buf_bytes if p.loss_fwd_buf_bytes is None else p.loss_fwd_buf_bytes))
     return out
 
 

@@ -36,7 +36,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "loss_impl": str, "loss_chunk_tokens": int, "loss_parallel": bool, "optimizer_in_backward": bool,
     "compile": bool, "cuda_module_loading": str, "recompute_offload": bool, "ds_reduce_bucket": int,
     "ds_overlap_comm": str, "ds_contiguous_gradients": bool, "ds_prefetch_bucket": int, "ds_max_live_params": int,
-    "model_impl": str, "lora_dtype": str,
+    "model_impl": str, "lora_dtype": str, "fsdp_embedding_groups": bool,
 }
 # Step-time behaviours a stack decides (read by ``gpuplan plan``, not TrainConfig fields).
 STEP_KEYS: dict[str, type] = {"pipeline_schedule": str, "attention_impl": str}

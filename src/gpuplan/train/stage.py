@@ -10,6 +10,7 @@ from dataclasses import replace
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.buffers import buffers as _buffers
+from gpuplan.parallel.buffers import embedding_groups
 from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states, tensor_groups
 from gpuplan.parallel.deepspeed import ZeroBuckets, zero_buckets
 from gpuplan.parallel.layout import Layout
@@ -154,7 +155,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         layer_extra_bytes=bufs["layer"], end_extra_bytes=bufs["end"],
         opt_grads_bytes=st.gradients_bytes, has_head=shard.last, first_layer=layers[0] if layers else 0,
         fwd_pre_buf_bytes=bufs["fwd"][0], fwd_high_buf_bytes=bufs["fwd"][1], tail_buf_bytes=bufs["tail"],
-        first_pre_buf_bytes=bufs["first"],
+        loss_fwd_buf_bytes=bufs["loss_fwd"], loss_bwd_buf_bytes=bufs["loss_bwd"], first_pre_buf_bytes=bufs["first"],
         **forward_moments(spec, cfg, c, acts, shard, tp, sp, b, sl, s))
     # later micro-batches of the step (gradient accumulation, pipeline micro-batches after the first backward):
     # every gradient already exists in its persistent form from the start; backward adds into it in place
@@ -181,7 +182,7 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     holds them through backward), and the head's + embedding's as kept after backward. Memoized per shard and
     trainability object and what the sums depend on (read-only results: callers do not change them)."""
     key = (id(shard), id(tr), spec.tie_embeddings, recipe, layout.zero, layout.shard_degree,
-           layout.expert_shard_degree, cfg.framework, cfg.offload, layers)
+           layout.expert_shard_degree, cfg.framework, cfg.offload, layers, embedding_groups(spec, cfg, layout))
     hit = _GRADS.get(key)
     if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
         return hit[3]
@@ -199,6 +200,7 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
     new = [{"none": 0, "mlp_first": 0, "mlp_all": 0, "after_attn": 0, "layer": 0} for _ in layers]
     head = embed = 0
     fsdp = cfg.framework == "torch" and layout.zero >= 2
+    groups = embedding_groups(spec, cfg, layout)
     sb, cb, _ = _fsdp_dtypes(recipe)
     offloaded = cfg.offload != "none" and (fsdp or layout.zero >= 2)  # reduced gradients go to host memory
     for grp in tensor_groups(shard, table, tr):
@@ -226,7 +228,9 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
                 new[n]["mlp_first"] += created
             continue
         root_keep += keep
-        if t.component in ("lm_head", "norm") or (spec.tie_embeddings and t.component == "embedding"
+        if groups and t.component == "lm_head" and len(t.shape) == 2:
+            head += keep  # its own group reduce-scatters right after the head's backward
+        elif t.component in ("lm_head", "norm") or (spec.tie_embeddings and t.component == "embedding"
                                                  and t.tp == "vocab" and shard.last):
             head += created if fsdp else keep
         else:

@@ -65,8 +65,15 @@ def measure_fsdp2_step(
     alive: bool = False,
     lora_rank: int = 0,
     lora_targets: tuple[str, ...] = (),
+    reshard_last: bool = True,
+    embedding_groups: bool = False,
 ) -> dict:
     """Per-rank memory (bytes) of a steady-state FSDP2 training step with AdamW (foreach, the CUDA default).
+
+    ``reshard_last`` False keeps the top decoder layer unsharded from its forward to its backward (torchtitan's
+    ``apply_fsdp`` of Dec 2024: ``reshard_after_forward = int(layer_id) < len(model.layers) - 1``).
+    ``embedding_groups`` makes the input embedding and the output head FSDP groups of their own (torchtune's
+    ``custom_sharded_layers: ['tok_embeddings', 'output']``), leaving the root group the final norm only.
 
     ``lora_rank`` > 0 trains LoRA adapters of that rank on ``lora_targets`` over the frozen model, adapters in the
     model's dtype and sharded with their layer like every parameter (``gpuplan.verify.dist_setup._training_model``);
@@ -115,8 +122,16 @@ def measure_fsdp2_step(
         model, ids, labels = _training_model(config, shard_dtype, recompute, batch, seq, lora_rank,
                                              tuple(lora_targets))
         param_numel = sum(p.numel() for p in model.parameters())
-        for layer in _decoder_layers(model):
-            fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+        layers = _decoder_layers(model)
+        if embedding_groups:
+            fully_shard(model.get_input_embeddings(), mesh=mesh, mp_policy=policy,
+                        reshard_after_forward=reshard_after_forward)
+        for i, layer in enumerate(layers):
+            keep = not reshard_last and i == len(layers) - 1
+            fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward and not keep)
+        if embedding_groups:
+            fully_shard(model.get_output_embeddings(), mesh=mesh, mp_policy=policy,
+                        reshard_after_forward=reshard_after_forward)
         fully_shard(model, mesh=mesh, mp_policy=policy)
         # FSDP2's lazy init (normally at the first forward) re-pads uneven shards when it cannot prove by
         # data_ptr() that they are already padded, which fake storages never can: run it before tracking, or the
@@ -138,6 +153,7 @@ def measure_fsdp2_step(
         "replicate": replicate, "shard": world_size // replicate,
         "shard_dtype": shard_dtype, "param_dtype": param_dtype, "reduce_dtype": reduce_dtype,
         "recompute": recompute, "reshard_after_forward": reshard_after_forward, "lora_rank": lora_rank,
+        "reshard_last": reshard_last, "embedding_groups": embedding_groups,
         **peaks,
         **marks,
         "group_all_gather_bytes": groups,
