@@ -26,12 +26,13 @@ _VERSION_RE = re.compile(r"^\s*v?(\d{1,4})(?:\.(\d{1,4}))?(?:\.(\d{1,4}))?(?:\.?
                          r"(?:\+[0-9A-Za-z.]+)?\s*$")
 
 
-def parse_version(field: str, text: str) -> Version:
-    """``"5.25.0"``, ``"5.25"``, ``"5.26.0.dev0"`` -> (5, 25); major and minor are what the rules key on."""
+def parse_version(field: str, text: str, parts: int = 2) -> Version:
+    """``"5.25.0"``, ``"5.25"``, ``"5.26.0.dev0"`` -> (5, 25); major and minor are what the transformers rules
+    key on (``parts`` 3 keeps the patch release: bitsandbytes changed behaviour in 0.43.2)."""
     m = _VERSION_RE.match(str(text))
     if not m:
         raise InputError(field, text, "must be a release number such as 5.25 or 5.25.0")
-    return int(m.group(1)), int(m.group(2) or 0)
+    return tuple(int(m.group(i) or 0) for i in range(1, parts + 1))
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,19 @@ FALCON_SHARED_SDPA = VersionRule(
     "integrations/sdpa_attention.py use_gqa_in_sdpa / repeat_kv")
 
 RULES = (FALCON_SDPA_MATH, FALCON_SHARED_SDPA)
+
+# bitsandbytes: the release of a QLoRA run's 4-bit matmuls (None: the newest behaviour)
+BNB_MATMUL4BIT_KEEPS_INPUT = VersionRule(
+    "bnb-matmul4bit-keeps-input", "bitsandbytes", None, (0, 43, 2),
+    "MatMul4Bit keeps its input A for backward (ctx.tensors = (A, B)) whenever an input needs a gradient, although "
+    "the gradient of A needs only the dequantized weight: every quantized linear's input stays alive until "
+    "backward, even where the frozen weight needs none",
+    "bitsandbytes autograd/_functions.py MatMul4Bit.forward before commit 9e75374 'fix QLoRA mem bug: delete "
+    "useless buffered activation' (#1270, July 2024), first released in 0.43.2")
+
+
+def bitsandbytes_release(text: str) -> Version:
+    return parse_version("--bitsandbytes-version", text, parts=3)
 
 
 def transformers_release(text: str | None) -> Version:

@@ -225,6 +225,17 @@ TRAIN = CommandOptions(
             group="workload",
             metavar="X.Y",
         ),
+        Option(
+            "bitsandbytes_version",
+            "text",
+            "--bitsandbytes-version",
+            help="the bitsandbytes release of a QLoRA run over an NF4 base: before 0.43.2 every 4-bit matmul keeps "
+                 "its input for backward (default: the newest behaviour)",
+            help_zh="NF4 基座 QLoRA 运行所用的 bitsandbytes 版本：0.43.2 之前每个 4 位矩阵乘都为反向保留其输入"
+                    "（默认：最新行为）",
+            group="fine-tuning",
+            metavar="X.Y.Z",
+        ),
         Option("method", "choice", "--method", default="full", group="fine-tuning", choices=C.METHODS),
         Option(
             "trainable",

@@ -65,6 +65,9 @@ class ActContext:
     # QLoRA over a GPTQ base: each quantized linear's matmul keeps its dequantized fp16 weight
     # (gpuplan.train.quantbase)
     dequant_kept: bool = False
+    # QLoRA under bitsandbytes < 0.43.2: each 4-bit matmul keeps its input for backward
+    # (gpuplan.versions.BNB_MATMUL4BIT_KEEPS_INPUT)
+    bnb_input_kept: bool = False
     # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
     # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
     fused_gelu: bool = False
@@ -97,7 +100,8 @@ class _Saved:
 
 def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float, x_rg: bool, in_f: int,
            out_f: int, w_rg: bool, lora: bool) -> bool:
-    """``F.linear``: grad_weight needs the input (saved when the weight trains); grad_input needs only the weight.
+    """``F.linear``: grad_weight needs the input (saved when the weight trains); grad_input needs only the weight,
+    except in bitsandbytes' 4-bit matmul before 0.43.2, which keeps the input anyway (``bnb_input_kept``).
     Under autocast the input is cast to half per call (a new tensor each time) and the weight's half copy is
     kept while the input needs a gradient, as is a GPTQ base's dequantized fp16 weight
     (``gpuplan.train.quantbase``). A LoRA adapter (PEFT ``lora.Linear``) casts the input to its fp32
@@ -111,6 +115,8 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
             sv.save(x_key, Act(tok=x_bytes_tok))
     if c.amp and x_rg:
         sv.save(f"{name}.w_half", Act(fixed=2 * in_f * out_f))
+    if c.bnb_input_kept and x_rg and not w_rg and name not in ("router", "lm_head"):
+        sv.save(x_key, Act(tok=x_bytes_tok))  # old MatMul4Bit's ctx.tensors = (A, B)
     if c.dequant_kept and x_rg and name not in ("router", "lm_head"):  # both stay unquantized
         # GPTQ's torch.matmul(x, dequantized weight): the fp16 weight is saved for the input's gradient
         sv.save(f"{name}.w_dequant", Act(fixed=2 * in_f * out_f))

@@ -110,6 +110,7 @@ class TrainConfig:
     fsdp_embedding_groups: bool | None = None
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
     transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
+    bitsandbytes_version: str | None = None  # release of a QLoRA run's NF4 matmuls (None: the newest behaviour)
     # (field, value, source) of each field the stack filled in; set by __post_init__
     stack_settings: tuple[tuple[str, object, str], ...] = field(default=(), compare=False, repr=False)
     # the stack-settable fields that were not given (None) and were resolved
@@ -278,7 +279,23 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_shard is not None:
         _validate_dp_shard(cfg)
     transformers_release(cfg.transformers_version)
+    if cfg.bitsandbytes_version is not None:
+        _check_bitsandbytes(cfg)
     _check_stack_support(cfg)
+
+
+def _check_bitsandbytes(cfg: TrainConfig) -> None:
+    """``--bitsandbytes-version`` describes the NF4 matmuls of a bitsandbytes QLoRA run; torchtune's QLoRA runs
+    torchao's NF4Tensor (torchtune/modules/low_precision/nf4_linear.py), not bitsandbytes."""
+    from gpuplan.versions import bitsandbytes_release
+
+    bitsandbytes_release(cfg.bitsandbytes_version)
+    if cfg.method != "qlora" or cfg.qlora_base != "nf4":
+        raise InputError("--bitsandbytes-version", cfg.bitsandbytes_version,
+                         "describes a QLoRA run over an NF4 base (--method qlora --qlora-base nf4)")
+    if cfg.stack == "torchtune":
+        raise InputError("--bitsandbytes-version", cfg.bitsandbytes_version,
+                         "does not apply to --stack torchtune, whose QLoRA runs torchao's NF4 tensors, not bitsandbytes")
 
 
 def _validate_dp_shard(cfg: TrainConfig) -> None:

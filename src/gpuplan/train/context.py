@@ -31,6 +31,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",
                       batched=cfg.batch > 1,
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
+                      bnb_input_kept=bnb_keeps_input(cfg),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
                       fused_gelu=cfg.framework == "megatron", model_impl=impl,
@@ -38,6 +39,16 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       compiled=bool(cfg.compile) and impl == "hf" and spec is not None
                       and compile_modelled(spec, cfg.act_mode, cfg.tp),
                       **release_switches(spec, cfg))
+
+
+def bnb_keeps_input(cfg: TrainConfig) -> bool:
+    """QLoRA over an NF4 base run with a bitsandbytes release whose 4-bit matmul keeps its input
+    (``gpuplan.versions.BNB_MATMUL4BIT_KEEPS_INPUT``); no release given: the newest behaviour."""
+    from gpuplan.versions import BNB_MATMUL4BIT_KEEPS_INPUT, bitsandbytes_release
+
+    if cfg.method != "qlora" or cfg.qlora_base != "nf4" or not cfg.bitsandbytes_version:
+        return False
+    return BNB_MATMUL4BIT_KEEPS_INPUT.holds(bitsandbytes_release(cfg.bitsandbytes_version))
 
 
 def model_impl(spec: ModelSpec | None, cfg: TrainConfig) -> str:

@@ -136,6 +136,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
     out += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         out.append(qlora_base_note(cfg))
+        out += bitsandbytes_notes(cfg)
     return out
 
 
@@ -149,6 +150,18 @@ def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
     if spec.peft_untied:
         note += "; the copies are not tied (PEFT ensure_weight_tying=False), so the tied embedding trains untied"
     return [note]
+
+
+def bitsandbytes_notes(cfg: TrainConfig) -> list[str]:
+    """The bitsandbytes release a QLoRA estimate describes, when one was given."""
+    from gpuplan.train.context import bnb_keeps_input
+
+    if not cfg.bitsandbytes_version:
+        return []
+    if bnb_keeps_input(cfg):
+        return [f"bitsandbytes {cfg.bitsandbytes_version}: each 4-bit matmul keeps its input for backward "
+                "(MatMul4Bit before 0.43.2), also where the frozen weight needs none"]
+    return [f"bitsandbytes {cfg.bitsandbytes_version}: 4-bit matmuls keep no input for backward (0.43.2 and later)"]
 
 
 def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
@@ -283,6 +296,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
     m.assumptions += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         m.assumptions.append(qlora_base_note(cfg, layout))
+        m.assumptions.extend(bitsandbytes_notes(cfg))
     m.warnings = []
     if layout.pp > 1 and layout.microbatches < layout.pp:
         m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")
