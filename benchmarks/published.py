@@ -81,6 +81,29 @@ def load_case_map(path: Path = CASE_MAP) -> tuple[list[CaseMap], dict[str, dict[
     return cases, dict(data.get("config", {}))
 
 
+MORE = HERE / "published_more.toml"
+
+
+def load_more(path: Path = MORE) -> tuple[list[CaseMap], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Measurements outside the development set: each [[case]] carries its mapping (as published_cases.toml) and
+    the measurement itself (group, published, source). Returns (cases, configs, published entries by id)."""
+    cases, configs = load_case_map(path)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    entries = {c["id"]: {"id": c["id"], "group": c["group"], "published": dict(c["published"]),
+                         "source": dict(c["source"])} for c in data.get("case", [])}
+    return cases, configs, entries
+
+
+def render_sources(published: dict[str, dict[str, Any]]) -> str:
+    """Where each measurement of the extra set was published."""
+    out = ["Sources:", ""]
+    for pid, e in published.items():
+        src = e["source"]
+        out.append(f"- `{pid}`: {src['ref']} ({src['locator']}; {src['url']}, commit {src['commit'][:10]}): "
+                   f"{e['published']['value']} {e['published']['unit']}, {e['published']['quantity']}")
+    return "\n".join(out)
+
+
 def find_published(explicit: str | None = None) -> Path | None:
     """The published set: the path given, $GPUPLAN_PUBLISHED, or shared/published-dev.yaml beside the checkout."""
     if explicit:
@@ -296,8 +319,8 @@ def render_markdown(rows: list[Row], summaries: list[Summary]) -> str:
         med = "—" if s.median_abs_error_pct is None else f"{s.median_abs_error_pct:.1f} %"
         out.append(f"| {GROUP_TITLE.get(s.group, s.group)} | {s.cases} | {s.compared} | {med} | {s.within_5_pct} |"
                    f" {s.under_5_pct} | {s.over_5_pct} | {s.not_expressible} |")
-    out += ["", "Commands (MODEL `NAME/config.json` is the `[config.NAME]` table of "
-            "benchmarks/published_cases.toml written as a config.json):", ""]
+    out += ["", "Commands (MODEL `NAME/config.json` is the `[config.NAME]` table of the case map "
+            "written as a config.json):", ""]
     for r in rows:
         out.append(f"- `{r.id}`: " + (f"`{r.command}` → `{r.key}`" if r.command else "—")
                    + (f". {r.note}" if r.note else ""))
@@ -321,7 +344,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--published", help="published-dev.yaml (default: $GPUPLAN_PUBLISHED or ../shared)")
     ap.add_argument("--json", metavar="OUT", help="also write the raw results to OUT")
     ap.add_argument("--markdown", action="store_true", help="print the markdown table and summary for the docs")
+    ap.add_argument("--more", action="store_true",
+                    help="the measurements outside the development set (benchmarks/published_more.toml)")
     args = ap.parse_args(argv)
+    if args.more:
+        cases, configs, published = load_more()
+        rows = run_all(cases, configs, published)
+        summaries = summarize(rows)
+        text = render_markdown(rows, summaries) + "\n\n" + render_sources(published) if args.markdown \
+            else render_text(rows, summaries)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(to_json(rows, summaries, MORE), indent=1) + "\n",
+                                       encoding="utf-8")
+        return 0
     source = find_published(args.published)
     if source is None or not source.is_file():
         print("published-dev.yaml not found: give --published PATH or set GPUPLAN_PUBLISHED", file=sys.stderr)

@@ -106,3 +106,25 @@ def test_the_stored_estimates_are_what_gpuplan_answers_now() -> None:
         assert now.status == r.status, r.id
         if r.estimate is not None:
             assert now.estimate == pytest.approx(r.estimate, rel=1e-9), r.id
+
+
+def test_the_measurements_outside_the_dev_set_are_in_the_docs_as_the_script_prints_them() -> None:
+    """benchmarks/published_more.toml carries its own measurements and sources (no external file): its table,
+    commands and sources in docs/accuracy-published.md are what `published.py --more --markdown` prints now."""
+    cases, configs, published = bench.load_more()
+    assert [c.id for c in cases] == list(published)
+    for pid, entry in published.items():
+        assert entry["group"] in bench.GROUP_TITLE, pid
+        assert {"ref", "locator", "url", "commit"} <= set(entry["source"]), pid
+    rows = bench.run_all(cases, configs, published)
+    assert all(r.status == "ok" and r.error_pct is not None for r in rows)
+    assert all(r.reason != "(no reason recorded)" for r in rows), "a row beyond ±5 % needs its reason"
+    doc = (ROOT / "docs" / "accuracy-published.md").read_text(encoding="utf-8")
+    text = bench.render_markdown(rows, bench.summarize(rows)) + "\n" + bench.render_sources(published)
+    for line in text.splitlines():
+        if line.strip():
+            assert line in doc, f"docs/accuracy-published.md is stale: {line[:160]}"
+    (s,) = [x for x in bench.summarize(rows) if x.compared]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (f"| training memory, outside the development set | {s.compared} | {s.median_abs_error_pct:.1f} % | "
+            f"{s.within_5_pct} |") in readme
