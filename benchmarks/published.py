@@ -327,6 +327,17 @@ def render_markdown(rows: list[Row], summaries: list[Summary]) -> str:
     return "\n".join(out)
 
 
+def render_reasons(rows: list[Row]) -> str:
+    """The bullet list of docs/accuracy-published.md's "Why the rows beyond ±5 % miss": every row beyond the
+    tolerance (or not compared) with its reason."""
+    out = []
+    for r in rows:
+        if r.status == "ok" and not r.reason:
+            continue
+        out.append(f"- **`{r.id}`** ({fmt_err(r)}): {r.reason}")
+    return "\n".join(out)
+
+
 def to_json(rows: list[Row], summaries: list[Summary], source: Path) -> dict[str, Any]:
     import gpuplan
 

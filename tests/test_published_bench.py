@@ -128,3 +128,10 @@ def test_the_measurements_outside_the_dev_set_are_in_the_docs_as_the_script_prin
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert (f"| training memory, outside the development set | {s.compared} | {s.median_abs_error_pct:.1f} % | "
             f"{s.within_5_pct} |") in readme
+
+
+def test_the_docs_give_the_stored_reason_of_every_row_beyond_tolerance() -> None:
+    rows, _ = _stored()
+    doc = (ROOT / "docs" / "accuracy-published.md").read_text(encoding="utf-8")
+    for line in bench.render_reasons(rows).splitlines():
+        assert line in doc, f"docs/accuracy-published.md is stale: {line[:160]}"

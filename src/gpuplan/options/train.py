@@ -236,6 +236,19 @@ TRAIN = CommandOptions(
             group="fine-tuning",
             metavar="X.Y.Z",
         ),
+        Option(
+            "kbit_prepare",
+            "choice",
+            "--kbit-prepare",
+            help="QLoRA over an NF4 base: on = PEFT's prepare_model_for_kbit_training ran (TRL's SFTTrainer calls it): "
+                 "the unquantized parameters (embedding, head, norms) are fp32 and so are the activations "
+                 "(default: the stack's; hf-trainer on, torch off)",
+            help_zh="NF4 基座的 QLoRA：on = 运行了 PEFT 的 prepare_model_for_kbit_training（TRL 的 SFTTrainer 会调用）："
+                    "未量化的参数（嵌入、输出头、归一化）为 fp32，激活值也为 fp32（默认：训练栈的设置；hf-trainer 为 on，"
+                    "torch 为 off）",
+            group="fine-tuning",
+            choices=("on", "off"),
+        ),
         Option("method", "choice", "--method", default="full", group="fine-tuning", choices=C.METHODS),
         Option(
             "trainable",

@@ -173,7 +173,7 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
                 framework: str, optimizer: str, impl: str, offload: str, lora_rank: int, qlora_block_size: int = 64,
                 qlora_double_quant: bool = True, qlora_base: str = "nf4", qlora_group_size: int = 128,
                 ds_buckets: "ZeroBuckets | None" = None, lora_bytes: int = 4,
-                lora_fused: str | None = None) -> RankStates:
+                lora_fused: str | None = None, plain_bytes: int | None = None) -> RankStates:
     """Model states one rank holds (pipeline stage ``shard``; the most loaded tensor/expert rank).
 
     QLoRA's quantized base tensors are held as NF4 (``quantized_weight_bytes``). Adafactor's factored states
@@ -185,13 +185,13 @@ def rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabili
     key = (id(shard), id(tr), recipe, layout.zero, layout.tp, layout.dp_ranks, layout.shard_degree,
            layout.expert_shard_degree, layout.replicas, layout.offload, framework, optimizer, impl, offload,
            lora_rank, qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets, lora_bytes,
-           lora_fused)
+           lora_fused, plain_bytes)
     hit = _STATES.get(key)
     if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
         return hit[3]
     out = _rank_states(shard, table, tr, recipe, layout, framework, optimizer, impl, offload, lora_rank,
                        qlora_block_size, qlora_double_quant, qlora_base, qlora_group_size, ds_buckets, lora_bytes,
-                       lora_fused)
+                       lora_fused, plain_bytes)
     if len(_STATES) >= 4096:
         _STATES.clear()
     _STATES[key] = (shard, tr, table, out)
@@ -249,17 +249,18 @@ _STATES: dict[tuple, tuple] = {}
 def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainability, recipe: Recipe,
                  layout: Layout, framework: str, optimizer: str, impl: str, offload: str, lora_rank: int,
                  qlora_block_size: int, qlora_double_quant: bool, qlora_base: str, qlora_group_size: int,
-                 ds_buckets: "ZeroBuckets | None", lora_bytes: int, lora_fused: str | None) -> RankStates:
+                 ds_buckets: "ZeroBuckets | None", lora_bytes: int, lora_fused: str | None,
+                 plain_bytes: int | None = None) -> RankStates:
     fsdp = framework == "torch" and layout.zero >= 2
     zero, ds, mg = layout.zero, framework == "deepspeed", framework == "megatron"
     w = g = m = trainable = 0
     persist = 0
     base_shapes: list[tuple[int, ...]] = []
     replicated = 0  # trainable elements not split by TP (plain tensors beside DTensors)
-    lora_shapes: list[tuple[int, ...]] = []
+    # the adapters' optimizer inputs by the ranks their states are split over (1: the shapes are the local ones)
+    lora_by_shards: dict[int, tuple[list[tuple[int, ...]], list[tuple[tuple[int, ...], int]]]] = {}
     factored: list[tuple[tuple[int, ...], int]] = []  # (local shape, shards) of each trainable base tensor
     factor = optimizer.removeprefix("paged-") == "adafactor"  # only Adafactor's states depend on the shapes
-    lora_factored: list[tuple[tuple[int, ...], int]] = []
     sb, _, _ = _fsdp_dtypes(recipe)
     for grp in tensor_groups(shard, table, tr):
         lt, t, n = grp.lt, grp.t, grp.count
@@ -281,7 +282,7 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
             shard_w = zero >= 3 and not (ds and lt.numel < DS_PERSISTENCE_THRESHOLD)
             held = lt.numel // D if shard_w else lt.numel
             w += (quantized_weight_bytes(held, qlora_block_size, qlora_double_quant, qlora_base, t.shape,
-                                         qlora_group_size) if q else held * recipe.param_bytes) * copies * n
+                                         qlora_group_size) if q else held * (plain_bytes or recipe.param_bytes)) * copies * n
             if rg:
                 trainable += lt.numel * n
                 g += (lt.numel // D if zero >= 2 else lt.numel) * recipe.grad_bytes * n
@@ -296,17 +297,26 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
             for shape, held in lora_local(t, lt, lora_rank, wrapped_module(lora_fused, t), D, framework, zero):
                 w += held.weights * lora_bytes * n
                 g += held.gradients * lora_bytes * n
-                lora_shapes += [(held.states,)] * n
-                lora_factored += [(shape, held.state_shards)] * n
+                # ZeRO partitions flat buffers (DeepSpeed) or whole parameters (ZeroRedundancyOptimizer): the states
+                # are the whole adapter's, split over the ranks; FSDP2 steps each local shard as its own tensor
+                ways = 1 if fsdp else held.state_shards
+                whole = shape[0] * shape[1]
+                shapes_d, factored_d = lora_by_shards.setdefault(ways, ([], []))
+                shapes_d.extend([(whole if ways > 1 else held.states,)] * n)
+                factored_d.extend([(shape, 1 if ways > 1 else held.state_shards)] * n)
     state_b = sb if fsdp else recipe.state_bytes
     opt = optimizer_memory(optimizer, impl, base_shapes, state_b, state_shards=factored)
-    lopt = optimizer_memory(optimizer, impl, lora_shapes, lora_bytes, state_shards=lora_factored)
-    states, temp = opt.states_bytes + lopt.states_bytes, opt.step_temp_bytes + lopt.step_temp_bytes
+    l_states = l_temp = 0
+    for ways, (shapes_d, factored_d) in lora_by_shards.items():
+        lopt = optimizer_memory(optimizer, impl, shapes_d, lora_bytes, state_shards=factored_d)
+        l_states += -(-lopt.states_bytes // ways)
+        l_temp += -(-lopt.step_temp_bytes // ways)
+    states, temp = opt.states_bytes + l_states, opt.step_temp_bytes + l_temp
     if framework == "torch" and layout.tp > 1 and impl == "foreach" and opt.step_temp_bytes:
         # DTensor and plain parameters sit in separate optimizer groups that step one after the other: the foreach
         # scratch is the larger group's (traced with DTensor TP)
         split = sum(n for (n,) in base_shapes) - replicated
-        temp = max(split, replicated) * state_b + lopt.step_temp_bytes
+        temp = max(split, replicated) * state_b + l_temp
     scheme = _scheme(framework, layout)
     if (ds or (framework == "torch" and zero == 1)) and zero >= 1 and recipe.master_bytes:
         temp += trainable // layout.shard_degree * 4  # fp32 gradient partition built in step()

@@ -111,6 +111,8 @@ class TrainConfig:
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
     transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
     bitsandbytes_version: str | None = None  # release of a QLoRA run's NF4 matmuls (None: the newest behaviour)
+    # QLoRA: PEFT's prepare_model_for_kbit_training upcasts the unquantized parameters to fp32 (gpuplan.train.kbit)
+    kbit_prepare: bool | None = None
     # (field, value, source) of each field the stack filled in; set by __post_init__
     stack_settings: tuple[tuple[str, object, str], ...] = field(default=(), compare=False, repr=False)
     # the stack-settable fields that were not given (None) and were resolved
@@ -154,7 +156,8 @@ class TrainConfig:
 STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "selective_policy", "loss_impl",
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
-                "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups")
+                "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups",
+                "kbit_prepare")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:

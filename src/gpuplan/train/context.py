@@ -25,7 +25,11 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
     config's own residual / embedding dropout (GPT-2's ``resid_pdrop`` 0.1), which a Hugging Face run applies."""
     dropout = max(cfg.dropout, spec.hidden_dropout if spec is not None else 0.0)
     impl = model_impl(spec, cfg)
-    return ActContext(e=recipe.compute_bytes, r=recipe.residual_bytes, amp=recipe.autocast,
+    from gpuplan.train.kbit import FP32, kbit_upcast
+
+    kbit = kbit_upcast(cfg)  # fp32 activations after prepare_model_for_kbit_training (gpuplan.train.kbit)
+    return ActContext(e=FP32 if kbit else recipe.compute_bytes, r=FP32 if kbit else recipe.residual_bytes,
+                      amp=recipe.autocast,
                       fp8=recipe.fp8_activations, attention=attention_path(cfg, spec),
                       dropout=dropout, lora_rank=cfg.lora_rank, lora_bytes=lora_param_bytes(cfg, recipe),
                       lora_dropout=cfg.lora_dropout > 0, selective=cfg.act_mode == "selective",

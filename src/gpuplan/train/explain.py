@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gpuplan.train.kbit import NOTE as KBIT_NOTE
+from gpuplan.train.kbit import kbit_upcast
 from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
@@ -137,6 +139,8 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
     if cfg.method == "qlora":
         out.append(qlora_base_note(cfg))
         out += bitsandbytes_notes(cfg)
+        if kbit_upcast(cfg):
+            out.append(KBIT_NOTE)
     return out
 
 
@@ -297,6 +301,8 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
     if cfg.method == "qlora":
         m.assumptions.append(qlora_base_note(cfg, layout))
         m.assumptions.extend(bitsandbytes_notes(cfg))
+        if kbit_upcast(cfg):
+            m.assumptions.append(KBIT_NOTE)
     m.warnings = []
     if layout.pp > 1 and layout.microbatches < layout.pp:
         m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")

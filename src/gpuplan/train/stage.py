@@ -69,6 +69,7 @@ def _context(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe):
 def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe, shard: StageShard, tr, c,
                  acts) -> dict:
     """Everything of a stage that does not depend on its position in the pipeline schedule."""
+    from gpuplan.train.kbit import kbit_plain_bytes
     from gpuplan.train.states import effective_impl, lora_param_bytes
 
     table = tensor_table(spec)
@@ -77,7 +78,8 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     ds = ds_buckets(cfg, layout, recipe)
     st = rank_states(shard, table, tr, recipe, layout, cfg.framework, cfg.optimizer, effective_impl(cfg),
                      cfg.offload, cfg.lora_rank, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_base,
-                     cfg.qlora_group_size, ds, lora_param_bytes(cfg, recipe), spec.family if spec.moe else None)
+                     cfg.qlora_group_size, ds, lora_param_bytes(cfg, recipe), spec.family if spec.moe else None,
+                     kbit_plain_bytes(cfg))
     b, s = cfg.batch, cfg.seq
     sl = s // layout.cp
     tp, sp = layout.tp, layout.sp

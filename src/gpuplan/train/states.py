@@ -17,6 +17,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
+from gpuplan.train.kbit import kbit_plain_bytes
 from gpuplan.train.peft import Trainability, lora_params, lora_shapes, param_wrapped, trainability
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import base_weight_bytes
@@ -57,7 +58,8 @@ def model_states(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> ModelStat
     return _states(spec, trainability(spec, cfg), _StateKey(cfg.lora_rank, cfg.qlora_block_size,
                                                             cfg.qlora_double_quant, cfg.optimizer,
                                                             effective_impl(cfg), cfg.qlora_base,
-                                                            cfg.qlora_group_size, lora_param_bytes(cfg, recipe)),
+                                                            cfg.qlora_group_size, lora_param_bytes(cfg, recipe),
+                                                            kbit_plain_bytes(cfg)),
                    recipe)
 
 
@@ -77,6 +79,7 @@ class _StateKey:
     qlora_base: str = "nf4"
     qlora_group_size: int = 128
     lora_bytes: int = LORA_BYTES  # per adapter element (lora_param_bytes)
+    plain_bytes: int | None = None  # per element of an unquantized frozen tensor when not the recipe's (kbit)
 
 
 @lru_cache(maxsize=256)
@@ -98,7 +101,7 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
                                          cfg.qlora_group_size)
             n_quant += n
         else:
-            weights += n * recipe.param_bytes
+            weights += n * (cfg.plain_bytes or recipe.param_bytes)
         if t.linear and not t.is_bias:
             weights += n * recipe.fp8_weight_copy_bytes
         g = 0
