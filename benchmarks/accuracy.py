@@ -102,6 +102,8 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("qwen3-next-80b 4 layers bf16 b1 s2048", "qwen3-next-80b-a3b-instruct", T, dict(batch=1, seq=2048, layers=4)),
     # DeepSeek-V3's architecture (Kimi K2's too): three dense layers, then the 256-expert MoE with MLA
     ("deepseek-v3 4 layers bf16 b1 s2048", "deepseek-v3", T, dict(batch=1, seq=2048, layers=4)),
+    # MPT at real width (its config.json names the depth n_layers)
+    ("mpt-7b 4 layers bf16 b2 s2048", "mpt-7b", T, dict(batch=2, seq=2048, layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
     ("infer llama-3.1-8b b8 ctx2048", "llama-3.1-8b", I, dict(batch=8, context=2048)),
     ("infer qwen2.5-7b b4 ctx4096", "qwen2.5-7b", I, dict(batch=4, context=4096)),
@@ -114,6 +116,9 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer gpt2 b16 ctx1023 fp32", "gpt2", I, dict(batch=16, context=1023, dtype="fp32")),
     ("infer glm-4.5-air b1 ctx4096", "glm-4.5-air", I, dict(batch=1, context=4096)),
     ("infer gpt-oss-20b b1 ctx4096", "gpt-oss-20b", I, dict(batch=1, context=4096)),
+    ("infer qwen3-next-80b b1 ctx4096", "qwen3-next-80b-a3b-instruct", I, dict(batch=1, context=4096)),
+    ("infer llama-4-scout b1 ctx4096", "llama-4-scout-17b-16e", I, dict(batch=1, context=4096)),
+    ("infer mpt-7b b2 ctx2047", "mpt-7b", I, dict(batch=2, context=2047)),
     ("fsdp2 llama-3.2-1b world 4 b2 s2048", "llama-3.2-1b", F, dict(world=4, batch=2, seq=2048)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,
@@ -201,7 +206,10 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
     if layers:  # the same model with fewer layers: real widths, a fast trace
         from gpuplan.model.hf_config import spec_from_config
 
-        config["n_layer" if "n_layer" in config else "num_hidden_layers"] = layers
+        # the key the family's config.json uses (GPT-2 n_layer, MPT n_layers): both sides must see the same depth
+        key = next((k for k in ("num_hidden_layers", "n_layer", "n_layers", "num_layers") if k in config),
+                   "num_hidden_layers")
+        config[key] = layers
         if isinstance(config.get("layer_types"), list):
             config["layer_types"] = config["layer_types"][:layers]
         spec = spec_from_config(config, preset_id)

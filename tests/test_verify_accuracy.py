@@ -53,3 +53,22 @@ def test_prefill_peak_within_target():
     measured = measure_prefill(LLAMA, setup).allocated_peak_bytes
     estimate = prefill_estimate(spec_from_config(LLAMA), setup)["allocated_peak_bytes"]
     _check(estimate, measured)
+
+
+# Llama 4's reference MoE runs every expert on every token (the prefill holds E-wide intermediates); MPT's model loop
+# keeps each block's returned attention probabilities while the next block runs (gpuplan.infer.activations)
+LLAMA4_DENSE_EXPERTS = {"model_type": "llama4_text", "hidden_size": 256, "num_hidden_layers": 2,
+                        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 1024,
+                        "max_position_embeddings": 4096, "intermediate_size": 512, "intermediate_size_mlp": 512,
+                        "num_local_experts": 8, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+                        "attention_chunk_size": 8192, "use_qk_norm": True}
+MPT = {"model_type": "mpt", "d_model": 256, "n_heads": 8, "n_layers": 3, "expansion_ratio": 4, "max_seq_len": 2048,
+       "vocab_size": 1024}
+
+
+@pytest.mark.parametrize("config,setup", [(LLAMA4_DENSE_EXPERTS, PrefillSetup(batch=1, context=512)),
+                                          (MPT, PrefillSetup(batch=2, context=512))], ids=["llama4", "mpt"])
+def test_family_prefill_peak_within_target(config, setup):
+    measured = measure_prefill(config, setup).allocated_peak_bytes
+    estimate = prefill_estimate(spec_from_config(config), setup)["allocated_peak_bytes"]
+    _check(estimate, measured)

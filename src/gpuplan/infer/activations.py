@@ -58,6 +58,8 @@ def hf_mlp_bytes(spec: ModelSpec, layer: int, dtype_bytes: float) -> float:
     part; DeepSeek runs it after.
     """
     b, h = dtype_bytes, spec.hidden_size
+    if spec.is_moe_layer(layer) and spec.layout == "llama4":
+        return llama4_moe_bytes(spec, b)
     if spec.is_moe_layer(layer):
         m = spec.moe
         assert m is not None
@@ -73,6 +75,22 @@ def hf_mlp_bytes(spec: ModelSpec, layer: int, dtype_bytes: float) -> float:
         return 3 * f * b
     gelu_temps = 3 if spec.activation == "gelu_new" else 1
     return f * (1 + gelu_temps) * b
+
+
+def llama4_moe_bytes(spec: ModelSpec, b: float) -> float:
+    """Bytes per token inside transformers' ``Llama4TextMoe`` without gradients (beyond its input): every token is
+    repeated to all E experts and scaled by its router score (``routed_in``, E·h, referenced until the block
+    returns), then ``Llama4TextExperts`` runs dense ``bmm``s over all E experts: the gate_up output (2·E·f, its
+    chunks referenced to the end of the function), act(gate) and the product (E·f each) at the multiply, then the
+    down output (E·h) beside the product; after it the shared expert (3·f_s) runs beside routed_in and the experts'
+    output (E·h each). Plus the router's logits and fp32 sigmoid scores (E each). The prefill of a reference forward
+    thus computes every expert for every token (traced: benchmarks/accuracy.py, Llama 4 Scout)."""
+    m = spec.moe
+    assert m is not None
+    h, E, f, fs = spec.hidden_size, m.num_experts, m.expert_ffn_size, m.shared_expert_ffn_size
+    experts = max(E * h + 2 * E * f + 2 * E * f, E * h + 2 * E * f + E * f + E * h)
+    shared = 2 * E * h + 3 * fs
+    return b * max(experts, shared) + E * (b + FP32)
 
 
 def hf_norm_bytes_per_token(spec: ModelSpec, dtype_bytes: float) -> float:
@@ -154,6 +172,11 @@ def hf_prefill_transient_bytes(spec: ModelSpec, *, batch: int, prompt: int, dtyp
     best, where = 0.0, ""
     sliding_masked = spec.sliding_window is not None and prompt > spec.sliding_window
     eager = hf_attention_impl(spec) == "eager"
+    if spec.family == "mpt" and len(layers) > 1:
+        # MptModel's loop variable ``outputs`` holds the block's returned attention probabilities ([B, heads, T, T]
+        # in the model dtype, MptAttention returns them) until the next block has returned, and the last block's
+        # through the final norm (transformers 5 models/mpt/modeling_mpt.py MptModel.forward)
+        base += spec.num_heads / tp * prompt * dtype_bytes
     for i in _first_of_each_kind(spec, layers):  # later layers of a kind hold the same; the first names the peak
         masked = (sliding_masked and spec.is_sliding_layer(i)) or eager
         attn = base + (2 * h + hf_attention_elements(spec, masked_gqa=masked) / tp) * dtype_bytes

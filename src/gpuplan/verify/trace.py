@@ -332,9 +332,21 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
                        notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes})
 
 
+_CACHE_TENSORS = ("keys", "values", "conv_states", "recurrent_states")
+
+
+def _cache_tensors(layer):
+    for attr in _CACHE_TENSORS:
+        value = getattr(layer, attr, None)
+        for t in value.values() if isinstance(value, dict) else (value,):  # linear-attention states by index
+            if t is not None and hasattr(t, "numel") and t.numel():
+                yield t
+
+
 def _kv_bytes(cache) -> int:
-    return _storage_bytes(t for layer in cache.layers for t in (layer.keys, layer.values)
-                          if t is not None and t.numel())
+    """The cache's tensors: keys and values of attention layers, and the constant-size convolution and recurrent
+    states of linear-attention layers (transformers ``LinearAttentionLayer``: Qwen3-Next's Gated DeltaNet)."""
+    return _storage_bytes(t for layer in cache.layers for t in _cache_tensors(layer))
 
 
 def measure_forward(config: dict[str, Any], *, batch: int, seq: int, dtype: str = "bf16",
