@@ -102,6 +102,9 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("qwen3-next-80b 4 layers bf16 b1 s2048", "qwen3-next-80b-a3b-instruct", T, dict(batch=1, seq=2048, layers=4)),
     # DeepSeek-V3's architecture (Kimi K2's too): three dense layers, then the 256-expert MoE with MLA
     ("deepseek-v3 4 layers bf16 b1 s2048", "deepseek-v3", T, dict(batch=1, seq=2048, layers=4)),
+    # Mistral Small 3.1's language model (mistral3's text_config: head_dim 128 beside hidden 5120 / 32 heads)
+    ("mistral-small-3.1 text 4 layers bf16 b1 s2048", "mistral-small-3.1-24b-instruct-2503", T,
+     dict(batch=1, seq=2048, layers=4, text_only=True)),
     # MPT at real width (its config.json names the depth n_layers)
     ("mpt-7b 4 layers bf16 b2 s2048", "mpt-7b", T, dict(batch=2, seq=2048, layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
@@ -119,6 +122,8 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer qwen3-next-80b b1 ctx4096", "qwen3-next-80b-a3b-instruct", I, dict(batch=1, context=4096)),
     ("infer llama-4-scout b1 ctx4096", "llama-4-scout-17b-16e", I, dict(batch=1, context=4096)),
     ("infer mpt-7b b2 ctx2047", "mpt-7b", I, dict(batch=2, context=2047)),
+    ("infer mistral-small-3.1 text b1 ctx4096", "mistral-small-3.1-24b-instruct-2503", I,
+     dict(batch=1, context=4096, text_only=True)),
     ("fsdp2 llama-3.2-1b world 4 b2 s2048", "llama-3.2-1b", F, dict(world=4, batch=2, seq=2048)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,
@@ -202,6 +207,11 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
     config, spec = dict(preset.config), preset.spec()
     out: dict = {"id": cid, "model": preset_id, "kind": kind, "options": opts}
     opts = dict(opts)
+    if opts.pop("text_only", False):  # a multimodal preset's language model, as its text_config builds it
+        from gpuplan.model.hf_config import spec_from_config
+
+        config = dict(config["text_config"])
+        spec = spec_from_config(config, preset_id)
     layers = opts.pop("layers", None)
     if layers:  # the same model with fewer layers: real widths, a fast trace
         from gpuplan.model.hf_config import spec_from_config
@@ -281,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         full = not args.only and not args.resume
         runs = [r for r in meta.get("runs", []) if r["rows"]] if results and not full else []
         run = {"started": time.strftime("%Y-%m-%d %H:%M"), "s": 0, "rows": len(todo), "workers": args.workers}
-        meta = {"versions": _versions(), "runs": runs + [run]}
+        versions = _versions()
+        if not full:  # a partial re-run keeps the release the other rows' peer columns were measured with
+            versions.update({k: v for k, v in meta.get("versions", {}).items() if versions.get(k) == "not installed"})
+        meta = {"versions": versions, "runs": runs + [run]}
         t0 = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
