@@ -105,6 +105,9 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     # Mistral Small 3.1's language model (mistral3's text_config: head_dim 128 beside hidden 5120 / 32 heads)
     ("mistral-small-3.1 text 4 layers bf16 b1 s2048", "mistral-small-3.1-24b-instruct-2503", T,
      dict(batch=1, seq=2048, layers=4, text_only=True)),
+    # Gemma 3's language model (gemma3 text_config: 5 sliding-window layers of 1,024 tokens to 1 global)
+    ("gemma-3-27b text 6 layers bf16 b1 s2048", "gemma-3-27b-pt", T, dict(batch=1, seq=2048, layers=6,
+                                                                          text_only=True)),
     # MPT at real width (its config.json names the depth n_layers)
     ("mpt-7b 4 layers bf16 b2 s2048", "mpt-7b", T, dict(batch=2, seq=2048, layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
@@ -124,6 +127,7 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer mpt-7b b2 ctx2047", "mpt-7b", I, dict(batch=2, context=2047)),
     ("infer mistral-small-3.1 text b1 ctx4096", "mistral-small-3.1-24b-instruct-2503", I,
      dict(batch=1, context=4096, text_only=True)),
+    ("infer gemma-3-27b text b1 ctx4096", "gemma-3-27b-pt", I, dict(batch=1, context=4096, text_only=True)),
     ("fsdp2 llama-3.2-1b world 4 b2 s2048", "llama-3.2-1b", F, dict(world=4, batch=2, seq=2048)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,
