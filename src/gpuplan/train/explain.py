@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gpuplan.train.kbit import NOTE as KBIT_NOTE
-from gpuplan.train.kbit import kbit_upcast
 from gpuplan.model.spec import ModelSpec, family_warnings
 from gpuplan.parallel.layout import Layout
 from gpuplan.report import MemoryReport, Term
@@ -137,10 +135,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
                        "(--lora-dtype model)")
     out += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
-        out.append(qlora_base_note(cfg))
-        out += bitsandbytes_notes(cfg)
-        if kbit_upcast(cfg):
-            out.append(KBIT_NOTE)
+        out += qlora_notes(cfg)
     return out
 
 
@@ -156,16 +151,22 @@ def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
     return [note]
 
 
-def bitsandbytes_notes(cfg: TrainConfig) -> list[str]:
-    """The bitsandbytes release a QLoRA estimate describes, when one was given."""
+def qlora_notes(cfg: TrainConfig, layout: "Layout | None" = None) -> list[str]:
+    """QLoRA's assumption lines: the base format (and how each rank holds it), the bitsandbytes release when one
+    was given, and PEFT's fp32 k-bit preparation when it applies (``gpuplan.train.kbit``)."""
     from gpuplan.train.context import bnb_keeps_input
+    from gpuplan.train.kbit import NOTE, kbit_upcast
 
-    if not cfg.bitsandbytes_version:
-        return []
-    if bnb_keeps_input(cfg):
-        return [f"bitsandbytes {cfg.bitsandbytes_version}: each 4-bit matmul keeps its input for backward "
-                "(MatMul4Bit before 0.43.2), also where the frozen weight needs none"]
-    return [f"bitsandbytes {cfg.bitsandbytes_version}: 4-bit matmuls keep no input for backward (0.43.2 and later)"]
+    out = [qlora_base_note(cfg, layout)]
+    if cfg.bitsandbytes_version and bnb_keeps_input(cfg):
+        out.append(f"bitsandbytes {cfg.bitsandbytes_version}: each 4-bit matmul keeps its input for backward "
+                   "(MatMul4Bit before 0.43.2), also where the frozen weight needs none")
+    elif cfg.bitsandbytes_version:
+        out.append(f"bitsandbytes {cfg.bitsandbytes_version}: 4-bit matmuls keep no input for backward (0.43.2 and "
+                   "later)")
+    if kbit_upcast(cfg):
+        out.append(NOTE)
+    return out
 
 
 def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
@@ -299,10 +300,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
     m.assumptions += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
-        m.assumptions.append(qlora_base_note(cfg, layout))
-        m.assumptions.extend(bitsandbytes_notes(cfg))
-        if kbit_upcast(cfg):
-            m.assumptions.append(KBIT_NOTE)
+        m.assumptions += qlora_notes(cfg, layout)
     m.warnings = []
     if layout.pp > 1 and layout.microbatches < layout.pp:
         m.warnings.append(f"{layout.microbatches} micro-batches < {layout.pp} stages: the pipeline is mostly idle")

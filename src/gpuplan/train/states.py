@@ -16,8 +16,8 @@ from functools import lru_cache
 from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.train.config import TrainConfig
-from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
 from gpuplan.train.kbit import kbit_plain_bytes
+from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, lora_shapes, param_wrapped, trainability
 from gpuplan.train.precision import Recipe
 from gpuplan.train.quantbase import base_weight_bytes
