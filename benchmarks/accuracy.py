@@ -110,6 +110,11 @@ MATRIX: list[tuple[str, str, str, dict]] = [
                                                                           text_only=True)),
     # MPT at real width (its config.json names the depth n_layers)
     ("mpt-7b 4 layers bf16 b2 s2048", "mpt-7b", T, dict(batch=2, seq=2048, layers=4)),
+    # encoders as released (masked-LM heads) and StarCoder2 (GQA with biases, LayerNorm, GELU c_fc / c_proj)
+    ("bert-large-uncased fp32 b4 s512 (eager, MLM head)", "bert-large-uncased", T,
+     dict(batch=4, seq=512, precision="fp32", attention="eager")),
+    ("roberta-base amp-bf16 b8 s512 (MLM head)", "roberta-base", T, dict(batch=8, seq=512, precision="amp-bf16")),
+    ("starcoder2-3b 4 layers bf16 b2 s2048", "starcoder2-3b", T, dict(batch=2, seq=2048, layers=4)),
     ("infer llama-3.1-8b b1 ctx8192", "llama-3.1-8b", I, dict(batch=1, context=8192)),
     ("infer llama-3.1-8b b8 ctx2048", "llama-3.1-8b", I, dict(batch=8, context=2048)),
     ("infer qwen2.5-7b b4 ctx4096", "qwen2.5-7b", I, dict(batch=4, context=4096)),
@@ -125,6 +130,7 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer qwen3-next-80b b1 ctx4096", "qwen3-next-80b-a3b-instruct", I, dict(batch=1, context=4096)),
     ("infer llama-4-scout b1 ctx4096", "llama-4-scout-17b-16e", I, dict(batch=1, context=4096)),
     ("infer mpt-7b b2 ctx2047", "mpt-7b", I, dict(batch=2, context=2047)),
+    ("infer starcoder2-3b b2 ctx4096", "starcoder2-3b", I, dict(batch=2, context=4096)),
     ("infer mistral-small-3.1 text b1 ctx4096", "mistral-small-3.1-24b-instruct-2503", I,
      dict(batch=1, context=4096, text_only=True)),
     ("infer gemma-3-27b text b1 ctx4096", "gemma-3-27b-pt", I, dict(batch=1, context=4096, text_only=True)),

@@ -106,7 +106,7 @@ SURFACE = {
             "--seq", "--tokens", "--top", "--tp", "--tp-overlap", "--vpp", "--zero",
             # serving plan (--serve)
             "--serve", "--rps", "--concurrency", "--prompt", "--output", "--prefix-hit", "--ttft", "--tpot", "--e2e",
-            "--percentile", "--weights", "--max-num-batched-tokens", "--engine", "--disaggregate",
+            "--percentile", "--weights", "--max-num-batched-tokens", "--max-num-seqs", "--engine", "--disaggregate",
             "--stack", "--schedule", "--attention-impl", "--compile",
         }) | CLUSTER | {"--pue"},
     ),

@@ -30,6 +30,8 @@ LOOSE = {
     "deepseek-v3.2": 0.025,
     # "109B" counts Llama 4 Scout's vision encoder and projector (0.87B); the text model holds 107.77B
     "llama-4-scout-17b-16e": 0.02,
+    # BERT's "340M" (Devlin et al. 2018) names the class: BertForMaskedLM holds 335.17M
+    "bert-large-uncased": 0.02,
 
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},
@@ -74,11 +76,11 @@ def test_preset_has_sources(preset_id):
 
 @pytest.mark.parametrize("preset_id", PRESETS)
 def test_preset_has_release_date_and_modality(preset_id):
-    """Every preset says when it was published (a date TOML parses, not in the future, not before GPT-2), where that
+    """Every preset says when it was published (a date TOML parses, not in the future, not before BERT's 2018 checkpoints), where that
     date is printed (the source names the same day), and what the checkpoint takes in; a multimodal checkpoint's preset names what it leaves out."""
     p = load_presets()[preset_id]
     assert isinstance(p.released, datetime.date) and not isinstance(p.released, datetime.datetime)
-    assert datetime.date(2019, 1, 1) <= p.released <= datetime.date.today()
+    assert datetime.date(2018, 6, 1) <= p.released <= datetime.date.today()
     assert p.released.isoformat() in p.released_source, f"{preset_id}: {p.released} vs {p.released_source!r}"
     assert p.modality in MODALITIES
     multimodal_parts = p.left_out is not None or "text_config" in p.config or "vision_config" in p.config

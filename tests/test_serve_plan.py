@@ -235,3 +235,49 @@ def test_infer_prints_the_ep_all_to_all_share(capsys):
     assert "EP 16 over 16 attention ranks: 48 MoE layers x dispatch + combine all-to-all" in out
     assert main([*args[:-4], "--tp", "4", "--ep", "4"]) == 0  # EP inside the TP group: no all-to-all line
     assert "all-to-all" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gpu, budget, seqs", [
+    ("h100-sxm", 8192, 1024), ("h200", 8192, 1024),  # at least 70 GiB, not an A100
+    ("a100-80gb", 2048, 256),  # the A100 is left out of the larger defaults (vLLM PR #17885)
+    ("a100-40gb", 2048, 256), ("rtx-4090", 2048, 256), ("l4", 2048, 256),
+])
+def test_vllm_v1_scheduler_defaults_follow_the_gpu(gpu, budget, seqs):
+    from gpuplan.infer.engines import vllm_v1_serving_defaults
+
+    got = vllm_v1_serving_defaults(get_gpu(gpu))
+    assert got[:2] == (budget, seqs) and "get_batch_defaults" in got[2]
+
+
+def _serve_json(capsys, *args, rc=0):
+    assert main(["plan", "--serve", "--json", *args]) == rc
+    return json.loads(capsys.readouterr().out)
+
+
+def test_serve_plan_takes_the_gpus_vllm_defaults_unless_given(capsys):
+    """A 4090 serves with vLLM V1's 2048-token step budget and an H100 with 8192; a given budget wins. The smaller
+    budget spreads a long prompt over more steps, so the 4090's TTFT grows."""
+    base = ["llama-3.1-8b", "--concurrency", "8", "--prompt", "4000", "--output", "200", "--tp", "1", "--pp", "1"]
+    small = _serve_json(capsys, *base, "--gpu", "rtx-4090", "--gpus", "1")
+    plan = small["serve_plans"][0]
+    assert (plan["max_num_batched_tokens"], plan["max_num_seqs"]) == (2048, 256)
+    assert any("rtx-4090" in a and "max_num_batched_tokens 2048" in a for a in small["assumptions"])
+    given = _serve_json(capsys, *base, "--gpu", "rtx-4090", "--gpus", "1", "--max-num-batched-tokens", "8192")
+    assert given["serve_plans"][0]["max_num_batched_tokens"] == 8192
+    assert any("max_num_batched_tokens 8192 given" in a for a in given["assumptions"])
+    assert plan["ttft_s"] > given["serve_plans"][0]["ttft_s"]
+    large = _serve_json(capsys, *base, "--gpu", "h100-sxm", "--gpus", "1")
+    assert (large["serve_plans"][0]["max_num_batched_tokens"], large["serve_plans"][0]["max_num_seqs"]) == (8192, 1024)
+
+
+def test_max_num_seqs_caps_a_replica_below_its_kv_pool(capsys):
+    """A small model's KV pool on an H100 holds thousands of short sequences, but vLLM runs at most max_num_seqs:
+    more in flight than that is refused with the cap named, and a larger --max-num-seqs lifts it."""
+    base = ["qwen2.5-0.5b", "--concurrency", "1500", "--prompt", "100", "--output", "100", "--gpu", "h100-sxm",
+            "--gpus", "1", "--tp", "1", "--pp", "1"]
+    out = _serve_json(capsys, *base, rc=2)  # no deployment meets the load: exit 2 (3 with --check)
+    assert out["serve_plans"] == []
+    assert any("max_num_seqs (1024)" in r["reason"] for r in out["rejected"])
+    lifted = _serve_json(capsys, *base, "--max-num-seqs", "2048")
+    assert lifted["serve_plans"][0]["kv_capacity_seqs"] >= 1500
+    assert lifted["serve_plans"][0]["max_num_seqs"] == 2048

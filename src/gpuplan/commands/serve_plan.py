@@ -48,9 +48,8 @@ def _pins(values: Any) -> dict[str, tuple[int, ...]]:
 def search_serving(values: Any) -> SimpleNamespace:
     """The serving-plan search for the parsed ``plan --serve`` options."""
     from gpuplan.hardware.catalog import get_gpu
-    from gpuplan.infer.engines import VllmProfile
     from gpuplan.infer.quant import parse_weights
-    from gpuplan.serve.batching import CHUNK_BUDGET_SOURCE, Traffic
+    from gpuplan.serve.batching import Traffic
     from gpuplan.serve.search import (
         DEFAULT_MAX_GPUS,
         ServeQuestion,
@@ -92,15 +91,15 @@ def search_serving(values: Any) -> SimpleNamespace:
     targets = ServeTargets(ttft_s=values.ttft, tpot_s=values.tpot, e2e_s=values.e2e, percentile=values.percentile)
     q = ServeQuestion(traffic=traffic, targets=targets, gpus=gpus, prices_usd_per_gpu_hour=prices, weights=weights,
                       engine=values.engine, max_gpus=values.gpus or DEFAULT_MAX_GPUS, gpus_per_node=values.gpus_per_node,
-                      budget_tokens=values.max_num_batched_tokens,
-                      vllm=VllmProfile(max_num_batched_tokens=values.max_num_batched_tokens), top=values.top,
+                      budget_tokens=values.max_num_batched_tokens, max_num_seqs=values.max_num_seqs, top=values.top,
                       disaggregate=bool(getattr(values, "disaggregate", False)), **_pins(values))
     result = plan_serving(spec, q)
     assumptions = [
         (f"engine: {values.engine} start-up arithmetic (as gpuplan infer --engine {values.engine}, defaults from "
          f"data/engines/{values.engine}.toml) for the KV pool of each replica layout"),
-        (f"continuous batching with chunked prefill, step budget {values.max_num_batched_tokens} tokens "
-         f"({CHUNK_BUDGET_SOURCE}); queueing model in gpuplan.serve.batching (M/M/1 tail for the prompt queue)"),
+        ("continuous batching with chunked prefill, the step budget and sequence cap per GPU type below; queueing "
+         "model in gpuplan.serve.batching (M/M/1 tail for the prompt queue)"),
+        *(q.for_gpu(g)[1] for g in gpus),
         ("step time: roofline of gpuplan.infer.speed (prefill 0.5 of peak x wave quantization, decode 0.8 of HBM "
          "bandwidth, 2 TP all-reduces per layer at 8 us NVLink / 25 us PCIe + bandwidth)"),
         (f"replicas: the fewest that meet the targets at {values.percentile}; at most {q.max_gpus} GPUs "

@@ -96,6 +96,22 @@ class VllmProfile:
             raise InputError("--block-size", self.block_size, "vLLM supports block sizes 1, 8, 16, 32, 64, 128")
 
 
+def vllm_v1_serving_defaults(gpu) -> tuple[int, int, str]:
+    """(max_num_batched_tokens, max_num_seqs, why) that vLLM V1 picks for an online server on ``gpu``
+    (``EngineArgs.get_batch_defaults``, v0.9 and later): 8192 and 1024 on a device of at least 70 GiB that is not
+    an A100, 2048 and 256 on every other GPU. The device memory is the CUDA-runtime total vLLM reads
+    (``memory_usable_bytes``); sources in data/engines/vllm.toml."""
+    large = (gpu.memory_usable_bytes >= _VLLM.value("v1_large_gpu_min_gib") * GiB
+             and "a100" not in f"{gpu.id} {gpu.name}".lower())
+    kind = "large" if large else "other"
+    tokens = _VLLM.value(f"v1_{kind}_gpu_max_num_batched_tokens")
+    seqs = _VLLM.value(f"v1_{kind}_gpu_max_num_seqs")
+    why = (f"vLLM V1 online-serving defaults for {gpu.id} (EngineArgs.get_batch_defaults: "
+           + ("at least 70 GiB, not an A100" if large else "under 70 GiB or an A100")
+           + f"): max_num_batched_tokens {tokens}, max_num_seqs {seqs}")
+    return tokens, seqs, why
+
+
 def check_engine(engine: str) -> str:
     key = engine.strip().lower()
     if key not in ENGINES:

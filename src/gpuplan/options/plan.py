@@ -55,9 +55,16 @@ SERVE_OPTIONS = (
            help="prefill and decode on separate replica pools, the prompt's KV sent between them (DistServe, "
                 "Splitwise; needs --rps)",
            help_zh="预填充与解码分离到两组副本，提示词的 KV 在两组之间传输（DistServe、Splitwise；需给出 --rps）"),
-    Option("max_num_batched_tokens", "count", "--max-num-batched-tokens", default=8192, group=SERVE_GROUP,
-           help="token budget of one step with chunked prefill (default 8192, vLLM V1)",
-           help_zh="分块预填充时每步的 token 预算（默认 8192，vLLM V1）"),
+    Option("max_num_batched_tokens", "count", "--max-num-batched-tokens", default=None, group=SERVE_GROUP,
+           help="token budget of one step with chunked prefill (default: vLLM V1's for each GPU type, 8192 on GPUs "
+                "of at least 70 GiB other than the A100, 2048 on the others; 8192 for sglang and trtllm)",
+           help_zh="分块预填充时每步的 token 预算（默认按 GPU 类型取 vLLM V1 的默认值：70 GiB 及以上且非 A100 为 8192，"
+                   "其余为 2048；sglang 与 trtllm 为 8192）"),
+    Option("max_num_seqs", "count", "--max-num-seqs", default=None, group=SERVE_GROUP,
+           help="most sequences one replica runs at once (default: vLLM V1's for each GPU type, 1024 on GPUs of at "
+                "least 70 GiB other than the A100, 256 on the others; no cap for sglang and trtllm)",
+           help_zh="每个副本同时运行的最多序列数（默认按 GPU 类型取 vLLM V1 的默认值：70 GiB 及以上且非 A100 为 1024，"
+                   "其余为 256；sglang 与 trtllm 不设上限）"),
 )
 
 PLAN = CommandOptions(

@@ -39,7 +39,6 @@ from gpuplan.model.spec import ModelSpec
 
 PERCENTILE_Z = {"p50": 0.0, "p90": 1.2816, "p99": 2.3263}
 CHUNK_BUDGET_TOKENS = 8192
-CHUNK_BUDGET_SOURCE = "vLLM V1 max_num_batched_tokens default for online serving with chunked prefill (8192)"
 
 
 @dataclass(frozen=True)
@@ -140,10 +139,11 @@ def replica_load(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, traffic
 
 def concurrency_for_rate(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions, traffic: Traffic, *,
                          rps: float, cap: float, pp: int = 1, budget: int = CHUNK_BUDGET_TOKENS,
-                         percentile: str = "p50", hop_s: float = 0.0) -> ReplicaLoad | str:
+                         percentile: str = "p50", hop_s: float = 0.0,
+                         cap_name: str = "KV capacity") -> ReplicaLoad | str:
     """The steady state of a replica offered ``rps`` requests per second: the concurrency C at which it emits
-    rps x O tokens per second (C / TPOT(C) grows with C; bisection), at most ``cap`` (the KV pool's sequences).
-    The reason when even ``cap`` sequences cannot keep up."""
+    rps x O tokens per second (C / TPOT(C) grows with C; bisection), at most ``cap`` (the KV pool's sequences, or
+    the engine's max_num_seqs when lower: ``cap_name``). The reason when even ``cap`` sequences cannot keep up."""
     need = rps * traffic.output_tokens
 
     def rate(cc: float) -> float | str:
@@ -167,7 +167,8 @@ def concurrency_for_rate(spec: ModelSpec, inp: SpeedInputs, a: SpeedAssumptions,
                         f"per replica, {need:,.0f} needed")
             cap = lo
         else:
-            return (f"KV capacity: {cap:,.0f} sequences in the KV pool emit {top:,.0f} output tokens/s per replica, "
+            where = "in the KV pool" if cap_name == "KV capacity" else "running at once"
+            return (f"{cap_name}: {cap:,.0f} sequences {where} emit {top:,.0f} output tokens/s per replica, "
                     f"{need:,.0f} needed")
     lo, hi = 0.0, cap
     while hi - lo > max(1e-3, 2e-3 * hi):  # 0.2 % of the concurrency

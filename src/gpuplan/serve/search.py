@@ -21,7 +21,7 @@ from typing import Any
 from gpuplan.errors import InputError
 from gpuplan.hardware.catalog import GpuSpec
 from gpuplan.infer.config import InferConfig
-from gpuplan.infer.engines import VllmProfile
+from gpuplan.infer.engines import VllmProfile, vllm_v1_serving_defaults
 from gpuplan.infer.parallel import ServingLayout, validate_layout
 from gpuplan.infer.quant import WeightFormat
 from gpuplan.infer.speed import SpeedAssumptions
@@ -79,13 +79,32 @@ class ServeQuestion:
     engine: str = "vllm"  # whose KV-pool arithmetic: vllm, sglang or trtllm
     max_gpus: int = DEFAULT_MAX_GPUS
     gpus_per_node: int = 8
-    budget_tokens: int = CHUNK_BUDGET_TOKENS
+    budget_tokens: int | None = None  # None: the engine's default for each GPU type (for_gpu)
+    max_num_seqs: int | None = None  # None: the engine's default (vLLM V1: by GPU type; others: no cap)
     vllm: VllmProfile = field(default_factory=VllmProfile)
     speed: SpeedAssumptions = field(default_factory=SpeedAssumptions)
     top: int = 5
     tp_choices: tuple[int, ...] = TP_CHOICES  # --tp / --pp restrict the search
     pp_choices: tuple[int, ...] = PP_CHOICES
     disaggregate: bool = False  # prefill and decode on separate replica pools (gpuplan.serve.disagg)
+
+    def for_gpu(self, gpu: GpuSpec) -> tuple[ServeQuestion, str]:
+        """The question with the step budget and sequence cap the engine takes on ``gpu`` (what is given wins),
+        and the assumption line saying where they come from. vLLM V1 picks both by GPU type
+        (``vllm_v1_serving_defaults``); SGLang and TensorRT-LLM get the vLLM V1 budget of large GPUs and no cap."""
+        budget, seqs = self.budget_tokens, self.max_num_seqs
+        if self.engine == "vllm":
+            d_budget, d_seqs, why = vllm_v1_serving_defaults(gpu)
+            given = [f"{name} {v} given" for name, v in (("max_num_batched_tokens", budget), ("max_num_seqs", seqs))
+                     if v is not None]
+            budget, seqs = budget or d_budget, seqs or d_seqs
+            if given:
+                why += "; " + ", ".join(given)
+        else:
+            budget = budget or CHUNK_BUDGET_TOKENS
+            why = f"{gpu.id}: step budget {budget} tokens" + (f", at most {seqs} sequences" if seqs else "")
+        vllm = replace(self.vllm, max_num_batched_tokens=budget, max_num_seqs=seqs or self.vllm.max_num_seqs)
+        return replace(self, budget_tokens=budget, max_num_seqs=seqs, vllm=vllm), why
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,8 @@ class ServePlan:
     usd_per_gpu_hour: float | None
     fewer_replicas: str  # why one replica fewer misses (empty for one replica)
     prefill: PrefillPool | None = None  # disaggregated: the prefill pool (layout and load are the decode pool's)
+    budget_tokens: int = CHUNK_BUDGET_TOKENS  # the step budget (max_num_batched_tokens) the replica runs with
+    max_num_seqs: int | None = None  # the engine's cap on running sequences (None: none)
 
     @property
     def gpus(self) -> int:
@@ -152,6 +173,7 @@ class ServePlan:
                 "usd_per_gpu_hour": self.usd_per_gpu_hour, "cost_usd_per_million_output_tokens": cost,
                 "cost_usd_per_million_tokens": (None if cost is None else
                                                 cost * traffic.output_tokens / total_tokens),
+                "max_num_batched_tokens": self.budget_tokens, "max_num_seqs": self.max_num_seqs,
                 "fewer_replicas": self.fewer_replicas, "disaggregated": self.prefill is not None,
                 "prefill_pool": self.prefill.as_dict() if self.prefill else None}
 
@@ -232,16 +254,26 @@ def _replicas(spec: ModelSpec, q: ServeQuestion, gpu: GpuSpec, rejected: list[di
         yield (lay, where, *got)
 
 
-def _evaluate(spec: ModelSpec, q: ServeQuestion, inp, lay: ServingLayout, cap_seqs: int, dp: int):
+def _seq_cap(q: ServeQuestion, kv_seqs: int) -> tuple[int, str]:
+    """The most sequences a replica runs: its KV pool's, or the engine's max_num_seqs when lower, with its name."""
+    if q.max_num_seqs is not None and q.max_num_seqs < kv_seqs:
+        return q.max_num_seqs, f"max_num_seqs ({q.max_num_seqs})"
+    return kv_seqs, "KV capacity"
+
+
+def _evaluate(spec: ModelSpec, q: ServeQuestion, inp, lay: ServingLayout, kv_seqs: int, dp: int):
     """One replica's load with ``dp`` replicas sharing the traffic, and the targets it misses (or the reason)."""
     t, hop = q.traffic, inp.allreduce_latency_s
+    cap_seqs, cap_name = _seq_cap(q, kv_seqs)
     if t.rps is not None:
         load = concurrency_for_rate(spec, inp, q.speed, t, rps=t.rps / dp, cap=cap_seqs, pp=lay.pp,
-                                    budget=q.budget_tokens, percentile=q.targets.percentile, hop_s=hop)
+                                    budget=q.budget_tokens, percentile=q.targets.percentile, hop_s=hop,
+                                    cap_name=cap_name)
     else:
         per = math.ceil(t.concurrency / dp)
         if per > cap_seqs:
-            load = f"KV capacity: {per} sequences per replica, the pool holds {cap_seqs}"
+            load = (f"KV capacity: {per} sequences per replica, the pool holds {cap_seqs}" if cap_name == "KV capacity"
+                    else f"{cap_name}: {per} sequences per replica, the engine runs at most {cap_seqs}")
         else:
             load = replica_load(spec, inp, q.speed, t, concurrency=per, pp=lay.pp, budget=q.budget_tokens,
                                 percentile=q.targets.percentile, hop_s=hop)
@@ -256,7 +288,9 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
     if q.disaggregate:
         return plan_disaggregated(spec, q)
     t, plans, rejected, evaluated = q.traffic, [], [], 0
-    for gpu in q.gpus:
+    question = q
+    for gpu in question.gpus:
+        q, _ = question.for_gpu(gpu)
         for lay, where, rep, inp in _replicas(spec, q, gpu, rejected):
             cap_seqs = rep.memory.kv_cache_bytes // max(1, rep.engine["request_kv_bytes"])
             if cap_seqs < 1:
@@ -295,7 +329,8 @@ def plan_serving(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
             if previous and not previous.startswith(f"{dp - base} "):
                 previous = f"{dp - base} replica{'s' if dp - base > 1 else ''}: {'; '.join(evaluate(groups - 1)[1])}"
             plans.append(ServePlan(gpu.id, replace(lay, dp=dp), load, int(cap_seqs), rep.memory.weights_bytes,
-                                   rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), previous))
+                                   rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), previous,
+                                   budget_tokens=q.budget_tokens, max_num_seqs=q.max_num_seqs))
     _rank(plans)
     return ServeResult(plans=plans, rejected=rejected, evaluated=evaluated)
 
@@ -331,7 +366,9 @@ def plan_disaggregated(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
         raise InputError("--concurrency", t.concurrency, "a disaggregated plan sizes its pools by the request rate: "
                          "give --rps")
     share = t.prompt_tokens / (t.prompt_tokens + t.output_tokens)
-    for gpu in q.gpus:
+    question = q
+    for gpu in question.gpus:
+        q, _ = question.for_gpu(gpu)
         prefills, decodes = [], []
         # expert parallelism over data-parallel attention ranks (dp > 1) is not paired with a prefill pool
         for lay, where, rep, inp in _replicas(spec, q, gpu, rejected, attention_dp=False):
@@ -352,9 +389,10 @@ def plan_disaggregated(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                 return ld, miss
 
             cap_seqs = rep.memory.kv_cache_bytes // max(1, rep.engine["request_kv_bytes"])
+            run_cap = _seq_cap(q, cap_seqs)[0]
 
-            def dec(n: int, inp=inp, lay=lay, cap_seqs=cap_seqs):
-                ld = decode_for_rate(spec, inp, q.speed, t, rps=t.rps / n, cap=cap_seqs, pp=lay.pp,
+            def dec(n: int, inp=inp, lay=lay, run_cap=run_cap):
+                ld = decode_for_rate(spec, inp, q.speed, t, rps=t.rps / n, cap=run_cap, pp=lay.pp,
                                      hop_s=inp.allreduce_latency_s)
                 if isinstance(ld, str):
                     return ld, [ld]
@@ -382,6 +420,7 @@ def plan_disaggregated(spec: ModelSpec, q: ServeQuestion) -> ServeResult:
                     continue
                 plans.append(ServePlan(gpu.id, replace(d_lay, dp=d_n), load, int(cap_seqs), rep.memory.weights_bytes,
                                        rep.memory.total_bytes, q.prices_usd_per_gpu_hour.get(gpu.id), "",
-                                       prefill=PrefillPool(replace(p_lay, dp=p_n), p_load)))
+                                       prefill=PrefillPool(replace(p_lay, dp=p_n), p_load),
+                                       budget_tokens=q.budget_tokens, max_num_seqs=q.max_num_seqs))
     _rank(plans)
     return ServeResult(plans=plans, rejected=rejected, evaluated=evaluated)

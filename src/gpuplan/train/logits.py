@@ -38,6 +38,14 @@ class LossMemory:
     formula: str
 
 
+def loss_upcasts(spec, recipe) -> bool:
+    """Whether the loss reads fp32 logits: a causal LM's ``ForCausalLMLoss`` upcasts them itself; an encoder's
+    masked-LM head calls ``CrossEntropyLoss`` on the logits as they come, so only autocast upcasts them
+    (``cross_entropy`` runs in fp32 under ``torch.autocast``, CUDA and CPU: autocast_mode.cpp's fp32 list; traced,
+    RoBERTa-base under amp-bf16 holds 12·T·V bytes at the start of backward)."""
+    return spec.layout != "bert" or recipe.autocast
+
+
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
                 keep_logits: bool = False, hidden: int = 0, softcap: bool = False,
                 vocab_parallel: bool = False, upcast: bool = True) -> LossMemory:
