@@ -5,6 +5,7 @@ them."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 import os
 from pathlib import Path
 
@@ -85,11 +86,14 @@ def test_litgpt_impl_is_refused_where_its_module_is_not_modelled():
     with pytest.raises(InputError) as err:
         estimate_training(gpt2, TrainConfig(seq=256, model_impl="litgpt"))
     assert "--model-impl" in str(err.value) and "llama" in str(err.value).lower()
-    # the stack's default falls back to transformers' layers, and says so
+    # the stack's default falls back to transformers' layers, and says so; litgpt's GPT still holds its own
+    # output head beside the embedding (it never ties them), whatever code runs the layers
     m = estimate_training(gpt2, TrainConfig(seq=256, stack="litgpt")).memory
-    assert m.allocated_peak_bytes == estimate_training(gpt2, TrainConfig(seq=256, stack="litgpt",
-                                                                           model_impl="hf")).memory.allocated_peak_bytes
+    untied = replace(gpt2, tie_embeddings=False)
+    assert m.allocated_peak_bytes == estimate_training(untied, TrainConfig(seq=256, stack="litgpt",
+                                                                             model_impl="hf")).memory.allocated_peak_bytes
     assert any("Llama layout only" in w for w in m.warnings)
+    assert any("output head untied" in a for a in m.assumptions)
     with pytest.raises(InputError):
         TrainConfig(stack="litgpt", recompute="selective")
     with pytest.raises(InputError):

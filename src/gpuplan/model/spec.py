@@ -234,6 +234,9 @@ class ModelSpec:
     # tie_embeddings cleared because PEFT's modules_to_save trains its own copy of the tied head or embedding:
     # the frozen original stays one shared matrix (gpuplan.train.peft ``saved_spec``)
     peft_untied: bool = False
+    # tie_embeddings cleared because litgpt's own module never ties: its GPT holds lm_head and transformer.wte as
+    # two parameters (gpuplan.train.peft ``saved_spec``)
+    litgpt_untied: bool = False
     # What the estimate leaves out of the named model (a multimodal checkpoint's vision tower), said in every
     # output's assumptions; not part of the architecture, so equal specs stay equal.
     notes: tuple[str, ...] = field(default=(), compare=False)

@@ -140,7 +140,11 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
 
 
 def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
-    """The assumption line naming PEFT's ``modules_to_save`` (peft/utils/other.py ``ModulesToSaveWrapper``)."""
+    """The assumption line naming PEFT's ``modules_to_save`` (peft/utils/other.py ``ModulesToSaveWrapper``), or
+    litgpt's untied output head."""
+    if spec.litgpt_untied:
+        return ["output head untied: litgpt's GPT holds lm_head and transformer.wte as separate parameters "
+                "(litgpt/model.py; convert_hf_checkpoint copies the tied embedding into lm_head)"]
     if cfg.method not in ("lora", "qlora") or not cfg.lora_modules_to_save:
         return []
     note = (f"modules_to_save {', '.join(cfg.lora_modules_to_save)}: trained in full beside the adapters (PEFT "

@@ -116,8 +116,15 @@ def saved_match(t: TensorInfo, names: tuple[str, ...]) -> bool:
 
 
 def saved_spec(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
-    """The model as PEFT trains it: with a tied embedding or head among ``modules_to_save`` the forward runs
-    separate copies (PEFT ties them only with ``ensure_weight_tying=True``), so the estimate takes it untied."""
+    """The model as the stack trains it. litgpt's own module never ties its output head to the embedding
+    (litgpt/model.py ``GPT.__init__`` builds ``lm_head`` and ``transformer.wte`` as separate parameters, and
+    scripts/convert_hf_checkpoint.py copies ``wte`` into ``lm_head`` for checkpoints without one), so a tied model
+    holds both matrices there. With PEFT, a tied embedding or head among ``modules_to_save`` runs separate copies
+    (PEFT ties them only with ``ensure_weight_tying=True``), so the estimate takes it untied."""
+    # every family: the untied head is litgpt's GPT itself, also where gpuplan models the layers with
+    # transformers' code (gpuplan.train.context.model_impl)
+    if spec.tie_embeddings and cfg.model_impl == "litgpt":
+        return replace(spec, tie_embeddings=False, litgpt_untied=True)
     if not (spec.tie_embeddings and cfg.method in ("lora", "qlora") and cfg.lora_modules_to_save):
         return spec
     untied = replace(spec, tie_embeddings=False, peft_untied=True)
