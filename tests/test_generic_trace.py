@@ -17,6 +17,7 @@ FAMILIES = Path(__file__).parent / "data" / "families"
 OLMOE = str(FAMILIES / "olmoe-tiny.json")
 COHERE2 = str(FAMILIES / "cohere2-tiny.json")
 GRANITE = str(FAMILIES / "granite-tiny.json")
+T5 = str(FAMILIES / "t5-tiny.json")
 
 
 def _config(path: str) -> dict:
@@ -52,7 +53,7 @@ def test_extrapolation_adds_whole_repeats_of_the_pattern():
 pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("path", [OLMOE, COHERE2], ids=["olmoe", "cohere2"])
+@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5], ids=["olmoe", "cohere2", "t5"])
 def test_training_peak_within_2pct_of_the_full_trace(path):
     from gpuplan.verify.generic import trace_training, traced_model
     from gpuplan.verify.setup import TrainSetup
@@ -160,11 +161,11 @@ def test_remote_code_is_refused(tmp_path, capsys):
     unknown.write_text(json.dumps({"model_type": "no_such_family_xyz", "hidden_size": 64}))
     code, _, err = _run(["train", str(unknown)], capsys)
     assert code == 2 and "no_such_family_xyz" in err and "trust_remote_code" in err
-    seq2seq = tmp_path / "t5.json"  # transformers knows it, but not as a causal language model
-    seq2seq.write_text(json.dumps({"model_type": "t5", "d_model": 64, "num_layers": 2, "num_heads": 2, "d_ff": 128,
-                                   "d_kv": 32, "vocab_size": 100}))
-    code, _, err = _run(["params", str(seq2seq)], capsys)
-    assert code == 2 and "'t5'" in err and "causal language model" in err
+    vision = tmp_path / "vit.json"  # transformers knows it, but neither as a causal nor as a seq2seq language model
+    vision.write_text(json.dumps({"model_type": "vit", "hidden_size": 64, "num_hidden_layers": 2,
+                                  "num_attention_heads": 2, "intermediate_size": 128}))
+    code, _, err = _run(["params", str(vision)], capsys)
+    assert code == 2 and "'vit'" in err and "causal language model" in err
 
 
 def test_without_the_extra_the_error_names_the_family_and_the_extra(monkeypatch, capsys):
@@ -182,3 +183,22 @@ def test_the_web_api_refuses_rather_than_traces():
 
     r = TestClient(create_app()).post("/api/v1/params", json={"config": _config(OLMOE)})
     assert r.status_code == 422 and "olmoe" in r.text
+
+
+def test_an_encoder_decoder_is_traced_by_layer_pairs(tmp_path, capsys):
+    """T5 (AutoModelForSeq2SeqLM): copies cut both stacks alike, so the training step extrapolates by pairs of an
+    encoder and a decoder layer (checked against the full trace above); stacks of different depths and its
+    inference are refused, naming why."""
+    from gpuplan.verify.build import is_encoder_decoder
+
+    config = _config(T5)
+    assert is_encoder_decoder(config) and is_encoder_decoder({k: v for k, v in config.items()
+                                                              if k != "is_encoder_decoder"})
+    assert main(["train", T5, "--seq", "128", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["memory"]["allocated_peak_bytes"] > 0
+    assert main(["infer", T5, "--context", "128"]) == 2
+    assert "encoder-decoder" in capsys.readouterr().err
+    uneven = tmp_path / "config.json"
+    uneven.write_text(json.dumps({**config, "num_decoder_layers": 3}))
+    assert main(["train", str(uneven), "--seq", "128"]) == 2
+    assert "num_decoder_layers" in capsys.readouterr().err

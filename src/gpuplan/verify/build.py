@@ -49,28 +49,42 @@ def hf_config(config: dict[str, Any], attention: str):
 
 
 def build_model(config: dict[str, Any], *, dtype: str, attention: str):
-    """``AutoModelForCausalLM.from_config`` in ``dtype`` (fp32 | bf16 | fp16) with the given attention.
+    """``AutoModelForCausalLM.from_config`` in ``dtype`` (fp32 | bf16 | fp16) with the given attention; an
+    encoder-decoder config (``is_encoder_decoder``, e.g. T5) is built with ``AutoModelForSeq2SeqLM``, whose
+    ``forward(input_ids, labels)`` runs the encoder and the decoder (decoder inputs: the labels shifted right).
 
     A model class without an SDPA path in transformers (Gemma 2) gets eager attention, as transformers itself
     falls back to when no implementation is requested; ``model.config._attn_implementation`` says which ran."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     if config.get("model_type") in ("bert", "roberta"):
         return build_encoder(config, torch_dtype, attention)
+    auto = AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = AutoModelForCausalLM.from_config(hf_config(config, attention), dtype=torch_dtype,
-                                                     attn_implementation=attention)
+            model = auto.from_config(hf_config(config, attention), dtype=torch_dtype, attn_implementation=attention)
         except ValueError as exc:
             if attention != "sdpa" or "scaled_dot_product_attention" not in str(exc):
                 raise
             attention = "eager"
-            model = AutoModelForCausalLM.from_config(hf_config(config, attention), dtype=torch_dtype,
-                                                     attn_implementation=attention)
+            model = auto.from_config(hf_config(config, attention), dtype=torch_dtype, attn_implementation=attention)
     return model
+
+
+def is_encoder_decoder(config: dict[str, Any]) -> bool:
+    """Whether transformers builds ``config`` as an encoder-decoder (its config class sets ``is_encoder_decoder``,
+    as ``T5Config`` does by default)."""
+    if "is_encoder_decoder" in config:
+        return bool(config["is_encoder_decoder"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bool(getattr(hf_config(config, "eager"), "is_encoder_decoder", False))
+        except InputError:
+            return False
 
 
 def encoder_is_mlm(config: dict[str, Any]) -> bool:

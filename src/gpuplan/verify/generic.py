@@ -155,11 +155,19 @@ def _per_layer_lists(config: dict[str, Any], n_layers: int) -> dict[str, list]:
     return lists
 
 
+# Encoder-decoder configs (T5Config) name the decoder's depth apart; a copy cuts both stacks alike.
+_DECODER_LAYER_KEYS = ("num_decoder_layers",)
+
+
 def reduced_config(config: dict[str, Any], layers: tuple[int, ...], lists: dict[str, list]) -> dict[str, Any]:
-    """``config`` with the full model's decoder ``layers`` (indices, in order): the layer count set, and every
-    per-layer list (``lists``, from :func:`_per_layer_lists`) given with those layers' entries."""
+    """``config`` with the full model's decoder ``layers`` (indices, in order): the layer count set (for an
+    encoder-decoder both stacks', so that a copy holds encoder and decoder layers in pairs), and every per-layer
+    list (``lists``, from :func:`_per_layer_lists`) given with those layers' entries."""
     out = dict(config)
     out[_layer_key(config)] = len(layers)
+    for key in _DECODER_LAYER_KEYS:
+        if key in config:
+            out[key] = len(layers)
     for k, v in lists.items():
         out[k] = [v[i] for i in layers]
     return out
@@ -174,6 +182,18 @@ def _matches(config: dict[str, Any], full: TracedModel, layers: tuple[int, ...])
             and _kinds(model)[2] == tuple(full.layer_settings[i] for i in layers))
 
 
+def _check_stacks(config: dict[str, Any], full: TracedModel) -> None:
+    """An encoder-decoder is extrapolated by pairs of an encoder and a decoder layer: both stacks must be equally
+    deep (T5 and Flan-T5 are; ``num_decoder_layers`` defaults to ``num_layers``)."""
+    enc = config.get(_layer_key(config))
+    for key in _DECODER_LAYER_KEYS:
+        dec = config.get(key)
+        if dec is not None and enc is not None and dec != enc:
+            raise InputError(f"config.json: {key}", dec, f"differs from the encoder's {_layer_key(config)}={enc}: "
+                             "the traced path extrapolates an encoder-decoder by pairs of layers, so both stacks "
+                             "must be equally deep")
+
+
 def _layer_shapes(model) -> list[tuple]:
     found = _decoder_layers(model)
     if found is None:
@@ -185,6 +205,7 @@ def _plan(config: dict[str, Any], full: TracedModel) -> list[tuple[tuple[int, ..
     """The copies to trace, as (layers of the full model, config): the first layers at the two depths of
     :func:`gpuplan.model.traced.depths_to_trace`, or the whole model when it is no deeper than they would be."""
     n = full.num_layers
+    _check_stacks(config, full)
     depths = depths_to_trace(full.layer_kinds)
     if depths is None:
         return [(tuple(range(n)), config)]
@@ -240,7 +261,13 @@ def trace_training(config: dict[str, Any], full: TracedModel, setup: TrainSetup)
 
 def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup) -> TracedMemory:
     """The prefill's (and first decode step's) memory at full depth, from reduced-depth CPU traces."""
+    from gpuplan.verify.build import is_encoder_decoder
     from gpuplan.verify.trace import measure_prefill
+
+    if is_encoder_decoder(config):
+        raise InputError("model_type", full.family, "is an encoder-decoder: the traced path covers its training "
+                         "step; its inference (one encoder pass, then decoder steps with self- and cross-attention "
+                         "caches) is not traced", hint="gpuplan train and gpuplan params take it")
 
     def values_of(m) -> dict[str, int]:
         out = _values(m)
