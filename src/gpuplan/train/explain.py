@@ -142,17 +142,18 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
 def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
     """The assumption line naming PEFT's ``modules_to_save`` (peft/utils/other.py ``ModulesToSaveWrapper``), or
     litgpt's untied output head."""
+    out = []
     if spec.litgpt_untied:
-        return ["output head untied: litgpt's GPT holds lm_head and transformer.wte as separate parameters "
-                "(litgpt/model.py; convert_hf_checkpoint copies the tied embedding into lm_head)"]
+        out.append("output head untied: litgpt's GPT holds lm_head and transformer.wte as separate parameters "
+                   "(litgpt/model.py; convert_hf_checkpoint copies the tied embedding into lm_head)")
     if cfg.method not in ("lora", "qlora") or not cfg.lora_modules_to_save:
-        return []
+        return out
     note = (f"modules_to_save {', '.join(cfg.lora_modules_to_save)}: trained in full beside the adapters (PEFT "
             "ModulesToSaveWrapper), each a frozen original plus a trainable copy with its gradients and optimizer "
             "states")
     if spec.peft_untied:
         note += "; the copies are not tied (PEFT ensure_weight_tying=False), so the tied embedding trains untied"
-    return [note]
+    return [*out, note]
 
 
 def qlora_notes(cfg: TrainConfig, layout: "Layout | None" = None) -> list[str]:
