@@ -64,7 +64,26 @@ FALCON_SHARED_SDPA = VersionRule(
     "transformers 5.25 models/falcon/modeling_falcon.py FalconAttention.forward (ALL_ATTENTION_FUNCTIONS), "
     "integrations/sdpa_attention.py use_gqa_in_sdpa / repeat_kv")
 
-RULES = (FALCON_SDPA_MATH, FALCON_SHARED_SDPA)
+# The causal LM loss before transformers 4.49: the shifted fp32 logits copied (``.contiguous()``) beside the fp32 logits
+# and the log-softmax output. Forward high-water marks traced on the CPU with each release's own LlamaForCausalLM
+# (benchmarks/trace_loss_releases.py): 12·T·V bytes in bf16 and fp32 up to 4.45, (2 + 12)·T·V in bf16 and 12·T·V in
+# fp32 in 4.46-4.48, against (e + 8)·T·V (bf16) and 8·T·V (fp32) from 4.49; the backward peak is 12·T·V in all.
+LOSS_IN_MODEL_FORWARD = VersionRule(
+    "causal-lm-loss-in-forward", "transformers", None, (4, 46),
+    "the model's forward upcasts its logits in place of the half ones (logits = logits.float()) and copies the "
+    "shifted fp32 logits (shift_logits = logits[..., :-1, :].contiguous()) before CrossEntropyLoss: 12 bytes per "
+    "token and vocabulary entry at the loss forward",
+    "transformers 4.45.2 models/llama/modeling_llama.py LlamaForCausalLM.forward (the loss in the model's forward "
+    "until loss/loss_utils.py ForCausalLMLoss in 4.46)")
+LOSS_SHIFT_COPY = VersionRule(
+    "causal-lm-loss-shift-copy", "transformers", (4, 46), (4, 49),
+    "ForCausalLMLoss upcasts the logits the model still holds and copies the shifted fp32 logits "
+    "(shift_logits = logits[..., :-1, :].contiguous()): the half logits, the fp32 logits, the copy and the "
+    "log-softmax output at the loss forward",
+    "transformers 4.48.3 loss/loss_utils.py ForCausalLMLoss; 4.49.0 pads the labels instead (PR #35646 'Optimize "
+    "ForCausalLMLoss by removing unnecessary contiguous() call to reduce memory overhead')")
+
+RULES = (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY)
 
 # bitsandbytes: the release of a QLoRA run's 4-bit matmuls (None: the newest behaviour)
 BNB_MATMUL4BIT_KEEPS_INPUT = VersionRule(

@@ -19,7 +19,7 @@ from gpuplan.train.checkpointing import offloaded_inputs
 from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.distributed import estimate_distributed
 from gpuplan.train.korthikanti import korthikanti_layer
-from gpuplan.train.logits import LossMemory, loss_memory, loss_upcasts
+from gpuplan.train.logits import LossMemory, loss_memory, loss_shift_copy, loss_upcasts
 from gpuplan.train.model_acts import ModelActs, model_acts
 from gpuplan.train.overheads import overhead_bytes
 from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases
@@ -52,7 +52,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     rows, width = loss_shape(spec, b, s)
     loss = loss_memory(rows, width, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
-                       upcast=loss_upcasts(spec, recipe))
+                       upcast=loss_upcasts(spec, recipe), shift_copy=loss_shift_copy(spec, cfg))
     kept, full = _activation_lists(spec, cfg, acts, b, s)
     on_gpu, host = offloaded_inputs(kept, bool(cfg.recompute_offload) and cfg.act_mode == "full")
     g = _grad_split(spec, states)

@@ -46,9 +46,25 @@ def loss_upcasts(spec, recipe) -> bool:
     return spec.layout != "bert" or recipe.autocast
 
 
+def loss_shift_copy(spec, cfg) -> str:
+    """How an older transformers release shapes the causal LM loss forward (``gpuplan.versions``): "forward" (the
+    model's own forward upcasts in place and copies the shifted logits, before 4.46), "function" (ForCausalLMLoss
+    copies them while the model holds the half logits, 4.46-4.48) or "" (4.49 on: labels padded, no copy). Only for
+    transformers' own modelling code and its standard loss."""
+    from gpuplan.train.context import model_impl
+    from gpuplan.versions import LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY, transformers_release
+
+    if spec.layout == "bert" or cfg.loss_impl != "standard" or model_impl(spec, cfg) != "hf":
+        return ""
+    release = transformers_release(cfg.transformers_version)
+    if LOSS_IN_MODEL_FORWARD.holds(release):
+        return "forward"
+    return "function" if LOSS_SHIFT_COPY.holds(release) else ""
+
+
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
                 keep_logits: bool = False, hidden: int = 0, softcap: bool = False,
-                vocab_parallel: bool = False, upcast: bool = True) -> LossMemory:
+                vocab_parallel: bool = False, upcast: bool = True, shift_copy: str = "") -> LossMemory:
     """Bytes of the loss region for ``tokens`` tokens over a ``vocab``-sized (per-rank) vocabulary. ``upcast``
     False: the loss reads the logits in their own dtype (BERT's masked-LM head calls ``CrossEntropyLoss`` on them,
     transformers ``BertForMaskedLM.forward``): forward logits + log-softmax output 2e·T·V, saved e·T·V, backward
@@ -68,8 +84,14 @@ def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "stan
         tv = tokens * vocab
         held = (e * tv if keep_logits else 0) + (e * tv if softcap else 0)
         fwd = (e + 8 if e < 4 else 8) * tv + (e * tv if softcap else 0)
-        return LossMemory(fwd, 4 * tv + held, 12 * tv + held,
-                          f"fwd ({e}+4+4 if half else 8)·T·V; saved 4·T·V; bwd 12·T·V (T={tokens}, V={vocab})")
+        formula = f"fwd ({e}+4+4 if half else 8)·T·V; saved 4·T·V; bwd 12·T·V (T={tokens}, V={vocab})"
+        if shift_copy == "forward":  # transformers < 4.46: the half logits dropped, the fp32 shift copy made
+            fwd = 12 * tv + (e * tv if softcap else 0)
+            formula = f"fwd 12·T·V (fp32 logits, shifted copy, log-softmax); bwd 12·T·V (T={tokens}, V={vocab})"
+        elif shift_copy == "function":  # 4.46-4.48: the model keeps the half logits beside the copy
+            fwd = ((e if e < 4 else 0) + 12) * tv + (e * tv if softcap else 0)
+            formula = f"fwd ({e} if half)+12·T·V (the shifted fp32 copy); bwd 12·T·V (T={tokens}, V={vocab})"
+        return LossMemory(fwd, 4 * tv + held, 12 * tv + held, formula)
     chunk = min(tokens, chunk_tokens)
     cv = chunk * vocab
     fwd = (e + 8 + (e if softcap else 0) if e < 4 else 8 + (e if softcap else 0)) * cv

@@ -20,7 +20,7 @@ from gpuplan.train.checkpointing import offloaded_inputs, op_sac_kept
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.context import AFTER_ATTN_CORE, MLP_FIRST, activation_context, norm_bwd_per_token
 from gpuplan.train.korthikanti import korthikanti_layer
-from gpuplan.train.logits import loss_memory, loss_upcasts
+from gpuplan.train.logits import loss_memory, loss_shift_copy, loss_upcasts
 from gpuplan.train.peak import PhaseInputs
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.rank_acts import (_bwd_high, _bytes, _layer_split, _rank_points, _split_kept,
@@ -129,7 +129,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     loss = loss_memory(rows, vocab, c.e, impl=cfg.loss_impl, chunk_tokens=cfg.loss_chunk_tokens,
                        keep_logits=cfg.keep_logits, hidden=spec.hidden_size, softcap=spec.final_softcap is not None,
                        vocab_parallel=cfg.framework == "torch" and bool(cfg.loss_parallel) and tp > 1,
-                       upcast=loss_upcasts(spec, recipe))
+                       upcast=loss_upcasts(spec, recipe), shift_copy=loss_shift_copy(spec, cfg))
     # paged optimizer states sit in CUDA managed memory, outside the allocator (gpuplan.train.optimizer)
     paged = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
     static = st.weights_bytes + st.master_weights_bytes + st.optimizer_bytes - paged + st.persistent_buffers_bytes
