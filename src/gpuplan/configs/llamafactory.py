@@ -30,7 +30,6 @@ _IGNORED = {
     "max_samples": "data size: " + _NO, "overwrite_cache": "data cache", "preprocessing_num_workers":
     "host-side data preparation", "val_size": "evaluation split", "lora_alpha": "the adapters' scaling: " + _NO,
     "quantization_method": "read with quantization_bit", "quantization_type": "read with quantization_bit",
-    "double_quantization": "nested quantization of the NF4 scales: the base is counted as QLoRA's NF4",
     "packing": "rows packed to cutoff_len: the estimate is for cutoff_len tokens per row",
     "neat_packing": "rows packed to cutoff_len: the estimate is for cutoff_len tokens per row",
     "tokenized_path": "data cache", "streaming": "data loading", "mix_strategy": "data mixing: " + _NO,
@@ -68,6 +67,10 @@ def read(data: dict[str, Any], name: str, report: ConfigReport, folder: Path | N
                if bits else "")
     if bits:
         report.set("quantization_bit", "qlora_base", "nf4")
+        # ModelArguments.double_quantization (default true): bnb_4bit_use_double_quant of the BitsAndBytesConfig
+        dq = k.bool("double_quantization", data.get("double_quantization", True))
+        report.set("double_quantization" + ("" if "double_quantization" in data else " (LLaMA-Factory default true)"),
+                   "qlora_double_quant", "on" if dq else "off")
     if method == "lora":
         rank = k.int("lora_rank", data.get("lora_rank", 8))
         report.set("lora_rank" + ("" if "lora_rank" in data else " (LLaMA-Factory default)"), "lora_rank", rank)
@@ -80,11 +83,14 @@ def read(data: dict[str, Any], name: str, report: ConfigReport, folder: Path | N
         raise k.error("model_name_or_path", None, "is required (the model to fine-tune)")
     ds, model = False, ""
     for key, value in data.items():
-        if key in ("stage", "finetuning_type", "quantization_bit", "lora_rank", "bf16", "fp16", "pure_bf16"):
+        if key in ("stage", "finetuning_type", "quantization_bit", "lora_rank", "bf16", "fp16", "pure_bf16",
+                   "double_quantization"):
             if key == "stage":
                 report.ignore(key, _IGNORED[key])
             elif key == "lora_rank" and method != "lora":
                 report.ignore(key, "used only with finetuning_type: lora")
+            elif key == "double_quantization" and not bits:
+                report.ignore(key, "nested quantization of the NF4 scales: used only with quantization_bit 4")
             continue
         if key == "model_name_or_path":
             model = hf.model_id(k, key, value, report)

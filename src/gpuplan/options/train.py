@@ -249,6 +249,20 @@ TRAIN = CommandOptions(
             group="fine-tuning",
             choices=("on", "off"),
         ),
+        Option(
+            "qlora_double_quant",
+            "choice",
+            "--qlora-double-quant",
+            default="on",
+            help="QLoRA over an NF4 base: the blocks' absmax constants quantized again to 8 bits (bitsandbytes "
+                 "bnb_4bit_use_double_quant / compress_statistics; 0.127 instead of 0.5 bits per parameter); off for "
+                 "transformers' BitsAndBytesConfig default and Lightning's bnb.nf4 (default on, as the QLoRA paper)",
+            help_zh="NF4 基座的 QLoRA：把各块的 absmax 常数再量化为 8 位（bitsandbytes 的 bnb_4bit_use_double_quant / "
+                    "compress_statistics；每个参数 0.127 位而非 0.5 位）；transformers 的 BitsAndBytesConfig 默认与 "
+                    "Lightning 的 bnb.nf4 为 off（默认 on，同 QLoRA 论文）",
+            group="fine-tuning",
+            choices=("on", "off"),
+        ),
         Option("method", "choice", "--method", default="full", group="fine-tuning", choices=C.METHODS),
         Option(
             "trainable",
