@@ -239,12 +239,10 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
         for rule in (FALCON_SDPA_MATH, FALCON_SHARED_SDPA):
             if rule.holds(release) and spec.num_kv_heads == 1 < spec.num_heads:
                 out.append(f"transformers {version_text(release)}: {rule.what}")
-    from gpuplan.train.logits import loss_shift_copy
-    from gpuplan.versions import LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY
+    from gpuplan.train.logits import loss_release_rule
 
-    shift = loss_shift_copy(spec, cfg)
-    if shift:
-        rule = LOSS_IN_MODEL_FORWARD if shift == "forward" else LOSS_SHIFT_COPY
+    rule = loss_release_rule(spec, cfg)
+    if rule is not None:
         out.append(f"transformers {version_text(release)}: {rule.what}")
     return out
 

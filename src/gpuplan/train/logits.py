@@ -28,6 +28,13 @@ logits: the same factors apply to ``chunk`` tokens instead of T.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpuplan.model.spec import ModelSpec
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.precision import Recipe
+    from gpuplan.versions import VersionRule
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class LossMemory:
     formula: str
 
 
-def loss_upcasts(spec, recipe) -> bool:
+def loss_upcasts(spec: ModelSpec, recipe: Recipe) -> bool:
     """Whether the loss reads fp32 logits: a causal LM's ``ForCausalLMLoss`` upcasts them itself; an encoder's
     masked-LM head calls ``CrossEntropyLoss`` on the logits as they come, so only autocast upcasts them
     (``cross_entropy`` runs in fp32 under ``torch.autocast``, CUDA and CPU: autocast_mode.cpp's fp32 list; traced,
@@ -46,20 +53,26 @@ def loss_upcasts(spec, recipe) -> bool:
     return spec.layout != "bert" or recipe.autocast
 
 
-def loss_shift_copy(spec, cfg) -> str:
-    """How an older transformers release shapes the causal LM loss forward (``gpuplan.versions``): "forward" (the
-    model's own forward upcasts in place and copies the shifted logits, before 4.46), "function" (ForCausalLMLoss
-    copies them while the model holds the half logits, 4.46-4.48) or "" (4.49 on: labels padded, no copy). Only for
-    transformers' own modelling code and its standard loss."""
+def loss_release_rule(spec: ModelSpec, cfg: TrainConfig) -> VersionRule | None:
+    """The rule of an older transformers release that shapes the causal LM loss forward (``gpuplan.versions``):
+    ``LOSS_IN_MODEL_FORWARD`` (before 4.46, the model's own forward upcasts in place and copies the shifted logits),
+    ``LOSS_SHIFT_COPY`` (4.46-4.48, ForCausalLMLoss copies them while the model holds the half logits) or None (4.49
+    on: labels padded, no copy). Only for transformers' own modelling code and its standard loss."""
     from gpuplan.train.context import model_impl
     from gpuplan.versions import LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY, transformers_release
 
     if spec.layout == "bert" or cfg.loss_impl != "standard" or model_impl(spec, cfg) != "hf":
-        return ""
+        return None
     release = transformers_release(cfg.transformers_version)
-    if LOSS_IN_MODEL_FORWARD.holds(release):
-        return "forward"
-    return "function" if LOSS_SHIFT_COPY.holds(release) else ""
+    return next((r for r in (LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY) if r.holds(release)), None)
+
+
+def loss_shift_copy(spec: ModelSpec, cfg: TrainConfig) -> str:
+    """``loss_memory``'s ``shift_copy`` for the release: "forward", "function" or "" (``loss_release_rule``)."""
+    from gpuplan.versions import LOSS_IN_MODEL_FORWARD, LOSS_SHIFT_COPY
+
+    rule = loss_release_rule(spec, cfg)
+    return {LOSS_IN_MODEL_FORWARD: "forward", LOSS_SHIFT_COPY: "function"}.get(rule, "") if rule else ""
 
 
 def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "standard", chunk_tokens: int = 1024,
