@@ -8,12 +8,14 @@ extrapolation and the seconds each took.
 
     python benchmarks/generic_trace.py            # the tiny test configs and three larger ones
     python benchmarks/generic_trace.py --quick    # the tiny test configs only (tests/data/families)
+    python benchmarks/generic_trace.py --only t5  # the models whose label matches
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -49,21 +51,21 @@ def cases(quick: bool) -> list[tuple[str, dict]]:
     return out
 
 
-def run(quick: bool, batch: int, seq: int) -> list[dict]:
+def run(quick: bool, batch: int, seq: int, only: str | None = None) -> list[dict]:
     from gpuplan.verify.generic import trace_prefill, trace_training, traced_model
     from gpuplan.verify.setup import PrefillSetup, TrainSetup
-    from gpuplan.verify.trace import measure_prefill, measure_training
-
     from gpuplan.verify.build import is_encoder_decoder
+    from gpuplan.verify.trace import measure_prefill, measure_seq2seq_prefill, measure_training
 
     rows = []
     for label, config in cases(quick):
+        if only and not re.search(only, label, re.I):
+            continue
         model = traced_model(config, label)
+        prefill = measure_seq2seq_prefill if is_encoder_decoder(config) else measure_prefill
         for workload, setup, full_fn, traced_fn in (
                 ("train", TrainSetup(batch=batch, seq=seq), measure_training, trace_training),
-                ("prefill", PrefillSetup(batch=batch, context=seq), measure_prefill, trace_prefill)):
-            if workload == "prefill" and is_encoder_decoder(config):
-                continue  # the traced path covers an encoder-decoder's training step only
+                ("prefill", PrefillSetup(batch=batch, context=seq), prefill, trace_prefill)):
             t0 = time.perf_counter()
             full = full_fn(config, setup)
             full_s = time.perf_counter() - t0
@@ -95,8 +97,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--json", type=Path, help="also write the rows to this file")
+    ap.add_argument("--only", help="regular expression over the model labels")
     args = ap.parse_args()
-    rows = run(args.quick, args.batch, args.seq)
+    rows = run(args.quick, args.batch, args.seq, args.only)
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

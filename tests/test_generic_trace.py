@@ -80,16 +80,17 @@ def test_cohere2_has_two_layer_kinds():
     assert "sliding_attention" in model.layer_settings[0] and "full_attention" in model.layer_settings[3]
 
 
-@pytest.mark.parametrize("path", [OLMOE, COHERE2], ids=["olmoe", "cohere2"])
+@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5], ids=["olmoe", "cohere2", "t5"])
 def test_prefill_peak_within_2pct_of_the_full_trace(path):
+    from gpuplan.verify.build import is_encoder_decoder
     from gpuplan.verify.generic import trace_prefill, traced_model
     from gpuplan.verify.setup import PrefillSetup
-    from gpuplan.verify.trace import measure_prefill
+    from gpuplan.verify.trace import measure_prefill, measure_seq2seq_prefill
 
     config = _config(path)
     setup = PrefillSetup(batch=2, context=128)
     traced = trace_prefill(config, traced_model(config, "tiny"), setup)
-    full = measure_prefill(config, setup)
+    full = (measure_seq2seq_prefill if is_encoder_decoder(config) else measure_prefill)(config, setup)
     assert abs(traced.peak()[1] - full.allocated_peak_bytes) <= 0.02 * full.allocated_peak_bytes
     assert abs(traced.values["kv_cache_bytes"] - full.components["kv_cache_bytes"]) <= 0.02 * full.components[
         "kv_cache_bytes"]
@@ -187,8 +188,8 @@ def test_the_web_api_refuses_rather_than_traces():
 
 def test_an_encoder_decoder_is_traced_by_layer_pairs(tmp_path, capsys):
     """T5 (AutoModelForSeq2SeqLM): copies cut both stacks alike, so the training step extrapolates by pairs of an
-    encoder and a decoder layer (checked against the full trace above); stacks of different depths and its
-    inference are refused, naming why."""
+    encoder and a decoder layer (checked against the full trace above); so does its inference, which says what
+    its context is; stacks of different depths are refused, naming why."""
     from gpuplan.verify.build import is_encoder_decoder
 
     config = _config(T5)
@@ -196,9 +197,27 @@ def test_an_encoder_decoder_is_traced_by_layer_pairs(tmp_path, capsys):
                                                               if k != "is_encoder_decoder"})
     assert main(["train", T5, "--seq", "128", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["memory"]["allocated_peak_bytes"] > 0
-    assert main(["infer", T5, "--context", "128"]) == 2
-    assert "encoder-decoder" in capsys.readouterr().err
+    assert main(["infer", T5, "--context", "128", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["memory"]["kv_cache_bytes"] > 0 and data["memory"]["peak_phase"] in ("encoder pass", "prefill",
+                                                                                     "decode")
+    assert any(a.startswith("encoder-decoder: the 128 context tokens") for a in data["assumptions"])
     uneven = tmp_path / "config.json"
     uneven.write_text(json.dumps({**config, "num_decoder_layers": 3}))
     assert main(["train", str(uneven), "--seq", "128"]) == 2
     assert "num_decoder_layers" in capsys.readouterr().err
+
+
+def test_t5_inference_caches_cross_attention_over_the_prompt():
+    """T5's KV cache after the first decode step: every decoder layer's cross-attention keys and values over the
+    prompt (2 x heads x d_kv per token, fp32 here) and its self-attention cache of the 2 decoded tokens."""
+    from gpuplan.verify.setup import PrefillSetup
+    from gpuplan.verify.trace import measure_seq2seq_prefill
+
+    config = _config(T5)
+    b, ctx = 2, 128
+    m = measure_seq2seq_prefill(config, PrefillSetup(batch=b, context=ctx, dtype="fp32"))
+    per_token_layer = 2 * config["num_heads"] * config["d_kv"] * 4
+    expected = config["num_decoder_layers"] * b * per_token_layer * (ctx + 2)
+    assert m.components["kv_cache_bytes"] == expected
+    assert m.extra["encoder_output_bytes"] == b * ctx * config["d_model"] * 4

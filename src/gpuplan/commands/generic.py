@@ -19,7 +19,7 @@ from gpuplan.train.report import TrainReport
 # The trace's phases under the names the training and inference reports give them (gpuplan.train.peak).
 _PHASE_NAMES = {"forward": "forward", "loss_forward": "forward", "backward": "backward",
                 "loss_backward": "loss backward", "optimizer": "optimizer step", "prefill": "prefill",
-                "decode": "decode"}
+                "decode": "decode", "encode": "encoder pass"}
 
 
 def traced_model(exc: UnknownFamily) -> TracedModel:
@@ -148,6 +148,7 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
     from gpuplan.options.infer import DEFAULT_CONTEXT
     from gpuplan.train.config import Overheads
     from gpuplan.units import GiB
+    from gpuplan.verify.build import is_encoder_decoder
     from gpuplan.verify.generic import trace_prefill
     from gpuplan.verify.setup import PrefillSetup
 
@@ -193,5 +194,10 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
                            f"{ov.workspace_bytes:,} B, allocator reserve {ov.allocator_reserve_fraction:.0%} of the "
                            "allocated peak"],
            "warnings": [traced_line(family, model.wall_s + mem.wall_s)]}
+    if is_encoder_decoder(config):
+        out["assumptions"].insert(1, f"encoder-decoder: the {context:,} context tokens are the encoder's input; "
+                                     "the decoder starts from its start token, and the KV cache is every decoder "
+                                     "layer's cross-attention keys and values over them plus the self-attention "
+                                     "cache of the 2 tokens decoded")
     return model, out
 

@@ -205,6 +205,18 @@ TRAIN = CommandOptions(
             group="workload",
         ),
         Option(
+            "zero_grad",
+            "choice",
+            "--zero-grad",
+            default="none",
+            help="what zero_grad does between steps: none frees the gradients (set_to_none=True, PyTorch >= 2.0), "
+            "zeros keeps them zero-filled (set_to_none=False, the default before PyTorch 2.0); one GPU",
+            help_zh="每步之间 zero_grad 的做法：none 释放梯度（set_to_none=True，PyTorch >= 2.0），zeros 保留并清零"
+                    "（set_to_none=False，PyTorch 2.0 之前的默认）；仅单卡",
+            group="workload",
+            choices=("none", "zeros"),
+        ),
+        Option(
             "dropout",
             "real",
             "--dropout",

@@ -23,6 +23,8 @@ ACTIVATION_MODELS = ("framework", "korthikanti")
 LOSS_IMPLS = ("standard", "chunked", "fused")
 SELECTIVE_POLICIES = ("attention", "op")
 CUDA_MODULE_LOADING = ("lazy", "eager")
+# what zero_grad does between steps: free the gradients (set_to_none=True) or zero-fill them in place (False)
+ZERO_GRAD = ("none", "zeros")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
 QLORA_BASES = ("nf4", "gptq")
 DS_OVERLAP_COMM = ("auto", "on", "off")
@@ -91,6 +93,7 @@ class TrainConfig:
     ds_prefetch_bucket: int | None = None
     ds_max_live_params: int | None = None
     keep_logits: bool = False  # the training loop holds the model output (logits) through backward
+    zero_grad: str = "none"  # none: gradients freed after each step; zeros: kept, zero-filled (PyTorch < 2.0)
     dropout: float = 0.0  # hidden and attention dropout probability (Hugging Face Llama-style models: 0)
     overheads: Overheads = field(default_factory=Overheads)
     # parallel layout (issue 4); all 1 = one GPU
@@ -218,6 +221,7 @@ def validate(cfg: TrainConfig) -> None:
     _choice("--loss", cfg.loss_impl, LOSS_IMPLS)
     _choice("--selective-policy", cfg.selective_policy, SELECTIVE_POLICIES)
     _choice("--cuda-module-loading", cfg.cuda_module_loading, CUDA_MODULE_LOADING)
+    _choice("--zero-grad", cfg.zero_grad, ZERO_GRAD)
     _choice("--model-impl", cfg.model_impl, MODEL_IMPLS)
     _choice("--lora-dtype", cfg.lora_dtype, LORA_DTYPES)
     if cfg.model_impl in ("litgpt", "torchtitan") and cfg.attention == "eager":
@@ -241,6 +245,13 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError("--optimizer-in-backward", True, "steps each parameter during backward, so it cannot "
                          "accumulate gradients over micro-batches: needs --grad-accum 1",
                          hint="torchtune's recipes refuse optimizer_in_bwd with gradient_accumulation_steps > 1")
+    if cfg.zero_grad == "zeros" and ((cfg.gpus or 1) > 1 or cfg.world_size > 1 or cfg.framework != "torch"):
+        raise InputError("--zero-grad", "zeros", "is modelled for one GPU with the plain PyTorch loop only",
+                         hint="sharded and data-parallel stacks keep their gradients their own way; leave --zero-grad "
+                         "none for a parallel layout")
+    if cfg.zero_grad == "zeros" and cfg.optimizer_in_backward:
+        raise InputError("--zero-grad", "zeros", "cannot be combined with --optimizer-in-backward, which frees "
+                         "each gradient as soon as its parameter is stepped")
     _choice("--offload", cfg.offload, OFFLOADS)
     if cfg.zero not in (0, 1, 2, 3):
         raise InputError("--zero", cfg.zero, "must be 0, 1, 2 or 3")

@@ -79,7 +79,9 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         pin = optimizer_in_backward(pin, max(states.grad_bytes_by_tensor, default=0), states.optimizer,
                                     states.gradients_bytes)
     ps = phases(pin)
-    if cfg.grad_accum > 1 and not in_bwd:
+    # zero_grad(set_to_none=False) never frees the gradients: every micro-batch runs as a later one of an
+    # accumulation (``_later_micro_batch``)
+    if (cfg.grad_accum > 1 or cfg.zero_grad == "zeros") and not in_bwd:
         ps = _with_accumulation(ps, pin, states.gradients_bytes, _bwd_extra(spec, cfg, acts, _no_grads(g), b, s))
     top = peak(ps)
     mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s)
@@ -108,10 +110,19 @@ def _with_accumulation(first: list[Phase], pin: PhaseInputs, gradients_bytes: in
     layer's backward creates no gradient that stays. Phase by phase, the higher of the first micro-batch and a later
     one (the same rule as ``gpuplan.train.distributed`` for data-parallel accumulation; traced, see
     tests/test_train_accumulation.py)."""
-    zeros = (0,) * len(pin.layer_grad_bytes)
-    later = replace(pin, held_bytes=pin.held_bytes + gradients_bytes, layer_grad_bytes=zeros,
-                    bwd_extra_bytes=bwd_extra_no_grads, head_grad_bytes=0, embed_grad_bytes=0, opt_grads_bytes=0)
+    later = _later_micro_batch(pin, gradients_bytes, bwd_extra_no_grads)
     return [a if a.bytes >= b_.bytes else b_ for a, b_ in zip(first, phases(later))]
+
+
+def _later_micro_batch(pin: PhaseInputs, gradients_bytes: int, bwd_extra_no_grads: tuple[int, ...]) -> PhaseInputs:
+    """A micro-batch that starts with every gradient allocated: a later one of an accumulation, or every step when
+    ``zero_grad(set_to_none=False)`` zero-fills the gradients instead of freeing them (the default of
+    ``torch.nn.Module.zero_grad`` and ``torch.optim.Optimizer.zero_grad`` before PyTorch 2.0, torch/nn/modules/
+    module.py; Hugging Face Trainer calls ``model.zero_grad()`` after each step). Backward adds into them in place,
+    so no layer's backward creates a gradient that stays."""
+    zeros = (0,) * len(pin.layer_grad_bytes)
+    return replace(pin, held_bytes=pin.held_bytes + gradients_bytes, layer_grad_bytes=zeros,
+                   bwd_extra_bytes=bwd_extra_no_grads, head_grad_bytes=0, embed_grad_bytes=0, opt_grads_bytes=0)
 
 
 def _with_spec_notes(spec: ModelSpec, report: TrainReport) -> TrainReport:

@@ -109,7 +109,10 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         f"({recipe.source})",
         f"optimizer {cfg.optimizer} ({cfg.optimizer_impl}): {st.optimizer.note}",
         "steady state (second and later steps): optimizer states exist, gradients are created by backward "
-        "(zero_grad(set_to_none=True)); the first step's peak is never higher",
+        "(zero_grad(set_to_none=True)); the first step's peak is never higher" if cfg.zero_grad == "none" else
+        "steady state (second and later steps): optimizer states exist and every gradient is allocated from the "
+        "step's start, zero-filled by the previous step (zero_grad(set_to_none=False), --zero-grad zeros); backward "
+        "adds into them in place",
         f"activations: {cfg.activation_model} model, attention {cfg.attention}, recompute {cfg.recompute}"
         f"{' (' + cfg.selective_policy + ' policy)' if cfg.recompute == 'selective' else ''}; "
         + (LITGPT_CODE if model_impl(spec, cfg) == "litgpt" else TORCHTITAN_CODE if model_impl(spec, cfg) ==

@@ -43,7 +43,7 @@ def train_config(setup: TrainSetup, **extra: Any):
                        method=setup.method, trainable=setup.trainable, lora_rank=setup.lora_rank,
                        lora_targets=setup.lora_targets, lora_dropout=setup.lora_dropout,
                        lora_modules_to_save=setup.lora_modules_to_save,
-                       keep_logits=setup.keep_logits, **extra)
+                       keep_logits=setup.keep_logits, zero_grad=setup.zero_grad, **extra)
 
 
 def training_estimate(spec: ModelSpec, setup: TrainSetup, **extra: Any) -> dict[str, int]:

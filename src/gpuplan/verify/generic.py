@@ -260,14 +260,13 @@ def trace_training(config: dict[str, Any], full: TracedModel, setup: TrainSetup)
 
 
 def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup) -> TracedMemory:
-    """The prefill's (and first decode step's) memory at full depth, from reduced-depth CPU traces."""
+    """The prefill's (and first decode step's) memory at full depth, from reduced-depth CPU traces; for an
+    encoder-decoder the encoder pass and the decoder's first two steps (``measure_seq2seq_prefill``)."""
     from gpuplan.verify.build import is_encoder_decoder
-    from gpuplan.verify.trace import measure_prefill
+    from gpuplan.verify.trace import measure_prefill, measure_seq2seq_prefill
 
-    if is_encoder_decoder(config):
-        raise InputError("model_type", full.family, "is an encoder-decoder: the traced path covers its training "
-                         "step; its inference (one encoder pass, then decoder steps with self- and cross-attention "
-                         "caches) is not traced", hint="gpuplan train and gpuplan params take it")
+    # an encoder-decoder: the encoder pass over the prompt, then decoder steps with self- and cross-attention caches
+    measure = measure_seq2seq_prefill if is_encoder_decoder(config) else measure_prefill
 
     def values_of(m) -> dict[str, int]:
         out = _values(m)
@@ -275,6 +274,6 @@ def trace_prefill(config: dict[str, Any], full: TracedModel, setup: PrefillSetup
         return out
 
     t0 = time.perf_counter()
-    points = _points(config, full, lambda c: measure_prefill(c, setup), values_of)
+    points = _points(config, full, lambda c: measure(c, setup), values_of)
     values = _extrapolated(points, full)
     return TracedMemory(full.family, "prefill", values, tuple(p.depth for p in points), time.perf_counter() - t0)

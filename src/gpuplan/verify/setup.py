@@ -37,7 +37,8 @@ class TrainSetup:
     Hugging Face name matches one of ``trainable`` (fnmatch globs); ``method="lora"`` adds rank-``lora_rank``
     adapters to the modules named ``lora_targets`` (or every Linear but the head: ``("all-linear",)``) and freezes
     the base model; ``lora_modules_to_save`` is PEFT's ``modules_to_save`` (modules trained in full beside the
-    adapters, e.g. ``("embed_tokens", "lm_head")``). ``keep_logits``: the loop holds the model output (and its logits) through backward.
+    adapters, e.g. ``("embed_tokens", "lm_head")``). ``keep_logits``: the loop holds the model output (and its logits) through backward. ``zero_grad``: ``none`` frees the
+    gradients after the step (``set_to_none=True``), ``zeros`` zero-fills them (``set_to_none=False``).
     """
 
     batch: int = 1
@@ -55,6 +56,7 @@ class TrainSetup:
     lora_dropout: float = 0.0
     lora_modules_to_save: tuple[str, ...] = ()
     keep_logits: bool = False
+    zero_grad: str = "none"
 
     def __post_init__(self) -> None:
         require_positive_int("batch", self.batch)
@@ -66,6 +68,7 @@ class TrainSetup:
         _choice("recompute", self.recompute, RECOMPUTE_MODES)
         _choice("attention", self.attention, ATTENTIONS)
         _choice("method", self.method, METHODS)
+        _choice("zero_grad", self.zero_grad, ("none", "zeros"))
         if self.method == "freeze" and not self.trainable:
             raise InputError("trainable", "", "method freeze needs at least one glob of trainable parameter names")
         if self.method == "lora" and not self.lora_targets:

@@ -155,7 +155,7 @@ def _train_step(model, optimizer, ids, labels, setup: TrainSetup, phases: _Phase
         phases.end("backward")
         phases.start()
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=setup.zero_grad == "none")
     if phases:
         phases.end("optimizer")
 
@@ -330,6 +330,76 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
                        peak_phase=peak_phase, at_peak=at_peak, phases=phases.phases, components=components,
                        params_total=n_total, params_trainable=0, wall_s=time.perf_counter() - t0,
                        notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes})
+
+
+def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
+    """Trace what ``model.generate`` (greedy) allocates for an encoder-decoder (T5): the encoder pass over
+    ``setup.batch`` x ``setup.context`` prompt tokens, whose output generate keeps as ``encoder_outputs`` to the
+    end; the decoder's first step (one ``decoder_start_token_id`` per sequence) into an empty
+    ``EncoderDecoderCache``, which projects the encoder output to every decoder layer's cross-attention keys and
+    values; generate's fp32 copy of the last logits and the argmax; then one decode step (the self-attention cache
+    then holds 2 tokens). The KV cache is both caches."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from gpuplan.verify.build import build_model
+
+    quiet_transformers()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = build_model(config, dtype=setup.dtype, attention=setup.attention)
+        attention = model.config._attn_implementation
+        model.eval()
+        ids = torch.randint(0, model.config.vocab_size, (setup.batch, setup.context))
+        start = torch.full((setup.batch, 1), int(model.config.decoder_start_token_id or 0), dtype=torch.long)
+        cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        mt = _PeakTracker()
+        mt.track_external(model, ids, start)
+        phases = _Phases(mt)
+        with mt, torch.no_grad():
+            # the encoder pass and the decoder's first step are phases of their own: their peaks grow with the
+            # depth at different rates, so the reduced-depth traces extrapolate each apart
+            phases.start()
+            encoded = model.get_encoder()(input_ids=ids)
+            phases.end("encode")
+            phases.start()
+            out = model(encoder_outputs=encoded, decoder_input_ids=start, past_key_values=cache, use_cache=True)
+            next_logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+            next_ids = next_logits.argmax(dim=-1, keepdim=True)
+            phases.end("prefill")
+            logits = _storage_bytes([out.logits, next_logits])
+            prefill_kv = _kv_bytes(cache.self_attention_cache) + _kv_bytes(cache.cross_attention_cache)
+            encoder_out = _storage_bytes([encoded.last_hidden_state])
+            del out
+            mt.reset_mod_stats()
+            phases.start()
+            out = model(encoder_outputs=encoded, decoder_input_ids=next_ids, past_key_values=cache,  # noqa: F841
+                        use_cache=True)
+            phases.end("decode")
+        kv = _kv_bytes(cache.self_attention_cache) + _kv_bytes(cache.cross_attention_cache)
+        n_total = sum(p.numel() for p in model.parameters())
+    peak_phase, at_peak = phases.peak()
+    end = phases.phases["prefill_end"]
+    prefill_peak = max(phases.phases["encode_peak"].total_bytes, phases.phases["prefill_peak"].total_bytes)
+    components = {
+        "weights_bytes": end.parameters_bytes, "kv_cache_bytes": kv, "logits_bytes": logits,
+        "gradients_bytes": 0, "optimizer_bytes": 0, "master_weights_bytes": 0,
+        "activations_bytes": max(0, prefill_peak - end.parameters_bytes - end.buffers_bytes - prefill_kv - logits
+                                 - end.other_bytes),
+        "allocated_peak_bytes": at_peak.total_bytes,
+    }
+    notes = [f"encoder pass over {setup.batch}x{setup.context} tokens, the decoder's first step and one decode step, "
+             f"{setup.dtype} weights, EncoderDecoderCache, greedy; activations = prefill peak - weights - buffers - "
+             "KV caches - logits - input ids (the encoder output is among them)"]
+    if attention != setup.attention:
+        notes.append(f"{attention} attention: transformers has no {setup.attention} path for this model")
+    return Measurement(backend="cpu-trace", kind="prefill", allocated_peak_bytes=at_peak.total_bytes,
+                       peak_phase=peak_phase, at_peak=at_peak, phases=phases.phases, components=components,
+                       params_total=n_total, params_trainable=0, wall_s=time.perf_counter() - t0,
+                       notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes,
+                                                  "encoder_output_bytes": encoder_out})
 
 
 _CACHE_TENSORS = ("keys", "values", "conv_states", "recurrent_states")

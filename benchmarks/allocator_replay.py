@@ -1,0 +1,66 @@
+"""Reserved memory from CPU traces: each case's model is created and trained for three steps on fake tensors, every
+storage allocation and free is logged, and the sequence is replayed through the caching-allocator model
+(``gpuplan.verify.allocator``, the rules of PyTorch's ``CUDACachingAllocator.cpp`` with the default settings).
+Prints, per case, the steady-state allocated peak, the reserved peak, the reserve as a fraction of the allocated
+peak, and gpuplan's default reserve fraction beside it.
+
+    python benchmarks/allocator_replay.py            # every case (about a minute)
+    python benchmarks/allocator_replay.py --only bert
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from pathlib import Path
+
+from gpuplan.train.overheads import DEFAULT_ALLOCATOR_RESERVE_FRACTION
+from gpuplan.verify.setup import TrainSetup
+
+ROOT = Path(__file__).resolve().parent
+GiB = 1 << 30
+
+# Llama 3.1 8B (meta-llama/Llama-3.1-8B config.json)
+LLAMA31_8B = dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                  rope_theta=500000.0, tie_word_embeddings=False, rms_norm_eps=1e-5)
+
+
+def cases() -> list[tuple[str, dict, TrainSetup]]:
+    published = tomllib.loads((ROOT / "published_cases.toml").read_text())
+    bert = dict(published["config"]["bert-large-uncased-classify"])
+    return [
+        ("BERT-large classify, fp32, b4 x 512, eager, for-loop AdamW, gradients kept (HF Trainer 2022 row)", bert,
+         TrainSetup(batch=4, seq=512, precision="fp32", optimizer_impl="for-loop", attention="eager",
+                    zero_grad="zeros")),
+        ("BERT-large classify, fp32, b4 x 512, eager, for-loop AdamW, gradients freed", bert,
+         TrainSetup(batch=4, seq=512, precision="fp32", optimizer_impl="for-loop", attention="eager")),
+        ("Llama 3.1 8B, amp-bf16, b2 x 8192, full recompute, foreach AdamW (one GPU)", LLAMA31_8B,
+         TrainSetup(batch=2, seq=8192, precision="amp-bf16", recompute="full")),
+        ("Llama 3.1 8B, amp-bf16, b1 x 2048, full recompute, foreach AdamW (one GPU)", LLAMA31_8B,
+         TrainSetup(batch=1, seq=2048, precision="amp-bf16", recompute="full")),
+        ("Llama 3.1 8B, bf16 LoRA r16 all linear, b2 x 2048, full recompute", LLAMA31_8B,
+         TrainSetup(batch=2, seq=2048, precision="bf16", recompute="full", method="lora")),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="regular expression over the case names")
+    args = ap.parse_args()
+    from gpuplan.verify.reserved import trace_reserved
+
+    print("| case | allocated peak (GiB) | reserved peak (GiB) | reserve | gpuplan default | trace (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, config, setup in cases():
+        if args.only and not re.search(args.only, name, re.I):
+            continue
+        rt = trace_reserved(dict(config), setup, steps=3)
+        alloc, res = rt.allocated_peak_bytes, rt.reserved_peak_bytes
+        print(f"| {name} | {alloc / GiB:.2f} | {res / GiB:.2f} | {res / alloc - 1:+.1%} | "
+              f"{DEFAULT_ALLOCATOR_RESERVE_FRACTION:.0%} | {rt.wall_s:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Reserved memory from a CPU trace: record every storage the training run allocates and frees, from the model's
+creation through a few steps, on fake tensors, and replay the sequence through the caching-allocator model
+(``gpuplan.verify.allocator``). The allocated peak is what the trace measures; the reserved peak is what
+``torch.cuda.max_memory_reserved()`` would add to it through fragmentation (no CUDA context, no cuBLAS workspace).
+
+The parameters are created in model order, as loading a checkpoint onto the GPU does; the step is the one
+``gpuplan.verify.trace`` runs (forward with the loss, backward, ``optimizer.step()``, ``zero_grad``). Reserved
+memory only grows, so the peak of the last step is the run's; three steps reach the steady state in the traces
+of ``benchmarks/allocator_replay.py`` (the third step's reserved peak equals the second's).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from gpuplan.verify.allocator import StepPeaks, replay
+from gpuplan.verify.setup import TrainSetup
+
+
+@dataclass(frozen=True)
+class ReservedTrace:
+    steps: list[StepPeaks]  # "start" (model and optimizer creation), then "step 1", "step 2", ...
+    events: int
+    wall_s: float
+
+    @property
+    def allocated_peak_bytes(self) -> int:
+        return max(s.allocated_peak_bytes for s in self.steps)
+
+    @property
+    def reserved_peak_bytes(self) -> int:
+        return max(s.reserved_peak_bytes for s in self.steps)
+
+
+def _recorder():
+    """A dispatch mode that logs ("alloc", id, bytes) for each new storage an operator returns and ("free", id, 0)
+    when the storage dies (a weak reference's callback, as torch.distributed._tools.mem_tracker does)."""
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+    from torch.utils.weak import WeakIdKeyDictionary
+
+    class AllocationLog(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[tuple[str, object, int]] = []
+            self._seen = WeakIdKeyDictionary()
+            self._next = 0
+
+        def track(self, tensor: Any) -> None:
+            storage = tensor.untyped_storage()
+            if storage in self._seen:
+                return
+            self._next += 1
+            self._seen[storage] = self._next
+            self.events.append(("alloc", self._next, storage.nbytes()))
+            weakref.finalize(storage, self.events.append, ("free", self._next, 0))
+
+        def mark(self, name: str) -> None:
+            self.events.append(("mark", name, 0))
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self.track(t)
+            return out
+
+    return AllocationLog()
+
+
+def trace_reserved(config: dict[str, Any], setup: TrainSetup, steps: int = 3,
+                   capacity_bytes: int | None = None) -> ReservedTrace:
+    """Record the model's creation and ``steps`` training steps of ``config`` under ``setup`` and replay them."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from gpuplan.verify.build import build_model, encoder_is_mlm, prepare_for_training
+    from gpuplan.verify.patches import quiet_transformers, trace_patches
+    from gpuplan.verify.trace import _optimizer, _train_step
+
+    quiet_transformers()
+    t0 = time.perf_counter()
+    log = _recorder()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore")
+        with log:
+            base = build_model(config, dtype=setup.param_dtype, attention=setup.attention)
+            model = prepare_for_training(base, setup)
+            for p in model.parameters():  # created outside an operator (e.g. nn.Parameter wrapping)
+                log.track(p)
+            vocab = base.config.get_text_config().vocab_size
+            classify = config.get("model_type") in ("bert", "roberta") and not encoder_is_mlm(config)
+            optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], setup)
+            ids = torch.randint(0, vocab, (setup.batch, setup.seq))
+            labels = torch.randint(0, base.config.num_labels, (setup.batch,)) if classify else ids.clone()
+            for i in range(steps):
+                log.mark(f"step {i + 1}")
+                _train_step(model, optimizer, ids, labels, setup, None)
+    peaks = replay(log.events, capacity_bytes)
+    return ReservedTrace(peaks, len(log.events), time.perf_counter() - t0)
