@@ -116,3 +116,22 @@ def test_the_documented_replay_rows_are_current(fragment):
     assert cells[1] == f"{rt.allocated_peak_bytes / gib:.2f}"
     assert cells[2] == f"{rt.reserved_peak_bytes / gib:.2f}"
     assert cells[3] == f"{rt.reserved_peak_bytes / rt.allocated_peak_bytes - 1:+.1%}"
+
+
+def test_verify_reserved_compares_the_replayed_reserved_memory(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import json
+
+    from gpuplan.cli.main import main
+
+    argv = ["verify", "--layers", "2", "--hidden", "256", "--heads", "4", "--kv-heads", "2", "--ffn", "512",
+            "--vocab", "32000", "--batch", "2", "--seq", "512", "--reserved", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    replay = data["detail"]["reserved_replay"]
+    assert data["measured"]["reserved_bytes"] == replay["reserved_peak_bytes"] + replay["workspace_bytes"]
+    assert replay["reserved_peak_bytes"] >= replay["allocated_peak_bytes"] > 0
+    assert "reserved_bytes" in data["components"] and "reserved_bytes" in data["estimate"]
+    assert main(argv[:-1] + ["--workload", "infer"]) == 2
+    assert "--reserved" in capsys.readouterr().err

@@ -113,7 +113,7 @@ SURFACE = {
     "verify": Surface(
         positionals=("model",),
         options=DIMENSIONS | frozenset({
-            "--attention", "--batch", "--config", "--context", "--device", "--json", "--keep-logits", "--lang",
+            "--attention", "--batch", "--config", "--context", "--device", "--json", "--keep-logits", "--reserved", "--lang",
             "--lora-rank", "--lora-targets", "--method", "--optimizer", "--optimizer-impl", "--precision",
             "--recompute", "--seq", "--trainable", "--weights", "--workload"
         }),

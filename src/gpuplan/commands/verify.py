@@ -75,6 +75,28 @@ def _estimate(spec, setup, attention: str) -> tuple[dict[str, int] | None, str |
         return None, str(exc)
 
 
+def _with_replay(measured, config: dict, setup: TrainSetup):
+    """The measurement with the reserved memory of the traced run replayed through the caching-allocator model
+    (gpuplan.verify.reserved), plus the cuBLAS workspace the estimate assumes (the CPU has none to show)."""
+    from dataclasses import replace
+
+    from gpuplan.train.overheads import DEFAULT_WORKSPACE_BYTES
+    from gpuplan.verify.reserved import trace_reserved
+
+    rt = trace_reserved(config, setup)
+    replay = {"allocated_peak_bytes": rt.allocated_peak_bytes, "reserved_peak_bytes": rt.reserved_peak_bytes,
+              "workspace_bytes": DEFAULT_WORKSPACE_BYTES, "events": rt.events, "wall_s": rt.wall_s,
+              "steps": [{"name": s.name, "allocated_peak_bytes": s.allocated_peak_bytes,
+                         "reserved_peak_bytes": s.reserved_peak_bytes} for s in rt.steps]}
+    note = (f"reserved: {rt.events:,} allocation events of the model's creation and 3 steps replayed through the "
+            f"caching-allocator model (gpuplan.verify.allocator), plus the {DEFAULT_WORKSPACE_BYTES // 2**20} MiB "
+            "cuBLAS workspace the estimate assumes")
+    return replace(measured, components={**measured.components,
+                                         "reserved_bytes": rt.reserved_peak_bytes + DEFAULT_WORKSPACE_BYTES},
+                   extra={**measured.extra, "reserved_replay": replay}, notes=(*measured.notes, note),
+                   wall_s=measured.wall_s + rt.wall_s)
+
+
 def _with_attention(setup, attention: str):
     from dataclasses import replace
 
@@ -95,8 +117,15 @@ class VerifyRun:
 def evaluate(values: Any) -> VerifyRun:
     spec = model_from_options(values)
     setup = setup_from_options(values)
-    measured = _measure(model_config(values, spec), setup, values.device)
+    config = model_config(values, spec)
+    if getattr(values, "reserved", False) and (values.device != "cpu" or isinstance(setup, PrefillSetup)):
+        raise InputError("--reserved", True, "replays a CPU trace of a training step: needs --device cpu and "
+                         "--workload train", hint="on --device cuda the measurement reads max_memory_reserved() "
+                         "itself")
+    measured = _measure(config, setup, values.device)
     estimate, missing = _estimate(spec, setup, measured.extra.get("attention", setup.attention))
+    if getattr(values, "reserved", False):
+        measured = _with_replay(measured, config, setup)
     detail = measured.as_dict()
     if missing:
         detail["notes"].append(message("verify.no_estimate", reason=missing))

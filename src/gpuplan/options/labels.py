@@ -46,6 +46,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "loss_parallel": ("Vocabulary-parallel loss", "词表并行损失"),
     "keep_logits": ("Keep logits alive", "保留 logits"),
     "zero_grad": ("Gradients between steps", "步间梯度处理"),
+    "reserved": ("Replay the caching allocator", "重放缓存分配器"),
     "dropout": ("Dropout", "Dropout 比例"),
     "transformers_version": ("transformers version", "transformers 版本"),
     # fine-tuning

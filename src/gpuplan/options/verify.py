@@ -133,6 +133,17 @@ VERIFY = CommandOptions(
             group="training step (--workload train)",
         ),
         Option(
+            "reserved",
+            "flag",
+            "--reserved",
+            default=False,
+            help="also replay the traced allocations through a model of PyTorch's caching allocator and compare "
+            "reserved memory (CPU back end, training; traces three steps from the model's creation)",
+            help_zh="另将追踪到的分配序列输入 PyTorch 缓存分配器模型重放，比较 reserved 显存（CPU 后端、训练；从建模型起追"
+                    "踪三步）",
+            group="training step (--workload train)",
+        ),
+        Option(
             "context",
             "count",
             "--context",

@@ -40,6 +40,9 @@ def compare_memory(estimate: Mapping[str, int], measured: Mapping[str, int]) -> 
         rows.append(Row(key, e, m, error_pct(e, m)))
     e, m = int(estimate.get(PEAK_KEY, 0)), int(measured.get(PEAK_KEY, 0))
     rows.append(Row(PEAK_KEY, e, m, error_pct(e, m)))
+    if "reserved_bytes" in measured and "reserved_bytes" in estimate:  # --reserved: the replayed allocator
+        e, m = int(estimate["reserved_bytes"]), int(measured["reserved_bytes"])
+        rows.append(Row("reserved_bytes", e, m, error_pct(e, m)))
     if "total_bytes" in measured and "total_bytes" in estimate:  # CUDA back end: what the device shows
         e, m = int(estimate["total_bytes"]), int(measured["total_bytes"])
         rows.append(Row("total_bytes", e, m, error_pct(e, m)))

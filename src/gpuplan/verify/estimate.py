@@ -68,4 +68,7 @@ def prefill_estimate(spec: ModelSpec, setup: PrefillSetup, **extra: Any) -> dict
 def _memory_dict(report: Any) -> dict[str, int]:
     """A report's INTERFACE memory keys (a MemoryReport, or a result holding one as ``.memory``)."""
     memory = getattr(report, "memory", report)
-    return memory.memory_dict()
+    out = memory.memory_dict()
+    if getattr(memory, "reserved_bytes", None):  # training: the caching allocator's segments (allocated + reserve)
+        out["reserved_bytes"] = int(memory.reserved_bytes)
+    return out

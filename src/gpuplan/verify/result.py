@@ -58,8 +58,9 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)  # CUDA: reserved peak, NVML used memory, step time
 
     def memory_dict(self) -> dict[str, int]:
-        """The INTERFACE memory keys this backend measures (others are left out, not zero)."""
-        return {k: int(self.components[k]) for k in MEMORY_KEYS if k in self.components}
+        """The INTERFACE memory keys this backend measures (others are left out, not zero); ``reserved_bytes`` when
+        the allocator was replayed (``gpuplan verify --reserved``)."""
+        return {k: int(self.components[k]) for k in (*MEMORY_KEYS, "reserved_bytes") if k in self.components}
 
     def as_dict(self) -> dict[str, Any]:
         return {
