@@ -64,27 +64,6 @@ def test_replay_reports_each_span_between_marks():
     assert spans[2].reserved_peak_bytes == 50 * MiB  # the 30 MiB segment is cached and takes the 12 MiB request
 
 
-def test_replayed_trace_agrees_with_the_traced_allocated_peak():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from gpuplan.verify.reference_configs import TRACE_CONFIGS
-    from gpuplan.verify.reserved import trace_reserved
-    from gpuplan.verify.setup import TrainSetup
-    from gpuplan.verify.trace import measure_training
-
-    config = dict(TRACE_CONFIGS["llama-2048x4-v2048"])
-    setup = TrainSetup(batch=2, seq=1024, precision="bf16", optimizer_impl="fused")
-    traced = measure_training(dict(config), setup).components["allocated_peak_bytes"]
-    rt = trace_reserved(config, setup, steps=3)
-    assert [s.name for s in rt.steps] == ["start", "step 1", "step 2", "step 3"]
-    steady = rt.steps[2]
-    # the log sees every storage at its operator, MemTracker at its own update points: equal here, within 0.6 %
-    # at other lengths (8 MiB at 2 x 512)
-    assert abs(steady.allocated_peak_bytes - traced) / traced < 0.01, (steady.allocated_peak_bytes, traced)
-    assert rt.steps[3].reserved_peak_bytes == steady.reserved_peak_bytes  # steady state by the second step
-    assert rt.reserved_peak_bytes >= rt.allocated_peak_bytes
-
-
 def _bench():
     import importlib.util
     from pathlib import Path
@@ -96,12 +75,13 @@ def _bench():
     return mod, root
 
 
-DOC_ROWS_CHECKED = ("gradients kept (HF Trainer 2022 row)", "gradients freed", "b2 x 8192")
+DOC_ROWS_CHECKED = ("gradients kept (HF Trainer 2022 row)", "b2 x 8192")
 
 
 @pytest.mark.parametrize("fragment", DOC_ROWS_CHECKED)
 def test_the_documented_replay_rows_are_current(fragment):
-    """docs/accuracy-published.md's replay table: three of its rows re-traced (the others take 15-30 s each)."""
+    """docs/accuracy-published.md's replay table: the published BERT row's and the 18 % row re-traced, and the
+    steady state reached by the second step (the other rows take 10-30 s each; benchmarks/allocator_replay.py)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from gpuplan.verify.reserved import trace_reserved
@@ -116,6 +96,8 @@ def test_the_documented_replay_rows_are_current(fragment):
     assert cells[1] == f"{rt.allocated_peak_bytes / gib:.2f}"
     assert cells[2] == f"{rt.reserved_peak_bytes / gib:.2f}"
     assert cells[3] == f"{rt.reserved_peak_bytes / rt.allocated_peak_bytes - 1:+.1%}"
+    assert [s.name for s in rt.steps] == ["start", "step 1", "step 2", "step 3"]
+    assert rt.steps[3].reserved_peak_bytes == rt.steps[2].reserved_peak_bytes
 
 
 def test_verify_reserved_compares_the_replayed_reserved_memory(capsys):
@@ -131,6 +113,11 @@ def test_verify_reserved_compares_the_replayed_reserved_memory(capsys):
     data = json.loads(capsys.readouterr().out)
     replay = data["detail"]["reserved_replay"]
     assert data["measured"]["reserved_bytes"] == replay["reserved_peak_bytes"] + replay["workspace_bytes"]
+    # the replay's log sees each storage at its operator, MemTracker at its own update points: equal here, within
+    # 0.6 % on the cases tried (8 MiB at 2 x 512 of a 4-layer, 2048-wide Llama)
+    measured = data["measured"]["allocated_peak_bytes"]
+    steady = replay["steps"][2]["allocated_peak_bytes"]
+    assert abs(steady - measured) <= 0.01 * measured, (steady, measured)
     assert replay["reserved_peak_bytes"] >= replay["allocated_peak_bytes"] > 0
     assert "reserved_bytes" in data["components"] and "reserved_bytes" in data["estimate"]
     assert main(argv[:-1] + ["--workload", "infer"]) == 2
