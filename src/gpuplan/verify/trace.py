@@ -312,24 +312,10 @@ def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
             phases.end("decode")
         kv = _kv_bytes(cache)
         n_total = sum(p.numel() for p in model.parameters())
-    peak_phase, at_peak = phases.peak()
-    end = phases.phases["prefill_end"]
-    prefill_peak = phases.phases["prefill_peak"].total_bytes
-    components = {
-        "weights_bytes": end.parameters_bytes, "kv_cache_bytes": kv, "logits_bytes": logits,
-        "gradients_bytes": 0, "optimizer_bytes": 0, "master_weights_bytes": 0,
-        "activations_bytes": max(0, prefill_peak - end.parameters_bytes - end.buffers_bytes - prefill_kv - logits
-                                 - end.other_bytes),
-        "allocated_peak_bytes": at_peak.total_bytes,
-    }
-    notes = [f"prefill of {setup.batch}x{setup.context} tokens + one decode step, {setup.dtype} weights, "
-             "DynamicCache, greedy; activations = prefill peak - weights - buffers - KV cache - logits - input ids"]
-    if attention != setup.attention:
-        notes.append(f"{attention} attention: transformers has no {setup.attention} path for this model")
-    return Measurement(backend="cpu-trace", kind="prefill", allocated_peak_bytes=at_peak.total_bytes,
-                       peak_phase=peak_phase, at_peak=at_peak, phases=phases.phases, components=components,
-                       params_total=n_total, params_trainable=0, wall_s=time.perf_counter() - t0,
-                       notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes})
+    note = (f"prefill of {setup.batch}x{setup.context} tokens + one decode step, {setup.dtype} weights, "
+            "DynamicCache, greedy; activations = prefill peak - weights - buffers - KV cache - logits - input ids")
+    return _inference_measurement(phases, ("prefill",), kv, prefill_kv, logits, n_total, t0, note, attention,
+                                  setup)
 
 
 def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
@@ -380,9 +366,22 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
             phases.end("decode")
         kv = _kv_bytes(cache.self_attention_cache) + _kv_bytes(cache.cross_attention_cache)
         n_total = sum(p.numel() for p in model.parameters())
+    note = (f"encoder pass over {setup.batch}x{setup.context} tokens, the decoder's first step and one decode step, "
+            f"{setup.dtype} weights, EncoderDecoderCache, greedy; activations = prefill peak - weights - buffers - "
+            "KV caches - logits - input ids (the encoder output is among them)")
+    m = _inference_measurement(phases, ("encode", "prefill"), kv, prefill_kv, logits, n_total, t0, note, attention,
+                               setup)
+    m.extra["encoder_output_bytes"] = encoder_out
+    return m
+
+
+def _inference_measurement(phases: _Phases, prefill_phases: tuple[str, ...], kv: int, prefill_kv: int, logits: int,
+                           n_total: int, t0: float, note: str, attention: str, setup: PrefillSetup) -> Measurement:
+    """The Measurement of an inference trace: components at the end of the prefill (``prefill_phases``: the
+    phases up to the first token, whose highest peak sizes the activations) and the peak over every phase."""
     peak_phase, at_peak = phases.peak()
     end = phases.phases["prefill_end"]
-    prefill_peak = max(phases.phases["encode_peak"].total_bytes, phases.phases["prefill_peak"].total_bytes)
+    prefill_peak = max(phases.phases[f"{name}_peak"].total_bytes for name in prefill_phases)
     components = {
         "weights_bytes": end.parameters_bytes, "kv_cache_bytes": kv, "logits_bytes": logits,
         "gradients_bytes": 0, "optimizer_bytes": 0, "master_weights_bytes": 0,
@@ -390,16 +389,13 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
                                  - end.other_bytes),
         "allocated_peak_bytes": at_peak.total_bytes,
     }
-    notes = [f"encoder pass over {setup.batch}x{setup.context} tokens, the decoder's first step and one decode step, "
-             f"{setup.dtype} weights, EncoderDecoderCache, greedy; activations = prefill peak - weights - buffers - "
-             "KV caches - logits - input ids (the encoder output is among them)"]
+    notes = [note]
     if attention != setup.attention:
         notes.append(f"{attention} attention: transformers has no {setup.attention} path for this model")
     return Measurement(backend="cpu-trace", kind="prefill", allocated_peak_bytes=at_peak.total_bytes,
                        peak_phase=peak_phase, at_peak=at_peak, phases=phases.phases, components=components,
                        params_total=n_total, params_trainable=0, wall_s=time.perf_counter() - t0,
-                       notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes,
-                                                  "encoder_output_bytes": encoder_out})
+                       notes=tuple(notes), extra={"attention": attention, "buffers_bytes": end.buffers_bytes})
 
 
 _CACHE_TENSORS = ("keys", "values", "conv_states", "recurrent_states")
