@@ -122,3 +122,22 @@ def test_verify_reserved_compares_the_replayed_reserved_memory(capsys):
     assert "reserved_bytes" in data["components"] and "reserved_bytes" in data["estimate"]
     assert main(argv[:-1] + ["--workload", "infer"]) == 2
     assert "--reserved" in capsys.readouterr().err
+
+
+def test_the_log_sees_storages_resized_to_nothing_and_back():
+    """FSDP2 frees unsharded parameters by ``storage.resize_(0)`` and re-allocates them the same way, which a
+    dispatch mode does not see: the log wraps ``UntypedStorage.resize_`` while it is active."""
+    torch = pytest.importorskip("torch")
+    from gpuplan.verify.reserved import _recorder
+
+    original = torch.UntypedStorage.resize_
+    log = _recorder()
+    with log:
+        assert torch.UntypedStorage.resize_ is not original
+        t = torch.empty(1024, dtype=torch.float32)
+        t.untyped_storage().resize_(0)
+        t.untyped_storage().resize_(4096)
+        del t
+    ops = [(op, n) for op, _, n in log.events]
+    assert ops == [("alloc", 4096), ("free", 0), ("alloc", 4096), ("free", 0)]
+    assert torch.UntypedStorage.resize_ is original

@@ -36,8 +36,11 @@ class ReservedTrace:
 
 
 def _recorder():
-    """A dispatch mode that logs ("alloc", id, bytes) for each new storage an operator returns and ("free", id, 0)
-    when the storage dies (a weak reference's callback, as torch.distributed._tools.mem_tracker does)."""
+    """A dispatch mode that logs ("alloc", key, bytes) for each new storage an operator returns and ("free", key, 0)
+    when the storage dies (a weak reference's callback, as torch.distributed._tools.mem_tracker does) or is
+    resized to nothing; a storage resized back up is a new allocation. ``UntypedStorage.resize_`` is not seen by
+    dispatch modes, so it is wrapped while the mode is active (FSDP2 frees its unsharded parameters and all-gather
+    outputs that way, ``torch/distributed/fsdp/_fully_shard/_fsdp_common.py``)."""
     import weakref
 
     import torch
@@ -49,17 +52,29 @@ def _recorder():
         def __init__(self) -> None:
             super().__init__()
             self.events: list[tuple[str, object, int]] = []
-            self._seen = WeakIdKeyDictionary()
+            self._held = WeakIdKeyDictionary()  # storage -> [key of its live allocation, or None]
             self._next = 0
+            self._resize = None
+
+        def _alloc(self, holder: list, nbytes: int) -> None:
+            self._next += 1
+            holder[0] = self._next
+            self.events.append(("alloc", self._next, nbytes))
+
+        def _free(self, holder: list) -> None:
+            if holder[0] is not None:
+                self.events.append(("free", holder[0], 0))
+                holder[0] = None
 
         def track(self, tensor: Any) -> None:
             storage = tensor.untyped_storage()
-            if storage in self._seen:
+            if storage in self._held:
                 return
-            self._next += 1
-            self._seen[storage] = self._next
-            self.events.append(("alloc", self._next, storage.nbytes()))
-            weakref.finalize(storage, self.events.append, ("free", self._next, 0))
+            holder: list = [None]
+            self._held[storage] = holder
+            if storage.nbytes():
+                self._alloc(holder, storage.nbytes())
+            weakref.finalize(storage, self._free, holder)
 
         def mark(self, name: str) -> None:
             self.events.append(("mark", name, 0))
@@ -70,6 +85,26 @@ def _recorder():
                 if isinstance(t, torch.Tensor):
                     self.track(t)
             return out
+
+        def __enter__(self):
+            original = self._resize = torch.UntypedStorage.resize_
+
+            def resize_(storage, size):
+                before = storage.nbytes()
+                result = original(storage, size)
+                holder = self._held.get(storage)
+                if holder is not None and storage.nbytes() != before:
+                    self._free(holder)
+                    if storage.nbytes():
+                        self._alloc(holder, storage.nbytes())
+                return result
+
+            torch.UntypedStorage.resize_ = resize_
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            torch.UntypedStorage.resize_ = self._resize
+            return super().__exit__(*exc)
 
     return AllocationLog()
 
