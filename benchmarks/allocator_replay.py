@@ -4,7 +4,7 @@ storage allocation and free is logged, and the sequence is replayed through the 
 Prints, per case, the steady-state allocated peak, the reserved peak, the reserve as a fraction of the allocated
 peak, and gpuplan's default reserve fraction beside it.
 
-    python benchmarks/allocator_replay.py            # every case (about a minute)
+    python benchmarks/allocator_replay.py            # every case (about two minutes)
     python benchmarks/allocator_replay.py --only bert
 """
 
@@ -45,6 +45,14 @@ def cases() -> list[tuple[str, dict, TrainSetup]]:
     ]
 
 
+def fsdp2_cases() -> list[tuple[str, dict, dict]]:
+    """One rank of an FSDP2 run under the fake process group (``trace_reserved_fsdp2``): (name, config, options)."""
+    return [
+        ("Llama 3.1 8B, FSDP2 rank 0 of 8, fp32 shards + bf16 compute, b2 x 8192, full recompute (one stream)",
+         LLAMA31_8B, dict(world_size=8, batch=2, seq=8192, recompute=True)),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="regular expression over the case names")
@@ -57,9 +65,19 @@ def main() -> None:
         if args.only and not re.search(args.only, name, re.I):
             continue
         rt = trace_reserved(dict(config), setup, steps=3)
-        alloc, res = rt.allocated_peak_bytes, rt.reserved_peak_bytes
-        print(f"| {name} | {alloc / GiB:.2f} | {res / GiB:.2f} | {res / alloc - 1:+.1%} | "
-              f"{DEFAULT_ALLOCATOR_RESERVE_FRACTION:.0%} | {rt.wall_s:.0f} |", flush=True)
+        _row(name, rt)
+    from gpuplan.verify.reserved import trace_reserved_fsdp2
+
+    for name, config, options in fsdp2_cases():
+        if args.only and not re.search(args.only, name, re.I):
+            continue
+        _row(name, trace_reserved_fsdp2(dict(config), steps=3, **options))
+
+
+def _row(name: str, rt) -> None:
+    alloc, res = rt.allocated_peak_bytes, rt.reserved_peak_bytes
+    print(f"| {name} | {alloc / GiB:.2f} | {res / GiB:.2f} | {res / alloc - 1:+.1%} | "
+          f"{DEFAULT_ALLOCATOR_RESERVE_FRACTION:.0%} | {rt.wall_s:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

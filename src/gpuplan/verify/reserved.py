@@ -4,7 +4,11 @@ creation through a few steps, on fake tensors, and replay the sequence through t
 ``torch.cuda.max_memory_reserved()`` would add to it through fragmentation (no CUDA context, no cuBLAS workspace).
 
 The parameters are created in model order, as loading a checkpoint onto the GPU does; the step is the one
-``gpuplan.verify.trace`` runs (forward with the loss, backward, ``optimizer.step()``, ``zero_grad``). Reserved
+``gpuplan.verify.trace`` runs (forward with the loss, backward, ``optimizer.step()``, ``zero_grad``).
+``trace_reserved_fsdp2`` does the same for one rank of an FSDP2 run under the fake process group of
+``gpuplan.verify.distributed`` (the sharded parameters as loaded, then the steps); its collectives run on the one
+stream the replay models, where a GPU runs FSDP2's all-gathers and reduce-scatters on streams of their own, whose
+cached blocks the default stream cannot reuse, so its reserve is a lower bound. Reserved
 memory only grows, so the peak of the last step is the run's; three steps reach the steady state in the traces
 of ``benchmarks/allocator_replay.py`` (the third step's reserved peak equals the second's).
 """
@@ -44,7 +48,7 @@ def _recorder():
     import weakref
 
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass
     from torch.utils._pytree import tree_flatten
     from torch.utils.weak import WeakIdKeyDictionary
 
@@ -67,6 +71,12 @@ def _recorder():
                 holder[0] = None
 
         def track(self, tensor: Any) -> None:
+            if is_traceable_wrapper_subclass(tensor):  # a DTensor's memory is its local tensor's
+                for name in tensor.__tensor_flatten__()[0]:
+                    inner = getattr(tensor, name)
+                    if isinstance(inner, torch.Tensor):
+                        self.track(inner)
+                return
             storage = tensor.untyped_storage()
             if storage in self._held:
                 return
@@ -139,3 +149,40 @@ def trace_reserved(config: dict[str, Any], setup: TrainSetup, steps: int = 3,
                 _train_step(model, optimizer, ids, labels, setup, None)
     peaks = replay(log.events, capacity_bytes)
     return ReservedTrace(peaks, len(log.events), time.perf_counter() - t0)
+
+
+def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
+                         shard_dtype: str = "fp32", param_dtype: str | None = "bf16",
+                         reduce_dtype: str | None = "fp32", steps: int = 3) -> ReservedTrace:
+    """Rank 0 of an FSDP2 run (every decoder layer and the root one group each, AdamW foreach): the sharded
+    parameters, then ``steps`` training steps, replayed. Storages FSDP2 frees by resizing (unsharded parameters,
+    all-gather outputs) are frees and new allocations in the log."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from gpuplan.verify.dist_setup import (_decoder_layers, _distributed_patches, _fake_process_group,
+                                           _torch_dtype, _training_model)
+
+    t0 = time.perf_counter()
+    log = _recorder()
+    policy = MixedPrecisionPolicy(param_dtype=_torch_dtype(param_dtype), reduce_dtype=_torch_dtype(reduce_dtype))
+    with _distributed_patches(), _fake_process_group(world_size, 0) as mesh, FakeTensorMode():
+        model, ids, labels = _training_model(config, shard_dtype, recompute, batch, seq)
+        for layer in _decoder_layers(model):
+            fully_shard(layer, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
+        model._get_fsdp_state()._lazy_init()  # as gpuplan.verify.distributed: fake storages cannot prove padding
+        with log:
+            for p in model.parameters():
+                log.track(p)
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                          foreach=True)
+            for i in range(steps):
+                log.mark(f"step {i + 1}")
+                loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+                loss.backward()
+                del loss
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    return ReservedTrace(replay(log.events), len(log.events), time.perf_counter() - t0)
