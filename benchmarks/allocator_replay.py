@@ -48,7 +48,7 @@ def cases() -> list[tuple[str, dict, TrainSetup]]:
 def fsdp2_cases() -> list[tuple[str, dict, dict]]:
     """One rank of an FSDP2 run under the fake process group (``trace_reserved_fsdp2``): (name, config, options)."""
     return [
-        ("Llama 3.1 8B, FSDP2 rank 0 of 8, fp32 shards + bf16 compute, b2 x 8192, full recompute (one stream)",
+        ("Llama 3.1 8B, FSDP2 rank 0 of 8, fp32 shards + bf16 compute, b2 x 8192, full recompute",
          LLAMA31_8B, dict(world_size=8, batch=2, seq=8192, recompute=True)),
     ]
 

@@ -55,6 +55,18 @@ def test_a_full_device_releases_wholly_free_segments_first():
     assert a.reserved_bytes == 22 * MiB
 
 
+def test_each_stream_keeps_its_own_pool():
+    a = CachingAllocator()
+    a.malloc("side", 20 * MiB, stream=1)
+    a.free("side")  # cached in stream 1's pool
+    a.malloc("main", 20 * MiB)  # the default stream cannot take it
+    assert a.reserved_bytes == 40 * MiB
+    a.malloc("side again", 20 * MiB, stream=1)
+    assert a.reserved_bytes == 40 * MiB
+    spans = replay([("alloc", 1, 20 * MiB, 1), ("free", 1, 0), ("alloc", 2, 20 * MiB)])
+    assert spans[0].reserved_peak_bytes == 40 * MiB
+
+
 def test_replay_reports_each_span_between_marks():
     events = [("alloc", 1, 4 * MiB), ("mark", "step 1", 0), ("alloc", 2, 30 * MiB), ("free", 2, 0),
               ("free", 99, 0), ("mark", "step 2", 0), ("alloc", 3, 12 * MiB)]
@@ -145,9 +157,10 @@ def test_the_log_sees_storages_resized_to_nothing_and_back():
 
 
 def test_fsdp2_replay_agrees_with_the_fsdp2_tracker():
-    """One rank of FSDP2 under the fake process group: the replay's steady-state allocated peak is within 2 % of
-    FSDPMemTracker's (gpuplan.verify.distributed; +1.5 % at this size, equal at the 8B row), and the sharded
-    parameters and AdamW states are what stays between steps."""
+    """One rank of FSDP2 under the fake process group: the replay's steady-state allocated peak is within 3 % of
+    FSDPMemTracker's (gpuplan.verify.distributed; +2.8 % at this size, where blocks left unsplit in the side
+    streams' pools count; equal at the 8B row), the side streams' buffers are tagged, and their pools add to the
+    reserve."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from gpuplan.verify.distributed import measure_fsdp2_step
@@ -159,8 +172,9 @@ def test_fsdp2_replay_agrees_with_the_fsdp2_tracker():
     tracked = measure_fsdp2_step(config, world_size=4, batch=2, seq=512, shard_dtype="fp32", param_dtype="bf16",
                                  reduce_dtype="fp32")["peak_bytes"]
     steady = rt.steps[2]
-    assert abs(steady.allocated_peak_bytes - tracked) <= 0.02 * tracked, (steady.allocated_peak_bytes, tracked)
+    assert abs(steady.allocated_peak_bytes - tracked) <= 0.03 * tracked, (steady.allocated_peak_bytes, tracked)
     assert rt.steps[3].reserved_peak_bytes == steady.reserved_peak_bytes >= steady.allocated_peak_bytes
+    assert rt.streams == 3  # the default stream, the all-gather copy-in and the reduce-scatter streams
 
 
 def test_the_documented_fsdp2_replay_row_is_current():

@@ -12,7 +12,10 @@ The rules are those of ``c10/cuda/CUDACachingAllocator.cpp`` with the default ``
   address); a block is split when the rest is at least 512 B (small pool) or more than 1 MiB (large pool);
 - a freed block merges with free neighbours of its segment and stays cached: reserved memory only grows, unless
   a new segment would not fit the device, when every wholly free segment is released first
-  (``release_cached_blocks``) and the request retried.
+  (``release_cached_blocks``) and the request retried;
+- a segment belongs to the stream that opened it, and a request only takes cached blocks of its own stream
+  (``get_free_block`` searches the pool in (stream, size, address) order): buffers a library allocates on side
+  streams (FSDP2's all-gathers and reduce-scatters) keep cached pools of their own.
 
 What this shows is fragmentation: a request larger than every cached free block takes a new segment even when
 the free blocks add up to more than it needs.
@@ -47,10 +50,10 @@ def segment_bytes(rounded: int) -> int:
 
 
 class _Block:
-    __slots__ = ("segment", "offset", "size", "free", "prev", "next", "small")
+    __slots__ = ("segment", "offset", "size", "free", "prev", "next", "small", "stream")
 
-    def __init__(self, segment: int, offset: int, size: int, small: bool) -> None:
-        self.segment, self.offset, self.size, self.small = segment, offset, size, small
+    def __init__(self, segment: int, offset: int, size: int, small: bool, stream: int = 0) -> None:
+        self.segment, self.offset, self.size, self.small, self.stream = segment, offset, size, small, stream
         self.free = True
         self.prev: _Block | None = None
         self.next: _Block | None = None
@@ -64,7 +67,7 @@ class CachingAllocator:
 
     def __init__(self, capacity_bytes: int | None = None) -> None:
         self.capacity_bytes = capacity_bytes
-        self._pools: dict[bool, list[tuple[tuple[int, int, int], _Block]]] = {True: [], False: []}
+        self._pools: dict[tuple[int, bool], list[tuple[tuple[int, int, int], _Block]]] = {}
         self._live: dict[object, _Block] = {}
         self._segments = 0
         self.allocated_bytes = 0
@@ -72,18 +75,21 @@ class CachingAllocator:
         self.peak_allocated_bytes = 0
         self.peak_reserved_bytes = 0
 
-    def malloc(self, key: object, nbytes: int) -> None:
+    def _pool(self, stream: int, small: bool) -> list[tuple[tuple[int, int, int], _Block]]:
+        return self._pools.setdefault((stream, small), [])
+
+    def malloc(self, key: object, nbytes: int, stream: int = 0) -> None:
         size = rounded_bytes(nbytes)
         small = size <= SMALL_REQUEST_BYTES
-        pool = self._pools[small]
+        pool = self._pool(stream, small)
         i = bisect.bisect_left(pool, ((size, -1, -1),))
         if i < len(pool):
             block = pool.pop(i)[1]
         else:
-            block = self._new_segment(segment_bytes(size), small)
+            block = self._new_segment(segment_bytes(size), small, stream)
         rest = block.size - size
         if (rest >= MIN_BLOCK_BYTES) if small else (rest > SMALL_REQUEST_BYTES):
-            tail = _Block(block.segment, block.offset + size, rest, small)
+            tail = _Block(block.segment, block.offset + size, rest, small, stream)
             tail.prev, tail.next = block, block.next
             if block.next is not None:
                 block.next.prev = tail
@@ -98,7 +104,7 @@ class CachingAllocator:
         block = self._live.pop(key)
         block.free = True
         self.allocated_bytes -= block.size
-        pool = self._pools[block.small]
+        pool = self._pool(block.stream, block.small)
         for other in (block.prev, block.next):
             if other is None or not other.free:
                 continue
@@ -119,19 +125,19 @@ class CachingAllocator:
     def reset_peaks(self) -> None:
         self.peak_allocated_bytes, self.peak_reserved_bytes = self.allocated_bytes, self.reserved_bytes
 
-    def _new_segment(self, nbytes: int, small: bool) -> _Block:
+    def _new_segment(self, nbytes: int, small: bool, stream: int) -> _Block:
         if self.capacity_bytes is not None and self.reserved_bytes + nbytes > self.capacity_bytes:
             self._release_cached()
         self._segments += 1
         self.reserved_bytes += nbytes
         self.peak_reserved_bytes = max(self.peak_reserved_bytes, self.reserved_bytes)
-        return _Block(self._segments, 0, nbytes, small)
+        return _Block(self._segments, 0, nbytes, small, stream)
 
     def _release_cached(self) -> None:
-        for small, pool in self._pools.items():
+        for pool_key, pool in self._pools.items():
             whole = [kb for kb in pool if kb[1].prev is None and kb[1].next is None]
             self.reserved_bytes -= sum(b.size for _, b in whole)
-            self._pools[small] = [kb for kb in pool if not (kb[1].prev is None and kb[1].next is None)]
+            self._pools[pool_key] = [kb for kb in pool if not (kb[1].prev is None and kb[1].next is None)]
 
 
 @dataclass(frozen=True)
@@ -143,16 +149,17 @@ class StepPeaks:
     reserved_peak_bytes: int
 
 
-def replay(events: Iterable[tuple[str, object, int]], capacity_bytes: int | None = None) -> list[StepPeaks]:
-    """Replay ``("alloc", key, bytes)``, ``("free", key, 0)`` and ``("mark", name, 0)`` events; returns the peaks
-    of each span that ends at a mark (the span before the first mark is named ``"start"``). A free of a key never
-    allocated (a tensor that existed before recording began) is ignored."""
+def replay(events: Iterable[tuple], capacity_bytes: int | None = None) -> list[StepPeaks]:
+    """Replay ``("alloc", key, bytes[, stream])``, ``("free", key, 0)`` and ``("mark", name, 0)`` events (stream 0,
+    the default, when not given); returns the peaks of each span that ends at a mark (the span before the first
+    mark is named ``"start"``). A free of a key never allocated (a tensor that existed before recording began) is
+    ignored."""
     alloc = CachingAllocator(capacity_bytes)
     out: list[StepPeaks] = []
     name = "start"
-    for op, key, nbytes in events:
+    for op, key, nbytes, *stream in events:
         if op == "alloc":
-            alloc.malloc(key, nbytes)
+            alloc.malloc(key, nbytes, *stream)
         elif op == "free":
             if key in alloc._live:
                 alloc.free(key)

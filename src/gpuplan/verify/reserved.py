@@ -6,15 +6,17 @@ creation through a few steps, on fake tensors, and replay the sequence through t
 The parameters are created in model order, as loading a checkpoint onto the GPU does; the step is the one
 ``gpuplan.verify.trace`` runs (forward with the loss, backward, ``optimizer.step()``, ``zero_grad``).
 ``trace_reserved_fsdp2`` does the same for one rank of an FSDP2 run under the fake process group of
-``gpuplan.verify.distributed`` (the sharded parameters as loaded, then the steps); its collectives run on the one
-stream the replay models, where a GPU runs FSDP2's all-gathers and reduce-scatters on streams of their own, whose
-cached blocks the default stream cannot reuse, so its reserve is a lower bound. Reserved
+``gpuplan.verify.distributed`` (the sharded parameters as loaded, then the steps). Allocations made inside a
+``device_handle.stream(...)`` context (FSDP2's all-gather and reduce-scatter buffers) are tagged with that stream,
+and the replay gives each stream its own pool, as the CUDA allocator does; a block freed while another stream still
+reads it is returned at once (``record_stream``'s wait is not modelled). Reserved
 memory only grows, so the peak of the last step is the run's; three steps reach the steady state in the traces
 of ``benchmarks/allocator_replay.py`` (the third step's reserved peak equals the second's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class ReservedTrace:
     steps: list[StepPeaks]  # "start" (model and optimizer creation), then "step 1", "step 2", ...
     events: int
     wall_s: float
+    streams: int = 1  # the CUDA streams the run allocated on (the default one and FSDP2's side streams)
 
     @property
     def allocated_peak_bytes(self) -> int:
@@ -58,12 +61,15 @@ def _recorder():
             self.events: list[tuple[str, object, int]] = []
             self._held = WeakIdKeyDictionary()  # storage -> [key of its live allocation, or None]
             self._next = 0
-            self._resize = None
+            self._resize = self._stream = None
+            self._streams: dict[int, int] = {}  # id of a stream object -> its number (0: the default stream)
+            self._on = [0]  # the stream of the innermost ``device_handle.stream(...)`` context
 
         def _alloc(self, holder: list, nbytes: int) -> None:
             self._next += 1
             holder[0] = self._next
-            self.events.append(("alloc", self._next, nbytes))
+            self.events.append(("alloc", self._next, nbytes) if self._on[-1] == 0 else
+                               ("alloc", self._next, nbytes, self._on[-1]))
 
         def _free(self, holder: list) -> None:
             if holder[0] is not None:
@@ -110,10 +116,27 @@ def _recorder():
                 return result
 
             torch.UntypedStorage.resize_ = resize_
+            # FSDP2 allocates its all-gather and reduce-scatter buffers inside ``device_handle.stream(side)``
+            # (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py); on the fake cpu device that handle is
+            # torch.cpu, whose stream contexts are tagged here so the replay can give each stream its pool
+            stream_context = self._stream = torch.cpu.stream
+            self._streams = {id(torch.cpu.current_stream()): 0}
+
+            @contextlib.contextmanager
+            def stream(side):
+                self._on.append(self._streams.setdefault(id(side), len(self._streams)))
+                try:
+                    with stream_context(side):
+                        yield
+                finally:
+                    self._on.pop()
+
+            torch.cpu.stream = stream
             return super().__enter__()
 
         def __exit__(self, *exc):
             torch.UntypedStorage.resize_ = self._resize
+            torch.cpu.stream = self._stream
             return super().__exit__(*exc)
 
     return AllocationLog()
@@ -148,7 +171,7 @@ def trace_reserved(config: dict[str, Any], setup: TrainSetup, steps: int = 3,
                 log.mark(f"step {i + 1}")
                 _train_step(model, optimizer, ids, labels, setup, None)
     peaks = replay(log.events, capacity_bytes)
-    return ReservedTrace(peaks, len(log.events), time.perf_counter() - t0)
+    return ReservedTrace(peaks, len(log.events), time.perf_counter() - t0, _streams(log.events))
 
 
 def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
@@ -185,4 +208,9 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
                 del loss
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-    return ReservedTrace(replay(log.events), len(log.events), time.perf_counter() - t0)
+    return ReservedTrace(replay(log.events), len(log.events), time.perf_counter() - t0, _streams(log.events))
+
+
+def _streams(events: list[tuple]) -> int:
+    """The default stream and every side stream an allocation was tagged with."""
+    return 1 + len({e[3] for e in events if len(e) == 4})
