@@ -9,9 +9,10 @@ The parameters are created in model order, as loading a checkpoint onto the GPU 
 ``gpuplan.verify.distributed`` (the sharded parameters as loaded, then the steps). Allocations made inside a
 ``device_handle.stream(...)`` context (FSDP2's all-gather and reduce-scatter buffers) are tagged with that stream,
 and the replay gives each stream its own pool, as the CUDA allocator does; a block freed while another stream still
-reads it is returned at once (``record_stream``'s wait is not modelled). Reserved
-memory only grows, so the peak of the last step is the run's; three steps reach the steady state in the traces
-of ``benchmarks/allocator_replay.py`` (the third step's reserved peak equals the second's).
+reads it is returned at once (``record_stream``'s wait is not modelled).
+
+Reserved memory only grows, so the peak of the last step is the run's; three steps reach the steady state in the
+traces of ``benchmarks/allocator_replay.py`` (the third step's reserved peak equals the second's).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class ReservedTrace:
 
 
 def _recorder():
-    """A dispatch mode that logs ("alloc", key, bytes) for each new storage an operator returns and ("free", key, 0)
-    when the storage dies (a weak reference's callback, as torch.distributed._tools.mem_tracker does) or is
+    """A dispatch mode that logs ("alloc", key, bytes[, stream]) for each new storage an operator returns (the
+    stream when it is not the default one) and ("free", key, 0) when the storage dies (a weak reference's callback, as torch.distributed._tools.mem_tracker does) or is
     resized to nothing; a storage resized back up is a new allocation. ``UntypedStorage.resize_`` is not seen by
     dispatch modes, so it is wrapped while the mode is active (FSDP2 frees its unsharded parameters and all-gather
     outputs that way, ``torch/distributed/fsdp/_fully_shard/_fsdp_common.py``)."""
@@ -58,7 +59,7 @@ def _recorder():
     class AllocationLog(TorchDispatchMode):
         def __init__(self) -> None:
             super().__init__()
-            self.events: list[tuple[str, object, int]] = []
+            self.events: list[tuple] = []
             self._held = WeakIdKeyDictionary()  # storage -> [key of its live allocation, or None]
             self._next = 0
             self._resize = self._stream = None
