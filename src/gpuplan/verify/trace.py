@@ -274,24 +274,32 @@ def _storage_bytes(tensors) -> int:
     return sum(cuda_block_bytes(st.nbytes()) for st in storages)
 
 
+@contextlib.contextmanager
+def _inference_model(config: dict[str, Any], setup: PrefillSetup):
+    """The model of ``config`` in eval mode on fake tensors, inside the trace patches: yields (model, the attention
+    implementation transformers chose)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from gpuplan.verify.build import build_model
+
+    quiet_transformers()
+    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = build_model(config, dtype=setup.dtype, attention=setup.attention)
+        model.eval()
+        yield model, model.config._attn_implementation
+
+
 def measure_prefill(config: dict[str, Any], setup: PrefillSetup) -> Measurement:
     """Trace what ``model.generate`` (greedy) allocates for its first two forwards: the prefill of ``setup.batch``
     x ``setup.context`` tokens into an empty DynamicCache with ``logits_to_keep=1``, generate's fp32 copy of the
     last logits (``outputs.logits[:, -1].to(copy=True, dtype=float32)``), the argmax, and one decode step (the
     cache then holds ``context + 1`` tokens; the prefill output is dropped first, as generate does)."""
     import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from transformers import DynamicCache
 
-    from gpuplan.verify.build import build_model
-
-    quiet_transformers()
     t0 = time.perf_counter()
-    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = build_model(config, dtype=setup.dtype, attention=setup.attention)
-        attention = model.config._attn_implementation
-        model.eval()
+    with _inference_model(config, setup) as (model, attention):
         ids = torch.randint(0, model.config.get_text_config().vocab_size, (setup.batch, setup.context))
         cache = DynamicCache(config=model.config)
         mt = _PeakTracker()
@@ -326,18 +334,10 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
     values; generate's fp32 copy of the last logits and the argmax; then one decode step (the self-attention cache
     then holds 2 tokens). The KV cache is both caches."""
     import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from transformers import DynamicCache, EncoderDecoderCache
 
-    from gpuplan.verify.build import build_model
-
-    quiet_transformers()
     t0 = time.perf_counter()
-    with warnings.catch_warnings(), trace_patches(), FakeTensorMode():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = build_model(config, dtype=setup.dtype, attention=setup.attention)
-        attention = model.config._attn_implementation
-        model.eval()
+    with _inference_model(config, setup) as (model, attention):
         ids = torch.randint(0, model.config.vocab_size, (setup.batch, setup.context))
         start = torch.full((setup.batch, 1), int(model.config.decoder_start_token_id or 0), dtype=torch.long)
         cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
