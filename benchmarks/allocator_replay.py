@@ -6,6 +6,7 @@ peak, and gpuplan's default reserve fraction beside it.
 
     python benchmarks/allocator_replay.py            # every case (about two minutes)
     python benchmarks/allocator_replay.py --only bert
+    python benchmarks/allocator_replay.py --only "b2 x 8192" --growth   # the segments the second step opens
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gpuplan.verify.setup import TrainSetup
 
 ROOT = Path(__file__).resolve().parent
 GiB = 1 << 30
+MiB = 1 << 20
 
 # Llama 3.1 8B (meta-llama/Llama-3.1-8B config.json)
 LLAMA31_8B = dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -56,22 +58,33 @@ def fsdp2_cases() -> list[tuple[str, dict, dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="regular expression over the case names")
+    ap.add_argument("--growth", action="store_true", help="also list each new segment the second (steady) step "
+                    "opens, with the free blocks its stream held then")
     args = ap.parse_args()
     from gpuplan.verify.reserved import trace_reserved
 
     print("| case | allocated peak (GiB) | reserved peak (GiB) | reserve | gpuplan default | trace (s) |")
     print("|---|---:|---:|---:|---:|---:|")
+    traces = []
     for name, config, setup in cases():
         if args.only and not re.search(args.only, name, re.I):
             continue
-        rt = trace_reserved(dict(config), setup, steps=3)
-        _row(name, rt)
+        traces.append((name, trace_reserved(dict(config), setup, steps=3)))
+        _row(*traces[-1])
     from gpuplan.verify.reserved import trace_reserved_fsdp2
 
     for name, config, options in fsdp2_cases():
         if args.only and not re.search(args.only, name, re.I):
             continue
-        _row(name, trace_reserved_fsdp2(dict(config), steps=3, **options))
+        traces.append((name, trace_reserved_fsdp2(dict(config), steps=3, **options)))
+        _row(*traces[-1])
+    if args.growth:
+        print("\n| case | request (MiB) | new segment (MiB) | largest free block of its stream (MiB) | "
+              "free in its stream (MiB) |\n|---|---:|---:|---:|---:|")
+        for name, rt in traces:
+            for g in rt.steady_segments:
+                print(f"| {name} | {g.request_bytes / MiB:,.0f} | {g.segment_bytes / MiB:,.0f} | "
+                      f"{g.largest_free_bytes / MiB:,.0f} | {g.free_bytes / MiB:,.0f} |")
 
 
 def _row(name: str, rt) -> None:

@@ -67,6 +67,15 @@ def test_each_stream_keeps_its_own_pool():
     assert spans[0].reserved_peak_bytes == 40 * MiB
 
 
+def test_segments_opened_names_the_free_pieces_that_could_not_serve():
+    from gpuplan.verify.allocator import SegmentOpened, segments_opened
+
+    events = [("alloc", 1, 10 * MiB), ("alloc", 2, 10 * MiB), ("mark", "step 2", 0), ("free", 1, 0),
+              ("free", 2, 0), ("alloc", 3, 12 * MiB)]
+    assert segments_opened(events, "step 2") == [SegmentOpened(12 * MiB, 12 * MiB, 10 * MiB, 20 * MiB)]
+    assert segments_opened(events, "start") == [SegmentOpened(10 * MiB, 10 * MiB, 0, 0)] * 2
+
+
 def test_replay_reports_each_span_between_marks():
     events = [("alloc", 1, 4 * MiB), ("mark", "step 1", 0), ("alloc", 2, 30 * MiB), ("free", 2, 0),
               ("free", 99, 0), ("mark", "step 2", 0), ("alloc", 3, 12 * MiB)]

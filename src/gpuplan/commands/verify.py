@@ -88,7 +88,8 @@ def _with_replay(measured, config: dict, setup: TrainSetup):
               "workspace_bytes": DEFAULT_WORKSPACE_BYTES, "events": rt.events, "wall_s": rt.wall_s,
               "steps": [{"name": s.name, "allocated_peak_bytes": s.allocated_peak_bytes,
                          "reserved_peak_bytes": s.reserved_peak_bytes} for s in rt.steps]}
-    note = (f"reserved: {rt.events:,} allocation events of the model's creation and 3 steps replayed through the "
+    note = (f"reserved: {rt.events:,} allocation events of the model's creation and {len(rt.steps) - 1} steps "
+            "replayed through the "
             f"caching-allocator model (gpuplan.verify.allocator), plus the {DEFAULT_WORKSPACE_BYTES // 2**20} MiB "
             "cuBLAS workspace the estimate assumes")
     return replace(measured, components={**measured.components,

@@ -74,15 +74,16 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
                             "embeddings LayerNorm input r·h + statistics 8 (+ dropout mask h) per token",
                             "transformers BertEmbeddings / RobertaEmbeddings (traced)", {}))
         else:
-            out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s),
-                            "rotary cos/sin 2·b·s·head_dim·r",
+            out.append(Term("activations_shared_bytes", acts.shared.bytes(b, s), "rotary cos/sin 2·b·s·head_dim·r",
                             "transformers RotaryEmbedding (computed once per forward)", {}))
-        out.append(Term("activations_head_bytes", acts.head.bytes(b, s),
-                        "task head's saved tensors (pooler or masked-LM transform and decoder)"
-                        if spec.layout == "bert" else "final norm saved tensors + output head input",
-                        "litgpt 0.5.3 litgpt/model.py GPT" if litgpt else "torchtitan models/llama/model.py "
-                        "Transformer" if impl == "torchtitan" else "transformers BertForMaskedLM / *ForSequenceClassification (traced)"
-                        if spec.layout == "bert" else "transformers *ForCausalLM", {}))
+        if spec.layout == "bert":
+            head_formula = "task head's saved tensors (pooler or masked-LM transform and decoder)"
+            head_source = "transformers BertForMaskedLM / *ForSequenceClassification (traced)"
+        else:
+            head_formula = "final norm saved tensors + output head input"
+            head_source = ("litgpt 0.5.3 litgpt/model.py GPT" if litgpt else "torchtitan models/llama/model.py "
+                           "Transformer" if impl == "torchtitan" else "transformers *ForCausalLM")
+        out.append(Term("activations_head_bytes", acts.head.bytes(b, s), head_formula, head_source, {}))
     out.append(Term("logits_bytes", max(loss.forward_peak_bytes, loss.backward_peak_bytes), loss.formula,
                     "transformers loss/loss_utils.py ForCausalLMLoss (logits.float() + cross_entropy)",
                     {"tokens": b * s, "vocab": spec.vocab_size, "impl": cfg.loss_impl}))

@@ -171,3 +171,35 @@ def replay(events: Iterable[tuple], capacity_bytes: int | None = None) -> list[S
             raise ValueError(f"unknown allocator event {op!r}")
     out.append(StepPeaks(name, alloc.peak_allocated_bytes, alloc.peak_reserved_bytes))
     return out
+
+
+@dataclass(frozen=True)
+class SegmentOpened:
+    """A request in the span that opened a new segment: its size, the segment's, and the cached free blocks of its
+    stream at that moment (the largest and their sum), which show whether the free memory was there in pieces."""
+
+    request_bytes: int
+    segment_bytes: int
+    largest_free_bytes: int
+    free_bytes: int
+
+
+def segments_opened(events: Iterable[tuple], span: str) -> list[SegmentOpened]:
+    """Replay ``events`` (as :func:`replay`) and list the new segments opened during the span named ``span``."""
+    alloc = CachingAllocator()
+    out: list[SegmentOpened] = []
+    name = "start"
+    for op, key, nbytes, *stream in events:
+        if op == "alloc":
+            before = alloc.reserved_bytes
+            small = rounded_bytes(nbytes) <= SMALL_REQUEST_BYTES
+            blocks = [kb[1].size for kb in alloc._pool(stream[0] if stream else 0, small)]
+            alloc.malloc(key, nbytes, *stream)
+            if name == span and alloc.reserved_bytes > before:
+                out.append(SegmentOpened(nbytes, alloc.reserved_bytes - before, max(blocks, default=0), sum(blocks)))
+        elif op == "free":
+            if key in alloc._live:
+                alloc.free(key)
+        elif op == "mark":
+            name = str(key)
+    return out

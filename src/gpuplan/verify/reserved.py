@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from gpuplan.verify.allocator import StepPeaks, replay
+from gpuplan.verify.allocator import SegmentOpened, StepPeaks, replay, segments_opened
 from gpuplan.verify.setup import TrainSetup
 
 
@@ -33,6 +33,7 @@ class ReservedTrace:
     events: int
     wall_s: float
     streams: int = 1  # the CUDA streams the run allocated on (the default one and FSDP2's side streams)
+    steady_segments: tuple[SegmentOpened, ...] = ()  # the new segments the second step opened
 
     @property
     def allocated_peak_bytes(self) -> int:
@@ -171,8 +172,7 @@ def trace_reserved(config: dict[str, Any], setup: TrainSetup, steps: int = 3,
             for i in range(steps):
                 log.mark(f"step {i + 1}")
                 _train_step(model, optimizer, ids, labels, setup, None)
-    peaks = replay(log.events, capacity_bytes)
-    return ReservedTrace(peaks, len(log.events), time.perf_counter() - t0, _streams(log.events))
+    return _result(log.events, t0, capacity_bytes)
 
 
 def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
@@ -209,9 +209,12 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
                 del loss
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-    return ReservedTrace(replay(log.events), len(log.events), time.perf_counter() - t0, _streams(log.events))
+    return _result(log.events, t0)
 
 
-def _streams(events: list[tuple]) -> int:
-    """The default stream and every side stream an allocation was tagged with."""
-    return 1 + len({e[3] for e in events if len(e) == 4})
+def _result(events: list[tuple], t0: float, capacity_bytes: int | None = None) -> ReservedTrace:
+    """The replay of a log: the peaks per step, the streams it allocated on (the default one and every side stream
+    an allocation was tagged with) and the segments the second step opened."""
+    streams = 1 + len({e[3] for e in events if len(e) == 4})
+    return ReservedTrace(replay(events, capacity_bytes), len(events), time.perf_counter() - t0, streams,
+                         tuple(segments_opened(events, "step 2")))
