@@ -37,7 +37,8 @@ def test_cpu_rehearsal_writes_the_tables_and_survives_a_failing_case(tmp_path, m
 
 
 def test_every_case_fits_one_80_gb_card_by_the_estimate():
-    """The cases are sized to fit an H100 80 GB with room for the allocator (total under 70 GiB)."""
+    """The cases are sized to fit an H100 80 GB (79.2 GiB usable): the estimate's total, the allocator's reserve
+    included (gpuplan.train.overheads), stays under 76 GiB, a margin for that reserve's error."""
     for case in gpu_check.CASES:
         est = gpu_check.estimate(case, gpu_check.CONFIGS[case.config], "5.23")
-        assert est["total_bytes"] < 70 * 2**30, case.id
+        assert est["total_bytes"] < 76 * 2**30, case.id

@@ -184,7 +184,10 @@ def test_paged_states_are_managed_memory_outside_the_allocator():
 def test_reserved_is_allocated_plus_allocator_overheads_and_eager_loading_sizes_the_context():
     r = api.train("llama-3.1-8b", seq=1024)
     m = r["memory"]
-    assert m["reserved_bytes"] == m["allocated_peak_bytes"] + 40 * 2**20 + int(m["allocated_peak_bytes"] * 0.05)
+    # the reserve is at least the flat 5 %; the segment rule may add the loss region (tests/test_allocator_reserve_rule.py)
+    assert m["reserved_bytes"] >= m["allocated_peak_bytes"] + 40 * 2**20 + int(m["allocated_peak_bytes"] * 0.05)
     assert m["total_bytes"] == m["reserved_bytes"] + 512 * 2**20
+    flat = api.train("llama-3.1-8b", seq=1024, allocator_reserve=0.05)["memory"]
+    assert flat["reserved_bytes"] == m["allocated_peak_bytes"] + 40 * 2**20 + int(m["allocated_peak_bytes"] * 0.05)
     eager = api.train("llama-3.1-8b", seq=1024, cuda_module_loading="eager")["memory"]
     assert eager["total_bytes"] - m["total_bytes"] == (1343 - 512) * 2**20

@@ -380,7 +380,7 @@ def test_infer_selects_and_units(page, base_url, commands):
 def test_train_result_is_curated(page, base_url, commands):
     import re
 
-    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h100-sxm")
+    open_page(page, base_url + "/?tab=train&lang=en&model=llama-3.1-8b&gpu=h200")
     for key in ("allocated_peak_bytes", "total_bytes", "fits", "peak_phase"):
         assert page.is_visible(f".stats.cards .stat[data-key={key}]"), key
     assert page.inner_text(".stat[data-key=peak_phase] .stat-v") == "optimizer step"

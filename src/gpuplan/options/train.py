@@ -603,8 +603,9 @@ TRAIN = CommandOptions(
             "allocator_reserve",
             "real",
             "--allocator-reserve",
-            help="caching-allocator reserve as a fraction of the allocated peak (default 0.05)",
-            help_zh="缓存分配器的预留量，占已分配峰值的比例（默认 0.05）",
+            help="caching-allocator reserve as a flat fraction of the allocated peak (default: the larger of 0.05 and "
+                 "the segment rule, where the loss region's tensors open segments of their own)",
+            help_zh="缓存分配器的预留量，占已分配峰值的固定比例（默认取 0.05 与分段规则两者中的较大者：损失区的张量各自新开段）",
             group="fit and overheads",
             metavar="FRACTION",
             bounds=(("ge", 0), ("lt", 1)),

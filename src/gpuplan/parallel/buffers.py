@@ -15,7 +15,8 @@ def embedding_groups(spec, cfg, layout) -> bool:
             and cfg.reshard_after_forward and not spec.tie_embeddings)
 
 
-def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quantized: tuple[bool, ...] = ()) -> dict:
+def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quantized: tuple[bool, ...] = (),
+            trainable: tuple[bool, ...] = ()) -> dict:
     """Communication and gather buffers: live through forward and backward ('act'), in every layer's backward
     ('layer'), per layer of the stage in backward on top of 'act' ('bwd', position-dependent), in the top layer's
     forward on top of 'act' ('fwd': at its pre-forward, through its forward), from the top layer's end through
@@ -63,7 +64,7 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
     reduce-scattered at once, so only its shard stays. The embedding's backward needs no weight and is not
     gathered again: at the end its unsharded gradient (counted with the gradients), the reduce-scatter input (its
     copy in the reduce dtype) and output (E / D) are alive."""
-    act = layer = end = tail = first = 0
+    act = layer = end = tail = first = side = 0
     loss_fwd = loss_bwd = None
     fwd = (0, 0)
     n = len(shard.layers)
@@ -81,10 +82,13 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
         per_layer: dict[int, int] = {}  # padded elements that carry gradients (reduce-scatter)
         gather: dict[int, int] = {}  # all-gather bytes per layer beyond per_layer's (NF4 base tensors)
         root = emb = head = 0
+        graded: dict[object, int] = {}  # padded elements with gradients, per layer (None: outside the layers)
         groups = fsdp and embedding_groups(spec, cfg, layout)
         for lt in shard.tensors:
             t = table[lt.index]
             padded = -(-lt.dim0 // D) * D * (lt.numel // max(lt.dim0, 1))
+            if not trainable or trainable[lt.index]:
+                graded[t.layer] = graded.get(t.layer, 0) + padded
             if quantized and quantized[lt.index] and t.layer is not None:
                 nf4 = quantized_weight_bytes(padded, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_base,
                                              t.shape, cfg.qlora_group_size)
@@ -127,6 +131,10 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             for k in range(n):
                 bwd[k] = -sum(ag[k + 1:]) + (rs[k + 1] if k + 1 < n else 0)
         end += round_block(root * rb) if fsdp else 0
+        if fsdp:  # only tensors with gradients are reduce-scattered (_fsdp_param_group.py post_backward)
+            rs_graded = max((round_block(graded.get(i, 0) * rb) for i in shard.layers), default=0)
+            side = side_stream_pools(L, rs_graded, max(rs), root_ag, round_block(graded.get(None, 0) * rb),
+                                     max(round_block(emb * cb) if emb else 0, round_block(head * cb) if head else 0))
         if emb:
             end += round_block(emb * rb) + round_block(emb // D * rb)
         if fsdp and layout.replicas > 1 and cfg.offload != "none":
@@ -135,7 +143,25 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
                 bwd[k] += sum(held[k + 1:])
             end += sum(held) + root_held
     return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail, "first": first,
-            "loss_fwd": tail if loss_fwd is None else loss_fwd, "loss_bwd": 0 if loss_bwd is None else loss_bwd}
+            "loss_fwd": tail if loss_fwd is None else loss_fwd, "loss_bwd": 0 if loss_bwd is None else loss_bwd,
+            "side_pools": side}
+
+
+def side_stream_pools(layer_ag: int, layer_rs: int, layer_rs_counted: int, root_ag: int, root_rs: int,
+                      group_ag: int = 0) -> int:
+    """Bytes FSDP2's side streams keep cached: all-gather outputs are allocated on the all-gather stream and
+    reduce-scatter inputs and outputs on the reduce-scatter stream (torch/distributed/fsdp/_fully_shard/
+    _fsdp_collectives.py ``foreach_all_gather``, ``foreach_reduce``), and the caching allocator reuses a cached
+    block only for its own stream (``c10/cuda/CUDACachingAllocator.cpp`` ``get_free_block``), so each pool grows
+    to its own high-water mark and stays reserved beside the default stream's. All-gather: the largest
+    non-layer group's result (the root, or the embedding and head groups) held beside the next layer's, or two
+    layers' in flight; reduce-scatter: the root's input (every root gradient at once, at the end of backward) or
+    the largest layer's, of the tensors that have gradients. A layer's backward already counts one prefetched
+    all-gather and one reduce-scatter input in the allocated peak, so what the pools add beyond the highest phase
+    is the rest. Checked against an FSDP2 rank's trace replayed per stream (benchmarks/allocator_replay.py)."""
+    gather = max(max(root_ag, group_ag) + layer_ag, 2 * layer_ag)
+    reduce = max(root_rs, layer_rs)
+    return max(0, gather + reduce - layer_ag - layer_rs_counted)
 
 
 def hsdp_offload_bytes(layer_padded: list[int], root_padded: int, shard_degree: int, reduce_bytes: int

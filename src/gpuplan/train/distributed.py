@@ -30,8 +30,8 @@ from gpuplan.report import MemoryReport, fits
 from gpuplan.train.config import TrainConfig
 from gpuplan.train.explain import explain_parallel
 from gpuplan.train.model_acts import model_acts
-from gpuplan.train.overheads import overhead_bytes
-from gpuplan.train.peak import Phase, peak, phases
+from gpuplan.train.overheads import SegmentInputs, overhead_bytes
+from gpuplan.train.peak import Phase, peak, phases, without_loss
 from gpuplan.train.peft import trainability
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.report import TrainReport
@@ -125,17 +125,22 @@ def _stage_result(parts: dict, cfg: TrainConfig, layout: Layout, shard: StageSha
     # (sharded schemes), and FSDP's root keeps its unsharded gradients until the end of backward
     later = replace(parts["later"], held_bytes=int((n_acc - 1) * per_mb) + grads_held, first_layer=first_layer)
 
-    if cfg.framework == "megatron":
-        # the fp32 main_grad buffer is allocated once at wrap time (param_and_grad_buffer.py): gradients are
-        # resident through forward and backward of every micro-batch, the first one included
-        resident = replace(later, held_bytes=int((n_in - 1) * per_mb) + grads_held)
-        ps = _merge(phases(resident), phases(first)[-2:])
-    elif n_acc > 0:
-        ps = _merge(phases(first), phases(later))
-    else:
-        ps = phases(first)
+    def step_phases(f) -> list[Phase]:
+        if cfg.framework == "megatron":
+            # the fp32 main_grad buffer is allocated once at wrap time (param_and_grad_buffer.py): gradients are
+            # resident through forward and backward of every micro-batch, the first one included
+            resident = replace(later, held_bytes=int((n_in - 1) * per_mb) + grads_held)
+            return _merge(phases(f(resident)), phases(f(first))[-2:])
+        if n_acc > 0:
+            return _merge(phases(f(first)), phases(f(later)))
+        return phases(f(first))
+
+    ps = step_phases(lambda p: p)
     info = {"activations": parts["kept"] * n_in + parts["head"] + parts["shared"], "logits": parts["logits"],
-            "buffers": parts["buffers"], "inflight": n_in}
+            "buffers": parts["buffers"], "inflight": n_in,
+            # the segment rule of the allocator reserve (gpuplan.train.overheads)
+            "segments": SegmentInputs(peak(step_phases(without_loss)).bytes, parts["logits"] if shard.last else 0,
+                                      parts["side_pools"])}
     return parts["st"], ps, info
 
 
@@ -154,7 +159,7 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
     for shard in stage_shards(spec, layout, cfg.framework, cfg.framework != "torch" or bool(cfg.loss_parallel)):
         st, ps, info = estimate_rank(spec, cfg, layout, recipe, shard, memo)
         top = peak(ps)
-        ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading)
+        ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading, info["segments"])
         nccl = 0 if layout.world == 1 else _nccl_bytes()
         managed = st.optimizer_bytes if cfg.optimizer.startswith("paged") else 0
         total = top.bytes + ov.total + nccl + managed
@@ -169,15 +174,15 @@ def estimate_distributed(spec: ModelSpec, cfg: TrainConfig, layout: Layout, capa
         row.update({k: int(round(v)) for k, v in row.items() if k.endswith("_bytes")})  # JSON bytes are integers
         rows.append(row)
         if best is None or total > best[0]["total_bytes"]:
-            best = (row, st, ps, top)
-    row, st, ps, top = best
+            best = (row, st, ps, top, ov)
+    row, st, ps, top, ov = best
     m = MemoryReport(weights_bytes=st.weights_bytes, gradients_bytes=st.gradients_bytes,
                      optimizer_bytes=st.optimizer_bytes, master_weights_bytes=st.master_weights_bytes,
                      activations_bytes=row["activations_bytes"], logits_bytes=row["logits_bytes"],
                      buffers_bytes=row["buffers_bytes"], allocated_peak_bytes=top.bytes,
                      total_bytes=row["total_bytes"], peak_phase=f"stage {row['stage']}: {top.name}",
                      reserved_bytes=row["reserved_bytes"], managed_bytes=row["managed_bytes"])
-    explain_parallel(m, spec, cfg, layout, recipe, st, row)
+    explain_parallel(m, spec, cfg, layout, recipe, st, row, ov)
     if layout.replicas > 1:
         m.assumptions.append(hybrid_sharding_note(cfg.framework, layout))
     params_total = _params_total(spec)

@@ -21,8 +21,8 @@ from gpuplan.train.distributed import estimate_distributed
 from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import LossMemory, loss_memory, loss_shift_copy, loss_upcasts
 from gpuplan.train.model_acts import ModelActs, model_acts
-from gpuplan.train.overheads import overhead_bytes
-from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases
+from gpuplan.train.overheads import SegmentInputs, overhead_bytes
+from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases, without_loss
 from gpuplan.train.peft import saved_spec, trainability
 from gpuplan.train.precision import Recipe, recipe_for
 from gpuplan.train.report import TrainReport
@@ -81,10 +81,17 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     ps = phases(pin)
     # zero_grad(set_to_none=False) never frees the gradients: every micro-batch runs as a later one of an
     # accumulation (``_later_micro_batch``)
-    if (cfg.grad_accum > 1 or cfg.zero_grad == "zeros") and not in_bwd:
-        ps = _with_accumulation(ps, pin, states.gradients_bytes, _bwd_extra(spec, cfg, acts, _no_grads(g), b, s))
+    accumulating = (cfg.grad_accum > 1 or cfg.zero_grad == "zeros") and not in_bwd
+    bwd_no_grads = _bwd_extra(spec, cfg, acts, _no_grads(g), b, s) if accumulating else ()
+    if accumulating:
+        ps = _with_accumulation(ps, pin, states.gradients_bytes, bwd_no_grads)
     top = peak(ps)
-    mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s)
+    # the segment rule of the allocator reserve: the same step without the loss region
+    nl = phases(without_loss(pin))
+    if accumulating:
+        nl = _with_accumulation(nl, without_loss(pin), states.gradients_bytes, bwd_no_grads)
+    segments = SegmentInputs(peak(nl).bytes, max(loss.forward_peak_bytes, loss.backward_peak_bytes))
+    mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s, segments)
     if host:
         mem.assumptions.append(f"checkpointed layer inputs in host memory (Unsloth offloaded gradient "
                                f"checkpointing): {host / 2**30:.2f} GiB in host_bytes")
@@ -249,7 +256,8 @@ def _by_value(items: Iterable[Hashable]) -> tuple[tuple, tuple[int, ...]]:
 
 
 def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, acts: ModelActs,
-                   loss: LossMemory, kept: tuple[int, ...], top: Phase, b: int, s: int) -> MemoryReport:
+                   loss: LossMemory, kept: tuple[int, ...], top: Phase, b: int, s: int,
+                   segments: SegmentInputs | None = None) -> MemoryReport:
     act_bytes = sum(kept) + acts.shared.bytes(b, s) + acts.head.bytes(b, s)
     logits = max(loss.forward_peak_bytes, loss.backward_peak_bytes)
     # under optimizer-in-backward at most the largest gradient exists at a time
@@ -259,7 +267,7 @@ def _memory_report(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelS
                      activations_bytes=act_bytes, logits_bytes=logits,
                      buffers_bytes=st.optimizer.step_temp_bytes, allocated_peak_bytes=top.bytes,
                      peak_phase=top.name)
-    ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading)
+    ov = overhead_bytes(cfg.overheads, top.bytes, cfg.cuda_module_loading, segments)
     m.reserved_bytes = top.bytes + ov.in_allocator
     m.managed_bytes = managed_bytes(st.optimizer)
     m.total_bytes = m.reserved_bytes + ov.cuda_context_bytes + m.managed_bytes

@@ -12,7 +12,7 @@ from gpuplan.train.context import model_impl
 from gpuplan.train.logits import LossMemory
 from gpuplan.train.model_acts import ModelActs
 from gpuplan.train.optimizer import managed_bytes
-from gpuplan.train.overheads import OverheadBytes
+from gpuplan.train.overheads import OverheadBytes, segment_rule_note
 from gpuplan.train.peak import Phase
 from gpuplan.train.precision import Recipe
 from gpuplan.train.states import LORA_BYTES, ModelStates, lora_param_bytes
@@ -91,8 +91,7 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
                     "gpuplan.train.peak", {"phase": top.name}))
     out.append(Term("cuda_context_bytes", ov.cuda_context_bytes, "named input", "gpuplan.train.overheads", {}))
     out.append(Term("workspace_bytes", ov.workspace_bytes, "named input", "gpuplan.train.overheads", {}))
-    out.append(Term("allocator_reserve_bytes", ov.allocator_reserve_bytes, "fraction × allocated_peak_bytes",
-                    "gpuplan.train.overheads", {"fraction": ov.allocator_reserve_fraction}))
+    out.append(reserve_term(ov, top.bytes))
     managed = managed_bytes(st.optimizer)
     out.append(Term("reserved_bytes", top.bytes + ov.in_allocator, "allocated_peak + workspace + allocator_reserve",
                     "gpuplan.train.overheads (torch.cuda.max_memory_reserved())", {}))
@@ -108,6 +107,20 @@ LITGPT_CODE = (f"litgpt 0.5.3 modelling code (litgpt/model.py GPT: fused QKV, K 
                f"RMSNorm output; lora.py adapters in the model dtype) on PyTorch {TRACED_TORCH} (--model-impl)")
 TORCHTITAN_CODE = (f"torchtitan modelling code (models/llama/model.py Transformer: K and V repeated to every head "
                    f"before SDPA, RoPE on a complex64 buffer) on PyTorch {TRACED_TORCH} (--model-impl)")
+
+
+def reserve_term(ov: OverheadBytes, allocated_peak_bytes: int) -> Term:
+    """The allocator reserve: the flat fraction, or the segment rule when it is larger (gpuplan.train.overheads)."""
+    sg = ov.segments
+    if sg is None:
+        return Term("allocator_reserve_bytes", ov.allocator_reserve_bytes, "fraction × allocated_peak_bytes",
+                    "gpuplan.train.overheads", {"fraction": ov.allocator_reserve_fraction})
+    return Term("allocator_reserve_bytes", ov.allocator_reserve_bytes,
+                "(1 + fraction) × peak without the loss region + loss region + side-stream pools − allocated_peak",
+                "gpuplan.train.overheads (c10/cuda/CUDACachingAllocator.cpp; replayed traces)",
+                {"fraction": ov.allocator_reserve_fraction, "peak_without_loss": sg.nonloss_peak_bytes,
+                 "loss_region": sg.loss_bytes, "side_stream_pools": sg.side_pool_bytes,
+                 "allocated_peak": allocated_peak_bytes})
 
 
 def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ov: OverheadBytes) -> list[str]:
@@ -134,6 +147,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak (named inputs, "
         "gpuplan.train.overheads)",
     ]
+    out += segment_rule_note(ov)
     out += stack_assumptions(cfg)
     if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp):
         out.append(COMPILE_ASSUMPTION)
@@ -285,7 +299,7 @@ def _peft_fused_expert_warnings(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
 
 
 def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Recipe,
-                      st: object, row: dict) -> None:
+                      st: object, row: dict, ov: OverheadBytes | None = None) -> None:
     """Terms, assumptions and warnings of a distributed estimate (the most loaded rank)."""
     from gpuplan.parallel.dataparallel import RankStates
 
@@ -300,6 +314,8 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         Term("allocated_peak_bytes", m.allocated_peak_bytes, f"max over phases of the most loaded stage ({row['stage']})",
              "gpuplan.train.distributed", {"inflight_microbatches": row["inflight_microbatches"]}),
     ]
+    if ov is not None:
+        m.terms.append(reserve_term(ov, m.allocated_peak_bytes))
     m.assumptions = [
         f"layout: dp={layout.dp} tp={layout.tp} pp={layout.pp} cp={layout.cp} ep={layout.ep} vpp={layout.vpp}"
         f"{' sp' if layout.sp else ''} = {layout.world} GPUs; {st.scheme}; {layout.microbatches} micro-batches",
@@ -312,6 +328,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
                          "(Megatron VocabParallelEmbedding)"),
         "NCCL staging buffers 64 MiB per GPU (outside PyTorch's allocator, in total_bytes only)",
     ]
+    m.assumptions += segment_rule_note(ov) if ov is not None else []
     m.assumptions += stack_assumptions(cfg)
     from gpuplan.train.stage import ds_buckets
     ds = ds_buckets(cfg, layout, recipe)

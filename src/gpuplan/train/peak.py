@@ -134,6 +134,11 @@ def optimizer_in_backward(p: PhaseInputs, largest_grad_bytes: int, opt: "object"
                    end_extra_bytes=p.end_extra_bytes + alive, step_temp_bytes=0, opt_grads_bytes=0)
 
 
+def without_loss(p: PhaseInputs) -> PhaseInputs:
+    """The same step with the loss region's tensors left out (the segment rule of ``gpuplan.train.overheads``)."""
+    return replace(p, loss_forward_bytes=0, loss_backward_bytes=0)
+
+
 def forward_peak(p: PhaseInputs, base: int) -> int:
     """The forward pass's high-water mark, ``base`` = S + held + buffers live through the step + every layer's
     kept activations + shared tensors. The highest of:

@@ -112,7 +112,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     # unsharded gradients until its reduce-scatter even when accumulating; the others accumulate in place
     sharded_grads = fsdp or layout.zero >= 2
     no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
-    bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized)
+    bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized, tr.base_trainable)
     if ds is not None and ds.backward_bytes:
         # ZeRO-1/2's reduce (ipg) buffers exist from backward's first gradient to its epilogue
         bufs = {**bufs, "layer": bufs["layer"] + ds.backward_bytes, "end": bufs["end"] + ds.backward_bytes}
@@ -172,7 +172,8 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     return {"st": st, "first": first, "later": later, "per_mb": per_mb, "grads_held": grads_held,
             "kept": sum(kept), "head": head_b, "shared": _bytes(acts.shared, b, sl, s),
             "logits": max(loss.forward_peak_bytes, loss.backward_peak_bytes) if shard.last else 0,
-            "buffers": st.persistent_buffers_bytes + bufs["act"] + bufs["layer"] + st.step_temp_bytes}
+            "buffers": st.persistent_buffers_bytes + bufs["act"] + bufs["layer"] + st.step_temp_bytes,
+            "side_pools": bufs["side_pools"]}
 
 
 _GRADS: dict[tuple, tuple] = {}
