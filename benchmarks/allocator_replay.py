@@ -67,6 +67,16 @@ def fsdp2_cases() -> list[tuple[str, dict, dict, dict]]:
     ]
 
 
+def tp_cases() -> list[tuple[str, dict, dict, dict]]:
+    """Rank 0 of a tensor-parallel run under the fake process group (``trace_reserved_tp``): (name, config,
+    options, the ``gpuplan train`` options of the same rank)."""
+    return [
+        ("Llama 3.1 8B, TP rank 0 of 4 (no SP, vocabulary replicated), bf16, b2 x 4096, full recompute", LLAMA31_8B,
+         dict(world_size=4, batch=2, seq=4096, recompute=True),
+         dict(batch=2, seq=4096, precision="bf16", recompute="full", gpus=4, tp=4, attention="sdpa")),
+    ]
+
+
 def estimate_reserved(config: dict, setup: TrainSetup | None = None, train: dict | None = None) -> int:
     """gpuplan's reserved peak for a case, without the cuBLAS workspace (the replay has none)."""
     spec = spec_from_config(dict(config))
@@ -103,6 +113,13 @@ def main() -> None:
         if args.only and not re.search(args.only, name, re.I):
             continue
         traces.append((name, trace_reserved_fsdp2(dict(config), steps=3, **options)))
+        _row(*traces[-1], estimate_reserved(config, train=train))
+    from gpuplan.verify.reserved import trace_reserved_tp
+
+    for name, config, options, train in tp_cases():
+        if args.only and not re.search(args.only, name, re.I):
+            continue
+        traces.append((name, trace_reserved_tp(dict(config), steps=3, **options)))
         _row(*traces[-1], estimate_reserved(config, train=train))
     if args.growth:
         print("\n| case | request (MiB) | new segment (MiB) | largest free block of its stream (MiB) | "

@@ -212,6 +212,42 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
     return _result(log.events, t0)
 
 
+def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
+                      dtype: str = "bf16", steps: int = 3) -> ReservedTrace:
+    """Rank 0 of a tensor-parallel run (``gpuplan.verify.distributed.measure_tp_step``'s model: Megatron's
+    column/row split of every decoder layer, no sequence parallelism, the vocabulary replicated; AdamW foreach over
+    the split and the replicated parameters in two groups), ``steps`` training steps, replayed. DTensor's
+    collectives run on the fake process group, so their outputs are plain allocations of the default stream."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    from gpuplan.verify.dist_setup import _decoder_layers, _distributed_patches, _fake_process_group, _training_model
+    from gpuplan.verify.distributed import tp_plan
+
+    t0 = time.perf_counter()
+    log = _recorder()
+    with _distributed_patches(), _fake_process_group(world_size, 0) as mesh, FakeTensorMode():
+        model, ids, labels = _training_model(config, dtype, recompute, batch, seq)
+        for layer in _decoder_layers(model):
+            parallelize_module(layer, mesh, tp_plan())
+        with log:
+            for p in model.parameters():
+                log.track(p)
+            split = [p for p in model.parameters() if isinstance(p, DTensor)]
+            replicated = [p for p in model.parameters() if not isinstance(p, DTensor)]
+            optimizer = torch.optim.AdamW([{"params": split}, {"params": replicated}], lr=1e-4, foreach=True)
+            for i in range(steps):
+                log.mark(f"step {i + 1}")
+                loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+                loss.backward()
+                del loss
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    return _result(log.events, t0)
+
+
 def _result(events: list[tuple], t0: float, capacity_bytes: int | None = None) -> ReservedTrace:
     """The replay of a log: the peaks per step, the streams it allocated on (the default one and every side stream
     an allocation was tagged with) and the segments the second step opened."""
