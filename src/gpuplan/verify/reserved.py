@@ -213,15 +213,21 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
 
 
 def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
-                      dtype: str = "bf16", steps: int = 3) -> ReservedTrace:
-    """Rank 0 of a tensor-parallel run (``gpuplan.verify.distributed.measure_tp_step``'s model: Megatron's
-    column/row split of every decoder layer, no sequence parallelism, the vocabulary replicated; AdamW foreach over
-    the split and the replicated parameters in two groups), ``steps`` training steps, replayed. DTensor's
-    collectives run on the fake process group, so their outputs are plain allocations of the default stream."""
+                      dtype: str = "bf16", sequence_parallel: bool = False, steps: int = 3) -> ReservedTrace:
+    """Rank 0 of a tensor-parallel run, ``steps`` training steps (AdamW foreach), replayed. DTensor's collectives run
+    on the fake process group, so their outputs are plain allocations of the default stream.
+
+    Without ``sequence_parallel``: ``gpuplan.verify.distributed.measure_tp_step``'s model (Megatron's column/row
+    split of every decoder layer, the vocabulary replicated, the split and the replicated parameters in two AdamW
+    groups). With it: torchtitan's plan (``parallelize_llama.py`` ``apply_tp``) on the transformers modules: the
+    embedding split by rows with a sequence-sharded output, the norms ``SequenceParallel``, the attention and MLP
+    inputs gathered to replicated, o_proj and down_proj reduce-scattered back to sequence shards, and the head split
+    by vocabulary columns with the loss under ``loss_parallel`` (``cross_entropy`` of the flattened fp32 logits, as
+    torchtitan's loss); positions are passed in full, since the embedding output each rank holds is its shard."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed.tensor import DTensor
-    from torch.distributed.tensor.parallel import parallelize_module
+    from torch.distributed.tensor.parallel import loss_parallel, parallelize_module
 
     from gpuplan.verify.dist_setup import _decoder_layers, _distributed_patches, _fake_process_group, _training_model
     from gpuplan.verify.distributed import tp_plan
@@ -230,22 +236,62 @@ def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, se
     log = _recorder()
     with _distributed_patches(), _fake_process_group(world_size, 0) as mesh, FakeTensorMode():
         model, ids, labels = _training_model(config, dtype, recompute, batch, seq)
+        if sequence_parallel:
+            parallelize_module(model, mesh, _sp_model_plan())
         for layer in _decoder_layers(model):
-            parallelize_module(layer, mesh, tp_plan())
+            parallelize_module(layer, mesh, _sp_layer_plan() if sequence_parallel else tp_plan())
         with log:
             for p in model.parameters():
                 log.track(p)
             split = [p for p in model.parameters() if isinstance(p, DTensor)]
             replicated = [p for p in model.parameters() if not isinstance(p, DTensor)]
-            optimizer = torch.optim.AdamW([{"params": split}, {"params": replicated}], lr=1e-4, foreach=True)
+            groups = [{"params": split}] + ([{"params": replicated}] if replicated else [])
+            optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=True)
+            positions = torch.arange(seq)
             for i in range(steps):
                 log.mark(f"step {i + 1}")
-                loss = model(input_ids=ids, labels=labels, use_cache=False).loss
-                loss.backward()
+                if sequence_parallel:
+                    with loss_parallel():
+                        logits = model(input_ids=ids, position_ids=positions.expand(batch, seq),
+                                       cache_position=positions, use_cache=False).logits
+                        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(0, 1))
+                        del logits
+                        loss.backward()
+                else:
+                    loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+                    loss.backward()
                 del loss
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
     return _result(log.events, t0)
+
+
+def _sp_model_plan() -> dict:
+    """torchtitan's plan outside the layers: the embedding's output sequence-sharded, the final norm sequence
+    parallel, the head's logits left as vocabulary shards for ``loss_parallel``."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel
+
+    return {"model.embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+            "model.norm": SequenceParallel(),
+            "lm_head": ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False)}
+
+
+def _sp_layer_plan() -> dict:
+    """torchtitan's plan of one decoder layer, on the transformers module names."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, RowwiseParallel,
+                                                   SequenceParallel)
+
+    return {"input_layernorm": SequenceParallel(),
+            "self_attn": PrepareModuleInput(input_kwarg_layouts={"hidden_states": Shard(1)},
+                                            desired_input_kwarg_layouts={"hidden_states": Replicate()}),
+            "self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
+            "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(output_layouts=Shard(1)),
+            "post_attention_layernorm": SequenceParallel(),
+            "mlp": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+            "mlp.gate_proj": ColwiseParallel(), "mlp.up_proj": ColwiseParallel(),
+            "mlp.down_proj": RowwiseParallel(output_layouts=Shard(1))}
 
 
 def _result(events: list[tuple], t0: float, capacity_bytes: int | None = None) -> ReservedTrace:
