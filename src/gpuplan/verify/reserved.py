@@ -202,13 +202,7 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
                 log.track(p)
             optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                           foreach=True)
-            for i in range(steps):
-                log.mark(f"step {i + 1}")
-                loss = model(input_ids=ids, labels=labels, use_cache=False).loss
-                loss.backward()
-                del loss
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            _logged_steps(log, optimizer, steps, lambda: _hf_loss_backward(model, ids, labels))
     return _result(log.events, t0)
 
 
@@ -248,22 +242,32 @@ def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, se
             groups = [{"params": split}] + ([{"params": replicated}] if replicated else [])
             optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=True)
             positions = torch.arange(seq)
-            for i in range(steps):
-                log.mark(f"step {i + 1}")
-                if sequence_parallel:
-                    with loss_parallel():
-                        logits = model(input_ids=ids, position_ids=positions.expand(batch, seq),
-                                       cache_position=positions, use_cache=False).logits
-                        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(0, 1))
-                        del logits
-                        loss.backward()
-                else:
-                    loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+
+            def vocab_parallel_loss_backward() -> None:
+                with loss_parallel():
+                    logits = model(input_ids=ids, position_ids=positions.expand(batch, seq), cache_position=positions,
+                                   use_cache=False).logits
+                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(0, 1))
+                    del logits
                     loss.backward()
-                del loss
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+
+            _logged_steps(log, optimizer, steps, vocab_parallel_loss_backward if sequence_parallel else
+                          lambda: _hf_loss_backward(model, ids, labels))
     return _result(log.events, t0)
+
+
+def _hf_loss_backward(model, ids, labels) -> None:
+    """One forward with the model's own loss, and its backward (the loss is freed on return)."""
+    model(input_ids=ids, labels=labels, use_cache=False).loss.backward()
+
+
+def _logged_steps(log, optimizer, steps: int, loss_backward) -> None:
+    """``steps`` training steps, each marked in ``log``: forward and backward, the optimizer step, gradients freed."""
+    for i in range(steps):
+        log.mark(f"step {i + 1}")
+        loss_backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
 
 def _sp_model_plan() -> dict:
