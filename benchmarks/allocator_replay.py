@@ -5,7 +5,7 @@ Prints, per case, the steady-state allocated peak, the reserved peak, the reserv
 peak, and gpuplan's estimate of the same reserved peak (``reserved_bytes`` less the cuBLAS workspace, which the
 CPU trace has no counterpart for) with its error.
 
-    python benchmarks/allocator_replay.py            # every case (about two minutes)
+    python benchmarks/allocator_replay.py            # every case (about three minutes)
     python benchmarks/allocator_replay.py --only bert
     python benchmarks/allocator_replay.py --only "b2 x 8192" --growth   # the segments the second step opens
 """
@@ -74,10 +74,6 @@ def tp_cases() -> list[tuple[str, dict, dict, dict]]:
         ("Llama 3.1 8B, TP rank 0 of 4 (no SP, vocabulary replicated), bf16, b2 x 4096, full recompute", LLAMA31_8B,
          dict(world_size=4, batch=2, seq=4096, recompute=True),
          dict(batch=2, seq=4096, precision="bf16", recompute="full", gpus=4, tp=4, attention="sdpa")),
-        ("Llama 3.1 8B, TP rank 0 of 4 with SP and loss_parallel (torchtitan's plan), bf16, b2 x 8192, full recompute",
-         LLAMA31_8B, dict(world_size=4, batch=2, seq=8192, recompute=True, sequence_parallel=True),
-         dict(batch=2, seq=8192, precision="bf16", recompute="full", gpus=4, tp=4, sp=True, loss_parallel=True,
-              attention="sdpa")),
     ]
 
 

@@ -207,21 +207,21 @@ def trace_reserved_fsdp2(config: dict[str, Any], *, world_size: int, batch: int,
 
 
 def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, seq: int, recompute: bool = False,
-                      dtype: str = "bf16", sequence_parallel: bool = False, steps: int = 3) -> ReservedTrace:
-    """Rank 0 of a tensor-parallel run, ``steps`` training steps (AdamW foreach), replayed. DTensor's collectives run
-    on the fake process group, so their outputs are plain allocations of the default stream.
+                      dtype: str = "bf16", steps: int = 3) -> ReservedTrace:
+    """Rank 0 of a tensor-parallel run (``gpuplan.verify.distributed.measure_tp_step``'s model: Megatron's
+    column/row split of every decoder layer, no sequence parallelism, the vocabulary replicated; AdamW foreach over
+    the split and the replicated parameters in two groups), ``steps`` training steps, replayed. DTensor's
+    collectives run on the fake process group, so their outputs are plain allocations of the default stream.
 
-    Without ``sequence_parallel``: ``gpuplan.verify.distributed.measure_tp_step``'s model (Megatron's column/row
-    split of every decoder layer, the vocabulary replicated, the split and the replicated parameters in two AdamW
-    groups). With it: torchtitan's plan (``parallelize_llama.py`` ``apply_tp``) on the transformers modules: the
-    embedding split by rows with a sequence-sharded output, the norms ``SequenceParallel``, the attention and MLP
-    inputs gathered to replicated, o_proj and down_proj reduce-scattered back to sequence shards, and the head split
-    by vocabulary columns with the loss under ``loss_parallel`` (``cross_entropy`` of the flattened fp32 logits, as
-    torchtitan's loss); positions are passed in full, since the embedding output each rank holds is its shard."""
+    The log is a dispatch mode, which is set aside while DTensor runs an operator on its local tensors: what one
+    DTensor operator allocates and frees inside itself is not logged, only its outputs. Megatron's split has no
+    such operator worth counting (a linear's local matmul allocates its output only); torch's ``loss_parallel``
+    does (its log-softmax decomposition, torch/distributed/tensor/parallel/loss.py, holds 12·T·V bytes of fp32
+    temporaries at once), so vocabulary-parallel losses are not traced here."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed.tensor import DTensor
-    from torch.distributed.tensor.parallel import loss_parallel, parallelize_module
+    from torch.distributed.tensor.parallel import parallelize_module
 
     from gpuplan.verify.dist_setup import _decoder_layers, _distributed_patches, _fake_process_group, _training_model
     from gpuplan.verify.distributed import tp_plan
@@ -230,29 +230,15 @@ def trace_reserved_tp(config: dict[str, Any], *, world_size: int, batch: int, se
     log = _recorder()
     with _distributed_patches(), _fake_process_group(world_size, 0) as mesh, FakeTensorMode():
         model, ids, labels = _training_model(config, dtype, recompute, batch, seq)
-        if sequence_parallel:
-            parallelize_module(model, mesh, _sp_model_plan())
         for layer in _decoder_layers(model):
-            parallelize_module(layer, mesh, _sp_layer_plan() if sequence_parallel else tp_plan())
+            parallelize_module(layer, mesh, tp_plan())
         with log:
             for p in model.parameters():
                 log.track(p)
             split = [p for p in model.parameters() if isinstance(p, DTensor)]
             replicated = [p for p in model.parameters() if not isinstance(p, DTensor)]
-            groups = [{"params": split}] + ([{"params": replicated}] if replicated else [])
-            optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=True)
-            positions = torch.arange(seq)
-
-            def vocab_parallel_loss_backward() -> None:
-                with loss_parallel():
-                    logits = model(input_ids=ids, position_ids=positions.expand(batch, seq), cache_position=positions,
-                                   use_cache=False).logits
-                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(0, 1))
-                    del logits
-                    loss.backward()
-
-            _logged_steps(log, optimizer, steps, vocab_parallel_loss_backward if sequence_parallel else
-                          lambda: _hf_loss_backward(model, ids, labels))
+            optimizer = torch.optim.AdamW([{"params": split}, {"params": replicated}], lr=1e-4, foreach=True)
+            _logged_steps(log, optimizer, steps, lambda: _hf_loss_backward(model, ids, labels))
     return _result(log.events, t0)
 
 
