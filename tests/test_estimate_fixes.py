@@ -22,9 +22,15 @@ def _mem(spec, **kw):
 def test_qlora_base_stays_nf4_without_sharding_it(layout):
     """DDP, ZeRO-1/2 and FSDP2 without resharding on one rank keep the whole base: NF4, as on one GPU (mistral-7b
     was sized as a bf16 base, 4.01 -> 13.66 GiB)."""
-    one = _mem(MISTRAL, method="qlora").weights_bytes
+    single = _mem(MISTRAL, method="qlora")
+    one = single.weights_bytes
     assert one < 4.1 * 2**30
-    assert _mem(MISTRAL, method="qlora", **layout).weights_bytes == pytest.approx(one, rel=1e-3)
+    got = _mem(MISTRAL, method="qlora", **layout)
+    if layout.get("framework") == "deepspeed":
+        # the DeepSpeed engine casts the fp32 adapters to the 16-bit dtype; their fp32 copy is the master partition
+        adapters_fp32 = single.master_weights_bytes or got.master_weights_bytes * layout.get("dp", 1)
+        one -= adapters_fp32 // 2
+    assert got.weights_bytes == pytest.approx(one, rel=1e-3)
 
 
 @pytest.mark.parametrize("layout,parts", [(dict(tp=2), 2), (dict(pp=2), 2), (dict(dp=2, zero=3), 2), (dict(dp=2, zero=2), 2),

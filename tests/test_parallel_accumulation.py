@@ -1,6 +1,8 @@
 """Gradient accumulation and pipeline micro-batches: from the second micro-batch of a step on, every gradient
 already exists and backward adds into it in place (AccumulateGrad; Megatron's main_grad), so the step's peak rises
 by at most the gradients that did not exist yet at the first micro-batch's peak, never by a second copy of them.
+DeepSpeed ZeRO-2 with contiguous gradients is the exception: it reduces every micro-batch into a fresh partition
+buffer beside the accumulated one (gpuplan.parallel.deepspeed), so its rise is at most two sets.
 The live trace of the rise is tests/test_parallel_live.py::test_gradient_accumulation_adds_what_the_trace_adds."""
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def test_accumulation_adds_at_most_one_set_of_gradients(kw):
     one = estimate_training(SPEC, TrainConfig(seq=2048, **kw))
     acc = estimate_training(SPEC, TrainConfig(seq=2048, grad_accum=4, **kw))
     rise = _fwd_bwd(acc) - _fwd_bwd(one)
-    assert 0 <= rise <= acc.memory.gradients_bytes
+    sets = 2 if kw.get("framework") == "deepspeed" and kw.get("zero") == 2 else 1
+    assert 0 <= rise <= sets * acc.memory.gradients_bytes
+    if sets == 2:
+        assert rise > acc.memory.gradients_bytes
     # no phase of the step can hold more gradients than the end of backward, where all of them exist
     ends = {p.name: p.bytes for p in acc.phases}
     layer = max(v for k, v in ends.items() if k.startswith("layer "))

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -366,7 +368,8 @@ def test_lora_adapters_shard_like_every_trainable_parameter(name, dp, framework,
     """LoRA's adapter states (weights, gradients, optimizer states) on one of dp ranks: the single-GPU figure,
     divided where the scheme divides a trainable parameter's (DeepSpeed: states from ZeRO-1, gradients from
     ZeRO-2, weights from ZeRO-3 above the persistence threshold; FSDP2: all three, padded dim-0 shards). The
-    adapters are in the model's dtype with ``--lora-dtype model``, fp32 otherwise, on any layout."""
+    adapters are in the model's dtype with ``--lora-dtype model``, fp32 otherwise, except under DeepSpeed, whose
+    engine casts them to the 16-bit dtype and keeps fp32 master copies and fp32 optimizer states."""
     spec = SPECS[name]
     common = dict(batch=1, seq=1024, precision="bf16", method="lora", lora_rank=16, lora_dtype=dtype,
                   lora_targets=("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
@@ -376,6 +379,10 @@ def test_lora_adapters_shard_like_every_trainable_parameter(name, dp, framework,
     fsdp = framework == "torch" and zero >= 2
     g_div = dp if zero >= 2 else 1
     s_div = dp if zero >= 1 or fsdp else 1
+    if framework == "deepspeed":
+        elems = single.gradients_bytes // (4 if dtype == "fp32" else 2)
+        single = replace(single, gradients_bytes=elems * 2, optimizer_bytes=elems * 8)
+        assert multi.master_weights_bytes == pytest.approx(elems * 4 / s_div, rel=0.02)
     assert multi.gradients_bytes <= single.gradients_bytes // g_div * 1.02 + 4096
     assert multi.gradients_bytes >= single.gradients_bytes // g_div * 0.98
     assert multi.optimizer_bytes <= single.optimizer_bytes // s_div * 1.02 + 4096

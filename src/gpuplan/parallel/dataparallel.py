@@ -6,8 +6,8 @@ optimizer, and CPU offload. Inputs are the tensors the rank holds after tensor/p
 | torch 0 (DDP) | full | full | full | gradient buckets = a second copy of the gradients | torch/nn/parallel/distributed.py (``gradient_as_bucket_view=False``) |
 | torch 1 | full | full | /D | DDP buckets | ``ZeroRedundancyOptimizer`` |
 | torch 2, 3 (FSDP2) | /D (padded dim-0 shards) | /D | /D | all-gather / reduce-scatter buffers, root unsharded | torch/distributed/fsdp/_fully_shard; traced rules in gpuplan.train.distributed |
-| deepspeed 1 | full | full | /D (+ fp32 gradient partition /D at step) | reduce (ipg) buckets in backward | deepspeed/runtime/zero/stage_1_and_2.py |
-| deepspeed 2 | full | /D | /D (+ fp32 partition /D at step) | reduce (ipg) buckets in backward | same |
+| deepspeed 1 | full | full | /D (+ fp32 gradient partition /D and its 16-bit flat copy at step) | reduce (ipg) buckets in backward | deepspeed/runtime/zero/stage_1_and_2.py |
+| deepspeed 2 | full | /D (a second /D partition buffer in backward when accumulating) | /D (+ fp32 partition /D and its 16-bit flat copy at step) | reduce (ipg) buckets in backward | same |
 | deepspeed 3 | /D (+ small persistent params) | /D | /D (+ fp32 partition /D at step) | reduce bucket, gathered layers (prefetch) | deepspeed/runtime/zero/stage3.py |
 | megatron 1 (distributed optimizer) | bf16 full | fp32 full | /D | - | Megatron-LM: 6 + 12/D bytes per parameter |
 
@@ -18,6 +18,8 @@ DeepSpeed MiCS, deepspeed/runtime/zero/mics.py; Megatron's partial distributed o
 ``num_distributed_optimizer_instances``). The replicas' gradient all-reduce runs in place on the reduced shard
 (``foreach_reduce`` in _fsdp_collectives.py; ``all_reduce_coalesced`` in mics.py), so model states per rank are
 those of a plain N·cp-way shard; DDP's buckets still follow the dp·cp ranks that average gradients.
+Under DeepSpeed's 16-bit modes LoRA adapters are trainable parameters like any other: 16-bit weights and gradients,
+fp32 master and optimizer states (``gpuplan.train.precision.deepspeed_lora_master``).
 The ZeRO paper's accounting (arXiv:1910.02054, Figure 1: 7.5B parameters, 64 GPUs: 120 / 31.4 / 16.6 / 1.9 GB)
 is what the weights + gradients + master + optimizer keys sum to for ``--precision mixed-* --optimizer adam``.
 """
@@ -32,7 +34,7 @@ from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import LocalTensor, ShardGroup, StageShard
 from gpuplan.train.optimizer import optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, lora_shapes, nf4_bytes, wrapped_module
-from gpuplan.train.precision import Recipe
+from gpuplan.train.precision import Recipe, deepspeed_lora_master
 from gpuplan.train.quantbase import base_weight_bytes
 
 if TYPE_CHECKING:
@@ -262,6 +264,7 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
     factored: list[tuple[tuple[int, ...], int]] = []  # (local shape, shards) of each trainable base tensor
     factor = optimizer.removeprefix("paged-") == "adafactor"  # only Adafactor's states depend on the shapes
     sb, _, _ = _fsdp_dtypes(recipe)
+    lora_master = deepspeed_lora_master(framework, recipe)
     for grp in tensor_groups(shard, table, tr):
         lt, t, n = grp.lt, grp.t, grp.count
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
@@ -297,6 +300,8 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
             for shape, held in lora_local(t, lt, lora_rank, wrapped_module(lora_fused, t), D, framework, zero):
                 w += held.weights * lora_bytes * n
                 g += held.gradients * lora_bytes * n
+                if lora_master:  # the fp32 master partition, as the states (deepspeed_lora_master)
+                    m += held.states * recipe.master_bytes * n
                 # ZeRO partitions flat buffers (DeepSpeed) or whole parameters (ZeroRedundancyOptimizer): the states
                 # are the whole adapter's, split over the ranks; FSDP2 steps each local shard as its own tensor
                 ways = 1 if fsdp else held.state_shards
@@ -308,7 +313,8 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
     opt = optimizer_memory(optimizer, impl, base_shapes, state_b, state_shards=factored)
     l_states = l_temp = 0
     for ways, (shapes_d, factored_d) in lora_by_shards.items():
-        lopt = optimizer_memory(optimizer, impl, shapes_d, lora_bytes, state_shards=factored_d)
+        lopt = optimizer_memory(optimizer, impl, shapes_d, recipe.state_bytes if lora_master else lora_bytes,
+                                state_shards=factored_d)
         l_states += -(-lopt.states_bytes // ways)
         l_temp += -(-lopt.step_temp_bytes // ways)
     states, temp = opt.states_bytes + l_states, opt.step_temp_bytes + l_temp
@@ -320,6 +326,10 @@ def _rank_states(shard: StageShard, table: tuple[TensorInfo, ...], tr: Trainabil
     scheme = _scheme(framework, layout)
     if (ds or (framework == "torch" and zero == 1)) and zero >= 1 and recipe.master_bytes:
         temp += trainable // layout.shard_degree * 4  # fp32 gradient partition built in step()
+    if ds and zero in (1, 2) and recipe.master_bytes:
+        # stage_1_and_2.py step(): the fp32 partition is ``flatten(averaged_gradients).to(fp32)``; the flat 16-bit
+        # copy (a cat of the partition's gradient views) exists beside it while it converts
+        temp += trainable // layout.shard_degree * recipe.grad_bytes
     if framework == "torch" and zero <= 1 and layout.dp_ranks > 1:
         persist += g  # DDP gradient buckets (gradient_as_bucket_view=False)
     if ds and ds_buckets is not None:

@@ -16,6 +16,12 @@ gradient hook), and frees them in the backward epilogue (``_release_ipg_buffers`
 
 live through backward, whatever the model size (the buffer is not cut to the trainable parameters). Without
 contiguous gradients each gradient is reduced from its own tensor: no buffer.
+ZeRO-2 also reduces every micro-batch: the first bucket it reduces allocates ``grads_in_partition``, a flat 16-bit
+buffer of the rank's whole gradient partition (``copy_grads_in_partition``), and the backward epilogue adds it into
+``averaged_gradients`` (views of the previous micro-batch's buffer, which they keep alive). So from the second
+micro-batch of an accumulation the partition exists twice during backward. ``step()`` builds the fp32 partition as
+``flatten(averaged_gradients).to(fp32)``: the flat 16-bit copy exists beside it while it converts (stage 1 too).
+These are placed with the model states (``gpuplan.parallel.dataparallel``, ``gpuplan.train.stage``).
 ``allgather_bucket_size`` allocates nothing: the step's all-gather writes the updated partitions into the flat
 16-bit groups in place (deepspeed/runtime/utils.py ``all_gather_dp_groups``: ``all_gather_into_tensor`` when
 NCCL has it, else narrow views of the same flat tensors), so gpuplan has no option for it.

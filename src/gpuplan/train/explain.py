@@ -14,7 +14,7 @@ from gpuplan.train.model_acts import ModelActs
 from gpuplan.train.optimizer import managed_bytes
 from gpuplan.train.overheads import OverheadBytes, segment_rule_note
 from gpuplan.train.peak import Phase
-from gpuplan.train.precision import Recipe
+from gpuplan.train.precision import Recipe, deepspeed_lora_master
 from gpuplan.train.states import LORA_BYTES, ModelStates, lora_param_bytes
 from gpuplan.versions import (FALCON_SDPA_MATH, FALCON_SHARED_SDPA, TRACED_TORCH, transformers_release, version_text,
                               version_warnings)
@@ -28,7 +28,8 @@ def terms(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStates, ac
     out = [
         Term("weights_bytes", st.weights_bytes,
              "Σ tensors numel × param_bytes (NF4 for QLoRA's quantized linears, "
-             + ("fp32 LoRA adapters)" if lora_param_bytes(cfg, recipe) == LORA_BYTES
+             + ("16-bit LoRA adapters under DeepSpeed)" if deepspeed_lora_master(cfg.framework, recipe)
+                else "fp32 LoRA adapters)" if lora_param_bytes(cfg, recipe) == LORA_BYTES
                 else "LoRA adapters in the model dtype)"),
              recipe.source, {"params": P, "param_bytes": recipe.param_bytes, "quantized_params": st.quantized_params,
                              "lora_params": st.lora_params}),
@@ -151,17 +152,24 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
     out += stack_assumptions(cfg)
     if cfg.compile and compile_modelled(spec, cfg.act_mode, cfg.tp):
         out.append(COMPILE_ASSUMPTION)
-    if cfg.method in ("lora", "qlora"):
-        if lora_param_bytes(cfg, recipe) == LORA_BYTES:
-            out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in fp32 "
-                       "(PEFT autocast_adapter_dtype=True)")
-        else:
-            out.append(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; adapters in the model's dtype "
-                       "(--lora-dtype model)")
+    out += lora_dtype_note(cfg, recipe)
     out += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         out += qlora_notes(cfg)
     return out
+
+
+def lora_dtype_note(cfg: TrainConfig, recipe: Recipe) -> list[str]:
+    """The assumption line saying which dtype the LoRA adapters are held in (``gpuplan.train.states``)."""
+    if cfg.method not in ("lora", "qlora"):
+        return []
+    head = f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}; "
+    if deepspeed_lora_master(cfg.framework, recipe):
+        return [head + "adapters in the 16-bit dtype with fp32 master copies and fp32 optimizer states (the DeepSpeed "
+                "engine casts the whole module: engine.py _configure_distributed_model)"]
+    if lora_param_bytes(cfg, recipe) == LORA_BYTES:
+        return [head + "adapters in fp32 (PEFT autocast_adapter_dtype=True)"]
+    return [head + "adapters in the model's dtype (--lora-dtype model)"]
 
 
 def modules_to_save_note(spec: ModelSpec, cfg: TrainConfig) -> list[str]:
@@ -336,6 +344,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
         m.assumptions.append(ds.note())
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
+    m.assumptions += lora_dtype_note(cfg, recipe)
     m.assumptions += modules_to_save_note(spec, cfg)
     if cfg.method == "qlora":
         m.assumptions += qlora_notes(cfg, layout)

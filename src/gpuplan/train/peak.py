@@ -108,7 +108,7 @@ def phases(p: PhaseInputs) -> list[Phase]:
     end = p.tied_extra_bytes + p.end_extra_bytes
     if p.embed_grad_bytes:
         end = max(end, p.residual_grad_bytes)
-    out.append(Phase("end of backward", p.static_bytes + all_grads + end))
+    out.append(Phase("end of backward", p.static_bytes + p.held_bytes + all_grads + end))
     opt_grads = all_grads if p.opt_grads_bytes is None else p.opt_grads_bytes
     out.append(Phase("optimizer step", p.static_bytes + opt_grads + p.step_temp_bytes))
     return out

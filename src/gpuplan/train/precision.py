@@ -40,6 +40,15 @@ class Recipe:
         return self.compute_bytes < 4
 
 
+def deepspeed_lora_master(framework: str, recipe: Recipe) -> bool:
+    """DeepSpeed in a mixed half-precision mode: LoRA adapters are 16-bit with an fp32 master copy and fp32 optimizer
+    states, like every trainable parameter. The engine casts the whole module to the 16-bit dtype after PEFT built
+    the adapters (deepspeed/runtime/engine.py ``_configure_distributed_model``: ``self.module.half()`` /
+    ``bfloat16()``) and its ZeRO optimizer keeps fp32 partitions of every trainable parameter
+    (deepspeed/runtime/zero/stage_1_and_2.py ``single_partition_of_fp32_groups``)."""
+    return framework == "deepspeed" and recipe.master_bytes > 0 and recipe.param_bytes < 4
+
+
 def framework_precision_note(precision: str, framework: str) -> str | None:
     """What ``--precision bf16``/``fp16`` becomes under DeepSpeed or Megatron, said in the output (the recipe below
     maps it silently): their half-precision modes keep fp32 master weights and optimizer states."""

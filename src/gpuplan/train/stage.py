@@ -11,7 +11,7 @@ from gpuplan.model.spec import ModelSpec
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.buffers import buffers as _buffers
 from gpuplan.parallel.buffers import embedding_groups
-from gpuplan.parallel.dataparallel import _fsdp_dtypes, rank_states, tensor_groups
+from gpuplan.parallel.dataparallel import _fsdp_dtypes, lora_local, rank_states, tensor_groups
 from gpuplan.parallel.deepspeed import ZeroBuckets, zero_buckets
 from gpuplan.parallel.layout import Layout
 from gpuplan.parallel.shard import StageShard
@@ -167,6 +167,13 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=tuple(bwd_acc),
                     head_grad_bytes=head_grad if fsdp else 0, embed_grad_bytes=embed_grad if fsdp else 0,
                     opt_grads_bytes=0)
+    if ds is not None and ds.stage == 2 and ds.contiguous_gradients:
+        # ZeRO-2 reduces every micro-batch into a fresh partition buffer (stage_1_and_2.py ``copy_grads_in_partition``
+        # allocates ``grads_in_partition`` at the first bucket it reduces) and adds it to the accumulated
+        # ``averaged_gradients`` in the backward epilogue, which keep the earlier buffer alive through their views
+        extra = st.gradients_bytes
+        later = replace(later, layer_extra_bytes=later.layer_extra_bytes + extra,
+                        end_extra_bytes=later.end_extra_bytes + extra)
     if host_acts:
         st = replace(st, host_bytes=st.host_bytes + host_acts)
     return {"st": st, "first": first, "later": later, "per_mb": per_mb, "grads_held": grads_held,
@@ -185,7 +192,8 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     holds them through backward), and the head's + embedding's as kept after backward. Memoized per shard and
     trainability object and what the sums depend on (read-only results: callers do not change them)."""
     key = (id(shard), id(tr), spec.tie_embeddings, recipe, layout.zero, layout.shard_degree,
-           layout.expert_shard_degree, cfg.framework, cfg.offload, layers, embedding_groups(spec, cfg, layout))
+           layout.expert_shard_degree, cfg.framework, cfg.offload, layers, embedding_groups(spec, cfg, layout),
+           cfg.lora_rank, cfg.lora_dtype, cfg.model_impl)
     hit = _GRADS.get(key)
     if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
         return hit[3]
@@ -206,17 +214,31 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
     groups = embedding_groups(spec, cfg, layout)
     sb, cb, _ = _fsdp_dtypes(recipe)
     offloaded = cfg.offload != "none" and (fsdp or layout.zero >= 2)  # reduced gradients go to host memory
+    from gpuplan.train.peft import wrapped_module
+    from gpuplan.train.states import lora_param_bytes
+
+    lora_b = lora_param_bytes(cfg, recipe)
+    fused = spec.family if spec.moe else None
     for grp in tensor_groups(shard, table, tr):
-        if not grp.rg:
+        if not (grp.rg or grp.lo):
             continue
         lt, t = grp.lt, grp.t
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
-        if fsdp:
+        created = keep = 0
+        if grp.rg and fsdp:
             created, keep = lt.numel * cb * grp.count, lt.numel // D * sb * grp.count
-        else:
+        elif grp.rg:
             one = lt.numel * recipe.grad_bytes
             created = one * grp.count
             keep = (one // D if layout.zero >= 2 else one) * grp.count
+        if grp.lo:
+            # the adapters' gradients on this base, as created (whole, in the dtype backward computes them in)
+            # and as the scheme keeps them (gpuplan.parallel.dataparallel.lora_local)
+            for shape, held in lora_local(t, lt, cfg.lora_rank, wrapped_module(fused, t), D, cfg.framework,
+                                          layout.zero):
+                whole = shape[0] * shape[1]
+                created += whole * (min(cb, lora_b) if fsdp else lora_b) * grp.count
+                keep += held.gradients * lora_b * grp.count
         if offloaded:
             keep = 0
         if t.layer is not None:

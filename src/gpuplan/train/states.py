@@ -19,7 +19,7 @@ from gpuplan.train.config import TrainConfig
 from gpuplan.train.kbit import kbit_plain_bytes
 from gpuplan.train.optimizer import OptimizerMemory, optimizer_memory
 from gpuplan.train.peft import Trainability, lora_params, lora_shapes, param_wrapped, trainability
-from gpuplan.train.precision import Recipe
+from gpuplan.train.precision import Recipe, deepspeed_lora_master
 from gpuplan.train.quantbase import base_weight_bytes
 
 LORA_BYTES = 4  # fp32 adapters (PEFT autocast_adapter_dtype=True)
@@ -31,9 +31,15 @@ def lora_param_bytes(cfg: TrainConfig, recipe: Recipe) -> int:
     the model and nothing upcasts them: litgpt's ``lora.py`` creates ``lora_A`` / ``lora_B`` under
     ``fabric.init_module()`` (bf16 under bf16-true), torchtune's recipes instantiate the model, its ``LoRALinear``
     adapters included, under ``training.set_default_dtype(self._dtype)`` (``lora_finetune_single_device.py``
-    ``_setup_model``)."""
+    ``_setup_model``). Under DeepSpeed's half-precision modes the engine casts the whole module, adapters
+    included, to the 16-bit dtype (deepspeed/runtime/engine.py ``_configure_distributed_model``:
+    ``self.module.half()`` / ``bfloat16()``) after PEFT built them, and its optimizer keeps the fp32 master copy
+    (``deepspeed_lora_master``)."""
+    if deepspeed_lora_master(cfg.framework, recipe):
+        return recipe.param_bytes
     model = cfg.lora_dtype == "model" or (cfg.lora_dtype is None and cfg.model_impl == "litgpt")
     return recipe.param_bytes if model else LORA_BYTES
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +65,8 @@ def model_states(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> ModelStat
                                                             cfg.qlora_double_quant, cfg.optimizer,
                                                             effective_impl(cfg), cfg.qlora_base,
                                                             cfg.qlora_group_size, lora_param_bytes(cfg, recipe),
-                                                            kbit_plain_bytes(cfg)),
+                                                            kbit_plain_bytes(cfg),
+                                                            deepspeed_lora_master(cfg.framework, recipe)),
                    recipe)
 
 
@@ -80,6 +87,7 @@ class _StateKey:
     qlora_group_size: int = 128
     lora_bytes: int = LORA_BYTES  # per adapter element (lora_param_bytes)
     plain_bytes: int | None = None  # per element of an unquantized frozen tensor when not the recipe's (kbit)
+    lora_master: bool = False  # adapters with an fp32 master copy and fp32 states (deepspeed_lora_master)
 
 
 @lru_cache(maxsize=256)
@@ -119,12 +127,15 @@ def _states(spec: ModelSpec, tr: Trainability, cfg: _StateKey, recipe: Recipe) -
             trainable += lora_params(t, cfg.lora_rank)
             weights += a * cfg.lora_bytes
             g += a * cfg.lora_bytes
+            if cfg.lora_master:
+                master += a * recipe.master_bytes
             shapes_lora += lora_shapes(t, cfg.lora_rank, wrapped)
         grads += g
         grad_by.append(g)
     opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_base, recipe.state_bytes)
     if shapes_lora:
-        lo_opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_lora, cfg.lora_bytes)
+        lo_opt = optimizer_memory(cfg.optimizer, cfg.optimizer_impl, shapes_lora,
+                                  recipe.state_bytes if cfg.lora_master else cfg.lora_bytes)
         opt = OptimizerMemory(opt.states_bytes + lo_opt.states_bytes,
                               opt.step_temp_bytes + lo_opt.step_temp_bytes, opt.paged, lo_opt.note)
     return ModelStates(total, trainable, weights, grads, master, opt, tuple(grad_by), n_lora, n_quant)
