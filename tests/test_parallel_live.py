@@ -282,3 +282,23 @@ def test_first_pipeline_stage_with_as_many_microbatches_as_stages():
     # pp in flight only before the first backward (no gradients yet); once gradients exist, fewer are in flight
     measured = _first_stage_1f1b_trace(4, 4, 1, 1024)
     assert abs(_first_stage_estimate(4, 4, 1, 1024) - measured) < TOLERANCE * measured
+
+
+SP_LLAMA = dict(model_type="llama", hidden_size=512, intermediate_size=1408, num_hidden_layers=2,
+                num_attention_heads=8, num_key_value_heads=4, vocab_size=4096, max_position_embeddings=4096,
+                tie_word_embeddings=False)
+
+
+@pytest.mark.parametrize("config,world,batch,seq", [(SP_LLAMA, 4, 2, 256), (QWEN2_SMALL, 2, 1, 512)])
+def test_dtensor_sequence_parallel_saves_the_gathered_projection_inputs(config, world, batch, seq):
+    """torchtitan's TP + SP plan (DTensor): the norms and the residual stream are sequence-sharded, but the column
+    projections (and the output head) save their all-gathered input whole on every rank. The estimate's activations
+    (no recompute) against every tensor the traced forward saves."""
+    from gpuplan.verify.distributed import measure_sp_saved
+
+    traced = measure_sp_saved(config, world_size=world, batch=batch, seq=seq)
+    layers, h = config["num_hidden_layers"], config["hidden_size"]
+    assert traced["gathered_bytes"] == (2 * layers + 1) * batch * seq * h * 2  # bf16, whole on this rank
+    est = estimate_training(spec_from_config(dict(config)),
+                            TrainConfig(batch=batch, seq=seq, precision="bf16", tp=world, sp=True, gpus=world))
+    assert est.memory.activations_bytes == pytest.approx(traced["saved_bytes"], rel=0.01)

@@ -342,6 +342,13 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
     ds = ds_buckets(cfg, layout, recipe)
     if ds is not None:
         m.assumptions.append(ds.note())
+    if layout.sp and layout.tp > 1:
+        m.assumptions.append(
+            "sequence parallelism: norms and the residual stream split over tp by tokens; "
+            + ("the column projections and the output head save their all-gathered inputs whole (DTensor: "
+               "PrepareModuleInput / ColwiseParallel redistribute to Replicate)" if cfg.framework == "torch" else
+               "the column projections save the local shard and gather it again in backward (Megatron-LM, "
+               "Korthikanti et al. 2022 section 4.2.2)"))
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
     m.assumptions += lora_dtype_note(cfg, recipe)

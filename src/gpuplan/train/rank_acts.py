@@ -30,28 +30,38 @@ def _sharded(key: str) -> bool:
     return not key.startswith(_REPLICATED_PREFIXES)
 
 
-def _split(items: tuple[tuple[str, Act], ...], tp: int, sp: bool) -> Act:
+# the outputs of the norms that feed column-parallel projections: under DTensor sequence parallelism the projections
+# receive them all-gathered (PrepareModuleInput / ColwiseParallel(input_layouts=Shard(1)) redistribute to Replicate)
+# and autograd saves the gathered tensor for the weight gradient, whole on every rank (traced: a transformers Llama
+# under torchtitan's plan on a fake process group); Megatron saves the local shard and gathers it again in backward
+_GATHERED = ("input_layernorm.out", "post_attention_layernorm.out", "pre_feedforward_layernorm.out", "ln_1.out",
+             "ln_2.out")
+
+
+def _split(items: tuple[tuple[str, Act], ...], tp: int, sp: bool, gathered: bool = False) -> Act:
+    """The rank's share of a layer's saved items. ``gathered``: DTensor sequence parallelism (``_GATHERED``)."""
     out = Act()
     for key, a in items:
-        out = out + (a.scale(1.0 / tp) if sp or _sharded(key) else a)
+        whole = gathered and sp and key in _GATHERED
+        out = out + (a.scale(1.0 / tp) if (sp or _sharded(key)) and not whole else a)
     return out
 
 
 @lru_cache(maxsize=1024)
-def _layer_split(la, tp: int, sp: bool) -> Act:
+def _layer_split(la, tp: int, sp: bool, gathered: bool = False) -> Act:
     """A layer's saved set on one tensor-parallel rank (cached: a model has a few layer kinds)."""
-    return _split(la.items, tp, sp)
+    return _split(la.items, tp, sp, gathered)
 
 
 def _bytes(a: Act, b: int, s_local: int, s: int) -> int:
     return int(a.tok * b * s_local + a.sq * b * s_local * s + a.fixed + a.seq_sq * s_local * s)
 
 
-def _split_kept(kept: Act, la, tp: int, sp: bool) -> Act:
+def _split_kept(kept: Act, la, tp: int, sp: bool, gathered: bool = False) -> Act:
     """Selective recompute keeps the layer without its attention core: scale like the full set."""
     full_raw = la.saved
     ratio = 1.0 if full_raw.tok == 0 else kept.tok / full_raw.tok
-    return _layer_split(la, tp, sp).scale(ratio)
+    return _layer_split(la, tp, sp, gathered).scale(ratio)
 
 
 def _bwd_high(pts, groups: dict[str, int], tp: int, b: int, sl: int, s: int) -> int:

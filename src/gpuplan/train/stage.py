@@ -83,6 +83,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     b, s = cfg.batch, cfg.seq
     sl = s // layout.cp
     tp, sp = layout.tp, layout.sp
+    gathered = sp and cfg.framework == "torch"  # DTensor SP saves the all-gathered projection inputs (rank_acts)
     layers = shard.layers
     if cfg.activation_model == "korthikanti":
         per = korthikanti_layer(spec, recompute=cfg.recompute, tp=tp, sp=sp)
@@ -93,14 +94,15 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         kept, full, extra_pts = [], [], []
         for i in layers:
             la = acts.layers[i]
-            f = _bytes(_layer_split(la, tp, sp), b, sl, s)
+            f = _bytes(_layer_split(la, tp, sp, gathered), b, sl, s)
             full.append(f)
             if cfg.act_mode == "full":
                 kept.append(_bytes(Act(tok=c.r * spec.hidden_size).scale(1 / tp if sp else 1.0), b, sl, s))
             elif cfg.act_mode == "op":
                 kept.append(_bytes(op_sac_kept(spec, c, i, tp, sp), b, sl, s))
             else:
-                kept.append(_bytes(_split_kept(acts.kept[i], la, tp, sp), b, sl, s) if cfg.recompute == "selective"
+                kept.append(_bytes(_split_kept(acts.kept[i], la, tp, sp, gathered), b, sl, s)
+                            if cfg.recompute == "selective"
                             else f)
             extra_pts.append(_rank_points(spec, c, la, tp, sp))
     kept_in = tuple(kept)  # checkpointed inputs as the layers hold them while recomputed
@@ -121,6 +123,10 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
                                          for pts, o in zip(extra_pts, bufs["bwd"])]
     tied_extra = g_head if spec.tie_embeddings and shard.first and shard.last else 0
     head_b = _bytes(acts.head.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
+    if shard.last and gathered:
+        # the output head's ColwiseParallel(input_layouts=Shard(1)) saves its all-gathered input whole; the final
+        # norm's own saved tensors stay sequence-sharded
+        head_b = _bytes(acts.head_norm.scale(1.0 / tp) + (acts.head + acts.head_norm.scale(-1.0)), b, sl, s)
     head_norm_b = _bytes(acts.head_norm.scale(1.0 / tp if sp else 1.0), b, sl, s) if shard.last else 0
     vocab = vocab_parallel_logits(spec.vocab_size, tp, cfg)
     rows = b * sl

@@ -234,6 +234,82 @@ def measure_tp_step(
     }
 
 
+def sp_model_plan() -> dict:
+    """torchtitan's plan outside the layers: the embedding's output sequence-sharded, the final norm sequence
+    parallel, the head's logits left as vocabulary shards for ``loss_parallel``."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel
+
+    return {"model.embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+            "model.norm": SequenceParallel(),
+            "lm_head": ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False)}
+
+
+def sp_layer_plan() -> dict:
+    """torchtitan's plan of one decoder layer, on the transformers module names."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, RowwiseParallel,
+                                                   SequenceParallel)
+
+    return {"input_layernorm": SequenceParallel(),
+            "self_attn": PrepareModuleInput(input_kwarg_layouts={"hidden_states": Shard(1)},
+                                            desired_input_kwarg_layouts={"hidden_states": Replicate()}),
+            "self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
+            "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(output_layouts=Shard(1)),
+            "post_attention_layernorm": SequenceParallel(),
+            "mlp": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+            "mlp.gate_proj": ColwiseParallel(), "mlp.up_proj": ColwiseParallel(),
+            "mlp.down_proj": RowwiseParallel(output_layouts=Shard(1))}
+
+def measure_sp_saved(config: Mapping[str, Any], *, world_size: int, rank: int = 0, batch: int, seq: int,
+                     dtype: str = "bf16") -> dict:
+    """Bytes one rank's forward saves for backward under tensor + sequence parallelism as torchtitan applies it
+    (``sp_layer_plan`` and ``sp_model_plan`` on the transformers module names, a fake process group): every
+    tensor autograd saves, counted once per storage, parameters left out; the head's logits are computed but no
+    loss. Returns ``saved_bytes`` and ``gathered`` (saved tensors whose local shape is the whole global shape while
+    their tokens were sequence-sharded before: the all-gathered projection inputs)."""
+    _common_inputs(config, world_size, rank, batch, seq)
+    dtype = _dtype_name("dtype", dtype)
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    with _distributed_patches(), _fake_process_group(world_size, rank) as mesh, FakeTensorMode():
+        model, ids, _ = _training_model(config, dtype, False, batch, seq)
+        for layer in _decoder_layers(model):
+            parallelize_module(layer, mesh, sp_layer_plan())
+        parallelize_module(model, mesh, sp_model_plan())
+
+        def local(t):
+            return t._local_tensor if isinstance(t, DTensor) else t
+
+        params = {id(local(p).untyped_storage()) for p in model.parameters()}
+        saved: dict[int, int] = {}
+        held = []  # the storages stay referenced, so their ids are not reused during the forward
+        gathered = 0
+
+        def pack(t):
+            nonlocal gathered
+            st = local(t).untyped_storage()
+            held.append(st)
+            if id(st) not in params and id(st) not in saved:
+                saved[id(st)] = st.nbytes()
+                if isinstance(t, DTensor) and t.dim() >= 2 and t.shape[-1] == config["hidden_size"] and \
+                        local(t).numel() == t.numel() and t.numel() % seq == 0 and t.numel() // seq >= batch:
+                    gathered += st.nbytes()
+            return t
+
+        # the embedding's output is sequence-sharded, so the model would derive positions from the local length
+        positions = torch.arange(seq)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model.model(input_ids=ids, position_ids=positions.unsqueeze(0).expand(batch, seq),
+                              cache_position=positions)
+            model.lm_head(out.last_hidden_state)
+    return {"saved_bytes": sum(saved.values()), "gathered_bytes": gathered, "world_size": world_size,
+            "batch": batch, "seq": seq, "dtype": dtype}
+
+
 def measure_op_sac_saved(config: Mapping[str, Any], *, batch: int, seq: int) -> dict:
     """What torchtitan's op-level selective checkpointing policy saves for one decoder layer of the transformers
     model (fp32, SDPA, under fake tensors): the layer runs inside ``torch.utils.checkpoint`` with

@@ -256,34 +256,6 @@ def _logged_steps(log, optimizer, steps: int, loss_backward) -> None:
         optimizer.zero_grad(set_to_none=True)
 
 
-def _sp_model_plan() -> dict:
-    """torchtitan's plan outside the layers: the embedding's output sequence-sharded, the final norm sequence
-    parallel, the head's logits left as vocabulary shards for ``loss_parallel``."""
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel
-
-    return {"model.embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
-            "model.norm": SequenceParallel(),
-            "lm_head": ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False)}
-
-
-def _sp_layer_plan() -> dict:
-    """torchtitan's plan of one decoder layer, on the transformers module names."""
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, RowwiseParallel,
-                                                   SequenceParallel)
-
-    return {"input_layernorm": SequenceParallel(),
-            "self_attn": PrepareModuleInput(input_kwarg_layouts={"hidden_states": Shard(1)},
-                                            desired_input_kwarg_layouts={"hidden_states": Replicate()}),
-            "self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
-            "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(output_layouts=Shard(1)),
-            "post_attention_layernorm": SequenceParallel(),
-            "mlp": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
-            "mlp.gate_proj": ColwiseParallel(), "mlp.up_proj": ColwiseParallel(),
-            "mlp.down_proj": RowwiseParallel(output_layouts=Shard(1))}
-
-
 def _result(events: list[tuple], t0: float, capacity_bytes: int | None = None) -> ReservedTrace:
     """The replay of a log: the peaks per step, the streams it allocated on (the default one and every side stream
     an allocation was tagged with) and the segments the second step opened."""
