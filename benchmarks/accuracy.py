@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 DOC = ROOT / "docs" / "accuracy.md"
 
-T, I, F, P = "train", "infer", "fsdp2", "tp"  # noqa: E741 (the matrix reads best with one letter per kind)
+T, I, F, P, V = "train", "infer", "fsdp2", "tp", "vision"  # noqa: E741 (one letter per kind reads best)
 # (id, preset, kind, options). Train options are gpuplan.verify.TrainSetup fields; infer: PrefillSetup fields;
-# fsdp2 / tp: world, batch, seq, recompute.
+# fsdp2 / tp: world, batch, seq, recompute; vision: height, width (one image through the tower and projector, bf16).
 MATRIX: list[tuple[str, str, str, dict]] = [
     ("qwen2.5-0.5b bf16 b4 s1024", "qwen2.5-0.5b", T, dict(batch=4, seq=1024)),
     ("qwen2.5-0.5b fp32 b2 s1024", "qwen2.5-0.5b", T, dict(batch=2, seq=1024, precision="fp32")),
@@ -108,6 +108,14 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     # Gemma 3's language model (gemma3 text_config: 5 sliding-window layers of 1,024 tokens to 1 global)
     ("gemma-3-27b text 6 layers bf16 b1 s2048", "gemma-3-27b-pt", T, dict(batch=1, seq=2048, layers=6,
                                                                           text_only=True)),
+    # Qwen2.5-VL's and Qwen3-VL's language models, which transformers builds only inside the image-text model
+    # (gpuplan.verify.build.build_vl_text: the tower removed, multimodal rotary positions kept)
+    ("qwen2.5-vl-7b text 4 layers bf16 b1 s2048", "qwen2.5-vl-7b-instruct", T,
+     dict(batch=1, seq=2048, layers=4, text_only=True)),
+    ("qwen3-vl-8b text 4 layers bf16 b1 s2048", "qwen3-vl-8b-instruct", T,
+     dict(batch=1, seq=2048, layers=4, text_only=True)),
+    ("qwen3-vl-30b-a3b text 4 layers bf16 b1 s2048", "qwen3-vl-30b-a3b-instruct", T,
+     dict(batch=1, seq=2048, layers=4, text_only=True)),
     # MPT at real width (its config.json names the depth n_layers)
     ("mpt-7b 4 layers bf16 b2 s2048", "mpt-7b", T, dict(batch=2, seq=2048, layers=4)),
     # encoders as released (masked-LM heads) and StarCoder2 (GQA with biases, LayerNorm, GELU c_fc / c_proj)
@@ -136,7 +144,16 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("infer mistral-small-3.1 text b1 ctx4096", "mistral-small-3.1-24b-instruct-2503", I,
      dict(batch=1, context=4096, text_only=True)),
     ("infer gemma-3-27b text b1 ctx4096", "gemma-3-27b-pt", I, dict(batch=1, context=4096, text_only=True)),
+    ("infer qwen2.5-vl-7b text b1 ctx4096", "qwen2.5-vl-7b-instruct", I, dict(batch=1, context=4096, text_only=True)),
+    ("infer qwen3-vl-8b text b1 ctx4096", "qwen3-vl-8b-instruct", I, dict(batch=1, context=4096, text_only=True)),
     ("fsdp2 llama-3.2-1b world 4 b2 s2048", "llama-3.2-1b", F, dict(world=4, batch=2, seq=2048)),
+    # vision towers at their real widths and depths: what training saves while one image is encoded
+    # (gpuplan.verify.vision, real bf16 tensors on the CPU: minutes per row)
+    ("vision qwen2.5-vl-7b tower 448x448", "qwen2.5-vl-7b-instruct", V, dict(height=448, width=448)),
+    ("vision qwen3-vl-8b tower 448x448", "qwen3-vl-8b-instruct", V, dict(height=448, width=448)),
+    ("vision gemma-3-27b SigLIP 448x448", "gemma-3-27b-pt", V, dict(height=448, width=448)),
+    ("vision mistral-small-3.1 Pixtral 448x448", "mistral-small-3.1-24b-instruct-2503", V,
+     dict(height=448, width=448)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,
      dict(world=8, batch=4, seq=2048, recompute=True)),
@@ -145,7 +162,7 @@ MATRIX: list[tuple[str, str, str, dict]] = [
 ]
 
 # Rough trace cost (layers x experts-ish) to start the slowest configurations first.
-_HEAVY = ("70b", "30b", "mixtral", "gemma-2-9b", "8b", "7b", "fsdp2", "tp4")
+_HEAVY = ("vision", "70b", "30b", "mixtral", "gemma-2-9b", "8b", "7b", "fsdp2", "tp4")
 
 
 def _order(entries):
@@ -155,6 +172,9 @@ def _order(entries):
 def _estimate(spec, kind: str, opts: dict, attention: str) -> dict[str, int]:
     from gpuplan.verify.estimate import prefill_estimate, training_estimate
     from gpuplan.verify.setup import PrefillSetup, TrainSetup
+
+    if kind == V:  # measured alongside the trace (gpuplan.verify.vision): same spec, same patches
+        raise AssertionError("vision rows carry their estimate from the trace")
 
     if kind == T:
         return training_estimate(spec, TrainSetup(**{**opts, "attention": attention}))
@@ -178,6 +198,13 @@ def _measure(config: dict, kind: str, opts: dict) -> tuple[dict[str, int], dict]
              else measure_prefill(config, PrefillSetup(**opts)))
         return m.memory_dict(), {"peak_phase": m.peak_phase, "attention": m.extra.get("attention"),
                                  "trace_s": round(m.wall_s, 1), "params_trainable": m.params_trainable}
+    if kind == V:
+        from gpuplan.verify.vision import measure_vision_saved
+
+        r = measure_vision_saved(config, height=opts["height"], width=opts["width"])
+        return ({"allocated_peak_bytes": r["saved_bytes"], "activations_bytes": r["saved_bytes"]},
+                {"peak_phase": f"{r['patches']} patches", "trace_s": r["wall_s"],
+                 "estimate": {"allocated_peak_bytes": r["estimate_bytes"], "activations_bytes": r["estimate_bytes"]}})
     from gpuplan.verify import distributed
 
     t0 = time.perf_counter()
@@ -208,6 +235,17 @@ def _peers(config: dict, spec, kind: str, opts: dict) -> dict[str, int | None]:
     }
 
 
+def _text_config(config: dict) -> dict:
+    """A multimodal config's text_config; a flat one (Qwen2.5-VL as transformers 4 wrote it) through transformers'
+    own config class, whose text_config collects the top-level text keys."""
+    if isinstance(config.get("text_config"), dict):
+        return dict(config["text_config"])
+    from transformers import AutoConfig
+
+    flat = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+    return AutoConfig.for_model(config["model_type"], **flat).get_text_config().to_dict()
+
+
 def run_one(entry: tuple[str, str, str, dict]) -> dict:
     """Measure, estimate and ask the peers for one configuration; errors are recorded, not raised."""
     import gc
@@ -222,7 +260,7 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
     if opts.pop("text_only", False):  # a multimodal preset's language model, as its text_config builds it
         from gpuplan.model.hf_config import spec_from_config
 
-        config = dict(config["text_config"])
+        config = _text_config(config)
         spec = spec_from_config(config, preset_id)
     layers = opts.pop("layers", None)
     if layers:  # the same model with fewer layers: real widths, a fast trace
@@ -245,6 +283,9 @@ def run_one(entry: tuple[str, str, str, dict]) -> dict:
         return out
     finally:
         gc.collect()
+    if kind == V:
+        out["wall_s"] = round(time.perf_counter() - t0, 1)
+        return out
     try:
         out["estimate"] = _estimate(spec, kind, opts, out.get("attention") or opts.get("attention", "sdpa"))
         if kind in (F, P):  # does the estimate see the layout at all?

@@ -88,6 +88,7 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
     results = sorted(results, key=lambda r: order.get(r["id"], 1e9))
     single = [r for r in results if r["kind"] in ("train", "infer")]
     dist = [r for r in results if r["kind"] in ("fsdp2", "tp")]
+    vision = [r for r in results if r["kind"] == "vision"]
     v = meta.get("versions", {})
     lines = [
         "# Accuracy: gpuplan's memory estimate against what PyTorch allocates",
@@ -122,6 +123,9 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
     if dist:
         lines += [f"FSDP2 / tensor parallel, per rank ({len(dist)} rows), gpuplan: {_targets(dist)}.", "",
                   *_summary_rows(dist), ""]
+    if vision:
+        lines += [f"Vision towers at real width ({len(vision)} rows, activations saved for backward while one image "
+                  f"is encoded), gpuplan: {_targets(vision)}.", ""]
     lines += [
         "Peers answer a different question than the traced step in places, which is part of what the table shows: "
         "accelerate's \"Training using Adam\" is a multiple of the fp32 model size (no activations, no batch or "
@@ -141,7 +145,7 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
         "| largest component difference |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in results:
+    for r in [r for r in results if r["kind"] != "vision"]:
         if "error" in r:
             lines.append(f"| {r['id']} | failed | | | | | | | {r['error'][:120]} |")
             continue
@@ -152,6 +156,21 @@ def write_report(results: list[dict], meta: dict, path: Path, matrix) -> None:
         note = _component_miss(r) if est is not None else f"no estimate: {r.get('estimate_error', '')[:80]}"
         lines.append(f"| {r['id']} | {_gib(m)} | {_gib(est)} | {_pct(err(est, m))} | {' | '.join(cells)} | "
                      f"{r.get('peak_phase', '')} | {note} |")
+    if vision:
+        lines += ["", "### Vision towers", "",
+                  "A multimodal model's tower and projector encode one image for training, at the model's real widths "
+                  "and depth, with random bf16 weights and real tensors on the CPU (the towers' patch-merging code "
+                  "needs the image grid's values, which fake tensors cannot supply): the distinct storages autograd "
+                  "saves, parameters left out (`gpuplan.verify.vision`), against `vision_activations_bytes` "
+                  "(`gpuplan.model.vision`). Sizes in GiB.", "",
+                  "| configuration | patches | traced | gpuplan | error |", "|---|---:|---:|---:|---:|"]
+        for r in vision:
+            if "error" in r:
+                lines.append(f"| {r['id']} | failed | | | {r['error'][:120]} |")
+                continue
+            m, est = r["measured"]["activations_bytes"], r["estimate"]["activations_bytes"]
+            lines.append(f"| {r['id']} | {r.get('peak_phase', '').split()[0]} | {_gib(m)} | {_gib(est)} | "
+                         f"{_pct(err(est, m))} |")
     misses = [r for r in results if (e := _gpuplan_err(r)) is not None and (abs(e) > TARGET_MAX or e < TARGET_UNDER)]
     lines += ["", "## Where the estimate misses the target", ""]
     if not misses:

@@ -72,3 +72,27 @@ def test_family_prefill_peak_within_target(config, setup):
     measured = measure_prefill(config, setup).allocated_peak_bytes
     estimate = prefill_estimate(spec_from_config(config), setup)["allocated_peak_bytes"]
     _check(estimate, measured)
+
+
+# the language models of Qwen2.5-VL and Qwen3-VL (transformers has no ...ForCausalLM for their text configs): traced
+# inside the image-text model with its tower removed (gpuplan.verify.build.build_vl_text)
+QWEN3_VL_TEXT = {"model_type": "qwen3_vl_text", "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 1024,
+                 "max_position_embeddings": 512, "rope_scaling": {"rope_type": "default", "mrope_section": [4, 6, 6],
+                                                                   "mrope_interleaved": True}}
+QWEN2_5_VL_TEXT = {"model_type": "qwen2_5_vl_text", "hidden_size": 128, "intermediate_size": 352,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1024,
+                   "max_position_embeddings": 512, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]}}
+
+
+@pytest.mark.parametrize("config", [QWEN3_VL_TEXT, QWEN2_5_VL_TEXT], ids=["qwen3_vl_text", "qwen2_5_vl_text"])
+def test_vl_language_model_traced_without_its_tower(config):
+    from gpuplan.model.params import count_params
+
+    setup = TrainSetup(batch=2, seq=128)
+    m = measure_training(config, setup)
+    spec = spec_from_config(config)
+    assert m.params_trainable == count_params(spec).total
+    _check(training_estimate(spec, setup)["allocated_peak_bytes"], m.allocated_peak_bytes)
+    prefill = PrefillSetup(batch=2, context=128)
+    _check(prefill_estimate(spec, prefill)["allocated_peak_bytes"], measure_prefill(config, prefill).allocated_peak_bytes)

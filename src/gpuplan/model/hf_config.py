@@ -31,7 +31,9 @@ SUPPORTED_MODEL_TYPES = (
 
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
 # ``DeepseekV3ForCausalLM`` with DeepSeek-V3's keys (moonshotai/Kimi-K2-Instruct config.json).
-_SAME_AS = {"kimi_k2": "deepseek_v3"}
+_SAME_AS = {"kimi_k2": "deepseek_v3",
+            # a Qwen VL model's text_config on its own: the text family it is estimated as (_TEXT_TYPE)
+            "qwen2_5_vl_text": "qwen2", "qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe"}
 
 # Multimodal wrappers estimated by their ``text_config``: the wrapper's model_type -> the text model's default
 # model_type (transformers' ``Gemma3Config`` / ``Mistral3Config`` sub-config defaults).

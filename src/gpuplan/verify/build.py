@@ -61,6 +61,8 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     if config.get("model_type") in ("bert", "roberta"):
         return build_encoder(config, torch_dtype, attention)
+    if config.get("model_type") in VL_TEXT:
+        return build_vl_text(config, torch_dtype, attention)
     auto = AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -71,6 +73,31 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
                 raise
             attention = "eager"
             model = auto.from_config(hf_config(config, attention), dtype=torch_dtype, attn_implementation=attention)
+    return model
+
+
+# language models of multimodal families that transformers builds only inside their image-text model (no
+# ...ForCausalLM class for the text config): the text_config's model_type -> the multimodal model_type
+VL_TEXT = {"qwen2_5_vl_text": "qwen2_5_vl", "qwen3_vl_text": "qwen3_vl", "qwen3_vl_moe_text": "qwen3_vl_moe"}
+
+
+def build_vl_text(config: dict[str, Any], torch_dtype, attention: str):
+    """The language model of a Qwen2.5-VL / Qwen3-VL config as it trains inside its image-text model: the
+    ``...ForConditionalGeneration`` built around ``config`` (its text_config) with the vision tower removed, so the
+    parameters, gradients and states are the text model's and a text-only forward (no ``pixel_values``: the model
+    never calls the tower) runs its decoder layers, multimodal rotary positions included, and its head."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    text = {k: v for k, v in config.items()
+            if k not in ("model_type", "architectures", "torch_dtype", "dtype", "transformers_version")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conf = AutoConfig.for_model(VL_TEXT[config["model_type"]], text_config=text,
+                                    tie_word_embeddings=bool(text.get("tie_word_embeddings", False)))
+        conf.use_cache = False
+        conf.get_text_config().use_cache = False
+        model = AutoModelForImageTextToText.from_config(conf, dtype=torch_dtype, attn_implementation=attention)
+    model.model.visual = None
     return model
 
 
