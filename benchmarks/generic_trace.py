@@ -31,7 +31,8 @@ def cases(quick: bool) -> list[tuple[str, dict]]:
     out = [("olmoe-tiny (8 layers, h 256, 8 experts)", _tiny("olmoe-tiny.json")),
            ("cohere2-tiny (14 layers, h 256, 3 sliding + 1 full)", _tiny("cohere2-tiny.json")),
            ("granite-tiny (8 layers, h 256)", _tiny("granite-tiny.json")),
-           ("t5-tiny (5 + 5 layers, h 128)", _tiny("t5-tiny.json"))]
+           ("t5-tiny (5 + 5 layers, h 128)", _tiny("t5-tiny.json")),
+           ("qwen3_5-tiny (12 layers, h 64, 3 linear + 1 full, multimodal wrapper)", _tiny("qwen3_5-tiny.json"))]
     if not quick:
         out += [("olmoe 16 layers, h 1024, 16 experts, vocab 50304",
                  {**_tiny("olmoe-tiny.json"), "hidden_size": 1024, "intermediate_size": 512, "num_hidden_layers": 16,

@@ -18,6 +18,9 @@ OLMOE = str(FAMILIES / "olmoe-tiny.json")
 COHERE2 = str(FAMILIES / "cohere2-tiny.json")
 GRANITE = str(FAMILIES / "granite-tiny.json")
 T5 = str(FAMILIES / "t5-tiny.json")
+# a multimodal wrapper whose language model gpuplan has no rules for (Qwen3.5: hybrid linear / full attention), its
+# depth and layer_types inside text_config
+QWEN3_5 = str(FAMILIES / "qwen3_5-tiny.json")
 
 
 def _config(path: str) -> dict:
@@ -53,7 +56,7 @@ def test_extrapolation_adds_whole_repeats_of_the_pattern():
 pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5], ids=["olmoe", "cohere2", "t5"])
+@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5, QWEN3_5], ids=["olmoe", "cohere2", "t5", "qwen3_5"])
 def test_training_peak_within_2pct_of_the_full_trace(path):
     from gpuplan.verify.generic import trace_training, traced_model
     from gpuplan.verify.setup import TrainSetup
@@ -80,7 +83,7 @@ def test_cohere2_has_two_layer_kinds():
     assert "sliding_attention" in model.layer_settings[0] and "full_attention" in model.layer_settings[3]
 
 
-@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5], ids=["olmoe", "cohere2", "t5"])
+@pytest.mark.parametrize("path", [OLMOE, COHERE2, T5, QWEN3_5], ids=["olmoe", "cohere2", "t5", "qwen3_5"])
 def test_prefill_peak_within_2pct_of_the_full_trace(path):
     from gpuplan.verify.build import is_encoder_decoder
     from gpuplan.verify.generic import trace_prefill, traced_model
@@ -221,3 +224,19 @@ def test_t5_inference_caches_cross_attention_over_the_prompt():
     expected = config["num_decoder_layers"] * b * per_token_layer * (ctx + 2)
     assert m.components["kv_cache_bytes"] == expected
     assert m.extra["encoder_output_bytes"] == b * ctx * config["d_model"] * 4
+
+
+def test_a_multimodal_wrapper_traces_its_language_model_and_says_what_is_left_out(capsys):
+    """An unknown text_config.model_type no longer stops at "not supported": the traced path builds the language
+    model transformers builds for causal LM from the wrapper, cutting its depth inside text_config, and the
+    warnings name the vision tower it leaves out."""
+    code, out, _ = _run(["params", QWEN3_5, "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["architecture"] == "Qwen3_5ForCausalLM"
+    assert [k["layers"] for k in data["layer_kinds"]] == [9, 3]
+    assert any("left out: vision_config (qwen3_5_vision, 2 layers, hidden 32)" in w for w in data["warnings"])
+    code, out, _ = _run(["train", QWEN3_5, "--batch", "2", "--seq", "128", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert any("qwen3_5 is multimodal: the trace is its language model" in w for w in data["warnings"])

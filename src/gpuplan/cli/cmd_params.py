@@ -18,7 +18,7 @@ from gpuplan.units import format_count
 
 def _run_traced(args: argparse.Namespace, exc: UnknownFamily, lang: str) -> int:
     """A family gpuplan has no rules for: the tensors transformers builds on the meta device."""
-    from gpuplan.commands.generic import params_json, tensors_json, traced_model
+    from gpuplan.commands.generic import left_out_lines, params_json, tensors_json, traced_model
 
     model = traced_model(exc)
     if args.tensors:
@@ -31,6 +31,7 @@ def _run_traced(args: argparse.Namespace, exc: UnknownFamily, lang: str) -> int:
                              f"{x.numel:,}") for x in model.tensors], "llllr"))
         return 0
     out = params_json(model)
+    out["warnings"] += left_out_lines(exc.config, model)
     if args.json:
         print_json(out)
         return 0

@@ -38,6 +38,19 @@ def traced_line(family: str, wall_s: float) -> str:
     return f"traced: unknown family {family}, {wall_s:.1f} s"
 
 
+def left_out_lines(config: dict[str, Any], model: TracedModel) -> list[str]:
+    """A multimodal config traces the language model transformers builds for causal LM from it; the warning names
+    the sub-models that are not in it (vision tower, audio encoder) and the projector."""
+    from gpuplan.model.hf_config import _part_summary
+
+    parts = [_part_summary(k, v) for k, v in config.items()
+             if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
+    if not parts:
+        return []
+    return [f"{model.family} is multimodal: the trace is its language model ({model.architecture}); left out: "
+            f"{', '.join([*parts, 'the multimodal projector'])}"]
+
+
 def _how_line(model: TracedModel, mem: TracedMemory, what: str) -> str:
     depths = " and ".join(str(d) for d in mem.depths)
     if len(mem.depths) == 1:
@@ -52,7 +65,9 @@ def params_payload(exc: UnknownFamily) -> dict[str, Any]:
     """The JSON of ``gpuplan params --json`` for a traced family: exact counts by part and by layer kind;
     ``active`` is null (which experts a token uses is the family's routing rule, which gpuplan does not have)."""
     model = traced_model(exc)
-    return params_json(model)
+    out = params_json(model)
+    out["warnings"] += left_out_lines(exc.config, model)
+    return out
 
 
 def params_json(model: TracedModel) -> dict[str, Any]:
@@ -133,7 +148,7 @@ def train_report(exc: UnknownFamily, cfg: TrainConfig, capacity_bytes: int | Non
     m.assumptions = [_how_line(model, mem, "the training step"),
                      f"device total: CUDA context {ov.cuda_context_bytes:,} B, workspaces {ov.workspace_bytes:,} B, "
                      f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak"]
-    m.warnings = [traced_line(model.family, model.wall_s + mem.wall_s)]
+    m.warnings = [traced_line(model.family, model.wall_s + mem.wall_s), *left_out_lines(exc.config, model)]
     report = TrainReport(m, model.params_total, v["params_trainable"], fits(m.total_bytes, capacity_bytes),
                          capacity_bytes, phases)
     report.config = cfg
@@ -193,7 +208,7 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
                            f"device total: CUDA context {ov.cuda_context_bytes:,} B, workspaces "
                            f"{ov.workspace_bytes:,} B, allocator reserve {ov.allocator_reserve_fraction:.0%} of the "
                            "allocated peak"],
-           "warnings": [traced_line(family, model.wall_s + mem.wall_s)]}
+           "warnings": [traced_line(family, model.wall_s + mem.wall_s), *left_out_lines(config, model)]}
     if is_encoder_decoder(config):
         out["assumptions"].insert(1, f"encoder-decoder: the {context:,} context tokens are the encoder's input; "
                                      "the decoder starts from its start token, and the KV cache is every decoder "

@@ -323,7 +323,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     notes: tuple[str, ...] = ()
     wrapper, wrapper_type = config, model_type
     if model_type in _MULTIMODAL or (model_type not in _LAYOUT and isinstance(config.get("text_config"), dict)):
-        config, notes = _text_part(config, model_type, source)
+        config, notes = _text_part(config, model_type, source, name)
         model_type = config["model_type"]
     model_type = _SAME_AS.get(model_type, model_type)
     if model_type not in _LAYOUT:
@@ -429,9 +429,12 @@ def _indexer_kw(c: _Cfg, model_type: str) -> dict[str, int]:
             "index_head_dim": c.pos_int("index_head_dim", default=128)}
 
 
-def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _text_part(config: dict[str, Any], model_type: str, source: str,
+               name: str = "custom") -> tuple[dict[str, Any], tuple[str, ...]]:
     """The ``text_config`` of a multimodal wrapper, and the note naming what is left out: every other
-    ``*_config`` sub-model (vision tower, audio encoder) and the projector between it and the text model."""
+    ``*_config`` sub-model (vision tower, audio encoder) and the projector between it and the text model. A text
+    model of a family gpuplan has no rules for raises UnknownFamily carrying the whole config, so that the traced
+    path builds the model transformers builds for it (``gpuplan.commands.generic``)."""
     inner = config.get("text_config")
     if inner is None and model_type in _FLAT_TEXT:  # transformers 4 wrote Qwen VL text keys at the top level
         inner = {k: v for k, v in config.items() if k not in ("model_type", "vision_config")}
@@ -441,9 +444,14 @@ def _text_part(config: dict[str, Any], model_type: str, source: str) -> tuple[di
     text_type = inner.get("model_type") or _MULTIMODAL.get(model_type)
     text_type = _TEXT_TYPE.get(text_type, text_type) if isinstance(text_type, str) else text_type
     text_type = _SAME_AS.get(text_type, text_type) if isinstance(text_type, str) else text_type
-    if not isinstance(text_type, str) or text_type not in _LAYOUT:
+    if not isinstance(text_type, str):
         raise InputError(f"{source}: text_config.model_type", text_type,
-                         f"is not supported; supported: {', '.join(sorted(_LAYOUT))}")
+                         f"must be a string naming the text model's architecture; supported: "
+                         f"{', '.join(sorted(_LAYOUT))}")
+    if text_type not in _LAYOUT:
+        raise UnknownFamily(f"{source}: text_config.model_type", text_type,
+                            f"is not supported; supported: {', '.join(sorted(_LAYOUT))}", config=config, name=name,
+                            source=source)
     if model_type in _VISION_WRAPPERS and isinstance(config.get("tie_word_embeddings"), bool):
         # transformers 5 ties lm_head to the language model's embed_tokens by the wrapper's own key
         # (Mistral3ForConditionalGeneration / Gemma3ForConditionalGeneration ``_tied_weights_keys``)

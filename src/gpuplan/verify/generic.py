@@ -150,7 +150,8 @@ def _per_layer_lists(config: dict[str, Any], n_layers: int) -> dict[str, list]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         resolved = hf_config(config, "eager").get_text_config().to_dict()
-    lists = {k: v for k, v in config.items() if isinstance(v, list) and len(v) == n_layers}
+    written = config["text_config"] if _nested_text(config) else config
+    lists = {k: v for k, v in written.items() if isinstance(v, list) and len(v) == n_layers}
     lists.update({k: v for k, v in resolved.items() if isinstance(v, list) and len(v) == n_layers})
     return lists
 
@@ -164,13 +165,23 @@ def reduced_config(config: dict[str, Any], layers: tuple[int, ...], lists: dict[
     encoder-decoder both stacks', so that a copy holds encoder and decoder layers in pairs), and every per-layer
     list (``lists``, from :func:`_per_layer_lists`) given with those layers' entries."""
     out = dict(config)
-    out[_layer_key(config)] = len(layers)
+    nested = _nested_text(config)
+    holder = dict(config["text_config"]) if nested else out
+    holder[_layer_key(holder)] = len(layers)
     for key in _DECODER_LAYER_KEYS:
-        if key in config:
-            out[key] = len(layers)
+        if key in holder:
+            holder[key] = len(layers)
     for k, v in lists.items():
-        out[k] = [v[i] for i in layers]
+        holder[k] = [v[i] for i in layers]
+    if nested:
+        out["text_config"] = holder
     return out
+
+
+def _nested_text(config: dict[str, Any]) -> bool:
+    """A multimodal wrapper whose depth and per-layer lists live in its ``text_config`` (Qwen3.5, Gemma 3):
+    reduced copies cut the text model there."""
+    return isinstance(config.get("text_config"), dict) and not any(k in config for k in _LAYER_KEYS)
 
 
 def _matches(config: dict[str, Any], full: TracedModel, layers: tuple[int, ...]) -> bool:
