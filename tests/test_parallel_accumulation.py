@@ -64,3 +64,28 @@ def test_pipeline_stage_with_one_micro_batch_per_stage_never_holds_all_gradients
     m4 = estimate_training(spec, TrainConfig(microbatches=4, **kw)).per_rank[0]["allocated_peak_bytes"]
     m8 = estimate_training(spec, TrainConfig(microbatches=8, **kw)).per_rank[0]["allocated_peak_bytes"]
     assert m4 < m8
+
+
+def test_pipelined_fsdp2_keeps_the_stage_unsharded_until_the_last_micro_batch():
+    """torch.distributed.pipelining runs FSDP2 stages without gradient sync and without resharding after backward
+    until the step's last micro-batch (stage.py backward_maybe_with_nosync): at the last stage's end of backward
+    its parameters are unsharded in bf16 and its gradients accumulated unsharded in the fp32 reduce dtype, 6 bytes
+    per parameter of the stage beside the sharded states; the optimizer step sees only the sharded gradients."""
+    spec = find_preset("llama-3.2-1b").spec()
+    cfg = TrainConfig(batch=1, seq=1024, precision="amp-bf16", framework="torch", dp=2, zero=3, pp=2,
+                      microbatches=4, gpus=4)
+    r = estimate_training(spec, cfg)
+    last = r.per_rank[-1]
+    stage_params = last["params"]  # this stage's parameters, unsharded (every TP degree is 1 here)
+    static = last["weights_bytes"] + last["master_weights_bytes"] + last["optimizer_bytes"]
+    phases = {p.name: p.bytes for p in r.phases}  # the most loaded rank is the last stage here
+    assert r.memory.peak_phase.startswith(f"stage {last['stage']}")
+    above = phases["end of backward"] - static
+    assert 6 * stage_params <= above <= 6.5 * stage_params  # + one group's fp32 reduce-scatter input at the end
+    assert phases["optimizer step"] - static <= last["gradients_bytes"] + 2 * stage_params  # sharded grads + step
+    # without a pipeline the same FSDP2 run keeps sharded gradients (and the root group's unsharded ones) only
+    flat = estimate_training(spec, TrainConfig(batch=1, seq=1024, precision="amp-bf16", framework="torch", dp=2,
+                                               zero=3, gpus=2, grad_accum=4))
+    flat_phases = {p.name: p.bytes for p in flat.phases}
+    flat_static = flat.memory.weights_bytes + flat.memory.master_weights_bytes + flat.memory.optimizer_bytes
+    assert flat_phases["end of backward"] - flat_static < 4 * flat.per_rank[0]["params"]

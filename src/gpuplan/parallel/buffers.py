@@ -65,6 +65,7 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
     gathered again: at the end its unsharded gradient (counted with the gradients), the reduce-scatter input (its
     copy in the reduce dtype) and output (E / D) are alive."""
     act = layer = end = tail = first = side = 0
+    unsharded = rs_max = 0  # FSDP2: every layer's and the root's all-gather, the largest reduce-scatter input
     loss_fwd = loss_bwd = None
     fwd = (0, 0)
     n = len(shard.layers)
@@ -76,6 +77,7 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
         act += 2 * spec.moe.top_k * b * sl * h * e  # all-to-all dispatch and combine of the routed rows
     if layout.cp > 1:
         act += 4 * b * sl * spec.kv_dim * e  # ring attention: K and V blocks in flight, double-buffered
+    act_base = act
     if (fsdp or ds3) and n:
         sb, cb, rb = _fsdp_dtypes(recipe)
         D = layout.shard_degree
@@ -107,6 +109,10 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
         root_b = root * cb if fsdp else 0
         raf = layout.zero == 3 and cfg.reshard_after_forward
         root_ag = round_block(root * cb) if fsdp and root else 0
+        if fsdp:
+            unsharded = root_b + sum(ag) + (round_block(emb * cb) if emb else 0) + (round_block(head * cb)
+                                                                                   if head else 0)
+            rs_max = max(rs)
         if raf or ds3:
             act += root_b + L
             fwd = (ag[-1] + L, ag[-1])
@@ -144,7 +150,7 @@ def buffers(spec, shard, table, layout, cfg, recipe, e, b, sl, fsdp, ds3, quanti
             end += sum(held) + root_held
     return {"act": act, "layer": layer, "end": end, "bwd": bwd, "fwd": fwd, "tail": tail, "first": first,
             "loss_fwd": tail if loss_fwd is None else loss_fwd, "loss_bwd": 0 if loss_bwd is None else loss_bwd,
-            "side_pools": side}
+            "side_pools": side, "act_base": act_base, "unsharded": unsharded, "rs_max": rs_max}
 
 
 def side_stream_pools(layer_ag: int, layer_rs: int, layer_rs_counted: int, root_ag: int, root_rs: int,

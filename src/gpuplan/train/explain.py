@@ -349,6 +349,12 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
                "PrepareModuleInput / ColwiseParallel redistribute to Replicate)" if cfg.framework == "torch" else
                "the column projections save the local shard and gather it again in backward (Megatron-LM, "
                "Korthikanti et al. 2022 section 4.2.2)"))
+    from gpuplan.train.stage import pipeline_accumulation
+    if pipeline_accumulation(cfg, layout):
+        m.assumptions.append(
+            "FSDP2 under a pipeline: each stage keeps its parameters unsharded and accumulates its gradients "
+            "unsharded in the reduce dtype until the step's last micro-batch, whose backward reduce-scatters them "
+            "(torch.distributed.pipelining stage.py backward_maybe_with_nosync)")
     if layout.kv_replicated:
         m.assumptions.append(f"{spec.num_kv_heads} KV heads < tp={layout.tp}: each rank keeps a replicated KV head")
     m.assumptions += lora_dtype_note(cfg, recipe)

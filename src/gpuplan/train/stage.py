@@ -42,6 +42,19 @@ def vocab_parallel_logits(vocab: int, tp: int, cfg: TrainConfig) -> int:
     return vocab
 
 
+def pipeline_accumulation(cfg: TrainConfig, layout: Layout) -> bool:
+    """FSDP2 under torch.distributed.pipelining (``--framework torch``, ``--zero`` 2 or 3, ``--pp`` > 1): each
+    stage's backward runs with ``set_requires_gradient_sync(False)`` and ``set_reshard_after_backward(False)``
+    until the step's last micro-batch, whose backward runs FSDP's post-backward for every group at once
+    (torch/distributed/pipelining/stage.py ``backward_maybe_with_nosync``). So from a stage's first backward its
+    parameters stay unsharded and its gradients accumulate unsharded, upcast to the reduce dtype
+    (torch/distributed/fsdp/_fully_shard/_fsdp_param.py ``to_accumulated_grad_if_needed``); the optimizer step
+    sees the sharded gradients the reduce-scatters leave. With ``--no-reshard`` (torchtitan's default under a
+    pipeline: parallelize_llama.py ``apply_fsdp``, reshard_after_forward = not pp_enabled) the parameters are
+    unsharded from the first forward as well, which is how gpuplan counts both cases."""
+    return cfg.framework == "torch" and layout.zero >= 2 and layout.pp > 1
+
+
 def ds_buckets(cfg: TrainConfig, layout: Layout, recipe: Recipe) -> ZeroBuckets | None:
     """DeepSpeed's ZeRO buffers for this layout (``gpuplan.parallel.deepspeed``); None outside DeepSpeed ZeRO.
     The ipg buffers take the optimizer's 16-bit dtype (the parameters' under the half recipes)."""
@@ -173,6 +186,16 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=tuple(bwd_acc),
                     head_grad_bytes=head_grad if fsdp else 0, embed_grad_bytes=embed_grad if fsdp else 0,
                     opt_grads_bytes=0)
+    if pipeline_accumulation(cfg, layout):
+        # every parameter of the stage stays unsharded and no layer reduce-scatters until the last micro-batch
+        unsharded = bufs["act_base"] + bufs["unsharded"]
+        # a layer's backward creates its gradients in the compute dtype before adding them to the accumulated ones
+        bwd_piped = tuple(_bwd_high(pts, groups, tp, b, sl, s) for pts, groups in zip(extra_pts, g_groups))
+        first = replace(first, act_extra_bytes=unsharded, bwd_extra_bytes=bwd_piped, layer_extra_bytes=0,
+                        end_extra_bytes=bufs["unsharded"] + bufs["rs_max"], fwd_pre_buf_bytes=0, fwd_high_buf_bytes=0, tail_buf_bytes=0,
+                        loss_fwd_buf_bytes=0, loss_bwd_buf_bytes=0, first_pre_buf_bytes=0)
+        later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=bwd_piped,
+                        head_grad_bytes=0, embed_grad_bytes=0, opt_grads_bytes=0)
     if ds is not None and ds.stage == 2 and ds.contiguous_gradients:
         # ZeRO-2 reduces every micro-batch into a fresh partition buffer (stage_1_and_2.py ``copy_grads_in_partition``
         # allocates ``grads_in_partition`` at the first bucket it reduces) and adds it to the accumulated
@@ -199,7 +222,7 @@ def _grads(spec, shard, table, tr, recipe, layout, cfg, layers):
     trainability object and what the sums depend on (read-only results: callers do not change them)."""
     key = (id(shard), id(tr), spec.tie_embeddings, recipe, layout.zero, layout.shard_degree,
            layout.expert_shard_degree, cfg.framework, cfg.offload, layers, embedding_groups(spec, cfg, layout),
-           cfg.lora_rank, cfg.lora_dtype, cfg.model_impl)
+           cfg.lora_rank, cfg.lora_dtype, cfg.model_impl, pipeline_accumulation(cfg, layout))
     hit = _GRADS.get(key)
     if hit is not None and hit[0] is shard and hit[1] is tr and hit[2] is table:
         return hit[3]
@@ -218,7 +241,8 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
     head = embed = 0
     fsdp = cfg.framework == "torch" and layout.zero >= 2
     groups = embedding_groups(spec, cfg, layout)
-    sb, cb, _ = _fsdp_dtypes(recipe)
+    sb, cb, rb = _fsdp_dtypes(recipe)
+    piped = pipeline_accumulation(cfg, layout)
     offloaded = cfg.offload != "none" and (fsdp or layout.zero >= 2)  # reduced gradients go to host memory
     from gpuplan.train.peft import wrapped_module
     from gpuplan.train.states import lora_param_bytes
@@ -232,7 +256,9 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
         D = layout.expert_shard_degree if lt.expert else layout.shard_degree
         created = keep = 0
         if grp.rg and fsdp:
-            created, keep = lt.numel * cb * grp.count, lt.numel // D * sb * grp.count
+            # under a pipeline every micro-batch's gradient is kept unsharded in the reduce dtype until the last
+            # micro-batch's backward reduce-scatters them (pipeline_accumulation)
+            created, keep = lt.numel * cb * grp.count, (lt.numel * rb if piped else lt.numel // D * sb) * grp.count
         elif grp.rg:
             one = lt.numel * recipe.grad_bytes
             created = one * grp.count
@@ -244,7 +270,7 @@ def _grads_of(spec, shard, table, tr, recipe, layout, cfg, layers):
                                           layout.zero):
                 whole = shape[0] * shape[1]
                 created += whole * (min(cb, lora_b) if fsdp else lora_b) * grp.count
-                keep += held.gradients * lora_b * grp.count
+                keep += (whole * max(rb, lora_b) if piped else held.gradients * lora_b) * grp.count
         if offloaded:
             keep = 0
         if t.layer is not None:
