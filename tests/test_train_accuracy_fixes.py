@@ -139,3 +139,28 @@ def test_lora_modules_to_save(tied: bool, saved: tuple[str, ...]):
     out = _compare(config, setup, ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                                    "allocated_peak_bytes"))
     assert peft_adapter_params(spec_from_config(config), train_config(setup)) == out["measured"].params_trainable
+
+
+def test_quantized_head_of_litgpt_qlora():
+    """litgpt's QLoRA quantizes every Linear through Lightning's BitsandbytesPrecision, the output head included
+    (--qlora-head on, the stack's default): the head's weight is NF4, and each of its matmuls dequantizes the whole
+    head to fp16 and casts it to bf16 (bitsandbytes MatMul4Bit), 4 bytes per head element during the head's forward
+    and backward. Elsewhere (PEFT / transformers) the head stays bf16."""
+    from gpuplan.model.presets import find_preset
+    from gpuplan.train.config import TrainConfig
+    from gpuplan.train.engine import estimate_training
+    from gpuplan.train.peft import nf4_bytes
+
+    spec = find_preset("llama-3.1-8b").spec()
+    common = dict(stack="litgpt", method="qlora", lora_rank=32, lora_targets=("q_proj", "v_proj"), batch=2, seq=512,
+                  precision="bf16", qlora_double_quant=False)
+    on = estimate_training(spec, TrainConfig(**common))
+    off = estimate_training(spec, TrainConfig(**common, qlora_head=False))
+    head = spec.vocab_size * spec.hidden_size
+    assert off.memory.weights_bytes - on.memory.weights_bytes == 2 * head - nf4_bytes(head, 64, False)
+    loss_bwd = {p.name: p.bytes for p in on.phases}["loss backward"] - {p.name: p.bytes for p in off.phases}[
+        "loss backward"]
+    assert loss_bwd == 4 * head - (2 * head - nf4_bytes(head, 64, False))
+    plain = estimate_training(spec, TrainConfig(**{**common, "stack": "torch"})).memory
+    assert any("output head and routers stay unquantized" in a for a in plain.assumptions)
+    assert any("the output head is quantized too" in a for a in on.memory.assumptions)

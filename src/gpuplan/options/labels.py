@@ -75,6 +75,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "fsdp_embedding_groups": ("Embedding and head as FSDP groups", "嵌入与输出头单独分组"),
     "bitsandbytes_version": ("bitsandbytes release", "bitsandbytes 版本"),
     "kbit_prepare": ("PEFT k-bit preparation", "PEFT k-bit 训练准备"),
+    "qlora_head": ("Quantized output head", "量化输出头"),
     "qlora_double_quant": ("QLoRA double quantization", "QLoRA 双重量化"),
     "ds_reduce_bucket": ("DeepSpeed reduce bucket", "DeepSpeed reduce 桶大小"),
     "ds_overlap_comm": ("DeepSpeed overlapped communication", "DeepSpeed 通信重叠"),

@@ -249,6 +249,20 @@ TRAIN = CommandOptions(
             metavar="X.Y.Z",
         ),
         Option(
+            "qlora_head",
+            "choice",
+            "--qlora-head",
+            help="QLoRA: on = the output head is a 4-bit linear too (litgpt quantizes through Lightning's "
+                 "BitsandbytesPrecision, which converts every Linear), and each of its matmuls dequantizes the whole "
+                 "head to fp16 and casts it to the compute dtype; off = the head stays in the compute dtype "
+                 "(PEFT / transformers skip it) (default: the stack's; litgpt on, others off)",
+            help_zh="QLoRA：on = 输出头也是 4 位线性层（litgpt 通过 Lightning 的 BitsandbytesPrecision 量化所有 Linear），"
+                    "其每次矩阵乘都会把整个输出头反量化为 fp16 再转换为计算精度；off = 输出头保持计算精度"
+                    "（PEFT / transformers 跳过它）（默认：训练栈的设置；litgpt 为 on，其他为 off）",
+            group="fine-tuning",
+            choices=("on", "off"),
+        ),
+        Option(
             "kbit_prepare",
             "choice",
             "--kbit-prepare",

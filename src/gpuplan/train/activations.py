@@ -68,6 +68,7 @@ class ActContext:
     # QLoRA under bitsandbytes < 0.43.2: each 4-bit matmul keeps its input for backward
     # (gpuplan.versions.BNB_MATMUL4BIT_KEEPS_INPUT)
     bnb_input_kept: bool = False
+    bnb_head_kept: bool = False  # the output head is one of those 4-bit matmuls (--qlora-head on)
     # Megatron's fused bias-GELU (megatron/core/fusions/fused_bias_gelu.py ``GeLUFunction``: save_for_backward(input,
     # bias)) keeps only the fc output, not the tanh formula's temporaries of the Hugging Face GPT-2 code
     fused_gelu: bool = False
@@ -115,7 +116,8 @@ def linear(sv: _Saved, c: ActContext, name: str, x_key: str, x_bytes_tok: float,
             sv.save(x_key, Act(tok=x_bytes_tok))
     if c.amp and x_rg:
         sv.save(f"{name}.w_half", Act(fixed=2 * in_f * out_f))
-    if c.bnb_input_kept and x_rg and not w_rg and name not in ("router", "lm_head"):
+    if c.bnb_input_kept and x_rg and not w_rg and (name not in ("router", "lm_head")
+                                                   or (name == "lm_head" and c.bnb_head_kept)):
         sv.save(x_key, Act(tok=x_bytes_tok))  # old MatMul4Bit's ctx.tensors = (A, B)
     if c.dequant_kept and x_rg and name not in ("router", "lm_head"):  # both stay unquantized
         # GPTQ's torch.matmul(x, dequantized weight): the fp16 weight is saved for the input's gradient

@@ -116,6 +116,7 @@ class TrainConfig:
     bitsandbytes_version: str | None = None  # release of a QLoRA run's NF4 matmuls (None: the newest behaviour)
     # QLoRA: PEFT's prepare_model_for_kbit_training upcasts the unquantized parameters to fp32 (gpuplan.train.kbit)
     kbit_prepare: bool | None = None
+    qlora_head: bool | None = None  # QLoRA: the output head quantized too (litgpt through Lightning's plugin)
     # (field, value, source) of each field the stack filled in; set by __post_init__
     stack_settings: tuple[tuple[str, object, str], ...] = field(default=(), compare=False, repr=False)
     # the stack-settable fields that were not given (None) and were resolved
@@ -160,7 +161,7 @@ STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "select
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
                 "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups",
-                "kbit_prepare")
+                "kbit_prepare", "qlora_head")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:

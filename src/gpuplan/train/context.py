@@ -36,6 +36,7 @@ def activation_context(cfg: TrainConfig, recipe: Recipe, spec: ModelSpec | None 
                       batched=cfg.batch > 1,
                       dequant_kept=cfg.method == "qlora" and keeps_dequantized_weight(cfg.qlora_base),
                       bnb_input_kept=bnb_keeps_input(cfg),
+                      bnb_head_kept=bnb_keeps_input(cfg) and bool(cfg.qlora_head),
                       window_mask=spec is not None and spec.sliding_window is not None
                       and (cfg.seq > spec.sliding_window or _chunked(spec)),
                       fused_gelu=cfg.framework == "megatron", model_impl=impl,

@@ -22,6 +22,7 @@ from gpuplan.train.korthikanti import korthikanti_layer
 from gpuplan.train.logits import LossMemory, loss_memory, loss_shift_copy, loss_upcasts
 from gpuplan.train.model_acts import ModelActs, model_acts
 from gpuplan.train.overheads import SegmentInputs, overhead_bytes
+from gpuplan.train.kbit import head_dequant_bytes
 from gpuplan.train.peak import Phase, PhaseInputs, optimizer_in_backward, peak, phases, without_loss
 from gpuplan.train.peft import saved_spec, trainability
 from gpuplan.train.precision import Recipe, recipe_for
@@ -74,6 +75,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
         norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * s,
         step_temp_bytes=states.optimizer.step_temp_bytes, recompute_full=cfg.checkpointed,
+        loss_fwd_buf_bytes=head_dequant_bytes(spec, cfg, c.e), loss_bwd_buf_bytes=head_dequant_bytes(spec, cfg, c.e),
         **_forward_moments(spec, cfg, acts, c, b, s))
     if in_bwd:
         pin = optimizer_in_backward(pin, max(states.grad_bytes_by_tensor, default=0), states.optimizer,

@@ -213,7 +213,9 @@ def qlora_base_note(cfg: TrainConfig, layout: "Layout | None" = None) -> str:
     from gpuplan.train.quantbase import base_note
 
     note = (base_note(cfg.qlora_base, cfg.qlora_block_size, cfg.qlora_double_quant, cfg.qlora_group_size)
-            + "; output head and routers stay unquantized")
+            + ("; the output head is quantized too and dequantized whole for each of its matmuls (fp16, then the "
+               "compute dtype: --qlora-head on); routers stay unquantized" if cfg.qlora_head
+               else "; output head and routers stay unquantized"))
     if layout is None:
         return note
     share = "the whole 4-bit base"

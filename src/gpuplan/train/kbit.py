@@ -39,3 +39,21 @@ NOTE = ("prepare_model_for_kbit_training: the unquantized parameters (embedding,
 def kbit_plain_bytes(cfg: "TrainConfig") -> int | None:
     """Bytes per element of the unquantized parameters when they were upcast (None: the recipe's)."""
     return FP32 if kbit_upcast(cfg) else None
+
+
+def head_dequant_bytes(spec, cfg: "TrainConfig", compute_bytes: int, tp: int = 1) -> int:
+    """The quantized output head's transient (``--qlora-head on``): each 4-bit matmul of the head dequantizes the
+    whole weight in the dtype it was quantized from and casts it to the compute dtype (bitsandbytes ``MatMul4Bit``
+    forward and backward: ``F.dequantize_4bit(B, quant_state).to(A.dtype)``). Lightning's plugin quantizes from
+    fp16 (``_Linear4bit._quantize_weight``: ``weight.half()``), so a bf16 run holds an fp16 and a bf16 copy, 4 bytes
+    per head element, while the head's forward or backward runs; an fp16 run only the one. 0 when the head is not
+    quantized or the model ties it to the embedding."""
+    if cfg.method != "qlora" or not cfg.qlora_head:
+        return 0
+    from gpuplan.model.tensors import tensor_table
+
+    head = next((t for t in tensor_table(spec) if t.component == "lm_head" and len(t.shape) == 2), None)
+    if head is None:
+        return 0
+    fp16_run = cfg.precision in ("fp16", "amp-fp16", "mixed-fp16")
+    return head.numel // max(1, tp) * (2 + (0 if fp16_run else compute_bytes))

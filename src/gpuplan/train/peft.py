@@ -136,12 +136,12 @@ def saved_spec(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
 
 def trainability(spec: ModelSpec, cfg: TrainConfig) -> Trainability:
     saved = cfg.lora_modules_to_save if cfg.method in ("lora", "qlora") else ()
-    return _trainability(spec, cfg.method, cfg.trainable, cfg.lora_targets, saved)
+    return _trainability(spec, cfg.method, cfg.trainable, cfg.lora_targets, saved, bool(cfg.qlora_head))
 
 
 @lru_cache(maxsize=64)
 def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets: tuple[str, ...],
-                  saved: tuple[str, ...] = ()) -> Trainability:
+                  saved: tuple[str, ...] = (), quantized_head: bool = False) -> Trainability:
     table = tensor_table(spec)
     n = len(table)
     if method == "full":
@@ -159,8 +159,10 @@ def _trainability(spec: ModelSpec, method: str, globs: tuple[str, ...], targets:
         names = sorted({t.module for t in table if t.linear})
         raise InputError("--lora-targets", ",".join(targets), "matches no linear module of this model",
                          hint=f"modules: {', '.join(names)} or all-linear")
-    quant = tuple(method == "qlora" and t.linear and not t.is_bias and t.component not in ("lm_head", "router")
-                  for t in table)
+    # the output head stays unquantized unless the stack quantizes every Linear (--qlora-head on: litgpt)
+    quant = tuple(method == "qlora" and not t.is_bias
+                  and ((t.linear and t.component not in ("router", "lm_head"))
+                       or (quantized_head and t.component == "lm_head" and len(t.shape) == 2)) for t in table)
     full = tuple(saved_match(t, saved) for t in table)
     missing = [m for m in saved if not any(saved_match(t, (m,)) for t in table)]
     if missing:

@@ -38,6 +38,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "ds_overlap_comm": str, "ds_contiguous_gradients": bool, "ds_prefetch_bucket": int, "ds_max_live_params": int,
     "model_impl": str, "lora_dtype": str, "fsdp_embedding_groups": bool,
     "kbit_prepare": bool,
+    "qlora_head": bool,
 }
 # Step-time behaviours a stack decides (read by ``gpuplan plan``, not TrainConfig fields).
 STEP_KEYS: dict[str, type] = {"pipeline_schedule": str, "attention_impl": str}

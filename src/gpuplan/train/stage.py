@@ -128,6 +128,12 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     sharded_grads = fsdp or layout.zero >= 2
     no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
     bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized, tr.base_trainable)
+    if shard.last:  # a 4-bit output head dequantized for its forward and backward (gpuplan.train.kbit)
+        from gpuplan.train.kbit import head_dequant_bytes
+
+        deq = head_dequant_bytes(spec, cfg, c.e, tp)
+        if deq:
+            bufs = {**bufs, "loss_fwd": bufs["loss_fwd"] + deq, "loss_bwd": bufs["loss_bwd"] + deq}
     if ds is not None and ds.backward_bytes:
         # ZeRO-1/2's reduce (ipg) buffers exist from backward's first gradient to its epilogue
         bufs = {**bufs, "layer": bufs["layer"] + ds.backward_bytes, "end": bufs["end"] + ds.backward_bytes}
