@@ -128,6 +128,7 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
     sharded_grads = fsdp or layout.zero >= 2
     no_groups = dict.fromkeys(g_groups[0], 0) if g_groups else {}
     bufs = _buffers(spec, shard, table, layout, cfg, recipe, c.e, b, sl, fsdp, ds3, tr.quantized, tr.base_trainable)
+    deq = 0
     if shard.last:  # a 4-bit output head dequantized for its forward and backward (gpuplan.train.kbit)
         from gpuplan.train.kbit import head_dequant_bytes
 
@@ -198,8 +199,9 @@ def _stage_parts(spec: ModelSpec, cfg: TrainConfig, layout: Layout, recipe: Reci
         # a layer's backward creates its gradients in the compute dtype before adding them to the accumulated ones
         bwd_piped = tuple(_bwd_high(pts, groups, tp, b, sl, s) for pts, groups in zip(extra_pts, g_groups))
         first = replace(first, act_extra_bytes=unsharded, bwd_extra_bytes=bwd_piped, layer_extra_bytes=0,
-                        end_extra_bytes=bufs["unsharded"] + bufs["rs_max"], fwd_pre_buf_bytes=0, fwd_high_buf_bytes=0, tail_buf_bytes=0,
-                        loss_fwd_buf_bytes=0, loss_bwd_buf_bytes=0, first_pre_buf_bytes=0)
+                        end_extra_bytes=bufs["unsharded"] + bufs["rs_max"], fwd_pre_buf_bytes=0,
+                        fwd_high_buf_bytes=0, tail_buf_bytes=0, loss_fwd_buf_bytes=deq, loss_bwd_buf_bytes=deq,
+                        first_pre_buf_bytes=0)
         later = replace(first, layer_grad_bytes=(0,) * len(g_layer), bwd_extra_bytes=bwd_piped,
                         head_grad_bytes=0, embed_grad_bytes=0, opt_grads_bytes=0)
     if ds is not None and ds.stage == 2 and ds.contiguous_gradients:
