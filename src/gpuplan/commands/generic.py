@@ -41,14 +41,13 @@ def traced_line(family: str, wall_s: float) -> str:
 def left_out_lines(config: dict[str, Any], model: TracedModel) -> list[str]:
     """A multimodal config traces the language model transformers builds for causal LM from it; the warning names
     the sub-models that are not in it (vision tower, audio encoder) and the projector."""
-    from gpuplan.model.hf_config import _part_summary
+    from gpuplan.model.hf_config import left_out_parts
 
-    parts = [_part_summary(k, v) for k, v in config.items()
-             if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
-    if not parts:
+    left_out = left_out_parts(config)
+    if not left_out:
         return []
     return [f"{model.family} is multimodal: the trace is its language model ({model.architecture}); left out: "
-            f"{', '.join([*parts, 'the multimodal projector'])}"]
+            f"{left_out}"]
 
 
 def _how_line(model: TracedModel, mem: TracedMemory, what: str) -> str:

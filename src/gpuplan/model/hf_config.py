@@ -456,9 +456,7 @@ def _text_part(config: dict[str, Any], model_type: str, source: str,
         # transformers 5 ties lm_head to the language model's embed_tokens by the wrapper's own key
         # (Mistral3ForConditionalGeneration / Gemma3ForConditionalGeneration ``_tied_weights_keys``)
         inner = {**inner, "tie_word_embeddings": config["tie_word_embeddings"]}
-    parts = [_part_summary(k, v) for k, v in config.items()
-             if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
-    left_out = ", ".join([*parts, "the multimodal projector"])
+    left_out = left_out_parts(config) or "the multimodal projector"
     if model_type in _VISION_WRAPPERS:
         note = (f"{model_type} is multimodal: without --images only its text model ({text_type}, text_config) is "
                 f"estimated; left out: {left_out} (params counts them as vision; --images adds them)")
@@ -466,6 +464,14 @@ def _text_part(config: dict[str, Any], model_type: str, source: str,
         note = (f"{model_type} is multimodal: only its text model ({text_type}, text_config) is estimated; "
                 f"left out: {left_out}")
     return {**inner, "model_type": text_type}, (note,)
+
+
+def left_out_parts(config: dict[str, Any]) -> str:
+    """What estimating a multimodal config's language model leaves out: every ``*_config`` sub-model but the text
+    one, and the projector; "" for a config with no such sub-model."""
+    parts = [_part_summary(k, v) for k, v in config.items()
+             if k.endswith("_config") and k not in ("text_config", "quantization_config") and isinstance(v, dict)]
+    return ", ".join([*parts, "the multimodal projector"]) if parts else ""
 
 
 def _part_summary(key: str, sub: dict[str, Any]) -> str:

@@ -340,7 +340,7 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
     ]
     m.assumptions += segment_rule_note(ov) if ov is not None else []
     m.assumptions += stack_assumptions(cfg)
-    from gpuplan.train.stage import ds_buckets
+    from gpuplan.train.stage import ds_buckets, pipeline_accumulation
     ds = ds_buckets(cfg, layout, recipe)
     if ds is not None:
         m.assumptions.append(ds.note())
@@ -351,7 +351,6 @@ def explain_parallel(m: MemoryReport, spec: ModelSpec, cfg: TrainConfig, layout:
                "PrepareModuleInput / ColwiseParallel redistribute to Replicate)" if cfg.framework == "torch" else
                "the column projections save the local shard and gather it again in backward (Megatron-LM, "
                "Korthikanti et al. 2022 section 4.2.2)"))
-    from gpuplan.train.stage import pipeline_accumulation
     if pipeline_accumulation(cfg, layout):
         m.assumptions.append(
             "FSDP2 under a pipeline: each stage keeps its parameters unsharded and accumulates its gradients "
