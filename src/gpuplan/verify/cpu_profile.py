@@ -9,11 +9,21 @@ from __future__ import annotations
 
 def cpu_peak_bytes(fn) -> int:
     """Peak of CPU tensor memory allocated while ``fn`` runs, above what was allocated before, from the PyTorch
-    profiler's allocation events (the CPU counterpart of ``torch.cuda.max_memory_allocated`` minus the start)."""
+    profiler's allocation events (the CPU counterpart of ``torch.cuda.max_memory_allocated`` minus the start).
+
+    oneDNN is switched off while ``fn`` runs: on CPUs with AVX512-BF16 or AMX, PyTorch sends bf16 matmuls through
+    oneDNN, whose reordered weight copies and scratch buffers (weight-sized for small models) have no CUDA
+    counterpart and would make the peak depend on the machine; without it every CPU runs ATen's own kernels."""
+    import warnings
+
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the flag's note about TF32 on Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False), profile(activities=[ProfilerActivity.CPU],
+                                                                  profile_memory=True) as prof:
+            fn()
     events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
     current = peak = 0
