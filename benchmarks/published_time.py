@@ -95,10 +95,10 @@ def deepseek_row() -> TimeRow:
               "(section 3.2.3: RMSNorm and MLA up-projections recomputed, the EMA in host memory; section 3.3: "
               "activations cached in FP8), so plan times full recomputation. Timed as DeepSeek ran it, without "
               f"recomputation, the step-time model gives {own_hours:,.0f} GPU-hours "
-              f"({bench.error_pct(own_hours, DEEPSEEK_GPU_HOURS):+.1f} %): making that layout fit would move the "
-              "estimate further from the report, so the gap is time the model does not see; not modelled: routing "
-              "load imbalance, the fine-grained FP8 scaling beyond DeepGEMM's measured rate, the smaller batches "
-              "of the ramp over the first 469B tokens (section 4.2)")
+              f"({bench.error_pct(own_hours, DEEPSEEK_GPU_HOURS):+.1f} %). The FP8 kernels run at the rates of "
+              "DeepSeek's published training profile (benchmarks/deepseek_profile.py), which balances routing; not "
+              "modelled: routing load imbalance, the smaller batches of the ramp over the first 469B tokens "
+              "(section 4.2)")
     return TimeRow("deepseek-v3-pretraining-gpu-hours", "DeepSeek-V3 (DualPipe, FP8)", "pre-training GPU-hours",
                    "GPU-hours", float(DEEPSEEK_GPU_HOURS), est, err, optimism(est, DEEPSEEK_GPU_HOURS, "s"), "ok",
                    reason)

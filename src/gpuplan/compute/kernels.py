@@ -15,7 +15,9 @@ gaps, the overlap of elementwise work with GEMMs in fused kernels, split-K and s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 # Fraction of dense peak that large BF16 GEMMs reach (cuBLAS via torch.matmul, best shape of a sweep): Stas Bekman,
 # ml-engineering compute/accelerator/README.md "Maximum Achievable Matmul FLOPS comparison table".
@@ -23,12 +25,31 @@ GEMM_EFFICIENCY = {
     "ampere-sxm": (0.859, "ml-engineering MAMF table: A100 SXM 267.9 of 312 TFLOP/s (85.9 %), CUDA 12.1"),
     "hopper-sxm": (0.801, "ml-engineering MAMF table: H100 SXM 792.1 of 989 TFLOP/s (80.1 %), CUDA 12.1"),
 }
-# FP8 GEMMs (Transformer Engine, DeepSeek-V3's fine-grained-scaled FP8): the GEMMs run against the FP8 tensor-core
-# peak (twice the BF16 one on Hopper) at a lower fraction of it; attention, norms and the rest stay in BF16.
+# FP8 GEMMs with fine-grained scaling (1x128 activation tiles, 128x128 weight blocks, FP32 promotion every 128 of K:
+# DeepSeek-V3 report, arXiv:2412.19437, section 3.3) run against the FP8 tensor-core peak (twice the BF16 one on
+# Hopper); attention, norms, the output head and the rest stay in BF16. The efficiencies are what DeepSeek's own
+# training kernels reach in the published profile of a DualPipe forward/backward chunk pair of DeepSeek-V3 at its
+# pre-training layout (github.com/deepseek-ai/profile-data, train.json, Feb 2025: EP64, TP1, 4K tokens, H800, the
+# all-to-all kernels on 20 of the 132 SMs): FLOPs of each kernel class over its kernel time, against the FP8 peak on
+# the 112 SMs left, as the step-time model times them (with its wave quantization). Per MoE layer:
+# forward + data-gradient GEMMs 9.56 TFLOP in 10.44 ms, weight-gradient GEMMs (FP32 accumulation into the main
+# gradient) 4.78 TFLOP in 8.19 ms. `python benchmarks/deepseek_profile.py` prints the comparison.
 FP8_GEMM_EFFICIENCY = {
-    "hopper-sxm": (0.68, "deepseek-ai/DeepGEMM README (Feb 2025): 'up to 1350+ FP8 TFLOPS' for the fine-grained-scaled "
-                         "FP8 GEMMs DeepSeek-V3 trained with, on H800 (1,979 TFLOP/s FP8 peak) -> 0.68"),
+    "hopper-sxm": (0.576, "DeepSeek-V3 training profile (deepseek-ai/profile-data train.json, H800, Feb 2025): forward "
+                          "and data-gradient FP8 GEMMs, 9.56 TFLOP per MoE layer in 10.44 ms on the 112 SMs the "
+                          "all-to-all leaves -> 0.576 of the 1,979 TFLOP/s FP8 peak (DeepGEMM's 'up to 1350+ TFLOPS' "
+                          "is its best inference shape)"),
 }
+FP8_WGRAD_EFFICIENCY = {
+    "hopper-sxm": (0.367, "DeepSeek-V3 training profile (deepseek-ai/profile-data train.json): weight-gradient FP8 "
+                          "GEMMs accumulating into the FP32 gradient, 4.78 TFLOP per MoE layer in 8.19 ms on 112 SMs "
+                          "-> 0.367 of the FP8 peak"),
+}
+# Fine-grained FP8 quantizes every BF16 GEMM operand it produces with a memory-bound kernel (read 2 B, write 1 B and a
+# 4-byte scale per 128 elements): the inputs in the forward, the output gradients for the data gradient, and both
+# again transposed (128x1 tiles) for the weight gradient (arXiv:2412.19437 section 3.3.2; per_token_cast_to_fp8 and
+# per_channel_cast_and_transpose in DeepSeek's published profile).
+FP8_CAST_BYTES_PER_ELEM = 2 + 1 + 4 / 128
 FP8_GEMM_EFFICIENCY_FALLBACK = (0.60, "no published FP8 GEMM measurement for this GPU: 0.60 assumed; pass "
                                       "--gemm-efficiency")
 GEMM_EFFICIENCY_FALLBACK = (0.75, "no published MAMF for this GPU: 0.75 assumed (MI250X measures 76.7 % in the same "
@@ -58,6 +79,21 @@ class Device:
     sms: int | None = None  # SM count for wave quantization; None = not modelled
     gemm_peak_flop_per_s: float | None = None  # FP8 GEMMs: the FP8 peak (None: peak_flop_per_s)
     gemm_elem_bytes: int | None = None  # bytes per GEMM operand element (None: elem_bytes)
+    wgrad_eff: float | None = None  # weight-gradient GEMMs (None: gemm_eff)
+    bf16_gemm_eff: float | None = None  # FP8 devices: the BF16 GEMMs that stay unquantized (the output head)
+
+    @cached_property
+    def wgrad_device(self) -> Device:
+        """The same device timing weight-gradient GEMMs."""
+        return self if self.wgrad_eff is None else replace(self, gemm_eff=self.wgrad_eff, wgrad_eff=None)
+
+    @cached_property
+    def bf16_device(self) -> Device:
+        """The same device timing BF16 GEMMs (an FP8 device's output head: arXiv:2412.19437 section 3.3)."""
+        if self.gemm_peak_flop_per_s is None:
+            return self
+        return replace(self, gemm_peak_flop_per_s=None, gemm_elem_bytes=None, wgrad_eff=None,
+                       gemm_eff=self.bf16_gemm_eff or self.gemm_eff, bf16_gemm_eff=None)
 
 
 def wave_efficiency(m: float, n: float, sms: int | None) -> float:
@@ -142,3 +178,14 @@ def loss_elems_per_token(vocab: int, tp: int) -> float:
     """Cross-entropy over vocab-parallel logits in fp32: about four passes over [tokens, vocab/tp] (upcast,
     softmax statistics, gradient write, read for the head's backward), counted as bf16-element equivalents."""
     return 4 * 2 * vocab / tp
+
+
+def fp8_cast_bytes(linears: Iterable[tuple[float, float, float, int]]) -> tuple[float, float]:
+    """(forward, backward) bytes the FP8 quantization kernels move for GEMMs given as (rows, out, in, how many): the
+    forward quantizes each input [rows, in]; the backward the output gradient [rows, out] for the data gradient and,
+    transposed, the input and the output gradient for the weight gradient (``FP8_CAST_BYTES_PER_ELEM`` each)."""
+    fwd = bwd = 0.0
+    for rows, n, k, count in linears:
+        fwd += count * rows * k
+        bwd += count * rows * (2 * n + k)
+    return fwd * FP8_CAST_BYTES_PER_ELEM, bwd * FP8_CAST_BYTES_PER_ELEM

@@ -28,7 +28,8 @@ from functools import lru_cache
 from gpuplan.compute import comm, schedules
 from gpuplan.compute.flops import encoder_convention, keys_per_query, linear_attention_flop_per_token
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
-                                     elementwise_s, gemm_s, layer_elementwise_elems_per_token, loss_elems_per_token,
+                                     elementwise_s, fp8_cast_bytes, gemm_s,
+                                     layer_elementwise_elems_per_token, loss_elems_per_token,
                                      moe_permute_elems_per_token, unfused_attention_s)
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
@@ -153,28 +154,36 @@ def _distinct_shapes(spec: ModelSpec, seq: int) -> tuple[_LayerShape, ...]:
     return tuple(dict.fromkeys(_profile(spec, seq)[0]))
 
 
-def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
-    """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
-    t = 0.0
+def _layer_linears(shape: _LayerShape, tokens: float, lay: Layout) -> tuple[tuple[float, float, float, int], ...]:
+    """One layer's GEMMs on one TP rank as (rows, out, in, how many) for ``tokens`` tokens: each non-expert linear
+    once, and the gated experts of the rank (gate, up, down per local expert) over their routed tokens, balanced
+    routing."""
+    out: list[tuple[float, float, float, int]] = []
     for out_f, in_f, kind in shape.gemms:
         if kind == "column":
-            t += gemm_s(tokens, out_f / lay.tp, in_f, dev)
+            out.append((tokens, out_f / lay.tp, in_f, 1))
         elif kind == "row":
-            t += gemm_s(tokens, out_f, in_f / lay.tp, dev)
+            out.append((tokens, out_f, in_f / lay.tp, 1))
         else:
-            t += gemm_s(tokens, out_f, in_f, dev)
+            out.append((tokens, out_f, in_f, 1))
     if shape.expert is not None:
         n_exp, top_k, h, f = shape.expert
         local = max(1, n_exp // lay.ep)
         m = tokens * top_k * lay.ep / n_exp  # tokens per expert, balanced routing
-        t += local * (2 * gemm_s(m, f / lay.tp, h, dev) + gemm_s(m, h, f / lay.tp, dev))
-    return t
+        out += [(m, f / lay.tp, h, 2 * local), (m, h, f / lay.tp, local)]
+    return tuple(out)
+
+
+def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
+    """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
+    return sum(count * gemm_s(rows, n, k, dev) for rows, n, k, count in _layer_linears(shape, tokens, lay))
 
 
 def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout, dev: Device, work: Workload
                  ) -> tuple[float, float, float]:
     """(forward, backward, attention-core forward) seconds of one layer for one micro-batch on one GPU."""
     gemm = _gemm_pass_s(shape, tokens, lay, dev)
+    wgrad = _gemm_pass_s(shape, tokens, lay, dev.wgrad_device) if dev.wgrad_eff is not None else gemm
     if work.attention_impl == "unfused":
         d_qk = spec.mla.qk_head_dim if spec.mla else spec.head_dim
         d_v = spec.mla.v_head_dim if spec.mla else spec.head_dim
@@ -194,8 +203,13 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
                                * dropout_bytes_per_elem() / 2, dev)
     else:
         elem_d = 0.0
-    fwd = gemm + attn + elem + elem_d
-    bwd = 2 * gemm + attn_b + 2 * elem + elem_d
+    if dev.gemm_elem_bytes == 1:  # FP8 GEMMs: the quantization kernels of their operands
+        cast_f, cast_b = fp8_cast_bytes(_layer_linears(shape, tokens, lay))
+        elem_f, elem_b = elem + elementwise_s(cast_f, dev), 2 * elem + elementwise_s(cast_b, dev)
+    else:
+        elem_f, elem_b = elem, 2 * elem
+    fwd = gemm + attn + elem_f + elem_d
+    bwd = gemm + wgrad + attn_b + elem_b + elem_d
     return fwd, bwd, attn
 
 
@@ -256,7 +270,7 @@ def _micro_compute(spec: ModelSpec, work: Workload, dev: Device, tp: int, ep: in
     tokens = mb * work.seq / cp
     times = [_layer_times(spec, sh, tokens, lay, dev, work) for sh in _distinct_shapes(spec, work.seq)]
     fwd_l, bwd_l, attn_l = max(times, key=lambda x: x[0] + x[1])
-    head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev) + elementwise_s(
+    head_fwd = gemm_s(tokens, spec.vocab_size / tp, spec.hidden_size, dev.bf16_device) + elementwise_s(
         loss_elems_per_token(spec.vocab_size, tp) * tokens * dev.elem_bytes, dev)
     mtp_fwd, mtp_bwd = mtp_s(spec, tokens, tp, fwd_l, bwd_l, head_fwd, dev)
     return fwd_l, bwd_l, attn_l, head_fwd, mtp_fwd, mtp_bwd
@@ -319,15 +333,7 @@ def _micro_parts(spec: ModelSpec, work: Workload, dev: Device, net: comm.Network
     # expert parallel: dispatch + combine all-to-all per MoE layer each way
     ep_s = 0.0
     if st.n_moe and lay.ep > 1 and spec.moe is not None:
-        spans = comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node)
-        ep_bw = net.bandwidth(spans)
-        nodes = max(1, lay.tp * lay.cp * lay.ep // net.gpus_per_node) if spans else 1
-        copies = moe_copies_per_token(spec.moe.top_k, spec.moe.route_groups, spec.moe.route_topk_groups, nodes)
-        token_bytes = st.act_bytes / (lay.tp if sp else 1) * copies
-        dispatch = comm.all_to_all_s(token_bytes * moe_dispatch_bytes(dev) / dev.elem_bytes, lay.ep, ep_bw, lat)
-        combine = comm.all_to_all_s(token_bytes, lay.ep, ep_bw, lat)
-        # forward: dispatch + combine (again when recomputed); backward: both in reverse, gradients in BF16
-        ep_s = (1 - tune.ep_overlap) * st.n_moe * ((passes - 1) * (dispatch + combine) + 2 * combine)
+        ep_s = (1 - tune.ep_overlap) * st.n_moe * ep_layer_s(spec, lay, dev, net, st.act_bytes, passes)
         if hide:  # DualPipe: each chunk's all-to-all runs under the paired chunk's computation
             ep_s = schedules.exposed_after_overlap_s(ep_s, fwd + bwd + recompute)
 
@@ -413,6 +419,21 @@ def step_time_floor(spec: ModelSpec, lay: Layout, work: Workload, dev: Device, n
                                                                         + pp_s)
 
 
+def ep_layer_s(spec: ModelSpec, lay: Layout, dev: Device, net: comm.Network, act_bytes: float, passes: int) -> float:
+    """Expert-parallel all-to-all seconds of one MoE layer for one micro-batch (``act_bytes``: one [tokens, h]
+    activation): the forward's dispatch and combine (again when recomputed, ``passes`` 3) and the backward's, in
+    reverse with BF16 gradients."""
+    assert spec.moe is not None
+    spans = comm.group_spans_nodes(lay.tp * lay.cp, lay.ep, net.gpus_per_node)
+    ep_bw = net.bandwidth(spans)
+    nodes = max(1, lay.tp * lay.cp * lay.ep // net.gpus_per_node) if spans else 1
+    copies = moe_copies_per_token(spec.moe.top_k, spec.moe.route_groups, spec.moe.route_topk_groups, nodes)
+    token_bytes = act_bytes / (lay.tp if lay.seq_parallel else 1) * copies
+    dispatch = comm.all_to_all_s(token_bytes * moe_dispatch_bytes(dev) / dev.elem_bytes, lay.ep, ep_bw, net.latency_s)
+    combine = comm.all_to_all_s(token_bytes, lay.ep, ep_bw, net.latency_s)
+    return (passes - 1) * (dispatch + combine) + 2 * combine
+
+
 def moe_copies_per_token(top_k: int, groups: int, topk_groups: int, nodes: int) -> int:
     """Copies of a token the expert-parallel all-to-all sends over the slowest link. Plain all-to-all: one per
     selected expert (top_k). Group-limited routing whose groups are the nodes of the EP group (DeepSeek-V3: n_group
@@ -436,7 +457,8 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
     (Transformer Engine / DeepSeek-V3) against the FP8 peak at the FP8 GEMM efficiency; attention, elementwise
     work and communication in BF16, and MFU against the BF16 peak (the convention of the runs that report it)."""
     from gpuplan.compute.kernels import (ATTENTION_EFFICIENCY, FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK,
-                                         GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK, HBM_EFFICIENCY, SM_COUNT)
+                                         FP8_WGRAD_EFFICIENCY, GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK,
+                                         HBM_EFFICIENCY, SM_COUNT)
     from gpuplan.compute.mfu import mfu_family
 
     from gpuplan.hardware.catalog import catalog_field
@@ -452,20 +474,28 @@ def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, atte
                          f"{catalog_field(missing)}")
     table, fallback = (FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK) if fp8 else (GEMM_EFFICIENCY,
                                                                                       GEMM_EFFICIENCY_FALLBACK)
-    g_eff, g_src = table.get(mfu_family(gpu.id) or "", fallback)
+    family = mfu_family(gpu.id) or ""
+    g_eff, g_src = table.get(family, fallback)
+    w_eff, w_src = FP8_WGRAD_EFFICIENCY.get(family, (g_eff, g_src)) if fp8 and not gemm_eff else (None, "")
     sources = ([f"{gpu.id} has no bf16 units: timed in {dtype} (catalog bf16_fallback)"] if dtype != asked else [])
     sources += [f"{'FP8 ' if fp8 else ''}GEMM efficiency {gemm_eff or g_eff:g}: {'given' if gemm_eff else g_src}",
                f"attention efficiency {attention_eff or ATTENTION_EFFICIENCY[0]:g}: "
                f"{'given' if attention_eff else ATTENTION_EFFICIENCY[1]}",
                f"HBM efficiency {hbm_eff or HBM_EFFICIENCY[0]:g}: {'given' if hbm_eff else HBM_EFFICIENCY[1]}"]
+    if w_eff is not None and w_eff != g_eff:
+        sources.append(f"FP8 weight-gradient GEMM efficiency {w_eff:g}: {w_src}")
     if fp8:
-        sources.append(f"FP8: GEMMs at the FP8 peak {gemm_peak / 1e12:g} TFLOP/s; attention, elementwise work and "
-                       f"MFU at the BF16 peak {peak / 1e12:g} TFLOP/s (Transformer Engine and DeepSeek-V3 keep "
-                       "attention and normalization in BF16, arXiv:2412.19437 section 3.3)")
+        sources.append(f"FP8: GEMMs at the FP8 peak {gemm_peak / 1e12:g} TFLOP/s with fine-grained scaling, each "
+                       "BF16 operand quantized by a memory-bound kernel (forward: inputs; backward: output gradients, "
+                       "and both transposed for the weight gradient); attention, the output head, elementwise work "
+                       f"and MFU at the BF16 peak {peak / 1e12:g} TFLOP/s (DeepSeek-V3 keeps attention, the output "
+                       "head and normalization in BF16, arXiv:2412.19437 section 3.3)")
     dev = Device(peak_flop_per_s=peak, hbm_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s, gemm_eff=gemm_eff or g_eff,
                  attention_eff=attention_eff or ATTENTION_EFFICIENCY[0], hbm_eff=hbm_eff or HBM_EFFICIENCY[0],
                  elem_bytes=2 if dtype in ("bf16", "fp16", "fp8") else 4, sms=SM_COUNT.get(gpu.id),
-                 gemm_peak_flop_per_s=gemm_peak if fp8 else None, gemm_elem_bytes=1 if fp8 else None)
+                 gemm_peak_flop_per_s=gemm_peak if fp8 else None, gemm_elem_bytes=1 if fp8 else None,
+                 wgrad_eff=w_eff if w_eff != g_eff else None,
+                 bf16_gemm_eff=(gemm_eff or GEMM_EFFICIENCY.get(family, GEMM_EFFICIENCY_FALLBACK)[0]) if fp8 else None)
     return dev, sources
 
 
