@@ -26,12 +26,12 @@ _VERSION_RE = re.compile(r"^\s*v?(\d{1,4})(?:\.(\d{1,4}))?(?:\.(\d{1,4}))?(?:\.?
                          r"(?:\+[0-9A-Za-z.]+)?\s*$")
 
 
-def parse_version(field: str, text: str, parts: int = 2) -> Version:
+def parse_version(field: str, text: str, parts: int = 2, example: str = "5.25 or 5.25.0") -> Version:
     """``"5.25.0"``, ``"5.25"``, ``"5.26.0.dev0"`` -> (5, 25); major and minor are what the transformers rules
     key on (``parts`` 3 keeps the patch release: bitsandbytes changed behaviour in 0.43.2)."""
     m = _VERSION_RE.match(str(text))
     if not m:
-        raise InputError(field, text, "must be a release number such as 5.25 or 5.25.0")
+        raise InputError(field, text, f"must be a release number such as {example}")
     return tuple(int(m.group(i) or 0) for i in range(1, parts + 1))
 
 
@@ -95,6 +95,22 @@ BNB_MATMUL4BIT_KEEPS_INPUT = VersionRule(
     "backward, even where the frozen weight needs none",
     "bitsandbytes autograd/_functions.py MatMul4Bit.forward before commit 9e75374 'fix QLoRA mem bug: delete "
     "useless buffered activation' (#1270, July 2024), first released in 0.43.2")
+
+
+# PyTorch: the release a run's autograd kernels come from (None: the traced one, TRACED_TORCH)
+TORCH_SOFTMAX_KEEPS_INPUT = VersionRule(
+    "softmax-keeps-input", "torch", None, (1, 11),
+    "autograd keeps softmax's input beside its output for backward (the backward formula named the input, for the "
+    "double backward's sake, though the kernel reads only the output): eager attention keeps its pre-softmax "
+    "scores, batch x heads x seq x seq in the dtype the softmax reads, in every layer",
+    "pytorch/pytorch issue #64000 (Aug 2021, 'Softmax/logsoftmax use more memory for backward than needed'); "
+    "fixed by passing the input's dtype instead (derivatives.yaml: _softmax_backward_data(grad, result, dim, "
+    "self.scalar_type())), first released in PyTorch 1.11 (NVIDIA/apex issue #1422: the 4th argument became "
+    "'input_dtype')")
+
+
+def torch_release(text: str) -> Version:
+    return parse_version("--torch-version", text, example="1.10 or 2.4.1")
 
 
 def bitsandbytes_release(text: str) -> Version:

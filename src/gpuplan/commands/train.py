@@ -34,6 +34,7 @@ def config_from_options(values: Any) -> C.TrainConfig:
         reshard_after_forward=not values.no_reshard, dp_shard=values.dp_shard,
         fsdp_embedding_groups=_on_off(values.fsdp_embedding_groups),
         transformers_version=values.transformers_version, bitsandbytes_version=values.bitsandbytes_version,
+        torch_version=values.torch_version,
         kbit_prepare=_on_off(values.kbit_prepare),
         qlora_head=_on_off(values.qlora_head),
         qlora_base=values.qlora_base, qlora_double_quant=values.qlora_double_quant != "off",

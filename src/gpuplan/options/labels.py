@@ -74,6 +74,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "no_reshard": ("Keep gathered parameters", "保留聚合后的参数"),
     "fsdp_embedding_groups": ("Embedding and head as FSDP groups", "嵌入与输出头单独分组"),
     "bitsandbytes_version": ("bitsandbytes release", "bitsandbytes 版本"),
+    "torch_version": ("PyTorch release", "PyTorch 版本"),
     "kbit_prepare": ("PEFT k-bit preparation", "PEFT k-bit 训练准备"),
     "qlora_head": ("Quantized output head", "量化输出头"),
     "qlora_double_quant": ("QLoRA double quantization", "QLoRA 双重量化"),

@@ -238,6 +238,17 @@ TRAIN = CommandOptions(
             metavar="X.Y",
         ),
         Option(
+            "torch_version",
+            "text",
+            "--torch-version",
+            help="the PyTorch release the run uses: before 1.11 autograd keeps softmax's input, so eager attention "
+                 "keeps its scores in every layer (default: the traced release's behaviour)",
+            help_zh="运行所用的 PyTorch 版本：1.11 之前 autograd 为反向保留 softmax 的输入，eager 注意力在每层都保留其打分矩阵"
+                    "（默认：已追踪版本的行为）",
+            group="workload",
+            metavar="X.Y",
+        ),
+        Option(
             "bitsandbytes_version",
             "text",
             "--bitsandbytes-version",

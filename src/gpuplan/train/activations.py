@@ -62,6 +62,7 @@ class ActContext:
     window_mask: bool = False  # the sequence is longer than the sliding window: SDPA gets an explicit mask
     full_mask: bool = False  # every layer passes SDPA a materialised causal mask (Falcon builds it itself)
     mqa_math: bool = False  # Falcon's own SDPA call with one K/V head (gpuplan.versions.FALCON_SDPA_MATH)
+    softmax_keeps_input: bool = False  # PyTorch < 1.11 (gpuplan.versions.TORCH_SOFTMAX_KEEPS_INPUT)
     # QLoRA over a GPTQ base: each quantized linear's matmul keeps its dequantized fp16 weight
     # (gpuplan.train.quantbase)
     dequant_kept: bool = False
@@ -234,6 +235,10 @@ def attention_core(sv: _Saved, c: ActContext, spec: ModelSpec, q_rg: bool, kv_rg
         sq = e * heads + (1.0 * heads if c.dropout > 0 else 0.0)
         sv.save("attn.max_idx", Act(tok=8.0 * heads))
     sv.save("attn.probs", Act(sq=sq))
+    if c.softmax_keeps_input and not spec.attention_sinks:
+        # PyTorch < 1.11 also keeps the softmax's input: the scores in the dtype the softmax reads (autocast's and
+        # the explicit upcast's fp32 copy, or BERT's compute dtype)
+        sv.save("attn.scores", Act(sq=soft * heads))
     if spec.attn_softcap:
         # Gemma 2 soft-capping ``tanh(scores / cap) * cap`` on the scores (in the compute dtype): tanh keeps its
         # output (transformers models/gemma2 ``eager_attention_forward``; traced)

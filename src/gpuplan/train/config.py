@@ -114,6 +114,7 @@ class TrainConfig:
     dp_shard: int | None = None  # hybrid sharding: ZeRO/FSDP shard group of dp_shard·cp ranks (None: all of dp)
     transformers_version: str | None = None  # release whose modelling code the run uses (None: gpuplan.versions)
     bitsandbytes_version: str | None = None  # release of a QLoRA run's NF4 matmuls (None: the newest behaviour)
+    torch_version: str | None = None  # PyTorch release of the run's autograd (None: the traced one)
     # QLoRA: PEFT's prepare_model_for_kbit_training upcasts the unquantized parameters to fp32 (gpuplan.train.kbit)
     kbit_prepare: bool | None = None
     qlora_head: bool | None = None  # QLoRA: the output head quantized too (litgpt through Lightning's plugin)
@@ -294,6 +295,11 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_shard is not None:
         _validate_dp_shard(cfg)
     transformers_release(cfg.transformers_version)
+    if cfg.torch_version is not None:
+        from gpuplan.versions import torch_release
+
+        if torch_release(cfg.torch_version) < (1, 0):
+            raise InputError("--torch-version", cfg.torch_version, "must be a PyTorch release, 1.0 or newer")
     if cfg.bitsandbytes_version is not None:
         _check_bitsandbytes(cfg)
     _check_stack_support(cfg)

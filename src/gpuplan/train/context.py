@@ -93,7 +93,16 @@ def release_switches(spec: ModelSpec | None, cfg: TrainConfig) -> dict[str, bool
     5.24."""
     falcon = spec is not None and spec.layout == "falcon"
     release = transformers_release(cfg.transformers_version)
-    return {"full_mask": falcon, "mqa_math": falcon and FALCON_SDPA_MATH.holds(release)}
+    return {"full_mask": falcon, "mqa_math": falcon and FALCON_SDPA_MATH.holds(release),
+            "softmax_keeps_input": softmax_keeps_input(cfg)}
+
+
+def softmax_keeps_input(cfg: TrainConfig) -> bool:
+    """PyTorch before 1.11 keeps softmax's input for backward (``gpuplan.versions.TORCH_SOFTMAX_KEEPS_INPUT``); no
+    release given: the traced one's behaviour."""
+    from gpuplan.versions import TORCH_SOFTMAX_KEEPS_INPUT, torch_release
+
+    return bool(cfg.torch_version) and TORCH_SOFTMAX_KEEPS_INPUT.holds(torch_release(cfg.torch_version))
 
 
 def norm_bwd_per_token(spec: ModelSpec, c: ActContext) -> int:

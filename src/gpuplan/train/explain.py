@@ -140,7 +140,7 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
         + (LITGPT_CODE if model_impl(spec, cfg) == "litgpt" else TORCHTITAN_CODE if model_impl(spec, cfg) ==
            "torchtitan" else
            f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
-           f"code on PyTorch {TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)"),
+           f"code on PyTorch {cfg.torch_version or TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)"),
         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
         + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
            "; the loop drops outputs.logits after taking the loss"),
@@ -279,6 +279,24 @@ def warnings(spec: ModelSpec, cfg: TrainConfig, st: ModelStates) -> list[str]:
     rule = loss_release_rule(spec, cfg)
     if rule is not None:
         out.append(f"transformers {version_text(release)}: {rule.what}")
+    out += torch_release_notes(cfg)
+    return out
+
+
+def torch_release_notes(cfg: TrainConfig) -> list[str]:
+    """What ``--torch-version`` changes: softmax's kept input before 1.11 (eager attention), and no
+    scaled_dot_product_attention before 2.0."""
+    from gpuplan.train.context import softmax_keeps_input
+    from gpuplan.versions import TORCH_SOFTMAX_KEEPS_INPUT, torch_release
+
+    if not cfg.torch_version:
+        return []
+    out = []
+    if softmax_keeps_input(cfg) and cfg.attention == "eager":
+        out.append(f"PyTorch {cfg.torch_version}: {TORCH_SOFTMAX_KEEPS_INPUT.what}")
+    if torch_release(cfg.torch_version) < (2, 0) and cfg.attention != "eager":
+        out.append(f"PyTorch {cfg.torch_version} has no scaled_dot_product_attention (added in 2.0): transformers "
+                   f"ran eager attention there; give --attention eager")
     return out
 
 
