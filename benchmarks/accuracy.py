@@ -154,6 +154,7 @@ MATRIX: list[tuple[str, str, str, dict]] = [
     ("vision gemma-3-27b SigLIP 448x448", "gemma-3-27b-pt", V, dict(height=448, width=448)),
     ("vision mistral-small-3.1 Pixtral 448x448", "mistral-small-3.1-24b-instruct-2503", V,
      dict(height=448, width=448)),
+    ("vision llama-4-scout tower 336x336", "llama-4-scout-17b-16e", V, dict(height=336, width=336)),
     ("fsdp2 llama-3.2-1b world 8 b2 s2048", "llama-3.2-1b", F, dict(world=8, batch=2, seq=2048)),
     ("fsdp2 qwen2.5-1.5b world 8 recompute b4 s2048", "qwen2.5-1.5b", F,
      dict(world=8, batch=4, seq=2048, recompute=True)),

@@ -28,8 +28,8 @@ LOOSE = {
     # the hub's "685B" counts the MTP module with the embedding and head copies the checkpoint stores (11.62B +
     # 1.85B): transformers builds 671.88B, 685.35B with them
     "deepseek-v3.2": 0.025,
-    # "109B" counts Llama 4 Scout's vision encoder and projector (0.87B); the text model holds 107.77B
-    "llama-4-scout-17b-16e": 0.02,
+    # "400B" names Llama 4 Maverick's class: 401.58B with its vision encoder and projector (0.87B)
+    "llama-4-maverick-17b-128e": 0.005,
     # BERT's "340M" (Devlin et al. 2018) names the class: BertForMaskedLM holds 335.17M
     "bert-large-uncased": 0.02,
 

@@ -44,7 +44,7 @@ _MULTIMODAL = {"gemma3": "gemma3_text", "mistral3": "mistral", "llama4": "llama4
 _TEXT_TYPE = {"llama4": "llama4_text", "qwen2_5_vl": "qwen2", "qwen2_5_vl_text": "qwen2", "qwen3_vl": "qwen3",
               "qwen3_vl_text": "qwen3", "qwen3_vl_moe": "qwen3_moe", "qwen3_vl_moe_text": "qwen3_moe"}
 # Wrappers whose vision tower gpuplan models (gpuplan.model.vision)
-_VISION_WRAPPERS = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "gemma3", "mistral3")
+_VISION_WRAPPERS = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "gemma3", "mistral3", "llama4")
 # Wrappers whose transformers 4 config.json keeps the text keys at the top level (no text_config)
 _FLAT_TEXT = ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 

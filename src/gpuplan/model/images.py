@@ -75,7 +75,7 @@ def vision_load(spec: ModelSpec, images: int, image_size: str | None) -> VisionL
     model has no modelled vision tower."""
     if spec.vision is None:
         raise InputError("--images", images, f"needs a vision-language model with a vision tower gpuplan models "
-                         f"(config model_type qwen2_5_vl, qwen3_vl, qwen3_vl_moe, gemma3 or mistral3); {spec.name} "
+                         f"(config model_type qwen2_5_vl, qwen3_vl, qwen3_vl_moe, gemma3, mistral3 or llama4); {spec.name} "
                          f"({spec.family}) has none")
     h, w = parse_image_size(image_size or DEFAULT_IMAGE_SIZE)
     v = spec.vision

@@ -133,6 +133,7 @@ VISION_KINDS = (
     "qwen3_vl",  # Qwen3-VL: LayerNorm ViT with GELU MLPs, learned positions, 2x2 merger and DeepStack mergers
     "siglip",  # Gemma 3: SigLIP ViT, average-pooled to mm_tokens_per_image, RMSNorm + projection
     "pixtral",  # Mistral 3: Pixtral ViT (RMSNorm, SwiGLU, 2-D RoPE), patch merger + two-layer projector
+    "llama4",  # Llama 4: tiled ViT (LayerNorm, GELU, 2-D RoPE, class token), pixel shuffle MLP + projector
 )
 
 
@@ -146,7 +147,9 @@ class VisionSpec:
     under Gemma 3: the average pool's side, ``image_size / patch_size / sqrt(mm_tokens_per_image)``).
     ``min_pixels``/``max_pixels`` bound the resized image (Qwen image processors); ``image_size`` is SigLIP's
     fixed square or Pixtral's longest edge. ``window_size`` (pixels) and ``full_attention_layers`` are
-    Qwen2.5-VL's window attention; ``deepstack_layers`` Qwen3-VL's extra mergers.
+    Qwen2.5-VL's window attention; ``deepstack_layers`` Qwen3-VL's extra mergers. Llama 4 cuts an image into
+    tiles of ``image_size`` (at most ``max_tiles``, plus a global tile) and its pixel shuffle joins ``merge`` x
+    ``merge`` patches (``pixel_shuffle_ratio`` 1/merge) into the ``adapter_dim``-wide MLP before the projector.
     """
 
     kind: str
@@ -170,6 +173,10 @@ class VisionSpec:
     projector_bias: bool = False  # Mistral 3 multimodal_projector_bias
     tokens_per_image: int = 0  # Gemma 3 mm_tokens_per_image (fixed)
     in_channels: int = 3
+    adapter_dim: int = 0  # Llama 4 projector_input_dim: the pixel-shuffle MLP's width
+    adapter_out: int = 0  # Llama 4 projector_output_dim: the pixel-shuffle MLP's output
+    projector_in: int = 0  # Llama 4 vision_output_dim: the projector's input
+    max_tiles: int = 0  # Llama 4: the image processor's max_patches (tiles of image_size per image)
 
 
 @dataclass(frozen=True)

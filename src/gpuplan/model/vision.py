@@ -16,6 +16,13 @@ Four towers are modelled, each from its transformers 5 module (``modeling_*.py``
 - ``pixtral`` (Mistral 3): ``patch_conv`` without bias, ``ln_pre``, RMSNorm blocks with bias-free q/k/v/o and a
   SwiGLU MLP, 2-D RoPE; ``Mistral3MultiModalProjector``: RMSNorm, the patch merger Linear(h·merge², h), then
   Linear(h, text hidden), GELU, Linear(text hidden, text hidden) (biases per ``multimodal_projector_bias``).
+- ``llama4`` (Llama 4, ``Llama4VisionModel``): each tile of ``image_size`` unfolded into patches and projected by
+  a bias-free Linear, a class token and learned positions, ``layernorm_pre``, LayerNorm blocks with biased
+  q/k/v/o, 2-D RoPE and a GELU MLP, ``layernorm_post``; the class token dropped, a pixel shuffle joins 2x2
+  patches (``pixel_shuffle_ratio`` 0.5) into ``Llama4VisionMLP2`` (two bias-free Linears, GELU after each), and
+  ``Llama4MultiModalProjector`` maps ``vision_output_dim`` to the text hidden size. The image processor
+  (``image_processing_llama4.py``) resizes each image onto the best canvas of at most ``max_patches`` tiles and
+  adds a global tile when there is more than one.
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ from gpuplan.model.tensors import TensorInfo, _Builder
 
 # The wrapper's model_type -> the vision tower it carries
 WRAPPER_TOWER = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl", "gemma3": "siglip",
-                 "mistral3": "pixtral"}
+                 "mistral3": "pixtral", "llama4": "llama4"}
 
 # Text tokens around each image's tokens in the prompt: Qwen's chat template writes
 # <|vision_start|><|image_pad|>...<|vision_end|> (2); Gemma3Processor ``full_image_sequence`` is
 # "\n\n<start_of_image>" + 256 x <image_soft_token> + "<end_of_image>\n\n" (4); Pixtral's [IMG_BREAK] per row and
-# [IMG_END] are counted in ``image_tokens`` itself.
-_WRAP_TOKENS = {"qwen2_5_vl": 2, "qwen3_vl": 2, "siglip": 4, "pixtral": 0}
+# [IMG_END] are counted in ``image_tokens`` itself; Llama4Processor ``_prompt_split_image`` writes <|image_start|>,
+# <|image|> before the global tile and <|image_end|> (3), and the tile separators, counted in ``image_tokens``.
+_WRAP_TOKENS = {"qwen2_5_vl": 2, "qwen3_vl": 2, "siglip": 4, "pixtral": 0, "llama4": 3}
 
 
 def _int(cfg: dict[str, Any], source: str, key: str, default: int | None) -> int:
@@ -63,9 +71,9 @@ def _indices(cfg: dict[str, Any], source: str, key: str, default: list[int], dep
 
 def vision_from_config(wrapper: dict[str, Any], model_type: str, text_hidden: int, source: str) -> VisionSpec | None:
     """The tower of a multimodal config (``vision_config`` inside the wrapper), or None for a wrapper whose tower
-    is not modelled (Llama 4). Defaults for missing keys are the transformers 5 config classes':
+    is not modelled. Defaults for missing keys are the transformers 5 config classes':
     ``Qwen2_5_VLVisionConfig``, ``Qwen3VLVisionConfig``, ``SiglipVisionConfig`` (with ``Gemma3Config``'s
-    ``mm_tokens_per_image`` 256) and ``PixtralVisionConfig``."""
+    ``mm_tokens_per_image`` 256), ``PixtralVisionConfig`` and ``Llama4VisionConfig``."""
     kind = WRAPPER_TOWER.get(model_type)
     if kind is None:
         return None
@@ -74,7 +82,9 @@ def vision_from_config(wrapper: dict[str, Any], model_type: str, text_hidden: in
         raise InputError(f"{source}: vision_config", cfg, "must be an object holding the vision tower's keys")
     vtype = cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else {
         "qwen2_5_vl": "qwen2_5_vl_vision", "qwen3_vl": "qwen3_vl_vision", "siglip": "siglip_vision_model",
-        "pixtral": "pixtral"}[kind]
+        "pixtral": "pixtral", "llama4": "llama4_vision_model"}[kind]
+    if kind == "llama4":
+        return _llama4_vision(cfg, vtype, text_hidden, source)
     if kind == "qwen2_5_vl":
         depth = _int(cfg, source, "depth", 32)
         # Qwen2VLImageProcessor defaults: min_pixels 56·56, max_pixels 28·28·1280 (transformers
@@ -125,6 +135,31 @@ def vision_from_config(wrapper: dict[str, Any], model_type: str, text_hidden: in
                       ffn_size=_int(cfg, source, "intermediate_size", 4096), patch_size=_int(cfg, source, "patch_size", 14),
                       out_hidden=text_hidden, merge=_int(wrapper, source, "spatial_merge_size", 2),
                       image_size=_int(cfg, source, "image_size", 1540), projector_bias=bias,
+                      in_channels=_int(cfg, source, "num_channels", 3))
+
+
+def _llama4_vision(cfg: dict[str, Any], vtype: str, text_hidden: int, source: str) -> VisionSpec:
+    """Llama 4's tower (``Llama4VisionConfig`` defaults). Each Linear takes its size from its own key, as
+    transformers builds it: the adapter's first Linear reads ``intermediate_size`` and writes
+    ``projector_input_dim``, its second is ``projector_output_dim`` square, and the projector reads
+    ``vision_output_dim`` (the released checkpoints keep these consistent with the pixel shuffle: intermediate_size
+    = hidden_size / pixel_shuffle_ratio², all three dims 4096). ``max_tiles`` is the image processor's
+    ``max_patches`` default (16), which config.json does not hold."""
+    ratio = cfg.get("pixel_shuffle_ratio", 0.5)
+    merge = round(1 / ratio) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio > 0 else 0
+    if merge < 1 or abs(merge * ratio - 1) > 1e-9:
+        raise InputError(f"{source}: vision_config.pixel_shuffle_ratio", ratio, "must be 1/n for an integer n >= 1")
+    size, patch = _int(cfg, source, "image_size", 448), _int(cfg, source, "patch_size", 14)
+    if size % patch or (size // patch) % merge:
+        raise InputError(f"{source}: vision_config.image_size", size, f"must be a multiple of patch_size x "
+                         f"{merge} = {patch * merge}")
+    return VisionSpec(kind="llama4", model_type=vtype, num_layers=_int(cfg, source, "num_hidden_layers", 34),
+                      hidden_size=_int(cfg, source, "hidden_size", 768),
+                      num_heads=_int(cfg, source, "num_attention_heads", 16),
+                      ffn_size=_int(cfg, source, "intermediate_size", 5632), patch_size=patch, out_hidden=text_hidden,
+                      merge=merge, image_size=size, adapter_dim=_int(cfg, source, "projector_input_dim", 4096),
+                      adapter_out=_int(cfg, source, "projector_output_dim", 4096),
+                      projector_in=_int(cfg, source, "vision_output_dim", 7680), max_tiles=16,
                       in_channels=_int(cfg, source, "num_channels", 3))
 
 
@@ -212,12 +247,34 @@ def _pixtral_tower(b: _Builder, v: VisionSpec) -> None:
     b.linear(f"{m}.linear_2", v.out_hidden, v.out_hidden, "vision", "row", bias=v.projector_bias)
 
 
+def _llama4_tower(b: _Builder, v: VisionSpec) -> None:
+    h, f, p = v.hidden_size, v.ffn_size, "vision_model"
+    side = v.image_size // v.patch_size
+    b.raw(f"{p}.class_embedding", (h,), "vision", "replicated")
+    b.raw(f"{p}.positional_embedding_vlm", (side * side + 1, h), "vision", "replicated")
+    b.linear(f"{p}.patch_embedding.linear", h, v.in_channels * v.patch_size * v.patch_size, "vision", "replicated")
+    b.norm(f"{p}.layernorm_pre", h, bias=True, component="vision")
+    b.norm(f"{p}.layernorm_post", h, bias=True, component="vision")
+    for i in range(v.num_layers):
+        q = f"{p}.model.layers.{i}"
+        for n in ("q_proj", "k_proj", "v_proj"):
+            b.linear(f"{q}.self_attn.{n}", h, h, "vision", "column", bias=True)
+        b.linear(f"{q}.self_attn.o_proj", h, h, "vision", "row", bias=True)
+        b.linear(f"{q}.mlp.fc1", f, h, "vision", "column", bias=True)
+        b.linear(f"{q}.mlp.fc2", h, f, "vision", "row", bias=True)
+        b.norm(f"{q}.input_layernorm", h, bias=True, component="vision")
+        b.norm(f"{q}.post_attention_layernorm", h, bias=True, component="vision")
+    b.linear(f"{p}.vision_adapter.mlp.fc1", v.adapter_dim, f, "vision", "replicated")
+    b.linear(f"{p}.vision_adapter.mlp.fc2", v.adapter_out, v.adapter_out, "vision", "replicated")
+    b.linear("multi_modal_projector.linear_1", v.out_hidden, v.projector_in, "vision", "replicated")
+
+
 @lru_cache(maxsize=32)
 def vision_tensor_table(v: VisionSpec) -> tuple[TensorInfo, ...]:
     """Every parameter of the tower and its projector, under transformers 5 module names (component "vision")."""
     b = _Builder()
-    {"qwen2_5_vl": _qwen_tower, "qwen3_vl": _qwen_tower, "siglip": _siglip_tower, "pixtral": _pixtral_tower}[
-        v.kind](b, v)
+    {"qwen2_5_vl": _qwen_tower, "qwen3_vl": _qwen_tower, "siglip": _siglip_tower, "pixtral": _pixtral_tower,
+     "llama4": _llama4_tower}[v.kind](b, v)
     return tuple(b.tensors)
 
 
@@ -241,6 +298,9 @@ def resized(v: VisionSpec, height: int, width: int) -> tuple[int, int]:
     to a multiple of patch·merge (``Mistral3``'s processor passes ``patch_size · spatial_merge_size``)."""
     if v.kind == "siglip":
         return v.image_size, v.image_size
+    if v.kind == "llama4":
+        rows, cols = llama4_canvas(v, height, width)
+        return rows * v.image_size, cols * v.image_size
     factor = v.patch_size * v.merge
     if v.kind == "pixtral":
         ratio = max(height / v.image_size, width / v.image_size)
@@ -261,8 +321,40 @@ def resized(v: VisionSpec, height: int, width: int) -> tuple[int, int]:
     return h_bar, w_bar
 
 
+def _llama4_grids(max_tiles: int) -> list[tuple[int, int]]:
+    """The tile grids (rows, columns) of at most ``max_tiles`` tiles, in the order ``find_supported_resolutions``
+    lists them: tile counts from ``max_tiles`` down, grouped by aspect ratio in order of first appearance."""
+    by_ratio: dict[float, list[tuple[int, int]]] = {}
+    for count in range(max_tiles, 0, -1):
+        for rows in sorted(d for d in range(1, count + 1) if count % d == 0):
+            by_ratio.setdefault(rows / (count // rows), []).append((rows, count // rows))
+    return [grid for grids in by_ratio.values() for grid in grids]
+
+
+def llama4_canvas(v: VisionSpec, height: int, width: int) -> tuple[int, int]:
+    """Tiles (rows, columns) of the canvas Llama 4's image processor resizes an image onto (``get_best_fit``):
+    each grid's scale is the limiting side's, min(rows·size/height, cols·size/width); the smallest scale of at
+    least 1 is taken when one exists (the least upscale), else the largest (the least downscale); among the grids
+    with that scale, the first of the smallest area."""
+    grids = _llama4_grids(v.max_tiles)
+    scales = [min(r * v.image_size / height, c * v.image_size / width) for r, c in grids]
+    ups = [x for x in scales if x >= 1]
+    chosen = min(ups) if ups else max(scales)
+    return min((g for g, x in zip(grids, scales) if x == chosen), key=lambda g: g[0] * g[1])
+
+
+def llama4_tiles(v: VisionSpec, height: int, width: int) -> int:
+    """Tiles Llama 4's tower encodes for one image: the canvas's, plus the global tile when there are several."""
+    rows, cols = llama4_canvas(v, height, width)
+    return rows * cols + (1 if rows * cols > 1 else 0)
+
+
 def image_patches(v: VisionSpec, height: int, width: int) -> int:
-    """Patches of one image the tower's blocks run over (a still image is one temporal patch)."""
+    """Patches of one image the tower's blocks run over (a still image is one temporal patch; Llama 4: every
+    tile's patches and its class token)."""
+    if v.kind == "llama4":
+        side = v.image_size // v.patch_size
+        return llama4_tiles(v, height, width) * (side * side + 1)
     h, w = resized(v, height, width)
     return (h // v.patch_size) * (w // v.patch_size)
 
@@ -273,6 +365,12 @@ def image_tokens(v: VisionSpec, height: int, width: int) -> int:
     Pixtral: an [IMG_BREAK] after each row of tokens, the last one [IMG_END])."""
     if v.kind == "siglip":
         return v.tokens_per_image + _WRAP_TOKENS["siglip"]
+    if v.kind == "llama4":
+        # each tile's tokens; with several tiles a separator after each (x between columns, y ending each row)
+        per_tile = (v.image_size // (v.patch_size * v.merge)) ** 2
+        rows, cols = llama4_canvas(v, height, width)
+        tiles = rows * cols * (per_tile + 1) if rows * cols > 1 else 0
+        return tiles + per_tile + _WRAP_TOKENS["llama4"]
     h, w = resized(v, height, width)
     rows, cols = h // (v.patch_size * v.merge), w // (v.patch_size * v.merge)
     if v.kind == "pixtral":
@@ -303,6 +401,8 @@ def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
     v = spec.vision
     if v is None:
         return 0
+    if v.kind == "llama4":
+        return _llama4_forward_flop(v, llama4_tiles(v, height, width))
     patches = image_patches(v, height, width)
     merged = patches // (v.merge * v.merge)
     tower = proj = 0
@@ -325,6 +425,27 @@ def vision_forward_flop(spec: ModelSpec, height: int, width: int) -> int:
     return 2 * tower * patches + 2 * proj * merged + attn
 
 
+def _llama4_forward_flop(v: VisionSpec, tiles: int) -> int:
+    """Llama 4's tower over ``tiles`` tiles, counted as ``vision_forward_flop`` says: the patch Linear over each
+    tile's patches, the blocks' Linears and attention over the patches and the class token, the pixel-shuffle MLP
+    and the projector over the merged tokens."""
+    side = v.image_size // v.patch_size
+    patches, merged = side * side, side * side // (v.merge * v.merge)
+    seq = patches + 1
+    embed = blocks = adapter = 0
+    for t in vision_tensor_table(v):
+        if not t.linear:
+            continue
+        if "patch_embedding" in t.name:
+            embed += t.numel
+        elif "vision_adapter" in t.name or "multi_modal_projector" in t.name:
+            adapter += t.numel
+        else:
+            blocks += t.numel
+    attn = v.num_layers * 4 * v.hidden_size * seq * seq
+    return tiles * (2 * embed * patches + 2 * blocks * seq + 2 * adapter * merged + attn)
+
+
 def block_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
     """Bytes one tower block saves for backward per patch, read off CPU traces of transformers 5's towers
     (saved-tensor hooks on a bf16 training forward, ``tests/test_vision.py``), d = ``dtype_bytes``:
@@ -338,10 +459,14 @@ def block_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
       input and fc2 input: 8dh + 2df.
     - Pixtral: two RMSNorms (8h + 2dh), the q input, q and k after RoPE, v and the attention output (5dh), the
       gate input and the SwiGLU's four tensors: 8h + 8dh + 4df.
+    - Llama 4: SigLIP's set with q and k after the complex-valued RoPE (whose fp32 copies autograd does not keep:
+      the rotation table needs no gradient), and the attention kernel's fp32 log-sum-exp per head: 8dh + 2df +
+      4·heads (traced: 32h + 4·heads + 8 bytes at d = 2, f = 4h).
     """
     h, f, d = v.hidden_size, v.ffn_size, dtype_bytes
     return {"qwen2_5_vl": 8 * h + 11 * d * h + 4 * d * f, "qwen3_vl": 11 * d * h + 2 * d * f,
-            "siglip": 8 * d * h + 2 * d * f, "pixtral": 8 * h + 8 * d * h + 4 * d * f}[v.kind]
+            "siglip": 8 * d * h + 2 * d * f, "pixtral": 8 * h + 8 * d * h + 4 * d * f,
+            "llama4": 8 * d * h + 2 * d * f + 4 * v.num_heads}[v.kind]
 
 
 def edge_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
@@ -349,13 +474,16 @@ def edge_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
     projector's inputs (traced like ``block_activation_bytes``): Qwen2.5-VL's merger RMSNorm (4h + dh) and the
     MLP's three inputs (3dh); Qwen3-VL's merger (3dh) and each DeepStack merger (4dh); SigLIP's post-LayerNorm
     and pooling inputs (2dh) and Gemma 3's fp32 soft-embedding RMSNorm on each pooled token; Pixtral's ln_pre and
-    projector RMSNorms (8h + 2dh), the patch merger's input and, per merged token, the two Linears' inputs."""
+    projector RMSNorms (8h + 2dh), the patch merger's input and, per merged token, the two Linears' inputs;
+    Llama 4's two LayerNorm inputs (2dh) and, per merged token, the pixel-shuffled patches (d·h·merge²), the two
+    GELUs' inputs and the second Linear's and the projector's inputs (4·d·adapter_out)."""
     h, d, m2 = v.hidden_size, dtype_bytes, v.merge * v.merge
     pixels = v.in_channels * v.temporal_patch * v.patch_size * v.patch_size * d
     extra = {"qwen2_5_vl": 4 * h + 4 * d * h,
              "qwen3_vl": 3 * d * h + 4 * d * h * len(v.deepstack_layers),
              "siglip": 2 * d * h + (8 * h + d * h) // m2,
-             "pixtral": 8 * h + 3 * d * h + (d * h + 2 * d * v.out_hidden) // m2}[v.kind]
+             "pixtral": 8 * h + 3 * d * h + (d * h + 2 * d * v.out_hidden) // m2,
+             "llama4": 2 * d * h + (d * h * m2 + 4 * d * v.adapter_out) // m2}[v.kind]
     return pixels + extra
 
 

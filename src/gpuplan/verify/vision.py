@@ -15,7 +15,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.model.hf_config import spec_from_config
-from gpuplan.model.vision import image_patches, resized, vision_activation_bytes
+from gpuplan.model.vision import image_patches, llama4_tiles, resized, vision_activation_bytes
 
 
 def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> dict[str, Any]:
@@ -23,7 +23,8 @@ def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> 
     multimodal config.json dict) encodes one ``height`` x ``width`` image in bf16, and gpuplan's estimate of them.
 
     SigLIP (Gemma 3) takes a fixed square input: its ``image_size`` is set to ``height`` on both sides. Qwen towers
-    resize the image as their processor would (``gpuplan.model.vision.resized``)."""
+    resize the image as their processor would (``gpuplan.model.vision.resized``); Llama 4 encodes the tiles its
+    processor cuts (``gpuplan.model.vision.llama4_canvas``)."""
     import torch
     import transformers
 
@@ -52,7 +53,15 @@ def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> 
         model = transformers.AutoModelForImageTextToText.from_config(conf, dtype=torch.bfloat16).train()
     h, w = resized(v, height, width)
     patches = image_patches(v, height, width)
-    if model_type.startswith("qwen"):
+    if model_type == "llama4":
+        # the processor's tiles (and the global tile) as one batch; the projector runs in the model's forward
+        tiles = llama4_tiles(v, height, width)
+        pixels = torch.randn(tiles, 3, v.image_size, v.image_size, dtype=torch.bfloat16)
+
+        def encode():
+            out = model.get_image_features(pixel_values=pixels).last_hidden_state
+            return model.multi_modal_projector(out.reshape(-1, out.size(-1)))
+    elif model_type.startswith("qwen"):
         p, tp = v.patch_size, getattr(conf.vision_config, "temporal_patch_size", 2)
         grid = torch.tensor([[1, h // p, w // p]])
         pixels = torch.randn(patches, 3 * tp * p * p, dtype=torch.bfloat16)
