@@ -162,8 +162,8 @@ HELP: dict[str, tuple[str, str]] = {
     "method": ("full fine-tuning, LoRA adapters, QLoRA (4-bit frozen base), freeze (only --trainable is trained)",
                "全参数微调、LoRA 适配器、QLoRA（4 比特冻结基座）、freeze（只训练 --trainable 指定的参数）"),
     "lora_rank": ("rank r of each LoRA adapter (default 16)", "每个 LoRA 适配器的秩 r（默认 16）"),
-    "lora_dropout": ("dropout on the LoRA input (adds a saved mask per target)",
-                     "LoRA 输入上的 dropout（每个目标模块多保存一个掩码）"),
+    "lora_dropout": ("dropout on the LoRA input (adds a saved mask per target; default: the stack's, 0 or "
+                     "litgpt's 0.05)", "LoRA 输入上的 dropout（每个目标模块多保存一个掩码；默认：训练栈的设置，0 或 litgpt 的 0.05）"),
     "gpu_memory_utilization": ("the fraction of GPU memory vLLM may use (vLLM default 0.9)",
                                "vLLM 可使用的显存比例（vLLM 默认 0.9）"),
     "block_size": ("tokens per KV cache block (vLLM default 16)", "每个 KV 缓存块的 token 数（vLLM 默认 16）"),

@@ -335,7 +335,7 @@ TRAIN = CommandOptions(
             metavar="NAME[,NAME]",
         ),
         Option(
-            "lora_dropout", "real", "--lora-dropout", default=0.0, group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
+            "lora_dropout", "real", "--lora-dropout", group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
         ),
         Option(
             "lora_dtype",

@@ -70,7 +70,7 @@ class TrainConfig:
     trainable: tuple[str, ...] = ()  # globs over Hugging Face parameter names (method "freeze")
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ALL_LINEAR
-    lora_dropout: float = 0.0
+    lora_dropout: float | None = None  # None: the stack's (PEFT's 0.0; litgpt's 0.05)
     lora_dtype: str | None = None  # LORA_DTYPES; the stack's by default (fp32: PEFT's upcast adapters)
     lora_modules_to_save: tuple[str, ...] = ()  # PEFT modules_to_save: modules trained in full beside the adapters
     qlora_block_size: int = 64
@@ -162,7 +162,7 @@ STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "select
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
                 "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups",
-                "kbit_prepare", "qlora_head")
+                "kbit_prepare", "qlora_head", "lora_dropout")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:

@@ -39,6 +39,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "model_impl": str, "lora_dtype": str, "fsdp_embedding_groups": bool,
     "kbit_prepare": bool,
     "qlora_head": bool,
+    "lora_dropout": float,
 }
 # Step-time behaviours a stack decides (read by ``gpuplan plan``, not TrainConfig fields).
 STEP_KEYS: dict[str, type] = {"pipeline_schedule": str, "attention_impl": str}
