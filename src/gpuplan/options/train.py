@@ -335,7 +335,10 @@ TRAIN = CommandOptions(
             metavar="NAME[,NAME]",
         ),
         Option(
-            "lora_dropout", "real", "--lora-dropout", group="fine-tuning", bounds=(("ge", 0), ("lt", 1))
+            "lora_dropout", "real", "--lora-dropout", group="fine-tuning", bounds=(("ge", 0), ("lt", 1)),
+            help="dropout on the LoRA adapters' input: each adapted input is kept dropped, with its mask "
+                 "(default: the stack's, 0; litgpt 0.05)",
+            help_zh="LoRA 适配器输入上的 dropout：每个被适配的输入都以丢弃后的副本及其掩码保存（默认：训练栈的设置，0；litgpt 为 0.05）",
         ),
         Option(
             "lora_dtype",
