@@ -63,21 +63,22 @@ def _import_litgpt(litgpt_dir: str):
     return importlib.import_module("litgpt.model"), importlib.import_module("litgpt.lora")
 
 
-def _config(lora_mod, name: str, lora_r: int, **overrides):
+def _config(lora_mod, name: str, lora_r: int, lora_dropout: float = 0.0, **overrides):
     """litgpt's config ``name`` (``lora.Config`` with adapters on the query and value when ``lora_r``)."""
     if lora_r:
-        return lora_mod.Config.from_name(name, lora_r=lora_r, lora_alpha=2 * lora_r, lora_query=True,
-                                         lora_value=True, **overrides)
+        return lora_mod.Config.from_name(name, lora_r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout,
+                                         lora_query=True, lora_value=True, **overrides)
     return lora_mod.BaseConfig.from_name(name, **overrides)
 
 
-def layer_saved(litgpt_dir: str, name: str, batch: int, seq: int, lora_r: int = 0, **overrides) -> tuple[int, object]:
+def layer_saved(litgpt_dir: str, name: str, batch: int, seq: int, lora_r: int = 0, lora_dropout: float = 0.0,
+                **overrides) -> tuple[int, object]:
     """Bytes one litgpt ``Block`` (bf16, real CPU tensors) keeps for backward: every tensor its forward hands to
     autograd, each storage once, without its parameters, buffers, the rotary tables or its input. Returns (bytes, config)."""
     import torch
 
     model_mod, lora_mod = _import_litgpt(litgpt_dir)
-    cfg = _config(lora_mod, name, lora_r, n_layer=1, **overrides)
+    cfg = _config(lora_mod, name, lora_r, lora_dropout, n_layer=1, **overrides)
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)  # bf16-true: parameters (adapters included) in bf16
     try:
@@ -88,16 +89,19 @@ def layer_saved(litgpt_dir: str, name: str, batch: int, seq: int, lora_r: int = 
         lora_mod.mark_only_lora_as_trainable(block)
     cos, sin = model_mod.build_rope_cache(seq, cfg.rope_n_elem, base=cfg.rope_base)
     x = torch.randn(batch, seq, cfg.n_embd, dtype=torch.bfloat16, requires_grad=True)
+    from gpuplan.verify.patches import trace_patches
     from gpuplan.verify.saved import saved_bytes
 
-    # LoRAQKVLinear registers its index buffer (lora_ind) on the first forward: excluded once the block has run
-    kept = saved_bytes(lambda: block(x, cos, sin), lambda: (*block.parameters(), *block.buffers(), cos, sin, x))
+    # LoRAQKVLinear registers its index buffer (lora_ind) on the first forward: excluded once the block has run.
+    # trace_patches: dropout as CUDA runs it (native_dropout keeps a 1-byte mask; the CPU's keeps a noise tensor)
+    with trace_patches():
+        kept = saved_bytes(lambda: block(x, cos, sin), lambda: (*block.parameters(), *block.buffers(), cos, sin, x))
     return kept, cfg
 
 
-def gpuplan_layer(cfg, batch: int, seq: int, lora_r: int = 0) -> int:
+def gpuplan_layer(cfg, batch: int, seq: int, lora_r: int = 0, lora_dropout: float = 0.0) -> int:
     """gpuplan's ``--model-impl litgpt`` saved set of one layer of litgpt config ``cfg`` (bf16, adapters on query and
-    value when ``lora_r``), in bytes."""
+    value when ``lora_r``, their input dropped with ``lora_dropout``), in bytes."""
     from gpuplan.model.resolve import spec_from_dims
     from gpuplan.train.config import TrainConfig
     from gpuplan.train.context import activation_context
@@ -107,7 +111,8 @@ def gpuplan_layer(cfg, batch: int, seq: int, lora_r: int = 0) -> int:
 
     spec = spec_from_dims(layers=1, hidden=cfg.n_embd, heads=cfg.n_head, kv_heads=cfg.n_query_groups,
                           ffn=cfg.intermediate_size, vocab=cfg.padded_vocab_size, head_dim=cfg.head_size)
-    kw = dict(method="lora", lora_rank=lora_r, lora_targets=("q_proj", "v_proj")) if lora_r else {}
+    kw = dict(method="lora", lora_rank=lora_r, lora_targets=("q_proj", "v_proj"), lora_dropout=lora_dropout) \
+        if lora_r else {}
     tc = TrainConfig(batch=batch, seq=seq, stack="litgpt", **kw)
     c = activation_context(tc, recipe_for(tc.precision, tc.framework), spec)
     la = decoder_layer(spec, 0, c, dict(layer_flags(spec, trainability(spec, tc))[0]), True)

@@ -65,8 +65,13 @@ def test_lora_layer_keeps_litgpts_adapter_tensors_in_the_model_dtype():
         v = e * qd if 1 < spec.num_kv_heads < heads else e * (qd + 2 * kvd)
         expected = 2 * (4 * h + 4) + e * h + e * 2 * r + e * (qd + kvd) + 2 * e * qd + v + e * qd + 4 * heads \
             + 3 * e * f
-        la = _layer(spec, stack="litgpt", method="lora", lora_rank=r, lora_targets=("q_proj", "v_proj"))
+        la = _layer(spec, stack="litgpt", method="lora", lora_rank=r, lora_targets=("q_proj", "v_proj"),
+                    lora_dropout=0.0)
         assert la.saved.tok == expected
+        # litgpt's default dropout (0.05, the stack's): the adapters read a dropped copy of the norm output (e·h)
+        # and its mask (h) instead of the norm output itself
+        dropped = _layer(spec, stack="litgpt", method="lora", lora_rank=r, lora_targets=("q_proj", "v_proj"))
+        assert dropped.saved.tok == expected + h
 
 
 def test_litgpt_lora_adapters_and_their_states_are_in_the_model_dtype():
@@ -122,7 +127,8 @@ def _litgpt_dir() -> Path | None:
     ("Llama-2-7b-hf", 0, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),  # MHA
     ("Llama-2-7b-hf", 16, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),
 ])
-def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over):
+@pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
+def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over, lora_dropout):
     """Saved-tensor hooks on litgpt 0.5.3's own ``Block`` (its unpacked wheel: benchmarks/trace_litgpt.py), real
     CPU tensors in bf16, against gpuplan's --model-impl litgpt layer for the same config."""
     pytest.importorskip("torch")
@@ -133,8 +139,8 @@ def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over):
     spec = importlib.util.spec_from_file_location("trace_litgpt", ROOT / "benchmarks" / "trace_litgpt.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    traced, cfg = mod.layer_saved(str(d), name, 2, 32, lora_r, **over)
-    est = mod.gpuplan_layer(cfg, 2, 32, lora_r)
+    traced, cfg = mod.layer_saved(str(d), name, 2, 32, lora_r, lora_dropout, **over)
+    est = mod.gpuplan_layer(cfg, 2, 32, lora_r, lora_dropout)
     assert est == pytest.approx(traced, rel=0.01)
 
 
