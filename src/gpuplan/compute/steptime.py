@@ -454,7 +454,8 @@ def moe_dispatch_bytes(dev: Device) -> int:
 def make_device(gpu, dtype: str = "bf16", *, gemm_eff: float | None = None, attention_eff: float | None = None,
                 hbm_eff: float | None = None) -> tuple[Device, list[str]]:
     """A kernel-model Device for a catalog GpuSpec, and the sources of its efficiencies. ``fp8``: FP8 GEMMs
-    (Transformer Engine / DeepSeek-V3) against the FP8 peak at the FP8 GEMM efficiency; attention, elementwise
+    with DeepSeek-V3's fine-grained scaling against the FP8 peak at the FP8 GEMM efficiencies (forward and data
+    gradient, weight gradient) with their quantization kernels, the output head in BF16; attention, elementwise
     work and communication in BF16, and MFU against the BF16 peak (the convention of the runs that report it)."""
     from gpuplan.compute.kernels import (ATTENTION_EFFICIENCY, FP8_GEMM_EFFICIENCY, FP8_GEMM_EFFICIENCY_FALLBACK,
                                          FP8_WGRAD_EFFICIENCY, GEMM_EFFICIENCY, GEMM_EFFICIENCY_FALLBACK,

@@ -1,6 +1,6 @@
 """Vision towers of multimodal checkpoints: reading ``vision_config``, the tensor table, image tokens, FLOPs.
 
-Four towers are modelled, each from its transformers 5 module (``modeling_*.py``) and image processor:
+Five towers are modelled, each from its transformers 5 module (``modeling_*.py``) and image processor:
 
 - ``qwen2_5_vl`` (Qwen2.5-VL, ``Qwen2_5_VisionTransformerPretrainedModel``): a Conv3d patch embedding over
   ``temporal_patch_size`` x ``patch_size``² pixels (no bias), ``depth`` blocks of RMSNorm, fused ``qkv`` with bias,
