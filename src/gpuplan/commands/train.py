@@ -36,7 +36,7 @@ def config_from_options(values: Any) -> C.TrainConfig:
         transformers_version=values.transformers_version, bitsandbytes_version=values.bitsandbytes_version,
         torch_version=values.torch_version,
         kbit_prepare=_on_off(values.kbit_prepare),
-        qlora_head=_on_off(values.qlora_head),
+        qlora_head=_on_off(values.qlora_head), stable_embedding=_on_off(values.stable_embedding),
         qlora_base=values.qlora_base, qlora_double_quant=values.qlora_double_quant != "off",
         qlora_group_size=values.qlora_group_size, recompute_offload=_on_off(values.recompute_offload),
         ds_reduce_bucket=values.ds_reduce_bucket, ds_overlap_comm=values.ds_overlap_comm,

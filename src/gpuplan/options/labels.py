@@ -77,6 +77,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "torch_version": ("PyTorch release", "PyTorch 版本"),
     "kbit_prepare": ("PEFT k-bit preparation", "PEFT k-bit 训练准备"),
     "qlora_head": ("Quantized output head", "量化输出头"),
+    "stable_embedding": ("StableEmbedding (litgpt QLoRA)", "StableEmbedding（litgpt QLoRA）"),
     "qlora_double_quant": ("QLoRA double quantization", "QLoRA 双重量化"),
     "ds_reduce_bucket": ("DeepSpeed reduce bucket", "DeepSpeed reduce 桶大小"),
     "ds_overlap_comm": ("DeepSpeed overlapped communication", "DeepSpeed 通信重叠"),

@@ -274,6 +274,18 @@ TRAIN = CommandOptions(
             choices=("on", "off"),
         ),
         Option(
+            "stable_embedding",
+            "choice",
+            "--stable-embedding",
+            help="QLoRA: on = the token embedding is replaced by bitsandbytes' StableEmbedding after the optimizer is "
+                 "built (litgpt's finetune/lora.py): its gradient is computed every step and kept, in no optimizer "
+                 "(default: the stack's; litgpt on for qlora, others off)",
+            help_zh="QLoRA：on = 在优化器建立之后，词嵌入被替换为 bitsandbytes 的 StableEmbedding（litgpt 的 finetune/lora.py）："
+                    "其梯度每步都会计算并一直保留，且不属于任何优化器（默认：训练栈的设置；litgpt 的 qlora 为 on，其他为 off）",
+            group="fine-tuning",
+            choices=("on", "off"),
+        ),
+        Option(
             "kbit_prepare",
             "choice",
             "--kbit-prepare",

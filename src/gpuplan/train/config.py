@@ -118,6 +118,8 @@ class TrainConfig:
     # QLoRA: PEFT's prepare_model_for_kbit_training upcasts the unquantized parameters to fp32 (gpuplan.train.kbit)
     kbit_prepare: bool | None = None
     qlora_head: bool | None = None  # QLoRA: the output head quantized too (litgpt through Lightning's plugin)
+    # QLoRA through litgpt: bitsandbytes' StableEmbedding replaces the token embedding after the optimizer is built
+    stable_embedding: bool | None = None
     # (field, value, source) of each field the stack filled in; set by __post_init__
     stack_settings: tuple[tuple[str, object, str], ...] = field(default=(), compare=False, repr=False)
     # the stack-settable fields that were not given (None) and were resolved
@@ -162,7 +164,7 @@ STACK_FIELDS = ("framework", "optimizer", "optimizer_impl", "recompute", "select
                 "loss_chunk_tokens", "loss_parallel", "optimizer_in_backward", "compile", "cuda_module_loading",
                 "recompute_offload", "ds_reduce_bucket", "ds_overlap_comm", "ds_contiguous_gradients",
                 "ds_prefetch_bucket", "ds_max_live_params", "model_impl", "lora_dtype", "fsdp_embedding_groups",
-                "kbit_prepare", "qlora_head", "lora_dropout")
+                "kbit_prepare", "qlora_head", "lora_dropout", "stable_embedding")
 
 
 def resolve_stack(cfg: TrainConfig) -> None:
@@ -302,6 +304,12 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError("--torch-version", cfg.torch_version, "must be a PyTorch release, 1.0 or newer")
     if cfg.bitsandbytes_version is not None:
         _check_bitsandbytes(cfg)
+    if cfg.stable_embedding and cfg.method == "qlora" and not ((cfg.gpus or 1) == 1 and
+                                                              cfg.dp * cfg.tp * cfg.pp * cfg.cp * cfg.ep == 1):
+        raise InputError("--gpus", cfg.gpus or cfg.dp * cfg.tp * cfg.pp * cfg.cp * cfg.ep,
+                         "litgpt's QLoRA (--stable-embedding on, the litgpt stack's) runs on one device: "
+                         "finetune/lora.py refuses quantization with several ('Quantization is currently not supported "
+                         "for multi-GPU training')", hint="give --stable-embedding off for another stack's QLoRA")
     _check_stack_support(cfg)
 
 

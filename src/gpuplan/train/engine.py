@@ -61,16 +61,19 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     if in_bwd:
         g = _no_grads(g)
     bwd_extra = _bwd_extra(spec, cfg, acts, g, b, s)
-    static = states.weights_bytes + states.master_weights_bytes + allocator_states_bytes(states.optimizer)
+    orphan = stable_embedding_grad_bytes(spec, cfg, recipe)
+    static = states.weights_bytes + states.master_weights_bytes + allocator_states_bytes(states.optimizer) + orphan
     pin = PhaseInputs(
         static_bytes=static, kept_bytes=on_gpu, full_bytes=full, bwd_extra_bytes=bwd_extra,
         # under full recompute the checkpoint holds the layer input beside its rebuilt tensors, unless the first
         # norm's saved fp32 upcast is that very tensor (fp32 residual stream)
         rebuilt_extra_bytes=_rebuilt_extra(spec, cfg, c, kept, b, s),
         layer_grad_bytes=g["layers"],
-        shared_bytes=acts.shared.bytes(b, s), head_bytes=acts.head.bytes(b, s),
-        head_norm_bytes=acts.head_norm.bytes(b, s), head_grad_bytes=g["head"],
+        shared_bytes=acts.shared.bytes(b, s) + stable_embedding_norm_bytes(spec, cfg, c.e) * b * s,
+        head_bytes=acts.head.bytes(b, s), head_norm_bytes=acts.head_norm.bytes(b, s), head_grad_bytes=g["head"],
         embed_grad_bytes=g["embed"], tied_extra_bytes=g["tied_extra"],
+        # the StableEmbedding's new gradient at the end of backward, before it is added into the kept one
+        end_extra_bytes=orphan,
         loss_forward_bytes=loss.forward_peak_bytes,
         loss_backward_bytes=loss.backward_peak_bytes, residual_grad_bytes=c.r * spec.hidden_size * b * s,
         norm_bwd_bytes=norm_bwd_per_token(spec, c) * b * s,
@@ -93,13 +96,34 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
     if accumulating:
         nl = _with_accumulation(nl, without_loss(pin), states.gradients_bytes, bwd_no_grads)
     segments = SegmentInputs(peak(nl).bytes, max(loss.forward_peak_bytes, loss.backward_peak_bytes))
-    mem = _memory_report(spec, cfg, recipe, states, acts, loss, on_gpu, top, b, s, segments)
+    mem = _memory_report(spec, cfg, recipe, replace(states, gradients_bytes=states.gradients_bytes + orphan), acts,
+                         loss, on_gpu, top, b, s, segments)
     if host:
         mem.assumptions.append(f"checkpointed layer inputs in host memory (Unsloth offloaded gradient "
                                f"checkpointing): {host / 2**30:.2f} GiB in host_bytes")
     return _with_spec_notes(spec, TrainReport(mem, states.total_params, states.trainable_params,
                                               fits(mem.total_bytes, capacity_bytes), capacity_bytes, ps,
                                               host_bytes=host))
+
+
+def stable_embedding_grad_bytes(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe) -> int:
+    """The gradient of litgpt's QLoRA token embedding (``--stable-embedding on``): litgpt 0.5.3 ``finetune/lora.py``
+    replaces ``transformer.wte`` by a ``bitsandbytes.nn.StableEmbedding`` after ``mark_only_lora_as_trainable`` and
+    after building the optimizer, so its weight requires a gradient that no optimizer owns. Backward computes the
+    [vocab, hidden] gradient each step and adds it into the one kept since the first step (``optimizer.zero_grad()``
+    does not reach it): kept through the step, plus the new one at the end of backward. In the weights' dtype (the
+    replacement is cast to the old embedding's)."""
+    if cfg.method != "qlora" or not cfg.stable_embedding:
+        return 0
+    return spec.vocab_size * spec.hidden_size * recipe.param_bytes
+
+
+def stable_embedding_norm_bytes(spec: ModelSpec, cfg: TrainConfig, e: int) -> int:
+    """Per token, what the StableEmbedding's LayerNorm keeps for backward (its weight trains): its input in the
+    compute dtype and the fp32 mean and rstd (bitsandbytes nn/modules.py ``StableEmbedding.forward``)."""
+    if cfg.method != "qlora" or not cfg.stable_embedding:
+        return 0
+    return e * spec.hidden_size + 8
 
 
 def loss_shape(spec: ModelSpec, batch: int, seq: int) -> tuple[int, int]:

@@ -204,6 +204,10 @@ def qlora_notes(cfg: TrainConfig, layout: "Layout | None" = None) -> list[str]:
                    "later)")
     if kbit_upcast(cfg):
         out.append(NOTE)
+    if cfg.stable_embedding:
+        out.append("StableEmbedding (litgpt finetune/lora.py): the token embedding is replaced after the optimizer is "
+                   "built, so its gradient is computed every step and kept, in no optimizer; its LayerNorm keeps its "
+                   "input (--stable-embedding)")
     return out
 
 

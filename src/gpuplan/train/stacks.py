@@ -40,6 +40,7 @@ DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {
     "kbit_prepare": bool,
     "qlora_head": bool,
     "lora_dropout": float,
+    "stable_embedding": bool,
 }
 # Step-time behaviours a stack decides (read by ``gpuplan plan``, not TrainConfig fields).
 STEP_KEYS: dict[str, type] = {"pipeline_schedule": str, "attention_impl": str}
