@@ -146,6 +146,34 @@ def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over, l
 
 # ---------------------------------------------------------------- torchtitan's own Llama module
 
+@pytest.mark.parametrize("name, preset, batch, lora_r", [
+    ("tiny-llama-1.1b", None, 4, 0),  # full.py: the unchunked head, chunked cross-entropy
+    ("Llama-3.2-1B", "llama-3.2-1b", 1, 32),  # lora.py: the 128-token chunked head
+])
+def test_litgpt_whole_step_matches_a_trace_of_litgpts_own_loop(name, preset, batch, lora_r):
+    """The whole step of litgpt's fine-tuning loop (benchmarks/trace_litgpt.py: its GPT on fake tensors, AdamW,
+    two accumulated micro-batches, ``chunked_cross_entropy`` over logits the loop holds) against gpuplan's
+    ``--stack litgpt`` estimate (the ``chunked-held`` loss): within 1 %."""
+    pytest.importorskip("torch")
+    d = _litgpt_dir()
+    if d is None:
+        pytest.skip("litgpt 0.5.3 is not unpacked (pip download litgpt==0.5.3 --no-deps -d /tmp/litgpt and unzip; "
+                    "or set GPUPLAN_LITGPT)")
+    from gpuplan.model.presets import find_preset
+    from gpuplan.model.resolve import spec_from_dims
+    from gpuplan.train.engine import estimate_training
+
+    spec_ = importlib.util.spec_from_file_location("trace_litgpt", ROOT / "benchmarks" / "trace_litgpt.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    traced = mod.trace(str(d), name, batch, 512, grad_accum=2, lora_r=lora_r)["Total"]
+    model = find_preset(preset).spec() if preset else spec_from_dims(
+        layers=22, hidden=2048, heads=32, kv_heads=4, ffn=5632, vocab=32000)
+    kw = dict(method="lora", lora_rank=lora_r, lora_targets=("q_proj", "v_proj"), lora_dropout=0.0) if lora_r else {}
+    est = estimate_training(model, TrainConfig(stack="litgpt", batch=batch, seq=512, grad_accum=2, **kw))
+    assert est.memory.allocated_peak_bytes == pytest.approx(traced, rel=0.01)
+
+
 def test_torchtitan_layer_keeps_k_and_v_repeated_to_every_head():
     """``repeat_kv`` before SDPA (models/llama/model.py): under grouped-query attention SDPA keeps K and V at all
     heads, e·(q_dim - kv_dim) more each than the transformers layer; the rest of the saved set is the same."""

@@ -174,10 +174,11 @@ TRAIN = CommandOptions(
             "loss",
             "choice",
             "--loss",
-            help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time) "
-            "(default: the stack's, standard)",
-            help_zh="standard（fp32 logits）、chunked 或 fused 交叉熵（每次只处理一块 logits）（默认：训练栈的设置，s"
-                    "tandard）",
+            help="standard (fp32 logits), chunked or fused cross-entropy (one chunk of logits at a time), or "
+            "chunked-held (chunk by chunk in the logits' dtype over logits all held, litgpt's) (default: the stack's, "
+            "standard)",
+            help_zh="standard（fp32 logits）、chunked 或 fused 交叉熵（每次只处理一块 logits），或 chunked-held（在 logits 的"
+                    "精度下逐块计算，但所有 logits 都一直保留，litgpt 的做法）（默认：训练栈的设置，standard）",
             group="workload",
             choices=C.LOSS_IMPLS,
         ),

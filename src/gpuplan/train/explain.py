@@ -141,9 +141,11 @@ def assumptions(spec: ModelSpec, cfg: TrainConfig, recipe: Recipe, st: ModelStat
            "torchtitan" else
            f"Hugging Face transformers {version_text(transformers_release(cfg.transformers_version))} modelling "
            f"code on PyTorch {cfg.torch_version or TRACED_TORCH} (MoE experts as grouped_mm; --transformers-version)"),
-        f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
-        + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
-           "; the loop drops outputs.logits after taking the loss"),
+        (f"loss: chunked-held cross-entropy, {cfg.loss_chunk_tokens}-token chunks in the logits' dtype over logits the "
+         "loop holds through backward (litgpt's chunked_cross_entropy)" if cfg.loss_impl == "chunked-held" else
+         f"loss: {cfg.loss_impl} cross-entropy on fp32 logits"
+         + ("; the loop keeps outputs.logits through backward" if cfg.keep_logits else
+            "; the loop drops outputs.logits after taking the loss")),
         f"CUDA context {ov.cuda_context_bytes / 2**20:.0f} MiB, workspaces {ov.workspace_bytes / 2**20:.0f} MiB, "
         f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak (named inputs, "
         "gpuplan.train.overheads)",

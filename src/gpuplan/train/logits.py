@@ -107,8 +107,24 @@ def loss_memory(tokens: int, vocab: int, logits_bytes: int, *, impl: str = "stan
         return LossMemory(fwd, 4 * tv + held, 12 * tv + held, formula)
     chunk = min(tokens, chunk_tokens)
     cv = chunk * vocab
+    if impl == "chunked-held":
+        return chunked_held_loss(tokens, vocab, e, chunk)
     fwd = (e + 8 + (e if softcap else 0) if e < 4 else 8 + (e if softcap else 0)) * cv
     # fused linear cross-entropy computes the hidden-state gradient during forward and keeps it (T·h·e)
     saved = e * tokens * hidden if impl == "fused" else 0
     return LossMemory(fwd, saved, 12 * cv + saved,
                       f"{impl} cross-entropy over chunks of {chunk} tokens: fwd (e+8)·chunk·V, bwd 12·chunk·V")
+
+
+def chunked_held_loss(tokens: int, vocab: int, e: int, chunk: int) -> LossMemory:
+    """litgpt's loss (``--loss chunked-held``): the head's logits all exist at once in the compute dtype (litgpt
+    0.5.3 ``lora.py`` ``GPT.forward`` returns ``[self.lm_head(x_i) for x_i in x.split(128, dim=1)]``; ``full.py``
+    one tensor) and the fine-tuning loop holds them through backward (``finetune/lora.py``: ``logits = model(...)``,
+    then ``chunked_cross_entropy(logits, ...)`` and ``fabric.backward`` in the same scope); ``utils.py``
+    ``chunked_cross_entropy`` runs ``F.cross_entropy`` on each 128-token chunk in that dtype, whose log-softmax
+    output every chunk keeps for backward. Forward: logits and log-probabilities, 2e·T·V; saved: both; backward, at
+    the first chunk's: both, and that chunk's two gradients (the log-softmax's and the logits'), 2e·c·V."""
+    tv, cv = tokens * vocab, chunk * vocab
+    return LossMemory(2 * e * tv, 2 * e * tv, 2 * e * tv + 2 * e * cv,
+                      f"chunked cross-entropy in the logits' dtype over logits all held: fwd 2e·T·V, saved 2e·T·V, "
+                      f"bwd 2e·T·V + 2e·chunk·V (T={tokens}, V={vocab}, chunk={chunk})")
