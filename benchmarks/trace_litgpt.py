@@ -21,6 +21,7 @@ gpuplan's ``--model-impl litgpt`` layer for the same shape.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import sys
 import types
 from pathlib import Path
@@ -89,12 +90,12 @@ def layer_saved(litgpt_dir: str, name: str, batch: int, seq: int, lora_r: int = 
         lora_mod.mark_only_lora_as_trainable(block)
     cos, sin = model_mod.build_rope_cache(seq, cfg.rope_n_elem, base=cfg.rope_base)
     x = torch.randn(batch, seq, cfg.n_embd, dtype=torch.bfloat16, requires_grad=True)
-    from gpuplan.verify.patches import trace_patches
+    from gpuplan.verify.patches import cuda_dropout
     from gpuplan.verify.saved import saved_bytes
 
     # LoRAQKVLinear registers its index buffer (lora_ind) on the first forward: excluded once the block has run.
-    # trace_patches: dropout as CUDA runs it (native_dropout keeps a 1-byte mask; the CPU's keeps a noise tensor)
-    with trace_patches():
+    # Dropout as CUDA runs it (native_dropout keeps a 1-byte mask; the CPU's keeps a noise tensor)
+    with cuda_dropout():
         kept = saved_bytes(lambda: block(x, cos, sin), lambda: (*block.parameters(), *block.buffers(), cos, sin, x))
     return kept, cfg
 
@@ -111,6 +112,8 @@ def gpuplan_layer(cfg, batch: int, seq: int, lora_r: int = 0, lora_dropout: floa
 
     spec = spec_from_dims(layers=1, hidden=cfg.n_embd, heads=cfg.n_head, kv_heads=cfg.n_query_groups,
                           ffn=cfg.intermediate_size, vocab=cfg.padded_vocab_size, head_dim=cfg.head_size)
+    if getattr(cfg, "sliding_window_size", None):  # Mistral's and Phi-3's configs: the mask every layer builds
+        spec = replace(spec, sliding_window=cfg.sliding_window_size)
     kw = dict(method="lora", lora_rank=lora_r, lora_targets=("q_proj", "v_proj"), lora_dropout=lora_dropout) \
         if lora_r else {}
     tc = TrainConfig(batch=batch, seq=seq, stack="litgpt", **kw)

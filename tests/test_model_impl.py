@@ -121,16 +121,8 @@ def _litgpt_dir() -> Path | None:
     return d if (d / "litgpt" / "model.py").is_file() else None
 
 
-@pytest.mark.parametrize("name, lora_r, over", [
-    ("tiny-llama-1.1b", 0, {}),  # GQA, 32 heads over 4 groups
-    ("tiny-llama-1.1b", 8, {}),
-    ("Llama-2-7b-hf", 0, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),  # MHA
-    ("Llama-2-7b-hf", 16, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),
-])
-@pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
-def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over, lora_dropout):
-    """Saved-tensor hooks on litgpt 0.5.3's own ``Block`` (its unpacked wheel: benchmarks/trace_litgpt.py), real
-    CPU tensors in bf16, against gpuplan's --model-impl litgpt layer for the same config."""
+def _trace_litgpt():
+    """benchmarks/trace_litgpt.py and the unpacked litgpt it reads (skips without them)."""
     pytest.importorskip("torch")
     d = _litgpt_dir()
     if d is None:
@@ -139,12 +131,27 @@ def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over, l
     spec = importlib.util.spec_from_file_location("trace_litgpt", ROOT / "benchmarks" / "trace_litgpt.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod, d
+
+
+@pytest.mark.parametrize("name, lora_r, over", [
+    ("tiny-llama-1.1b", 0, {}),  # GQA, 32 heads over 4 groups
+    ("tiny-llama-1.1b", 8, {}),
+    ("Llama-2-7b-hf", 0, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),  # MHA
+    ("Llama-2-7b-hf", 16, dict(n_embd=512, n_head=8, n_query_groups=8, intermediate_size=1376)),
+    # sliding-window configs: the additive [T, T] mask every layer builds; Phi-3 runs litgpt's Llama block
+    ("Mistral-7B-v0.1", 16, dict(n_embd=512, n_head=8, n_query_groups=2, intermediate_size=1376)),
+    ("Phi-3-mini-4k-instruct", 16, dict(n_embd=768, n_head=8, n_query_groups=8, intermediate_size=2048)),
+])
+@pytest.mark.parametrize("lora_dropout", [0.0, 0.05])
+def test_litgpt_layer_matches_a_trace_of_litgpts_own_block(name, lora_r, over, lora_dropout):
+    """Saved-tensor hooks on litgpt 0.5.3's own ``Block`` (its unpacked wheel: benchmarks/trace_litgpt.py), real
+    CPU tensors in bf16, against gpuplan's --model-impl litgpt layer for the same config."""
+    mod, d = _trace_litgpt()
     traced, cfg = mod.layer_saved(str(d), name, 2, 32, lora_r, lora_dropout, **over)
     est = mod.gpuplan_layer(cfg, 2, 32, lora_r, lora_dropout)
     assert est == pytest.approx(traced, rel=0.01)
 
-
-# ---------------------------------------------------------------- torchtitan's own Llama module
 
 @pytest.mark.parametrize("name, preset, batch, lora_r", [
     ("tiny-llama-1.1b", None, 4, 0),  # full.py: the unchunked head, chunked cross-entropy
@@ -154,18 +161,10 @@ def test_litgpt_whole_step_matches_a_trace_of_litgpts_own_loop(name, preset, bat
     """The whole step of litgpt's fine-tuning loop (benchmarks/trace_litgpt.py: its GPT on fake tensors, AdamW,
     two accumulated micro-batches, ``chunked_cross_entropy`` over logits the loop holds) against gpuplan's
     ``--stack litgpt`` estimate (the ``chunked-held`` loss): within 1 %."""
-    pytest.importorskip("torch")
-    d = _litgpt_dir()
-    if d is None:
-        pytest.skip("litgpt 0.5.3 is not unpacked (pip download litgpt==0.5.3 --no-deps -d /tmp/litgpt and unzip; "
-                    "or set GPUPLAN_LITGPT)")
     from gpuplan.model.presets import find_preset
-    from gpuplan.model.resolve import spec_from_dims
     from gpuplan.train.engine import estimate_training
 
-    spec_ = importlib.util.spec_from_file_location("trace_litgpt", ROOT / "benchmarks" / "trace_litgpt.py")
-    mod = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(mod)
+    mod, d = _trace_litgpt()
     traced = mod.trace(str(d), name, batch, 512, grad_accum=2, lora_r=lora_r)["Total"]
     model = find_preset(preset).spec() if preset else spec_from_dims(
         layers=22, hidden=2048, heads=32, kv_heads=4, ffn=5632, vocab=32000)
@@ -173,6 +172,8 @@ def test_litgpt_whole_step_matches_a_trace_of_litgpts_own_loop(name, preset, bat
     est = estimate_training(model, TrainConfig(stack="litgpt", batch=batch, seq=512, grad_accum=2, **kw))
     assert est.memory.allocated_peak_bytes == pytest.approx(traced, rel=0.01)
 
+
+# ---------------------------------------------------------------- torchtitan's own Llama module
 
 def test_torchtitan_layer_keeps_k_and_v_repeated_to_every_head():
     """``repeat_kv`` before SDPA (models/llama/model.py): under grouped-query attention SDPA keeps K and V at all

@@ -27,7 +27,8 @@ def supports_own_module(spec: ModelSpec, impl: str = "litgpt") -> str | None:
     reason it does not: both are modelled for the Llama layout (dense, RMSNorm, no q/k norm or sliding window)."""
     if spec.layout != "llama" or spec.norm != "rmsnorm" or spec.moe is not None:
         return f"layout {spec.layout}: {impl}'s own module is modelled for the Llama layout only"
-    if spec.qk_norm or spec.sliding_window is not None or spec.attn_output_gate or spec.mla is not None:
+    if spec.qk_norm or spec.attn_output_gate or spec.mla is not None or (
+            spec.sliding_window is not None and impl != "litgpt"):
         return f"q/k norms, sliding windows, output gates and MLA are outside {impl}'s Llama module"
     return None
 
@@ -103,6 +104,10 @@ def litgpt_attention(sv: _Saved, c: ActContext, spec: ModelSpec, y_key: str, y_b
         sv.save("attn.qkv_out", Act(tok=float(e * (qd + 2 * kvd))))
     sv.save("attn.out", Act(tok=float(e * qd)))
     sv.save("attn.lse", Act(tok=4.0 * heads))
+    if spec.sliding_window is not None:
+        # a configured sliding window (litgpt's Mistral and Phi-3 configs) builds an additive [T, T] mask in the
+        # compute dtype in every layer, whatever T (model.py 302-318), which SDPA keeps
+        sv.save("attn.window_mask", Act(seq_sq=float(e)))
     return linear(sv, c, "proj", "attn.out_copy", e * qd, True, qd, h, *_flag(flags, "o_proj"))
 
 

@@ -121,6 +121,10 @@ def saved_spec(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
     scripts/convert_hf_checkpoint.py copies ``wte`` into ``lm_head`` for checkpoints without one), so a tied model
     holds both matrices there. With PEFT, a tied embedding or head among ``modules_to_save`` runs separate copies
     (PEFT ties them only with ``ensure_weight_tying=True``), so the estimate takes it untied."""
+    # litgpt runs Phi-3 as its Llama block (litgpt config.py Phi-3 entries: LLaMAMLP, RMSNorm, no bias): the same
+    # parameters under the Llama layout's names, which its LoRA flags (query, key, value, mlp) address
+    if cfg.model_impl == "litgpt" and spec.layout == "phi3":
+        spec = replace(spec, layout="llama")
     # every family: the untied head is litgpt's GPT itself, also where gpuplan models the layers with
     # transformers' code (gpuplan.train.context.model_impl)
     if spec.tie_embeddings and cfg.model_impl == "litgpt":

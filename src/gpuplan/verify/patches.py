@@ -93,6 +93,26 @@ def trace_patches() -> Iterator[None]:
     saved_sdpa = torch.nn.functional.scaled_dot_product_attention
     cuda_sdpa = _cuda_sdpa_with_dropout(torch, saved_sdpa)
 
+    masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
+    mem_tracker._WeakRefInfo._calculate_mem_consumed = _calculate_mem_consumed
+    moe._can_use_grouped_mm = _can_use_grouped_mm
+    torch.nn.functional.scaled_dot_product_attention = cuda_sdpa
+    try:
+        with cuda_dropout():
+            yield
+    finally:
+        masking_utils.find_packed_sequence_indices = saved_find
+        mem_tracker._WeakRefInfo._calculate_mem_consumed = saved_calc
+        moe._can_use_grouped_mm = saved_can_grouped
+        torch.nn.functional.scaled_dot_product_attention = saved_sdpa
+
+
+@contextlib.contextmanager
+def cuda_dropout() -> Iterator[None]:
+    """Dropout as CUDA runs it (patch 8): ``native_dropout``, which keeps a 1-byte mask, where the CPU's path keeps
+    a noise tensor in the input's dtype. Works on real and fake tensors."""
+    import torch
+
     saved_dropout = torch.nn.functional.dropout
 
     def dropout(input, p=0.5, training=True, inplace=False):
@@ -100,18 +120,10 @@ def trace_patches() -> Iterator[None]:
             return torch.ops.aten.native_dropout(input, p, True)[0]
         return saved_dropout(input, p, training, inplace)
 
-    masking_utils.find_packed_sequence_indices = find_packed_sequence_indices
     torch.nn.functional.dropout = dropout
-    mem_tracker._WeakRefInfo._calculate_mem_consumed = _calculate_mem_consumed
-    moe._can_use_grouped_mm = _can_use_grouped_mm
-    torch.nn.functional.scaled_dot_product_attention = cuda_sdpa
     try:
         yield
     finally:
-        masking_utils.find_packed_sequence_indices = saved_find
-        mem_tracker._WeakRefInfo._calculate_mem_consumed = saved_calc
-        moe._can_use_grouped_mm = saved_can_grouped
-        torch.nn.functional.scaled_dot_product_attention = saved_sdpa
         torch.nn.functional.dropout = saved_dropout
 
 
