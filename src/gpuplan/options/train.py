@@ -152,11 +152,11 @@ TRAIN = CommandOptions(
             "--model-impl",
             help="whose modelling code runs the layers: hf (transformers), litgpt (litgpt 0.5.3's own GPT module: "
             "fused QKV, K/V expanded to all heads, fp32 RMSNorm output, adapters in the model dtype) or torchtitan "
-            "(its Llama module: K/V repeated before SDPA); the last two for the Llama layout (default: the stack's, "
-            "hf)",
+            "(its Llama module: K/V repeated before SDPA); the last two for the Llama layout, litgpt also for Phi-3 "
+            "(default: the stack's, hf)",
             help_zh="由谁的建模代码运行各层：hf（transformers）、litgpt（litgpt 0.5.3 自己的 GPT 模块：融合 QKV、K/V "
                     "扩展到全部头、RMSNorm 输出为 fp32、适配器与模型同一 dtype）或 torchtitan（其 Llama 模块：K/V 在 "
-                    "SDPA 之前复制到全部头）；后两者仅用于 Llama 结构（默认：训练栈的设置，hf）",
+                    "SDPA 之前复制到全部头）；后两者仅用于 Llama 结构，litgpt 也用于 Phi-3（默认：训练栈的设置，hf）",
             group="workload",
             choices=C.MODEL_IMPLS,
         ),
