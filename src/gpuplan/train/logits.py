@@ -126,5 +126,5 @@ def chunked_held_loss(tokens: int, vocab: int, e: int, chunk: int) -> LossMemory
     the first chunk's: both, and that chunk's two gradients (the log-softmax's and the logits'), 2e·c·V."""
     tv, cv = tokens * vocab, chunk * vocab
     return LossMemory(2 * e * tv, 2 * e * tv, 2 * e * tv + 2 * e * cv,
-                      f"chunked cross-entropy in the logits' dtype over logits all held: fwd 2e·T·V, saved 2e·T·V, "
-                      f"bwd 2e·T·V + 2e·chunk·V (T={tokens}, V={vocab}, chunk={chunk})")
+                      f"chunked-held cross-entropy over chunks of {chunk} tokens, logits held: fwd 2e·T·V, saved "
+                      f"2e·T·V, bwd 2e·T·V + 2e·chunk·V (T={tokens}, V={vocab}, chunk={chunk})")
