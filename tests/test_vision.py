@@ -10,7 +10,8 @@ from gpuplan.model.hf_config import spec_from_config
 from gpuplan.model.params import count_params
 from gpuplan.model.presets import load_presets, parse_published
 from gpuplan.model.tensors import tensor_table
-from gpuplan.model.vision import image_patches, image_tokens, resized, vision_forward_flop, vision_tensor_table
+from gpuplan.model.image_processing import image_patches, image_tokens, resized
+from gpuplan.model.vision import vision_forward_flop, vision_tensor_table
 
 VISION_PRESETS = sorted(p for p, pr in load_presets().items() if pr.spec().vision is not None)
 

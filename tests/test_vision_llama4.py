@@ -6,8 +6,8 @@ import pytest
 from gpuplan.errors import InputError
 from gpuplan.model.hf_config import spec_from_config
 from gpuplan.model.presets import load_presets
-from gpuplan.model.vision import (image_patches, image_tokens, llama4_canvas, llama4_tiles, vision_activation_bytes,
-                                  vision_forward_flop, vision_tensor_table)
+from gpuplan.model.image_processing import image_patches, image_tokens, llama4_canvas, llama4_tiles
+from gpuplan.model.vision import vision_activation_bytes, vision_forward_flop, vision_tensor_table
 
 SCOUT = load_presets()["llama-4-scout-17b-16e"]
 # a tower of hidden 128 (4 heads), MLP 512 = 128 / 0.5², over 224-px tiles of 14-px patches: 256 patches + the class

@@ -1,7 +1,7 @@
 """Images as an input of a vision-language model: tokens added to the text sequence, and the vision tower's own
 memory and FLOP terms added to a training or serving estimate of the text model.
 
-The text model sees each image as ``image_tokens`` positions of its sequence (``gpuplan.model.vision``), so the
+The text model sees each image as ``image_tokens`` positions of its sequence (``gpuplan.model.image_processing``), so the
 text estimate runs at the sequence length with them; the tower adds its weights (and, when trained, gradients and
 optimizer states), its activations and its FLOPs, each reported as its own term.
 """
@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
+from gpuplan.model.image_processing import image_patches, image_tokens, resized
 from gpuplan.model.vision import (
-    image_patches,
-    image_tokens,
-    resized,
     vision_activation_bytes,
     vision_forward_flop,
     vision_params,

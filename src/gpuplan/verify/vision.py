@@ -15,7 +15,8 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.model.hf_config import spec_from_config
-from gpuplan.model.vision import image_patches, llama4_tiles, resized, vision_activation_bytes
+from gpuplan.model.image_processing import image_patches, llama4_tiles, resized
+from gpuplan.model.vision import vision_activation_bytes
 
 
 def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> dict[str, Any]:
@@ -23,8 +24,8 @@ def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> 
     multimodal config.json dict) encodes one ``height`` x ``width`` image in bf16, and gpuplan's estimate of them.
 
     SigLIP (Gemma 3) takes a fixed square input: its ``image_size`` is set to ``height`` on both sides. Qwen towers
-    resize the image as their processor would (``gpuplan.model.vision.resized``); Llama 4 encodes the tiles its
-    processor cuts (``gpuplan.model.vision.llama4_canvas``)."""
+    resize the image as their processor would (``gpuplan.model.image_processing.resized``); Llama 4 encodes the tiles
+    its processor cuts (``gpuplan.model.image_processing.llama4_canvas``)."""
     import torch
     import transformers
 
