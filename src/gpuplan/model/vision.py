@@ -1,4 +1,5 @@
-"""Vision towers of multimodal checkpoints: reading ``vision_config``, the tensor table, image tokens, FLOPs.
+"""Vision towers of multimodal checkpoints: reading ``vision_config``, the tensor table, FLOPs and activations (the
+image processors' rules, which decide the patches and tokens, are ``gpuplan.model.image_processing``).
 
 Five towers are modelled, each from its transformers 5 module (``modeling_*.py``) and image processor:
 
