@@ -38,6 +38,13 @@ def hf_named_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
                 mlm = any(a.endswith("ForMaskedLM") for a in cfg.get("architectures") or [])
                 model = (AutoModelForMaskedLM if mlm else AutoModelForSequenceClassification).from_config(conf)
+            elif conf.is_encoder_decoder:  # T5: the checkpoint stores lm_head apart where the file says untied
+                from transformers import AutoModelForSeq2SeqLM
+
+                model = AutoModelForSeq2SeqLM.from_config(conf)
+                if cfg.get("tie_word_embeddings") is False or model_type == "mt5":  # transformers 5 ties them all
+                    return {**{n: tuple(p.shape) for n, p in model.named_parameters()},
+                            "lm_head.weight": (conf.vocab_size, conf.d_model)}
             else:
                 model = AutoModelForCausalLM.from_config(conf)
     mixtral = model_type == "mixtral"

@@ -32,6 +32,9 @@ LOOSE = {
     "llama-4-maverick-17b-128e": 0.005,
     # BERT's "340M" (Devlin et al. 2018) names the class: BertForMaskedLM holds 335.17M
     "bert-large-uncased": 0.02,
+    # The T5 paper (section 3.7) and the Flan-T5 paper (Table 2) name sizes: "220M" for 222.90M, "770M" for 737.67M,
+    # "80M" / "250M" / "780M" for 76.96M / 247.58M / 783.15M
+    "t5-base": 0.02, "t5-large": 0.05, "flan-t5-small": 0.04, "flan-t5-base": 0.01, "flan-t5-large": 0.005,
 
     # Brown et al. 2020 Table 2.1 rounds to names ("125M", "175B") computed without embeddings conventions.
     **{p: 0.03 for p in PRESETS if p.startswith("gpt3-")},

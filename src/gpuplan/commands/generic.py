@@ -34,7 +34,12 @@ def traced_model(exc: UnknownFamily) -> TracedModel:
 
 
 def traced_line(family: str, wall_s: float) -> str:
-    """The line every traced answer carries."""
+    """The line every traced answer carries; an encoder-decoder (T5) is a known family whose parameters have rules
+    and whose memory is traced."""
+    from gpuplan.model.hf_config import SUPPORTED_MODEL_TYPES
+
+    if family in SUPPORTED_MODEL_TYPES:
+        return f"traced: {family} (encoder-decoder, no memory rules), {wall_s:.1f} s"
     return f"traced: unknown family {family}, {wall_s:.1f} s"
 
 

@@ -28,12 +28,13 @@ from gpuplan.infer.parallel import stage_layers, stage_weight_bytes, validate_la
 from gpuplan.infer.quant import DTYPE_BYTES, WeightFormat, weight_bytes
 from gpuplan.infer.speed import SpeedInputs, compute_bound_batch, decode_step_s, prefill_s
 from gpuplan.model.params import count_params
-from gpuplan.model.spec import ModelSpec
+from gpuplan.model.spec import ModelSpec, require_memory_rules
 from gpuplan.model.tensors import tensor_table
 from gpuplan.report import MemoryReport, fits
 
 
 def _prepare(spec: ModelSpec, cfg: InferConfig) -> EstimateContext:
+    require_memory_rules(spec)
     profile = check_engine(cfg.engine)
     # paged engines share vLLM's KV layout and weight loading; llama.cpp preallocates its cache like them
     engine = {"hf": "hf", "llamacpp": "llamacpp"}.get(profile, "vllm")

@@ -25,7 +25,7 @@ SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3",
     "deepseek_v32", "gemma2", "gemma3_text", "gemma3", "phi3", "gpt2", "gpt_neox", "falcon", "olmo2", "mistral3", "kimi_k2",
     "glm4_moe", "gpt_oss", "llama4", "llama4_text", "qwen3_next", "starcoder2", "gpt_bigcode", "bert", "roberta",
-    "mpt",
+    "mpt", "t5", "mt5",
     "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe",
 )
 
@@ -72,6 +72,8 @@ _LAYOUT = {
     "bert": "bert",
     "roberta": "bert",
     "mpt": "mpt",
+    "t5": "t5",
+    "mt5": "t5",
 }
 _DEEPSEEK_MOE = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe")
 # max_position_embeddings of the config classes where it differs from 4096 (FalconConfig, Glm4MoeConfig,
@@ -337,6 +339,8 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         return _encoder_spec(c, name, model_type)
     if model_type == "mpt":
         return _mpt_spec(c, name)
+    if model_type in ("t5", "mt5"):
+        return _t5_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
@@ -555,6 +559,48 @@ def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
         hidden_dropout=c.fraction("hidden_dropout_prob", "attention_probs_dropout_prob", default=0.1),
         encoder_head=head,
         num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
+
+
+def t5_head_tied(config: dict[str, Any]) -> bool:
+    """Whether a T5-family checkpoint's head is the shared embedding. transformers 5 forces every T5 and mT5
+    config to ``tie_word_embeddings: true`` (``T5Config`` / ``MT5Config.__post_init__``) and writes it so;
+    ``T5Config`` keeps the file's own setting as ``scale_decoder_outputs`` (true exactly when the head is tied,
+    the original T5's d_model^-0.5 rescaling). So a T5 config is read by ``scale_decoder_outputs`` where present,
+    else by ``tie_word_embeddings`` (T5Config's default: true). mT5 is never tied: every released checkpoint (the
+    T5 v1.1 recipe, Xue et al. 2021) stores ``lm_head.weight`` apart, and a config transformers 5 saved no longer
+    says so."""
+    if config.get("model_type") == "mt5":
+        return False
+    if isinstance(config.get("scale_decoder_outputs"), bool):
+        return config["scale_decoder_outputs"]
+    tied = config.get("tie_word_embeddings", True)
+    return tied if isinstance(tied, bool) else True
+
+
+def _t5_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
+    """T5 / mT5 encoder-decoders (transformers ``T5Config`` / ``MT5Config``; keys as ``save_pretrained`` writes
+    them, with the ``attribute_map`` names accepted too). ``feed_forward_proj`` "relu" is the original T5's plain
+    ReLU MLP (wi, wo); "gated-gelu" T5 v1.1's, Flan-T5's and mT5's gated MLP (wi_0, wi_1, wo) with the tanh GELU
+    (T5Config maps it to ``gelu_new``); "gated-ACT" in general a gated MLP with ACT. The head is tied to the shared
+    embedding unless ``tie_word_embeddings`` is false (T5Config default true; T5 v1.1, Flan-T5 and mT5 write
+    false; MT5Config's default is false). T5 has no position table: ``n_positions`` (512, the pre-training
+    length) is only a label."""
+    proj = c.str("feed_forward_proj", default="relu")
+    parts = proj.split("-")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or not parts[-1]:
+        raise InputError(f"{c.source}: feed_forward_proj", proj, "must be ACT or gated-ACT (relu, gated-gelu, ...)")
+    gated = len(parts) == 2
+    act = "gelu_new" if proj == "gated-gelu" else parts[-1]
+    layers = c.pos_int("num_layers", "num_hidden_layers")
+    return ModelSpec(
+        name=name, family=model_type, layout="t5", num_layers=layers,
+        decoder_layers=c.pos_int("num_decoder_layers", default=layers), hidden_size=c.pos_int("d_model", "hidden_size"),
+        num_heads=(heads := c.pos_int("num_heads", "num_attention_heads")), num_kv_heads=heads,
+        head_dim=c.pos_int("d_kv", "head_dim"), ffn_size=c.pos_int("d_ff"), vocab_size=c.pos_int("vocab_size"),
+        max_position=c.pos_int("n_positions", default=512), gated_mlp=gated, activation=act,
+        tie_embeddings=t5_head_tied(c.data),
+        hidden_dropout=c.fraction("dropout_rate", default=0.1),
+        relative_buckets=c.pos_int("relative_attention_num_buckets", default=32))
 
 
 # MptAttentionConfig values that change the attention beyond what gpuplan models for MPT (MosaicML's own MPT code,

@@ -9,11 +9,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from gpuplan.errors import HubUnavailable, InputError
+from gpuplan.errors import HubUnavailable, InputError, UnknownFamily
 from gpuplan.limits import MAX_MODEL_NAME_CHARS
 from gpuplan.model.hf_config import load_config_file, spec_from_config
 from gpuplan.model.presets import closest_presets, find_preset
-from gpuplan.model.spec import ModelSpec, require_decoder, require_modelled_attention
+from gpuplan.model.spec import ModelSpec, encoder_decoder_rule, require_decoder, require_modelled_attention
 
 
 # A Hugging Face repo id is exactly ``org/name``: one slash, names of letters, digits, '-', '_' and '.'.
@@ -117,6 +117,8 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
         spec = resolve_model(model)
         if not count_only:
             require_modelled_attention(spec)
+            if spec.layout == "t5":
+                raise _traced_instead(model, spec)
         if not encoders:
             require_decoder(spec)
         return spec
@@ -135,6 +137,21 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
         raise InputError("--params", params, "is not enough for this command: give MODEL or the dimensions")
     raise InputError("model", None, "missing: give a preset id (see `gpuplan models`), a config.json path, "
                      "or --layers/--hidden/--heads")
+
+
+def _traced_instead(name: str, spec: ModelSpec) -> UnknownFamily:
+    """An encoder-decoder (T5): its tensors have rules (``gpuplan params``), its memory comes from the traced path
+    (:mod:`gpuplan.commands.generic`), so the command gets the config the traced path builds."""
+    kind, path = model_source(name)
+    if kind == "preset":
+        config = dict(find_preset(name).config)  # type: ignore[union-attr]
+    elif kind == "path":
+        assert path is not None
+        config = load_config_file(path)
+    else:
+        config = fetch_hub_config(name)
+    return UnknownFamily("model", name, encoder_decoder_rule(spec.family), config=config, name=spec.name,
+                         source=name)
 
 
 def fetch_hub_config(repo_id: str, *, max_bytes: int | None = None, timeout_s: float | None = None,

@@ -29,6 +29,7 @@ LAYOUTS = (
     "gpt_bigcode",  # GPT-2 names with nn.Linear weights ([out, in]) and multi-query c_attn (StarCoder, SantaCoder)
     "mpt",  # MPT: fused bias-free Wqkv, weight-only LayerNorms, ALiBi, GELU up/down MLP, tied head
     "bert",  # encoders (bert, roberta): post-norm layers, token-type embeddings, a task head instead of an LM head
+    "t5",  # encoder-decoder (t5, mt5): an encoder stack, a decoder stack with cross-attention, relative position buckets
 )
 
 # Heads of an encoder (``ModelSpec.encoder_head``): "classify" a sequence-classification head over ``num_labels``
@@ -230,6 +231,11 @@ class ModelSpec:
     encoder_head: str = ""  # encoders only (layout "bert"): one of ENCODER_HEADS; decoders have an LM head
     num_labels: int = 0  # the classification head's outputs (encoder_head "classify")
     type_vocab_size: int = 0  # BERT token-type (segment) embeddings
+    # Encoder-decoders (layout "t5"): ``num_layers`` is the encoder's depth, ``decoder_layers`` the decoder's
+    # (T5Config ``num_decoder_layers``); ``relative_buckets`` the relative-position buckets of each stack's first
+    # self-attention (``relative_attention_num_buckets``). 0 for decoder-only models.
+    decoder_layers: int = 0
+    relative_buckets: int = 0
     attn_output_gate: bool = False  # Qwen3-Next: q_proj also yields a sigmoid gate on the attention output
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules (not built by transformers)
     layer_norm_names: tuple[str, ...] = ()  # Falcon: which per-layer norms exist (depends on its variant)
@@ -296,6 +302,21 @@ def require_decoder(spec: ModelSpec) -> None:
         raise InputError("model", spec.name, f"is an encoder ({spec.family}, {spec.encoder_head} head): `gpuplan "
                          "params`, `train`, `infer`, `time` and `plan` cover it, but this command models "
                          "decoder-only (causal LM) transformers")
+
+
+def require_memory_rules(spec: ModelSpec) -> None:
+    """Refuse an encoder-decoder (T5) where an estimate would run the decoder-only memory, FLOP and time rules on
+    it: its tensors have rules (``gpuplan params``), its memory is traced (``gpuplan.commands.generic``).
+    InputError naming the model and what gpuplan does with it."""
+    if spec.layout == "t5":
+        raise InputError("model", spec.name, encoder_decoder_rule(spec.family))
+
+
+def encoder_decoder_rule(family: str) -> str:
+    """What gpuplan does with an encoder-decoder, as every refusal of one says it."""
+    return (f"is an encoder-decoder ({family}): `gpuplan params` counts it by rule and `train` / `infer` trace its "
+            "memory from its config.json (the [verify] extra); the rule-based memory, time and plan estimates model "
+            "decoder-only and encoder-only transformers")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:
@@ -408,6 +429,11 @@ def validate_spec(spec: ModelSpec) -> None:
         if spec.type_vocab_size < 0:
             raise InputError("type_vocab_size", spec.type_vocab_size, "must be >= 0")
         _at_most("type_vocab_size", spec.type_vocab_size, COUNT_BOUNDS["vocab"])
+    if spec.layout == "t5":
+        _positive("num_decoder_layers", spec.decoder_layers)
+        _at_most("num_decoder_layers", spec.decoder_layers, COUNT_BOUNDS["layers"])
+        _positive("relative_attention_num_buckets", spec.relative_buckets)
+        _at_most("relative_attention_num_buckets", spec.relative_buckets, MAX_POSITION)
     if spec.layer_types and "linear" in spec.layer_types and spec.linear_attn is None:
         raise InputError("layer_types", "linear", "needs the linear-attention sizes (linear_num_key_heads, ...)")
     if spec.linear_attn:

@@ -337,7 +337,49 @@ def _bert(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
-_BUILDERS = {"bert": _bert, "mpt": _mpt, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+def _t5_attention(b: _Builder, p: str, s: ModelSpec, i: int, relative: bool) -> None:
+    """T5Attention: bias-free q, k, v [heads·d_kv, h] and o [h, heads·d_kv]; the first layer of each stack's
+    self-attention holds the relative-position bias table [buckets, heads] the whole stack shares (one column per
+    head: split with the heads under tensor parallelism)."""
+    h = s.hidden_size
+    for n in ("q", "k", "v"):
+        b.linear(f"{p}.{n}", s.q_dim, h, "attention", "column", layer=i)
+    b.linear(f"{p}.o", h, s.q_dim, "attention", "row", layer=i)
+    if relative:
+        b.tensors.append(TensorInfo(f"{p}.relative_attention_bias.weight", (s.relative_buckets, s.num_heads),
+                                    "attention", "relative_attention_bias", i, None, "column"))
+
+
+def _t5(s: ModelSpec) -> list[TensorInfo]:
+    """T5 / mT5 (transformers T5ForConditionalGeneration): the shared embedding (the encoder's and decoder's
+    ``embed_tokens`` are the same tensor); encoder blocks of self-attention and MLP, decoder blocks of
+    self-attention, cross-attention (``EncDecAttention``) and MLP, each sub-layer with its RMS norm (weight only);
+    a final norm per stack; ``lm_head`` unless tied. The MLP is wi, wo (ReLU) or wi_0, wi_1, wo (gated). Decoder
+    layers are numbered after the encoder's (layer ``num_layers + j`` is decoder block j)."""
+    b, h, f = _Builder(), s.hidden_size, s.ffn_size
+    b.raw("shared.weight", (s.vocab_size, h), "embedding", "vocab")
+    for stack, depth, first in (("encoder", s.num_layers, 0), ("decoder", s.decoder_layers, s.num_layers)):
+        for j in range(depth):
+            i, p = first + j, f"{stack}.block.{j}.layer"
+            _t5_attention(b, f"{p}.0.SelfAttention", s, i, relative=j == 0)
+            b.norm(f"{p}.0.layer_norm", h, layer=i)
+            if stack == "decoder":
+                _t5_attention(b, f"{p}.1.EncDecAttention", s, i, relative=False)
+                b.norm(f"{p}.1.layer_norm", h, layer=i)
+            ff = f"{p}.{2 if stack == 'decoder' else 1}"
+            if s.gated_mlp:
+                _gated_mlp(b, f"{ff}.DenseReluDense", h, f, "mlp", layer=i, names=("wi_0", "wi_1", "wo"))
+            else:
+                b.linear(f"{ff}.DenseReluDense.wi", f, h, "mlp", "column", layer=i)
+                b.linear(f"{ff}.DenseReluDense.wo", h, f, "mlp", "row", layer=i)
+            b.norm(f"{ff}.layer_norm", h, layer=i)
+        b.norm(f"{stack}.final_layer_norm", h)
+    if not s.tie_embeddings:
+        b.raw("lm_head.weight", (s.vocab_size, h), "lm_head", "vocab")
+    return b.tensors
+
+
+_BUILDERS = {"t5": _t5, "bert": _bert, "mpt": _mpt, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
 
 
 @lru_cache(maxsize=64)

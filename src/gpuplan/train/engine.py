@@ -9,7 +9,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Hashable, Iterable
 
-from gpuplan.model.spec import ModelSpec
+from gpuplan.model.spec import ModelSpec, require_memory_rules
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.layout import resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
@@ -41,6 +41,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
             raise InputError("model", None, "give a model or --params")
         _check_params_only(cfg)
         return _params_only(params_total, cfg, recipe, capacity_bytes)
+    require_memory_rules(spec)
     spec = saved_spec(spec, cfg)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:

@@ -35,6 +35,8 @@ def hf_config(config: dict[str, Any], attention: str):
         cfg["q_lora_rank"] = None
     if model_type == "mistral":  # presets omit config.json's `"sliding_window": null`; MistralConfig's default is 4096
         cfg.setdefault("sliding_window", None)
+    if model_type in ("t5", "mt5"):  # presets drop token ids; T5 decodes from the pad token (0 in every release)
+        cfg.setdefault("decoder_start_token_id", cfg.get("pad_token_id", 0))
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
     with warnings.catch_warnings():
@@ -73,7 +75,27 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
                 raise
             attention = "eager"
             model = auto.from_config(hf_config(config, attention), dtype=torch_dtype, attn_implementation=attention)
+    untie_as_checkpoint(model, config)
     return model
+
+
+def untie_as_checkpoint(model, config: dict[str, Any]) -> None:
+    """Give a T5-family output head its own weight where the checkpoint stores one
+    (:func:`gpuplan.model.hf_config.t5_head_tied`) and transformers tied it anyway. transformers 5 forces T5-family configs to tie (``T5Config.__post_init__`` sets
+    ``tie_word_embeddings = True`` and keeps the written false only as ``scale_decoder_outputs``), so
+    ``from_config`` shares ``lm_head`` with ``shared``; ``from_pretrained`` of a checkpoint that stores both
+    (T5 v1.1, Flan-T5, mT5) leaves them apart (``PreTrainedModel.tie_weights``: both present with different
+    values, not tied). The model here is the loaded one."""
+    import torch
+
+    from gpuplan.model.hf_config import t5_head_tied
+
+    if config.get("model_type") not in ("t5", "mt5") or t5_head_tied(config):
+        return
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is not None and inp is not None and out.weight is inp.weight:
+        out.weight = torch.nn.Parameter(inp.weight.detach().clone())
+        getattr(model, "all_tied_weights_keys", {}).pop("lm_head.weight", None)
 
 
 # language models of multimodal families that transformers builds only inside their image-text model (no

@@ -1,0 +1,134 @@
+"""T5 and mT5 encoder-decoders: tensors by rule (exact against transformers as a checkpoint loads them), configs as
+transformers 5 saves them, memory through the traced path, and a clear refusal from the rule-based estimates."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gpuplan import api
+from gpuplan.cli.main import main
+from gpuplan.errors import InputError
+from gpuplan.model.hf_config import spec_from_config, t5_head_tied
+from gpuplan.model.params import count_params
+from gpuplan.model.presets import find_preset
+from gpuplan.model.tensors import tensor_table
+from gpuplan.train.config import TrainConfig
+from gpuplan.train.engine import estimate_training
+
+T5_TINY = Path(__file__).parent / "data" / "families" / "t5-tiny.json"
+
+
+def _tiny(**changes) -> dict:
+    return {**json.loads(T5_TINY.read_text()), **changes}
+
+
+def test_counts_by_hand():
+    """t5-small (Raffel et al. 2019: d_model 512, d_ff 2048, 8 heads of 64, 6 + 6 layers, tied head): the shared
+    embedding, 6 encoder blocks (4·h·h attention, 2·h·f ReLU MLP, 2 norms), 6 decoder blocks (8·h·h with the
+    cross-attention, 2·h·f, 3 norms), a 32 x 8 relative-position table per stack and two final norms."""
+    h, f, v = 512, 2048, 32128
+    enc = 4 * h * h + 2 * h * f + 2 * h
+    dec = 8 * h * h + 2 * h * f + 3 * h
+    expected = v * h + 6 * enc + 6 * dec + 2 * 32 * 8 + 2 * h
+    assert count_params(find_preset("t5-small").spec()).total == expected == 60_506_624
+    # Flan-T5 (T5 v1.1): gated-GELU MLP (wi_0, wi_1, wo) and a head of its own
+    flan = find_preset("flan-t5-xl").spec()
+    assert flan.gated_mlp and flan.activation == "gelu_new" and not flan.tie_embeddings
+    assert count_params(flan).lm_head == 32128 * 2048
+
+
+def test_decoder_layers_follow_the_encoders_in_the_table():
+    spec = spec_from_config(_tiny(num_decoder_layers=3))
+    table = tensor_table(spec)
+    assert {t.layer for t in table if t.name.startswith("decoder.block.0.")} == {5}
+    assert max(t.layer for t in table if t.layer is not None) == 5 + 3 - 1
+    rel = [t for t in table if "relative_attention_bias" in t.name]
+    assert [t.name for t in rel] == ["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                     "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    assert all(t.shape == (32, 4) for t in rel)
+
+
+def test_attribute_map_names_and_bad_values():
+    """T5Config's attribute_map names (hidden_size, num_attention_heads, num_hidden_layers) read like its own keys;
+    a feed_forward_proj transformers rejects is an InputError naming it."""
+    own = _tiny()
+    mapped = {k: v for k, v in own.items() if k not in ("d_model", "num_heads", "num_layers")}
+    mapped.update(hidden_size=own["d_model"], num_attention_heads=own["num_heads"], num_hidden_layers=own["num_layers"])
+    assert spec_from_config(mapped) == spec_from_config(own)
+    with pytest.raises(InputError, match="feed_forward_proj"):
+        spec_from_config(_tiny(feed_forward_proj="swish-gated-gelu"))
+    with pytest.raises(InputError, match="num_decoder_layers"):
+        spec_from_config(_tiny(num_decoder_layers=0))
+
+
+def test_head_tying_as_the_file_says():
+    assert t5_head_tied({"model_type": "t5"})  # T5Config's default
+    assert not t5_head_tied({"model_type": "t5", "tie_word_embeddings": False})
+    # transformers 5 writes tie_word_embeddings true for every T5 config and keeps the file's setting here
+    assert not t5_head_tied({"model_type": "t5", "tie_word_embeddings": True, "scale_decoder_outputs": False})
+    assert t5_head_tied({"model_type": "t5", "tie_word_embeddings": True, "scale_decoder_outputs": True})
+    assert not t5_head_tied({"model_type": "mt5", "tie_word_embeddings": True})
+
+
+@pytest.mark.parametrize("model_type,tie", [("t5", True), ("t5", False), ("mt5", False)])
+def test_saved_configs_load_and_count_as_the_checkpoint(tmp_path, model_type, tie):
+    """A config saved by the installed transformers (its keys, its forced tie_word_embeddings) gives the tensors
+    of the model that from_pretrained loads: transformers' own from_config model, plus a head of its own where
+    the checkpoint stores one."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    cls = transformers.MT5Config if model_type == "mt5" else transformers.T5Config
+    keys = {k: v for k, v in _tiny().items() if k not in ("model_type", "architectures")}
+    cls(**{**keys, "tie_word_embeddings": tie}).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["tie_word_embeddings"] is True  # whatever the file said
+    spec = spec_from_config(saved)
+    assert spec.family == model_type and spec.tie_embeddings is tie
+    with torch.device("meta"):
+        model = transformers.AutoModelForSeq2SeqLM.from_config(cls(**{**keys, "tie_word_embeddings": tie}))
+    theirs = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    ours = {t.name: t.shape for t in tensor_table(spec)}
+    assert ours == theirs | ({} if tie else {"lm_head.weight": (keys["vocab_size"], keys["d_model"])})
+    assert count_params(spec).total == sum(math.prod(s) for s in ours.values())
+
+
+def test_the_traced_model_holds_the_head_the_checkpoint_stores():
+    """gpuplan.verify.build gives the traced path the loaded model: Flan-T5's head apart from the embedding."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import torch
+
+    from gpuplan.verify.build import build_model
+
+    config = dict(find_preset("flan-t5-small").config)
+    with torch.device("meta"):
+        model = build_model(config, dtype="bf16", attention="eager")
+    assert model.lm_head.weight is not model.shared.weight
+    assert sum(p.numel() for p in model.parameters()) == count_params(find_preset("flan-t5-small").spec()).total
+    with torch.device("meta"):
+        tied = build_model(dict(find_preset("t5-small").config), dtype="bf16", attention="eager")
+    assert tied.lm_head.weight is tied.shared.weight
+
+
+def test_rule_estimates_refuse_and_the_traced_path_answers(capsys):
+    """time and plan exit 2 naming what gpuplan does with an encoder-decoder; estimate_training refuses the spec;
+    train traces the preset (its weights: every parameter, the head included)."""
+    with pytest.raises(InputError, match="encoder-decoder"):
+        estimate_training(find_preset("flan-t5-small").spec(), TrainConfig())
+    assert main(["time", "flan-t5-small", "--tokens", "1B", "--gpu", "h100-sxm"]) == 2
+    assert "is an encoder-decoder (t5)" in capsys.readouterr().err
+    assert main(["params", "flan-t5-small", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 76_961_152
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    out = api.train("flan-t5-small", seq=64, batch=1)
+    # every tensor of bf16 weights, the allocator's 512-byte rounding aside: the head (32128 x 512) is in them
+    spec = find_preset("flan-t5-small").spec()
+    assert 0 <= out["memory"]["weights_bytes"] - 2 * 76_961_152 < 512 * len(tensor_table(spec))
+    assert any(w.startswith("traced: t5 (encoder-decoder, no memory rules)") for w in out["warnings"])
