@@ -66,7 +66,7 @@ SURFACE = {
             "--lora-modules-to-save", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk", "--loss-parallel", "--max-batch", "--max-seq",
             "--method", "--microbatches", "--no-reshard", "--fsdp-embedding-groups", "--bitsandbytes-version", "--torch-version", "--kbit-prepare", "--qlora-head", "--stable-embedding", "--qlora-double-quant", "--offload", "--optimizer", "--optimizer-impl",
             "--optimizer-in-backward", "--compile", "--per-rank", "--plot", "--pp", "--precision", "--recompute",
-            "--selective-policy", "--seq", "--sp", "--stack", "--tp", "--trainable",
+            "--selective-policy", "--seq", "--sp", "--stack", "--target-seq", "--tp", "--trainable",
             "--transformers-version", "--vpp", "--workspace", "--zero", "--qlora-base", "--qlora-group-size",
             "--recompute-offload", "--ds-reduce-bucket", "--ds-overlap-comm", "--ds-contiguous-gradients",
             "--ds-prefetch-bucket", "--ds-max-live-params", "--from", "--model-impl", "--lora-dtype"
@@ -137,7 +137,7 @@ SURFACE = {
             "--lora-dropout", "--lora-modules-to-save", "--lora-rank", "--lora-targets", "--loss", "--loss-chunk",
             "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--method", "--microbatches", "--mode",
             "--no-reshard", "--fsdp-embedding-groups", "--bitsandbytes-version", "--torch-version", "--kbit-prepare", "--qlora-head", "--stable-embedding", "--qlora-double-quant", "--non-torch-gib", "--offload", "--optimizer", "--optimizer-impl", "--over",
-            "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp",
+            "--plot", "--pp", "--precision", "--prompt", "--recompute", "--rope-scaling", "--seq", "--sp", "--target-seq",
             "--tp", "--trainable", "--transformers-version", "--values", "--vllm-legacy-allreduce", "--n-gpu-layers", "--host-bandwidth-gbps", "--vpp",
             "--weights", "--workspace",
             "--zero", "--cuda-module-loading", "--loss-parallel", "--optimizer-in-backward", "--compile",

@@ -132,3 +132,21 @@ def test_rule_estimates_refuse_and_the_traced_path_answers(capsys):
     spec = find_preset("flan-t5-small").spec()
     assert 0 <= out["memory"]["weights_bytes"] - 2 * 76_961_152 < 512 * len(tensor_table(spec))
     assert any(w.startswith("traced: t5 (encoder-decoder, no memory rules)") for w in out["warnings"])
+
+
+def test_target_length_sets_the_decoders_share(capsys):
+    """--target-seq: the labels the decoder reads are that long, so the logits (batch x target x vocab) scale with
+    it while the encoder's input stays --seq; a decoder-only model refuses the option (exit 2, naming it)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tiny = str(T5_TINY)
+    full = api.train(tiny, seq=128, batch=2)
+    short = api.train(tiny, seq=128, target_seq=32, batch=2)
+    assert short["memory"]["logits_bytes"] / full["memory"]["logits_bytes"] == pytest.approx(32 / 128, rel=0.01)
+    assert short["memory"]["activations_bytes"] < full["memory"]["activations_bytes"]
+    assert any("the encoder reads 128 tokens per sequence, the decoder 32" in a
+               for a in short["assumptions"])
+    assert main(["train", "llama-3.1-8b", "--target-seq", "64"]) == 2
+    assert "--target-seq=64: applies to encoder-decoders (T5) only" in capsys.readouterr().err
+    assert main(["train", tiny, "--target-seq", "0"]) == 2
+    assert "--target-seq='0': must be >= 1" in capsys.readouterr().err

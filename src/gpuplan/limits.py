@@ -18,7 +18,7 @@ MAX_SAFE_INT = (1 << 53) - 1  # the largest integer a JSON double holds exactly
 COUNT_BOUNDS: dict[str, int] = {
     "layers": 2048, "hidden": 1 << 20, "heads": 1 << 14, "kv_heads": 1 << 14, "head_dim": 1 << 16,
     "ffn": 1 << 22, "vocab": 1 << 24, "experts": 8192, "top_k": 1024, "lora_rank": 1 << 16,
-    "batch": 1 << 20, "images": 1 << 12, "microbatches": 1 << 20, "grad_accum": 1 << 20, "seq": 1 << 27, "context": 1 << 27,
+    "batch": 1 << 20, "images": 1 << 12, "microbatches": 1 << 20, "grad_accum": 1 << 20, "seq": 1 << 27, "target_seq": 1 << 27, "context": 1 << 27,
     "prompt": 1 << 27, "loss_chunk": 1 << 27, "global_batch": 1 << 30, "max_num_seqs": 1 << 20,
     "max_num_batched_tokens": 1 << 27, "gpus": 1 << 20, "dp": 1 << 20, "dp_shard": 1 << 20, "tp": 1 << 12,
     "pp": 2048, "ep": 8192, "cp": 1 << 12, "vpp": 2048, "gpus_per_node": 1 << 10, "gpu_multiple": 1 << 20,

@@ -114,7 +114,7 @@ def train_setup(cfg: TrainConfig, family: str):
                       "trained alike)")
     if cfg.optimizer_in_backward:
         raise _refuse("--optimizer-in-backward", "on", family, "off")
-    return TrainSetup(batch=cfg.batch, seq=cfg.seq, precision=cfg.precision, optimizer=cfg.optimizer,
+    return TrainSetup(batch=cfg.batch, seq=cfg.seq, target_seq=cfg.target_seq or 0, precision=cfg.precision, optimizer=cfg.optimizer,
                       optimizer_impl=cfg.optimizer_impl, recompute=cfg.recompute, attention=cfg.attention,
                       method=cfg.method, trainable=cfg.trainable, lora_rank=cfg.lora_rank,
                       lora_targets=cfg.lora_targets, lora_dropout=cfg.lora_dropout,
@@ -136,6 +136,12 @@ def train_report(exc: UnknownFamily, cfg: TrainConfig, capacity_bytes: int | Non
     device total with the same overheads as the engine (gpuplan.train.overheads)."""
     from gpuplan.verify.generic import trace_training
 
+    from gpuplan.verify.build import is_encoder_decoder
+
+    seq2seq = is_encoder_decoder(exc.config)
+    if cfg.target_seq is not None and not seq2seq:
+        raise InputError("--target-seq", cfg.target_seq, f"applies to encoder-decoders (T5) only; "
+                         f"{exc.config.get('model_type')} is not one: give its length as --seq")
     model = traced_model(exc)
     setup = train_setup(cfg, model.family)
     mem = trace_training(exc.config, model, setup)
@@ -150,6 +156,8 @@ def train_report(exc: UnknownFamily, cfg: TrainConfig, capacity_bytes: int | Non
     m.reserved_bytes = top.bytes + ov.in_allocator
     m.total_bytes = m.reserved_bytes + ov.cuda_context_bytes
     m.assumptions = [_how_line(model, mem, "the training step"),
+                     *([f"encoder-decoder: the encoder reads {cfg.seq:,} tokens per sequence, the decoder "
+                        f"{cfg.target_seq or cfg.seq:,} (the labels, shifted right)"] if seq2seq else []),
                      f"device total: CUDA context {ov.cuda_context_bytes:,} B, workspaces {ov.workspace_bytes:,} B, "
                      f"allocator reserve {ov.allocator_reserve_fraction:.0%} of the allocated peak"]
     m.warnings = [traced_line(model.family, model.wall_s + mem.wall_s), *left_out_lines(exc.config, model)]

@@ -36,6 +36,9 @@ TRAIN = CommandOptions(
             "seq", "count", "--seq", default=2048, help="sequence length in tokens (default 2048)",
             help_zh="序列长度，单位 token（默认 2048）", group="workload"
         ),
+        Option("target_seq", "count", "--target-seq", default=None,
+               help="encoder-decoders (T5): the target (decoder) length in tokens (default: --seq)",
+               help_zh="编码器-解码器（T5）：目标（解码器）序列长度，单位 token（默认同 --seq）", group="workload"),
         *IMAGE_OPTIONS,
         Option("grad_accum", "count", "--grad-accum", default=1, help="gradient accumulation steps",
                help_zh="梯度累积步数", group="workload"),

@@ -53,6 +53,8 @@ class TrainConfig:
 
     batch: int = 1
     seq: int = 2048
+    # encoder-decoders (T5) only: the decoder's length (the labels), None for ``seq``; the encoder reads ``seq``
+    target_seq: int | None = None
     grad_accum: int = 1
     precision: str = "bf16"
     # the training stack whose defaults fill every stack-settable field left None (gpuplan.train.stacks); a field
@@ -214,6 +216,8 @@ def validate(cfg: TrainConfig) -> None:
                  "loss_chunk_tokens", "dp", "tp", "pp", "ep", "cp", "vpp", "ds_reduce_bucket", "ds_prefetch_bucket",
                  "ds_max_live_params"):
         _positive(name, getattr(cfg, name))
+    if cfg.target_seq is not None:
+        _positive("target_seq", cfg.target_seq)
     _choice("--precision", cfg.precision, PRECISIONS)
     _choice("--framework", cfg.framework, FRAMEWORKS)
     _choice("--optimizer", cfg.optimizer, OPTIMIZERS)

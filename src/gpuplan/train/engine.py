@@ -42,6 +42,10 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         _check_params_only(cfg)
         return _params_only(params_total, cfg, recipe, capacity_bytes)
     require_memory_rules(spec)
+    if cfg.target_seq is not None:
+        from gpuplan.errors import InputError
+        raise InputError("--target-seq", cfg.target_seq, f"applies to encoder-decoders (T5) only; {spec.name} is "
+                         "not one: give its length as --seq")
     spec = saved_spec(spec, cfg)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:

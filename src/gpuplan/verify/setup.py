@@ -43,6 +43,7 @@ class TrainSetup:
 
     batch: int = 1
     seq: int = 512
+    target_seq: int = 0  # an encoder-decoder's labels (the decoder's length); 0: seq
     precision: str = "bf16"
     optimizer: str = "adamw"
     optimizer_impl: str = "foreach"

@@ -187,8 +187,14 @@ def measure_training(config: dict[str, Any], setup: TrainSetup) -> Measurement:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = _optimizer(trainable, setup)
         ids = torch.randint(0, vocab, (setup.batch, setup.seq))
-        # a sequence-classification head takes one label per sequence
-        labels = torch.randint(0, base.config.num_labels, (setup.batch,)) if classify else ids.clone()
+        # a sequence-classification head takes one label per sequence; an encoder-decoder's decoder reads its labels
+        # shifted right, target_seq long
+        if classify:
+            labels = torch.randint(0, base.config.num_labels, (setup.batch,))
+        elif setup.target_seq and base.config.is_encoder_decoder:
+            labels = torch.randint(0, vocab, (setup.batch, setup.target_seq))
+        else:
+            labels = ids.clone()
         # The first step only creates the optimizer states: it runs untracked; the tracker then adopts the
         # parameters, states and inputs and watches the second, steady-state step.
         _train_step(model, optimizer, ids, labels, setup, None)
