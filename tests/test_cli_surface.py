@@ -92,7 +92,7 @@ SURFACE = {
             "--attention-flops", "--check", "--co2-kg-per-kwh", "--config", "--days", "--explain", "--gpu",
             "--gpu-multiple", "--gpu-power-w", "--gpus", "--json", "--lang", "--list-prices", "--lora-rank",
             "--lora-targets", "--method", "--mfu", "--peak-tflops", "--precision", "--price", "--pue",
-            "--recompute", "--seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
+            "--recompute", "--seq", "--target-seq", "--tokens", "--tokens-per-gpu-s", "--trainable-params"
         }) | CLUSTER,
     ),
     "plan": Surface(

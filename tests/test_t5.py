@@ -117,11 +117,11 @@ def test_the_traced_model_holds_the_head_the_checkpoint_stores():
 
 
 def test_rule_estimates_refuse_and_the_traced_path_answers(capsys):
-    """time and plan exit 2 naming what gpuplan does with an encoder-decoder; estimate_training refuses the spec;
+    """plan exits 2 naming what gpuplan does with an encoder-decoder; estimate_training refuses the spec;
     train traces the preset (its weights: every parameter, the head included)."""
     with pytest.raises(InputError, match="encoder-decoder"):
         estimate_training(find_preset("flan-t5-small").spec(), TrainConfig())
-    assert main(["time", "flan-t5-small", "--tokens", "1B", "--gpu", "h100-sxm"]) == 2
+    assert main(["plan", "flan-t5-small", "--tokens", "1B", "--gpu", "h100-sxm", "--days", "1"]) == 2
     assert "is an encoder-decoder (t5)" in capsys.readouterr().err
     assert main(["params", "flan-t5-small", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 76_961_152
@@ -150,3 +150,46 @@ def test_target_length_sets_the_decoders_share(capsys):
     assert "--target-seq=64: applies to encoder-decoders (T5) only" in capsys.readouterr().err
     assert main(["train", tiny, "--target-seq", "0"]) == 2
     assert "--target-seq='0': must be >= 1" in capsys.readouterr().err
+
+
+def test_flops_equal_the_counted_forward():
+    """FLOPs per input token (gpuplan.compute.flops) against FlopCounterMode over transformers' forward of
+    t5-tiny with 64 input and 16 target tokens: the weights by the stack each reads, the encoder's S x S, the
+    decoder's T x T (eager attention computes the whole square: the full convention) and T x S attention."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gpuplan.compute.flops import seq2seq_attention_forward_flop_per_token, seq2seq_weight_flop_params
+    from gpuplan.verify.build import build_model
+
+    config, batch, s, t = _tiny(), 2, 64, 16
+    spec = spec_from_config(config)
+    model = build_model(config, dtype="fp32", attention="eager")
+    ids, labels = torch.randint(0, 512, (batch, s)), torch.randint(0, 512, (batch, t))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, labels=labels)
+    per_token = 2 * seq2seq_weight_flop_params(spec, s, t) + seq2seq_attention_forward_flop_per_token(spec, s, t,
+                                                                                                      "full")
+    assert batch * s * per_token == pytest.approx(counter.get_total_flops(), rel=1e-12)
+
+
+def test_time_counts_input_tokens(capsys):
+    """gpuplan time for an encoder-decoder: 6·P_eff + attention per input token; a shorter target costs less;
+    a decoder-only model refuses --target-seq."""
+    long = api.time("flan-t5-xl", tokens="10B", gpu="h100-sxm", gpus=8, seq=512)
+    short = api.time("flan-t5-xl", tokens="10B", gpu="h100-sxm", gpus=8, seq=512, target_seq=64)
+    assert short["days"] < long["days"]
+    assert any("each sequence of 512 input tokens training 64 target tokens" in a for a in short["assumptions"])
+    assert main(["time", "llama-3.1-8b", "--tokens", "1B", "--gpu", "h100-sxm", "--gpus", "8",
+                 "--target-seq", "64"]) == 2
+    assert "--target-seq=64: applies to encoder-decoders (T5) only" in capsys.readouterr().err
+
+
+def test_the_weighted_count_in_families_md():
+    """docs/families.md: Flan-T5-XXL at S = 512, T = 128 multiplies 6.83 B weights per input token, about half of
+    what 6·P·D with D = input + target tokens assumes."""
+    out = api.time("flan-t5-xxl", tokens="1B", gpu="h100-sxm", gpus=8, seq=512, target_seq=128)
+    assert round(out["weight_params"] / 1e9, 2) == 6.83
+    naive = count_params(find_preset("flan-t5-xxl").spec()).total * (512 + 128) / 512
+    assert 1.9 < naive / out["weight_params"] < 2.2

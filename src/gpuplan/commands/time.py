@@ -38,7 +38,7 @@ def flops_from_options(values: Any):
     """TrainingFlops for MODEL (or --params) and the FLOP options; returns (flops, spec, notes)."""
     from gpuplan.compute.flops import training_flops
 
-    spec = model_from_options(values, allow_params_only=True, encoders=True)
+    spec = model_from_options(values, allow_params_only=True, encoders=True, seq2seq=True)
     notes = list(spec.notes) if spec is not None else []
     seq = values.seq
     if spec is not None and seq is None:
@@ -50,7 +50,8 @@ def flops_from_options(values: Any):
                            method=getattr(values, "method", "full"),
                            trainable_params=getattr(values, "trainable_params", None),
                            lora_rank=getattr(values, "lora_rank", None), lora_targets=targets,
-                           recompute=getattr(values, "recompute", "none"))
+                           recompute=getattr(values, "recompute", "none"),
+                           target_seq=getattr(values, "target_seq", None))
     return flops, spec, notes + list(flops.notes)
 
 

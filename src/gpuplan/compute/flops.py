@@ -165,10 +165,44 @@ def lora_adapter_params(spec: ModelSpec, rank: int, targets: tuple[str, ...] | N
     return total
 
 
+def seq2seq_weight_flop_params(spec: ModelSpec, seq: int, target_seq: int) -> float:
+    """An encoder-decoder's (T5) matmul weights per encoder input token: each weight multiplies the tokens of its
+    own stack. Encoder blocks and the cross-attention's k and v (they read the encoder output) act on the ``seq``
+    input tokens; the decoder's self-attention, MLP, the cross-attention's q and o and the head on the
+    ``target_seq`` decoder tokens. Norms, the shared embedding (a lookup) and the relative-position tables (a
+    lookup) multiply nothing. Sum over the tensor table, divided by ``seq``."""
+    from gpuplan.model.tensors import tensor_table
+
+    on_input = on_target = 0
+    for t in tensor_table(spec):
+        if not t.linear:
+            continue
+        encoder_side = t.layer is not None and (t.layer < spec.num_layers or
+                                                (".EncDecAttention." in t.name and t.module in ("k", "v")))
+        if encoder_side:
+            on_input += t.numel
+        else:
+            on_target += t.numel
+    head = spec.vocab_size * spec.hidden_size  # lm_head, or the shared embedding used as the head when tied
+    return (on_input * seq + (on_target + head) * target_seq) / seq
+
+
+def seq2seq_attention_forward_flop_per_token(spec: ModelSpec, seq: int, target_seq: int, convention: str) -> float:
+    """An encoder-decoder's attention matmuls per encoder input token, forward: 2·heads·2·d_kv per query-key pair
+    (QKᵀ and attention·V) over the encoder's bidirectional S x S, the decoder's self-attention (T queries,
+    ``keys_per_query(T)`` keys under ``convention``) and its cross-attention (T queries x S keys), divided by S."""
+    pair = 4 * spec.num_heads * spec.head_dim
+    if convention == "none":
+        return 0.0
+    pairs = (spec.num_layers * seq * seq
+             + spec.decoder_layers * target_seq * (keys_per_query(target_seq, None, convention) + seq))
+    return pair * pairs / seq
+
+
 def training_flops(spec: ModelSpec | None, *, seq: int | None = None, params: int | None = None,
                    attention: str = "full", method: str = "full", trainable_params: int | None = None,
                    lora_rank: int | None = None, lora_targets: tuple[str, ...] | None = None,
-                   recompute: str = "none") -> TrainingFlops:
+                   recompute: str = "none", target_seq: int | None = None) -> TrainingFlops:
     """FLOP per token for training ``spec`` (or a bare parameter count ``params``) on sequences of ``seq``.
 
     * full training: 6·P (+ attention term);
@@ -178,6 +212,9 @@ def training_flops(spec: ModelSpec | None, *, seq: int | None = None, params: in
       elementwise work and is not counted;
     * recomputation: ``full`` repeats the whole forward (2·P + attention forward), ``selective`` only the attention
       matmuls — reported apart from model FLOPs.
+
+    An encoder-decoder (T5) counts per encoder input token, its decoder training ``target_seq`` tokens per
+    ``seq`` input tokens (:func:`seq2seq_weight_flop_params`); P is then that weighted count.
 
     Ignores: the saving from not back-propagating below the lowest trainable layer, norms, activations, softmax,
     the loss (all elementwise, under 1 % for models above 1B), and FlashAttention's recomputation inside its
@@ -200,13 +237,28 @@ def training_flops(spec: ModelSpec | None, *, seq: int | None = None, params: in
                          "--heads); FLOPs are the plain 6·P rule")
         attention = "none"
     else:
-        weight_params = weight_flop_params(spec)
+        if spec.layout == "t5":
+            if method != "full":
+                raise InputError("--method", method, f"{spec.name} is an encoder-decoder: its FLOPs are counted for "
+                                 "full training only")
+            if seq is None:
+                raise InputError("--seq", None, "is required to count an encoder-decoder's FLOPs")
+            target = target_seq or seq
+            weight_params = round(seq2seq_weight_flop_params(spec, seq, target))
+            notes.append(f"encoder-decoder: FLOPs per encoder input token, each sequence of {seq:,} input tokens "
+                         f"training {target:,} target tokens (--target-seq); --tokens counts input tokens")
+        else:
+            weight_params = weight_flop_params(spec)
+            if target_seq is not None:
+                raise InputError("--target-seq", target_seq, f"applies to encoder-decoders (T5) only; {spec.name} "
+                                 "is not one: give its length as --seq")
         if params is not None:
             notes.append(f"--params {params:,} ignored: the model's own count ({weight_params:,} multiplied "
                          "per token) is used")
         if seq is None:
             raise InputError("--seq", None, "is required to count attention FLOPs for a model")
-        attn_fwd = attention_forward_flop_per_token(spec, seq, attention)
+        attn_fwd = (seq2seq_attention_forward_flop_per_token(spec, seq, target_seq or seq, attention)
+                    if spec.layout == "t5" else attention_forward_flop_per_token(spec, seq, attention))
 
     adapters = 0
     if method == "full":

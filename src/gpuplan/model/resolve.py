@@ -103,12 +103,14 @@ def resolve_model(name: str) -> ModelSpec:
 
 
 def model_from_options(values: Any, *, allow_params_only: bool = False, encoders: bool = False,
-                       count_only: bool = False) -> ModelSpec | None:
+                       count_only: bool = False, seq2seq: bool = False) -> ModelSpec | None:
     """The model that option values name: MODEL or the raw dimensions (``--layers``, ``--hidden``, ``--heads``...);
     ``None`` when only ``--params`` was given and ``allow_params_only``. ``values`` is read by attribute (checked
     :class:`gpuplan.options.Values` or parsed command-line arguments). An encoder (bert, roberta) is refused
     unless ``encoders`` (only ``params`` counts them: ``gpuplan.model.spec.require_decoder``); DeepSeek Sparse
-    Attention unless ``count_only`` (the caller only counts parameters: ``require_modelled_attention``)."""
+    Attention unless ``count_only`` (the caller only counts parameters: ``require_modelled_attention``); an
+    encoder-decoder (T5) unless ``count_only`` or ``seq2seq`` (the caller counts its FLOPs): elsewhere it is the
+    UnknownFamily that sends ``train`` and ``infer`` down the traced path."""
     model = getattr(values, "model", None)
     dims = {k: getattr(values, k, None) for k in ("layers", "hidden", "heads")}
     if model:
@@ -117,7 +119,7 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
         spec = resolve_model(model)
         if not count_only:
             require_modelled_attention(spec)
-            if spec.layout == "t5":
+            if spec.layout == "t5" and not seq2seq:
                 raise _traced_instead(model, spec)
         if not encoders:
             require_decoder(spec)

@@ -314,9 +314,9 @@ def require_memory_rules(spec: ModelSpec) -> None:
 
 def encoder_decoder_rule(family: str) -> str:
     """What gpuplan does with an encoder-decoder, as every refusal of one says it."""
-    return (f"is an encoder-decoder ({family}): `gpuplan params` counts it by rule and `train` / `infer` trace its "
-            "memory from its config.json (the [verify] extra); the rule-based memory, time and plan estimates model "
-            "decoder-only and encoder-only transformers")
+    return (f"is an encoder-decoder ({family}): `gpuplan params` and `time` count it by rule and `train` / `infer` "
+            "trace its memory from its config.json (the [verify] extra); the rule-based memory and plan estimates "
+            "model decoder-only and encoder-only transformers")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:

@@ -78,6 +78,11 @@ TIME = CommandOptions(
             help_zh=f"注意力项所用的序列长度（默认 {DEFAULT_SEQ}）",
             group="FLOP counting",
         ),
+        Option("target_seq", "count", "--target-seq", default=None,
+               help="encoder-decoders (T5): target (decoder) tokens per sequence of --seq input tokens "
+                    "(default: --seq)",
+               help_zh="编码器-解码器（T5）：每条 --seq 输入序列对应的目标（解码器）token 数（默认同 --seq）",
+               group="FLOP counting"),
         Option(
             "attention_flops",
             "choice",
