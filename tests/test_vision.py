@@ -295,19 +295,16 @@ def test_forward_flop_counted_by_pytorch(model_type):
     assert vision_forward_flop(spec, 16 * p, 16 * p) == counter.get_total_flops()
 
 
-# The serving transients' shortfall against the CPU-profiled peak of a no-grad tower forward, as measured
-# (estimate / peak - 1): position tables, RoPE and fp32 norm copies are not modelled (warning on every output)
-_SERVING_GAP = {"gemma3": -0.13, "mistral3": -0.21, "qwen2_5_vl": -0.39, "qwen3_vl": -0.58}
-
-
 @pytest.mark.parametrize("model_type", sorted(_TRACE_CASES))
-def test_serving_transients_against_cpu_profile(model_type):
-    """One block's transients (``vision_activation_bytes(train=False)``) against the CPU profiler's peak of the
-    tower and projector's inference forward: the documented shortfall, within 2 points."""
+def test_serving_transients_against_the_created_tensors(model_type):
+    """One block's live set (``vision_activation_bytes(train=False)``) against the peak of the tensors the tower
+    and projector's inference forward creates (weights and pixels aside): within 3 % on the small towers (the
+    small position and window-index tensors are not counted; at real width every kind is within 0.4 %,
+    ``benchmarks/vision_serving.py``)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from gpuplan.model.vision import vision_activation_bytes
-    from gpuplan.verify.cpu_profile import cpu_peak_bytes
+    from gpuplan.verify.cpu_profile import created_peak_bytes
 
     conf, model = _tiny(model_type, **_TRACE_CASES[model_type])
     model.eval()
@@ -325,9 +322,9 @@ def test_serving_transients_against_cpu_profile(model_type):
             model.model.get_image_features(pixel_values=pixels, **extra)
 
     fn()  # first call: lazy buffers
-    peak = cpu_peak_bytes(fn)
+    peak = created_peak_bytes(fn, [*model.parameters(), *model.buffers(), pixels, *extra.values()])
     gap = vision_activation_bytes(spec, 256, 2, train=False) / peak - 1
-    assert abs(gap - _SERVING_GAP[model_type]) < 0.02, gap
+    assert -0.03 < gap <= 0.0, gap
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_5_vl", "gemma3"])

@@ -104,9 +104,9 @@ def window_note(spec: ModelSpec) -> list[str]:
 def activation_warning(spec: ModelSpec) -> str:
     assert spec.vision is not None
     return (f"vision tower activations ({spec.vision.kind}): the training saved set is within 0.3 % of CPU traces of "
-            "transformers 5's towers at real width (4 % at small sizes); the full-recompute and serving transients are written from one "
-            "block's tensors, 13 to 58 % below CPU-profiled serving peaks of small towers (position tables, RoPE "
-            "and fp32 norm copies not counted)")
+            "transformers 5's towers at real width (4 % at small sizes); the serving transients within 0.4 % of "
+            "the tensors a real tower's forward creates (3 % at small sizes); the full-recompute transients are "
+            "written from one block's saved set, not traced")
 
 
 def add_training_vision(memory: MemoryReport, spec: ModelSpec, load: VisionLoad, *, text_params: int, batch: int,
@@ -202,7 +202,8 @@ def add_serving_vision(memory: MemoryReport, spec: ModelSpec, load: VisionLoad, 
     src = "gpuplan.model.images.add_serving_vision"
     memory.terms = [*memory.terms,
                     Term("vision_weights_bytes", weights, "Σ numel / tp(column, row) × dtype_bytes", src, {"tp": tp, "dtype_bytes": dtype_bytes}),
-                    Term("vision_activations_bytes", acts, "patches × (5·h + k·f) × dtype_bytes", src,
+                    Term("vision_activations_bytes", acts, "patches × (held + max(attention, mlp)) per block (+ Pixtral's "
+                         "patches² mask)", "gpuplan.model.vision.serving_transient_bytes",
                          {"patches": patches, "h": spec.vision.hidden_size, "f": spec.vision.ffn_size}),
                     _flop_term(load)]
     return {**load.as_dict(), "weights_bytes": weights, "activations_bytes": acts,

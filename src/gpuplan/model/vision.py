@@ -377,16 +377,47 @@ def edge_activation_bytes(v: VisionSpec, dtype_bytes: int) -> int:
     return pixels + extra
 
 
+def serving_transient_bytes(v: VisionSpec, patches: int, dtype_bytes: int) -> int:
+    """Peak bytes of the tower's no-grad forward over ``patches`` patches (every image of the forward) beyond its
+    weights and the pixels: the largest set of tensors live inside one block, read off traces of the tensors
+    transformers 5's towers create (bf16, SDPA; ``tests/test_vision.py``). Per patch, d = ``dtype_bytes``, fp32
+    tensors 4 bytes, hd the head dimension:
+
+    - held through every block: the block's input (dh); SigLIP's embeddings and Llama 4's and Pixtral's ln_pre
+      output, which the tower's forward keeps (dh; Pixtral also its convolution output, dh); Qwen3-VL's
+      interpolated position embedding, fp32 (4h); the RoPE tables, Qwen's fp32 cos and sin (8·hd) and
+      Pixtral's in the compute dtype (2d·hd);
+    - attention: the norm output and q, k, v (4dh), then the rotation. Qwen (``apply_rotary_pos_emb_vision``)
+      rotates q and k in fp32: their fp32 copies, rotated q, and for k the products with cos and sin and
+      ``rotate_half(k)`` (24h). Llama 4 (``vision_apply_rotary_emb``) keeps q and k as fp32 complex pairs, their
+      products with the table (16h) and both rotated back to d (2dh). Pixtral rotates in d (4dh); SigLIP has no
+      rotation and keeps the attention output (dh);
+    - MLP: the post-attention residual and the norm output (2dh) and the hidden tensors, gated (activation, up,
+      product: 3df) or plain (fc1 output and activation: 2df).
+
+    The block's peak is the larger of the two phases. Pixtral adds its block-diagonal attention mask over all
+    the forward's patches, d per pair (``generate_block_attention_mask``: one [P, P] tensor).
+    """
+    h, f, d = v.hidden_size, v.ffn_size, dtype_bytes
+    hd = h // v.num_heads
+    held = {"qwen2_5_vl": d * h + 8 * hd, "qwen3_vl": d * h + 4 * h + 8 * hd, "siglip": 2 * d * h,
+            "pixtral": 3 * d * h + 2 * d * hd, "llama4": 2 * d * h}[v.kind]
+    rotation = {"qwen2_5_vl": 24 * h, "qwen3_vl": 24 * h, "llama4": 16 * h + 2 * d * h, "pixtral": 4 * d * h,
+                "siglip": d * h}[v.kind]
+    attention = 4 * d * h + rotation
+    mlp = 2 * d * h + (3 if v.kind in ("qwen2_5_vl", "pixtral") else 2) * d * f
+    mask = d * patches * patches if v.kind == "pixtral" else 0
+    return (held + max(attention, mlp)) * patches + mask
+
+
 def vision_activation_bytes(spec: ModelSpec, patches: int, dtype_bytes: int, *, train: bool) -> int:
     """Tower activations for ``patches`` patches in all (every image of the micro-batch).
 
     Training keeps every block's saved set and the edges' (``block_activation_bytes``,
-    ``edge_activation_bytes``). Inference holds one block's transients at a time: its input and output (2h),
-    q, k, v (3h) and the MLP's hidden tensors (gated 3f, plain 2f), in the compute dtype."""
+    ``edge_activation_bytes``). Inference holds one block's live set at a time (``serving_transient_bytes``)."""
     v = spec.vision
     if v is None or patches <= 0:
         return 0
     if train:
         return (v.num_layers * block_activation_bytes(v, dtype_bytes) + edge_activation_bytes(v, dtype_bytes)) * patches
-    gated = v.kind in ("qwen2_5_vl", "pixtral")
-    return (5 * v.hidden_size + (3 if gated else 2) * v.ffn_size) * patches * dtype_bytes
+    return serving_transient_bytes(v, patches, dtype_bytes)

@@ -33,6 +33,46 @@ def cpu_peak_bytes(fn) -> int:
     return peak
 
 
+def created_peak_bytes(fn, held=()) -> int:
+    """Peak bytes of the tensor storages that operators create while ``fn`` runs (real CPU tensors): what a CUDA
+    caching allocator would be asked for, without the CPU kernels' own scratch buffers (oneDNN reorders, the CPU
+    attention kernels' blocks), which the profiler's allocation events (``cpu_peak_bytes``) include. Storages of
+    the tensors in ``held`` (the model's parameters and buffers, the inputs) existed before and are not counted,
+    nor are views of them. A storage counts from the operator that returns it until it is freed."""
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    known = {t.untyped_storage().data_ptr() for t in held}
+    live: dict[int, int] = {}
+    state = {"now": 0, "peak": 0}
+
+    def freed(key: int) -> None:
+        state["now"] -= live.pop(key, 0)
+
+    class Created(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if not isinstance(t, torch.Tensor):
+                    continue
+                storage = t.untyped_storage()
+                key, n = storage.data_ptr(), storage.nbytes()
+                if n == 0 or key in known or key in live:
+                    continue
+                live[key] = n
+                state["now"] += n
+                state["peak"] = max(state["peak"], state["now"])
+                weakref.finalize(storage, freed, key)
+            return out
+
+    with Created():
+        fn()
+    return state["peak"]
+
+
 def generate_peak_bytes(model, batch: int, prompt: int, new_tokens: int) -> int:
     """Peak tensor bytes of ``model.generate`` (greedy, DynamicCache, logits_to_keep=1) above the weights."""
     import torch
