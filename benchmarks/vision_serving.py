@@ -32,16 +32,11 @@ def _tower(preset_id: str):
 
     from gpuplan.model.presets import find_preset
 
+    from gpuplan.verify.vision import shrink_text_model
+
     config = dict(find_preset(preset_id).config)
     conf = transformers.AutoConfig.for_model(**config)
-    text = conf.get_text_config()
-    for key, value in dict(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2,
-                           num_key_value_heads=1, head_dim=32, vocab_size=256).items():
-        setattr(text, key, value)
-    if getattr(text, "layer_types", None):
-        text.layer_types = text.layer_types[:1]
-    if hasattr(conf.vision_config, "out_hidden_size"):
-        conf.vision_config.out_hidden_size = 64
+    shrink_text_model(conf)
     model = transformers.AutoModelForImageTextToText.from_config(conf, attn_implementation="sdpa")
     return config, model.to(torch.bfloat16).eval()
 

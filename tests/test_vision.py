@@ -210,17 +210,12 @@ def _tiny(model_type, attn="sdpa", **vision):
     import torch
     import transformers
 
+    from gpuplan.verify.vision import shrink_text_model
+
     conf = transformers.AutoConfig.for_model(model_type)
-    text = conf.get_text_config()
-    for key, value in dict(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2,
-                           num_key_value_heads=1, head_dim=32, vocab_size=256).items():
-        setattr(text, key, value)
-    if getattr(text, "layer_types", None):
-        text.layer_types = text.layer_types[:1]
+    shrink_text_model(conf)
     for key, value in vision.items():
         setattr(conf.vision_config, key, value)
-    if hasattr(conf.vision_config, "out_hidden_size"):
-        conf.vision_config.out_hidden_size = 64
     torch.manual_seed(0)
     model = transformers.AutoModelForImageTextToText.from_config(conf, attn_implementation=attn)
     return conf, model.to(torch.bfloat16).train()

@@ -19,6 +19,24 @@ from gpuplan.model.image_processing import image_patches, llama4_tiles, resized
 from gpuplan.model.vision import vision_activation_bytes
 
 
+# A one-layer, narrow language model beside a real tower: ``get_image_features`` never reaches it, so its size only
+# costs building time and memory.
+SMALL_TEXT = dict(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=32, vocab_size=256)
+
+
+def shrink_text_model(conf) -> None:
+    """Cut a multimodal transformers config's language model to ``SMALL_TEXT``, in place (the Qwen towers' merger
+    then writes 64 wide)."""
+    text = conf.get_text_config()
+    for key, value in SMALL_TEXT.items():
+        setattr(text, key, value)
+    if getattr(text, "layer_types", None):
+        text.layer_types = text.layer_types[:1]
+    if hasattr(conf.vision_config, "out_hidden_size"):
+        conf.vision_config.out_hidden_size = 64
+
+
 def measure_vision_saved(config: dict[str, Any], *, height: int, width: int) -> dict[str, Any]:
     """Bytes of the distinct storages autograd saves (parameters left out) while the tower of ``config`` (a
     multimodal config.json dict) encodes one ``height`` x ``width`` image in bf16, and gpuplan's estimate of them.
