@@ -36,9 +36,9 @@ def traced_model(exc: UnknownFamily) -> TracedModel:
 def traced_line(family: str, wall_s: float) -> str:
     """The line every traced answer carries; an encoder-decoder (T5) is a known family whose parameters have rules
     and whose memory is traced."""
-    from gpuplan.model.hf_config import SUPPORTED_MODEL_TYPES
+    from gpuplan.model.hf_config import ENCODER_DECODER_TYPES
 
-    if family in SUPPORTED_MODEL_TYPES:
+    if family in ENCODER_DECODER_TYPES:
         return f"traced: {family} (encoder-decoder, no memory rules), {wall_s:.1f} s"
     return f"traced: unknown family {family}, {wall_s:.1f} s"
 
@@ -114,8 +114,8 @@ def train_setup(cfg: TrainConfig, family: str):
                       "trained alike)")
     if cfg.optimizer_in_backward:
         raise _refuse("--optimizer-in-backward", "on", family, "off")
-    return TrainSetup(batch=cfg.batch, seq=cfg.seq, target_seq=cfg.target_seq or 0, precision=cfg.precision, optimizer=cfg.optimizer,
-                      optimizer_impl=cfg.optimizer_impl, recompute=cfg.recompute, attention=cfg.attention,
+    return TrainSetup(batch=cfg.batch, seq=cfg.seq, target_seq=cfg.target_seq or 0, precision=cfg.precision,
+                      optimizer=cfg.optimizer, optimizer_impl=cfg.optimizer_impl, recompute=cfg.recompute, attention=cfg.attention,
                       method=cfg.method, trainable=cfg.trainable, lora_rank=cfg.lora_rank,
                       lora_targets=cfg.lora_targets, lora_dropout=cfg.lora_dropout,
                       lora_modules_to_save=cfg.lora_modules_to_save, keep_logits=cfg.keep_logits)
@@ -134,9 +134,8 @@ def train_report(exc: UnknownFamily, cfg: TrainConfig, capacity_bytes: int | Non
                  ) -> tuple[TracedModel, TrainReport]:
     """The training report of a traced family: components and peak extrapolated from the reduced-depth traces, the
     device total with the same overheads as the engine (gpuplan.train.overheads)."""
-    from gpuplan.verify.generic import trace_training
-
     from gpuplan.verify.build import is_encoder_decoder
+    from gpuplan.verify.generic import trace_training
 
     seq2seq = is_encoder_decoder(exc.config)
     if cfg.target_seq is not None and not seq2seq:

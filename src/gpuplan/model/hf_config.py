@@ -29,6 +29,9 @@ SUPPORTED_MODEL_TYPES = (
     "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe",
 )
 
+# Encoder-decoders: tensors and FLOPs by rule, memory from the traced path (gpuplan.commands.generic)
+ENCODER_DECODER_TYPES = ("t5", "mt5")
+
 # model_types whose config.json names another family's architecture: Kimi K2's ``kimi_k2`` config declares
 # ``DeepseekV3ForCausalLM`` with DeepSeek-V3's keys (moonshotai/Kimi-K2-Instruct config.json).
 _SAME_AS = {"kimi_k2": "deepseek_v3",
@@ -339,7 +342,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         return _encoder_spec(c, name, model_type)
     if model_type == "mpt":
         return _mpt_spec(c, name)
-    if model_type in ("t5", "mt5"):
+    if model_type in ENCODER_DECODER_TYPES:
         return _t5_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")

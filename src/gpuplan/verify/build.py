@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gpuplan.errors import InputError
+from gpuplan.model.hf_config import ENCODER_DECODER_TYPES
 from gpuplan.model.spec import ModelSpec
 from gpuplan.verify.setup import TrainSetup
 
@@ -35,7 +36,7 @@ def hf_config(config: dict[str, Any], attention: str):
         cfg["q_lora_rank"] = None
     if model_type == "mistral":  # presets omit config.json's `"sliding_window": null`; MistralConfig's default is 4096
         cfg.setdefault("sliding_window", None)
-    if model_type in ("t5", "mt5"):  # presets drop token ids; T5 decodes from the pad token (0 in every release)
+    if model_type in ENCODER_DECODER_TYPES:  # presets drop token ids; T5 decodes from the pad token (0 in every release)
         cfg.setdefault("decoder_start_token_id", cfg.get("pad_token_id", 0))
     for key in ("architectures", "auto_map", "quantization_config", "torch_dtype", "dtype", "transformers_version"):
         cfg.pop(key, None)
@@ -90,7 +91,7 @@ def untie_as_checkpoint(model, config: dict[str, Any]) -> None:
 
     from gpuplan.model.hf_config import t5_head_tied
 
-    if config.get("model_type") not in ("t5", "mt5") or t5_head_tied(config):
+    if config.get("model_type") not in ENCODER_DECODER_TYPES or t5_head_tied(config):
         return
     out, inp = model.get_output_embeddings(), model.get_input_embeddings()
     if out is not None and inp is not None and out.weight is inp.weight:
