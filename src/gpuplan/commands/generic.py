@@ -89,7 +89,10 @@ def tensors_json(model: TracedModel) -> list[dict[str, Any]]:
 
 
 def _refuse(option: str, value: object, family: str, allowed: str) -> InputError:
-    return InputError(option, value, f"the traced path for family {family} (no rules in gpuplan) supports {allowed}")
+    from gpuplan.model.hf_config import ENCODER_DECODER_TYPES
+
+    why = "no memory rules in gpuplan" if family in ENCODER_DECODER_TYPES else "no rules in gpuplan"
+    return InputError(option, value, f"the traced path for family {family} ({why}) supports {allowed}")
 
 
 def train_setup(cfg: TrainConfig, family: str):
