@@ -81,7 +81,7 @@ SURFACE = {
             "--enforce-eager", "--engine", "--ep", "--explain", "--gpu", "--gpu-memory-gib",
             "--gpu-memory-utilization", "--group-size", "--json", "--kv-dtype", "--lang",
             "--max-num-batched-tokens", "--max-num-seqs", "--memory-fraction", "--non-torch-gib", "--plot", "--pp",
-            "--prompt", "--image-size", "--images",
+            "--prompt", "--target-seq", "--image-size", "--images",
             "--rope-scaling", "--tp", "--weights", "--vllm-legacy-allreduce", "--n-gpu-layers",
             "--host-bandwidth-gbps"
         }),

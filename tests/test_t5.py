@@ -193,3 +193,38 @@ def test_the_weighted_count_in_families_md():
     assert round(out["weight_params"] / 1e9, 2) == 6.83
     naive = count_params(find_preset("flan-t5-xxl").spec()).total * (512 + 128) / 512
     assert 1.9 < naive / out["weight_params"] < 2.2
+
+
+def test_serving_a_longer_output_grows_the_decoders_cache(capsys):
+    """infer --target-seq T: the decode step traced is the last of a T-token output, so the KV cache is the
+    cross-attention keys and values over the prompt plus T tokens of self-attention, and the extrapolated peak
+    equals a trace of the whole model; a decoder-only model refuses the option."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from gpuplan.verify.generic import trace_prefill, traced_model
+    from gpuplan.verify.setup import PrefillSetup
+    from gpuplan.verify.trace import measure_seq2seq_prefill
+
+    config, batch, prompt, target = _tiny(), 2, 128, 48
+    setup = PrefillSetup(batch=batch, context=prompt, dtype="bf16", target=target)
+    traced = trace_prefill(config, traced_model(config, "tiny"), setup)
+    full = measure_seq2seq_prefill(config, setup)
+    per_token = config["num_decoder_layers"] * batch * 2 * config["num_heads"] * config["d_kv"] * 2
+    assert full.components["kv_cache_bytes"] == per_token * (prompt + target)
+    assert traced.values["kv_cache_bytes"] == full.components["kv_cache_bytes"]
+    assert traced.peak()[1] == pytest.approx(full.allocated_peak_bytes, rel=0.005)
+    out = api.infer(str(T5_TINY), context=prompt, batch=batch, target_seq=target)
+    assert out["target_seq"] == target and out["memory"]["kv_cache_bytes"] == per_token * (prompt + target)
+    assert main(["infer", "llama-3.1-8b", "--target-seq", "8"]) == 2
+    assert "--target-seq=8: applies to encoder-decoders (T5) only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="must be an integer >= 2"):
+        PrefillSetup(target=1)
+
+
+def test_the_cache_figures_in_families_md():
+    """docs/families.md: flan-t5-base serving 4 x 512 input tokens holds 75.8 MB of KV cache at T = 2 and
+    151.0 MB at T = 512 (every decoder layer's cross-attention over the input plus T tokens of self-attention,
+    bf16; the formula the test above checks against the trace)."""
+    config = find_preset("flan-t5-base").config
+    per_token = config["num_decoder_layers"] * 4 * 2 * config["num_heads"] * config["d_kv"] * 2
+    assert [round(per_token * (512 + t) / 1e6, 1) for t in (2, 512)] == [75.8, 151.0]

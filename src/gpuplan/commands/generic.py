@@ -200,9 +200,14 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
                                  else DEFAULT_CONTEXT)
     if values.prompt and values.prompt != context:
         raise _refuse("--prompt", values.prompt, family, f"the whole context prefilled at once (--context {context})")
+    seq2seq = is_encoder_decoder(config)
+    target = getattr(values, "target_seq", None)
+    if target is not None and not seq2seq:
+        raise InputError("--target-seq", target, f"applies to encoder-decoders (T5) only; {family} is not one: give "
+                         "its prompt and output as --prompt and --context")
     model = traced_model(exc)
     mem = trace_prefill(config, model, PrefillSetup(batch=values.batch, context=context, dtype=dtype,
-                                                    attention="sdpa"))
+                                                    attention="sdpa", target=target or 2))
     v = mem.values
     phase, peak = mem.peak()
     ctx = None if values.cuda_context_gib is None else int(values.cuda_context_gib * GiB)
@@ -223,10 +228,11 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
                            f"{ov.workspace_bytes:,} B, allocator reserve {ov.allocator_reserve_fraction:.0%} of the "
                            "allocated peak"],
            "warnings": [traced_line(family, model.wall_s + mem.wall_s), *left_out_lines(config, model)]}
-    if is_encoder_decoder(config):
+    if seq2seq:
+        out["target_seq"] = target or 2
         out["assumptions"].insert(1, f"encoder-decoder: the {context:,} context tokens are the encoder's input; "
                                      "the decoder starts from its start token, and the KV cache is every decoder "
                                      "layer's cross-attention keys and values over them plus the self-attention "
-                                     "cache of the 2 tokens decoded")
+                                     f"cache of the {target or 2:,} tokens decoded")
     return model, out
 

@@ -23,6 +23,9 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
     from gpuplan.hardware.catalog import get_gpu
 
     spec = model_from_options(values, encoders=True)
+    if getattr(values, "target_seq", None) is not None:  # an encoder-decoder took the traced path above
+        raise InputError("--target-seq", values.target_seq, f"applies to encoder-decoders (T5) only; {spec.name} is "
+                         "not one: give its prompt and output as --prompt and --context")
     raw = raw_config(values.model)
     dtype = normalize_dtype(values.dtype, "--dtype") if values.dtype else config_dtype(raw)
     if values.weights.strip().lower() == "auto":

@@ -44,6 +44,11 @@ INFER = CommandOptions(
             "prompt", "count", "--prompt", help="prompt tokens prefilled at once (default: --context)",
             help_zh="一次性预填充的提示词 token 数（默认：--context）", group="workload"
         ),
+        Option("target_seq", "count", "--target-seq", default=None,
+               help="encoder-decoders (T5): decoder tokens generated per sequence, its self-attention cache at the "
+                    "last step (default 2; --context is the encoder's input)",
+               help_zh="编码器-解码器（T5）：每条序列解码器生成的 token 数，即最后一步时其自注意力缓存的长度（默认 2；"
+                       "--context 是编码器的输入）", group="workload"),
         Option(
             "weights",
             "text",

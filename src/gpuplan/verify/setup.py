@@ -93,9 +93,14 @@ class PrefillSetup:
     context: int = 2048
     dtype: str = "bf16"
     attention: str = "sdpa"
+    # an encoder-decoder's decoder tokens at its last traced step (the first step and one decode step: 2)
+    target: int = 2
 
     def __post_init__(self) -> None:
         require_positive_int("batch", self.batch)
         require_positive_int("context", self.context)
+        if isinstance(self.target, bool) or not isinstance(self.target, int) or self.target < 2:
+            raise InputError("--target-seq", self.target, "must be an integer >= 2 (the decoder's first step and "
+                             "one decode step)")
         _choice("weights", self.dtype, INFER_DTYPES)
         _choice("attention", self.attention, ATTENTIONS)

@@ -338,7 +338,9 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
     end; the decoder's first step (one ``decoder_start_token_id`` per sequence) into an empty
     ``EncoderDecoderCache``, which projects the encoder output to every decoder layer's cross-attention keys and
     values; generate's fp32 copy of the last logits and the argmax; then one decode step (the self-attention cache
-    then holds 2 tokens). The KV cache is both caches."""
+    then holds 2 tokens). With ``setup.target`` T > 2 the decoder's self-attention cache is first grown to T - 1
+    tokens outside any phase (one call over T - 2 tokens: the cache generate leaves after as many steps), so the
+    decode step is the last of a T-token output. The KV cache is both caches."""
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
@@ -365,6 +367,11 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
             prefill_kv = _kv_bytes(cache.self_attention_cache) + _kv_bytes(cache.cross_attention_cache)
             encoder_out = _storage_bytes([encoded.last_hidden_state])
             del out
+            if setup.target > 2:  # the tokens generated before the last step, outside any phase
+                mt.reset_mod_stats()
+                grown = torch.randint(0, model.config.vocab_size, (setup.batch, setup.target - 2))
+                out = model(encoder_outputs=encoded, decoder_input_ids=grown, past_key_values=cache, use_cache=True)
+                del out, grown
             mt.reset_mod_stats()
             phases.start()
             out = model(encoder_outputs=encoded, decoder_input_ids=next_ids, past_key_values=cache,  # noqa: F841
@@ -372,7 +379,8 @@ def measure_seq2seq_prefill(config: dict[str, Any], setup: PrefillSetup) -> Meas
             phases.end("decode")
         kv = _kv_bytes(cache.self_attention_cache) + _kv_bytes(cache.cross_attention_cache)
         n_total = sum(p.numel() for p in model.parameters())
-    note = (f"encoder pass over {setup.batch}x{setup.context} tokens, the decoder's first step and one decode step, "
+    note = (f"encoder pass over {setup.batch}x{setup.context} tokens, the decoder's first step and its decode step "
+            f"at {setup.target} tokens, "
             f"{setup.dtype} weights, EncoderDecoderCache, greedy; activations = prefill peak - weights - buffers - "
             "KV caches - logits - input ids (the encoder output is among them)")
     m = _inference_measurement(phases, ("encode", "prefill"), kv, prefill_kv, logits, n_total, t0, note, attention,
