@@ -12,7 +12,8 @@ import pytest
 from gpuplan import api
 from gpuplan.cli.main import main
 from gpuplan.errors import InputError
-from gpuplan.model.hf_config import spec_from_config, t5_head_tied
+from gpuplan.model.hf_config import spec_from_config
+from gpuplan.model.hf_families import t5_head_tied
 from gpuplan.model.params import count_params
 from gpuplan.model.presets import find_preset
 from gpuplan.model.tensors import tensor_table

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpuplan.errors import InputError, UnknownFamily
+from gpuplan.model.spec import target_seq_refusal
 from gpuplan.model.traced import TracedMemory, TracedModel
 from gpuplan.report import MemoryReport, fits
 from gpuplan.train.config import TrainConfig
@@ -118,8 +119,8 @@ def train_setup(cfg: TrainConfig, family: str):
     if cfg.optimizer_in_backward:
         raise _refuse("--optimizer-in-backward", "on", family, "off")
     return TrainSetup(batch=cfg.batch, seq=cfg.seq, target_seq=cfg.target_seq or 0, precision=cfg.precision,
-                      optimizer=cfg.optimizer, optimizer_impl=cfg.optimizer_impl, recompute=cfg.recompute, attention=cfg.attention,
-                      method=cfg.method, trainable=cfg.trainable, lora_rank=cfg.lora_rank,
+                      optimizer=cfg.optimizer, optimizer_impl=cfg.optimizer_impl, recompute=cfg.recompute,
+                      attention=cfg.attention, method=cfg.method, trainable=cfg.trainable, lora_rank=cfg.lora_rank,
                       lora_targets=cfg.lora_targets, lora_dropout=cfg.lora_dropout,
                       lora_modules_to_save=cfg.lora_modules_to_save, keep_logits=cfg.keep_logits)
 
@@ -142,8 +143,7 @@ def train_report(exc: UnknownFamily, cfg: TrainConfig, capacity_bytes: int | Non
 
     seq2seq = is_encoder_decoder(exc.config)
     if cfg.target_seq is not None and not seq2seq:
-        raise InputError("--target-seq", cfg.target_seq, f"applies to encoder-decoders (T5) only; "
-                         f"{exc.config.get('model_type')} is not one: give its length as --seq")
+        raise target_seq_refusal(cfg.target_seq, str(exc.config.get("model_type")))
     model = traced_model(exc)
     setup = train_setup(cfg, model.family)
     mem = trace_training(exc.config, model, setup)
@@ -203,8 +203,7 @@ def infer_payload(exc: UnknownFamily, values: Any) -> tuple[TracedModel, dict[st
     seq2seq = is_encoder_decoder(config)
     target = getattr(values, "target_seq", None)
     if target is not None and not seq2seq:
-        raise InputError("--target-seq", target, f"applies to encoder-decoders (T5) only; {family} is not one: give "
-                         "its prompt and output as --prompt and --context")
+        raise target_seq_refusal(target, family, serving=True)
     model = traced_model(exc)
     mem = trace_prefill(config, model, PrefillSetup(batch=values.batch, context=context, dtype=dtype,
                                                     attention="sdpa", target=target or 2))

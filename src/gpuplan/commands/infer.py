@@ -12,7 +12,7 @@ from gpuplan.infer.quant import format_from_quantization_config, normalize_dtype
 from gpuplan.infer.source import config_dtype, max_context, quantization_config, raw_config
 from gpuplan.infer.speed import SpeedAssumptions
 from gpuplan.model.resolve import model_from_options
-from gpuplan.model.spec import ModelSpec
+from gpuplan.model.spec import ModelSpec, target_seq_refusal
 from gpuplan.options.infer import DEFAULT_CONTEXT
 from gpuplan.train.overheads import cuda_context_default
 from gpuplan.units import GiB
@@ -24,8 +24,7 @@ def config_from_options(values: Any) -> tuple[ModelSpec, InferConfig]:
 
     spec = model_from_options(values, encoders=True)
     if getattr(values, "target_seq", None) is not None:  # an encoder-decoder took the traced path above
-        raise InputError("--target-seq", values.target_seq, f"applies to encoder-decoders (T5) only; {spec.name} is "
-                         "not one: give its prompt and output as --prompt and --context")
+        raise target_seq_refusal(values.target_seq, spec.name, serving=True)
     raw = raw_config(values.model)
     dtype = normalize_dtype(values.dtype, "--dtype") if values.dtype else config_dtype(raw)
     if values.weights.strip().lower() == "auto":

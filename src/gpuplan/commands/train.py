@@ -17,7 +17,8 @@ def config_from_options(values: Any) -> C.TrainConfig:
     ov = C.Overheads(cuda_context_bytes=values.cuda_context, workspace_bytes=values.workspace,
                      allocator_reserve_fraction=values.allocator_reserve)
     return C.TrainConfig(
-        batch=values.batch, seq=values.seq, target_seq=values.target_seq, grad_accum=values.grad_accum, precision=values.precision,
+        batch=values.batch, seq=values.seq, target_seq=values.target_seq, grad_accum=values.grad_accum,
+        precision=values.precision,
         stack=values.stack, framework=values.framework, optimizer=values.optimizer,
         optimizer_impl=values.optimizer_impl, optimizer_in_backward=_on_off(values.optimizer_in_backward),
         compile=_on_off(values.compile),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
 from gpuplan.errors import InputError
-from gpuplan.model.spec import ModelSpec
+from gpuplan.model.spec import ModelSpec, target_seq_refusal
 from gpuplan.report import Term
 
 ATTENTION_CONVENTIONS = ("full", "causal", "none")
@@ -250,8 +250,7 @@ def training_flops(spec: ModelSpec | None, *, seq: int | None = None, params: in
         else:
             weight_params = weight_flop_params(spec)
             if target_seq is not None:
-                raise InputError("--target-seq", target_seq, f"applies to encoder-decoders (T5) only; {spec.name} "
-                                 "is not one: give its length as --seq")
+                raise target_seq_refusal(target_seq, spec.name)
         if params is not None:
             notes.append(f"--params {params:,} ignored: the model's own count ({weight_params:,} multiplied "
                          "per token) is used")

@@ -28,9 +28,8 @@ from functools import lru_cache
 from gpuplan.compute import comm, schedules
 from gpuplan.compute.flops import encoder_convention, keys_per_query, linear_attention_flop_per_token
 from gpuplan.compute.kernels import (ATTENTION_BACKWARD_FACTOR, Device, attention_fwd_s, dropout_bytes_per_elem,
-                                     elementwise_s, fp8_cast_bytes, gemm_s,
-                                     layer_elementwise_elems_per_token, loss_elems_per_token,
-                                     moe_permute_elems_per_token, unfused_attention_s)
+                                     elementwise_s, fp8_cast_bytes, gemm_s, layer_elementwise_elems_per_token,
+                                     loss_elems_per_token, moe_permute_elems_per_token, unfused_attention_s)
 from gpuplan.errors import InputError
 from gpuplan.model.spec import ModelSpec
 
@@ -174,16 +173,23 @@ def _layer_linears(shape: _LayerShape, tokens: float, lay: Layout) -> tuple[tupl
     return tuple(out)
 
 
+def _gemms_s(linears: tuple[tuple[float, float, float, int], ...], dev: Device) -> float:
+    """Seconds of one pass over ``linears`` (``_layer_linears``) on ``dev``."""
+    return sum(count * gemm_s(rows, n, k, dev) for rows, n, k, count in linears)
+
+
 def _gemm_pass_s(shape: _LayerShape, tokens: float, lay: Layout, dev: Device) -> float:
     """Forward GEMM seconds of one layer on one TP rank for ``tokens`` tokens (the whole sequence chunk)."""
-    return sum(count * gemm_s(rows, n, k, dev) for rows, n, k, count in _layer_linears(shape, tokens, lay))
+    return _gemms_s(_layer_linears(shape, tokens, lay), dev)
+
 
 
 def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout, dev: Device, work: Workload
                  ) -> tuple[float, float, float]:
     """(forward, backward, attention-core forward) seconds of one layer for one micro-batch on one GPU."""
-    gemm = _gemm_pass_s(shape, tokens, lay, dev)
-    wgrad = _gemm_pass_s(shape, tokens, lay, dev.wgrad_device) if dev.wgrad_eff is not None else gemm
+    linears = _layer_linears(shape, tokens, lay)
+    gemm = _gemms_s(linears, dev)
+    wgrad = _gemms_s(linears, dev.wgrad_device) if dev.wgrad_eff is not None else gemm
     if work.attention_impl == "unfused":
         d_qk = spec.mla.qk_head_dim if spec.mla else spec.head_dim
         d_v = spec.mla.v_head_dim if spec.mla else spec.head_dim
@@ -204,7 +210,7 @@ def _layer_times(spec: ModelSpec, shape: _LayerShape, tokens: float, lay: Layout
     else:
         elem_d = 0.0
     if dev.gemm_elem_bytes == 1:  # FP8 GEMMs: the quantization kernels of their operands
-        cast_f, cast_b = fp8_cast_bytes(_layer_linears(shape, tokens, lay))
+        cast_f, cast_b = fp8_cast_bytes(linears)
         elem_f, elem_b = elem + elementwise_s(cast_f, dev), 2 * elem + elementwise_s(cast_b, dev)
     else:
         elem_f, elem_b = elem, 2 * elem

@@ -19,6 +19,8 @@ from typing import Any
 
 from gpuplan.errors import InputError, UnknownFamily
 from gpuplan.limits import COUNT_BOUNDS
+from gpuplan.model.config_keys import ConfigKeys
+from gpuplan.model.hf_families import encoder_spec, gpt2_spec, mpt_spec, t5_spec
 from gpuplan.model.spec import LinearAttnSpec, MLASpec, MoESpec, ModelSpec
 
 SUPPORTED_MODEL_TYPES = (
@@ -85,72 +87,7 @@ _MAX_POSITION = {"falcon": 2048, "starcoder2": 4096, "glm4_moe": 131072, "gpt_os
                  "qwen3_next": 32768}
 
 
-class _Cfg:
-    """Typed access to a config dict; missing or mistyped keys raise InputError naming the key."""
-
-    def __init__(self, data: dict[str, Any], source: str) -> None:
-        self.data, self.source = data, source
-
-    def int(self, *keys: str, default: int | None = None) -> int:
-        for key in keys:
-            value = self.data.get(key)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise InputError(f"{self.source}: {key}", value, "must be an integer")
-                return value
-        if default is None:
-            also = f" (nor {', '.join(keys[1:])})" if len(keys) > 1 else ""
-            raise InputError(f"{self.source}: {keys[0]}", None, f"missing required key in config.json{also}")
-        return default
-
-    def pos_int(self, *keys: str, default: int | None = None) -> int:
-        """An integer >= 1: the sizes and steps used as divisors or loop strides."""
-        value = self.int(*keys, default=default)
-        if value < 1:
-            key = next((k for k in keys if self.data.get(k) is not None), keys[0])
-            raise InputError(f"{self.source}: {key}", value, "must be an integer >= 1")
-        return value
-
-    def int_list(self, key: str) -> list[int]:
-        """A list of integers (layer indices such as ``mlp_only_layers``); absent or null: empty."""
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise InputError(f"{self.source}: {key}", value, "must be a list of integers")
-        return value
-
-    def opt_int(self, key: str) -> int | None:
-        value = self.data.get(key)
-        return None if value is None else self.int(key)
-
-    def bool(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InputError(f"{self.source}: {key}", value, "must be true or false")
-        return value
-
-    def fraction(self, *keys: str, default: float = 0.0) -> float:
-        """The largest of the dropout probabilities named (``default``, the config class's, for a missing key)."""
-        out = 0.0
-        for key in keys:
-            value = self.data.get(key, default)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if not 0.0 <= value < 1.0:
-                    raise InputError(f"{self.source}: {key}", value, "must be a probability in [0, 1)")
-                out = max(out, float(value))
-        return out
-
-    def str(self, *keys: str, default: str) -> str:
-        for key in keys:
-            if self.data.get(key) is not None:
-                return str(self.data[key])
-        return default
-
-
-def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ...], int | None]:
+def _layer_types(c: ConfigKeys, model_type: str, n_layers: int) -> tuple[tuple[str, ...], int | None]:
     """Per-layer "full"/"sliding" attention and the window, as each family's config class derives them."""
     window = c.opt_int("sliding_window")
     raw = c.data.get("layer_types")
@@ -184,7 +121,7 @@ def _layer_types(c: _Cfg, model_type: str, n_layers: int) -> tuple[tuple[str, ..
     return types, window
 
 
-def _llama4_rope_layers(c: _Cfg, n_layers: int) -> tuple[bool, ...]:
+def _llama4_rope_layers(c: ConfigKeys, n_layers: int) -> tuple[bool, ...]:
     """Llama4TextConfig ``no_rope_layers``: 1 = RoPE layer, 0 = NoPE; by default all but every
     ``no_rope_layer_interval``-th (4) layer."""
     rope = c.int_list("no_rope_layers")
@@ -197,7 +134,7 @@ def _llama4_rope_layers(c: _Cfg, n_layers: int) -> tuple[bool, ...]:
     return tuple(bool(rope[i]) for i in range(n_layers))
 
 
-def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple[str, ...], int | None]:
+def _llama4_layer_types(c: ConfigKeys, n_layers: int, raw: list | None) -> tuple[tuple[str, ...], int | None]:
     """Llama4TextConfig: RoPE layers (``no_rope_layers[i] == 1``; by default all but every
     ``no_rope_layer_interval``-th) use chunked attention over ``attention_chunk_size`` (8192) positions, the NoPE
     layers full attention; an explicit ``layer_types`` ("chunked_attention", "full_attention") wins. A null chunk
@@ -215,7 +152,7 @@ def _llama4_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[tuple
     return types, chunk
 
 
-def _checked_layer_types(c: _Cfg, n_layers: int, raw: list, family: str, kinds: dict[str, str]) -> tuple[str, ...]:
+def _checked_layer_types(c: ConfigKeys, n_layers: int, raw: list, family: str, kinds: dict[str, str]) -> tuple[str, ...]:
     """An explicit ``layer_types`` list: one entry per layer, each a key of ``kinds`` (mapped to gpuplan's name)."""
     if len(raw) != n_layers:
         raise InputError(f"{c.source}: layer_types", len(raw), f"must list one type per layer "
@@ -226,7 +163,7 @@ def _checked_layer_types(c: _Cfg, n_layers: int, raw: list, family: str, kinds: 
     return tuple(kinds[t] for t in raw)
 
 
-def _qwen3_next_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[str, ...]:
+def _qwen3_next_layer_types(c: ConfigKeys, n_layers: int, raw: list | None) -> tuple[str, ...]:
     """Qwen3NextConfig: ``layer_types`` ("linear_attention", "full_attention"), by default every
     ``full_attention_interval``-th (4) layer full attention and the others Gated DeltaNet."""
     if raw:
@@ -236,7 +173,7 @@ def _qwen3_next_layer_types(c: _Cfg, n_layers: int, raw: list | None) -> tuple[s
     return tuple("linear" if (i + 1) % interval else "full" for i in range(n_layers))
 
 
-def _qwen3_next_kw(c: _Cfg) -> dict[str, Any]:
+def _qwen3_next_kw(c: ConfigKeys) -> dict[str, Any]:
     """Qwen3NextConfig's Gated DeltaNet sizes (defaults: 16 key heads and 32 value heads of 128, 4 conv taps)."""
     la = LinearAttnSpec(num_k_heads=c.pos_int("linear_num_key_heads", default=16),
                         num_v_heads=c.pos_int("linear_num_value_heads", default=32),
@@ -246,7 +183,7 @@ def _qwen3_next_kw(c: _Cfg) -> dict[str, Any]:
     return dict(linear_attn=la, attn_output_gate=True, ffn_size=c.pos_int("intermediate_size", default=5632))
 
 
-def _qwen3_next_mtp_note(c: _Cfg) -> tuple[str, ...]:
+def _qwen3_next_mtp_note(c: ConfigKeys) -> tuple[str, ...]:
     """Qwen3-Next checkpoints carry ``mtp_num_hidden_layers`` multi-token-prediction layers that transformers
     does not build (their weights are skipped on loading): named, not counted."""
     n = c.int("mtp_num_hidden_layers", "num_nextn_predict_layers", default=0)
@@ -258,7 +195,7 @@ def _qwen3_next_mtp_note(c: _Cfg) -> tuple[str, ...]:
             "transformers or used by the estimate: not counted in the parameters, memory or time",)
 
 
-def _llama4_moe(c: _Cfg, n_layers: int) -> MoESpec:
+def _llama4_moe(c: ConfigKeys, n_layers: int) -> MoESpec:
     """Llama4TextConfig: ``moe_layers`` (indices), else every ``interleave_moe_layer_step``-th layer starting at
     step - 1 (Scout: 1, every layer; Maverick: 2, the odd layers). Each MoE layer has a sigmoid top-k router,
     ``num_local_experts`` SwiGLU experts of ``intermediate_size`` and one shared expert of the same size
@@ -280,7 +217,7 @@ def _llama4_moe(c: _Cfg, n_layers: int) -> MoESpec:
                    shared_expert_ffn_size=f_e)
 
 
-def _moe(c: _Cfg, model_type: str, n_layers: int) -> MoESpec | None:
+def _moe(c: ConfigKeys, model_type: str, n_layers: int) -> MoESpec | None:
     if model_type == "llama4_text":
         return _llama4_moe(c, n_layers)
     if model_type == "mixtral":
@@ -335,15 +272,15 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
         raise UnknownFamily(f"{source}: model_type", model_type,
                             f"is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}", config=config,
                             name=name, source=source)  # params, train and infer trace it (gpuplan.commands.generic)
-    c = _Cfg(config, source)
+    c = ConfigKeys(config, source)
     if model_type in ("gpt2", "gpt_bigcode"):
-        return _gpt2_spec(c, name, model_type)
+        return gpt2_spec(c, name, model_type)
     if model_type in ("bert", "roberta"):
-        return _encoder_spec(c, name, model_type)
+        return encoder_spec(c, name, model_type)
     if model_type == "mpt":
-        return _mpt_spec(c, name)
+        return mpt_spec(c, name)
     if model_type in ENCODER_DECODER_TYPES:
-        return _t5_spec(c, name, model_type)
+        return t5_spec(c, name, model_type)
     h = c.pos_int("hidden_size")
     n_layers = c.pos_int("num_hidden_layers")
     if n_layers > COUNT_BOUNDS["layers"]:  # checked before per-layer tuples are built
@@ -424,7 +361,7 @@ def spec_from_config(config: dict[str, Any], name: str = "custom", source: str =
     return ModelSpec(**kw)
 
 
-def _indexer_kw(c: _Cfg, model_type: str) -> dict[str, int]:
+def _indexer_kw(c: ConfigKeys, model_type: str) -> dict[str, int]:
     """DeepSeek-V3.2's lightning indexer (``deepseek_v32``; DeepseekV32Config defaults: 64 heads of 128); it
     projects its queries from the query LoRA, so a config without ``q_lora_rank`` is refused."""
     if model_type != "deepseek_v32":
@@ -491,7 +428,7 @@ def _part_summary(key: str, sub: dict[str, Any]) -> str:
     return f"{key} ({', '.join(facts)})" if facts else key
 
 
-def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
+def _falcon_kw(c: ConfigKeys, h: int, heads: int) -> dict[str, Any]:
     """Falcon variants: multi-query (7B), new decoder architecture with grouped KV (40B/180B)."""
     new_arch = c.bool("new_decoder_architecture", False)
     if new_arch:
@@ -505,169 +442,6 @@ def _falcon_kw(c: _Cfg, h: int, heads: int) -> dict[str, Any]:
     return dict(num_kv_heads=kv, ffn_size=c.int("ffn_hidden_size", default=4 * h), gated_mlp=False, norm="layernorm",
                 qkv_bias=bias, o_bias=bias, mlp_bias=bias, activation="gelu", layer_norm_names=norms,
                 parallel_residual=c.bool("parallel_attn", True) or new_arch)
-
-
-def _gpt2_spec(c: _Cfg, name: str, model_type: str = "gpt2") -> ModelSpec:
-    """GPT-2, and GPT-BigCode (StarCoder, SantaCoder, OctoCoder): the same block in nn.Linear form, with one K/V
-    head when ``multi_query`` (GPTBigCodeConfig default true) and gelu_pytorch_tanh."""
-    h = c.pos_int("n_embd", "hidden_size")
-    heads = c.pos_int("n_head", "num_attention_heads")
-    if h % heads:
-        raise InputError("n_head", heads, f"must divide n_embd={h}")
-    bigcode = model_type == "gpt_bigcode"
-    n_inner = c.opt_int("n_inner")
-    return ModelSpec(
-        name=name, family=model_type, layout=model_type, num_layers=c.pos_int("n_layer", "num_hidden_layers"),
-        hidden_size=h, num_heads=heads, num_kv_heads=1 if bigcode and c.bool("multi_query", True) else heads,
-        head_dim=h // heads, ffn_size=4 * h if n_inner is None else n_inner,
-        vocab_size=c.int("vocab_size"), max_position=c.int("n_positions", "max_position_embeddings", default=1024),
-        gated_mlp=False, activation=c.str("activation_function",
-                                          default="gelu_pytorch_tanh" if bigcode else "gelu_new"),
-        norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True,
-        tie_embeddings=c.bool("tie_word_embeddings", True) if bigcode else True, learned_positions=True,
-        hidden_dropout=c.fraction("resid_pdrop", "embd_pdrop", default=0.1))  # GPT2Config / GPTBigCodeConfig
-
-
-def _encoder_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
-    """BERT / RoBERTa encoders (BertConfig / RobertaConfig defaults: 512 positions, 2 token types, GELU,
-    LayerNorms with bias, biases on every Linear). The head follows ``architectures``: ``*ForMaskedLM`` the
-    masked-LM head (its decoder tied to the word embeddings), ``*ForSequenceClassification`` or none (a bare
-    ``BertModel`` checkpoint, fine-tuned for classification) a sequence-classification head of ``num_labels``
-    (else the number of ``id2label`` entries, else 2, PretrainedConfig's default); other heads are refused."""
-    archs = c.data.get("architectures") or []
-    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
-        raise InputError(f"{c.source}: architectures", archs, "must be a list of class names")
-    heads = {"ForMaskedLM": "mlm", "ForSequenceClassification": "classify", "Model": "classify"}
-    head = "classify"
-    for arch in archs:
-        kind = next((v for k, v in heads.items() if arch.endswith(k)), None)
-        if kind is None:
-            raise InputError(f"{c.source}: architectures", arch, "is not supported for encoders; supported: "
-                             "*ForSequenceClassification, *ForMaskedLM (or a bare *Model, estimated with a "
-                             "classification head)")
-        head = kind
-    labels = c.data.get("id2label")
-    n_labels = c.pos_int("num_labels", default=len(labels) if isinstance(labels, dict) and labels else 2)
-    h = c.pos_int("hidden_size")
-    heads_n = c.pos_int("num_attention_heads")
-    if h % heads_n:
-        raise InputError("num_attention_heads", heads_n, f"must divide hidden_size={h}")
-    return ModelSpec(
-        name=name, family=model_type, layout="bert", num_layers=c.pos_int("num_hidden_layers"), hidden_size=h,
-        num_heads=heads_n, num_kv_heads=heads_n, head_dim=h // heads_n, ffn_size=c.pos_int("intermediate_size"),
-        vocab_size=c.pos_int("vocab_size"), max_position=c.pos_int("max_position_embeddings", default=512),
-        gated_mlp=False, activation=c.str("hidden_act", default="gelu"), norm="layernorm", qkv_bias=True,
-        # only the masked-LM decoder shares the word embeddings; a classification head has no vocabulary output
-        o_bias=True, mlp_bias=True, tie_embeddings=head == "mlm", learned_positions=True,
-        hidden_dropout=c.fraction("hidden_dropout_prob", "attention_probs_dropout_prob", default=0.1),
-        encoder_head=head,
-        num_labels=n_labels if head == "classify" else 0, type_vocab_size=c.int("type_vocab_size", default=2))
-
-
-def t5_head_tied(config: dict[str, Any]) -> bool:
-    """Whether a T5-family checkpoint's head is the shared embedding. transformers 5 forces every T5 and mT5
-    config to ``tie_word_embeddings: true`` (``T5Config`` / ``MT5Config.__post_init__``) and writes it so;
-    ``T5Config`` keeps the file's own setting as ``scale_decoder_outputs`` (true exactly when the head is tied,
-    the original T5's d_model^-0.5 rescaling). So a T5 config is read by ``scale_decoder_outputs`` where present,
-    else by ``tie_word_embeddings`` (T5Config's default: true). mT5 is never tied: every released checkpoint (the
-    T5 v1.1 recipe, Xue et al. 2021) stores ``lm_head.weight`` apart, and a config transformers 5 saved no longer
-    says so."""
-    if config.get("model_type") == "mt5":
-        return False
-    if isinstance(config.get("scale_decoder_outputs"), bool):
-        return config["scale_decoder_outputs"]
-    tied = config.get("tie_word_embeddings", True)
-    return tied if isinstance(tied, bool) else True
-
-
-def _t5_spec(c: _Cfg, name: str, model_type: str) -> ModelSpec:
-    """T5 / mT5 encoder-decoders (transformers ``T5Config`` / ``MT5Config``; keys as ``save_pretrained`` writes
-    them, with the ``attribute_map`` names accepted too). ``feed_forward_proj`` "relu" is the original T5's plain
-    ReLU MLP (wi, wo); "gated-gelu" T5 v1.1's, Flan-T5's and mT5's gated MLP (wi_0, wi_1, wo) with the tanh GELU
-    (T5Config maps it to ``gelu_new``); "gated-ACT" in general a gated MLP with ACT. The head is tied to the shared
-    embedding unless ``tie_word_embeddings`` is false (T5Config default true; T5 v1.1, Flan-T5 and mT5 write
-    false; MT5Config's default is false). T5 has no position table: ``n_positions`` (512, the pre-training
-    length) is only a label."""
-    proj = c.str("feed_forward_proj", default="relu")
-    parts = proj.split("-")
-    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or not parts[-1]:
-        raise InputError(f"{c.source}: feed_forward_proj", proj, "must be ACT or gated-ACT (relu, gated-gelu, ...)")
-    gated = len(parts) == 2
-    act = "gelu_new" if proj == "gated-gelu" else parts[-1]
-    layers = c.pos_int("num_layers", "num_hidden_layers")
-    return ModelSpec(
-        name=name, family=model_type, layout="t5", num_layers=layers,
-        decoder_layers=c.pos_int("num_decoder_layers", default=layers), hidden_size=c.pos_int("d_model", "hidden_size"),
-        num_heads=(heads := c.pos_int("num_heads", "num_attention_heads")), num_kv_heads=heads,
-        head_dim=c.pos_int("d_kv", "head_dim"), ffn_size=c.pos_int("d_ff"), vocab_size=c.pos_int("vocab_size"),
-        max_position=c.pos_int("n_positions", default=512), gated_mlp=gated, activation=act,
-        tie_embeddings=t5_head_tied(c.data),
-        hidden_dropout=c.fraction("dropout_rate", default=0.1),
-        relative_buckets=c.pos_int("relative_attention_num_buckets", default=32))
-
-
-# MptAttentionConfig values that change the attention beyond what gpuplan models for MPT (MosaicML's own MPT code,
-# llm-foundry ``llmfoundry/models/layers/attention.py``, supports them; transformers' MptForCausalLM builds none):
-# key -> the value supported.
-_MPT_ATTN_FIXED = {"attn_type": "multihead_attention", "qk_ln": False, "prefix_lm": False, "rope": False}
-
-
-def _mpt_spec(c: _Cfg, name: str) -> ModelSpec:
-    """MPT (MptConfig defaults: d_model 2048, 16 heads, 24 layers, 50368 tokens, max_seq_len 2048, tied
-    embeddings, ``no_bias`` true, ALiBi): pre-norm blocks with LayerNorms (``norm_1``, ``norm_2``, ``norm_f``),
-    a fused ``Wqkv`` and ``out_proj``, an exact-GELU MLP of expansion_ratio·d_model (``ffn.up_proj``,
-    ``ffn.down_proj``). The attention settings sit in the nested ``attn_config``; its ``attn_pdrop`` (default 0)
-    is the dropout transformers applies to the attention probabilities, the attention output and the MLP output
-    (``resid_pdrop`` and ``emb_pdrop`` are read by MosaicML's own code only).
-
-    transformers' ``MptForCausalLM`` (models/mpt/modeling_mpt.py) builds the released checkpoints' variant only:
-    no biases, a 4·d_model MLP, ALiBi, no position table. MosaicML's llm-foundry (``MPTModel``,
-    llmfoundry/models/mpt/modeling_mpt.py and layers/blocks.py) also builds ``no_bias: false`` (biases on every
-    Linear and LayerNorm), other expansion ratios and, with ``alibi: false`` and ``learned_pos_emb``, a
-    ``wpe`` position table of max_seq_len rows; those are counted as llm-foundry builds them, with a note.
-    Multi-query / grouped-query attention, q/k LayerNorm, prefix-LM and rotary MPTs are refused by name."""
-    attn = c.data.get("attn_config")
-    if attn is None:
-        attn = {}
-    if not isinstance(attn, dict):
-        raise InputError(f"{c.source}: attn_config", attn, "must be an object of attention settings")
-    a = _Cfg(attn, f"{c.source}: attn_config")
-    for key, want in _MPT_ATTN_FIXED.items():
-        got = attn.get(key, want)
-        if got is not None and got != want:
-            raise InputError(f"{a.source}.{key}", got, f"must be {json.dumps(want)} for mpt: gpuplan models "
-                             "MPT's multi-head attention without q/k norm, prefix-LM or rotary embedding (as "
-                             "every released MPT checkpoint)")
-    clip = attn.get("clip_qkv")
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < 1e300):
-        raise InputError(f"{a.source}.clip_qkv", clip, "must be a positive number or null (no clipping)")
-    ratio = c.data.get("expansion_ratio", 4)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
-        raise InputError(f"{c.source}: expansion_ratio", ratio, "must be a number in (0, 64]")
-    h = c.pos_int("d_model", "hidden_size", default=2048)
-    heads = c.pos_int("n_heads", "num_attention_heads", default=16)
-    if h % heads:
-        raise InputError(f"{c.source}: n_heads", heads, f"must divide d_model={h}")
-    n_layers = c.pos_int("n_layers", "num_hidden_layers", default=24)
-    if n_layers > COUNT_BOUNDS["layers"]:
-        raise InputError(f"{c.source}: n_layers", n_layers, f"must be at most {COUNT_BOUNDS['layers']:,}")
-    bias = not c.bool("no_bias", True)
-    alibi = a.bool("alibi", True)
-    positions = not alibi and c.bool("learned_pos_emb", True)
-    ffn = int(ratio * h)  # llm-foundry MPTMLP: ffn_hidden_size = int(expansion_ratio * d_model)
-    left = [w for w, on in (("biases (no_bias: false)", bias), (f"an MLP of {ratio} x d_model", ffn != 4 * h),
-                             ("learned positions instead of ALiBi", positions),
-                             ("neither ALiBi nor a position table", not alibi and not positions)) if on]
-    notes = (f"MPT with {', '.join(left)}: counted as MosaicML's llm-foundry MPTModel builds it; transformers' "
-             "MptForCausalLM builds only bias-free 4 x d_model ALiBi blocks and cannot load this checkpoint",) \
-        if left else ()
-    return ModelSpec(
-        name=name, family="mpt", layout="mpt", notes=notes, num_layers=n_layers, hidden_size=h, num_heads=heads,
-        num_kv_heads=heads, head_dim=h // heads, ffn_size=ffn, vocab_size=c.pos_int("vocab_size", default=50368),
-        max_position=c.pos_int("max_seq_len", "max_position_embeddings", default=2048), gated_mlp=False,
-        activation="gelu", norm="layernorm", qkv_bias=bias, o_bias=bias, mlp_bias=bias,
-        tie_embeddings=c.bool("tie_word_embeddings", True), learned_positions=positions, alibi=alibi,
-        hidden_dropout=a.fraction("attn_pdrop"), clip_qkv=float(clip) if clip else None)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

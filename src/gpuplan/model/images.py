@@ -1,8 +1,8 @@
 """Images as an input of a vision-language model: tokens added to the text sequence, and the vision tower's own
 memory and FLOP terms added to a training or serving estimate of the text model.
 
-The text model sees each image as ``image_tokens`` positions of its sequence (``gpuplan.model.image_processing``), so the
-text estimate runs at the sequence length with them; the tower adds its weights (and, when trained, gradients and
+The text model sees each image as ``image_tokens`` positions of its sequence
+(``gpuplan.model.image_processing``), so the text estimate runs at the sequence length with them; the tower adds its weights (and, when trained, gradients and
 optimizer states), its activations and its FLOPs, each reported as its own term.
 """
 
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 from gpuplan.errors import InputError
-from gpuplan.model.spec import ModelSpec
 from gpuplan.model.image_processing import image_patches, image_tokens, resized
+from gpuplan.model.spec import ModelSpec
 from gpuplan.model.vision import (
     vision_activation_bytes,
     vision_forward_flop,
@@ -73,8 +73,8 @@ def vision_load(spec: ModelSpec, images: int, image_size: str | None) -> VisionL
     model has no modelled vision tower."""
     if spec.vision is None:
         raise InputError("--images", images, f"needs a vision-language model with a vision tower gpuplan models "
-                         f"(config model_type qwen2_5_vl, qwen3_vl, qwen3_vl_moe, gemma3, mistral3 or llama4); {spec.name} "
-                         f"({spec.family}) has none")
+                         f"(config model_type qwen2_5_vl, qwen3_vl, qwen3_vl_moe, gemma3, mistral3 or llama4); "
+                         f"{spec.name} ({spec.family}) has none")
     h, w = parse_image_size(image_size or DEFAULT_IMAGE_SIZE)
     v = spec.vision
     rh, rw = resized(v, h, w)
@@ -202,8 +202,8 @@ def add_serving_vision(memory: MemoryReport, spec: ModelSpec, load: VisionLoad, 
     src = "gpuplan.model.images.add_serving_vision"
     memory.terms = [*memory.terms,
                     Term("vision_weights_bytes", weights, "Σ numel / tp(column, row) × dtype_bytes", src, {"tp": tp, "dtype_bytes": dtype_bytes}),
-                    Term("vision_activations_bytes", acts, "patches × (held + max(attention, mlp)) per block (+ Pixtral's "
-                         "patches² mask)", "gpuplan.model.vision.serving_transient_bytes",
+                    Term("vision_activations_bytes", acts, "patches × (held + max(attention, mlp)) per block "
+                         "(+ Pixtral's patches² mask)", "gpuplan.model.vision.serving_transient_bytes",
                          {"patches": patches, "h": spec.vision.hidden_size, "f": spec.vision.ffn_size}),
                     _flop_term(load)]
     return {**load.as_dict(), "weights_bytes": weights, "activations_bytes": acts,

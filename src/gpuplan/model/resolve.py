@@ -89,15 +89,23 @@ def model_source(name: str) -> tuple[str, Path | None]:
 
 def resolve_model(name: str) -> ModelSpec:
     """Preset id or Hugging Face id (offline via presets) → local path → hub fetch (optional, online)."""
+    return _resolve(name)[0]
+
+
+def _resolve(name: str) -> tuple[ModelSpec, dict[str, Any]]:
+    """(spec, the config.json dict it was read from) for MODEL: see :func:`resolve_model`."""
     kind, path = model_source(name)
     if kind == "preset":
-        return find_preset(name).spec()  # type: ignore[union-attr]
+        preset = find_preset(name)
+        assert preset is not None
+        return preset.spec(), preset.config
     if kind == "path":
         assert path is not None
-        return spec_from_config(load_config_file(path), name=path.stem if path.is_file() else path.name,
-                                source=str(path))
+        config = load_config_file(path)
+        return spec_from_config(config, name=path.stem if path.is_file() else path.name, source=str(path)), config
     if kind == "hub":
-        return spec_from_config(fetch_hub_config(name), name=name.split("/")[-1].lower(), source=name)
+        config = fetch_hub_config(name)
+        return spec_from_config(config, name=name.split("/")[-1].lower(), source=name), config
     raise InputError("model", name, "is not a preset, a Hugging Face id or a config.json path",
                      hint="closest presets: " + ", ".join(closest_presets(name)) + "; list them with `gpuplan models`")
 
@@ -116,11 +124,13 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
     if model:
         if any(dims.values()):
             raise InputError("model", model, "give MODEL or --layers/--hidden/--heads, not both")
-        spec = resolve_model(model)
+        spec, config = _resolve(model)
         if not count_only:
             require_modelled_attention(spec)
             if spec.layout == "t5" and not seq2seq:
-                raise _traced_instead(model, spec)
+                # its tensors have rules, its memory comes from the traced path (gpuplan.commands.generic)
+                raise UnknownFamily("model", model, encoder_decoder_rule(spec.family), config=dict(config),
+                                    name=spec.name, source=model)
         if not encoders:
             require_decoder(spec)
         return spec
@@ -139,21 +149,6 @@ def model_from_options(values: Any, *, allow_params_only: bool = False, encoders
         raise InputError("--params", params, "is not enough for this command: give MODEL or the dimensions")
     raise InputError("model", None, "missing: give a preset id (see `gpuplan models`), a config.json path, "
                      "or --layers/--hidden/--heads")
-
-
-def _traced_instead(name: str, spec: ModelSpec) -> UnknownFamily:
-    """An encoder-decoder (T5): its tensors have rules (``gpuplan params``), its memory comes from the traced path
-    (:mod:`gpuplan.commands.generic`), so the command gets the config the traced path builds."""
-    kind, path = model_source(name)
-    if kind == "preset":
-        config = dict(find_preset(name).config)  # type: ignore[union-attr]
-    elif kind == "path":
-        assert path is not None
-        config = load_config_file(path)
-    else:
-        config = fetch_hub_config(name)
-    return UnknownFamily("model", name, encoder_decoder_rule(spec.family), config=config, name=spec.name,
-                         source=name)
 
 
 def fetch_hub_config(repo_id: str, *, max_bytes: int | None = None, timeout_s: float | None = None,

@@ -305,8 +305,8 @@ def require_decoder(spec: ModelSpec) -> None:
 
 
 def require_memory_rules(spec: ModelSpec) -> None:
-    """Refuse an encoder-decoder (T5) where an estimate would run the decoder-only memory, FLOP and time rules on
-    it: its tensors have rules (``gpuplan params``), its memory is traced (``gpuplan.commands.generic``).
+    """Refuse an encoder-decoder (T5) where an estimate would run the decoder-only memory rules on it (training,
+    serving, plans): its tensors and FLOPs have rules, its memory is traced (``gpuplan.commands.generic``).
     InputError naming the model and what gpuplan does with it."""
     if spec.layout == "t5":
         raise InputError("model", spec.name, encoder_decoder_rule(spec.family))
@@ -317,6 +317,14 @@ def encoder_decoder_rule(family: str) -> str:
     return (f"is an encoder-decoder ({family}): `gpuplan params` and `time` count it by rule and `train` / `infer` "
             "trace its memory from its config.json (the [verify] extra); the rule-based memory and plan estimates "
             "model decoder-only and encoder-only transformers")
+
+
+def target_seq_refusal(value: object, model: str, *, serving: bool = False) -> InputError:
+    """``--target-seq`` given for a model that is not an encoder-decoder: the InputError naming what to give
+    instead (training: the sequence length; serving: the prompt and the whole context)."""
+    instead = "its prompt and output as --prompt and --context" if serving else "its length as --seq"
+    return InputError("--target-seq", value, f"applies to encoder-decoders (T5) only; {model} is not one: give "
+                      f"{instead}")
 
 
 def sinks_warning(spec: ModelSpec) -> list[str]:

@@ -346,8 +346,7 @@ def _t5_attention(b: _Builder, p: str, s: ModelSpec, i: int, relative: bool) -> 
         b.linear(f"{p}.{n}", s.q_dim, h, "attention", "column", layer=i)
     b.linear(f"{p}.o", h, s.q_dim, "attention", "row", layer=i)
     if relative:
-        b.tensors.append(TensorInfo(f"{p}.relative_attention_bias.weight", (s.relative_buckets, s.num_heads),
-                                    "attention", "relative_attention_bias", i, None, "column"))
+        b.raw(f"{p}.relative_attention_bias.weight", (s.relative_buckets, s.num_heads), "attention", "column", layer=i)
 
 
 def _t5(s: ModelSpec) -> list[TensorInfo]:
@@ -379,7 +378,8 @@ def _t5(s: ModelSpec) -> list[TensorInfo]:
     return b.tensors
 
 
-_BUILDERS = {"t5": _t5, "bert": _bert, "mpt": _mpt, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox, "falcon": _falcon}
+_BUILDERS = {"t5": _t5, "bert": _bert, "mpt": _mpt, "gpt2": _gpt2, "gpt_bigcode": _gpt2, "gpt_neox": _gpt_neox,
+             "falcon": _falcon}
 
 
 @lru_cache(maxsize=64)

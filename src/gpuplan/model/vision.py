@@ -34,13 +34,14 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.limits import COUNT_BOUNDS
-from gpuplan.model.spec import ModelSpec, VisionSpec
 from gpuplan.model.image_processing import image_patches, llama4_tiles, window_key_sum
+from gpuplan.model.spec import ModelSpec, VisionSpec
 from gpuplan.model.tensors import TensorInfo, _Builder
 
 # The wrapper's model_type -> the vision tower it carries
 WRAPPER_TOWER = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl", "gemma3": "siglip",
                  "mistral3": "pixtral", "llama4": "llama4"}
+
 
 def _int(cfg: dict[str, Any], source: str, key: str, default: int | None) -> int:
     value = cfg.get(key, default)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Hashable, Iterable
 
-from gpuplan.model.spec import ModelSpec, require_memory_rules
+from gpuplan.model.spec import ModelSpec, require_memory_rules, target_seq_refusal
 from gpuplan.model.tensors import tensor_table
 from gpuplan.parallel.layout import resolve_layout
 from gpuplan.report import MemoryReport, Term, fits
@@ -43,9 +43,7 @@ def estimate_training(spec: ModelSpec | None, cfg: TrainConfig, *, params_total:
         return _params_only(params_total, cfg, recipe, capacity_bytes)
     require_memory_rules(spec)
     if cfg.target_seq is not None:
-        from gpuplan.errors import InputError
-        raise InputError("--target-seq", cfg.target_seq, f"applies to encoder-decoders (T5) only; {spec.name} is "
-                         "not one: give its length as --seq")
+        raise target_seq_refusal(cfg.target_seq, spec.name)
     spec = saved_spec(spec, cfg)
     layout = resolve_layout(spec, cfg)
     if not layout.is_single:

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.model.hf_config import ENCODER_DECODER_TYPES
+from gpuplan.model.hf_families import t5_head_tied
 from gpuplan.model.spec import ModelSpec
 from gpuplan.verify.setup import TrainSetup
 
@@ -82,14 +83,13 @@ def build_model(config: dict[str, Any], *, dtype: str, attention: str):
 
 def untie_as_checkpoint(model, config: dict[str, Any]) -> None:
     """Give a T5-family output head its own weight where the checkpoint stores one
-    (:func:`gpuplan.model.hf_config.t5_head_tied`) and transformers tied it anyway. transformers 5 forces T5-family configs to tie (``T5Config.__post_init__`` sets
-    ``tie_word_embeddings = True`` and keeps the written false only as ``scale_decoder_outputs``), so
-    ``from_config`` shares ``lm_head`` with ``shared``; ``from_pretrained`` of a checkpoint that stores both
-    (T5 v1.1, Flan-T5, mT5) leaves them apart (``PreTrainedModel.tie_weights``: both present with different
-    values, not tied). The model here is the loaded one."""
+    (:func:`gpuplan.model.hf_families.t5_head_tied`) and transformers tied it anyway. transformers 5 forces
+    T5-family configs to tie (``T5Config.__post_init__`` sets ``tie_word_embeddings = True`` and keeps the written
+    false only as ``scale_decoder_outputs``), so ``from_config`` shares ``lm_head`` with ``shared``;
+    ``from_pretrained`` of a checkpoint that stores both (T5 v1.1, Flan-T5, mT5) leaves them apart
+    (``PreTrainedModel.tie_weights``: both present with different values, not tied). The model here is the loaded
+    one."""
     import torch
-
-    from gpuplan.model.hf_config import t5_head_tied
 
     if config.get("model_type") not in ENCODER_DECODER_TYPES or t5_head_tied(config):
         return
